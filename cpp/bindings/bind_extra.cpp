@@ -1,0 +1,11 @@
+// Registration point for concepts added later (matmul, observers, ...): each adds its own
+// bind_<concept>.cpp and a call here, keeping module.cpp stable.
+#include <pybind11/pybind11.h>
+
+namespace py = pybind11;
+
+namespace lowbit {
+namespace bind {
+void bind_extra(py::module_&) {}
+}  // namespace bind
+}  // namespace lowbit

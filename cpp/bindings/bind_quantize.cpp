@@ -1,0 +1,202 @@
+// Bindings for quantize / dequantize / fake_quantize: validate arrays and parameters, allocate
+// the result, release the GIL around the op. No arithmetic here.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "common.hpp"
+#include "lowbit/quantize.hpp"
+
+namespace lowbit {
+namespace bind {
+namespace {
+
+QDtype parse_dtype(const std::string& s) {
+  if (s == "int8") return QDtype::kInt8;
+  if (s == "uint8") return QDtype::kUint8;
+  if (s == "int4") return QDtype::kInt4;
+  if (s == "uint4") return QDtype::kUint4;
+  value_error("dtype: expected one of 'int8', 'uint8', 'int4', 'uint4', got '" + s + "'");
+}
+
+ParamMode parse_mode(const std::string& s) {
+  if (s == "tensor") return ParamMode::kTensor;
+  if (s == "row") return ParamMode::kRow;
+  if (s == "element") return ParamMode::kElement;
+  if (s == "group") return ParamMode::kGroup;
+  value_error("mode: expected 'tensor', 'row', 'element' or 'group', got '" + s + "'");
+}
+
+// Holds the parameter arrays alive and the layout that points into them.
+struct Layout {
+  QuantLayout l;
+  py::array_t<float, py::array::c_style | py::array::forcecast> scale;
+  py::array_t<int32_t, py::array::c_style | py::array::forcecast> zp;
+};
+
+Layout make_layout(const std::vector<int64_t>& shape, const std::string& dtype, const std::string& mode, int64_t row_div,
+                   int64_t group_size, const py::array& scale_in, const py::array& zp_in, int32_t qmin, int32_t qmax) {
+  Layout L;
+  QuantLayout& l = L.l;
+  l.dtype = parse_dtype(dtype);
+  l.mode = parse_mode(mode);
+  const int bits = qdtype_bits(l.dtype);
+  const bool sgn = qdtype_signed(l.dtype);
+  const int32_t lo = sgn ? -(1 << (bits - 1)) : 0;
+  const int32_t hi = sgn ? (1 << (bits - 1)) - 1 : (1 << bits) - 1;
+  if (qmin < lo || qmax > hi || qmin > qmax)
+    value_error("qmin/qmax: [" + std::to_string(qmin) + ", " + std::to_string(qmax) + "] is not inside the " + dtype +
+                " range [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+  l.qmin = qmin;
+  l.qmax = qmax;
+  l.cols = shape.empty() ? 1 : shape.back();
+  l.rows = 1;
+  for (size_t i = 0; i + 1 < shape.size(); ++i) l.rows *= shape[i];
+  L.scale = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(scale_in);
+  L.zp = py::array_t<int32_t, py::array::c_style | py::array::forcecast>::ensure(zp_in);
+  if (!L.scale || !L.zp) type_error("scale and zero_point must be numeric arrays");
+  const int64_t n = L.scale.size();
+  if (L.zp.size() != n) value_error("zero_point: expected " + std::to_string(n) + " values (one per scale), got " + std::to_string(L.zp.size()));
+  l.n_params = n;
+  int64_t expected = 1;
+  switch (l.mode) {
+    case ParamMode::kTensor:
+      expected = 1;
+      break;
+    case ParamMode::kRow:
+      if (row_div < 1) value_error("row_div must be >= 1");
+      expected = n;
+      if (l.rows % (row_div * n) != 0) value_error("scale: per-channel size does not match the tensor's shape");
+      break;
+    case ParamMode::kElement:
+      expected = l.cols;
+      break;
+    case ParamMode::kGroup:
+      if (group_size < 1) value_error("group_size: must be >= 1, got " + std::to_string(group_size));
+      expected = l.rows * ((l.cols + group_size - 1) / group_size);
+      break;
+  }
+  if (n != expected && !(n >= 1 && l.rows * l.cols == 0 && l.mode != ParamMode::kTensor))
+    value_error("scale: expected " + std::to_string(expected) + " values for this granularity, got " + std::to_string(n));
+  l.row_div = row_div;
+  l.group_size = group_size;
+  const float* s = L.scale.data();
+  const int32_t* z = L.zp.data();
+  for (int64_t i = 0; i < n; ++i) {
+    if (!(std::isfinite(s[i]) && s[i] > 0.0f))
+      value_error("scale: every scale must be finite and > 0, got " + std::to_string(s[i]) + " at index " + std::to_string(i));
+    if (!std::isfinite(1.0f / s[i]))
+      value_error("scale: " + std::to_string(s[i]) + " at index " + std::to_string(i) + " is so small that 1/scale overflows float32");
+    if (z[i] < qmin || z[i] > qmax)
+      value_error("zero_point: " + std::to_string(z[i]) + " at index " + std::to_string(i) + " is outside [" +
+                  std::to_string(qmin) + ", " + std::to_string(qmax) + "]");
+  }
+  l.scale = s;
+  l.zero_point = z;
+  return L;
+}
+
+std::vector<int64_t> shape_of(const py::array& a) {
+  return std::vector<int64_t>(a.shape(), a.shape() + a.ndim());
+}
+
+Rounding make_rounding(const std::string& rounding, uint64_t seed) {
+  Rounding r;
+  if (rounding == "stochastic") {
+    r.stochastic = true;
+    r.seed = seed;
+  } else if (rounding != "nearest") {
+    value_error("rounding: expected 'nearest' or 'stochastic', got '" + rounding + "'");
+  }
+  return r;
+}
+
+py::array quantize_py(const py::array& x, const std::string& dtype, const std::string& mode, int64_t row_div,
+                      int64_t group_size, const py::array& scale, const py::array& zp, int32_t qmin, int32_t qmax,
+                      const std::string& rounding, uint64_t seed) {
+  const bool f32 = has_dtype<float>(x);
+  const bool f16 = is_f16(x);
+  if (!f32 && !f16) type_error("x: expected a float32 or float16 array, got " + dtype_str(x));
+  require_contiguous(x, "x");
+  auto shape = shape_of(x);
+  Layout L = make_layout(shape, dtype, mode, row_div, group_size, scale, zp, qmin, qmax);
+  Rounding r = make_rounding(rounding, seed);
+  std::vector<int64_t> out_shape = shape;
+  if (!out_shape.empty()) out_shape.back() = L.l.row_bytes();
+  py::array out = qdtype_signed(L.l.dtype) ? py::array(py::dtype::of<int8_t>(), out_shape)
+                                           : py::array(py::dtype::of<uint8_t>(), out_shape);
+  auto* q = static_cast<uint8_t*>(out.mutable_data());
+  const void* src = x.data();
+  {
+    py::gil_scoped_release release;
+    if (f32)
+      quantize(static_cast<const float*>(src), L.l, r, q);
+    else
+      quantize_f16(static_cast<const uint16_t*>(src), L.l, r, q);
+  }
+  return out;
+}
+
+py::array fake_quantize_py(const py::array& x, const std::string& dtype, const std::string& mode, int64_t row_div,
+                           int64_t group_size, const py::array& scale, const py::array& zp, int32_t qmin,
+                           int32_t qmax, const std::string& rounding, uint64_t seed) {
+  const bool f32 = has_dtype<float>(x);
+  const bool f16 = is_f16(x);
+  if (!f32 && !f16) type_error("x: expected a float32 or float16 array, got " + dtype_str(x));
+  require_contiguous(x, "x");
+  auto shape = shape_of(x);
+  Layout L = make_layout(shape, dtype, mode, row_div, group_size, scale, zp, qmin, qmax);
+  Rounding r = make_rounding(rounding, seed);
+  py::array out(py::dtype::of<float>(), shape);
+  auto* o = static_cast<float*>(out.mutable_data());
+  const void* src = x.data();
+  {
+    py::gil_scoped_release release;
+    if (f32)
+      fake_quantize(static_cast<const float*>(src), L.l, r, o);
+    else
+      fake_quantize_f16(static_cast<const uint16_t*>(src), L.l, r, o);
+  }
+  return out;
+}
+
+py::array dequantize_py(const py::array& q, const std::vector<int64_t>& shape, const std::string& dtype,
+                        const std::string& mode, int64_t row_div, int64_t group_size, const py::array& scale,
+                        const py::array& zp, int32_t qmin, int32_t qmax) {
+  Layout L = make_layout(shape, dtype, mode, row_div, group_size, scale, zp, qmin, qmax);
+  const bool want_signed = qdtype_signed(L.l.dtype);
+  if (!(want_signed ? has_dtype<int8_t>(q) : has_dtype<uint8_t>(q)))
+    type_error("q: expected " + std::string(want_signed ? "int8" : "uint8") + " data for dtype " + dtype + ", got " + dtype_str(q));
+  require_contiguous(q, "q");
+  std::vector<int64_t> data_shape = shape;
+  if (!data_shape.empty()) data_shape.back() = L.l.row_bytes();
+  if (shape_of(q) != data_shape) value_error("q: stored data shape does not match the logical shape");
+  py::array out(py::dtype::of<float>(), shape);
+  auto* o = static_cast<float*>(out.mutable_data());
+  const auto* src = static_cast<const uint8_t*>(q.data());
+  {
+    py::gil_scoped_release release;
+    dequantize(src, L.l, o);
+  }
+  return out;
+}
+
+}  // namespace
+
+void bind_quantize(py::module_& m) {
+  m.def("quantize", &quantize_py, py::arg("x"), py::arg("dtype"), py::arg("mode"), py::arg("row_div"),
+        py::arg("group_size"), py::arg("scale"), py::arg("zero_point"), py::arg("qmin"), py::arg("qmax"),
+        py::arg("rounding"), py::arg("seed"));
+  m.def("fake_quantize", &fake_quantize_py, py::arg("x"), py::arg("dtype"), py::arg("mode"), py::arg("row_div"),
+        py::arg("group_size"), py::arg("scale"), py::arg("zero_point"), py::arg("qmin"), py::arg("qmax"),
+        py::arg("rounding"), py::arg("seed"));
+  m.def("dequantize", &dequantize_py, py::arg("q"), py::arg("shape"), py::arg("dtype"), py::arg("mode"),
+        py::arg("row_div"), py::arg("group_size"), py::arg("scale"), py::arg("zero_point"), py::arg("qmin"),
+        py::arg("qmax"));
+}
+
+}  // namespace bind
+}  // namespace lowbit

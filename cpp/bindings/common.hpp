@@ -1,0 +1,31 @@
+// Shared binding helpers: argument validation that raises TypeError/ValueError naming the argument.
+#pragma once
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <string>
+
+namespace lowbit {
+namespace bind {
+
+namespace py = pybind11;
+
+[[noreturn]] inline void type_error(const std::string& msg) { throw py::type_error(msg); }
+[[noreturn]] inline void value_error(const std::string& msg) { throw py::value_error(msg); }
+
+template <class T>
+bool has_dtype(const py::array& a) {
+  return a.dtype().is(py::dtype::of<T>());
+}
+
+inline bool is_f16(const py::array& a) { return a.dtype().kind() == 'f' && a.dtype().itemsize() == 2; }
+
+inline void require_contiguous(const py::array& a, const char* name) {
+  if (!(a.flags() & py::array::c_style)) value_error(std::string(name) + " must be C-contiguous");
+}
+
+inline std::string dtype_str(const py::array& a) { return py::str(a.dtype()).cast<std::string>(); }
+
+}  // namespace bind
+}  // namespace lowbit

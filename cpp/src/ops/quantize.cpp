@@ -1,0 +1,220 @@
+// Quantize ops (ops layer): map granularity onto constant-parameter runs, pack/unpack 4-bit
+// nibbles, widen f16 input, split the work over threads, and call the dispatched row kernels.
+#include <algorithm>
+#include <vector>
+
+#include "dispatch/quantize.hpp"
+#include "lowbit/parallel.hpp"
+#include "lowbit/quantize.hpp"
+
+namespace lowbit {
+namespace {
+
+constexpr int64_t kGrain = 1 << 15;         // elements per task, at least
+constexpr int64_t kChunk = 2048;            // staging buffer (f16 widening, 4-bit packing)
+constexpr int64_t kStreamBytes = 16 << 20;  // outputs this large bypass the caches on dequantize
+
+struct Params {
+  std::vector<float> inv;
+  const QuantLayout* l;
+
+  explicit Params(const QuantLayout& layout) : inv(static_cast<size_t>(layout.n_params)), l(&layout) {
+    for (int64_t i = 0; i < layout.n_params; ++i) inv[i] = 1.0f / layout.scale[i];
+  }
+
+  AffineRow at(int64_t index, bool per_element) const {
+    return AffineRow{l->scale + index, inv.data() + index, l->zero_point + index, per_element, l->qmin, l->qmax};
+  }
+
+  // Calls f(c0, c1, params) for each run of row r within [c0, c1) whose parameters are constant
+  // (or per element, for kElement).
+  template <class F>
+  void for_each_run(int64_t r, int64_t c0, int64_t c1, F&& f) const {
+    switch (l->mode) {
+      case ParamMode::kTensor:
+        f(c0, c1, at(0, false));
+        break;
+      case ParamMode::kRow:
+        f(c0, c1, at((r / l->row_div) % l->n_params, false));
+        break;
+      case ParamMode::kElement:
+        f(c0, c1, at(c0, true));
+        break;
+      case ParamMode::kGroup: {
+        const int64_t g = l->group_size;
+        const int64_t base = r * ((l->cols + g - 1) / g);
+        for (int64_t c = c0; c < c1;) {
+          int64_t e = std::min(c1, (c / g + 1) * g);
+          f(c, e, at(base + c / g, false));
+          c = e;
+        }
+        break;
+      }
+    }
+  }
+};
+
+// Splits the flat rows*cols range over threads; fn(r, c0, c1) sees pieces of single rows. For
+// 4-bit output with odd rows, pieces start on row boundaries so nibble pairs never straddle tasks.
+template <class F>
+void for_each_piece(const QuantLayout& l, F&& fn) {
+  const int64_t total = l.rows * l.cols;
+  if (total == 0) return;
+  int64_t align = 64;
+  if (qdtype_bits(l.dtype) == 4 && (l.cols % 2) != 0) align = l.cols;
+  parallel_range(total, kGrain, align, [&](int64_t b, int64_t e) {
+    while (b < e) {
+      int64_t r = b / l.cols;
+      int64_t c0 = b - r * l.cols;
+      int64_t c1 = std::min(l.cols, c0 + (e - b));
+      fn(r, c0, c1);
+      b += c1 - c0;
+    }
+  });
+}
+
+// Writes columns [c0, c0 + n) of a packed row. Columns arrive in increasing order within a task
+// and every task starts on an even column, so an even column may clear its byte's high nibble.
+void pack_nibbles(const int8_t* v, int64_t c0, int64_t n, uint8_t* row) {
+  int64_t i = 0;
+  if ((c0 & 1) != 0 && n > 0) {
+    row[c0 / 2] = static_cast<uint8_t>((row[c0 / 2] & 0x0f) | ((v[0] & 0x0f) << 4));
+    i = 1;
+  }
+  for (; i + 1 < n; i += 2) row[(c0 + i) / 2] = static_cast<uint8_t>((v[i] & 0x0f) | ((v[i + 1] & 0x0f) << 4));
+  if (i < n) row[(c0 + i) / 2] = static_cast<uint8_t>(v[i] & 0x0f);
+}
+
+void unpack_nibbles(const uint8_t* in, int64_t c0, int64_t n, bool is_signed, int8_t* v) {
+  for (int64_t i = 0; i < n; ++i) {
+    int64_t c = c0 + i;
+    int32_t nib = (in[c / 2] >> ((c & 1) * 4)) & 0x0f;
+    if (is_signed && nib >= 8) nib -= 16;
+    v[i] = static_cast<int8_t>(nib);
+  }
+}
+
+template <class In, class Widen>
+void quantize_impl(const In* x, const QuantLayout& l, const Rounding& rnd, uint8_t* q, Widen widen) {
+  Params params(l);
+  const bool four_bit = qdtype_bits(l.dtype) == 4;
+  const bool as_signed = qdtype_signed(l.dtype) || four_bit;  // 4-bit values fit int8 either way
+  auto qs8 = dispatch::quantize_f32_s8.get();
+  auto qu8 = dispatch::quantize_f32_u8.get();
+  const int64_t row_bytes = l.row_bytes();
+  for_each_piece(l, [&](int64_t r, int64_t c0, int64_t c1) {
+    const In* xr = x + r * l.cols;
+    uint8_t* qr = q + r * row_bytes;
+    params.for_each_run(r, c0, c1, [&](int64_t a, int64_t b, const AffineRow& p) {
+      alignas(64) float fbuf[kChunk];
+      alignas(64) int8_t qbuf[kChunk];
+      for (int64_t s = a; s < b; s += kChunk) {
+        const int64_t m = std::min(kChunk, b - s);
+        AffineRow ps = p;
+        if (p.per_element) {
+          ps.scale += s - a;
+          ps.inv_scale += s - a;
+          ps.zero_point += s - a;
+        }
+        Rounding rs = rnd;
+        rs.counter = rnd.counter + static_cast<uint64_t>(r * l.cols + s);
+        const float* src = widen(xr + s, m, fbuf);
+        if (four_bit) {
+          qs8(src, m, ps, rs, qbuf);
+          pack_nibbles(qbuf, s, m, qr);
+        } else if (as_signed) {
+          qs8(src, m, ps, rs, reinterpret_cast<int8_t*>(qr + s));
+        } else {
+          qu8(src, m, ps, rs, qr + s);
+        }
+      }
+    });
+  });
+}
+
+template <class In, class Widen>
+void fake_quantize_impl(const In* x, const QuantLayout& l, const Rounding& rnd, float* out, Widen widen) {
+  Params params(l);
+  auto fq = dispatch::fake_quantize_f32_f32.get();
+  for_each_piece(l, [&](int64_t r, int64_t c0, int64_t c1) {
+    params.for_each_run(r, c0, c1, [&](int64_t a, int64_t b, const AffineRow& p) {
+      alignas(64) float fbuf[kChunk];
+      for (int64_t s = a; s < b; s += kChunk) {
+        const int64_t m = std::min(kChunk, b - s);
+        AffineRow ps = p;
+        if (p.per_element) {
+          ps.scale += s - a;
+          ps.inv_scale += s - a;
+          ps.zero_point += s - a;
+        }
+        Rounding rs = rnd;
+        rs.counter = rnd.counter + static_cast<uint64_t>(r * l.cols + s);
+        fq(widen(x + r * l.cols + s, m, fbuf), m, ps, rs, out + r * l.cols + s);
+      }
+    });
+  });
+}
+
+const float* identity_f32(const float* x, int64_t, float*) { return x; }
+
+}  // namespace
+
+void quantize(const float* x, const QuantLayout& l, const Rounding& r, uint8_t* q) { quantize_impl(x, l, r, q, identity_f32); }
+
+void quantize_f16(const uint16_t* x, const QuantLayout& l, const Rounding& r, uint8_t* q) {
+  auto cvt = dispatch::convert_f16_f32.get();
+  quantize_impl(x, l, r, q, [cvt](const uint16_t* s, int64_t m, float* buf) -> const float* {
+    cvt(s, m, buf);
+    return buf;
+  });
+}
+
+void fake_quantize(const float* x, const QuantLayout& l, const Rounding& r, float* out) {
+  fake_quantize_impl(x, l, r, out, identity_f32);
+}
+
+void fake_quantize_f16(const uint16_t* x, const QuantLayout& l, const Rounding& r, float* out) {
+  auto cvt = dispatch::convert_f16_f32.get();
+  fake_quantize_impl(x, l, r, out, [cvt](const uint16_t* s, int64_t m, float* buf) -> const float* {
+    cvt(s, m, buf);
+    return buf;
+  });
+}
+
+void dequantize(const uint8_t* q, const QuantLayout& l, float* out) {
+  Params params(l);
+  const bool four_bit = qdtype_bits(l.dtype) == 4;
+  const bool is_signed = qdtype_signed(l.dtype);
+  const bool stream = static_cast<int64_t>(sizeof(float)) * l.rows * l.cols >= kStreamBytes;
+  auto ds8 = dispatch::dequantize_s8_f32.get();
+  auto du8 = dispatch::dequantize_u8_f32.get();
+  const int64_t row_bytes = l.row_bytes();
+  for_each_piece(l, [&](int64_t r, int64_t c0, int64_t c1) {
+    const uint8_t* qr = q + r * row_bytes;
+    float* orow = out + r * l.cols;
+    params.for_each_run(r, c0, c1, [&](int64_t a, int64_t b, const AffineRow& p) {
+      if (!four_bit) {
+        if (is_signed) {
+          ds8(reinterpret_cast<const int8_t*>(qr + a), b - a, p, orow + a, stream);
+        } else {
+          du8(qr + a, b - a, p, orow + a, stream);
+        }
+        return;
+      }
+      alignas(64) int8_t qbuf[kChunk];
+      for (int64_t s = a; s < b; s += kChunk) {
+        const int64_t m = std::min(kChunk, b - s);
+        AffineRow ps = p;
+        if (p.per_element) {
+          ps.scale += s - a;
+          ps.inv_scale += s - a;
+          ps.zero_point += s - a;
+        }
+        unpack_nibbles(qr, s, m, is_signed, qbuf);
+        ds8(qbuf, m, ps, orow + s, false);
+      }
+    });
+  });
+}
+
+}  // namespace lowbit

@@ -1,0 +1,76 @@
+// Reference (scalar) quantize/dequantize row kernels: the C++ spec every ISA kernel must match
+// bit for bit. Always compiled, with the baseline flags only.
+#include "reference/quantize.hpp"
+
+#include "reference/scalar.hpp"
+
+namespace lowbit {
+namespace ref {
+namespace {
+
+template <class T>
+void quantize_row(const float* x, int64_t n, const AffineRow& p, const Rounding& r, T* q) {
+  const int64_t step = p.per_element ? 1 : 0;
+  uint32_t hi = static_cast<uint32_t>(r.counter >> 32);
+  uint32_t key = detail::stream_key(r.seed, hi);
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t j = i * step;
+    int32_t v;
+    if (r.stochastic) {
+      uint64_t c = r.counter + static_cast<uint64_t>(i);
+      if (static_cast<uint32_t>(c >> 32) != hi) {
+        hi = static_cast<uint32_t>(c >> 32);
+        key = detail::stream_key(r.seed, hi);
+      }
+      float u = detail::uniform01(static_cast<uint32_t>(c), key);
+      v = detail::quantize_one_stochastic(x[i], p.inv_scale[j], p.zero_point[j], p.qmin, p.qmax, u);
+    } else {
+      v = detail::quantize_one(x[i], p.inv_scale[j], p.zero_point[j], p.qmin, p.qmax);
+    }
+    q[i] = static_cast<T>(v);
+  }
+}
+
+template <class T>
+void dequantize_row(const T* q, int64_t n, const AffineRow& p, float* out) {
+  const int64_t step = p.per_element ? 1 : 0;
+  for (int64_t i = 0; i < n; ++i) out[i] = detail::dequantize_one(q[i], p.scale[i * step], p.zero_point[i * step]);
+}
+
+}  // namespace
+
+void quantize_f32_s8(const float* x, int64_t n, const AffineRow& p, const Rounding& r, int8_t* q) {
+  quantize_row(x, n, p, r, q);
+}
+void quantize_f32_u8(const float* x, int64_t n, const AffineRow& p, const Rounding& r, uint8_t* q) {
+  quantize_row(x, n, p, r, q);
+}
+void dequantize_s8_f32(const int8_t* q, int64_t n, const AffineRow& p, float* out, bool) { dequantize_row(q, n, p, out); }
+void dequantize_u8_f32(const uint8_t* q, int64_t n, const AffineRow& p, float* out, bool) {
+  dequantize_row(q, n, p, out);
+}
+void fake_quantize_f32_f32(const float* x, int64_t n, const AffineRow& p, const Rounding& r, float* out) {
+  // Same integer as quantize, then the same dequantize arithmetic: bit-identical to two steps.
+  constexpr int64_t kChunk = 256;
+  int32_t tmp[kChunk];
+  const int64_t step = p.per_element ? 1 : 0;
+  for (int64_t b = 0; b < n; b += kChunk) {
+    int64_t m = n - b < kChunk ? n - b : kChunk;
+    AffineRow sub = p;
+    if (p.per_element) {
+      sub.scale += b;
+      sub.inv_scale += b;
+      sub.zero_point += b;
+    }
+    Rounding rs = r;
+    rs.counter += static_cast<uint64_t>(b);
+    quantize_row(x + b, m, sub, rs, tmp);
+    for (int64_t i = 0; i < m; ++i) out[b + i] = detail::dequantize_one(tmp[i], sub.scale[i * step], sub.zero_point[i * step]);
+  }
+}
+void convert_f16_f32(const uint16_t* x, int64_t n, float* out) {
+  for (int64_t i = 0; i < n; ++i) out[i] = detail::f16_to_f32(x[i]);
+}
+
+}  // namespace ref
+}  // namespace lowbit

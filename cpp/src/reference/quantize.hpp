@@ -1,0 +1,27 @@
+// Declarations of the reference quantize kernels (lowbit::ref) and of each ISA's kernels.
+// Every ISA namespace provides the same functions with the same contracts (lowbit/quantize.hpp).
+#pragma once
+
+#include "lowbit/quantize.hpp"
+
+#define LOWBIT_DECLARE_QUANTIZE_KERNELS                                                                   \
+  void quantize_f32_s8(const float* x, int64_t n, const AffineRow& p, const Rounding& r, int8_t* q);     \
+  void quantize_f32_u8(const float* x, int64_t n, const AffineRow& p, const Rounding& r, uint8_t* q);    \
+  void dequantize_s8_f32(const int8_t* q, int64_t n, const AffineRow& p, float* out, bool stream);       \
+  void dequantize_u8_f32(const uint8_t* q, int64_t n, const AffineRow& p, float* out, bool stream);      \
+  void fake_quantize_f32_f32(const float* x, int64_t n, const AffineRow& p, const Rounding& r, float* out); \
+  void convert_f16_f32(const uint16_t* x, int64_t n, float* out);
+
+namespace lowbit {
+namespace ref {
+LOWBIT_DECLARE_QUANTIZE_KERNELS
+}
+namespace kernels {
+namespace avx2 {
+LOWBIT_DECLARE_QUANTIZE_KERNELS
+}
+namespace avx512 {
+LOWBIT_DECLARE_QUANTIZE_KERNELS
+}
+}  // namespace kernels
+}  // namespace lowbit
