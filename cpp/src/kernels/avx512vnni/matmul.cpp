@@ -72,14 +72,20 @@ void micro(const GemmArgs& g, int64_t i0, int64_t p0) {
     LOWBIT_ROW(0) LOWBIT_ROW(1) LOWBIT_ROW(2) LOWBIT_ROW(3) LOWBIT_ROW(4) LOWBIT_ROW(5) LOWBIT_ROW(6) LOWBIT_ROW(7)
 #undef LOWBIT_ROW
   }
-#define LOWBIT_EPI(r)                                       \
-  if (MR > r) {                                             \
-    epilogue(g, c##r##0, i0 + r, p0);                       \
-    if (NP > 1) epilogue(g, c##r##1, i0 + r, p0 + 1);       \
-    if (NP > 2) epilogue(g, c##r##2, i0 + r, p0 + 2);       \
+  // The epilogue runs from a stored tile: calling it on live accumulators makes GCC 12 spill
+  // them inside the k loop (every zmm is call-clobbered).
+  alignas(64) int32_t tile[8][48];
+#define LOWBIT_STORE(r)                                                  \
+  if (MR > r) {                                                          \
+    _mm512_store_si512(tile[r], c##r##0);                                \
+    if (NP > 1) _mm512_store_si512(tile[r] + 16, c##r##1);               \
+    if (NP > 2) _mm512_store_si512(tile[r] + 32, c##r##2);               \
   }
-  LOWBIT_EPI(0) LOWBIT_EPI(1) LOWBIT_EPI(2) LOWBIT_EPI(3) LOWBIT_EPI(4) LOWBIT_EPI(5) LOWBIT_EPI(6) LOWBIT_EPI(7)
-#undef LOWBIT_EPI
+  LOWBIT_STORE(0) LOWBIT_STORE(1) LOWBIT_STORE(2) LOWBIT_STORE(3) LOWBIT_STORE(4) LOWBIT_STORE(5) LOWBIT_STORE(6)
+  LOWBIT_STORE(7)
+#undef LOWBIT_STORE
+  for (int r = 0; r < MR; ++r)
+    for (int q = 0; q < NP; ++q) epilogue(g, _mm512_load_si512(tile[r] + 16 * q), i0 + r, p0 + q);
 }
 
 template <int NP>
