@@ -103,6 +103,19 @@ py::tuple pack_weight_py(const py::array& w) {
   return py::make_tuple(packed, colsum);
 }
 
+py::array unpack_weight_py(const py::array& packed, int64_t n, int64_t k) {
+  if (n < 0 || k < 0) value_error("shape: n and k must be >= 0");
+  if (!has_dtype<int8_t>(packed) || packed.ndim() != 1 || packed.size() != packed_weight_bytes(k, n) ||
+      !(packed.flags() & py::array::c_style))
+    value_error("packed: data does not match the shape (" + std::to_string(n) + ", " + std::to_string(k) + ")");
+  py::array_t<int8_t> out({n, k});
+  int8_t* o = out.mutable_data();
+  const auto* pp = static_cast<const int8_t*>(packed.data());
+  py::gil_scoped_release release;
+  unpack_weight_s8(pp, n, k, o);
+  return out;
+}
+
 using F32 = py::array_t<float, py::array::c_style | py::array::forcecast>;
 
 std::vector<float> padded(const F32& v, int64_t n, const char* name) {
@@ -200,6 +213,8 @@ void bind_matmul(py::module_& m) {
         "The scalar C++ spec of matmul_int8 (slow triple loop).");
   m.def("pack_weight_s8", &pack_weight_py, py::arg("w"),
         "Packs w (N, K) int8 into the vnni4x16 layout; returns (packed, colsum).");
+  m.def("unpack_weight_s8", &unpack_weight_py, py::arg("packed"), py::arg("n"), py::arg("k"),
+        "Inverse of pack_weight_s8: the (N, K) int8 weight.");
   m.def("linear", &linear_py, py::arg("x"), py::arg("packed"), py::arg("colsum"), py::arg("n"), py::arg("k"),
         py::arg("scale"), py::arg("bias"), py::arg("act"), py::arg("act_scale"), py::arg("act_zero_point"),
         py::arg("act_signed"), py::arg("relu"), py::arg("out_scale"), py::arg("out_zero_point"));

@@ -67,6 +67,9 @@ using GemmTaskFn = void (*)(const GemmArgs& g, int64_t m0, int64_t m1, int64_t p
 void pack_weight_s8(const int8_t* w, int64_t n, int64_t k, int64_t stride_n, int64_t stride_k, int8_t* packed,
                     int32_t* colsum);
 
+// Inverse of pack_weight_s8: w (n x k, contiguous int8) from the packed bytes.
+void unpack_weight_s8(const int8_t* packed, int64_t n, int64_t k, int8_t* w);
+
 // C (m x n, contiguous int32) = A (m x k, int8 or uint8 by a_signed) times packed B.
 void matmul_packed(const uint8_t* a, bool a_signed, int64_t m, int64_t k, int64_t stride_am, int64_t stride_ak,
                    const int8_t* packed, const int32_t* colsum, int64_t n, int32_t* c);

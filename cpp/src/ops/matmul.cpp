@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cfloat>
 #include <cmath>
+#include <cstdlib>
 #include <functional>
 #include <vector>
 
@@ -82,27 +83,46 @@ void finite_min_max(const float* x, int64_t n, float* lo_out, float* hi_out) {
 void pack_weight_s8(const int8_t* w, int64_t n, int64_t k, int64_t stride_n, int64_t stride_k, int8_t* packed,
                     int32_t* colsum) {
   const int64_t kg = k_groups(k);
+  const int64_t kp = kg * kKGroup;
   const int64_t panels = n_panels(n);
-  parallel_range(panels, std::max<int64_t>(1, (1 << 16) / std::max<int64_t>(kg * 64, 1)), 1, [&](int64_t p0, int64_t p1) {
+  // Walk the source along its smaller stride: k inner for (N, K) rows, columns inner for (K, N).
+  const bool k_inner = std::abs(stride_k) <= std::abs(stride_n);
+  parallel_range(panels, std::max<int64_t>(1, (1 << 16) / std::max<int64_t>(kp * kPanelCols, 1)), 1, [&](int64_t p0, int64_t p1) {
     for (int64_t p = p0; p < p1; ++p) {
-      int8_t* dst = packed + p * kg * kPanelCols * kKGroup;
-      for (int64_t j = 0; j < kPanelCols; ++j) {
-        const int64_t col = p * kPanelCols + j;
-        int32_t sum = 0;
-        if (col < n) {
-          const int8_t* src = w + col * stride_n;
-          for (int64_t t = 0; t < kg * kKGroup; ++t) {
-            const int8_t v = t < k ? src[t * stride_k] : static_cast<int8_t>(0);
+      int8_t* dst = packed + p * kp * kPanelCols;
+      const int64_t jn = std::min<int64_t>(kPanelCols, n - p * kPanelCols);
+      int32_t sums[kPanelCols] = {};
+      if (k_inner) {
+        for (int64_t j = 0; j < kPanelCols; ++j) {
+          const int8_t* src = w + (p * kPanelCols + j) * stride_n;
+          for (int64_t t = 0; t < kp; ++t) {
+            const int8_t v = (j < jn && t < k) ? src[t * stride_k] : static_cast<int8_t>(0);
             dst[((t / 4) * kPanelCols + j) * 4 + (t & 3)] = v;
-            sum += v;
+            sums[j] += v;
           }
-        } else {
-          for (int64_t t = 0; t < kg * kKGroup; ++t) dst[((t / 4) * kPanelCols + j) * 4 + (t & 3)] = 0;
         }
-        colsum[col] = sum;
+      } else {
+        for (int64_t t = 0; t < kp; ++t) {
+          const int8_t* src = w + t * stride_k + p * kPanelCols * stride_n;
+          int8_t* d = dst + (t / 4) * kPanelCols * 4 + (t & 3);
+          for (int64_t j = 0; j < kPanelCols; ++j) {
+            const int8_t v = (j < jn && t < k) ? src[j * stride_n] : static_cast<int8_t>(0);
+            d[j * 4] = v;
+            sums[j] += v;
+          }
+        }
       }
+      for (int64_t j = 0; j < kPanelCols; ++j) colsum[p * kPanelCols + j] = sums[j];
     }
   });
+}
+
+void unpack_weight_s8(const int8_t* packed, int64_t n, int64_t k, int8_t* w) {
+  const int64_t kg = k_groups(k);
+  for (int64_t col = 0; col < n; ++col) {
+    const int8_t* src = packed + (col / kPanelCols) * kg * kPanelCols * kKGroup + (col % kPanelCols) * kKGroup;
+    for (int64_t t = 0; t < k; ++t) w[col * k + t] = src[(t / 4) * kPanelCols * kKGroup + (t & 3)];
+  }
 }
 
 void matmul_packed(const uint8_t* a, bool a_signed, int64_t m, int64_t k, int64_t stride_am, int64_t stride_ak,
