@@ -71,7 +71,7 @@ def matmul_int8(a: Any, b: Any) -> np.ndarray:
     if a.ndim == 1:
         return _core.matmul_int8(a.reshape(1, -1), b).reshape(b.shape[1])
     lead = a.shape[:-1]
-    a2 = a if a.ndim == 2 else a.reshape(-1, a.shape[-1])
+    a2 = a if a.ndim == 2 else a.reshape(int(np.prod(lead, dtype=np.int64)), a.shape[-1])
     return _core.matmul_int8(a2, b).reshape(lead + (b.shape[1],))
 
 
@@ -210,6 +210,8 @@ def pack_weight(
         s = np.asarray(s, np.float32)
     else:
         s = _check_scale(scale, a.shape[0], axis)
+    if a.size == 0:  # nothing to quantize (and quantize() wants one scale per channel)
+        return PackedWeight(np.zeros(a.shape, np.int8), s, axis)
     qt = quantize(a, s if axis is not None else float(s), 0, dtype="int8", axis=axis)
     return PackedWeight(qt.int_repr(), s, axis)
 
@@ -310,7 +312,7 @@ def linear(
         if b.shape != (n,):
             raise ValueError(f"bias: expected shape ({n},), got {b.shape}")
     lead = xa.shape[:-1]
-    x2 = xa.reshape(-1, k)
+    x2 = xa.reshape(int(np.prod(lead, dtype=np.int64)), k)
     out = _core.linear(
         x2, w._packed, w._colsum, n, k, w.scale, b, act, scale_f, zp, act_dtype == "int8", bool(relu), osc, ozp
     )
