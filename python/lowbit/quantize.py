@@ -20,6 +20,8 @@ __all__ = ["QTensor", "quantize", "dequantize", "fake_quantize", "choose_qparams
 
 DTYPES = ("int8", "uint8", "int4", "uint4")
 _FLOAT32_EPS = np.float32(np.finfo(np.float32).eps)
+_SCALARS = (float, int, np.float32, np.float64)
+_INTS = (int, np.int32, np.int64)
 
 
 def _check_dtype(dtype: Any) -> str:
@@ -143,6 +145,14 @@ def _params(
 ) -> tuple[str, int, int, np.ndarray, np.ndarray, Any, Any, Optional[int], Optional[int]]:
     """Validates the granularity and returns (mode, row_div, gs, scale1d, zp1d, scale, zp, axis, gs)."""
     qmin, qmax = qrange(dtype)
+    if axis is None and group_size is None and type(scale) in _SCALARS and type(zero_point) in _INTS:
+        # Fast path for the common per-tensor call: no temporary arrays, a few scalar checks.
+        sc = np.float32(scale)
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            ok = bool(np.isfinite(sc)) and sc > 0 and bool(np.isfinite(np.float32(1) / sc))
+        if ok and qmin <= zero_point <= qmax:
+            zp = int(zero_point)
+            return "tensor", 1, 0, np.array([sc]), np.array([zp], np.int32), float(sc), zp, None, None
     ndim = len(shape)
     if axis is not None and group_size is not None:
         raise ValueError("axis and group_size: choose per-channel (axis) or per-group (group_size), not both")
