@@ -106,9 +106,9 @@ class QTensor:
     def size(self) -> int:
         return int(np.prod(self.shape, dtype=np.int64))
 
-    def dequantize(self) -> np.ndarray:
-        """float32 array ``(q - zero_point) * scale`` of the logical shape."""
-        return dequantize(self)
+    def dequantize(self, out: Optional[np.ndarray] = None) -> np.ndarray:
+        """float32 array ``(q - zero_point) * scale`` of the logical shape (into ``out`` if given)."""
+        return dequantize(self, out=out)
 
     def int_repr(self) -> np.ndarray:
         """The integer values unpacked to int8/uint8 with the logical shape (a copy for 4-bit)."""
@@ -298,13 +298,19 @@ def _layout(q: QTensor) -> tuple[str, int, int, np.ndarray, np.ndarray]:
     return "row", max(1, int(np.prod(q.shape[q.axis + 1 : -1], dtype=np.int64))), 0, s, z
 
 
-def dequantize(q: QTensor) -> np.ndarray:
+def dequantize(q: QTensor, *, out: Optional[np.ndarray] = None) -> np.ndarray:
     """Maps a :class:`QTensor` back to float32: ``(q - zero_point) * scale``.
 
     Large outputs are written with non-temporal stores (they bypass the caches).
 
+    Args:
+        q: the quantized tensor.
+        out: optional C-contiguous float32 array of ``q.shape`` to write into (saves allocating
+            and first-touching a new result, which costs as much as the work for large arrays).
+
     Raises:
-        TypeError: ``q`` is not a QTensor.
+        TypeError: ``q`` is not a QTensor, or ``out`` is not float32.
+        ValueError: ``out`` has the wrong shape, is read-only or not C-contiguous.
 
     Example:
         >>> lowbit.dequantize(lowbit.quantize(np.float32([0.3, -0.7]), 0.1, 2))
@@ -314,7 +320,9 @@ def dequantize(q: QTensor) -> np.ndarray:
         raise TypeError(f"q: expected a lowbit.QTensor, got {type(q).__name__}")
     mode, row_div, gs, s, z = _layout(q)
     qmin, qmax = qrange(q.dtype)
-    return _core.dequantize(np.require(q.data, requirements="C"), list(q.shape), q.dtype, mode, row_div, gs, s, z, qmin, qmax)
+    return _core.dequantize(
+        np.require(q.data, requirements="C"), list(q.shape), q.dtype, mode, row_div, gs, s, z, qmin, qmax, out
+    )
 
 
 def fake_quantize(
@@ -327,10 +335,12 @@ def fake_quantize(
     group_size: Optional[int] = None,
     rounding: str = "nearest",
     seed: Optional[int] = None,
+    out: Optional[np.ndarray] = None,
 ) -> np.ndarray:
     """``dequantize(quantize(x, ...))`` in one fused pass, bit-identical to the two steps.
 
-    Takes the same arguments as :func:`quantize` and returns a float32 array of ``x``'s shape.
+    Takes the same arguments as :func:`quantize` and returns a float32 array of ``x``'s shape,
+    written into ``out`` when given (a float32 C-contiguous array of that shape, not ``x``).
 
     Example:
         >>> lowbit.fake_quantize(np.float32([0.26, 9.0]), 0.5, dtype="int4")
@@ -341,7 +351,7 @@ def fake_quantize(
     mode, row_div, gs, s1, z1, *_ = _params(a.shape, scale, zero_point, dtype, axis, group_size)
     rounding, seed = _rounding(rounding, seed)
     qmin, qmax = qrange(dtype)
-    return _core.fake_quantize(a, dtype, mode, row_div, gs, s1, z1, qmin, qmax, rounding, seed)
+    return _core.fake_quantize(a, dtype, mode, row_div, gs, s1, z1, qmin, qmax, rounding, seed, out)
 
 
 def choose_qparams(
