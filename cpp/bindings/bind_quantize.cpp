@@ -39,7 +39,7 @@ struct Layout {
 };
 
 Layout make_layout(const std::vector<int64_t>& shape, const std::string& dtype, const std::string& mode, int64_t row_div,
-                   int64_t group_size, const py::array& scale_in, const py::array& zp_in, int32_t qmin, int32_t qmax) {
+                   int64_t group_size, const py::object& scale_in, const py::object& zp_in, int32_t qmin, int32_t qmax) {
   Layout L;
   QuantLayout& l = L.l;
   l.dtype = parse_dtype(dtype);
@@ -128,7 +128,7 @@ py::array float_out(const py::object& out_obj, const std::vector<int64_t>& shape
 }
 
 py::array quantize_py(const py::array& x, const std::string& dtype, const std::string& mode, int64_t row_div,
-                      int64_t group_size, const py::array& scale, const py::array& zp, int32_t qmin, int32_t qmax,
+                      int64_t group_size, const py::object& scale, const py::object& zp, int32_t qmin, int32_t qmax,
                       const std::string& rounding, uint64_t seed) {
   const bool f32 = has_dtype<float>(x);
   const bool f16 = is_f16(x);
@@ -154,7 +154,7 @@ py::array quantize_py(const py::array& x, const std::string& dtype, const std::s
 }
 
 py::array fake_quantize_py(const py::array& x, const std::string& dtype, const std::string& mode, int64_t row_div,
-                           int64_t group_size, const py::array& scale, const py::array& zp, int32_t qmin,
+                           int64_t group_size, const py::object& scale, const py::object& zp, int32_t qmin,
                            int32_t qmax, const std::string& rounding, uint64_t seed, const py::object& out_obj) {
   const bool f32 = has_dtype<float>(x);
   const bool f16 = is_f16(x);
@@ -178,8 +178,8 @@ py::array fake_quantize_py(const py::array& x, const std::string& dtype, const s
 }
 
 py::array dequantize_py(const py::array& q, const std::vector<int64_t>& shape, const std::string& dtype,
-                        const std::string& mode, int64_t row_div, int64_t group_size, const py::array& scale,
-                        const py::array& zp, int32_t qmin, int32_t qmax, const py::object& out_obj) {
+                        const std::string& mode, int64_t row_div, int64_t group_size, const py::object& scale,
+                        const py::object& zp, int32_t qmin, int32_t qmax, const py::object& out_obj) {
   Layout L = make_layout(shape, dtype, mode, row_div, group_size, scale, zp, qmin, qmax);
   const bool want_signed = qdtype_signed(L.l.dtype);
   if (!(want_signed ? has_dtype<int8_t>(q) : has_dtype<uint8_t>(q)))

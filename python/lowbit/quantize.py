@@ -21,6 +21,12 @@ __all__ = ["QTensor", "quantize", "dequantize", "fake_quantize", "choose_qparams
 DTYPES = ("int8", "uint8", "int4", "uint4")
 _FLOAT32_EPS = np.float32(np.finfo(np.float32).eps)
 _SCALARS = (float, int, np.float32, np.float64)
+_MAX_FLOAT32 = float(np.finfo(np.float32).max)
+with np.errstate(over="ignore", divide="ignore"):
+    # The smallest float32 scale whose float32 reciprocal is finite.
+    _MIN_SCALE = float(np.nextafter(np.float32(1) / np.finfo(np.float32).max, np.float32(0)))
+    while not np.isfinite(np.float32(1) / np.float32(_MIN_SCALE)):
+        _MIN_SCALE = float(np.nextafter(np.float32(_MIN_SCALE), np.float32(1)))
 _INTS = (int, np.int32, np.int64)
 
 
@@ -146,13 +152,11 @@ def _params(
     """Validates the granularity and returns (mode, row_div, gs, scale1d, zp1d, scale, zp, axis, gs)."""
     qmin, qmax = qrange(dtype)
     if axis is None and group_size is None and type(scale) in _SCALARS and type(zero_point) in _INTS:
-        # Fast path for the common per-tensor call: no temporary arrays, a few scalar checks.
-        sc = np.float32(scale)
-        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-            ok = bool(np.isfinite(sc)) and sc > 0 and bool(np.isfinite(np.float32(1) / sc))
-        if ok and qmin <= zero_point <= qmax:
+        # Fast path for the common per-tensor call: scalar checks only, no temporary arrays.
+        sc = float(np.float32(scale))
+        if _MIN_SCALE <= sc <= _MAX_FLOAT32 and qmin <= zero_point <= qmax:
             zp = int(zero_point)
-            return "tensor", 1, 0, np.array([sc]), np.array([zp], np.int32), float(sc), zp, None, None
+            return "tensor", 1, 0, sc, zp, sc, zp, None, None
     ndim = len(shape)
     if axis is not None and group_size is not None:
         raise ValueError("axis and group_size: choose per-channel (axis) or per-group (group_size), not both")
@@ -286,7 +290,9 @@ def quantize(
     return QTensor(data, sc, zp, dtype, tuple(a.shape), axis, group_size)
 
 
-def _layout(q: QTensor) -> tuple[str, int, int, np.ndarray, np.ndarray]:
+def _layout(q: QTensor) -> tuple[str, int, int, Any, Any]:
+    if q.axis is None and q.group_size is None:
+        return "tensor", 1, 0, q.scale, q.zero_point
     s = np.ascontiguousarray(q.scale, dtype=np.float32).reshape(-1)
     z = np.ascontiguousarray(q.zero_point, dtype=np.int32).reshape(-1)
     if q.group_size is not None:
