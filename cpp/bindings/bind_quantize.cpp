@@ -2,6 +2,7 @@
 // the result, release the GIL around the op. No arithmetic here.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include <cmath>
 #include <string>

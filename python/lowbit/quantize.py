@@ -1,0 +1,393 @@
+"""Affine quantization of arrays: QTensor, quantize, dequantize, fake_quantize, choose_qparams.
+
+Public API over the C++ quantize ops. Numeric contract (shared/DESIGN.md): bit-identical to
+``torch.quantize_per_tensor`` / ``torch.quantize_per_channel`` for finite inputs; NaN -> zero point,
++inf -> qmax, -inf -> qmin. ``lowbit.reference`` is the executable NumPy spec.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Optional, Union
+
+import numpy as np
+
+from . import _core
+from ._array import as_float_array, as_numpy
+
+__all__ = ["QTensor", "quantize", "dequantize", "fake_quantize", "choose_qparams", "qrange", "DTYPES"]
+
+DTYPES = ("int8", "uint8", "int4", "uint4")
+_FLOAT32_EPS = np.float32(np.finfo(np.float32).eps)
+
+
+def _check_dtype(dtype: Any) -> str:
+    if isinstance(dtype, np.dtype) or (isinstance(dtype, type) and issubclass(dtype, np.generic)):
+        dtype = np.dtype(dtype).name
+    if not isinstance(dtype, str) or dtype not in DTYPES:
+        raise ValueError(f"dtype: expected one of {', '.join(map(repr, DTYPES))}, got {dtype!r}")
+    return dtype
+
+
+def qrange(dtype: str = "int8", reduce_range: bool = False) -> tuple[int, int]:
+    """The integer range ``(qmin, qmax)`` of a quantized dtype.
+
+    Args:
+        dtype: "int8" [-128, 127], "uint8" [0, 255], "int4" [-8, 7] or "uint4" [0, 15].
+        reduce_range: drop one bit (as PyTorch's observers do for x86 overflow safety).
+
+    Example:
+        >>> lowbit.qrange("int4")
+        (-8, 7)
+    """
+    dtype = _check_dtype(dtype)
+    bits = 4 if dtype.endswith("4") else 8
+    if reduce_range:
+        bits -= 1
+    if dtype.startswith("u"):
+        return 0, (1 << bits) - 1
+    return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+
+
+@dataclass(frozen=True, eq=False)
+class QTensor:
+    """A quantized array: integer data plus the affine parameters that map it back to floats.
+
+    Attributes:
+        data: the stored integers; int8 for "int8"/"int4", uint8 for "uint8"/"uint4". 4-bit values
+            are packed two per byte along the last axis, low nibble first (shape ``shape[:-1] +
+            (ceil(shape[-1] / 2),)``; the pad nibble of an odd last axis is 0).
+        scale: float (per tensor) or float32 array (per channel: ``(shape[axis],)``; per group:
+            ``shape[:-1] + (ceil(shape[-1] / group_size),)``).
+        zero_point: int or int32 array shaped like ``scale``.
+        dtype: "int8", "uint8", "int4" or "uint4".
+        shape: the logical shape.
+        axis: the channel axis for per-channel parameters, else None.
+        group_size: the group length along the last axis for per-group parameters, else None.
+    """
+
+    data: np.ndarray
+    scale: Union[float, np.ndarray]
+    zero_point: Union[int, np.ndarray]
+    dtype: str
+    shape: tuple
+    axis: Optional[int] = None
+    group_size: Optional[int] = None
+
+    @property
+    def bits(self) -> int:
+        """Bits per stored value (8 or 4)."""
+        return 4 if self.dtype.endswith("4") else 8
+
+    @property
+    def qmin(self) -> int:
+        return qrange(self.dtype)[0]
+
+    @property
+    def qmax(self) -> int:
+        return qrange(self.dtype)[1]
+
+    @property
+    def granularity(self) -> str:
+        """"per_tensor", "per_channel" or "per_group"."""
+        if self.group_size is not None:
+            return "per_group"
+        return "per_tensor" if self.axis is None else "per_channel"
+
+    @property
+    def nbytes(self) -> int:
+        """Exact storage: packed data plus the float32 scales and int32 zero points."""
+        return int(self.data.nbytes + 4 * np.size(self.scale) + 4 * np.size(self.zero_point))
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    def dequantize(self) -> np.ndarray:
+        """float32 array ``(q - zero_point) * scale`` of the logical shape."""
+        return dequantize(self)
+
+    def int_repr(self) -> np.ndarray:
+        """The integer values unpacked to int8/uint8 with the logical shape (a copy for 4-bit)."""
+        if self.bits == 8:
+            return self.data
+        d = self.data.view(np.uint8)
+        lo = d & 0x0F
+        hi = d >> 4
+        out = np.stack([lo, hi], axis=-1).reshape(d.shape[:-1] + (2 * d.shape[-1],)) if d.ndim else lo
+        if d.ndim:
+            out = out[..., : self.shape[-1]]
+        if self.dtype == "int4":
+            out = ((out.astype(np.int8) ^ 8) - 8).astype(np.int8)
+        return np.ascontiguousarray(out.reshape(self.shape))
+
+    def __repr__(self) -> str:
+        if self.granularity == "per_tensor":
+            params = f"scale={float(self.scale):.6g}, zero_point={int(self.zero_point)}"
+        else:
+            s = np.asarray(self.scale)
+            params = f"scale[{'x'.join(map(str, s.shape))}] in [{s.min():.4g}, {s.max():.4g}]" if s.size else "scale[]"
+            params += f", axis={self.axis}" if self.axis is not None else f", group_size={self.group_size}"
+        return f"QTensor(shape={self.shape}, dtype={self.dtype}, {params}, nbytes={self.nbytes})"
+
+
+def _as_int(v: Any, name: str) -> int:
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+        raise TypeError(f"{name}: expected an int, got {type(v).__name__}")
+    return int(v)
+
+
+def _params(
+    shape: tuple, scale: Any, zero_point: Any, dtype: str, axis: Any, group_size: Any
+) -> tuple[str, int, int, np.ndarray, np.ndarray, Any, Any, Optional[int], Optional[int]]:
+    """Validates the granularity and returns (mode, row_div, gs, scale1d, zp1d, scale, zp, axis, gs)."""
+    qmin, qmax = qrange(dtype)
+    ndim = len(shape)
+    if axis is not None and group_size is not None:
+        raise ValueError("axis and group_size: choose per-channel (axis) or per-group (group_size), not both")
+    s = as_numpy(scale, "scale")
+    z = as_numpy(zero_point, "zero_point")
+    if s.dtype.kind not in "fiu":
+        raise TypeError(f"scale: expected real numbers, got dtype {s.dtype}")
+    if z.dtype.kind == "f":
+        if not np.all(np.isfinite(z)) or not np.all(z == np.round(z)):
+            raise ValueError("zero_point: expected integers")
+    elif z.dtype.kind not in "iu":
+        raise TypeError(f"zero_point: expected integers, got dtype {z.dtype}")
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        s32 = s.astype(np.float32)
+        inv = np.float32(1) / s32
+    if np.any(~np.isfinite(s32)) or np.any(s32 <= 0):
+        raise ValueError("scale: every scale must be finite and > 0")
+    if np.any(~np.isfinite(inv)):
+        raise ValueError("scale: a scale is so small that 1/scale overflows float32")
+    if np.any((z < qmin) | (z > qmax)):
+        raise ValueError(f"zero_point: must lie in [{qmin}, {qmax}] for dtype {dtype}")
+
+    if axis is None and group_size is None:
+        if s32.size != 1 or z.size != 1:
+            raise ValueError(
+                "scale: a per-tensor scale must be a scalar; pass axis= for per-channel or group_size= for per-group"
+            )
+        sc, zp = float(s32.reshape(())), int(z.reshape(()))
+        return "tensor", 1, 0, s32.reshape(1), np.asarray([zp], np.int32), sc, zp, None, None
+
+    if axis is not None:
+        axis = _as_int(axis, "axis")
+        if not -ndim <= axis < ndim or ndim == 0:
+            raise ValueError(f"axis: {axis} is out of range for an array of {ndim} dimensions")
+        axis %= ndim
+        c = shape[axis]
+        if s32.shape != (c,):
+            raise ValueError(f"scale: per-channel scale must have shape ({c},) for axis {axis}, got {s32.shape}")
+        z = np.broadcast_to(z, (c,)) if z.size == 1 else z
+        if z.shape != (c,):
+            raise ValueError(f"zero_point: expected shape ({c},) like scale, got {z.shape}")
+        z32 = np.ascontiguousarray(z, dtype=np.int32)
+        s32 = np.ascontiguousarray(s32)
+        if axis == ndim - 1:
+            return "element", 1, 0, s32, z32, s32, z32, axis, None
+        row_div = int(np.prod(shape[axis + 1 : -1], dtype=np.int64))
+        return "row", max(row_div, 1), 0, s32, z32, s32, z32, axis, None
+
+    group_size = _as_int(group_size, "group_size")
+    if group_size < 1:
+        raise ValueError(f"group_size: must be >= 1, got {group_size}")
+    if ndim == 0:
+        raise ValueError("group_size: per-group quantization needs at least one dimension")
+    expected = tuple(shape[:-1]) + (-(-shape[-1] // group_size),)
+    if s32.shape != expected:
+        raise ValueError(
+            f"scale: per-group scale must have shape {expected} (x.shape[:-1] + (ceil({shape[-1]} / {group_size}),)), "
+            f"got {s32.shape}"
+        )
+    z = np.broadcast_to(z, expected) if z.size == 1 else z
+    if z.shape != expected:
+        raise ValueError(f"zero_point: expected shape {expected} like scale, got {z.shape}")
+    z32 = np.ascontiguousarray(z, dtype=np.int32)
+    s32 = np.ascontiguousarray(s32)
+    return "group", 1, group_size, s32.reshape(-1), z32.reshape(-1), s32, z32, None, group_size
+
+
+def _rounding(rounding: str, seed: Any) -> tuple[str, int]:
+    if rounding not in ("nearest", "stochastic"):
+        raise ValueError(f"rounding: expected 'nearest' or 'stochastic', got {rounding!r}")
+    if seed is None:
+        return rounding, int.from_bytes(os.urandom(8), "little") if rounding == "stochastic" else 0
+    seed = _as_int(seed, "seed")
+    if not 0 <= seed < 2**64:
+        raise ValueError(f"seed: must be in [0, 2**64), got {seed}")
+    return rounding, seed
+
+
+def quantize(
+    x: Any,
+    scale: Any,
+    zero_point: Any = 0,
+    *,
+    dtype: str = "int8",
+    axis: Optional[int] = None,
+    group_size: Optional[int] = None,
+    rounding: str = "nearest",
+    seed: Optional[int] = None,
+) -> QTensor:
+    """Quantizes ``x`` to integers: ``q = clamp(round(x / scale) + zero_point, qmin, qmax)``.
+
+    ``1/scale`` is taken in float32 and ties round half to even, exactly as PyTorch does, so the
+    result is bit-identical to ``torch.quantize_per_tensor``/``quantize_per_channel`` for finite x.
+    NaN maps to the zero point, +inf to qmax, -inf to qmin. Multithreaded, GIL released.
+
+    Args:
+        x: float32, float16 or float64 (rounded to float32 first) array of any shape and strides,
+            or a CPU torch tensor (zero-copy). Never modified.
+        scale: a scalar (per tensor), shape ``(x.shape[axis],)`` (per channel) or
+            ``x.shape[:-1] + (ceil(x.shape[-1] / group_size),)`` (per group). Finite, > 0.
+        zero_point: integer(s) in the dtype's range, shaped like ``scale`` (or a scalar).
+        dtype: "int8", "uint8", "int4" or "uint4" (4-bit is packed two per byte, low nibble first).
+        axis: channel axis for per-channel parameters.
+        group_size: consecutive elements of the last axis that share parameters (the last group
+            may be shorter when it does not divide ``x.shape[-1]``).
+        rounding: "nearest" (half to even) or "stochastic" (``floor(x / scale + u)``, unbiased).
+        seed: seed of the counter-based generator for stochastic rounding; the same seed gives the
+            same result whatever the thread count. None draws a fresh seed.
+
+    Returns:
+        A :class:`QTensor`.
+
+    Raises:
+        TypeError: non-float ``x``, non-integer ``zero_point``/``axis``/``group_size``/``seed``.
+        ValueError: bad shapes of ``scale``/``zero_point``, non-finite or non-positive scales,
+            zero points out of range, unknown ``dtype``/``rounding``.
+
+    Example:
+        >>> q = lowbit.quantize(np.array([-1.0, 0.0, 0.26, 2.0], np.float32), 0.5)
+        >>> q.int_repr()
+        array([-2,  0,  1,  4], dtype=int8)
+        >>> q.dequantize()
+        array([-1. ,  0. ,  0.5,  2. ], dtype=float32)
+    """
+    dtype = _check_dtype(dtype)
+    a = as_float_array(x, "x")
+    mode, row_div, gs, s1, z1, sc, zp, axis, group_size = _params(a.shape, scale, zero_point, dtype, axis, group_size)
+    rounding, seed = _rounding(rounding, seed)
+    qmin, qmax = qrange(dtype)
+    data = _core.quantize(a, dtype, mode, row_div, gs, s1, z1, qmin, qmax, rounding, seed)
+    return QTensor(data, sc, zp, dtype, tuple(a.shape), axis, group_size)
+
+
+def _layout(q: QTensor) -> tuple[str, int, int, np.ndarray, np.ndarray]:
+    s = np.ascontiguousarray(q.scale, dtype=np.float32).reshape(-1)
+    z = np.ascontiguousarray(q.zero_point, dtype=np.int32).reshape(-1)
+    if q.group_size is not None:
+        return "group", 1, int(q.group_size), s, z
+    if q.axis is None:
+        return "tensor", 1, 0, s, z
+    if q.axis == len(q.shape) - 1:
+        return "element", 1, 0, s, z
+    return "row", max(1, int(np.prod(q.shape[q.axis + 1 : -1], dtype=np.int64))), 0, s, z
+
+
+def dequantize(q: QTensor) -> np.ndarray:
+    """Maps a :class:`QTensor` back to float32: ``(q - zero_point) * scale``.
+
+    Large outputs are written with non-temporal stores (they bypass the caches).
+
+    Raises:
+        TypeError: ``q`` is not a QTensor.
+
+    Example:
+        >>> lowbit.dequantize(lowbit.quantize(np.float32([0.3, -0.7]), 0.1, 2))
+        array([ 0.3, -0.7], dtype=float32)
+    """
+    if not isinstance(q, QTensor):
+        raise TypeError(f"q: expected a lowbit.QTensor, got {type(q).__name__}")
+    mode, row_div, gs, s, z = _layout(q)
+    qmin, qmax = qrange(q.dtype)
+    return _core.dequantize(np.require(q.data, requirements="C"), list(q.shape), q.dtype, mode, row_div, gs, s, z, qmin, qmax)
+
+
+def fake_quantize(
+    x: Any,
+    scale: Any,
+    zero_point: Any = 0,
+    *,
+    dtype: str = "int8",
+    axis: Optional[int] = None,
+    group_size: Optional[int] = None,
+    rounding: str = "nearest",
+    seed: Optional[int] = None,
+) -> np.ndarray:
+    """``dequantize(quantize(x, ...))`` in one fused pass, bit-identical to the two steps.
+
+    Takes the same arguments as :func:`quantize` and returns a float32 array of ``x``'s shape.
+
+    Example:
+        >>> lowbit.fake_quantize(np.float32([0.26, 9.0]), 0.5, dtype="int4")
+        array([0.5, 3.5], dtype=float32)
+    """
+    dtype = _check_dtype(dtype)
+    a = as_float_array(x, "x")
+    mode, row_div, gs, s1, z1, *_ = _params(a.shape, scale, zero_point, dtype, axis, group_size)
+    rounding, seed = _rounding(rounding, seed)
+    qmin, qmax = qrange(dtype)
+    return _core.fake_quantize(a, dtype, mode, row_div, gs, s1, z1, qmin, qmax, rounding, seed)
+
+
+def choose_qparams(
+    min_val: Any, max_val: Any, *, dtype: str = "int8", symmetric: bool = False, reduce_range: bool = False
+) -> tuple[Any, Any]:
+    """Scale and zero point covering ``[min_val, max_val]``, with PyTorch's observer formula.
+
+    The range is widened to include 0; the scale never drops below float32 eps. Affine:
+    ``scale = (max - min) / (qmax - qmin)``, ``zero_point = clamp(qmin - round(min / scale))``.
+    Symmetric: ``scale = max(|min|, |max|) / ((qmax - qmin) / 2)``, zero point 0 for signed dtypes
+    and the middle of the range for unsigned ones (128 for uint8, 8 for uint4). All in float32.
+
+    Args:
+        min_val, max_val: scalars (per tensor) or arrays (per channel), ``min_val <= max_val``.
+        dtype: target dtype. symmetric: symmetric range. reduce_range: one bit less of range.
+
+    Returns:
+        ``(scale, zero_point)``: (float, int) for scalar input, (float32 array, int32 array) else.
+
+    Example:
+        >>> lowbit.choose_qparams(-1.0, 3.0, dtype="uint8")
+        (0.01568627543747425, 64)
+    """
+    dtype = _check_dtype(dtype)
+    lo = as_numpy(min_val, "min_val")
+    hi = as_numpy(max_val, "max_val")
+    if lo.dtype.kind not in "fiu" or hi.dtype.kind not in "fiu":
+        raise TypeError("min_val/max_val: expected real numbers")
+    lo = lo.astype(np.float32)
+    hi = hi.astype(np.float32)
+    if lo.shape != hi.shape:
+        raise ValueError(f"min_val/max_val: shapes differ: {lo.shape} vs {hi.shape}")
+    if np.any(np.isnan(lo)) or np.any(np.isnan(hi)):
+        raise ValueError("min_val/max_val: NaN range")
+    if np.any(lo > hi):
+        raise ValueError("min_val/max_val: min_val must be <= max_val")
+    if symmetric and reduce_range and dtype in ("uint8", "uint4"):
+        raise ValueError("reduce_range: not supported with symmetric unsigned ranges (as in PyTorch)")
+    qmin, qmax = qrange(dtype, reduce_range)
+    min_neg = np.minimum(lo, np.float32(0))
+    max_pos = np.maximum(hi, np.float32(0))
+    with np.errstate(over="ignore", invalid="ignore"):
+        if symmetric:
+            max_pos = np.maximum(-min_neg, max_pos)
+            scale = max_pos / np.float32((qmax - qmin) / 2)
+            scale = np.maximum(scale, _FLOAT32_EPS)
+            mid = 0 if dtype in ("int8", "int4") else (qrange(dtype)[1] + 1) // 2
+            zp = np.full(scale.shape, mid, np.int32)
+        else:
+            scale = (max_pos - min_neg) / np.float32(qmax - qmin)
+            scale = np.maximum(scale, _FLOAT32_EPS)
+            zp = np.float32(qmin) - np.rint(min_neg / scale)
+            zp = np.clip(zp, qmin, qmax).astype(np.int32)
+    if not np.all(np.isfinite(scale)):
+        raise ValueError("min_val/max_val: the range is infinite; no finite scale covers it")
+    scale = scale.astype(np.float32)
+    if scale.ndim == 0:
+        return float(scale), int(zp)
+    return scale, zp
