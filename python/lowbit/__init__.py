@@ -23,6 +23,17 @@ from . import _core, reference
 from .cpu import arch, cpu_info, get_arch, get_num_threads, set_arch, set_num_threads
 from .cpu import _apply_env as _apply_env
 from .quantize import DTYPES, QTensor, choose_qparams, dequantize, fake_quantize, qrange, quantize
+from . import observers
+from .observers import (
+    HistogramObserver,
+    MinMaxObserver,
+    MovingAverageMinMaxObserver,
+    MovingAveragePerChannelMinMaxObserver,
+    Observer,
+    PerChannelMinMaxObserver,
+    PowerOfTwoObserver,
+)
+from .calibration import calibrate
 
 _apply_env()
 
@@ -42,4 +53,13 @@ __all__ = [
     "fake_quantize",
     "choose_qparams",
     "qrange",
+    "observers",
+    "Observer",
+    "MinMaxObserver",
+    "MovingAverageMinMaxObserver",
+    "PerChannelMinMaxObserver",
+    "MovingAveragePerChannelMinMaxObserver",
+    "HistogramObserver",
+    "PowerOfTwoObserver",
+    "calibrate",
 ]
