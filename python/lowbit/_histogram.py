@@ -214,10 +214,40 @@ def mse_range(bins: Bins, choose, qmin: int, qmax: int, symmetric: bool) -> tupl
     keep = np.argsort(err, kind="stable")[:8]
     lo = np.concatenate((lo[keep], [mn]))
     hi = np.concatenate((hi[keep], [mx]))
-    scale, zp, _, _ = _levels(lo, hi, choose, qmin, qmax)
-    exact = expected_sq_error(bins, scale, zp, qmin, qmax)
-    best = int(np.argmin(exact))
-    return float(lo[best]), float(hi[best])
+
+    def exact(lo, hi):
+        scale, zp, _, _ = _levels(lo, hi, choose, qmin, qmax)
+        return expected_sq_error(bins, scale, zp, qmin, qmax)
+
+    err = exact(lo, hi)
+    best = int(np.argmin(err))
+    a, b, best_err = float(lo[best]), float(hi[best]), float(err[best])
+    # Local refinement with the exact model, on a half-bin lattice around the best candidate.
+    step = float(np.min(bins.right - bins.left)) if bins.count.shape[0] > 2 else (mx - mn) / 64
+    offsets = np.arange(-12, 13) * (step / 2)
+    for _ in range(3):
+        moved = False
+        if symmetric:
+            t = np.clip(max(-a, b) + offsets, step / 2, max(-mn, mx))
+            cl, ch = np.maximum(-t, mn), np.minimum(t, mx)
+            e = exact(cl, ch)
+            k = int(np.argmin(e))
+            if e[k] < best_err:
+                a, b, best_err, moved = float(cl[k]), float(ch[k]), float(e[k]), True
+        else:
+            ch = np.clip(b + offsets, max(mn, 0.0), mx)
+            e = exact(np.full(ch.shape, a), ch)
+            k = int(np.argmin(e))
+            if e[k] < best_err:
+                b, best_err, moved = float(ch[k]), float(e[k]), True
+            cl = np.clip(a + offsets, mn, min(mx, 0.0))
+            e = exact(cl, np.full(cl.shape, b))
+            k = int(np.argmin(e))
+            if e[k] < best_err:
+                a, best_err, moved = float(cl[k]), float(e[k]), True
+        if not moved:
+            break
+    return a, b
 
 
 def percentile_range(bins: Bins, percentile: float, symmetric: bool) -> tuple[float, float]:
