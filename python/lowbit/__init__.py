@@ -24,6 +24,17 @@ from .cpu import arch, cpu_info, get_arch, get_num_threads, set_arch, set_num_th
 from .cpu import _apply_env as _apply_env
 from .matmul import PackedWeight, linear, matmul_int8, pack_weight
 from .quantize import DTYPES, QTensor, choose_qparams, dequantize, fake_quantize, qrange, quantize
+from . import observers
+from .observers import (
+    HistogramObserver,
+    MinMaxObserver,
+    MovingAverageMinMaxObserver,
+    MovingAveragePerChannelMinMaxObserver,
+    Observer,
+    PerChannelMinMaxObserver,
+    PowerOfTwoObserver,
+)
+from .calibration import calibrate
 
 _apply_env()
 
@@ -47,4 +58,13 @@ __all__ = [
     "matmul_int8",
     "pack_weight",
     "linear",
+    "observers",
+    "Observer",
+    "MinMaxObserver",
+    "MovingAverageMinMaxObserver",
+    "PerChannelMinMaxObserver",
+    "MovingAveragePerChannelMinMaxObserver",
+    "HistogramObserver",
+    "PowerOfTwoObserver",
+    "calibrate",
 ]
