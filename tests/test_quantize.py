@@ -455,6 +455,14 @@ def test_property_monotonic(x, scale, dtype):
 def test_out_parameter(isa, rng):
     x = rng.standard_normal((7, 65)).astype(np.float32)
     q = lowbit.quantize(x, 0.05, 1, dtype="int4")
+    buf = np.full((7, 33), 99, np.int8)
+    q2 = lowbit.quantize(x, 0.05, 1, dtype="int4", out=buf)
+    assert q2.data is buf
+    np.testing.assert_array_equal(buf, q.data)
+    with pytest.raises(TypeError, match="out"):
+        lowbit.quantize(x, 0.05, 1, dtype="uint4", out=buf)
+    with pytest.raises(ValueError, match="out"):
+        lowbit.quantize(x, 0.05, 1, dtype="int8", out=buf)
     out = np.full((7, 65), 123.0, np.float32)
     r = q.dequantize(out=out)
     assert r is out or np.shares_memory(r, out)

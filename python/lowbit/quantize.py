@@ -245,6 +245,7 @@ def quantize(
     group_size: Optional[int] = None,
     rounding: str = "nearest",
     seed: Optional[int] = None,
+    out: Optional[np.ndarray] = None,
 ) -> QTensor:
     """Quantizes ``x`` to integers: ``q = clamp(round(x / scale) + zero_point, qmin, qmax)``.
 
@@ -265,6 +266,9 @@ def quantize(
         rounding: "nearest" (half to even) or "stochastic" (``floor(x / scale + u)``, unbiased).
         seed: seed of the counter-based generator for stochastic rounding; the same seed gives the
             same result whatever the thread count. None draws a fresh seed.
+        out: optional preallocated C-contiguous array for the stored data (int8 for "int8"/"int4",
+            uint8 for "uint8"/"uint4", shaped like ``QTensor.data``); it becomes the result's
+            ``.data``. Reusing a buffer saves the page faults of a fresh large result.
 
     Returns:
         A :class:`QTensor`.
@@ -286,7 +290,7 @@ def quantize(
     mode, row_div, gs, s1, z1, sc, zp, axis, group_size = _params(a.shape, scale, zero_point, dtype, axis, group_size)
     rounding, seed = _rounding(rounding, seed)
     qmin, qmax = qrange(dtype)
-    data = _core.quantize(a, dtype, mode, row_div, gs, s1, z1, qmin, qmax, rounding, seed)
+    data = _core.quantize(a, dtype, mode, row_div, gs, s1, z1, qmin, qmax, rounding, seed, out)
     return QTensor(data, sc, zp, dtype, tuple(a.shape), axis, group_size)
 
 
