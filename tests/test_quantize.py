@@ -493,3 +493,21 @@ def test_out_parameter_bad(out, exc):
         lowbit.fake_quantize(x, 0.1, out=ro)
     with pytest.raises(ValueError, match="out"):
         lowbit.fake_quantize(x, 0.1, out=x)
+
+
+@pytest.mark.parametrize("offset", [1, 3])
+@pytest.mark.parametrize("n", [1, 15, 16, 17, 63, 64, 65, 1000])
+def test_guard_values_around_outputs(isa, offset, n, rng):
+    x = (rng.standard_normal(n) * 3).astype(np.float32)
+    qbuf = np.full(n + 8, 77, np.int8)
+    lowbit.quantize(x, 0.05, out=qbuf[offset : offset + n])
+    assert np.all(qbuf[:offset] == 77) and np.all(qbuf[offset + n :] == 77)
+    np.testing.assert_array_equal(qbuf[offset : offset + n], ref.quantize(x, 0.05))
+    fbuf = np.full(n + 8, -5.5, np.float32)
+    lowbit.fake_quantize(x, 0.05, out=fbuf[offset : offset + n])
+    assert np.all(fbuf[:offset] == -5.5) and np.all(fbuf[offset + n :] == -5.5)
+    pbuf = np.full(n // 2 + 1 + 8, 77, np.int8)
+    packed = pbuf[offset : offset + (n + 1) // 2]
+    lowbit.quantize(x, 0.5, dtype="int4", out=packed)
+    assert np.all(pbuf[:offset] == 77) and np.all(pbuf[offset + (n + 1) // 2 :] == 77)
+    np.testing.assert_array_equal(packed.view(np.uint8), ref.pack_int4(ref.quantize(x, 0.5, 0, "int4")))
