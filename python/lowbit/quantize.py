@@ -235,6 +235,15 @@ def _rounding(rounding: str, seed: Any) -> tuple[str, int]:
     return rounding, seed
 
 
+def _prepare(x: Any, scale: Any, zero_point: Any, dtype: Any, axis: Any, group_size: Any, rounding: str, seed: Any):
+    """Validates the arguments shared by quantize and fake_quantize."""
+    dtype = _check_dtype(dtype)
+    a = as_float_array(x, "x")
+    params = _params(a.shape, scale, zero_point, dtype, axis, group_size)
+    rounding, seed = _rounding(rounding, seed)
+    return a, dtype, params, rounding, seed
+
+
 def quantize(
     x: Any,
     scale: Any,
@@ -285,10 +294,9 @@ def quantize(
         >>> q.dequantize()
         array([-1. ,  0. ,  0.5,  2. ], dtype=float32)
     """
-    dtype = _check_dtype(dtype)
-    a = as_float_array(x, "x")
-    mode, row_div, gs, s1, z1, sc, zp, axis, group_size = _params(a.shape, scale, zero_point, dtype, axis, group_size)
-    rounding, seed = _rounding(rounding, seed)
+    a, dtype, (mode, row_div, gs, s1, z1, sc, zp, axis, group_size), rounding, seed = _prepare(
+        x, scale, zero_point, dtype, axis, group_size, rounding, seed
+    )
     qmin, qmax = qrange(dtype)
     data = _core.quantize(a, dtype, mode, row_div, gs, s1, z1, qmin, qmax, rounding, seed, out)
     return QTensor(data, sc, zp, dtype, tuple(a.shape), axis, group_size)
@@ -356,10 +364,9 @@ def fake_quantize(
         >>> lowbit.fake_quantize(np.float32([0.26, 9.0]), 0.5, dtype="int4")
         array([0.5, 3.5], dtype=float32)
     """
-    dtype = _check_dtype(dtype)
-    a = as_float_array(x, "x")
-    mode, row_div, gs, s1, z1, *_ = _params(a.shape, scale, zero_point, dtype, axis, group_size)
-    rounding, seed = _rounding(rounding, seed)
+    a, dtype, (mode, row_div, gs, s1, z1, *_), rounding, seed = _prepare(
+        x, scale, zero_point, dtype, axis, group_size, rounding, seed
+    )
     qmin, qmax = qrange(dtype)
     return _core.fake_quantize(a, dtype, mode, row_div, gs, s1, z1, qmin, qmax, rounding, seed, out)
 
