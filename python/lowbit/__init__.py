@@ -35,6 +35,8 @@ from .observers import (
     PowerOfTwoObserver,
 )
 from .calibration import calibrate
+from . import formats
+from .formats import FORMATS, FormatQTensor
 
 _apply_env()
 
@@ -67,4 +69,7 @@ __all__ = [
     "HistogramObserver",
     "PowerOfTwoObserver",
     "calibrate",
+    "formats",
+    "FORMATS",
+    "FormatQTensor",
 ]
