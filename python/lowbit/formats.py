@@ -205,7 +205,8 @@ def quantize_format(
     scale: Any = None,
     *,
     dtype: str,
-    axis: Any = "default",
+    axis: Any = None,
+    per_channel: bool = True,
     group_size: Any = None,
     block_size: int = 64,
     double_quant: bool = False,
@@ -223,8 +224,9 @@ def quantize_format(
             its range) or None (absmax per channel). ternary/binary: the magnitude a (scalar or per
             channel) or None (ternary: mean |x| over |x| > delta; binary: mean |x|, per channel).
         dtype: one of :data:`FORMATS`.
-        axis: channel axis of log2/ternary/binary scales; default 0 for 2-D and higher, None
-            (per tensor) for 0-D/1-D; None forces per tensor.
+        axis: channel axis of log2/ternary/binary scales (None: 0 for 2-D and higher inputs).
+        per_channel: log2/ternary/binary: one scale per channel along ``axis`` (default) or, when
+            False (or for 0-D/1-D inputs without ``axis``), one per tensor.
         block_size: nf4 block length over x flattened (even, default 64 as in QLoRA).
         double_quant: nf4 only: quantize the block scales too (QLoRA double quantization).
         bits: log2 code width, 4 or 8 (sign bit + 3 or 7 bits of power-of-two exponent).
@@ -249,7 +251,7 @@ def quantize_format(
     if dtype in ("nf4", "fp16", "bf16"):
         if scale is not None:
             raise ValueError(f"scale: dtype {dtype!r} computes its own scales; pass scale=None")
-        if axis not in ("default", None):
+        if axis is not None:
             raise ValueError(f"axis: not used by dtype {dtype!r}")
     if dtype == "fp16":
         data = a.copy() if a.dtype == np.float16 else _core.convert_f32_f16(a).view(np.float16)
@@ -259,7 +261,7 @@ def quantize_format(
         return FormatQTensor(_core.convert_f32_bf16(a32), 1.0, 0, "bf16", shape, code_bits=16)
     if dtype == "nf4":
         return _quantize_nf4(a32, _as_block(block_size), bool(double_quant))
-    ax = _channel_axis(axis, len(shape))
+    ax = _channel_axis(axis, len(shape)) if per_channel else None
     if dtype == "log2":
         if bits not in (4, 8):
             raise ValueError(f"bits: log2 codes have 4 or 8 bits, got {bits!r}")
@@ -280,10 +282,8 @@ def _as_block(block_size: Any) -> int:
 
 
 def _channel_axis(axis: Any, ndim: int) -> Optional[int]:
-    if axis == "default":
-        return 0 if ndim >= 2 else None
     if axis is None:
-        return None
+        return 0 if ndim >= 2 else None
     if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer)):
         raise TypeError(f"axis: expected an int, got {type(axis).__name__}")
     if ndim == 0 or not -ndim <= axis < ndim:
@@ -374,7 +374,8 @@ def _quantize_log2(a: np.ndarray, scale: Any, axis: Optional[int], bits: int) ->
             scale = _finite_positive(_observer_clip(scale), "observer range")
         s = _check_scale(scale, a.shape, axis)
     L = 2 ** (bits - 1) - 1
-    inv = (np.float32(1) / s).astype(np.float32).reshape(_bshape(a.shape, axis))
+    with np.errstate(over="ignore", divide="ignore"):  # a subnormal a: 1/a = inf, |x|/a clips to 1
+        inv = (np.float32(1) / s).astype(np.float32).reshape(_bshape(a.shape, axis))
     with np.errstate(invalid="ignore", over="ignore"):
         r = np.abs(a) * inv
         r = np.where(np.isnan(r), np.float32(0), np.minimum(r, np.float32(1)))

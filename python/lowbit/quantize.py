@@ -307,8 +307,7 @@ def quantize(
     if _is_format(dtype):
         from .formats import quantize_format
 
-        kw = {} if axis is None else {"axis": axis}
-        return quantize_format(x, scale, dtype=dtype, group_size=group_size, rounding=rounding, out=out, **kw,
+        return quantize_format(x, scale, dtype=dtype, axis=axis, group_size=group_size, rounding=rounding, out=out,
                                **format_options)
     if format_options:
         raise TypeError(f"quantize: unexpected keyword argument(s) {', '.join(format_options)} for dtype {dtype!r}")
@@ -367,7 +366,7 @@ def dequantize(q: QTensor, *, out: Optional[np.ndarray] = None) -> np.ndarray:
 
 def fake_quantize(
     x: Any,
-    scale: Any,
+    scale: Any = None,
     zero_point: Any = 0,
     *,
     dtype: str = "int8",
@@ -376,6 +375,7 @@ def fake_quantize(
     rounding: str = "nearest",
     seed: Optional[int] = None,
     out: Optional[np.ndarray] = None,
+    **format_options: Any,
 ) -> np.ndarray:
     """``dequantize(quantize(x, ...))`` in one fused pass, bit-identical to the two steps.
 
@@ -387,7 +387,10 @@ def fake_quantize(
         array([0.5, 3.5], dtype=float32)
     """
     if _is_format(dtype):
-        return quantize(x, scale, dtype=dtype, axis=axis, group_size=group_size, rounding=rounding).dequantize(out=out)
+        q = quantize(x, scale, dtype=dtype, axis=axis, group_size=group_size, rounding=rounding, **format_options)
+        return q.dequantize(out=out)
+    if format_options or scale is None:
+        return quantize(x, scale, dtype=dtype, **format_options)  # raises the TypeError
     a, dtype, (mode, row_div, gs, s1, z1, *_), rounding, seed = _prepare(
         x, scale, zero_point, dtype, axis, group_size, rounding, seed
     )

@@ -251,11 +251,30 @@ NF4_LEVELS = np.array(
 )
 
 
+# bitsandbytes' dQuantizeNF4 tree (csrc/kernels.cu) compares y with these float literals (the
+# float64 midpoints of adjacent levels, written with the `f` suffix); a value exactly on a
+# threshold takes the lower code. The compiler rounds each decimal literal straight to float32,
+# which differs from float32(float64(literal)) (double rounding) at three of the midpoints.
+_NF4_THRESHOLD_LITERALS = (
+    "-0.8480964004993439", "-0.6106329262256622", "-0.4599952697753906", "-0.33967943489551544",
+    "-0.23460740596055984", "-0.13791173323988914", "-0.045525018125772476", "0.03979014977812767",
+    "0.1202552504837513", "0.2035212516784668", "0.2920137718319893", "0.3893125355243683",
+    "0.5016634166240692", "0.6427869200706482", "0.8614784181118011",
+)
+
+
+def f32_from_decimal(s: str) -> np.float32:
+    """The float32 nearest to the decimal number ``s`` (as a C/C++ compiler rounds ``1.5f``)."""
+    from fractions import Fraction
+
+    v = Fraction(s)
+    c = np.float32(float(v))
+    cands = [np.nextafter(c, np.float32(-np.inf)), c, np.nextafter(c, np.float32(np.inf))]
+    return min(cands, key=lambda f: (abs(Fraction(float(f)) - v), int(np.float32(f).view(np.uint32)) & 1))
+
+
 def _nf4_thresholds() -> np.ndarray:
-    # bitsandbytes' dQuantizeNF4 tree compares with float32 literals of the float64 midpoints of
-    # adjacent levels; a value exactly on a threshold takes the lower code.
-    lv = NF4_LEVELS.astype(np.float64)
-    return ((lv[:-1] + lv[1:]) / 2).astype(np.float32)
+    return np.array([f32_from_decimal(t) for t in _NF4_THRESHOLD_LITERALS], np.float32)
 
 
 def nf4_quantize(x: np.ndarray, block_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
@@ -270,7 +289,7 @@ def nf4_quantize(x: np.ndarray, block_size: int = 64) -> tuple[np.ndarray, np.nd
     pad = np.full(nb * block_size, np.nan, np.float32)
     pad[:n] = flat
     blocks = pad.reshape(nb, block_size)
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):  # subnormal absmax: 1/absmax = inf, as in C
         absmax = np.where(np.isnan(blocks), np.float32(0), np.abs(blocks)).max(axis=1).astype(np.float32)
         inv = np.where(absmax > 0, np.float32(1) / np.where(absmax > 0, absmax, np.float32(1)), np.float32(0))
         y = blocks * inv.astype(np.float32)[:, None]
