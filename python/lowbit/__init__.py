@@ -37,6 +37,7 @@ from .observers import (
 from .calibration import calibrate
 from . import formats
 from .formats import FORMATS, FormatQTensor
+from .comparison import FormatComparison, compare_formats, format_label
 
 _apply_env()
 
@@ -72,4 +73,7 @@ __all__ = [
     "formats",
     "FORMATS",
     "FormatQTensor",
+    "compare_formats",
+    "FormatComparison",
+    "format_label",
 ]

@@ -312,7 +312,7 @@ def quantize(
     if format_options:
         raise TypeError(f"quantize: unexpected keyword argument(s) {', '.join(format_options)} for dtype {dtype!r}")
     if scale is None:
-        raise TypeError(f"scale: required for dtype {dtype!r} (see lowbit.choose_qparams)")
+        raise TypeError(f"scale: required for dtype {_check_dtype(dtype)!r} (see lowbit.choose_qparams)")
     a, dtype, (mode, row_div, gs, s1, z1, sc, zp, axis, group_size), rounding, seed = _prepare(
         x, scale, zero_point, dtype, axis, group_size, rounding, seed
     )
