@@ -221,6 +221,10 @@ def test_empty_and_scalar(isa):
         assert q.dequantize().shape == (0, 5)
         q = lowbit.quantize(np.zeros((3, 0), np.float32), np.ones(3, np.float32), dtype=dtype, axis=0)
         assert q.int_repr().shape == (3, 0)
+    for shape, axis in [((0, 5), 0), ((2, 0, 5), 1), ((0,), 0), ((3, 0), 1)]:
+        c = shape[axis]
+        q = lowbit.quantize(np.zeros(shape, np.float32), np.ones(c, np.float32), dtype="int8", axis=axis)
+        assert q.dequantize().shape == shape
     q = lowbit.quantize(np.float32(2.6), 1.0)
     assert q.shape == () and int(q.int_repr()) == 3 and q.dequantize() == np.float32(3.0)
 
