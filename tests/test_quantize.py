@@ -515,3 +515,21 @@ def test_guard_values_around_outputs(isa, offset, n, rng):
     lowbit.quantize(x, 0.5, dtype="int4", out=packed)
     assert np.all(pbuf[:offset] == 77) and np.all(pbuf[offset + (n + 1) // 2 :] == 77)
     np.testing.assert_array_equal(packed.view(np.uint8), ref.pack_int4(ref.quantize(x, 0.5, 0, "int4")))
+
+
+def test_qtensor_pickles(rng):
+    import pickle
+
+    x = rng.standard_normal((3, 10)).astype(np.float32)
+    for q in (lowbit.quantize(x, 0.1), lowbit.quantize(x, np.full((3, 4), 0.2, np.float32), dtype="uint4", zero_point=8, group_size=3)):
+        r = pickle.loads(pickle.dumps(q))
+        assert r.dtype == q.dtype and r.shape == q.shape and r.group_size == q.group_size
+        np.testing.assert_array_equal(r.dequantize(), q.dequantize())
+
+
+def test_torch_cpu_tensor_is_viewed_not_copied():
+    torch = _torch()
+    from lowbit._array import as_float_array
+
+    t = torch.randn(64, 33)
+    assert np.shares_memory(as_float_array(t, "x"), t.numpy())
