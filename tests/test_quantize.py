@@ -221,6 +221,10 @@ def test_empty_and_scalar(isa):
         assert q.dequantize().shape == (0, 5)
         q = lowbit.quantize(np.zeros((3, 0), np.float32), np.ones(3, np.float32), dtype=dtype, axis=0)
         assert q.int_repr().shape == (3, 0)
+    for shape, axis in [((0, 5), 0), ((2, 0, 5), 1), ((0,), 0), ((3, 0), 1)]:
+        c = shape[axis]
+        q = lowbit.quantize(np.zeros(shape, np.float32), np.ones(c, np.float32), dtype="int8", axis=axis)
+        assert q.dequantize().shape == shape
     q = lowbit.quantize(np.float32(2.6), 1.0)
     assert q.shape == () and int(q.int_repr()) == 3 and q.dequantize() == np.float32(3.0)
 
@@ -511,3 +515,21 @@ def test_guard_values_around_outputs(isa, offset, n, rng):
     lowbit.quantize(x, 0.5, dtype="int4", out=packed)
     assert np.all(pbuf[:offset] == 77) and np.all(pbuf[offset + (n + 1) // 2 :] == 77)
     np.testing.assert_array_equal(packed.view(np.uint8), ref.pack_int4(ref.quantize(x, 0.5, 0, "int4")))
+
+
+def test_qtensor_pickles(rng):
+    import pickle
+
+    x = rng.standard_normal((3, 10)).astype(np.float32)
+    for q in (lowbit.quantize(x, 0.1), lowbit.quantize(x, np.full((3, 4), 0.2, np.float32), dtype="uint4", zero_point=8, group_size=3)):
+        r = pickle.loads(pickle.dumps(q))
+        assert r.dtype == q.dtype and r.shape == q.shape and r.group_size == q.group_size
+        np.testing.assert_array_equal(r.dequantize(), q.dequantize())
+
+
+def test_torch_cpu_tensor_is_viewed_not_copied():
+    torch = _torch()
+    from lowbit._array import as_float_array
+
+    t = torch.randn(64, 33)
+    assert np.shares_memory(as_float_array(t, "x"), t.numpy())

@@ -70,7 +70,8 @@ Layout make_layout(const std::vector<int64_t>& shape, const std::string& dtype, 
     case ParamMode::kRow:
       if (row_div < 1) value_error("row_div must be >= 1");
       expected = n;
-      if (l.rows % (row_div * n) != 0) value_error("scale: per-channel size does not match the tensor's shape");
+      if (n == 0 ? l.rows * l.cols != 0 : l.rows % (row_div * n) != 0)
+        value_error("scale: per-channel size does not match the tensor's shape");
       break;
     case ParamMode::kElement:
       expected = l.cols;
