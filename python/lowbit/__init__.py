@@ -38,6 +38,7 @@ from .calibration import calibrate
 from . import formats
 from .formats import FORMATS, FormatQTensor
 from .comparison import FormatComparison, compare_formats, format_label
+from .packed4 import PackedWeight4
 
 _apply_env()
 
@@ -76,4 +77,5 @@ __all__ = [
     "compare_formats",
     "FormatComparison",
     "format_label",
+    "PackedWeight4",
 ]

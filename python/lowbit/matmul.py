@@ -138,7 +138,13 @@ def _unpickle_packed(q: np.ndarray, scale: np.ndarray, axis: Optional[int]) -> P
 
 
 def pack_weight(
-    w: Any, *, dtype: str = "int8", axis: Optional[int] = 0, scale: Any = None, zero_point: Any = None
+    w: Any,
+    *,
+    dtype: str = "int8",
+    axis: Optional[int] = 0,
+    scale: Any = None,
+    zero_point: Any = None,
+    group_size: Optional[int] = None,
 ) -> PackedWeight:
     """Quantizes (if needed) and packs a linear layer's weight ``(N, K)`` once, for :func:`linear`.
 
@@ -150,10 +156,12 @@ def pack_weight(
     Args:
         w: float array ``(N, K)`` (float16/32/64, torch tensors too); or an int8 array with
             ``scale``; or an int8 QTensor (symmetric, per tensor or per channel on axis 0).
-        dtype: "int8" (the only packed dtype so far).
+        dtype: "int8", or "int4"/"nf4" for 4-bit group-wise weights (a
+            :class:`lowbit.packed4.PackedWeight4`, see :func:`lowbit.packed4.pack_weight_4bit`).
         axis: 0 for per-output-channel scales, None for one scale.
         scale: optional float scale(s) to use instead of the observer's; required for int8 ``w``.
         zero_point: must be 0 (or None): weights are symmetric.
+        group_size: 4-bit dtypes only: inputs per scale (default 64).
 
     Returns:
         A :class:`PackedWeight`.
@@ -169,8 +177,16 @@ def pack_weight(
         array([[  64, -127],
                [ 127,   16]], dtype=int8)
     """
+    if dtype in ("int4", "nf4"):
+        from .packed4 import pack_weight_4bit
+
+        if scale is not None or zero_point is not None or axis not in (0, -2):
+            raise ValueError("scale/zero_point/axis: 4-bit weights compute their own group scales")
+        return pack_weight_4bit(w, dtype=dtype, group_size=64 if group_size is None else group_size)
+    if group_size is not None:
+        raise ValueError("group_size: only for dtype 'int4' or 'nf4'")
     if dtype != "int8":
-        raise ValueError(f"dtype: only 'int8' weights can be packed, got {dtype!r}")
+        raise ValueError(f"dtype: expected 'int8', 'int4' or 'nf4', got {dtype!r}")
     if axis not in (0, -2, None):
         raise ValueError(f"axis: expected 0 (per output channel) or None (per tensor), got {axis!r}")
     axis = None if axis is None else 0
@@ -278,6 +294,13 @@ def linear(
         array([[ 1.5 , -1.99]], dtype=float32)
     """
     if not isinstance(w, PackedWeight):
+        from .packed4 import PackedWeight4, linear_4bit
+
+        if isinstance(w, PackedWeight4):  # float32 activations x 4-bit weights, no activation quantization
+            if act != "dynamic" or act_scale is not None or out_scale is not None:
+                raise ValueError("act/act_scale/out_scale: 4-bit weights take float32 activations and give float32")
+            y = linear_4bit(x, w, bias)
+            return np.maximum(y, np.float32(0)) if relu else y
         raise TypeError(f"w: expected a PackedWeight (see lowbit.pack_weight), got {type(w).__name__}")
     if act not in ACT_MODES:
         raise ValueError(f"act: expected one of {', '.join(map(repr, ACT_MODES))}, got {act!r}")

@@ -362,3 +362,16 @@ def binary_quantize(x: np.ndarray) -> np.ndarray:
     """Binary codes (int8): -1 where x < 0, else +1 (NaN and -0.0 -> +1)."""
     with np.errstate(invalid="ignore"):
         return np.where(np.asarray(x, np.float32) < 0, -1, 1).astype(np.int8)
+
+
+def linear_4bit(x: np.ndarray, codes: np.ndarray, scale: np.ndarray, dtype: str, group_size: int, bias=None) -> np.ndarray:
+    """Exact (float64) ``x @ W.T + bias`` for 4-bit weights: ``W[n, k] = level(codes[n, k]) *
+    scale[n, k // group_size]``, level = the int4 value or ``NF4_LEVELS[code]``."""
+    c = np.asarray(codes)
+    lv = NF4_LEVELS[c.astype(np.int64)] if dtype == "nf4" else c.astype(np.float32)
+    w = lv.astype(np.float64) * np.repeat(np.asarray(scale, np.float64), group_size, axis=1)
+    y = np.asarray(x, np.float64) @ w.T
+    return y if bias is None else y + np.asarray(bias, np.float64)
+
+
+__all__ += ["linear_4bit"]

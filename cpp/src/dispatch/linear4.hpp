@@ -1,0 +1,12 @@
+// Dispatch tables of the 4-bit-weight linear kernels (defined in dispatch/linear4.cpp).
+#pragma once
+
+#include "lowbit/dispatch.hpp"
+#include "lowbit/linear4.hpp"
+
+namespace lowbit {
+namespace dispatch {
+extern const OpTable<kernels::Linear4Fn> linear_f32_s4w_f32;
+extern const OpTable<kernels::Linear4Fn> linear_f32_nf4w_f32;
+}  // namespace dispatch
+}  // namespace lowbit
