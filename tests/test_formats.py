@@ -111,6 +111,7 @@ def test_nf4_shape_blocks_over_flattened_array(isa, rng):
     q = lowbit.quantize(x, dtype="nf4")
     codes, absmax = ref.nf4_quantize(x, 64)
     assert q.scale.shape == (-(-x.size // 64),)
+    np.testing.assert_array_equal(q.scale, absmax)
     np.testing.assert_array_equal(q.int_repr(), codes)
     d = q.dequantize()
     assert d.shape == x.shape and d.dtype == np.float32
@@ -403,7 +404,7 @@ def test_bad_inputs():
         lowbit.formats.quantize_format(x, dtype="nf3")
     q = lowbit.quantize(x, dtype="nf4")
     with pytest.raises(AttributeError):
-        q.qmin
+        _ = q.qmin
     with pytest.raises(ValueError, match="shape"):
         q.dequantize(out=np.empty(3, np.float32))
     with pytest.raises(TypeError, match="q"):

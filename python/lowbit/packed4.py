@@ -13,7 +13,7 @@ order differs between ISAs, so ISAs agree within this bound, not bit for bit.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
