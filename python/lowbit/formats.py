@@ -237,6 +237,17 @@ def quantize_format(
     picks the nearest level ``a * 2**(m - L)`` (L = 2**(bits-1) - 1, m = 1..L) or 0, ties to the
     smaller magnitude, values beyond a clip to a, NaN -> 0. ternary: +a where x > delta, -a where
     x < -delta, else 0 (NaN -> 0). binary: -a where x < 0, else +a (NaN -> +a).
+
+    Example:
+        >>> q = lowbit.quantize(np.float32([0.5, -1.0, 0.25, 0.0]), dtype="nf4")
+        >>> q.int_repr(), q.nbytes
+        (array([12,  0, 10,  7], dtype=uint8), 6)
+        >>> q.dequantize()
+        array([ 0.44070983, -1.        ,  0.2461123 ,  0.        ], dtype=float32)
+        >>> lowbit.quantize(np.float32([1 / 3, np.inf]), dtype="bf16").dequantize()
+        array([0.33398438,        inf], dtype=float32)
+        >>> lowbit.quantize(np.float32([[0.3, -0.1, 0.05, 0.0]]), dtype="ternary").dequantize()
+        array([[ 0.2, -0.2,  0. ,  0. ]], dtype=float32)
     """
     if group_size is not None:
         raise ValueError(f"group_size: not used by dtype {dtype!r} (nf4 takes block_size)")

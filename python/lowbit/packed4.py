@@ -42,7 +42,7 @@ class PackedWeight4:
     ``group_size`` consecutive inputs of each output row.
 
     ``dtype="int4"``: symmetric codes in [-8, 7], ``w = q * scale`` with PyTorch's symmetric
-    formula ``scale = max(absmax / 7.5, eps)``. ``dtype="nf4"``: bitsandbytes' NormalFloat levels
+    formula ``scale = max(absmax / 7.5, eps)`` (as torchao; the group's absmax itself lands on 7). ``dtype="nf4"``: bitsandbytes' NormalFloat levels
     times the group absmax (identical to ``lowbit.quantize(w, dtype="nf4", block_size=group_size)``).
 
     Attributes:
@@ -151,7 +151,7 @@ def linear_4bit(x: Any, w: PackedWeight4, bias: Any = None) -> np.ndarray:
 
     Example:
         >>> w = np.ones((2, 32), np.float32)
-        >>> lowbit.linear(np.ones((1, 32), np.float32), lowbit.pack_weight(w, dtype="int4", group_size=32))
+        >>> lowbit.linear(np.ones((1, 32), np.float32), lowbit.pack_weight(w, dtype="nf4", group_size=32))
         array([[32., 32.]], dtype=float32)
     """
     if not isinstance(w, PackedWeight4):
