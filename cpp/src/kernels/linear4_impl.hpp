@@ -72,80 +72,114 @@ struct Linear4Impl {
   using fb = xsimd::batch<float, Arch>;
   using T = Linear4Traits<Arch>;
   static constexpr int64_t W = static_cast<int64_t>(fb::size);
+  // Output columns per pass: two share every activation load where the register file (32 zmm)
+  // holds 2 * MB * NB partial sums + MB * NB accumulators; AVX2's 16 ymm do not.
+  static constexpr int kNb = W == 16 ? 2 : 1;
 
-  // MB activation rows (1..4) against output columns [n0, n1). Each row has two accumulation
-  // chains (low / high nibbles) per group, folded into acc with the group's scale.
-  template <int MB>
-  static void rows(const Linear4Args& a, int64_t m0, int64_t n0, int64_t n1) {
+  // One pass of MB activation rows (1..4) x NB output columns (1..2). Each (row, column) pair has
+  // two accumulation chains per group (low / high nibbles, so even M = 1 has independent FMAs in
+  // flight), folded into its accumulator with the group's scale.
+  template <int MB, int NB>
+  static void tile(const Linear4Args& a, int64_t m0, int64_t n) {
     const typename T::Table tab = T::table();
     const int64_t groups = a.k / a.group;
     const float* x0 = a.x + m0 * a.ldx;
     const float* x1 = x0 + (MB > 1 ? a.ldx : 0);
     const float* x2 = x0 + (MB > 2 ? 2 * a.ldx : 0);
     const float* x3 = x0 + (MB > 3 ? 3 * a.ldx : 0);
-    for (int64_t n = n0; n < n1; ++n) {
-      const uint8_t* row = a.w + n * (a.k / 2);
-      const float* sc = a.scales + n * groups;
-      fb acc0(0.0f), acc1(0.0f), acc2(0.0f), acc3(0.0f);
-      for (int64_t g = 0; g < groups; ++g) {
-        fb l0(0.0f), h0(0.0f), l1(0.0f), h1(0.0f), l2(0.0f), h2(0.0f), l3(0.0f), h3(0.0f);
-        const int64_t kb = g * a.group;
-        for (int64_t kk = kb; kk < kb + a.group; kk += 32) {
-          const uint8_t* p = row + kk / 2;
-          for (int64_t b = 0; b < 16; b += W) {
-            const auto v = T::bytes(p + b);
-            fb lo, hi;
-            if (kNf4) {
-              lo = T::nf4_lo(tab, v);
-              hi = T::nf4_hi(tab, v);
-            } else {
-              lo = T::s4_lo(v);
-              hi = T::s4_hi(v);
-            }
-            const int64_t kl = kk + b, kh = kk + 16 + b;
-            l0 = xsimd::fma(fb::load_unaligned(x0 + kl), lo, l0);
-            h0 = xsimd::fma(fb::load_unaligned(x0 + kh), hi, h0);
-            if (MB > 1) {
-              l1 = xsimd::fma(fb::load_unaligned(x1 + kl), lo, l1);
-              h1 = xsimd::fma(fb::load_unaligned(x1 + kh), hi, h1);
-            }
-            if (MB > 2) {
-              l2 = xsimd::fma(fb::load_unaligned(x2 + kl), lo, l2);
-              h2 = xsimd::fma(fb::load_unaligned(x2 + kh), hi, h2);
-            }
-            if (MB > 3) {
-              l3 = xsimd::fma(fb::load_unaligned(x3 + kl), lo, l3);
-              h3 = xsimd::fma(fb::load_unaligned(x3 + kh), hi, h3);
-            }
-          }
+    const uint8_t* r0 = a.w + n * (a.k / 2);
+    const uint8_t* r1 = r0 + (NB > 1 ? a.k / 2 : 0);
+    const float* s0 = a.scales + n * groups;
+    const float* s1 = s0 + (NB > 1 ? groups : 0);
+    const fb z(0.0f);
+    fb a00 = z, a10 = z, a20 = z, a30 = z, a01 = z, a11 = z, a21 = z, a31 = z;
+    for (int64_t g = 0; g < groups; ++g) {
+      fb l00 = z, h00 = z, l10 = z, h10 = z, l20 = z, h20 = z, l30 = z, h30 = z;
+      fb l01 = z, h01 = z, l11 = z, h11 = z, l21 = z, h21 = z, l31 = z, h31 = z;
+      const int64_t kb = g * a.group;
+      for (int64_t kk = kb; kk < kb + a.group; kk += 32) {
+        for (int64_t b = 0; b < 16; b += W) {
+          fb lo0, hi0, lo1, hi1;
+          decode(tab, r0 + kk / 2 + b, lo0, hi0);
+          if (NB > 1) decode(tab, r1 + kk / 2 + b, lo1, hi1);
+          const int64_t kl = kk + b, kh = kk + 16 + b;
+#define LOWBIT_L4_ROW(m, xm)                                        \
+  {                                                                 \
+    const fb xl = fb::load_unaligned(xm + kl);                      \
+    const fb xh = fb::load_unaligned(xm + kh);                      \
+    l##m##0 = xsimd::fma(xl, lo0, l##m##0);                         \
+    h##m##0 = xsimd::fma(xh, hi0, h##m##0);                         \
+    if (NB > 1) {                                                   \
+      l##m##1 = xsimd::fma(xl, lo1, l##m##1);                       \
+      h##m##1 = xsimd::fma(xh, hi1, h##m##1);                       \
+    }                                                               \
+  }
+          LOWBIT_L4_ROW(0, x0)
+          if (MB > 1) LOWBIT_L4_ROW(1, x1)
+          if (MB > 2) LOWBIT_L4_ROW(2, x2)
+          if (MB > 3) LOWBIT_L4_ROW(3, x3)
+#undef LOWBIT_L4_ROW
         }
-        const fb s(sc[g]);
-        acc0 = xsimd::fma(l0 + h0, s, acc0);
-        if (MB > 1) acc1 = xsimd::fma(l1 + h1, s, acc1);
-        if (MB > 2) acc2 = xsimd::fma(l2 + h2, s, acc2);
-        if (MB > 3) acc3 = xsimd::fma(l3 + h3, s, acc3);
       }
-      const float bias = a.bias ? a.bias[n] : 0.0f;
-      float* y = a.y + m0 * a.ldy + n;
-      y[0] = T::sum(acc0) + bias;
-      if (MB > 1) y[a.ldy] = T::sum(acc1) + bias;
-      if (MB > 2) y[2 * a.ldy] = T::sum(acc2) + bias;
-      if (MB > 3) y[3 * a.ldy] = T::sum(acc3) + bias;
+      const fb sc0(s0[g]);
+      a00 = xsimd::fma(l00 + h00, sc0, a00);
+      if (MB > 1) a10 = xsimd::fma(l10 + h10, sc0, a10);
+      if (MB > 2) a20 = xsimd::fma(l20 + h20, sc0, a20);
+      if (MB > 3) a30 = xsimd::fma(l30 + h30, sc0, a30);
+      if (NB > 1) {
+        const fb sc1(s1[g]);
+        a01 = xsimd::fma(l01 + h01, sc1, a01);
+        if (MB > 1) a11 = xsimd::fma(l11 + h11, sc1, a11);
+        if (MB > 2) a21 = xsimd::fma(l21 + h21, sc1, a21);
+        if (MB > 3) a31 = xsimd::fma(l31 + h31, sc1, a31);
+      }
+    }
+    store(a, m0, n, a00, a10, a20, a30, MB);
+    if (NB > 1) store(a, m0, n + 1, a01, a11, a21, a31, MB);
+  }
+
+  static void decode(const typename T::Table& tab, const uint8_t* p, fb& lo, fb& hi) {
+    const auto v = T::bytes(p);
+    if (kNf4) {
+      lo = T::nf4_lo(tab, v);
+      hi = T::nf4_hi(tab, v);
+    } else {
+      lo = T::s4_lo(v);
+      hi = T::s4_hi(v);
     }
   }
 
+  static void store(const Linear4Args& a, int64_t m0, int64_t n, const fb& c0, const fb& c1, const fb& c2,
+                    const fb& c3, int mb) {
+    const float bias = a.bias ? a.bias[n] : 0.0f;
+    float* y = a.y + m0 * a.ldy + n;
+    y[0] = T::sum(c0) + bias;
+    if (mb > 1) y[a.ldy] = T::sum(c1) + bias;
+    if (mb > 2) y[2 * a.ldy] = T::sum(c2) + bias;
+    if (mb > 3) y[3 * a.ldy] = T::sum(c3) + bias;
+  }
+
+  template <int MB>
+  static void columns(const Linear4Args& a, int64_t m0, int64_t n0, int64_t n1) {
+    int64_t n = n0;
+    for (; n + kNb <= n1; n += kNb) tile<MB, kNb>(a, m0, n);
+    for (; n < n1; ++n) tile<MB, 1>(a, m0, n);
+  }
+
+  // Rows in blocks of 4 (each block streams the weight columns once; they stay in L1/L2 between
+  // blocks of one task).
   static void run(const Linear4Args& a, int64_t n0, int64_t n1) {
     int64_t m = 0;
-    for (; m + 4 <= a.m; m += 4) rows<4>(a, m, n0, n1);
+    for (; m + 4 <= a.m; m += 4) columns<4>(a, m, n0, n1);
     switch (a.m - m) {
       case 3:
-        rows<3>(a, m, n0, n1);
+        columns<3>(a, m, n0, n1);
         break;
       case 2:
-        rows<2>(a, m, n0, n1);
+        columns<2>(a, m, n0, n1);
         break;
       case 1:
-        rows<1>(a, m, n0, n1);
+        columns<1>(a, m, n0, n1);
         break;
       default:
         break;
