@@ -411,3 +411,14 @@ def test_bad_inputs():
         _core.dequantize_nf4(np.zeros(16, np.int8), np.ones(1, np.float32), [32], 64)
     with pytest.raises(ValueError, match="absmax"):
         _core.dequantize_nf4(np.zeros(16, np.uint8), np.ones(2, np.float32), [32], 64)
+
+
+def test_pickle_round_trip(rng):
+    import pickle
+
+    x = rng.standard_normal((20, 64)).astype(np.float32)
+    for dtype, kw in (("nf4", {"double_quant": True}), ("bf16", {}), ("log2", {"bits": 8}), ("binary", {})):
+        q = lowbit.quantize(x, dtype=dtype, **kw)
+        q2 = pickle.loads(pickle.dumps(q))
+        assert type(q2) is type(q) and q2.nbytes == q.nbytes
+        np.testing.assert_array_equal(q2.dequantize(), q.dequantize())
