@@ -39,7 +39,9 @@ def matmul_int8(a: Any, b: Any) -> np.ndarray:
     Args:
         a: int8 or uint8 array ``(..., M, K)`` (or ``(K,)``), any strides; or a QTensor, whose
             integer data is used (its scales are ignored).
-        b: int8 array ``(K, N)``, any strides; or an int8 QTensor.
+        b: int8 array ``(K, N)``, any strides (packed on every call); or an int8 QTensor; or a
+            :class:`PackedWeight` ``(N, K)`` (packed once: computes ``a @ w.int_repr().T``, the fast
+            path for a fixed weight; its scales are ignored).
 
     Returns:
         int32 array ``(..., M, N)`` (``(N,)`` for 1-D ``a``).
@@ -57,9 +59,16 @@ def matmul_int8(a: Any, b: Any) -> np.ndarray:
                [-131,  124]], dtype=int32)
     """
     a = _int_data(a, "a")
-    b = _int_data(b, "b")
     if a.dtype not in (np.int8, np.uint8):
         raise TypeError(f"a: expected int8 or uint8 data, got dtype {a.dtype}")
+    if isinstance(b, PackedWeight):
+        n, k = b.shape
+        if a.ndim == 0 or a.shape[-1] != k:
+            raise ValueError(f"b: PackedWeight of shape {b.shape} (N, K) does not match a's shape {a.shape}")
+        lead = a.shape[:-1]
+        a2 = a.reshape(int(np.prod(lead, dtype=np.int64)), k)
+        return _core.matmul_packed(a2, b._packed, b._colsum, n, k).reshape(lead + (n,))
+    b = _int_data(b, "b")
     if b.dtype != np.int8:
         raise TypeError(f"b: expected int8 data, got dtype {b.dtype}")
     if b.ndim != 2:
