@@ -129,6 +129,7 @@ void pack_weight_s8(const int8_t* w, int64_t n, int64_t k, int64_t stride_n, int
   const int64_t kp = kg * kKGroup;
   const int64_t panels = n_panels(n);
   const int64_t grain = std::max<int64_t>(1, (1 << 16) / std::max<int64_t>(kp * kPanelCols, 1));
+  std::memset(packed + panels * kp * kPanelCols, 0, static_cast<size_t>(kPackSlackBytes));
   if (stride_n == 1 && k > 0) {
     parallel_range(panels, grain, 1, [&](int64_t p0, int64_t p1) {
       pack_rows_n_contiguous(w, n, k, stride_k, p0, p1, packed, colsum);
@@ -169,7 +170,7 @@ void matmul_packed(const uint8_t* a, bool a_signed, int64_t m, int64_t k, int64_
                    const int8_t* packed, const int32_t* colsum, int64_t n, int32_t* c) {
   if (m == 0 || n == 0) return;
   const int64_t kg = k_groups(k);
-  const int64_t lda = std::max<int64_t>(kg * kKGroup, kKGroup);
+  const int64_t lda = packed_act_stride(k);
   std::vector<uint8_t> ap(static_cast<size_t>(m * lda));
   // s8 activations are stored as a + 128 (u8) for vpdpbusd; row_offset 128 undoes it with colsum.
   const uint8_t flip = a_signed ? 0x80 : 0x00;
@@ -205,7 +206,7 @@ void linear_packed(const float* x, int64_t m, int64_t k, const int8_t* packed, c
                    const float* col_scale, int64_t n, const LinearParams& p, void* out) {
   if (m == 0 || n == 0) return;
   const int64_t kg = k_groups(k);
-  const int64_t lda = std::max<int64_t>(kg * kKGroup, kKGroup);
+  const int64_t lda = packed_act_stride(k);
   std::vector<uint8_t> ap(static_cast<size_t>(m * lda));
   std::vector<int32_t> row_offset(static_cast<size_t>(m));
   std::vector<float> row_scale(static_cast<size_t>(m));
