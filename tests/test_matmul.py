@@ -382,3 +382,12 @@ def test_best_isa_gemm_kernels_ran(rng):
         assert after[op].get(want, 0) > before.get(op, {}).get(want, 0), f"{op}: {want} kernel did not run"
     if "avx512vnni" in lowbit.cpu_info()["available"]:
         assert want == "avx512vnni"
+
+
+def test_gemm_kernels_built_for_every_x86_isa():
+    """AVX-VNNI and AMX cannot run on the development machine; they must at least be built."""
+    if "avx2" not in lowbit.cpu_info()["available"]:
+        pytest.skip("not an x86-64 CPU with AVX2")
+    isas = dict(_core.op_isas())["matmul_s8s8_s32"]
+    assert {"scalar", "avx2", "avxvnni", "avx512vnni", "amx"} <= set(isas)
+    assert "avx512" not in isas  # forcing avx512 (no VNNI) runs the exact AVX2 kernel
