@@ -3,7 +3,7 @@
 Usage: python benchmarks/bench_matmul.py [--quick] [--threads 1,2] [--out results.md] [--plot out.png]
 
 For each shape (M, K, N) (BERT/MiniLM and LLM linear layers): GOP/s of lowbit.matmul_int8 (int8
-in, packed weights cached as for a layer: the timed call packs b too, see `mm+pack`) and of
+in, int32 out; `mm` with a PackedWeight, `mm+pack` with a plain b packed inside the call) and of
 lowbit.linear (dynamic per-row activations, float32 in/out), % of the measured int8 peak, and
 speedups against NumPy float32 matmul, torch float32 nn.Linear, torch quantize_dynamic int8
 Linear on each quantized engine (x86, fbgemm, onednn) and torch._int_mm. Each thread count runs
@@ -47,7 +47,7 @@ def measure_peak() -> float | None:
         return float(out.stdout.split()[0]) if out.returncode == 0 else None
 
 
-def child(threads: int, shapes, min_time: float) -> list[dict]:
+def child(threads: int, shapes, min_time: float, rep: int) -> list[dict]:
     import lowbit
     from lowbit import reference as ref
 
@@ -76,13 +76,14 @@ def child(threads: int, shapes, min_time: float) -> list[dict]:
         y = lowbit.linear(x, pw, bias)
         assert np.array_equal(y[:r], ref.linear(x[:r], pw.int_repr(), pw.scale, bias)), (m, k, n)
         res = {"m": m, "k": k, "n": n, "threads": threads, "isa": lowbit.get_arch()}
-        res["mm+pack"] = ops / best_time(lambda: lowbit.matmul_int8(a, b), repeat=3, min_time=min_time) / 1e9
+        res["mm"] = ops / best_time(lambda: lowbit.matmul_int8(a, pw), repeat=rep, min_time=min_time) / 1e9
+        res["mm+pack"] = ops / best_time(lambda: lowbit.matmul_int8(a, b), repeat=rep, min_time=min_time) / 1e9
         # The kernel alone: linear with static uint8 activations has no dynamic-range pass.
-        res["linear"] = ops / best_time(lambda: lowbit.linear(x, pw, bias), repeat=3, min_time=min_time) / 1e9
+        res["linear"] = ops / best_time(lambda: lowbit.linear(x, pw, bias), repeat=rep, min_time=min_time) / 1e9
         res["linear_static"] = ops / best_time(
-            lambda: lowbit.linear(x, pw, bias, act="static", act_scale=0.03, act_zero_point=128), repeat=3, min_time=min_time
+            lambda: lowbit.linear(x, pw, bias, act="static", act_scale=0.03, act_zero_point=128), repeat=rep, min_time=min_time
         ) / 1e9
-        res["numpy_f32"] = ops / best_time(lambda: x @ w.T + bias, repeat=3, min_time=min_time) / 1e9
+        res["numpy_f32"] = ops / best_time(lambda: x @ w.T + bias, repeat=rep, min_time=min_time) / 1e9
         res["weight_gbs"] = n * k / (ops / res["linear"] / 1e9) / 1e9
         if torch is not None:
             xt = torch.from_numpy(x)
@@ -90,7 +91,7 @@ def child(threads: int, shapes, min_time: float) -> list[dict]:
             with torch.no_grad():
                 lin.weight.copy_(torch.from_numpy(w))
                 lin.bias.copy_(torch.from_numpy(bias))
-                res["torch_f32"] = ops / best_time(lambda: lin(xt), repeat=3, min_time=min_time) / 1e9
+                res["torch_f32"] = ops / best_time(lambda: lin(xt), repeat=rep, min_time=min_time) / 1e9
                 for eng in engines:
                     torch.backends.quantized.engine = eng
                     with warnings.catch_warnings():
@@ -98,11 +99,11 @@ def child(threads: int, shapes, min_time: float) -> list[dict]:
                         from torch.ao.quantization import quantize_dynamic
 
                         qlin = quantize_dynamic(torch.nn.Sequential(lin), {torch.nn.Linear}, dtype=torch.qint8)
-                        res[f"torch_{eng}"] = ops / best_time(lambda: qlin(xt), repeat=3, min_time=min_time) / 1e9
+                        res[f"torch_{eng}"] = ops / best_time(lambda: qlin(xt), repeat=rep, min_time=min_time) / 1e9
                 at, bt = torch.from_numpy(a), torch.from_numpy(b)
                 try:
                     assert torch.equal(torch._int_mm(at[:r], bt), torch.from_numpy(got))
-                    res["torch_int_mm"] = ops / best_time(lambda: torch._int_mm(at, bt), repeat=3, min_time=min_time) / 1e9
+                    res["torch_int_mm"] = ops / best_time(lambda: torch._int_mm(at, bt), repeat=rep, min_time=min_time) / 1e9
                 except (RuntimeError, AssertionError):
                     pass
         rows.append(res)
@@ -115,6 +116,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help=f"{len(QUICK)} representative shapes only")
     ap.add_argument("--threads", default=f"1,{os.cpu_count()}", help="thread counts, comma separated")
     ap.add_argument("--min-time", type=float, default=0.1, help="seconds per timing round")
+    ap.add_argument("--repeat", type=int, default=5, help="timing rounds (best is kept)")
     ap.add_argument("--out", default=None, help="also write the table to this Markdown file")
     ap.add_argument("--plot", default="benchmarks/results/bench_matmul.png", help="plot path (needs matplotlib)")
     ap.add_argument("--_child", type=int, default=None, help=argparse.SUPPRESS)
@@ -122,7 +124,7 @@ def main() -> None:
     args = ap.parse_args()
     shapes = QUICK if args.quick else [(m, k, n) for (k, n) in KN for m in MS]
     if args._child is not None:
-        child(args._child, json.loads(args._shapes), args.min_time)
+        child(args._child, json.loads(args._shapes), args.min_time, args.repeat)
         return
 
     import lowbit
@@ -134,13 +136,13 @@ def main() -> None:
     results = []
     for t in [int(s) for s in args.threads.split(",")]:
         env = dict(os.environ, OPENBLAS_NUM_THREADS=str(t), OMP_NUM_THREADS=str(t), MKL_NUM_THREADS=str(t))
-        cmd = [sys.executable, __file__, "--_child", str(t), "--_shapes", json.dumps(shapes), "--min-time", str(args.min_time)]
+        cmd = [sys.executable, __file__, "--_child", str(t), "--_shapes", json.dumps(shapes), "--min-time", str(args.min_time), "--repeat", str(args.repeat)]
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if proc.returncode != 0:
             sys.exit(f"child with {t} threads failed:\n{proc.stderr}")
         results += [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
 
-    headers = ["M", "K", "N", "thr", "mm+pack GOP/s", "linear GOP/s", "static GOP/s", "% peak", "GB/s w",
+    headers = ["M", "K", "N", "thr", "mm GOP/s", "mm+pack GOP/s", "linear GOP/s", "static GOP/s", "% peak", "GB/s w",
                "x numpy f32", "x torch f32", "x best torch int8", "best torch int8", "x _int_mm"]
     rows = []
     for r in results:
@@ -148,15 +150,16 @@ def main() -> None:
         best_q = max(tq, key=tq.get) if tq else None
         pk = 100 * r["linear"] / (peak * r["threads"]) if peak else float("nan")
         rows.append([
-            r["m"], r["k"], r["n"], r["threads"], r["mm+pack"], r["linear"], r["linear_static"], pk, r["weight_gbs"],
+            r["m"], r["k"], r["n"], r["threads"], r["mm"], r["mm+pack"], r["linear"], r["linear_static"], pk, r["weight_gbs"],
             r["linear"] / r["numpy_f32"], r["linear"] / r["torch_f32"] if "torch_f32" in r else float("nan"),
             r["linear"] / tq[best_q] if best_q else float("nan"), best_q[6:] if best_q else "-",
-            r["mm+pack"] / r["torch_int_mm"] if "torch_int_mm" in r else float("nan"),
+            r["mm"] / r["torch_int_mm"] if "torch_int_mm" in r else float("nan"),
         ])
     text = table(headers, rows)
     print(text)
     print("linear = lowbit.linear dynamic per-row (float32 in/out, bias); static = static uint8 activations; "
-          "x columns = linear GOP/s over the peer's; x _int_mm = matmul_int8 (incl. packing b) over torch._int_mm.")
+          "x columns = linear GOP/s over the peer's; x _int_mm = matmul_int8 with a PackedWeight (mm) over torch._int_mm; "
+          "mm+pack = matmul_int8 with a plain (K, N) int8 b, packed inside every call.")
     if args.out:
         with open(args.out, "w") as f:
             f.write(text + "\n")

@@ -7,6 +7,7 @@ computed once, when weights are packed. ``lowbit.reference`` holds the NumPy spe
 
 from __future__ import annotations
 
+import math
 from typing import Any, Optional
 
 import numpy as np
@@ -66,7 +67,7 @@ def matmul_int8(a: Any, b: Any) -> np.ndarray:
         if a.ndim == 0 or a.shape[-1] != k:
             raise ValueError(f"b: PackedWeight of shape {b.shape} (N, K) does not match a's shape {a.shape}")
         lead = a.shape[:-1]
-        a2 = a.reshape(int(np.prod(lead, dtype=np.int64)), k)
+        a2 = a.reshape(math.prod(lead), k)
         return _core.matmul_packed(a2, b._packed, b._colsum, n, k).reshape(lead + (n,))
     b = _int_data(b, "b")
     if b.dtype != np.int8:
@@ -80,7 +81,7 @@ def matmul_int8(a: Any, b: Any) -> np.ndarray:
     if a.ndim == 1:
         return _core.matmul_int8(a.reshape(1, -1), b).reshape(b.shape[1])
     lead = a.shape[:-1]
-    a2 = a if a.ndim == 2 else a.reshape(int(np.prod(lead, dtype=np.int64)), a.shape[-1])
+    a2 = a if a.ndim == 2 else a.reshape(math.prod(lead), a.shape[-1])
     return _core.matmul_int8(a2, b).reshape(lead + (b.shape[1],))
 
 
@@ -293,9 +294,12 @@ def linear(
     if act_dtype not in ("uint8", "int8"):
         raise ValueError(f"act_dtype: expected 'uint8' or 'int8', got {act_dtype!r}")
     n, k = w.shape
-    xa = as_float_array(x, "x")
-    if xa.dtype != np.float32:
-        xa = xa.astype(np.float32)
+    if type(x) is np.ndarray and x.dtype == np.float32 and x.flags.c_contiguous:
+        xa = x  # fast path: no conversion needed
+    else:
+        xa = as_float_array(x, "x")
+        if xa.dtype != np.float32:
+            xa = xa.astype(np.float32)
     if xa.ndim == 0:
         raise ValueError("x: expected at least 1 dimension, got a scalar")
     if xa.shape[-1] != k:
@@ -321,7 +325,7 @@ def linear(
         if b.shape != (n,):
             raise ValueError(f"bias: expected shape ({n},), got {b.shape}")
     lead = xa.shape[:-1]
-    x2 = xa.reshape(int(np.prod(lead, dtype=np.int64)), k)
+    x2 = xa.reshape(math.prod(lead), k)
     out = _core.linear(
         x2, w._packed, w._colsum, n, k, w.scale, b, act, scale_f, zp, act_dtype == "int8", bool(relu), osc, ozp
     )
