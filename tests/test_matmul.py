@@ -237,6 +237,7 @@ LINEAR_MODES = [
     dict(act="static", act_scale=0.02, act_zero_point=128),
     dict(act="static", act_scale=0.03, act_zero_point=-7, act_dtype="int8"),
     dict(out_scale=0.05, out_zero_point=-3),
+    dict(out_scale=1e-6, out_zero_point=127),  # saturates at both ends
     dict(act="static", act_scale=0.025, act_zero_point=0, act_dtype="int8", relu=True, out_scale=0.02, out_zero_point=-128),
 ]
 
@@ -391,3 +392,57 @@ def test_gemm_kernels_built_for_every_x86_isa():
     isas = dict(_core.op_isas())["matmul_s8s8_s32"]
     assert {"scalar", "avx2", "avxvnni", "avx512vnni", "amx"} <= set(isas)
     assert "avx512" not in isas  # forcing avx512 (no VNNI) runs the exact AVX2 kernel
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    data=st.data(),
+    m=st.integers(0, 12),
+    k=st.integers(1, 70),
+    n=st.integers(1, 40),
+    act=st.sampled_from(["dynamic", "dynamic_per_tensor"]),
+    relu=st.booleans(),
+)
+def test_linear_property_matches_reference(data, m, k, n, act, relu):
+    x = data.draw(hnp.arrays(np.float32, (m, k), elements=st.floats(-1e6, 1e6, width=32) | st.sampled_from([np.nan, np.inf, -np.inf])))
+    w = data.draw(hnp.arrays(np.float32, (n, k), elements=st.floats(-10, 10, width=32)))
+    pw = lowbit.pack_weight(w)
+    np.testing.assert_array_equal(lowbit.linear(x, pw, act=act, relu=relu), ref_linear(x, pw, None, act=act, relu=relu))
+
+
+def test_results_do_not_depend_on_thread_count(rng):
+    x = rng.standard_normal((200, 300)).astype(np.float32)
+    pw = lowbit.pack_weight(rng.standard_normal((130, 300)).astype(np.float32))
+    a = ints(rng, (200, 300), np.int8)
+    old = lowbit.get_num_threads()
+    try:
+        outs = []
+        for t in (1, 2, 3):
+            lowbit.set_num_threads(t)
+            outs.append((lowbit.linear(x, pw, act="dynamic_per_tensor"), lowbit.matmul_int8(a, pw)))
+    finally:
+        lowbit.set_num_threads(old)
+    for y, c in outs[1:]:
+        np.testing.assert_array_equal(y, outs[0][0])
+        np.testing.assert_array_equal(c, outs[0][1])
+
+
+def test_concurrent_calls_from_python_threads(rng):
+    import threading
+
+    x = rng.standard_normal((64, 256)).astype(np.float32)
+    pw = lowbit.pack_weight(rng.standard_normal((96, 256)).astype(np.float32))
+    want = lowbit.linear(x, pw)
+    errors = []
+
+    def work():
+        for _ in range(20):
+            if not np.array_equal(lowbit.linear(x, pw), want):
+                errors.append("mismatch")
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
