@@ -457,3 +457,12 @@ def test_avxvnni_kernel_source_via_evex_twin(adtype, m, k, n, rng):
     np.testing.assert_array_equal(_core._matmul_avxvnni_twin(a, b).astype(np.int64), ref.matmul_int8(a, b))
     extreme = np.full((m, k), np.iinfo(adtype).max if adtype == np.uint8 else -128, adtype)
     np.testing.assert_array_equal(_core._matmul_avxvnni_twin(extreme, np.full((k, n), -128, np.int8)).astype(np.int64), ref.matmul_int8(extreme, np.full((k, n), -128, np.int8)))
+
+
+@pytest.mark.skipif("avx512vnni" not in lowbit.cpu_info()["available"], reason="the twin needs AVX-512 VNNI")
+@pytest.mark.parametrize("adtype", [np.int8, np.uint8], ids=["s8s8", "u8s8"])
+@pytest.mark.parametrize("m,k,n", [(0, 3, 4), (1, 1, 1), (32, 1, 32), (32, 64, 32), (33, 65, 17), (64, 200, 64), (70, 130, 50), (96, 1100, 33)])
+def test_amx_kernel_source_via_emulated_tiles(adtype, m, k, n, rng):
+    """The AMX kernel cannot run here; its blocking and addressing, on scalar-emulated tiles, must be exact."""
+    a, b = ints(rng, (m, k), adtype), ints(rng, (k, n), np.int8)
+    np.testing.assert_array_equal(_core._matmul_amx_twin(a, b).astype(np.int64), ref.matmul_int8(a, b))

@@ -95,9 +95,9 @@ py::array matmul_packed_py(const py::array& a, const py::array& packed, const py
 }
 
 #if defined(LOWBIT_HAVE_AVX512VNNI)
-// Test hook: matmul_int8 through the EVEX twin of the AVX-VNNI kernel (needs AVX-512 VNNI).
-py::array matmul_avxvnni_twin_py(const py::array& a, const py::array& b) {
-  if (!isa_available(Isa::kAvx512Vnni)) value_error("this CPU has no AVX-512 VNNI to run the AVX-VNNI twin");
+// Test hooks: matmul_int8 through a twin of a kernel that cannot run here (needs AVX-512 VNNI).
+py::array matmul_twin(kernels::GemmTaskFn fn, const py::array& a, const py::array& b) {
+  if (!isa_available(Isa::kAvx512Vnni)) value_error("this CPU has no AVX-512 VNNI to run the kernel twins");
   bool sgn;
   check_mm(a, b, &sgn);
   const int64_t m = a.shape(0), k = a.shape(1), n = b.shape(1);
@@ -110,8 +110,7 @@ py::array matmul_avxvnni_twin_py(const py::array& a, const py::array& b) {
   std::vector<int8_t> packed(static_cast<size_t>(packed_weight_bytes(k, n)));
   std::vector<int32_t> colsum(static_cast<size_t>(n_panels(n) * kPanelCols));
   pack_weight_s8(bp, n, k, sbn, sbk, packed.data(), colsum.data());
-  matmul_packed_with(kernels::avx512vnni::gemm_u8s8_task_avxvnni_twin, ap, sgn, m, k, sam, sak, packed.data(),
-                     colsum.data(), n, c);
+  matmul_packed_with(fn, ap, sgn, m, k, sam, sak, packed.data(), colsum.data(), n, c);
   return out;
 }
 #endif
@@ -260,8 +259,16 @@ void bind_matmul(py::module_& m) {
   m.def("matmul_packed", &matmul_packed_py, py::arg("a"), py::arg("packed"), py::arg("colsum"), py::arg("n"),
         py::arg("k"), "Exact int32 a @ w.T for a packed weight w (N, K).");
 #if defined(LOWBIT_HAVE_AVX512VNNI)
-  m.def("_matmul_avxvnni_twin", &matmul_avxvnni_twin_py, py::arg("a"), py::arg("b"),
-        "Tests only: matmul_int8 through the AVX-VNNI kernel source built with EVEX vpdpbusd.");
+  m.def(
+      "_matmul_avxvnni_twin",
+      [](const py::array& a, const py::array& b) {
+        return matmul_twin(kernels::avx512vnni::gemm_u8s8_task_avxvnni_twin, a, b);
+      },
+      py::arg("a"), py::arg("b"), "Tests only: matmul_int8 through the AVX-VNNI kernel source built with EVEX vpdpbusd.");
+  m.def(
+      "_matmul_amx_twin",
+      [](const py::array& a, const py::array& b) { return matmul_twin(kernels::avx512vnni::gemm_u8s8_task_amx_twin, a, b); },
+      py::arg("a"), py::arg("b"), "Tests only: matmul_int8 through the AMX kernel source with emulated tiles.");
 #endif
   m.def("matmul_reference", &matmul_reference_py, py::arg("a"), py::arg("b"),
         "The scalar C++ spec of matmul_int8 (slow triple loop).");
