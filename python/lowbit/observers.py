@@ -614,7 +614,7 @@ class HistogramObserver(Observer):
         >>> obs = lowbit.HistogramObserver(bins=256, method="percentile", percentile=90.0)
         >>> obs.update(np.arange(1000, dtype=np.float32))
         >>> [round(v) for v in obs.clip_range()]
-        [50, 949]
+        [50, 950]
     """
 
     def __init__(self, bins: int = 2048, method: str = "mse", percentile: float = 99.99, **kwargs: Any):
