@@ -96,9 +96,12 @@ def numpy_histogram(x, e, base, bins):
 def test_histogram_f32_matches_numpy(isa, rng, n, grid):
     e, base, bins = grid
     x = with_nonfinite((rng.standard_normal(n + 1) * 4).astype(np.float32), rng)[1:]
-    counts, bad = _core.histogram_f32(x, 2.0**-e, float(base), bins)
+    x[: n // 10] = 0.0
+    x[n // 10 : n // 5] = -0.0
+    counts, bad, zeros = _core.histogram_f32(x, 2.0**-e, float(base), bins)
     np.testing.assert_array_equal(counts, numpy_histogram(x, e, base, bins))
     assert bad == int((~np.isfinite(x)).sum())
+    assert zeros == int((x == 0).sum())
 
 
 def test_kernels_identical_across_thread_counts(rng):
@@ -113,6 +116,7 @@ def test_kernels_identical_across_thread_counts(rng):
                 (
                     _core.minmax_f32(x),
                     _core.histogram_f32(x, 2.0**-6, -300.0, 2048)[0].tolist(),
+                    _core.histogram_f32(np.maximum(x, 0), 2.0**-6, -300.0, 2048)[2],
                     pc[0].tolist(),
                     pc[1].tolist(),
                 )
@@ -235,8 +239,6 @@ DISTRIBUTIONS = {
 @pytest.mark.parametrize("dtype,symmetric", [("uint8", False), ("int8", False), ("int8", True)])
 def test_histogram_mse_not_worse_than_torch(rng, dist, dtype, symmetric):
     torch = pytest.importorskip("torch")
-    if dist == "relu" and symmetric:
-        pytest.skip("known gap: exact-zero spike with a symmetric range (see ARCHITECTURE notes)")
     batches = [(DISTRIBUTIONS[dist](rng, 40_000) * (1 + 0.3 * i)).astype(np.float32) for i in range(4)]
     ours = lowbit.HistogramObserver(dtype=dtype, symmetric=symmetric)
     theirs = torch_observer(torch, "HistogramObserver", dtype, symmetric, False)

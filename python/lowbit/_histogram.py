@@ -63,11 +63,13 @@ def rebin(counts: np.ndarray, e: int, base: int, e2: int, base2: int) -> np.ndar
 class Bins:
     """The occupied bins of a histogram, first and last clipped to the observed min and max.
 
-    Values are modelled as uniform within each bin. Attributes: ``left``, ``right`` (float64 edges),
-    ``count`` (float64), ``total``.
+    Values are modelled as uniform within each bin, except the exact zeros (``zeros`` of the
+    counts of the bin holding 0), which become a zero-width bin at 0: a spike at zero (ReLU,
+    padding) is exactly representable and must not look like rounding error. Attributes: ``left``,
+    ``right`` (float64 edges, contiguous), ``count`` (float64), ``total``, ``zeros``.
     """
 
-    def __init__(self, counts: np.ndarray, e: int, base: int, min_val: float, max_val: float):
+    def __init__(self, counts: np.ndarray, e: int, base: int, min_val: float, max_val: float, zeros: int = 0):
         w = 2.0**e
         i0 = min(max(int(math.floor(min_val / w)) - base, 0), counts.shape[0] - 1)
         i1 = min(max(int(math.floor(max_val / w)) - base, i0), counts.shape[0] - 1)
@@ -77,6 +79,14 @@ class Bins:
         self.left[0] = min_val
         self.right[-1] = max_val
         self.count = counts[i0 : i1 + 1].astype(np.float64)
+        k = -base - i0  # the bin whose left edge is 0
+        self.zeros = 0.0
+        if zeros and 0 <= k < self.count.shape[0] and self.left[k] == 0.0 and self.right[k] > 0.0:
+            self.zeros = float(zeros)
+            self.left = np.insert(self.left, k, 0.0)
+            self.right = np.insert(self.right, k, 0.0)
+            self.count = np.insert(self.count, k, self.zeros)
+            self.count[k + 1] -= self.zeros
         self.total = float(self.count.sum())
         self.min_val, self.max_val = float(min_val), float(max_val)
         width = self.right - self.left
@@ -90,8 +100,9 @@ class Bins:
 
     def moments_below(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Count, sum and sum of squares of the values below ``t`` (vectorized over ``t``)."""
-        t = np.clip(np.asarray(t, np.float64), self.min_val, self.max_val)
-        j = np.clip(np.searchsorted(self.right, t, side="right"), 0, self.count.shape[0] - 1)
+        t_raw = np.asarray(t, np.float64)
+        t = np.clip(t_raw, self.min_val, self.max_val)
+        j = np.clip(np.searchsorted(self.right, t, side="left"), 0, self.count.shape[0] - 1)  # point bins at t: not below
         a = self.left[j]
         b = np.clip(t, a, self.right[j])
         frac = (b - a) / self._width[j]
@@ -99,7 +110,8 @@ class Bins:
         n0 = self._c0[j] + c
         n1 = self._c1[j] + c * (a + b) / 2
         n2 = self._c2[j] + c * (a * a + a * b + b * b) / 3
-        return n0, n1, n2
+        none = t_raw < self.min_val  # nothing lies below the minimum (not even a spike at it)
+        return np.where(none, 0.0, n0), np.where(none, 0.0, n1), np.where(none, 0.0, n2)
 
     def cdf(self, t: np.ndarray) -> np.ndarray:
         return self.moments_below(t)[0]
@@ -121,7 +133,7 @@ def _approx_error(bins: Bins, lo_q: np.ndarray, hi_q: np.ndarray, scale: np.ndar
     t0, t1, t2 = bins.total - n0h, bins._c1[-1] - n1h, bins._c2[-1] - n2h
     below = n2l - 2 * lo_q * n1l + lo_q * lo_q * n0l
     above = t2 - 2 * hi_q * t1 + hi_q * hi_q * t0
-    inside = (n0h - n0l) * scale * scale / 12
+    inside = np.maximum(n0h - n0l - bins.zeros, 0) * scale * scale / 12  # zeros are exact
     return np.maximum(below, 0) + np.maximum(above, 0) + inside
 
 

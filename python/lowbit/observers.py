@@ -594,7 +594,8 @@ class HistogramObserver(Observer):
 
     The histogram has ``bins`` int64 counts on a power-of-two grid that grows with the observed
     range and re-bins exactly (see ``lowbit._histogram``): memory is ``bins`` counts whatever the
-    data size, and ``merge`` gives exactly the histogram of one pass over all the data.
+    data size, and ``merge`` gives exactly the histogram of one pass over all the data. Exact
+    zeros are also counted apart (``zeros``), so that a spike at zero is modelled as such.
 
     Methods:
         "mse": the range minimizing the expected quantization MSE of the histogram (as PyTorch's
@@ -640,6 +641,7 @@ class HistogramObserver(Observer):
         self.min_val = _INF
         self.max_val = -_INF
         self.counts: Optional[np.ndarray] = None
+        self.zeros = 0
         self._grid = (0, 0)
 
     def _regrid(self, mn: float, mx: float) -> None:
@@ -658,8 +660,9 @@ class HistogramObserver(Observer):
             return
         self._regrid(min(self.min_val, mn), max(self.max_val, mx))
         e, base = self._grid
-        h, _ = _core.histogram_f32(a, 2.0**-e, float(base), self.bins)
+        h, _, zeros = _core.histogram_f32(a, 2.0**-e, float(base), self.bins)
         self.counts += h
+        self.zeros += zeros
 
     def _merge(self, other: "HistogramObserver") -> None:
         if other.counts is None:
@@ -669,6 +672,7 @@ class HistogramObserver(Observer):
             self.counts, self._grid = np.zeros(self.bins, np.int64), other._grid
         self._regrid(min(self.min_val, other.min_val), max(self.max_val, other.max_val))
         self.counts += _histogram.rebin(theirs, *other._grid, *self._grid)
+        self.zeros += other.zeros
 
     def clip_range(self) -> tuple[float, float]:
         """The clipping range ``(lo, hi)`` chosen by ``method`` from the histogram.
@@ -681,7 +685,7 @@ class HistogramObserver(Observer):
         if self.min_val == self.max_val:
             return self.min_val, self.max_val
         e, base = self._grid
-        bins = _histogram.Bins(self.counts, e, base, self.min_val, self.max_val)
+        bins = _histogram.Bins(self.counts, e, base, self.min_val, self.max_val, self.zeros)
         qmin, qmax = qrange(self.dtype, self.reduce_range)
         if self.method == "percentile":
             lo, hi = _histogram.percentile_range(bins, self.percentile, self.symmetric)
@@ -707,7 +711,14 @@ class HistogramObserver(Observer):
         if self.counts is None:
             return {"counts": None}
         e, base = self._grid
-        return {"min": self.min_val, "max": self.max_val, "exponent": e, "base": base, "counts": self.counts.tolist()}
+        return {
+            "min": self.min_val,
+            "max": self.max_val,
+            "exponent": e,
+            "base": base,
+            "zeros": int(self.zeros),
+            "counts": self.counts.tolist(),
+        }
 
     def _load(self, s: dict) -> None:
         self._reset()
@@ -720,7 +731,7 @@ class HistogramObserver(Observer):
         grid = (int(s["exponent"]), int(s["base"]))
         if grid != _histogram.grid_for(self.min_val, self.max_val, self.bins):
             raise TypeError("exponent/base do not match min/max")
-        self.counts, self._grid = counts, grid
+        self.counts, self._grid, self.zeros = counts, grid, int(s["zeros"])
 
     def _plot(self, ax: Any) -> None:
         if self.counts is None:

@@ -108,8 +108,8 @@ struct ObserversImpl {
 
   static void histogram(const float* x, int64_t n, float scale, float base, int64_t bins, int64_t* counts) {
     const fb inf(INFINITY), s(scale), b(base), zero(0.0f), top(static_cast<float>(bins - 1));
-    const fb slot_bad(static_cast<float>(bins));
-    const int64_t stride = bins + 1;
+    const fb slot_bad(static_cast<float>(bins)), slot_zero(static_cast<float>(bins + 1));
+    const int64_t stride = bins + 2;
     int64_t* c0 = counts;
     int64_t* c1 = counts + stride;
     int64_t* c2 = counts + 2 * stride;
@@ -124,6 +124,7 @@ struct ObserversImpl {
         const fb v = fb::load_unaligned(x + i + k * W);
         fb t = xsimd::floor(v * s) - b;
         t = xsimd::min(xsimd::max(t, zero), top);
+        t = xsimd::select(v == zero, slot_zero, t);
         t = xsimd::select(xsimd::abs(v) < inf, t, slot_bad);
         xsimd::nearbyint_as_int(t).store_aligned(idx + k * W);
       }
