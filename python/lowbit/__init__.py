@@ -22,6 +22,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 from . import _core, reference
 from .cpu import arch, cpu_info, get_arch, get_num_threads, set_arch, set_num_threads
 from .cpu import _apply_env as _apply_env
+from .matmul import PackedWeight, linear, matmul_int8, pack_weight
 from .quantize import DTYPES, QTensor, choose_qparams, dequantize, fake_quantize, qrange, quantize
 from . import observers
 from .observers import (
@@ -53,6 +54,10 @@ __all__ = [
     "fake_quantize",
     "choose_qparams",
     "qrange",
+    "PackedWeight",
+    "matmul_int8",
+    "pack_weight",
+    "linear",
     "observers",
     "Observer",
     "MinMaxObserver",
