@@ -30,7 +30,7 @@ using MinMaxPerChannelF32Fn = int64_t (*)(const float* x, int64_t rows, int64_t 
 using HistogramF32Fn = void (*)(const float* x, int64_t n, float scale, float base, int64_t bins, int64_t* counts);
 }  // namespace kernels
 
-constexpr int64_t kHistogramWays = 4;
+constexpr int64_t kHistogramWays = 8;
 
 struct MinMaxResult {
   float min;  // +inf when no finite value was seen
