@@ -89,6 +89,7 @@ class Bins:
             self.count[k + 1] -= self.zeros
         self.total = float(self.count.sum())
         self.min_val, self.max_val = float(min_val), float(max_val)
+        self.width = w
         width = self.right - self.left
         self._width = np.where(width > 0, width, 1.0)
         # Per-bin moments of the uniform model, and their prefix sums for O(1) tail queries.
@@ -145,11 +146,23 @@ def _h(y: np.ndarray, qmin: float, qmax: float) -> np.ndarray:
     """
     c0, c1 = qmin - 0.5, qmax + 0.5
     yc = np.clip(y, c0, c1)
-    k = np.minimum(np.floor(yc + 0.5), qmax)
-    d = yc - k
-    u = np.maximum(y, c1) - qmax
-    v = np.minimum(y, c0) - qmin
-    return (k - qmin) / 12 + (d * d * d + u * u * u + v * v * v + 0.125) / 3
+    k = np.floor(yc + 0.5)
+    np.minimum(k, qmax, out=k)
+    yc -= k  # offset from the nearest level
+    h = yc * yc
+    h *= yc
+    u = np.maximum(y, c1)
+    u -= qmax
+    h += u * u * u
+    np.minimum(y, c0, out=u)
+    u -= qmin
+    h += u * u * u
+    h += 0.125
+    h /= 3
+    k -= qmin
+    k /= 12
+    h += k
+    return h
 
 
 def expected_sq_error(bins: Bins, scale: np.ndarray, zero_point: np.ndarray, qmin: int, qmax: int) -> np.ndarray:
@@ -212,7 +225,7 @@ def mse_range(bins: Bins, choose, qmin: int, qmax: int, symmetric: bool) -> tupl
         cand_hi = cand_hi if cand_hi.size else np.array([mx])
         cand_lo = cand_lo if cand_lo.size else np.array([mn])
         a, b = mn, mx
-        for _ in range(4):
+        for _ in range(2):
             err = evaluate(np.full(cand_hi.shape, a), cand_hi)
             b_new = float(cand_hi[int(np.argmin(err))])
             err = evaluate(cand_lo, np.full(cand_lo.shape, b_new))
@@ -220,10 +233,41 @@ def mse_range(bins: Bins, choose, qmin: int, qmax: int, symmetric: bool) -> tupl
             if (a_new, b_new) == (a, b):
                 break
             a, b = a_new, b_new
+    best = int(np.argmin(np.concatenate(pool_err)))
+    a, b = float(np.concatenate(pool_lo)[best]), float(np.concatenate(pool_hi)[best])
+    half = bins.width / 2
+
+    def local(a, b, offsets, score):
+        """Coordinate descent on a half-bin lattice around (a, b) under ``score``."""
+        if symmetric:
+            t = np.clip(max(-a, b) + offsets, half, max(-mn, mx))
+            cl, ch = np.maximum(-t, mn), np.minimum(t, mx)
+            k = int(np.argmin(score(cl, ch)))
+            return float(cl[k]), float(ch[k])
+        ch = np.clip(b + offsets, max(mn, 0.0), mx)
+        b = float(ch[int(np.argmin(score(np.full(ch.shape, a), ch)))])
+        cl = np.clip(a + offsets, mn, min(mx, 0.0))
+        a = float(cl[int(np.argmin(score(cl, np.full(cl.shape, b))))])
+        return a, b
+
+    for _ in range(2):  # the fast model between the bin edges
+        a2, b2 = local(a, b, np.arange(-16, 17) * half, evaluate)
+        if (a2, b2) == (a, b):
+            break
+        a, b = a2, b2
+
+    # Re-rank the best distinct candidates with the exact uniform-bin error, then polish locally.
     lo = np.concatenate(pool_lo + [np.array([mn])])
     hi = np.concatenate(pool_hi + [np.array([mx])])
     err = np.concatenate(pool_err + [np.array([np.inf])])
-    keep = np.argsort(err, kind="stable")[:8]
+    keep: list[int] = []
+    seen: set = set()
+    for k in np.argsort(err, kind="stable")[:400].tolist():
+        if (lo[k], hi[k]) not in seen:
+            seen.add((lo[k], hi[k]))
+            keep.append(k)
+            if len(keep) == 8:
+                break
     lo = np.concatenate((lo[keep], [mn]))
     hi = np.concatenate((hi[keep], [mx]))
 
@@ -231,35 +275,18 @@ def mse_range(bins: Bins, choose, qmin: int, qmax: int, symmetric: bool) -> tupl
         scale, zp, _, _ = _levels(lo, hi, choose, qmin, qmax)
         return expected_sq_error(bins, scale, zp, qmin, qmax)
 
-    err = exact(lo, hi)
-    best = int(np.argmin(err))
-    a, b, best_err = float(lo[best]), float(hi[best]), float(err[best])
-    # Local refinement with the exact model, on a half-bin lattice around the best candidate.
-    step = float(np.min(bins.right - bins.left)) if bins.count.shape[0] > 2 else (mx - mn) / 64
-    offsets = np.arange(-12, 13) * (step / 2)
-    for _ in range(3):
-        moved = False
-        if symmetric:
-            t = np.clip(max(-a, b) + offsets, step / 2, max(-mn, mx))
-            cl, ch = np.maximum(-t, mn), np.minimum(t, mx)
-            e = exact(cl, ch)
-            k = int(np.argmin(e))
-            if e[k] < best_err:
-                a, b, best_err, moved = float(cl[k]), float(ch[k]), float(e[k]), True
-        else:
-            ch = np.clip(b + offsets, max(mn, 0.0), mx)
-            e = exact(np.full(ch.shape, a), ch)
-            k = int(np.argmin(e))
-            if e[k] < best_err:
-                b, best_err, moved = float(ch[k]), float(e[k]), True
-            cl = np.clip(a + offsets, mn, min(mx, 0.0))
-            e = exact(cl, np.full(cl.shape, b))
-            k = int(np.argmin(e))
-            if e[k] < best_err:
-                a, best_err, moved = float(cl[k]), float(e[k]), True
-        if not moved:
-            break
-    return a, b
+    k = int(np.argmin(exact(lo, hi)))
+    a, b = float(lo[k]), float(hi[k])
+    # One exact polish step: both ends moved by up to 3 half-bins, in a single batch.
+    d = np.arange(-3, 4) * half
+    if symmetric:
+        t = np.clip(max(-a, b) + d, half, max(-mn, mx))
+        cl, ch = np.maximum(-t, mn), np.minimum(t, mx)
+    else:
+        cl = np.concatenate((np.clip(a + d, mn, min(mx, 0.0)), np.full(d.shape, a)))
+        ch = np.concatenate((np.full(d.shape, b), np.clip(b + d, max(mn, 0.0), mx)))
+    k = int(np.argmin(exact(cl, ch)))
+    return float(cl[k]), float(ch[k])
 
 
 def percentile_range(bins: Bins, percentile: float, symmetric: bool) -> tuple[float, float]:
