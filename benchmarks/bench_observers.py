@@ -6,6 +6,7 @@ qparams as PyTorch for the min/max observers, quantization MSE vs PyTorch for th
 
     python benchmarks/bench_observers.py            # full run
     python benchmarks/bench_observers.py --quick    # small shapes, few repeats
+    python benchmarks/bench_observers.py --threads 1  # both libraries on one thread
 
 Targets (issue 4): MinMax >= 3x PyTorch, HistogramObserver update >= 10x, compute_qparams for
 2048 bins < 5 ms.
@@ -81,14 +82,22 @@ def check(kind, ours, theirs, sample) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small shapes and few repeats")
+    ap.add_argument("--threads", type=int, default=0, help="threads for both libraries (default: their own)")
     args = ap.parse_args()
+    import os
+
     import torch
+
+    if args.threads:
+        lowbit.set_num_threads(args.threads)
+        torch.set_num_threads(args.threads)
 
     shapes = QUICK_SHAPES if args.quick else FULL_SHAPES
     reps_for = (lambda n: 3) if args.quick else (lambda n: 20 if n < 1e6 else (10 if n < 1e7 else 3))
     info = lowbit.cpu_info()
     print(f"lowbit {info['version']} arch={info['arch']} threads={lowbit.get_num_threads()}; "
-          f"torch {torch.__version__} threads={torch.get_num_threads()}\n")
+          f"torch {torch.__version__} threads={torch.get_num_threads()}; "
+          f"load average {os.getloadavg()[0]:.1f}\n")
     print("| observer | shape | lowbit update ms | torch update ms | speedup | check |")
     print("| --- | --- | ---: | ---: | ---: | --- |")
     rng = np.random.default_rng(0)

@@ -658,7 +658,8 @@ class HistogramObserver(Observer):
         self._count_nonfinite(bad)
         if not mn <= mx:
             return
-        self._regrid(min(self.min_val, mn), max(self.max_val, mx))
+        if self.counts is None or mn < self.min_val or mx > self.max_val:
+            self._regrid(min(self.min_val, mn), max(self.max_val, mx))
         e, base = self._grid
         h, _, zeros = _core.histogram_f32(a, 2.0**-e, float(base), self.bins)
         self.counts += h
