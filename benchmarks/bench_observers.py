@@ -113,8 +113,8 @@ def main() -> None:
                 warnings.simplefilter("ignore")
                 ours = ours_f()
                 theirs = theirs_f() if theirs_f else None
-                t_ours = timeit(lambda: ours.update(x), reps)
-                t_theirs = timeit(lambda: theirs(tx), reps) if theirs else float("nan")
+                t_ours = timeit(lambda o=ours, a=x: o.update(a), reps)
+                t_theirs = timeit(lambda o=theirs, a=tx: o(a), reps) if theirs else float("nan")
             speed = f"{t_theirs / t_ours:.1f}x" if theirs else "-"
             th = f"{t_theirs * 1e3:.3f}" if theirs else "-"
             print(f"| {name} | {shape} | {t_ours * 1e3:.3f} | {th} | {speed} | {check(kind, ours, theirs, sample)} |",

@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-__all__ = ["grid_for", "rebin", "Bins", "mse_range", "percentile_range", "entropy_range", "expected_sq_error"]
+__all__ = ["Bins", "entropy_range", "expected_sq_error", "grid_for", "mse_range", "percentile_range", "rebin"]
 
 _E_MIN = -100  # 2**100 stays finite in float32
 _E_MAX = 126  # 2**-126 is a normal float32
@@ -71,8 +71,8 @@ class Bins:
 
     def __init__(self, counts: np.ndarray, e: int, base: int, min_val: float, max_val: float, zeros: int = 0):
         w = 2.0**e
-        i0 = min(max(int(math.floor(min_val / w)) - base, 0), counts.shape[0] - 1)
-        i1 = min(max(int(math.floor(max_val / w)) - base, i0), counts.shape[0] - 1)
+        i0 = min(max(math.floor(min_val / w) - base, 0), counts.shape[0] - 1)
+        i1 = min(max(math.floor(max_val / w) - base, i0), counts.shape[0] - 1)
         idx = np.arange(i0, i1 + 1, dtype=np.float64)
         self.left = (base + idx) * w
         self.right = self.left + w
