@@ -331,14 +331,22 @@ def test_entropy_matches_reference_search(rng, dist):
     assert zp == 0
 
 
-def test_histogram_methods_on_one_sided_data(rng):
-    x = rng.lognormal(0, 1, 100_000).astype(np.float32) + 1000
-    for method in ("mse", "percentile", "entropy"):
-        obs = lowbit.HistogramObserver(method=method, dtype="uint8")
-        obs.update(x)
-        lo, hi = obs.clip_range()
-        assert obs.min_val <= lo <= hi <= obs.max_val
-        obs.compute_qparams()
+@pytest.mark.parametrize("method", ["mse", "percentile", "entropy"])
+@pytest.mark.parametrize("dtype,symmetric", [("uint8", False), ("int8", True), ("int4", False), ("uint4", True)])
+@pytest.mark.parametrize(
+    "data",
+    [[1000.0, 1000.001, 1000.5], [-2.0, -1.0, -1.5], [1e-45, 2e-45], [-1e-40, 1e30], [0.0, -0.0], [7.0] * 3,
+     [-1.0, 0.0, 1e6]],
+)
+def test_histogram_methods_on_odd_data(rng, method, dtype, symmetric, data):
+    x = np.float32(data)
+    obs = lowbit.HistogramObserver(bins=64, method=method, dtype=dtype, symmetric=symmetric)
+    obs.update(x)
+    lo, hi = obs.clip_range()
+    assert obs.min_val <= lo <= hi <= obs.max_val
+    scale, zp = obs.compute_qparams()
+    qmin, qmax = lowbit.qrange(dtype)
+    assert np.isfinite(scale) and scale > 0 and qmin <= zp <= qmax
 
 
 # --- merge, state, memory -----------------------------------------------------------------------

@@ -211,9 +211,11 @@ def mse_range(bins: Bins, choose, qmin: int, qmax: int, symmetric: bool) -> tupl
         pool_err.append(err)
         return err
 
+    # Symmetric ranges are [-t, t]; below the data's smallest magnitude t only clips everything.
+    t_min = 0.0 if mn <= 0.0 <= mx else min(abs(mn), abs(mx))
     if symmetric:
         t = np.unique(np.abs(edges[(edges >= mn) & (edges <= mx)]))
-        t = t[t > 0]
+        t = t[(t > 0) & (t >= t_min)]
         if t.size == 0:
             return mn, mx
         lo = np.maximum(-t, mn)
@@ -240,7 +242,7 @@ def mse_range(bins: Bins, choose, qmin: int, qmax: int, symmetric: bool) -> tupl
     def local(a, b, offsets, score):
         """Coordinate descent on a half-bin lattice around (a, b) under ``score``."""
         if symmetric:
-            t = np.clip(max(-a, b) + offsets, half, max(-mn, mx))
+            t = np.clip(max(-a, b) + offsets, max(half, t_min), max(-mn, mx))
             cl, ch = np.maximum(-t, mn), np.minimum(t, mx)
             k = int(np.argmin(score(cl, ch)))
             return float(cl[k]), float(ch[k])
@@ -280,7 +282,7 @@ def mse_range(bins: Bins, choose, qmin: int, qmax: int, symmetric: bool) -> tupl
     # One exact polish step: both ends moved by up to 3 half-bins, in a single batch.
     d = np.arange(-3, 4) * half
     if symmetric:
-        t = np.clip(max(-a, b) + d, half, max(-mn, mx))
+        t = np.clip(max(-a, b) + d, max(half, t_min), max(-mn, mx))
         cl, ch = np.maximum(-t, mn), np.minimum(t, mx)
     else:
         cl = np.concatenate((np.clip(a + d, mn, min(mx, 0.0)), np.full(d.shape, a)))
