@@ -13,6 +13,8 @@ Common policy:
       and a ``RuntimeWarning`` is issued once per observer.
     - ``compute_qparams()`` before any finite value was seen raises ``RuntimeError``.
     - ``state_dict()`` is plain JSON-able data; ``Observer.from_state_dict(d)`` rebuilds any observer.
+    - Defaults: ``dtype="int8"``, affine (``symmetric=False``), full range.
+    - An observer is not thread-safe: give each thread (or process) its own and ``merge`` them.
 
 Example:
     >>> import numpy as np, lowbit
