@@ -419,6 +419,10 @@ def test_from_state_dict_bad_input():
         lowbit.Observer.from_state_dict({**d, "version": 99})
     with pytest.raises(ValueError, match="d"):
         lowbit.Observer.from_state_dict([1, 2])
+    with pytest.raises(ValueError, match="config"):
+        lowbit.Observer.from_state_dict({**d, "config": {**d["config"], "colour": 1}})
+    with pytest.raises(ValueError, match="dtype"):
+        lowbit.Observer.from_state_dict({**d, "config": {**d["config"], "dtype": "int3"}})
     h = lowbit.HistogramObserver(bins=16)
     h.update(np.float32([1, 2, 3]))
     bad = h.state_dict()

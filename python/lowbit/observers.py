@@ -171,7 +171,12 @@ class Observer:
             raise ValueError(f"d: holds a {d['type']}, not a {cls.__name__}")
         if d["version"] != _STATE_VERSION:
             raise ValueError(f"d: state version {d['version']!r} is not supported (expected {_STATE_VERSION})")
-        obs = target(**d["config"])
+        if not isinstance(d["config"], dict):
+            raise ValueError("d: 'config' must be a dict")
+        try:
+            obs = target(**d["config"])
+        except TypeError as exc:
+            raise ValueError(f"d: bad {d['type']} config: {exc}") from None
         try:
             obs._load(d["state"])
         except (KeyError, TypeError, IndexError) as exc:
