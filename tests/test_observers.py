@@ -142,6 +142,8 @@ def test_kernel_bad_input():
         _core.histogram_f32(np.zeros(3, np.float32), 1.0, 0.5, 16)
     with pytest.raises(ValueError, match="bins"):
         _core.histogram_f32(np.zeros(3, np.float32), 1.0, 0.0, 0)
+    with pytest.raises(ValueError, match="bins"):
+        _core.histogram_f32(np.zeros(3, np.float32), 1.0, 0.0, (1 << 16) + 1)
 
 
 # --- the power-of-two grid ----------------------------------------------------------------------
@@ -575,6 +577,8 @@ def test_bad_input_raises():
         pc.update(np.zeros((4, 2), np.float32))
     with pytest.raises(ValueError, match="bins"):
         lowbit.HistogramObserver(bins=8)
+    with pytest.raises(ValueError, match="bins"):
+        lowbit.HistogramObserver(bins=1 << 17)
     with pytest.raises(TypeError, match="bins"):
         lowbit.HistogramObserver(bins=2048.0)
     with pytest.raises(ValueError, match="method"):
