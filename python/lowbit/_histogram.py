@@ -222,8 +222,9 @@ def mse_range(bins: Bins, choose, qmin: int, qmax: int, symmetric: bool) -> tupl
         hi = np.minimum(t, mx)
         evaluate(lo, hi)
     else:
-        cand_hi = edges[(edges >= max(mn, 0.0)) & (edges <= mx)]
-        cand_lo = edges[(edges <= min(mx, 0.0)) & (edges >= mn)]
+        # Every other edge is enough here: the local refinement below walks the half-bin lattice.
+        cand_hi = edges[(edges >= max(mn, 0.0)) & (edges <= mx)][::-2]
+        cand_lo = edges[(edges <= min(mx, 0.0)) & (edges >= mn)][::2]
         cand_hi = cand_hi if cand_hi.size else np.array([mx])
         cand_lo = cand_lo if cand_lo.size else np.array([mn])
         a, b = mn, mx
@@ -268,14 +269,18 @@ def mse_range(bins: Bins, choose, qmin: int, qmax: int, symmetric: bool) -> tupl
         if (lo[k], hi[k]) not in seen:
             seen.add((lo[k], hi[k]))
             keep.append(k)
-            if len(keep) == 8:
+            if len(keep) == 6:
                 break
     lo = np.concatenate((lo[keep], [mn]))
     hi = np.concatenate((hi[keep], [mx]))
 
     def exact(lo, hi):
         scale, zp, _, _ = _levels(lo, hi, choose, qmin, qmax)
-        return expected_sq_error(bins, scale, zp, qmin, qmax)
+        # Small batches keep the temporaries under ~128 KiB: no mmap/page faults per call.
+        rows = max(1, (1 << 14) // max(1, bins.count.shape[0]))
+        return np.concatenate(
+            [expected_sq_error(bins, scale[i : i + rows], zp[i : i + rows], qmin, qmax) for i in range(0, scale.size, rows)]
+        )
 
     k = int(np.argmin(exact(lo, hi)))
     a, b = float(lo[k]), float(hi[k])
