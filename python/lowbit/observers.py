@@ -601,8 +601,10 @@ class HistogramObserver(Observer):
 
     The histogram has ``bins`` int64 counts on a power-of-two grid that grows with the observed
     range and re-bins exactly (see ``lowbit._histogram``): memory is ``bins`` counts whatever the
-    data size, and ``merge`` gives exactly the histogram of one pass over all the data. Exact
-    zeros are also counted apart (``zeros``), so that a spike at zero is modelled as such.
+    data size, and ``merge`` gives exactly the histogram of one pass over all the data. The
+    observed range spans between ``bins / 2`` and ``bins`` of the bins (the finest power-of-two
+    width that fits). Exact zeros are also counted apart (``zeros``), so that a spike at zero is
+    modelled as such.
 
     Methods:
         "mse": the range minimizing the expected quantization MSE of the histogram (as PyTorch's
