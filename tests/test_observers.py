@@ -146,6 +146,30 @@ def test_kernel_bad_input():
         _core.histogram_f32(np.zeros(3, np.float32), 1.0, 0.0, (1 << 16) + 1)
 
 
+def test_kernel_bindings_fuzz(rng):
+    """Odd shapes, dtypes, layouts and arguments: a result or TypeError/ValueError, never a crash."""
+    arrays = [
+        np.float32(3.0), np.zeros(0, np.float32), np.zeros((3, 0, 4), np.float32), np.zeros((0, 5), np.float32),
+        np.ones((2, 3), np.float64), np.ones((4, 4), np.float32)[:, ::2], np.ones(5, np.int32), np.ones(3, np.float16),
+        rng.standard_normal((2, 1, 3, 1)).astype(np.float32), np.array(["a"]), np.ones((2, 2), np.float32).T,
+    ]
+    scales = [1.0, 0.0, -1.0, float("nan"), float("inf"), 3.0, 2.0**-149, 2.0**127]
+    for a in arrays:
+        for call in (
+            lambda: _core.minmax_f32(a),
+            *[lambda ax=ax: _core.minmax_per_channel_f32(a, ax) for ax in (-5, -1, 0, 1, 3, 10)],
+            *[lambda s=s, b=b, n=n: _core.histogram_f32(a, s, b, n)
+              for s in scales for b in (0.0, 0.5, float("nan"), -1e30) for n in (-1, 0, 1, 16)],
+        ):
+            try:
+                call()
+            except (TypeError, ValueError):
+                pass
+    mn, mx, bad = _core.minmax_per_channel_f32(np.zeros((3, 0, 4), np.float32), 0)
+    assert mn.shape == (3,) and bad == 0 and np.all(np.isinf(mn))
+    assert _core.minmax_per_channel_f32(np.zeros((3, 0, 4), np.float32), 1)[0].shape == (0,)
+
+
 # --- the power-of-two grid ----------------------------------------------------------------------
 
 
