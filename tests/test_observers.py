@@ -156,16 +156,16 @@ def test_kernel_bindings_fuzz(rng):
     scales = [1.0, 0.0, -1.0, float("nan"), float("inf"), 3.0, 2.0**-149, 2.0**127]
     for a in arrays:
         for call in (
-            lambda: _core.minmax_f32(a),
-            *[lambda ax=ax: _core.minmax_per_channel_f32(a, ax) for ax in (-5, -1, 0, 1, 3, 10)],
-            *[lambda s=s, b=b, n=n: _core.histogram_f32(a, s, b, n)
+            lambda a=a: _core.minmax_f32(a),
+            *[lambda a=a, ax=ax: _core.minmax_per_channel_f32(a, ax) for ax in (-5, -1, 0, 1, 3, 10)],
+            *[lambda a=a, s=s, b=b, n=n: _core.histogram_f32(a, s, b, n)
               for s in scales for b in (0.0, 0.5, float("nan"), -1e30) for n in (-1, 0, 1, 16)],
         ):
             try:
                 call()
             except (TypeError, ValueError):
                 pass
-    mn, mx, bad = _core.minmax_per_channel_f32(np.zeros((3, 0, 4), np.float32), 0)
+    mn, _, bad = _core.minmax_per_channel_f32(np.zeros((3, 0, 4), np.float32), 0)
     assert mn.shape == (3,) and bad == 0 and np.all(np.isinf(mn))
     assert _core.minmax_per_channel_f32(np.zeros((3, 0, 4), np.float32), 1)[0].shape == (0,)
 
