@@ -685,3 +685,22 @@ def test_property_histogram_merge_equals_single_pass(x, cuts):
         merged.merge(part)
         streamed.update(p)
     assert merged.state_dict() == single.state_dict() == streamed.state_dict()
+
+
+def test_observers_in_concurrent_python_threads(rng):
+    """The kernels release the GIL; observers used from several threads at once stay exact."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    data = [rng.standard_normal((64, 4096)).astype(np.float32) * (i + 1) for i in range(6)]
+
+    def run(x):
+        obs = [lowbit.HistogramObserver(), lowbit.MinMaxObserver(), lowbit.PerChannelMinMaxObserver(axis=1)]
+        for _ in range(3):
+            for o in obs:
+                o.update(x)
+        return [o.state_dict() for o in obs]
+
+    want = [run(x) for x in data]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(run, data))
+    assert got == want
