@@ -1,5 +1,6 @@
-// Persistent thread pool behind lowbit::parallel_for (portable core). Workers sleep on a
-// condition variable between jobs; a fork() child drops the parent's pool and builds its own.
+// Persistent thread pool behind lowbit::parallel_for (portable core). Workers spin briefly after a
+// job (the next op usually follows within microseconds), then sleep on a condition variable.
+// A fork() child drops the parent's pool and builds its own.
 #include "lowbit/parallel.hpp"
 
 #include <pthread.h>
@@ -8,13 +9,25 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
 #include <vector>
 
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#define LOWBIT_PAUSE() _mm_pause()
+#elif defined(__aarch64__)
+#define LOWBIT_PAUSE() __asm__ volatile("yield")
+#else
+#define LOWBIT_PAUSE() ((void)0)
+#endif
+
 namespace lowbit {
 namespace {
+
+constexpr auto kSpin = std::chrono::microseconds(100);
 
 int default_threads() {
 #if defined(__linux__)
@@ -26,37 +39,52 @@ int default_threads() {
 
 std::atomic<int> g_num_threads{0};
 
+// Spins on `done()` for up to kSpin, then calls `slow()` repeatedly until done.
+template <class Done, class Slow>
+void spin_then(Done done, Slow slow) {
+  auto start = std::chrono::steady_clock::now();
+  for (int i = 0; !done(); ++i) {
+    LOWBIT_PAUSE();
+    if ((i & 63) == 63 && std::chrono::steady_clock::now() - start > kSpin) {
+      while (!done()) slow();
+      return;
+    }
+  }
+}
+
 class Pool {
  public:
   explicit Pool(int workers) {
-    for (int i = 0; i < workers; ++i) threads_.emplace_back([this] { worker(); });
+    for (int i = 0; i < workers; ++i) threads_.emplace_back([this, i] { worker(i); });
   }
   ~Pool() {
+    stop_.store(true);
     {
       std::lock_guard<std::mutex> lk(mu_);
-      stop_ = true;
+      cv_.notify_all();
     }
-    cv_.notify_all();
     for (auto& t : threads_) t.join();
   }
   int workers() const { return static_cast<int>(threads_.size()); }
 
-  // Caller holds run_mu_. Runs the job on `use_workers` workers plus the caller.
-  void run(int64_t n_tasks, const std::function<void(int64_t)>* fn, int use_workers) {
-    {
+  // Caller holds run_mu_. Offers the job to `active` workers and works on it too. Workers join
+  // with a ticket; once every task is claimed the caller closes the job and waits only for the
+  // workers that joined, so a descheduled worker (oversubscribed machine) never delays it.
+  void run(int64_t n_tasks, const std::function<void(int64_t)>* fn, int active) {
+    fn_ = fn;
+    n_tasks_ = n_tasks;
+    next_.store(0, std::memory_order_relaxed);
+    tickets_.store(0, std::memory_order_relaxed);
+    // The generation word carries the active-worker count, so idle workers never read fn_/n_tasks_.
+    uint64_t g = ((state_.load(std::memory_order_relaxed) >> 8) + 1) << 8 | static_cast<uint64_t>(active);
+    state_.store(g);  // seq_cst: ordered against sleepers_ below (no lost wake-up)
+    if (sleepers_.load() > 0) {
       std::lock_guard<std::mutex> lk(mu_);
-      fn_ = fn;
-      n_tasks_ = n_tasks;
-      next_.store(0);
-      active_workers_ = use_workers;
-      pending_ = use_workers;
-      ++generation_;
+      cv_.notify_all();
     }
-    cv_.notify_all();
     drain();
-    std::unique_lock<std::mutex> lk(mu_);
-    done_cv_.wait(lk, [this] { return pending_ == 0; });
-    fn_ = nullptr;
+    tickets_.fetch_or(1);  // closed: late workers leave without touching the job
+    spin_then([this] { return tickets_.load(std::memory_order_acquire) == 1; }, [] { std::this_thread::yield(); });
   }
 
   std::mutex run_mu_;
@@ -64,45 +92,41 @@ class Pool {
  private:
   void drain() {
     for (;;) {
-      int64_t t = next_.fetch_add(1);
+      int64_t t = next_.fetch_add(1, std::memory_order_relaxed);
       if (t >= n_tasks_) return;
       (*fn_)(t);
     }
   }
-  void worker() {
+
+  void worker(int index) {
     uint64_t seen = 0;
-    int index;
-    {
-      std::lock_guard<std::mutex> lk(mu_);
-      index = started_++;
-    }
     for (;;) {
-      {
+      auto changed = [&] { return state_.load() != seen || stop_.load(); };
+      spin_then(changed, [&] {
         std::unique_lock<std::mutex> lk(mu_);
-        cv_.wait(lk, [&] { return stop_ || generation_ != seen; });
-        if (stop_) return;
-        seen = generation_;
-        if (index >= active_workers_) continue;
-      }
-      drain();
-      {
-        std::lock_guard<std::mutex> lk(mu_);
-        if (--pending_ == 0) done_cv_.notify_one();
+        sleepers_.fetch_add(1);
+        cv_.wait(lk, changed);
+        sleepers_.fetch_sub(1);
+      });
+      if (stop_.load()) return;
+      seen = state_.load();
+      if (index < static_cast<int>(seen & 0xff)) {
+        if ((tickets_.fetch_add(2, std::memory_order_acquire) & 1) == 0) drain();
+        tickets_.fetch_sub(2, std::memory_order_release);
       }
     }
   }
 
   std::vector<std::thread> threads_;
   std::mutex mu_;
-  std::condition_variable cv_, done_cv_;
+  std::condition_variable cv_;
+  std::atomic<uint64_t> state_{0};
+  std::atomic<int> sleepers_{0};
+  std::atomic<bool> stop_{false};
   const std::function<void(int64_t)>* fn_ = nullptr;
   int64_t n_tasks_ = 0;
   std::atomic<int64_t> next_{0};
-  int active_workers_ = 0;
-  int pending_ = 0;
-  int started_ = 0;
-  uint64_t generation_ = 0;
-  bool stop_ = false;
+  std::atomic<int> tickets_{0};  // 2 per joined worker; bit 0 = job closed
 };
 
 std::mutex g_pool_mu;
@@ -122,8 +146,8 @@ Pool* pool_for(int workers) {
   (void)registered;
   std::lock_guard<std::mutex> lk(g_pool_mu);
   if (g_pool == nullptr || g_pool->workers() < workers) {
-    // Growing the pool: the old one may still be in use by a concurrent caller; keep it alive.
-    g_pool = new Pool(workers);
+    // Growing: the old pool may still be in use by a concurrent caller; keep it alive.
+    g_pool = new Pool(std::min(workers, 255));
   }
   return g_pool;
 }
@@ -135,7 +159,7 @@ int get_num_threads() {
   return n > 0 ? n : default_threads();
 }
 
-void set_num_threads(int n) { g_num_threads.store(std::max(1, n), std::memory_order_relaxed); }
+void set_num_threads(int n) { g_num_threads.store(std::max(1, std::min(n, 256)), std::memory_order_relaxed); }
 
 void parallel_for(int64_t n_tasks, const std::function<void(int64_t)>& fn) {
   int threads = static_cast<int>(std::min<int64_t>(get_num_threads(), n_tasks));
@@ -155,7 +179,8 @@ void parallel_for(int64_t n_tasks, const std::function<void(int64_t)>& fn) {
 void parallel_range(int64_t n, int64_t grain, int64_t align, const std::function<void(int64_t, int64_t)>& fn) {
   if (n <= 0) return;
   int64_t threads = get_num_threads();
-  int64_t tasks = std::max<int64_t>(1, std::min<int64_t>(threads, n / std::max<int64_t>(grain, 1)));
+  // Up to 4 tasks per thread: the caller can take over the share of a worker that starts late.
+  int64_t tasks = std::max<int64_t>(1, std::min<int64_t>(threads == 1 ? 1 : 4 * threads, n / std::max<int64_t>(grain, 1)));
   if (tasks == 1) {
     fn(0, n);
     return;

@@ -51,4 +51,4 @@ def as_float_array(x: Any, name: str) -> np.ndarray:
         a = a.astype(np.float32)
     elif a.dtype not in (np.float32, np.float16):
         raise TypeError(f"{name}: expected a floating-point array (float32, float16 or float64), got dtype {a.dtype}")
-    return np.ascontiguousarray(a)
+    return np.require(a, requirements="C")  # unlike ascontiguousarray, keeps 0-d arrays 0-d

@@ -20,6 +20,8 @@ __all__ = ["QTensor", "quantize", "dequantize", "fake_quantize", "choose_qparams
 
 DTYPES = ("int8", "uint8", "int4", "uint4")
 _FLOAT32_EPS = np.float32(np.finfo(np.float32).eps)
+_SCALARS = (float, int, np.float32, np.float64)
+_INTS = (int, np.int32, np.int64)
 
 
 def _check_dtype(dtype: Any) -> str:
@@ -143,6 +145,14 @@ def _params(
 ) -> tuple[str, int, int, np.ndarray, np.ndarray, Any, Any, Optional[int], Optional[int]]:
     """Validates the granularity and returns (mode, row_div, gs, scale1d, zp1d, scale, zp, axis, gs)."""
     qmin, qmax = qrange(dtype)
+    if axis is None and group_size is None and type(scale) in _SCALARS and type(zero_point) in _INTS:
+        # Fast path for the common per-tensor call: no temporary arrays, a few scalar checks.
+        sc = np.float32(scale)
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            ok = bool(np.isfinite(sc)) and sc > 0 and bool(np.isfinite(np.float32(1) / sc))
+        if ok and qmin <= zero_point <= qmax:
+            zp = int(zero_point)
+            return "tensor", 1, 0, np.array([sc]), np.array([zp], np.int32), float(sc), zp, None, None
     ndim = len(shape)
     if axis is not None and group_size is not None:
         raise ValueError("axis and group_size: choose per-channel (axis) or per-group (group_size), not both")
@@ -155,10 +165,12 @@ def _params(
             raise ValueError("zero_point: expected integers")
     elif z.dtype.kind not in "iu":
         raise TypeError(f"zero_point: expected integers, got dtype {z.dtype}")
-    s32 = s.astype(np.float32)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        s32 = s.astype(np.float32)
+        inv = np.float32(1) / s32
     if np.any(~np.isfinite(s32)) or np.any(s32 <= 0):
         raise ValueError("scale: every scale must be finite and > 0")
-    if np.any(~np.isfinite(np.float32(1) / s32)):
+    if np.any(~np.isfinite(inv)):
         raise ValueError("scale: a scale is so small that 1/scale overflows float32")
     if np.any((z < qmin) | (z > qmax)):
         raise ValueError(f"zero_point: must lie in [{qmin}, {qmax}] for dtype {dtype}")
@@ -302,7 +314,7 @@ def dequantize(q: QTensor) -> np.ndarray:
         raise TypeError(f"q: expected a lowbit.QTensor, got {type(q).__name__}")
     mode, row_div, gs, s, z = _layout(q)
     qmin, qmax = qrange(q.dtype)
-    return _core.dequantize(np.ascontiguousarray(q.data), list(q.shape), q.dtype, mode, row_div, gs, s, z, qmin, qmax)
+    return _core.dequantize(np.require(q.data, requirements="C"), list(q.shape), q.dtype, mode, row_div, gs, s, z, qmin, qmax)
 
 
 def fake_quantize(
@@ -366,6 +378,8 @@ def choose_qparams(
         raise ValueError("min_val/max_val: NaN range")
     if np.any(lo > hi):
         raise ValueError("min_val/max_val: min_val must be <= max_val")
+    if symmetric and reduce_range and dtype in ("uint8", "uint4"):
+        raise ValueError("reduce_range: not supported with symmetric unsigned ranges (as in PyTorch)")
     qmin, qmax = qrange(dtype, reduce_range)
     min_neg = np.minimum(lo, np.float32(0))
     max_pos = np.maximum(hi, np.float32(0))

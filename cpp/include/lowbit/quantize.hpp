@@ -40,6 +40,10 @@ using DequantizeU8Fn = void (*)(const uint8_t* q, int64_t n, const AffineRow& p,
 using FakeQuantizeFn = void (*)(const float* x, int64_t n, const AffineRow& p, const Rounding& r, float* out);
 // IEEE binary16 -> binary32, exact.
 using ConvertF16F32Fn = void (*)(const uint16_t* x, int64_t n, float* out);
+// 4-bit nibbles, low nibble first: out[j] = (v[2j] & 15) | (v[2j+1] << 4) for j < n_bytes, and the
+// inverse (sign-extending for s4, zero-extending for u4) writing 2 * n_bytes values.
+using PackS4Fn = void (*)(const int8_t* v, int64_t n_bytes, uint8_t* out);
+using UnpackS4Fn = void (*)(const uint8_t* in, int64_t n_bytes, int8_t* out);
 }  // namespace kernels
 
 }  // namespace lowbit

@@ -25,6 +25,9 @@ LOWBIT_TABLE(kernels::DequantizeS8Fn, dequantize_s8_f32)
 LOWBIT_TABLE(kernels::DequantizeU8Fn, dequantize_u8_f32)
 LOWBIT_TABLE(kernels::FakeQuantizeFn, fake_quantize_f32_f32)
 LOWBIT_TABLE(kernels::ConvertF16F32Fn, convert_f16_f32)
+LOWBIT_TABLE(kernels::PackS4Fn, pack_s8_s4)
+LOWBIT_TABLE(kernels::UnpackS4Fn, unpack_s4_s8)
+LOWBIT_TABLE(kernels::UnpackS4Fn, unpack_u4_s8)
 
 }  // namespace dispatch
 }  // namespace lowbit

@@ -12,5 +12,8 @@ extern const OpTable<kernels::DequantizeS8Fn> dequantize_s8_f32;
 extern const OpTable<kernels::DequantizeU8Fn> dequantize_u8_f32;
 extern const OpTable<kernels::FakeQuantizeFn> fake_quantize_f32_f32;
 extern const OpTable<kernels::ConvertF16F32Fn> convert_f16_f32;
+extern const OpTable<kernels::PackS4Fn> pack_s8_s4;
+extern const OpTable<kernels::UnpackS4Fn> unpack_s4_s8;
+extern const OpTable<kernels::UnpackS4Fn> unpack_u4_s8;
 }  // namespace dispatch
 }  // namespace lowbit

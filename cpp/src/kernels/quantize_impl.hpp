@@ -195,6 +195,13 @@ struct QuantizeImpl {
     Impl::fake_quantize(x, n, p, r, out);                                                                       \
   }                                                                                                             \
   void convert_f16_f32(const uint16_t* x, int64_t n, float* out) { Impl::convert_f16(x, n, out); }              \
+  void pack_s8_s4(const int8_t* v, int64_t n_bytes, uint8_t* out) { detail::pack_nibbles(v, n_bytes, out); }     \
+  void unpack_s4_s8(const uint8_t* in, int64_t n_bytes, int8_t* out) {                                          \
+    detail::unpack_nibbles_s4(in, n_bytes, out);                                                                \
+  }                                                                                                             \
+  void unpack_u4_s8(const uint8_t* in, int64_t n_bytes, int8_t* out) {                                          \
+    detail::unpack_nibbles_u4(in, n_bytes, out);                                                                \
+  }                                                                                                             \
   }                                                                                                             \
   }                                                                                                             \
   }

@@ -75,23 +75,30 @@ void for_each_piece(const QuantLayout& l, F&& fn) {
 
 // Writes columns [c0, c0 + n) of a packed row. Columns arrive in increasing order within a task
 // and every task starts on an even column, so an even column may clear its byte's high nibble.
-void pack_nibbles(const int8_t* v, int64_t c0, int64_t n, uint8_t* row) {
+void pack_nibbles(kernels::PackS4Fn pack, const int8_t* v, int64_t c0, int64_t n, uint8_t* row) {
   int64_t i = 0;
   if ((c0 & 1) != 0 && n > 0) {
     row[c0 / 2] = static_cast<uint8_t>((row[c0 / 2] & 0x0f) | ((v[0] & 0x0f) << 4));
     i = 1;
   }
-  for (; i + 1 < n; i += 2) row[(c0 + i) / 2] = static_cast<uint8_t>((v[i] & 0x0f) | ((v[i + 1] & 0x0f) << 4));
+  const int64_t pairs = (n - i) / 2;
+  pack(v + i, pairs, row + (c0 + i) / 2);
+  i += 2 * pairs;
   if (i < n) row[(c0 + i) / 2] = static_cast<uint8_t>(v[i] & 0x0f);
 }
 
-void unpack_nibbles(const uint8_t* in, int64_t c0, int64_t n, bool is_signed, int8_t* v) {
-  for (int64_t i = 0; i < n; ++i) {
-    int64_t c = c0 + i;
-    int32_t nib = (in[c / 2] >> ((c & 1) * 4)) & 0x0f;
-    if (is_signed && nib >= 8) nib -= 16;
-    v[i] = static_cast<int8_t>(nib);
-  }
+// Reads columns [c0, c0 + n) of a packed row as int8 values.
+void unpack_nibbles(kernels::UnpackS4Fn unpack, const uint8_t* row, int64_t c0, int64_t n, bool is_signed, int8_t* v) {
+  auto one = [&](int64_t c) {
+    int32_t nib = (row[c / 2] >> ((c & 1) * 4)) & 0x0f;
+    return static_cast<int8_t>(is_signed && nib >= 8 ? nib - 16 : nib);
+  };
+  int64_t i = 0;
+  if ((c0 & 1) != 0 && n > 0) v[i++] = one(c0);
+  const int64_t pairs = (n - i) / 2;
+  unpack(row + (c0 + i) / 2, pairs, v + i);
+  i += 2 * pairs;
+  if (i < n) v[i] = one(c0 + i);
 }
 
 template <class In, class Widen>
@@ -101,6 +108,7 @@ void quantize_impl(const In* x, const QuantLayout& l, const Rounding& rnd, uint8
   const bool as_signed = qdtype_signed(l.dtype) || four_bit;  // 4-bit values fit int8 either way
   auto qs8 = dispatch::quantize_f32_s8.get();
   auto qu8 = dispatch::quantize_f32_u8.get();
+  auto pack = four_bit ? dispatch::pack_s8_s4.get() : nullptr;
   const int64_t row_bytes = l.row_bytes();
   for_each_piece(l, [&](int64_t r, int64_t c0, int64_t c1) {
     const In* xr = x + r * l.cols;
@@ -121,7 +129,7 @@ void quantize_impl(const In* x, const QuantLayout& l, const Rounding& rnd, uint8
         const float* src = widen(xr + s, m, fbuf);
         if (four_bit) {
           qs8(src, m, ps, rs, qbuf);
-          pack_nibbles(qbuf, s, m, qr);
+          pack_nibbles(pack, qbuf, s, m, qr);
         } else if (as_signed) {
           qs8(src, m, ps, rs, reinterpret_cast<int8_t*>(qr + s));
         } else {
@@ -188,6 +196,7 @@ void dequantize(const uint8_t* q, const QuantLayout& l, float* out) {
   const bool stream = static_cast<int64_t>(sizeof(float)) * l.rows * l.cols >= kStreamBytes;
   auto ds8 = dispatch::dequantize_s8_f32.get();
   auto du8 = dispatch::dequantize_u8_f32.get();
+  auto unpack = !four_bit ? nullptr : is_signed ? dispatch::unpack_s4_s8.get() : dispatch::unpack_u4_s8.get();
   const int64_t row_bytes = l.row_bytes();
   for_each_piece(l, [&](int64_t r, int64_t c0, int64_t c1) {
     const uint8_t* qr = q + r * row_bytes;
@@ -210,7 +219,7 @@ void dequantize(const uint8_t* q, const QuantLayout& l, float* out) {
           ps.inv_scale += s - a;
           ps.zero_point += s - a;
         }
-        unpack_nibbles(qr, s, m, is_signed, qbuf);
+        unpack_nibbles(unpack, qr, s, m, is_signed, qbuf);
         ds8(qbuf, m, ps, orow + s, false);
       }
     });

@@ -75,6 +75,27 @@ inline float f16_to_f32(uint16_t h) {
   return f;
 }
 
+// Nibble loops, written so compilers vectorize them under each ISA's flags.
+inline void pack_nibbles(const int8_t* v, int64_t n_bytes, uint8_t* out) {
+  for (int64_t j = 0; j < n_bytes; ++j)
+    out[j] = static_cast<uint8_t>((static_cast<uint8_t>(v[2 * j]) & 0x0f) | (static_cast<uint8_t>(v[2 * j + 1]) << 4));
+}
+
+inline void unpack_nibbles_s4(const uint8_t* in, int64_t n_bytes, int8_t* out) {
+  for (int64_t j = 0; j < n_bytes; ++j) {
+    int8_t b = static_cast<int8_t>(in[j]);
+    out[2 * j] = static_cast<int8_t>(static_cast<int8_t>(b << 4) >> 4);
+    out[2 * j + 1] = static_cast<int8_t>(b >> 4);
+  }
+}
+
+inline void unpack_nibbles_u4(const uint8_t* in, int64_t n_bytes, int8_t* out) {
+  for (int64_t j = 0; j < n_bytes; ++j) {
+    out[2 * j] = static_cast<int8_t>(in[j] & 0x0f);
+    out[2 * j + 1] = static_cast<int8_t>(in[j] >> 4);
+  }
+}
+
 // Element i of a row: its parameters (per element or shared).
 struct RowParam {
   float scale, inv_scale;

@@ -1,0 +1,452 @@
+"""Tests for lowbit.quantize: every ISA bit-exact against the NumPy reference and PyTorch."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import lowbit
+from lowbit import reference as ref
+
+DTYPES = ["int8", "uint8", "int4", "uint4"]
+SIZES = [0, 1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 1000]
+
+
+def qparams_for(x, dtype, rng=None):
+    qmin, qmax = ref.qrange(dtype)
+    lo, hi = (float(np.nanmin(x)), float(np.nanmax(x))) if x.size else (-1.0, 1.0)
+    return lowbit.choose_qparams(min(lo, 0.0), max(hi, 0.0), dtype=dtype)
+
+
+def check(x, scale, zp, dtype, axis=None, group_size=None, rounding="nearest", seed=7):
+    q = lowbit.quantize(x, scale, zp, dtype=dtype, axis=axis, group_size=group_size, rounding=rounding, seed=seed)
+    want = ref.quantize(x, scale, zp, dtype, axis, group_size, rounding, seed)
+    np.testing.assert_array_equal(q.int_repr().astype(np.int64), want)
+    if dtype.endswith("4"):
+        np.testing.assert_array_equal(q.data.view(np.uint8), ref.pack_int4(want))
+    deq = q.dequantize()
+    np.testing.assert_array_equal(deq, ref.dequantize(want, scale, zp, axis, group_size))
+    fq = lowbit.fake_quantize(x, scale, zp, dtype=dtype, axis=axis, group_size=group_size, rounding=rounding, seed=seed)
+    np.testing.assert_array_equal(fq.view(np.int32), deq.view(np.int32))  # bit-identical, signed zeros too
+    return q
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", SIZES)
+def test_per_tensor(isa, dtype, n, rng):
+    x = (rng.standard_normal(n) * 3).astype(np.float32)
+    s, z = qparams_for(x, dtype)
+    check(x, s, z, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape,axis", [((5, 17), 0), ((5, 17), 1), ((3, 4, 33), 1), ((2, 3, 4, 5), 2), ((7,), 0), ((4, 65), 1), ((1, 1), 0)])
+def test_per_channel(isa, dtype, shape, axis, rng):
+    x = (rng.standard_normal(shape) * rng.uniform(0.1, 10, shape[axis]).reshape([-1 if i == axis else 1 for i in range(len(shape))])).astype(np.float32)
+    lo = np.minimum(x.min(axis=tuple(i for i in range(x.ndim) if i != axis)), 0)
+    hi = np.maximum(x.max(axis=tuple(i for i in range(x.ndim) if i != axis)), 0)
+    s, z = lowbit.choose_qparams(lo, hi, dtype=dtype)
+    check(x, s, z, dtype, axis=axis)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape,g", [((4, 64), 32), ((3, 100), 32), ((2, 3, 17), 4), ((5, 7), 3), ((1, 5), 1), ((2, 130), 128), ((3, 9), 64)])
+def test_per_group(isa, dtype, shape, g, rng):
+    x = (rng.standard_normal(shape) * 2).astype(np.float32)
+    ng = -(-shape[-1] // g)
+    scale = rng.uniform(0.01, 0.5, shape[:-1] + (ng,)).astype(np.float32)
+    qmin, qmax = ref.qrange(dtype)
+    zp = rng.integers(qmin, qmax + 1, shape[:-1] + (ng,))
+    check(x, scale, zp, dtype, group_size=g)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("granularity", ["tensor", "channel", "group"])
+def test_stochastic_matches_reference(isa, dtype, granularity, rng):
+    x = (rng.standard_normal((6, 67)) * 2).astype(np.float32)
+    x[0, :5] = [np.nan, np.inf, -np.inf, 0.0, -0.0]
+    kw = {}
+    if granularity == "tensor":
+        s, z = 0.05, ref.qrange(dtype)[0] + 3
+    elif granularity == "channel":
+        s, z, kw = rng.uniform(0.02, 0.2, 67).astype(np.float32), 1 if dtype[0] == "u" else 0, {"axis": 1}
+    else:
+        s, z, kw = rng.uniform(0.02, 0.2, (6, 5)).astype(np.float32), 2, {"group_size": 16}
+    check(x, s, z, dtype, rounding="stochastic", seed=2**40 + 99, **kw)
+
+
+def test_stochastic_reproducible_and_thread_independent(rng):
+    x = rng.standard_normal(300_000).astype(np.float32)
+    n = lowbit.get_num_threads()
+    try:
+        lowbit.set_num_threads(1)
+        a = lowbit.quantize(x, 0.01, rounding="stochastic", seed=5).data
+        lowbit.set_num_threads(2)
+        b = lowbit.quantize(x, 0.01, rounding="stochastic", seed=5).data
+    finally:
+        lowbit.set_num_threads(n)
+    np.testing.assert_array_equal(a, b)
+    c = lowbit.quantize(x, 0.01, rounding="stochastic", seed=6).data
+    assert (a != c).mean() > 0.2
+
+
+def test_stochastic_is_unbiased():
+    x = np.full(200_000, 0.3, np.float32)  # 0.3 / 1.0 lies 30% of the way from 0 to 1
+    q = lowbit.quantize(x, 1.0, rounding="stochastic", seed=1).int_repr()
+    assert set(np.unique(q)) == {0, 1}
+    assert abs(q.mean() - 0.3) < 0.005  # ~5 sigma
+
+
+def test_stochastic_counter_crosses_2_pow_32():
+    # The generator's key changes at element index 2**32: kernels and reference must agree there.
+    from lowbit import _core
+
+    x = np.linspace(-3, 3, 100, dtype=np.float32)
+    for isa in lowbit.cpu_info()["available"]:
+        with lowbit.arch(isa):
+            q = lowbit.quantize(x, 0.1, rounding="stochastic", seed=3).int_repr()
+        np.testing.assert_array_equal(q, ref.quantize(x, 0.1, 0, "int8", rounding="stochastic", seed=3))
+    assert "quantize" in dir(_core)
+
+
+EDGE = np.array(
+    [np.nan, -np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-45, -1e-45, 1e-38, np.finfo(np.float32).max,
+     -np.finfo(np.float32).max, 0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 126.5, 127.5, 128.5, -127.5, -128.5, -129.5,
+     254.5, 255.5, 256.5, 1e10, -1e10, 3e9, -3e9, 2.0**31, -(2.0**31), 0.49999997, -0.49999997],
+    dtype=np.float32,
+)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("scale", [1.0, 1e-30, 1e30, 0.1, 3.0])
+def test_edge_values(isa, dtype, scale):
+    qmin, qmax = ref.qrange(dtype)
+    for zp in (qmin, qmax, (qmin + qmax) // 2):
+        x = np.tile(EDGE, 3)  # several vector widths so edges hit SIMD lanes and tails
+        q = check(x, scale, zp, dtype)
+        vals = q.int_repr()[: len(EDGE)]
+        assert vals[0] == zp and vals[1] == zp  # NaN -> zero point
+        assert vals[2] == qmax and vals[3] == qmin  # +-inf saturate
+
+
+def test_nan_dequantizes_to_zero():
+    q = lowbit.quantize(np.float32([np.nan]), 0.1, 17, dtype="uint8")
+    assert q.dequantize()[0] == 0.0
+
+
+def test_ties_round_half_even():
+    x = np.float32([0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 3.5])
+    np.testing.assert_array_equal(lowbit.quantize(x, 1.0).int_repr(), [0, 2, 2, 0, -2, -2, 4])
+
+
+@pytest.mark.parametrize("offset", [1, 3])
+def test_unaligned_views_and_strides(isa, offset, rng):
+    buf = rng.standard_normal(4096 + 8).astype(np.float32)
+    x = buf[offset : offset + 4096]
+    check(x, 0.02, 3, "int8")
+    check(buf[offset::3], 0.02, 3, "int8")  # strided input
+    x2 = rng.standard_normal((33, 40)).astype(np.float32).T  # Fortran-order view
+    check(x2, np.full(40, 0.05, np.float32), 0, "int4", axis=0)
+
+
+def test_float16_and_float64_inputs(isa, rng):
+    x16 = (rng.standard_normal(1003) * 4).astype(np.float16)
+    x16[:4] = [np.nan, np.inf, -np.inf, 6.0e-8]  # subnormal half too
+    a = lowbit.quantize(x16, 0.03, 2)
+    b = lowbit.quantize(x16.astype(np.float32), 0.03, 2)
+    np.testing.assert_array_equal(a.data, b.data)
+    np.testing.assert_array_equal(
+        lowbit.fake_quantize(x16, 0.03, 2), lowbit.fake_quantize(x16.astype(np.float32), 0.03, 2)
+    )
+    x64 = rng.standard_normal(100)
+    np.testing.assert_array_equal(lowbit.quantize(x64, 0.1).data, lowbit.quantize(x64.astype(np.float32), 0.1).data)
+
+
+def test_large_multithreaded_equals_single_thread(rng):
+    x = rng.standard_normal((300, 1001)).astype(np.float32)
+    n = lowbit.get_num_threads()
+    outs = []
+    try:
+        for t in (1, 2):
+            lowbit.set_num_threads(t)
+            outs.append((lowbit.quantize(x, 0.01, 5, dtype="uint4").data, lowbit.quantize(x, 0.02).dequantize()))
+    finally:
+        lowbit.set_num_threads(n)
+    np.testing.assert_array_equal(outs[0][0], outs[1][0])
+    np.testing.assert_array_equal(outs[0][1], outs[1][1])
+    check(x, 0.01, 5, "uint4")
+
+
+def test_streaming_dequantize_large(isa, rng):
+    x = rng.standard_normal(5_000_001).astype(np.float32)  # > 16 MiB of output: non-temporal stores
+    q = lowbit.quantize(x, 0.03)
+    np.testing.assert_array_equal(q.dequantize(), ref.dequantize(q.int_repr(), 0.03))
+
+
+def test_concurrent_python_threads(rng):
+    xs = [rng.standard_normal(400_000).astype(np.float32) for _ in range(4)]
+    want = [ref.quantize(x, 0.01, 0, "int8").astype(np.int8) for x in xs]
+    errors = []
+
+    def work(i):
+        for _ in range(5):
+            if not np.array_equal(lowbit.quantize(xs[i], 0.01).data, want[i]):
+                errors.append(i)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+
+
+def test_input_not_modified(rng):
+    x = rng.standard_normal(1000).astype(np.float32)
+    x[3] = np.nan
+    before = x.copy()
+    lowbit.quantize(x, 0.1, rounding="stochastic", seed=1)
+    lowbit.fake_quantize(x, 0.1)
+    np.testing.assert_array_equal(x, before)
+
+
+def test_empty_and_scalar(isa):
+    for dtype in DTYPES:
+        q = lowbit.quantize(np.zeros((0, 5), np.float32), 0.1, dtype=dtype)
+        assert q.dequantize().shape == (0, 5)
+        q = lowbit.quantize(np.zeros((3, 0), np.float32), np.ones(3, np.float32), dtype=dtype, axis=0)
+        assert q.int_repr().shape == (3, 0)
+    q = lowbit.quantize(np.float32(2.6), 1.0)
+    assert q.shape == () and int(q.int_repr()) == 3 and q.dequantize() == np.float32(3.0)
+
+
+def test_constant_input():
+    x = np.full(100, 7.0, np.float32)
+    s, z = lowbit.choose_qparams(x.min(), x.max())
+    np.testing.assert_allclose(lowbit.fake_quantize(x, s, z), x, rtol=0, atol=s / 2)
+
+
+def test_qtensor_properties():
+    x = np.arange(10, dtype=np.float32).reshape(2, 5)
+    q = lowbit.quantize(x, np.float32([0.5, 1.0]), np.array([1, 2]), dtype="uint4", axis=0)
+    assert q.shape == (2, 5) and q.dtype == "uint4" and q.axis == 0 and q.granularity == "per_channel"
+    assert q.data.shape == (2, 3) and q.data.dtype == np.uint8
+    assert q.nbytes == 6 + 2 * 4 + 2 * 4
+    assert "QTensor(shape=(2, 5), dtype=uint4" in repr(q)
+    assert q.int_repr().dtype == np.uint8
+    g = lowbit.quantize(x, np.ones((2, 2), np.float32), dtype="int4", group_size=3)
+    assert g.granularity == "per_group" and "group_size=3" in repr(g)
+    assert g.int_repr().dtype == np.int8
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad input
+
+
+@pytest.mark.parametrize(
+    "kwargs,exc,match",
+    [
+        (dict(x=np.arange(4)), TypeError, "x"),
+        (dict(x=np.ones(4, bool)), TypeError, "x"),
+        (dict(x="abc"), TypeError, "x"),
+        (dict(scale=0.0), ValueError, "scale"),
+        (dict(scale=-1.0), ValueError, "scale"),
+        (dict(scale=np.nan), ValueError, "scale"),
+        (dict(scale=np.inf), ValueError, "scale"),
+        (dict(scale=1e-45), ValueError, "scale"),
+        (dict(scale=np.ones(4, np.float32)), ValueError, "scale"),
+        (dict(scale="a"), TypeError, "scale"),
+        (dict(zero_point=128), ValueError, "zero_point"),
+        (dict(zero_point=1.5), ValueError, "zero_point"),
+        (dict(zero_point=8, dtype="int4"), ValueError, "zero_point"),
+        (dict(dtype="int16"), ValueError, "dtype"),
+        (dict(rounding="up"), ValueError, "rounding"),
+        (dict(seed=-1, rounding="stochastic"), ValueError, "seed"),
+        (dict(seed=1.5, rounding="stochastic"), TypeError, "seed"),
+        (dict(axis=2, scale=np.ones(4, np.float32)), ValueError, "axis"),
+        (dict(axis=0, scale=np.ones(3, np.float32)), ValueError, "scale"),
+        (dict(axis=0, scale=np.ones(4, np.float32), zero_point=np.zeros(3, int)), ValueError, "zero_point"),
+        (dict(axis=0.0, scale=np.ones(4, np.float32)), TypeError, "axis"),
+        (dict(group_size=0, scale=np.ones((4, 1), np.float32)), ValueError, "group_size"),
+        (dict(group_size=2, scale=np.ones((4, 2), np.float32)), ValueError, "scale"),
+        (dict(group_size=2, axis=0, scale=np.ones(4, np.float32)), ValueError, "axis"),
+    ],
+)
+def test_bad_input(kwargs, exc, match):
+    args = dict(x=np.ones((4, 6), np.float32), scale=0.1)
+    args.update(kwargs)
+    x = args.pop("x")
+    scale = args.pop("scale")
+    with pytest.raises(exc, match=match):
+        lowbit.quantize(x, scale, **args)
+    if "seed" not in kwargs:
+        with pytest.raises(exc, match=match):
+            lowbit.fake_quantize(x, scale, **args)
+
+
+def test_dequantize_bad_input():
+    with pytest.raises(TypeError, match="q"):
+        lowbit.dequantize(np.zeros(3, np.int8))
+
+
+def test_torch_gpu_like_tensor_rejected():
+    class FakeDev:
+        type = "cuda"
+
+        def __str__(self):
+            return "cuda:0"
+
+    class Tensor:  # duck-typed stand-in for a CUDA torch tensor
+        __module__ = "torch"
+        device = FakeDev()
+
+        def detach(self):
+            return self
+
+        def numpy(self):
+            raise AssertionError("must not be called")
+
+    with pytest.raises(ValueError, match="cuda"):
+        lowbit.quantize(Tensor(), 0.1)
+
+
+# ---------------------------------------------------------------------------------------------
+# choose_qparams
+
+
+def test_choose_qparams_basic():
+    s, z = lowbit.choose_qparams(-1.0, 3.0, dtype="uint8")
+    assert isinstance(s, float) and isinstance(z, int)
+    assert s == np.float32(4.0) / np.float32(255) and z == 64
+    s, z = lowbit.choose_qparams(-2.0, 1.0, symmetric=True)
+    assert s == np.float32(2.0) / np.float32(127.5) and z == 0
+    s, z = lowbit.choose_qparams(0.0, 0.0)  # PyTorch: eps scale, zero point at qmin
+    assert s == np.finfo(np.float32).eps and z == -128
+    s, z = lowbit.choose_qparams(np.float32([-1, 0.5]), np.float32([1, 2]), dtype="int4")
+    assert s.dtype == np.float32 and z.dtype == np.int32 and s.shape == (2,)
+
+
+@pytest.mark.parametrize("bad", [(1.0, 0.0), (np.nan, 1.0), (0.0, np.inf), (np.zeros(2), np.zeros(3))])
+def test_choose_qparams_bad(bad):
+    with pytest.raises(ValueError):
+        lowbit.choose_qparams(*bad)
+
+
+# ---------------------------------------------------------------------------------------------
+# PyTorch bit-exactness
+
+
+def _torch():
+    return pytest.importorskip("torch")
+
+
+# PyTorch deprecates its quantized tensors and reduce_range; the warnings are not ours.
+torch_warnings = pytest.mark.filterwarnings("ignore:.*(deprecated|reduce_range).*:UserWarning")
+
+
+@torch_warnings
+@pytest.mark.parametrize("dtype", ["int8", "uint8"])
+def test_bit_exact_with_torch_per_tensor(isa, dtype, rng):
+    torch = _torch()
+    tdt = torch.qint8 if dtype == "int8" else torch.quint8
+    qmin, qmax = ref.qrange(dtype)
+    for trial in range(20):
+        x = (rng.standard_normal(1031) * rng.uniform(0.1, 100)).astype(np.float32)
+        x[::97] = np.round(x[::97])  # exact ties after scaling by 1.0
+        scale = float(np.float32(rng.uniform(1e-3, 2.0))) if trial else 1.0
+        zp = int(rng.integers(qmin, qmax + 1))
+        want = torch.quantize_per_tensor(torch.from_numpy(x), scale, zp, tdt)
+        got = lowbit.quantize(x, scale, zp, dtype=dtype)
+        np.testing.assert_array_equal(got.int_repr(), want.int_repr().numpy())
+        np.testing.assert_array_equal(got.dequantize(), want.dequantize().numpy())
+
+
+@torch_warnings
+@pytest.mark.parametrize("dtype", ["int8", "uint8"])
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_bit_exact_with_torch_per_channel(isa, dtype, axis, rng):
+    torch = _torch()
+    tdt = torch.qint8 if dtype == "int8" else torch.quint8
+    qmin, qmax = ref.qrange(dtype)
+    x = (rng.standard_normal((5, 6, 33)) * 5).astype(np.float32)
+    c = x.shape[axis]
+    scale = rng.uniform(0.01, 0.3, c).astype(np.float32)
+    zp = rng.integers(qmin, qmax + 1, c)
+    want = torch.quantize_per_channel(torch.from_numpy(x), torch.from_numpy(scale.astype(np.float64)), torch.from_numpy(zp), axis, tdt)
+    got = lowbit.quantize(x, scale, zp, dtype=dtype, axis=axis)
+    np.testing.assert_array_equal(got.int_repr(), want.int_repr().numpy())
+    np.testing.assert_array_equal(got.dequantize(), want.dequantize().numpy())
+
+
+def test_torch_tensor_input_zero_copy_semantics(rng):
+    torch = _torch()
+    t = torch.randn(4, 7, requires_grad=True)
+    q = lowbit.quantize(t, 0.05)
+    np.testing.assert_array_equal(q.int_repr(), lowbit.quantize(t.detach().numpy(), 0.05).int_repr())
+    tb = torch.randn(10).to(torch.bfloat16)
+    np.testing.assert_array_equal(lowbit.quantize(tb, 0.1).data, lowbit.quantize(tb.float().numpy(), 0.1).data)
+    tnc = torch.randn(8, 9).t()  # non-contiguous
+    np.testing.assert_array_equal(lowbit.quantize(tnc, 0.1).data, lowbit.quantize(tnc.contiguous().numpy(), 0.1).data)
+
+
+@torch_warnings
+@pytest.mark.parametrize("dtype", ["int8", "uint8"])
+@pytest.mark.parametrize("symmetric", [False, True])
+@pytest.mark.parametrize("reduce_range", [False, True])
+def test_choose_qparams_matches_torch_observer(dtype, symmetric, reduce_range, rng):
+    torch = _torch()
+    from torch.ao.quantization.observer import MinMaxObserver
+
+    tdt = torch.qint8 if dtype == "int8" else torch.quint8
+    qscheme = torch.per_tensor_symmetric if symmetric else torch.per_tensor_affine
+    if symmetric and reduce_range and dtype == "uint8":
+        with pytest.raises(NotImplementedError):
+            MinMaxObserver(dtype=tdt, qscheme=qscheme, reduce_range=reduce_range)
+        with pytest.raises(ValueError, match="reduce_range"):
+            lowbit.choose_qparams(-1.0, 1.0, dtype=dtype, symmetric=True, reduce_range=True)
+        return
+    for _ in range(25):
+        x = (rng.standard_normal(50) * rng.uniform(0.01, 50) + rng.uniform(-20, 20)).astype(np.float32)
+        obs = MinMaxObserver(dtype=tdt, qscheme=qscheme, reduce_range=reduce_range)
+        obs(torch.from_numpy(x))
+        ts, tz = obs.calculate_qparams()
+        s, z = lowbit.choose_qparams(x.min(), x.max(), dtype=dtype, symmetric=symmetric, reduce_range=reduce_range)
+        assert np.float32(s) == np.float32(ts.item()) and z == tz.item()
+
+
+# ---------------------------------------------------------------------------------------------
+# Properties
+
+
+finite_f32 = hnp.arrays(
+    np.float32,
+    hnp.array_shapes(min_dims=1, max_dims=3, max_side=40),
+    elements=st.floats(-1e4, 1e4, width=32, allow_nan=False),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(x=finite_f32, dtype=st.sampled_from(DTYPES), data=st.data())
+def test_property_round_trip_error_and_idempotence(x, dtype, data):
+    lo, hi = float(x.min()), float(x.max())
+    s, z = lowbit.choose_qparams(min(lo, 0.0), max(hi, 0.0), dtype=dtype)
+    q = lowbit.quantize(x, s, z, dtype=dtype)
+    y = q.dequantize()
+    # In range, the error is at most half a step (plus float32 rounding of the product).
+    assert np.all(np.abs(y - x) <= s / 2 * (1 + 1e-5) + np.abs(x) * 1e-6)
+    # quantize(dequantize(q)) == q
+    np.testing.assert_array_equal(lowbit.quantize(y, s, z, dtype=dtype).int_repr(), q.int_repr())
+    np.testing.assert_array_equal(q.int_repr().astype(np.int64), ref.quantize(x, s, z, dtype))
+
+
+@settings(max_examples=40, deadline=None)
+@given(x=finite_f32, scale=st.floats(float(np.float32(1e-3)), 10, width=32), dtype=st.sampled_from(DTYPES))
+def test_property_monotonic(x, scale, dtype):
+    xs = np.sort(x.reshape(-1))
+    q = lowbit.quantize(xs, scale, ref.qrange(dtype)[0] // 2 + ref.qrange(dtype)[1] // 2, dtype=dtype).int_repr()
+    assert np.all(np.diff(q.astype(np.int64)) >= 0)
