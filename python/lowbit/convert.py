@@ -339,14 +339,21 @@ def convert(model: nn.Module, *, inplace: bool = False) -> nn.Module:
     computes what the fake-quantized one did (to float rounding; within one quantization step).
 
     Raises:
-        ValueError: the model has no QAT module, or a static layer whose input range was never
-            observed (run some data through the model in training mode first).
+        ValueError: the model has no QAT module, or no static layer ever saw data (run data
+            through the model in training mode first). Layers that alone never saw data stay
+            float, listed in :func:`summary`.
     """
     model = _check_model(model)
     qat = [(n, m) for n, m in model.named_modules() if isinstance(m, (QATLinear, QATConv2d))]
     if not qat:
         raise ValueError("convert: the model has no QAT layer (use lowbit.prepare_qat first)")
+    unseen = [n for n, m in qat if m.input_fake_quant is not None and not m.input_fake_quant.initialized]
+    static = [n for n, m in qat if m.input_fake_quant is not None]
+    if static and len(unseen) == len(static):
+        raise ValueError(f"convert: layer '{unseen[0]}' never saw data, its input range is unknown "
+                         "(run data through the model in training mode first)")
     work = model if inplace else copy.deepcopy(model)
+    reasons = getattr(work, _REASONS_ATTR, {})
     for name, _ in qat:
         m = work.get_submodule(name)
         cfg = m.config
@@ -354,10 +361,12 @@ def convert(model: nn.Module, *, inplace: bool = False) -> nn.Module:
         if not wfq.initialized:
             wfq.observe(m.weight)
         act_qparams = None
+        if name in unseen:
+            _set_submodule(work, name, m.to_float())
+            reasons[name] = "static: never called during QAT, no activation range"
+            continue
         if m.input_fake_quant is not None:
             afq = m.input_fake_quant
-            if not afq.initialized:
-                raise ValueError(f"convert: layer '{name}' never saw data, its input range is unknown")
             scale = torch.clamp(afq.scale.detach(), min=float(torch.finfo(torch.float32).eps))
             act_qparams = (float(scale), int(afq.zero_point))
             cfg = QuantConfig(**{**cfg.to_dict(), "per_layer": {}, "exclude": (),
@@ -369,6 +378,7 @@ def convert(model: nn.Module, *, inplace: bool = False) -> nn.Module:
         q = cls.from_float(m.to_float(), cfg, act_qparams=act_qparams, weight_qparams=weight_qparams, name=name)
         q._float_nbytes = getattr(m, "_float_nbytes", _param_bytes(m))
         _set_submodule(work, name, q)
+    setattr(work, _REASONS_ATTR, reasons)
     return work
 
 

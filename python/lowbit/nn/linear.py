@@ -92,6 +92,7 @@ class _QuantBase(nn.Module):
         """(..., in_flat) float32 -> (..., out) float32."""
         if self.activation is None:
             return F.linear(x, self.dequantized_weight().to(x.device), self.bias)
+        x = x.detach()  # the int8 kernels have no backward
         if x.numel() == 0:
             return x.new_zeros((*x.shape[:-1], self.weight_int8.shape[0]))
         if x.device.type == "cpu" and not torch.compiler.is_compiling():
@@ -123,7 +124,8 @@ class QuantLinear(_QuantBase):
     lowbit's fused int8 kernel (activations quantized per row when ``activation="dynamic"``, per
     tensor with fixed parameters when "static"); other devices run a torch reference with the same
     math. float16/bfloat16/float64 inputs are computed in float32 and cast back; non-contiguous
-    inputs are copied. No autograd: outputs do not require grad.
+    inputs are copied. No autograd through the int8 kernels (outputs do not require grad);
+    weight-only layers (``activation=None``) pass gradients to their input.
 
     Example:
         >>> import torch
