@@ -83,15 +83,57 @@ def fake_quantize_impl(
 
 @torch.library.custom_op("lowbit::fake_quantize", mutates_args=())
 def fake_quantize(
-    x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, dtype: str, axis: Optional[int]
+    x: torch.Tensor,
+    scale: torch.Tensor,
+    zero_point: torch.Tensor,
+    dtype: str,
+    axis: Optional[int],
+    grad_factor: float = 1.0,
 ) -> torch.Tensor:
-    """The op form of :func:`fake_quantize_impl` (traceable by torch.compile / torch.export)."""
+    """The op form of :func:`fake_quantize_impl` (traceable by torch.compile / torch.export), with
+    autograd: the clipped straight-through estimator for ``x`` and, when ``scale`` requires grad,
+    the LSQ gradient scaled by ``grad_factor`` (as torch._fake_quantize_learnable_*)."""
     return fake_quantize_impl(x, scale, zero_point, dtype, axis)
 
 
 @fake_quantize.register_fake
-def _(x, scale, zero_point, dtype, axis):
+def _(x, scale, zero_point, dtype, axis, grad_factor=1.0):
     return torch.empty_like(x, dtype=torch.float32, memory_format=torch.contiguous_format)
+
+
+def _fq_setup_context(ctx: Any, inputs: tuple, output: torch.Tensor) -> None:
+    x, scale, zero_point, dtype, axis, grad_factor = inputs
+    ctx.save_for_backward(x, scale, zero_point)
+    ctx.dtype, ctx.axis, ctx.grad_factor = dtype, axis, grad_factor
+
+
+def _fq_backward(ctx: Any, g: torch.Tensor) -> tuple:
+    x, scale, zp = ctx.saved_tensors
+    qmin, qmax = qrange(ctx.dtype)
+    s, z = scale.to(torch.float32), zp.to(torch.float32)
+    if ctx.axis is not None and s.dim() > 0:
+        shape = [1] * x.dim()
+        shape[ctx.axis] = -1
+        s, z = s.reshape(shape), z.reshape(shape)
+    xs = x.to(torch.float32) * torch.reciprocal(s)
+    r = torch.round(xs)
+    q = r + z
+    below, above = q < qmin, q > qmax
+    inside = ~(below | above)
+    gx = (g * inside).to(x.dtype)
+    gs = None
+    if ctx.needs_input_grad[1]:
+        d = torch.where(inside, r - xs, torch.where(below, qmin - z, qmax - z))
+        gsf = g.to(torch.float32) * d * ctx.grad_factor
+        if ctx.axis is None or scale.dim() == 0:
+            gs = gsf.sum().reshape(scale.shape)
+        else:
+            dims = [i for i in range(x.dim()) if i != ctx.axis]
+            gs = gsf.sum(dim=dims).reshape(scale.shape)
+    return gx, gs, None, None, None, None
+
+
+fake_quantize.register_autograd(_fq_backward, setup_context=_fq_setup_context)
 
 
 # --------------------------------------------------------------------------------------------
