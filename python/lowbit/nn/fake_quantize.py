@@ -46,7 +46,7 @@ class FakeQuantize(nn.Module):
         >>> fq = lowbit.nn.FakeQuantize("uint8")
         >>> y = fq(torch.linspace(-1, 1, 5))
         >>> [round(v, 3) for v in y.tolist()]
-        [-1.0, -0.502, 0.0, 0.502, 1.0]
+        [-0.996, -0.502, 0.0, 0.502, 0.996]
     """
 
     def __init__(
