@@ -10,16 +10,28 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-import lowbit  # noqa: E402
+import lowbit
 
-MODULES = ["lowbit.config", "lowbit.convert", "lowbit.serialization", "lowbit.nn", "lowbit.nn.linear",
-           "lowbit.nn.conv", "lowbit.nn.fake_quantize", "lowbit.nn.qat"]
+MODULES = [
+    "lowbit.config",
+    "lowbit.convert",
+    "lowbit.serialization",
+    "lowbit.nn",
+    "lowbit.nn.linear",
+    "lowbit.nn.conv",
+    "lowbit.nn.fake_quantize",
+    "lowbit.nn.qat",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)
 def test_doctests(name):
     torch.manual_seed(0)
     mod = importlib.import_module(name)
-    res = doctest.testmod(mod, extraglobs={"lowbit": lowbit, "np": np, "torch": torch}, verbose=False,
-                          optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    res = doctest.testmod(
+        mod,
+        extraglobs={"lowbit": lowbit, "np": np, "torch": torch},
+        verbose=False,
+        optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE,
+    )
     assert res.failed == 0

@@ -16,11 +16,11 @@ from .linear import QuantLinear
 from .qat import QATConv2d, QATLinear
 
 __all__ = [
-    "QuantLinear",
-    "QuantConv2d",
     "FakeQuantize",
-    "QATLinear",
     "QATConv2d",
-    "enable_observer",
+    "QATLinear",
+    "QuantConv2d",
+    "QuantLinear",
     "disable_observer",
+    "enable_observer",
 ]
