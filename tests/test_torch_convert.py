@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import subprocess
 import sys
@@ -219,3 +220,28 @@ def test_learnable_scale_is_trained(net, data):
     assert not torch.equal(s0, qat.fc1.weight_fake_quant.scale.detach())
     c = lowbit.convert(qat.eval())
     torch.testing.assert_close(c.fc1.weight_scale, qat.fc1.weight_fake_quant.scale.detach())
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_quantize_model_in_other_float_dtypes(net, data, dtype):
+    model = copy.deepcopy(net).to(dtype)
+    q = lowbit.quantize_model(model, lowbit.QuantConfig(activation="static"), calib_data=[d.to(dtype) for d in data],
+                              progress=False)
+    y = q(data[0].to(dtype))
+    assert y.dtype == dtype
+    ref = lowbit.quantize_model(net, lowbit.QuantConfig(activation="static"), calib_data=data, progress=False)
+    torch.testing.assert_close(y.float(), ref(data[0]), rtol=0.05, atol=0.05)
+
+
+def test_meta_device_model_traces_shapes(net, data):
+    q = lowbit.quantize_model(net, lowbit.QuantConfig(activation="static"), calib_data=data, progress=False)
+    y = q.to("meta")(data[0].to("meta"))
+    assert y.device.type == "meta" and y.shape == (4, 5)
+
+
+def test_calibration_with_a_dataloader(net, data):
+    ds = torch.utils.data.TensorDataset(torch.cat(data), torch.zeros(12))
+    loader = torch.utils.data.DataLoader(ds, batch_size=4)
+    q = lowbit.quantize_model(net, lowbit.QuantConfig(activation="static"), calib_data=loader, progress=False)
+    ref = lowbit.quantize_model(net, lowbit.QuantConfig(activation="static"), calib_data=data, progress=False)
+    assert torch.equal(q(data[1]), ref(data[1]))
