@@ -85,7 +85,7 @@ def test_quantize_model_modes(net, data, act):
     assert float((y - yq).abs().max()) < 0.05 * float(y.abs().max()) + 0.05
     rows = {r["layer"]: r for r in lowbit.summary(q).rows}
     assert rows["dw"]["action"].startswith("float: depthwise convolution (groups=8)")
-    assert rows["emb"]["action"] == "float: Embedding has no lowbit kernel"
+    assert rows["emb"]["action"].startswith("float: Embedding kept float")
     assert rows["norm"]["action"] == "float: LayerNorm has no lowbit kernel"
     assert rows["fc1"]["bytes_after"] < rows["fc1"]["bytes_before"] / 3
     if act == "static":
@@ -225,16 +225,24 @@ def test_learnable_scale_is_trained(net, data):
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
 def test_quantize_model_in_other_float_dtypes(net, data, dtype):
     model = copy.deepcopy(net).to(dtype)
-    q = lowbit.quantize_model(model, lowbit.QuantConfig(activation="static"), calib_data=[d.to(dtype) for d in data],
-                              progress=False)
+    q = lowbit.quantize_model(
+        model,
+        lowbit.QuantConfig(activation="static"),
+        calib_data=[d.to(dtype) for d in data],
+        progress=False,
+    )
     y = q(data[0].to(dtype))
     assert y.dtype == dtype
-    ref = lowbit.quantize_model(net, lowbit.QuantConfig(activation="static"), calib_data=data, progress=False)
+    ref = lowbit.quantize_model(
+        net, lowbit.QuantConfig(activation="static"), calib_data=data, progress=False
+    )
     torch.testing.assert_close(y.float(), ref(data[0]), rtol=0.05, atol=0.05)
 
 
 def test_meta_device_model_traces_shapes(net, data):
-    q = lowbit.quantize_model(net, lowbit.QuantConfig(activation="static"), calib_data=data, progress=False)
+    q = lowbit.quantize_model(
+        net, lowbit.QuantConfig(activation="static"), calib_data=data, progress=False
+    )
     y = q.to("meta")(data[0].to("meta"))
     assert y.device.type == "meta" and y.shape == (4, 5)
 
@@ -242,6 +250,26 @@ def test_meta_device_model_traces_shapes(net, data):
 def test_calibration_with_a_dataloader(net, data):
     ds = torch.utils.data.TensorDataset(torch.cat(data), torch.zeros(12))
     loader = torch.utils.data.DataLoader(ds, batch_size=4)
-    q = lowbit.quantize_model(net, lowbit.QuantConfig(activation="static"), calib_data=loader, progress=False)
-    ref = lowbit.quantize_model(net, lowbit.QuantConfig(activation="static"), calib_data=data, progress=False)
+    q = lowbit.quantize_model(
+        net, lowbit.QuantConfig(activation="static"), calib_data=loader, progress=False
+    )
+    ref = lowbit.quantize_model(
+        net, lowbit.QuantConfig(activation="static"), calib_data=data, progress=False
+    )
     assert torch.equal(q(data[1]), ref(data[1]))
+
+
+def test_embeddings_quantized_when_asked(net, data):
+    q = lowbit.quantize_model(net)
+    assert type(q.emb) is nn.Embedding
+    assert "embedding='int8'" in {r["layer"]: r for r in lowbit.summary(q).rows}["emb"]["action"]
+    q8 = lowbit.quantize_model(net, lowbit.QuantConfig(embedding="int8"))
+    assert isinstance(q8.emb, lowbit.nn.QuantEmbedding)
+    idx = torch.tensor([[0, 3, 9], [2, 2, 1]])
+    err = (q8.emb(idx) - net.emb(idx)).abs()
+    step = net.emb.weight.abs().amax(1)[idx] / 127
+    assert bool((err <= step[..., None] / 2 + 1e-6).all())
+    rows = {r["layer"]: r for r in lowbit.summary(q8).rows}
+    assert rows["emb"]["bytes_after"] == 10 * 6 + 10 * 4
+    with pytest.raises(TypeError, match="index tensor"):
+        q8.emb(idx.float())

@@ -21,6 +21,7 @@ MODULES = [
     "lowbit.nn.conv",
     "lowbit.nn.fake_quantize",
     "lowbit.nn.qat",
+    "lowbit.nn.embedding",
 ]
 
 

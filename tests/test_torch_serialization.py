@@ -119,3 +119,18 @@ def test_qat_models_must_be_converted_first(tmp_path):
     qat = lowbit.prepare_qat(DigitsCNN(), lowbit.QuantConfig(activation="static"))
     with pytest.raises(ValueError, match="convert"):
         lowbit.save(qat, tmp_path / "q.safetensors")
+
+
+def test_save_load_with_quantized_embedding(tmp_path):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Embedding(20, 8), torch.nn.Linear(8, 3))
+    q = lowbit.quantize_model(model, lowbit.QuantConfig(embedding="int8"))
+    path = tmp_path / "emb.safetensors"
+    lowbit.save(q, path)
+    idx = torch.tensor([[1, 5, 19]])
+    loaded = lowbit.load(
+        path, torch.nn.Sequential(torch.nn.Embedding(20, 8), torch.nn.Linear(8, 3))
+    )
+    assert isinstance(loaded[0], lowbit.nn.QuantEmbedding) and torch.equal(loaded(idx), q(idx))
+    with pytest.raises(ValueError, match=r"layer '0' was Embedding\(20, 8\)"):
+        lowbit.load(path, torch.nn.Sequential(torch.nn.Embedding(21, 8), torch.nn.Linear(8, 3)))

@@ -36,6 +36,8 @@ class QuantConfig:
         observer: activation observer for static calibration: "minmax", "moving_average",
             "histogram" (MSE-optimal clipping), "percentile" or "entropy".
         activation_dtype: "uint8" (asymmetric, the default) or "int8" for static activations.
+        embedding: "int8" also stores ``nn.Embedding`` tables as int8 rows (weight-only, one scale
+            per row; 4x smaller vocabularies), None keeps them float.
         exclude: module-name patterns (fnmatch, e.g. "classifier" or "encoder.*.output.dense")
             kept in float32.
         per_layer: pattern -> QuantConfig (or dict of overrides) for mixed precision; the first
@@ -53,6 +55,7 @@ class QuantConfig:
     symmetric_weights: bool = True
     observer: str = "minmax"
     activation_dtype: str = "uint8"
+    embedding: Optional[str] = None
     exclude: tuple = ()
     per_layer: Mapping[str, Any] = field(default_factory=dict)
 
@@ -74,6 +77,10 @@ class QuantConfig:
         if self.activation_dtype not in _ACT_DTYPES:
             raise ValueError(
                 f"QuantConfig.activation_dtype: expected one of {_ACT_DTYPES}, got {self.activation_dtype!r}"
+            )
+        if self.embedding not in (None, "int8"):
+            raise ValueError(
+                f"QuantConfig.embedding: expected None or 'int8', got {self.embedding!r}"
             )
         if not isinstance(self.symmetric_weights, bool):
             raise TypeError("QuantConfig.symmetric_weights: expected a bool")

@@ -15,7 +15,7 @@ from torch import nn
 import lowbit
 
 from .config import QuantConfig, as_config
-from .nn import FakeQuantize, QATConv2d, QATLinear, QuantConv2d, QuantLinear
+from .nn import FakeQuantize, QATConv2d, QATLinear, QuantConv2d, QuantEmbedding, QuantLinear
 from .nn.linear import _QuantBase
 
 __all__ = ["Summary", "convert", "prepare_qat", "quantize_model", "run_batch", "summary"]
@@ -75,16 +75,45 @@ def _float_leaves(model: nn.Module, handled: set[str]) -> dict[str, str]:
     """Leaf modules that hold parameters and that no transform touched, with a reason."""
     out = {}
     for n, m in model.named_modules():
-        if n in handled or isinstance(m, (_QuantBase, QATLinear, QATConv2d, FakeQuantize)):
+        if n in handled or isinstance(
+            m, (_QuantBase, QuantEmbedding, QATLinear, QATConv2d, FakeQuantize)
+        ):
             continue
         if any(True for _ in m.parameters(recurse=False)):
             if isinstance(m, (nn.Linear, nn.Conv2d)):
                 out[n] = (
                     f"subclass {type(m).__name__} of {nn.Linear.__name__ if isinstance(m, nn.Linear) else 'Conv2d'} is not replaced"
                 )
+            elif type(m) is nn.Embedding:
+                out[n] = (
+                    "Embedding kept float (QuantConfig(embedding='int8') stores it as int8 rows)"
+                )
             else:
                 out[n] = f"{type(m).__name__} has no lowbit kernel"
     return out
+
+
+def _quantize_embeddings(work: nn.Module, config: QuantConfig, reasons: dict[str, str]) -> set[str]:
+    """Replaces plain nn.Embedding layers whose config asks for it; returns the names handled."""
+    done = set()
+    for name, m in list(work.named_modules()):
+        if type(m) is not nn.Embedding:
+            continue
+        cfg = config.for_layer(name)
+        if cfg.embedding is None:
+            continue
+        done.add(name)
+        if cfg.is_excluded(name):
+            reasons[name] = "excluded by config"
+            continue
+        try:
+            q = QuantEmbedding.from_float(m, name=name)
+        except ValueError as e:
+            reasons[name] = str(e)
+            continue
+        q._float_nbytes = _param_bytes(m)
+        _set_submodule(work, name, q)
+    return done
 
 
 def run_batch(model: nn.Module, batch: Any) -> Any:
@@ -265,7 +294,7 @@ def quantize_model(
             continue
         q._float_nbytes = _param_bytes(m)
         _set_submodule(work, name, q)
-    handled = set(reasons) | set(targets)
+    handled = set(reasons) | set(targets) | _quantize_embeddings(work, config, reasons)
     reasons.update(_float_leaves(work, handled))
     setattr(work, _REASONS_ATTR, {**getattr(work, _REASONS_ATTR, {}), **reasons})
     setattr(work, _CONFIG_ATTR, config)
@@ -427,6 +456,8 @@ class Summary:
 
 
 def _action(m: nn.Module) -> str:
+    if isinstance(m, QuantEmbedding):
+        return "int8 rows (per-row scale), weight-only"
     if isinstance(m, _QuantBase):
         act = {
             "dynamic": "dynamic act (per row)",
@@ -463,8 +494,8 @@ def summary(model: nn.Module) -> Summary:
     for name, m in model.named_modules():
         if isinstance(m, FakeQuantize):
             continue
-        if isinstance(m, (_QuantBase, QATLinear, QATConv2d)):
-            after = m.nbytes if isinstance(m, _QuantBase) else _param_bytes(m)
+        if isinstance(m, (_QuantBase, QuantEmbedding, QATLinear, QATConv2d)):
+            after = m.nbytes if isinstance(m, (_QuantBase, QuantEmbedding)) else _param_bytes(m)
             before = getattr(m, "_float_nbytes", after)
             rows.append(
                 {

@@ -20,19 +20,21 @@ import lowbit
 
 from .config import QuantConfig
 from .convert import _CONFIG_ATTR, _REASONS_ATTR, _set_submodule
-from .nn import QuantConv2d, QuantLinear
+from .nn import QuantConv2d, QuantEmbedding, QuantLinear
 from .nn.linear import _QuantBase
 
 __all__ = ["load", "save"]
 
 FORMAT = "lowbit.model/1"
-_KINDS = {"QuantLinear": QuantLinear, "QuantConv2d": QuantConv2d}
+_KINDS = {"QuantLinear": QuantLinear, "QuantConv2d": QuantConv2d, "QuantEmbedding": QuantEmbedding}
 
 PathLike = Union[str, "os.PathLike[str]"]
 
 
 def _metadata(model: nn.Module) -> dict[str, Any]:
-    layers = {n: m.spec() for n, m in model.named_modules() if isinstance(m, _QuantBase)}
+    layers = {
+        n: m.spec() for n, m in model.named_modules() if isinstance(m, (_QuantBase, QuantEmbedding))
+    }
     cfg = getattr(model, _CONFIG_ATTR, None)
     cls = type(model)
     return {
@@ -154,6 +156,12 @@ def _check_layer(
             float_mod.out_features,
         ) == (spec["in_features"], spec["out_features"])
         want = f"Linear({spec['in_features']}, {spec['out_features']})"
+    elif kind == "QuantEmbedding":
+        ok = isinstance(float_mod, nn.Embedding) and (
+            float_mod.num_embeddings,
+            float_mod.embedding_dim,
+        ) == (spec["num_embeddings"], spec["embedding_dim"])
+        want = f"Embedding({spec['num_embeddings']}, {spec['embedding_dim']})"
     else:
         ok = isinstance(float_mod, nn.Conv2d) and (
             float_mod.in_channels,
@@ -199,6 +207,8 @@ def load(path: PathLike, model: Optional[nn.Module] = None) -> nn.Module:
         kwargs = {k: v for k, v in spec.items() if k != "kind"}
         if spec["kind"] == "QuantLinear":
             q = QuantLinear(**kwargs)
+        elif spec["kind"] == "QuantEmbedding":
+            q = QuantEmbedding(**kwargs)
         else:
             for k in ("kernel_size", "stride", "padding", "dilation"):
                 kwargs[k] = tuple(kwargs[k])
