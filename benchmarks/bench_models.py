@@ -65,12 +65,20 @@ def variants(model: torch.nn.Module, calib: list) -> list[tuple[str, Any, str]]:
     """(name, model, quantized engine to select while running it)."""
     out = [("float32", model, torch.backends.quantized.engine)]
     out.append(("lowbit dynamic int8", lowbit.quantize_model(model, progress=False), ""))
+    if any(type(m) is torch.nn.Embedding for m in model.modules()):
+        cfg = lowbit.QuantConfig(embedding="int8")
+        out.append(
+            (
+                "lowbit dynamic int8 + int8 embeddings",
+                lowbit.quantize_model(model, cfg, progress=False),
+                "",
+            )
+        )
+    cfg = lowbit.QuantConfig(activation="static", observer="histogram")
     out.append(
         (
-            "lowbit static int8",
-            lowbit.quantize_model(
-                model, lowbit.QuantConfig(activation="static"), calib_data=calib, progress=False
-            ),
+            "lowbit static int8 (histogram)",
+            lowbit.quantize_model(model, cfg, calib_data=calib, progress=False),
             "",
         )
     )

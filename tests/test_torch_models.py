@@ -110,3 +110,13 @@ def test_minilm_dynamic_int8_cosine(minilm):
     assert float(cos.min()) >= 0.99, cos
     # pairwise sentence similarities (what embeddings are used for) move by less than 0.02
     assert float((emb @ emb.T - ref @ ref.T).abs().max()) < 0.02
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_minilm_int8_embeddings_too(minilm):
+    tokenizer, model = minilm
+    ref = embed_sentences(model, tokenizer, lowbit.models.SENTENCES)
+    q = lowbit.quantize_model(model, lowbit.QuantConfig(embedding="int8"), progress=False)
+    assert lowbit.summary(q).bytes_after < lowbit.summary(model).bytes_before / 3.5
+    cos = (embed_sentences(q, tokenizer, lowbit.models.SENTENCES) * ref).sum(-1)
+    assert float(cos.min()) >= 0.99, cos
