@@ -36,7 +36,37 @@ from .observers import (
 )
 from .calibration import calibrate
 
+from .config import QuantConfig
+
 _apply_env()
+
+# torch interop, imported on first use so that `import lowbit` never imports torch.
+_LAZY = {
+    "nn": ("lowbit.nn", None),
+    "quantize_model": ("lowbit.convert", "quantize_model"),
+    "prepare_qat": ("lowbit.convert", "prepare_qat"),
+    "convert": ("lowbit.convert", "convert"),
+    "summary": ("lowbit.convert", "summary"),
+    "save": ("lowbit.serialization", "save"),
+    "load": ("lowbit.serialization", "load"),
+    "models": ("lowbit.models", None),
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        mod = importlib.import_module(module)
+        # Bind every function of that module now: importing lowbit.convert sets the package
+        # attribute `convert` to the module, which must not shadow the function.
+        for key, (other, other_attr) in _LAZY.items():
+            if other == module and other_attr is not None:
+                globals()[key] = getattr(mod, other_attr)
+        return mod if attr is None else globals()[name]
+    raise AttributeError(f"module 'lowbit' has no attribute {name!r}")
+
 
 __all__ = [
     "__version__",
@@ -54,6 +84,15 @@ __all__ = [
     "fake_quantize",
     "choose_qparams",
     "qrange",
+    "QuantConfig",
+    "quantize_model",
+    "prepare_qat",
+    "convert",
+    "summary",
+    "save",
+    "load",
+    "nn",
+    "models",
     "PackedWeight",
     "matmul_int8",
     "pack_weight",
