@@ -450,3 +450,38 @@ def test_property_monotonic(x, scale, dtype):
     xs = np.sort(x.reshape(-1))
     q = lowbit.quantize(xs, scale, ref.qrange(dtype)[0] // 2 + ref.qrange(dtype)[1] // 2, dtype=dtype).int_repr()
     assert np.all(np.diff(q.astype(np.int64)) >= 0)
+
+
+def test_out_parameter(isa, rng):
+    x = rng.standard_normal((7, 65)).astype(np.float32)
+    q = lowbit.quantize(x, 0.05, 1, dtype="int4")
+    out = np.full((7, 65), 123.0, np.float32)
+    r = q.dequantize(out=out)
+    assert r is out or np.shares_memory(r, out)
+    np.testing.assert_array_equal(out, lowbit.dequantize(q))
+    out2 = np.empty_like(out)
+    lowbit.fake_quantize(x, 0.05, 1, dtype="int4", out=out2)
+    np.testing.assert_array_equal(out2, out)
+
+
+@pytest.mark.parametrize(
+    "out,exc",
+    [
+        (np.empty((7, 65), np.float64), TypeError),
+        (np.empty((7, 64), np.float32), ValueError),
+        (np.empty((65, 7), np.float32).T, ValueError),
+        ([0.0] * 10, TypeError),
+    ],
+)
+def test_out_parameter_bad(out, exc):
+    x = np.ones((7, 65), np.float32)
+    with pytest.raises(exc, match="out"):
+        lowbit.quantize(x, 0.1).dequantize(out=out)
+    with pytest.raises(exc, match="out"):
+        lowbit.fake_quantize(x, 0.1, out=out)
+    ro = np.empty((7, 65), np.float32)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        lowbit.fake_quantize(x, 0.1, out=ro)
+    with pytest.raises(ValueError, match="out"):
+        lowbit.fake_quantize(x, 0.1, out=x)

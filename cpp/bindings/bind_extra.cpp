@@ -6,6 +6,12 @@ namespace py = pybind11;
 
 namespace lowbit {
 namespace bind {
-void bind_extra(py::module_&) {}
+void bind_matmul(py::module_& m);
+void bind_observers(py::module_& m);
+
+void bind_extra(py::module_& m) {
+  bind_matmul(m);
+  bind_observers(m);
+}
 }  // namespace bind
 }  // namespace lowbit

@@ -39,7 +39,7 @@ struct Layout {
 };
 
 Layout make_layout(const std::vector<int64_t>& shape, const std::string& dtype, const std::string& mode, int64_t row_div,
-                   int64_t group_size, const py::array& scale_in, const py::array& zp_in, int32_t qmin, int32_t qmax) {
+                   int64_t group_size, const py::object& scale_in, const py::object& zp_in, int32_t qmin, int32_t qmax) {
   Layout L;
   QuantLayout& l = L.l;
   l.dtype = parse_dtype(dtype);
@@ -115,8 +115,20 @@ Rounding make_rounding(const std::string& rounding, uint64_t seed) {
   return r;
 }
 
+// A caller-provided float32 result buffer, or a new one of `shape`.
+py::array float_out(const py::object& out_obj, const std::vector<int64_t>& shape) {
+  if (out_obj.is_none()) return py::array(py::dtype::of<float>(), shape);
+  if (!py::isinstance<py::array>(out_obj)) type_error("out: expected a NumPy float32 array");
+  py::array out = out_obj.cast<py::array>();
+  if (!has_dtype<float>(out)) type_error("out: expected float32, got " + dtype_str(out));
+  require_contiguous(out, "out");
+  if (!out.writeable()) value_error("out: array is read-only");
+  if (shape_of(out) != shape) value_error("out: shape does not match the result's shape");
+  return out;
+}
+
 py::array quantize_py(const py::array& x, const std::string& dtype, const std::string& mode, int64_t row_div,
-                      int64_t group_size, const py::array& scale, const py::array& zp, int32_t qmin, int32_t qmax,
+                      int64_t group_size, const py::object& scale, const py::object& zp, int32_t qmin, int32_t qmax,
                       const std::string& rounding, uint64_t seed) {
   const bool f32 = has_dtype<float>(x);
   const bool f16 = is_f16(x);
@@ -142,8 +154,8 @@ py::array quantize_py(const py::array& x, const std::string& dtype, const std::s
 }
 
 py::array fake_quantize_py(const py::array& x, const std::string& dtype, const std::string& mode, int64_t row_div,
-                           int64_t group_size, const py::array& scale, const py::array& zp, int32_t qmin,
-                           int32_t qmax, const std::string& rounding, uint64_t seed) {
+                           int64_t group_size, const py::object& scale, const py::object& zp, int32_t qmin,
+                           int32_t qmax, const std::string& rounding, uint64_t seed, const py::object& out_obj) {
   const bool f32 = has_dtype<float>(x);
   const bool f16 = is_f16(x);
   if (!f32 && !f16) type_error("x: expected a float32 or float16 array, got " + dtype_str(x));
@@ -151,9 +163,10 @@ py::array fake_quantize_py(const py::array& x, const std::string& dtype, const s
   auto shape = shape_of(x);
   Layout L = make_layout(shape, dtype, mode, row_div, group_size, scale, zp, qmin, qmax);
   Rounding r = make_rounding(rounding, seed);
-  py::array out(py::dtype::of<float>(), shape);
+  py::array out = float_out(out_obj, shape);
   auto* o = static_cast<float*>(out.mutable_data());
   const void* src = x.data();
+  if (src == o) value_error("out: must not be the input array (kernels do not run in place)");
   {
     py::gil_scoped_release release;
     if (f32)
@@ -165,8 +178,8 @@ py::array fake_quantize_py(const py::array& x, const std::string& dtype, const s
 }
 
 py::array dequantize_py(const py::array& q, const std::vector<int64_t>& shape, const std::string& dtype,
-                        const std::string& mode, int64_t row_div, int64_t group_size, const py::array& scale,
-                        const py::array& zp, int32_t qmin, int32_t qmax) {
+                        const std::string& mode, int64_t row_div, int64_t group_size, const py::object& scale,
+                        const py::object& zp, int32_t qmin, int32_t qmax, const py::object& out_obj) {
   Layout L = make_layout(shape, dtype, mode, row_div, group_size, scale, zp, qmin, qmax);
   const bool want_signed = qdtype_signed(L.l.dtype);
   if (!(want_signed ? has_dtype<int8_t>(q) : has_dtype<uint8_t>(q)))
@@ -175,7 +188,7 @@ py::array dequantize_py(const py::array& q, const std::vector<int64_t>& shape, c
   std::vector<int64_t> data_shape = shape;
   if (!data_shape.empty()) data_shape.back() = L.l.row_bytes();
   if (shape_of(q) != data_shape) value_error("q: stored data shape does not match the logical shape");
-  py::array out(py::dtype::of<float>(), shape);
+  py::array out = float_out(out_obj, shape);
   auto* o = static_cast<float*>(out.mutable_data());
   const auto* src = static_cast<const uint8_t*>(q.data());
   {
@@ -193,10 +206,10 @@ void bind_quantize(py::module_& m) {
         py::arg("rounding"), py::arg("seed"));
   m.def("fake_quantize", &fake_quantize_py, py::arg("x"), py::arg("dtype"), py::arg("mode"), py::arg("row_div"),
         py::arg("group_size"), py::arg("scale"), py::arg("zero_point"), py::arg("qmin"), py::arg("qmax"),
-        py::arg("rounding"), py::arg("seed"));
+        py::arg("rounding"), py::arg("seed"), py::arg("out") = py::none());
   m.def("dequantize", &dequantize_py, py::arg("q"), py::arg("shape"), py::arg("dtype"), py::arg("mode"),
         py::arg("row_div"), py::arg("group_size"), py::arg("scale"), py::arg("zero_point"), py::arg("qmin"),
-        py::arg("qmax"));
+        py::arg("qmax"), py::arg("out") = py::none());
 }
 
 }  // namespace bind

@@ -14,9 +14,14 @@ namespace py = pybind11;
 [[noreturn]] inline void type_error(const std::string& msg) { throw py::type_error(msg); }
 [[noreturn]] inline void value_error(const std::string& msg) { throw py::value_error(msg); }
 
+// Compares dtype kind and size, not object identity: an unpickled or otherwise rebuilt array
+// holds an equal but distinct dtype object.
 template <class T>
 bool has_dtype(const py::array& a) {
-  return a.dtype().is(py::dtype::of<T>());
+  const py::dtype want = py::dtype::of<T>();
+  const py::dtype got = a.dtype();
+  return got.is(want) || (got.kind() == want.kind() && got.itemsize() == want.itemsize() &&
+                          got.attr("isnative").template cast<bool>());
 }
 
 inline bool is_f16(const py::array& a) { return a.dtype().kind() == 'f' && a.dtype().itemsize() == 2; }

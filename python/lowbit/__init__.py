@@ -22,7 +22,19 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 from . import _core, reference
 from .cpu import arch, cpu_info, get_arch, get_num_threads, set_arch, set_num_threads
 from .cpu import _apply_env as _apply_env
+from .matmul import PackedWeight, linear, matmul_int8, pack_weight
 from .quantize import DTYPES, QTensor, choose_qparams, dequantize, fake_quantize, qrange, quantize
+from . import observers
+from .observers import (
+    HistogramObserver,
+    MinMaxObserver,
+    MovingAverageMinMaxObserver,
+    MovingAveragePerChannelMinMaxObserver,
+    Observer,
+    PerChannelMinMaxObserver,
+    PowerOfTwoObserver,
+)
+from .calibration import calibrate
 
 from .config import QuantConfig
 
@@ -80,4 +92,17 @@ __all__ = [
     "load",
     "nn",
     "models",
+    "PackedWeight",
+    "matmul_int8",
+    "pack_weight",
+    "linear",
+    "observers",
+    "Observer",
+    "MinMaxObserver",
+    "MovingAverageMinMaxObserver",
+    "PerChannelMinMaxObserver",
+    "MovingAveragePerChannelMinMaxObserver",
+    "HistogramObserver",
+    "PowerOfTwoObserver",
+    "calibrate",
 ]

@@ -21,6 +21,12 @@ __all__ = ["QTensor", "quantize", "dequantize", "fake_quantize", "choose_qparams
 DTYPES = ("int8", "uint8", "int4", "uint4")
 _FLOAT32_EPS = np.float32(np.finfo(np.float32).eps)
 _SCALARS = (float, int, np.float32, np.float64)
+_MAX_FLOAT32 = float(np.finfo(np.float32).max)
+with np.errstate(over="ignore", divide="ignore"):
+    # The smallest float32 scale whose float32 reciprocal is finite.
+    _MIN_SCALE = float(np.nextafter(np.float32(1) / np.finfo(np.float32).max, np.float32(0)))
+    while not np.isfinite(np.float32(1) / np.float32(_MIN_SCALE)):
+        _MIN_SCALE = float(np.nextafter(np.float32(_MIN_SCALE), np.float32(1)))
 _INTS = (int, np.int32, np.int64)
 
 
@@ -106,9 +112,9 @@ class QTensor:
     def size(self) -> int:
         return int(np.prod(self.shape, dtype=np.int64))
 
-    def dequantize(self) -> np.ndarray:
-        """float32 array ``(q - zero_point) * scale`` of the logical shape."""
-        return dequantize(self)
+    def dequantize(self, out: Optional[np.ndarray] = None) -> np.ndarray:
+        """float32 array ``(q - zero_point) * scale`` of the logical shape (into ``out`` if given)."""
+        return dequantize(self, out=out)
 
     def int_repr(self) -> np.ndarray:
         """The integer values unpacked to int8/uint8 with the logical shape (a copy for 4-bit)."""
@@ -146,13 +152,11 @@ def _params(
     """Validates the granularity and returns (mode, row_div, gs, scale1d, zp1d, scale, zp, axis, gs)."""
     qmin, qmax = qrange(dtype)
     if axis is None and group_size is None and type(scale) in _SCALARS and type(zero_point) in _INTS:
-        # Fast path for the common per-tensor call: no temporary arrays, a few scalar checks.
-        sc = np.float32(scale)
-        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-            ok = bool(np.isfinite(sc)) and sc > 0 and bool(np.isfinite(np.float32(1) / sc))
-        if ok and qmin <= zero_point <= qmax:
+        # Fast path for the common per-tensor call: scalar checks only, no temporary arrays.
+        sc = float(np.float32(scale))
+        if _MIN_SCALE <= sc <= _MAX_FLOAT32 and qmin <= zero_point <= qmax:
             zp = int(zero_point)
-            return "tensor", 1, 0, np.array([sc]), np.array([zp], np.int32), float(sc), zp, None, None
+            return "tensor", 1, 0, sc, zp, sc, zp, None, None
     ndim = len(shape)
     if axis is not None and group_size is not None:
         raise ValueError("axis and group_size: choose per-channel (axis) or per-group (group_size), not both")
@@ -286,7 +290,9 @@ def quantize(
     return QTensor(data, sc, zp, dtype, tuple(a.shape), axis, group_size)
 
 
-def _layout(q: QTensor) -> tuple[str, int, int, np.ndarray, np.ndarray]:
+def _layout(q: QTensor) -> tuple[str, int, int, Any, Any]:
+    if q.axis is None and q.group_size is None:
+        return "tensor", 1, 0, q.scale, q.zero_point
     s = np.ascontiguousarray(q.scale, dtype=np.float32).reshape(-1)
     z = np.ascontiguousarray(q.zero_point, dtype=np.int32).reshape(-1)
     if q.group_size is not None:
@@ -298,13 +304,19 @@ def _layout(q: QTensor) -> tuple[str, int, int, np.ndarray, np.ndarray]:
     return "row", max(1, int(np.prod(q.shape[q.axis + 1 : -1], dtype=np.int64))), 0, s, z
 
 
-def dequantize(q: QTensor) -> np.ndarray:
+def dequantize(q: QTensor, *, out: Optional[np.ndarray] = None) -> np.ndarray:
     """Maps a :class:`QTensor` back to float32: ``(q - zero_point) * scale``.
 
     Large outputs are written with non-temporal stores (they bypass the caches).
 
+    Args:
+        q: the quantized tensor.
+        out: optional C-contiguous float32 array of ``q.shape`` to write into (saves allocating
+            and first-touching a new result, which costs as much as the work for large arrays).
+
     Raises:
-        TypeError: ``q`` is not a QTensor.
+        TypeError: ``q`` is not a QTensor, or ``out`` is not float32.
+        ValueError: ``out`` has the wrong shape, is read-only or not C-contiguous.
 
     Example:
         >>> lowbit.dequantize(lowbit.quantize(np.float32([0.3, -0.7]), 0.1, 2))
@@ -314,7 +326,9 @@ def dequantize(q: QTensor) -> np.ndarray:
         raise TypeError(f"q: expected a lowbit.QTensor, got {type(q).__name__}")
     mode, row_div, gs, s, z = _layout(q)
     qmin, qmax = qrange(q.dtype)
-    return _core.dequantize(np.require(q.data, requirements="C"), list(q.shape), q.dtype, mode, row_div, gs, s, z, qmin, qmax)
+    return _core.dequantize(
+        np.require(q.data, requirements="C"), list(q.shape), q.dtype, mode, row_div, gs, s, z, qmin, qmax, out
+    )
 
 
 def fake_quantize(
@@ -327,10 +341,12 @@ def fake_quantize(
     group_size: Optional[int] = None,
     rounding: str = "nearest",
     seed: Optional[int] = None,
+    out: Optional[np.ndarray] = None,
 ) -> np.ndarray:
     """``dequantize(quantize(x, ...))`` in one fused pass, bit-identical to the two steps.
 
-    Takes the same arguments as :func:`quantize` and returns a float32 array of ``x``'s shape.
+    Takes the same arguments as :func:`quantize` and returns a float32 array of ``x``'s shape,
+    written into ``out`` when given (a float32 C-contiguous array of that shape, not ``x``).
 
     Example:
         >>> lowbit.fake_quantize(np.float32([0.26, 9.0]), 0.5, dtype="int4")
@@ -341,7 +357,7 @@ def fake_quantize(
     mode, row_div, gs, s1, z1, *_ = _params(a.shape, scale, zero_point, dtype, axis, group_size)
     rounding, seed = _rounding(rounding, seed)
     qmin, qmax = qrange(dtype)
-    return _core.fake_quantize(a, dtype, mode, row_div, gs, s1, z1, qmin, qmax, rounding, seed)
+    return _core.fake_quantize(a, dtype, mode, row_div, gs, s1, z1, qmin, qmax, rounding, seed, out)
 
 
 def choose_qparams(

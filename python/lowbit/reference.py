@@ -127,3 +127,96 @@ def unpack_int4(packed: np.ndarray, n: int, signed: bool) -> np.ndarray:
     p = np.asarray(packed).astype(np.int64)
     v = np.stack([p & 0xF, p >> 4], axis=-1).reshape(p.shape[:-1] + (-1,))[..., :n]
     return np.where(v >= 8, v - 16, v) if signed else v
+
+
+# ---------------------------------------------------------------------------------------------
+# int8 matmul and quantized linear (issue 3): the spec of lowbit.matmul_int8 / pack_weight / linear
+# ---------------------------------------------------------------------------------------------
+
+__all__ += ["matmul_int8", "pack_weight_int8", "dynamic_act_qparams", "linear"]
+
+_F32_EPS = np.float32(np.finfo(np.float32).eps)
+_F32_MAX = np.float32(np.finfo(np.float32).max)
+
+
+def matmul_int8(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Exact integer product in int64: ``a.astype(int64) @ b.astype(int64)``."""
+    return np.asarray(a).astype(np.int64) @ np.asarray(b).astype(np.int64)
+
+
+def pack_weight_int8(w: np.ndarray, axis: Optional[int] = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric int8 weight quantization of ``w (N, K)``: ``(q int64 (N, K), scale float32 (N,))``.
+
+    ``scale = max(absmax / 127.5, eps)`` per row (axis=0) or over the tensor (axis=None).
+    """
+    w = np.asarray(w, np.float32)
+    if axis is None:
+        absmax = np.float32(np.max(np.abs(w))) if w.size else np.float32(0)
+        absmax = np.full(w.shape[0], absmax, np.float32)
+    else:
+        absmax = np.max(np.abs(w), axis=1) if w.shape[1] else np.zeros(w.shape[0], np.float32)
+    scale = np.maximum(absmax.astype(np.float32) / np.float32(127.5), _F32_EPS).astype(np.float32)
+    return quantize(w, scale, 0, "int8", axis=0), scale
+
+
+def dynamic_act_qparams(x: np.ndarray, per_row: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Dynamic asymmetric uint8 parameters of ``x (M, K)``: float32 scale and int64 zero point, (M,).
+
+    Over the finite values and 0: ``scale = max((hi - lo) / 255, eps)`` (an infinite range is
+    clamped to float32 max), ``zero_point = clip(-rint(lo / scale), 0, 255)``.
+    """
+    x = np.asarray(x, np.float32)
+    x0 = np.where(np.isfinite(x), x, np.float32(0))
+    if per_row:
+        lo = np.minimum(x0.min(axis=1, initial=0), 0).astype(np.float32)
+        hi = np.maximum(x0.max(axis=1, initial=0), 0).astype(np.float32)
+    else:
+        lo = np.full(x.shape[0], min(np.float32(0), x0.min(initial=0)), np.float32)
+        hi = np.full(x.shape[0], max(np.float32(0), x0.max(initial=0)), np.float32)
+    with np.errstate(over="ignore"):
+        rng = hi - lo
+    rng = np.where(np.isfinite(rng), rng, _F32_MAX).astype(np.float32)
+    scale = np.maximum(rng / np.float32(255), _F32_EPS).astype(np.float32)
+    zp = np.clip(np.float32(0) - np.rint(lo / scale), 0, 255).astype(np.int64)
+    return scale, zp
+
+
+def linear(
+    x: np.ndarray,
+    q_w: np.ndarray,
+    w_scale: np.ndarray,
+    bias: Optional[np.ndarray] = None,
+    act: str = "dynamic",
+    act_scale: Optional[float] = None,
+    act_zero_point: int = 0,
+    act_dtype: str = "uint8",
+    out_scale: Optional[float] = None,
+    out_zero_point: int = 0,
+    relu: bool = False,
+) -> np.ndarray:
+    """Quantized linear layer on ``x (..., K)`` with int weight ``q_w (N, K)`` and scales ``(N,)``.
+
+    ``v = (q_x - zp_x) @ q_w.T`` (exact), ``y = float32(v) * (s_x * s_w) + bias``, ReLU, and an
+    optional int8 requantization, every step in float32 in this order.
+    """
+    x = np.asarray(x, np.float32)
+    lead, k = x.shape[:-1], x.shape[-1]
+    x2 = x.reshape(-1, k)
+    m = x2.shape[0]
+    if act == "static":
+        s = np.full(m, act_scale, np.float32)
+        z = np.full(m, act_zero_point, np.int64)
+        dt = act_dtype
+    else:
+        s, z = dynamic_act_qparams(x2, per_row=(act == "dynamic"))
+        dt = "uint8"
+    q = quantize(x2, s, z, dt, axis=0) if m else np.zeros((0, k), np.int64)
+    v = (q - z[:, None]) @ np.asarray(q_w).astype(np.int64).T
+    y = v.astype(np.float32) * (s[:, None] * np.asarray(w_scale, np.float32)[None, :])
+    if bias is not None:
+        y = y + np.asarray(bias, np.float32)[None, :]
+    if relu:
+        y = np.maximum(y, np.float32(0))
+    if out_scale is not None:
+        y = quantize(y, np.float32(out_scale), out_zero_point, "int8").astype(np.int8)
+    return y.reshape(lead + (q_w.shape[0],))

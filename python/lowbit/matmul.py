@@ -1,0 +1,331 @@
+"""Exact int8 matrix multiply, packed int8 weights and quantized linear layers.
+
+Public API over the C++ GEMM (``cpp/include/lowbit/matmul.hpp``): int32 accumulation that never
+saturates on any ISA; u8 x s8 kernels with the +128 shift corrected by column sums that are
+computed once, when weights are packed. ``lowbit.reference`` holds the NumPy spec of each function.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+
+from . import _core
+from ._array import as_float_array, as_numpy, is_torch_tensor
+from .quantize import choose_qparams, quantize
+
+__all__ = ["PackedWeight", "matmul_int8", "pack_weight", "linear", "ACT_MODES"]
+
+ACT_MODES = ("dynamic", "dynamic_per_tensor", "static")
+
+
+def _int_data(x: Any, name: str) -> np.ndarray:
+    """Integer data of an array, a CPU torch tensor or a QTensor (duck-typed ``int_repr()``)."""
+    if not isinstance(x, np.ndarray) and hasattr(x, "int_repr") and not is_torch_tensor(x):
+        x = x.int_repr()
+    elif is_torch_tensor(x) and getattr(x, "is_quantized", False):
+        x = x.int_repr()
+    return as_numpy(x, name)
+
+
+def matmul_int8(a: Any, b: Any) -> np.ndarray:
+    """Exact integer product ``a @ b`` of int8/uint8 ``a`` and int8 ``b``, as int32.
+
+    Equal to ``a.astype(np.int64) @ b.astype(np.int64)`` element for element: the kernels
+    accumulate in int32 and never saturate (AVX2 widens to int16 pairs; VNNI shifts int8
+    activations by +128 and subtracts ``128 * column sums``). Multithreaded, GIL released.
+
+    Args:
+        a: int8 or uint8 array ``(..., M, K)`` (or ``(K,)``), any strides; or a QTensor, whose
+            integer data is used (its scales are ignored).
+        b: int8 array ``(K, N)``, any strides; or an int8 QTensor.
+
+    Returns:
+        int32 array ``(..., M, N)`` (``(N,)`` for 1-D ``a``).
+
+    Raises:
+        TypeError: other dtypes.
+        ValueError: shape mismatch, or K so large that int32 could overflow
+            (K > 131071 for int8 ``a``, K > 65793 for uint8 ``a``).
+
+    Example:
+        >>> a = np.array([[1, -2], [3, 4]], np.int8)
+        >>> b = np.array([[127, -128], [-128, 127]], np.int8)
+        >>> lowbit.matmul_int8(a, b)
+        array([[ 383, -382],
+               [-131,  124]], dtype=int32)
+    """
+    a = _int_data(a, "a")
+    b = _int_data(b, "b")
+    if a.dtype not in (np.int8, np.uint8):
+        raise TypeError(f"a: expected int8 or uint8 data, got dtype {a.dtype}")
+    if b.dtype != np.int8:
+        raise TypeError(f"b: expected int8 data, got dtype {b.dtype}")
+    if b.ndim != 2:
+        raise ValueError(f"b: expected a 2-D (K, N) array, got shape {b.shape}")
+    if a.ndim == 0:
+        raise ValueError("a: expected at least 1 dimension, got a scalar")
+    if a.shape[-1] != b.shape[0]:
+        raise ValueError(f"b: shape {b.shape} does not match a's K = {a.shape[-1]} (a has shape {a.shape})")
+    if a.ndim == 1:
+        return _core.matmul_int8(a.reshape(1, -1), b).reshape(b.shape[1])
+    lead = a.shape[:-1]
+    a2 = a if a.ndim == 2 else a.reshape(int(np.prod(lead, dtype=np.int64)), a.shape[-1])
+    return _core.matmul_int8(a2, b).reshape(lead + (b.shape[1],))
+
+
+class PackedWeight:
+    """An int8 weight ``(N, K)`` (``torch.nn.Linear.weight`` layout) packed for the GEMM kernels.
+
+    Symmetric (zero point 0), per output channel (``axis=0``) or per tensor (``axis=None``). Holds
+    the packed bytes, the int32 column sums used by the zero-point correction, and float32 scales.
+    Immutable. Pickling stores the plain int8 weight and repacks on load, so a pickle moves between
+    machines (and ISAs) freely.
+
+    Attributes:
+        shape: ``(N, K)``. scale: float32 ``(N,)`` (equal entries when per tensor). axis: 0 or None.
+        layout: name of the packed layout (``"vnni4x16"``, shared by every x86 kernel).
+    """
+
+    __slots__ = ("shape", "scale", "axis", "layout", "_packed", "_colsum")
+
+    def __init__(self, q: np.ndarray, scale: np.ndarray, axis: Optional[int]):
+        q = np.asarray(q)
+        if q.dtype != np.int8 or q.ndim != 2:
+            raise TypeError(f"q: expected a 2-D int8 array, got {q.dtype} with shape {q.shape}")
+        scale = np.ascontiguousarray(np.broadcast_to(np.asarray(scale, np.float32), (q.shape[0],)))
+        if not np.all(np.isfinite(scale)) or np.any(scale <= 0):
+            raise ValueError("scale: every weight scale must be finite and > 0")
+        with np.errstate(divide="ignore", over="ignore"):
+            if not np.all(np.isfinite(np.float32(1) / scale)):
+                raise ValueError("scale: a scale is so small that 1/scale overflows float32")
+        packed, colsum = _core.pack_weight_s8(q)
+        scale.setflags(write=False)
+        object.__setattr__(self, "shape", (int(q.shape[0]), int(q.shape[1])))
+        object.__setattr__(self, "scale", scale)
+        object.__setattr__(self, "axis", axis)
+        object.__setattr__(self, "layout", str(_core.packed_layout))
+        object.__setattr__(self, "_packed", packed)
+        object.__setattr__(self, "_colsum", colsum)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("PackedWeight is immutable")
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held: packed weight (padded to 16 columns, K to a multiple of 4), sums, scales."""
+        return int(self._packed.nbytes + self._colsum.nbytes + self.scale.nbytes)
+
+    def int_repr(self) -> np.ndarray:
+        """The int8 weight ``(N, K)`` (unpacked copy)."""
+        return _core.unpack_weight_s8(self._packed, *self.shape)
+
+    def dequantize(self) -> np.ndarray:
+        """float32 ``(N, K)``: ``q * scale[:, None]``."""
+        return self.int_repr().astype(np.float32) * self.scale[:, None]
+
+    def __reduce__(self):
+        return (_unpickle_packed, (self.int_repr(), np.array(self.scale), self.axis))
+
+    def __repr__(self) -> str:
+        kind = "per_channel" if self.axis == 0 else "per_tensor"
+        return f"PackedWeight(shape={self.shape}, int8 {kind}, layout={self.layout}, nbytes={self.nbytes})"
+
+
+def _unpickle_packed(q: np.ndarray, scale: np.ndarray, axis: Optional[int]) -> PackedWeight:
+    return PackedWeight(q, scale, axis)
+
+
+def pack_weight(
+    w: Any, *, dtype: str = "int8", axis: Optional[int] = 0, scale: Any = None, zero_point: Any = None
+) -> PackedWeight:
+    """Quantizes (if needed) and packs a linear layer's weight ``(N, K)`` once, for :func:`linear`.
+
+    Float weights are quantized symmetrically to int8 with PyTorch's observer formula:
+    ``scale = max(absmax / 127.5, float32 eps)`` per output channel (``axis=0``) or per tensor
+    (``axis=None``), zero point 0, then ``q = clamp(round_half_even(w / scale), -128, 127)`` (the
+    quantize contract). No float32 copy of the weight is kept.
+
+    Args:
+        w: float array ``(N, K)`` (float16/32/64, torch tensors too); or an int8 array with
+            ``scale``; or an int8 QTensor (symmetric, per tensor or per channel on axis 0).
+        dtype: "int8" (the only packed dtype so far).
+        axis: 0 for per-output-channel scales, None for one scale.
+        scale: optional float scale(s) to use instead of the observer's; required for int8 ``w``.
+        zero_point: must be 0 (or None): weights are symmetric.
+
+    Returns:
+        A :class:`PackedWeight`.
+
+    Raises:
+        TypeError: unsupported dtypes. ValueError: bad shapes, non-finite weights or scales,
+            non-zero zero points, K too large for exact int32 accumulation (> 65793).
+
+    Example:
+        >>> w = np.array([[0.5, -1.0], [2.0, 0.25]], np.float32)
+        >>> pw = lowbit.pack_weight(w)
+        >>> pw.int_repr()
+        array([[  64, -127],
+               [ 127,   16]], dtype=int8)
+    """
+    if dtype != "int8":
+        raise ValueError(f"dtype: only 'int8' weights can be packed, got {dtype!r}")
+    if axis not in (0, -2, None):
+        raise ValueError(f"axis: expected 0 (per output channel) or None (per tensor), got {axis!r}")
+    axis = None if axis is None else 0
+    if zero_point is not None and np.any(np.asarray(zero_point) != 0):
+        raise ValueError("zero_point: packed weights are symmetric; every zero point must be 0")
+    if hasattr(w, "int_repr") and hasattr(w, "scale") and not is_torch_tensor(w):  # QTensor
+        if getattr(w, "dtype", None) != "int8":
+            raise ValueError(f"w: expected an int8 QTensor, got dtype {getattr(w, 'dtype', None)!r}")
+        if getattr(w, "group_size", None) is not None or getattr(w, "axis", None) not in (None, 0):
+            raise ValueError("w: expected a per-tensor or axis-0 per-channel QTensor")
+        if np.any(np.asarray(w.zero_point) != 0):
+            raise ValueError("w: QTensor zero points must be 0 (symmetric weights)")
+        q = np.asarray(w.int_repr())
+        if q.ndim != 2:
+            raise ValueError(f"w: expected shape (N, K), got {q.shape}")
+        qaxis = None if w.axis is None else 0
+        return PackedWeight(q, np.asarray(w.scale if scale is None else scale, np.float32), qaxis)
+    a = as_numpy(w, "w")
+    if a.ndim != 2:
+        raise ValueError(f"w: expected a 2-D (N, K) weight, got shape {a.shape}")
+    if a.shape[1] > _core.matmul_max_k_u8:
+        raise ValueError(f"w: K = {a.shape[1]} is too large for exact int32 accumulation (max {_core.matmul_max_k_u8})")
+    if a.dtype == np.int8:
+        if scale is None:
+            raise ValueError("scale: required when w is already int8")
+        return PackedWeight(a, _check_scale(scale, a.shape[0], axis), axis)
+    a = as_float_array(a, "w")
+    if not np.all(np.isfinite(a)):
+        raise ValueError("w: weights must be finite (found NaN or inf)")
+    if scale is None:
+        if axis is None:
+            lo, hi = (a.min(), a.max()) if a.size else (0.0, 0.0)
+        else:
+            lo = a.min(axis=1) if a.shape[1] else np.zeros(a.shape[0], np.float32)
+            hi = a.max(axis=1) if a.shape[1] else np.zeros(a.shape[0], np.float32)
+        s, _ = choose_qparams(lo, hi, dtype="int8", symmetric=True)
+        s = np.asarray(s, np.float32)
+    else:
+        s = _check_scale(scale, a.shape[0], axis)
+    if a.size == 0:  # nothing to quantize (and quantize() wants one scale per channel)
+        return PackedWeight(np.zeros(a.shape, np.int8), s, axis)
+    qt = quantize(a, s if axis is not None else float(s), 0, dtype="int8", axis=axis)
+    return PackedWeight(qt.int_repr(), s, axis)
+
+
+def _check_scale(scale: Any, n: int, axis: Optional[int]) -> np.ndarray:
+    s = np.asarray(as_numpy(scale, "scale"), np.float64)
+    want = () if axis is None else (n,)
+    if s.shape != want and not (axis is not None and s.shape == ()):
+        raise ValueError(f"scale: expected shape {want} for axis={axis}, got {s.shape}")
+    if not np.all(np.isfinite(s)) or np.any(s <= 0):
+        raise ValueError("scale: must be finite and > 0")
+    return s.astype(np.float32)
+
+
+def linear(
+    x: Any,
+    w: PackedWeight,
+    bias: Any = None,
+    *,
+    act: str = "dynamic",
+    act_scale: Optional[float] = None,
+    act_zero_point: Optional[int] = None,
+    act_dtype: str = "uint8",
+    out_scale: Optional[float] = None,
+    out_zero_point: Optional[int] = None,
+    relu: bool = False,
+) -> np.ndarray:
+    """Quantized ``x @ w.T + bias``: int8 GEMM with activation quantization and epilogue fused.
+
+    Activations become uint8 (int8 with ``act="static", act_dtype="int8"``, stored shifted by +128):
+
+    - ``"dynamic"``: per row (per token), asymmetric over the row's finite values and 0:
+      ``scale = max((hi - lo) / 255, eps)``, ``zero_point = clamp(-round(lo / scale), 0, 255)``,
+      ``lo = min(0, min x)``, ``hi = max(0, max x)`` (an overflowing range is clamped to float32 max).
+    - ``"dynamic_per_tensor"``: the same over the whole of ``x``.
+    - ``"static"``: the given ``act_scale`` / ``act_zero_point``.
+
+    then ``q = clamp(round_half_even(x / scale) + zero_point)``; NaN -> zero point, +-inf -> the
+    range ends (the quantize contract). The int32 accumulator ``v = sum((q - zp) * w_q)`` is exact;
+    the float32 output is ``v * (act_scale_row * w_scale) + bias``, then ReLU, each step rounded
+    in float32 in this order: bit-identical to :func:`lowbit.reference.linear`. With ``out_scale``
+    the result is requantized to int8: ``clamp(round(y / out_scale) + out_zero_point, -128, 127)``.
+
+    Args:
+        x: float array ``(..., K)`` (float16/32/64 or a CPU torch tensor). Never modified.
+        w: a :class:`PackedWeight` ``(N, K)`` from :func:`pack_weight`.
+        bias: optional float ``(N,)``.
+        act: "dynamic", "dynamic_per_tensor" or "static".
+        act_scale, act_zero_point, act_dtype: static activation parameters ("uint8" or "int8").
+        out_scale, out_zero_point: requantize the output to int8 with these.
+        relu: apply ``max(y, 0)`` before the (optional) requantization.
+
+    Returns:
+        float32 ``(..., N)``, or int8 ``(..., N)`` when ``out_scale`` is given.
+
+    Raises:
+        TypeError: ``w`` not a PackedWeight, non-float ``x``. ValueError: shape mismatch, bad
+            ``act``, missing/invalid/non-finite scales, zero points out of range.
+
+    Example:
+        >>> w = lowbit.pack_weight(np.eye(2, dtype=np.float32))
+        >>> y = lowbit.linear(np.array([[1.0, -2.0]], np.float32), w, np.float32([0.5, 0.0]))
+        >>> np.round(y, 2)
+        array([[ 1.5 , -1.99]], dtype=float32)
+    """
+    if not isinstance(w, PackedWeight):
+        raise TypeError(f"w: expected a PackedWeight (see lowbit.pack_weight), got {type(w).__name__}")
+    if act not in ACT_MODES:
+        raise ValueError(f"act: expected one of {', '.join(map(repr, ACT_MODES))}, got {act!r}")
+    if act_dtype not in ("uint8", "int8"):
+        raise ValueError(f"act_dtype: expected 'uint8' or 'int8', got {act_dtype!r}")
+    n, k = w.shape
+    xa = as_float_array(x, "x")
+    if xa.dtype != np.float32:
+        xa = xa.astype(np.float32)
+    if xa.ndim == 0:
+        raise ValueError("x: expected at least 1 dimension, got a scalar")
+    if xa.shape[-1] != k:
+        raise ValueError(f"x: last dimension {xa.shape[-1]} does not match the weight's K = {k} (w.shape = {w.shape})")
+    if act == "static":
+        if act_scale is None:
+            raise ValueError("act_scale: required with act='static'")
+        scale_f = _scalar(act_scale, "act_scale", float)
+        zp = 0 if act_zero_point is None else _scalar(act_zero_point, "act_zero_point", int)
+    else:
+        if act_scale is not None or act_zero_point is not None:
+            raise ValueError(f"act_scale/act_zero_point: only used with act='static', not act={act!r}")
+        scale_f, zp = 1.0, 0
+    if out_scale is None and out_zero_point is not None:
+        raise ValueError("out_zero_point: given without out_scale")
+    osc = None if out_scale is None else _scalar(out_scale, "out_scale", float)
+    ozp = 0 if out_zero_point is None else _scalar(out_zero_point, "out_zero_point", int)
+    b = None
+    if bias is not None:
+        b = as_numpy(bias, "bias")
+        if b.dtype.kind != "f":
+            raise TypeError(f"bias: expected a float array, got dtype {b.dtype}")
+        if b.shape != (n,):
+            raise ValueError(f"bias: expected shape ({n},), got {b.shape}")
+    lead = xa.shape[:-1]
+    x2 = xa.reshape(int(np.prod(lead, dtype=np.int64)), k)
+    out = _core.linear(
+        x2, w._packed, w._colsum, n, k, w.scale, b, act, scale_f, zp, act_dtype == "int8", bool(relu), osc, ozp
+    )
+    return out.reshape(lead + (n,))
+
+
+def _scalar(v: Any, name: str, kind: type) -> Any:
+    if isinstance(v, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected a number, got bool")
+    if kind is int:
+        if not isinstance(v, (int, np.integer)):
+            raise TypeError(f"{name}: expected an int, got {type(v).__name__}")
+        return int(v)
+    if not isinstance(v, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name}: expected a float, got {type(v).__name__}")
+    return float(v)
