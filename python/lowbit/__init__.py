@@ -35,6 +35,7 @@ from .observers import (
     PowerOfTwoObserver,
 )
 from .calibration import calibrate
+from . import metrics
 
 from .config import QuantConfig
 
@@ -105,4 +106,5 @@ __all__ = [
     "HistogramObserver",
     "PowerOfTwoObserver",
     "calibrate",
+    "metrics",
 ]
