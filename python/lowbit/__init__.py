@@ -51,6 +51,8 @@ _LAZY = {
     "save": ("lowbit.serialization", "save"),
     "load": ("lowbit.serialization", "load"),
     "models": ("lowbit.models", None),
+    "compare": ("lowbit.report", "compare"),
+    "QuantReport": ("lowbit.report", "QuantReport"),
 }
 
 
@@ -93,6 +95,8 @@ __all__ = [
     "load",
     "nn",
     "models",
+    "compare",
+    "QuantReport",
     "PackedWeight",
     "matmul_int8",
     "pack_weight",

@@ -47,10 +47,51 @@ def _pair(reference: Any, test: Any) -> tuple[np.ndarray, np.ndarray]:
             np.ascontiguousarray(b, dtype=np.float32).reshape(-1))
 
 
-def _stats(reference: Any, test: Any) -> tuple[int, float, float, float, float, float]:
-    a, b = _pair(reference, test)
-    sdd, saa, sbb, sab, mx = _core.error_stats_f32(a, b)
-    return a.size, sdd, saa, sbb, sab, mx
+class _ErrorStats:
+    """Running error statistics of (reference, test) pairs: add batches, read the metrics.
+
+    Private building block of the metrics below and of :func:`lowbit.compare` (which streams
+    layer outputs batch by batch); sums of batches are sums of the whole, so the result does not
+    depend on how the data was split (up to double rounding).
+    """
+
+    __slots__ = ("n", "sdd", "saa", "sbb", "sab", "max")
+
+    def __init__(self) -> None:
+        self.n, self.sdd, self.saa, self.sbb, self.sab, self.max = 0, 0.0, 0.0, 0.0, 0.0, 0.0
+
+    def add(self, reference: Any, test: Any) -> "_ErrorStats":
+        a, b = _pair(reference, test)
+        sdd, saa, sbb, sab, mx = _core.error_stats_f32(a, b)
+        self.n += a.size
+        self.sdd += sdd
+        self.saa += saa
+        self.sbb += sbb
+        self.sab += sab
+        self.max = mx if (math.isnan(mx) or mx > self.max) else self.max
+        return self
+
+    @property
+    def mse(self) -> float:
+        return self.sdd / self.n if self.n else math.nan
+
+    @property
+    def sqnr(self) -> float:
+        if math.isnan(self.sdd) or math.isnan(self.saa):
+            return math.nan
+        if self.sdd == 0.0:
+            return math.inf
+        if self.saa == 0.0:
+            return -math.inf
+        return 10.0 * math.log10(self.saa / self.sdd)
+
+    @property
+    def cosine(self) -> float:
+        if self.saa == 0.0 and self.sbb == 0.0:
+            return 1.0
+        if self.saa == 0.0 or self.sbb == 0.0:
+            return 0.0
+        return self.sab / (math.sqrt(self.saa) * math.sqrt(self.sbb))
 
 
 def mse(reference: Any, test: Any) -> float:
@@ -60,8 +101,7 @@ def mse(reference: Any, test: Any) -> float:
         >>> lowbit.metrics.mse(np.zeros(4, np.float32), np.ones(4, np.float32))
         1.0
     """
-    n, sdd, *_ = _stats(reference, test)
-    return sdd / n if n else math.nan
+    return _ErrorStats().add(reference, test).mse
 
 
 def sqnr(reference: Any, test: Any) -> float:
@@ -76,14 +116,7 @@ def sqnr(reference: Any, test: Any) -> float:
         >>> round(lowbit.metrics.sqnr(x, x * 1.1), 2)
         20.0
     """
-    _, sdd, saa, *_ = _stats(reference, test)
-    if math.isnan(sdd) or math.isnan(saa):
-        return math.nan
-    if sdd == 0.0:
-        return math.inf
-    if saa == 0.0:
-        return -math.inf
-    return 10.0 * math.log10(saa / sdd)
+    return _ErrorStats().add(reference, test).sqnr
 
 
 def cosine_similarity(reference: Any, test: Any) -> float:
@@ -95,12 +128,7 @@ def cosine_similarity(reference: Any, test: Any) -> float:
         >>> lowbit.metrics.cosine_similarity(np.float32([1, 0]), np.float32([1, 1]))
         0.7071067811865475
     """
-    _, _, saa, sbb, sab, _ = _stats(reference, test)
-    if saa == 0.0 and sbb == 0.0:
-        return 1.0
-    if saa == 0.0 or sbb == 0.0:
-        return 0.0
-    return sab / (math.sqrt(saa) * math.sqrt(sbb))
+    return _ErrorStats().add(reference, test).cosine
 
 
 def max_abs_error(reference: Any, test: Any) -> float:
@@ -110,7 +138,7 @@ def max_abs_error(reference: Any, test: Any) -> float:
         >>> lowbit.metrics.max_abs_error(np.float32([1, 2]), np.float32([1.5, 0]))
         2.0
     """
-    return _stats(reference, test)[5]
+    return _ErrorStats().add(reference, test).max
 
 
 def _log_softmax(z: np.ndarray, axis: int) -> np.ndarray:
