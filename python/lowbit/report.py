@@ -225,9 +225,16 @@ class QuantReport:
         if worst:
             lines.append("* worst layers (lowest output SQNR): "
                          + ", ".join(f"{r.name} ({_db(r.output_sqnr)})" for r in self.worst(len(worst))))
-        for name, why in self.float_layers.items():
-            lines.append(f"kept float: {name}: {why}")
+        for why, names in self._float_by_reason().items():
+            shown = ", ".join(names[:3]) + (f", ... ({len(names)} layers)" if len(names) > 3 else "")
+            lines.append(f"kept float: {shown}: {why}")
         return "\n".join(lines)
+
+    def _float_by_reason(self) -> dict[str, list[str]]:
+        groups: dict[str, list[str]] = {}
+        for name, why in self.float_layers.items():
+            groups.setdefault(why, []).append(name)
+        return groups
 
     def __str__(self) -> str:
         return self.summary()
