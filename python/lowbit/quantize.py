@@ -235,6 +235,15 @@ def _rounding(rounding: str, seed: Any) -> tuple[str, int]:
     return rounding, seed
 
 
+def _prepare(x: Any, scale: Any, zero_point: Any, dtype: Any, axis: Any, group_size: Any, rounding: str, seed: Any):
+    """Validates the arguments shared by quantize and fake_quantize."""
+    dtype = _check_dtype(dtype)
+    a = as_float_array(x, "x")
+    params = _params(a.shape, scale, zero_point, dtype, axis, group_size)
+    rounding, seed = _rounding(rounding, seed)
+    return a, dtype, params, rounding, seed
+
+
 def quantize(
     x: Any,
     scale: Any,
@@ -245,6 +254,7 @@ def quantize(
     group_size: Optional[int] = None,
     rounding: str = "nearest",
     seed: Optional[int] = None,
+    out: Optional[np.ndarray] = None,
 ) -> QTensor:
     """Quantizes ``x`` to integers: ``q = clamp(round(x / scale) + zero_point, qmin, qmax)``.
 
@@ -265,6 +275,9 @@ def quantize(
         rounding: "nearest" (half to even) or "stochastic" (``floor(x / scale + u)``, unbiased).
         seed: seed of the counter-based generator for stochastic rounding; the same seed gives the
             same result whatever the thread count. None draws a fresh seed.
+        out: optional preallocated C-contiguous array for the stored data (int8 for "int8"/"int4",
+            uint8 for "uint8"/"uint4", shaped like ``QTensor.data``); it becomes the result's
+            ``.data``. Reusing a buffer saves the page faults of a fresh large result.
 
     Returns:
         A :class:`QTensor`.
@@ -281,12 +294,11 @@ def quantize(
         >>> q.dequantize()
         array([-1. ,  0. ,  0.5,  2. ], dtype=float32)
     """
-    dtype = _check_dtype(dtype)
-    a = as_float_array(x, "x")
-    mode, row_div, gs, s1, z1, sc, zp, axis, group_size = _params(a.shape, scale, zero_point, dtype, axis, group_size)
-    rounding, seed = _rounding(rounding, seed)
+    a, dtype, (mode, row_div, gs, s1, z1, sc, zp, axis, group_size), rounding, seed = _prepare(
+        x, scale, zero_point, dtype, axis, group_size, rounding, seed
+    )
     qmin, qmax = qrange(dtype)
-    data = _core.quantize(a, dtype, mode, row_div, gs, s1, z1, qmin, qmax, rounding, seed)
+    data = _core.quantize(a, dtype, mode, row_div, gs, s1, z1, qmin, qmax, rounding, seed, out)
     return QTensor(data, sc, zp, dtype, tuple(a.shape), axis, group_size)
 
 
@@ -352,10 +364,9 @@ def fake_quantize(
         >>> lowbit.fake_quantize(np.float32([0.26, 9.0]), 0.5, dtype="int4")
         array([0.5, 3.5], dtype=float32)
     """
-    dtype = _check_dtype(dtype)
-    a = as_float_array(x, "x")
-    mode, row_div, gs, s1, z1, *_ = _params(a.shape, scale, zero_point, dtype, axis, group_size)
-    rounding, seed = _rounding(rounding, seed)
+    a, dtype, (mode, row_div, gs, s1, z1, *_), rounding, seed = _prepare(
+        x, scale, zero_point, dtype, axis, group_size, rounding, seed
+    )
     qmin, qmax = qrange(dtype)
     return _core.fake_quantize(a, dtype, mode, row_div, gs, s1, z1, qmin, qmax, rounding, seed, out)
 
