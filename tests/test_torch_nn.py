@@ -44,16 +44,21 @@ def test_quant_linear_close_to_float(act, weight, shape):
         assert float((y - ref).abs().max()) <= float(x.abs().max()) * 2 / 255 * float(q.dequantized_weight().abs().sum(1).max())
 
 
-@pytest.mark.parametrize("act", ["dynamic", "dynamic_per_tensor", "static"])
-def test_quant_linear_kernel_matches_torch_reference(act):
-    """The CPU kernel path and the torch path used on other devices compute the same thing."""
+@pytest.mark.parametrize("act,act_dtype,zp", [("dynamic", "uint8", 0), ("dynamic_per_tensor", "uint8", 0),
+                                              ("static", "uint8", 128), ("static", "int8", -3)])
+@pytest.mark.parametrize("weight", ["int8", "int4"])
+def test_quant_linear_kernel_matches_torch_reference(act, act_dtype, zp, weight):
+    """The CPU kernel path and the torch path used on other devices are bit-identical."""
     lin = torch.nn.Linear(40, 12)
-    x = torch.randn(5, 40)
-    q = QuantLinear.from_float(lin, lowbit.QuantConfig(activation=act), act_qparams=(0.02, 128))
-    args = (x, q.weight_int8, q.weight_scale, q.weight_zero_point, q.bias, q.act_scale, q.act_zero_point, act, "uint8")
+    x = torch.randn(2, 5, 40) * 3
+    x[0, 1, 2] = float("nan")
+    x[1, 0, :3] = torch.tensor([float("inf"), -float("inf"), 1e6])
+    cfg = lowbit.QuantConfig(activation=act, activation_dtype=act_dtype, weight=weight)
+    q = QuantLinear.from_float(lin, cfg, act_qparams=(0.02, zp))
+    args = (x, q.weight_int8, q.weight_scale, q.weight_zero_point, q.bias, q.act_scale, q.act_zero_point, act, act_dtype)
     y_kernel = _torch_ops.quant_linear_impl(*args)
     y_ref = _torch_ops.quant_linear_reference(*args)
-    torch.testing.assert_close(y_kernel, y_ref, rtol=1e-5, atol=1e-5)
+    assert torch.equal(y_kernel, y_ref)
 
 
 def test_quant_linear_weights_match_lowbit_quantize():
@@ -134,11 +139,11 @@ def test_quant_conv2d_matches_dequantized_conv(kw, act):
     x = torch.randn(2, 5, 9, 10)
     q = QuantConv2d.from_float(conv, lowbit.QuantConfig(activation=act), act_qparams=lowbit.choose_qparams(
         float(x.min()), float(x.max()), dtype="uint8"))
-    ref = conv._conv_forward(x, q.dequantized_weight().reshape(conv.weight.shape), conv.bias)
+    ref = conv._conv_forward(x, q.dequantized_weight(), conv.bias)
     y = q(x)
     assert y.shape == conv(x).shape
     # only the activation rounding differs from the dequantized-weight conv
-    w_l1 = float(q.dequantized_weight().abs().sum(1).max())
+    w_l1 = float(q.dequantized_weight().flatten(1).abs().sum(1).max())
     assert float((y - ref).abs().max()) <= float(x.abs().max()) * 2 / 255 * w_l1 + 1e-5
     torch.testing.assert_close(q(x[0]), y[0], rtol=1e-5, atol=1e-5)  # unbatched
 

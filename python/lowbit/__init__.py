@@ -70,6 +70,7 @@ def __getattr__(name: str):
         return mod if attr is None else globals()[name]
     raise AttributeError(f"module 'lowbit' has no attribute {name!r}")
 
+
 __all__ = [
     "__version__",
     "reference",

@@ -83,15 +83,57 @@ def fake_quantize_impl(
 
 @torch.library.custom_op("lowbit::fake_quantize", mutates_args=())
 def fake_quantize(
-    x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, dtype: str, axis: Optional[int]
+    x: torch.Tensor,
+    scale: torch.Tensor,
+    zero_point: torch.Tensor,
+    dtype: str,
+    axis: Optional[int],
+    grad_factor: float = 1.0,
 ) -> torch.Tensor:
-    """The op form of :func:`fake_quantize_impl` (traceable by torch.compile / torch.export)."""
+    """The op form of :func:`fake_quantize_impl` (traceable by torch.compile / torch.export), with
+    autograd: the clipped straight-through estimator for ``x`` and, when ``scale`` requires grad,
+    the LSQ gradient scaled by ``grad_factor`` (as torch._fake_quantize_learnable_*)."""
     return fake_quantize_impl(x, scale, zero_point, dtype, axis)
 
 
 @fake_quantize.register_fake
-def _(x, scale, zero_point, dtype, axis):
+def _(x, scale, zero_point, dtype, axis, grad_factor=1.0):
     return torch.empty_like(x, dtype=torch.float32, memory_format=torch.contiguous_format)
+
+
+def _fq_setup_context(ctx: Any, inputs: tuple, output: torch.Tensor) -> None:
+    x, scale, zero_point, dtype, axis, grad_factor = inputs
+    ctx.save_for_backward(x, scale, zero_point)
+    ctx.dtype, ctx.axis, ctx.grad_factor = dtype, axis, grad_factor
+
+
+def _fq_backward(ctx: Any, g: torch.Tensor) -> tuple:
+    x, scale, zp = ctx.saved_tensors
+    qmin, qmax = qrange(ctx.dtype)
+    s, z = scale.to(torch.float32), zp.to(torch.float32)
+    if ctx.axis is not None and s.dim() > 0:
+        shape = [1] * x.dim()
+        shape[ctx.axis] = -1
+        s, z = s.reshape(shape), z.reshape(shape)
+    xs = x.to(torch.float32) * torch.reciprocal(s)
+    r = torch.round(xs)
+    q = r + z
+    below, above = q < qmin, q > qmax
+    inside = ~(below | above)
+    gx = (g * inside).to(x.dtype)
+    gs = None
+    if ctx.needs_input_grad[1]:
+        d = torch.where(inside, r - xs, torch.where(below, qmin - z, qmax - z))
+        gsf = g.to(torch.float32) * d * ctx.grad_factor
+        if ctx.axis is None or scale.dim() == 0:
+            gs = gsf.sum().reshape(scale.shape)
+        else:
+            dims = [i for i in range(x.dim()) if i != ctx.axis]
+            gs = gsf.sum(dim=dims).reshape(scale.shape)
+    return gx, gs, None, None, None, None
+
+
+fake_quantize.register_autograd(_fq_backward, setup_context=_fq_setup_context)
 
 
 # --------------------------------------------------------------------------------------------
@@ -133,12 +175,14 @@ def packed_weight(w_q: torch.Tensor, w_scale: torch.Tensor, w_zp: torch.Tensor) 
 
 
 def _act_qparams_per_row(x: torch.Tensor, dtype: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-row asymmetric parameters covering [min(row, 0), max(row, 0)] (lowbit.choose_qparams)."""
+    """Per-row asymmetric parameters covering [min(row, 0), max(row, 0)] over finite values, as
+    :func:`lowbit.linear` computes them for dynamic activations."""
     qmin, qmax = qrange(dtype)
-    finite = torch.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+    finite = torch.where(torch.isfinite(x), x, torch.zeros((), dtype=x.dtype, device=x.device))
     lo = torch.clamp(finite.amin(dim=-1, keepdim=True), max=0.0)
     hi = torch.clamp(finite.amax(dim=-1, keepdim=True), min=0.0)
-    scale = torch.clamp((hi - lo) / float(qmax - qmin), min=float(np.finfo(np.float32).eps))
+    fmax = float(torch.finfo(torch.float32).max)
+    scale = torch.clamp((hi - lo).clamp(max=fmax) / float(qmax - qmin), min=float(np.finfo(np.float32).eps))
     zp = torch.clamp(qmin - torch.round(lo / scale), qmin, qmax)
     return scale, zp
 
@@ -154,23 +198,24 @@ def quant_linear_reference(
     act: str,
     act_dtype: str,
 ) -> torch.Tensor:
-    """The quantized linear in plain torch ops (any device): activations quantized per row
-    (dynamic), per tensor (dynamic_per_tensor) or with the given parameters (static), integer
-    products summed exactly in float64, then scaled. Slow; for non-CPU devices and tests."""
+    """The quantized linear in plain torch ops (any device), following :func:`lowbit.linear`'s
+    contract step by step: activations quantized per row (dynamic), per tensor
+    (dynamic_per_tensor) or with the given parameters (static); the integer accumulator is exact
+    (float64 sums of integers); then ``float32(acc) * (act_scale * w_scale) + bias`` in float32."""
     xf = x.to(torch.float32)
     if act == "dynamic":
-        s, z = _act_qparams_per_row(xf, act_dtype)
+        s, z = _act_qparams_per_row(xf, "uint8")
     elif act == "dynamic_per_tensor":
-        s, z = _act_qparams_per_row(xf.reshape(1, -1), act_dtype)
+        s, z = _act_qparams_per_row(xf.reshape(1, -1), "uint8")
         s, z = s.reshape(()), z.reshape(())
     else:
         s, z = act_scale.to(torch.float32).reshape(()), act_zp.to(torch.float32).reshape(())
-    qmin, qmax = qrange(act_dtype)
+    qmin, qmax = qrange("uint8" if act != "static" else act_dtype)
     q = torch.clamp(torch.round(xf * torch.reciprocal(s)) + z, qmin, qmax)
     q = torch.where(torch.isnan(xf), z.expand_as(q) if z.dim() else z, q)
     wq = w_q.to(torch.float64) - w_zp.to(torch.float64)[:, None]
-    acc = (q.to(torch.float64) - z.to(torch.float64)) @ wq.T
-    y = (acc * (s.to(torch.float64) * w_scale.to(torch.float64))).to(torch.float32)
+    acc = ((q.to(torch.float64) - z.to(torch.float64)) @ wq.T).to(torch.int64).to(torch.float32)
+    y = acc * (s * w_scale.to(torch.float32))
     if bias is not None:
         y = y + bias.to(torch.float32)
     return y
@@ -192,12 +237,12 @@ def quant_linear_impl(
     :func:`quant_linear_reference`."""
     if act not in _ACT_MODES:
         raise ValueError(f"act: expected one of {_ACT_MODES}, got {act!r}")
-    if x.device.type != "cpu" or getattr(lowbit, "linear", None) is None:
+    if x.device.type != "cpu":
         return quant_linear_reference(x, w_q, w_scale, w_zp, bias, act_scale, act_zp, act, act_dtype)
     packed = packed_weight(w_q, w_scale, w_zp)
     kwargs: dict[str, Any] = {}
     if act == "static":
-        kwargs = {"act_scale": float(act_scale), "act_zero_point": int(act_zp)}
+        kwargs = {"act_scale": float(act_scale), "act_zero_point": int(act_zp), "act_dtype": act_dtype}
     b = None if bias is None else to_numpy(bias.to(torch.float32))
     y = lowbit.linear(to_numpy(x.to(torch.float32)), packed, b, act=act, **kwargs)
     return torch.from_numpy(y)

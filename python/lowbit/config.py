@@ -30,7 +30,8 @@ class QuantConfig:
             "static" (per-tensor parameters fixed by calibration or QAT) or None (weight-only: the
             weights are stored quantized and dequantized for a float matmul).
         granularity: "per_channel" (one weight scale per output channel) or "per_tensor".
-        symmetric_weights: zero point 0 for weights (the int8 kernels need it for speed).
+        symmetric_weights: zero point 0 for weights (required by the int8 kernels; False is only
+            allowed weight-only).
         observer: activation observer for static calibration: "minmax", "moving_average",
             "histogram" (MSE-optimal clipping), "percentile" or "entropy".
         activation_dtype: "uint8" (asymmetric, the default) or "int8" for static activations.
@@ -69,6 +70,11 @@ class QuantConfig:
             )
         if not isinstance(self.symmetric_weights, bool):
             raise TypeError("QuantConfig.symmetric_weights: expected a bool")
+        if not self.symmetric_weights and self.activation is not None:
+            raise ValueError(
+                "QuantConfig.symmetric_weights=False: the int8 kernels need symmetric weights; "
+                "asymmetric weights are only supported weight-only (activation=None)"
+            )
         excl = (self.exclude,) if isinstance(self.exclude, str) else tuple(self.exclude)
         if not all(isinstance(p, str) for p in excl):
             raise TypeError("QuantConfig.exclude: expected module-name patterns (strings)")

@@ -105,42 +105,8 @@ _OBSERVER_CLASSES = {
 
 def _make_observer(cfg: QuantConfig) -> Any:
     cls_name, kwargs = _OBSERVER_CLASSES[cfg.observer]
-    observers = getattr(lowbit, "observers", None)
-    if observers is None:
-        if cfg.observer != "minmax":
-            raise RuntimeError(f"observer={cfg.observer!r} needs lowbit.observers, which this build lacks")
-        return _MinMaxShim(cfg.activation_dtype)
     symmetric = cfg.activation_dtype == "int8"
-    return getattr(observers, cls_name)(dtype=cfg.activation_dtype, symmetric=symmetric, **kwargs)
-
-
-class _MinMaxShim:
-    """Private stand-in until lowbit.observers lands on main: min/max with choose_qparams."""
-
-    def __init__(self, dtype: str) -> None:
-        self.dtype, self.lo, self.hi = dtype, None, None
-
-    def update(self, x: torch.Tensor) -> None:
-        x = x.detach()
-        if x.numel() == 0:
-            return
-        lo, hi = (float(v) for v in torch.aminmax(x.float()))
-        self.lo = lo if self.lo is None else min(self.lo, lo)
-        self.hi = hi if self.hi is None else max(self.hi, hi)
-
-    def compute_qparams(self) -> tuple[float, int]:
-        if self.lo is None:
-            raise RuntimeError("compute_qparams before any data")
-        return lowbit.choose_qparams(self.lo, self.hi, dtype=self.dtype, symmetric=self.dtype == "int8")
-
-
-def _calibrate_loop(fn: Any, data: Iterable, observers: dict, progress: bool) -> None:
-    calibrate = getattr(lowbit, "calibrate", None)
-    if calibrate is not None:
-        calibrate(fn, data, observers, progress=progress)
-        return
-    for batch in data:
-        fn(batch)
+    return getattr(lowbit.observers, cls_name)(dtype=cfg.activation_dtype, symmetric=symmetric, **kwargs)
 
 
 def _calibrate(model: nn.Module, targets: dict[str, nn.Module], cfgs: dict[str, QuantConfig], calib_data: Any,
@@ -183,7 +149,7 @@ def _calibrate(model: nn.Module, targets: dict[str, nn.Module], cfgs: dict[str, 
     model.eval()
     try:
         with torch.no_grad():
-            _calibrate_loop(fn, calib_data, observers, progress)
+            lowbit.calibrate(fn, calib_data, observers, progress=progress)
     finally:
         for h in handles:
             h.remove()

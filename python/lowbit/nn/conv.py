@@ -25,10 +25,12 @@ class QuantConv2d(_QuantBase):
     """Drop-in replacement of :class:`torch.nn.Conv2d` (any stride, padding, dilation and padding
     mode; groups=1) with int8 (or 4-bit-valued) weights.
 
-    The input is unfolded into patches (im2col; a 1x1 stride-1 convolution is a plain reshape), one
-    row per output pixel, and multiplied by the int8 weight with :func:`lowbit.linear`; with
-    dynamic activations each patch is quantized on its own. The output is returned in
-    channels-last memory format (a view, shape (N, C, H, W)). Inputs as for QuantLinear.
+    The input is viewed channels-last and unfolded into patches (im2col as one strided gather; a
+    1x1 stride-1 convolution is a plain reshape), one row per output pixel in (kh, kw, C) order,
+    and multiplied by the int8 weight, stored as (out, kh * kw * in) in the same order, with
+    :func:`lowbit.linear`; with dynamic activations each patch is quantized on its own. The output
+    is returned in channels-last memory format (shape (N, C, H, W)), which the next QuantConv2d
+    reads without a copy. Inputs as for QuantLinear.
 
     Example:
         >>> import torch
@@ -103,7 +105,7 @@ class QuantConv2d(_QuantBase):
             granularity=config.granularity, symmetric_weights=config.symmetric_weights,
         )
         q.layer_name = name or q.layer_name
-        q._set_weight(mod.weight, *(weight_qparams or (None, None)))
+        q._set_weight(mod.weight.detach().permute(0, 2, 3, 1), *(weight_qparams or (None, None)))
         if mod.bias is not None:
             with torch.no_grad():
                 q.bias.copy_(mod.bias.detach().to("cpu", torch.float32))
@@ -122,26 +124,43 @@ class QuantConv2d(_QuantBase):
             raise ValueError(
                 f"{self.layer_name}: expected input of shape (N, {self.in_channels}, H, W), got {tuple(x.shape)}"
             )
-        ph, pw = self.padding
-        if self.padding_mode != "zeros" and (ph or pw):
-            xf = F.pad(xf, (pw, pw, ph, ph), mode=self.padding_mode)
-            ph = pw = 0
         n, c, h, w = xf.shape
+        ph, pw = self.padding
         kh, kw = self.kernel_size
         (sh, sw), (dh, dw) = self.stride, self.dilation
         ho = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
         wo = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
         if ho <= 0 or wo <= 0:
             raise ValueError(f"{self.layer_name}: input {tuple(x.shape)} is smaller than the kernel")
-        if (kh, kw) == (1, 1) and (ph, pw) == (0, 0):
-            cols = xf[:, :, ::sh, ::sw].permute(0, 2, 3, 1).reshape(n, ho * wo, c)
+        xh = xf.permute(0, 2, 3, 1)  # NHWC view: free when x is channels-last (a QuantConv2d output)
+        if ph or pw:
+            if self.padding_mode == "zeros":
+                xh = F.pad(xh, (0, 0, pw, pw, ph, ph))
+            else:
+                xh = F.pad(xf, (pw, pw, ph, ph), mode=self.padding_mode).permute(0, 2, 3, 1)
+        xh = xh.contiguous()
+        if (kh, kw) == (1, 1):
+            cols = xh[:, ::sh, ::sw, :]
         else:
-            cols = F.unfold(xf, (kh, kw), dilation=(dh, dw), padding=(ph, pw), stride=(sh, sw)).transpose(1, 2)
+            s_n, s_h, s_w, s_c = xh.stride()
+            cols = xh.as_strided((n, ho, wo, kh, kw, c), (s_n, s_h * sh, s_w * sw, s_h * dh, s_w * dw, s_c))
+        cols = cols.reshape(n, ho * wo, kh * kw * c)
         y = self._matmul(cols.contiguous())
         y = y.reshape(n, ho, wo, self.out_channels).permute(0, 3, 1, 2)
         if unbatched:
             y = y.squeeze(0)
         return y if y.dtype == x.dtype else y.to(x.dtype)
+
+    def dequantized_weight(self) -> torch.Tensor:
+        """The float32 weight the kernels effectively use, in nn.Conv2d's (out, in, kh, kw) layout."""
+        kh, kw = self.kernel_size
+        w = super().dequantized_weight().reshape(self.out_channels, kh, kw, self.in_channels)
+        return w.permute(0, 3, 1, 2).contiguous()
+
+    def _matmul(self, x: torch.Tensor) -> torch.Tensor:
+        if self.activation is None:  # weight-only: the float weight in the patches' (kh, kw, C) order
+            return F.linear(x, super().dequantized_weight().to(x.device), self.bias)
+        return super()._matmul(x)
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "

@@ -11,53 +11,15 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-from .. import _torch_ops
+from .. import _torch_ops  # noqa: F401  (registers lowbit::fake_quantize)
 from ..quantize import qrange
 from ._common import calc_qparams
 
 __all__ = ["FakeQuantize", "enable_observer", "disable_observer"]
 
 
-class _FakeQuantFn(torch.autograd.Function):
-    """Forward: lowbit's fused fake quantization. Backward: straight-through estimator clipped to
-    the representable range; with a learnable scale, the LSQ gradient for the scale."""
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, scale: torch.Tensor, zp: torch.Tensor, dtype: str, axis: Optional[int],
-                grad_factor: float) -> torch.Tensor:
-        s = scale.detach()
-        if x.device.type == "cpu" and not torch.compiler.is_compiling():
-            y = _torch_ops.fake_quantize_impl(x.detach(), s, zp, dtype, axis)
-        else:
-            y = torch.ops.lowbit.fake_quantize(x.detach(), s, zp, dtype, axis)
-        ctx.save_for_backward(x, scale, zp)
-        ctx.dtype, ctx.axis, ctx.grad_factor = dtype, axis, grad_factor
-        return y.to(x.dtype)
-
-    @staticmethod
-    def backward(ctx: Any, g: torch.Tensor) -> tuple:
-        x, scale, zp = ctx.saved_tensors
-        qmin, qmax = qrange(ctx.dtype)
-        s, z = scale.detach().to(torch.float32), zp.to(torch.float32)
-        if ctx.axis is not None:
-            shape = [1] * x.dim()
-            shape[ctx.axis] = -1
-            s, z = s.reshape(shape), z.reshape(shape)
-        xs = x.detach().to(torch.float32) * torch.reciprocal(s)
-        q = torch.round(xs) + z
-        below, above = q < qmin, q > qmax
-        inside = ~(below | above)
-        gx = (g * inside).to(x.dtype)
-        gs = None
-        if ctx.needs_input_grad[1]:
-            d = torch.where(inside, torch.round(xs) - xs, torch.where(below, qmin - z, qmax - z))
-            gsf = (g.to(torch.float32) * d) * ctx.grad_factor
-            if ctx.axis is None:
-                gs = gsf.sum().reshape(scale.shape)
-            else:
-                dims = [i for i in range(x.dim()) if i != ctx.axis % x.dim()]
-                gs = gsf.sum(dim=dims).reshape(scale.shape)
-        return gx, gs, None, None, None, None
+def _after_load(module: "FakeQuantize", incompatible_keys: Any) -> None:
+    module.initialized = bool(torch.isfinite(module.min_val).all())
 
 
 class FakeQuantize(nn.Module):
@@ -119,12 +81,11 @@ class FakeQuantize(nn.Module):
         self.register_buffer("zero_point", torch.zeros(shape, dtype=torch.int32))
         self.register_buffer("min_val", torch.full(shape, math.inf))
         self.register_buffer("max_val", torch.full(shape, -math.inf))
-        self.register_buffer("observer_enabled", torch.ones((), dtype=torch.uint8))
-        self.register_buffer("fake_quant_enabled", torch.ones((), dtype=torch.uint8))
-
-    @property
-    def initialized(self) -> bool:
-        return bool(torch.isfinite(self.min_val).all())
+        # Python flags, not tensors, so that torch.compile sees no data-dependent branches.
+        self.observer_enabled = True
+        self.fake_quant_enabled = True
+        self.initialized = False
+        self.register_load_state_dict_post_hook(_after_load)
 
     @torch.no_grad()
     def observe(self, x: torch.Tensor) -> None:
@@ -133,13 +94,14 @@ class FakeQuantize(nn.Module):
         xd = x.detach()
         if xd.numel() == 0:
             return
+        first = not self.initialized
+        self.initialized = True
         xd = torch.nan_to_num(xd.to(torch.float32), nan=0.0, posinf=0.0, neginf=0.0)
         if self.axis is None:
             lo, hi = torch.aminmax(xd)
         else:
             flat = xd.movedim(self.axis, 0).reshape(xd.shape[self.axis], -1)
             lo, hi = flat.amin(dim=1), flat.amax(dim=1)
-        first = not self.initialized
         if first or self.averaging_constant == 1.0:
             self.min_val.copy_(lo)
             self.max_val.copy_(hi)
@@ -167,7 +129,8 @@ class FakeQuantize(nn.Module):
         scale = self.scale
         if self.learnable:
             scale = torch.clamp(scale, min=float(torch.finfo(torch.float32).eps))
-        return _FakeQuantFn.apply(x, scale, self.zero_point, self.dtype, axis, grad_factor)
+        y = torch.ops.lowbit.fake_quantize(x, scale, self.zero_point, self.dtype, axis, grad_factor)
+        return y if y.dtype == x.dtype else y.to(x.dtype)
 
     def extra_repr(self) -> str:
         gran = "per_tensor" if self.axis is None else f"per_channel(axis={self.axis})"
@@ -178,7 +141,7 @@ def enable_observer(module: nn.Module) -> nn.Module:
     """Turns range observation on in every FakeQuantize of ``module`` (in place); returns it."""
     for m in module.modules():
         if isinstance(m, FakeQuantize):
-            m.observer_enabled.fill_(1)
+            m.observer_enabled = True
     return module
 
 
@@ -186,5 +149,5 @@ def disable_observer(module: nn.Module) -> nn.Module:
     """Freezes the ranges of every FakeQuantize of ``module`` (in place); returns it."""
     for m in module.modules():
         if isinstance(m, FakeQuantize):
-            m.observer_enabled.fill_(0)
+            m.observer_enabled = False
     return module

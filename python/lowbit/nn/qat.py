@@ -58,7 +58,7 @@ class QATLinear(nn.Module):
         return F.linear(x, self.weight_fake_quant(self.weight), self.bias)
 
     def to_float(self) -> nn.Linear:
-        lin = nn.Linear(self.in_features, self.out_features, self.bias is not None)
+        lin = nn.Linear(self.in_features, self.out_features, self.bias is not None, device="meta")
         lin.weight, lin.bias = self.weight, self.bias
         return lin
 
@@ -73,29 +73,31 @@ class QATConv2d(nn.Module):
         super().__init__()
         if mod.groups != 1:
             raise ValueError(f"groups={mod.groups} is not supported (groups must be 1)")
-        self.conv = nn.Conv2d(
-            mod.in_channels, mod.out_channels, mod.kernel_size, mod.stride, mod.padding, mod.dilation,
-            1, mod.bias is not None, mod.padding_mode, device="meta",
-        )
+        self.in_channels, self.out_channels = mod.in_channels, mod.out_channels
+        self.kernel_size, self.stride, self.dilation = mod.kernel_size, mod.stride, mod.dilation
+        self.padding, self.padding_mode = mod.padding, mod.padding_mode
+        self._reversed_padding_repeated_twice = mod._reversed_padding_repeated_twice
         self.config = config
         self.weight = mod.weight
         self.bias = mod.bias
-        del self.conv.weight, self.conv.bias
         self.weight_fake_quant = _weight_fq(mod.weight, config, learnable)
         self.input_fake_quant = _input_fq(config, learnable)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.input_fake_quant is not None:
             x = self.input_fake_quant(x)
-        return self.conv._conv_forward(x, self.weight_fake_quant(self.weight), self.bias)
+        w = self.weight_fake_quant(self.weight)
+        if self.padding_mode != "zeros":
+            x = F.pad(x, self._reversed_padding_repeated_twice, mode=self.padding_mode)
+            return F.conv2d(x, w, self.bias, self.stride, 0, self.dilation)
+        return F.conv2d(x, w, self.bias, self.stride, self.padding, self.dilation)
 
     def to_float(self) -> nn.Conv2d:
-        c = self.conv
-        conv = nn.Conv2d(c.in_channels, c.out_channels, c.kernel_size, c.stride, c.padding, c.dilation, 1,
-                         self.bias is not None, c.padding_mode)
+        conv = nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size, self.stride, self.padding,
+                         self.dilation, 1, self.bias is not None, self.padding_mode, device="meta")
         conv.weight, conv.bias = self.weight, self.bias
         return conv
 
     def extra_repr(self) -> str:
-        c = self.conv
-        return f"{c.in_channels}, {c.out_channels}, kernel_size={c.kernel_size}, stride={c.stride}, padding={c.padding}"
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"padding={self.padding}")
