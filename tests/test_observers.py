@@ -10,6 +10,9 @@ import warnings
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import lowbit
 from lowbit import _core, _histogram
@@ -96,9 +99,12 @@ def numpy_histogram(x, e, base, bins):
 def test_histogram_f32_matches_numpy(isa, rng, n, grid):
     e, base, bins = grid
     x = with_nonfinite((rng.standard_normal(n + 1) * 4).astype(np.float32), rng)[1:]
-    counts, bad = _core.histogram_f32(x, 2.0**-e, float(base), bins)
+    x[: n // 10] = 0.0
+    x[n // 10 : n // 5] = -0.0
+    counts, bad, zeros = _core.histogram_f32(x, 2.0**-e, float(base), bins)
     np.testing.assert_array_equal(counts, numpy_histogram(x, e, base, bins))
     assert bad == int((~np.isfinite(x)).sum())
+    assert zeros == int((x == 0).sum())
 
 
 def test_kernels_identical_across_thread_counts(rng):
@@ -113,6 +119,7 @@ def test_kernels_identical_across_thread_counts(rng):
                 (
                     _core.minmax_f32(x),
                     _core.histogram_f32(x, 2.0**-6, -300.0, 2048)[0].tolist(),
+                    _core.histogram_f32(np.maximum(x, 0), 2.0**-6, -300.0, 2048)[2],
                     pc[0].tolist(),
                     pc[1].tolist(),
                 )
@@ -235,8 +242,6 @@ DISTRIBUTIONS = {
 @pytest.mark.parametrize("dtype,symmetric", [("uint8", False), ("int8", False), ("int8", True)])
 def test_histogram_mse_not_worse_than_torch(rng, dist, dtype, symmetric):
     torch = pytest.importorskip("torch")
-    if dist == "relu" and symmetric:
-        pytest.skip("known gap: exact-zero spike with a symmetric range (see ARCHITECTURE notes)")
     batches = [(DISTRIBUTIONS[dist](rng, 40_000) * (1 + 0.3 * i)).astype(np.float32) for i in range(4)]
     ours = lowbit.HistogramObserver(dtype=dtype, symmetric=symmetric)
     theirs = torch_observer(torch, "HistogramObserver", dtype, symmetric, False)
@@ -600,3 +605,43 @@ def test_import_lowbit_stays_light():
     code = "import sys, lowbit; print([m for m in ('torch', 'matplotlib', 'tqdm') if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+# --- properties -------------------------------------------------------------------------------
+
+ANY_F32 = hnp.arrays(
+    np.float32, st.integers(0, 300), elements=st.floats(width=32, allow_nan=True, allow_infinity=True)
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(x=ANY_F32)
+def test_property_minmax_and_histogram_match_numpy(x):
+    mn, mx, bad = _core.minmax_f32(x)
+    fin = x[np.isfinite(x)]
+    assert bad == x.size - fin.size
+    assert (mn, mx) == ((fin.min(), fin.max()) if fin.size else (np.inf, -np.inf))
+    if fin.size:
+        e, base = _histogram.grid_for(mn, mx, 64)
+        counts, bad2, zeros = _core.histogram_f32(x, 2.0**-e, float(base), 64)
+        np.testing.assert_array_equal(counts, numpy_histogram(x, e, base, 64))
+        assert zeros == int((fin == 0).sum()) and bad2 == bad
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    x=hnp.arrays(np.float32, st.integers(1, 400), elements=st.floats(-1e6, 1e6, width=32)),
+    cuts=st.lists(st.integers(0, 400), max_size=4),
+)
+def test_property_histogram_merge_equals_single_pass(x, cuts):
+    pieces = np.split(x, sorted(c % (x.size + 1) for c in cuts))
+    single = lowbit.HistogramObserver(bins=128)
+    single.update(x)
+    merged = lowbit.HistogramObserver(bins=128)
+    streamed = lowbit.HistogramObserver(bins=128)
+    for p in pieces:
+        part = lowbit.HistogramObserver(bins=128)
+        part.update(p)
+        merged.merge(part)
+        streamed.update(p)
+    assert merged.state_dict() == single.state_dict() == streamed.state_dict()

@@ -66,12 +66,12 @@ py::tuple histogram_py(const py::array& x, float scale, float base, int64_t bins
   py::array_t<int64_t> counts(bins);
   int64_t* pc = counts.mutable_data();
   std::fill(pc, pc + bins, int64_t{0});
-  int64_t bad;
+  int64_t bad, zeros;
   {
     py::gil_scoped_release release;
-    bad = histogram(p, n, scale, base, bins, pc);
+    bad = histogram(p, n, scale, base, bins, pc, &zeros);
   }
-  return py::make_tuple(counts, bad);
+  return py::make_tuple(counts, bad, zeros);
 }
 
 }  // namespace
@@ -82,7 +82,7 @@ void bind_observers(py::module_& m) {
   m.def("minmax_per_channel_f32", &minmax_per_channel_py, py::arg("x"), py::arg("axis"),
         "(min[C], max[C], nonfinite) of the finite values per index of `axis`.");
   m.def("histogram_f32", &histogram_py, py::arg("x"), py::arg("scale"), py::arg("base"), py::arg("bins"),
-        "(counts[bins] int64, nonfinite): finite x into bin clamp(floor(x*scale) - base, 0, bins-1).");
+        "(counts[bins] int64, nonfinite, zeros): finite x into bin clamp(floor(x*scale) - base, 0, bins-1).");
 }
 
 }  // namespace bind
