@@ -93,6 +93,17 @@ def test_matmul_batched_and_1d(isa, rng):
     np.testing.assert_array_equal(lowbit.matmul_int8(v, b), ref.matmul_int8(v, b))
 
 
+@pytest.mark.parametrize("adtype", [np.int8, np.uint8], ids=["s8s8", "u8s8"])
+@pytest.mark.parametrize("m,k,n", [(1, 1, 1), (7, 57, 9), (33, 65, 17), (2, 4099, 40), (0, 3, 4)])
+def test_matmul_with_packed_weight(isa, adtype, m, k, n, rng):
+    q = ints(rng, (n, k), np.int8)
+    pw = lowbit.pack_weight(q, scale=np.ones(n, np.float32))
+    a = ints(rng, (2, m, k), adtype)
+    np.testing.assert_array_equal(lowbit.matmul_int8(a, pw).astype(np.int64), ref.matmul_int8(a, q.T))
+    with pytest.raises(ValueError, match="b:"):
+        lowbit.matmul_int8(ints(rng, (m, k + 1), adtype), pw)
+
+
 def test_matmul_qtensor_inputs(rng):
     x = rng.standard_normal((6, 10)).astype(np.float32)
     qa = lowbit.quantize(x, 0.05, 3, dtype="uint8")
@@ -371,3 +382,12 @@ def test_best_isa_gemm_kernels_ran(rng):
         assert after[op].get(want, 0) > before.get(op, {}).get(want, 0), f"{op}: {want} kernel did not run"
     if "avx512vnni" in lowbit.cpu_info()["available"]:
         assert want == "avx512vnni"
+
+
+def test_gemm_kernels_built_for_every_x86_isa():
+    """AVX-VNNI and AMX cannot run on the development machine; they must at least be built."""
+    if "avx2" not in lowbit.cpu_info()["available"]:
+        pytest.skip("not an x86-64 CPU with AVX2")
+    isas = dict(_core.op_isas())["matmul_s8s8_s32"]
+    assert {"scalar", "avx2", "avxvnni", "avx512vnni", "amx"} <= set(isas)
+    assert "avx512" not in isas  # forcing avx512 (no VNNI) runs the exact AVX2 kernel

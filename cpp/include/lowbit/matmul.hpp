@@ -20,7 +20,14 @@ constexpr int64_t kKGroup = 4;
 
 inline int64_t k_groups(int64_t k) { return (k + kKGroup - 1) / kKGroup; }
 inline int64_t n_panels(int64_t n) { return (n + kPanelCols - 1) / kPanelCols; }
-inline int64_t packed_weight_bytes(int64_t k, int64_t n) { return n_panels(n) * k_groups(k) * kPanelCols * kKGroup; }
+// Zero bytes after the last panel: AMX reads B tiles of 16 groups and may run up to 15 groups past
+// a panel's end (the matching activation bytes are zero, so those products vanish).
+constexpr int64_t kPackSlackBytes = 16 * kPanelCols * kKGroup;
+inline int64_t packed_weight_bytes(int64_t k, int64_t n) {
+  return n_panels(n) * k_groups(k) * kPanelCols * kKGroup + kPackSlackBytes;
+}
+// Packed activation row stride: K rounded up to 64 bytes (one AMX tile row), zero padded.
+inline int64_t packed_act_stride(int64_t k) { return (k_groups(k) * kKGroup + 63) / 64 * 64 + (k == 0 ? 64 : 0); }
 
 // Epilogue applied to each int32 accumulator acc[m][n] (kernels hold it in registers):
 //   v = acc - row_offset[m] * colsum[n]                                (int32, wrap-around)
@@ -32,7 +39,7 @@ inline int64_t packed_weight_bytes(int64_t k, int64_t n) { return n_panels(n) * 
 enum class EpilogueKind { kInt32, kFloat, kRequant };
 
 struct GemmArgs {
-  // Activations, already packed: u8, m rows of lda >= k_groups * 4 bytes, bytes past K are 0.
+  // Activations, already packed: u8, m rows of lda = packed_act_stride(K) bytes, bytes past K are 0.
   // s8 data is stored shifted (a + 128) and its row_offset includes the 128.
   const uint8_t* a = nullptr;
   int64_t lda = 0;

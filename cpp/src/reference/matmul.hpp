@@ -33,6 +33,9 @@ LOWBIT_DECLARE_MATMUL_KERNELS
 namespace avx512vnni {
 LOWBIT_DECLARE_MATMUL_KERNELS
 }
+namespace amx {  // untested on hardware; self-checks at first use (kernels/amx/matmul.cpp)
+LOWBIT_DECLARE_MATMUL_KERNELS
+}
 }  // namespace kernels
 
 namespace detail {
