@@ -68,7 +68,7 @@ def test_layer_numbers_match_direct_computation(tiny):
     assert fc1.output_sqnr == pytest.approx(metrics.sqnr(ref, got), rel=1e-9)
     assert fc1.output_cosine == pytest.approx(metrics.cosine_similarity(ref, got), rel=1e-12)
     assert fc1.max_abs_error == pytest.approx(metrics.max_abs_error(ref, got))
-    assert fc1.weight_sqnr == pytest.approx(metrics.sqnr(model.fc1.weight, q.fc1.dequantized_weight()))
+    assert fc1.weight_sqnr == pytest.approx(metrics.sqnr(model.fc1.weight.flatten(), q.fc1.dequantized_weight().flatten()))
     assert fc1.bytes_before == 4 * (64 * 32 + 32) and fc1.bytes_after == metrics.model_nbytes(q.fc1)
     assert fc1.input_shape == (8, 64)
     # The first layer sees the same input in both models: accumulated == own error.

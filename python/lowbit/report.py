@@ -487,7 +487,7 @@ def compare(
                 bits=4 if q.weight_dtype == "int4" else 8,
                 granularity=q.granularity,
                 activation=q.activation,
-                weight_sqnr=sqnr(w.reshape(w.shape[0], -1), q.dequantized_weight()),
+                weight_sqnr=sqnr(w.reshape(-1), q.dequantized_weight().reshape(-1)),
                 output_sqnr=own[name].sqnr if own[name].n else math.nan,
                 output_cosine=own[name].cosine if own[name].n else math.nan,
                 max_abs_error=own[name].max if own[name].n else math.nan,
