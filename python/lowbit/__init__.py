@@ -53,6 +53,8 @@ _LAZY = {
     "models": ("lowbit.models", None),
     "compare": ("lowbit.report", "compare"),
     "QuantReport": ("lowbit.report", "QuantReport"),
+    "sensitivity": ("lowbit.sensitivity", "sensitivity"),
+    "auto_mixed_precision": ("lowbit.sensitivity", "auto_mixed_precision"),
 }
 
 
@@ -98,6 +100,8 @@ __all__ = [
     "models",
     "compare",
     "QuantReport",
+    "sensitivity",
+    "auto_mixed_precision",
     "PackedWeight",
     "matmul_int8",
     "pack_weight",

@@ -395,7 +395,8 @@ def compare(
 
     Raises:
         TypeError: a model is not an nn.Module, or data is not batches.
-        ValueError: ``quant_model`` has no lowbit quantized layer, a quantized layer has no
+        ValueError: ``quant_model`` has no lowbit quantized layer (and is no quantize_model
+            result that kept every layer float), a quantized layer has no
             float counterpart of the same name, or ``data`` is empty.
 
     Example:
@@ -418,7 +419,7 @@ def compare(
             except AttributeError:
                 raise ValueError(f"float_model: has no layer '{name}' to compare with the quantized one") from None
             pairs.append((name, q, f))
-    if not pairs:
+    if not pairs and not hasattr(quant_model, _REASONS_ATTR):  # all-float quantize_model results are fine
         raise ValueError("quant_model: has no lowbit quantized layer (use lowbit.quantize_model or lowbit.convert)")
 
     own = {n: _ErrorStats() for n, _, _ in pairs}
