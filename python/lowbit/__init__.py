@@ -35,6 +35,7 @@ from .observers import (
     PowerOfTwoObserver,
 )
 from .calibration import calibrate
+from . import metrics
 
 from .config import QuantConfig
 
@@ -50,6 +51,10 @@ _LAZY = {
     "save": ("lowbit.serialization", "save"),
     "load": ("lowbit.serialization", "load"),
     "models": ("lowbit.models", None),
+    "compare": ("lowbit.report", "compare"),
+    "QuantReport": ("lowbit.report", "QuantReport"),
+    "sensitivity": ("lowbit.sensitivity", "sensitivity"),
+    "auto_mixed_precision": ("lowbit.sensitivity", "auto_mixed_precision"),
 }
 
 
@@ -93,6 +98,10 @@ __all__ = [
     "load",
     "nn",
     "models",
+    "compare",
+    "QuantReport",
+    "sensitivity",
+    "auto_mixed_precision",
     "PackedWeight",
     "matmul_int8",
     "pack_weight",
@@ -106,4 +115,5 @@ __all__ = [
     "HistogramObserver",
     "PowerOfTwoObserver",
     "calibrate",
+    "metrics",
 ]
