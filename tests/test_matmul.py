@@ -204,7 +204,7 @@ def test_pack_weight_pickle_round_trip(rng):
 def test_pack_weight_bad_input(rng):
     w = rng.standard_normal((4, 6)).astype(np.float32)
     with pytest.raises(ValueError, match="dtype"):
-        lowbit.pack_weight(w, dtype="int4")
+        lowbit.pack_weight(w, dtype="uint4")  # int4 and nf4 pack as 4-bit weights (packed4)
     with pytest.raises(ValueError, match="axis"):
         lowbit.pack_weight(w, axis=1)
     with pytest.raises(ValueError, match="zero_point"):
