@@ -86,6 +86,17 @@ def test_torch_module():
     assert [r["tensor"] for r in rows] == ["0.weight", "2.weight"]
     with pytest.raises(ValueError, match="Linear"):
         lowbit.compare_formats(torch.nn.ReLU(), ["nf4"])
+    x = torch.randn(16, 64, generator=torch.Generator().manual_seed(1))
+    before = [p.detach().clone() for p in m.parameters()]
+    rows = lowbit.compare_formats(m, ["fp16", "int8", "nf4", "binary"], inputs=x)
+    for p, q in zip(m.parameters(), before):
+        assert torch.equal(p, q)  # weights restored
+    s = {r["format"]: r for r in rows.summary()}
+    assert s["fp16"]["output_cosine"] > 0.99999 and s["fp16"]["output_rel_err"] < 1e-3
+    assert s["fp16"]["output_cosine"] > s["int8"]["output_cosine"] > s["nf4"]["output_cosine"] > s["binary"]["output_cosine"]
+    assert "output cos" in rows.table()
+    with pytest.raises(ValueError, match="inputs"):
+        lowbit.compare_formats(np.ones((2, 32), np.float32), ["nf4"], inputs=x)
 
 
 def test_minilm_weights_if_installed():

@@ -113,6 +113,41 @@ def _sqnr_db(signal: float, noise: float) -> float:
     return 10.0 * math.log10(signal / noise)
 
 
+def _first_tensor(y: Any) -> Any:
+    if isinstance(y, dict):
+        y = next(iter(y.values()))
+    elif isinstance(y, (tuple, list)):
+        y = y[0]
+    elif hasattr(y, "last_hidden_state"):
+        y = y.last_hidden_state
+    return y
+
+
+def _model_outputs(model: Any, specs: list, inputs: Any) -> dict:
+    """format label -> (cosine, relative error) of the model output with that format's weights."""
+    import torch
+
+    args = inputs if isinstance(inputs, tuple) else (inputs,)
+    linears = [m for _, m in model.named_modules() if type(m).__name__ == "Linear"]
+    saved = [m.weight.detach().clone() for m in linears]
+    out = {}
+    with torch.inference_mode():
+        ref = _first_tensor(model(*args)).detach().double().flatten()
+        try:
+            for spec in specs:
+                for m, w in zip(linears, saved):
+                    q = _quantize_weight(w.float().numpy(), spec)
+                    m.weight.copy_(torch.from_numpy(q.dequantize()).to(m.weight.dtype))
+                y = _first_tensor(model(*args)).detach().double().flatten()
+                cos = float(torch.dot(y, ref) / (y.norm() * ref.norm()).clamp_min(1e-300))
+                rel = float((y - ref).norm() / ref.norm().clamp_min(1e-300))
+                out[format_label(spec)] = (cos, rel)
+        finally:
+            for m, w in zip(linears, saved):
+                m.weight.copy_(w)
+    return out
+
+
 class FormatComparison(list):
     """Rows (dicts) of :func:`compare_formats`, one per (tensor, format), plus summaries.
 
@@ -121,9 +156,14 @@ class FormatComparison(list):
     of squared errors) and ``sum_sq`` (sum of x^2); NaN weights are left out of the sums.
     """
 
+    def __init__(self, rows: Iterable[dict] = ()):
+        super().__init__(rows)
+        self.outputs: dict = {}  # format label -> (output cosine, output relative error), with inputs=
+
     def summary(self) -> list[dict]:
         """One row per format over all tensors (totals: bits = 8 * sum nbytes / sum numel,
-        mse = sum squared error / sum numel, SQNR of the totals), in the order compared."""
+        mse = sum squared error / sum numel, SQNR of the totals), in the order compared; plus
+        ``output_cosine`` / ``output_rel_err`` when the comparison ran a model on inputs."""
         out: dict[str, dict] = {}
         for r in self:
             s = out.setdefault(r["format"], {"format": r["format"], "dtype": r["dtype"], "numel": 0, "nbytes": 0,
@@ -142,6 +182,8 @@ class FormatComparison(list):
                 "mse": s["sse"] / n if n else math.nan, "sqnr_db": _sqnr_db(s["sum_sq"], s["sse"]),
                 "max_abs_err": s["max_abs_err"], "sse": s["sse"], "sum_sq": s["sum_sq"],
             })
+            if s["format"] in self.outputs:
+                rows[-1]["output_cosine"], rows[-1]["output_rel_err"] = self.outputs[s["format"]]
         return rows
 
     def to_pandas(self, summary: bool = False) -> Any:
@@ -152,9 +194,10 @@ class FormatComparison(list):
 
     def table(self) -> str:
         """The summary as a Markdown table."""
-        head = ["format", "bits/weight", "MSE", "SQNR dB", "max |err|"]
+        head = ["format", "bits/weight", "MSE", "SQNR dB", "max |err|"] + (["output cos"] if self.outputs else [])
         body = [[r["format"], f"{r['bits_per_weight']:.3f}", f"{r['mse']:.3g}", f"{r['sqnr_db']:.2f}",
-                 f"{r['max_abs_err']:.3g}"] for r in self.summary()]
+                 f"{r['max_abs_err']:.3g}"] + ([f"{r['output_cosine']:.5f}"] if self.outputs else [])
+                for r in self.summary()]
         width = [max(len(str(c)) for c in col) for col in zip(head, *body)]
         line = lambda cells: "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, width)) + " |"  # noqa: E731
         return "\n".join([line(head), "|" + "|".join("-" * (w + 2) for w in width) + "|"] + [line(b) for b in body])
@@ -184,12 +227,19 @@ class FormatComparison(list):
         return f"FormatComparison({len(self)} rows)\n{self.table()}"
 
 
-def compare_formats(x_or_model: Any, formats: Optional[Iterable[FormatSpec]] = None) -> FormatComparison:
+def compare_formats(
+    x_or_model: Any, formats: Optional[Iterable[FormatSpec]] = None, *, inputs: Any = None
+) -> FormatComparison:
     """Quantizes weights with each format and measures size and error side by side.
 
     Args:
         x_or_model: an array / CPU torch tensor, a dict ``name -> array`` (e.g. a safetensors
             state dict), or a torch module (its ``nn.Linear`` weights are compared).
+        inputs: with a torch module only: a tensor or tuple of tensors to run the model on. Each
+            format's dequantized weights then replace every Linear weight in turn (restored
+            afterwards) and :meth:`FormatComparison.summary` gains ``output_cosine`` (cosine
+            similarity of the flattened output to the float model's) and ``output_rel_err``
+            (``|y_q - y| / |y|``). The first tensor of a tuple/dict output is compared.
         formats: dtype names or dicts ``{"dtype": ..., **options}`` (options of
             :func:`lowbit.quantize`, e.g. ``{"dtype": "nf4", "double_quant": True}``); an optional
             ``"label"`` names the row. Affine integer dtypes get symmetric absmax parameters: per
@@ -210,7 +260,12 @@ def compare_formats(x_or_model: Any, formats: Optional[Iterable[FormatSpec]] = N
     specs = [_spec(f) for f in (DEFAULT_FORMATS if formats is None else formats)]
     if not specs:
         raise ValueError("formats: empty list")
+    is_model = hasattr(x_or_model, "named_modules") and not is_torch_tensor(x_or_model)
+    if inputs is not None and not is_model:
+        raise ValueError("inputs: only used with a torch module")
     result = FormatComparison()
+    if inputs is not None:
+        result.outputs = _model_outputs(x_or_model, specs, inputs)
     for name, w in _tensors(x_or_model):
         w64 = w.astype(np.float64)
         sig = float(np.nansum(w64 * w64))
