@@ -38,6 +38,8 @@ struct Linear4Traits<xsimd::avx2> {
   }
   static fb nf4_lo(const Table& t, __m256i v) { return lookup(t, v); }
   static fb nf4_hi(const Table& t, __m256i v) { return lookup(t, _mm256_srli_epi32(v, 4)); }
+  // xsimd 8.1's fma on this arch is a multiply and an add (two roundings under -ffp-contract=off).
+  static fb fma(const fb& a, const fb& b, const fb& c) { return _mm256_fmadd_ps(a, b, c); }
   static float sum(const fb& v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -63,6 +65,8 @@ struct Linear4Traits<xsimd::avx512bw> {
   // vpermps reads only the low 4 index bits: the high nibble needs a shift, the low one nothing.
   static fb nf4_lo(const Table& t, __m512i v) { return _mm512_permutexvar_ps(v, t.t); }
   static fb nf4_hi(const Table& t, __m512i v) { return _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), t.t); }
+  // xsimd 8.1's fma on avx512bw is a multiply and an add (two roundings under -ffp-contract=off).
+  static fb fma(const fb& a, const fb& b, const fb& c) { return _mm512_fmadd_ps(a, b, c); }
   static float sum(const fb& v) { return _mm512_reduce_add_ps(v); }
 };
 #endif
@@ -107,11 +111,11 @@ struct Linear4Impl {
   {                                                                 \
     const fb xl = fb::load_unaligned(xm + kl);                      \
     const fb xh = fb::load_unaligned(xm + kh);                      \
-    l##m##0 = xsimd::fma(xl, lo0, l##m##0);                         \
-    h##m##0 = xsimd::fma(xh, hi0, h##m##0);                         \
+    l##m##0 = T::fma(xl, lo0, l##m##0);                         \
+    h##m##0 = T::fma(xh, hi0, h##m##0);                         \
     if (NB > 1) {                                                   \
-      l##m##1 = xsimd::fma(xl, lo1, l##m##1);                       \
-      h##m##1 = xsimd::fma(xh, hi1, h##m##1);                       \
+      l##m##1 = T::fma(xl, lo1, l##m##1);                       \
+      h##m##1 = T::fma(xh, hi1, h##m##1);                       \
     }                                                               \
   }
           LOWBIT_L4_ROW(0, x0)
@@ -122,16 +126,16 @@ struct Linear4Impl {
         }
       }
       const fb sc0(s0[g]);
-      a00 = xsimd::fma(l00 + h00, sc0, a00);
-      if (MB > 1) a10 = xsimd::fma(l10 + h10, sc0, a10);
-      if (MB > 2) a20 = xsimd::fma(l20 + h20, sc0, a20);
-      if (MB > 3) a30 = xsimd::fma(l30 + h30, sc0, a30);
+      a00 = T::fma(l00 + h00, sc0, a00);
+      if (MB > 1) a10 = T::fma(l10 + h10, sc0, a10);
+      if (MB > 2) a20 = T::fma(l20 + h20, sc0, a20);
+      if (MB > 3) a30 = T::fma(l30 + h30, sc0, a30);
       if (NB > 1) {
         const fb sc1(s1[g]);
-        a01 = xsimd::fma(l01 + h01, sc1, a01);
-        if (MB > 1) a11 = xsimd::fma(l11 + h11, sc1, a11);
-        if (MB > 2) a21 = xsimd::fma(l21 + h21, sc1, a21);
-        if (MB > 3) a31 = xsimd::fma(l31 + h31, sc1, a31);
+        a01 = T::fma(l01 + h01, sc1, a01);
+        if (MB > 1) a11 = T::fma(l11 + h11, sc1, a11);
+        if (MB > 2) a21 = T::fma(l21 + h21, sc1, a21);
+        if (MB > 3) a31 = T::fma(l31 + h31, sc1, a31);
       }
     }
     store(a, m0, n, a00, a10, a20, a30, MB);
