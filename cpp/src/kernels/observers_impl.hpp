@@ -17,7 +17,6 @@ namespace {
 template <class Arch>
 struct ObserversImpl {
   using fb = xsimd::batch<float, Arch>;
-  using ib = xsimd::batch<int32_t, Arch>;
   static constexpr int64_t W = static_cast<int64_t>(fb::size);
   // Non-finite elements are counted in float lanes (one blend + add, no mask-to-int conversion,
   // which xsimd 8.1 lacks); a lane stays exact below 2^24, so counters are flushed well before.
@@ -196,9 +195,11 @@ struct ObserversImpl {
     return bad;
   }
 
-  static void histogram(const float* x, int64_t n, float scale, float base, int64_t bins, int64_t* counts) {
-    const fb inf(INFINITY), s(scale), b(base), zero(0.0f), top(static_cast<float>(bins - 1));
-    const fb slot_bad(static_cast<float>(bins)), slot_zero(static_cast<float>(bins + 1));
+  static void histogram(const float* x, int64_t n, float scale, float base, int64_t bins, int64_t* counts, float* mn,
+                        float* mx) {
+    const fb inf(INFINITY), ninf(-INFINITY), s(scale), b(base), zero(0.0f), top(static_cast<float>(bins - 1));
+    fb lo(*mn), hi(*mx);
+    const fb slot_bad(static_cast<float>(bins)), slot_zero(static_cast<float>(bins + 1)), dmin(1e-45f);
     const int64_t stride = bins + 2;
     // Slot indices are computed a few vectors at a time, then scattered with scalar increments:
     // AVX2/AVX-512 F/BW have no conflict-free scatter-add.
@@ -208,17 +209,31 @@ struct ObserversImpl {
     for (; i + kVecs * W <= n; i += kVecs * W) {
       for (int64_t k = 0; k < kVecs; ++k) {
         const fb v = fb::load_unaligned(x + i + k * W);
-        fb t = xsimd::floor(v * s) - b;
+        // Same underflow guard as detail::histogram_slot: a negative product never floors to 0.
+        fb t = xsimd::floor(v * s - xsimd::select(v < zero, dmin, zero)) - b;
         t = xsimd::min(xsimd::max(t, zero), top);
         t = xsimd::select(v == zero, slot_zero, t);
-        t = xsimd::select(xsimd::abs(v) < inf, t, slot_bad);
+        const auto finite = xsimd::abs(v) < inf;
+        t = xsimd::select(finite, t, slot_bad);
+        lo = xsimd::min(lo, xsimd::select(finite, v, inf));
+        hi = xsimd::max(hi, xsimd::select(finite, v, ninf));
         xsimd::nearbyint_as_int(t).store_aligned(idx + k * W);
       }
       for (int64_t j = 0; j < kVecs * W; j += kHistogramWays) {
         for (int64_t w = 0; w < kHistogramWays; ++w) ++counts[w * stride + idx[j + w]];
       }
     }
-    for (; i < n; ++i) counts[(i % kHistogramWays) * stride + detail::histogram_slot(x[i], scale, base, bins)] += 1;
+    float lo_s = reduce_min(lo), hi_s = reduce_max(hi);
+    for (; i < n; ++i) {
+      const float v = x[i];
+      counts[(i % kHistogramWays) * stride + detail::histogram_slot(v, scale, base, bins)] += 1;
+      if (detail::finite_f32(v)) {
+        lo_s = v < lo_s ? v : lo_s;
+        hi_s = v > hi_s ? v : hi_s;
+      }
+    }
+    *mn = lo_s;
+    *mx = hi_s;
   }
 };
 
@@ -236,8 +251,9 @@ struct ObserversImpl {
                                  float* mx) {                                                                        \
     return ObserversImpl<Arch>::minmax_per_channel(x, rows, cols, row_stride, mn, mx);                               \
   }                                                                                                                  \
-  void histogram_f32(const float* x, int64_t n, float scale, float base, int64_t bins, int64_t* counts) {            \
-    ObserversImpl<Arch>::histogram(x, n, scale, base, bins, counts);                                                 \
+  void histogram_f32(const float* x, int64_t n, float scale, float base, int64_t bins, int64_t* counts, float* mn,  \
+                     float* mx) {                                                                                    \
+    ObserversImpl<Arch>::histogram(x, n, scale, base, bins, counts, mn, mx);                                         \
   }                                                                                                                  \
   }                                                                                                                  \
   }                                                                                                                  \
