@@ -91,6 +91,11 @@ class LayerReport:
     def compression(self) -> float:
         return self.bytes_before / self.bytes_after if self.bytes_after else math.nan
 
+    def __repr__(self) -> str:
+        return (f"LayerReport({self.name!r}, {self.type} int{self.bits} {self.granularity} {_act(self.activation)}: "
+                f"out SQNR {_db(self.output_sqnr)}, weight SQNR {_db(self.weight_sqnr)}, "
+                f"{self.compression:.2f}x smaller, {self.speedup:.2f}x faster)")
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["speedup"] = self.speedup

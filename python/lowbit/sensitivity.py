@@ -148,7 +148,7 @@ def _sweep(model: nn.Module, scorer: _Scorer, quantized: dict, layers: list[str]
     hybrid = copy.deepcopy(model).eval()
     rows = []
     jobs = [(n, w) for n in layers for w in quantized]
-    for name, w in _progress(jobs, progress, desc="sensitivity"):
+    for name, w in _progress(jobs, progress, desc="sensitivity", unit="layer"):
         q = quantized[w].get_submodule(name)
         orig = hybrid.get_submodule(name)
         _set_submodule(hybrid, name, q)
