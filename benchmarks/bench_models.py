@@ -19,12 +19,10 @@ import warnings
 from typing import Any, Callable
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import banner, table  # noqa: E402
-
-import torch  # noqa: E402
-
-import lowbit  # noqa: E402
-from lowbit.models import (  # noqa: E402
+import lowbit
+import torch
+from _common import banner, table
+from lowbit.models import (
     SENTENCES,
     accuracy,
     embed_sentences,
@@ -67,8 +65,23 @@ def variants(model: torch.nn.Module, calib: list) -> list[tuple[str, Any, str]]:
     """(name, model, quantized engine to select while running it)."""
     out = [("float32", model, torch.backends.quantized.engine)]
     out.append(("lowbit dynamic int8", lowbit.quantize_model(model, progress=False), ""))
-    out.append(("lowbit static int8", lowbit.quantize_model(
-        model, lowbit.QuantConfig(activation="static"), calib_data=calib, progress=False), ""))
+    if any(type(m) is torch.nn.Embedding for m in model.modules()):
+        cfg = lowbit.QuantConfig(embedding="int8")
+        out.append(
+            (
+                "lowbit dynamic int8 + int8 embeddings",
+                lowbit.quantize_model(model, cfg, progress=False),
+                "",
+            )
+        )
+    cfg = lowbit.QuantConfig(activation="static", observer="histogram")
+    out.append(
+        (
+            "lowbit static int8 (histogram)",
+            lowbit.quantize_model(model, cfg, calib_data=calib, progress=False),
+            "",
+        )
+    )
     for eng in torch.backends.quantized.supported_engines:
         if eng == "none":
             continue
@@ -93,17 +106,28 @@ def bench_digits(batches: list[int]) -> list[list[object]]:
         for b in batches:
             x = data.x_test[:b]
             with torch.no_grad():
-                t = median_time(lambda: m(x))
+                t = median_time(lambda m=m, x=x: m(x))
             base.setdefault(b, t)
-            rows.append(["digits CNN", name, b, f"{t * 1e3:.3f}", f"{base[b] / t:.2f}x", f"{size / 1e3:.1f} kB",
-                         f"acc {acc:.2f}%"])
+            rows.append(
+                [
+                    "digits CNN",
+                    name,
+                    b,
+                    f"{t * 1e3:.3f}",
+                    f"{base[b] / t:.2f}x",
+                    f"{size / 1e3:.1f} kB",
+                    f"acc {acc:.2f}%",
+                ]
+            )
     return rows
 
 
 def bench_minilm(batches: list[int], seq: int) -> list[list[object]]:
     tokenizer, model = load_minilm()
     ref = embed_sentences(model, tokenizer, SENTENCES)
-    calib = [tokenizer(SENTENCES[i : i + 4], padding=True, return_tensors="pt") for i in range(0, 16, 4)]
+    calib = [
+        tokenizer(SENTENCES[i : i + 4], padding=True, return_tensors="pt") for i in range(0, 16, 4)
+    ]
     rows = []
     base: dict[int, float] = {}
     texts = (SENTENCES * 4)[: max(batches)]
@@ -114,12 +138,27 @@ def bench_minilm(batches: list[int], seq: int) -> list[list[object]]:
         cos = float((emb * ref).sum(-1).min())
         size = state_bytes(m)
         for b in batches:
-            enc = tokenizer(texts[:b], padding="max_length", truncation=True, max_length=seq, return_tensors="pt")
+            enc = tokenizer(
+                texts[:b],
+                padding="max_length",
+                truncation=True,
+                max_length=seq,
+                return_tensors="pt",
+            )
             with torch.no_grad():
-                t = median_time(lambda: m(**enc), min_time=2.0 if b > 1 else 1.0)
+                t = median_time(lambda m=m, enc=enc: m(**enc), min_time=2.0 if b > 1 else 1.0)
             base.setdefault(b, t)
-            rows.append([f"MiniLM-L6 seq {seq}", name, b, f"{t * 1e3:.2f}", f"{base[b] / t:.2f}x",
-                         f"{size / 1e6:.1f} MB", f"cos min {cos:.4f}"])
+            rows.append(
+                [
+                    f"MiniLM-L6 seq {seq}",
+                    name,
+                    b,
+                    f"{t * 1e3:.2f}",
+                    f"{base[b] / t:.2f}x",
+                    f"{size / 1e6:.1f} MB",
+                    f"cos min {cos:.4f}",
+                ]
+            )
     return rows
 
 
@@ -128,7 +167,9 @@ def main() -> None:
     ap.add_argument("--models", default="digits,minilm")
     ap.add_argument("--batches", default="1,32")
     ap.add_argument("--seq", type=int, default=128)
-    ap.add_argument("--threads", type=int, default=0, help="torch and lowbit threads (0: all cores)")
+    ap.add_argument(
+        "--threads", type=int, default=0, help="torch and lowbit threads (0: all cores)"
+    )
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -142,6 +142,32 @@ def test_kernel_bad_input():
         _core.histogram_f32(np.zeros(3, np.float32), 1.0, 0.5, 16)
     with pytest.raises(ValueError, match="bins"):
         _core.histogram_f32(np.zeros(3, np.float32), 1.0, 0.0, 0)
+    with pytest.raises(ValueError, match="bins"):
+        _core.histogram_f32(np.zeros(3, np.float32), 1.0, 0.0, (1 << 16) + 1)
+
+
+def test_kernel_bindings_fuzz(rng):
+    """Odd shapes, dtypes, layouts and arguments: a result or TypeError/ValueError, never a crash."""
+    arrays = [
+        np.float32(3.0), np.zeros(0, np.float32), np.zeros((3, 0, 4), np.float32), np.zeros((0, 5), np.float32),
+        np.ones((2, 3), np.float64), np.ones((4, 4), np.float32)[:, ::2], np.ones(5, np.int32), np.ones(3, np.float16),
+        rng.standard_normal((2, 1, 3, 1)).astype(np.float32), np.array(["a"]), np.ones((2, 2), np.float32).T,
+    ]
+    scales = [1.0, 0.0, -1.0, float("nan"), float("inf"), 3.0, 2.0**-149, 2.0**127]
+    for a in arrays:
+        for call in (
+            lambda a=a: _core.minmax_f32(a),
+            *[lambda a=a, ax=ax: _core.minmax_per_channel_f32(a, ax) for ax in (-5, -1, 0, 1, 3, 10)],
+            *[lambda a=a, s=s, b=b, n=n: _core.histogram_f32(a, s, b, n)
+              for s in scales for b in (0.0, 0.5, float("nan"), -1e30) for n in (-1, 0, 1, 16)],
+        ):
+            try:
+                call()
+            except (TypeError, ValueError):
+                pass
+    mn, _, bad = _core.minmax_per_channel_f32(np.zeros((3, 0, 4), np.float32), 0)
+    assert mn.shape == (3,) and bad == 0 and np.all(np.isinf(mn))
+    assert _core.minmax_per_channel_f32(np.zeros((3, 0, 4), np.float32), 1)[0].shape == (0,)
 
 
 # --- the power-of-two grid ----------------------------------------------------------------------
@@ -331,14 +357,22 @@ def test_entropy_matches_reference_search(rng, dist):
     assert zp == 0
 
 
-def test_histogram_methods_on_one_sided_data(rng):
-    x = rng.lognormal(0, 1, 100_000).astype(np.float32) + 1000
-    for method in ("mse", "percentile", "entropy"):
-        obs = lowbit.HistogramObserver(method=method, dtype="uint8")
-        obs.update(x)
-        lo, hi = obs.clip_range()
-        assert obs.min_val <= lo <= hi <= obs.max_val
-        obs.compute_qparams()
+@pytest.mark.parametrize("method", ["mse", "percentile", "entropy"])
+@pytest.mark.parametrize("dtype,symmetric", [("uint8", False), ("int8", True), ("int4", False), ("uint4", True)])
+@pytest.mark.parametrize(
+    "data",
+    [[1000.0, 1000.001, 1000.5], [-2.0, -1.0, -1.5], [1e-45, 2e-45], [-1e-40, 1e30], [0.0, -0.0], [7.0] * 3,
+     [-1.0, 0.0, 1e6]],
+)
+def test_histogram_methods_on_odd_data(rng, method, dtype, symmetric, data):
+    x = np.float32(data)
+    obs = lowbit.HistogramObserver(bins=64, method=method, dtype=dtype, symmetric=symmetric)
+    obs.update(x)
+    lo, hi = obs.clip_range()
+    assert obs.min_val <= lo <= hi <= obs.max_val
+    scale, zp = obs.compute_qparams()
+    qmin, qmax = lowbit.qrange(dtype)
+    assert np.isfinite(scale) and scale > 0 and qmin <= zp <= qmax
 
 
 # --- merge, state, memory -----------------------------------------------------------------------
@@ -411,6 +445,10 @@ def test_from_state_dict_bad_input():
         lowbit.Observer.from_state_dict({**d, "version": 99})
     with pytest.raises(ValueError, match="d"):
         lowbit.Observer.from_state_dict([1, 2])
+    with pytest.raises(ValueError, match="config"):
+        lowbit.Observer.from_state_dict({**d, "config": {**d["config"], "colour": 1}})
+    with pytest.raises(ValueError, match="dtype"):
+        lowbit.Observer.from_state_dict({**d, "config": {**d["config"], "dtype": "int3"}})
     h = lowbit.HistogramObserver(bins=16)
     h.update(np.float32([1, 2, 3]))
     bad = h.state_dict()
@@ -563,6 +601,8 @@ def test_bad_input_raises():
         pc.update(np.zeros((4, 2), np.float32))
     with pytest.raises(ValueError, match="bins"):
         lowbit.HistogramObserver(bins=8)
+    with pytest.raises(ValueError, match="bins"):
+        lowbit.HistogramObserver(bins=1 << 17)
     with pytest.raises(TypeError, match="bins"):
         lowbit.HistogramObserver(bins=2048.0)
     with pytest.raises(ValueError, match="method"):
@@ -645,3 +685,22 @@ def test_property_histogram_merge_equals_single_pass(x, cuts):
         merged.merge(part)
         streamed.update(p)
     assert merged.state_dict() == single.state_dict() == streamed.state_dict()
+
+
+def test_observers_in_concurrent_python_threads(rng):
+    """The kernels release the GIL; observers used from several threads at once stay exact."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    data = [rng.standard_normal((64, 4096)).astype(np.float32) * (i + 1) for i in range(6)]
+
+    def run(x):
+        obs = [lowbit.HistogramObserver(), lowbit.MinMaxObserver(), lowbit.PerChannelMinMaxObserver(axis=1)]
+        for _ in range(3):
+            for o in obs:
+                o.update(x)
+        return [o.state_dict() for o in obs]
+
+    want = [run(x) for x in data]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(run, data))
+    assert got == want

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import subprocess
 import sys
 
 import pytest
 
 torch = pytest.importorskip("torch")
-from torch import nn  # noqa: E402
-
-import lowbit  # noqa: E402
-from lowbit.nn import QATConv2d, QATLinear, QuantConv2d, QuantLinear  # noqa: E402
+import lowbit
+from lowbit.nn import QATConv2d, QATLinear, QuantConv2d, QuantLinear
+from torch import nn
 
 
 class Net(nn.Module):
@@ -54,10 +55,15 @@ def test_config_validation_and_overrides():
     assert cfg.for_layer("fc1").weight == "int4" and cfg.for_layer("conv").weight == "int8"
     assert cfg.is_excluded("head") and not cfg.is_excluded("fc1")
     assert lowbit.QuantConfig.from_dict(cfg.to_dict()) == cfg
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.weight = "int4"  # frozen
-    for bad in (dict(weight="int3"), dict(activation="sometimes"), dict(granularity="per_row"),
-                dict(observer="magic"), dict(per_layer={"x": {"wieght": "int4"}})):
+    for bad in (
+        dict(weight="int3"),
+        dict(activation="sometimes"),
+        dict(granularity="per_row"),
+        dict(observer="magic"),
+        dict(per_layer={"x": {"wieght": "int4"}}),
+    ):
         with pytest.raises(ValueError):
             lowbit.QuantConfig(**bad)
     with pytest.raises(TypeError):
@@ -66,14 +72,20 @@ def test_config_validation_and_overrides():
 
 @pytest.mark.parametrize("act", ["dynamic", "static", None])
 def test_quantize_model_modes(net, data, act):
-    q = lowbit.quantize_model(net, lowbit.QuantConfig(activation=act), calib_data=data, progress=False)
-    assert isinstance(q.conv, QuantConv2d) and isinstance(q.fc1, QuantLinear) and isinstance(q.head, QuantLinear)
+    q = lowbit.quantize_model(
+        net, lowbit.QuantConfig(activation=act), calib_data=data, progress=False
+    )
+    assert (
+        isinstance(q.conv, QuantConv2d)
+        and isinstance(q.fc1, QuantLinear)
+        and isinstance(q.head, QuantLinear)
+    )
     assert type(net.conv) is nn.Conv2d and type(net.fc1) is nn.Linear  # original untouched
     y, yq = net(data[0]), q(data[0])
     assert float((y - yq).abs().max()) < 0.05 * float(y.abs().max()) + 0.05
     rows = {r["layer"]: r for r in lowbit.summary(q).rows}
     assert rows["dw"]["action"].startswith("float: depthwise convolution (groups=8)")
-    assert rows["emb"]["action"] == "float: Embedding has no lowbit kernel"
+    assert rows["emb"]["action"].startswith("float: Embedding kept float")
     assert rows["norm"]["action"] == "float: LayerNorm has no lowbit kernel"
     assert rows["fc1"]["bytes_after"] < rows["fc1"]["bytes_before"] / 3
     if act == "static":
@@ -84,10 +96,16 @@ def test_quantize_model_modes(net, data, act):
 
 
 def test_quantize_model_exclude_per_layer_inplace(net, data):
-    cfg = lowbit.QuantConfig(exclude=("head",), per_layer={"fc1": {"weight": "int4", "activation": None}})
+    cfg = lowbit.QuantConfig(
+        exclude=("head",), per_layer={"fc1": {"weight": "int4", "activation": None}}
+    )
     q = lowbit.quantize_model(net, cfg, inplace=True)
     assert q is net
-    assert type(net.head) is nn.Linear and net.fc1.weight_dtype == "int4" and net.fc1.activation is None
+    assert (
+        type(net.head) is nn.Linear
+        and net.fc1.weight_dtype == "int4"
+        and net.fc1.activation is None
+    )
     assert net.conv.weight_dtype == "int8" and net.conv.activation == "dynamic"
     text = str(lowbit.summary(net))
     assert "excluded by config" in text and "int4 weights per_channel, weight-only" in text
@@ -102,32 +120,51 @@ def test_quantize_model_bad_input(net, data):
     with pytest.raises(ValueError, match="needs calibration data"):
         lowbit.quantize_model(net, lowbit.QuantConfig(activation="static"))
     with pytest.raises(ValueError, match="batch 0 does not fit the model in layer 'conv'"):
-        lowbit.quantize_model(net, lowbit.QuantConfig(activation="static"), calib_data=[torch.randn(2, 5, 8, 8)],
-                              progress=False)
+        lowbit.quantize_model(
+            net,
+            lowbit.QuantConfig(activation="static"),
+            calib_data=[torch.randn(2, 5, 8, 8)],
+            progress=False,
+        )
     with pytest.raises(ValueError, match="batch 1 does not fit the model in layer 'fc1'"):
-        lowbit.quantize_model(net, lowbit.QuantConfig(activation="static"),
-                              calib_data=[data[0], torch.randn(2, 3, 12, 12)], progress=False)
+        lowbit.quantize_model(
+            net,
+            lowbit.QuantConfig(activation="static"),
+            calib_data=[data[0], torch.randn(2, 3, 12, 12)],
+            progress=False,
+        )
     with pytest.raises(ValueError, match="no batches"):
-        lowbit.quantize_model(net, lowbit.QuantConfig(activation="static"), calib_data=[], progress=False)
+        lowbit.quantize_model(
+            net, lowbit.QuantConfig(activation="static"), calib_data=[], progress=False
+        )
     assert type(net.conv) is nn.Conv2d  # untouched after the failures
 
 
 def test_calibration_accepts_dataloader_style_batches(net, data):
     batches = [(x, torch.zeros(4)) for x in data]
-    q1 = lowbit.quantize_model(net, lowbit.QuantConfig(activation="static"), calib_data=batches, progress=False)
-    q2 = lowbit.quantize_model(net, lowbit.QuantConfig(activation="static"), calib_data=data, progress=False)
+    q1 = lowbit.quantize_model(
+        net, lowbit.QuantConfig(activation="static"), calib_data=batches, progress=False
+    )
+    q2 = lowbit.quantize_model(
+        net, lowbit.QuantConfig(activation="static"), calib_data=data, progress=False
+    )
     assert torch.equal(q1(data[0]), q2(data[0]))
     lo = min(float(x.min()) for x in data)
     hi = max(float(x.max()) for x in data)
     assert (float(q1.conv.act_scale), int(q1.conv.act_zero_point)) == pytest.approx(
-        lowbit.choose_qparams(lo, hi, dtype="uint8"))
+        lowbit.choose_qparams(lo, hi, dtype="uint8")
+    )
 
 
 def test_prepare_qat_trains_and_convert_agrees(net, data):
     net.requires_grad_(True).train()
     cfg = lowbit.QuantConfig(weight="int4", activation="static")
     qat = lowbit.prepare_qat(net, cfg)
-    assert isinstance(qat.conv, QATConv2d) and isinstance(qat.fc1, QATLinear) and type(qat.dw) is nn.Conv2d
+    assert (
+        isinstance(qat.conv, QATConv2d)
+        and isinstance(qat.fc1, QATLinear)
+        and type(qat.dw) is nn.Conv2d
+    )
     assert qat.fc1.weight is not net.fc1.weight  # a copy (inplace=False)
     opt = torch.optim.SGD(qat.parameters(), lr=0.01)
     w0 = qat.fc1.weight.detach().clone()
@@ -138,15 +175,20 @@ def test_prepare_qat_trains_and_convert_agrees(net, data):
     assert not torch.equal(w0, qat.fc1.weight)
     qat.eval()
     c = lowbit.convert(qat)
-    assert isinstance(c.conv, QuantConv2d) and c.conv.activation == "static" and c.fc1.weight_dtype == "int4"
+    assert (
+        isinstance(c.conv, QuantConv2d)
+        and c.conv.activation == "static"
+        and c.fc1.weight_dtype == "int4"
+    )
     assert int(c.fc1.weight_int8.min()) >= -8 and int(c.fc1.weight_int8.max()) <= 7
     with torch.no_grad():
         for x in data:
             # layer by layer, on the same input: equal to float rounding
             h = torch.relu(qat.conv(x))
             torch.testing.assert_close(c.conv(x), qat.conv(x), rtol=1e-5, atol=1e-5)
-            torch.testing.assert_close(c.fc1(h.flatten(1)[:, :128]), qat.fc1(h.flatten(1)[:, :128]),
-                                       rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(
+                c.fc1(h.flatten(1)[:, :128]), qat.fc1(h.flatten(1)[:, :128]), rtol=1e-5, atol=1e-5
+            )
             # whole model: within one quantization step of each output
             y_fq, y_int = qat(x), c(x)
             step = float(y_fq.max() - y_fq.min()) / 255
@@ -163,7 +205,9 @@ def test_convert_errors(net):
 
 def test_learnable_scale_is_trained(net, data):
     net.requires_grad_(True)
-    qat = lowbit.prepare_qat(net, lowbit.QuantConfig(weight="int4", activation="static"), learnable_scale=True)
+    qat = lowbit.prepare_qat(
+        net, lowbit.QuantConfig(weight="int4", activation="static"), learnable_scale=True
+    )
     assert isinstance(qat.fc1.weight_fake_quant.scale, nn.Parameter)
     qat.train()
     qat(data[0])
@@ -176,3 +220,56 @@ def test_learnable_scale_is_trained(net, data):
     assert not torch.equal(s0, qat.fc1.weight_fake_quant.scale.detach())
     c = lowbit.convert(qat.eval())
     torch.testing.assert_close(c.fc1.weight_scale, qat.fc1.weight_fake_quant.scale.detach())
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_quantize_model_in_other_float_dtypes(net, data, dtype):
+    model = copy.deepcopy(net).to(dtype)
+    q = lowbit.quantize_model(
+        model,
+        lowbit.QuantConfig(activation="static"),
+        calib_data=[d.to(dtype) for d in data],
+        progress=False,
+    )
+    y = q(data[0].to(dtype))
+    assert y.dtype == dtype
+    ref = lowbit.quantize_model(
+        net, lowbit.QuantConfig(activation="static"), calib_data=data, progress=False
+    )
+    torch.testing.assert_close(y.float(), ref(data[0]), rtol=0.05, atol=0.05)
+
+
+def test_meta_device_model_traces_shapes(net, data):
+    q = lowbit.quantize_model(
+        net, lowbit.QuantConfig(activation="static"), calib_data=data, progress=False
+    )
+    y = q.to("meta")(data[0].to("meta"))
+    assert y.device.type == "meta" and y.shape == (4, 5)
+
+
+def test_calibration_with_a_dataloader(net, data):
+    ds = torch.utils.data.TensorDataset(torch.cat(data), torch.zeros(12))
+    loader = torch.utils.data.DataLoader(ds, batch_size=4)
+    q = lowbit.quantize_model(
+        net, lowbit.QuantConfig(activation="static"), calib_data=loader, progress=False
+    )
+    ref = lowbit.quantize_model(
+        net, lowbit.QuantConfig(activation="static"), calib_data=data, progress=False
+    )
+    assert torch.equal(q(data[1]), ref(data[1]))
+
+
+def test_embeddings_quantized_when_asked(net, data):
+    q = lowbit.quantize_model(net)
+    assert type(q.emb) is nn.Embedding
+    assert "embedding='int8'" in {r["layer"]: r for r in lowbit.summary(q).rows}["emb"]["action"]
+    q8 = lowbit.quantize_model(net, lowbit.QuantConfig(embedding="int8"))
+    assert isinstance(q8.emb, lowbit.nn.QuantEmbedding)
+    idx = torch.tensor([[0, 3, 9], [2, 2, 1]])
+    err = (q8.emb(idx) - net.emb(idx)).abs()
+    step = net.emb.weight.abs().amax(1)[idx] / 127
+    assert bool((err <= step[..., None] / 2 + 1e-6).all())
+    rows = {r["layer"]: r for r in lowbit.summary(q8).rows}
+    assert rows["emb"]["bytes_after"] == 10 * 6 + 10 * 4
+    with pytest.raises(TypeError, match="index tensor"):
+        q8.emb(idx.float())

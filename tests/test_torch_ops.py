@@ -6,9 +6,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-import lowbit  # noqa: E402
-from lowbit import _torch_ops  # noqa: E402
-from lowbit.models import DigitsCNN  # noqa: E402
+import lowbit
+from lowbit import _torch_ops
+from lowbit.models import DigitsCNN
 
 
 @pytest.fixture
@@ -16,17 +16,32 @@ def qmodel():
     torch.manual_seed(0)
     m = DigitsCNN().eval()
     x = torch.randn(4, 1, 8, 8)
-    return lowbit.quantize_model(m, lowbit.QuantConfig(activation="static"), calib_data=[x], progress=False), x
+    return lowbit.quantize_model(
+        m, lowbit.QuantConfig(activation="static"), calib_data=[x], progress=False
+    ), x
 
 
 @pytest.mark.parametrize("act", ["dynamic", "dynamic_per_tensor", "static"])
 def test_opcheck_quant_linear(act):
-    q = lowbit.nn.QuantLinear.from_float(torch.nn.Linear(20, 6), lowbit.QuantConfig(activation=act),
-                                         act_qparams=(0.03, 128))
-    args = (torch.randn(3, 20), q.weight_int8, q.weight_scale, q.weight_zero_point, q.bias, q.act_scale,
-            q.act_zero_point, act, "uint8")
-    torch.library.opcheck(torch.ops.lowbit.quant_linear.default, args,
-                          test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_static"))
+    q = lowbit.nn.QuantLinear.from_float(
+        torch.nn.Linear(20, 6), lowbit.QuantConfig(activation=act), act_qparams=(0.03, 128)
+    )
+    args = (
+        torch.randn(3, 20),
+        q.weight_int8,
+        q.weight_scale,
+        q.weight_zero_point,
+        q.bias,
+        q.act_scale,
+        q.act_zero_point,
+        act,
+        "uint8",
+    )
+    torch.library.opcheck(
+        torch.ops.lowbit.quant_linear.default,
+        args,
+        test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_static"),
+    )
 
 
 @pytest.mark.parametrize("axis", [None, 1])
@@ -34,10 +49,15 @@ def test_opcheck_fake_quantize(axis):
     x = torch.randn(4, 5)
     scale = torch.full((5,) if axis is not None else (), 0.05)
     zp = torch.zeros_like(scale, dtype=torch.int32)
-    torch.library.opcheck(torch.ops.lowbit.fake_quantize.default, (x, scale, zp, "int8", axis),
-                          test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_static"))
-    assert torch.equal(torch.ops.lowbit.fake_quantize(x, scale, zp, "int8", axis),
-                       _torch_ops.fake_quantize_reference(x, scale, zp, "int8", axis))
+    torch.library.opcheck(
+        torch.ops.lowbit.fake_quantize.default,
+        (x, scale, zp, "int8", axis),
+        test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_static"),
+    )
+    assert torch.equal(
+        torch.ops.lowbit.fake_quantize(x, scale, zp, "int8", axis),
+        _torch_ops.fake_quantize_reference(x, scale, zp, "int8", axis),
+    )
 
 
 def test_meta_tensors_give_shapes():

@@ -9,8 +9,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("safetensors")
 
-import lowbit  # noqa: E402
-from lowbit.models import DigitsCNN  # noqa: E402
+import lowbit
+from lowbit.models import DigitsCNN
 
 
 @pytest.fixture
@@ -49,13 +49,20 @@ def test_file_metadata(tmp_path, qmodel):
         assert f.get_tensor("fc1.weight_int8").dtype == torch.int8
     assert meta["format"] == "lowbit.model/1" and meta["lowbit_version"] == lowbit.__version__
     assert meta["model_class"] == "lowbit.models:DigitsCNN"
-    assert meta["layers"]["fc2"]["weight"] == "int4" and meta["config"]["per_layer"]["fc2"]["weight"] == "int4"
+    assert (
+        meta["layers"]["fc2"]["weight"] == "int4"
+        and meta["config"]["per_layer"]["fc2"]["weight"] == "int4"
+    )
 
 
 def test_state_dict_round_trip(qmodel, x):
     torch.manual_seed(7)
-    fresh = lowbit.quantize_model(DigitsCNN().eval(), lowbit.QuantConfig(
-        activation=qmodel.fc1.activation, per_layer={"fc2": {"weight": "int4"}}), calib_data=[x * 3], progress=False)
+    fresh = lowbit.quantize_model(
+        DigitsCNN().eval(),
+        lowbit.QuantConfig(activation=qmodel.fc1.activation, per_layer={"fc2": {"weight": "int4"}}),
+        calib_data=[x * 3],
+        progress=False,
+    )
     assert not torch.equal(fresh(x), qmodel(x))
     fresh.load_state_dict(qmodel.state_dict())
     assert torch.equal(fresh(x), qmodel(x))
@@ -112,3 +119,18 @@ def test_qat_models_must_be_converted_first(tmp_path):
     qat = lowbit.prepare_qat(DigitsCNN(), lowbit.QuantConfig(activation="static"))
     with pytest.raises(ValueError, match="convert"):
         lowbit.save(qat, tmp_path / "q.safetensors")
+
+
+def test_save_load_with_quantized_embedding(tmp_path):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Embedding(20, 8), torch.nn.Linear(8, 3))
+    q = lowbit.quantize_model(model, lowbit.QuantConfig(embedding="int8"))
+    path = tmp_path / "emb.safetensors"
+    lowbit.save(q, path)
+    idx = torch.tensor([[1, 5, 19]])
+    loaded = lowbit.load(
+        path, torch.nn.Sequential(torch.nn.Embedding(20, 8), torch.nn.Linear(8, 3))
+    )
+    assert isinstance(loaded[0], lowbit.nn.QuantEmbedding) and torch.equal(loaded(idx), q(idx))
+    with pytest.raises(ValueError, match=r"layer '0' was Embedding\(20, 8\)"):
+        lowbit.load(path, torch.nn.Sequential(torch.nn.Embedding(21, 8), torch.nn.Linear(8, 3)))

@@ -56,7 +56,8 @@ py::tuple minmax_per_channel_py(const py::array& x, int64_t axis) {
 
 py::tuple histogram_py(const py::array& x, float scale, float base, int64_t bins) {
   const float* p = f32_data(x);
-  if (bins < 1 || bins > (int64_t{1} << 24)) value_error("bins: expected 1 <= bins <= 2**24, got " + std::to_string(bins));
+  // Each thread keeps kHistogramWays partial copies of the counts: cap their size.
+  if (bins < 1 || bins > (int64_t{1} << 16)) value_error("bins: expected 1 <= bins <= 2**16, got " + std::to_string(bins));
   int e = 0;
   if (!(std::isfinite(scale) && scale > 0.0f && std::frexp(scale, &e) == 0.5f))
     value_error("scale: expected a finite positive power of two, got " + std::to_string(scale));

@@ -38,6 +38,9 @@ from .calibration import calibrate
 from . import metrics
 
 from .config import QuantConfig
+from . import formats
+from .formats import FORMATS, FormatQTensor
+from .comparison import FormatComparison, compare_formats, format_label
 
 _apply_env()
 
@@ -116,4 +119,10 @@ __all__ = [
     "PowerOfTwoObserver",
     "calibrate",
     "metrics",
+    "formats",
+    "FORMATS",
+    "FormatQTensor",
+    "compare_formats",
+    "FormatComparison",
+    "format_label",
 ]

@@ -211,17 +211,20 @@ def mse_range(bins: Bins, choose, qmin: int, qmax: int, symmetric: bool) -> tupl
         pool_err.append(err)
         return err
 
+    # Symmetric ranges are [-t, t]; below the data's smallest magnitude t only clips everything.
+    t_min = 0.0 if mn <= 0.0 <= mx else min(abs(mn), abs(mx))
     if symmetric:
         t = np.unique(np.abs(edges[(edges >= mn) & (edges <= mx)]))
-        t = t[t > 0]
+        t = t[(t > 0) & (t >= t_min)]
         if t.size == 0:
             return mn, mx
         lo = np.maximum(-t, mn)
         hi = np.minimum(t, mx)
         evaluate(lo, hi)
     else:
-        cand_hi = edges[(edges >= max(mn, 0.0)) & (edges <= mx)]
-        cand_lo = edges[(edges <= min(mx, 0.0)) & (edges >= mn)]
+        # Every other edge is enough here: the local refinement below walks the half-bin lattice.
+        cand_hi = edges[(edges >= max(mn, 0.0)) & (edges <= mx)][::-2]
+        cand_lo = edges[(edges <= min(mx, 0.0)) & (edges >= mn)][::2]
         cand_hi = cand_hi if cand_hi.size else np.array([mx])
         cand_lo = cand_lo if cand_lo.size else np.array([mn])
         a, b = mn, mx
@@ -240,7 +243,7 @@ def mse_range(bins: Bins, choose, qmin: int, qmax: int, symmetric: bool) -> tupl
     def local(a, b, offsets, score):
         """Coordinate descent on a half-bin lattice around (a, b) under ``score``."""
         if symmetric:
-            t = np.clip(max(-a, b) + offsets, half, max(-mn, mx))
+            t = np.clip(max(-a, b) + offsets, max(half, t_min), max(-mn, mx))
             cl, ch = np.maximum(-t, mn), np.minimum(t, mx)
             k = int(np.argmin(score(cl, ch)))
             return float(cl[k]), float(ch[k])
@@ -266,21 +269,25 @@ def mse_range(bins: Bins, choose, qmin: int, qmax: int, symmetric: bool) -> tupl
         if (lo[k], hi[k]) not in seen:
             seen.add((lo[k], hi[k]))
             keep.append(k)
-            if len(keep) == 8:
+            if len(keep) == 6:
                 break
     lo = np.concatenate((lo[keep], [mn]))
     hi = np.concatenate((hi[keep], [mx]))
 
     def exact(lo, hi):
         scale, zp, _, _ = _levels(lo, hi, choose, qmin, qmax)
-        return expected_sq_error(bins, scale, zp, qmin, qmax)
+        # Small batches keep the temporaries under ~128 KiB: no mmap/page faults per call.
+        rows = max(1, (1 << 14) // max(1, bins.count.shape[0]))
+        return np.concatenate(
+            [expected_sq_error(bins, scale[i : i + rows], zp[i : i + rows], qmin, qmax) for i in range(0, scale.size, rows)]
+        )
 
     k = int(np.argmin(exact(lo, hi)))
     a, b = float(lo[k]), float(hi[k])
     # One exact polish step: both ends moved by up to 3 half-bins, in a single batch.
     d = np.arange(-3, 4) * half
     if symmetric:
-        t = np.clip(max(-a, b) + d, half, max(-mn, mx))
+        t = np.clip(max(-a, b) + d, max(half, t_min), max(-mn, mx))
         cl, ch = np.maximum(-t, mn), np.minimum(t, mx)
     else:
         cl = np.concatenate((np.clip(a + d, mn, min(mx, 0.0)), np.full(d.shape, a)))

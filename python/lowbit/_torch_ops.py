@@ -25,11 +25,11 @@ from .quantize import qrange
 __all__ = [
     "fake_quantize",
     "fake_quantize_impl",
+    "fake_quantize_reference",
+    "packed_weight",
     "quant_linear",
     "quant_linear_impl",
-    "fake_quantize_reference",
     "quant_linear_reference",
-    "packed_weight",
     "to_numpy",
 ]
 
@@ -147,7 +147,13 @@ _PACKED: dict[tuple, tuple[Any, int, Any]] = {}
 
 
 def _pack_key(w_q: torch.Tensor, w_scale: torch.Tensor, w_zp: torch.Tensor) -> tuple:
-    return (w_q.data_ptr(), tuple(w_q.shape), tuple(w_q.stride()), w_scale.data_ptr(), w_zp.data_ptr())
+    return (
+        w_q.data_ptr(),
+        tuple(w_q.shape),
+        tuple(w_q.stride()),
+        w_scale.data_ptr(),
+        w_zp.data_ptr(),
+    )
 
 
 def packed_weight(w_q: torch.Tensor, w_scale: torch.Tensor, w_zp: torch.Tensor) -> Any:
@@ -160,7 +166,9 @@ def packed_weight(w_q: torch.Tensor, w_scale: torch.Tensor, w_zp: torch.Tensor) 
     if hit is not None and hit[0]() is not None and hit[1] == version:
         return hit[2]
     packed = lowbit.pack_weight(
-        to_numpy(w_q), scale=to_numpy(w_scale.to(torch.float32)), zero_point=to_numpy(w_zp.to(torch.int32))
+        to_numpy(w_q),
+        scale=to_numpy(w_scale.to(torch.float32)),
+        zero_point=to_numpy(w_zp.to(torch.int32)),
     )
 
     def _drop(_ref: Any, key: tuple = key) -> None:
@@ -182,7 +190,9 @@ def _act_qparams_per_row(x: torch.Tensor, dtype: str) -> tuple[torch.Tensor, tor
     lo = torch.clamp(finite.amin(dim=-1, keepdim=True), max=0.0)
     hi = torch.clamp(finite.amax(dim=-1, keepdim=True), min=0.0)
     fmax = float(torch.finfo(torch.float32).max)
-    scale = torch.clamp((hi - lo).clamp(max=fmax) / float(qmax - qmin), min=float(np.finfo(np.float32).eps))
+    scale = torch.clamp(
+        (hi - lo).clamp(max=fmax) / float(qmax - qmin), min=float(np.finfo(np.float32).eps)
+    )
     zp = torch.clamp(qmin - torch.round(lo / scale), qmin, qmax)
     return scale, zp
 
@@ -238,11 +248,17 @@ def quant_linear_impl(
     if act not in _ACT_MODES:
         raise ValueError(f"act: expected one of {_ACT_MODES}, got {act!r}")
     if x.device.type != "cpu":
-        return quant_linear_reference(x, w_q, w_scale, w_zp, bias, act_scale, act_zp, act, act_dtype)
+        return quant_linear_reference(
+            x, w_q, w_scale, w_zp, bias, act_scale, act_zp, act, act_dtype
+        )
     packed = packed_weight(w_q, w_scale, w_zp)
     kwargs: dict[str, Any] = {}
     if act == "static":
-        kwargs = {"act_scale": float(act_scale), "act_zero_point": int(act_zp), "act_dtype": act_dtype}
+        kwargs = {
+            "act_scale": float(act_scale),
+            "act_zero_point": int(act_zp),
+            "act_dtype": act_dtype,
+        }
     b = None if bias is None else to_numpy(bias.to(torch.float32))
     y = lowbit.linear(to_numpy(x.to(torch.float32)), packed, b, act=act, **kwargs)
     return torch.from_numpy(y)

@@ -7,8 +7,9 @@ granularity, observer, plus per-layer overrides (mixed precision) and exclusions
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Optional, Union
 
 __all__ = ["QuantConfig"]
 
@@ -35,6 +36,8 @@ class QuantConfig:
         observer: activation observer for static calibration: "minmax", "moving_average",
             "histogram" (MSE-optimal clipping), "percentile" or "entropy".
         activation_dtype: "uint8" (asymmetric, the default) or "int8" for static activations.
+        embedding: "int8" also stores ``nn.Embedding`` tables as int8 rows (weight-only, one scale
+            per row; 4x smaller vocabularies), None keeps them float.
         exclude: module-name patterns (fnmatch, e.g. "classifier" or "encoder.*.output.dense")
             kept in float32.
         per_layer: pattern -> QuantConfig (or dict of overrides) for mixed precision; the first
@@ -52,6 +55,7 @@ class QuantConfig:
     symmetric_weights: bool = True
     observer: str = "minmax"
     activation_dtype: str = "uint8"
+    embedding: Optional[str] = None
     exclude: tuple = ()
     per_layer: Mapping[str, Any] = field(default_factory=dict)
 
@@ -59,14 +63,24 @@ class QuantConfig:
         if self.weight not in _WEIGHTS:
             raise ValueError(f"QuantConfig.weight: expected one of {_WEIGHTS}, got {self.weight!r}")
         if self.activation not in _ACTIVATIONS:
-            raise ValueError(f"QuantConfig.activation: expected one of {_ACTIVATIONS}, got {self.activation!r}")
+            raise ValueError(
+                f"QuantConfig.activation: expected one of {_ACTIVATIONS}, got {self.activation!r}"
+            )
         if self.granularity not in _GRANULARITIES:
-            raise ValueError(f"QuantConfig.granularity: expected one of {_GRANULARITIES}, got {self.granularity!r}")
+            raise ValueError(
+                f"QuantConfig.granularity: expected one of {_GRANULARITIES}, got {self.granularity!r}"
+            )
         if self.observer not in _OBSERVERS:
-            raise ValueError(f"QuantConfig.observer: expected one of {_OBSERVERS}, got {self.observer!r}")
+            raise ValueError(
+                f"QuantConfig.observer: expected one of {_OBSERVERS}, got {self.observer!r}"
+            )
         if self.activation_dtype not in _ACT_DTYPES:
             raise ValueError(
                 f"QuantConfig.activation_dtype: expected one of {_ACT_DTYPES}, got {self.activation_dtype!r}"
+            )
+        if self.embedding not in (None, "int8"):
+            raise ValueError(
+                f"QuantConfig.embedding: expected None or 'int8', got {self.embedding!r}"
             )
         if not isinstance(self.symmetric_weights, bool):
             raise TypeError("QuantConfig.symmetric_weights: expected a bool")
@@ -80,7 +94,9 @@ class QuantConfig:
             raise TypeError("QuantConfig.exclude: expected module-name patterns (strings)")
         object.__setattr__(self, "exclude", excl)
         if not isinstance(self.per_layer, Mapping):
-            raise TypeError("QuantConfig.per_layer: expected a mapping of pattern -> QuantConfig or dict")
+            raise TypeError(
+                "QuantConfig.per_layer: expected a mapping of pattern -> QuantConfig or dict"
+            )
         resolved = {}
         for pattern, sub in self.per_layer.items():
             if not isinstance(pattern, str):
@@ -88,10 +104,14 @@ class QuantConfig:
             if isinstance(sub, Mapping):
                 unknown = set(sub) - {f.name for f in fields(QuantConfig)}
                 if unknown:
-                    raise ValueError(f"QuantConfig.per_layer[{pattern!r}]: unknown fields {sorted(unknown)}")
+                    raise ValueError(
+                        f"QuantConfig.per_layer[{pattern!r}]: unknown fields {sorted(unknown)}"
+                    )
                 sub = replace(self, per_layer={}, exclude=(), **dict(sub))
             elif not isinstance(sub, QuantConfig):
-                raise TypeError(f"QuantConfig.per_layer[{pattern!r}]: expected a QuantConfig or dict")
+                raise TypeError(
+                    f"QuantConfig.per_layer[{pattern!r}]: expected a QuantConfig or dict"
+                )
             resolved[pattern] = sub
         object.__setattr__(self, "per_layer", resolved)
 
@@ -99,7 +119,7 @@ class QuantConfig:
         """True when ``name`` matches a pattern of ``exclude``."""
         return any(fnmatch.fnmatchcase(name, p) for p in self.exclude)
 
-    def for_layer(self, name: str) -> "QuantConfig":
+    def for_layer(self, name: str) -> QuantConfig:
         """The config that applies to the module called ``name`` (first matching per_layer entry)."""
         for pattern, sub in self.per_layer.items():
             if fnmatch.fnmatchcase(name, pattern):
@@ -118,7 +138,7 @@ class QuantConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "QuantConfig":
+    def from_dict(cls, d: Mapping[str, Any]) -> QuantConfig:
         d = dict(d)
         d["exclude"] = tuple(d.get("exclude", ()))
         d["per_layer"] = {k: cls.from_dict(v) for k, v in d.get("per_layer", {}).items()}

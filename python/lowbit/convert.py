@@ -5,9 +5,9 @@ summary. Public torch layer built from lowbit.nn, lowbit.observers and lowbit.ca
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Optional, Union
+from typing import Any, Optional, Union
 
 import torch
 from torch import nn
@@ -15,10 +15,10 @@ from torch import nn
 import lowbit
 
 from .config import QuantConfig, as_config
-from .nn import FakeQuantize, QATConv2d, QATLinear, QuantConv2d, QuantLinear
+from .nn import FakeQuantize, QATConv2d, QATLinear, QuantConv2d, QuantEmbedding, QuantLinear
 from .nn.linear import _QuantBase
 
-__all__ = ["quantize_model", "prepare_qat", "convert", "summary", "Summary", "run_batch"]
+__all__ = ["Summary", "convert", "prepare_qat", "quantize_model", "run_batch", "summary"]
 
 _REASONS_ATTR = "_lowbit_float_layers"
 _CONFIG_ATTR = "_lowbit_config"
@@ -35,7 +35,10 @@ def _check_model(model: Any) -> nn.Module:
 
 
 def _param_bytes(m: nn.Module) -> int:
-    return sum(t.numel() * t.element_size() for t in list(m.parameters(recurse=False)) + list(m.buffers(recurse=False)))
+    return sum(
+        t.numel() * t.element_size()
+        for t in list(m.parameters(recurse=False)) + list(m.buffers(recurse=False))
+    )
 
 
 def _set_submodule(model: nn.Module, name: str, new: nn.Module) -> None:
@@ -72,14 +75,45 @@ def _float_leaves(model: nn.Module, handled: set[str]) -> dict[str, str]:
     """Leaf modules that hold parameters and that no transform touched, with a reason."""
     out = {}
     for n, m in model.named_modules():
-        if n in handled or isinstance(m, (_QuantBase, QATLinear, QATConv2d, FakeQuantize)):
+        if n in handled or isinstance(
+            m, (_QuantBase, QuantEmbedding, QATLinear, QATConv2d, FakeQuantize)
+        ):
             continue
         if any(True for _ in m.parameters(recurse=False)):
             if isinstance(m, (nn.Linear, nn.Conv2d)):
-                out[n] = f"subclass {type(m).__name__} of {nn.Linear.__name__ if isinstance(m, nn.Linear) else 'Conv2d'} is not replaced"
+                out[n] = (
+                    f"subclass {type(m).__name__} of {nn.Linear.__name__ if isinstance(m, nn.Linear) else 'Conv2d'} is not replaced"
+                )
+            elif type(m) is nn.Embedding:
+                out[n] = (
+                    "Embedding kept float (QuantConfig(embedding='int8') stores it as int8 rows)"
+                )
             else:
                 out[n] = f"{type(m).__name__} has no lowbit kernel"
     return out
+
+
+def _quantize_embeddings(work: nn.Module, config: QuantConfig, reasons: dict[str, str]) -> set[str]:
+    """Replaces plain nn.Embedding layers whose config asks for it; returns the names handled."""
+    done = set()
+    for name, m in list(work.named_modules()):
+        if type(m) is not nn.Embedding:
+            continue
+        cfg = config.for_layer(name)
+        if cfg.embedding is None:
+            continue
+        done.add(name)
+        if cfg.is_excluded(name):
+            reasons[name] = "excluded by config"
+            continue
+        try:
+            q = QuantEmbedding.from_float(m, name=name)
+        except ValueError as e:
+            reasons[name] = str(e)
+            continue
+        q._float_nbytes = _param_bytes(m)
+        _set_submodule(work, name, q)
+    return done
 
 
 def run_batch(model: nn.Module, batch: Any) -> Any:
@@ -106,15 +140,24 @@ _OBSERVER_CLASSES = {
 def _make_observer(cfg: QuantConfig) -> Any:
     cls_name, kwargs = _OBSERVER_CLASSES[cfg.observer]
     symmetric = cfg.activation_dtype == "int8"
-    return getattr(lowbit.observers, cls_name)(dtype=cfg.activation_dtype, symmetric=symmetric, **kwargs)
+    return getattr(lowbit.observers, cls_name)(
+        dtype=cfg.activation_dtype, symmetric=symmetric, **kwargs
+    )
 
 
-def _calibrate(model: nn.Module, targets: dict[str, nn.Module], cfgs: dict[str, QuantConfig], calib_data: Any,
-               progress: bool) -> dict[str, tuple[float, int]]:
+def _calibrate(
+    model: nn.Module,
+    targets: dict[str, nn.Module],
+    cfgs: dict[str, QuantConfig],
+    calib_data: Any,
+    progress: bool,
+) -> dict[str, tuple[float, int]]:
     """Observes the inputs of ``targets`` over ``calib_data``; returns name -> (scale, zero_point)
     for the layers that saw data."""
     if calib_data is None:
-        raise ValueError("calib_data: static activation quantization needs calibration data (an iterable of batches)")
+        raise ValueError(
+            "calib_data: static activation quantization needs calibration data (an iterable of batches)"
+        )
     if isinstance(calib_data, (torch.Tensor, Mapping)):
         calib_data = [calib_data]
     observers = {n: _make_observer(cfgs[n]) for n in targets}
@@ -127,9 +170,12 @@ def _calibrate(model: nn.Module, targets: dict[str, nn.Module], cfgs: dict[str, 
             state["layer"] = name
             x = args[0] if args else None
             if not isinstance(x, torch.Tensor) or not x.is_floating_point():
-                raise TypeError(f"layer '{name}' received {type(x).__name__} input, expected a float tensor")
+                raise TypeError(
+                    f"layer '{name}' received {type(x).__name__} input, expected a float tensor"
+                )
             observers[name].update(x.detach().cpu())
             seen[name] += 1
+
         return hook
 
     def fn(batch: Any) -> None:
@@ -208,7 +254,13 @@ def quantize_model(
     config = as_config(config)
     cands = _candidates(model)
     if not cands:
-        kinds = sorted({type(m).__name__ for m in model.modules() if any(True for _ in m.parameters(recurse=False))})
+        kinds = sorted(
+            {
+                type(m).__name__
+                for m in model.modules()
+                if any(True for _ in m.parameters(recurse=False))
+            }
+        )
         raise ValueError(
             f"quantize_model: {type(model).__name__} has no nn.Linear or nn.Conv2d layer to quantize"
             + (f" (layers with weights: {', '.join(kinds)})" if kinds else "")
@@ -242,7 +294,7 @@ def quantize_model(
             continue
         q._float_nbytes = _param_bytes(m)
         _set_submodule(work, name, q)
-    handled = set(reasons) | set(targets)
+    handled = set(reasons) | set(targets) | _quantize_embeddings(work, config, reasons)
     reasons.update(_float_leaves(work, handled))
     setattr(work, _REASONS_ATTR, {**getattr(work, _REASONS_ATTR, {}), **reasons})
     setattr(work, _CONFIG_ATTR, config)
@@ -274,7 +326,9 @@ def prepare_qat(
     config = as_config(config)
     cands = _candidates(model)
     if not cands:
-        raise ValueError(f"prepare_qat: {type(model).__name__} has no nn.Linear or nn.Conv2d layer to quantize")
+        raise ValueError(
+            f"prepare_qat: {type(model).__name__} has no nn.Linear or nn.Conv2d layer to quantize"
+        )
     work = model if inplace else copy.deepcopy(model)
     reasons: dict[str, str] = {}
     done = set()
@@ -282,7 +336,11 @@ def prepare_qat(
         m = work.get_submodule(name)
         cfg = config.for_layer(name)
         why = _unsupported_reason(name, m, cfg)
-        if why is None and cfg.activation is not None and cfg.activation not in ("static", "dynamic", "dynamic_per_tensor"):
+        if (
+            why is None
+            and cfg.activation is not None
+            and cfg.activation not in ("static", "dynamic", "dynamic_per_tensor")
+        ):
             why = f"activation={cfg.activation!r} has no QAT form"
         if why is not None:
             reasons[name] = why
@@ -313,11 +371,15 @@ def convert(model: nn.Module, *, inplace: bool = False) -> nn.Module:
     qat = [(n, m) for n, m in model.named_modules() if isinstance(m, (QATLinear, QATConv2d))]
     if not qat:
         raise ValueError("convert: the model has no QAT layer (use lowbit.prepare_qat first)")
-    unseen = [n for n, m in qat if m.input_fake_quant is not None and not m.input_fake_quant.initialized]
+    unseen = [
+        n for n, m in qat if m.input_fake_quant is not None and not m.input_fake_quant.initialized
+    ]
     static = [n for n, m in qat if m.input_fake_quant is not None]
     if static and len(unseen) == len(static):
-        raise ValueError(f"convert: layer '{unseen[0]}' never saw data, its input range is unknown "
-                         "(run data through the model in training mode first)")
+        raise ValueError(
+            f"convert: layer '{unseen[0]}' never saw data, its input range is unknown "
+            "(run data through the model in training mode first)"
+        )
     work = model if inplace else copy.deepcopy(model)
     reasons = getattr(work, _REASONS_ATTR, {})
     for name, _ in qat:
@@ -335,13 +397,19 @@ def convert(model: nn.Module, *, inplace: bool = False) -> nn.Module:
             afq = m.input_fake_quant
             scale = torch.clamp(afq.scale.detach(), min=float(torch.finfo(torch.float32).eps))
             act_qparams = (float(scale), int(afq.zero_point))
-            cfg = QuantConfig(**{**cfg.to_dict(), "per_layer": {}, "exclude": (),
-                                 "activation_dtype": afq.dtype})
+            cfg = QuantConfig(
+                **{**cfg.to_dict(), "per_layer": {}, "exclude": (), "activation_dtype": afq.dtype}
+            )
         wscale = torch.clamp(wfq.scale.detach(), min=float(torch.finfo(torch.float32).eps))
         n_out = m.weight.shape[0]
-        weight_qparams = (wscale.reshape(-1).expand(n_out), wfq.zero_point.reshape(-1).expand(n_out))
+        weight_qparams = (
+            wscale.reshape(-1).expand(n_out),
+            wfq.zero_point.reshape(-1).expand(n_out),
+        )
         cls = QuantLinear if isinstance(m, QATLinear) else QuantConv2d
-        q = cls.from_float(m.to_float(), cfg, act_qparams=act_qparams, weight_qparams=weight_qparams, name=name)
+        q = cls.from_float(
+            m.to_float(), cfg, act_qparams=act_qparams, weight_qparams=weight_qparams, name=name
+        )
         q._float_nbytes = getattr(m, "_float_nbytes", _param_bytes(m))
         _set_submodule(work, name, q)
     setattr(work, _REASONS_ATTR, reasons)
@@ -368,7 +436,10 @@ class Summary:
 
     def __str__(self) -> str:
         head = ("layer", "type", "action", "bytes before", "bytes after")
-        body = [(r["layer"], r["type"], r["action"], f"{r['bytes_before']:,}", f"{r['bytes_after']:,}") for r in self.rows]
+        body = [
+            (r["layer"], r["type"], r["action"], f"{r['bytes_before']:,}", f"{r['bytes_after']:,}")
+            for r in self.rows
+        ]
         body.append(("total", "", "", f"{self.bytes_before:,}", f"{self.bytes_after:,}"))
         widths = [max(len(str(row[i])) for row in [head, *body]) for i in range(5)]
         fmt = "  ".join(f"{{:{'>' if i >= 3 else '<'}{w}}}" for i, w in enumerate(widths))
@@ -385,13 +456,21 @@ class Summary:
 
 
 def _action(m: nn.Module) -> str:
+    if isinstance(m, QuantEmbedding):
+        return "int8 rows (per-row scale), weight-only"
     if isinstance(m, _QuantBase):
-        act = {"dynamic": "dynamic act (per row)", "dynamic_per_tensor": "dynamic act (per tensor)",
-               "static": f"static {m.activation_dtype} act", None: "weight-only"}[m.activation]
+        act = {
+            "dynamic": "dynamic act (per row)",
+            "dynamic_per_tensor": "dynamic act (per tensor)",
+            "static": f"static {m.activation_dtype} act",
+            None: "weight-only",
+        }[m.activation]
         return f"{m.weight_dtype} weights {m.granularity}, {act}"
     if isinstance(m, (QATLinear, QATConv2d)):
         c = m.config
-        return f"QAT: fake-quant {c.weight} weights" + (", static act" if m.input_fake_quant is not None else "")
+        return f"QAT: fake-quant {c.weight} weights" + (
+            ", static act" if m.input_fake_quant is not None else ""
+        )
     return ""
 
 
@@ -415,14 +494,28 @@ def summary(model: nn.Module) -> Summary:
     for name, m in model.named_modules():
         if isinstance(m, FakeQuantize):
             continue
-        if isinstance(m, (_QuantBase, QATLinear, QATConv2d)):
-            after = m.nbytes if isinstance(m, _QuantBase) else _param_bytes(m)
+        if isinstance(m, (_QuantBase, QuantEmbedding, QATLinear, QATConv2d)):
+            after = m.nbytes if isinstance(m, (_QuantBase, QuantEmbedding)) else _param_bytes(m)
             before = getattr(m, "_float_nbytes", after)
-            rows.append({"layer": name, "type": type(m).__name__, "action": _action(m),
-                         "bytes_before": before, "bytes_after": after})
+            rows.append(
+                {
+                    "layer": name,
+                    "type": type(m).__name__,
+                    "action": _action(m),
+                    "bytes_before": before,
+                    "bytes_after": after,
+                }
+            )
         elif name in reasons or any(True for _ in m.parameters(recurse=False)):
             why = reasons.get(name, "not quantized")
             b = _param_bytes(m)
-            rows.append({"layer": name, "type": type(m).__name__, "action": f"float: {why}",
-                         "bytes_before": b, "bytes_after": b})
+            rows.append(
+                {
+                    "layer": name,
+                    "type": type(m).__name__,
+                    "action": f"float: {why}",
+                    "bytes_before": b,
+                    "bytes_after": b,
+                }
+            )
     return Summary(rows)

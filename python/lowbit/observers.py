@@ -13,6 +13,8 @@ Common policy:
       and a ``RuntimeWarning`` is issued once per observer.
     - ``compute_qparams()`` before any finite value was seen raises ``RuntimeError``.
     - ``state_dict()`` is plain JSON-able data; ``Observer.from_state_dict(d)`` rebuilds any observer.
+    - Defaults: ``dtype="int8"``, affine (``symmetric=False``), full range.
+    - An observer is not thread-safe: give each thread (or process) its own and ``merge`` them.
 
 Example:
     >>> import numpy as np, lowbit
@@ -169,7 +171,12 @@ class Observer:
             raise ValueError(f"d: holds a {d['type']}, not a {cls.__name__}")
         if d["version"] != _STATE_VERSION:
             raise ValueError(f"d: state version {d['version']!r} is not supported (expected {_STATE_VERSION})")
-        obs = target(**d["config"])
+        if not isinstance(d["config"], dict):
+            raise ValueError("d: 'config' must be a dict")
+        try:
+            obs = target(**d["config"])
+        except TypeError as exc:
+            raise ValueError(f"d: bad {d['type']} config: {exc}") from None
         try:
             obs._load(d["state"])
         except (KeyError, TypeError, IndexError) as exc:
@@ -594,8 +601,10 @@ class HistogramObserver(Observer):
 
     The histogram has ``bins`` int64 counts on a power-of-two grid that grows with the observed
     range and re-bins exactly (see ``lowbit._histogram``): memory is ``bins`` counts whatever the
-    data size, and ``merge`` gives exactly the histogram of one pass over all the data. Exact
-    zeros are also counted apart (``zeros``), so that a spike at zero is modelled as such.
+    data size, and ``merge`` gives exactly the histogram of one pass over all the data. The
+    observed range spans between ``bins / 2`` and ``bins`` of the bins (the finest power-of-two
+    width that fits). Exact zeros are also counted apart (``zeros``), so that a spike at zero is
+    modelled as such.
 
     Methods:
         "mse": the range minimizing the expected quantization MSE of the histogram (as PyTorch's
@@ -606,7 +615,8 @@ class HistogramObserver(Observer):
             quantized version; the threshold ``t`` gives the range ``[-t, t]`` cut to the data.
 
     Args:
-        bins: number of histogram bins, 16 to 2**20.
+        bins: number of histogram bins, 16 to 2**16 (state: bins int64 counts; scratch while
+            updating: 8 copies per thread).
         method: "mse", "percentile" or "entropy".
         percentile: for "percentile", in (50, 100].
 
@@ -621,8 +631,8 @@ class HistogramObserver(Observer):
     def __init__(self, bins: int = 2048, method: str = "mse", percentile: float = 99.99, **kwargs: Any):
         if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)):
             raise TypeError(f"bins: expected an int, got {type(bins).__name__}")
-        if not 16 <= int(bins) <= 1 << 20:
-            raise ValueError(f"bins: expected 16 <= bins <= 2**20, got {bins}")
+        if not 16 <= int(bins) <= 1 << 16:
+            raise ValueError(f"bins: expected 16 <= bins <= 2**16, got {bins}")
         if method not in _METHODS:
             raise ValueError(f"method: expected one of {', '.join(map(repr, _METHODS))}, got {method!r}")
         if isinstance(percentile, bool) or not isinstance(percentile, (int, float, np.floating)):

@@ -20,19 +20,21 @@ import lowbit
 
 from .config import QuantConfig
 from .convert import _CONFIG_ATTR, _REASONS_ATTR, _set_submodule
-from .nn import QuantConv2d, QuantLinear
+from .nn import QuantConv2d, QuantEmbedding, QuantLinear
 from .nn.linear import _QuantBase
 
-__all__ = ["save", "load"]
+__all__ = ["load", "save"]
 
 FORMAT = "lowbit.model/1"
-_KINDS = {"QuantLinear": QuantLinear, "QuantConv2d": QuantConv2d}
+_KINDS = {"QuantLinear": QuantLinear, "QuantConv2d": QuantConv2d, "QuantEmbedding": QuantEmbedding}
 
 PathLike = Union[str, "os.PathLike[str]"]
 
 
 def _metadata(model: nn.Module) -> dict[str, Any]:
-    layers = {n: m.spec() for n, m in model.named_modules() if isinstance(m, _QuantBase)}
+    layers = {
+        n: m.spec() for n, m in model.named_modules() if isinstance(m, (_QuantBase, QuantEmbedding))
+    }
     cfg = getattr(model, _CONFIG_ATTR, None)
     cls = type(model)
     return {
@@ -73,7 +75,9 @@ def save(model: nn.Module, path: PathLike) -> None:
 
     qat = [n for n, m in model.named_modules() if isinstance(m, (QATLinear, QATConv2d))]
     if qat:
-        raise ValueError(f"save: layer '{qat[0]}' is a QAT module; call lowbit.convert(model) before saving")
+        raise ValueError(
+            f"save: layer '{qat[0]}' is a QAT module; call lowbit.convert(model) before saving"
+        )
     tensors: dict[str, torch.Tensor] = {}
     seen: set[int] = set()
     for k, v in model.state_dict().items():
@@ -95,16 +99,22 @@ def _read(path: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
             raw = (f.metadata() or {}).get("lowbit")
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as e:  # safetensors raises its own error types for damaged files
-        raise ValueError(f"lowbit.load: '{path}' is not a readable safetensors file (corrupted or truncated?): {e}") from e
+        raise ValueError(
+            f"lowbit.load: '{path}' is not a readable safetensors file (corrupted or truncated?): {e}"
+        ) from e
     if raw is None:
-        raise ValueError(f"lowbit.load: '{path}' has no lowbit metadata (not written by lowbit.save)")
+        raise ValueError(
+            f"lowbit.load: '{path}' has no lowbit metadata (not written by lowbit.save)"
+        )
     try:
         meta = json.loads(raw)
     except json.JSONDecodeError as e:
         raise ValueError(f"lowbit.load: '{path}' has corrupted lowbit metadata: {e}") from e
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ValueError(f"lowbit.load: '{path}' has format {meta.get('format') if isinstance(meta, dict) else None!r}, "
-                         f"expected {FORMAT!r}")
+        raise ValueError(
+            f"lowbit.load: '{path}' has format {meta.get('format') if isinstance(meta, dict) else None!r}, "
+            f"expected {FORMAT!r}"
+        )
     return meta, tensors
 
 
@@ -122,30 +132,48 @@ def _skeleton(meta: dict[str, Any], path: str) -> nn.Module:
         ) from e
 
 
-def _check_layer(float_mod: Optional[nn.Module], name: str, spec: dict[str, Any], path: str) -> None:
+def _check_layer(
+    float_mod: Optional[nn.Module], name: str, spec: dict[str, Any], path: str
+) -> None:
     kind = spec.get("kind")
     if kind not in _KINDS:
         raise ValueError(f"lowbit.load: '{path}': layer '{name}' has unknown kind {kind!r}")
     if float_mod is None:
-        raise ValueError(f"lowbit.load: '{path}' has quantized layer '{name}', which the model does not have "
-                         "(different architecture?)")
+        raise ValueError(
+            f"lowbit.load: '{path}' has quantized layer '{name}', which the model does not have "
+            "(different architecture?)"
+        )
     if isinstance(float_mod, _KINDS[kind]):
         got = float_mod.spec()
         if got != spec:
-            raise ValueError(f"lowbit.load: '{path}': layer '{name}' is {spec}, the model's is {got}")
+            raise ValueError(
+                f"lowbit.load: '{path}': layer '{name}' is {spec}, the model's is {got}"
+            )
         return
     if kind == "QuantLinear":
-        ok = isinstance(float_mod, nn.Linear) and (float_mod.in_features, float_mod.out_features) == (
-            spec["in_features"], spec["out_features"])
+        ok = isinstance(float_mod, nn.Linear) and (
+            float_mod.in_features,
+            float_mod.out_features,
+        ) == (spec["in_features"], spec["out_features"])
         want = f"Linear({spec['in_features']}, {spec['out_features']})"
+    elif kind == "QuantEmbedding":
+        ok = isinstance(float_mod, nn.Embedding) and (
+            float_mod.num_embeddings,
+            float_mod.embedding_dim,
+        ) == (spec["num_embeddings"], spec["embedding_dim"])
+        want = f"Embedding({spec['num_embeddings']}, {spec['embedding_dim']})"
     else:
         ok = isinstance(float_mod, nn.Conv2d) and (
-            float_mod.in_channels, float_mod.out_channels, list(float_mod.kernel_size)) == (
-            spec["in_channels"], spec["out_channels"], spec["kernel_size"])
+            float_mod.in_channels,
+            float_mod.out_channels,
+            list(float_mod.kernel_size),
+        ) == (spec["in_channels"], spec["out_channels"], spec["kernel_size"])
         want = f"Conv2d({spec['in_channels']}, {spec['out_channels']}, kernel_size={tuple(spec['kernel_size'])})"
     if not ok:
-        raise ValueError(f"lowbit.load: '{path}': layer '{name}' was {want} when saved, the model has "
-                         f"{float_mod!r} (different architecture?)")
+        raise ValueError(
+            f"lowbit.load: '{path}': layer '{name}' was {want} when saved, the model has "
+            f"{float_mod!r} (different architecture?)"
+        )
 
 
 def load(path: PathLike, model: Optional[nn.Module] = None) -> nn.Module:
@@ -179,12 +207,16 @@ def load(path: PathLike, model: Optional[nn.Module] = None) -> nn.Module:
         kwargs = {k: v for k, v in spec.items() if k != "kind"}
         if spec["kind"] == "QuantLinear":
             q = QuantLinear(**kwargs)
+        elif spec["kind"] == "QuantEmbedding":
+            q = QuantEmbedding(**kwargs)
         else:
             for k in ("kernel_size", "stride", "padding", "dilation"):
                 kwargs[k] = tuple(kwargs[k])
             q = QuantConv2d(**kwargs)
         q.layer_name = name
-        q._float_nbytes = sum(p.numel() * p.element_size() for p in current.parameters(recurse=False))
+        q._float_nbytes = sum(
+            p.numel() * p.element_size() for p in current.parameters(recurse=False)
+        )
         replaced[name] = (current, q)
     for name, (_, q) in replaced.items():
         _set_submodule(model, name, q)
@@ -193,12 +225,16 @@ def load(path: PathLike, model: Optional[nn.Module] = None) -> nn.Module:
         missing = [k for k in expected if k not in tensors]
         unexpected = [k for k in tensors if k not in expected]
         if missing or unexpected:
-            raise ValueError(f"lowbit.load: '{path}' does not match the model (different architecture?): "
-                             f"missing tensors {missing[:5]}, unexpected tensors {unexpected[:5]}")
+            raise ValueError(
+                f"lowbit.load: '{path}' does not match the model (different architecture?): "
+                f"missing tensors {missing[:5]}, unexpected tensors {unexpected[:5]}"
+            )
         for k, t in tensors.items():
             if tuple(t.shape) != tuple(expected[k].shape) or t.dtype != expected[k].dtype:
-                raise ValueError(f"lowbit.load: '{path}': tensor '{k}' is {t.dtype}{tuple(t.shape)} in the file, "
-                                 f"the model expects {expected[k].dtype}{tuple(expected[k].shape)}")
+                raise ValueError(
+                    f"lowbit.load: '{path}': tensor '{k}' is {t.dtype}{tuple(t.shape)} in the file, "
+                    f"the model expects {expected[k].dtype}{tuple(expected[k].shape)}"
+                )
     except ValueError:
         for name, (orig, _) in replaced.items():  # leave the caller's model as it was
             _set_submodule(model, name, orig)

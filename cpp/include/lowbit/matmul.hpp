@@ -81,6 +81,12 @@ void unpack_weight_s8(const int8_t* packed, int64_t n, int64_t k, int8_t* w);
 void matmul_packed(const uint8_t* a, bool a_signed, int64_t m, int64_t k, int64_t stride_am, int64_t stride_ak,
                    const int8_t* packed, const int32_t* colsum, int64_t n, int32_t* c);
 
+// matmul_packed with an explicit task kernel instead of the dispatched one (tests of kernels that
+// the dispatcher would not pick on this machine); fn == nullptr means the dispatched kernel.
+void matmul_packed_with(kernels::GemmTaskFn fn, const uint8_t* a, bool a_signed, int64_t m, int64_t k,
+                        int64_t stride_am, int64_t stride_ak, const int8_t* packed, const int32_t* colsum, int64_t n,
+                        int32_t* c);
+
 // Activation quantization of linear(): the int8 activation's (scale, zero point) come from
 //   kDynamicRow:    per row, asymmetric uint8 over the row's finite values and 0:
 //                   lo = min(0, min x), hi = max(0, max x), scale = max((hi - lo) / 255, eps),

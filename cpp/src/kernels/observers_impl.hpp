@@ -118,7 +118,7 @@ struct ObserversImpl {
     return bad;
   }
 
-  static int64_t minmax_per_channel(const float* x, int64_t rows, int64_t cols, int64_t row_stride, float* mn,
+  static int64_t minmax_per_channel_exact(const float* x, int64_t rows, int64_t cols, int64_t row_stride, float* mn,
                                     float* mx) {
     const fb inf(INFINITY), ninf(-INFINITY), zero(0.0f), one(1.0f);
     const int64_t vec_cols = cols - cols % W;
@@ -145,6 +145,55 @@ struct ObserversImpl {
       if (vec_cols < cols) bad += ref::minmax_per_channel_f32(row + vec_cols, 1, cols - vec_cols, 0, mn + vec_cols, mx + vec_cols);
     }
     return bad + reduce_count(cnt);
+  }
+
+  // Fast path over blocks of (64 rows x 1024 columns): plain vertical min/max plus a NaN flag. The
+  // block's accumulators are saved first (on the stack); if the block held a NaN or let +-inf into
+  // the accumulators (max -> +inf or min -> -inf), they are restored and the block is redone by
+  // the exact path. Tail columns always take the exact scalar path.
+  static int64_t minmax_per_channel(const float* x, int64_t rows, int64_t cols, int64_t row_stride, float* mn,
+                                    float* mx) {
+    constexpr int64_t kCols = 1024, kRows = 64;
+    alignas(64) float save_lo[kCols];
+    alignas(64) float save_hi[kCols];
+    const fb inf(INFINITY), ninf(-INFINITY);
+    int64_t bad = 0;
+    for (int64_t c0 = 0; c0 < cols; c0 += kCols) {
+      const int64_t cn = std::min(kCols, cols - c0);
+      const int64_t vec = cn - cn % W;
+      float* lo = mn + c0;
+      float* hi = mx + c0;
+      for (int64_t r0 = 0; r0 < rows; r0 += kRows) {
+        const int64_t rn = std::min(kRows, rows - r0);
+        const float* xb = x + r0 * row_stride + c0;
+        for (int64_t c = 0; c < vec; ++c) {
+          save_lo[c] = lo[c];
+          save_hi[c] = hi[c];
+        }
+        auto nan = xsimd::isnan(inf);
+        for (int64_t r = 0; r < rn; ++r) {
+          const float* row = xb + r * row_stride;
+          for (int64_t c = 0; c < vec; c += W) {
+            const fb v = fb::load_unaligned(row + c);
+            xsimd::min(fb::load_unaligned(lo + c), v).store_unaligned(lo + c);
+            xsimd::max(fb::load_unaligned(hi + c), v).store_unaligned(hi + c);
+            nan = nan | xsimd::isnan(v);
+          }
+          if (vec < cn) bad += ref::minmax_per_channel_f32(row + vec, 1, cn - vec, 0, lo + vec, hi + vec);
+        }
+        auto escaped = nan;
+        for (int64_t c = 0; c < vec; c += W)
+          escaped = escaped | (fb::load_unaligned(lo + c) == ninf) | (fb::load_unaligned(hi + c) == inf);
+        if (xsimd::any(escaped)) {
+          for (int64_t c = 0; c < vec; ++c) {
+            lo[c] = save_lo[c];
+            hi[c] = save_hi[c];
+          }
+          bad += minmax_per_channel_exact(xb, rn, vec, row_stride, lo, hi);
+        }
+      }
+    }
+    return bad;
   }
 
   static void histogram(const float* x, int64_t n, float scale, float base, int64_t bins, int64_t* counts) {

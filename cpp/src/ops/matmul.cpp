@@ -29,9 +29,8 @@ constexpr int64_t kRowGrainElems = 1 << 14;  // activation packing: elements per
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
 // Splits the GEMM into (row chunk, panel chunk) tasks; consecutive tasks share a weight chunk.
-void run_gemm(const OpTable<kernels::GemmTaskFn>& table, const GemmArgs& g) {
+void run_gemm_with(kernels::GemmTaskFn fn, const GemmArgs& g) {
   if (g.m == 0 || g.n == 0) return;
-  kernels::GemmTaskFn fn = table.get();
   const int64_t panels = n_panels(g.n);
   const int64_t kp = std::max<int64_t>(g.k_groups * kKGroup, kKGroup);
   const int64_t threads = get_num_threads();
@@ -54,6 +53,11 @@ void run_gemm(const OpTable<kernels::GemmTaskFn>& table, const GemmArgs& g) {
   } else {
     parallel_for(n_tasks, task);
   }
+}
+
+void run_gemm(const OpTable<kernels::GemmTaskFn>& table, const GemmArgs& g) {
+  if (g.m == 0 || g.n == 0) return;
+  run_gemm_with(table.get(), g);
 }
 
 void for_rows(int64_t m, int64_t k, const std::function<void(int64_t, int64_t)>& fn) {
@@ -166,7 +170,7 @@ void unpack_weight_s8(const int8_t* packed, int64_t n, int64_t k, int8_t* w) {
   }
 }
 
-void matmul_packed(const uint8_t* a, bool a_signed, int64_t m, int64_t k, int64_t stride_am, int64_t stride_ak,
+void matmul_packed_with(kernels::GemmTaskFn fn, const uint8_t* a, bool a_signed, int64_t m, int64_t k, int64_t stride_am, int64_t stride_ak,
                    const int8_t* packed, const int32_t* colsum, int64_t n, int32_t* c) {
   if (m == 0 || n == 0) return;
   const int64_t kg = k_groups(k);
@@ -199,7 +203,15 @@ void matmul_packed(const uint8_t* a, bool a_signed, int64_t m, int64_t k, int64_
   g.colsum = colsum;
   g.out = c;
   g.ldo = n;
-  run_gemm(a_signed ? dispatch::matmul_s8s8_s32 : dispatch::matmul_u8s8_s32, g);
+  if (fn != nullptr)
+    run_gemm_with(fn, g);
+  else
+    run_gemm(a_signed ? dispatch::matmul_s8s8_s32 : dispatch::matmul_u8s8_s32, g);
+}
+
+void matmul_packed(const uint8_t* a, bool a_signed, int64_t m, int64_t k, int64_t stride_am, int64_t stride_ak,
+                   const int8_t* packed, const int32_t* colsum, int64_t n, int32_t* c) {
+  matmul_packed_with(nullptr, a, a_signed, m, k, stride_am, stride_ak, packed, colsum, n, c);
 }
 
 void linear_packed(const float* x, int64_t m, int64_t k, const int8_t* packed, const int32_t* colsum,

@@ -11,16 +11,18 @@ from __future__ import annotations
 
 from .. import _torch_ops  # noqa: F401  (registers the lowbit:: torch ops)
 from .conv import QuantConv2d
+from .embedding import QuantEmbedding
 from .fake_quantize import FakeQuantize, disable_observer, enable_observer
 from .linear import QuantLinear
 from .qat import QATConv2d, QATLinear
 
 __all__ = [
-    "QuantLinear",
-    "QuantConv2d",
     "FakeQuantize",
-    "QATLinear",
     "QATConv2d",
-    "enable_observer",
+    "QATLinear",
+    "QuantConv2d",
+    "QuantEmbedding",
+    "QuantLinear",
     "disable_observer",
+    "enable_observer",
 ]

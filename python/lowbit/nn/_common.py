@@ -14,7 +14,7 @@ import lowbit
 
 from ..quantize import qrange
 
-__all__ = ["check_input", "calc_qparams", "quantize_weight", "symmetric_qmax"]
+__all__ = ["calc_qparams", "check_input", "quantize_weight", "symmetric_qmax"]
 
 _EPS = float(np.finfo(np.float32).eps)
 
@@ -92,6 +92,8 @@ def quantize_weight(
     qmin, qmax = qrange(dtype)
     # Quantize at int8 with the 4-bit scale, then clamp: identical to 4-bit rounding (the clamp
     # bounds are integers) and keeps one value per byte for the int8 kernels.
-    q = lowbit.quantize(w2.numpy(), scale.numpy(), zero_point.numpy().clip(-128, 127), dtype="int8", axis=0)
+    q = lowbit.quantize(
+        w2.numpy(), scale.numpy(), zero_point.numpy().clip(-128, 127), dtype="int8", axis=0
+    )
     qi = torch.from_numpy(np.ascontiguousarray(q.int_repr())).clamp_(qmin, qmax)
     return qi, scale, zero_point

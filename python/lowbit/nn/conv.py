@@ -72,17 +72,29 @@ class QuantConv2d(_QuantBase):
                     raise ValueError("padding='same' is not supported for strided convolutions")
                 total = [d * (k - 1) for d, k in zip(self.dilation, self.kernel_size)]
                 if any(t % 2 for t in total):
-                    raise ValueError("padding='same' with an even effective kernel size is not supported")
+                    raise ValueError(
+                        "padding='same' with an even effective kernel size is not supported"
+                    )
                 padding = (total[0] // 2, total[1] // 2)
             else:
-                raise ValueError(f"padding: expected an int, a pair, 'valid' or 'same', got {padding!r}")
+                raise ValueError(
+                    f"padding: expected an int, a pair, 'valid' or 'same', got {padding!r}"
+                )
         self.padding = _pair(padding)
         if padding_mode not in ("zeros", "reflect", "replicate", "circular"):
             raise ValueError(f"padding_mode: unsupported {padding_mode!r}")
         self.padding_mode = padding_mode
         kh, kw = self.kernel_size
-        self._init_quant(out_channels, in_channels * kh * kw, bias, weight, activation, activation_dtype,
-                         granularity, symmetric_weights)
+        self._init_quant(
+            out_channels,
+            in_channels * kh * kw,
+            bias,
+            weight,
+            activation,
+            activation_dtype,
+            granularity,
+            symmetric_weights,
+        )
 
     @classmethod
     def from_float(
@@ -93,16 +105,27 @@ class QuantConv2d(_QuantBase):
         act_qparams: Optional[tuple[float, int]] = None,
         weight_qparams: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
         name: str = "",
-    ) -> "QuantConv2d":
+    ) -> QuantConv2d:
         """Quantizes an ``nn.Conv2d`` with groups=1 (see QuantLinear.from_float)."""
         if mod.groups != 1:
-            raise ValueError(f"{name or 'Conv2d'}: groups={mod.groups} is not supported (groups must be 1)")
+            raise ValueError(
+                f"{name or 'Conv2d'}: groups={mod.groups} is not supported (groups must be 1)"
+            )
         config = config or QuantConfig()
         q = cls(
-            mod.in_channels, mod.out_channels, mod.kernel_size, mod.stride, mod.padding, mod.dilation,
-            mod.bias is not None, mod.padding_mode,
-            weight=config.weight, activation=config.activation, activation_dtype=config.activation_dtype,
-            granularity=config.granularity, symmetric_weights=config.symmetric_weights,
+            mod.in_channels,
+            mod.out_channels,
+            mod.kernel_size,
+            mod.stride,
+            mod.padding,
+            mod.dilation,
+            mod.bias is not None,
+            mod.padding_mode,
+            weight=config.weight,
+            activation=config.activation,
+            activation_dtype=config.activation_dtype,
+            granularity=config.granularity,
+            symmetric_weights=config.symmetric_weights,
         )
         q.layer_name = name or q.layer_name
         q._set_weight(mod.weight.detach().permute(0, 2, 3, 1), *(weight_qparams or (None, None)))
@@ -111,7 +134,9 @@ class QuantConv2d(_QuantBase):
                 q.bias.copy_(mod.bias.detach().to("cpu", torch.float32))
         if config.activation == "static":
             if act_qparams is None:
-                raise ValueError(f"{name or 'QuantConv2d'}: static activations need act_qparams (scale, zero_point)")
+                raise ValueError(
+                    f"{name or 'QuantConv2d'}: static activations need act_qparams (scale, zero_point)"
+                )
             q._set_act(*act_qparams)
         return q
 
@@ -131,8 +156,12 @@ class QuantConv2d(_QuantBase):
         ho = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
         wo = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
         if ho <= 0 or wo <= 0:
-            raise ValueError(f"{self.layer_name}: input {tuple(x.shape)} is smaller than the kernel")
-        xh = xf.permute(0, 2, 3, 1)  # NHWC view: free when x is channels-last (a QuantConv2d output)
+            raise ValueError(
+                f"{self.layer_name}: input {tuple(x.shape)} is smaller than the kernel"
+            )
+        xh = xf.permute(
+            0, 2, 3, 1
+        )  # NHWC view: free when x is channels-last (a QuantConv2d output)
         if ph or pw:
             if self.padding_mode == "zeros":
                 xh = F.pad(xh, (0, 0, pw, pw, ph, ph))
@@ -143,7 +172,9 @@ class QuantConv2d(_QuantBase):
             cols = xh[:, ::sh, ::sw, :]
         else:
             s_n, s_h, s_w, s_c = xh.stride()
-            cols = xh.as_strided((n, ho, wo, kh, kw, c), (s_n, s_h * sh, s_w * sw, s_h * dh, s_w * dw, s_c))
+            cols = xh.as_strided(
+                (n, ho, wo, kh, kw, c), (s_n, s_h * sh, s_w * sw, s_h * dh, s_w * dw, s_c)
+            )
         cols = cols.reshape(n, ho * wo, kh * kw * c)
         y = self._matmul(cols.contiguous())
         y = y.reshape(n, ho, wo, self.out_channels).permute(0, 3, 1, 2)
@@ -158,14 +189,18 @@ class QuantConv2d(_QuantBase):
         return w.permute(0, 3, 1, 2).contiguous()
 
     def _matmul(self, x: torch.Tensor) -> torch.Tensor:
-        if self.activation is None:  # weight-only: the float weight in the patches' (kh, kw, C) order
+        if (
+            self.activation is None
+        ):  # weight-only: the float weight in the patches' (kh, kw, C) order
             return F.linear(x, super().dequantized_weight().to(x.device), self.bias)
         return super()._matmul(x)
 
     def extra_repr(self) -> str:
-        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
-                f"padding={self.padding}, dilation={self.dilation}, padding_mode={self.padding_mode}, "
-                f"bias={self.bias is not None}, " + self._quant_extra_repr())
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+            f"padding={self.padding}, dilation={self.dilation}, padding_mode={self.padding_mode}, "
+            f"bias={self.bias is not None}, " + self._quant_extra_repr()
+        )
 
     def spec(self) -> dict[str, Any]:
         return {

@@ -15,10 +15,10 @@ from .. import _torch_ops  # noqa: F401  (registers lowbit::fake_quantize)
 from ..quantize import qrange
 from ._common import calc_qparams
 
-__all__ = ["FakeQuantize", "enable_observer", "disable_observer"]
+__all__ = ["FakeQuantize", "disable_observer", "enable_observer"]
 
 
-def _after_load(module: "FakeQuantize", incompatible_keys: Any) -> None:
+def _after_load(module: FakeQuantize, incompatible_keys: Any) -> None:
     module.initialized = bool(torch.isfinite(module.min_val).all())
 
 
@@ -46,7 +46,7 @@ class FakeQuantize(nn.Module):
         >>> fq = lowbit.nn.FakeQuantize("uint8")
         >>> y = fq(torch.linspace(-1, 1, 5))
         >>> [round(v, 3) for v in y.tolist()]
-        [-1.0, -0.502, 0.0, 0.502, 1.0]
+        [-0.996, -0.502, 0.0, 0.502, 0.996]
     """
 
     def __init__(
@@ -116,7 +116,9 @@ class FakeQuantize(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not isinstance(x, torch.Tensor) or not x.is_floating_point():
-            raise TypeError(f"FakeQuantize: expected a floating-point tensor, got {getattr(x, 'dtype', type(x))}")
+            raise TypeError(
+                f"FakeQuantize: expected a floating-point tensor, got {getattr(x, 'dtype', type(x))}"
+            )
         if self.observer_enabled and (self.training or not self.initialized):
             self.observe(x)
         if not self.fake_quant_enabled or not self.initialized:

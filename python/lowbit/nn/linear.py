@@ -50,7 +50,9 @@ class _QuantBase(nn.Module):
         self.register_buffer("weight_int8", torch.zeros(out_features, in_flat, dtype=torch.int8))
         self.register_buffer("weight_scale", torch.ones(out_features, dtype=torch.float32))
         self.register_buffer("weight_zero_point", torch.zeros(out_features, dtype=torch.int32))
-        self.register_buffer("bias", torch.zeros(out_features, dtype=torch.float32) if bias else None)
+        self.register_buffer(
+            "bias", torch.zeros(out_features, dtype=torch.float32) if bias else None
+        )
         if activation == "static":
             self.register_buffer("act_scale", torch.ones((), dtype=torch.float32))
             self.register_buffer("act_zero_point", torch.zeros((), dtype=torch.int32))
@@ -58,7 +60,12 @@ class _QuantBase(nn.Module):
             self.act_scale = None
             self.act_zero_point = None
 
-    def _set_weight(self, w: torch.Tensor, scale: Optional[torch.Tensor] = None, zp: Optional[torch.Tensor] = None) -> None:
+    def _set_weight(
+        self,
+        w: torch.Tensor,
+        scale: Optional[torch.Tensor] = None,
+        zp: Optional[torch.Tensor] = None,
+    ) -> None:
         q, s, z = quantize_weight(
             w,
             self.weight_dtype,
@@ -79,9 +86,9 @@ class _QuantBase(nn.Module):
 
     def dequantized_weight(self) -> torch.Tensor:
         """The float32 weight the kernels effectively use, shape (out, in_flat)."""
-        return (self.weight_int8.to(torch.float32) - self.weight_zero_point.to(torch.float32)[:, None]) * (
-            self.weight_scale[:, None]
-        )
+        return (
+            self.weight_int8.to(torch.float32) - self.weight_zero_point.to(torch.float32)[:, None]
+        ) * (self.weight_scale[:, None])
 
     @property
     def nbytes(self) -> int:
@@ -98,12 +105,26 @@ class _QuantBase(nn.Module):
         if x.device.type == "cpu" and not torch.compiler.is_compiling():
             # Eager CPU: call the implementation directly (skips the dispatcher; same code as the op).
             return _torch_ops.quant_linear_impl(
-                x, self.weight_int8, self.weight_scale, self.weight_zero_point, self.bias,
-                self.act_scale, self.act_zero_point, self.activation, self.activation_dtype,
+                x,
+                self.weight_int8,
+                self.weight_scale,
+                self.weight_zero_point,
+                self.bias,
+                self.act_scale,
+                self.act_zero_point,
+                self.activation,
+                self.activation_dtype,
             )
         return torch.ops.lowbit.quant_linear(
-            x, self.weight_int8, self.weight_scale, self.weight_zero_point, self.bias,
-            self.act_scale, self.act_zero_point, self.activation, self.activation_dtype,
+            x,
+            self.weight_int8,
+            self.weight_scale,
+            self.weight_zero_point,
+            self.bias,
+            self.act_scale,
+            self.act_zero_point,
+            self.activation,
+            self.activation_dtype,
         )
 
     def _quant_extra_repr(self) -> str:
@@ -151,8 +172,16 @@ class QuantLinear(_QuantBase):
         super().__init__()
         self.in_features = int(in_features)
         self.out_features = int(out_features)
-        self._init_quant(out_features, in_features, bias, weight, activation, activation_dtype, granularity,
-                         symmetric_weights)
+        self._init_quant(
+            out_features,
+            in_features,
+            bias,
+            weight,
+            activation,
+            activation_dtype,
+            granularity,
+            symmetric_weights,
+        )
 
     @classmethod
     def from_float(
@@ -163,7 +192,7 @@ class QuantLinear(_QuantBase):
         act_qparams: Optional[tuple[float, int]] = None,
         weight_qparams: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
         name: str = "",
-    ) -> "QuantLinear":
+    ) -> QuantLinear:
         """Quantizes an ``nn.Linear``; ``act_qparams`` (scale, zero_point) are required for static
         activations, ``weight_qparams`` override the weight's own range (QAT)."""
         config = config or QuantConfig()
@@ -184,7 +213,9 @@ class QuantLinear(_QuantBase):
                 q.bias.copy_(mod.bias.detach().to("cpu", torch.float32))
         if config.activation == "static":
             if act_qparams is None:
-                raise ValueError(f"{name or 'QuantLinear'}: static activations need act_qparams (scale, zero_point)")
+                raise ValueError(
+                    f"{name or 'QuantLinear'}: static activations need act_qparams (scale, zero_point)"
+                )
             q._set_act(*act_qparams)
         return q
 
@@ -198,8 +229,10 @@ class QuantLinear(_QuantBase):
         return y if y.dtype == x.dtype else y.to(x.dtype)
 
     def extra_repr(self) -> str:
-        return (f"in_features={self.in_features}, out_features={self.out_features}, "
-                f"bias={self.bias is not None}, " + self._quant_extra_repr())
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"bias={self.bias is not None}, " + self._quant_extra_repr()
+        )
 
     def spec(self) -> dict[str, Any]:
         return {

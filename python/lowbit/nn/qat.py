@@ -14,7 +14,7 @@ from torch import nn
 from ..config import QuantConfig
 from .fake_quantize import FakeQuantize
 
-__all__ = ["QATLinear", "QATConv2d"]
+__all__ = ["QATConv2d", "QATLinear"]
 
 
 def _weight_fq(weight: torch.Tensor, config: QuantConfig, learnable: bool) -> FakeQuantize:
@@ -32,7 +32,9 @@ def _weight_fq(weight: torch.Tensor, config: QuantConfig, learnable: bool) -> Fa
 def _input_fq(config: QuantConfig, learnable: bool) -> Optional[FakeQuantize]:
     if config.activation != "static":
         return None
-    return FakeQuantize(config.activation_dtype, symmetric=config.activation_dtype == "int8", learnable=learnable)
+    return FakeQuantize(
+        config.activation_dtype, symmetric=config.activation_dtype == "int8", learnable=learnable
+    )
 
 
 class QATLinear(nn.Module):
@@ -93,11 +95,23 @@ class QATConv2d(nn.Module):
         return F.conv2d(x, w, self.bias, self.stride, self.padding, self.dilation)
 
     def to_float(self) -> nn.Conv2d:
-        conv = nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size, self.stride, self.padding,
-                         self.dilation, 1, self.bias is not None, self.padding_mode, device="meta")
+        conv = nn.Conv2d(
+            self.in_channels,
+            self.out_channels,
+            self.kernel_size,
+            self.stride,
+            self.padding,
+            self.dilation,
+            1,
+            self.bias is not None,
+            self.padding_mode,
+            device="meta",
+        )
         conv.weight, conv.bias = self.weight, self.bias
         return conv
 
     def extra_repr(self) -> str:
-        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
-                f"padding={self.padding}")
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+            f"padding={self.padding}"
+        )
