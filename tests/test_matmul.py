@@ -93,6 +93,17 @@ def test_matmul_batched_and_1d(isa, rng):
     np.testing.assert_array_equal(lowbit.matmul_int8(v, b), ref.matmul_int8(v, b))
 
 
+@pytest.mark.parametrize("adtype", [np.int8, np.uint8], ids=["s8s8", "u8s8"])
+@pytest.mark.parametrize("m,k,n", [(1, 1, 1), (7, 57, 9), (33, 65, 17), (2, 4099, 40), (0, 3, 4)])
+def test_matmul_with_packed_weight(isa, adtype, m, k, n, rng):
+    q = ints(rng, (n, k), np.int8)
+    pw = lowbit.pack_weight(q, scale=np.ones(n, np.float32))
+    a = ints(rng, (2, m, k), adtype)
+    np.testing.assert_array_equal(lowbit.matmul_int8(a, pw).astype(np.int64), ref.matmul_int8(a, q.T))
+    with pytest.raises(ValueError, match="b:"):
+        lowbit.matmul_int8(ints(rng, (m, k + 1), adtype), pw)
+
+
 def test_matmul_qtensor_inputs(rng):
     x = rng.standard_normal((6, 10)).astype(np.float32)
     qa = lowbit.quantize(x, 0.05, 3, dtype="uint8")
@@ -226,6 +237,7 @@ LINEAR_MODES = [
     dict(act="static", act_scale=0.02, act_zero_point=128),
     dict(act="static", act_scale=0.03, act_zero_point=-7, act_dtype="int8"),
     dict(out_scale=0.05, out_zero_point=-3),
+    dict(out_scale=1e-6, out_zero_point=127),  # saturates at both ends
     dict(act="static", act_scale=0.025, act_zero_point=0, act_dtype="int8", relu=True, out_scale=0.02, out_zero_point=-128),
 ]
 
@@ -371,3 +383,86 @@ def test_best_isa_gemm_kernels_ran(rng):
         assert after[op].get(want, 0) > before.get(op, {}).get(want, 0), f"{op}: {want} kernel did not run"
     if "avx512vnni" in lowbit.cpu_info()["available"]:
         assert want == "avx512vnni"
+
+
+def test_gemm_kernels_built_for_every_x86_isa():
+    """AVX-VNNI and AMX cannot run on the development machine; they must at least be built."""
+    if "avx2" not in lowbit.cpu_info()["available"]:
+        pytest.skip("not an x86-64 CPU with AVX2")
+    isas = dict(_core.op_isas())["matmul_s8s8_s32"]
+    assert {"scalar", "avx2", "avxvnni", "avx512vnni", "amx"} <= set(isas)
+    assert "avx512" not in isas  # forcing avx512 (no VNNI) runs the exact AVX2 kernel
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    data=st.data(),
+    m=st.integers(0, 12),
+    k=st.integers(1, 70),
+    n=st.integers(1, 40),
+    act=st.sampled_from(["dynamic", "dynamic_per_tensor"]),
+    relu=st.booleans(),
+)
+def test_linear_property_matches_reference(data, m, k, n, act, relu):
+    x = data.draw(hnp.arrays(np.float32, (m, k), elements=st.floats(-1e6, 1e6, width=32) | st.sampled_from([np.nan, np.inf, -np.inf])))
+    w = data.draw(hnp.arrays(np.float32, (n, k), elements=st.floats(-10, 10, width=32)))
+    pw = lowbit.pack_weight(w)
+    np.testing.assert_array_equal(lowbit.linear(x, pw, act=act, relu=relu), ref_linear(x, pw, None, act=act, relu=relu))
+
+
+def test_results_do_not_depend_on_thread_count(rng):
+    x = rng.standard_normal((200, 300)).astype(np.float32)
+    pw = lowbit.pack_weight(rng.standard_normal((130, 300)).astype(np.float32))
+    a = ints(rng, (200, 300), np.int8)
+    old = lowbit.get_num_threads()
+    try:
+        outs = []
+        for t in (1, 2, 3):
+            lowbit.set_num_threads(t)
+            outs.append((lowbit.linear(x, pw, act="dynamic_per_tensor"), lowbit.matmul_int8(a, pw)))
+    finally:
+        lowbit.set_num_threads(old)
+    for y, c in outs[1:]:
+        np.testing.assert_array_equal(y, outs[0][0])
+        np.testing.assert_array_equal(c, outs[0][1])
+
+
+def test_concurrent_calls_from_python_threads(rng):
+    import threading
+
+    x = rng.standard_normal((64, 256)).astype(np.float32)
+    pw = lowbit.pack_weight(rng.standard_normal((96, 256)).astype(np.float32))
+    want = lowbit.linear(x, pw)
+    errors = []
+
+    def work():
+        for _ in range(20):
+            if not np.array_equal(lowbit.linear(x, pw), want):
+                errors.append("mismatch")
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+
+
+@pytest.mark.skipif("avx512vnni" not in lowbit.cpu_info()["available"], reason="the twin needs AVX-512 VNNI")
+@pytest.mark.parametrize("adtype", [np.int8, np.uint8], ids=["s8s8", "u8s8"])
+@pytest.mark.parametrize("m,k,n", [(0, 3, 4), (1, 1, 1), (3, 2, 100), (5, 7, 17), (7, 57, 9), (33, 65, 17), (64, 64, 64), (5, 4099, 40)])
+def test_avxvnni_kernel_source_via_evex_twin(adtype, m, k, n, rng):
+    """The AVX-VNNI kernel cannot run here; its source, built with EVEX vpdpbusd, must be exact."""
+    a, b = ints(rng, (m, k), adtype), ints(rng, (k, n), np.int8)
+    np.testing.assert_array_equal(_core._matmul_avxvnni_twin(a, b).astype(np.int64), ref.matmul_int8(a, b))
+    extreme = np.full((m, k), np.iinfo(adtype).max if adtype == np.uint8 else -128, adtype)
+    np.testing.assert_array_equal(_core._matmul_avxvnni_twin(extreme, np.full((k, n), -128, np.int8)).astype(np.int64), ref.matmul_int8(extreme, np.full((k, n), -128, np.int8)))
+
+
+@pytest.mark.skipif("avx512vnni" not in lowbit.cpu_info()["available"], reason="the twin needs AVX-512 VNNI")
+@pytest.mark.parametrize("adtype", [np.int8, np.uint8], ids=["s8s8", "u8s8"])
+@pytest.mark.parametrize("m,k,n", [(0, 3, 4), (1, 1, 1), (32, 1, 32), (32, 64, 32), (33, 65, 17), (64, 200, 64), (70, 130, 50), (96, 1100, 33)])
+def test_amx_kernel_source_via_emulated_tiles(adtype, m, k, n, rng):
+    """The AMX kernel cannot run here; its blocking and addressing, on scalar-emulated tiles, must be exact."""
+    a, b = ints(rng, (m, k), adtype), ints(rng, (k, n), np.int8)
+    np.testing.assert_array_equal(_core._matmul_amx_twin(a, b).astype(np.int64), ref.matmul_int8(a, b))

@@ -10,6 +10,9 @@ import warnings
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import lowbit
 from lowbit import _core, _histogram
@@ -96,9 +99,12 @@ def numpy_histogram(x, e, base, bins):
 def test_histogram_f32_matches_numpy(isa, rng, n, grid):
     e, base, bins = grid
     x = with_nonfinite((rng.standard_normal(n + 1) * 4).astype(np.float32), rng)[1:]
-    counts, bad = _core.histogram_f32(x, 2.0**-e, float(base), bins)
+    x[: n // 10] = 0.0
+    x[n // 10 : n // 5] = -0.0
+    counts, bad, zeros = _core.histogram_f32(x, 2.0**-e, float(base), bins)
     np.testing.assert_array_equal(counts, numpy_histogram(x, e, base, bins))
     assert bad == int((~np.isfinite(x)).sum())
+    assert zeros == int((x == 0).sum())
 
 
 def test_kernels_identical_across_thread_counts(rng):
@@ -113,6 +119,7 @@ def test_kernels_identical_across_thread_counts(rng):
                 (
                     _core.minmax_f32(x),
                     _core.histogram_f32(x, 2.0**-6, -300.0, 2048)[0].tolist(),
+                    _core.histogram_f32(np.maximum(x, 0), 2.0**-6, -300.0, 2048)[2],
                     pc[0].tolist(),
                     pc[1].tolist(),
                 )
@@ -135,6 +142,32 @@ def test_kernel_bad_input():
         _core.histogram_f32(np.zeros(3, np.float32), 1.0, 0.5, 16)
     with pytest.raises(ValueError, match="bins"):
         _core.histogram_f32(np.zeros(3, np.float32), 1.0, 0.0, 0)
+    with pytest.raises(ValueError, match="bins"):
+        _core.histogram_f32(np.zeros(3, np.float32), 1.0, 0.0, (1 << 16) + 1)
+
+
+def test_kernel_bindings_fuzz(rng):
+    """Odd shapes, dtypes, layouts and arguments: a result or TypeError/ValueError, never a crash."""
+    arrays = [
+        np.float32(3.0), np.zeros(0, np.float32), np.zeros((3, 0, 4), np.float32), np.zeros((0, 5), np.float32),
+        np.ones((2, 3), np.float64), np.ones((4, 4), np.float32)[:, ::2], np.ones(5, np.int32), np.ones(3, np.float16),
+        rng.standard_normal((2, 1, 3, 1)).astype(np.float32), np.array(["a"]), np.ones((2, 2), np.float32).T,
+    ]
+    scales = [1.0, 0.0, -1.0, float("nan"), float("inf"), 3.0, 2.0**-149, 2.0**127]
+    for a in arrays:
+        for call in (
+            lambda a=a: _core.minmax_f32(a),
+            *[lambda a=a, ax=ax: _core.minmax_per_channel_f32(a, ax) for ax in (-5, -1, 0, 1, 3, 10)],
+            *[lambda a=a, s=s, b=b, n=n: _core.histogram_f32(a, s, b, n)
+              for s in scales for b in (0.0, 0.5, float("nan"), -1e30) for n in (-1, 0, 1, 16)],
+        ):
+            try:
+                call()
+            except (TypeError, ValueError):
+                pass
+    mn, _, bad = _core.minmax_per_channel_f32(np.zeros((3, 0, 4), np.float32), 0)
+    assert mn.shape == (3,) and bad == 0 and np.all(np.isinf(mn))
+    assert _core.minmax_per_channel_f32(np.zeros((3, 0, 4), np.float32), 1)[0].shape == (0,)
 
 
 # --- the power-of-two grid ----------------------------------------------------------------------
@@ -235,8 +268,6 @@ DISTRIBUTIONS = {
 @pytest.mark.parametrize("dtype,symmetric", [("uint8", False), ("int8", False), ("int8", True)])
 def test_histogram_mse_not_worse_than_torch(rng, dist, dtype, symmetric):
     torch = pytest.importorskip("torch")
-    if dist == "relu" and symmetric:
-        pytest.skip("known gap: exact-zero spike with a symmetric range (see ARCHITECTURE notes)")
     batches = [(DISTRIBUTIONS[dist](rng, 40_000) * (1 + 0.3 * i)).astype(np.float32) for i in range(4)]
     ours = lowbit.HistogramObserver(dtype=dtype, symmetric=symmetric)
     theirs = torch_observer(torch, "HistogramObserver", dtype, symmetric, False)
@@ -326,14 +357,22 @@ def test_entropy_matches_reference_search(rng, dist):
     assert zp == 0
 
 
-def test_histogram_methods_on_one_sided_data(rng):
-    x = rng.lognormal(0, 1, 100_000).astype(np.float32) + 1000
-    for method in ("mse", "percentile", "entropy"):
-        obs = lowbit.HistogramObserver(method=method, dtype="uint8")
-        obs.update(x)
-        lo, hi = obs.clip_range()
-        assert obs.min_val <= lo <= hi <= obs.max_val
-        obs.compute_qparams()
+@pytest.mark.parametrize("method", ["mse", "percentile", "entropy"])
+@pytest.mark.parametrize("dtype,symmetric", [("uint8", False), ("int8", True), ("int4", False), ("uint4", True)])
+@pytest.mark.parametrize(
+    "data",
+    [[1000.0, 1000.001, 1000.5], [-2.0, -1.0, -1.5], [1e-45, 2e-45], [-1e-40, 1e30], [0.0, -0.0], [7.0] * 3,
+     [-1.0, 0.0, 1e6]],
+)
+def test_histogram_methods_on_odd_data(rng, method, dtype, symmetric, data):
+    x = np.float32(data)
+    obs = lowbit.HistogramObserver(bins=64, method=method, dtype=dtype, symmetric=symmetric)
+    obs.update(x)
+    lo, hi = obs.clip_range()
+    assert obs.min_val <= lo <= hi <= obs.max_val
+    scale, zp = obs.compute_qparams()
+    qmin, qmax = lowbit.qrange(dtype)
+    assert np.isfinite(scale) and scale > 0 and qmin <= zp <= qmax
 
 
 # --- merge, state, memory -----------------------------------------------------------------------
@@ -406,6 +445,10 @@ def test_from_state_dict_bad_input():
         lowbit.Observer.from_state_dict({**d, "version": 99})
     with pytest.raises(ValueError, match="d"):
         lowbit.Observer.from_state_dict([1, 2])
+    with pytest.raises(ValueError, match="config"):
+        lowbit.Observer.from_state_dict({**d, "config": {**d["config"], "colour": 1}})
+    with pytest.raises(ValueError, match="dtype"):
+        lowbit.Observer.from_state_dict({**d, "config": {**d["config"], "dtype": "int3"}})
     h = lowbit.HistogramObserver(bins=16)
     h.update(np.float32([1, 2, 3]))
     bad = h.state_dict()
@@ -558,6 +601,8 @@ def test_bad_input_raises():
         pc.update(np.zeros((4, 2), np.float32))
     with pytest.raises(ValueError, match="bins"):
         lowbit.HistogramObserver(bins=8)
+    with pytest.raises(ValueError, match="bins"):
+        lowbit.HistogramObserver(bins=1 << 17)
     with pytest.raises(TypeError, match="bins"):
         lowbit.HistogramObserver(bins=2048.0)
     with pytest.raises(ValueError, match="method"):
@@ -600,3 +645,62 @@ def test_import_lowbit_stays_light():
     code = "import sys, lowbit; print([m for m in ('torch', 'matplotlib', 'tqdm') if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+# --- properties -------------------------------------------------------------------------------
+
+ANY_F32 = hnp.arrays(
+    np.float32, st.integers(0, 300), elements=st.floats(width=32, allow_nan=True, allow_infinity=True)
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(x=ANY_F32)
+def test_property_minmax_and_histogram_match_numpy(x):
+    mn, mx, bad = _core.minmax_f32(x)
+    fin = x[np.isfinite(x)]
+    assert bad == x.size - fin.size
+    assert (mn, mx) == ((fin.min(), fin.max()) if fin.size else (np.inf, -np.inf))
+    if fin.size:
+        e, base = _histogram.grid_for(mn, mx, 64)
+        counts, bad2, zeros = _core.histogram_f32(x, 2.0**-e, float(base), 64)
+        np.testing.assert_array_equal(counts, numpy_histogram(x, e, base, 64))
+        assert zeros == int((fin == 0).sum()) and bad2 == bad
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    x=hnp.arrays(np.float32, st.integers(1, 400), elements=st.floats(-1e6, 1e6, width=32)),
+    cuts=st.lists(st.integers(0, 400), max_size=4),
+)
+def test_property_histogram_merge_equals_single_pass(x, cuts):
+    pieces = np.split(x, sorted(c % (x.size + 1) for c in cuts))
+    single = lowbit.HistogramObserver(bins=128)
+    single.update(x)
+    merged = lowbit.HistogramObserver(bins=128)
+    streamed = lowbit.HistogramObserver(bins=128)
+    for p in pieces:
+        part = lowbit.HistogramObserver(bins=128)
+        part.update(p)
+        merged.merge(part)
+        streamed.update(p)
+    assert merged.state_dict() == single.state_dict() == streamed.state_dict()
+
+
+def test_observers_in_concurrent_python_threads(rng):
+    """The kernels release the GIL; observers used from several threads at once stay exact."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    data = [rng.standard_normal((64, 4096)).astype(np.float32) * (i + 1) for i in range(6)]
+
+    def run(x):
+        obs = [lowbit.HistogramObserver(), lowbit.MinMaxObserver(), lowbit.PerChannelMinMaxObserver(axis=1)]
+        for _ in range(3):
+            for o in obs:
+                o.update(x)
+        return [o.state_dict() for o in obs]
+
+    want = [run(x) for x in data]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(run, data))
+    assert got == want

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "common.hpp"
+#include "lowbit/cpu.hpp"
 #include "lowbit/matmul.hpp"
 #include "reference/matmul.hpp"
 
@@ -67,6 +68,52 @@ py::array matmul_py(const py::array& a, const py::array& b) {
   }
   return out;
 }
+
+// a (M, K) int8/uint8, any strides, times a packed weight (N, K): a @ w.T as int32.
+py::array matmul_packed_py(const py::array& a, const py::array& packed, const py::array& colsum, int64_t n, int64_t k) {
+  const bool sgn = a_is_signed(a);
+  require_ndim(a, 2, "a");
+  if (a.shape(1) != k)
+    value_error("a: K = " + std::to_string(a.shape(1)) + " does not match the packed weight's K = " + std::to_string(k));
+  check_k(k, sgn, "a");
+  if (!has_dtype<int8_t>(packed) || packed.ndim() != 1 || packed.size() != packed_weight_bytes(k, n) ||
+      !(packed.flags() & py::array::c_style))
+    value_error("b: packed weight data does not match its shape (" + std::to_string(n) + ", " + std::to_string(k) + ")");
+  if (!has_dtype<int32_t>(colsum) || colsum.ndim() != 1 || colsum.size() != n_panels(n) * kPanelCols ||
+      !(colsum.flags() & py::array::c_style))
+    value_error("b: packed column sums do not match its shape");
+  const int64_t m = a.shape(0);
+  py::array_t<int32_t> out({m, n});
+  int32_t* c = out.mutable_data();
+  const auto* ap = static_cast<const uint8_t*>(a.data());
+  const auto* pp = static_cast<const int8_t*>(packed.data());
+  const auto* cp = static_cast<const int32_t*>(colsum.data());
+  const int64_t sam = a.strides(0), sak = a.strides(1);
+  py::gil_scoped_release release;
+  matmul_packed(ap, sgn, m, k, sam, sak, pp, cp, n, c);
+  return out;
+}
+
+#if defined(LOWBIT_HAVE_AVX512VNNI)
+// Test hooks: matmul_int8 through a twin of a kernel that cannot run here (needs AVX-512 VNNI).
+py::array matmul_twin(kernels::GemmTaskFn fn, const py::array& a, const py::array& b) {
+  if (!isa_available(Isa::kAvx512Vnni)) value_error("this CPU has no AVX-512 VNNI to run the kernel twins");
+  bool sgn;
+  check_mm(a, b, &sgn);
+  const int64_t m = a.shape(0), k = a.shape(1), n = b.shape(1);
+  py::array_t<int32_t> out({m, n});
+  int32_t* c = out.mutable_data();
+  const auto* ap = static_cast<const uint8_t*>(a.data());
+  const auto* bp = static_cast<const int8_t*>(b.data());
+  const int64_t sam = a.strides(0), sak = a.strides(1), sbk = b.strides(0), sbn = b.strides(1);
+  py::gil_scoped_release release;
+  std::vector<int8_t> packed(static_cast<size_t>(packed_weight_bytes(k, n)));
+  std::vector<int32_t> colsum(static_cast<size_t>(n_panels(n) * kPanelCols));
+  pack_weight_s8(bp, n, k, sbn, sbk, packed.data(), colsum.data());
+  matmul_packed_with(fn, ap, sgn, m, k, sam, sak, packed.data(), colsum.data(), n, c);
+  return out;
+}
+#endif
 
 py::array matmul_reference_py(const py::array& a, const py::array& b) {
   bool sgn;
@@ -209,6 +256,20 @@ py::array linear_py(const py::array& x_in, const py::array& packed, const py::ar
 void bind_matmul(py::module_& m) {
   m.def("matmul_int8", &matmul_py, py::arg("a"), py::arg("b"),
         "Exact int32 product of a (M, K) int8/uint8 and b (K, N) int8, any strides.");
+  m.def("matmul_packed", &matmul_packed_py, py::arg("a"), py::arg("packed"), py::arg("colsum"), py::arg("n"),
+        py::arg("k"), "Exact int32 a @ w.T for a packed weight w (N, K).");
+#if defined(LOWBIT_HAVE_AVX512VNNI)
+  m.def(
+      "_matmul_avxvnni_twin",
+      [](const py::array& a, const py::array& b) {
+        return matmul_twin(kernels::avx512vnni::gemm_u8s8_task_avxvnni_twin, a, b);
+      },
+      py::arg("a"), py::arg("b"), "Tests only: matmul_int8 through the AVX-VNNI kernel source built with EVEX vpdpbusd.");
+  m.def(
+      "_matmul_amx_twin",
+      [](const py::array& a, const py::array& b) { return matmul_twin(kernels::avx512vnni::gemm_u8s8_task_amx_twin, a, b); },
+      py::arg("a"), py::arg("b"), "Tests only: matmul_int8 through the AMX kernel source with emulated tiles.");
+#endif
   m.def("matmul_reference", &matmul_reference_py, py::arg("a"), py::arg("b"),
         "The scalar C++ spec of matmul_int8 (slow triple loop).");
   m.def("pack_weight_s8", &pack_weight_py, py::arg("w"),

@@ -56,7 +56,8 @@ py::tuple minmax_per_channel_py(const py::array& x, int64_t axis) {
 
 py::tuple histogram_py(const py::array& x, float scale, float base, int64_t bins) {
   const float* p = f32_data(x);
-  if (bins < 1 || bins > (int64_t{1} << 24)) value_error("bins: expected 1 <= bins <= 2**24, got " + std::to_string(bins));
+  // Each thread keeps kHistogramWays partial copies of the counts: cap their size.
+  if (bins < 1 || bins > (int64_t{1} << 16)) value_error("bins: expected 1 <= bins <= 2**16, got " + std::to_string(bins));
   int e = 0;
   if (!(std::isfinite(scale) && scale > 0.0f && std::frexp(scale, &e) == 0.5f))
     value_error("scale: expected a finite positive power of two, got " + std::to_string(scale));
@@ -66,12 +67,12 @@ py::tuple histogram_py(const py::array& x, float scale, float base, int64_t bins
   py::array_t<int64_t> counts(bins);
   int64_t* pc = counts.mutable_data();
   std::fill(pc, pc + bins, int64_t{0});
-  int64_t bad;
+  int64_t bad, zeros;
   {
     py::gil_scoped_release release;
-    bad = histogram(p, n, scale, base, bins, pc);
+    bad = histogram(p, n, scale, base, bins, pc, &zeros);
   }
-  return py::make_tuple(counts, bad);
+  return py::make_tuple(counts, bad, zeros);
 }
 
 }  // namespace
@@ -82,7 +83,7 @@ void bind_observers(py::module_& m) {
   m.def("minmax_per_channel_f32", &minmax_per_channel_py, py::arg("x"), py::arg("axis"),
         "(min[C], max[C], nonfinite) of the finite values per index of `axis`.");
   m.def("histogram_f32", &histogram_py, py::arg("x"), py::arg("scale"), py::arg("base"), py::arg("bins"),
-        "(counts[bins] int64, nonfinite): finite x into bin clamp(floor(x*scale) - base, 0, bins-1).");
+        "(counts[bins] int64, nonfinite, zeros): finite x into bin clamp(floor(x*scale) - base, 0, bins-1).");
 }
 
 }  // namespace bind

@@ -35,8 +35,12 @@ from .observers import (
     PowerOfTwoObserver,
 )
 from .calibration import calibrate
+from . import metrics
 
 from .config import QuantConfig
+from . import formats
+from .formats import FORMATS, FormatQTensor
+from .comparison import FormatComparison, compare_formats, format_label
 
 _apply_env()
 
@@ -50,6 +54,10 @@ _LAZY = {
     "save": ("lowbit.serialization", "save"),
     "load": ("lowbit.serialization", "load"),
     "models": ("lowbit.models", None),
+    "compare": ("lowbit.report", "compare"),
+    "QuantReport": ("lowbit.report", "QuantReport"),
+    "sensitivity": ("lowbit.sensitivity", "sensitivity"),
+    "auto_mixed_precision": ("lowbit.sensitivity", "auto_mixed_precision"),
 }
 
 
@@ -93,6 +101,10 @@ __all__ = [
     "load",
     "nn",
     "models",
+    "compare",
+    "QuantReport",
+    "sensitivity",
+    "auto_mixed_precision",
     "PackedWeight",
     "matmul_int8",
     "pack_weight",
@@ -106,4 +118,11 @@ __all__ = [
     "HistogramObserver",
     "PowerOfTwoObserver",
     "calibrate",
+    "metrics",
+    "formats",
+    "FORMATS",
+    "FormatQTensor",
+    "compare_formats",
+    "FormatComparison",
+    "format_label",
 ]

@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-__all__ = ["grid_for", "rebin", "Bins", "mse_range", "percentile_range", "entropy_range", "expected_sq_error"]
+__all__ = ["Bins", "entropy_range", "expected_sq_error", "grid_for", "mse_range", "percentile_range", "rebin"]
 
 _E_MIN = -100  # 2**100 stays finite in float32
 _E_MAX = 126  # 2**-126 is a normal float32
@@ -63,22 +63,33 @@ def rebin(counts: np.ndarray, e: int, base: int, e2: int, base2: int) -> np.ndar
 class Bins:
     """The occupied bins of a histogram, first and last clipped to the observed min and max.
 
-    Values are modelled as uniform within each bin. Attributes: ``left``, ``right`` (float64 edges),
-    ``count`` (float64), ``total``.
+    Values are modelled as uniform within each bin, except the exact zeros (``zeros`` of the
+    counts of the bin holding 0), which become a zero-width bin at 0: a spike at zero (ReLU,
+    padding) is exactly representable and must not look like rounding error. Attributes: ``left``,
+    ``right`` (float64 edges, contiguous), ``count`` (float64), ``total``, ``zeros``.
     """
 
-    def __init__(self, counts: np.ndarray, e: int, base: int, min_val: float, max_val: float):
+    def __init__(self, counts: np.ndarray, e: int, base: int, min_val: float, max_val: float, zeros: int = 0):
         w = 2.0**e
-        i0 = min(max(int(math.floor(min_val / w)) - base, 0), counts.shape[0] - 1)
-        i1 = min(max(int(math.floor(max_val / w)) - base, i0), counts.shape[0] - 1)
+        i0 = min(max(math.floor(min_val / w) - base, 0), counts.shape[0] - 1)
+        i1 = min(max(math.floor(max_val / w) - base, i0), counts.shape[0] - 1)
         idx = np.arange(i0, i1 + 1, dtype=np.float64)
         self.left = (base + idx) * w
         self.right = self.left + w
         self.left[0] = min_val
         self.right[-1] = max_val
         self.count = counts[i0 : i1 + 1].astype(np.float64)
+        k = -base - i0  # the bin whose left edge is 0
+        self.zeros = 0.0
+        if zeros and 0 <= k < self.count.shape[0] and self.left[k] == 0.0 and self.right[k] > 0.0:
+            self.zeros = float(zeros)
+            self.left = np.insert(self.left, k, 0.0)
+            self.right = np.insert(self.right, k, 0.0)
+            self.count = np.insert(self.count, k, self.zeros)
+            self.count[k + 1] -= self.zeros
         self.total = float(self.count.sum())
         self.min_val, self.max_val = float(min_val), float(max_val)
+        self.width = w
         width = self.right - self.left
         self._width = np.where(width > 0, width, 1.0)
         # Per-bin moments of the uniform model, and their prefix sums for O(1) tail queries.
@@ -90,8 +101,9 @@ class Bins:
 
     def moments_below(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Count, sum and sum of squares of the values below ``t`` (vectorized over ``t``)."""
-        t = np.clip(np.asarray(t, np.float64), self.min_val, self.max_val)
-        j = np.clip(np.searchsorted(self.right, t, side="right"), 0, self.count.shape[0] - 1)
+        t_raw = np.asarray(t, np.float64)
+        t = np.clip(t_raw, self.min_val, self.max_val)
+        j = np.clip(np.searchsorted(self.right, t, side="left"), 0, self.count.shape[0] - 1)  # point bins at t: not below
         a = self.left[j]
         b = np.clip(t, a, self.right[j])
         frac = (b - a) / self._width[j]
@@ -99,7 +111,8 @@ class Bins:
         n0 = self._c0[j] + c
         n1 = self._c1[j] + c * (a + b) / 2
         n2 = self._c2[j] + c * (a * a + a * b + b * b) / 3
-        return n0, n1, n2
+        none = t_raw < self.min_val  # nothing lies below the minimum (not even a spike at it)
+        return np.where(none, 0.0, n0), np.where(none, 0.0, n1), np.where(none, 0.0, n2)
 
     def cdf(self, t: np.ndarray) -> np.ndarray:
         return self.moments_below(t)[0]
@@ -121,7 +134,7 @@ def _approx_error(bins: Bins, lo_q: np.ndarray, hi_q: np.ndarray, scale: np.ndar
     t0, t1, t2 = bins.total - n0h, bins._c1[-1] - n1h, bins._c2[-1] - n2h
     below = n2l - 2 * lo_q * n1l + lo_q * lo_q * n0l
     above = t2 - 2 * hi_q * t1 + hi_q * hi_q * t0
-    inside = (n0h - n0l) * scale * scale / 12
+    inside = np.maximum(n0h - n0l - bins.zeros, 0) * scale * scale / 12  # zeros are exact
     return np.maximum(below, 0) + np.maximum(above, 0) + inside
 
 
@@ -133,11 +146,23 @@ def _h(y: np.ndarray, qmin: float, qmax: float) -> np.ndarray:
     """
     c0, c1 = qmin - 0.5, qmax + 0.5
     yc = np.clip(y, c0, c1)
-    k = np.minimum(np.floor(yc + 0.5), qmax)
-    d = yc - k
-    u = np.maximum(y, c1) - qmax
-    v = np.minimum(y, c0) - qmin
-    return (k - qmin) / 12 + (d * d * d + u * u * u + v * v * v + 0.125) / 3
+    k = np.floor(yc + 0.5)
+    np.minimum(k, qmax, out=k)
+    yc -= k  # offset from the nearest level
+    h = yc * yc
+    h *= yc
+    u = np.maximum(y, c1)
+    u -= qmax
+    h += u * u * u
+    np.minimum(y, c0, out=u)
+    u -= qmin
+    h += u * u * u
+    h += 0.125
+    h /= 3
+    k -= qmin
+    k /= 12
+    h += k
+    return h
 
 
 def expected_sq_error(bins: Bins, scale: np.ndarray, zero_point: np.ndarray, qmin: int, qmax: int) -> np.ndarray:
@@ -186,21 +211,24 @@ def mse_range(bins: Bins, choose, qmin: int, qmax: int, symmetric: bool) -> tupl
         pool_err.append(err)
         return err
 
+    # Symmetric ranges are [-t, t]; below the data's smallest magnitude t only clips everything.
+    t_min = 0.0 if mn <= 0.0 <= mx else min(abs(mn), abs(mx))
     if symmetric:
         t = np.unique(np.abs(edges[(edges >= mn) & (edges <= mx)]))
-        t = t[t > 0]
+        t = t[(t > 0) & (t >= t_min)]
         if t.size == 0:
             return mn, mx
         lo = np.maximum(-t, mn)
         hi = np.minimum(t, mx)
         evaluate(lo, hi)
     else:
-        cand_hi = edges[(edges >= max(mn, 0.0)) & (edges <= mx)]
-        cand_lo = edges[(edges <= min(mx, 0.0)) & (edges >= mn)]
+        # Every other edge is enough here: the local refinement below walks the half-bin lattice.
+        cand_hi = edges[(edges >= max(mn, 0.0)) & (edges <= mx)][::-2]
+        cand_lo = edges[(edges <= min(mx, 0.0)) & (edges >= mn)][::2]
         cand_hi = cand_hi if cand_hi.size else np.array([mx])
         cand_lo = cand_lo if cand_lo.size else np.array([mn])
         a, b = mn, mx
-        for _ in range(4):
+        for _ in range(2):
             err = evaluate(np.full(cand_hi.shape, a), cand_hi)
             b_new = float(cand_hi[int(np.argmin(err))])
             err = evaluate(cand_lo, np.full(cand_lo.shape, b_new))
@@ -208,46 +236,64 @@ def mse_range(bins: Bins, choose, qmin: int, qmax: int, symmetric: bool) -> tupl
             if (a_new, b_new) == (a, b):
                 break
             a, b = a_new, b_new
+    best = int(np.argmin(np.concatenate(pool_err)))
+    a, b = float(np.concatenate(pool_lo)[best]), float(np.concatenate(pool_hi)[best])
+    half = bins.width / 2
+
+    def local(a, b, offsets, score):
+        """Coordinate descent on a half-bin lattice around (a, b) under ``score``."""
+        if symmetric:
+            t = np.clip(max(-a, b) + offsets, max(half, t_min), max(-mn, mx))
+            cl, ch = np.maximum(-t, mn), np.minimum(t, mx)
+            k = int(np.argmin(score(cl, ch)))
+            return float(cl[k]), float(ch[k])
+        ch = np.clip(b + offsets, max(mn, 0.0), mx)
+        b = float(ch[int(np.argmin(score(np.full(ch.shape, a), ch)))])
+        cl = np.clip(a + offsets, mn, min(mx, 0.0))
+        a = float(cl[int(np.argmin(score(cl, np.full(cl.shape, b))))])
+        return a, b
+
+    for _ in range(2):  # the fast model between the bin edges
+        a2, b2 = local(a, b, np.arange(-16, 17) * half, evaluate)
+        if (a2, b2) == (a, b):
+            break
+        a, b = a2, b2
+
+    # Re-rank the best distinct candidates with the exact uniform-bin error, then polish locally.
     lo = np.concatenate(pool_lo + [np.array([mn])])
     hi = np.concatenate(pool_hi + [np.array([mx])])
     err = np.concatenate(pool_err + [np.array([np.inf])])
-    keep = np.argsort(err, kind="stable")[:8]
+    keep: list[int] = []
+    seen: set = set()
+    for k in np.argsort(err, kind="stable")[:400].tolist():
+        if (lo[k], hi[k]) not in seen:
+            seen.add((lo[k], hi[k]))
+            keep.append(k)
+            if len(keep) == 6:
+                break
     lo = np.concatenate((lo[keep], [mn]))
     hi = np.concatenate((hi[keep], [mx]))
 
     def exact(lo, hi):
         scale, zp, _, _ = _levels(lo, hi, choose, qmin, qmax)
-        return expected_sq_error(bins, scale, zp, qmin, qmax)
+        # Small batches keep the temporaries under ~128 KiB: no mmap/page faults per call.
+        rows = max(1, (1 << 14) // max(1, bins.count.shape[0]))
+        return np.concatenate(
+            [expected_sq_error(bins, scale[i : i + rows], zp[i : i + rows], qmin, qmax) for i in range(0, scale.size, rows)]
+        )
 
-    err = exact(lo, hi)
-    best = int(np.argmin(err))
-    a, b, best_err = float(lo[best]), float(hi[best]), float(err[best])
-    # Local refinement with the exact model, on a half-bin lattice around the best candidate.
-    step = float(np.min(bins.right - bins.left)) if bins.count.shape[0] > 2 else (mx - mn) / 64
-    offsets = np.arange(-12, 13) * (step / 2)
-    for _ in range(3):
-        moved = False
-        if symmetric:
-            t = np.clip(max(-a, b) + offsets, step / 2, max(-mn, mx))
-            cl, ch = np.maximum(-t, mn), np.minimum(t, mx)
-            e = exact(cl, ch)
-            k = int(np.argmin(e))
-            if e[k] < best_err:
-                a, b, best_err, moved = float(cl[k]), float(ch[k]), float(e[k]), True
-        else:
-            ch = np.clip(b + offsets, max(mn, 0.0), mx)
-            e = exact(np.full(ch.shape, a), ch)
-            k = int(np.argmin(e))
-            if e[k] < best_err:
-                b, best_err, moved = float(ch[k]), float(e[k]), True
-            cl = np.clip(a + offsets, mn, min(mx, 0.0))
-            e = exact(cl, np.full(cl.shape, b))
-            k = int(np.argmin(e))
-            if e[k] < best_err:
-                a, best_err, moved = float(cl[k]), float(e[k]), True
-        if not moved:
-            break
-    return a, b
+    k = int(np.argmin(exact(lo, hi)))
+    a, b = float(lo[k]), float(hi[k])
+    # One exact polish step: both ends moved by up to 3 half-bins, in a single batch.
+    d = np.arange(-3, 4) * half
+    if symmetric:
+        t = np.clip(max(-a, b) + d, max(half, t_min), max(-mn, mx))
+        cl, ch = np.maximum(-t, mn), np.minimum(t, mx)
+    else:
+        cl = np.concatenate((np.clip(a + d, mn, min(mx, 0.0)), np.full(d.shape, a)))
+        ch = np.concatenate((np.full(d.shape, b), np.clip(b + d, max(mn, 0.0), mx)))
+    k = int(np.argmin(exact(cl, ch)))
+    return float(cl[k]), float(ch[k])
 
 
 def percentile_range(bins: Bins, percentile: float, symmetric: bool) -> tuple[float, float]:

@@ -7,6 +7,7 @@ computed once, when weights are packed. ``lowbit.reference`` holds the NumPy spe
 
 from __future__ import annotations
 
+import math
 from typing import Any, Optional
 
 import numpy as np
@@ -39,7 +40,9 @@ def matmul_int8(a: Any, b: Any) -> np.ndarray:
     Args:
         a: int8 or uint8 array ``(..., M, K)`` (or ``(K,)``), any strides; or a QTensor, whose
             integer data is used (its scales are ignored).
-        b: int8 array ``(K, N)``, any strides; or an int8 QTensor.
+        b: int8 array ``(K, N)``, any strides (packed on every call); or an int8 QTensor; or a
+            :class:`PackedWeight` ``(N, K)`` (packed once: computes ``a @ w.int_repr().T``, the fast
+            path for a fixed weight; its scales are ignored).
 
     Returns:
         int32 array ``(..., M, N)`` (``(N,)`` for 1-D ``a``).
@@ -57,9 +60,16 @@ def matmul_int8(a: Any, b: Any) -> np.ndarray:
                [-131,  124]], dtype=int32)
     """
     a = _int_data(a, "a")
-    b = _int_data(b, "b")
     if a.dtype not in (np.int8, np.uint8):
         raise TypeError(f"a: expected int8 or uint8 data, got dtype {a.dtype}")
+    if isinstance(b, PackedWeight):
+        n, k = b.shape
+        if a.ndim == 0 or a.shape[-1] != k:
+            raise ValueError(f"b: PackedWeight of shape {b.shape} (N, K) does not match a's shape {a.shape}")
+        lead = a.shape[:-1]
+        a2 = a.reshape(math.prod(lead), k)
+        return _core.matmul_packed(a2, b._packed, b._colsum, n, k).reshape(lead + (n,))
+    b = _int_data(b, "b")
     if b.dtype != np.int8:
         raise TypeError(f"b: expected int8 data, got dtype {b.dtype}")
     if b.ndim != 2:
@@ -71,7 +81,7 @@ def matmul_int8(a: Any, b: Any) -> np.ndarray:
     if a.ndim == 1:
         return _core.matmul_int8(a.reshape(1, -1), b).reshape(b.shape[1])
     lead = a.shape[:-1]
-    a2 = a if a.ndim == 2 else a.reshape(int(np.prod(lead, dtype=np.int64)), a.shape[-1])
+    a2 = a if a.ndim == 2 else a.reshape(math.prod(lead), a.shape[-1])
     return _core.matmul_int8(a2, b).reshape(lead + (b.shape[1],))
 
 
@@ -284,9 +294,12 @@ def linear(
     if act_dtype not in ("uint8", "int8"):
         raise ValueError(f"act_dtype: expected 'uint8' or 'int8', got {act_dtype!r}")
     n, k = w.shape
-    xa = as_float_array(x, "x")
-    if xa.dtype != np.float32:
-        xa = xa.astype(np.float32)
+    if type(x) is np.ndarray and x.dtype == np.float32 and x.flags.c_contiguous:
+        xa = x  # fast path: no conversion needed
+    else:
+        xa = as_float_array(x, "x")
+        if xa.dtype != np.float32:
+            xa = xa.astype(np.float32)
     if xa.ndim == 0:
         raise ValueError("x: expected at least 1 dimension, got a scalar")
     if xa.shape[-1] != k:
@@ -312,7 +325,7 @@ def linear(
         if b.shape != (n,):
             raise ValueError(f"bias: expected shape ({n},), got {b.shape}")
     lead = xa.shape[:-1]
-    x2 = xa.reshape(int(np.prod(lead, dtype=np.int64)), k)
+    x2 = xa.reshape(math.prod(lead), k)
     out = _core.linear(
         x2, w._packed, w._colsum, n, k, w.scale, b, act, scale_f, zp, act_dtype == "int8", bool(relu), osc, ozp
     )

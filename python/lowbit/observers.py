@@ -13,6 +13,8 @@ Common policy:
       and a ``RuntimeWarning`` is issued once per observer.
     - ``compute_qparams()`` before any finite value was seen raises ``RuntimeError``.
     - ``state_dict()`` is plain JSON-able data; ``Observer.from_state_dict(d)`` rebuilds any observer.
+    - Defaults: ``dtype="int8"``, affine (``symmetric=False``), full range.
+    - An observer is not thread-safe: give each thread (or process) its own and ``merge`` them.
 
 Example:
     >>> import numpy as np, lowbit
@@ -26,7 +28,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -35,12 +37,12 @@ from ._array import as_numpy
 from .quantize import _check_dtype, choose_qparams, qrange
 
 __all__ = [
-    "Observer",
+    "HistogramObserver",
     "MinMaxObserver",
     "MovingAverageMinMaxObserver",
-    "PerChannelMinMaxObserver",
     "MovingAveragePerChannelMinMaxObserver",
-    "HistogramObserver",
+    "Observer",
+    "PerChannelMinMaxObserver",
     "PowerOfTwoObserver",
 ]
 
@@ -123,7 +125,7 @@ class Observer:
         lo, hi = self.qparams_range()
         return choose_qparams(lo, hi, dtype=self.dtype, symmetric=self.symmetric, reduce_range=self.reduce_range)
 
-    def merge(self, other: "Observer") -> "Observer":
+    def merge(self, other: Observer) -> Observer:
         """Folds the state of ``other`` (same type and configuration) into this observer.
 
         Returns:
@@ -151,7 +153,7 @@ class Observer:
         }
 
     @classmethod
-    def from_state_dict(cls, d: dict) -> "Observer":
+    def from_state_dict(cls, d: dict) -> Observer:
         """Rebuilds an observer from :meth:`state_dict` output.
 
         Called on ``Observer`` it builds whichever type ``d`` names; called on a subclass it checks
@@ -169,7 +171,12 @@ class Observer:
             raise ValueError(f"d: holds a {d['type']}, not a {cls.__name__}")
         if d["version"] != _STATE_VERSION:
             raise ValueError(f"d: state version {d['version']!r} is not supported (expected {_STATE_VERSION})")
-        obs = target(**d["config"])
+        if not isinstance(d["config"], dict):
+            raise ValueError("d: 'config' must be a dict")
+        try:
+            obs = target(**d["config"])
+        except TypeError as exc:
+            raise ValueError(f"d: bad {d['type']} config: {exc}") from None
         try:
             obs._load(d["state"])
         except (KeyError, TypeError, IndexError) as exc:
@@ -220,7 +227,7 @@ class Observer:
     def _update(self, a: np.ndarray) -> None:
         raise NotImplementedError
 
-    def _merge(self, other: "Observer") -> None:
+    def _merge(self, other: Observer) -> None:
         raise NotImplementedError
 
     def _state(self) -> dict:
@@ -270,7 +277,7 @@ class MinMaxObserver(Observer):
             raise _no_data(self)
         return self.min_val, self.max_val
 
-    def _merge(self, other: "MinMaxObserver") -> None:
+    def _merge(self, other: MinMaxObserver) -> None:
         self.min_val = min(self.min_val, other.min_val)
         self.max_val = max(self.max_val, other.max_val)
 
@@ -368,7 +375,7 @@ class MovingAverageMinMaxObserver(Observer):
             raise _no_data(self)
         return self.min_val, self.max_val
 
-    def _merge(self, other: "MovingAverageMinMaxObserver") -> None:
+    def _merge(self, other: MovingAverageMinMaxObserver) -> None:
         if other.batches == 0:
             return
         if self.batches == 0:
@@ -421,8 +428,8 @@ class PerChannelMinMaxObserver(Observer):
         return {**super().config(), "axis": self.axis}
 
     def _reset(self) -> None:
-        self.min_val: Optional[np.ndarray] = None
-        self.max_val: Optional[np.ndarray] = None
+        self.min_val: np.ndarray | None = None
+        self.max_val: np.ndarray | None = None
 
     def _batch(self, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if a.ndim == 0 or not -a.ndim <= self.axis < a.ndim:
@@ -450,11 +457,11 @@ class PerChannelMinMaxObserver(Observer):
         seen = self.min_val <= self.max_val
         return np.where(seen, self.min_val, np.float32(0)), np.where(seen, self.max_val, np.float32(0))
 
-    def _check_channels(self, other: "PerChannelMinMaxObserver") -> None:
+    def _check_channels(self, other: PerChannelMinMaxObserver) -> None:
         if self.min_val is not None and other.min_val is not None and self.min_val.shape != other.min_val.shape:
             raise ValueError(f"other: has {other.min_val.shape[0]} channels, this observer {self.min_val.shape[0]}")
 
-    def _merge(self, other: "PerChannelMinMaxObserver") -> None:
+    def _merge(self, other: PerChannelMinMaxObserver) -> None:
         self._check_channels(other)
         if other.min_val is None:
             return
@@ -516,8 +523,8 @@ class MovingAveragePerChannelMinMaxObserver(PerChannelMinMaxObserver):
 
     def _reset(self) -> None:
         super()._reset()
-        self.batches: Optional[np.ndarray] = None
-        self._first: Optional[tuple[np.ndarray, np.ndarray]] = None
+        self.batches: np.ndarray | None = None
+        self._first: tuple[np.ndarray, np.ndarray] | None = None
 
     def _update(self, a: np.ndarray) -> None:
         mn, mx = self._batch(a)
@@ -544,7 +551,7 @@ class MovingAveragePerChannelMinMaxObserver(PerChannelMinMaxObserver):
         seen = self.batches > 0
         return np.where(seen, self.min_val, np.float32(0)), np.where(seen, self.max_val, np.float32(0))
 
-    def _merge(self, other: "MovingAveragePerChannelMinMaxObserver") -> None:
+    def _merge(self, other: MovingAveragePerChannelMinMaxObserver) -> None:
         self._check_channels(other)
         if other.min_val is None:
             return
@@ -594,7 +601,10 @@ class HistogramObserver(Observer):
 
     The histogram has ``bins`` int64 counts on a power-of-two grid that grows with the observed
     range and re-bins exactly (see ``lowbit._histogram``): memory is ``bins`` counts whatever the
-    data size, and ``merge`` gives exactly the histogram of one pass over all the data.
+    data size, and ``merge`` gives exactly the histogram of one pass over all the data. The
+    observed range spans between ``bins / 2`` and ``bins`` of the bins (the finest power-of-two
+    width that fits). Exact zeros are also counted apart (``zeros``), so that a spike at zero is
+    modelled as such.
 
     Methods:
         "mse": the range minimizing the expected quantization MSE of the histogram (as PyTorch's
@@ -605,7 +615,8 @@ class HistogramObserver(Observer):
             quantized version; the threshold ``t`` gives the range ``[-t, t]`` cut to the data.
 
     Args:
-        bins: number of histogram bins, 16 to 2**20.
+        bins: number of histogram bins, 16 to 2**16 (state: bins int64 counts; scratch while
+            updating: 8 copies per thread).
         method: "mse", "percentile" or "entropy".
         percentile: for "percentile", in (50, 100].
 
@@ -614,14 +625,14 @@ class HistogramObserver(Observer):
         >>> obs = lowbit.HistogramObserver(bins=256, method="percentile", percentile=90.0)
         >>> obs.update(np.arange(1000, dtype=np.float32))
         >>> [round(v) for v in obs.clip_range()]
-        [50, 949]
+        [50, 950]
     """
 
     def __init__(self, bins: int = 2048, method: str = "mse", percentile: float = 99.99, **kwargs: Any):
         if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)):
             raise TypeError(f"bins: expected an int, got {type(bins).__name__}")
-        if not 16 <= int(bins) <= 1 << 20:
-            raise ValueError(f"bins: expected 16 <= bins <= 2**20, got {bins}")
+        if not 16 <= int(bins) <= 1 << 16:
+            raise ValueError(f"bins: expected 16 <= bins <= 2**16, got {bins}")
         if method not in _METHODS:
             raise ValueError(f"method: expected one of {', '.join(map(repr, _METHODS))}, got {method!r}")
         if isinstance(percentile, bool) or not isinstance(percentile, (int, float, np.floating)):
@@ -639,7 +650,8 @@ class HistogramObserver(Observer):
     def _reset(self) -> None:
         self.min_val = _INF
         self.max_val = -_INF
-        self.counts: Optional[np.ndarray] = None
+        self.counts: np.ndarray | None = None
+        self.zeros = 0
         self._grid = (0, 0)
 
     def _regrid(self, mn: float, mx: float) -> None:
@@ -656,12 +668,14 @@ class HistogramObserver(Observer):
         self._count_nonfinite(bad)
         if not mn <= mx:
             return
-        self._regrid(min(self.min_val, mn), max(self.max_val, mx))
+        if self.counts is None or mn < self.min_val or mx > self.max_val:
+            self._regrid(min(self.min_val, mn), max(self.max_val, mx))
         e, base = self._grid
-        h, _ = _core.histogram_f32(a, 2.0**-e, float(base), self.bins)
+        h, _, zeros = _core.histogram_f32(a, 2.0**-e, float(base), self.bins)
         self.counts += h
+        self.zeros += zeros
 
-    def _merge(self, other: "HistogramObserver") -> None:
+    def _merge(self, other: HistogramObserver) -> None:
         if other.counts is None:
             return
         theirs = other.counts
@@ -669,6 +683,7 @@ class HistogramObserver(Observer):
             self.counts, self._grid = np.zeros(self.bins, np.int64), other._grid
         self._regrid(min(self.min_val, other.min_val), max(self.max_val, other.max_val))
         self.counts += _histogram.rebin(theirs, *other._grid, *self._grid)
+        self.zeros += other.zeros
 
     def clip_range(self) -> tuple[float, float]:
         """The clipping range ``(lo, hi)`` chosen by ``method`` from the histogram.
@@ -681,7 +696,7 @@ class HistogramObserver(Observer):
         if self.min_val == self.max_val:
             return self.min_val, self.max_val
         e, base = self._grid
-        bins = _histogram.Bins(self.counts, e, base, self.min_val, self.max_val)
+        bins = _histogram.Bins(self.counts, e, base, self.min_val, self.max_val, self.zeros)
         qmin, qmax = qrange(self.dtype, self.reduce_range)
         if self.method == "percentile":
             lo, hi = _histogram.percentile_range(bins, self.percentile, self.symmetric)
@@ -707,7 +722,14 @@ class HistogramObserver(Observer):
         if self.counts is None:
             return {"counts": None}
         e, base = self._grid
-        return {"min": self.min_val, "max": self.max_val, "exponent": e, "base": base, "counts": self.counts.tolist()}
+        return {
+            "min": self.min_val,
+            "max": self.max_val,
+            "exponent": e,
+            "base": base,
+            "zeros": int(self.zeros),
+            "counts": self.counts.tolist(),
+        }
 
     def _load(self, s: dict) -> None:
         self._reset()
@@ -720,7 +742,7 @@ class HistogramObserver(Observer):
         grid = (int(s["exponent"]), int(s["base"]))
         if grid != _histogram.grid_for(self.min_val, self.max_val, self.bins):
             raise TypeError("exponent/base do not match min/max")
-        self.counts, self._grid = counts, grid
+        self.counts, self._grid, self.zeros = counts, grid, int(s["zeros"])
 
     def _plot(self, ax: Any) -> None:
         if self.counts is None:

@@ -20,7 +20,14 @@ constexpr int64_t kKGroup = 4;
 
 inline int64_t k_groups(int64_t k) { return (k + kKGroup - 1) / kKGroup; }
 inline int64_t n_panels(int64_t n) { return (n + kPanelCols - 1) / kPanelCols; }
-inline int64_t packed_weight_bytes(int64_t k, int64_t n) { return n_panels(n) * k_groups(k) * kPanelCols * kKGroup; }
+// Zero bytes after the last panel: AMX reads B tiles of 16 groups and may run up to 15 groups past
+// a panel's end (the matching activation bytes are zero, so those products vanish).
+constexpr int64_t kPackSlackBytes = 16 * kPanelCols * kKGroup;
+inline int64_t packed_weight_bytes(int64_t k, int64_t n) {
+  return n_panels(n) * k_groups(k) * kPanelCols * kKGroup + kPackSlackBytes;
+}
+// Packed activation row stride: K rounded up to 64 bytes (one AMX tile row), zero padded.
+inline int64_t packed_act_stride(int64_t k) { return (k_groups(k) * kKGroup + 63) / 64 * 64 + (k == 0 ? 64 : 0); }
 
 // Epilogue applied to each int32 accumulator acc[m][n] (kernels hold it in registers):
 //   v = acc - row_offset[m] * colsum[n]                                (int32, wrap-around)
@@ -32,7 +39,7 @@ inline int64_t packed_weight_bytes(int64_t k, int64_t n) { return n_panels(n) * 
 enum class EpilogueKind { kInt32, kFloat, kRequant };
 
 struct GemmArgs {
-  // Activations, already packed: u8, m rows of lda >= k_groups * 4 bytes, bytes past K are 0.
+  // Activations, already packed: u8, m rows of lda = packed_act_stride(K) bytes, bytes past K are 0.
   // s8 data is stored shifted (a + 128) and its row_offset includes the 128.
   const uint8_t* a = nullptr;
   int64_t lda = 0;
@@ -73,6 +80,12 @@ void unpack_weight_s8(const int8_t* packed, int64_t n, int64_t k, int8_t* w);
 // C (m x n, contiguous int32) = A (m x k, int8 or uint8 by a_signed) times packed B.
 void matmul_packed(const uint8_t* a, bool a_signed, int64_t m, int64_t k, int64_t stride_am, int64_t stride_ak,
                    const int8_t* packed, const int32_t* colsum, int64_t n, int32_t* c);
+
+// matmul_packed with an explicit task kernel instead of the dispatched one (tests of kernels that
+// the dispatcher would not pick on this machine); fn == nullptr means the dispatched kernel.
+void matmul_packed_with(kernels::GemmTaskFn fn, const uint8_t* a, bool a_signed, int64_t m, int64_t k,
+                        int64_t stride_am, int64_t stride_ak, const int8_t* packed, const int32_t* colsum, int64_t n,
+                        int32_t* c);
 
 // Activation quantization of linear(): the int8 activation's (scale, zero point) come from
 //   kDynamicRow:    per row, asymmetric uint8 over the row's finite values and 0:

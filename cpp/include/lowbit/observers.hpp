@@ -23,12 +23,14 @@ using MinMaxF32Fn = int64_t (*)(const float* x, int64_t n, float* mn, float* mx)
 using MinMaxPerChannelF32Fn = int64_t (*)(const float* x, int64_t rows, int64_t cols, int64_t row_stride, float* mn,
                                           float* mx);
 // Adds every element of x[0, n) into counts, laid out as kHistogramWays interleaved copies of
-// (bins + 1) counters: element i goes to copy (i % kHistogramWays); slot `bins` of a copy collects
-// the non-finite values. Several copies break the store-to-load dependency of repeated bins.
+// (bins + 2) counters: element i goes to copy (i % kHistogramWays); slot `bins` of a copy collects
+// the non-finite values and slot `bins + 1` the exact zeros (+0 and -0, left out of their bin so
+// that the observers can model a spike at zero). Several copies break the store-to-load
+// dependency of repeated bins.
 using HistogramF32Fn = void (*)(const float* x, int64_t n, float scale, float base, int64_t bins, int64_t* counts);
 }  // namespace kernels
 
-constexpr int64_t kHistogramWays = 4;
+constexpr int64_t kHistogramWays = 8;
 
 struct MinMaxResult {
   float min;  // +inf when no finite value was seen
@@ -45,8 +47,9 @@ MinMaxResult minmax(const float* x, int64_t n);
 int64_t minmax_per_channel(const float* x, int64_t outer, int64_t channels, int64_t inner, float* mn, float* mx);
 
 // Adds the finite elements of x[0, n) into counts[bins] on the grid described above (elements
-// outside the grid's window land in the edge bins); returns the number of non-finite elements.
+// outside the grid's window land in the edge bins); returns the number of non-finite elements and
+// stores the number of exact zeros (which are counted in their bin too) in *zeros.
 // scale must be a power of two and base an integer-valued float (validated by the caller).
-int64_t histogram(const float* x, int64_t n, float scale, float base, int64_t bins, int64_t* counts);
+int64_t histogram(const float* x, int64_t n, float scale, float base, int64_t bins, int64_t* counts, int64_t* zeros);
 
 }  // namespace lowbit

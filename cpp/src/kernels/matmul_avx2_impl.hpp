@@ -106,6 +106,13 @@ void micro256(const GemmArgs& g, int64_t i0, int64_t p) {
 }
 constexpr int kMr256 = 2;
 #else
+// AVX-VNNI (VEX vpdpbusd). The EVEX twin (AVX512-VNNI + VL, same semantics) builds the same code
+// for a test-only instantiation that runs on AVX-512 VNNI machines.
+#if defined(LOWBIT_GEMM256_EVEX)
+#define LOWBIT_DPBUSD256 _mm256_dpbusd_epi32
+#else
+#define LOWBIT_DPBUSD256 _mm256_dpbusd_avx_epi32
+#endif
 // AVX-VNNI: 4 rows x 1 panel (two ymm of 8 columns per row), accumulators are final sums.
 template <int MR>
 void micro256(const GemmArgs& g, int64_t i0, int64_t p) {
@@ -121,8 +128,8 @@ void micro256(const GemmArgs& g, int64_t i0, int64_t p) {
 #define LOWBIT_ROW(r)                                              \
   if (MR > r) {                                                    \
     const __m256i av = _mm256_set1_epi32(load_a4(a + r * lda + t * 4)); \
-    c##r##0 = _mm256_dpbusd_avx_epi32(c##r##0, av, b0);            \
-    c##r##1 = _mm256_dpbusd_avx_epi32(c##r##1, av, b1);            \
+    c##r##0 = LOWBIT_DPBUSD256(c##r##0, av, b0);                   \
+    c##r##1 = LOWBIT_DPBUSD256(c##r##1, av, b1);                   \
   }
     LOWBIT_ROW(0) LOWBIT_ROW(1) LOWBIT_ROW(2) LOWBIT_ROW(3)
 #undef LOWBIT_ROW

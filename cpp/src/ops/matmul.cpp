@@ -4,11 +4,16 @@
 #include <cfloat>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 #include <functional>
 #include <vector>
 
 #include "dispatch/matmul.hpp"
 #include "dispatch/quantize.hpp"
+#include "dispatch/range.hpp"
 #include "lowbit/matmul.hpp"
 #include "lowbit/parallel.hpp"
 #include "reference/scalar.hpp"
@@ -24,9 +29,8 @@ constexpr int64_t kRowGrainElems = 1 << 14;  // activation packing: elements per
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
 // Splits the GEMM into (row chunk, panel chunk) tasks; consecutive tasks share a weight chunk.
-void run_gemm(const OpTable<kernels::GemmTaskFn>& table, const GemmArgs& g) {
+void run_gemm_with(kernels::GemmTaskFn fn, const GemmArgs& g) {
   if (g.m == 0 || g.n == 0) return;
-  kernels::GemmTaskFn fn = table.get();
   const int64_t panels = n_panels(g.n);
   const int64_t kp = std::max<int64_t>(g.k_groups * kKGroup, kKGroup);
   const int64_t threads = get_num_threads();
@@ -51,6 +55,11 @@ void run_gemm(const OpTable<kernels::GemmTaskFn>& table, const GemmArgs& g) {
   }
 }
 
+void run_gemm(const OpTable<kernels::GemmTaskFn>& table, const GemmArgs& g) {
+  if (g.m == 0 || g.n == 0) return;
+  run_gemm_with(table.get(), g);
+}
+
 void for_rows(int64_t m, int64_t k, const std::function<void(int64_t, int64_t)>& fn) {
   parallel_range(m, std::max<int64_t>(1, kRowGrainElems / std::max<int64_t>(k, 1)), 1, fn);
 }
@@ -65,17 +74,55 @@ void dynamic_params(float lo, float hi, float* scale, int32_t* zp) {
   *zp = static_cast<int32_t>(std::min(255.0f, std::max(0.0f, z)));
 }
 
-// min(0, finite x) and max(0, finite x) of a row; NaN and +-inf are left out.
-void finite_min_max(const float* x, int64_t n, float* lo_out, float* hi_out) {
-  float lo = 0.0f, hi = 0.0f;
-  for (int64_t i = 0; i < n; ++i) {
-    float v = x[i];
-    v = (v - v) == 0.0f ? v : 0.0f;
-    lo = v < lo ? v : lo;
-    hi = v > hi ? v : hi;
+}  // namespace
+
+namespace {
+
+// Packs panels [p0, p1) from a source whose columns are contiguous (stride_n == 1, e.g. a (K, N)
+// row-major b): rows of 4 k are read sequentially and interleaved into one 64-byte line per panel.
+void pack_rows_n_contiguous(const int8_t* w, int64_t n, int64_t k, int64_t stride_k, int64_t p0, int64_t p1,
+                            int8_t* packed, int32_t* colsum) {
+  const int64_t kg = k_groups(k);
+  const int64_t line = kPanelCols * kKGroup;
+  std::vector<int32_t> sums(static_cast<size_t>((p1 - p0) * kPanelCols), 0);
+  const int8_t zeros[kPanelCols] = {};
+  for (int64_t g = 0; g < kg; ++g) {
+    for (int64_t p = p0; p < p1; ++p) {
+      const int64_t c0 = p * kPanelCols;
+      const int64_t jn = std::min<int64_t>(kPanelCols, n - c0);
+      int8_t* d = packed + (p * kg + g) * line;
+      int32_t* sm = sums.data() + (p - p0) * kPanelCols;
+      const int8_t* r[4];
+      for (int t = 0; t < 4; ++t) r[t] = (4 * g + t < k) ? w + (4 * g + t) * stride_k + c0 : zeros;
+      if (jn == kPanelCols) {
+#if defined(__SSE2__)
+        const __m128i r0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(r[0]));
+        const __m128i r1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(r[1]));
+        const __m128i r2 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(r[2]));
+        const __m128i r3 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(r[3]));
+        const __m128i a = _mm_unpacklo_epi8(r0, r1), b = _mm_unpackhi_epi8(r0, r1);
+        const __m128i c = _mm_unpacklo_epi8(r2, r3), e = _mm_unpackhi_epi8(r2, r3);
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(d), _mm_unpacklo_epi16(a, c));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(d + 16), _mm_unpackhi_epi16(a, c));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(d + 32), _mm_unpacklo_epi16(b, e));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(d + 48), _mm_unpackhi_epi16(b, e));
+#else
+        for (int64_t j = 0; j < kPanelCols; ++j)
+          for (int t = 0; t < 4; ++t) d[j * 4 + t] = r[t][j];
+#endif
+        for (int t = 0; t < 4; ++t)
+          for (int64_t j = 0; j < kPanelCols; ++j) sm[j] += r[t][j];
+      } else {
+        std::memset(d, 0, static_cast<size_t>(line));
+        for (int64_t j = 0; j < jn; ++j)
+          for (int t = 0; t < 4; ++t) {
+            d[j * 4 + t] = r[t][j];
+            sm[j] += r[t][j];
+          }
+      }
+    }
   }
-  *lo_out = lo;
-  *hi_out = hi;
+  std::memcpy(colsum + p0 * kPanelCols, sums.data(), sums.size() * sizeof(int32_t));
 }
 
 }  // namespace
@@ -85,34 +132,32 @@ void pack_weight_s8(const int8_t* w, int64_t n, int64_t k, int64_t stride_n, int
   const int64_t kg = k_groups(k);
   const int64_t kp = kg * kKGroup;
   const int64_t panels = n_panels(n);
-  // Walk the source along its smaller stride: k inner for (N, K) rows, columns inner for (K, N).
-  const bool k_inner = std::abs(stride_k) <= std::abs(stride_n);
-  parallel_range(panels, std::max<int64_t>(1, (1 << 16) / std::max<int64_t>(kp * kPanelCols, 1)), 1, [&](int64_t p0, int64_t p1) {
+  const int64_t grain = std::max<int64_t>(1, (1 << 16) / std::max<int64_t>(kp * kPanelCols, 1));
+  std::memset(packed + panels * kp * kPanelCols, 0, static_cast<size_t>(kPackSlackBytes));
+  if (stride_n == 1 && k > 0) {
+    parallel_range(panels, grain, 1, [&](int64_t p0, int64_t p1) {
+      pack_rows_n_contiguous(w, n, k, stride_k, p0, p1, packed, colsum);
+    });
+    return;
+  }
+  // General strides: one column at a time (k contiguous for the usual (N, K) Linear weight).
+  parallel_range(panels, grain, 1, [&](int64_t p0, int64_t p1) {
     for (int64_t p = p0; p < p1; ++p) {
       int8_t* dst = packed + p * kp * kPanelCols;
       const int64_t jn = std::min<int64_t>(kPanelCols, n - p * kPanelCols);
-      int32_t sums[kPanelCols] = {};
-      if (k_inner) {
-        for (int64_t j = 0; j < kPanelCols; ++j) {
+      if (jn < kPanelCols || kp != k) std::memset(dst, 0, static_cast<size_t>(kp * kPanelCols));
+      for (int64_t j = 0; j < kPanelCols; ++j) {
+        int32_t sum = 0;
+        if (j < jn) {
           const int8_t* src = w + (p * kPanelCols + j) * stride_n;
-          for (int64_t t = 0; t < kp; ++t) {
-            const int8_t v = (j < jn && t < k) ? src[t * stride_k] : static_cast<int8_t>(0);
+          for (int64_t t = 0; t < k; ++t) {
+            const int8_t v = src[t * stride_k];
             dst[((t / 4) * kPanelCols + j) * 4 + (t & 3)] = v;
-            sums[j] += v;
+            sum += v;
           }
         }
-      } else {
-        for (int64_t t = 0; t < kp; ++t) {
-          const int8_t* src = w + t * stride_k + p * kPanelCols * stride_n;
-          int8_t* d = dst + (t / 4) * kPanelCols * 4 + (t & 3);
-          for (int64_t j = 0; j < kPanelCols; ++j) {
-            const int8_t v = (j < jn && t < k) ? src[j * stride_n] : static_cast<int8_t>(0);
-            d[j * 4] = v;
-            sums[j] += v;
-          }
-        }
+        colsum[p * kPanelCols + j] = sum;
       }
-      for (int64_t j = 0; j < kPanelCols; ++j) colsum[p * kPanelCols + j] = sums[j];
     }
   });
 }
@@ -125,11 +170,11 @@ void unpack_weight_s8(const int8_t* packed, int64_t n, int64_t k, int8_t* w) {
   }
 }
 
-void matmul_packed(const uint8_t* a, bool a_signed, int64_t m, int64_t k, int64_t stride_am, int64_t stride_ak,
+void matmul_packed_with(kernels::GemmTaskFn fn, const uint8_t* a, bool a_signed, int64_t m, int64_t k, int64_t stride_am, int64_t stride_ak,
                    const int8_t* packed, const int32_t* colsum, int64_t n, int32_t* c) {
   if (m == 0 || n == 0) return;
   const int64_t kg = k_groups(k);
-  const int64_t lda = std::max<int64_t>(kg * kKGroup, kKGroup);
+  const int64_t lda = packed_act_stride(k);
   std::vector<uint8_t> ap(static_cast<size_t>(m * lda));
   // s8 activations are stored as a + 128 (u8) for vpdpbusd; row_offset 128 undoes it with colsum.
   const uint8_t flip = a_signed ? 0x80 : 0x00;
@@ -158,14 +203,22 @@ void matmul_packed(const uint8_t* a, bool a_signed, int64_t m, int64_t k, int64_
   g.colsum = colsum;
   g.out = c;
   g.ldo = n;
-  run_gemm(a_signed ? dispatch::matmul_s8s8_s32 : dispatch::matmul_u8s8_s32, g);
+  if (fn != nullptr)
+    run_gemm_with(fn, g);
+  else
+    run_gemm(a_signed ? dispatch::matmul_s8s8_s32 : dispatch::matmul_u8s8_s32, g);
+}
+
+void matmul_packed(const uint8_t* a, bool a_signed, int64_t m, int64_t k, int64_t stride_am, int64_t stride_ak,
+                   const int8_t* packed, const int32_t* colsum, int64_t n, int32_t* c) {
+  matmul_packed_with(nullptr, a, a_signed, m, k, stride_am, stride_ak, packed, colsum, n, c);
 }
 
 void linear_packed(const float* x, int64_t m, int64_t k, const int8_t* packed, const int32_t* colsum,
                    const float* col_scale, int64_t n, const LinearParams& p, void* out) {
   if (m == 0 || n == 0) return;
   const int64_t kg = k_groups(k);
-  const int64_t lda = std::max<int64_t>(kg * kKGroup, kKGroup);
+  const int64_t lda = packed_act_stride(k);
   std::vector<uint8_t> ap(static_cast<size_t>(m * lda));
   std::vector<int32_t> row_offset(static_cast<size_t>(m));
   std::vector<float> row_scale(static_cast<size_t>(m));
@@ -173,19 +226,21 @@ void linear_packed(const float* x, int64_t m, int64_t k, const int8_t* packed, c
   int32_t t_zp = p.act_zero_point + (p.act_signed ? 128 : 0);
   if (p.act == ActMode::kDynamicTensor) {
     std::vector<float> lo(static_cast<size_t>(m)), hi(static_cast<size_t>(m));
+    auto finite_min_max = dispatch::finite_range_f32.get();
     for_rows(m, k, [&](int64_t r0, int64_t r1) {
       for (int64_t i = r0; i < r1; ++i) finite_min_max(x + i * k, k, &lo[i], &hi[i]);
     });
     dynamic_params(*std::min_element(lo.begin(), lo.end()), *std::max_element(hi.begin(), hi.end()), &t_scale, &t_zp);
   }
   auto qu8 = dispatch::quantize_f32_u8.get();
+  auto range = dispatch::finite_range_f32.get();
   for_rows(m, k, [&](int64_t r0, int64_t r1) {
     for (int64_t i = r0; i < r1; ++i) {
       float s = t_scale;
       int32_t z = t_zp;
       if (p.act == ActMode::kDynamicRow) {
         float lo, hi;
-        finite_min_max(x + i * k, k, &lo, &hi);
+        range(x + i * k, k, &lo, &hi);
         dynamic_params(lo, hi, &s, &z);
       }
       const float inv = 1.0f / s;

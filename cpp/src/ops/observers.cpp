@@ -113,11 +113,12 @@ int64_t minmax_per_channel(const float* x, int64_t outer, int64_t channels, int6
   return bad;
 }
 
-int64_t histogram(const float* x, int64_t n, float scale, float base, int64_t bins, int64_t* counts) {
+int64_t histogram(const float* x, int64_t n, float scale, float base, int64_t bins, int64_t* counts, int64_t* zeros) {
+  *zeros = 0;
   if (n <= 0) return 0;
   auto kernel = dispatch::histogram_f32.get();
   const int64_t tasks = task_count(n, n);
-  const int64_t stride = bins + 1;
+  const int64_t stride = bins + 2;
   const int64_t per_task = kHistogramWays * stride;
   std::vector<int64_t> part(tasks * per_task, 0);
   split(n, tasks, 64, [&](int64_t t, int64_t b, int64_t e) {
@@ -128,7 +129,11 @@ int64_t histogram(const float* x, int64_t n, float scale, float base, int64_t bi
     const int64_t* p = part.data() + c * stride;
     for (int64_t j = 0; j < bins; ++j) counts[j] += p[j];
     bad += p[bins];
+    *zeros += p[bins + 1];
   }
+  // Zeros go back into their bin: the same slot arithmetic as a finite nonzero element at 0.
+  const float zero_bin = std::min(std::max(std::floor(0.0f * scale) - base, 0.0f), static_cast<float>(bins - 1));
+  counts[static_cast<int64_t>(zero_bin)] += *zeros;
   return bad;
 }
 

@@ -41,7 +41,7 @@ int64_t minmax_per_channel_f32(const float* x, int64_t rows, int64_t cols, int64
 
 void histogram_f32(const float* x, int64_t n, float scale, float base, int64_t bins, int64_t* counts) {
   for (int64_t i = 0; i < n; ++i) {
-    counts[(i % kHistogramWays) * (bins + 1) + detail::histogram_slot(x[i], scale, base, bins)] += 1;
+    counts[(i % kHistogramWays) * (bins + 2) + detail::histogram_slot(x[i], scale, base, bins)] += 1;
   }
 }
 

@@ -12,9 +12,10 @@ namespace detail {
 
 inline bool finite_f32(float x) { return std::fabs(x) < INFINITY; }  // false for NaN and +-inf
 
-// Histogram slot of x: its bin, or `bins` (the non-finite slot) for NaN / +-inf.
+// Histogram slot of x: its bin, `bins` (the non-finite slot) for NaN / +-inf, `bins + 1` for +-0.
 inline int64_t histogram_slot(float x, float scale, float base, int64_t bins) {
   if (!finite_f32(x)) return bins;
+  if (x == 0.0f) return bins + 1;
   float f = std::floor(x * scale) - base;
   f = f < 0.0f ? 0.0f : f;
   const float top = static_cast<float>(bins - 1);

@@ -1,0 +1,11 @@
+// Dispatch table of the finite-range kernel (defined in dispatch/range.cpp).
+#pragma once
+
+#include "lowbit/dispatch.hpp"
+#include "reference/range.hpp"
+
+namespace lowbit {
+namespace dispatch {
+extern const OpTable<kernels::FiniteRangeFn> finite_range_f32;
+}
+}  // namespace lowbit

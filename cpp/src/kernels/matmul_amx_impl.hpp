@@ -1,0 +1,81 @@
+// The AMX int8 GEMM task, templated on the tile operations: the real AMX instructions
+// (kernels/amx/matmul.cpp) or a scalar emulation of the same tiles (kernels/avx512vnni/
+// matmul_amx_twin.cpp, tests only), so the blocking and addressing are checked without AMX.
+// 32 x 32 output blocks as 2 x 2 int32 tiles (0-3), A tiles (4, 5: 16 rows x 64 bytes) straight
+// from the packed activations, B tiles (6, 7) straight from the vnni4x16 panels (16 consecutive
+// k groups of a panel are one 16 x 64-byte tile). Edge rows / panels go to the AVX-512 VNNI task.
+#pragma once
+
+#include <immintrin.h>
+
+#include "kernels/matmul_avx512_epilogue.hpp"
+#include "reference/matmul.hpp"
+
+namespace lowbit {
+namespace kernels {
+namespace {
+
+constexpr int64_t kTileRows = 16;
+constexpr int64_t kTileBytes = 64;
+constexpr int64_t kGroupsPerStep = kTileBytes / kKGroup;  // 16 k groups = 64 k per tdpbusd
+constexpr int64_t kBlockRows = 2 * kTileRows;
+
+// Rows [i0, i0 + 32) x panels [p, p + 2): requires lda % 64 == 0 (packed_act_stride) and the
+// packed-weight slack, since the last k step may read past K (times zero activation bytes).
+template <class Tiles>
+void block_32x32(const GemmArgs& g, int64_t i0, int64_t p) {
+  const int64_t ps = g.k_groups * kPanelCols * kKGroup;
+  const int8_t* b0 = g.b + p * ps;
+  const int8_t* b1 = b0 + ps;
+  const uint8_t* a0 = g.a + i0 * g.lda;
+  const uint8_t* a1 = a0 + kTileRows * g.lda;
+  const int64_t steps = (g.k_groups + kGroupsPerStep - 1) / kGroupsPerStep;
+  Tiles::template zero<0>();
+  Tiles::template zero<1>();
+  Tiles::template zero<2>();
+  Tiles::template zero<3>();
+  Tiles::barrier();
+  for (int64_t s = 0; s < steps; ++s) {
+    const int64_t off_a = s * kTileBytes;
+    const int64_t off_b = s * kGroupsPerStep * kPanelCols * kKGroup;
+    Tiles::template load<4>(a0 + off_a, g.lda);
+    Tiles::template load<5>(a1 + off_a, g.lda);
+    Tiles::template load<6>(b0 + off_b, kTileBytes);
+    Tiles::template load<7>(b1 + off_b, kTileBytes);
+    Tiles::template dpbusd<0, 4, 6>();
+    Tiles::template dpbusd<1, 4, 7>();
+    Tiles::template dpbusd<2, 5, 6>();
+    Tiles::template dpbusd<3, 5, 7>();
+  }
+  alignas(64) int32_t c[kBlockRows][2 * kPanelCols];
+  Tiles::barrier();
+  Tiles::template store<0>(&c[0][0], sizeof(c[0]));
+  Tiles::template store<1>(&c[0][16], sizeof(c[0]));
+  Tiles::template store<2>(&c[16][0], sizeof(c[0]));
+  Tiles::template store<3>(&c[16][16], sizeof(c[0]));
+  Tiles::barrier();
+  for (int64_t r = 0; r < kBlockRows; ++r) {
+    epilogue(g, _mm512_load_si512(c[r]), i0 + r, p);
+    epilogue(g, _mm512_load_si512(c[r] + 16), i0 + r, p + 1);
+  }
+}
+
+template <class Tiles>
+void amx_task(const GemmArgs& g, int64_t m0, int64_t m1, int64_t p0, int64_t p1) {
+  const int64_t mb = m0 + (m1 - m0) / kBlockRows * kBlockRows;
+  const int64_t pb = p0 + (p1 - p0) / 2 * 2;
+  if (mb == m0 || pb == p0 || g.lda % kTileBytes != 0) {
+    avx512vnni::gemm_u8s8_task(g, m0, m1, p0, p1);
+    return;
+  }
+  Tiles::configure();  // per call: tile state is per thread, released below
+  for (int64_t p = p0; p < pb; p += 2)
+    for (int64_t i = m0; i < mb; i += kBlockRows) block_32x32<Tiles>(g, i, p);
+  Tiles::release();
+  if (pb < p1) avx512vnni::gemm_u8s8_task(g, m0, mb, pb, p1);  // the odd panel
+  if (mb < m1) avx512vnni::gemm_u8s8_task(g, mb, m1, p0, p1);  // the last rows
+}
+
+}  // namespace
+}  // namespace kernels
+}  // namespace lowbit
