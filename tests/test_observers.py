@@ -90,7 +90,7 @@ def test_minmax_per_channel_empty_channels(isa):
 
 def numpy_histogram(x, e, base, bins):
     f = x[np.isfinite(x)]
-    idx = np.clip(np.floor(f * np.float32(2.0**-e)) - np.float32(base), 0, bins - 1).astype(np.int64)
+    idx = np.clip(np.floor(f.astype(np.float64) * 2.0**-e) - base, 0, bins - 1).astype(np.int64)
     return np.bincount(idx, minlength=bins)
 
 
@@ -179,14 +179,29 @@ def test_kernel_bindings_fuzz(rng):
 @pytest.mark.parametrize("bins", [16, 2048])
 def test_grid_is_finest_that_fits(lo, hi, bins):
     e, base = _histogram.grid_for(lo, hi, bins)
-    s = np.float32(2.0**-e)
-    top = int(np.floor(np.float32(hi) * s)) - base
-    assert int(np.floor(np.float32(lo) * s)) == base and 0 <= top < bins
+    lo, hi = float(np.float32(lo)), float(np.float32(hi))
+    top = int(np.floor(hi * 2.0**-e)) - base
+    assert int(np.floor(lo * 2.0**-e)) == base and 0 <= top < bins
     if hi > lo and e > -100:  # one step finer would not fit (unless at the magnitude floor)
-        s2 = np.float32(2.0 ** -(e - 1))
-        finer = int(np.floor(np.float32(hi) * s2)) - int(np.floor(np.float32(lo) * s2)) + 1
+        finer = int(np.floor(hi * 2.0 ** -(e - 1))) - int(np.floor(lo * 2.0 ** -(e - 1))) + 1
         e_floor = np.frexp(max(abs(lo), abs(hi)))[1] - 41
         assert finer > bins or e - 1 < e_floor
+
+
+def test_histogram_bins_exact_for_underflowing_products(isa):
+    """A tiny negative value times 2**-e underflows to -0 in float32 yet must land in bin -1."""
+    x = np.float32([-8.98232e-43, -1e-45, -1.31073e05, 1e-45, -3e-39])
+    e, base = _histogram.grid_for(x.min(), x.max(), 128)
+    counts, _, _ = _core.histogram_f32(x, 2.0**-e, float(base), 128)
+    np.testing.assert_array_equal(counts, numpy_histogram(x, e, base, 128))
+    single = lowbit.HistogramObserver(bins=128)
+    single.update(x)
+    merged = lowbit.HistogramObserver(bins=128)
+    for v in x:
+        part = lowbit.HistogramObserver(bins=128)
+        part.update(np.float32([v]))
+        merged.merge(part)
+    assert merged.state_dict() == single.state_dict()
 
 
 # --- equality with PyTorch ----------------------------------------------------------------------

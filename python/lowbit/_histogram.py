@@ -25,25 +25,24 @@ _MAG_BITS = 40  # finest bin width relative to the largest magnitude: 2**-40 of 
 def grid_for(min_val: float, max_val: float, bins: int) -> tuple[int, int]:
     """``(e, base)`` of the finest power-of-two grid whose ``bins`` bins hold ``[min_val, max_val]``.
 
-    Bin indices follow the kernel's float32 arithmetic (``floor(x * 2**-e)``), so they agree with
-    ``lowbit._core.histogram_f32`` bit for bit.
+    Bin indices are exact: ``floor(x * 2**-e)`` computed in float64 (where the product of a
+    float32 and a power of two in range is exact), matching ``lowbit._core.histogram_f32``.
     """
-    lo32, hi32 = np.float32(min_val), np.float32(max_val)
-    maxabs = max(abs(float(lo32)), abs(float(hi32)))
+    lo, hi = float(np.float32(min_val)), float(np.float32(max_val))
+    maxabs = max(abs(lo), abs(hi))
     e_floor = _E_MIN if maxabs == 0.0 else max(_E_MIN, math.frexp(maxabs)[1] - 1 - _MAG_BITS)
 
     def fits(e: int) -> bool:
-        s = np.float32(2.0**-e)
-        return float(np.floor(hi32 * s)) - float(np.floor(lo32 * s)) + 1.0 <= bins
+        s = 2.0**-e
+        return math.floor(hi * s) - math.floor(lo * s) + 1 <= bins
 
-    span = float(hi32) - float(lo32)
+    span = hi - lo
     e = e_floor if span == 0.0 else max(e_floor, min(_E_MAX, math.floor(math.log2(span / bins))))
     while e < _E_MAX and not fits(e):
         e += 1
     while e > e_floor and fits(e - 1):
         e -= 1
-    base = int(np.floor(lo32 * np.float32(2.0**-e)))
-    return e, base
+    return e, math.floor(lo * 2.0**-e)
 
 
 def rebin(counts: np.ndarray, e: int, base: int, e2: int, base2: int) -> np.ndarray:

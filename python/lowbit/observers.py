@@ -535,6 +535,11 @@ class MovingAveragePerChannelMinMaxObserver(PerChannelMinMaxObserver):
             self._first = (mn.copy(), mx.copy())
             return
         c = np.float32(self.averaging_constant)
+        if self._all_seen and ok.all():  # common case: every channel had data before and now
+            self.min_val = self.min_val + c * (mn - self.min_val)
+            self.max_val = self.max_val + c * (mx - self.max_val)
+            self.batches += 1
+            return
         new = ok & (self.batches == 0)
         old = ok & (self.batches > 0)
         with np.errstate(invalid="ignore"):
@@ -544,6 +549,10 @@ class MovingAveragePerChannelMinMaxObserver(PerChannelMinMaxObserver):
         self.max_val = np.where(old, ema_hi, np.where(new, mx, self.max_val)).astype(np.float32)
         self._first = (np.where(new, mn, self._first[0]), np.where(new, mx, self._first[1]))
         self.batches = self.batches + ok
+
+    @property
+    def _all_seen(self) -> bool:
+        return self.batches is not None and bool(self.batches.min(initial=1) > 0)
 
     def qparams_range(self) -> tuple[np.ndarray, np.ndarray]:
         if self.batches is None or not np.any(self.batches > 0):

@@ -6,8 +6,10 @@
 //     and the count is returned.
 //   - min/max are exact (a reduction picks an input value; order and thread count do not matter).
 //   - Histogram bins lie on a power-of-two grid: element x goes to bin
-//     clamp(floor(x * scale) - base, 0, bins - 1) with scale = 2^-e (exact in float32) and base an
-//     integer-valued float, so a bin index never depends on order, chunking or thread count.
+//     clamp(floor(x * scale) - base, 0, bins - 1) with scale = 2^-e and base an integer-valued
+//     float; floor(x * scale) is the exact mathematical value (the product is exact, and a negative
+//     product that underflows still floors to -1), so a bin index never depends on order, chunking,
+//     thread count or precision.
 #pragma once
 
 #include <cstdint>

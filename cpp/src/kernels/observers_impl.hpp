@@ -198,7 +198,7 @@ struct ObserversImpl {
 
   static void histogram(const float* x, int64_t n, float scale, float base, int64_t bins, int64_t* counts) {
     const fb inf(INFINITY), s(scale), b(base), zero(0.0f), top(static_cast<float>(bins - 1));
-    const fb slot_bad(static_cast<float>(bins)), slot_zero(static_cast<float>(bins + 1));
+    const fb slot_bad(static_cast<float>(bins)), slot_zero(static_cast<float>(bins + 1)), dmin(1e-45f);
     const int64_t stride = bins + 2;
     // Slot indices are computed a few vectors at a time, then scattered with scalar increments:
     // AVX2/AVX-512 F/BW have no conflict-free scatter-add.
@@ -208,7 +208,8 @@ struct ObserversImpl {
     for (; i + kVecs * W <= n; i += kVecs * W) {
       for (int64_t k = 0; k < kVecs; ++k) {
         const fb v = fb::load_unaligned(x + i + k * W);
-        fb t = xsimd::floor(v * s) - b;
+        // Same underflow guard as detail::histogram_slot: a negative product never floors to 0.
+        fb t = xsimd::floor(v * s - xsimd::select(v < zero, dmin, zero)) - b;
         t = xsimd::min(xsimd::max(t, zero), top);
         t = xsimd::select(v == zero, slot_zero, t);
         t = xsimd::select(xsimd::abs(v) < inf, t, slot_bad);

@@ -16,7 +16,11 @@ inline bool finite_f32(float x) { return std::fabs(x) < INFINITY; }  // false fo
 inline int64_t histogram_slot(float x, float scale, float base, int64_t bins) {
   if (!finite_f32(x)) return bins;
   if (x == 0.0f) return bins + 1;
-  float f = std::floor(x * scale) - base;
+  // x * scale is exact unless it underflows; then only its sign matters, and a negative product
+  // that rounded to -0 must still floor to -1.
+  float y = x * scale;
+  if (x < 0.0f) y -= 1e-45f;
+  float f = std::floor(y) - base;
   f = f < 0.0f ? 0.0f : f;
   const float top = static_cast<float>(bins - 1);
   f = f > top ? top : f;
