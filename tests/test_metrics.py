@@ -192,3 +192,10 @@ def test_model_nbytes_of_arrays():
     assert metrics.compression_ratio(np.zeros(8, np.float32), np.zeros(8, np.int8)) == 4.0
     with pytest.raises(ValueError, match="quant_model: has no bytes"):
         metrics.compression_ratio(10, 0)
+
+
+def test_docstring_examples():
+    import doctest
+
+    res = doctest.testmod(metrics, extraglobs={"lowbit": lowbit, "np": np}, optionflags=doctest.ELLIPSIS)
+    assert res.attempted >= 8 and res.failed == 0

@@ -183,3 +183,13 @@ def test_import_lowbit_stays_light():
             "print([m for m in ('torch', 'pandas', 'matplotlib', 'tqdm') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("name", ["lowbit.report", "lowbit.sensitivity"])
+def test_docstring_examples(name):
+    import doctest
+    import importlib
+
+    res = doctest.testmod(importlib.import_module(name), extraglobs={"lowbit": lowbit, "np": np, "torch": torch},
+                          optionflags=doctest.ELLIPSIS)
+    assert res.attempted >= 3 and res.failed == 0
