@@ -264,7 +264,7 @@ class QuantReport:
                 if i == 11 and r.speedup < 1:
                     style += ";color:#b35900"
                 tds.append(f"<td style='{style}'>{esc(c)}</td>")
-            bg = " style='background:#fde2e2'" if r.name in worst else ""
+            bg = " style='background:#fde2e2;color:#000'" if r.name in worst else ""
             body.append(f"<tr{bg}>{''.join(tds)}</tr>")
         model = "<br>".join(esc(s) for s in self._model_lines())
         foot = ""
@@ -275,7 +275,7 @@ class QuantReport:
             items = "".join(f"<li><code>{esc(n)}</code>: {esc(w)}</li>" for n, w in self.float_layers.items())
             foot += f"<details><summary>{len(self.float_layers)} layers kept float</summary><ul>{items}</ul></details>"
         return (f"<div><b>{esc(self.title)}</b>: {len(self.layers)} quantized layers, "
-                f"{self.n_batches} batches<br><span style='font-family:monospace'>{model}</span>"
+                f"{self.n_batches} batch{'es' if self.n_batches != 1 else ''}<br><span style='font-family:monospace'>{model}</span>"
                 f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>{foot}</div>")
 
     def plot(self, path: Optional[str] = None) -> Any:
