@@ -185,7 +185,7 @@ def test_import_lowbit_stays_light():
     assert out.strip() == "[]"
 
 
-@pytest.mark.parametrize("name", ["lowbit.report", "lowbit.sensitivity"])
+@pytest.mark.parametrize("name", ["lowbit.report", "lowbit.mixed_precision"])
 def test_docstring_examples(name):
     import doctest
     import importlib

@@ -1,4 +1,4 @@
-"""Per-layer sensitivity to quantization and automatic mixed precision under an accuracy or size
+"""Mixed precision: per-layer sensitivity to quantization and automatic mixed precision under an accuracy or size
 budget. Public torch layer built from quantize_model, lowbit.metrics and compare.
 """
 
