@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import math
 
+import lowbit
 import numpy as np
 import pytest
-
-import lowbit
 from lowbit import _core, metrics
 
 SIZES = [0, 1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 1000, 65_536, 65_537, 300_007]

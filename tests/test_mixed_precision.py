@@ -11,8 +11,8 @@ import pytest
 torch = pytest.importorskip("torch")
 nn = torch.nn
 
-import lowbit  # noqa: E402
-from lowbit import metrics  # noqa: E402
+import lowbit
+from lowbit import metrics
 
 
 @pytest.fixture

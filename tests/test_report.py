@@ -14,8 +14,8 @@ import pytest
 torch = pytest.importorskip("torch")
 nn = torch.nn
 
-import lowbit  # noqa: E402
-from lowbit import metrics  # noqa: E402
+import lowbit
+from lowbit import metrics
 
 
 class Tiny(nn.Module):
@@ -90,7 +90,7 @@ def test_int4_layer_is_the_worst_and_highlighted(tiny):
     q = quantize(model, per_layer={"fc1": {"weight": "int4", "granularity": "per_tensor"}})
     r = lowbit.compare(model, q, data, progress=False, timing=False)
     assert r.worst(1)[0].name == "fc1"
-    assert [layer.name for layer in r.worst(10)][0] == "fc1" and len(r.worst(10)) == 3
+    assert next(layer.name for layer in r.worst(10)) == "fc1" and len(r.worst(10)) == 3
     assert r.layers[1].output_sqnr < min(r.layers[0].output_sqnr, r.layers[2].output_sqnr) - 10
     text = r.summary()
     assert "fc1*" in text and "worst layers (lowest output SQNR): fc1" in text

@@ -10,9 +10,9 @@ from __future__ import annotations
 import html
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -22,7 +22,7 @@ from .convert import _REASONS_ATTR, run_batch
 from .metrics import _ErrorStats, kl_divergence, model_nbytes, sqnr, top1_agreement
 from .nn.linear import _QuantBase
 
-__all__ = ["compare", "QuantReport", "LayerReport"]
+__all__ = ["LayerReport", "QuantReport", "compare"]
 
 
 def _best_time(fn: Callable[[], Any], *, repeat: int = 7, budget_s: float = 0.25) -> float:
@@ -70,7 +70,7 @@ class LayerReport:
     type: str
     bits: int
     granularity: str
-    activation: Optional[str]
+    activation: str | None
     weight_sqnr: float
     output_sqnr: float
     output_cosine: float
@@ -126,11 +126,11 @@ class QuantReport:
     float_layers: dict[str, str] = field(default_factory=dict)
     output_sqnr: float = math.nan
     output_cosine: float = math.nan
-    output_kl: Optional[float] = None
-    top1_agreement: Optional[float] = None
-    metric_name: Optional[str] = None
-    metric_float: Optional[float] = None
-    metric_quant: Optional[float] = None
+    output_kl: float | None = None
+    top1_agreement: float | None = None
+    metric_name: str | None = None
+    metric_float: float | None = None
+    metric_quant: float | None = None
     bytes_float: int = 0
     bytes_quant: int = 0
     latency_float_s: float = math.nan
@@ -149,7 +149,7 @@ class QuantReport:
         return self.latency_float_s / self.latency_quant_s if self.latency_quant_s > 0 else math.nan
 
     @property
-    def metric_drop(self) -> Optional[float]:
+    def metric_drop(self) -> float | None:
         """metric_float - metric_quant (positive: the quantized model scores lower)."""
         if self.metric_float is None or self.metric_quant is None:
             return None
@@ -219,8 +219,8 @@ class QuantReport:
         worst = self._worst_names()
         rows = [self._COLUMNS] + [self._cells(r) for r in self.layers]
         widths = [max(len(row[i]) for row in rows) + (1 if i == 0 else 0) for i in range(len(self._COLUMNS))]
-        lines = [f"{self.title}: {len(self.layers)} quantized layers, {len(self.float_layers)} kept float, "
-                 f"{self.n_batches} batch{'es' if self.n_batches != 1 else ''}"]
+        lines = [(f"{self.title}: {len(self.layers)} quantized layers, {len(self.float_layers)} kept float, "
+                 f"{self.n_batches} batch{'es' if self.n_batches != 1 else ''}")]
         lines += ["  " + s for s in self._model_lines()]
         for k, row in enumerate(rows):
             mark = "*" if k > 0 and self.layers[k - 1].name in worst else " "
@@ -278,7 +278,7 @@ class QuantReport:
                 f"{self.n_batches} batch{'es' if self.n_batches != 1 else ''}<br><span style='font-family:monospace'>{model}</span>"
                 f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>{foot}</div>")
 
-    def plot(self, path: Optional[str] = None) -> Any:
+    def plot(self, path: str | None = None) -> Any:
         """Per-layer output SQNR bars (worst in red) with the speedup of each layer on a second
         axis, and the whole-model size / metric / latency, float vs quantized. Needs matplotlib.
 
@@ -343,7 +343,7 @@ def _gran(g: str) -> str:
     return {"per_channel": "ch", "per_tensor": "tensor"}.get(g, g)
 
 
-def _act(a: Optional[str]) -> str:
+def _act(a: str | None) -> str:
     return {"dynamic": "dyn", "dynamic_per_tensor": "dyn/t", "static": "static", None: "w-only"}.get(a, str(a))
 
 
@@ -367,7 +367,7 @@ def compare(
     quant_model: nn.Module,
     data: Any,
     *,
-    eval_fn: Optional[Callable[[nn.Module], float]] = None,
+    eval_fn: Callable[[nn.Module], float] | None = None,
     progress: bool = True,
     timing: bool = True,
     title: str = "lowbit QuantReport",
@@ -485,8 +485,8 @@ def compare(
             w = f.weight.detach()
             lat_f = lat_q = math.nan
             if timing and x is not None:
-                lat_f = _best_time(lambda: f(x))
-                lat_q = _best_time(lambda: q(x))
+                lat_f = _best_time(lambda f=f, x=x: f(x))
+                lat_q = _best_time(lambda q=q, x=x: q(x))
             layers.append(LayerReport(
                 name=name,
                 type=type(q).__name__,
