@@ -308,7 +308,11 @@ class QuantReport:
         ax2.axhline(1.0, color="#2ca02c", lw=0.8, ls="--")
         ax2.set_ylabel("speedup vs float (x)")
         ax2.set_ylim(bottom=0)
-        panels = [("size (KB)", self.bytes_float / 1024, self.bytes_quant / 1024),
+        handles = [ax.get_legend_handles_labels(), ax2.get_legend_handles_labels()]
+        ax.legend(handles[0][0] + handles[1][0], handles[0][1] + handles[1][1], loc="lower left", fontsize=8)
+        mb = self.bytes_float >= 10 << 20
+        unit, div = ("MB", 1 << 20) if mb else ("KB", 1024)
+        panels = [(f"size ({unit})", self.bytes_float / div, self.bytes_quant / div),
                   (self.metric_name or "output cosine", self.metric_float if self.metric_name else 1.0,
                    self.metric_quant if self.metric_name else self.output_cosine),
                   ("latency (ms)", 1e3 * self.latency_float_s, 1e3 * self.latency_quant_s)]
