@@ -173,6 +173,9 @@ def test_bad_input(tiny):
         lowbit.compare("model", q, data, progress=False)
     with pytest.raises(TypeError, match="data: expected a batch"):
         lowbit.compare(model, q, 3, progress=False)
+    qat = lowbit.prepare_qat(model, lowbit.QuantConfig(activation="static"))
+    with pytest.raises(ValueError, match="call lowbit.convert"):
+        lowbit.compare(model, qat, data, progress=False)
     other = nn.Sequential(nn.Linear(64, 32))
     with pytest.raises(ValueError, match="float_model: has no layer 'conv'"):
         lowbit.compare(other, q, data, progress=False)

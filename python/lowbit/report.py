@@ -20,6 +20,7 @@ from torch import nn
 from .calibration import _progress
 from .convert import _REASONS_ATTR, run_batch
 from .metrics import _ErrorStats, kl_divergence, model_nbytes, sqnr, top1_agreement
+from .nn import QATConv2d, QATLinear
 from .nn.linear import _QuantBase
 
 __all__ = ["LayerReport", "QuantReport", "compare"]
@@ -428,6 +429,8 @@ def compare(
             except AttributeError:
                 raise ValueError(f"float_model: has no layer '{name}' to compare with the quantized one") from None
             pairs.append((name, q, f))
+    if not pairs and any(isinstance(m, (QATLinear, QATConv2d)) for m in quant_model.modules()):
+        raise ValueError("quant_model: has QAT layers but no quantized ones; call lowbit.convert(model) first")
     if not pairs and not hasattr(quant_model, _REASONS_ATTR):  # all-float quantize_model results are fine
         raise ValueError("quant_model: has no lowbit quantized layer (use lowbit.quantize_model or lowbit.convert)")
 
