@@ -293,3 +293,21 @@ def test_quantized_model_pickles_and_deepcopies(net, data, tmp_path):
     q2 = torch.load(tmp_path / "full.pt", weights_only=False)
     assert torch.equal(q2(data[0]), q(data[0]))
     assert torch.equal(copy.deepcopy(q)(data[0]), q(data[0]))
+
+
+def test_qat_with_dynamic_activations_fakes_weights_only(net, data):
+    qat = lowbit.prepare_qat(net, lowbit.QuantConfig(weight="int4"))
+    assert qat.fc1.input_fake_quant is None
+    qat.train()
+    qat(data[0])
+    qat.eval()
+    c = lowbit.convert(qat)
+    assert c.fc1.activation == "dynamic" and c.fc1.weight_dtype == "int4"
+    with torch.no_grad():
+        x = torch.relu(qat.fc1(torch.randn(3, 128)))
+        h = torch.randn(3, 128)
+        wq = qat.fc1.weight_fake_quant(qat.fc1.weight)
+        torch.testing.assert_close(c.fc1.dequantized_weight(), wq)
+        step = float(h.abs().max()) * 2 / 255 * float(wq.abs().sum(1).max())
+        assert float((c.fc1(h) - qat.fc1(h)).abs().max()) <= step
+    assert x.shape == (3, 32)
