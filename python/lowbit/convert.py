@@ -56,6 +56,8 @@ def _unsupported_reason(name: str, m: nn.Module, cfg: QuantConfig) -> Optional[s
         return f"weight dtype {w.dtype} is not floating point"
     if w.device.type == "meta":
         return "weights on the meta device"
+    if not bool(torch.isfinite(w).all()):
+        return "weights contain NaN or inf"
     if isinstance(m, nn.Conv2d):
         if m.groups != 1:
             kind = "depthwise" if m.groups == m.in_channels == m.out_channels else "grouped"
