@@ -719,3 +719,12 @@ def test_observers_in_concurrent_python_threads(rng):
     with ThreadPoolExecutor(4) as pool:
         got = list(pool.map(run, data))
     assert got == want
+
+
+@pytest.mark.parametrize("name", ["lowbit.observers", "lowbit.calibration"])
+def test_docstring_examples_run(name):
+    import doctest
+    import importlib
+
+    res = doctest.testmod(importlib.import_module(name), optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert res.attempted > 0 and res.failed == 0

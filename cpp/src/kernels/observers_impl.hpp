@@ -17,7 +17,6 @@ namespace {
 template <class Arch>
 struct ObserversImpl {
   using fb = xsimd::batch<float, Arch>;
-  using ib = xsimd::batch<int32_t, Arch>;
   static constexpr int64_t W = static_cast<int64_t>(fb::size);
   // Non-finite elements are counted in float lanes (one blend + add, no mask-to-int conversion,
   // which xsimd 8.1 lacks); a lane stays exact below 2^24, so counters are flushed well before.
