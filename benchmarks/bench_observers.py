@@ -61,6 +61,34 @@ def pairs(torch):
     ]
 
 
+def cpu_time(fn, reps: int) -> float:
+    """Median CPU seconds of this thread per call: excludes time lost to other processes."""
+    fn()
+    times = []
+    for _ in range(reps):
+        t0 = time.thread_time()
+        fn()
+        times.append(time.thread_time() - t0)
+    return statistics.median(times)
+
+
+def timeit_pair(fa, fb, reps: int) -> tuple[float, float]:
+    """Median seconds of ``fa`` and of ``fb``, their calls interleaved so that both see the same
+    background load on a shared machine."""
+    fa()
+    fb()
+    ta, tb = [], []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fa()
+        t1 = time.perf_counter()
+        fb()
+        t2 = time.perf_counter()
+        ta.append(t1 - t0)
+        tb.append(t2 - t1)
+    return statistics.median(ta), statistics.median(tb)
+
+
 def quant_mse(x, scale, zp, qmin, qmax) -> float:
     """Mean squared error of fake-quantizing all of x (in chunks, float64 accumulation)."""
     inv = np.float32(1.0) / np.float32(scale)
@@ -102,7 +130,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     shapes = QUICK_SHAPES if args.quick else FULL_SHAPES
-    reps_for = (lambda n: 3) if args.quick else (lambda n: 20 if n < 1e6 else (10 if n < 1e7 else 3))
+    reps_for = (lambda n: 3) if args.quick else (lambda n: 40 if n < 1e6 else (15 if n < 1e7 else 5))
     info = lowbit.cpu_info()
     print(f"lowbit {info['version']} arch={info['arch']} threads={lowbit.get_num_threads()}; "
           f"torch {torch.__version__} threads={torch.get_num_threads()}; "
@@ -121,31 +149,35 @@ def main() -> None:
                 warnings.simplefilter("ignore")
                 ours = ours_f()
                 theirs = theirs_f() if theirs_f else None
-                t_ours = timeit(lambda o=ours, a=x: o.update(a), reps)
-                t_theirs = timeit(lambda o=theirs, a=tx: o(a), reps) if theirs else float("nan")
+                if theirs is not None:
+                    t_ours, t_theirs = timeit_pair(lambda o=ours, a=x: o.update(a), lambda o=theirs, a=tx: o(a), reps)
+                else:
+                    t_ours, t_theirs = timeit(lambda o=ours, a=x: o.update(a), reps), float("nan")
             speed = f"{t_theirs / t_ours:.1f}x" if theirs else "-"
             th = f"{t_theirs * 1e3:.3f}" if theirs else "-"
             print(f"| {name} | {shape} | {t_ours * 1e3:.3f} | {th} | {speed} | {check(kind, ours, theirs, x)} |",
                   flush=True)
             if shape == (512, 3072):
                 fitted[name] = (ours, theirs)
-    print("\n| compute_qparams (after (512, 3072) updates) | lowbit ms (best) | torch ms | speedup |")
-    print("| --- | ---: | ---: | ---: |")
+    print("\n| compute_qparams (after (512, 3072) updates) | lowbit ms (best) | lowbit CPU ms | torch ms | speedup |")
+    print("| --- | ---: | ---: | ---: | ---: |")
     for name, (ours, theirs) in fitted.items():
         t_ours, b_ours = timeit(ours.compute_qparams, 5 if args.quick else 30, best=True)
+        cpu = cpu_time(ours.compute_qparams, 5 if args.quick else 30)
         if theirs is not None:
-            t_theirs = timeit(theirs.calculate_qparams, 3 if args.quick else 10)
-            print(f"| {name} | {t_ours * 1e3:.3f} ({b_ours * 1e3:.3f}) | {t_theirs * 1e3:.3f} | "
+            t_ours, t_theirs = timeit_pair(ours.compute_qparams, theirs.calculate_qparams, 3 if args.quick else 15)
+            print(f"| {name} | {t_ours * 1e3:.3f} ({b_ours * 1e3:.3f}) | {cpu * 1e3:.3f} | {t_theirs * 1e3:.3f} | "
                   f"{t_theirs / t_ours:.1f}x |")
         else:
-            print(f"| {name} | {t_ours * 1e3:.3f} ({b_ours * 1e3:.3f}) | - | - |")
+            print(f"| {name} | {t_ours * 1e3:.3f} ({b_ours * 1e3:.3f}) | {cpu * 1e3:.3f} | - | - |")
     hist = fitted["Histogram(mse)"][0]
     for method in ("percentile", "entropy"):
         h = lowbit.HistogramObserver(dtype="uint8", method=method)
         h.counts, h._grid, h.min_val, h.max_val = hist.counts, hist._grid, hist.min_val, hist.max_val
         h.zeros = hist.zeros
         t, b = timeit(h.compute_qparams, 5 if args.quick else 30, best=True)
-        print(f"| Histogram({method}), no torch equivalent | {t * 1e3:.3f} ({b * 1e3:.3f}) | - | - |")
+        cpu = cpu_time(h.compute_qparams, 5 if args.quick else 30)
+        print(f"| Histogram({method}), no torch equivalent | {t * 1e3:.3f} ({b * 1e3:.3f}) | {cpu * 1e3:.3f} | - | - |")
 
 
 if __name__ == "__main__":

@@ -101,10 +101,12 @@ def test_histogram_f32_matches_numpy(isa, rng, n, grid):
     x = with_nonfinite((rng.standard_normal(n + 1) * 4).astype(np.float32), rng)[1:]
     x[: n // 10] = 0.0
     x[n // 10 : n // 5] = -0.0
-    counts, bad, zeros = _core.histogram_f32(x, 2.0**-e, float(base), bins)
+    counts, bad, zeros, mn, mx = _core.histogram_f32(x, 2.0**-e, float(base), bins)
     np.testing.assert_array_equal(counts, numpy_histogram(x, e, base, bins))
     assert bad == int((~np.isfinite(x)).sum())
     assert zeros == int((x == 0).sum())
+    fin = x[np.isfinite(x)]
+    assert (mn, mx) == ((fin.min(), fin.max()) if fin.size else (np.inf, -np.inf))
 
 
 def test_kernels_identical_across_thread_counts(rng):
@@ -192,7 +194,7 @@ def test_histogram_bins_exact_for_underflowing_products(isa):
     """A tiny negative value times 2**-e underflows to -0 in float32 yet must land in bin -1."""
     x = np.float32([-8.98232e-43, -1e-45, -1.31073e05, 1e-45, -3e-39])
     e, base = _histogram.grid_for(x.min(), x.max(), 128)
-    counts, _, _ = _core.histogram_f32(x, 2.0**-e, float(base), 128)
+    counts = _core.histogram_f32(x, 2.0**-e, float(base), 128)[0]
     np.testing.assert_array_equal(counts, numpy_histogram(x, e, base, 128))
     single = lowbit.HistogramObserver(bins=128)
     single.update(x)
@@ -678,9 +680,9 @@ def test_property_minmax_and_histogram_match_numpy(x):
     assert (mn, mx) == ((fin.min(), fin.max()) if fin.size else (np.inf, -np.inf))
     if fin.size:
         e, base = _histogram.grid_for(mn, mx, 64)
-        counts, bad2, zeros = _core.histogram_f32(x, 2.0**-e, float(base), 64)
+        counts, bad2, zeros, mn2, mx2 = _core.histogram_f32(x, 2.0**-e, float(base), 64)
         np.testing.assert_array_equal(counts, numpy_histogram(x, e, base, 64))
-        assert zeros == int((fin == 0).sum()) and bad2 == bad
+        assert zeros == int((fin == 0).sum()) and bad2 == bad and (mn2, mx2) == (mn, mx)
 
 
 @settings(max_examples=60, deadline=None)

@@ -68,11 +68,12 @@ py::tuple histogram_py(const py::array& x, float scale, float base, int64_t bins
   int64_t* pc = counts.mutable_data();
   std::fill(pc, pc + bins, int64_t{0});
   int64_t bad, zeros;
+  float mn, mx;
   {
     py::gil_scoped_release release;
-    bad = histogram(p, n, scale, base, bins, pc, &zeros);
+    bad = histogram(p, n, scale, base, bins, pc, &zeros, &mn, &mx);
   }
-  return py::make_tuple(counts, bad, zeros);
+  return py::make_tuple(counts, bad, zeros, mn, mx);
 }
 
 }  // namespace
@@ -83,7 +84,8 @@ void bind_observers(py::module_& m) {
   m.def("minmax_per_channel_f32", &minmax_per_channel_py, py::arg("x"), py::arg("axis"),
         "(min[C], max[C], nonfinite) of the finite values per index of `axis`.");
   m.def("histogram_f32", &histogram_py, py::arg("x"), py::arg("scale"), py::arg("base"), py::arg("bins"),
-        "(counts[bins] int64, nonfinite, zeros): finite x into bin clamp(floor(x*scale) - base, 0, bins-1).");
+        "(counts[bins] int64, nonfinite, zeros, min, max): finite x into bin clamp(floor(x*scale) - base, 0, "
+        "bins-1); min/max of the finite values.");
 }
 
 }  // namespace bind

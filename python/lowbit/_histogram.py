@@ -275,8 +275,8 @@ def mse_range(bins: Bins, choose, qmin: int, qmax: int, symmetric: bool) -> tupl
 
     def exact(lo, hi):
         scale, zp, _, _ = _levels(lo, hi, choose, qmin, qmax)
-        # Small batches keep the temporaries under ~128 KiB: no mmap/page faults per call.
-        rows = max(1, (1 << 14) // max(1, bins.count.shape[0]))
+        # Small batches keep the temporaries near 64 KiB: below malloc's mmap threshold.
+        rows = max(1, (1 << 13) // max(1, bins.count.shape[0]))
         return np.concatenate(
             [expected_sq_error(bins, scale[i : i + rows], zp[i : i + rows], qmin, qmax) for i in range(0, scale.size, rows)]
         )

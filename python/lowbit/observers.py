@@ -672,15 +672,24 @@ class HistogramObserver(Observer):
         self._grid = grid
         self.min_val, self.max_val = mn, mx
 
+    def _accumulate(self, a: np.ndarray) -> tuple:
+        e, base = self._grid
+        return _core.histogram_f32(a, 2.0**-e, float(base), self.bins)
+
     def _update(self, a: np.ndarray) -> None:
-        mn, mx, bad = _core.minmax_f32(a)
+        # One pass when the data fits the current range (the kernel reports the batch's min/max
+        # too); a batch that widens the range is binned again on the grown grid.
+        if self.counts is None:
+            mn, mx, bad = _core.minmax_f32(a)
+            h = None
+        else:
+            h, bad, zeros, mn, mx = self._accumulate(a)
         self._count_nonfinite(bad)
         if not mn <= mx:
             return
-        if self.counts is None or mn < self.min_val or mx > self.max_val:
+        if h is None or mn < self.min_val or mx > self.max_val:
             self._regrid(min(self.min_val, mn), max(self.max_val, mx))
-        e, base = self._grid
-        h, _, zeros = _core.histogram_f32(a, 2.0**-e, float(base), self.bins)
+            h, _, zeros, _, _ = self._accumulate(a)
         self.counts += h
         self.zeros += zeros
 

@@ -28,8 +28,10 @@ using MinMaxPerChannelF32Fn = int64_t (*)(const float* x, int64_t rows, int64_t 
 // (bins + 2) counters: element i goes to copy (i % kHistogramWays); slot `bins` of a copy collects
 // the non-finite values and slot `bins + 1` the exact zeros (+0 and -0, left out of their bin so
 // that the observers can model a spike at zero). Several copies break the store-to-load
-// dependency of repeated bins.
-using HistogramF32Fn = void (*)(const float* x, int64_t n, float scale, float base, int64_t bins, int64_t* counts);
+// dependency of repeated bins. Also updates *mn / *mx (caller-initialized) with the finite values,
+// so that a caller whose grid already covers the data needs no separate min/max pass.
+using HistogramF32Fn = void (*)(const float* x, int64_t n, float scale, float base, int64_t bins, int64_t* counts,
+                                float* mn, float* mx);
 }  // namespace kernels
 
 constexpr int64_t kHistogramWays = 8;
@@ -49,9 +51,11 @@ MinMaxResult minmax(const float* x, int64_t n);
 int64_t minmax_per_channel(const float* x, int64_t outer, int64_t channels, int64_t inner, float* mn, float* mx);
 
 // Adds the finite elements of x[0, n) into counts[bins] on the grid described above (elements
-// outside the grid's window land in the edge bins); returns the number of non-finite elements and
-// stores the number of exact zeros (which are counted in their bin too) in *zeros.
+// outside the grid's window land in the edge bins); returns the number of non-finite elements,
+// stores the number of exact zeros (which are counted in their bin too) in *zeros and the min /
+// max of the finite elements in *mn / *mx (+inf / -inf if none).
 // scale must be a power of two and base an integer-valued float (validated by the caller).
-int64_t histogram(const float* x, int64_t n, float scale, float base, int64_t bins, int64_t* counts, int64_t* zeros);
+int64_t histogram(const float* x, int64_t n, float scale, float base, int64_t bins, int64_t* counts, int64_t* zeros,
+                  float* mn, float* mx);
 
 }  // namespace lowbit

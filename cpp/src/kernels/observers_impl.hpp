@@ -195,8 +195,10 @@ struct ObserversImpl {
     return bad;
   }
 
-  static void histogram(const float* x, int64_t n, float scale, float base, int64_t bins, int64_t* counts) {
-    const fb inf(INFINITY), s(scale), b(base), zero(0.0f), top(static_cast<float>(bins - 1));
+  static void histogram(const float* x, int64_t n, float scale, float base, int64_t bins, int64_t* counts, float* mn,
+                        float* mx) {
+    const fb inf(INFINITY), ninf(-INFINITY), s(scale), b(base), zero(0.0f), top(static_cast<float>(bins - 1));
+    fb lo(*mn), hi(*mx);
     const fb slot_bad(static_cast<float>(bins)), slot_zero(static_cast<float>(bins + 1)), dmin(1e-45f);
     const int64_t stride = bins + 2;
     // Slot indices are computed a few vectors at a time, then scattered with scalar increments:
@@ -211,14 +213,27 @@ struct ObserversImpl {
         fb t = xsimd::floor(v * s - xsimd::select(v < zero, dmin, zero)) - b;
         t = xsimd::min(xsimd::max(t, zero), top);
         t = xsimd::select(v == zero, slot_zero, t);
-        t = xsimd::select(xsimd::abs(v) < inf, t, slot_bad);
+        const auto finite = xsimd::abs(v) < inf;
+        t = xsimd::select(finite, t, slot_bad);
+        lo = xsimd::min(lo, xsimd::select(finite, v, inf));
+        hi = xsimd::max(hi, xsimd::select(finite, v, ninf));
         xsimd::nearbyint_as_int(t).store_aligned(idx + k * W);
       }
       for (int64_t j = 0; j < kVecs * W; j += kHistogramWays) {
         for (int64_t w = 0; w < kHistogramWays; ++w) ++counts[w * stride + idx[j + w]];
       }
     }
-    for (; i < n; ++i) counts[(i % kHistogramWays) * stride + detail::histogram_slot(x[i], scale, base, bins)] += 1;
+    float lo_s = reduce_min(lo), hi_s = reduce_max(hi);
+    for (; i < n; ++i) {
+      const float v = x[i];
+      counts[(i % kHistogramWays) * stride + detail::histogram_slot(v, scale, base, bins)] += 1;
+      if (detail::finite_f32(v)) {
+        lo_s = v < lo_s ? v : lo_s;
+        hi_s = v > hi_s ? v : hi_s;
+      }
+    }
+    *mn = lo_s;
+    *mx = hi_s;
   }
 };
 
@@ -236,8 +251,9 @@ struct ObserversImpl {
                                  float* mx) {                                                                        \
     return ObserversImpl<Arch>::minmax_per_channel(x, rows, cols, row_stride, mn, mx);                               \
   }                                                                                                                  \
-  void histogram_f32(const float* x, int64_t n, float scale, float base, int64_t bins, int64_t* counts) {            \
-    ObserversImpl<Arch>::histogram(x, n, scale, base, bins, counts);                                                 \
+  void histogram_f32(const float* x, int64_t n, float scale, float base, int64_t bins, int64_t* counts, float* mn,  \
+                     float* mx) {                                                                                    \
+    ObserversImpl<Arch>::histogram(x, n, scale, base, bins, counts, mn, mx);                                         \
   }                                                                                                                  \
   }                                                                                                                  \
   }                                                                                                                  \

@@ -113,16 +113,20 @@ int64_t minmax_per_channel(const float* x, int64_t outer, int64_t channels, int6
   return bad;
 }
 
-int64_t histogram(const float* x, int64_t n, float scale, float base, int64_t bins, int64_t* counts, int64_t* zeros) {
+int64_t histogram(const float* x, int64_t n, float scale, float base, int64_t bins, int64_t* counts, int64_t* zeros,
+                  float* mn, float* mx) {
   *zeros = 0;
+  *mn = INFINITY;
+  *mx = -INFINITY;
   if (n <= 0) return 0;
   auto kernel = dispatch::histogram_f32.get();
   const int64_t tasks = task_count(n, n);
   const int64_t stride = bins + 2;
   const int64_t per_task = kHistogramWays * stride;
   std::vector<int64_t> part(tasks * per_task, 0);
+  std::vector<float> lo(tasks, INFINITY), hi(tasks, -INFINITY);
   split(n, tasks, 64, [&](int64_t t, int64_t b, int64_t e) {
-    if (b < e) kernel(x + b, e - b, scale, base, bins, part.data() + t * per_task);
+    if (b < e) kernel(x + b, e - b, scale, base, bins, part.data() + t * per_task, &lo[t], &hi[t]);
   });
   int64_t bad = 0;
   for (int64_t c = 0; c < tasks * kHistogramWays; ++c) {
@@ -130,6 +134,10 @@ int64_t histogram(const float* x, int64_t n, float scale, float base, int64_t bi
     for (int64_t j = 0; j < bins; ++j) counts[j] += p[j];
     bad += p[bins];
     *zeros += p[bins + 1];
+  }
+  for (int64_t t = 0; t < tasks; ++t) {
+    *mn = std::min(*mn, lo[t]);
+    *mx = std::max(*mx, hi[t]);
   }
   // Zeros go back into their bin: the same slot arithmetic as a finite nonzero element at 0.
   const float zero_bin = std::min(std::max(std::floor(0.0f * scale) - base, 0.0f), static_cast<float>(bins - 1));

@@ -39,10 +39,19 @@ int64_t minmax_per_channel_f32(const float* x, int64_t rows, int64_t cols, int64
   return bad;
 }
 
-void histogram_f32(const float* x, int64_t n, float scale, float base, int64_t bins, int64_t* counts) {
+void histogram_f32(const float* x, int64_t n, float scale, float base, int64_t bins, int64_t* counts, float* mn,
+                   float* mx) {
+  float lo = *mn, hi = *mx;
   for (int64_t i = 0; i < n; ++i) {
-    counts[(i % kHistogramWays) * (bins + 2) + detail::histogram_slot(x[i], scale, base, bins)] += 1;
+    const float v = x[i];
+    counts[(i % kHistogramWays) * (bins + 2) + detail::histogram_slot(v, scale, base, bins)] += 1;
+    if (detail::finite_f32(v)) {
+      lo = v < lo ? v : lo;
+      hi = v > hi ? v : hi;
+    }
   }
+  *mn = lo;
+  *mx = hi;
 }
 
 }  // namespace ref
