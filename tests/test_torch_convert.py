@@ -311,3 +311,10 @@ def test_qat_with_dynamic_activations_fakes_weights_only(net, data):
         step = float(h.abs().max()) * 2 / 255 * float(wq.abs().sum(1).max())
         assert float((c.fc1(h) - qat.fc1(h)).abs().max()) <= step
     assert x.shape == (3, 32)
+
+
+def test_summary_renders_html_and_totals(net):
+    s = lowbit.summary(lowbit.quantize_model(net))
+    html = s._repr_html_()
+    assert html.startswith("<table>") and "QuantConv2d" in html and f"{s.bytes_after:,}" in html
+    assert s.bytes_after == sum(r["bytes_after"] for r in s.rows) < s.bytes_before

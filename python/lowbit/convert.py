@@ -451,6 +451,21 @@ class Summary:
 
     __repr__ = __str__
 
+    def _repr_html_(self) -> str:
+        import html
+
+        head = "".join(
+            f"<th>{h}</th>" for h in ("layer", "type", "action", "bytes before", "bytes after")
+        )
+        body = "".join(
+            "<tr>"
+            + "".join(f"<td>{html.escape(str(r[k]))}</td>" for k in ("layer", "type", "action"))
+            + f"<td>{r['bytes_before']:,}</td><td>{r['bytes_after']:,}</td></tr>"
+            for r in self.rows
+        )
+        total = f"<tr><td><b>total</b></td><td></td><td></td><td>{self.bytes_before:,}</td><td>{self.bytes_after:,}</td></tr>"
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}{total}</tbody></table>"
+
     def to_pandas(self) -> Any:
         import pandas as pd
 
