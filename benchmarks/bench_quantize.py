@@ -3,6 +3,9 @@
 Usage: python benchmarks/bench_quantize.py [--quick] [--threads 1,2] [--out results.md]
 
 Every lowbit result is checked against lowbit.reference (on a slice for the large arrays) first.
+"quant"/"dequant" allocate a fresh result (what a plain call costs, page faults included, as for
+NumPy and torch); "out=" reuses a buffer, which shows the kernel against streaming bandwidth
+("of copy BW": bytes moved per second relative to np.copyto of the same array).
 Rows: per-tensor / per-channel / per-group, int8 and int4, on a large (64M elements) and an
 L2-sized (256K elements) array, with 1 and all threads.
 """
@@ -96,24 +99,32 @@ def main() -> None:
             np_fn = numpy_quantize(x, kw)
             t_np = best_time(np_fn, repeat=2 if n > 1e6 else 5)
             copy_dst = np.empty_like(x)
+            qbuf = np.empty_like(q.data)
+            fbuf = np.empty_like(x)
             for th in threads:
                 lowbit.set_num_threads(th)
                 if torch is not None:
                     torch.set_num_threads(th)
                 t_q = best_time(lambda: lowbit.quantize(x, **kw))
+                t_qo = best_time(lambda: lowbit.quantize(x, **kw, out=qbuf))
                 t_d = best_time(q.dequantize)
+                t_do = best_time(lambda: q.dequantize(out=fbuf))
                 t_copy = best_time(lambda: np.copyto(copy_dst, x))
                 tq = torch_quantize(x, kw)
                 t_t = best_time(tq) if tq else None
                 bytes_q = x.nbytes + q.data.nbytes
+                copy_gbs = 2 * x.nbytes / t_copy / 1e9
                 rows.append([
                     size_name, name, th,
-                    x.size / t_q / 1e9, bytes_q / t_q / 1e9, x.size / t_d / 1e9,
-                    t_np / t_q, (t_t / t_q) if t_t else "n/a", (2 * x.nbytes / t_copy) / 1e9,
-                    (bytes_q / t_q) / (2 * x.nbytes / t_copy),
+                    x.size / t_q / 1e9, x.size / t_qo / 1e9, bytes_q / t_qo / 1e9, f"{bytes_q / t_qo / 1e9 / copy_gbs:.0%}",
+                    x.size / t_d / 1e9, x.size / t_do / 1e9,
+                    t_np / t_q, (t_t / t_q) if t_t else "n/a", copy_gbs,
                 ])
                 print(f"  done {size_name} {name} threads={th}", file=sys.stderr)
-    headers = ["size", "case", "thr", "quant Gelem/s", "quant GB/s", "dequant Gelem/s", "x NumPy", "x torch", "copy GB/s", "quant GB/s / copy GB/s"]
+    headers = [
+        "size", "case", "thr", "quant Gelem/s", "quant out= Gelem/s", "quant out= GB/s", "of copy BW",
+        "dequant Gelem/s", "dequant out= Gelem/s", "quant x NumPy", "quant x torch", "copy GB/s",
+    ]
     out = banner() + "\n\n" + table(headers, rows)
     print(out)
     if args.out:

@@ -221,6 +221,10 @@ def test_empty_and_scalar(isa):
         assert q.dequantize().shape == (0, 5)
         q = lowbit.quantize(np.zeros((3, 0), np.float32), np.ones(3, np.float32), dtype=dtype, axis=0)
         assert q.int_repr().shape == (3, 0)
+    for shape, axis in [((0, 5), 0), ((2, 0, 5), 1), ((0,), 0), ((3, 0), 1)]:
+        c = shape[axis]
+        q = lowbit.quantize(np.zeros(shape, np.float32), np.ones(c, np.float32), dtype="int8", axis=axis)
+        assert q.dequantize().shape == shape
     q = lowbit.quantize(np.float32(2.6), 1.0)
     assert q.shape == () and int(q.int_repr()) == 3 and q.dequantize() == np.float32(3.0)
 
@@ -455,6 +459,14 @@ def test_property_monotonic(x, scale, dtype):
 def test_out_parameter(isa, rng):
     x = rng.standard_normal((7, 65)).astype(np.float32)
     q = lowbit.quantize(x, 0.05, 1, dtype="int4")
+    buf = np.full((7, 33), 99, np.int8)
+    q2 = lowbit.quantize(x, 0.05, 1, dtype="int4", out=buf)
+    assert q2.data is buf
+    np.testing.assert_array_equal(buf, q.data)
+    with pytest.raises(TypeError, match="out"):
+        lowbit.quantize(x, 0.05, 1, dtype="uint4", out=buf)
+    with pytest.raises(ValueError, match="out"):
+        lowbit.quantize(x, 0.05, 1, dtype="int8", out=buf)
     out = np.full((7, 65), 123.0, np.float32)
     r = q.dequantize(out=out)
     assert r is out or np.shares_memory(r, out)
@@ -485,3 +497,39 @@ def test_out_parameter_bad(out, exc):
         lowbit.fake_quantize(x, 0.1, out=ro)
     with pytest.raises(ValueError, match="out"):
         lowbit.fake_quantize(x, 0.1, out=x)
+
+
+@pytest.mark.parametrize("offset", [1, 3])
+@pytest.mark.parametrize("n", [1, 15, 16, 17, 63, 64, 65, 1000])
+def test_guard_values_around_outputs(isa, offset, n, rng):
+    x = (rng.standard_normal(n) * 3).astype(np.float32)
+    qbuf = np.full(n + 8, 77, np.int8)
+    lowbit.quantize(x, 0.05, out=qbuf[offset : offset + n])
+    assert np.all(qbuf[:offset] == 77) and np.all(qbuf[offset + n :] == 77)
+    np.testing.assert_array_equal(qbuf[offset : offset + n], ref.quantize(x, 0.05))
+    fbuf = np.full(n + 8, -5.5, np.float32)
+    lowbit.fake_quantize(x, 0.05, out=fbuf[offset : offset + n])
+    assert np.all(fbuf[:offset] == -5.5) and np.all(fbuf[offset + n :] == -5.5)
+    pbuf = np.full(n // 2 + 1 + 8, 77, np.int8)
+    packed = pbuf[offset : offset + (n + 1) // 2]
+    lowbit.quantize(x, 0.5, dtype="int4", out=packed)
+    assert np.all(pbuf[:offset] == 77) and np.all(pbuf[offset + (n + 1) // 2 :] == 77)
+    np.testing.assert_array_equal(packed.view(np.uint8), ref.pack_int4(ref.quantize(x, 0.5, 0, "int4")))
+
+
+def test_qtensor_pickles(rng):
+    import pickle
+
+    x = rng.standard_normal((3, 10)).astype(np.float32)
+    for q in (lowbit.quantize(x, 0.1), lowbit.quantize(x, np.full((3, 4), 0.2, np.float32), dtype="uint4", zero_point=8, group_size=3)):
+        r = pickle.loads(pickle.dumps(q))
+        assert r.dtype == q.dtype and r.shape == q.shape and r.group_size == q.group_size
+        np.testing.assert_array_equal(r.dequantize(), q.dequantize())
+
+
+def test_torch_cpu_tensor_is_viewed_not_copied():
+    torch = _torch()
+    from lowbit._array import as_float_array
+
+    t = torch.randn(64, 33)
+    assert np.shares_memory(as_float_array(t, "x"), t.numpy())

@@ -7,7 +7,15 @@ namespace py = pybind11;
 namespace lowbit {
 namespace bind {
 void bind_matmul(py::module_& m);
+void bind_observers(py::module_& m);
+void bind_metrics(py::module_& m);
+void bind_formats(py::module_& m);
 
-void bind_extra(py::module_& m) { bind_matmul(m); }
+void bind_extra(py::module_& m) {
+  bind_matmul(m);
+  bind_observers(m);
+  bind_metrics(m);
+  bind_formats(m);
+}
 }  // namespace bind
 }  // namespace lowbit

@@ -70,7 +70,8 @@ Layout make_layout(const std::vector<int64_t>& shape, const std::string& dtype, 
     case ParamMode::kRow:
       if (row_div < 1) value_error("row_div must be >= 1");
       expected = n;
-      if (l.rows % (row_div * n) != 0) value_error("scale: per-channel size does not match the tensor's shape");
+      if (n == 0 ? l.rows * l.cols != 0 : l.rows % (row_div * n) != 0)
+        value_error("scale: per-channel size does not match the tensor's shape");
       break;
     case ParamMode::kElement:
       expected = l.cols;
@@ -129,7 +130,7 @@ py::array float_out(const py::object& out_obj, const std::vector<int64_t>& shape
 
 py::array quantize_py(const py::array& x, const std::string& dtype, const std::string& mode, int64_t row_div,
                       int64_t group_size, const py::object& scale, const py::object& zp, int32_t qmin, int32_t qmax,
-                      const std::string& rounding, uint64_t seed) {
+                      const std::string& rounding, uint64_t seed, const py::object& out_obj) {
   const bool f32 = has_dtype<float>(x);
   const bool f16 = is_f16(x);
   if (!f32 && !f16) type_error("x: expected a float32 or float16 array, got " + dtype_str(x));
@@ -139,8 +140,19 @@ py::array quantize_py(const py::array& x, const std::string& dtype, const std::s
   Rounding r = make_rounding(rounding, seed);
   std::vector<int64_t> out_shape = shape;
   if (!out_shape.empty()) out_shape.back() = L.l.row_bytes();
-  py::array out = qdtype_signed(L.l.dtype) ? py::array(py::dtype::of<int8_t>(), out_shape)
-                                           : py::array(py::dtype::of<uint8_t>(), out_shape);
+  const bool sgn = qdtype_signed(L.l.dtype);
+  py::array out;
+  if (out_obj.is_none()) {
+    out = sgn ? py::array(py::dtype::of<int8_t>(), out_shape) : py::array(py::dtype::of<uint8_t>(), out_shape);
+  } else {
+    if (!py::isinstance<py::array>(out_obj)) type_error("out: expected a NumPy array");
+    out = out_obj.cast<py::array>();
+    if (!(sgn ? has_dtype<int8_t>(out) : has_dtype<uint8_t>(out)))
+      type_error("out: expected " + std::string(sgn ? "int8" : "uint8") + " for dtype " + dtype + ", got " + dtype_str(out));
+    require_contiguous(out, "out");
+    if (!out.writeable()) value_error("out: array is read-only");
+    if (shape_of(out) != out_shape) value_error("out: shape does not match the quantized data's shape");
+  }
   auto* q = static_cast<uint8_t*>(out.mutable_data());
   const void* src = x.data();
   {
@@ -203,7 +215,7 @@ py::array dequantize_py(const py::array& q, const std::vector<int64_t>& shape, c
 void bind_quantize(py::module_& m) {
   m.def("quantize", &quantize_py, py::arg("x"), py::arg("dtype"), py::arg("mode"), py::arg("row_div"),
         py::arg("group_size"), py::arg("scale"), py::arg("zero_point"), py::arg("qmin"), py::arg("qmax"),
-        py::arg("rounding"), py::arg("seed"));
+        py::arg("rounding"), py::arg("seed"), py::arg("out") = py::none());
   m.def("fake_quantize", &fake_quantize_py, py::arg("x"), py::arg("dtype"), py::arg("mode"), py::arg("row_div"),
         py::arg("group_size"), py::arg("scale"), py::arg("zero_point"), py::arg("qmin"), py::arg("qmax"),
         py::arg("rounding"), py::arg("seed"), py::arg("out") = py::none());

@@ -24,8 +24,57 @@ from .cpu import arch, cpu_info, get_arch, get_num_threads, set_arch, set_num_th
 from .cpu import _apply_env as _apply_env
 from .matmul import PackedWeight, linear, matmul_int8, pack_weight
 from .quantize import DTYPES, QTensor, choose_qparams, dequantize, fake_quantize, qrange, quantize
+from . import observers
+from .observers import (
+    HistogramObserver,
+    MinMaxObserver,
+    MovingAverageMinMaxObserver,
+    MovingAveragePerChannelMinMaxObserver,
+    Observer,
+    PerChannelMinMaxObserver,
+    PowerOfTwoObserver,
+)
+from .calibration import calibrate
+from . import metrics
+
+from .config import QuantConfig
+from . import formats
+from .formats import FORMATS, FormatQTensor
+from .comparison import FormatComparison, compare_formats, format_label
 
 _apply_env()
+
+# torch interop, imported on first use so that `import lowbit` never imports torch.
+_LAZY = {
+    "nn": ("lowbit.nn", None),
+    "quantize_model": ("lowbit.convert", "quantize_model"),
+    "prepare_qat": ("lowbit.convert", "prepare_qat"),
+    "convert": ("lowbit.convert", "convert"),
+    "summary": ("lowbit.convert", "summary"),
+    "save": ("lowbit.serialization", "save"),
+    "load": ("lowbit.serialization", "load"),
+    "models": ("lowbit.models", None),
+    "compare": ("lowbit.report", "compare"),
+    "QuantReport": ("lowbit.report", "QuantReport"),
+    "sensitivity": ("lowbit.sensitivity", "sensitivity"),
+    "auto_mixed_precision": ("lowbit.sensitivity", "auto_mixed_precision"),
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        mod = importlib.import_module(module)
+        # Bind every function of that module now: importing lowbit.convert sets the package
+        # attribute `convert` to the module, which must not shadow the function.
+        for key, (other, other_attr) in _LAZY.items():
+            if other == module and other_attr is not None:
+                globals()[key] = getattr(mod, other_attr)
+        return mod if attr is None else globals()[name]
+    raise AttributeError(f"module 'lowbit' has no attribute {name!r}")
+
 
 __all__ = [
     "__version__",
@@ -43,8 +92,37 @@ __all__ = [
     "fake_quantize",
     "choose_qparams",
     "qrange",
+    "QuantConfig",
+    "quantize_model",
+    "prepare_qat",
+    "convert",
+    "summary",
+    "save",
+    "load",
+    "nn",
+    "models",
+    "compare",
+    "QuantReport",
+    "sensitivity",
+    "auto_mixed_precision",
     "PackedWeight",
     "matmul_int8",
     "pack_weight",
     "linear",
+    "observers",
+    "Observer",
+    "MinMaxObserver",
+    "MovingAverageMinMaxObserver",
+    "PerChannelMinMaxObserver",
+    "MovingAveragePerChannelMinMaxObserver",
+    "HistogramObserver",
+    "PowerOfTwoObserver",
+    "calibrate",
+    "metrics",
+    "formats",
+    "FORMATS",
+    "FormatQTensor",
+    "compare_formats",
+    "FormatComparison",
+    "format_label",
 ]

@@ -38,6 +38,11 @@ def _check_dtype(dtype: Any) -> str:
     return dtype
 
 
+def _is_format(dtype: Any) -> bool:
+    """True for the formats of lowbit.formats (nf4, fp16, bf16, log2, ternary, binary)."""
+    return isinstance(dtype, str) and dtype in ("nf4", "fp16", "bf16", "log2", "ternary", "binary")
+
+
 def qrange(dtype: str = "int8", reduce_range: bool = False) -> tuple[int, int]:
     """The integer range ``(qmin, qmax)`` of a quantized dtype.
 
@@ -235,9 +240,18 @@ def _rounding(rounding: str, seed: Any) -> tuple[str, int]:
     return rounding, seed
 
 
+def _prepare(x: Any, scale: Any, zero_point: Any, dtype: Any, axis: Any, group_size: Any, rounding: str, seed: Any):
+    """Validates the arguments shared by quantize and fake_quantize."""
+    dtype = _check_dtype(dtype)
+    a = as_float_array(x, "x")
+    params = _params(a.shape, scale, zero_point, dtype, axis, group_size)
+    rounding, seed = _rounding(rounding, seed)
+    return a, dtype, params, rounding, seed
+
+
 def quantize(
     x: Any,
-    scale: Any,
+    scale: Any = None,
     zero_point: Any = 0,
     *,
     dtype: str = "int8",
@@ -245,6 +259,8 @@ def quantize(
     group_size: Optional[int] = None,
     rounding: str = "nearest",
     seed: Optional[int] = None,
+    out: Optional[np.ndarray] = None,
+    **format_options: Any,
 ) -> QTensor:
     """Quantizes ``x`` to integers: ``q = clamp(round(x / scale) + zero_point, qmin, qmax)``.
 
@@ -265,6 +281,13 @@ def quantize(
         rounding: "nearest" (half to even) or "stochastic" (``floor(x / scale + u)``, unbiased).
         seed: seed of the counter-based generator for stochastic rounding; the same seed gives the
             same result whatever the thread count. None draws a fresh seed.
+        out: optional preallocated C-contiguous array for the stored data (int8 for "int8"/"int4",
+            uint8 for "uint8"/"uint4", shaped like ``QTensor.data``); it becomes the result's
+            ``.data``. Reusing a buffer saves the page faults of a fresh large result.
+        **format_options: options of the formats "nf4", "fp16", "bf16", "log2", "ternary" and
+            "binary" (``block_size``, ``double_quant``, ``bits``, ``threshold``), for which ``scale``
+            may be omitted; see :func:`lowbit.formats.quantize_format`. They return a
+            :class:`lowbit.FormatQTensor`.
 
     Returns:
         A :class:`QTensor`.
@@ -281,12 +304,20 @@ def quantize(
         >>> q.dequantize()
         array([-1. ,  0. ,  0.5,  2. ], dtype=float32)
     """
-    dtype = _check_dtype(dtype)
-    a = as_float_array(x, "x")
-    mode, row_div, gs, s1, z1, sc, zp, axis, group_size = _params(a.shape, scale, zero_point, dtype, axis, group_size)
-    rounding, seed = _rounding(rounding, seed)
+    if _is_format(dtype):
+        from .formats import quantize_format
+
+        return quantize_format(x, scale, dtype=dtype, axis=axis, group_size=group_size, rounding=rounding, out=out,
+                               **format_options)
+    if format_options:
+        raise TypeError(f"quantize: unexpected keyword argument(s) {', '.join(format_options)} for dtype {dtype!r}")
+    if scale is None:
+        raise TypeError(f"scale: required for dtype {_check_dtype(dtype)!r} (see lowbit.choose_qparams)")
+    a, dtype, (mode, row_div, gs, s1, z1, sc, zp, axis, group_size), rounding, seed = _prepare(
+        x, scale, zero_point, dtype, axis, group_size, rounding, seed
+    )
     qmin, qmax = qrange(dtype)
-    data = _core.quantize(a, dtype, mode, row_div, gs, s1, z1, qmin, qmax, rounding, seed)
+    data = _core.quantize(a, dtype, mode, row_div, gs, s1, z1, qmin, qmax, rounding, seed, out)
     return QTensor(data, sc, zp, dtype, tuple(a.shape), axis, group_size)
 
 
@@ -324,6 +355,8 @@ def dequantize(q: QTensor, *, out: Optional[np.ndarray] = None) -> np.ndarray:
     """
     if not isinstance(q, QTensor):
         raise TypeError(f"q: expected a lowbit.QTensor, got {type(q).__name__}")
+    if _is_format(q.dtype):
+        return q.dequantize(out=out)
     mode, row_div, gs, s, z = _layout(q)
     qmin, qmax = qrange(q.dtype)
     return _core.dequantize(
@@ -333,7 +366,7 @@ def dequantize(q: QTensor, *, out: Optional[np.ndarray] = None) -> np.ndarray:
 
 def fake_quantize(
     x: Any,
-    scale: Any,
+    scale: Any = None,
     zero_point: Any = 0,
     *,
     dtype: str = "int8",
@@ -342,6 +375,7 @@ def fake_quantize(
     rounding: str = "nearest",
     seed: Optional[int] = None,
     out: Optional[np.ndarray] = None,
+    **format_options: Any,
 ) -> np.ndarray:
     """``dequantize(quantize(x, ...))`` in one fused pass, bit-identical to the two steps.
 
@@ -352,10 +386,14 @@ def fake_quantize(
         >>> lowbit.fake_quantize(np.float32([0.26, 9.0]), 0.5, dtype="int4")
         array([0.5, 3.5], dtype=float32)
     """
-    dtype = _check_dtype(dtype)
-    a = as_float_array(x, "x")
-    mode, row_div, gs, s1, z1, *_ = _params(a.shape, scale, zero_point, dtype, axis, group_size)
-    rounding, seed = _rounding(rounding, seed)
+    if _is_format(dtype):
+        q = quantize(x, scale, dtype=dtype, axis=axis, group_size=group_size, rounding=rounding, **format_options)
+        return q.dequantize(out=out)
+    if format_options or scale is None:
+        return quantize(x, scale, dtype=dtype, **format_options)  # raises the TypeError
+    a, dtype, (mode, row_div, gs, s1, z1, *_), rounding, seed = _prepare(
+        x, scale, zero_point, dtype, axis, group_size, rounding, seed
+    )
     qmin, qmax = qrange(dtype)
     return _core.fake_quantize(a, dtype, mode, row_div, gs, s1, z1, qmin, qmax, rounding, seed, out)
 

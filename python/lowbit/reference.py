@@ -220,3 +220,145 @@ def linear(
     if out_scale is not None:
         y = quantize(y, np.float32(out_scale), out_zero_point, "int8").astype(np.int8)
     return y.reshape(lead + (q_w.shape[0],))
+
+
+# ---------------------------------------------------------------------------------------------
+# Formats below 8 bits and half floats (issue 7): the spec of lowbit.formats
+# (nf4, fp16, bf16, log2, ternary, binary). Plain NumPy, independent of the C++ kernels.
+# ---------------------------------------------------------------------------------------------
+
+__all__ += [
+    "NF4_LEVELS",
+    "nf4_quantize",
+    "nf4_dequantize",
+    "f32_to_bf16_bits",
+    "bf16_bits_to_f32",
+    "log2_levels",
+    "log2_quantize",
+    "log2_dequantize",
+    "ternary_quantize",
+    "binary_quantize",
+]
+
+# bitsandbytes' NF4 codebook (bitsandbytes/functional.py get_4bit_type("nf4"), identical to the
+# dDequantizeNF4 constants in csrc/kernels.cu), as float32.
+NF4_LEVELS = np.array(
+    [-1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453, -0.28444138169288635,
+     -0.18477343022823334, -0.09105003625154495, 0.0, 0.07958029955625534, 0.16093020141124725,
+     0.24611230194568634, 0.33791524171829224, 0.44070982933044434, 0.5626170039176941,
+     0.7229568362236023, 1.0],
+    dtype=np.float32,
+)
+
+
+# bitsandbytes' dQuantizeNF4 tree (csrc/kernels.cu) compares y with these float literals (the
+# float64 midpoints of adjacent levels, written with the `f` suffix); a value exactly on a
+# threshold takes the lower code. The compiler rounds each decimal literal straight to float32,
+# which differs from float32(float64(literal)) (double rounding) at three of the midpoints.
+_NF4_THRESHOLD_LITERALS = (
+    "-0.8480964004993439", "-0.6106329262256622", "-0.4599952697753906", "-0.33967943489551544",
+    "-0.23460740596055984", "-0.13791173323988914", "-0.045525018125772476", "0.03979014977812767",
+    "0.1202552504837513", "0.2035212516784668", "0.2920137718319893", "0.3893125355243683",
+    "0.5016634166240692", "0.6427869200706482", "0.8614784181118011",
+)
+
+
+def f32_from_decimal(s: str) -> np.float32:
+    """The float32 nearest to the decimal number ``s`` (as a C/C++ compiler rounds ``1.5f``)."""
+    from fractions import Fraction
+
+    v = Fraction(s)
+    c = np.float32(float(v))
+    cands = [np.nextafter(c, np.float32(-np.inf)), c, np.nextafter(c, np.float32(np.inf))]
+    return min(cands, key=lambda f: (abs(Fraction(float(f)) - v), int(np.float32(f).view(np.uint32)) & 1))
+
+
+def _nf4_thresholds() -> np.ndarray:
+    return np.array([f32_from_decimal(t) for t in _NF4_THRESHOLD_LITERALS], np.float32)
+
+
+def nf4_quantize(x: np.ndarray, block_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Unpacked NF4 codes (uint8, x's shape) and per-block absmax of x flattened in C order.
+
+    absmax ignores NaN; y = x * float32(1 / absmax) (0 when absmax == 0); code = #{t : y > t};
+    NaN -> code 7 (the level 0.0).
+    """
+    flat = np.asarray(x, np.float32).reshape(-1)
+    n = flat.size
+    nb = -(-n // block_size)
+    pad = np.full(nb * block_size, np.nan, np.float32)
+    pad[:n] = flat
+    blocks = pad.reshape(nb, block_size)
+    with np.errstate(invalid="ignore", over="ignore"):  # subnormal absmax: 1/absmax = inf, as in C
+        absmax = np.where(np.isnan(blocks), np.float32(0), np.abs(blocks)).max(axis=1).astype(np.float32)
+        inv = np.where(absmax > 0, np.float32(1) / np.where(absmax > 0, absmax, np.float32(1)), np.float32(0))
+        y = blocks * inv.astype(np.float32)[:, None]
+        codes = (y[..., None] > _nf4_thresholds()).sum(axis=-1)
+    codes = np.where(np.isnan(y), 7, codes).astype(np.uint8).reshape(-1)[:n]
+    return codes.reshape(np.shape(x)), absmax
+
+
+def nf4_dequantize(codes: np.ndarray, absmax: np.ndarray, block_size: int = 64) -> np.ndarray:
+    """``NF4_LEVELS[code] * absmax[block]`` in float32, blocks over the flattened codes."""
+    c = np.asarray(codes).reshape(-1).astype(np.int64)
+    blk = np.arange(c.size) // block_size
+    return (NF4_LEVELS[c] * np.asarray(absmax, np.float32)[blk]).reshape(np.shape(codes))
+
+
+def f32_to_bf16_bits(x: np.ndarray) -> np.ndarray:
+    """bfloat16 bit patterns (uint16) of float32 x: round to nearest even, overflow to inf,
+    subnormals kept; NaN -> quiet NaN with x's sign and top payload bits."""
+    u = np.asarray(x, np.float32).view(np.uint32).astype(np.uint64)
+    r = (u + 0x7FFF + ((u >> 16) & 1)) >> 16
+    nan = (u & 0x7FFFFFFF) > 0x7F800000
+    return np.where(nan, (u >> 16) | 0x40, r).astype(np.uint16)
+
+
+def bf16_bits_to_f32(h: np.ndarray) -> np.ndarray:
+    """float32 values of bfloat16 bit patterns (exact)."""
+    return (np.asarray(h, np.uint16).astype(np.uint32) << 16).view(np.float32)
+
+
+def log2_levels(bits: int) -> np.ndarray:
+    """Magnitude levels (relative to the clipping value a) of the ``bits``-bit log2 code:
+    code m = 0 is 0.0, m in [1, L] is 2**(m - L) with L = 2**(bits - 1) - 1."""
+    L = 2 ** (bits - 1) - 1
+    return np.concatenate([[0.0], 2.0 ** (np.arange(1, L + 1) - L)]).astype(np.float32)
+
+
+def log2_quantize(x: np.ndarray, a, bits: int = 4) -> np.ndarray:
+    """Signed log2 codes (int16: sign * m) of x for clipping values a (broadcast against x).
+
+    Brute force: m = the level of ``|x| * float32(1 / a)`` nearest in value (ties to the smaller
+    magnitude; |x| beyond a clips to the top level); NaN and values rounding to 0 get m = 0.
+    """
+    x = np.asarray(x, np.float32)
+    a = np.asarray(a, np.float32)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        r = np.abs(x) * (np.float32(1) / a)
+    r = np.where(np.isnan(r), np.float32(0), np.minimum(r, np.float32(1))).astype(np.float64)
+    lv = log2_levels(bits).astype(np.float64)
+    d = np.abs(r[..., None] - lv)
+    m = d.argmin(axis=-1)  # argmin takes the first (smaller) level on exact ties
+    sign = np.where(np.signbit(x) & (m > 0), -1, 1)
+    return (sign * m).astype(np.int16)
+
+
+def log2_dequantize(codes: np.ndarray, a, bits: int = 4) -> np.ndarray:
+    """``sign * a * 2**(m - L)`` (0 for m = 0) in float32."""
+    c = np.asarray(codes).astype(np.int64)
+    lv = log2_levels(bits)
+    return (np.sign(c) * lv[np.abs(c)] * np.asarray(a, np.float32)).astype(np.float32)
+
+
+def ternary_quantize(x: np.ndarray, delta) -> np.ndarray:
+    """Ternary codes (int8): +1 where x > delta, -1 where x < -delta, else 0 (NaN -> 0)."""
+    x = np.asarray(x, np.float32)
+    with np.errstate(invalid="ignore"):
+        return np.where(x > delta, 1, np.where(x < -np.asarray(delta), -1, 0)).astype(np.int8)
+
+
+def binary_quantize(x: np.ndarray) -> np.ndarray:
+    """Binary codes (int8): -1 where x < 0, else +1 (NaN and -0.0 -> +1)."""
+    with np.errstate(invalid="ignore"):
+        return np.where(np.asarray(x, np.float32) < 0, -1, 1).astype(np.int8)

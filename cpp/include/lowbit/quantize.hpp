@@ -22,6 +22,10 @@ struct AffineRow {
   bool per_element;
   int32_t qmin;
   int32_t qmax;
+  // Per-group parameters (per_element false, group > 0): element i uses parameter set
+  // (i + group_phase) / group, so a run may start inside a group.
+  int64_t group = 0;
+  int64_t group_phase = 0;
 };
 
 struct Rounding {
@@ -29,6 +33,45 @@ struct Rounding {
   uint64_t seed = 0;
   uint64_t counter = 0;  // flat index of the run's first element in the whole tensor
 };
+
+namespace detail {
+// The parameters of a run that starts `k` elements into run `p`.
+inline AffineRow advance(AffineRow p, int64_t k) {
+  int64_t step = k;
+  if (!p.per_element) {
+    if (p.group <= 0) return p;
+    step = (p.group_phase + k) / p.group;
+    p.group_phase = (p.group_phase + k) % p.group;
+  }
+  p.scale += step;
+  p.inv_scale += step;
+  p.zero_point += step;
+  return p;
+}
+
+// Calls f(begin, end, params) for each sub-run whose parameters are one set or per element: the
+// groups of a per-group run. Kernels call this so short groups cost no call overhead.
+template <class F>
+inline void for_each_param_run(int64_t n, const AffineRow& p, F&& f) {
+  if (p.per_element || p.group <= 0) {
+    f(int64_t{0}, n, p);
+    return;
+  }
+  AffineRow g = p;
+  g.group = 0;
+  g.group_phase = 0;
+  int64_t b = 0;
+  int64_t e = p.group - p.group_phase < n ? p.group - p.group_phase : n;
+  while (b < n) {
+    f(b, e, g);
+    ++g.scale;
+    ++g.inv_scale;
+    ++g.zero_point;
+    b = e;
+    e = e + p.group < n ? e + p.group : n;
+  }
+}
+}  // namespace detail
 
 namespace kernels {
 // Row kernels: x and outputs contiguous, no aliasing between input and output, n >= 0.

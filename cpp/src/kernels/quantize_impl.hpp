@@ -90,8 +90,33 @@ struct QuantizeImpl {
     }
   }
 
+  // Entry points: split per-group runs into their groups (inlined, no per-group call).
   template <class T>
   static void quantize(const float* x, int64_t n, const AffineRow& p, const Rounding& r, T* q) {
+    detail::for_each_param_run(n, p, [&](int64_t b, int64_t e, const AffineRow& pg) {
+      Rounding rg = r;
+      rg.counter += static_cast<uint64_t>(b);
+      quantize_run(x + b, e - b, pg, rg, q + b);
+    });
+  }
+
+  static void fake_quantize(const float* x, int64_t n, const AffineRow& p, const Rounding& r, float* out) {
+    detail::for_each_param_run(n, p, [&](int64_t b, int64_t e, const AffineRow& pg) {
+      Rounding rg = r;
+      rg.counter += static_cast<uint64_t>(b);
+      fake_quantize_run(x + b, e - b, pg, rg, out + b);
+    });
+  }
+
+  template <class T, class Load>
+  static void dequantize(const T* q, int64_t n, const AffineRow& p, float* out, bool stream, Load load) {
+    detail::for_each_param_run(n, p, [&](int64_t b, int64_t e, const AffineRow& pg) {
+      dequantize_run(q + b, e - b, pg, out + b, stream && pg.group <= 0 && e - b == n, load);
+    });
+  }
+
+  template <class T>
+  static void quantize_run(const float* x, int64_t n, const AffineRow& p, const Rounding& r, T* q) {
     auto emit = [&](int64_t i, const ib& v) { Traits::store_bytes(v, q + i); };
     auto tail = [&](int64_t i, uint32_t key) {
       const int64_t j = p.per_element ? i : 0;
@@ -109,7 +134,7 @@ struct QuantizeImpl {
     }
   }
 
-  static void fake_quantize(const float* x, int64_t n, const AffineRow& p, const Rounding& r, float* out) {
+  static void fake_quantize_run(const float* x, int64_t n, const AffineRow& p, const Rounding& r, float* out) {
     auto emit = [&](int64_t i, const ib& v) {
       fb scale = p.per_element ? fb::load_unaligned(p.scale + i) : fb(p.scale[0]);
       ib zp = p.per_element ? ib::load_unaligned(p.zero_point + i) : ib(p.zero_point[0]);
@@ -134,7 +159,7 @@ struct QuantizeImpl {
   }
 
   template <class T, class Load>
-  static void dequantize(const T* q, int64_t n, const AffineRow& p, float* out, bool stream, Load load) {
+  static void dequantize_run(const T* q, int64_t n, const AffineRow& p, float* out, bool stream, Load load) {
     int64_t i = 0;
     if (!p.per_element) {
       const fb scale(p.scale[0]);

@@ -42,12 +42,10 @@ struct Params {
         break;
       case ParamMode::kGroup: {
         const int64_t g = l->group_size;
-        const int64_t base = r * ((l->cols + g - 1) / g);
-        for (int64_t c = c0; c < c1;) {
-          int64_t e = std::min(c1, (c / g + 1) * g);
-          f(c, e, at(base + c / g, false));
-          c = e;
-        }
+        AffineRow p = at(r * ((l->cols + g - 1) / g) + c0 / g, false);
+        p.group = g;
+        p.group_phase = c0 % g;
+        f(c0, c1, p);
         break;
       }
     }
@@ -118,12 +116,7 @@ void quantize_impl(const In* x, const QuantLayout& l, const Rounding& rnd, uint8
       alignas(64) int8_t qbuf[kChunk];
       for (int64_t s = a; s < b; s += kChunk) {
         const int64_t m = std::min(kChunk, b - s);
-        AffineRow ps = p;
-        if (p.per_element) {
-          ps.scale += s - a;
-          ps.inv_scale += s - a;
-          ps.zero_point += s - a;
-        }
+        const AffineRow ps = detail::advance(p, s - a);
         Rounding rs = rnd;
         rs.counter = rnd.counter + static_cast<uint64_t>(r * l.cols + s);
         const float* src = widen(xr + s, m, fbuf);
@@ -149,12 +142,7 @@ void fake_quantize_impl(const In* x, const QuantLayout& l, const Rounding& rnd, 
       alignas(64) float fbuf[kChunk];
       for (int64_t s = a; s < b; s += kChunk) {
         const int64_t m = std::min(kChunk, b - s);
-        AffineRow ps = p;
-        if (p.per_element) {
-          ps.scale += s - a;
-          ps.inv_scale += s - a;
-          ps.zero_point += s - a;
-        }
+        const AffineRow ps = detail::advance(p, s - a);
         Rounding rs = rnd;
         rs.counter = rnd.counter + static_cast<uint64_t>(r * l.cols + s);
         fq(widen(x + r * l.cols + s, m, fbuf), m, ps, rs, out + r * l.cols + s);
@@ -213,12 +201,7 @@ void dequantize(const uint8_t* q, const QuantLayout& l, float* out) {
       alignas(64) int8_t qbuf[kChunk];
       for (int64_t s = a; s < b; s += kChunk) {
         const int64_t m = std::min(kChunk, b - s);
-        AffineRow ps = p;
-        if (p.per_element) {
-          ps.scale += s - a;
-          ps.inv_scale += s - a;
-          ps.zero_point += s - a;
-        }
+        const AffineRow ps = detail::advance(p, s - a);
         unpack_nibbles(unpack, qr, s, m, is_signed, qbuf);
         ds8(qbuf, m, ps, orow + s, false);
       }

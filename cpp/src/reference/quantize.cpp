@@ -9,7 +9,7 @@ namespace ref {
 namespace {
 
 template <class T>
-void quantize_row(const float* x, int64_t n, const AffineRow& p, const Rounding& r, T* q) {
+void quantize_run(const float* x, int64_t n, const AffineRow& p, const Rounding& r, T* q) {
   const int64_t step = p.per_element ? 1 : 0;
   uint32_t hi = static_cast<uint32_t>(r.counter >> 32);
   uint32_t key = detail::stream_key(r.seed, hi);
@@ -32,9 +32,20 @@ void quantize_row(const float* x, int64_t n, const AffineRow& p, const Rounding&
 }
 
 template <class T>
+void quantize_row(const float* x, int64_t n, const AffineRow& p, const Rounding& r, T* q) {
+  detail::for_each_param_run(n, p, [&](int64_t b, int64_t e, const AffineRow& pg) {
+    Rounding rg = r;
+    rg.counter += static_cast<uint64_t>(b);
+    quantize_run(x + b, e - b, pg, rg, q + b);
+  });
+}
+
+template <class T>
 void dequantize_row(const T* q, int64_t n, const AffineRow& p, float* out) {
-  const int64_t step = p.per_element ? 1 : 0;
-  for (int64_t i = 0; i < n; ++i) out[i] = detail::dequantize_one(q[i], p.scale[i * step], p.zero_point[i * step]);
+  detail::for_each_param_run(n, p, [&](int64_t b, int64_t e, const AffineRow& pg) {
+    const int64_t step = pg.per_element ? 1 : 0;
+    for (int64_t i = b; i < e; ++i) out[i] = detail::dequantize_one(q[i], pg.scale[(i - b) * step], pg.zero_point[(i - b) * step]);
+  });
 }
 
 }  // namespace
@@ -53,19 +64,17 @@ void fake_quantize_f32_f32(const float* x, int64_t n, const AffineRow& p, const 
   // Same integer as quantize, then the same dequantize arithmetic: bit-identical to two steps.
   constexpr int64_t kChunk = 256;
   int32_t tmp[kChunk];
-  const int64_t step = p.per_element ? 1 : 0;
   for (int64_t b = 0; b < n; b += kChunk) {
-    int64_t m = n - b < kChunk ? n - b : kChunk;
-    AffineRow sub = p;
-    if (p.per_element) {
-      sub.scale += b;
-      sub.inv_scale += b;
-      sub.zero_point += b;
-    }
+    const int64_t m = n - b < kChunk ? n - b : kChunk;
+    const AffineRow sub = detail::advance(p, b);
     Rounding rs = r;
     rs.counter += static_cast<uint64_t>(b);
     quantize_row(x + b, m, sub, rs, tmp);
-    for (int64_t i = 0; i < m; ++i) out[b + i] = detail::dequantize_one(tmp[i], sub.scale[i * step], sub.zero_point[i * step]);
+    detail::for_each_param_run(m, sub, [&](int64_t s, int64_t e, const AffineRow& pg) {
+      const int64_t step = pg.per_element ? 1 : 0;
+      for (int64_t i = s; i < e; ++i)
+        out[b + i] = detail::dequantize_one(tmp[i], pg.scale[(i - s) * step], pg.zero_point[(i - s) * step]);
+    });
   }
 }
 void convert_f16_f32(const uint16_t* x, int64_t n, float* out) {

@@ -1,0 +1,244 @@
+// Reduction kernels behind the observers (min/max, per-channel min/max, histogram), written once
+// with xsimd and compiled once per ISA (kernels/<isa>/observers.cpp). Contracts: lowbit/observers.hpp.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <xsimd/xsimd.hpp>
+
+#include "lowbit/observers.hpp"
+#include "reference/observers.hpp"
+
+namespace lowbit {
+namespace kernels {
+namespace {
+
+template <class Arch>
+struct ObserversImpl {
+  using fb = xsimd::batch<float, Arch>;
+  using ib = xsimd::batch<int32_t, Arch>;
+  static constexpr int64_t W = static_cast<int64_t>(fb::size);
+  // Non-finite elements are counted in float lanes (one blend + add, no mask-to-int conversion,
+  // which xsimd 8.1 lacks); a lane stays exact below 2^24, so counters are flushed well before.
+  static constexpr int64_t kFlushLaneCount = int64_t{1} << 22;
+
+  static float reduce_min(const fb& v) {
+    alignas(64) float t[64];
+    v.store_aligned(t);
+    float m = t[0];
+    for (int64_t k = 1; k < W; ++k) m = t[k] < m ? t[k] : m;
+    return m;
+  }
+  static float reduce_max(const fb& v) {
+    alignas(64) float t[64];
+    v.store_aligned(t);
+    float m = t[0];
+    for (int64_t k = 1; k < W; ++k) m = t[k] > m ? t[k] : m;
+    return m;
+  }
+  static int64_t reduce_count(const fb& v) {
+    alignas(64) float t[64];
+    v.store_aligned(t);
+    int64_t s = 0;
+    for (int64_t k = 0; k < W; ++k) s += static_cast<int64_t>(t[k]);
+    return s;
+  }
+
+  // Exact path: non-finite lanes are blended out of the reduction and counted.
+  static int64_t minmax_exact(const float* x, int64_t n, float* mn, float* mx) {
+    const fb inf(INFINITY), ninf(-INFINITY), zero(0.0f), one(1.0f);
+    // Two independent chains per reduction hide the min/max latency.
+    fb lo0(*mn), lo1(*mn), hi0(*mx), hi1(*mx);
+    int64_t bad = 0;
+    int64_t i = 0;
+    while (n - i >= 2 * W) {
+      const int64_t block = std::min((n - i) / (2 * W), kFlushLaneCount);
+      const int64_t end = i + block * 2 * W;
+      fb cnt0(0.0f), cnt1(0.0f);
+      for (; i < end; i += 2 * W) {
+        const fb a = fb::load_unaligned(x + i);
+        const fb b = fb::load_unaligned(x + i + W);
+        const auto fa = xsimd::abs(a) < inf;
+        const auto fbm = xsimd::abs(b) < inf;
+        lo0 = xsimd::min(lo0, xsimd::select(fa, a, inf));
+        hi0 = xsimd::max(hi0, xsimd::select(fa, a, ninf));
+        lo1 = xsimd::min(lo1, xsimd::select(fbm, b, inf));
+        hi1 = xsimd::max(hi1, xsimd::select(fbm, b, ninf));
+        cnt0 = cnt0 + xsimd::select(fa, zero, one);
+        cnt1 = cnt1 + xsimd::select(fbm, zero, one);
+      }
+      bad += reduce_count(cnt0 + cnt1);
+    }
+    float lo = reduce_min(xsimd::min(lo0, lo1));
+    float hi = reduce_max(xsimd::max(hi0, hi1));
+    bad += ref::minmax_f32(x + i, n - i, &lo, &hi);
+    *mn = lo;
+    *mx = hi;
+    return bad;
+  }
+
+  // Fast path: plain min/max plus a NaN flag per block (4 vector ops per vector instead of 8,
+  // which matters once data sits in cache). A block that held a NaN or reached +-inf is rare and
+  // simply redone by the exact path.
+  static int64_t minmax(const float* x, int64_t n, float* mn, float* mx) {
+    constexpr int64_t kBlock = 4096;
+    float lo = *mn, hi = *mx;
+    int64_t bad = 0;
+    int64_t i = 0;
+    while (n - i >= 2 * W) {
+      const int64_t len = std::min(kBlock, (n - i) / (2 * W) * (2 * W));
+      fb lo0 = fb::load_unaligned(x + i), hi0 = lo0;
+      fb lo1 = fb::load_unaligned(x + i + W), hi1 = lo1;
+      auto nan0 = xsimd::isnan(lo0);
+      auto nan1 = xsimd::isnan(lo1);
+      for (int64_t j = i + 2 * W; j < i + len; j += 2 * W) {
+        const fb a = fb::load_unaligned(x + j);
+        const fb b = fb::load_unaligned(x + j + W);
+        lo0 = xsimd::min(lo0, a);
+        hi0 = xsimd::max(hi0, a);
+        lo1 = xsimd::min(lo1, b);
+        hi1 = xsimd::max(hi1, b);
+        nan0 = nan0 | xsimd::isnan(a);
+        nan1 = nan1 | xsimd::isnan(b);
+      }
+      const float blo = reduce_min(xsimd::min(lo0, lo1));
+      const float bhi = reduce_max(xsimd::max(hi0, hi1));
+      if (xsimd::any(nan0 | nan1) || !detail::finite_f32(blo) || !detail::finite_f32(bhi)) {
+        bad += minmax_exact(x + i, len, &lo, &hi);
+      } else {
+        lo = blo < lo ? blo : lo;
+        hi = bhi > hi ? bhi : hi;
+      }
+      i += len;
+    }
+    bad += ref::minmax_f32(x + i, n - i, &lo, &hi);
+    *mn = lo;
+    *mx = hi;
+    return bad;
+  }
+
+  static int64_t minmax_per_channel_exact(const float* x, int64_t rows, int64_t cols, int64_t row_stride, float* mn,
+                                    float* mx) {
+    const fb inf(INFINITY), ninf(-INFINITY), zero(0.0f), one(1.0f);
+    const int64_t vec_cols = cols - cols % W;
+    const int64_t lanes_per_row = vec_cols / W;
+    int64_t bad = 0;
+    int64_t pending = 0;  // upper bound of any lane's count since the last flush
+    fb cnt(0.0f);
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* row = x + r * row_stride;
+      // Accumulators live in mn/mx (L1-resident for typical channel counts); rows stream through.
+      for (int64_t c = 0; c < vec_cols; c += W) {
+        const fb v = fb::load_unaligned(row + c);
+        const auto f = xsimd::abs(v) < inf;
+        xsimd::min(fb::load_unaligned(mn + c), xsimd::select(f, v, inf)).store_unaligned(mn + c);
+        xsimd::max(fb::load_unaligned(mx + c), xsimd::select(f, v, ninf)).store_unaligned(mx + c);
+        cnt = cnt + xsimd::select(f, zero, one);
+      }
+      pending += lanes_per_row;
+      if (pending >= kFlushLaneCount) {
+        bad += reduce_count(cnt);
+        cnt = fb(0.0f);
+        pending = 0;
+      }
+      if (vec_cols < cols) bad += ref::minmax_per_channel_f32(row + vec_cols, 1, cols - vec_cols, 0, mn + vec_cols, mx + vec_cols);
+    }
+    return bad + reduce_count(cnt);
+  }
+
+  // Fast path over blocks of (64 rows x 1024 columns): plain vertical min/max plus a NaN flag. The
+  // block's accumulators are saved first (on the stack); if the block held a NaN or let +-inf into
+  // the accumulators (max -> +inf or min -> -inf), they are restored and the block is redone by
+  // the exact path. Tail columns always take the exact scalar path.
+  static int64_t minmax_per_channel(const float* x, int64_t rows, int64_t cols, int64_t row_stride, float* mn,
+                                    float* mx) {
+    constexpr int64_t kCols = 1024, kRows = 64;
+    alignas(64) float save_lo[kCols];
+    alignas(64) float save_hi[kCols];
+    const fb inf(INFINITY), ninf(-INFINITY);
+    int64_t bad = 0;
+    for (int64_t c0 = 0; c0 < cols; c0 += kCols) {
+      const int64_t cn = std::min(kCols, cols - c0);
+      const int64_t vec = cn - cn % W;
+      float* lo = mn + c0;
+      float* hi = mx + c0;
+      for (int64_t r0 = 0; r0 < rows; r0 += kRows) {
+        const int64_t rn = std::min(kRows, rows - r0);
+        const float* xb = x + r0 * row_stride + c0;
+        for (int64_t c = 0; c < vec; ++c) {
+          save_lo[c] = lo[c];
+          save_hi[c] = hi[c];
+        }
+        auto nan = xsimd::isnan(inf);
+        for (int64_t r = 0; r < rn; ++r) {
+          const float* row = xb + r * row_stride;
+          for (int64_t c = 0; c < vec; c += W) {
+            const fb v = fb::load_unaligned(row + c);
+            xsimd::min(fb::load_unaligned(lo + c), v).store_unaligned(lo + c);
+            xsimd::max(fb::load_unaligned(hi + c), v).store_unaligned(hi + c);
+            nan = nan | xsimd::isnan(v);
+          }
+          if (vec < cn) bad += ref::minmax_per_channel_f32(row + vec, 1, cn - vec, 0, lo + vec, hi + vec);
+        }
+        auto escaped = nan;
+        for (int64_t c = 0; c < vec; c += W)
+          escaped = escaped | (fb::load_unaligned(lo + c) == ninf) | (fb::load_unaligned(hi + c) == inf);
+        if (xsimd::any(escaped)) {
+          for (int64_t c = 0; c < vec; ++c) {
+            lo[c] = save_lo[c];
+            hi[c] = save_hi[c];
+          }
+          bad += minmax_per_channel_exact(xb, rn, vec, row_stride, lo, hi);
+        }
+      }
+    }
+    return bad;
+  }
+
+  static void histogram(const float* x, int64_t n, float scale, float base, int64_t bins, int64_t* counts) {
+    const fb inf(INFINITY), s(scale), b(base), zero(0.0f), top(static_cast<float>(bins - 1));
+    const fb slot_bad(static_cast<float>(bins)), slot_zero(static_cast<float>(bins + 1));
+    const int64_t stride = bins + 2;
+    // Slot indices are computed a few vectors at a time, then scattered with scalar increments:
+    // AVX2/AVX-512 F/BW have no conflict-free scatter-add.
+    constexpr int64_t kVecs = 4;
+    alignas(64) int32_t idx[kVecs * 64];
+    int64_t i = 0;
+    for (; i + kVecs * W <= n; i += kVecs * W) {
+      for (int64_t k = 0; k < kVecs; ++k) {
+        const fb v = fb::load_unaligned(x + i + k * W);
+        fb t = xsimd::floor(v * s) - b;
+        t = xsimd::min(xsimd::max(t, zero), top);
+        t = xsimd::select(v == zero, slot_zero, t);
+        t = xsimd::select(xsimd::abs(v) < inf, t, slot_bad);
+        xsimd::nearbyint_as_int(t).store_aligned(idx + k * W);
+      }
+      for (int64_t j = 0; j < kVecs * W; j += kHistogramWays) {
+        for (int64_t w = 0; w < kHistogramWays; ++w) ++counts[w * stride + idx[j + w]];
+      }
+    }
+    for (; i < n; ++i) counts[(i % kHistogramWays) * stride + detail::histogram_slot(x[i], scale, base, bins)] += 1;
+  }
+};
+
+}  // namespace
+}  // namespace kernels
+}  // namespace lowbit
+
+// Defines the lowbit::kernels::<ns> entry points for Arch in the including translation unit.
+#define LOWBIT_DEFINE_OBSERVER_KERNELS(ns, Arch)                                                                     \
+  namespace lowbit {                                                                                                 \
+  namespace kernels {                                                                                                \
+  namespace ns {                                                                                                     \
+  int64_t minmax_f32(const float* x, int64_t n, float* mn, float* mx) { return ObserversImpl<Arch>::minmax(x, n, mn, mx); } \
+  int64_t minmax_per_channel_f32(const float* x, int64_t rows, int64_t cols, int64_t row_stride, float* mn,         \
+                                 float* mx) {                                                                        \
+    return ObserversImpl<Arch>::minmax_per_channel(x, rows, cols, row_stride, mn, mx);                               \
+  }                                                                                                                  \
+  void histogram_f32(const float* x, int64_t n, float scale, float base, int64_t bins, int64_t* counts) {            \
+    ObserversImpl<Arch>::histogram(x, n, scale, base, bins, counts);                                                 \
+  }                                                                                                                  \
+  }                                                                                                                  \
+  }                                                                                                                  \
+  }

@@ -1,0 +1,140 @@
+// Observer reduction ops (ops layer): split a tensor over threads, give every task its own partial
+// min/max or histogram, run the dispatched kernels, then combine the partials (exactly: min/max
+// and integer counts do not depend on the split).
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "dispatch/observers.hpp"
+#include "lowbit/observers.hpp"
+#include "lowbit/parallel.hpp"
+
+namespace lowbit {
+namespace {
+
+constexpr int64_t kGrain = 1 << 16;       // elements per task, at least
+constexpr int64_t kHorizontalInner = 32;  // inner runs this long are reduced along the run
+
+int64_t task_count(int64_t work, int64_t max_tasks) {
+  int64_t t = std::min<int64_t>(get_num_threads(), work / kGrain);
+  return std::max<int64_t>(1, std::min(t, max_tasks));
+}
+
+// Calls fn(task, begin, end) for `tasks` contiguous pieces of [0, n), piece starts aligned to `align`.
+template <class F>
+void split(int64_t n, int64_t tasks, int64_t align, F&& fn) {
+  if (tasks <= 1) {
+    fn(0, 0, n);
+    return;
+  }
+  int64_t per = (n + tasks - 1) / tasks;
+  per = (per + align - 1) / align * align;
+  parallel_for(tasks, [&](int64_t t) {
+    const int64_t b = std::min(n, t * per);
+    const int64_t e = std::min(n, b + per);
+    fn(t, b, e);
+  });
+}
+
+}  // namespace
+
+MinMaxResult minmax(const float* x, int64_t n) {
+  MinMaxResult res{INFINITY, -INFINITY, 0};
+  if (n <= 0) return res;
+  auto kernel = dispatch::minmax_f32.get();
+  const int64_t tasks = task_count(n, n);
+  if (tasks == 1) {
+    res.nonfinite = kernel(x, n, &res.min, &res.max);
+    return res;
+  }
+  std::vector<float> lo(tasks, INFINITY), hi(tasks, -INFINITY);
+  std::vector<int64_t> bad(tasks, 0);
+  split(n, tasks, 64, [&](int64_t t, int64_t b, int64_t e) {
+    if (b < e) bad[t] = kernel(x + b, e - b, &lo[t], &hi[t]);
+  });
+  for (int64_t t = 0; t < tasks; ++t) {
+    res.min = std::min(res.min, lo[t]);
+    res.max = std::max(res.max, hi[t]);
+    res.nonfinite += bad[t];
+  }
+  return res;
+}
+
+int64_t minmax_per_channel(const float* x, int64_t outer, int64_t channels, int64_t inner, float* mn, float* mx) {
+  std::fill(mn, mn + channels, INFINITY);
+  std::fill(mx, mx + channels, -INFINITY);
+  const int64_t total = outer * channels * inner;
+  if (total <= 0) return 0;
+  int64_t bad = 0;
+  if (inner < kHorizontalInner) {
+    // Short runs: reduce down the rows of the (outer, channels * inner) view, one column per lane.
+    auto kernel = dispatch::minmax_per_channel_f32.get();
+    const int64_t cols = channels * inner;
+    const int64_t tasks = task_count(total, outer);
+    if (tasks == 1 && inner == 1) return kernel(x, outer, cols, cols, mn, mx);
+    std::vector<float> lo(tasks * cols, INFINITY), hi(tasks * cols, -INFINITY);
+    std::vector<int64_t> part(tasks, 0);
+    split(outer, tasks, 1, [&](int64_t t, int64_t b, int64_t e) {
+      if (b < e) part[t] = kernel(x + b * cols, e - b, cols, cols, lo.data() + t * cols, hi.data() + t * cols);
+    });
+    for (int64_t t = 0; t < tasks; ++t) {
+      bad += part[t];
+      const float* l = lo.data() + t * cols;
+      const float* h = hi.data() + t * cols;
+      for (int64_t j = 0; j < cols; ++j) {
+        const int64_t c = j / inner;
+        mn[c] = std::min(mn[c], l[j]);
+        mx[c] = std::max(mx[c], h[j]);
+      }
+    }
+    return bad;
+  }
+  // Long runs: each (outer, channel) run is contiguous; reduce it along its length.
+  auto kernel = dispatch::minmax_f32.get();
+  const int64_t runs = outer * channels;
+  const int64_t tasks = task_count(total, runs);
+  std::vector<float> lo(tasks * channels, INFINITY), hi(tasks * channels, -INFINITY);
+  std::vector<int64_t> part(tasks, 0);
+  split(runs, tasks, 1, [&](int64_t t, int64_t b, int64_t e) {
+    int64_t acc = 0;
+    for (int64_t r = b; r < e; ++r) {
+      const int64_t c = r % channels;
+      acc += kernel(x + r * inner, inner, &lo[t * channels + c], &hi[t * channels + c]);
+    }
+    part[t] = acc;
+  });
+  for (int64_t t = 0; t < tasks; ++t) {
+    bad += part[t];
+    for (int64_t c = 0; c < channels; ++c) {
+      mn[c] = std::min(mn[c], lo[t * channels + c]);
+      mx[c] = std::max(mx[c], hi[t * channels + c]);
+    }
+  }
+  return bad;
+}
+
+int64_t histogram(const float* x, int64_t n, float scale, float base, int64_t bins, int64_t* counts, int64_t* zeros) {
+  *zeros = 0;
+  if (n <= 0) return 0;
+  auto kernel = dispatch::histogram_f32.get();
+  const int64_t tasks = task_count(n, n);
+  const int64_t stride = bins + 2;
+  const int64_t per_task = kHistogramWays * stride;
+  std::vector<int64_t> part(tasks * per_task, 0);
+  split(n, tasks, 64, [&](int64_t t, int64_t b, int64_t e) {
+    if (b < e) kernel(x + b, e - b, scale, base, bins, part.data() + t * per_task);
+  });
+  int64_t bad = 0;
+  for (int64_t c = 0; c < tasks * kHistogramWays; ++c) {
+    const int64_t* p = part.data() + c * stride;
+    for (int64_t j = 0; j < bins; ++j) counts[j] += p[j];
+    bad += p[bins];
+    *zeros += p[bins + 1];
+  }
+  // Zeros go back into their bin: the same slot arithmetic as a finite nonzero element at 0.
+  const float zero_bin = std::min(std::max(std::floor(0.0f * scale) - base, 0.0f), static_cast<float>(bins - 1));
+  counts[static_cast<int64_t>(zero_bin)] += *zeros;
+  return bad;
+}
+
+}  // namespace lowbit

@@ -1,0 +1,521 @@
+"""Whole-model transforms: quantize_model (dynamic / static / weight-only), prepare_qat, convert,
+summary. Public torch layer built from lowbit.nn, lowbit.observers and lowbit.calibrate.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Optional, Union
+
+import torch
+from torch import nn
+
+import lowbit
+
+from .config import QuantConfig, as_config
+from .nn import FakeQuantize, QATConv2d, QATLinear, QuantConv2d, QuantEmbedding, QuantLinear
+from .nn.linear import _QuantBase
+
+__all__ = ["Summary", "convert", "prepare_qat", "quantize_model", "run_batch", "summary"]
+
+_REASONS_ATTR = "_lowbit_float_layers"
+_CONFIG_ATTR = "_lowbit_config"
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+
+
+def _check_model(model: Any) -> nn.Module:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    return model
+
+
+def _param_bytes(m: nn.Module) -> int:
+    return sum(
+        t.numel() * t.element_size()
+        for t in list(m.parameters(recurse=False)) + list(m.buffers(recurse=False))
+    )
+
+
+def _set_submodule(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, new)
+
+
+def _unsupported_reason(name: str, m: nn.Module, cfg: QuantConfig) -> Optional[str]:
+    """Why the Linear/Conv2d ``m`` stays float under ``cfg``, or None if it can be quantized."""
+    if cfg.is_excluded(name):
+        return "excluded by config"
+    w = m.weight
+    if not w.is_floating_point():
+        return f"weight dtype {w.dtype} is not floating point"
+    if w.device.type == "meta":
+        return "weights on the meta device"
+    if isinstance(m, nn.Conv2d):
+        if m.groups != 1:
+            kind = "depthwise" if m.groups == m.in_channels == m.out_channels else "grouped"
+            return f"{kind} convolution (groups={m.groups}): int8 im2col would not pay off"
+        if isinstance(m.padding, str) and m.padding == "same":
+            total = [d * (k - 1) for d, k in zip(m.dilation, m.kernel_size)]
+            if any(t % 2 for t in total) or tuple(m.stride) != (1, 1):
+                return "padding='same' with an asymmetric padding is not supported"
+    return None
+
+
+def _candidates(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    return [(n, m) for n, m in model.named_modules() if type(m) in (nn.Linear, nn.Conv2d)]
+
+
+def _float_leaves(model: nn.Module, handled: set[str]) -> dict[str, str]:
+    """Leaf modules that hold parameters and that no transform touched, with a reason."""
+    out = {}
+    for n, m in model.named_modules():
+        if n in handled or isinstance(
+            m, (_QuantBase, QuantEmbedding, QATLinear, QATConv2d, FakeQuantize)
+        ):
+            continue
+        if any(True for _ in m.parameters(recurse=False)):
+            if isinstance(m, (nn.Linear, nn.Conv2d)):
+                out[n] = (
+                    f"subclass {type(m).__name__} of {nn.Linear.__name__ if isinstance(m, nn.Linear) else 'Conv2d'} is not replaced"
+                )
+            elif type(m) is nn.Embedding:
+                out[n] = (
+                    "Embedding kept float (QuantConfig(embedding='int8') stores it as int8 rows)"
+                )
+            else:
+                out[n] = f"{type(m).__name__} has no lowbit kernel"
+    return out
+
+
+def _quantize_embeddings(work: nn.Module, config: QuantConfig, reasons: dict[str, str]) -> set[str]:
+    """Replaces plain nn.Embedding layers whose config asks for it; returns the names handled."""
+    done = set()
+    for name, m in list(work.named_modules()):
+        if type(m) is not nn.Embedding:
+            continue
+        cfg = config.for_layer(name)
+        if cfg.embedding is None:
+            continue
+        done.add(name)
+        if cfg.is_excluded(name):
+            reasons[name] = "excluded by config"
+            continue
+        try:
+            q = QuantEmbedding.from_float(m, name=name)
+        except ValueError as e:
+            reasons[name] = str(e)
+            continue
+        q._float_nbytes = _param_bytes(m)
+        _set_submodule(work, name, q)
+    return done
+
+
+def run_batch(model: nn.Module, batch: Any) -> Any:
+    """Runs one calibration batch: a tensor -> ``model(x)``; a dict -> ``model(**batch)`` (e.g.
+    tokenizer output); a tuple/list -> ``model(batch[0])`` (DataLoader ``(inputs, labels)``)."""
+    if isinstance(batch, Mapping):
+        return model(**batch)
+    if isinstance(batch, (tuple, list)):
+        if not batch:
+            raise ValueError("calib_data: empty batch")
+        return model(batch[0])
+    return model(batch)
+
+
+_OBSERVER_CLASSES = {
+    "minmax": ("MinMaxObserver", {}),
+    "moving_average": ("MovingAverageMinMaxObserver", {}),
+    "histogram": ("HistogramObserver", {"method": "mse"}),
+    "percentile": ("HistogramObserver", {"method": "percentile"}),
+    "entropy": ("HistogramObserver", {"method": "entropy"}),
+}
+
+
+def _make_observer(cfg: QuantConfig) -> Any:
+    cls_name, kwargs = _OBSERVER_CLASSES[cfg.observer]
+    symmetric = cfg.activation_dtype == "int8"
+    return getattr(lowbit.observers, cls_name)(
+        dtype=cfg.activation_dtype, symmetric=symmetric, **kwargs
+    )
+
+
+def _calibrate(
+    model: nn.Module,
+    targets: dict[str, nn.Module],
+    cfgs: dict[str, QuantConfig],
+    calib_data: Any,
+    progress: bool,
+) -> dict[str, tuple[float, int]]:
+    """Observes the inputs of ``targets`` over ``calib_data``; returns name -> (scale, zero_point)
+    for the layers that saw data."""
+    if calib_data is None:
+        raise ValueError(
+            "calib_data: static activation quantization needs calibration data (an iterable of batches)"
+        )
+    if isinstance(calib_data, (torch.Tensor, Mapping)):
+        calib_data = [calib_data]
+    observers = {n: _make_observer(cfgs[n]) for n in targets}
+    seen: dict[str, int] = {n: 0 for n in targets}
+    state: dict[str, Any] = {"layer": None, "batch": -1}
+    handles = []
+
+    def pre_hook(name: str):
+        def hook(mod: nn.Module, args: tuple) -> None:
+            state["layer"] = name
+            x = args[0] if args else None
+            if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+                raise TypeError(
+                    f"layer '{name}' received {type(x).__name__} input, expected a float tensor"
+                )
+            observers[name].update(x.detach().cpu())
+            seen[name] += 1
+
+        return hook
+
+    def fn(batch: Any) -> None:
+        state["batch"] += 1
+        state["layer"] = None
+        try:
+            run_batch(model, batch)
+        except Exception as e:  # re-raised with the batch and layer that failed
+            where = f" in layer '{state['layer']}'" if state["layer"] else ""
+            raise ValueError(
+                f"calib_data: batch {state['batch']} does not fit the model{where}: {type(e).__name__}: {e}"
+            ) from e
+
+    for n, m in targets.items():
+        handles.append(m.register_forward_pre_hook(pre_hook(n)))
+    was_training = {m: m.training for m in model.modules()}
+    model.eval()
+    try:
+        with torch.no_grad():
+            lowbit.calibrate(fn, calib_data, observers, progress=progress)
+    finally:
+        for h in handles:
+            h.remove()
+        for m, t in was_training.items():
+            m.training = t
+    if state["batch"] < 0:
+        raise ValueError("calib_data: no batches (the iterable is empty)")
+    return {n: tuple(observers[n].compute_qparams()) for n in targets if seen[n]}
+
+
+# --------------------------------------------------------------------------------------------
+# public transforms
+
+
+def quantize_model(
+    model: nn.Module,
+    config: Union[QuantConfig, Mapping, None] = None,
+    *,
+    calib_data: Optional[Iterable] = None,
+    inplace: bool = False,
+    progress: bool = True,
+) -> nn.Module:
+    """Replaces ``nn.Linear`` / ``nn.Conv2d`` (groups=1) layers with lowbit's int8 modules.
+
+    ``config.activation`` picks the mode: "dynamic" (activations quantized per row at run time),
+    "static" (per-tensor activation parameters from observers on each layer's input while
+    ``calib_data`` runs through the model in eval mode under ``lowbit.calibrate``), or None
+    (weight-only). Layers left in float (excluded, grouped convolutions, other layer types, static
+    layers never reached by the calibration data) are recorded with the reason:
+    see :func:`summary`.
+
+    Args:
+        model: a float model. Never modified unless ``inplace=True``.
+        config: a :class:`lowbit.QuantConfig` (or a dict of its fields).
+        calib_data: iterable of batches for static mode: tensors (``model(x)``), dicts
+            (``model(**batch)``) or ``(inputs, labels)`` tuples (``model(inputs)``).
+        inplace: modify ``model`` itself.
+        progress: show a progress bar during calibration.
+
+    Returns:
+        The quantized model (``model`` itself when inplace).
+
+    Raises:
+        TypeError: ``model`` is not an nn.Module or ``config`` is not a QuantConfig.
+        ValueError: the model has no Linear/Conv2d layer; static mode without ``calib_data``; a
+            calibration batch that does not fit the model (names the batch and layer).
+
+    Example:
+        >>> import torch
+        >>> m = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+        >>> q = lowbit.quantize_model(m)
+        >>> type(q[0]).__name__, q(torch.ones(1, 8)).shape
+        ('QuantLinear', torch.Size([1, 2]))
+    """
+    model = _check_model(model)
+    config = as_config(config)
+    cands = _candidates(model)
+    if not cands:
+        kinds = sorted(
+            {
+                type(m).__name__
+                for m in model.modules()
+                if any(True for _ in m.parameters(recurse=False))
+            }
+        )
+        raise ValueError(
+            f"quantize_model: {type(model).__name__} has no nn.Linear or nn.Conv2d layer to quantize"
+            + (f" (layers with weights: {', '.join(kinds)})" if kinds else "")
+        )
+    work = model if inplace else copy.deepcopy(model)
+    reasons: dict[str, str] = {}
+    targets: dict[str, nn.Module] = {}
+    cfgs: dict[str, QuantConfig] = {}
+    for name, _ in cands:
+        m = work.get_submodule(name)
+        cfg = config.for_layer(name)
+        why = _unsupported_reason(name, m, cfg)
+        if why is None:
+            targets[name], cfgs[name] = m, cfg
+        else:
+            reasons[name] = why
+    act_qparams: dict[str, tuple[float, int]] = {}
+    static = {n: m for n, m in targets.items() if cfgs[n].activation == "static"}
+    if static:
+        act_qparams = _calibrate(work, static, cfgs, calib_data, progress)
+    for name, m in targets.items():
+        cfg = cfgs[name]
+        if cfg.activation == "static" and name not in act_qparams:
+            reasons[name] = "static: never called while calib_data ran, no activation range"
+            continue
+        cls = QuantLinear if isinstance(m, nn.Linear) else QuantConv2d
+        try:
+            q = cls.from_float(m, cfg, act_qparams=act_qparams.get(name), name=name)
+        except ValueError as e:
+            reasons[name] = str(e)
+            continue
+        q._float_nbytes = _param_bytes(m)
+        _set_submodule(work, name, q)
+    handled = set(reasons) | set(targets) | _quantize_embeddings(work, config, reasons)
+    reasons.update(_float_leaves(work, handled))
+    setattr(work, _REASONS_ATTR, {**getattr(work, _REASONS_ATTR, {}), **reasons})
+    setattr(work, _CONFIG_ATTR, config)
+    return work
+
+
+def prepare_qat(
+    model: nn.Module,
+    config: Union[QuantConfig, Mapping, None] = None,
+    *,
+    learnable_scale: bool = False,
+    inplace: bool = False,
+) -> nn.Module:
+    """Inserts :class:`lowbit.nn.FakeQuantize` on the weights (and, for static activations, the
+    inputs) of every Linear / Conv2d (groups=1) for quantization-aware training.
+
+    The returned model trains like the float one (same Parameters, straight-through gradients;
+    ``learnable_scale=True`` adds LSQ learnable scales). Ranges are observed in training mode and
+    frozen in eval mode. :func:`convert` then makes the int8 model.
+
+    Example:
+        >>> import torch
+        >>> m = torch.nn.Sequential(torch.nn.Linear(8, 4))
+        >>> qat = lowbit.prepare_qat(m, lowbit.QuantConfig(weight="int4", activation="static"))
+        >>> type(qat[0]).__name__
+        'QATLinear'
+    """
+    model = _check_model(model)
+    config = as_config(config)
+    cands = _candidates(model)
+    if not cands:
+        raise ValueError(
+            f"prepare_qat: {type(model).__name__} has no nn.Linear or nn.Conv2d layer to quantize"
+        )
+    work = model if inplace else copy.deepcopy(model)
+    reasons: dict[str, str] = {}
+    done = set()
+    for name, _ in cands:
+        m = work.get_submodule(name)
+        cfg = config.for_layer(name)
+        why = _unsupported_reason(name, m, cfg)
+        if (
+            why is None
+            and cfg.activation is not None
+            and cfg.activation not in ("static", "dynamic", "dynamic_per_tensor")
+        ):
+            why = f"activation={cfg.activation!r} has no QAT form"
+        if why is not None:
+            reasons[name] = why
+            continue
+        cls = QATLinear if isinstance(m, nn.Linear) else QATConv2d
+        qat = cls(m, cfg, learnable=learnable_scale)
+        qat.layer_name = name
+        qat._float_nbytes = _param_bytes(m)
+        _set_submodule(work, name, qat)
+        done.add(name)
+    reasons.update(_float_leaves(work, set(reasons) | done))
+    setattr(work, _REASONS_ATTR, reasons)
+    setattr(work, _CONFIG_ATTR, config)
+    return work
+
+
+def convert(model: nn.Module, *, inplace: bool = False) -> nn.Module:
+    """Turns the QAT modules of a :func:`prepare_qat` model into QuantLinear / QuantConv2d, using
+    exactly the scales and zero points of their FakeQuantize modules, so that the int8 model
+    computes what the fake-quantized one did (to float rounding; within one quantization step).
+
+    Raises:
+        ValueError: the model has no QAT module, or no static layer ever saw data (run data
+            through the model in training mode first). Layers that alone never saw data stay
+            float, listed in :func:`summary`.
+    """
+    model = _check_model(model)
+    qat = [(n, m) for n, m in model.named_modules() if isinstance(m, (QATLinear, QATConv2d))]
+    if not qat:
+        raise ValueError("convert: the model has no QAT layer (use lowbit.prepare_qat first)")
+    unseen = [
+        n for n, m in qat if m.input_fake_quant is not None and not m.input_fake_quant.initialized
+    ]
+    static = [n for n, m in qat if m.input_fake_quant is not None]
+    if static and len(unseen) == len(static):
+        raise ValueError(
+            f"convert: layer '{unseen[0]}' never saw data, its input range is unknown "
+            "(run data through the model in training mode first)"
+        )
+    work = model if inplace else copy.deepcopy(model)
+    reasons = getattr(work, _REASONS_ATTR, {})
+    for name, _ in qat:
+        m = work.get_submodule(name)
+        cfg = m.config
+        wfq = m.weight_fake_quant
+        if not wfq.initialized:
+            wfq.observe(m.weight)
+        act_qparams = None
+        if name in unseen:
+            _set_submodule(work, name, m.to_float())
+            reasons[name] = "static: never called during QAT, no activation range"
+            continue
+        if m.input_fake_quant is not None:
+            afq = m.input_fake_quant
+            scale = torch.clamp(afq.scale.detach(), min=float(torch.finfo(torch.float32).eps))
+            act_qparams = (float(scale), int(afq.zero_point))
+            cfg = QuantConfig(
+                **{**cfg.to_dict(), "per_layer": {}, "exclude": (), "activation_dtype": afq.dtype}
+            )
+        wscale = torch.clamp(wfq.scale.detach(), min=float(torch.finfo(torch.float32).eps))
+        n_out = m.weight.shape[0]
+        weight_qparams = (
+            wscale.reshape(-1).expand(n_out),
+            wfq.zero_point.reshape(-1).expand(n_out),
+        )
+        cls = QuantLinear if isinstance(m, QATLinear) else QuantConv2d
+        q = cls.from_float(
+            m.to_float(), cfg, act_qparams=act_qparams, weight_qparams=weight_qparams, name=name
+        )
+        q._float_nbytes = getattr(m, "_float_nbytes", _param_bytes(m))
+        _set_submodule(work, name, q)
+    setattr(work, _REASONS_ATTR, reasons)
+    return work
+
+
+# --------------------------------------------------------------------------------------------
+# summary
+
+
+@dataclass
+class Summary:
+    """What lowbit did to each layer: rows of (layer, type, action, bytes_before, bytes_after)."""
+
+    rows: list[dict[str, Any]]
+
+    @property
+    def bytes_before(self) -> int:
+        return sum(r["bytes_before"] for r in self.rows)
+
+    @property
+    def bytes_after(self) -> int:
+        return sum(r["bytes_after"] for r in self.rows)
+
+    def __str__(self) -> str:
+        head = ("layer", "type", "action", "bytes before", "bytes after")
+        body = [
+            (r["layer"], r["type"], r["action"], f"{r['bytes_before']:,}", f"{r['bytes_after']:,}")
+            for r in self.rows
+        ]
+        body.append(("total", "", "", f"{self.bytes_before:,}", f"{self.bytes_after:,}"))
+        widths = [max(len(str(row[i])) for row in [head, *body]) for i in range(5)]
+        fmt = "  ".join(f"{{:{'>' if i >= 3 else '<'}{w}}}" for i, w in enumerate(widths))
+        lines = [fmt.format(*head), "  ".join("-" * w for w in widths)]
+        lines += [fmt.format(*row) for row in body]
+        return "\n".join(lines)
+
+    __repr__ = __str__
+
+    def to_pandas(self) -> Any:
+        import pandas as pd
+
+        return pd.DataFrame(self.rows)
+
+
+def _action(m: nn.Module) -> str:
+    if isinstance(m, QuantEmbedding):
+        return "int8 rows (per-row scale), weight-only"
+    if isinstance(m, _QuantBase):
+        act = {
+            "dynamic": "dynamic act (per row)",
+            "dynamic_per_tensor": "dynamic act (per tensor)",
+            "static": f"static {m.activation_dtype} act",
+            None: "weight-only",
+        }[m.activation]
+        return f"{m.weight_dtype} weights {m.granularity}, {act}"
+    if isinstance(m, (QATLinear, QATConv2d)):
+        c = m.config
+        return f"QAT: fake-quant {c.weight} weights" + (
+            ", static act" if m.input_fake_quant is not None else ""
+        )
+    return ""
+
+
+def summary(model: nn.Module) -> Summary:
+    """A table of the model's layers with weights: what lowbit did (or why the layer stayed float)
+    and the bytes of its parameters before and after.
+
+    Example:
+        >>> import torch
+        >>> m = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.LayerNorm(8))
+        >>> print(lowbit.summary(lowbit.quantize_model(m)))  # doctest: +NORMALIZE_WHITESPACE
+        layer  type         action                                           bytes before  bytes after
+        -----  -----------  -----------------------------------------------  ------------  -----------
+        0      QuantLinear  int8 weights per_channel, dynamic act (per row)           288          160
+        1      LayerNorm    float: LayerNorm has no lowbit kernel                      64           64
+        total                                                                         352          224
+    """
+    model = _check_model(model)
+    reasons = getattr(model, _REASONS_ATTR, {})
+    rows = []
+    for name, m in model.named_modules():
+        if isinstance(m, FakeQuantize):
+            continue
+        if isinstance(m, (_QuantBase, QuantEmbedding, QATLinear, QATConv2d)):
+            after = m.nbytes if isinstance(m, (_QuantBase, QuantEmbedding)) else _param_bytes(m)
+            before = getattr(m, "_float_nbytes", after)
+            rows.append(
+                {
+                    "layer": name,
+                    "type": type(m).__name__,
+                    "action": _action(m),
+                    "bytes_before": before,
+                    "bytes_after": after,
+                }
+            )
+        elif name in reasons or any(True for _ in m.parameters(recurse=False)):
+            why = reasons.get(name, "not quantized")
+            b = _param_bytes(m)
+            rows.append(
+                {
+                    "layer": name,
+                    "type": type(m).__name__,
+                    "action": f"float: {why}",
+                    "bytes_before": b,
+                    "bytes_after": b,
+                }
+            )
+    return Summary(rows)

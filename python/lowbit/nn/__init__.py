@@ -1,0 +1,28 @@
+"""lowbit.nn: torch modules running lowbit's kernels (quantized inference and QAT). Imports torch.
+
+Example:
+    >>> import torch
+    >>> q = lowbit.nn.QuantLinear.from_float(torch.nn.Linear(8, 2))
+    >>> q(torch.ones(3, 8)).shape
+    torch.Size([3, 2])
+"""
+
+from __future__ import annotations
+
+from .. import _torch_ops  # noqa: F401  (registers the lowbit:: torch ops)
+from .conv import QuantConv2d
+from .embedding import QuantEmbedding
+from .fake_quantize import FakeQuantize, disable_observer, enable_observer
+from .linear import QuantLinear
+from .qat import QATConv2d, QATLinear
+
+__all__ = [
+    "FakeQuantize",
+    "QATConv2d",
+    "QATLinear",
+    "QuantConv2d",
+    "QuantEmbedding",
+    "QuantLinear",
+    "disable_observer",
+    "enable_observer",
+]

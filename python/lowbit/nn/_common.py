@@ -1,0 +1,99 @@
+"""Shared helpers of the lowbit.nn modules: input checks and quantization-parameter math in torch.
+
+Private; imports torch.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import torch
+
+import lowbit
+
+from ..quantize import qrange
+
+__all__ = ["calc_qparams", "check_input", "quantize_weight", "symmetric_qmax"]
+
+_EPS = float(np.finfo(np.float32).eps)
+
+
+def check_input(x: object, layer: str, what: str = "input") -> torch.Tensor:
+    """Returns ``x`` as a float32 tensor (converted when it is float16/bfloat16/float64).
+
+    Raises:
+        TypeError: ``x`` is not a tensor or not floating point (names the layer).
+    """
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{layer}: expected a torch.Tensor {what}, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"{layer}: expected a floating-point {what}, got dtype {x.dtype}")
+    return x if x.dtype == torch.float32 else x.to(torch.float32)
+
+
+def symmetric_qmax(dtype: str) -> int:
+    """Largest magnitude of symmetric quantization: 127 for int8, 7 for int4 (range [-qmax, qmax],
+    so that the int8 kernels' sign trick never meets -128)."""
+    return qrange(dtype)[1]
+
+
+def calc_qparams(
+    min_val: torch.Tensor, max_val: torch.Tensor, dtype: str, symmetric: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scale (float32) and zero point (int32) covering ``[min_val, max_val]`` widened to include 0.
+
+    Symmetric (signed dtypes): ``scale = max(|min|, |max|) / qmax``, zero point 0, the range
+    ``[-qmax, qmax]``. Affine: :func:`lowbit.choose_qparams`'s (PyTorch's) formula. Scales never
+    fall below float32 eps. Any device, no autograd.
+    """
+    qmin, qmax = qrange(dtype)
+    lo = torch.clamp(min_val.detach().to(torch.float32), max=0.0)
+    hi = torch.clamp(max_val.detach().to(torch.float32), min=0.0)
+    if symmetric:
+        if qmin == 0:
+            raise ValueError(f"symmetric quantization needs a signed dtype, got {dtype!r}")
+        scale = torch.clamp(torch.maximum(-lo, hi) / float(qmax), min=_EPS)
+        zp = torch.zeros_like(scale, dtype=torch.int32)
+    else:
+        scale = torch.clamp((hi - lo) / float(qmax - qmin), min=_EPS)
+        zp = torch.clamp(qmin - torch.round(lo / scale), qmin, qmax).to(torch.int32)
+    return scale, zp
+
+
+def quantize_weight(
+    w: torch.Tensor,
+    dtype: str,
+    *,
+    per_channel: bool = True,
+    symmetric: bool = True,
+    scale: Optional[torch.Tensor] = None,
+    zero_point: Optional[torch.Tensor] = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Quantizes a float weight (out_channels, ...) with lowbit's kernel.
+
+    Returns ``(q, scale, zero_point)``: ``q`` int8 of shape (out_channels, prod(rest)) holding
+    values of ``dtype``'s range (4-bit values are kept one per byte), ``scale`` float32 and
+    ``zero_point`` int32 of shape (out_channels,). Given ``scale``/``zero_point`` are used as is
+    (values clamp to the range, as fake quantization does).
+    """
+    w2 = w.detach().to("cpu", torch.float32).reshape(w.shape[0], -1).contiguous()
+    n = w2.shape[0]
+    if scale is None:
+        if w2.numel() == 0:
+            lo = hi = torch.zeros(n)
+        elif per_channel:
+            lo, hi = w2.amin(dim=1), w2.amax(dim=1)
+        else:
+            lo, hi = w2.amin().expand(n), w2.amax().expand(n)
+        scale, zero_point = calc_qparams(lo, hi, dtype, symmetric)
+    scale = scale.detach().to("cpu", torch.float32).reshape(-1).expand(n).contiguous()
+    zero_point = zero_point.detach().to("cpu", torch.int32).reshape(-1).expand(n).contiguous()
+    qmin, qmax = qrange(dtype)
+    # Quantize at int8 with the 4-bit scale, then clamp: identical to 4-bit rounding (the clamp
+    # bounds are integers) and keeps one value per byte for the int8 kernels.
+    q = lowbit.quantize(
+        w2.numpy(), scale.numpy(), zero_point.numpy().clip(-128, 127), dtype="int8", axis=0
+    )
+    qi = torch.from_numpy(np.ascontiguousarray(q.int_repr())).clamp_(qmin, qmax)
+    return qi, scale, zero_point

@@ -1,0 +1,221 @@
+"""QuantConv2d: nn.Conv2d (groups=1) as im2col + lowbit's int8 linear. Public torch layer."""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import QuantConfig
+from ._common import check_input
+from .linear import _QuantBase
+
+__all__ = ["QuantConv2d"]
+
+_Pair = Union[int, tuple[int, int]]
+
+
+def _pair(v: _Pair) -> tuple[int, int]:
+    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+class QuantConv2d(_QuantBase):
+    """Drop-in replacement of :class:`torch.nn.Conv2d` (any stride, padding, dilation and padding
+    mode; groups=1) with int8 (or 4-bit-valued) weights.
+
+    The input is viewed channels-last and unfolded into patches (im2col as one strided gather; a
+    1x1 stride-1 convolution is a plain reshape), one row per output pixel in (kh, kw, C) order,
+    and multiplied by the int8 weight, stored as (out, kh * kw * in) in the same order, with
+    :func:`lowbit.linear`; with dynamic activations each patch is quantized on its own. The output
+    is returned in channels-last memory format (shape (N, C, H, W)), which the next QuantConv2d
+    reads without a copy. Inputs as for QuantLinear.
+
+    Example:
+        >>> import torch
+        >>> conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+        >>> q = lowbit.nn.QuantConv2d.from_float(conv)
+        >>> x = torch.randn(1, 3, 8, 8)
+        >>> bool((q(x) - conv(x)).abs().max() < 0.1)
+        True
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: _Pair,
+        stride: _Pair = 1,
+        padding: Union[_Pair, str] = 0,
+        dilation: _Pair = 1,
+        bias: bool = True,
+        padding_mode: str = "zeros",
+        *,
+        weight: str = "int8",
+        activation: Optional[str] = "dynamic",
+        activation_dtype: str = "uint8",
+        granularity: str = "per_channel",
+        symmetric_weights: bool = True,
+    ) -> None:
+        super().__init__()
+        self.in_channels = int(in_channels)
+        self.out_channels = int(out_channels)
+        self.kernel_size = _pair(kernel_size)
+        self.stride = _pair(stride)
+        self.dilation = _pair(dilation)
+        if isinstance(padding, str):
+            if padding == "valid":
+                padding = 0
+            elif padding == "same":
+                if self.stride != (1, 1):
+                    raise ValueError("padding='same' is not supported for strided convolutions")
+                total = [d * (k - 1) for d, k in zip(self.dilation, self.kernel_size)]
+                if any(t % 2 for t in total):
+                    raise ValueError(
+                        "padding='same' with an even effective kernel size is not supported"
+                    )
+                padding = (total[0] // 2, total[1] // 2)
+            else:
+                raise ValueError(
+                    f"padding: expected an int, a pair, 'valid' or 'same', got {padding!r}"
+                )
+        self.padding = _pair(padding)
+        if padding_mode not in ("zeros", "reflect", "replicate", "circular"):
+            raise ValueError(f"padding_mode: unsupported {padding_mode!r}")
+        self.padding_mode = padding_mode
+        kh, kw = self.kernel_size
+        self._init_quant(
+            out_channels,
+            in_channels * kh * kw,
+            bias,
+            weight,
+            activation,
+            activation_dtype,
+            granularity,
+            symmetric_weights,
+        )
+
+    @classmethod
+    def from_float(
+        cls,
+        mod: nn.Conv2d,
+        config: Optional[QuantConfig] = None,
+        *,
+        act_qparams: Optional[tuple[float, int]] = None,
+        weight_qparams: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
+        name: str = "",
+    ) -> QuantConv2d:
+        """Quantizes an ``nn.Conv2d`` with groups=1 (see QuantLinear.from_float)."""
+        if mod.groups != 1:
+            raise ValueError(
+                f"{name or 'Conv2d'}: groups={mod.groups} is not supported (groups must be 1)"
+            )
+        config = config or QuantConfig()
+        q = cls(
+            mod.in_channels,
+            mod.out_channels,
+            mod.kernel_size,
+            mod.stride,
+            mod.padding,
+            mod.dilation,
+            mod.bias is not None,
+            mod.padding_mode,
+            weight=config.weight,
+            activation=config.activation,
+            activation_dtype=config.activation_dtype,
+            granularity=config.granularity,
+            symmetric_weights=config.symmetric_weights,
+        )
+        q.layer_name = name or q.layer_name
+        q._set_weight(mod.weight.detach().permute(0, 2, 3, 1), *(weight_qparams or (None, None)))
+        if mod.bias is not None:
+            with torch.no_grad():
+                q.bias.copy_(mod.bias.detach().to("cpu", torch.float32))
+        if config.activation == "static":
+            if act_qparams is None:
+                raise ValueError(
+                    f"{name or 'QuantConv2d'}: static activations need act_qparams (scale, zero_point)"
+                )
+            q._set_act(*act_qparams)
+        return q
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xf = check_input(x, self.layer_name)
+        unbatched = xf.dim() == 3
+        if unbatched:
+            xf = xf.unsqueeze(0)
+        if xf.dim() != 4 or xf.shape[1] != self.in_channels:
+            raise ValueError(
+                f"{self.layer_name}: expected input of shape (N, {self.in_channels}, H, W), got {tuple(x.shape)}"
+            )
+        n, c, h, w = xf.shape
+        ph, pw = self.padding
+        kh, kw = self.kernel_size
+        (sh, sw), (dh, dw) = self.stride, self.dilation
+        ho = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+        wo = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+        if ho <= 0 or wo <= 0:
+            raise ValueError(
+                f"{self.layer_name}: input {tuple(x.shape)} is smaller than the kernel"
+            )
+        xh = xf.permute(
+            0, 2, 3, 1
+        )  # NHWC view: free when x is channels-last (a QuantConv2d output)
+        if ph or pw:
+            if self.padding_mode == "zeros":
+                xh = F.pad(xh, (0, 0, pw, pw, ph, ph))
+            else:
+                xh = F.pad(xf, (pw, pw, ph, ph), mode=self.padding_mode).permute(0, 2, 3, 1)
+        xh = xh.contiguous()
+        if (kh, kw) == (1, 1):
+            cols = xh[:, ::sh, ::sw, :]
+        else:
+            s_n, s_h, s_w, s_c = xh.stride()
+            cols = xh.as_strided(
+                (n, ho, wo, kh, kw, c), (s_n, s_h * sh, s_w * sw, s_h * dh, s_w * dw, s_c)
+            )
+        cols = cols.reshape(n, ho * wo, kh * kw * c)
+        y = self._matmul(cols.contiguous())
+        y = y.reshape(n, ho, wo, self.out_channels).permute(0, 3, 1, 2)
+        if unbatched:
+            y = y.squeeze(0)
+        return y if y.dtype == x.dtype else y.to(x.dtype)
+
+    def dequantized_weight(self) -> torch.Tensor:
+        """The float32 weight the kernels effectively use, in nn.Conv2d's (out, in, kh, kw) layout."""
+        kh, kw = self.kernel_size
+        w = super().dequantized_weight().reshape(self.out_channels, kh, kw, self.in_channels)
+        return w.permute(0, 3, 1, 2).contiguous()
+
+    def _matmul(self, x: torch.Tensor) -> torch.Tensor:
+        if (
+            self.activation is None
+        ):  # weight-only: the float weight in the patches' (kh, kw, C) order
+            return F.linear(x, super().dequantized_weight().to(x.device), self.bias)
+        return super()._matmul(x)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+            f"padding={self.padding}, dilation={self.dilation}, padding_mode={self.padding_mode}, "
+            f"bias={self.bias is not None}, " + self._quant_extra_repr()
+        )
+
+    def spec(self) -> dict[str, Any]:
+        return {
+            "kind": "QuantConv2d",
+            "in_channels": self.in_channels,
+            "out_channels": self.out_channels,
+            "kernel_size": list(self.kernel_size),
+            "stride": list(self.stride),
+            "padding": list(self.padding),
+            "dilation": list(self.dilation),
+            "bias": self.bias is not None,
+            "padding_mode": self.padding_mode,
+            "weight": self.weight_dtype,
+            "activation": self.activation,
+            "activation_dtype": self.activation_dtype,
+            "granularity": self.granularity,
+            "symmetric_weights": self.symmetric_weights,
+        }

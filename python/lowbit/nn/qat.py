@@ -1,0 +1,117 @@
+"""QAT modules: Linear and Conv2d with FakeQuantize on their weights and inputs. Public torch layer.
+
+Made by lowbit.prepare_qat and turned into QuantLinear / QuantConv2d by lowbit.convert.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import QuantConfig
+from .fake_quantize import FakeQuantize
+
+__all__ = ["QATConv2d", "QATLinear"]
+
+
+def _weight_fq(weight: torch.Tensor, config: QuantConfig, learnable: bool) -> FakeQuantize:
+    per_channel = config.granularity == "per_channel"
+    return FakeQuantize(
+        config.weight,
+        symmetric=config.symmetric_weights,
+        axis=0 if per_channel else None,
+        channels=weight.shape[0],
+        averaging_constant=1.0,
+        learnable=learnable,
+    )
+
+
+def _input_fq(config: QuantConfig, learnable: bool) -> Optional[FakeQuantize]:
+    if config.activation != "static":
+        return None
+    return FakeQuantize(
+        config.activation_dtype, symmetric=config.activation_dtype == "int8", learnable=learnable
+    )
+
+
+class QATLinear(nn.Module):
+    """``nn.Linear`` training with fake-quantized weights (and inputs when the config's activations
+    are static). Shares the float module's ``weight``/``bias`` Parameters.
+
+    Dynamic activations are not simulated (they are quantized per row at run time, a much smaller
+    error than the weight's); only the weights are fake-quantized then.
+    """
+
+    def __init__(self, mod: nn.Linear, config: QuantConfig, *, learnable: bool = False) -> None:
+        super().__init__()
+        self.in_features, self.out_features = mod.in_features, mod.out_features
+        self.config = config
+        self.weight = mod.weight
+        self.bias = mod.bias
+        self.weight_fake_quant = _weight_fq(mod.weight, config, learnable)
+        self.input_fake_quant = _input_fq(config, learnable)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.input_fake_quant is not None:
+            x = self.input_fake_quant(x)
+        return F.linear(x, self.weight_fake_quant(self.weight), self.bias)
+
+    def to_float(self) -> nn.Linear:
+        lin = nn.Linear(self.in_features, self.out_features, self.bias is not None, device="meta")
+        lin.weight, lin.bias = self.weight, self.bias
+        return lin
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+class QATConv2d(nn.Module):
+    """``nn.Conv2d`` (groups=1) with fake-quantized weights and (static config) inputs; see QATLinear."""
+
+    def __init__(self, mod: nn.Conv2d, config: QuantConfig, *, learnable: bool = False) -> None:
+        super().__init__()
+        if mod.groups != 1:
+            raise ValueError(f"groups={mod.groups} is not supported (groups must be 1)")
+        self.in_channels, self.out_channels = mod.in_channels, mod.out_channels
+        self.kernel_size, self.stride, self.dilation = mod.kernel_size, mod.stride, mod.dilation
+        self.padding, self.padding_mode = mod.padding, mod.padding_mode
+        self._reversed_padding_repeated_twice = mod._reversed_padding_repeated_twice
+        self.config = config
+        self.weight = mod.weight
+        self.bias = mod.bias
+        self.weight_fake_quant = _weight_fq(mod.weight, config, learnable)
+        self.input_fake_quant = _input_fq(config, learnable)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.input_fake_quant is not None:
+            x = self.input_fake_quant(x)
+        w = self.weight_fake_quant(self.weight)
+        if self.padding_mode != "zeros":
+            x = F.pad(x, self._reversed_padding_repeated_twice, mode=self.padding_mode)
+            return F.conv2d(x, w, self.bias, self.stride, 0, self.dilation)
+        return F.conv2d(x, w, self.bias, self.stride, self.padding, self.dilation)
+
+    def to_float(self) -> nn.Conv2d:
+        conv = nn.Conv2d(
+            self.in_channels,
+            self.out_channels,
+            self.kernel_size,
+            self.stride,
+            self.padding,
+            self.dilation,
+            1,
+            self.bias is not None,
+            self.padding_mode,
+            device="meta",
+        )
+        conv.weight, conv.bias = self.weight, self.bias
+        return conv
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+            f"padding={self.padding}"
+        )

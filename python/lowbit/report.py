@@ -1,0 +1,533 @@
+"""compare(): per-layer and whole-model error, size and speed of a quantized model against its
+float original, as a QuantReport that prints, renders in Jupyter, plots and exports to pandas.
+
+Public torch layer built from lowbit.metrics (error statistics in C++) and lowbit.convert.
+pandas, matplotlib and tqdm are imported only by the methods that need them.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Iterable, Optional
+
+import torch
+from torch import nn
+
+from .calibration import _progress
+from .convert import _REASONS_ATTR, run_batch
+from .metrics import _ErrorStats, kl_divergence, model_nbytes, sqnr, top1_agreement
+from .nn.linear import _QuantBase
+
+__all__ = ["compare", "QuantReport", "LayerReport"]
+
+
+def _best_time(fn: Callable[[], Any], *, repeat: int = 7, budget_s: float = 0.25) -> float:
+    """Best wall time of ``fn()`` in seconds: one warm-up call, then at least 3 and at most
+    ``repeat`` timed calls, stopping early once ``budget_s`` is spent."""
+    fn()
+    best = math.inf
+    start = time.perf_counter()
+    for i in range(max(1, repeat)):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+        if i >= 2 and time.perf_counter() - start > budget_s:
+            break
+    return best
+
+
+def _main_output(out: Any) -> torch.Tensor:
+    """The tensor to compare from a model's output: the tensor itself, ``last_hidden_state`` /
+    ``logits`` of a transformers output, or the first tensor of a tuple, list or dict."""
+    if isinstance(out, torch.Tensor):
+        return out
+    for key in ("logits", "last_hidden_state"):
+        v = getattr(out, key, None)
+        if isinstance(v, torch.Tensor):
+            return v
+    values = out.values() if isinstance(out, Mapping) else out if isinstance(out, (tuple, list)) else ()
+    for v in values:
+        if isinstance(v, torch.Tensor):
+            return v
+    raise TypeError(f"compare: cannot find a tensor in the model output of type {type(out).__name__}")
+
+
+@dataclass
+class LayerReport:
+    """One quantized layer compared with its float original on the same inputs.
+
+    ``output_sqnr`` / ``output_cosine`` feed the float model's input of this layer to both the
+    float and the quantized layer (the layer's own error); ``accumulated_sqnr`` compares the
+    layer's output inside the fully quantized model with the float model's (error so far).
+    Latencies are the best of a few runs on the first batch's real input shape.
+    """
+
+    name: str
+    type: str
+    bits: int
+    granularity: str
+    activation: Optional[str]
+    weight_sqnr: float
+    output_sqnr: float
+    output_cosine: float
+    max_abs_error: float
+    accumulated_sqnr: float
+    bytes_before: int
+    bytes_after: int
+    latency_float_s: float
+    latency_quant_s: float
+    input_shape: tuple = ()
+
+    @property
+    def speedup(self) -> float:
+        """Float latency / quantized latency (> 1: the quantized layer is faster)."""
+        return self.latency_float_s / self.latency_quant_s if self.latency_quant_s > 0 else math.nan
+
+    @property
+    def compression(self) -> float:
+        return self.bytes_before / self.bytes_after if self.bytes_after else math.nan
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["speedup"] = self.speedup
+        d["compression"] = self.compression
+        return d
+
+
+@dataclass
+class QuantReport:
+    """What quantization did to a model: per-layer rows (:class:`LayerReport`) and whole-model
+    numbers. Made by :func:`lowbit.compare`.
+
+    In Jupyter the report renders as a table with the worst layers highlighted; ``print(report)``
+    gives the same as text. ``to_dataframe()`` needs pandas, ``plot()`` matplotlib.
+
+    Attributes:
+        layers: one LayerReport per quantized layer, in model order.
+        float_layers: layers kept in float32 -> the reason (from quantize_model).
+        output_sqnr / output_cosine: final output of the quantized vs the float model.
+        output_kl / top1_agreement: for (N, classes) outputs (logits), else None.
+        metric_name / metric_float / metric_quant: ``eval_fn`` on both models (None without it).
+        bytes_float / bytes_quant: :func:`lowbit.metrics.model_nbytes` of both models.
+        latency_float_s / latency_quant_s: whole model on the first batch (best of a few runs).
+        n_batches: batches of ``data`` compared.
+    """
+
+    layers: list[LayerReport]
+    float_layers: dict[str, str] = field(default_factory=dict)
+    output_sqnr: float = math.nan
+    output_cosine: float = math.nan
+    output_kl: Optional[float] = None
+    top1_agreement: Optional[float] = None
+    metric_name: Optional[str] = None
+    metric_float: Optional[float] = None
+    metric_quant: Optional[float] = None
+    bytes_float: int = 0
+    bytes_quant: int = 0
+    latency_float_s: float = math.nan
+    latency_quant_s: float = math.nan
+    n_batches: int = 0
+    title: str = "lowbit QuantReport"
+
+    # -- derived ---------------------------------------------------------------------------
+
+    @property
+    def compression(self) -> float:
+        return self.bytes_float / self.bytes_quant if self.bytes_quant else math.nan
+
+    @property
+    def speedup(self) -> float:
+        return self.latency_float_s / self.latency_quant_s if self.latency_quant_s > 0 else math.nan
+
+    @property
+    def metric_drop(self) -> Optional[float]:
+        """metric_float - metric_quant (positive: the quantized model scores lower)."""
+        if self.metric_float is None or self.metric_quant is None:
+            return None
+        return self.metric_float - self.metric_quant
+
+    def worst(self, n: int = 5) -> list[LayerReport]:
+        """The ``n`` layers with the lowest output SQNR (their own error), worst first."""
+        return sorted(self.layers, key=lambda r: (_nan_last(r.output_sqnr), r.name))[: max(0, n)]
+
+    def _worst_names(self) -> set[str]:
+        k = min(3, max(1, len(self.layers) // 4)) if self.layers else 0
+        return {r.name for r in self.worst(k)}
+
+    # -- exports ---------------------------------------------------------------------------
+
+    def to_dataframe(self) -> Any:
+        """One row per quantized layer (all LayerReport fields plus speedup and compression),
+        indexed by layer name. Needs pandas."""
+        import pandas as pd
+
+        return pd.DataFrame([r.to_dict() for r in self.layers]).set_index("name")
+
+    def model_summary(self) -> dict[str, Any]:
+        """The whole-model numbers as a plain dict."""
+        return {
+            "output_sqnr": self.output_sqnr,
+            "output_cosine": self.output_cosine,
+            "output_kl": self.output_kl,
+            "top1_agreement": self.top1_agreement,
+            "metric_name": self.metric_name,
+            "metric_float": self.metric_float,
+            "metric_quant": self.metric_quant,
+            "bytes_float": self.bytes_float,
+            "bytes_quant": self.bytes_quant,
+            "compression": self.compression,
+            "latency_float_s": self.latency_float_s,
+            "latency_quant_s": self.latency_quant_s,
+            "speedup": self.speedup,
+        }
+
+    def _model_lines(self) -> list[str]:
+        lines = []
+        out = f"output SQNR {_db(self.output_sqnr)} | cosine {self.output_cosine:.5f}"
+        if self.output_kl is not None:
+            out += f" | KL {self.output_kl:.2e}"
+        if self.top1_agreement is not None:
+            out += f" | top-1 agreement {100 * self.top1_agreement:.1f}%"
+        lines.append(out)
+        if self.metric_name is not None:
+            lines.append(f"{self.metric_name}: float {self.metric_float:.4g} -> quantized {self.metric_quant:.4g} "
+                         f"(drop {self.metric_drop:+.4g})")
+        lines.append(f"size {_kb(self.bytes_float)} -> {_kb(self.bytes_quant)} ({self.compression:.2f}x smaller) | "
+                     f"latency {_ms(self.latency_float_s)} -> {_ms(self.latency_quant_s)} ({self.speedup:.2f}x)")
+        return lines
+
+    _COLUMNS = ("layer", "type", "bits", "act", "weight SQNR", "out SQNR", "cosine", "accum SQNR",
+                "KB float->quant", "ms float", "ms quant", "speedup")
+
+    def _cells(self, r: LayerReport) -> tuple[str, ...]:
+        return (r.name, r.type, f"{r.bits} {_gran(r.granularity)}", _act(r.activation), _db(r.weight_sqnr),
+                _db(r.output_sqnr), f"{r.output_cosine:.5f}", _db(r.accumulated_sqnr),
+                f"{r.bytes_before / 1024:.1f}->{r.bytes_after / 1024:.1f}", f"{1e3 * r.latency_float_s:.3f}",
+                f"{1e3 * r.latency_quant_s:.3f}", f"{r.speedup:.2f}x")
+
+    def summary(self) -> str:
+        """The report as plain text: whole-model lines, then one row per layer (worst marked *)."""
+        worst = self._worst_names()
+        rows = [self._COLUMNS] + [self._cells(r) for r in self.layers]
+        widths = [max(len(row[i]) for row in rows) + (1 if i == 0 else 0) for i in range(len(self._COLUMNS))]
+        lines = [f"{self.title}: {len(self.layers)} quantized layers, {len(self.float_layers)} kept float, "
+                 f"{self.n_batches} batch{'es' if self.n_batches != 1 else ''}"]
+        lines += ["  " + s for s in self._model_lines()]
+        for k, row in enumerate(rows):
+            mark = "*" if k > 0 and self.layers[k - 1].name in worst else " "
+            cells = [(row[0] + mark if k else row[0] + " ").ljust(widths[0])]
+            cells += [c.rjust(w) if i >= 2 else c.ljust(w) for i, (c, w) in enumerate(zip(row[1:], widths[1:]), 1)]
+            lines.append("  ".join(cells).rstrip())
+        if worst:
+            lines.append("* worst layers (lowest output SQNR): "
+                         + ", ".join(f"{r.name} ({_db(r.output_sqnr)})" for r in self.worst(len(worst))))
+        for why, names in self._float_by_reason().items():
+            shown = ", ".join(names[:3]) + (f", ... ({len(names)} layers)" if len(names) > 3 else "")
+            lines.append(f"kept float: {shown}: {why}")
+        return "\n".join(lines)
+
+    def _float_by_reason(self) -> dict[str, list[str]]:
+        groups: dict[str, list[str]] = {}
+        for name, why in self.float_layers.items():
+            groups.setdefault(why, []).append(name)
+        return groups
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    def __repr__(self) -> str:
+        return (f"QuantReport({len(self.layers)} layers, output SQNR {_db(self.output_sqnr)}, "
+                f"{self.compression:.2f}x smaller, {self.speedup:.2f}x faster)")
+
+    def _repr_html_(self) -> str:
+        worst = self._worst_names()
+        esc = html.escape
+        head = "".join(f"<th style='text-align:{'left' if i < 2 else 'right'}'>{esc(c)}</th>"
+                       for i, c in enumerate(self._COLUMNS))
+        body = []
+        for r in self.layers:
+            cells = self._cells(r)
+            tds = []
+            for i, c in enumerate(cells):
+                style = f"text-align:{'left' if i < 2 else 'right'}"
+                if i == 5:
+                    style += f";color:{_sqnr_color(r.output_sqnr)};font-weight:bold"
+                if i == 11 and r.speedup < 1:
+                    style += ";color:#b35900"
+                tds.append(f"<td style='{style}'>{esc(c)}</td>")
+            bg = " style='background:#fde2e2'" if r.name in worst else ""
+            body.append(f"<tr{bg}>{''.join(tds)}</tr>")
+        model = "<br>".join(esc(s) for s in self._model_lines())
+        foot = ""
+        if worst:
+            foot += ("<p style='margin:4px 0'><span style='background:#fde2e2'>&nbsp;highlighted&nbsp;</span> "
+                     "worst layers by output SQNR</p>")
+        if self.float_layers:
+            items = "".join(f"<li><code>{esc(n)}</code>: {esc(w)}</li>" for n, w in self.float_layers.items())
+            foot += f"<details><summary>{len(self.float_layers)} layers kept float</summary><ul>{items}</ul></details>"
+        return (f"<div><b>{esc(self.title)}</b>: {len(self.layers)} quantized layers, "
+                f"{self.n_batches} batches<br><span style='font-family:monospace'>{model}</span>"
+                f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>{foot}</div>")
+
+    def plot(self, path: Optional[str] = None) -> Any:
+        """Per-layer output SQNR bars (worst in red) with the speedup of each layer on a second
+        axis, and the whole-model size / metric / latency, float vs quantized. Needs matplotlib.
+
+        Args:
+            path: also save the figure there (format from the suffix, e.g. ``.png``).
+
+        Returns:
+            The matplotlib Figure.
+        """
+        import matplotlib.pyplot as plt
+
+        fig = plt.figure(figsize=(max(8.0, 0.45 * len(self.layers) + 3), 7.5), layout="constrained")
+        grid = fig.add_gridspec(2, 3, height_ratios=[1.6, 1])
+        ax = fig.add_subplot(grid[0, :])
+        names = [r.name for r in self.layers]
+        vals = [r.output_sqnr if math.isfinite(r.output_sqnr) else 0.0 for r in self.layers]
+        worst = self._worst_names()
+        colors = ["#d62728" if n in worst else "#1f77b4" for n in names]
+        xs = range(len(names))
+        ax.bar(xs, vals, color=colors, label="output SQNR (dB)")
+        ax.set_ylabel("output SQNR (dB), higher is better")
+        ax.set_xticks(list(xs))
+        ax.set_xticklabels(names, rotation=60, ha="right", fontsize=8)
+        ax.set_title(f"{self.title}: per-layer error (red: worst) and speedup")
+        ax2 = ax.twinx()
+        ax2.plot(list(xs), [r.speedup for r in self.layers], "o-", color="#2ca02c", label="speedup (x)")
+        ax2.axhline(1.0, color="#2ca02c", lw=0.8, ls="--")
+        ax2.set_ylabel("speedup vs float (x)")
+        ax2.set_ylim(bottom=0)
+        panels = [("size (KB)", self.bytes_float / 1024, self.bytes_quant / 1024),
+                  (self.metric_name or "output cosine", self.metric_float if self.metric_name else 1.0,
+                   self.metric_quant if self.metric_name else self.output_cosine),
+                  ("latency (ms)", 1e3 * self.latency_float_s, 1e3 * self.latency_quant_s)]
+        for k, (label, f, q) in enumerate(panels):
+            a = fig.add_subplot(grid[1, k])
+            a.bar(["float32", "lowbit"], [f, q], color=["#7f7f7f", "#1f77b4"])
+            a.set_title(label)
+            for i, v in enumerate((f, q)):
+                a.annotate(f"{v:.4g}", (i, v), ha="center", va="bottom", fontsize=8)
+        if path is not None:
+            fig.savefig(path, dpi=110)
+        return fig
+
+
+def _nan_last(v: float) -> float:
+    return math.inf if math.isnan(v) else v
+
+
+def _db(v: float) -> str:
+    return "inf dB" if v == math.inf else f"{v:.1f} dB"
+
+
+def _kb(b: int) -> str:
+    return f"{b / 1024:.1f} KB" if b < 1 << 20 else f"{b / (1 << 20):.2f} MB"
+
+
+def _ms(s: float) -> str:
+    return f"{1e3 * s:.3f} ms"
+
+
+def _gran(g: str) -> str:
+    return {"per_channel": "ch", "per_tensor": "tensor"}.get(g, g)
+
+
+def _act(a: Optional[str]) -> str:
+    return {"dynamic": "dyn", "dynamic_per_tensor": "dyn/t", "static": "static", None: "w-only"}.get(a, str(a))
+
+
+def _sqnr_color(v: float) -> str:
+    if not v >= 20:
+        return "#c00000"
+    return "#b35900" if v < 30 else "#2e7d32"
+
+
+def _as_batches(data: Any) -> Iterable:
+    if isinstance(data, (torch.Tensor, Mapping)):
+        return [data]
+    if not isinstance(data, Iterable):
+        raise TypeError(f"data: expected a batch or an iterable of batches, got {type(data).__name__}")
+    return data
+
+
+@torch.no_grad()
+def compare(
+    float_model: nn.Module,
+    quant_model: nn.Module,
+    data: Any,
+    *,
+    eval_fn: Optional[Callable[[nn.Module], float]] = None,
+    progress: bool = True,
+    timing: bool = True,
+    title: str = "lowbit QuantReport",
+) -> QuantReport:
+    """Runs both models on ``data`` and reports, per quantized layer and for the whole model,
+    the error, size and speed of ``quant_model`` against ``float_model``.
+
+    Per layer (every lowbit QuantLinear / QuantConv2d of ``quant_model``, matched by name to the
+    layer it replaced in ``float_model``): type, bits, granularity, activation mode; weight SQNR;
+    output SQNR, cosine and max error when the float model's input of that layer is fed to both
+    the float and the quantized layer; the SQNR accumulated up to that layer in the quantized
+    model; bytes before/after; float and quantized latency on the first batch's real input and
+    the speedup. Whole model: output SQNR / cosine (and KL / top-1 agreement for (N, classes)
+    outputs), ``eval_fn`` on both models, size and latency.
+
+    Both models run in eval mode under ``torch.no_grad()``; their training flags are restored.
+
+    Args:
+        float_model: the original float model.
+        quant_model: its quantized version (e.g. from :func:`lowbit.quantize_model`).
+        data: a batch or an iterable of batches, as for ``quantize_model(calib_data=...)``:
+            tensors, dicts (``model(**batch)``) or ``(inputs, labels)`` tuples.
+        eval_fn: optional ``eval_fn(model) -> float`` (e.g. test accuracy), run on both models.
+        progress: show a tqdm progress bar over the batches (when tqdm is installed).
+        timing: measure latencies (set False for a faster, error-only report; latencies NaN).
+        title: shown at the top of the report and the plot.
+
+    Returns:
+        A :class:`QuantReport`.
+
+    Raises:
+        TypeError: a model is not an nn.Module, or data is not batches.
+        ValueError: ``quant_model`` has no lowbit quantized layer (and is no quantize_model
+            result that kept every layer float), a quantized layer has no
+            float counterpart of the same name, or ``data`` is empty.
+
+    Example:
+        >>> import torch
+        >>> torch.manual_seed(0) and None
+        >>> m = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 4))
+        >>> q = lowbit.quantize_model(m, progress=False)
+        >>> r = lowbit.compare(m, q, torch.randn(8, 16), progress=False, timing=False)
+        >>> [layer.name for layer in r.layers], r.output_sqnr > 30
+        (['0', '2'], True)
+    """
+    for arg, m in (("float_model", float_model), ("quant_model", quant_model)):
+        if not isinstance(m, nn.Module):
+            raise TypeError(f"{arg}: expected a torch.nn.Module, got {type(m).__name__}")
+    pairs: list[tuple[str, _QuantBase, nn.Module]] = []
+    for name, q in quant_model.named_modules():
+        if isinstance(q, _QuantBase):
+            try:
+                f = float_model.get_submodule(name)
+            except AttributeError:
+                raise ValueError(f"float_model: has no layer '{name}' to compare with the quantized one") from None
+            pairs.append((name, q, f))
+    if not pairs and not hasattr(quant_model, _REASONS_ATTR):  # all-float quantize_model results are fine
+        raise ValueError("quant_model: has no lowbit quantized layer (use lowbit.quantize_model or lowbit.convert)")
+
+    own = {n: _ErrorStats() for n, _, _ in pairs}
+    accum = {n: _ErrorStats() for n, _, _ in pairs}
+    first_input: dict[str, torch.Tensor] = {}
+    float_out: dict[str, torch.Tensor] = {}
+    model_stats = _ErrorStats()
+    kl_sum, top1_sum, rows = 0.0, 0.0, 0
+    first_batch: Any = None
+    n_batches = 0
+
+    def float_hook(name: str, q: _QuantBase):
+        def hook(mod: nn.Module, args: tuple, out: Any) -> None:
+            x = args[0]
+            own[name].add(out, q(x))
+            float_out[name] = out
+            first_input.setdefault(name, x)
+        return hook
+
+    def quant_hook(name: str):
+        def hook(mod: nn.Module, args: tuple, out: Any) -> None:
+            ref = float_out.get(name)
+            if ref is not None and ref.shape == out.shape:
+                accum[name].add(ref, out)
+        return hook
+
+    flags = {m: m.training for model in (float_model, quant_model) for m in model.modules()}
+    handles = [f.register_forward_hook(float_hook(n, q)) for n, q, f in pairs]
+    handles += [q.register_forward_hook(quant_hook(n)) for n, q, _ in pairs]
+    float_model.eval()
+    quant_model.eval()
+    try:
+        for batch in _progress(_as_batches(data), progress, desc="compare"):
+            if first_batch is None:
+                first_batch = batch
+            float_out.clear()
+            of = _main_output(run_batch(float_model, batch))
+            oq = _main_output(run_batch(quant_model, batch))
+            model_stats.add(of, oq)
+            if of.dim() == 2 and of.shape[1] > 1:
+                k = of.shape[0]
+                kl_sum += kl_divergence(of, oq) * k
+                top1_sum += top1_agreement(of, oq) * k
+                rows += k
+            n_batches += 1
+    finally:
+        for h in handles:
+            h.remove()
+    if n_batches == 0:
+        for m, t in flags.items():
+            m.training = t
+        raise ValueError("data: no batches (the iterable is empty)")
+
+    try:
+        layers = []
+        for name, q, f in pairs:
+            x = first_input.get(name)
+            w = f.weight.detach()
+            lat_f = lat_q = math.nan
+            if timing and x is not None:
+                lat_f = _best_time(lambda: f(x))
+                lat_q = _best_time(lambda: q(x))
+            layers.append(LayerReport(
+                name=name,
+                type=type(q).__name__,
+                bits=4 if q.weight_dtype == "int4" else 8,
+                granularity=q.granularity,
+                activation=q.activation,
+                weight_sqnr=sqnr(w.reshape(-1), q.dequantized_weight().reshape(-1)),
+                output_sqnr=own[name].sqnr if own[name].n else math.nan,
+                output_cosine=own[name].cosine if own[name].n else math.nan,
+                max_abs_error=own[name].max if own[name].n else math.nan,
+                accumulated_sqnr=accum[name].sqnr if accum[name].n else math.nan,
+                bytes_before=model_nbytes(f),
+                bytes_after=model_nbytes(q),
+                latency_float_s=lat_f,
+                latency_quant_s=lat_q,
+                input_shape=tuple(x.shape) if x is not None else (),
+            ))
+        lat_fm = lat_qm = math.nan
+        if timing:
+            lat_fm = _best_time(lambda: run_batch(float_model, first_batch))
+            lat_qm = _best_time(lambda: run_batch(quant_model, first_batch))
+        metric_name = metric_f = metric_q = None
+        if eval_fn is not None:
+            metric_name = getattr(eval_fn, "__name__", "metric")
+            if metric_name == "<lambda>":
+                metric_name = "metric"
+            metric_f = float(eval_fn(float_model))
+            metric_q = float(eval_fn(quant_model))
+    finally:
+        for m, t in flags.items():
+            m.training = t
+
+    return QuantReport(
+        layers=layers,
+        float_layers=dict(getattr(quant_model, _REASONS_ATTR, {})),
+        output_sqnr=model_stats.sqnr,
+        output_cosine=model_stats.cosine,
+        output_kl=kl_sum / rows if rows else None,
+        top1_agreement=top1_sum / rows if rows else None,
+        metric_name=metric_name,
+        metric_float=metric_f,
+        metric_quant=metric_q,
+        bytes_float=model_nbytes(float_model),
+        bytes_quant=model_nbytes(quant_model),
+        latency_float_s=lat_fm,
+        latency_quant_s=lat_qm,
+        n_batches=n_batches,
+        title=title,
+    )

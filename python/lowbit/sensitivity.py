@@ -1,0 +1,360 @@
+"""Per-layer sensitivity to quantization and automatic mixed precision under an accuracy or size
+budget. Public torch layer built from quantize_model, lowbit.metrics and compare.
+"""
+
+from __future__ import annotations
+
+import copy
+import html
+import math
+import warnings
+from dataclasses import dataclass, replace
+from typing import Any, Callable, NamedTuple, Optional, Sequence, Union
+
+import torch
+from torch import nn
+
+from .calibration import _progress
+from .config import QuantConfig, as_config
+from .convert import _set_submodule, quantize_model, run_batch
+from .metrics import _ErrorStats, model_nbytes
+from .nn.linear import _QuantBase
+from .report import QuantReport, _as_batches, _main_output, compare
+
+__all__ = ["sensitivity", "auto_mixed_precision", "SensitivityReport", "MixedPrecisionResult"]
+
+Metric = Union[str, Callable[[nn.Module], float]]
+_METRICS = ("sqnr", "cosine")
+
+
+class _Scorer:
+    """Scores variants of ``model`` on fixed batches: ``metric(model)`` for a callable, else the
+    output SQNR (dB) or cosine (x100, in percent) against the float model's cached outputs."""
+
+    def __init__(self, model: nn.Module, batches: list, metric: Metric) -> None:
+        if not callable(metric) and metric not in _METRICS:
+            raise ValueError(f"metric: expected one of {_METRICS} or a callable eval_fn(model) -> float, got {metric!r}")
+        self.batches, self.metric = batches, metric
+        self.name = getattr(metric, "__name__", "metric") if callable(metric) else (
+            "output SQNR (dB)" if metric == "sqnr" else "output cosine (%)")
+        if self.name == "<lambda>":
+            self.name = "metric"
+        self.ref = None if callable(metric) else [_main_output(run_batch(model, b)).detach() for b in batches]
+        self.base = float(metric(model)) if callable(metric) else math.inf if metric == "sqnr" else 100.0
+
+    def __call__(self, model: nn.Module) -> float:
+        if callable(self.metric):
+            return float(self.metric(model))
+        stats = _ErrorStats()
+        with torch.no_grad():
+            for b, ref in zip(self.batches, self.ref):
+                stats.add(ref, _main_output(run_batch(model, b)))
+        return stats.sqnr if self.metric == "sqnr" else 100.0 * stats.cosine
+
+
+@dataclass
+class SensitivityReport:
+    """Each layer quantized alone, the rest float: the model's score and its drop from float,
+    most sensitive (largest drop) first. From :func:`lowbit.sensitivity`.
+
+    Attributes:
+        rows: dicts with ``layer``, ``type``, ``weight`` (the precision tried), ``score``, ``drop``.
+        metric: what ``score`` measures (higher is better).
+        base: the float model's score (inf for SQNR).
+    """
+
+    rows: list[dict[str, Any]]
+    metric: str
+    base: float
+
+    def to_dataframe(self) -> Any:
+        """One row per (layer, precision), most sensitive first. Needs pandas."""
+        import pandas as pd
+
+        return pd.DataFrame(self.rows)
+
+    def most_sensitive(self, n: int = 5) -> list[str]:
+        """Names of the ``n`` most sensitive layers."""
+        out: list[str] = []
+        for r in self.rows:
+            if r["layer"] not in out:
+                out.append(r["layer"])
+        return out[:n]
+
+    def __str__(self) -> str:
+        w = max([len("layer")] + [len(r["layer"]) for r in self.rows])
+        lines = [f"sensitivity ({self.metric}, float model: {self.base:.4g}; most sensitive first)",
+                 f"{'layer':<{w}}  {'type':<12}{'weight':>7}{'score':>12}{'drop':>12}"]
+        lines += [f"{r['layer']:<{w}}  {r['type']:<12}{r['weight']:>7}{r['score']:>12.4g}{r['drop']:>12.4g}"
+                  for r in self.rows]
+        return "\n".join(lines)
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        head = "".join(f"<th>{c}</th>" for c in ("layer", "type", "weight", "score", "drop"))
+        body = "".join(
+            f"<tr><td style='text-align:left'>{html.escape(r['layer'])}</td><td>{r['type']}</td><td>{r['weight']}</td>"
+            f"<td>{r['score']:.4g}</td><td>{r['drop']:.4g}</td></tr>" for r in self.rows)
+        return (f"<div><b>sensitivity</b> ({html.escape(self.metric)}; float model {self.base:.4g}; most sensitive "
+                f"first)<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>")
+
+    def plot(self, path: Optional[str] = None) -> Any:
+        """Horizontal bars of each layer's score (one colour per precision), most sensitive on top.
+        Needs matplotlib; returns the Figure (also saved to ``path`` if given)."""
+        import matplotlib.pyplot as plt
+
+        layers = self.most_sensitive(len(self.rows))
+        weights = sorted({r["weight"] for r in self.rows})
+        fig, ax = plt.subplots(figsize=(8, 0.35 * len(layers) * max(1, len(weights)) + 1.5), layout="constrained")
+        h = 0.8 / len(weights)
+        for k, wt in enumerate(weights):
+            score = {r["layer"]: r["score"] for r in self.rows if r["weight"] == wt}
+            ys = [i + k * h for i in range(len(layers))]
+            ax.barh(ys, [score.get(n, math.nan) for n in layers], height=h, label=wt)
+        ax.set_yticks([i + h * (len(weights) - 1) / 2 for i in range(len(layers))])
+        ax.set_yticklabels(layers, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlabel(f"{self.metric} with only this layer quantized (higher is better)")
+        ax.set_title("Per-layer sensitivity (most sensitive on top)")
+        ax.legend(title="weight")
+        if path is not None:
+            fig.savefig(path, dpi=110)
+        return fig
+
+
+def _prepare(model: nn.Module, data: Any, config: Any, weights: Sequence[str], progress: bool):
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    batches = list(_as_batches(data))
+    if not batches:
+        raise ValueError("data: no batches (the iterable is empty)")
+    config = as_config(config)
+    quantized = {}
+    for w in weights:
+        cfg = replace(config, weight=w, per_layer={})
+        calib = batches if cfg.activation == "static" else None
+        quantized[w] = quantize_model(model, cfg, calib_data=calib, progress=False)
+    layers = None
+    for q in quantized.values():
+        names = [n for n, m in q.named_modules() if isinstance(m, _QuantBase)]
+        layers = names if layers is None else [n for n in layers if n in names]
+    if not layers:
+        raise ValueError(f"model: {type(model).__name__} has no layer that lowbit can quantize under this config")
+    return batches, config, quantized, layers
+
+
+def _sweep(model: nn.Module, scorer: _Scorer, quantized: dict, layers: list[str], progress: bool) -> list[dict]:
+    hybrid = copy.deepcopy(model).eval()
+    rows = []
+    jobs = [(n, w) for n in layers for w in quantized]
+    for name, w in _progress(jobs, progress, desc="sensitivity"):
+        q = quantized[w].get_submodule(name)
+        orig = hybrid.get_submodule(name)
+        _set_submodule(hybrid, name, q)
+        try:
+            score = scorer(hybrid)
+        finally:
+            _set_submodule(hybrid, name, orig)
+        rows.append({"layer": name, "type": type(q).__name__, "weight": w, "score": score,
+                     "drop": scorer.base - score if math.isfinite(scorer.base) else -score})
+    return rows
+
+
+def sensitivity(
+    model: nn.Module,
+    data: Any,
+    config: Union[QuantConfig, dict, None] = None,
+    *,
+    metric: Metric = "sqnr",
+    progress: bool = True,
+) -> SensitivityReport:
+    """Quantizes one layer at a time (the others stay float) and measures the effect on the whole
+    model: which layers can take low precision and which cannot.
+
+    Args:
+        model: the float model (not modified).
+        data: a batch or a list of batches (tensors, dicts or ``(inputs, labels)``); also the
+            calibration data when ``config`` has static activations.
+        config: how each layer is quantized (default ``QuantConfig()``: int8 weights, dynamic
+            activations); its ``per_layer`` entries are ignored.
+        metric: "sqnr" (model output SQNR in dB vs float), "cosine" (output cosine similarity, in
+            percent) or a callable ``eval_fn(model) -> float``, higher is better (e.g. accuracy).
+        progress: progress bar over the layers.
+
+    Returns:
+        A :class:`SensitivityReport`, most sensitive layer first (``drop`` = float score - score;
+        for SQNR, whose float score is infinite, ``drop`` = -SQNR).
+
+    Example:
+        >>> import torch
+        >>> torch.manual_seed(0) and None
+        >>> m = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
+        >>> s = lowbit.sensitivity(m, torch.randn(32, 8), {"weight": "int4"}, progress=False)
+        >>> sorted(r["layer"] for r in s.rows)
+        ['0', '2']
+    """
+    cfg = as_config(config)
+    batches, cfg, quantized, layers = _prepare(model, data, cfg, [cfg.weight], progress)
+    was = {m: m.training for m in model.modules()}
+    model.eval()
+    try:
+        scorer = _Scorer(model, batches, metric)
+        rows = _sweep(model, scorer, quantized, layers, progress)
+    finally:
+        for m, t in was.items():
+            m.training = t
+    rows.sort(key=lambda r: (-r["drop"], r["layer"]))
+    return SensitivityReport(rows, scorer.name, scorer.base)
+
+
+class MixedPrecisionResult(NamedTuple):
+    """What :func:`lowbit.auto_mixed_precision` chose.
+
+    Attributes:
+        config: a QuantConfig whose ``per_layer`` gives each quantized layer its weight dtype and
+            whose ``exclude`` lists the layers kept float; ``quantize_model(model, config, ...)``
+            rebuilds ``model``.
+        report: :func:`lowbit.compare` of the chosen model against the float one.
+        model: the chosen quantized model.
+        sensitivity: the per-layer sweep the choice was made from.
+        choice: layer name -> weight dtype, or None for float.
+    """
+
+    config: QuantConfig
+    report: QuantReport
+    model: nn.Module
+    sensitivity: SensitivityReport
+    choice: dict
+
+
+_BITS = {"int4": 4, "int8": 8, None: 32}
+
+
+def auto_mixed_precision(
+    model: nn.Module,
+    data: Any,
+    *,
+    candidates: Sequence[Optional[str]] = ("int4", "int8", None),
+    eval_fn: Optional[Callable[[nn.Module], float]] = None,
+    max_drop: Optional[float] = None,
+    target_size: Optional[int] = None,
+    config: Union[QuantConfig, dict, None] = None,
+    progress: bool = True,
+    timing: bool = True,
+) -> MixedPrecisionResult:
+    """Picks a precision per layer from ``candidates`` under an accuracy-drop or size budget.
+
+    1. Sensitivity sweep: every layer alone at every quantized candidate (progress bar).
+    2. Start with every layer at the smallest candidate, then upgrade one layer one step at a
+       time (e.g. int4 -> int8 -> float), always the upgrade that removes the most drop per added
+       byte, until the budget is met: with ``max_drop`` until the whole model's drop is at most
+       ``max_drop``; with ``target_size`` (bytes of the whole model, see
+       :func:`lowbit.metrics.model_nbytes`) as long as the model still fits. With both, the
+       smallest model within ``max_drop`` that fits; a UserWarning says when none does.
+    3. :func:`lowbit.compare` of the chosen model.
+
+    Args:
+        model: the float model (not modified).
+        data: a batch or list of batches: evaluation data (and calibration data for static
+            activations).
+        candidates: weight dtypes per layer, "int4", "int8" and None (float).
+        eval_fn: ``eval_fn(model) -> float``, higher is better (e.g. accuracy in %). Default: the
+            output cosine similarity to the float model on ``data``, in percent.
+        max_drop: largest allowed ``eval(float) - eval(quantized)``, in eval_fn's units.
+        target_size: largest allowed model size in bytes.
+        config: the rest of the quantization settings (activation mode, granularity, ...).
+        progress: progress bars.
+        timing: measure latencies in the final report.
+
+    Returns:
+        A :class:`MixedPrecisionResult` ``(config, report, model, sensitivity, choice)``.
+
+    Raises:
+        ValueError: neither budget given, unknown candidates, or ``target_size`` below the
+            smallest possible model.
+
+    Example:
+        >>> import torch
+        >>> torch.manual_seed(0) and None
+        >>> m = torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.ReLU(), torch.nn.Linear(64, 4))
+        >>> res = lowbit.auto_mixed_precision(m, torch.randn(64, 32), max_drop=0.5, progress=False, timing=False)
+        >>> sorted(res.choice.values(), key=str) in (['int4', 'int8'], ['int8', 'int8'], ['int4', 'int4'])
+        True
+    """
+    if max_drop is None and target_size is None:
+        raise ValueError("auto_mixed_precision: give max_drop and/or target_size")
+    cands = list(dict.fromkeys(candidates))
+    bad = [c for c in cands if c not in _BITS]
+    if bad or not cands:
+        raise ValueError(f"candidates: expected a non-empty subset of ('int4', 'int8', None), got {tuple(candidates)}")
+    ladder = sorted(cands, key=lambda c: _BITS[c])
+    weights = [c for c in ladder if c is not None]
+    if not weights:
+        raise ValueError("candidates: include at least one quantized dtype ('int4' or 'int8')")
+    batches, cfg, quantized, layers = _prepare(model, data, config, weights, progress)
+    metric: Metric = eval_fn if eval_fn is not None else "cosine"
+
+    was = {m: m.training for m in model.modules()}
+    model.eval()
+    try:
+        scorer = _Scorer(model, batches, metric)
+        rows = _sweep(model, scorer, quantized, layers, progress)
+        drop = {(r["layer"], r["weight"]): r["drop"] for r in rows}
+        hybrid = copy.deepcopy(model).eval()
+        floats = {n: hybrid.get_submodule(n) for n in layers}
+        nbytes = {(n, w): model_nbytes(quantized[w].get_submodule(n)) for n in layers for w in weights}
+        nbytes.update({(n, None): model_nbytes(floats[n]) for n in layers})
+
+        def module(n: str, c: Optional[str]) -> nn.Module:
+            return floats[n] if c is None else quantized[c].get_submodule(n)
+
+        level = {n: 0 for n in layers}
+        for n in layers:
+            _set_submodule(hybrid, n, module(n, ladder[0]))
+        size = model_nbytes(hybrid)
+        if target_size is not None and size > target_size:
+            raise ValueError(f"target_size: {target_size:,} bytes is below the smallest model with these "
+                             f"candidates ({size:,} bytes)")
+
+        def cur_drop() -> float:
+            return scorer.base - scorer(hybrid)
+
+        d = cur_drop() if max_drop is not None else math.nan
+        while max_drop is None or d > max_drop:
+            best, best_gain = None, -math.inf
+            for n in layers:
+                if level[n] + 1 >= len(ladder):
+                    continue
+                c0, c1 = ladder[level[n]], ladder[level[n] + 1]
+                extra = nbytes[(n, c1)] - nbytes[(n, c0)]
+                if target_size is not None and size + extra > target_size:
+                    continue
+                gain = (drop.get((n, c0), 0.0) - drop.get((n, c1), 0.0)) / max(1, extra)
+                if gain > best_gain:
+                    best, best_gain = n, gain
+            if best is None:
+                break
+            c0, c1 = ladder[level[best]], ladder[level[best] + 1]
+            size += nbytes[(best, c1)] - nbytes[(best, c0)]
+            level[best] += 1
+            _set_submodule(hybrid, best, module(best, c1))
+            if max_drop is not None:
+                d = cur_drop()
+        if max_drop is not None and d > max_drop:
+            warnings.warn(f"auto_mixed_precision: no choice within target_size keeps the drop <= {max_drop} "
+                          f"(best found: {d:.4g})", UserWarning, stacklevel=2)
+    finally:
+        for m, t in was.items():
+            m.training = t
+
+    choice = {n: ladder[level[n]] for n in layers}
+    per_layer = {n: {"weight": c} for n, c in choice.items() if c is not None}
+    excluded = tuple(sorted(set(cfg.exclude) | {n for n, c in choice.items() if c is None}))
+    out_cfg = replace(cfg, weight=weights[-1], per_layer=per_layer, exclude=excluded)
+    final = quantize_model(model, out_cfg, calib_data=batches if cfg.activation == "static" else None,
+                           progress=False)
+    report = compare(model, final, batches, eval_fn=eval_fn, progress=False, timing=timing,
+                     title="lowbit mixed precision")
+    rows.sort(key=lambda r: (-r["drop"], r["layer"]))
+    return MixedPrecisionResult(out_cfg, report, final, SensitivityReport(rows, scorer.name, scorer.base), choice)

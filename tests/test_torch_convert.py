@@ -1,0 +1,275 @@
+"""quantize_model / prepare_qat / convert / summary and QuantConfig on small synthetic models."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import subprocess
+import sys
+
+import pytest
+
+torch = pytest.importorskip("torch")
+import lowbit
+from lowbit.nn import QATConv2d, QATLinear, QuantConv2d, QuantLinear
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(10, 6)
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.dw = nn.Conv2d(8, 8, 3, padding=1, groups=8)
+        self.fc1 = nn.Linear(8 * 4 * 4, 32)
+        self.norm = nn.LayerNorm(32)
+        self.head = nn.Linear(32, 5)
+        self.unused = nn.Linear(5, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.dw(torch.relu(self.conv(x))))
+        x = torch.nn.functional.max_pool2d(x, 2).flatten(1)
+        return self.head(self.norm(torch.relu(self.fc1(x))))
+
+
+@pytest.fixture
+def net():
+    torch.manual_seed(0)
+    return Net().eval().requires_grad_(False)
+
+
+@pytest.fixture
+def data():
+    g = torch.Generator().manual_seed(1)
+    return [torch.randn(4, 3, 8, 8, generator=g) for _ in range(3)]
+
+
+def test_import_lowbit_does_not_import_torch():
+    code = "import sys, lowbit; lowbit.QuantConfig(); assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_config_validation_and_overrides():
+    cfg = lowbit.QuantConfig(exclude="head", per_layer={"fc*": {"weight": "int4"}})
+    assert cfg.exclude == ("head",)
+    assert cfg.for_layer("fc1").weight == "int4" and cfg.for_layer("conv").weight == "int8"
+    assert cfg.is_excluded("head") and not cfg.is_excluded("fc1")
+    assert lowbit.QuantConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.weight = "int4"  # frozen
+    for bad in (
+        dict(weight="int3"),
+        dict(activation="sometimes"),
+        dict(granularity="per_row"),
+        dict(observer="magic"),
+        dict(per_layer={"x": {"wieght": "int4"}}),
+    ):
+        with pytest.raises(ValueError):
+            lowbit.QuantConfig(**bad)
+    with pytest.raises(TypeError):
+        lowbit.quantize_model(nn.Linear(2, 2), config="int8")
+
+
+@pytest.mark.parametrize("act", ["dynamic", "static", None])
+def test_quantize_model_modes(net, data, act):
+    q = lowbit.quantize_model(
+        net, lowbit.QuantConfig(activation=act), calib_data=data, progress=False
+    )
+    assert (
+        isinstance(q.conv, QuantConv2d)
+        and isinstance(q.fc1, QuantLinear)
+        and isinstance(q.head, QuantLinear)
+    )
+    assert type(net.conv) is nn.Conv2d and type(net.fc1) is nn.Linear  # original untouched
+    y, yq = net(data[0]), q(data[0])
+    assert float((y - yq).abs().max()) < 0.05 * float(y.abs().max()) + 0.05
+    rows = {r["layer"]: r for r in lowbit.summary(q).rows}
+    assert rows["dw"]["action"].startswith("float: depthwise convolution (groups=8)")
+    assert rows["emb"]["action"].startswith("float: Embedding kept float")
+    assert rows["norm"]["action"] == "float: LayerNorm has no lowbit kernel"
+    assert rows["fc1"]["bytes_after"] < rows["fc1"]["bytes_before"] / 3
+    if act == "static":
+        assert rows["unused"]["action"].startswith("float: static: never called")
+        assert q.fc1.act_scale is not None
+    else:
+        assert isinstance(q.unused, QuantLinear)
+
+
+def test_quantize_model_exclude_per_layer_inplace(net, data):
+    cfg = lowbit.QuantConfig(
+        exclude=("head",), per_layer={"fc1": {"weight": "int4", "activation": None}}
+    )
+    q = lowbit.quantize_model(net, cfg, inplace=True)
+    assert q is net
+    assert (
+        type(net.head) is nn.Linear
+        and net.fc1.weight_dtype == "int4"
+        and net.fc1.activation is None
+    )
+    assert net.conv.weight_dtype == "int8" and net.conv.activation == "dynamic"
+    text = str(lowbit.summary(net))
+    assert "excluded by config" in text and "int4 weights per_channel, weight-only" in text
+    assert text.splitlines()[-1].startswith("total")
+
+
+def test_quantize_model_bad_input(net, data):
+    with pytest.raises(ValueError, match="no nn.Linear or nn.Conv2d.*LayerNorm"):
+        lowbit.quantize_model(nn.Sequential(nn.LayerNorm(4), nn.ReLU()))
+    with pytest.raises(TypeError, match="torch.nn.Module"):
+        lowbit.quantize_model(object())
+    with pytest.raises(ValueError, match="needs calibration data"):
+        lowbit.quantize_model(net, lowbit.QuantConfig(activation="static"))
+    with pytest.raises(ValueError, match="batch 0 does not fit the model in layer 'conv'"):
+        lowbit.quantize_model(
+            net,
+            lowbit.QuantConfig(activation="static"),
+            calib_data=[torch.randn(2, 5, 8, 8)],
+            progress=False,
+        )
+    with pytest.raises(ValueError, match="batch 1 does not fit the model in layer 'fc1'"):
+        lowbit.quantize_model(
+            net,
+            lowbit.QuantConfig(activation="static"),
+            calib_data=[data[0], torch.randn(2, 3, 12, 12)],
+            progress=False,
+        )
+    with pytest.raises(ValueError, match="no batches"):
+        lowbit.quantize_model(
+            net, lowbit.QuantConfig(activation="static"), calib_data=[], progress=False
+        )
+    assert type(net.conv) is nn.Conv2d  # untouched after the failures
+
+
+def test_calibration_accepts_dataloader_style_batches(net, data):
+    batches = [(x, torch.zeros(4)) for x in data]
+    q1 = lowbit.quantize_model(
+        net, lowbit.QuantConfig(activation="static"), calib_data=batches, progress=False
+    )
+    q2 = lowbit.quantize_model(
+        net, lowbit.QuantConfig(activation="static"), calib_data=data, progress=False
+    )
+    assert torch.equal(q1(data[0]), q2(data[0]))
+    lo = min(float(x.min()) for x in data)
+    hi = max(float(x.max()) for x in data)
+    assert (float(q1.conv.act_scale), int(q1.conv.act_zero_point)) == pytest.approx(
+        lowbit.choose_qparams(lo, hi, dtype="uint8")
+    )
+
+
+def test_prepare_qat_trains_and_convert_agrees(net, data):
+    net.requires_grad_(True).train()
+    cfg = lowbit.QuantConfig(weight="int4", activation="static")
+    qat = lowbit.prepare_qat(net, cfg)
+    assert (
+        isinstance(qat.conv, QATConv2d)
+        and isinstance(qat.fc1, QATLinear)
+        and type(qat.dw) is nn.Conv2d
+    )
+    assert qat.fc1.weight is not net.fc1.weight  # a copy (inplace=False)
+    opt = torch.optim.SGD(qat.parameters(), lr=0.01)
+    w0 = qat.fc1.weight.detach().clone()
+    for x in data:
+        opt.zero_grad()
+        qat(x).square().mean().backward()
+        opt.step()
+    assert not torch.equal(w0, qat.fc1.weight)
+    qat.eval()
+    c = lowbit.convert(qat)
+    assert (
+        isinstance(c.conv, QuantConv2d)
+        and c.conv.activation == "static"
+        and c.fc1.weight_dtype == "int4"
+    )
+    assert int(c.fc1.weight_int8.min()) >= -8 and int(c.fc1.weight_int8.max()) <= 7
+    with torch.no_grad():
+        for x in data:
+            # layer by layer, on the same input: equal to float rounding
+            h = torch.relu(qat.conv(x))
+            torch.testing.assert_close(c.conv(x), qat.conv(x), rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(
+                c.fc1(h.flatten(1)[:, :128]), qat.fc1(h.flatten(1)[:, :128]), rtol=1e-5, atol=1e-5
+            )
+            # whole model: within one quantization step of each output
+            y_fq, y_int = qat(x), c(x)
+            step = float(y_fq.max() - y_fq.min()) / 255
+            assert float((y_fq - y_int).abs().max()) <= step
+
+
+def test_convert_errors(net):
+    with pytest.raises(ValueError, match="no QAT layer"):
+        lowbit.convert(net)
+    qat = lowbit.prepare_qat(net, lowbit.QuantConfig(activation="static"))
+    with pytest.raises(ValueError, match="layer 'conv' never saw data"):
+        lowbit.convert(qat)
+
+
+def test_learnable_scale_is_trained(net, data):
+    net.requires_grad_(True)
+    qat = lowbit.prepare_qat(
+        net, lowbit.QuantConfig(weight="int4", activation="static"), learnable_scale=True
+    )
+    assert isinstance(qat.fc1.weight_fake_quant.scale, nn.Parameter)
+    qat.train()
+    qat(data[0])
+    s0 = qat.fc1.weight_fake_quant.scale.detach().clone()
+    opt = torch.optim.Adam(qat.parameters(), lr=1e-3)
+    for x in data:
+        opt.zero_grad()
+        qat(x).square().mean().backward()
+        opt.step()
+    assert not torch.equal(s0, qat.fc1.weight_fake_quant.scale.detach())
+    c = lowbit.convert(qat.eval())
+    torch.testing.assert_close(c.fc1.weight_scale, qat.fc1.weight_fake_quant.scale.detach())
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_quantize_model_in_other_float_dtypes(net, data, dtype):
+    model = copy.deepcopy(net).to(dtype)
+    q = lowbit.quantize_model(
+        model,
+        lowbit.QuantConfig(activation="static"),
+        calib_data=[d.to(dtype) for d in data],
+        progress=False,
+    )
+    y = q(data[0].to(dtype))
+    assert y.dtype == dtype
+    ref = lowbit.quantize_model(
+        net, lowbit.QuantConfig(activation="static"), calib_data=data, progress=False
+    )
+    torch.testing.assert_close(y.float(), ref(data[0]), rtol=0.05, atol=0.05)
+
+
+def test_meta_device_model_traces_shapes(net, data):
+    q = lowbit.quantize_model(
+        net, lowbit.QuantConfig(activation="static"), calib_data=data, progress=False
+    )
+    y = q.to("meta")(data[0].to("meta"))
+    assert y.device.type == "meta" and y.shape == (4, 5)
+
+
+def test_calibration_with_a_dataloader(net, data):
+    ds = torch.utils.data.TensorDataset(torch.cat(data), torch.zeros(12))
+    loader = torch.utils.data.DataLoader(ds, batch_size=4)
+    q = lowbit.quantize_model(
+        net, lowbit.QuantConfig(activation="static"), calib_data=loader, progress=False
+    )
+    ref = lowbit.quantize_model(
+        net, lowbit.QuantConfig(activation="static"), calib_data=data, progress=False
+    )
+    assert torch.equal(q(data[1]), ref(data[1]))
+
+
+def test_embeddings_quantized_when_asked(net, data):
+    q = lowbit.quantize_model(net)
+    assert type(q.emb) is nn.Embedding
+    assert "embedding='int8'" in {r["layer"]: r for r in lowbit.summary(q).rows}["emb"]["action"]
+    q8 = lowbit.quantize_model(net, lowbit.QuantConfig(embedding="int8"))
+    assert isinstance(q8.emb, lowbit.nn.QuantEmbedding)
+    idx = torch.tensor([[0, 3, 9], [2, 2, 1]])
+    err = (q8.emb(idx) - net.emb(idx)).abs()
+    step = net.emb.weight.abs().amax(1)[idx] / 127
+    assert bool((err <= step[..., None] / 2 + 1e-6).all())
+    rows = {r["layer"]: r for r in lowbit.summary(q8).rows}
+    assert rows["emb"]["bytes_after"] == 10 * 6 + 10 * 4
+    with pytest.raises(TypeError, match="index tensor"):
+        q8.emb(idx.float())

@@ -1,0 +1,38 @@
+"""The docstring examples of the torch interop modules run as doctests."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import lowbit
+
+MODULES = [
+    "lowbit.config",
+    "lowbit.convert",
+    "lowbit.serialization",
+    "lowbit.nn",
+    "lowbit.nn.linear",
+    "lowbit.nn.conv",
+    "lowbit.nn.fake_quantize",
+    "lowbit.nn.qat",
+    "lowbit.nn.embedding",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_doctests(name):
+    torch.manual_seed(0)
+    mod = importlib.import_module(name)
+    res = doctest.testmod(
+        mod,
+        extraglobs={"lowbit": lowbit, "np": np, "torch": torch},
+        verbose=False,
+        optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE,
+    )
+    assert res.failed == 0

@@ -1,0 +1,136 @@
+"""lowbit.save / lowbit.load: round trips, fresh skeletons, corrupted files, other architectures."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("safetensors")
+
+import lowbit
+from lowbit.models import DigitsCNN
+
+
+@pytest.fixture
+def x():
+    return torch.randn(5, 1, 8, 8, generator=torch.Generator().manual_seed(3))
+
+
+@pytest.fixture(params=["dynamic", "static", None])
+def qmodel(request, x):
+    torch.manual_seed(0)
+    cfg = lowbit.QuantConfig(activation=request.param, per_layer={"fc2": {"weight": "int4"}})
+    return lowbit.quantize_model(DigitsCNN().eval(), cfg, calib_data=[x], progress=False)
+
+
+def test_save_load_into_fresh_skeleton(tmp_path, qmodel, x):
+    path = tmp_path / "digits.safetensors"
+    lowbit.save(qmodel, path)
+    torch.manual_seed(123)  # a skeleton with different random float weights
+    loaded = lowbit.load(path, DigitsCNN().eval())
+    assert torch.equal(loaded(x), qmodel(x))
+    assert str(lowbit.summary(loaded)) == str(lowbit.summary(qmodel))
+    assert loaded.fc2.weight_dtype == "int4"
+    # without a skeleton the saved class is rebuilt (it takes no arguments)
+    assert torch.equal(lowbit.load(str(path)).eval()(x), qmodel(x))
+    # loading into an already quantized model of the same layout works too
+    assert torch.equal(lowbit.load(path, loaded)(x), qmodel(x))
+
+
+def test_file_metadata(tmp_path, qmodel):
+    from safetensors import safe_open
+
+    path = tmp_path / "m.safetensors"
+    lowbit.save(qmodel, path)
+    with safe_open(str(path), framework="pt") as f:
+        meta = json.loads(f.metadata()["lowbit"])
+        assert f.get_tensor("fc1.weight_int8").dtype == torch.int8
+    assert meta["format"] == "lowbit.model/1" and meta["lowbit_version"] == lowbit.__version__
+    assert meta["model_class"] == "lowbit.models:DigitsCNN"
+    assert (
+        meta["layers"]["fc2"]["weight"] == "int4"
+        and meta["config"]["per_layer"]["fc2"]["weight"] == "int4"
+    )
+
+
+def test_state_dict_round_trip(qmodel, x):
+    torch.manual_seed(7)
+    fresh = lowbit.quantize_model(
+        DigitsCNN().eval(),
+        lowbit.QuantConfig(activation=qmodel.fc1.activation, per_layer={"fc2": {"weight": "int4"}}),
+        calib_data=[x * 3],
+        progress=False,
+    )
+    assert not torch.equal(fresh(x), qmodel(x))
+    fresh.load_state_dict(qmodel.state_dict())
+    assert torch.equal(fresh(x), qmodel(x))
+
+
+def test_corrupted_and_foreign_files(tmp_path, qmodel):
+    good = tmp_path / "good.safetensors"
+    lowbit.save(qmodel, good)
+    raw = good.read_bytes()
+    truncated = tmp_path / "truncated.safetensors"
+    truncated.write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(ValueError, match="truncated.safetensors"):
+        lowbit.load(truncated, DigitsCNN())
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"\x00" * 64)
+    with pytest.raises(ValueError, match="garbage.safetensors"):
+        lowbit.load(garbage, DigitsCNN())
+    from safetensors.torch import save_file
+
+    plain = tmp_path / "plain.safetensors"
+    save_file({"a": torch.zeros(2)}, str(plain))
+    with pytest.raises(ValueError, match="plain.safetensors.*no lowbit metadata"):
+        lowbit.load(plain, DigitsCNN())
+    with pytest.raises(FileNotFoundError, match="missing.safetensors"):
+        lowbit.load(tmp_path / "missing.safetensors", DigitsCNN())
+
+
+def test_other_architecture_is_rejected_and_left_untouched(tmp_path, qmodel):
+    path = tmp_path / "m.safetensors"
+    lowbit.save(qmodel, path)
+    wider = DigitsCNN(width=8)
+    with pytest.raises(ValueError, match=r"m.safetensors.*layer 'conv1' was Conv2d\(1, 16"):
+        lowbit.load(path, wider)
+    other = torch.nn.Sequential(torch.nn.Linear(4, 4))
+    with pytest.raises(ValueError, match="layer 'conv1'.*does not have"):
+        lowbit.load(path, other)
+    hidden = DigitsCNN(hidden=32)
+    with pytest.raises(ValueError, match="layer 'fc1'"):
+        lowbit.load(path, hidden)
+    assert type(hidden.conv1) is torch.nn.Conv2d  # nothing replaced on failure
+
+    class Extra(DigitsCNN):
+        def __init__(self):
+            super().__init__()
+            self.extra = torch.nn.Linear(3, 3)
+
+    extra = Extra()
+    with pytest.raises(ValueError, match=r"missing tensors \['extra.weight'"):
+        lowbit.load(path, extra)
+    assert type(extra.conv1) is torch.nn.Conv2d
+
+
+def test_qat_models_must_be_converted_first(tmp_path):
+    qat = lowbit.prepare_qat(DigitsCNN(), lowbit.QuantConfig(activation="static"))
+    with pytest.raises(ValueError, match="convert"):
+        lowbit.save(qat, tmp_path / "q.safetensors")
+
+
+def test_save_load_with_quantized_embedding(tmp_path):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Embedding(20, 8), torch.nn.Linear(8, 3))
+    q = lowbit.quantize_model(model, lowbit.QuantConfig(embedding="int8"))
+    path = tmp_path / "emb.safetensors"
+    lowbit.save(q, path)
+    idx = torch.tensor([[1, 5, 19]])
+    loaded = lowbit.load(
+        path, torch.nn.Sequential(torch.nn.Embedding(20, 8), torch.nn.Linear(8, 3))
+    )
+    assert isinstance(loaded[0], lowbit.nn.QuantEmbedding) and torch.equal(loaded(idx), q(idx))
+    with pytest.raises(ValueError, match=r"layer '0' was Embedding\(20, 8\)"):
+        lowbit.load(path, torch.nn.Sequential(torch.nn.Embedding(21, 8), torch.nn.Linear(8, 3)))
