@@ -9,6 +9,7 @@ speedups against NumPy float32 matmul, torch float32 nn.Linear, torch quantize_d
 Linear on each quantized engine (x86, fbgemm, onednn) and torch._int_mm. Each thread count runs
 in a child process with OPENBLAS/OMP_NUM_THREADS set, so NumPy and torch use the same count.
 Every lowbit result is checked against lowbit.reference first (first rows for large M).
+On a shared machine, compare ratios from one run only; "% peak" uses the peak measured at start.
 """
 
 from __future__ import annotations

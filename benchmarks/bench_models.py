@@ -5,7 +5,9 @@ Models: the digits CNN (lowbit.models, trained here in a few seconds) and all-Mi
 Variants: float32, lowbit dynamic int8, lowbit static int8 (calibrated), and
 torch.ao.quantization.quantize_dynamic on every quantized engine torch offers here.
 
-Usage: python benchmarks/bench_models.py [--models digits,minilm] [--batches 1,32] [--threads N]
+Timing: variants are measured round-robin and the best time over rounds is kept (the machine is
+shared). Usage: python benchmarks/bench_models.py [--models digits,minilm] [--batches 1,32]
+[--threads N] [--rounds R]
 """
 
 from __future__ import annotations
@@ -32,19 +34,25 @@ from lowbit.models import (
 )
 
 
-def median_time(fn: Callable[[], object], min_time: float = 1.0, min_reps: int = 5) -> float:
-    """Median wall time of ``fn`` after a warm-up call; repeats for at least ``min_time`` seconds."""
-    fn()
-    times = []
-    start = time.perf_counter()
-    while len(times) < min_reps or time.perf_counter() - start < min_time:
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-        if len(times) >= 200:
-            break
-    times.sort()
-    return times[len(times) // 2]
+def interleaved_times(
+    fns: dict[str, Callable[[], object]], engines: dict[str, str], rounds: int, min_time: float
+) -> dict[str, float]:
+    """Best per-call time of each function, measured round-robin: every round times each function
+    for about ``min_time`` seconds, so load from other processes on a shared machine hits all
+    variants alike; the minimum over rounds is the least disturbed measurement."""
+    best = {k: float("inf") for k in fns}
+    for _ in range(rounds):
+        for k, fn in fns.items():
+            if engines[k]:
+                torch.backends.quantized.engine = engines[k]
+            fn()
+            reps, start = 0, time.perf_counter()
+            while reps < 1 or time.perf_counter() - start < min_time:
+                t = time.perf_counter()
+                fn()
+                best[k] = min(best[k], time.perf_counter() - t)
+                reps += 1
+    return best
 
 
 def state_bytes(model: torch.nn.Module) -> int:
@@ -89,74 +97,81 @@ def variants(model: torch.nn.Module, calib: list) -> list[tuple[str, Any, str]]:
     return out
 
 
-def bench_digits(batches: list[int]) -> list[list[object]]:
+def bench_digits(batches: list[int], rounds: int) -> list[list[object]]:
     data = load_digits_data()
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     model = train_digits_cnn(data)
     torch.set_num_threads(n)
     calib = [data.x_train[i : i + 64] for i in range(0, 512, 64)]
-    rows = []
-    base: dict[int, float] = {}
-    for name, m, eng in variants(model, calib):
+    vs = variants(model, calib)
+    engines = {name: eng for name, _, eng in vs}
+    quality, size = {}, {}
+    for name, m, eng in vs:
         if eng:
             torch.backends.quantized.engine = eng
-        acc = accuracy(m, data.x_test, data.y_test)
-        size = state_bytes(m)
-        for b in batches:
-            x = data.x_test[:b]
-            with torch.no_grad():
-                t = median_time(lambda m=m, x=x: m(x))
-            base.setdefault(b, t)
+        quality[name] = f"acc {accuracy(m, data.x_test, data.y_test):.2f}%"
+        size[name] = f"{state_bytes(m) / 1e3:.1f} kB"
+    rows = []
+    for b in batches:
+        x = data.x_test[:b]
+        with torch.no_grad():
+            t = interleaved_times(
+                {name: (lambda m=m, x=x: m(x)) for name, m, _ in vs}, engines, rounds, 0.2
+            )
+        for name, _, _ in vs:
             rows.append(
                 [
                     "digits CNN",
                     name,
                     b,
-                    f"{t * 1e3:.3f}",
-                    f"{base[b] / t:.2f}x",
-                    f"{size / 1e3:.1f} kB",
-                    f"acc {acc:.2f}%",
+                    f"{t[name] * 1e3:.3f}",
+                    f"{t['float32'] / t[name]:.2f}x",
+                    size[name],
+                    quality[name],
                 ]
             )
     return rows
 
 
-def bench_minilm(batches: list[int], seq: int) -> list[list[object]]:
+def bench_minilm(batches: list[int], seq: int, rounds: int) -> list[list[object]]:
     tokenizer, model = load_minilm()
     ref = embed_sentences(model, tokenizer, SENTENCES)
     calib = [
         tokenizer(SENTENCES[i : i + 4], padding=True, return_tensors="pt") for i in range(0, 16, 4)
     ]
-    rows = []
-    base: dict[int, float] = {}
-    texts = (SENTENCES * 4)[: max(batches)]
-    for name, m, eng in variants(model, calib):
+    vs = variants(model, calib)
+    engines = {name: eng for name, _, eng in vs}
+    quality, size = {}, {}
+    for name, m, eng in vs:
         if eng:
             torch.backends.quantized.engine = eng
         emb = embed_sentences(m, tokenizer, SENTENCES)
-        cos = float((emb * ref).sum(-1).min())
-        size = state_bytes(m)
-        for b in batches:
-            enc = tokenizer(
-                texts[:b],
-                padding="max_length",
-                truncation=True,
-                max_length=seq,
-                return_tensors="pt",
+        quality[name] = f"cos min {float((emb * ref).sum(-1).min()):.4f}"
+        size[name] = f"{state_bytes(m) / 1e6:.1f} MB"
+    rows = []
+    texts = (SENTENCES * 4)[: max(batches)]
+    for b in batches:
+        enc = tokenizer(
+            texts[:b], padding="max_length", truncation=True, max_length=seq, return_tensors="pt"
+        )
+        with torch.no_grad():
+            t = interleaved_times(
+                {name: (lambda m=m, enc=enc: m(**enc)) for name, m, _ in vs},
+                engines,
+                rounds,
+                0.3 if b == 1 else 0.0,
             )
-            with torch.no_grad():
-                t = median_time(lambda m=m, enc=enc: m(**enc), min_time=2.0 if b > 1 else 1.0)
-            base.setdefault(b, t)
+        for name, _, _ in vs:
             rows.append(
                 [
                     f"MiniLM-L6 seq {seq}",
                     name,
                     b,
-                    f"{t * 1e3:.2f}",
-                    f"{base[b] / t:.2f}x",
-                    f"{size / 1e6:.1f} MB",
-                    f"cos min {cos:.4f}",
+                    f"{t[name] * 1e3:.2f}",
+                    f"{t['float32'] / t[name]:.2f}x",
+                    size[name],
+                    quality[name],
                 ]
             )
     return rows
@@ -170,6 +185,7 @@ def main() -> None:
     ap.add_argument(
         "--threads", type=int, default=0, help="torch and lowbit threads (0: all cores)"
     )
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (min is kept)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -178,9 +194,9 @@ def main() -> None:
     print(banner() + f" | torch threads {torch.get_num_threads()}")
     rows: list[list[object]] = []
     if "digits" in args.models:
-        rows += bench_digits(batches)
+        rows += bench_digits(batches, args.rounds)
     if "minilm" in args.models:
-        rows += bench_minilm(batches, args.seq)
+        rows += bench_minilm(batches, args.seq, args.rounds)
     print(table(["model", "variant", "batch", "latency ms", "vs float32", "size", "quality"], rows))
 
 

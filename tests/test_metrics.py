@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import math
 
+import lowbit
 import numpy as np
 import pytest
-
-import lowbit
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 from lowbit import _core, metrics
 
 SIZES = [0, 1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 1000, 65_536, 65_537, 300_007]
@@ -192,3 +194,33 @@ def test_model_nbytes_of_arrays():
     assert metrics.compression_ratio(np.zeros(8, np.float32), np.zeros(8, np.int8)) == 4.0
     with pytest.raises(ValueError, match="quant_model: has no bytes"):
         metrics.compression_ratio(10, 0)
+
+
+def test_docstring_examples():
+    import doctest
+
+    res = doctest.testmod(metrics, extraglobs={"lowbit": lowbit, "np": np}, optionflags=doctest.ELLIPSIS)
+    assert res.attempted >= 8 and res.failed == 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    arrays(np.float32, st.integers(0, 300), elements=st.floats(-1e6, 1e6, width=32)),
+    st.integers(0, 300),
+    st.floats(0.0, 2.0),
+)
+def test_properties(x, cut, noise):
+    y = (x * np.float32(1 + noise / 10) + np.float32(noise)).astype(np.float32)
+    # Streaming in two pieces gives the sums of the whole (what compare relies on).
+    cut = min(cut, x.size)
+    parts = metrics._ErrorStats().add(x[:cut], y[:cut]).add(x[cut:], y[cut:])
+    whole = metrics._ErrorStats().add(x, y)
+    for field in ("sdd", "saa", "sbb", "sab"):
+        assert getattr(parts, field) == pytest.approx(getattr(whole, field), rel=1e-12, abs=1e-300)
+    assert parts.max == whole.max and parts.n == whole.n == x.size
+    cos = metrics.cosine_similarity(x, y)
+    assert -1.0 - 1e-12 <= cos <= 1.0 + 1e-12
+    assert metrics.mse(x, y) >= 0 or x.size == 0
+    if x.size and np.any(x):
+        # SQNR is invariant to doubling both arrays (exact in float32 in this range).
+        assert metrics.sqnr(x * np.float32(2), y * np.float32(2)) == pytest.approx(metrics.sqnr(x, y), rel=1e-12)

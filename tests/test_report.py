@@ -14,8 +14,8 @@ import pytest
 torch = pytest.importorskip("torch")
 nn = torch.nn
 
-import lowbit  # noqa: E402
-from lowbit import metrics  # noqa: E402
+import lowbit
+from lowbit import metrics
 
 
 class Tiny(nn.Module):
@@ -90,7 +90,7 @@ def test_int4_layer_is_the_worst_and_highlighted(tiny):
     q = quantize(model, per_layer={"fc1": {"weight": "int4", "granularity": "per_tensor"}})
     r = lowbit.compare(model, q, data, progress=False, timing=False)
     assert r.worst(1)[0].name == "fc1"
-    assert [layer.name for layer in r.worst(10)][0] == "fc1" and len(r.worst(10)) == 3
+    assert next(layer.name for layer in r.worst(10)) == "fc1" and len(r.worst(10)) == 3
     assert r.layers[1].output_sqnr < min(r.layers[0].output_sqnr, r.layers[2].output_sqnr) - 10
     text = r.summary()
     assert "fc1*" in text and "worst layers (lowest output SQNR): fc1" in text
@@ -173,6 +173,9 @@ def test_bad_input(tiny):
         lowbit.compare("model", q, data, progress=False)
     with pytest.raises(TypeError, match="data: expected a batch"):
         lowbit.compare(model, q, 3, progress=False)
+    qat = lowbit.prepare_qat(model, lowbit.QuantConfig(activation="static"))
+    with pytest.raises(ValueError, match="call lowbit.convert"):
+        lowbit.compare(model, qat, data, progress=False)
     other = nn.Sequential(nn.Linear(64, 32))
     with pytest.raises(ValueError, match="float_model: has no layer 'conv'"):
         lowbit.compare(other, q, data, progress=False)
@@ -183,3 +186,13 @@ def test_import_lowbit_stays_light():
             "print([m for m in ('torch', 'pandas', 'matplotlib', 'tqdm') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("name", ["lowbit.report", "lowbit.mixed_precision"])
+def test_docstring_examples(name):
+    import doctest
+    import importlib
+
+    res = doctest.testmod(importlib.import_module(name), extraglobs={"lowbit": lowbit, "np": np, "torch": torch},
+                          optionflags=doctest.ELLIPSIS)
+    assert res.attempted >= 3 and res.failed == 0

@@ -273,3 +273,48 @@ def test_embeddings_quantized_when_asked(net, data):
     assert rows["emb"]["bytes_after"] == 10 * 6 + 10 * 4
     with pytest.raises(TypeError, match="index tensor"):
         q8.emb(idx.float())
+
+
+def test_non_finite_weights_stay_float(net):
+    with torch.no_grad():
+        net.fc1.weight[0, 0] = float("nan")
+    q = lowbit.quantize_model(net)
+    assert type(q.fc1) is nn.Linear and isinstance(q.head, QuantLinear)
+    assert {r["layer"]: r for r in lowbit.summary(q).rows}["fc1"][
+        "action"
+    ] == "float: weights contain NaN or inf"
+
+
+def test_quantized_model_pickles_and_deepcopies(net, data, tmp_path):
+    q = lowbit.quantize_model(
+        net, lowbit.QuantConfig(activation="static"), calib_data=data, progress=False
+    )
+    torch.save(q, tmp_path / "full.pt")
+    q2 = torch.load(tmp_path / "full.pt", weights_only=False)
+    assert torch.equal(q2(data[0]), q(data[0]))
+    assert torch.equal(copy.deepcopy(q)(data[0]), q(data[0]))
+
+
+def test_qat_with_dynamic_activations_fakes_weights_only(net, data):
+    qat = lowbit.prepare_qat(net, lowbit.QuantConfig(weight="int4"))
+    assert qat.fc1.input_fake_quant is None
+    qat.train()
+    qat(data[0])
+    qat.eval()
+    c = lowbit.convert(qat)
+    assert c.fc1.activation == "dynamic" and c.fc1.weight_dtype == "int4"
+    with torch.no_grad():
+        x = torch.relu(qat.fc1(torch.randn(3, 128)))
+        h = torch.randn(3, 128)
+        wq = qat.fc1.weight_fake_quant(qat.fc1.weight)
+        torch.testing.assert_close(c.fc1.dequantized_weight(), wq)
+        step = float(h.abs().max()) * 2 / 255 * float(wq.abs().sum(1).max())
+        assert float((c.fc1(h) - qat.fc1(h)).abs().max()) <= step
+    assert x.shape == (3, 32)
+
+
+def test_summary_renders_html_and_totals(net):
+    s = lowbit.summary(lowbit.quantize_model(net))
+    html = s._repr_html_()
+    assert html.startswith("<table>") and "QuantConv2d" in html and f"{s.bytes_after:,}" in html
+    assert s.bytes_after == sum(r["bytes_after"] for r in s.rows) < s.bytes_before

@@ -57,8 +57,8 @@ _LAZY = {
     "models": ("lowbit.models", None),
     "compare": ("lowbit.report", "compare"),
     "QuantReport": ("lowbit.report", "QuantReport"),
-    "sensitivity": ("lowbit.sensitivity", "sensitivity"),
-    "auto_mixed_precision": ("lowbit.sensitivity", "auto_mixed_precision"),
+    "sensitivity": ("lowbit.mixed_precision", "sensitivity"),
+    "auto_mixed_precision": ("lowbit.mixed_precision", "auto_mixed_precision"),
 }
 
 

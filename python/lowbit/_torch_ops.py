@@ -3,10 +3,11 @@
 Private layer between the torch modules (lowbit.nn) and the public NumPy API. Imports torch.
 
 Ops (namespace ``lowbit``):
-  - ``lowbit::fake_quantize(x, scale, zero_point, dtype, axis) -> Tensor``: the fused fake-quant
-    kernel on CPU; torch ops with the same numerics elsewhere.
+  - ``lowbit::fake_quantize(x, scale, zero_point, dtype, axis, grad_factor) -> Tensor``: the fused
+    fake-quant kernel on CPU, torch ops with the same numerics elsewhere; autograd: clipped STE
+    for x, LSQ for a learnable scale.
   - ``lowbit::quant_linear(x, w_q, w_scale, w_zp, bias, act_scale, act_zp, act, act_dtype) -> Tensor``:
-    int8 linear (lowbit.linear) on CPU; a torch reference with the same math on other devices.
+    int8 linear (lowbit.linear) on CPU; elsewhere a torch reference, bit-identical to the kernel.
 """
 
 from __future__ import annotations

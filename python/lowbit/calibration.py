@@ -27,7 +27,7 @@ def _check_observers(observers: Any) -> None:
         raise TypeError("observers: expected an Observer, or a list/tuple/dict of Observers")
 
 
-def _progress(data: Any, enabled: bool, desc: str = "calibrate") -> Any:
+def _progress(data: Any, enabled: bool, desc: str = "calibrate", unit: str = "batch") -> Any:
     if not enabled:
         return data
     try:
@@ -35,7 +35,7 @@ def _progress(data: Any, enabled: bool, desc: str = "calibrate") -> Any:
     except ImportError:
         return data
     total = len(data) if hasattr(data, "__len__") else None
-    return tqdm(data, total=total, desc=desc, unit="batch")
+    return tqdm(data, total=total, desc=desc, unit=unit)
 
 
 def calibrate(fn: Callable[[Any], Any], data: Iterable, observers: Any, *, progress: bool = True) -> Any:

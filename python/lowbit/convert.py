@@ -56,6 +56,8 @@ def _unsupported_reason(name: str, m: nn.Module, cfg: QuantConfig) -> Optional[s
         return f"weight dtype {w.dtype} is not floating point"
     if w.device.type == "meta":
         return "weights on the meta device"
+    if not bool(torch.isfinite(w).all()):
+        return "weights contain NaN or inf"
     if isinstance(m, nn.Conv2d):
         if m.groups != 1:
             kind = "depthwise" if m.groups == m.in_channels == m.out_channels else "grouped"
@@ -448,6 +450,21 @@ class Summary:
         return "\n".join(lines)
 
     __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        import html
+
+        head = "".join(
+            f"<th>{h}</th>" for h in ("layer", "type", "action", "bytes before", "bytes after")
+        )
+        body = "".join(
+            "<tr>"
+            + "".join(f"<td>{html.escape(str(r[k]))}</td>" for k in ("layer", "type", "action"))
+            + f"<td>{r['bytes_before']:,}</td><td>{r['bytes_after']:,}</td></tr>"
+            for r in self.rows
+        )
+        total = f"<tr><td><b>total</b></td><td></td><td></td><td>{self.bytes_before:,}</td><td>{self.bytes_after:,}</td></tr>"
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}{total}</tbody></table>"
 
     def to_pandas(self) -> Any:
         import pandas as pd

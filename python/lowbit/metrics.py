@@ -24,14 +24,14 @@ from . import _core
 from ._array import as_numpy
 
 __all__ = [
+    "compression_ratio",
+    "cosine_similarity",
+    "kl_divergence",
+    "max_abs_error",
+    "model_nbytes",
     "mse",
     "sqnr",
-    "cosine_similarity",
-    "max_abs_error",
-    "kl_divergence",
     "top1_agreement",
-    "compression_ratio",
-    "model_nbytes",
 ]
 
 
@@ -55,12 +55,12 @@ class _ErrorStats:
     depend on how the data was split (up to double rounding).
     """
 
-    __slots__ = ("n", "sdd", "saa", "sbb", "sab", "max")
+    __slots__ = ("max", "n", "saa", "sab", "sbb", "sdd")
 
     def __init__(self) -> None:
         self.n, self.sdd, self.saa, self.sbb, self.sab, self.max = 0, 0.0, 0.0, 0.0, 0.0, 0.0
 
-    def add(self, reference: Any, test: Any) -> "_ErrorStats":
+    def add(self, reference: Any, test: Any) -> _ErrorStats:
         a, b = _pair(reference, test)
         sdd, saa, sbb, sab, mx = _core.error_stats_f32(a, b)
         self.n += a.size

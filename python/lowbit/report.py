@@ -10,9 +10,9 @@ from __future__ import annotations
 import html
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -20,9 +20,10 @@ from torch import nn
 from .calibration import _progress
 from .convert import _REASONS_ATTR, run_batch
 from .metrics import _ErrorStats, kl_divergence, model_nbytes, sqnr, top1_agreement
+from .nn import QATConv2d, QATLinear
 from .nn.linear import _QuantBase
 
-__all__ = ["compare", "QuantReport", "LayerReport"]
+__all__ = ["LayerReport", "QuantReport", "compare"]
 
 
 def _best_time(fn: Callable[[], Any], *, repeat: int = 7, budget_s: float = 0.25) -> float:
@@ -70,7 +71,7 @@ class LayerReport:
     type: str
     bits: int
     granularity: str
-    activation: Optional[str]
+    activation: str | None
     weight_sqnr: float
     output_sqnr: float
     output_cosine: float
@@ -90,6 +91,11 @@ class LayerReport:
     @property
     def compression(self) -> float:
         return self.bytes_before / self.bytes_after if self.bytes_after else math.nan
+
+    def __repr__(self) -> str:
+        return (f"LayerReport({self.name!r}, {self.type} int{self.bits} {self.granularity} {_act(self.activation)}: "
+                f"out SQNR {_db(self.output_sqnr)}, weight SQNR {_db(self.weight_sqnr)}, "
+                f"{self.compression:.2f}x smaller, {self.speedup:.2f}x faster)")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -121,11 +127,11 @@ class QuantReport:
     float_layers: dict[str, str] = field(default_factory=dict)
     output_sqnr: float = math.nan
     output_cosine: float = math.nan
-    output_kl: Optional[float] = None
-    top1_agreement: Optional[float] = None
-    metric_name: Optional[str] = None
-    metric_float: Optional[float] = None
-    metric_quant: Optional[float] = None
+    output_kl: float | None = None
+    top1_agreement: float | None = None
+    metric_name: str | None = None
+    metric_float: float | None = None
+    metric_quant: float | None = None
     bytes_float: int = 0
     bytes_quant: int = 0
     latency_float_s: float = math.nan
@@ -144,7 +150,7 @@ class QuantReport:
         return self.latency_float_s / self.latency_quant_s if self.latency_quant_s > 0 else math.nan
 
     @property
-    def metric_drop(self) -> Optional[float]:
+    def metric_drop(self) -> float | None:
         """metric_float - metric_quant (positive: the quantized model scores lower)."""
         if self.metric_float is None or self.metric_quant is None:
             return None
@@ -214,8 +220,8 @@ class QuantReport:
         worst = self._worst_names()
         rows = [self._COLUMNS] + [self._cells(r) for r in self.layers]
         widths = [max(len(row[i]) for row in rows) + (1 if i == 0 else 0) for i in range(len(self._COLUMNS))]
-        lines = [f"{self.title}: {len(self.layers)} quantized layers, {len(self.float_layers)} kept float, "
-                 f"{self.n_batches} batch{'es' if self.n_batches != 1 else ''}"]
+        lines = [(f"{self.title}: {len(self.layers)} quantized layers, {len(self.float_layers)} kept float, "
+                 f"{self.n_batches} batch{'es' if self.n_batches != 1 else ''}")]
         lines += ["  " + s for s in self._model_lines()]
         for k, row in enumerate(rows):
             mark = "*" if k > 0 and self.layers[k - 1].name in worst else " "
@@ -259,7 +265,7 @@ class QuantReport:
                 if i == 11 and r.speedup < 1:
                     style += ";color:#b35900"
                 tds.append(f"<td style='{style}'>{esc(c)}</td>")
-            bg = " style='background:#fde2e2'" if r.name in worst else ""
+            bg = " style='background:#fde2e2;color:#000'" if r.name in worst else ""
             body.append(f"<tr{bg}>{''.join(tds)}</tr>")
         model = "<br>".join(esc(s) for s in self._model_lines())
         foot = ""
@@ -270,10 +276,10 @@ class QuantReport:
             items = "".join(f"<li><code>{esc(n)}</code>: {esc(w)}</li>" for n, w in self.float_layers.items())
             foot += f"<details><summary>{len(self.float_layers)} layers kept float</summary><ul>{items}</ul></details>"
         return (f"<div><b>{esc(self.title)}</b>: {len(self.layers)} quantized layers, "
-                f"{self.n_batches} batches<br><span style='font-family:monospace'>{model}</span>"
+                f"{self.n_batches} batch{'es' if self.n_batches != 1 else ''}<br><span style='font-family:monospace'>{model}</span>"
                 f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>{foot}</div>")
 
-    def plot(self, path: Optional[str] = None) -> Any:
+    def plot(self, path: str | None = None) -> Any:
         """Per-layer output SQNR bars (worst in red) with the speedup of each layer on a second
         axis, and the whole-model size / metric / latency, float vs quantized. Needs matplotlib.
 
@@ -303,7 +309,11 @@ class QuantReport:
         ax2.axhline(1.0, color="#2ca02c", lw=0.8, ls="--")
         ax2.set_ylabel("speedup vs float (x)")
         ax2.set_ylim(bottom=0)
-        panels = [("size (KB)", self.bytes_float / 1024, self.bytes_quant / 1024),
+        handles = [ax.get_legend_handles_labels(), ax2.get_legend_handles_labels()]
+        ax.legend(handles[0][0] + handles[1][0], handles[0][1] + handles[1][1], loc="lower left", fontsize=8)
+        mb = self.bytes_float >= 10 << 20
+        unit, div = ("MB", 1 << 20) if mb else ("KB", 1024)
+        panels = [(f"size ({unit})", self.bytes_float / div, self.bytes_quant / div),
                   (self.metric_name or "output cosine", self.metric_float if self.metric_name else 1.0,
                    self.metric_quant if self.metric_name else self.output_cosine),
                   ("latency (ms)", 1e3 * self.latency_float_s, 1e3 * self.latency_quant_s)]
@@ -338,7 +348,7 @@ def _gran(g: str) -> str:
     return {"per_channel": "ch", "per_tensor": "tensor"}.get(g, g)
 
 
-def _act(a: Optional[str]) -> str:
+def _act(a: str | None) -> str:
     return {"dynamic": "dyn", "dynamic_per_tensor": "dyn/t", "static": "static", None: "w-only"}.get(a, str(a))
 
 
@@ -362,7 +372,7 @@ def compare(
     quant_model: nn.Module,
     data: Any,
     *,
-    eval_fn: Optional[Callable[[nn.Module], float]] = None,
+    eval_fn: Callable[[nn.Module], float] | None = None,
     progress: bool = True,
     timing: bool = True,
     title: str = "lowbit QuantReport",
@@ -419,6 +429,8 @@ def compare(
             except AttributeError:
                 raise ValueError(f"float_model: has no layer '{name}' to compare with the quantized one") from None
             pairs.append((name, q, f))
+    if not pairs and any(isinstance(m, (QATLinear, QATConv2d)) for m in quant_model.modules()):
+        raise ValueError("quant_model: has QAT layers but no quantized ones; call lowbit.convert(model) first")
     if not pairs and not hasattr(quant_model, _REASONS_ATTR):  # all-float quantize_model results are fine
         raise ValueError("quant_model: has no lowbit quantized layer (use lowbit.quantize_model or lowbit.convert)")
 
@@ -480,8 +492,8 @@ def compare(
             w = f.weight.detach()
             lat_f = lat_q = math.nan
             if timing and x is not None:
-                lat_f = _best_time(lambda: f(x))
-                lat_q = _best_time(lambda: q(x))
+                lat_f = _best_time(lambda f=f, x=x: f(x))
+                lat_q = _best_time(lambda q=q, x=x: q(x))
             layers.append(LayerReport(
                 name=name,
                 type=type(q).__name__,

@@ -25,6 +25,7 @@ constexpr int64_t kAChunkBytes = 128 << 10;  // packed activation rows per task 
 constexpr int64_t kBChunkBytes = 256 << 10;  // packed weight panels per task stay in L2
 constexpr int64_t kMinTaskMacs = 1 << 18;    // below this a task is not worth a thread
 constexpr int64_t kRowGrainElems = 1 << 14;  // activation packing: elements per task, at least
+constexpr int64_t kPanelUnit = 6;            // panel chunks: multiples of 3 (VNNI) and 2 (AMX)
 
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
@@ -34,13 +35,16 @@ void run_gemm_with(kernels::GemmTaskFn fn, const GemmArgs& g) {
   const int64_t panels = n_panels(g.n);
   const int64_t kp = std::max<int64_t>(g.k_groups * kKGroup, kKGroup);
   const int64_t threads = get_num_threads();
-  int64_t mc = std::max<int64_t>(8, kAChunkBytes / kp / 8 * 8);
+  // Row chunks in multiples of 32 rows and panel chunks in multiples of 6 panels keep whole
+  // AVX-512 VNNI tiles (8 x 3 panels) and AMX blocks (32 x 2 panels) inside every task.
+  int64_t mc = std::max<int64_t>(32, kAChunkBytes / kp / 32 * 32);
   mc = std::min(mc, round_up(g.m, 8));
-  int64_t pc = std::max<int64_t>(3, kBChunkBytes / (kp * kPanelCols) / 3 * 3);
+  int64_t pc = std::max<int64_t>(kPanelUnit, kBChunkBytes / (kp * kPanelCols) / kPanelUnit * kPanelUnit);
   pc = std::min(pc, panels);
   const int64_t m_tasks = (g.m + mc - 1) / mc;
   // Enough tasks to balance the threads, but no task too small to pay for its wake-up.
-  while (pc > 3 && m_tasks * ((panels + pc - 1) / pc) < 4 * threads) pc = std::max<int64_t>(3, pc / 2 / 3 * 3);
+  while (pc > kPanelUnit && m_tasks * ((panels + pc - 1) / pc) < 4 * threads)
+    pc = std::max<int64_t>(kPanelUnit, pc / 2 / kPanelUnit * kPanelUnit);
   const int64_t p_tasks = (panels + pc - 1) / pc;
   const int64_t n_tasks = m_tasks * p_tasks;
   auto task = [&](int64_t t) {

@@ -64,8 +64,8 @@ class QuantEmbedding(nn.Module):
             raise TypeError(
                 f"{self.layer_name}: expected an int32/int64 index tensor, got {getattr(idx, 'dtype', type(idx))}"
             )
-        rows = F.embedding(idx, self.weight_int8)
-        return rows.to(torch.float32) * F.embedding(idx, self.weight_scale.unsqueeze(1))
+        rows = F.embedding(idx, self.weight_int8).to(torch.float32)
+        return rows.mul_(F.embedding(idx, self.weight_scale.unsqueeze(1)))
 
     def dequantized_weight(self) -> torch.Tensor:
         return self.weight_int8.to(torch.float32) * self.weight_scale[:, None]

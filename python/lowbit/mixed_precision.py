@@ -1,5 +1,6 @@
-"""Per-layer sensitivity to quantization and automatic mixed precision under an accuracy or size
-budget. Public torch layer built from quantize_model, lowbit.metrics and compare.
+"""Mixed precision: per-layer sensitivity to quantization, and automatic per-layer precision
+under an accuracy or size budget. Public torch layer built from quantize_model, lowbit.metrics
+and compare.
 """
 
 from __future__ import annotations
@@ -8,8 +9,9 @@ import copy
 import html
 import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Callable, NamedTuple, Optional, Sequence, Union
+from typing import Any, Callable, NamedTuple, Union
 
 import torch
 from torch import nn
@@ -21,7 +23,7 @@ from .metrics import _ErrorStats, model_nbytes
 from .nn.linear import _QuantBase
 from .report import QuantReport, _as_batches, _main_output, compare
 
-__all__ = ["sensitivity", "auto_mixed_precision", "SensitivityReport", "MixedPrecisionResult"]
+__all__ = ["MixedPrecisionResult", "SensitivityReport", "auto_mixed_precision", "sensitivity"]
 
 Metric = Union[str, Callable[[nn.Module], float]]
 _METRICS = ("sqnr", "cosine")
@@ -99,7 +101,7 @@ class SensitivityReport:
         return (f"<div><b>sensitivity</b> ({html.escape(self.metric)}; float model {self.base:.4g}; most sensitive "
                 f"first)<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>")
 
-    def plot(self, path: Optional[str] = None) -> Any:
+    def plot(self, path: str | None = None) -> Any:
         """Horizontal bars of each layer's score (one colour per precision), most sensitive on top.
         Needs matplotlib; returns the Figure (also saved to ``path`` if given)."""
         import matplotlib.pyplot as plt
@@ -148,7 +150,7 @@ def _sweep(model: nn.Module, scorer: _Scorer, quantized: dict, layers: list[str]
     hybrid = copy.deepcopy(model).eval()
     rows = []
     jobs = [(n, w) for n in layers for w in quantized]
-    for name, w in _progress(jobs, progress, desc="sensitivity"):
+    for name, w in _progress(jobs, progress, desc="sensitivity", unit="layer"):
         q = quantized[w].get_submodule(name)
         orig = hybrid.get_submodule(name)
         _set_submodule(hybrid, name, q)
@@ -164,7 +166,7 @@ def _sweep(model: nn.Module, scorer: _Scorer, quantized: dict, layers: list[str]
 def sensitivity(
     model: nn.Module,
     data: Any,
-    config: Union[QuantConfig, dict, None] = None,
+    config: QuantConfig | dict | None = None,
     *,
     metric: Metric = "sqnr",
     progress: bool = True,
@@ -235,11 +237,11 @@ def auto_mixed_precision(
     model: nn.Module,
     data: Any,
     *,
-    candidates: Sequence[Optional[str]] = ("int4", "int8", None),
-    eval_fn: Optional[Callable[[nn.Module], float]] = None,
-    max_drop: Optional[float] = None,
-    target_size: Optional[int] = None,
-    config: Union[QuantConfig, dict, None] = None,
+    candidates: Sequence[str | None] = ("int4", "int8", None),
+    eval_fn: Callable[[nn.Module], float] | None = None,
+    max_drop: float | None = None,
+    target_size: int | None = None,
+    config: QuantConfig | dict | None = None,
     progress: bool = True,
     timing: bool = True,
 ) -> MixedPrecisionResult:
@@ -306,7 +308,7 @@ def auto_mixed_precision(
         nbytes = {(n, w): model_nbytes(quantized[w].get_submodule(n)) for n in layers for w in weights}
         nbytes.update({(n, None): model_nbytes(floats[n]) for n in layers})
 
-        def module(n: str, c: Optional[str]) -> nn.Module:
+        def module(n: str, c: str | None) -> nn.Module:
             return floats[n] if c is None else quantized[c].get_submodule(n)
 
         level = {n: 0 for n in layers}

@@ -1,4 +1,4 @@
-"""Tests for lowbit.sensitivity and lowbit.auto_mixed_precision on a tiny MLP with one fragile
+"""Tests for lowbit.mixed_precision (sensitivity, auto_mixed_precision) on a tiny MLP with one fragile
 layer: rankings against direct one-layer quantization, budgets honoured, configs that rebuild the
 chosen model, bad input."""
 
@@ -11,8 +11,8 @@ import pytest
 torch = pytest.importorskip("torch")
 nn = torch.nn
 
-import lowbit  # noqa: E402
-from lowbit import metrics  # noqa: E402
+import lowbit
+from lowbit import metrics
 
 
 @pytest.fixture
@@ -130,3 +130,10 @@ def test_progress_bar_runs(fragile, capsys):
     model, data = fragile
     lowbit.sensitivity(model, data, progress=True)
     assert "sensitivity" in capsys.readouterr().err
+
+
+def test_public_names_are_the_functions():
+    import importlib
+
+    importlib.import_module("lowbit.mixed_precision")
+    assert callable(lowbit.sensitivity) and callable(lowbit.auto_mixed_precision) and callable(lowbit.compare)
