@@ -34,24 +34,34 @@ from lowbit.models import (
 )
 
 
+BUDGET_S = 15.0
+
+
 def interleaved_times(
     fns: dict[str, Callable[[], object]], engines: dict[str, str], rounds: int, min_time: float
 ) -> dict[str, float]:
     """Best per-call time of each function, measured round-robin: every round times each function
     for about ``min_time`` seconds, so load from other processes on a shared machine hits all
-    variants alike; the minimum over rounds is the least disturbed measurement."""
+    variants alike; the minimum over rounds is the least disturbed measurement. A variant whose
+    calls have taken more than ``BUDGET_S`` in all is not timed again (very slow peers)."""
     best = {k: float("inf") for k in fns}
-    for _ in range(rounds):
+    spent = dict.fromkeys(fns, 0.0)
+    for r in range(rounds):
         for k, fn in fns.items():
+            if spent[k] > BUDGET_S:
+                continue
             if engines[k]:
                 torch.backends.quantized.engine = engines[k]
-            fn()
+            t0 = time.perf_counter()
+            if r == 0:
+                fn()  # warm-up
             reps, start = 0, time.perf_counter()
             while reps < 1 or time.perf_counter() - start < min_time:
                 t = time.perf_counter()
                 fn()
                 best[k] = min(best[k], time.perf_counter() - t)
                 reps += 1
+            spent[k] += time.perf_counter() - t0
     return best
 
 
