@@ -20,9 +20,8 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import banner, best_time, table  # noqa: E402
-
 import lowbit  # noqa: E402
+from _common import banner, best_time, table  # noqa: E402
 from lowbit import reference as ref  # noqa: E402
 
 try:

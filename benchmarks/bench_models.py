@@ -33,7 +33,6 @@ from lowbit.models import (
     train_digits_cnn,
 )
 
-
 BUDGET_S = 15.0
 
 

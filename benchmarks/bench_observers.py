@@ -19,9 +19,8 @@ import statistics
 import time
 import warnings
 
-import numpy as np
-
 import lowbit
+import numpy as np
 
 FULL_SHAPES = [(64, 768), (512, 3072), (16, 4096, 1024)]
 QUICK_SHAPES = [(64, 768), (512, 3072)]

@@ -15,9 +15,8 @@ import json
 import multiprocessing as mp
 import time
 
-import numpy as np
-
 import lowbit
+import numpy as np
 
 LAYERS = ("fc1", "fc2")
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import lowbit
 import numpy as np
 import pytest
-
-import lowbit
 from lowbit import _core
 
 ALL_ISAS = ["scalar", "avx2", "avxvnni", "avx512", "avx512vnni", "amx", "neon", "neondot", "i8mm"]

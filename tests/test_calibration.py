@@ -6,10 +6,9 @@ import importlib
 import pathlib
 import sys
 
+import lowbit
 import numpy as np
 import pytest
-
-import lowbit
 
 BENCHMARKS = pathlib.Path(__file__).resolve().parent.parent / "benchmarks"
 

@@ -6,10 +6,9 @@ import math
 import subprocess
 import sys
 
+import lowbit
 import numpy as np
 import pytest
-
-import lowbit
 
 
 @pytest.fixture

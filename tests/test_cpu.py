@@ -4,9 +4,8 @@ import os
 import subprocess
 import sys
 
-import pytest
-
 import lowbit
+import pytest
 from lowbit import _core
 
 

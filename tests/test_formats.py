@@ -6,13 +6,12 @@ from __future__ import annotations
 
 from fractions import Fraction
 
+import lowbit
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-
-import lowbit
 from lowbit import _core
 from lowbit import reference as ref
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import pickle
 
+import lowbit
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-
-import lowbit
 from lowbit import _core
 from lowbit import reference as ref
 

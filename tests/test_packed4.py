@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import pickle
 
+import lowbit
 import numpy as np
 import pytest
-
-import lowbit
 from lowbit import _core
 from lowbit import reference as ref
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import threading
 
+import lowbit
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-
-import lowbit
 from lowbit import reference as ref
 
 DTYPES = ["int8", "uint8", "int4", "uint4"]

@@ -19,12 +19,15 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
-from . import _core, reference
-from .cpu import arch, cpu_info, get_arch, get_num_threads, set_arch, set_num_threads
+from . import _core as _core
+from . import formats, metrics, observers, reference
+from .calibration import calibrate
+from .comparison import FormatComparison, compare_formats, format_label
+from .config import QuantConfig
 from .cpu import _apply_env as _apply_env
+from .cpu import arch, cpu_info, get_arch, get_num_threads, set_arch, set_num_threads
+from .formats import FORMATS, FormatQTensor
 from .matmul import PackedWeight, linear, matmul_int8, pack_weight
-from .quantize import DTYPES, QTensor, choose_qparams, dequantize, fake_quantize, qrange, quantize
-from . import observers
 from .observers import (
     HistogramObserver,
     MinMaxObserver,
@@ -34,14 +37,8 @@ from .observers import (
     PerChannelMinMaxObserver,
     PowerOfTwoObserver,
 )
-from .calibration import calibrate
-from . import metrics
-
-from .config import QuantConfig
-from . import formats
-from .formats import FORMATS, FormatQTensor
-from .comparison import FormatComparison, compare_formats, format_label
 from .packed4 import PackedWeight4
+from .quantize import DTYPES, QTensor, choose_qparams, dequantize, fake_quantize, qrange, quantize
 
 _apply_env()
 

@@ -115,6 +115,7 @@ def run_cnn_demo(out_dir: Optional[str] = None, print_fn: Callable[[str], None] 
         The :class:`lowbit.QuantReport`.
     """
     import lowbit
+
     from .models import accuracy, load_digits_data, train_digits_cnn
 
     t = time.perf_counter()
@@ -147,6 +148,7 @@ def run_minilm_demo(out_dir: Optional[str] = None, print_fn: Callable[[str], Non
         The :class:`lowbit.QuantReport`.
     """
     import lowbit
+
     from .models import SENTENCES, embed_sentences, load_minilm
 
     t = time.perf_counter()
