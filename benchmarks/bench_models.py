@@ -20,11 +20,6 @@ import time
 import warnings
 from typing import Any, Callable
 
-# Set before torch loads (libgomp reads it once): torch's idle OpenMP threads otherwise spin and
-# take the cores lowbit's kernels need between torch ops. It applies to every variant measured
-# here, torch's included (theirs barely change). Run with OMP_WAIT_POLICY=ACTIVE to compare.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 sys.path.insert(0, os.path.dirname(__file__))
 import lowbit
 import torch
