@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
-# torch's OpenMP threads spin-wait after each of its ops and take the core that lowbit's own
-# worker needs between them (measured: MiniLM on 2 threads 317 -> 240 ms with lowbit, torch
-# unchanged at ~320 ms). libgomp reads this once, when torch loads, so set it before that.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def main(argv: list[str] | None = None) -> int:
