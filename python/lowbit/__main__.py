@@ -7,7 +7,6 @@ import json
 import sys
 
 
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lowbit", description="lowbit: fast, exact CPU quantization")
     sub = parser.add_subparsers(dest="command", required=True)
