@@ -50,7 +50,8 @@ void check_mm(const py::array& a, const py::array& b, bool* sgn) {
   check_k(a.shape(1), *sgn, "a");
 }
 
-py::array matmul_py(const py::array& a, const py::array& b) {
+// a @ b for a plain (K, N) int8 b: packs b, then runs `fn` (nullptr: the dispatched kernel).
+py::array matmul_unpacked(kernels::GemmTaskFn fn, const py::array& a, const py::array& b) {
   bool sgn;
   check_mm(a, b, &sgn);
   const int64_t m = a.shape(0), k = a.shape(1), n = b.shape(1);
@@ -60,14 +61,17 @@ py::array matmul_py(const py::array& a, const py::array& b) {
   const auto* bp = static_cast<const int8_t*>(b.data());
   const int64_t sam = a.strides(0), sak = a.strides(1), sbk = b.strides(0), sbn = b.strides(1);
   {
+    // Scoped: returning `out` as py::array copies the handle, which needs the GIL.
     py::gil_scoped_release release;
     std::vector<int8_t> packed(static_cast<size_t>(packed_weight_bytes(k, n)));
     std::vector<int32_t> colsum(static_cast<size_t>(n_panels(n) * kPanelCols));
     pack_weight_s8(bp, n, k, sbn, sbk, packed.data(), colsum.data());
-    matmul_packed(ap, sgn, m, k, sam, sak, packed.data(), colsum.data(), n, c);
+    matmul_packed_with(fn, ap, sgn, m, k, sam, sak, packed.data(), colsum.data(), n, c);
   }
   return out;
 }
+
+py::array matmul_py(const py::array& a, const py::array& b) { return matmul_unpacked(nullptr, a, b); }
 
 // a (M, K) int8/uint8, any strides, times a packed weight (N, K): a @ w.T as int32.
 py::array matmul_packed_py(const py::array& a, const py::array& packed, const py::array& colsum, int64_t n, int64_t k) {
@@ -89,8 +93,10 @@ py::array matmul_packed_py(const py::array& a, const py::array& packed, const py
   const auto* pp = static_cast<const int8_t*>(packed.data());
   const auto* cp = static_cast<const int32_t*>(colsum.data());
   const int64_t sam = a.strides(0), sak = a.strides(1);
-  py::gil_scoped_release release;
-  matmul_packed(ap, sgn, m, k, sam, sak, pp, cp, n, c);
+  {
+    py::gil_scoped_release release;
+    matmul_packed(ap, sgn, m, k, sam, sak, pp, cp, n, c);
+  }
   return out;
 }
 
@@ -98,20 +104,7 @@ py::array matmul_packed_py(const py::array& a, const py::array& packed, const py
 // Test hooks: matmul_int8 through a twin of a kernel that cannot run here (needs AVX-512 VNNI).
 py::array matmul_twin(kernels::GemmTaskFn fn, const py::array& a, const py::array& b) {
   if (!isa_available(Isa::kAvx512Vnni)) value_error("this CPU has no AVX-512 VNNI to run the kernel twins");
-  bool sgn;
-  check_mm(a, b, &sgn);
-  const int64_t m = a.shape(0), k = a.shape(1), n = b.shape(1);
-  py::array_t<int32_t> out({m, n});
-  int32_t* c = out.mutable_data();
-  const auto* ap = static_cast<const uint8_t*>(a.data());
-  const auto* bp = static_cast<const int8_t*>(b.data());
-  const int64_t sam = a.strides(0), sak = a.strides(1), sbk = b.strides(0), sbn = b.strides(1);
-  py::gil_scoped_release release;
-  std::vector<int8_t> packed(static_cast<size_t>(packed_weight_bytes(k, n)));
-  std::vector<int32_t> colsum(static_cast<size_t>(n_panels(n) * kPanelCols));
-  pack_weight_s8(bp, n, k, sbn, sbk, packed.data(), colsum.data());
-  matmul_packed_with(fn, ap, sgn, m, k, sam, sak, packed.data(), colsum.data(), n, c);
-  return out;
+  return matmul_unpacked(fn, a, b);
 }
 #endif
 
@@ -123,11 +116,13 @@ py::array matmul_reference_py(const py::array& a, const py::array& b) {
   int32_t* c = out.mutable_data();
   const auto* bp = static_cast<const int8_t*>(b.data());
   const int64_t sam = a.strides(0), sak = a.strides(1), sbk = b.strides(0), sbn = b.strides(1);
-  py::gil_scoped_release release;
-  if (sgn)
-    ref::matmul_s8s8_s32(static_cast<const int8_t*>(a.data()), m, k, sam, sak, bp, n, sbk, sbn, c);
-  else
-    ref::matmul_u8s8_s32(static_cast<const uint8_t*>(a.data()), m, k, sam, sak, bp, n, sbk, sbn, c);
+  {
+    py::gil_scoped_release release;
+    if (sgn)
+      ref::matmul_s8s8_s32(static_cast<const int8_t*>(a.data()), m, k, sam, sak, bp, n, sbk, sbn, c);
+    else
+      ref::matmul_u8s8_s32(static_cast<const uint8_t*>(a.data()), m, k, sam, sak, bp, n, sbk, sbn, c);
+  }
   return out;
 }
 
@@ -158,8 +153,10 @@ py::array unpack_weight_py(const py::array& packed, int64_t n, int64_t k) {
   py::array_t<int8_t> out({n, k});
   int8_t* o = out.mutable_data();
   const auto* pp = static_cast<const int8_t*>(packed.data());
-  py::gil_scoped_release release;
-  unpack_weight_s8(pp, n, k, o);
+  {
+    py::gil_scoped_release release;
+    unpack_weight_s8(pp, n, k, o);
+  }
   return out;
 }
 
