@@ -102,20 +102,10 @@ class _QuantBase(nn.Module):
         x = x.detach()  # the int8 kernels have no backward
         if x.numel() == 0:
             return x.new_zeros((*x.shape[:-1], self.weight_int8.shape[0]))
-        if x.device.type == "cpu" and not torch.compiler.is_compiling():
-            # Eager CPU: call the implementation directly (skips the dispatcher; same code as the op).
-            return _torch_ops.quant_linear_impl(
-                x,
-                self.weight_int8,
-                self.weight_scale,
-                self.weight_zero_point,
-                self.bias,
-                self.act_scale,
-                self.act_zero_point,
-                self.activation,
-                self.activation_dtype,
-            )
-        return torch.ops.lowbit.quant_linear(
+        # Eager CPU calls the implementation directly (skips the dispatcher; same code as the op).
+        eager_cpu = x.device.type == "cpu" and not torch.compiler.is_compiling()
+        op = _torch_ops.quant_linear_impl if eager_cpu else torch.ops.lowbit.quant_linear
+        return op(
             x,
             self.weight_int8,
             self.weight_scale,
