@@ -306,11 +306,10 @@ def linear(
     if not isinstance(w, PackedWeight):
         from .packed4 import PackedWeight4, linear_4bit
 
-        if isinstance(w, PackedWeight4):  # float32 activations x 4-bit weights, no activation quantization
-            if act != "dynamic" or act_scale is not None or out_scale is not None:
-                raise ValueError("act/act_scale/out_scale: 4-bit weights take float32 activations and give float32")
-            y = linear_4bit(x, w, bias)
-            return np.maximum(y, np.float32(0)) if relu else y
+        if isinstance(w, PackedWeight4):
+            if act_scale is not None or out_scale is not None:
+                raise ValueError("act_scale/out_scale: 4-bit weights take dynamic or float32 activations and give float32")
+            return linear_4bit(x, w, bias, act=act, relu=relu)
         raise TypeError(f"w: expected a PackedWeight (see lowbit.pack_weight), got {type(w).__name__}")
     if act not in ACT_MODES:
         raise ValueError(f"act: expected one of {', '.join(map(repr, ACT_MODES))}, got {act!r}")

@@ -86,6 +86,49 @@ class PackedWeight4:
         return (f"PackedWeight4(shape={self.shape}, {self.dtype} group_size={self.group_size}, "
                 f"nbytes={self.nbytes}, bits_per_weight={self.bits_per_weight:.3g})")
 
+    @classmethod
+    def from_codes(cls, codes: Any, scale: Any, *, dtype: str, group_size: int) -> PackedWeight4:
+        """Builds a packed weight from 4-bit codes ``(N, K)`` (int4: integers in [-8, 7]; nf4:
+        indices in [0, 15]) and float32 scales ``(N, ceil(K / group_size))``."""
+        if dtype not in ("int4", "nf4"):
+            raise ValueError(f"dtype: expected 'int4' or 'nf4', got {dtype!r}")
+        c = np.asarray(codes)
+        if c.ndim != 2 or not np.issubdtype(c.dtype, np.integer):
+            raise TypeError(f"codes: expected a 2-D integer array (N, K), got {c.dtype} {c.shape}")
+        lo, hi = (-8, 7) if dtype == "int4" else (0, 15)
+        if c.size and (c.min() < lo or c.max() > hi):
+            raise ValueError(f"codes: {dtype} codes must lie in [{lo}, {hi}]")
+        n, k = c.shape
+        sc = np.asarray(scale, np.float32)
+        if sc.shape != (n, -(-k // group_size)):
+            raise ValueError(f"scale: expected shape ({n}, {-(-k // group_size)}), got {sc.shape}")
+        return cls(c, sc, dtype, group_size)
+
+    def packed_codes(self) -> np.ndarray:
+        """The codes two per byte, row-major ``(N, ceil(K / 2))`` uint8: byte i of a row holds
+        code 2i in its low nibble and code 2i + 1 in its high nibble (int4 as two's complement
+        nibbles). A stable storage format (lowbit.save); the kernels' own layout may differ."""
+        c = self.int_repr().astype(np.uint8) & 15
+        n, k = c.shape
+        if k % 2:
+            c = np.concatenate([c, np.zeros((n, 1), np.uint8)], axis=1)
+        return np.ascontiguousarray(c[:, 0::2] | (c[:, 1::2] << 4))
+
+    @classmethod
+    def from_packed_codes(cls, packed: Any, scale: Any, *, shape: tuple, dtype: str, group_size: int) -> PackedWeight4:
+        """Inverse of :meth:`packed_codes`."""
+        p = np.asarray(packed)
+        n, k = (int(v) for v in shape)
+        if p.dtype != np.uint8 or p.shape != (n, (k + 1) // 2):
+            raise ValueError(f"packed: expected uint8 of shape ({n}, {(k + 1) // 2}), got {p.dtype} {p.shape}")
+        c = np.empty((n, 2 * p.shape[1]), np.uint8)
+        c[:, 0::2] = p & 15
+        c[:, 1::2] = p >> 4
+        c = c[:, :k]
+        if dtype == "int4":
+            c = ((c.astype(np.int8) ^ 8) - 8).astype(np.int8)
+        return cls.from_codes(c, scale, dtype=dtype, group_size=group_size)
+
     def __getstate__(self):
         return {s: getattr(self, s) for s in self.__slots__}
 
@@ -135,7 +178,12 @@ def pack_weight_4bit(w: Any, *, dtype: str = "int4", group_size: int = 64) -> Pa
     return PackedWeight4(q.int_repr(), s, "int4", group_size)
 
 
-def linear_4bit(x: Any, w: PackedWeight4, bias: Any = None) -> np.ndarray:
+_ACTS = ("dynamic", "float", "int8")
+# Rows up to which act="dynamic" keeps float32 activations (GEMV / decode).
+FLOAT_ROWS = 16
+
+
+def linear_4bit(x: Any, w: PackedWeight4, bias: Any = None, *, act: str = "dynamic", relu: bool = False) -> np.ndarray:
     """``x @ dequantize(w).T + bias`` in float32 with the weight decoded in registers.
 
     Tuned for few rows (M <= 16: GEMV / token decode, bound by reading the 4-bit weights); any M
@@ -145,6 +193,11 @@ def linear_4bit(x: Any, w: PackedWeight4, bias: Any = None) -> np.ndarray:
         x: float array ``(..., K)`` (float16/32/64 or a CPU torch tensor).
         w: a :class:`PackedWeight4`.
         bias: optional float ``(N,)``.
+        act: "float" (float32 activations), "int8" (activations quantized to int8 per row and
+            weight group, symmetric, then the int8 dot-product kernels; int4 weights only) or
+            "dynamic" (the default: "float" for up to ``FLOAT_ROWS`` rows, "int8" above for int4;
+            "float" always for nf4).
+        relu: apply ``max(y, 0)``.
 
     Returns:
         float32 ``(..., N)``.
@@ -156,6 +209,10 @@ def linear_4bit(x: Any, w: PackedWeight4, bias: Any = None) -> np.ndarray:
     """
     if not isinstance(w, PackedWeight4):
         raise TypeError(f"w: expected a PackedWeight4, got {type(w).__name__}")
+    if act not in _ACTS:
+        raise ValueError(f"act: expected one of {_ACTS} for 4-bit weights, got {act!r}")
+    if act == "int8" and w.dtype == "nf4":
+        raise ValueError("act: 'int8' activations need int4 weights (NF4 levels are not integers); use 'float'")
     n, k = w.shape
     xa = as_float_array(x, "x")
     if xa.ndim == 0:
@@ -169,4 +226,6 @@ def linear_4bit(x: Any, w: PackedWeight4, bias: Any = None) -> np.ndarray:
         if b.shape != (n,):
             raise ValueError(f"bias: expected shape ({n},), got {b.shape}")
     y = _core.linear_4bit(x2, w._packed, w.scale, b, w.group_size, w.dtype)
+    if relu:
+        np.maximum(y, np.float32(0), out=y)
     return y.reshape(xa.shape[:-1] + (n,))
