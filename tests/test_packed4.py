@@ -14,34 +14,94 @@ from lowbit import reference as ref
 
 
 def bound(x, w_deq, k, group, y_ref):
-    """The documented accuracy bound of lowbit.packed4."""
+    """The documented accuracy bound of lowbit.packed4 for act="float"."""
     mag = np.abs(x.astype(np.float64)) @ np.abs(w_deq.astype(np.float64)).T
-    return (k / group + 16) * 2.0**-23 * mag + 2.0**-24 * np.abs(y_ref) + 1e-30
+    return (group + -(-k // group) + 2) * 2.0**-24 * mag + 2.0**-24 * np.abs(y_ref) + 1e-30
+
+
+SHAPES = [(1, 1, 32, 32), (1, 7, 64, 64), (2, 9, 96, 32), (3, 17, 128, 64), (4, 33, 256, 128), (5, 16, 64, 32),
+          (8, 40, 512, 64), (16, 31, 192, 64), (17, 5, 64, 64), (1, 3, 4096, 64), (1, 70, 100, 64), (7, 20, 33, 32),
+          (9, 49, 200, 128), (1, 64, 1, 32)]
+
+
+def _case(rng, m, n, k):
+    w = (rng.standard_normal((n, k)) * rng.uniform(0.01, 1, (n, 1))).astype(np.float32)
+    x = (rng.standard_normal((m, k)) * 3).astype(np.float32)
+    return w, x, rng.standard_normal(n).astype(np.float32)
 
 
 @pytest.mark.parametrize("dtype", ["int4", "nf4"])
-@pytest.mark.parametrize("m,n,k,group", [(1, 1, 32, 32), (1, 7, 64, 64), (2, 9, 96, 32), (3, 17, 128, 64), (4, 33, 256, 128),
-                                         (5, 16, 64, 32), (8, 40, 512, 64), (16, 31, 192, 64), (17, 5, 64, 64), (1, 3, 4096, 64)])
-def test_linear_4bit_matches_reference(isa, dtype, m, n, k, group, rng):
-    w = (rng.standard_normal((n, k)) * rng.uniform(0.01, 1, (n, 1))).astype(np.float32)
-    x = (rng.standard_normal((m, k)) * 3).astype(np.float32)
-    b = rng.standard_normal(n).astype(np.float32)
+@pytest.mark.parametrize("m,n,k,group", SHAPES)
+def test_linear_4bit_float_matches_reference(isa, dtype, m, n, k, group, rng):
+    w, x, b = _case(rng, m, n, k)
     pw = lowbit.pack_weight(w, dtype=dtype, group_size=group)
-    y = lowbit.linear(x, pw, b)
+    y = lowbit.linear(x, pw, b, act="float")
     want = ref.linear_4bit(x, pw.int_repr(), pw.scale, dtype, group, b)
     assert y.shape == (m, n) and y.dtype == np.float32
     assert np.all(np.abs(y - want) <= bound(x, pw.dequantize(), k, group, want))
-    y0 = lowbit.linear(x, pw)
+    y0 = lowbit.linear(x, pw, act="float")
     assert np.all(np.abs(y0 - (want - b)) <= bound(x, pw.dequantize(), k, group, want - b))
+    # every ISA runs the same operation sequence: bit-identical to the scalar reference kernel
+    with lowbit.cpu.arch("scalar"):
+        np.testing.assert_array_equal(lowbit.linear(x, pw, b, act="float"), y)
+
+
+@pytest.mark.parametrize("m,n,k,group", SHAPES)
+def test_linear_4bit_int8_is_bit_exact(isa, m, n, k, group, rng):
+    w, x, b = _case(rng, m, n, k)
+    pw = lowbit.pack_weight(w, dtype="int4", group_size=group)
+    y = lowbit.linear(x, pw, b, act="int8")
+    np.testing.assert_array_equal(y, ref.linear_4bit_int8(x, pw.int_repr(), pw.scale, group, b))
+    # and within the activation-rounding bound of the exact product
+    xq, xs = ref.quantize_rows_s8_groups(x, group)
+    groups = xs.shape[1]
+    wabs = np.zeros((n, groups * group))
+    wabs[:, :k] = np.abs(pw.dequantize())
+    per_group = wabs.reshape(n, groups, group).sum(axis=2)  # (n, G)
+    exact = ref.linear_4bit(x, pw.int_repr(), pw.scale, "int4", group, b)
+    tol = (xs.astype(np.float64) / 2) @ per_group.T * (1 + 1e-5) + 1e-5 * (np.abs(exact) + np.abs(x) @ wabs[:, :k].T)
+    assert np.all(np.abs(y - exact) <= tol)
+
+
+def test_activation_quantization_edges(isa):
+    x = np.zeros((5, 70), np.float32)
+    x[0, :] = np.linspace(-3, 3, 70)
+    x[1, 3] = np.nan
+    x[2, 40] = -np.inf
+    x[3, :] = 1e-40  # denormal group
+    x[4, 64:] = 0.5  # only the partial last group is non-zero
+    w = np.random.default_rng(1).standard_normal((3, 70)).astype(np.float32)
+    pw = lowbit.pack_weight(w, dtype="int4", group_size=32)
+    y = lowbit.linear(x, pw, act="int8")
+    np.testing.assert_array_equal(y, ref.linear_4bit_int8(x, pw.int_repr(), pw.scale, 32))
+    assert np.isnan(y[1]).all() and np.isnan(y[2]).all() and not np.isnan(y[[0, 3, 4]]).any()
+    xq, xs = ref.quantize_rows_s8_groups(x, 32)
+    assert xq.shape == (5, 96) and np.abs(xq[0]).max() == 127 and np.isnan(xs[1, 0]) and xs[1, 1] == 0
+
+
+def test_act_modes_and_threshold(rng):
+    w, x, b = _case(rng, 40, 24, 128)
+    pi = lowbit.pack_weight(w, dtype="int4")
+    pn = lowbit.pack_weight(w, dtype="nf4")
+    rows = lowbit.packed4.FLOAT_ROWS
+    np.testing.assert_array_equal(lowbit.linear(x[:rows], pi, b), lowbit.linear(x[:rows], pi, b, act="float"))
+    np.testing.assert_array_equal(lowbit.linear(x, pi, b), lowbit.linear(x, pi, b, act="int8"))
+    np.testing.assert_array_equal(lowbit.linear(x, pn, b), lowbit.linear(x, pn, b, act="float"))
+    with pytest.raises(ValueError, match="act"):
+        lowbit.linear(x, pn, act="int8")
+    with pytest.raises(ValueError, match="act"):
+        lowbit.linear(x, pi, act="static")
 
 
 def test_bound_can_fail(rng):
-    """The check above is not vacuous: a wrong scale by one float32 ulp-scale factor is caught."""
+    """The checks above are not vacuous: a scale off by 0.1% is caught by both."""
     w = rng.standard_normal((8, 256)).astype(np.float32)
     x = rng.standard_normal((2, 256)).astype(np.float32)
     pw = lowbit.pack_weight(w, dtype="int4")
     want = ref.linear_4bit(x, pw.int_repr(), pw.scale * np.float32(1.001), "int4", 64)
-    assert not np.all(np.abs(lowbit.linear(x, pw) - want) <= bound(x, pw.dequantize(), 256, 64, want))
+    assert not np.all(np.abs(lowbit.linear(x, pw, act="float") - want) <= bound(x, pw.dequantize(), 256, 64, want))
+    want8 = ref.linear_4bit_int8(x, pw.int_repr(), pw.scale * np.float32(1.001), 64)
+    assert not np.array_equal(lowbit.linear(x, pw, act="int8"), want8)
 
 
 def test_quantization_matches_quantize(rng):
@@ -60,17 +120,43 @@ def test_quantization_matches_quantize(rng):
     assert "int4 group_size=32" in repr(pi)
 
 
-def test_layout_and_pickle(rng):
-    w = rng.standard_normal((3, 64)).astype(np.float32)
+def test_layout_storage_and_pickle(rng):
+    w = rng.standard_normal((19, 70)).astype(np.float32)
     pw = lowbit.pack_weight(w, dtype="int4", group_size=32)
-    codes = pw.int_repr().astype(np.uint8) & 15
-    # byte j of each 32-chunk: element j (low nibble), element j + 16 (high nibble)
-    np.testing.assert_array_equal(pw._packed[:, 3] & 15, codes[:, 3])
-    np.testing.assert_array_equal(pw._packed[:, 3] >> 4, codes[:, 19])
-    np.testing.assert_array_equal(pw._packed[:, 16 + 5] >> 4, codes[:, 32 + 21])
+    u = pw.int_repr().astype(np.int64) + 8
+    # panel layout (lowbit/linear4.hpp): panel p, octet o, byte 4c + j: k = 8o + j low, 8o + 4 + j high
+    assert pw._packed.shape == (2, 12, 64) and pw._scale_t.shape == (3, 32)
+    assert pw._packed[1, 2, 4 * 1 + 3] & 15 == u[17, 19] and pw._packed[1, 2, 4 * 1 + 3] >> 4 == u[17, 23]
+    assert pw._packed[0, 8, 4 * 15 + 0] >> 4 == u[15, 68]
+    assert np.all(pw._packed[1, :, 4 * 3:] == 0x88)  # padding columns hold the code of 0.0
+    assert pw.nbytes == 19 * 35 + 19 * 3 * 4
+    codes = pw.packed_codes()
+    assert codes.shape == (19, 35)
+    np.testing.assert_array_equal(codes[:, 5] & 15, pw.int_repr()[:, 10].astype(np.uint8) & 15)
+    back = lowbit.packed4.PackedWeight4.from_packed_codes(codes, pw.scale, shape=pw.shape, dtype="int4", group_size=32)
+    np.testing.assert_array_equal(back._packed, pw._packed)
+    np.testing.assert_array_equal(back.int_repr(), pw.int_repr())
+    pn = lowbit.pack_weight(w, dtype="nf4", group_size=64)
+    bn = lowbit.packed4.PackedWeight4.from_codes(pn.int_repr(), pn.scale, dtype="nf4", group_size=64)
+    np.testing.assert_array_equal(bn.dequantize(), pn.dequantize())
+    with pytest.raises(ValueError, match="codes"):
+        lowbit.packed4.PackedWeight4.from_codes(np.full((2, 32), 9), np.ones((2, 1)), dtype="int4", group_size=32)
+    with pytest.raises(ValueError, match="scale"):
+        lowbit.packed4.PackedWeight4.from_codes(np.zeros((2, 32), np.int8), np.ones((2, 2)), dtype="int4", group_size=32)
     p2 = pickle.loads(pickle.dumps(pw))
-    x = rng.standard_normal((1, 64)).astype(np.float32)
+    x = rng.standard_normal((1, 70)).astype(np.float32)
     np.testing.assert_array_equal(lowbit.linear(x, p2), lowbit.linear(x, pw))
+
+
+def test_partial_group_quantization(rng):
+    """K not a multiple of the group: the last group's scale comes from its own values only."""
+    w = rng.standard_normal((4, 80)).astype(np.float32)
+    w[:, 64:] *= 0.01
+    pw = lowbit.pack_weight(w, dtype="int4", group_size=64)
+    full = lowbit.pack_weight(np.concatenate([w, np.zeros((4, 48), np.float32)], axis=1), dtype="int4", group_size=64)
+    np.testing.assert_array_equal(pw.scale, full.scale)
+    np.testing.assert_array_equal(pw.int_repr(), full.int_repr()[:, :80])
+    assert np.abs(pw.dequantize()[:, 64:] - w[:, 64:]).max() <= pw.scale[:, 1].max() / 2 * 1.0001
 
 
 def test_shapes_relu_torch_and_extremes(rng):
@@ -91,21 +177,21 @@ def test_shapes_relu_torch_and_extremes(rng):
     np.testing.assert_array_equal(lowbit.linear(torch.from_numpy(x), pw), y)
 
 
-def test_best_kernel_ran(rng):
+@pytest.mark.parametrize("op,act", [("linear_f32_s4w_f32", "float"), ("linear_s8_s4w_f32", "int8"),
+                                    ("quantize_row_s8_groups", "int8")])
+def test_best_kernel_ran(rng, op, act):
     pw = lowbit.pack_weight(rng.standard_normal((4, 64)).astype(np.float32), dtype="int4")
-    isas = dict(_core.op_isas())["linear_f32_s4w_f32"]
+    isas = dict(_core.op_isas())[op]
     best = next(a for a in lowbit.cpu_info()["available"] if a in isas)
-    before = dict(dict(_core.kernel_calls())["linear_f32_s4w_f32"]).get(best, 0)
-    lowbit.linear(np.ones((1, 64), np.float32), pw)
-    assert dict(dict(_core.kernel_calls())["linear_f32_s4w_f32"]).get(best, 0) > before
+    before = dict(dict(_core.kernel_calls())[op]).get(best, 0)
+    lowbit.linear(np.ones((1, 64), np.float32), pw, act=act)
+    assert dict(dict(_core.kernel_calls())[op]).get(best, 0) > before
 
 
 def test_bad_inputs(rng):
     w = rng.standard_normal((4, 64)).astype(np.float32)
     with pytest.raises(ValueError, match="group_size"):
         lowbit.pack_weight(w, dtype="int4", group_size=48)
-    with pytest.raises(ValueError, match="group_size"):
-        lowbit.pack_weight(rng.standard_normal((4, 80)).astype(np.float32), dtype="nf4")
     with pytest.raises(ValueError, match="group_size"):
         lowbit.pack_weight(w, group_size=64)
     with pytest.raises(ValueError, match="scale"):
@@ -127,7 +213,16 @@ def test_bad_inputs(rng):
         lowbit.linear(np.ones((1, 64), np.float32), pw, out_scale=0.1)
     with pytest.raises(TypeError, match="x"):
         lowbit.linear(np.ones((1, 64), np.int32), pw)
+    x1 = np.ones((1, 64), np.float32)
     with pytest.raises(ValueError, match="scales"):
-        _core.linear_4bit(np.ones((1, 64), np.float32), pw._packed, np.ones((4, 2), np.float32), None, 64, "int4")
+        _core.linear_4bit(x1, pw._packed, np.ones((4, 2), np.float32), None, 4, 64, "int4", "float")
     with pytest.raises(ValueError, match="kind"):
-        _core.linear_4bit(np.ones((1, 64), np.float32), pw._packed, pw.scale, None, 64, "int3")
+        _core.linear_4bit(x1, pw._packed, pw._scale_t, None, 4, 64, "int3", "float")
+    with pytest.raises(ValueError, match="act"):
+        _core.linear_4bit(x1, pw._packed, pw._scale_t, None, 4, 64, "nf4", "int8")
+    with pytest.raises(ValueError, match="n"):
+        _core.linear_4bit(x1, pw._packed, pw._scale_t, None, 17, 64, "int4", "float")
+    with pytest.raises(ValueError, match="K"):
+        _core.linear_4bit(np.ones((1, 70), np.float32), pw._packed, pw._scale_t, None, 4, 64, "int4", "float")
+    with pytest.raises(TypeError, match="w"):
+        _core.linear_4bit(x1, pw._packed.reshape(-1, 64), pw._scale_t, None, 4, 64, "int4", "float")

@@ -1,5 +1,5 @@
-// Binding for the float32 x 4-bit-weight linear op: validate arrays and shapes, allocate the
-// result, release the GIL. No arithmetic here.
+// Binding for the 4-bit-weight linear op: validate arrays and shapes, allocate the result,
+// release the GIL. No arithmetic here.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
@@ -14,19 +14,24 @@ namespace bind {
 namespace {
 
 py::array linear_4bit_py(const py::array& x, const py::array& w, const py::array& scales, const py::object& bias,
-                         int64_t group, const std::string& kind) {
+                         int64_t n, int64_t group, const std::string& kind, const std::string& act) {
   if (kind != "int4" && kind != "nf4") value_error("kind: expected 'int4' or 'nf4', got '" + kind + "'");
+  if (act != "float" && act != "int8") value_error("act: expected 'float' or 'int8', got '" + act + "'");
+  if (act == "int8" && kind != "int4") value_error("act: 'int8' activations need int4 weights");
   if (!has_dtype<float>(x) || x.ndim() != 2) type_error("x: expected a 2-D float32 array, got " + dtype_str(x));
   require_contiguous(x, "x");
-  if (!has_dtype<uint8_t>(w) || w.ndim() != 2) type_error("w: expected 2-D uint8 packed weights, got " + dtype_str(w));
+  if (!has_dtype<uint8_t>(w) || w.ndim() != 3 || w.shape(2) != kL4BlockBytes)
+    type_error("w: expected packed 4-bit weights (panels, K / 8, 64) uint8");
   require_contiguous(w, "w");
   if (!has_dtype<float>(scales) || scales.ndim() != 2) type_error("scales: expected a 2-D float32 array");
   require_contiguous(scales, "scales");
-  const int64_t m = x.shape(0), k = x.shape(1), n = w.shape(0);
-  if (group <= 0 || group % 32 != 0 || k % group != 0)
-    value_error("group_size: must be a positive multiple of 32 that divides K = " + std::to_string(k));
-  if (w.shape(1) != k / 2) value_error("w: expected K / 2 packed bytes per row");
-  if (scales.shape(0) != n || scales.shape(1) != k / group) value_error("scales: expected shape (N, K / group_size)");
+  const int64_t m = x.shape(0), k = x.shape(1), panels = w.shape(0), kp = w.shape(1) * 8;
+  if (n < 0 || (n + kL4Panel - 1) / kL4Panel != panels) value_error("n: does not match the packed panels");
+  if (group <= 0 || group % 32 != 0 || kp % group != 0)
+    value_error("group_size: must be a positive multiple of 32 dividing the padded K");
+  if (k > kp || kp - k >= group) value_error("x: K does not match the packed weight");
+  if (scales.shape(0) != kp / group || scales.shape(1) != panels * kL4Panel)
+    value_error("scales: expected shape (K / group_size, padded N)");
   const float* b = nullptr;
   py::array bias_arr;
   if (!bias.is_none()) {
@@ -37,12 +42,23 @@ py::array linear_4bit_py(const py::array& x, const py::array& w, const py::array
     b = static_cast<const float*>(bias_arr.data());
   }
   py::array y(py::dtype::of<float>(), std::vector<int64_t>{m, n});
-  Linear4Args a{static_cast<const float*>(x.data()), m, k, k, static_cast<const uint8_t*>(w.data()),
-                static_cast<const float*>(scales.data()), b, group, static_cast<float*>(y.mutable_data()), n};
-  const bool nf4 = kind == "nf4";
+  Linear4Args a{};
+  a.m = m;
+  a.ldx = k;
+  a.w = static_cast<const uint8_t*>(w.data());
+  a.scales = static_cast<const float*>(scales.data());
+  a.bias = b;
+  a.n = n;
+  a.kp = kp;
+  a.group = group;
+  a.y = static_cast<float*>(y.mutable_data());
+  a.ldy = n;
+  const Linear4Kind kd = act == "int8" ? Linear4Kind::kInt4Int8 : kind == "nf4" ? Linear4Kind::kNf4Float
+                                                                                : Linear4Kind::kInt4Float;
+  const float* xp = static_cast<const float*>(x.data());
   {
     py::gil_scoped_release release;
-    if (m > 0 && n > 0) linear_f32_4bit(a, n, nf4);
+    if (m > 0 && n > 0) linear_4bit(a, xp, k, kd);
   }
   return y;
 }
@@ -50,8 +66,8 @@ py::array linear_4bit_py(const py::array& x, const py::array& w, const py::array
 }  // namespace
 
 void bind_linear4(py::module_& m) {
-  m.def("linear_4bit", &linear_4bit_py, py::arg("x"), py::arg("w"), py::arg("scales"), py::arg("bias"),
-        py::arg("group_size"), py::arg("kind"));
+  m.def("linear_4bit", &linear_4bit_py, py::arg("x"), py::arg("w"), py::arg("scales"), py::arg("bias"), py::arg("n"),
+        py::arg("group_size"), py::arg("kind"), py::arg("act"));
 }
 
 }  // namespace bind

@@ -1,14 +1,20 @@
-"""4-bit packed linear weights (int4 group-wise, NF4) and their float32-activation GEMV (issue 7).
+"""4-bit packed linear weights (int4 group-wise, NF4) and their fused linear kernels (issue 7).
 
 Public API layer: ``lowbit.pack_weight(w, dtype="int4" | "nf4", group_size=64)`` returns a
 :class:`PackedWeight4` that ``lowbit.linear`` accepts. The C++ kernels
 (``cpp/include/lowbit/linear4.hpp``) decode the 4-bit codes and apply the group scales in
 registers; no float32 copy of the weight is ever made. ``lowbit.reference.linear_4bit`` is the spec.
 
-Accuracy contract: with ``W = dequantize(w)`` (exactly representable: code level * float32 scale),
-every output satisfies ``|y - (x @ W.T + bias)| <= (K / group_size + 16) * 2**-23 * (|x| @ |W|.T)
-+ 2**-24 * |y|`` (float32 accumulation; the exact product is the float64 reference). Summation
-order differs between ISAs, so ISAs agree within this bound, not bit for bit.
+Accuracy contract. With ``W = dequantize(w)`` (exactly representable: code level * float32 scale)
+and ``y* = x @ W.T + bias`` exact:
+
+- ``act="float"``: ``|y - y*| <= (group_size + ceil(K / group_size) + 2) * 2**-24 * (|x| @ |W|.T)
+  + 2**-24 * |y*|`` (float32 fused multiply-adds in a fixed order: per column, the group's inputs
+  in order, then the groups in order). Every ISA runs the same sequence, so all give the same bits.
+- ``act="int8"`` (int4 only): activations are quantized per row and group to int8 (symmetric,
+  ``xscale = max|x| / 127``), the integer dot products are exact and the float32 epilogue runs in
+  a fixed order, so the result is bit-identical on every ISA to ``lowbit.reference.linear_4bit_int8``;
+  against ``y*`` it adds at most ``sum_g (xscale_g / 2) * sum_{k in g} |W[n, k]|`` per output.
 """
 
 from __future__ import annotations
@@ -24,46 +30,69 @@ from .quantize import choose_qparams, quantize
 __all__ = ["PackedWeight4", "pack_weight_4bit", "linear_4bit"]
 
 
-def _pack_layout(codes: np.ndarray) -> np.ndarray:
-    """Nibble codes (N, K) -> (N, K / 2) bytes: per chunk of 32, byte j = code[j] | code[j+16] << 4."""
-    n, k = codes.shape
-    c = (codes.astype(np.uint8) & 15).reshape(n, k // 32, 2, 16)
-    return np.ascontiguousarray((c[:, :, 0, :] | (c[:, :, 1, :] << 4)).reshape(n, k // 2))
+_PANEL = 16  # output columns per kernel panel
+_PAD_CODE = {"int4": 8, "nf4": 7}  # unsigned code of 0.0 (int4 stores q + 8; NF4 level 7 is 0.0)
 
 
-def _unpack_layout(packed: np.ndarray, k: int) -> np.ndarray:
-    n = packed.shape[0]
-    p = packed.reshape(n, k // 32, 1, 16)
-    return np.concatenate([p & 15, p >> 4], axis=2).reshape(n, k)
+def _pack_layout(u: np.ndarray, kp: int, pad: int) -> np.ndarray:
+    """Unsigned codes (N, K) -> the kernels' panel layout (ceil(N / 16), kp / 8, 64) uint8
+    (lowbit/linear4.hpp): per panel of 16 columns and k octet o, byte 4c + j holds column c at
+    k = 8o + j in its low nibble and k = 8o + 4 + j in its high nibble. Padding gets ``pad``."""
+    n, k = u.shape
+    panels = -(-n // _PANEL)
+    full = np.full((panels * _PANEL, kp), pad, np.uint8)
+    full[:n, :k] = u
+    f = full.reshape(panels, _PANEL, kp // 8, 2, 4)  # (p, c, o, h, j)
+    b = f[:, :, :, 0, :] | (f[:, :, :, 1, :] << 4)  # (p, c, o, j)
+    return np.ascontiguousarray(b.transpose(0, 2, 1, 3).reshape(panels, kp // 8, 4 * _PANEL))
+
+
+def _unpack_layout(packed: np.ndarray, n: int, k: int) -> np.ndarray:
+    panels, octs = packed.shape[:2]
+    b = packed.reshape(panels, octs, _PANEL, 4).transpose(0, 2, 1, 3)  # (p, c, o, j)
+    u = np.stack([b & 15, b >> 4], axis=3)  # (p, c, o, h, j): k = 8o + 4h + j
+    return u.reshape(panels * _PANEL, octs * 8)[:n, :k]
 
 
 class PackedWeight4:
     """A linear weight ``(N, K)`` stored as 4-bit codes plus one float32 scale per group of
-    ``group_size`` consecutive inputs of each output row.
+    ``group_size`` consecutive inputs of each output row (the last group of a row may be partial).
 
     ``dtype="int4"``: symmetric codes in [-8, 7], ``w = q * scale`` with PyTorch's symmetric
-    formula ``scale = max(absmax / 7.5, eps)`` (as torchao; the group's absmax itself lands on 7). ``dtype="nf4"``: bitsandbytes' NormalFloat levels
-    times the group absmax (identical to ``lowbit.quantize(w, dtype="nf4", block_size=group_size)``).
+    formula ``scale = max(absmax / 7.5, eps)`` (as torchao; the group's absmax itself lands on 7).
+    ``dtype="nf4"``: bitsandbytes' NormalFloat levels times the group absmax (identical to
+    ``lowbit.quantize(w, dtype="nf4", block_size=group_size)`` when K divides into groups).
 
     Attributes:
         shape: ``(N, K)``. dtype: "int4" or "nf4". group_size: inputs per scale.
-        scale: float32 ``(N, K / group_size)``.
+        scale: float32 ``(N, ceil(K / group_size))`` (a copy).
     """
 
-    __slots__ = ("shape", "dtype", "group_size", "scale", "_packed")
+    __slots__ = ("shape", "dtype", "group_size", "_packed", "_scale_t")
 
     def __init__(self, codes: np.ndarray, scale: np.ndarray, dtype: str, group_size: int):
         n, k = codes.shape
+        g = int(group_size)
+        groups = -(-k // g)
         self.shape = (int(n), int(k))
         self.dtype = dtype
-        self.group_size = int(group_size)
-        self.scale = np.ascontiguousarray(scale, np.float32).reshape(n, k // group_size)
-        self._packed = _pack_layout(codes)
+        self.group_size = g
+        u = codes.astype(np.int16) + 8 if dtype == "int4" else codes
+        self._packed = _pack_layout(u.astype(np.uint8), groups * g, _PAD_CODE[dtype])
+        # group-major (groups, padded N): the kernels load 16 columns' scales at once
+        self._scale_t = np.zeros((groups, self._packed.shape[0] * _PANEL), np.float32)
+        self._scale_t[:, :n] = np.asarray(scale, np.float32).reshape(n, groups).T
+
+    @property
+    def scale(self) -> np.ndarray:
+        return np.ascontiguousarray(self._scale_t[:, : self.shape[0]].T)
 
     @property
     def nbytes(self) -> int:
-        """Exact storage: K / 2 bytes per row plus the float32 group scales."""
-        return int(self._packed.nbytes + self.scale.nbytes)
+        """Exact storage: ceil(K / 2) bytes per row plus the float32 group scales (without the
+        kernels' padding to 16 columns and whole groups)."""
+        n, k = self.shape
+        return int(n * ((k + 1) // 2) + 4 * n * self._scale_t.shape[0])
 
     @property
     def bits_per_weight(self) -> float:
@@ -71,8 +100,8 @@ class PackedWeight4:
 
     def int_repr(self) -> np.ndarray:
         """The codes ``(N, K)``: int8 in [-8, 7] for int4, uint8 indices in [0, 15] for nf4."""
-        c = _unpack_layout(self._packed, self.shape[1])
-        return ((c.astype(np.int8) ^ 8) - 8).astype(np.int8) if self.dtype == "int4" else c
+        c = _unpack_layout(self._packed, *self.shape)
+        return (c.astype(np.int8) - 8).astype(np.int8) if self.dtype == "int4" else np.ascontiguousarray(c)
 
     def dequantize(self) -> np.ndarray:
         """float32 ``(N, K)`` weight the kernels compute with (a copy, for inspection and tests)."""
@@ -80,7 +109,7 @@ class PackedWeight4:
 
         c = self.int_repr()
         lv = NF4_LEVELS[c] if self.dtype == "nf4" else c.astype(np.float32)
-        return (lv * np.repeat(self.scale, self.group_size, axis=1)).astype(np.float32)
+        return (lv * np.repeat(self.scale, self.group_size, axis=1)[:, : self.shape[1]]).astype(np.float32)
 
     def __repr__(self) -> str:
         return (f"PackedWeight4(shape={self.shape}, {self.dtype} group_size={self.group_size}, "
@@ -143,7 +172,8 @@ def pack_weight_4bit(w: Any, *, dtype: str = "int4", group_size: int = 64) -> Pa
     Args:
         w: float array or CPU torch tensor ``(N, K)`` (``nn.Linear.weight`` layout), finite.
         dtype: "int4" (symmetric, per group) or "nf4" (absmax per group onto the NF4 levels).
-        group_size: inputs per scale; a positive multiple of 32 dividing K.
+        group_size: inputs per scale, a positive multiple of 32 (32, 64, 128 are usual); when it
+            does not divide K the last group of each row is shorter.
 
     Raises:
         ValueError: bad dtype, shape, group size or non-finite weights.
@@ -162,20 +192,23 @@ def pack_weight_4bit(w: Any, *, dtype: str = "int4", group_size: int = 64) -> Pa
     if a.ndim != 2:
         raise ValueError(f"w: expected a 2-D (N, K) weight, got shape {a.shape}")
     n, k = a.shape
-    if group_size <= 0 or group_size % 32 or k % group_size:
-        raise ValueError(f"group_size: must be a positive multiple of 32 that divides K = {k}, got {group_size}")
+    if group_size <= 0 or group_size % 32:
+        raise ValueError(f"group_size: must be a positive multiple of 32, got {group_size}")
     a = np.ascontiguousarray(a, np.float32)
     if not np.all(np.isfinite(a)):
         raise ValueError("w: weights must be finite (found NaN or inf)")
+    groups = -(-k // group_size)
     if a.size == 0:
-        return PackedWeight4(np.zeros((n, k), np.uint8), np.ones((n, k // group_size), np.float32), dtype, group_size)
+        return PackedWeight4(np.zeros((n, k), np.int8), np.ones((n, groups), np.float32), dtype, group_size)
+    if k % group_size:  # a partial last group: zeros change no absmax
+        a = np.concatenate([a, np.zeros((n, groups * group_size - k), np.float32)], axis=1)
     if dtype == "nf4":
         q = quantize(a, dtype="nf4", block_size=group_size)
-        return PackedWeight4(q.int_repr(), q.scale, "nf4", group_size)
-    m = np.abs(a).reshape(n, k // group_size, group_size).max(axis=2)
+        return PackedWeight4(q.int_repr()[:, :k], q.scale, "nf4", group_size)
+    m = np.abs(a).reshape(n, groups, group_size).max(axis=2)
     s, _ = choose_qparams(-m, m, dtype="int4", symmetric=True)
     q = quantize(a, s, 0, dtype="int4", group_size=group_size)
-    return PackedWeight4(q.int_repr(), s, "int4", group_size)
+    return PackedWeight4(q.int_repr()[:, :k], s, "int4", group_size)
 
 
 _ACTS = ("dynamic", "float", "int8")
@@ -186,8 +219,9 @@ FLOAT_ROWS = 16
 def linear_4bit(x: Any, w: PackedWeight4, bias: Any = None, *, act: str = "dynamic", relu: bool = False) -> np.ndarray:
     """``x @ dequantize(w).T + bias`` in float32 with the weight decoded in registers.
 
-    Tuned for few rows (M <= 16: GEMV / token decode, bound by reading the 4-bit weights); any M
-    works. Multithreaded over N, GIL released. Accuracy: see the module docstring.
+    Two kernels: float32 activations (GEMV / token decode, bound by reading the 4-bit weights),
+    and int8 activations on the int8 dot-product instructions (VNNI) for int4 weights and many
+    rows. Multithreaded over N, GIL released. Accuracy: see the module docstring.
 
     Args:
         x: float array ``(..., K)`` (float16/32/64 or a CPU torch tensor).
@@ -225,7 +259,9 @@ def linear_4bit(x: Any, w: PackedWeight4, bias: Any = None, *, act: str = "dynam
         b = np.ascontiguousarray(as_numpy(bias, "bias"), np.float32)
         if b.shape != (n,):
             raise ValueError(f"bias: expected shape ({n},), got {b.shape}")
-    y = _core.linear_4bit(x2, w._packed, w.scale, b, w.group_size, w.dtype)
+    if act == "dynamic":
+        act = "int8" if w.dtype == "int4" and x2.shape[0] > FLOAT_ROWS else "float"
+    y = _core.linear_4bit(x2, w._packed, w._scale_t, b, n, w.group_size, w.dtype, act)
     if relu:
         np.maximum(y, np.float32(0), out=y)
     return y.reshape(xa.shape[:-1] + (n,))

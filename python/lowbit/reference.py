@@ -369,9 +369,54 @@ def linear_4bit(x: np.ndarray, codes: np.ndarray, scale: np.ndarray, dtype: str,
     scale[n, k // group_size]``, level = the int4 value or ``NF4_LEVELS[code]``."""
     c = np.asarray(codes)
     lv = NF4_LEVELS[c.astype(np.int64)] if dtype == "nf4" else c.astype(np.float32)
-    w = lv.astype(np.float64) * np.repeat(np.asarray(scale, np.float64), group_size, axis=1)
+    k = c.shape[1]
+    w = lv.astype(np.float64) * np.repeat(np.asarray(scale, np.float64), group_size, axis=1)[:, :k]
     y = np.asarray(x, np.float64) @ w.T
     return y if bias is None else y + np.asarray(bias, np.float64)
 
 
-__all__ += ["linear_4bit"]
+def quantize_rows_s8_groups(x: np.ndarray, group_size: int):
+    """Activation quantization of the int8 path of 4-bit linears: each row's groups of
+    ``group_size`` inputs (the last one zero-padded) symmetric to int8. Returns ``(xq (M, Kp)
+    int8, xscale (M, G) float32)``: ``amax = max |x|``, ``xq = clamp(rint(x * min(127 / amax,
+    FLT_MAX)), -127, 127)``, ``xscale = amax / 127``; a zero group gives zeros, a group with a
+    non-finite value zeros and a NaN scale."""
+    x = np.asarray(x, np.float32)
+    m, k = x.shape
+    groups = -(-k // group_size)
+    xp = np.zeros((m, groups * group_size), np.float32)
+    xp[:, :k] = x
+    xg = xp.reshape(m, groups, group_size)
+    finite = np.all(np.isfinite(xg), axis=2)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        amax = np.max(np.where(np.isfinite(xg), np.abs(xg), 0), axis=2).astype(np.float32)
+        inv = np.minimum(np.float32(127) / amax, np.float32(np.finfo(np.float32).max)).astype(np.float32)
+        inv = np.where(finite & (amax > 0), inv, np.float32(0)).astype(np.float32)
+        q = np.clip(np.rint(np.where(np.isfinite(xg), xg, 0) * inv[:, :, None]), -127, 127).astype(np.int8)
+        xscale = np.where(finite, amax / np.float32(127), np.float32(np.nan)).astype(np.float32)
+    return q.reshape(m, -1), xscale
+
+
+def linear_4bit_int8(x: np.ndarray, codes: np.ndarray, scale: np.ndarray, group_size: int, bias=None) -> np.ndarray:
+    """Bit-exact float32 spec of ``lowbit.linear(x, w, act="int8")`` for int4 weights: per group
+    ``d = sum(q_w * xq)`` in int64 (exact), then ``acc += (float32(d) * scale) * xscale`` in
+    float32 in group order, then ``+ bias``."""
+    xq, xs = quantize_rows_s8_groups(x, group_size)
+    c = np.asarray(codes, np.int64)
+    n, k = c.shape
+    groups = xs.shape[1]
+    cp = np.zeros((n, groups * group_size), np.int64)
+    cp[:, :k] = c
+    d = np.einsum("mgk,ngk->mng", xq.reshape(-1, groups, group_size).astype(np.int64),
+                  cp.reshape(n, groups, group_size))
+    acc = np.zeros(d.shape[:2], np.float32)
+    sc = np.asarray(scale, np.float32)
+    with np.errstate(invalid="ignore", over="ignore"):
+        for g in range(groups):
+            acc = (acc + (d[:, :, g].astype(np.float32) * sc[None, :, g]) * xs[:, g : g + 1]).astype(np.float32)
+        if bias is not None:
+            acc = (acc + np.asarray(bias, np.float32)).astype(np.float32)
+    return acc
+
+
+__all__ += ["linear_4bit", "quantize_rows_s8_groups", "linear_4bit_int8"]

@@ -1,38 +1,60 @@
-// lowbit/linear4.hpp: float32 activations x 4-bit weights (int4 group-wise symmetric, or NF4),
-// y = x @ dequant(W).T + bias, for small M (GEMV / decode). Public C++ API.
+// lowbit/linear4.hpp: y = x @ dequant(W).T + bias with 4-bit weights (int4 group-wise symmetric,
+// or NF4), decoded in registers; no float32 copy of W is ever written. Public C++ API.
 //
-// Packed weight layout (lowbit.pack_weight(w, dtype="int4"|"nf4")): row n of W (N, K) is K / 2
-// bytes; K is cut into chunks of 32 and byte j of a chunk holds element j in its low nibble and
-// element j + 16 in its high nibble (so a 16-byte load unpacks to two runs of 16 consecutive k
-// without shuffles). Codes: int4 two's complement in [-8, 7]; NF4 an index into kNf4Levels.
-// scales: (N, K / group) float32, group a multiple of 32 dividing K.
-// Numerics: per group t = sum_k x[k] * level(code[k]) in float32, then acc += t * scale, then
-// + bias; summation order differs between ISAs, so results agree with the exact product to within
-// float32 accumulation error (bound documented in python/lowbit/packed4.py), not bit for bit.
-// Weights are decoded in registers only; no float32 copy of W is ever written.
+// Packed layout (lowbit.pack_weight(w, dtype="int4"|"nf4")), shared by both activation paths:
+// N is padded to np (a multiple of 16) and K to kp (a multiple of the group, itself a multiple of
+// 32). Codes are unsigned nibbles u in [0, 15]: int4 stores q + 8 (level u - 8), NF4 the index
+// into kNf4Levels; padding holds the code of 0.0. Panel p (columns 16p .. 16p + 15) is kp / 8
+// blocks of 64 bytes, one per k octet o (k = 8o .. 8o + 7); byte 4c + j of a block holds column
+// 16p + c at k = 8o + j in its low nibble and k = 8o + 4 + j in its high nibble. One 64-byte load
+// is thus 16 columns x 8 k: the low nibbles are the VNNI operand of k = 8o..8o+3 (4 bytes per
+// column), the high nibbles that of 8o+4..8o+7, and (code >> (8j + 4h)) & 15 per 32-bit lane is
+// the code of k = 8o + 4h + j for the float path. scales: (kp / group, np) float32, group-major.
+//
+// Float path (act "float"): per column, t_g = fma chain over the group's k in increasing order of
+// x[k] * level(code), then acc = fma(t_g, scale_g, acc) over groups in order, then + bias. Every
+// ISA runs exactly this sequence, so all agree bit for bit with the scalar reference.
+// Int8 path (act "int8", int4 only): each row's group g of x is quantized symmetrically,
+// amax = max |x|, xq = clamp(nearbyint(x * min(127 / amax, FLT_MAX)), -127, 127), xscale =
+// amax / 127 (amax = 0: xq = 0, xscale = 0; a non-finite value in the group: xq = 0, xscale = NaN,
+// so the row's outputs are NaN); then d = sum_k u * xq - 8 * sum_k xq (exact int32) and
+// acc += (float(d) * scale_g) * xscale_g in float32, in group order, then + bias: bit-identical
+// across ISAs and to the NumPy reference.
 #pragma once
 
 #include <cstdint>
 
 namespace lowbit {
 
+constexpr int64_t kL4Panel = 16;        // columns per panel
+constexpr int64_t kL4BlockBytes = 64;   // bytes per (panel, k octet)
+
 struct Linear4Args {
-  const float* x;       // (m, k) row-major, row stride ldx
-  int64_t m, k, ldx;
-  const uint8_t* w;     // (n, k / 2) packed as above
-  const float* scales;  // (n, k / group)
-  const float* bias;    // (n,) or nullptr
-  int64_t group;
-  float* y;             // (m, n) row-major, row stride ldy
+  const float* x;        // float path: (m, kp) rows with stride ldx, zero beyond k
+  const int8_t* xq;      // int8 path: (m, kp) quantized rows, stride kp
+  const float* xscale;   // int8 path: (m, kp / group)
+  const int32_t* xsum8;  // int8 path: (m, kp / group), 8 * sum of the group's xq
+  int64_t m, ldx;
+  const uint8_t* w;      // panel layout above
+  const float* scales;   // (kp / group, np)
+  const float* bias;     // (n,) or nullptr
+  int64_t n, kp, group;
+  float* y;              // (m, n) row-major, row stride ldy
   int64_t ldy;
 };
 
 namespace kernels {
-// Computes output columns [n0, n1) of y for all m rows.
-using Linear4Fn = void (*)(const Linear4Args& a, int64_t n0, int64_t n1);
+// Computes the output columns of panels [p0, p1) for all m rows.
+using Linear4Fn = void (*)(const Linear4Args& a, int64_t p0, int64_t p1);
+// Quantizes one row x[0, k) (zero up to kp) per group as the int8 path above describes.
+using Quant4RowFn = void (*)(const float* x, int64_t k, int64_t kp, int64_t group, int8_t* xq, float* xscale,
+                             int32_t* xsum8);
 }  // namespace kernels
 
-// Ops: split N over threads. `nf4` selects the code table.
-void linear_f32_4bit(const Linear4Args& a, int64_t n, bool nf4);
+enum class Linear4Kind { kInt4Float, kNf4Float, kInt4Int8 };
+
+// Ops: pads / quantizes the activations, splits the panels over threads. x is (m, k) with row
+// stride ldx; the args' activation fields are filled here.
+void linear_4bit(Linear4Args a, const float* x, int64_t k, Linear4Kind kind);
 
 }  // namespace lowbit

@@ -1,15 +1,53 @@
-// 4-bit-weight linear op (ops layer): split the output columns over threads, call the kernel.
+// 4-bit-weight linear op (ops layer): pad or quantize the activations, split the output panels
+// over threads, call the kernel.
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
 #include "dispatch/linear4.hpp"
 #include "lowbit/linear4.hpp"
 #include "lowbit/parallel.hpp"
 
 namespace lowbit {
 
-void linear_f32_4bit(const Linear4Args& a, int64_t n, bool nf4) {
-  auto fn = nf4 ? dispatch::linear_f32_nf4w_f32.get() : dispatch::linear_f32_s4w_f32.get();
-  // ~64 KiB of packed weights per task at K = 4096: enough work to hide the wake-up.
-  const int64_t grain = a.k > 0 ? (int64_t{1} << 17) / a.k + 1 : n;
-  parallel_range(n, grain, 1, [&](int64_t b, int64_t e) { fn(a, b, e); });
+void linear_4bit(Linear4Args a, const float* x, int64_t k, Linear4Kind kind) {
+  const int64_t panels = (a.n + kL4Panel - 1) / kL4Panel, groups = a.kp / a.group;
+  std::vector<float> xpad;
+  std::vector<int8_t> xq;
+  std::vector<float> xscale;
+  std::vector<int32_t> xsum8;
+  kernels::Linear4Fn fn;
+  if (kind == Linear4Kind::kInt4Int8) {
+    xq.resize(static_cast<size_t>(a.m * a.kp));
+    xscale.resize(static_cast<size_t>(a.m * groups));
+    xsum8.resize(static_cast<size_t>(a.m * groups));
+    auto quant = dispatch::quantize_row_s8_groups.get();
+    const int64_t ldx = a.ldx;
+    parallel_range(a.m, std::max<int64_t>(1, 65536 / (a.kp + 1)), 1, [&](int64_t b, int64_t e) {
+      for (int64_t r = b; r < e; ++r)
+        quant(x + r * ldx, k, a.kp, a.group, xq.data() + r * a.kp, xscale.data() + r * groups,
+              xsum8.data() + r * groups);
+    });
+    a.xq = xq.data();
+    a.xscale = xscale.data();
+    a.xsum8 = xsum8.data();
+    fn = dispatch::linear_s8_s4w_f32.get();
+  } else {
+    if (k != a.kp) {  // the float kernels read whole groups: give them zero-padded rows
+      xpad.assign(static_cast<size_t>(a.m * a.kp), 0.0f);
+      for (int64_t r = 0; r < a.m; ++r) std::memcpy(xpad.data() + r * a.kp, x + r * a.ldx, sizeof(float) * k);
+      a.x = xpad.data();
+      a.ldx = a.kp;
+    } else {
+      a.x = x;
+    }
+    fn = kind == Linear4Kind::kNf4Float ? dispatch::linear_f32_nf4w_f32.get() : dispatch::linear_f32_s4w_f32.get();
+  }
+  // ~128 KiB of packed weights per task (8 * kp bytes per panel), fewer panels when many rows
+  // make each one expensive; multiples of 4 panels keep the GEMV tiles whole.
+  const int64_t per_panel = 8 * a.kp * std::max<int64_t>(1, a.m / 4);
+  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 17) / std::max<int64_t>(1, per_panel));
+  parallel_range(panels, grain, 4, [&](int64_t b, int64_t e) { fn(a, b, e); });
 }
 
 }  // namespace lowbit

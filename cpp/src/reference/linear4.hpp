@@ -3,20 +3,29 @@
 
 #include "lowbit/linear4.hpp"
 
-#define LOWBIT_DECLARE_LINEAR4_KERNELS                                   \
-  void linear_f32_s4w_f32(const Linear4Args& a, int64_t n0, int64_t n1); \
-  void linear_f32_nf4w_f32(const Linear4Args& a, int64_t n0, int64_t n1);
+#define LOWBIT_DECLARE_LINEAR4_FLOAT_KERNELS                             \
+  void linear_f32_s4w_f32(const Linear4Args& a, int64_t p0, int64_t p1); \
+  void linear_f32_nf4w_f32(const Linear4Args& a, int64_t p0, int64_t p1); \
+  void quantize_row_s8_groups(const float* x, int64_t k, int64_t kp, int64_t group, int8_t* xq, float* xscale, \
+                              int32_t* xsum8);
+#define LOWBIT_DECLARE_LINEAR4_INT8_KERNELS \
+  void linear_s8_s4w_f32(const Linear4Args& a, int64_t p0, int64_t p1);
 
 namespace lowbit {
 namespace ref {
-LOWBIT_DECLARE_LINEAR4_KERNELS
-}
+LOWBIT_DECLARE_LINEAR4_FLOAT_KERNELS
+LOWBIT_DECLARE_LINEAR4_INT8_KERNELS
+}  // namespace ref
 namespace kernels {
 namespace avx2 {
-LOWBIT_DECLARE_LINEAR4_KERNELS
-}
+LOWBIT_DECLARE_LINEAR4_FLOAT_KERNELS
+LOWBIT_DECLARE_LINEAR4_INT8_KERNELS
+}  // namespace avx2
 namespace avx512 {
-LOWBIT_DECLARE_LINEAR4_KERNELS
+LOWBIT_DECLARE_LINEAR4_FLOAT_KERNELS
+}
+namespace avx512vnni {
+LOWBIT_DECLARE_LINEAR4_INT8_KERNELS
 }
 }  // namespace kernels
 }  // namespace lowbit

@@ -1,5 +1,7 @@
-// AVX2 (+FMA) float32 x 4-bit-weight GEMV kernels: the shared source for xsimd::avx2.
+// AVX2 (+FMA) 4-bit-weight linear kernels: float activations (permute decode) and int8
+// activations (vpmaddubsw), from the shared source.
 #include "kernels/linear4_impl.hpp"
 #include "reference/linear4.hpp"
 
-LOWBIT_DEFINE_LINEAR4_KERNELS(avx2, xsimd::avx2)
+LOWBIT_DEFINE_LINEAR4_FLOAT_KERNELS(avx2, Avx2Float)
+LOWBIT_DEFINE_LINEAR4_INT8_KERNELS(avx2, Avx2Int8)

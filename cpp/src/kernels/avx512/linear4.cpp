@@ -1,5 +1,5 @@
-// AVX-512 float32 x 4-bit-weight GEMV kernels: the shared source for xsimd::avx512bw.
+// AVX-512 float-activation 4-bit-weight linear kernels (vpermps decode), from the shared source.
 #include "kernels/linear4_impl.hpp"
 #include "reference/linear4.hpp"
 
-LOWBIT_DEFINE_LINEAR4_KERNELS(avx512, xsimd::avx512bw)
+LOWBIT_DEFINE_LINEAR4_FLOAT_KERNELS(avx512, Avx512Float)
