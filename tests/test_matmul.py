@@ -228,7 +228,8 @@ def test_pack_weight_bad_input(rng):
 
 # ----------------------------------------------------------------------------- linear
 
-LINEAR_SHAPES = [(1, 1, 1), (1, 64, 48), (2, 17, 3), (7, 57, 9), (16, 31, 33), (17, 65, 64), (40, 96, 50), (3, 4099, 20)]
+LINEAR_SHAPES = [(1, 1, 1), (1, 64, 48), (2, 17, 3), (7, 57, 9), (16, 31, 33), (17, 65, 64), (40, 96, 50), (3, 4099, 20),
+                 (300, 9, 16), (70, 27, 40)]
 LINEAR_MODES = [
     dict(),
     dict(relu=True),
@@ -281,14 +282,15 @@ def test_linear_batched_and_per_tensor_weight(isa, rng):
     np.testing.assert_array_equal(lowbit.linear(x[0, 0, 0], pw), ref_linear(x[0, 0, 0], pw, None))
 
 
-def test_linear_non_finite_activations(isa, rng):
-    x = rng.standard_normal((4, 33)).astype(np.float32)
+@pytest.mark.parametrize("k", [9, 33])  # short rows take the batched activation path
+def test_linear_non_finite_activations(isa, rng, k):
+    x = rng.standard_normal((4, k)).astype(np.float32)
     x[0, 3] = np.nan
     x[1, 5] = np.inf
     x[2, 7] = -np.inf
     x[3, :] = np.nan
     x_copy = x.copy()
-    pw = lowbit.pack_weight(rng.standard_normal((10, 33)).astype(np.float32))
+    pw = lowbit.pack_weight(rng.standard_normal((10, k)).astype(np.float32))
     for act in ("dynamic", "dynamic_per_tensor"):
         np.testing.assert_array_equal(lowbit.linear(x, pw, act=act), ref_linear(x, pw, None, act=act))
     huge = np.array([[3e38, -3e38, 1.0]], np.float32)

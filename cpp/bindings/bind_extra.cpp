@@ -11,6 +11,7 @@ void bind_observers(py::module_& m);
 void bind_metrics(py::module_& m);
 void bind_formats(py::module_& m);
 void bind_linear4(py::module_& m);
+void bind_conv(py::module_& m);
 
 void bind_extra(py::module_& m) {
   bind_matmul(m);
@@ -18,6 +19,7 @@ void bind_extra(py::module_& m) {
   bind_metrics(m);
   bind_formats(m);
   bind_linear4(m);
+  bind_conv(m);
 }
 }  // namespace bind
 }  // namespace lowbit

@@ -9,6 +9,7 @@
 #include <emmintrin.h>
 #endif
 #include <functional>
+#include <memory>
 #include <vector>
 
 #include "dispatch/matmul.hpp"
@@ -25,7 +26,8 @@ constexpr int64_t kAChunkBytes = 128 << 10;  // packed activation rows per task 
 constexpr int64_t kBChunkBytes = 256 << 10;  // packed weight panels per task stay in L2
 constexpr int64_t kMinTaskMacs = 1 << 18;    // below this a task is not worth a thread
 constexpr int64_t kRowGrainElems = 1 << 14;  // activation packing: elements per task, at least
-constexpr int64_t kPanelUnit = 6;            // panel chunks: multiples of 3 (VNNI) and 2 (AMX)
+constexpr int64_t kPanelUnit = 6;
+constexpr int64_t kSmallK = 32;              // shorter activation rows are quantized in batches            // panel chunks: multiples of 3 (VNNI) and 2 (AMX)
 
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
@@ -223,7 +225,7 @@ void linear_packed(const float* x, int64_t m, int64_t k, const int8_t* packed, c
   if (m == 0 || n == 0) return;
   const int64_t kg = k_groups(k);
   const int64_t lda = packed_act_stride(k);
-  std::vector<uint8_t> ap(static_cast<size_t>(m * lda));
+  std::unique_ptr<uint8_t[]> ap(new uint8_t[static_cast<size_t>(m * lda)]);  // every byte written
   std::vector<int32_t> row_offset(static_cast<size_t>(m));
   std::vector<float> row_scale(static_cast<size_t>(m));
   float t_scale = p.act_scale;
@@ -238,26 +240,61 @@ void linear_packed(const float* x, int64_t m, int64_t k, const int8_t* packed, c
   }
   auto qu8 = dispatch::quantize_f32_u8.get();
   auto range = dispatch::finite_range_f32.get();
-  for_rows(m, k, [&](int64_t r0, int64_t r1) {
-    for (int64_t i = r0; i < r1; ++i) {
-      float s = t_scale;
-      int32_t z = t_zp;
-      if (p.act == ActMode::kDynamicRow) {
-        float lo, hi;
-        range(x + i * k, k, &lo, &hi);
-        dynamic_params(lo, hi, &s, &z);
+  uint8_t* const a_base = ap.get();
+  if (k < kSmallK) {
+    // Short rows (early convolutions): per-row kernel calls would be all tail. Parameters are
+    // spread per element and the whole chunk of rows is quantized by one vector call.
+    std::unique_ptr<float[]> inv_e(new float[static_cast<size_t>(m * k)]);  // every element written
+    std::unique_ptr<int32_t[]> zp_e(new int32_t[static_cast<size_t>(m * k)]);
+    std::unique_ptr<uint8_t[]> q(new uint8_t[static_cast<size_t>(m * k)]);
+    for_rows(m, k, [&, k, lda](int64_t r0, int64_t r1) {
+      for (int64_t i = r0; i < r1; ++i) {
+        const float* xi = x + i * k;
+        float s = t_scale;
+        int32_t z = t_zp;
+        if (p.act == ActMode::kDynamicRow) {
+          float lo = 0.0f, hi = 0.0f;
+          for (int64_t t = 0; t < k; ++t) detail::finite_range_one(xi[t], &lo, &hi);
+          dynamic_params(lo, hi, &s, &z);
+        }
+        const float inv = 1.0f / s;
+        std::fill_n(inv_e.get() + i * k, k, inv);
+        std::fill_n(zp_e.get() + i * k, k, z);
+        row_scale[i] = s;
+        row_offset[i] = z;
       }
-      const float inv = 1.0f / s;
-      const AffineRow ar{&s, &inv, &z, false, 0, 255};
-      uint8_t* dst = ap.data() + i * lda;
-      qu8(x + i * k, k, ar, Rounding{}, dst);
-      for (int64_t t = k; t < lda; ++t) dst[t] = 0;
-      row_scale[i] = s;
-      row_offset[i] = z;
-    }
-  });
+      // quantize reads inv_scale and zero_point only
+      const AffineRow ar{nullptr, inv_e.get() + r0 * k, zp_e.get() + r0 * k, true, 0, 255};
+      qu8(x + r0 * k, (r1 - r0) * k, ar, Rounding{}, q.get() + r0 * k);
+      for (int64_t i = r0; i < r1; ++i) {  // a few bytes per row: plain loops beat library calls
+        const uint8_t* src = q.get() + i * k;
+        uint8_t* dst = a_base + i * lda;
+        for (int64_t t = 0; t < k; ++t) dst[t] = src[t];
+        for (int64_t t = k; t < lda; ++t) dst[t] = 0;
+      }
+    });
+  } else {
+    for_rows(m, k, [&](int64_t r0, int64_t r1) {
+      for (int64_t i = r0; i < r1; ++i) {
+        float s = t_scale;
+        int32_t z = t_zp;
+        if (p.act == ActMode::kDynamicRow) {
+          float lo, hi;
+          range(x + i * k, k, &lo, &hi);
+          dynamic_params(lo, hi, &s, &z);
+        }
+        const float inv = 1.0f / s;
+        const AffineRow ar{&s, &inv, &z, false, 0, 255};
+        uint8_t* dst = a_base + i * lda;
+        qu8(x + i * k, k, ar, Rounding{}, dst);
+        std::memset(dst + k, 0, static_cast<size_t>(lda - k));
+        row_scale[i] = s;
+        row_offset[i] = z;
+      }
+    });
+  }
   GemmArgs g;
-  g.a = ap.data();
+  g.a = ap.get();
   g.lda = lda;
   g.m = m;
   g.k_groups = kg;

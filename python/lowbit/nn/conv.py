@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import _core
 from ..config import QuantConfig
 from ._common import check_input
 from .linear import _QuantBase
@@ -162,6 +163,31 @@ class QuantConv2d(_QuantBase):
         xh = xf.permute(
             0, 2, 3, 1
         )  # NHWC view: free when x is channels-last (a QuantConv2d output)
+        if (
+            xh.device.type == "cpu"
+            and self.padding_mode == "zeros"
+            and not torch.compiler.is_compiling()
+        ):  # eager CPU: lowbit's im2col reads any strides and pads on the fly
+            cols = torch.from_numpy(
+                _core.im2col(xh.detach().numpy(), kh, kw, sh, sw, ph, pw, dh, dw)
+            )
+        else:
+            cols = self._torch_im2col(xh, xf, ho, wo)
+        cols = cols.reshape(n, ho * wo, kh * kw * c)
+        y = self._matmul(cols.contiguous())
+        y = y.reshape(n, ho, wo, self.out_channels).permute(0, 3, 1, 2)
+        if unbatched:
+            y = y.squeeze(0)
+        return y if y.dtype == x.dtype else y.to(x.dtype)
+
+    def _torch_im2col(
+        self, xh: torch.Tensor, xf: torch.Tensor, ho: int, wo: int
+    ) -> torch.Tensor:
+        """Patches (n, ho, wo, kh, kw, c) with torch ops (traceable; any device and padding mode)."""
+        n, c = xf.shape[0], xf.shape[1]
+        ph, pw = self.padding
+        kh, kw = self.kernel_size
+        (sh, sw), (dh, dw) = self.stride, self.dilation
         if ph or pw:
             if self.padding_mode == "zeros":
                 xh = F.pad(xh, (0, 0, pw, pw, ph, ph))
@@ -169,18 +195,11 @@ class QuantConv2d(_QuantBase):
                 xh = F.pad(xf, (pw, pw, ph, ph), mode=self.padding_mode).permute(0, 2, 3, 1)
         xh = xh.contiguous()
         if (kh, kw) == (1, 1):
-            cols = xh[:, ::sh, ::sw, :]
-        else:
-            s_n, s_h, s_w, s_c = xh.stride()
-            cols = xh.as_strided(
-                (n, ho, wo, kh, kw, c), (s_n, s_h * sh, s_w * sw, s_h * dh, s_w * dw, s_c)
-            )
-        cols = cols.reshape(n, ho * wo, kh * kw * c)
-        y = self._matmul(cols.contiguous())
-        y = y.reshape(n, ho, wo, self.out_channels).permute(0, 3, 1, 2)
-        if unbatched:
-            y = y.squeeze(0)
-        return y if y.dtype == x.dtype else y.to(x.dtype)
+            return xh[:, ::sh, ::sw, :]
+        s_n, s_h, s_w, s_c = xh.stride()
+        return xh.as_strided(
+            (n, ho, wo, kh, kw, c), (s_n, s_h * sh, s_w * sw, s_h * dh, s_w * dw, s_c)
+        )
 
     def dequantized_weight(self) -> torch.Tensor:
         """The float32 weight the kernels effectively use, in nn.Conv2d's (out, in, kh, kw) layout."""

@@ -1,0 +1,22 @@
+// lowbit/im2col.hpp: patches of a strided (N, H, W, C) float32 tensor for convolution as a
+// matmul. Public C++ API (ops layer; data movement only, no kernel table).
+#pragma once
+
+#include <cstdint>
+
+namespace lowbit {
+
+struct Im2colArgs {
+  const float* x;
+  int64_t n, h, w, c;              // logical NHWC shape
+  int64_t sn, sh, sw, sc;          // strides in elements (any layout: NCHW, channels-last, views)
+  int64_t kh, kw, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w;
+  int64_t ho, wo;                  // output spatial size (validated by the caller)
+};
+
+// out: (n * ho * wo, kh * kw * c) row-major; row (b, oy, ox) holds, for each (i, j) in
+// kernel order, the c channels of x[b, oy * stride_h - pad_h + i * dil_h, ox * stride_w - pad_w +
+// j * dil_w, :], zeros outside the image. Multithreaded over rows.
+void im2col_nhwc(const Im2colArgs& a, float* out);
+
+}  // namespace lowbit
