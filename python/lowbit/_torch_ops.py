@@ -361,6 +361,9 @@ def _(x, w_q, w_scale, w_zp, bias, act_scale, act_zp, act, act_dtype):
 # weight dequantization (every stored weight format)
 
 
+_NF4_LEVELS = torch.from_numpy(NF4_LEVELS.copy())
+
+
 def _expand_groups(s: torch.Tensor, group_size: int, k: int) -> torch.Tensor:
     """Per-group parameters (N, G) -> (N, K) (the last group may be shorter)."""
     return s.repeat_interleave(group_size, dim=1)[:, :k]
@@ -396,7 +399,7 @@ def dequantize_weight_reference(
         z = torch.zeros((), device=dev) if zero_point is None else zero_point.to(torch.float32)
         return (q.to(torch.float32) - _per_row(z, n, k, group_size)) * _per_row(s, n, k, group_size)
     if dtype == "nf4":
-        levels = torch.as_tensor(NF4_LEVELS, device=dev)
+        levels = _NF4_LEVELS.to(dev)
         codes = unpack_nibbles(data, k, signed=False).to(torch.int64)
         return levels[codes] * _expand_groups(s, group_size, k)
     if dtype == "log2":
