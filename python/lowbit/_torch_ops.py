@@ -447,6 +447,8 @@ def dequantize_weight_impl(
     if n == 0 or k == 0:
         return torch.zeros(shape, dtype=torch.float32)
     if dtype in ("fp16", "bf16"):
+        if data.dtype != (torch.float16 if dtype == "fp16" else torch.bfloat16):  # e.g. after module.half()
+            return data.to(torch.float32).reshape(shape)
         d = to_numpy(data if dtype == "fp16" else data.view(torch.int16))
         d = d if dtype == "fp16" else d.view(np.uint16)
         return torch.from_numpy(FormatQTensor(d, 1.0, 0, dtype, shape, code_bits=16).dequantize())

@@ -189,7 +189,8 @@ class _QuantBase(nn.Module):
         """(..., in_flat) float32 -> (..., out) float32."""
         kernel = self.kernel
         if kernel == "float":
-            return F.linear(x, self._weight_matrix().to(x.device), self.bias)
+            b = None if self.bias is None else self.bias.to(x.dtype)
+            return F.linear(x, self._weight_matrix().to(device=x.device, dtype=x.dtype), b)
         if kernel == "4bit":
             act = self._act_4bit
             if act == "int8":
