@@ -8,30 +8,52 @@ Ops (namespace ``lowbit``):
     for x, LSQ for a learnable scale.
   - ``lowbit::quant_linear(x, w_q, w_scale, w_zp, bias, act_scale, act_zp, act, act_dtype) -> Tensor``:
     int8 linear (lowbit.linear) on CPU; elsewhere a torch reference, bit-identical to the kernel.
+    ``w_q`` is int8 (N, K) or, for per-channel int4 layers, uint8 (N, ceil(K / 2)) packed codes.
+  - ``lowbit::linear_4bit(x, w_packed, w_scale, bias, dtype, group_size, act) -> Tensor``: group-wise
+    int4 / nf4 weights through the fused 4-bit kernel (lowbit.linear on a PackedWeight4) on CPU;
+    elsewhere dequantize + a float matmul. Autograd: the gradient of x is ``g @ W``.
+  - ``lowbit::dequantize_weight(data, scale, zero_point, dtype, n, k, group_size, bits) -> Tensor``:
+    the float32 (N, K) weight of any stored weight format, with lowbit's dequantize kernels on CPU
+    and a bit-identical torch reference elsewhere.
+
+Stored 4-bit codes (``weight_packed``) are row-major (N, ceil(K / 2)) uint8, code 2i in the low
+nibble of byte i and code 2i + 1 in the high nibble (int4 as two's complement nibbles): the layout
+of :meth:`lowbit.PackedWeight4.packed_codes` and of 4-bit QTensor data.
 """
 
 from __future__ import annotations
 
 import threading
 import weakref
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
 
 import lowbit
 
-from .quantize import qrange
+from .formats import NF4_LEVELS, FormatQTensor
+from .packed4 import PackedWeight4
+from .quantize import QTensor, qrange
 
 __all__ = [
+    "dequantize_weight",
+    "dequantize_weight_impl",
+    "dequantize_weight_reference",
     "fake_quantize",
     "fake_quantize_impl",
     "fake_quantize_reference",
+    "linear_4bit",
+    "linear_4bit_impl",
+    "linear_4bit_reference",
+    "pack_nibbles",
     "packed_weight",
+    "packed_weight_4bit",
     "quant_linear",
     "quant_linear_impl",
     "quant_linear_reference",
     "to_numpy",
+    "unpack_nibbles",
 ]
 
 _ACT_MODES = ("dynamic", "dynamic_per_tensor", "static")
@@ -140,47 +162,93 @@ fake_quantize.register_autograd(_fq_backward, setup_context=_fq_setup_context)
 # --------------------------------------------------------------------------------------------
 # int8 linear
 
-# Packed weights keyed by the int8 weight tensor: (data_ptr, shape, scale ptr) -> entry. An entry
-# is valid while the tensor it was packed from is alive and unmodified (same _version), so a
-# freed-and-reused address can never hit a stale entry.
+# Packed weights keyed by the stored weight tensors (address, shape, strides): an entry is valid
+# while every tensor it was built from is alive and unmodified (same _version), so a
+# freed-and-reused address can never hit a stale entry, and load_state_dict (an in-place copy)
+# rebuilds it.
 _PACK_LOCK = threading.Lock()
-_PACKED: dict[tuple, tuple[Any, int, Any]] = {}
+_PACKED: dict[tuple, tuple[tuple, tuple, Any]] = {}
 
 
-def _pack_key(w_q: torch.Tensor, w_scale: torch.Tensor, w_zp: torch.Tensor) -> tuple:
-    return (
-        w_q.data_ptr(),
-        tuple(w_q.shape),
-        tuple(w_q.stride()),
-        w_scale.data_ptr(),
-        w_zp.data_ptr(),
-    )
-
-
-def packed_weight(w_q: torch.Tensor, w_scale: torch.Tensor, w_zp: torch.Tensor) -> Any:
-    """The :class:`lowbit.PackedWeight` of an int8 (N, K) weight with per-output-channel scales and
-    zero points, packed once and cached until ``w_q`` is freed or modified in place."""
-    key = _pack_key(w_q, w_scale, w_zp)
-    version = (w_q._version, w_scale._version, w_zp._version)
+def _cached(kind: str, tensors: tuple[torch.Tensor, ...], build: Callable[[], Any]) -> Any:
+    key = (kind,) + tuple((t.data_ptr(), tuple(t.shape), tuple(t.stride())) for t in tensors)
+    version = tuple(t._version for t in tensors)
     with _PACK_LOCK:
         hit = _PACKED.get(key)
-    if hit is not None and hit[0]() is not None and hit[1] == version:
+    if hit is not None and all(r() is not None for r in hit[0]) and hit[1] == version:
         return hit[2]
-    packed = lowbit.pack_weight(
-        to_numpy(w_q),
-        scale=to_numpy(w_scale.to(torch.float32)),
-        zero_point=to_numpy(w_zp.to(torch.int32)),
-    )
+    value = build()
 
     def _drop(_ref: Any, key: tuple = key) -> None:
         with _PACK_LOCK:
             entry = _PACKED.get(key)
-            if entry is not None and entry[0] is _ref:
+            if entry is not None and any(r is _ref for r in entry[0]):
                 del _PACKED[key]
 
+    refs = tuple(weakref.ref(t, _drop) for t in tensors)
     with _PACK_LOCK:
-        _PACKED[key] = (weakref.ref(w_q, _drop), version, packed)
-    return packed
+        _PACKED[key] = (refs, version, value)
+    return value
+
+
+def pack_nibbles(q: torch.Tensor) -> torch.Tensor:
+    """4-bit values (N, K) (int4 in [-8, 7] or uint4 in [0, 15], any integer dtype) -> uint8
+    (N, ceil(K / 2)), two per byte, low nibble first; the pad nibble of an odd K is 0."""
+    c = (q.to(torch.int16) & 15).to(torch.uint8)
+    if c.shape[-1] % 2:
+        c = torch.cat([c, c.new_zeros((*c.shape[:-1], 1))], dim=-1)
+    return (c[..., 0::2] | (c[..., 1::2] << 4)).contiguous()
+
+
+def unpack_nibbles(p: torch.Tensor, k: int, signed: bool) -> torch.Tensor:
+    """Inverse of :func:`pack_nibbles`: (N, ceil(K / 2)) uint8 -> (N, K) int8 in [-8, 7] (signed)
+    or uint8 in [0, 15]."""
+    c = torch.stack([p & 15, p >> 4], dim=-1).reshape(*p.shape[:-1], 2 * p.shape[-1])[..., :k]
+    if signed:
+        return (c.to(torch.int8) ^ 8) - 8
+    return c.contiguous()
+
+
+def packed_weight(
+    w_q: torch.Tensor, w_scale: torch.Tensor, w_zp: torch.Tensor, k: Optional[int] = None
+) -> Any:
+    """The :class:`lowbit.PackedWeight` of an int8 (N, K) weight (or a uint8 (N, ceil(K / 2))
+    packed int4 one, then ``k`` is required) with per-output-channel scales and zero points,
+    packed once and cached until one of the tensors is freed or modified in place."""
+
+    def build() -> Any:
+        q = w_q if w_q.dtype != torch.uint8 else unpack_nibbles(w_q, int(k), signed=True)
+        return lowbit.pack_weight(
+            to_numpy(q),
+            scale=to_numpy(w_scale.to(torch.float32)),
+            zero_point=to_numpy(w_zp.to(torch.int32)),
+        )
+
+    if w_q.dtype == torch.uint8 and k is None:
+        raise ValueError("k: required for packed 4-bit weights")
+    return _cached("int8", (w_q, w_scale, w_zp), build)
+
+
+def packed_weight_4bit(
+    w_packed: torch.Tensor, w_scale: torch.Tensor, dtype: str, group_size: int, k: int
+) -> PackedWeight4:
+    """The :class:`lowbit.PackedWeight4` of stored codes (N, ceil(K / 2)) and group scales
+    (N, ceil(K / group_size)), built once and cached like :func:`packed_weight`.
+
+    Raises:
+        ValueError: the 4-bit kernels cannot take this shape (lowbit.packed4 says why).
+    """
+    return _cached(
+        f"4bit:{dtype}:{group_size}:{k}",
+        (w_packed, w_scale),
+        lambda: PackedWeight4.from_packed_codes(
+            to_numpy(w_packed),
+            to_numpy(w_scale.to(torch.float32)),
+            shape=(w_packed.shape[0], k),
+            dtype=dtype,
+            group_size=group_size,
+        ),
+    )
 
 
 def _act_qparams_per_row(x: torch.Tensor, dtype: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -224,6 +292,8 @@ def quant_linear_reference(
     qmin, qmax = qrange("uint8" if act != "static" else act_dtype)
     q = torch.clamp(torch.round(xf * torch.reciprocal(s)) + z, qmin, qmax)
     q = torch.where(torch.isnan(xf), z.expand_as(q) if z.dim() else z, q)
+    if w_q.dtype == torch.uint8:
+        w_q = unpack_nibbles(w_q, x.shape[-1], signed=True)
     wq = w_q.to(torch.float64) - w_zp.to(torch.float64)[:, None]
     acc = ((q.to(torch.float64) - z.to(torch.float64)) @ wq.T).to(torch.int64).to(torch.float32)
     y = acc * (s * w_scale.to(torch.float32))
@@ -245,14 +315,15 @@ def quant_linear_impl(
 ) -> torch.Tensor:
     """``y = x @ dequant(w_q).T + bias`` with ``x`` quantized on the fly (float32 (..., K) ->
     float32 (..., N)); on CPU it runs :func:`lowbit.linear` on a cached packed weight, elsewhere
-    :func:`quant_linear_reference`."""
+    :func:`quant_linear_reference`. ``w_q``: int8 (N, K), or uint8 (N, ceil(K / 2)) packed int4
+    values (see the module docstring)."""
     if act not in _ACT_MODES:
         raise ValueError(f"act: expected one of {_ACT_MODES}, got {act!r}")
     if x.device.type != "cpu":
         return quant_linear_reference(
             x, w_q, w_scale, w_zp, bias, act_scale, act_zp, act, act_dtype
         )
-    packed = packed_weight(w_q, w_scale, w_zp)
+    packed = packed_weight(w_q, w_scale, w_zp, x.shape[-1])
     kwargs: dict[str, Any] = {}
     if act == "static":
         kwargs = {
@@ -284,3 +355,225 @@ def quant_linear(
 @quant_linear.register_fake
 def _(x, w_q, w_scale, w_zp, bias, act_scale, act_zp, act, act_dtype):
     return x.new_empty((*x.shape[:-1], w_q.shape[0]), dtype=torch.float32)
+
+
+# --------------------------------------------------------------------------------------------
+# weight dequantization (every stored weight format)
+
+
+_NF4_LEVELS = torch.from_numpy(NF4_LEVELS.copy())
+
+
+def _expand_groups(s: torch.Tensor, group_size: int, k: int) -> torch.Tensor:
+    """Per-group parameters (N, G) -> (N, K) (the last group may be shorter)."""
+    return s.repeat_interleave(group_size, dim=1)[:, :k]
+
+
+def _per_row(s: torch.Tensor, n: int, k: int, group_size: int) -> torch.Tensor:
+    """Scales / zero points of any granularity, broadcastable against (N, K)."""
+    if s.dim() == 0:
+        return s
+    if s.dim() == 2 and group_size:
+        return _expand_groups(s, group_size, k)
+    return s.reshape(n, 1)
+
+
+def dequantize_weight_reference(
+    data: torch.Tensor,
+    scale: Optional[torch.Tensor],
+    zero_point: Optional[torch.Tensor],
+    dtype: str,
+    n: int,
+    k: int,
+    group_size: int,
+    bits: int,
+) -> torch.Tensor:
+    """:func:`dequantize_weight_impl` in torch ops (any device), bit-identical to lowbit's kernels:
+    every format is ``level * scale`` (or ``(q - zero_point) * scale``) with one float32 product."""
+    dev = data.device
+    if dtype in ("fp16", "bf16"):
+        return data.to(torch.float32).reshape(n, k)
+    s = scale.to(torch.float32)
+    if dtype in ("int8", "int4", "uint4"):
+        q = data if dtype == "int8" else unpack_nibbles(data, k, signed=dtype == "int4")
+        z = torch.zeros((), device=dev) if zero_point is None else zero_point.to(torch.float32)
+        return (q.to(torch.float32) - _per_row(z, n, k, group_size)) * _per_row(s, n, k, group_size)
+    if dtype == "nf4":
+        levels = _NF4_LEVELS.to(dev)
+        codes = unpack_nibbles(data, k, signed=False).to(torch.int64)
+        return levels[codes] * _expand_groups(s, group_size, k)
+    if dtype == "log2":
+        c = unpack_nibbles(data, k, signed=False) if bits == 4 else data.reshape(n, k)
+        c = c.to(torch.int32)
+        sign_bit, top = 1 << (bits - 1), (1 << (bits - 1)) - 1
+        m = c & (sign_bit - 1)
+        # 2 ** (m - top) built from its float32 bits (exact; m - top >= -126 keeps it normal)
+        mag = ((m - top + 127) << 23).view(torch.float32)
+        mag = torch.where(m > 0, mag, torch.zeros((), device=dev))
+        sign = torch.where((c & sign_bit) != 0, -1.0, 1.0).to(torch.float32)
+        sign = torch.where(m > 0, sign, torch.zeros((), device=dev))
+        return sign * mag * _per_row(s, n, k, 0)
+    flat = data.reshape(-1)
+    if dtype == "ternary":
+        c = torch.stack([(flat >> sh) & 3 for sh in (0, 2, 4, 6)], dim=-1).reshape(-1)[: n * k]
+        v = torch.where(c == 2, -1, c.to(torch.int32))
+    elif dtype == "binary":
+        c = torch.stack([(flat >> sh) & 1 for sh in range(8)], dim=-1).reshape(-1)[: n * k]
+        v = 1 - 2 * c.to(torch.int32)
+    else:
+        raise ValueError(f"dtype: unknown weight format {dtype!r}")
+    return v.to(torch.float32).reshape(n, k) * _per_row(s, n, k, 0)
+
+
+def dequantize_weight_impl(
+    data: torch.Tensor,
+    scale: Optional[torch.Tensor],
+    zero_point: Optional[torch.Tensor],
+    dtype: str,
+    n: int,
+    k: int,
+    group_size: int,
+    bits: int,
+) -> torch.Tensor:
+    """The float32 (N, K) weight stored as ``data`` (see lowbit.nn's buffers): int8 (N, K) or
+    packed 4-bit int4/uint4 codes with per-channel (N,) or per-group (N, G) ``scale`` /
+    ``zero_point`` (None: 0); nf4 packed codes with (N, G) absmax scales; fp16 / bf16 (N, K);
+    log2 codes (packed when ``bits`` is 4) and ternary / binary codes (four / eight per byte over
+    the flattened weight) with a per-channel (N,) or per-tensor () ``scale``. ``group_size`` is 0
+    without groups. CPU: lowbit's dequantize kernels; elsewhere :func:`dequantize_weight_reference`."""
+    if data.device.type != "cpu":
+        return dequantize_weight_reference(data, scale, zero_point, dtype, n, k, group_size, bits)
+    shape = (int(n), int(k))
+    if n == 0 or k == 0:
+        return torch.zeros(shape, dtype=torch.float32)
+    if dtype in ("fp16", "bf16"):
+        if data.dtype != (torch.float16 if dtype == "fp16" else torch.bfloat16):  # e.g. after module.half()
+            return data.to(torch.float32).reshape(shape)
+        d = to_numpy(data if dtype == "fp16" else data.view(torch.int16))
+        d = d if dtype == "fp16" else d.view(np.uint16)
+        return torch.from_numpy(FormatQTensor(d, 1.0, 0, dtype, shape, code_bits=16).dequantize())
+    s = to_numpy(scale.to(torch.float32))
+    if dtype in ("int8", "int4", "uint4"):
+        z = np.zeros(s.shape, np.int32) if zero_point is None else to_numpy(zero_point.to(torch.int32))
+        d = to_numpy(data)
+        d = d.view(np.int8) if dtype == "int4" else d
+        if group_size:
+            q = QTensor(d, s, z, dtype, shape, group_size=int(group_size))
+        else:
+            q = QTensor(d, s.reshape(n), z.reshape(n), dtype, shape, axis=0)
+        return torch.from_numpy(lowbit.dequantize(q))
+    if dtype == "nf4":
+        if k % 2 == 0 and k % group_size == 0:  # row groups are the kernel's flat blocks
+            q = FormatQTensor(to_numpy(data).reshape(-1), s.reshape(-1), 0, "nf4", shape,
+                              block_size=int(group_size), code_bits=4)
+            return torch.from_numpy(q.dequantize())
+        return dequantize_weight_reference(data, scale, zero_point, dtype, n, k, group_size, bits)
+    axis = 0 if s.ndim == 1 else None
+    param: Any = s if axis == 0 else float(s)
+    code_bits = {"log2": bits, "ternary": 2, "binary": 1}.get(dtype)
+    if code_bits is None:
+        raise ValueError(f"dtype: unknown weight format {dtype!r}")
+    q = FormatQTensor(to_numpy(data), param, 0, dtype, shape, axis=axis, code_bits=code_bits)
+    return torch.from_numpy(q.dequantize())
+
+
+@torch.library.custom_op("lowbit::dequantize_weight", mutates_args=())
+def dequantize_weight(
+    data: torch.Tensor,
+    scale: Optional[torch.Tensor],
+    zero_point: Optional[torch.Tensor],
+    dtype: str,
+    n: int,
+    k: int,
+    group_size: int,
+    bits: int,
+) -> torch.Tensor:
+    """The op form of :func:`dequantize_weight_impl` (traceable by torch.compile / torch.export)."""
+    return dequantize_weight_impl(data, scale, zero_point, dtype, n, k, group_size, bits)
+
+
+@dequantize_weight.register_fake
+def _(data, scale, zero_point, dtype, n, k, group_size, bits):
+    return data.new_empty((n, k), dtype=torch.float32)
+
+
+# --------------------------------------------------------------------------------------------
+# 4-bit linear (group-wise int4, nf4)
+
+_ACT_4BIT = ("float", "int8")
+
+
+def linear_4bit_reference(
+    x: torch.Tensor,
+    w_packed: torch.Tensor,
+    w_scale: torch.Tensor,
+    bias: Optional[torch.Tensor],
+    dtype: str,
+    group_size: int,
+    act: str,
+) -> torch.Tensor:
+    """``x @ W.T + bias`` with the dequantized weight, in torch ops (any device). Activations
+    stay float32 for both ``act`` modes (the kernel's int8 activation rounding is not emulated)."""
+    k = x.shape[-1]
+    w = dequantize_weight_reference(w_packed, w_scale, None, dtype, w_packed.shape[0], k, group_size, 4)
+    b = None if bias is None else bias.to(torch.float32)
+    return torch.nn.functional.linear(x.to(torch.float32), w, b)
+
+
+def linear_4bit_impl(
+    x: torch.Tensor,
+    w_packed: torch.Tensor,
+    w_scale: torch.Tensor,
+    bias: Optional[torch.Tensor],
+    dtype: str,
+    group_size: int,
+    act: str,
+) -> torch.Tensor:
+    """``y = x @ W.T + bias`` (float32 (..., K) -> float32 (..., N)) for stored 4-bit codes
+    ``w_packed`` (N, ceil(K / 2)) with group scales ``w_scale`` (N, G): on CPU
+    :func:`lowbit.linear` on a cached :class:`lowbit.PackedWeight4` with ``act`` "float" (float32
+    activations) or "int8" (int8 per row, int4 only); elsewhere :func:`linear_4bit_reference`."""
+    if act not in _ACT_4BIT:
+        raise ValueError(f"act: expected one of {_ACT_4BIT}, got {act!r}")
+    if x.device.type != "cpu":
+        return linear_4bit_reference(x, w_packed, w_scale, bias, dtype, group_size, act)
+    packed = packed_weight_4bit(w_packed, w_scale, dtype, group_size, x.shape[-1])
+    b = None if bias is None else to_numpy(bias.to(torch.float32))
+    return torch.from_numpy(lowbit.linear(to_numpy(x.to(torch.float32)), packed, b, act=act))
+
+
+@torch.library.custom_op("lowbit::linear_4bit", mutates_args=())
+def linear_4bit(
+    x: torch.Tensor,
+    w_packed: torch.Tensor,
+    w_scale: torch.Tensor,
+    bias: Optional[torch.Tensor],
+    dtype: str,
+    group_size: int,
+    act: str,
+) -> torch.Tensor:
+    """The op form of :func:`linear_4bit_impl` (traceable by torch.compile / torch.export), with
+    autograd for ``x``: ``grad_x = g @ W`` (the int8 activation rounding passes gradients
+    straight through)."""
+    return linear_4bit_impl(x, w_packed, w_scale, bias, dtype, group_size, act)
+
+
+@linear_4bit.register_fake
+def _(x, w_packed, w_scale, bias, dtype, group_size, act):
+    return x.new_empty((*x.shape[:-1], w_packed.shape[0]), dtype=torch.float32)
+
+
+def _l4_setup_context(ctx: Any, inputs: tuple, output: torch.Tensor) -> None:
+    x, w_packed, w_scale, bias, dtype, group_size, act = inputs
+    ctx.save_for_backward(w_packed, w_scale)
+    ctx.dtype, ctx.group_size, ctx.k, ctx.x_dtype = dtype, group_size, x.shape[-1], x.dtype
+
+
+def _l4_backward(ctx: Any, g: torch.Tensor) -> tuple:
+    w_packed, w_scale = ctx.saved_tensors
+    w = dequantize_weight(w_packed, w_scale, None, ctx.dtype, w_packed.shape[0], ctx.k, ctx.group_size, 4)
+    gx = (g.to(torch.float32) @ w).to(ctx.x_dtype) if ctx.needs_input_grad[0] else None
+    return gx, None, None, None, None, None, None
+
+
+linear_4bit.register_autograd(_l4_backward, setup_context=_l4_setup_context)

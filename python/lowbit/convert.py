@@ -220,14 +220,16 @@ def quantize_model(
     inplace: bool = False,
     progress: bool = True,
 ) -> nn.Module:
-    """Replaces ``nn.Linear`` / ``nn.Conv2d`` (groups=1) layers with lowbit's int8 modules.
+    """Replaces ``nn.Linear`` / ``nn.Conv2d`` (groups=1) layers with lowbit's quantized modules.
 
-    ``config.activation`` picks the mode: "dynamic" (activations quantized per row at run time),
+    ``config.weight`` picks the weight format (int8, int4 per channel or in groups, uint4, nf4,
+    fp16, bf16, log2, ternary, binary; see :class:`lowbit.QuantConfig`) and
+    ``config.activation`` the mode: "dynamic" (activations quantized per row at run time),
     "static" (per-tensor activation parameters from observers on each layer's input while
     ``calib_data`` runs through the model in eval mode under ``lowbit.calibrate``), or None
     (weight-only). Layers left in float (excluded, grouped convolutions, other layer types, static
-    layers never reached by the calibration data) are recorded with the reason:
-    see :func:`summary`.
+    layers never reached by the calibration data, shapes the 4-bit kernel cannot run) are
+    recorded with the reason: see :func:`summary`.
 
     Args:
         model: a float model. Never modified unless ``inplace=True``.
@@ -251,6 +253,10 @@ def quantize_model(
         >>> q = lowbit.quantize_model(m)
         >>> type(q[0]).__name__, q(torch.ones(1, 8)).shape
         ('QuantLinear', torch.Size([1, 2]))
+        >>> m4 = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 2))
+        >>> q4 = lowbit.quantize_model(m4, lowbit.QuantConfig(weight="nf4"))
+        >>> [row["action"] for row in lowbit.summary(q4).rows][0]
+        'nf4 weights block 64, weight-only, 4-bit kernel'
     """
     model = _check_model(model)
     config = as_config(config)
@@ -344,6 +350,9 @@ def prepare_qat(
             and cfg.activation not in ("static", "dynamic", "dynamic_per_tensor")
         ):
             why = f"activation={cfg.activation!r} has no QAT form"
+        if why is None and (cfg.weight not in ("int8", "int4") or cfg.group_size is not None):
+            fmt = cfg.weight + (f" with group_size={cfg.group_size}" if cfg.group_size else "")
+            why = f"weight={fmt} has no QAT form (fake quantization covers per-channel int8/int4)"
         if why is not None:
             reasons[name] = why
             continue
@@ -482,7 +491,10 @@ def _action(m: nn.Module) -> str:
             "static": f"static {m.activation_dtype} act",
             None: "weight-only",
         }[m.activation]
-        return f"{m.weight_dtype} weights {m.granularity}, {act}"
+        kernel = {"4bit": ", 4-bit kernel", "int8": "", "float": ""}[m.kernel]
+        if m.kernel == "float" and m.weight_dtype not in ("int8", "int4"):
+            kernel = ", dequantized per call"
+        return f"{m.layout.describe()}, {act}{kernel}"
     if isinstance(m, (QATLinear, QATConv2d)):
         c = m.config
         return f"QAT: fake-quant {c.weight} weights" + (
@@ -493,7 +505,9 @@ def _action(m: nn.Module) -> str:
 
 def summary(model: nn.Module) -> Summary:
     """A table of the model's layers with weights: what lowbit did (or why the layer stayed float)
-    and the bytes of its parameters before and after.
+    and the bytes of its parameters before and after. Quantized layers count their tensors as
+    stored (4-bit codes at half a byte, ternary at a quarter, ...; scales included), the same
+    bytes as :func:`lowbit.metrics.model_nbytes` and the files of :func:`lowbit.save`.
 
     Example:
         >>> import torch

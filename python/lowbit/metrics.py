@@ -186,9 +186,9 @@ def top1_agreement(reference_logits: Any, test_logits: Any, *, axis: int = -1) -
 
 def model_nbytes(model: Any) -> int:
     """Storage bytes of a model's weights: every parameter and buffer of a ``torch.nn.Module``
-    (shared tensors counted once), with the 4-bit weights of lowbit's quantized layers counted at
-    half a byte each (their packed size); also accepts a NumPy array, a :class:`lowbit.QTensor`
-    (its packed size) or a dict / list of those.
+    (shared tensors counted once; lowbit's quantized layers store their weights compactly, e.g.
+    4-bit codes two per byte, so this is their real size); also accepts a NumPy array, a
+    :class:`lowbit.QTensor` (its packed size) or a dict / list of those.
 
     Example:
         >>> lowbit.metrics.model_nbytes({"w": np.zeros((4, 4), np.float32)})
@@ -200,14 +200,12 @@ def model_nbytes(model: Any) -> int:
         seen: set[int] = set()
         total = 0
         for m in model.modules():
-            four_bit = getattr(m, "weight_dtype", None) == "int4" and hasattr(m, "weight_int8")
-            tensors = list(m.named_parameters(recurse=False)) + list(m.named_buffers(recurse=False))
-            for name, t in tensors:
+            tensors = list(m.parameters(recurse=False)) + list(m.buffers(recurse=False))
+            for t in tensors:
                 if t is None or id(t) in seen:
                     continue
                 seen.add(id(t))
-                n = t.numel() * t.element_size()
-                total += (t.numel() + 1) // 2 if (four_bit and name == "weight_int8") else n
+                total += t.numel() * t.element_size()
         return total
     if isinstance(model, dict):
         return sum(model_nbytes(v) for v in model.values())

@@ -134,7 +134,7 @@ def _prepare(model: nn.Module, data: Any, config: Any, weights: Sequence[str], p
     config = as_config(config)
     quantized = {}
     for w in weights:
-        cfg = replace(config, weight=w, per_layer={})
+        cfg = replace(config.with_weight(w), per_layer={})
         calib = batches if cfg.activation == "static" else None
         quantized[w] = quantize_model(model, cfg, calib_data=calib, progress=False)
     layers = None
@@ -230,7 +230,9 @@ class MixedPrecisionResult(NamedTuple):
     choice: dict
 
 
-_BITS = {"int4": 4, "int8": 8, None: 32}
+# Bits per weight code of each candidate; the upgrade ladder goes from the fewest to the most.
+_BITS = {"binary": 1, "ternary": 2, "log2": 4, "uint4": 4, "nf4": 4, "int4": 4, "int8": 8, "fp16": 16,
+         "bf16": 16, None: 32}
 
 
 def auto_mixed_precision(
@@ -260,7 +262,11 @@ def auto_mixed_precision(
         model: the float model (not modified).
         data: a batch or list of batches: evaluation data (and calibration data for static
             activations).
-        candidates: weight dtypes per layer, "int4", "int8" and None (float).
+        candidates: weight formats per layer: any :class:`lowbit.QuantConfig` weight ("int4",
+            "int8", "nf4", "fp16", ...) and None (float). Each candidate is ``config`` with that
+            weight (:meth:`lowbit.QuantConfig.with_weight`: e.g. ``config``'s ``group_size``
+            applies to int4/uint4/nf4 candidates). The upgrade ladder orders them by bits per
+            weight (ties in the order given).
         eval_fn: ``eval_fn(model) -> float``, higher is better (e.g. accuracy in %). Default: the
             output cosine similarity to the float model on ``data``, in percent.
         max_drop: largest allowed ``eval(float) - eval(quantized)``, in eval_fn's units.
@@ -289,11 +295,11 @@ def auto_mixed_precision(
     cands = list(dict.fromkeys(candidates))
     bad = [c for c in cands if c not in _BITS]
     if bad or not cands:
-        raise ValueError(f"candidates: expected a non-empty subset of ('int4', 'int8', None), got {tuple(candidates)}")
+        raise ValueError(f"candidates: expected a non-empty subset of {tuple(_BITS)}, got {tuple(candidates)}")
     ladder = sorted(cands, key=lambda c: _BITS[c])
     weights = [c for c in ladder if c is not None]
     if not weights:
-        raise ValueError("candidates: include at least one quantized dtype ('int4' or 'int8')")
+        raise ValueError("candidates: include at least one quantized dtype (e.g. 'int4' or 'int8')")
     batches, cfg, quantized, layers = _prepare(model, data, config, weights, progress)
     metric: Metric = eval_fn if eval_fn is not None else "cosine"
 
@@ -351,9 +357,10 @@ def auto_mixed_precision(
             m.training = t
 
     choice = {n: ladder[level[n]] for n in layers}
-    per_layer = {n: {"weight": c} for n, c in choice.items() if c is not None}
+    # Each layer gets exactly the config its candidate was measured with.
+    per_layer = {n: replace(cfg.with_weight(c), per_layer={}, exclude=()) for n, c in choice.items() if c is not None}
     excluded = tuple(sorted(set(cfg.exclude) | {n for n, c in choice.items() if c is None}))
-    out_cfg = replace(cfg, weight=weights[-1], per_layer=per_layer, exclude=excluded)
+    out_cfg = replace(cfg.with_weight(weights[-1]), per_layer=per_layer, exclude=excluded)
     final = quantize_model(model, out_cfg, calib_data=batches if cfg.activation == "static" else None,
                            progress=False)
     report = compare(model, final, batches, eval_fn=eval_fn, progress=False, timing=timing,

@@ -65,6 +65,11 @@ class LayerReport:
     float and the quantized layer (the layer's own error); ``accumulated_sqnr`` compares the
     layer's output inside the fully quantized model with the float model's (error so far).
     Latencies are the best of a few runs on the first batch's real input shape.
+
+    ``weight`` is the layer's weight format ("int8", "int4", "nf4", "fp16", ...), ``bits`` the bits
+    per stored weight code (scales not included), ``granularity`` "per_channel", "per_tensor",
+    "per_group" / "per_block" (with ``group_size``) or "elementwise" (fp16/bf16); ``bytes_after``
+    counts the weights as stored (4-bit codes at half a byte).
     """
 
     name: str
@@ -82,6 +87,8 @@ class LayerReport:
     latency_float_s: float
     latency_quant_s: float
     input_shape: tuple = ()
+    weight: str = ""
+    group_size: int | None = None
 
     @property
     def speedup(self) -> float:
@@ -93,7 +100,9 @@ class LayerReport:
         return self.bytes_before / self.bytes_after if self.bytes_after else math.nan
 
     def __repr__(self) -> str:
-        return (f"LayerReport({self.name!r}, {self.type} int{self.bits} {self.granularity} {_act(self.activation)}: "
+        fmt = self.weight or f"int{self.bits}"
+        return (f"LayerReport({self.name!r}, {self.type} {fmt} {_gran(self.granularity, self.group_size)} "
+                f"{_act(self.activation)}: "
                 f"out SQNR {_db(self.output_sqnr)}, weight SQNR {_db(self.weight_sqnr)}, "
                 f"{self.compression:.2f}x smaller, {self.speedup:.2f}x faster)")
 
@@ -210,7 +219,7 @@ class QuantReport:
                 "KB float->quant", "ms float", "ms quant", "speedup")
 
     def _cells(self, r: LayerReport) -> tuple[str, ...]:
-        return (r.name, r.type, f"{r.bits} {_gran(r.granularity)}", _act(r.activation), _db(r.weight_sqnr),
+        return (r.name, r.type, f"{r.bits} {_gran(r.granularity, r.group_size)}", _act(r.activation), _db(r.weight_sqnr),
                 _db(r.output_sqnr), f"{r.output_cosine:.5f}", _db(r.accumulated_sqnr),
                 f"{r.bytes_before / 1024:.1f}->{r.bytes_after / 1024:.1f}", f"{1e3 * r.latency_float_s:.3f}",
                 f"{1e3 * r.latency_quant_s:.3f}", f"{r.speedup:.2f}x")
@@ -344,8 +353,10 @@ def _ms(s: float) -> str:
     return f"{1e3 * s:.3f} ms"
 
 
-def _gran(g: str) -> str:
-    return {"per_channel": "ch", "per_tensor": "tensor"}.get(g, g)
+def _gran(g: str, group_size: int | None = None) -> str:
+    if g in ("per_group", "per_block"):
+        return f"g{group_size}"
+    return {"per_channel": "ch", "per_tensor": "tensor", "elementwise": "fp"}.get(g, g)
 
 
 def _act(a: str | None) -> str:
@@ -497,8 +508,8 @@ def compare(
             layers.append(LayerReport(
                 name=name,
                 type=type(q).__name__,
-                bits=4 if q.weight_dtype == "int4" else 8,
-                granularity=q.granularity,
+                bits=q.weight_bits,
+                granularity=q.weight_granularity,
                 activation=q.activation,
                 weight_sqnr=sqnr(w.reshape(-1), q.dequantized_weight().reshape(-1)),
                 output_sqnr=own[name].sqnr if own[name].n else math.nan,
@@ -510,6 +521,8 @@ def compare(
                 latency_float_s=lat_f,
                 latency_quant_s=lat_q,
                 input_shape=tuple(x.shape) if x is not None else (),
+                weight=q.weight_dtype,
+                group_size=q.group_size,
             ))
         lat_fm = lat_qm = math.nan
         if timing:

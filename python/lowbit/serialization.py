@@ -1,9 +1,11 @@
 """lowbit.save / lowbit.load: quantized models as safetensors plus JSON metadata. Public torch layer.
 
-The file holds the model's whole state_dict (int8 weights, scales, float layers) and, in the
+The file holds the model's whole state_dict (quantized weights as stored: int8, 4-bit codes two
+per byte, fp16/bf16, packed log2/ternary/binary codes; scales; float layers) and, in the
 safetensors header metadata under the key "lowbit", a JSON document: format version, lowbit and
 torch versions, the model class, the QuantConfig, each quantized layer's constructor arguments
-and the layers kept in float with their reason.
+and the layers kept in float with their reason. Files written before per-channel int4 weights
+were packed (``weight_int8`` tensors, no ``group_size`` in the layer specs) still load.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from torch import nn
 
 import lowbit
 
+from ._torch_ops import pack_nibbles
 from .config import QuantConfig
 from .convert import _CONFIG_ATTR, _REASONS_ATTR, _set_submodule
 from .nn import QuantConv2d, QuantEmbedding, QuantLinear
@@ -29,6 +32,20 @@ FORMAT = "lowbit.model/1"
 _KINDS = {"QuantLinear": QuantLinear, "QuantConv2d": QuantConv2d, "QuantEmbedding": QuantEmbedding}
 
 PathLike = Union[str, "os.PathLike[str]"]
+# Constructor arguments added after format lowbit.model/1 first shipped, with the value older
+# files imply.
+_SPEC_DEFAULTS = {"group_size": None, "log2_bits": 4}
+
+
+def _upgrade(name: str, spec: dict[str, Any], tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """Fills constructor arguments older files lack and packs their one-per-byte int4 weights."""
+    if spec.get("kind") not in ("QuantLinear", "QuantConv2d"):
+        return spec
+    spec = {**_SPEC_DEFAULTS, **spec}
+    old = f"{name}.weight_int8"
+    if spec.get("weight") == "int4" and spec["group_size"] is None and old in tensors:
+        tensors[f"{name}.weight_packed"] = pack_nibbles(tensors.pop(old))
+    return spec
 
 
 def _metadata(model: nn.Module) -> dict[str, Any]:
@@ -180,8 +197,9 @@ def load(path: PathLike, model: Optional[nn.Module] = None) -> nn.Module:
     """Loads a model written by :func:`save`.
 
     ``model`` is a float model of the same architecture (a fresh skeleton is fine: its weights are
-    replaced); its Linear / Conv2d layers that were quantized become QuantLinear / QuantConv2d and
-    every tensor is loaded, so outputs are identical to the saved model's. It is modified in place
+    replaced); its Linear / Conv2d layers that were quantized become QuantLinear / QuantConv2d (in
+    the saved weight format) and every tensor is loaded, so outputs are identical to the saved
+    model's. It is modified in place
     and returned. Without ``model`` the saved class is imported and built with no arguments.
 
     Raises:
@@ -197,6 +215,7 @@ def load(path: PathLike, model: Optional[nn.Module] = None) -> nn.Module:
         raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
     replaced: dict[str, tuple[nn.Module, nn.Module]] = {}
     for name, spec in meta.get("layers", {}).items():
+        spec = _upgrade(name, spec, tensors)
         try:
             current = model.get_submodule(name)
         except AttributeError:

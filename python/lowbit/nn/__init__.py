@@ -1,5 +1,8 @@
 """lowbit.nn: torch modules running lowbit's kernels (quantized inference and QAT). Imports torch.
 
+QuantLinear / QuantConv2d take every :class:`lowbit.QuantConfig` weight format (int8, int4 per
+channel or in groups, uint4, nf4, fp16, bf16, log2, ternary, binary) and store it compactly.
+
 Example:
     >>> import torch
     >>> q = lowbit.nn.QuantLinear.from_float(torch.nn.Linear(8, 2))

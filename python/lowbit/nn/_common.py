@@ -73,7 +73,8 @@ def quantize_weight(
     """Quantizes a float weight (out_channels, ...) with lowbit's kernel.
 
     Returns ``(q, scale, zero_point)``: ``q`` int8 of shape (out_channels, prod(rest)) holding
-    values of ``dtype``'s range (4-bit values are kept one per byte), ``scale`` float32 and
+    values of ``dtype``'s range (4-bit values one per byte here; the layers store them packed two
+    per byte, see ``lowbit.nn._formats``), ``scale`` float32 and
     ``zero_point`` int32 of shape (out_channels,). Given ``scale``/``zero_point`` are used as is
     (values clamp to the range, as fake quantization does).
     """

@@ -1,4 +1,4 @@
-"""QuantConv2d: nn.Conv2d (groups=1) as im2col + lowbit's int8 linear. Public torch layer."""
+"""QuantConv2d: nn.Conv2d (groups=1) as im2col + lowbit's quantized linear. Public torch layer."""
 
 from __future__ import annotations
 
@@ -24,14 +24,15 @@ def _pair(v: _Pair) -> tuple[int, int]:
 
 class QuantConv2d(_QuantBase):
     """Drop-in replacement of :class:`torch.nn.Conv2d` (any stride, padding, dilation and padding
-    mode; groups=1) with int8 (or 4-bit-valued) weights.
+    mode; groups=1) with quantized weights in any :class:`lowbit.QuantConfig` weight format.
 
     The input is viewed channels-last and unfolded into patches (im2col as one strided gather; a
     1x1 stride-1 convolution is a plain reshape), one row per output pixel in (kh, kw, C) order,
-    and multiplied by the int8 weight, stored as (out, kh * kw * in) in the same order, with
-    :func:`lowbit.linear`; with dynamic activations each patch is quantized on its own. The output
-    is returned in channels-last memory format (shape (N, C, H, W)), which the next QuantConv2d
-    reads without a copy. Inputs as for QuantLinear.
+    and multiplied by the quantized weight, stored as (out, kh * kw * in) in the same order, as
+    :class:`QuantLinear` does (same kernels and buffers; weight groups run along the
+    kh * kw * in patch elements); with dynamic activations each patch is quantized on its own. The
+    output is returned in channels-last memory format (shape (N, C, H, W)), which the next
+    QuantConv2d reads without a copy. Inputs as for QuantLinear.
 
     Example:
         >>> import torch
@@ -58,6 +59,8 @@ class QuantConv2d(_QuantBase):
         activation_dtype: str = "uint8",
         granularity: str = "per_channel",
         symmetric_weights: bool = True,
+        group_size: Optional[int] = None,
+        log2_bits: int = 4,
     ) -> None:
         super().__init__()
         self.in_channels = int(in_channels)
@@ -95,6 +98,8 @@ class QuantConv2d(_QuantBase):
             activation_dtype,
             granularity,
             symmetric_weights,
+            group_size,
+            log2_bits,
         )
 
     @classmethod
@@ -127,9 +132,12 @@ class QuantConv2d(_QuantBase):
             activation_dtype=config.activation_dtype,
             granularity=config.granularity,
             symmetric_weights=config.symmetric_weights,
+            group_size=config.weight_group_size,
+            log2_bits=config.log2_bits,
         )
         q.layer_name = name or q.layer_name
         q._set_weight(mod.weight.detach().permute(0, 2, 3, 1), *(weight_qparams or (None, None)))
+        q._check_kernel(name)
         if mod.bias is not None:
             with torch.no_grad():
                 q.bias.copy_(mod.bias.detach().to("cpu", torch.float32))
@@ -204,15 +212,8 @@ class QuantConv2d(_QuantBase):
     def dequantized_weight(self) -> torch.Tensor:
         """The float32 weight the kernels effectively use, in nn.Conv2d's (out, in, kh, kw) layout."""
         kh, kw = self.kernel_size
-        w = super().dequantized_weight().reshape(self.out_channels, kh, kw, self.in_channels)
+        w = self._weight_matrix().reshape(self.out_channels, kh, kw, self.in_channels)
         return w.permute(0, 3, 1, 2).contiguous()
-
-    def _matmul(self, x: torch.Tensor) -> torch.Tensor:
-        if (
-            self.activation is None
-        ):  # weight-only: the float weight in the patches' (kh, kw, C) order
-            return F.linear(x, super().dequantized_weight().to(x.device), self.bias)
-        return super()._matmul(x)
 
     def extra_repr(self) -> str:
         return (
@@ -232,9 +233,5 @@ class QuantConv2d(_QuantBase):
             "dilation": list(self.dilation),
             "bias": self.bias is not None,
             "padding_mode": self.padding_mode,
-            "weight": self.weight_dtype,
-            "activation": self.activation,
-            "activation_dtype": self.activation_dtype,
-            "granularity": self.granularity,
-            "symmetric_weights": self.symmetric_weights,
+            **self._quant_spec(),
         }
