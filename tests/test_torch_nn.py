@@ -264,3 +264,26 @@ def test_fake_quantize_range_frozen_in_eval():
     assert float(fq.max_val) == 2.0
     with pytest.raises(TypeError, match="floating-point"):
         fq(torch.ones(3, dtype=torch.int64))
+
+
+@pytest.mark.parametrize("cfg", [{}, {"activation": "static"}, {"weight": "int4", "group_size": 32},
+                                 {"weight": "nf4", "group_size": 32}])
+def test_eager_call_cache_follows_buffer_changes(cfg):
+    """QuantLinear prepares its eager CPU call once; in-place edits and load_state_dict must reach it."""
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(64, 8)
+    config = lowbit.QuantConfig(**cfg)
+    act = (0.05, 128) if config.activation == "static" else None
+    q = lowbit.nn.QuantLinear.from_float(lin, config, act_qparams=act)
+    x = torch.randn(5, 64)
+    y0 = q(x)
+    with torch.no_grad():
+        q.bias.add_(1.0)
+    torch.testing.assert_close(q(x), y0 + 1.0, rtol=0, atol=1e-5)
+    other = lowbit.nn.QuantLinear.from_float(torch.nn.Linear(64, 8), config, act_qparams=act)
+    q.load_state_dict(other.state_dict())
+    torch.testing.assert_close(q(x), other(x), rtol=0, atol=0)
+    if config.activation == "static":
+        with torch.no_grad():
+            q.act_scale.fill_(0.1)
+        assert not torch.equal(q(x), other(x))

@@ -8,7 +8,7 @@ computed once, when weights are packed. ``lowbit.reference`` holds the NumPy spe
 from __future__ import annotations
 
 import math
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -16,7 +16,7 @@ from . import _core
 from ._array import as_float_array, as_numpy, is_torch_tensor
 from .quantize import choose_qparams, quantize
 
-__all__ = ["PackedWeight", "matmul_int8", "pack_weight", "linear", "ACT_MODES"]
+__all__ = ["PackedWeight", "matmul_int8", "pack_weight", "linear", "prepare_linear", "ACT_MODES"]
 
 ACT_MODES = ("dynamic", "dynamic_per_tensor", "static")
 
@@ -311,10 +311,8 @@ def linear(
                 raise ValueError("act_scale/out_scale: 4-bit weights take dynamic or float32 activations and give float32")
             return linear_4bit(x, w, bias, act=act, relu=relu)
         raise TypeError(f"w: expected a PackedWeight (see lowbit.pack_weight), got {type(w).__name__}")
-    if act not in ACT_MODES:
-        raise ValueError(f"act: expected one of {', '.join(map(repr, ACT_MODES))}, got {act!r}")
-    if act_dtype not in ("uint8", "int8"):
-        raise ValueError(f"act_dtype: expected 'uint8' or 'int8', got {act_dtype!r}")
+    call = prepare_linear(w, bias, act=act, act_scale=act_scale, act_zero_point=act_zero_point, act_dtype=act_dtype,
+                          out_scale=out_scale, out_zero_point=out_zero_point, relu=relu)
     n, k = w.shape
     if type(x) is np.ndarray and x.dtype == np.float32 and x.flags.c_contiguous:
         xa = x  # fast path: no conversion needed
@@ -326,6 +324,32 @@ def linear(
         raise ValueError("x: expected at least 1 dimension, got a scalar")
     if xa.shape[-1] != k:
         raise ValueError(f"x: last dimension {xa.shape[-1]} does not match the weight's K = {k} (w.shape = {w.shape})")
+    lead = xa.shape[:-1]
+    return call(xa.reshape(math.prod(lead), k)).reshape(lead + (n,))
+
+
+def prepare_linear(
+    w: PackedWeight,
+    bias: Any = None,
+    *,
+    act: str = "dynamic",
+    act_scale: Optional[float] = None,
+    act_zero_point: Optional[int] = None,
+    act_dtype: str = "uint8",
+    out_scale: Optional[float] = None,
+    out_zero_point: Optional[int] = None,
+    relu: bool = False,
+) -> Callable[[np.ndarray], np.ndarray]:
+    """Validates everything of a :func:`linear` call except ``x`` once and returns ``f(x2)`` for
+    C-contiguous float32 ``(M, K)`` arrays (no further checks: for layers called many times with
+    the same weights and parameters, e.g. lowbit.nn modules)."""
+    if not isinstance(w, PackedWeight):
+        raise TypeError(f"w: expected a PackedWeight (see lowbit.pack_weight), got {type(w).__name__}")
+    if act not in ACT_MODES:
+        raise ValueError(f"act: expected one of {', '.join(map(repr, ACT_MODES))}, got {act!r}")
+    if act_dtype not in ("uint8", "int8"):
+        raise ValueError(f"act_dtype: expected 'uint8' or 'int8', got {act_dtype!r}")
+    n, k = w.shape
     if act == "static":
         if act_scale is None:
             raise ValueError("act_scale: required with act='static'")
@@ -346,12 +370,9 @@ def linear(
             raise TypeError(f"bias: expected a float array, got dtype {b.dtype}")
         if b.shape != (n,):
             raise ValueError(f"bias: expected shape ({n},), got {b.shape}")
-    lead = xa.shape[:-1]
-    x2 = xa.reshape(math.prod(lead), k)
-    out = _core.linear(
-        x2, w._packed, w._colsum, n, k, w.scale, b, act, scale_f, zp, act_dtype == "int8", bool(relu), osc, ozp
-    )
-    return out.reshape(lead + (n,))
+    args = (w._packed, w._colsum, n, k, w.scale, b, act, scale_f, zp, act_dtype == "int8", bool(relu), osc, ozp)
+    core_linear = _core.linear
+    return lambda x2: core_linear(x2, *args)
 
 
 def _scalar(v: Any, name: str, kind: type) -> Any:

@@ -19,7 +19,7 @@ and ``y* = x @ W.T + bias`` exact:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -27,7 +27,7 @@ from . import _core
 from ._array import as_float_array, as_numpy
 from .quantize import choose_qparams, quantize
 
-__all__ = ["PackedWeight4", "pack_weight_4bit", "linear_4bit"]
+__all__ = ["PackedWeight4", "pack_weight_4bit", "linear_4bit", "prepare_linear_4bit"]
 
 
 _PANEL = 16  # output columns per kernel panel
@@ -241,12 +241,7 @@ def linear_4bit(x: Any, w: PackedWeight4, bias: Any = None, *, act: str = "dynam
         >>> lowbit.linear(np.ones((1, 32), np.float32), lowbit.pack_weight(w, dtype="nf4", group_size=32))
         array([[32., 32.]], dtype=float32)
     """
-    if not isinstance(w, PackedWeight4):
-        raise TypeError(f"w: expected a PackedWeight4, got {type(w).__name__}")
-    if act not in _ACTS:
-        raise ValueError(f"act: expected one of {_ACTS} for 4-bit weights, got {act!r}")
-    if act == "int8" and w.dtype == "nf4":
-        raise ValueError("act: 'int8' activations need int4 weights (NF4 levels are not integers); use 'float'")
+    call = prepare_linear_4bit(w, bias, act=act, relu=relu)
     n, k = w.shape
     xa = as_float_array(x, "x")
     if xa.ndim == 0:
@@ -254,14 +249,36 @@ def linear_4bit(x: Any, w: PackedWeight4, bias: Any = None, *, act: str = "dynam
     if xa.shape[-1] != k:
         raise ValueError(f"x: last dimension {xa.shape[-1]} does not match the weight's K = {k}")
     x2 = np.ascontiguousarray(xa.reshape(-1, k), np.float32)
+    return call(x2).reshape(xa.shape[:-1] + (n,))
+
+
+def prepare_linear_4bit(
+    w: PackedWeight4, bias: Any = None, *, act: str = "dynamic", relu: bool = False
+) -> Callable[[np.ndarray], np.ndarray]:
+    """Validates a :func:`linear_4bit` call except ``x`` once and returns ``f(x2)`` for
+    C-contiguous float32 ``(M, K)`` arrays (no further checks; for layers called many times)."""
+    if not isinstance(w, PackedWeight4):
+        raise TypeError(f"w: expected a PackedWeight4, got {type(w).__name__}")
+    if act not in _ACTS:
+        raise ValueError(f"act: expected one of {_ACTS} for 4-bit weights, got {act!r}")
+    if act == "int8" and w.dtype == "nf4":
+        raise ValueError("act: 'int8' activations need int4 weights (NF4 levels are not integers); use 'float'")
+    n = w.shape[0]
     b = None
     if bias is not None:
         b = np.ascontiguousarray(as_numpy(bias, "bias"), np.float32)
         if b.shape != (n,):
             raise ValueError(f"bias: expected shape ({n},), got {b.shape}")
-    if act == "dynamic":
-        act = "int8" if w.dtype == "int4" and x2.shape[0] > FLOAT_ROWS else "float"
-    y = _core.linear_4bit(x2, w._packed, w._scale_t, b, n, w.group_size, w.dtype, act)
-    if relu:
-        np.maximum(y, np.float32(0), out=y)
-    return y.reshape(xa.shape[:-1] + (n,))
+    core = _core.linear_4bit
+    packed, scale_t, group, dtype = w._packed, w._scale_t, w.group_size, w.dtype
+
+    def call(x2: np.ndarray) -> np.ndarray:
+        a = act
+        if a == "dynamic":
+            a = "int8" if dtype == "int4" and x2.shape[0] > FLOAT_ROWS else "float"
+        y = core(x2, packed, scale_t, b, n, group, dtype, a)
+        if relu:
+            np.maximum(y, np.float32(0), out=y)
+        return y
+
+    return call

@@ -7,6 +7,7 @@ and lowbit::linear_4bit (fused 4-bit kernel) ops, or lowbit::dequantize_weight +
 
 from __future__ import annotations
 
+import weakref
 from typing import Any, Optional
 
 import torch
@@ -15,10 +16,16 @@ from torch import nn
 
 from .. import _torch_ops
 from ..config import QuantConfig
+from ..matmul import prepare_linear
+from ..packed4 import prepare_linear_4bit
 from ._common import check_input
 from ._formats import WeightLayout
 
 __all__ = ["QuantLinear"]
+
+# Prepared eager CPU calls per module: (buffer versions and addresses, call). Kept outside the
+# module so state_dict, pickling and deepcopy never see it.
+_EAGER: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 _ACTIVATIONS = ("dynamic", "dynamic_per_tensor", "static", None)
 
@@ -199,17 +206,19 @@ class _QuantBase(nn.Module):
                 return x.new_zeros((*x.shape[:-1], self.out_flat))
             eager = (x.device.type == "cpu" and not torch.compiler.is_compiling()
                      and not (x.requires_grad and torch.is_grad_enabled()))
-            op = _torch_ops.linear_4bit_impl if eager else torch.ops.lowbit.linear_4bit
+            if eager:
+                return self._eager(x)
+            op = torch.ops.lowbit.linear_4bit
             return op(x, self.weight_packed, self.weight_scale, self.bias, self.weight_dtype,
                       self.group_size, act)
         x = x.detach()  # the int8 kernels have no backward
         w_q = self.weight_int8 if self.weight_dtype == "int8" else self.weight_packed
         if x.numel() == 0:
             return x.new_zeros((*x.shape[:-1], w_q.shape[0]))
-        # Eager CPU calls the implementation directly (skips the dispatcher; same code as the op).
-        eager_cpu = x.device.type == "cpu" and not torch.compiler.is_compiling()
-        op = _torch_ops.quant_linear_impl if eager_cpu else torch.ops.lowbit.quant_linear
-        return op(
+        # Eager CPU calls the kernel directly (skips the dispatcher; same code as the op).
+        if x.device.type == "cpu" and not torch.compiler.is_compiling():
+            return self._eager(x)
+        return torch.ops.lowbit.quant_linear(
             x,
             w_q,
             self.weight_scale,
@@ -220,6 +229,35 @@ class _QuantBase(nn.Module):
             self.activation,
             self.activation_dtype,
         )
+
+    def _eager(self, x: torch.Tensor) -> torch.Tensor:
+        """Eager CPU forward: the kernel call prepared once per module (packed weight, bias and
+        activation parameters validated and bound) and rebuilt when any buffer is replaced or
+        modified in place. Same numerics as the ops; saves the per-call Python work that
+        dominates small layers."""
+        key = tuple((t._version, t.data_ptr()) for t in self._buffers.values() if t is not None)
+        hit = _EAGER.get(self)
+        if hit is None or hit[0] != key:
+            hit = (key, self._prepare_eager(x.shape[-1]))
+            _EAGER[self] = hit
+        x2 = x.reshape(-1, x.shape[-1])
+        if not x2.is_contiguous():
+            x2 = x2.contiguous()
+        y = hit[1](x2.numpy())
+        return torch.from_numpy(y).reshape(*x.shape[:-1], y.shape[1])
+
+    def _prepare_eager(self, k: int) -> Any:
+        b = None if self.bias is None else _torch_ops.to_numpy(self.bias.to(torch.float32))
+        if self.kernel == "4bit":
+            pw = _torch_ops.packed_weight_4bit(self.weight_packed, self.weight_scale, self.weight_dtype,
+                                               self.group_size, k)
+            return prepare_linear_4bit(pw, b, act=self._act_4bit)
+        w_q = self.weight_int8 if self.weight_dtype == "int8" else self.weight_packed
+        packed = _torch_ops.packed_weight(w_q, self.weight_scale, self.weight_zero_point, k)
+        if self.activation == "static":
+            return prepare_linear(packed, b, act="static", act_scale=float(self.act_scale),
+                                  act_zero_point=int(self.act_zero_point), act_dtype=self.activation_dtype)
+        return prepare_linear(packed, b, act=self.activation)
 
     def _quant_extra_repr(self) -> str:
         s = f"weight={self.weight_dtype}"
