@@ -93,7 +93,7 @@ def check(x: np.ndarray, y, w_rows: np.ndarray, tol: str) -> float:
 
 
 def numpy_f32(w):
-    wn = w.numpy()
+    wn = w.numpy() if torch is not None else np.asarray(w)
     return Built(lambda x: (lambda: x @ wn.T), wn[:CHECK_ROWS], "f32", "f32 (BLAS)")
 
 
@@ -323,8 +323,7 @@ def peers() -> list[Peer]:
 
 def probe(peer: Peer) -> str | None:
     """None if ``peer`` builds, runs and passes its check on a small layer, else the one-line reason."""
-    g = torch.Generator().manual_seed(0)
-    w = torch.randn(256, 256, generator=g) * 0.02
+    w = torch.from_numpy((np.random.default_rng(1).standard_normal((256, 256)) * 0.02).astype(np.float32))
     x = np.random.default_rng(0).standard_normal((2, 256)).astype(np.float32)
     try:
         b = peer.build(w)
@@ -338,3 +337,16 @@ def probe(peer: Peer) -> str | None:
         return f"{type(e).__name__}: {msg}"[:160]
     finally:
         gc.collect()
+
+
+def versions() -> dict[str, str]:
+    """Installed peer packages and their versions (without importing them)."""
+    from importlib import metadata
+
+    out = {}
+    for pkg in ("torchao", "bitsandbytes"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
