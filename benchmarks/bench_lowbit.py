@@ -7,7 +7,8 @@ Usage: python benchmarks/bench_lowbit.py [--quick] [--threads N] [--no-peers] [-
 Linear rows: M in {1, 8, 32} x (K, N) in {(4096, 4096), (4096, 11008), (11008, 4096)} (LLaMA-7B
 projections); ``--quick``: (4096, 4096), M in {1, 8}. lowbit rows: ``lowbit.linear(x, pw)`` for
 int4 and NF4 weights (group 64) and ``lowbit.linear(x, pw, act="int8")`` for int4 (int8
-activations; its column shows "-" if that call raises). Peers, same process, same thread count
+activations; if that call raises or misses its check, its row says FAILED and the reason is
+listed, and the run goes on). Peers, same process, same thread count
 (``torch.set_num_threads``), under ``torch.inference_mode``, warmed up first: NumPy float32
 ``x @ w.T``, torch float32 ``F.linear`` and every torchao / bitsandbytes CPU path in
 ``benchmarks/_peers.py`` (group/block size 64 where the format has one). Timings are best of
@@ -273,7 +274,10 @@ def main():
     lines += ["## summary (issue 7 target: M = 1 at >= 5x float32 and faster than each peer measured here)", "",
               "best f32 = the faster of NumPy and torch float32; fastest quantized peer = fastest checked peer"
               " other than those.", "", summary, ""]
-    lines += ["## rows: what ran", ""] + [f"- {peer.name}: {peer.what}" for peer in peers] + [""]
+    lines += ["## rows: what ran", "",
+              "check: 'ok (ref)': lowbit within the documented bound of lowbit.reference; 'ok (r)': a peer within"
+              " its allowance, r = worst error / allowance (benchmarks/_peers.py, check).", ""]
+    lines += [f"- {peer.name}: {peer.what}" for peer in peers] + [""]
     if failed or notes:
         lines += ["## peers that do not run here / failures", ""]
         lines += [f"- {name}: {what}: {why}" for name, (what, why) in failed.items()] + [f"- {n}" for n in notes]
