@@ -6,9 +6,9 @@ Usage: python benchmarks/bench_lowbit.py [--quick] [--threads N] [--no-peers] [-
 
 Linear rows: M in {1, 8, 32} x (K, N) in {(4096, 4096), (4096, 11008), (11008, 4096)} (LLaMA-7B
 projections); ``--quick``: (4096, 4096), M in {1, 8}. lowbit rows: ``lowbit.linear(x, pw)`` for
-int4 and NF4 weights (group 64) and ``lowbit.linear(x, pw, act="int8")`` for int4 (int8
-activations; if that call raises or misses its check, its row says FAILED and the reason is
-listed, and the run goes on). Peers, same process, same thread count
+int4 (its default: int8 activations per row and weight group) and NF4 (float32 activations)
+weights, group 64, plus ``act="float"`` on int4 (if that call raises or misses its check, its
+row says FAILED and the reason is listed, and the run goes on). Peers, same process, same thread count
 (``torch.set_num_threads``), under ``torch.inference_mode``, warmed up first: NumPy float32
 ``x @ w.T``, torch float32 ``F.linear`` and every torchao / bitsandbytes CPU path in
 ``benchmarks/_peers.py`` (group/block size 64 where the format has one). Timings are best of
@@ -18,8 +18,8 @@ much more than lowbit to a competing process: one preempted thread stalls their 
 ``--threads 1`` (or an idle machine) for a fair comparison under load.
 
 Checks before timing: every lowbit result against ``lowbit.reference.linear_4bit`` (float64)
-within the documented bound (the int8-activation variant within half an activation step per
-weight group on top); every peer against the float64 product of its own dequantized weight with
+within the documented bound (int8 activations: within half an activation step per weight group
+on top); every peer against the float64 product of its own dequantized weight with
 an error bound for the arithmetic it does (float32, bfloat16, 8-bit activations: see
 ``_peers.check``), on 64 output columns. A peer that disagrees is reported as wrong and not
 timed; a peer that does not run on this CPU is listed with the one-line reason.
@@ -57,7 +57,11 @@ except ImportError:  # pragma: no cover
 SHAPES = [(4096, 4096), (4096, 11008), (11008, 4096)]
 MS = [1, 8, 32]
 # (row, weight dtype, extra lowbit.linear arguments); the first two are required to run and check.
-LOWBIT = [("lowbit int4", "int4", {}), ("lowbit nf4", "nf4", {}), ("lowbit int4 a8", "int4", {"act": "int8"})]
+# "lowbit int4" and "lowbit nf4" are the defaults of lowbit.linear(x, pw): int8 activations (per
+# row and weight group) for int4, float32 activations for nf4; "lowbit int4 f32x" forces float32
+# activations on int4 weights.
+LOWBIT = [("lowbit int4", "int4", {"act": "int8"}), ("lowbit nf4", "nf4", {"act": "float"}),
+          ("lowbit int4 f32x", "int4", {"act": "float"})]
 SLOW = 0.1  # seconds: a peer call slower than this is timed as the best of 3 single calls
 
 
@@ -113,18 +117,19 @@ def run_lowbit(w, xs, repeat, notes):
     packed = {d: lowbit.pack_weight(w, dtype=d, group_size=64) for d in ("int4", "nf4")}
     for name, d, kw in LOWBIT:
         pw = packed[d]
-        row = {"name": name, "compute": "f32 x, " + d + " w" if not kw else "int8 x (per row, group), int4 w",
+        act8 = kw["act"] == "int8"
+        row = {"name": name, "compute": "int8 x (per row, group), int4 w" if act8 else "f32 x, " + d + " w",
                "check": "ok (ref)", "ms": {}, "nbytes": pw.nbytes}
         for m, x in xs.items():
             def fn(x=x, pw=pw, kw=kw):
                 return lowbit.linear(x, pw, **kw)
 
-            if not kw:
-                check(x, pw, fn())
+            if name != "lowbit int4 f32x":
+                check(x, pw, fn(), act8=act8)
                 row["ms"][m] = timed(fn, repeat) * 1e3
                 continue
-            try:  # the int8-activation variant is optional: report, do not stop
-                check(x, pw, fn(), act8=True)
+            try:  # the forced-float variant is optional: report, do not stop
+                check(x, pw, fn())
                 row["ms"][m] = timed(fn, repeat) * 1e3
             except Exception as e:  # noqa: BLE001
                 row["check"] = "FAILED"

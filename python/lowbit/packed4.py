@@ -212,8 +212,6 @@ def pack_weight_4bit(w: Any, *, dtype: str = "int4", group_size: int = 64) -> Pa
 
 
 _ACTS = ("dynamic", "float", "int8")
-# Rows up to which act="dynamic" keeps float32 activations (GEMV / decode).
-FLOAT_ROWS = 16
 
 
 def linear_4bit(x: Any, w: PackedWeight4, bias: Any = None, *, act: str = "dynamic", relu: bool = False) -> np.ndarray:
@@ -229,8 +227,8 @@ def linear_4bit(x: Any, w: PackedWeight4, bias: Any = None, *, act: str = "dynam
         bias: optional float ``(N,)``.
         act: "float" (float32 activations), "int8" (activations quantized to int8 per row and
             weight group, symmetric, then the int8 dot-product kernels; int4 weights only) or
-            "dynamic" (the default: "float" for up to ``FLOAT_ROWS`` rows, "int8" above for int4;
-            "float" always for nf4).
+            "dynamic" (the default: "int8" for int4 at every M, measured 2-4x faster than
+            "float" even for one row; "float" for nf4).
         relu: apply ``max(y, 0)``.
 
     Returns:
@@ -272,11 +270,10 @@ def prepare_linear_4bit(
     core = _core.linear_4bit
     packed, scale_t, group, dtype = w._packed, w._scale_t, w.group_size, w.dtype
 
+    kernel_act = ("int8" if dtype == "int4" else "float") if act == "dynamic" else act
+
     def call(x2: np.ndarray) -> np.ndarray:
-        a = act
-        if a == "dynamic":
-            a = "int8" if dtype == "int4" and x2.shape[0] > FLOAT_ROWS else "float"
-        y = core(x2, packed, scale_t, b, n, group, dtype, a)
+        y = core(x2, packed, scale_t, b, n, group, dtype, kernel_act)
         if relu:
             np.maximum(y, np.float32(0), out=y)
         return y
