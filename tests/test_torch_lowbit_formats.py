@@ -230,7 +230,8 @@ def test_config_accepts_every_format_and_round_trips():
     assert cfg.for_layer("other").group_size == 128
     nf4 = lowbit.QuantConfig(weight="nf4")
     assert nf4.group_size is None and nf4.weight_group_size == 64
-    assert nf4.activation == "dynamic" and nf4.effective_activation is None
+    assert nf4.activation == "dynamic" and nf4.effective_activation == "dynamic"
+    assert lowbit.QuantConfig(weight="fp16").effective_activation is None
     assert lowbit.QuantConfig(weight="int4", group_size=32).effective_activation == "dynamic"
     assert [lowbit.QuantConfig(weight=w).weight_bits for w in ("int8", "int4", "nf4", "fp16", "ternary", "binary")] \
         == [8, 4, 4, 16, 2, 1]
@@ -394,18 +395,14 @@ def test_per_channel_int4_is_packed_and_keeps_its_meaning(x):
     assert torch.equal(fresh(x), q(x))
 
 
-def test_int4_group_with_odd_input_width_stays_float_with_reason():
-    # 4-bit kernel today: K must be a multiple of the group; the layer stays float, with the reason
+def test_4bit_partial_last_group_runs_on_the_kernel():
+    # K = 80 with groups of 64: the last group of each row has 16 inputs and its own scale
     m = nn.Sequential(nn.Linear(80, 16)).eval()
-    q = lowbit.quantize_model(m, lowbit.QuantConfig(weight="nf4"))
-    if isinstance(q[0], QuantLinear):  # the kernel learned shorter last groups
-        assert q[0].kernel == "4bit"
-        h = torch.randn(3, 80)
-        torch.testing.assert_close(q[0](h), F.linear(h, torch.from_numpy(decode(q[0], 16, 80)), m[0].bias),
-                                   rtol=1e-4, atol=1e-4)
-    else:
-        row = lowbit.summary(q).rows[0]
-        assert row["action"].startswith("float: 0: the 4-bit kernel cannot run in_features=80 with group_size=64")
+    q = lowbit.quantize_model(m, lowbit.QuantConfig(weight="nf4", activation=None))
+    assert isinstance(q[0], QuantLinear) and q[0].kernel == "4bit"
+    h = torch.randn(3, 80)
+    torch.testing.assert_close(q[0](h), F.linear(h, torch.from_numpy(decode(q[0], 16, 80)), m[0].bias),
+                               rtol=1e-4, atol=1e-4)
 
 
 def test_dequantize_weight_reference_is_bit_identical_to_the_kernels():
@@ -463,15 +460,15 @@ def test_quant_conv2d_new_formats(fields_):
     assert {"group_size": q.group_size, "weight": q.weight_dtype}.items() <= q.spec().items()
 
 
-def test_summary_lists_formats_and_convs_the_4bit_kernel_cannot_take():
+def test_summary_lists_formats_and_4bit_convs():
     torch.manual_seed(0)
     m = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(4 * 8 * 8, 64), nn.ReLU(), nn.Linear(64, 8))
     q = lowbit.quantize_model(m, lowbit.QuantConfig(weight="nf4", per_layer={"4": {"weight": "ternary"}}))
     rows = {r["layer"]: r for r in lowbit.summary(q).rows}
-    assert rows["2"]["action"] == "nf4 weights block 64, weight-only, 4-bit kernel"
+    assert rows["2"]["action"] == "nf4 weights block 64, dynamic int8 act (per row and group), 4-bit kernel"
     assert rows["4"]["action"] == "ternary weights per_channel, weight-only, dequantized per call"
-    if not isinstance(q[0], QuantConv2d):  # K = 9 patch elements: not a whole nf4 block today
-        assert "4-bit kernel cannot run in_features=9" in rows["0"]["action"]
+    assert isinstance(q[0], QuantConv2d) and q[0].kernel == "4bit"  # K = 9: one partial block
+    assert rows["0"]["action"].startswith("nf4 weights block 64")
     text = str(lowbit.summary(q))
     assert "nf4 weights block 64" in text
 
@@ -542,7 +539,7 @@ def test_opcheck_new_ops(x):
 
 def test_weight_only_4bit_passes_gradients_and_other_dtypes(x):
     lin = _mlp().fc1
-    q = QuantLinear.from_float(lin, lowbit.QuantConfig(weight="nf4"))
+    q = QuantLinear.from_float(lin, lowbit.QuantConfig(weight="nf4", activation=None))
     xg = x.clone().requires_grad_()
     q(xg).square().sum().backward()
     xr = x.clone().requires_grad_()

@@ -14,10 +14,10 @@ namespace bind {
 namespace {
 
 py::array linear_4bit_py(const py::array& x, const py::array& w, const py::array& scales, const py::object& bias,
-                         int64_t n, int64_t group, const std::string& kind, const std::string& act) {
+                         int64_t n, int64_t group, const std::string& kind, const std::string& act,
+                         const py::object& wsum) {
   if (kind != "int4" && kind != "nf4") value_error("kind: expected 'int4' or 'nf4', got '" + kind + "'");
   if (act != "float" && act != "int8") value_error("act: expected 'float' or 'int8', got '" + act + "'");
-  if (act == "int8" && kind != "int4") value_error("act: 'int8' activations need int4 weights");
   if (!has_dtype<float>(x) || x.ndim() != 2) type_error("x: expected a 2-D float32 array, got " + dtype_str(x));
   require_contiguous(x, "x");
   if (!has_dtype<uint8_t>(w) || w.ndim() != 3 || w.shape(2) != kL4BlockBytes)
@@ -32,6 +32,17 @@ py::array linear_4bit_py(const py::array& x, const py::array& w, const py::array
   if (k > kp || kp - k >= group) value_error("x: K does not match the packed weight");
   if (scales.shape(0) != kp / group || scales.shape(1) != panels * kL4Panel)
     value_error("scales: expected shape (K / group_size, padded N)");
+  const int32_t* ws = nullptr;
+  py::array wsum_arr;
+  if (act == "int8" && kind == "nf4") {
+    if (wsum.is_none()) value_error("wsum: required for NF4 weights with int8 activations");
+    wsum_arr = wsum.cast<py::array>();
+    if (!has_dtype<int32_t>(wsum_arr) || wsum_arr.ndim() != 2 || wsum_arr.shape(0) != scales.shape(0) ||
+        wsum_arr.shape(1) != scales.shape(1))
+      value_error("wsum: expected int32 of the scales' shape (K / group_size, padded N)");
+    require_contiguous(wsum_arr, "wsum");
+    ws = static_cast<const int32_t*>(wsum_arr.data());
+  }
   const float* b = nullptr;
   py::array bias_arr;
   if (!bias.is_none()) {
@@ -48,13 +59,15 @@ py::array linear_4bit_py(const py::array& x, const py::array& w, const py::array
   a.w = static_cast<const uint8_t*>(w.data());
   a.scales = static_cast<const float*>(scales.data());
   a.bias = b;
+  a.wsum = ws;
   a.n = n;
   a.kp = kp;
   a.group = group;
   a.y = static_cast<float*>(y.mutable_data());
   a.ldy = n;
-  const Linear4Kind kd = act == "int8" ? Linear4Kind::kInt4Int8 : kind == "nf4" ? Linear4Kind::kNf4Float
-                                                                                : Linear4Kind::kInt4Float;
+  const bool nf4 = kind == "nf4";
+  const Linear4Kind kd = act == "int8" ? (nf4 ? Linear4Kind::kNf4Int8 : Linear4Kind::kInt4Int8)
+                                       : (nf4 ? Linear4Kind::kNf4Float : Linear4Kind::kInt4Float);
   const float* xp = static_cast<const float*>(x.data());
   {
     py::gil_scoped_release release;
@@ -67,7 +80,7 @@ py::array linear_4bit_py(const py::array& x, const py::array& w, const py::array
 
 void bind_linear4(py::module_& m) {
   m.def("linear_4bit", &linear_4bit_py, py::arg("x"), py::arg("w"), py::arg("scales"), py::arg("bias"), py::arg("n"),
-        py::arg("group_size"), py::arg("kind"), py::arg("act"));
+        py::arg("group_size"), py::arg("kind"), py::arg("act"), py::arg("wsum") = py::none());
 }
 
 }  // namespace bind

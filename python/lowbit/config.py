@@ -15,7 +15,7 @@ __all__ = ["QuantConfig"]
 
 _WEIGHTS = ("int8", "int4", "uint4", "nf4", "fp16", "bf16", "log2", "ternary", "binary")
 # Formats without an activation-quantizing kernel: their layers always multiply float activations.
-WEIGHT_ONLY_FORMATS = ("uint4", "nf4", "fp16", "bf16", "log2", "ternary", "binary")
+WEIGHT_ONLY_FORMATS = ("uint4", "fp16", "bf16", "log2", "ternary", "binary")
 # Formats with group (block) scales along the input dimension, and their default group size.
 _GROUPED = ("int4", "uint4", "nf4")
 _DEFAULT_GROUP = {"nf4": 64}
@@ -47,16 +47,18 @@ class QuantConfig:
                               weight-only (dequantized, then a float matmul)
     "uint4" (None or groups)  codes in [0, 15] with zero points, weight-only
     "nf4" (default 64)        bitsandbytes' NormalFloat codes, absmax per block of inputs; the
-                              fused 4-bit kernel with float32 activations
+                              fused 4-bit kernel: int8 activations per row and block with
+                              ``activation="dynamic"`` (the levels then rounded to int8, within
+                              0.5 / 127 of the block absmax), exact float32 with None
     "fp16", "bf16"            16-bit floats, weight-only
     "log2"                    sign + power-of-two codes (``log2_bits`` 4 or 8), weight-only
     "ternary", "binary"       {-a, 0, +a} (2 bits) / {-a, +a} (1 bit) codes, weight-only
     ========================  =================================================================
 
-    The weight-only formats (uint4, nf4, fp16, bf16, log2, ternary, binary) are storage and
-    accuracy formats, not speed formats: each forward call dequantizes the weight with lowbit's
-    kernels into a temporary float32 matrix and runs a float matmul (nf4 instead runs the fused
-    4-bit kernel, which never materializes the float weight).
+    The weight-only formats (uint4, fp16, bf16, log2, ternary, binary) are storage and accuracy
+    formats, not speed formats: each forward call dequantizes the weight with lowbit's kernels
+    into a temporary float32 matrix and runs a float matmul. Group-wise int4 and nf4 run the
+    fused 4-bit kernels, which never materialize the float weight.
 
     Args:
         weight: one of "int8", "int4", "uint4", "nf4", "fp16", "bf16", "log2", "ternary",
@@ -98,7 +100,7 @@ class QuantConfig:
         ('int4', 'int8')
         >>> nf4 = lowbit.QuantConfig(weight="nf4")
         >>> nf4.weight_group_size, nf4.effective_activation, nf4.weight_bits
-        (64, None, 4)
+        (64, 'dynamic', 4)
         >>> lowbit.QuantConfig(weight="int4", group_size=64).effective_activation
         'dynamic'
     """
@@ -198,6 +200,11 @@ class QuantConfig:
                 f"QuantConfig.granularity: {self.weight} weights with group_size={self.weight_group_size} "
                 "have one scale per group of each output channel; use granularity='per_channel'"
             )
+        if self.weight == "nf4" and self.activation in ("static", "dynamic_per_tensor"):
+            raise ValueError(
+                f"QuantConfig.activation: {self.activation!r} with weight='nf4': the NF4 kernels take "
+                "activations quantized per row and block ('dynamic') or float32 (None)"
+            )
         if self.weight in WEIGHT_ONLY_FORMATS and self.activation in ("static", "dynamic_per_tensor"):
             raise ValueError(
                 f"QuantConfig.activation: {self.activation!r} with weight={self.weight!r} makes no sense: "
@@ -235,7 +242,7 @@ class QuantConfig:
         changes: dict[str, Any] = {"weight": weight}
         if weight not in _GROUPED:
             changes["group_size"] = None
-        if weight in WEIGHT_ONLY_FORMATS and self.activation in ("static", "dynamic_per_tensor"):
+        if (weight in WEIGHT_ONLY_FORMATS or weight == "nf4") and self.activation in ("static", "dynamic_per_tensor"):
             changes["activation"] = None
         if weight in _DEFAULT_GROUP:  # always group-wise
             changes["granularity"] = "per_channel"

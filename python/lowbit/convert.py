@@ -256,7 +256,7 @@ def quantize_model(
         >>> m4 = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 2))
         >>> q4 = lowbit.quantize_model(m4, lowbit.QuantConfig(weight="nf4"))
         >>> [row["action"] for row in lowbit.summary(q4).rows][0]
-        'nf4 weights block 64, weight-only, 4-bit kernel'
+        'nf4 weights block 64, dynamic int8 act (per row and group), 4-bit kernel'
     """
     model = _check_model(model)
     config = as_config(config)
@@ -491,6 +491,8 @@ def _action(m: nn.Module) -> str:
             "static": f"static {m.activation_dtype} act",
             None: "weight-only",
         }[m.activation]
+        if m.kernel == "4bit" and m.activation == "dynamic":
+            act = "dynamic int8 act (per row and group)"
         kernel = {"4bit": ", 4-bit kernel", "int8": "", "float": ""}[m.kernel]
         if m.kernel == "float" and m.weight_dtype not in ("int8", "int4"):
             kernel = ", dequantized per call"

@@ -68,7 +68,7 @@ class PackedWeight4:
         scale: float32 ``(N, ceil(K / group_size))`` (a copy).
     """
 
-    __slots__ = ("shape", "dtype", "group_size", "_packed", "_scale_t")
+    __slots__ = ("shape", "dtype", "group_size", "_packed", "_scale_t", "_nf4_int8")
 
     def __init__(self, codes: np.ndarray, scale: np.ndarray, dtype: str, group_size: int):
         n, k = codes.shape
@@ -82,6 +82,22 @@ class PackedWeight4:
         # group-major (groups, padded N): the kernels load 16 columns' scales at once
         self._scale_t = np.zeros((groups, self._packed.shape[0] * _PANEL), np.float32)
         self._scale_t[:, :n] = np.asarray(scale, np.float32).reshape(n, groups).T
+        self._nf4_int8 = None
+
+    def _int8_operands(self) -> tuple:
+        """(scales, wsum) for the int8-activation kernel: int4 uses its scales; NF4 uses
+        absmax / 127 and the per-group sums of its int8 levels (computed once, kept)."""
+        if self.dtype == "int4":
+            return self._scale_t, None
+        if self._nf4_int8 is None:
+            from .reference import NF4_INT8_LEVELS
+
+            u = _unpack_layout(self._packed, self._packed.shape[0] * _PANEL, self._packed.shape[1] * 8)
+            groups = self._scale_t.shape[0]
+            lv = NF4_INT8_LEVELS[u].astype(np.int32).reshape(u.shape[0], groups, self.group_size)
+            wsum = np.ascontiguousarray(lv.sum(axis=2).T, np.int32)
+            self._nf4_int8 = ((self._scale_t / np.float32(127)).astype(np.float32), wsum)
+        return self._nf4_int8
 
     @property
     def scale(self) -> np.ndarray:
@@ -159,9 +175,10 @@ class PackedWeight4:
         return cls.from_codes(c, scale, dtype=dtype, group_size=group_size)
 
     def __getstate__(self):
-        return {s: getattr(self, s) for s in self.__slots__}
+        return {s: getattr(self, s) for s in self.__slots__ if s != "_nf4_int8"}
 
     def __setstate__(self, state):
+        self._nf4_int8 = None
         for s, v in state.items():
             object.__setattr__(self, s, v)
 
@@ -226,9 +243,11 @@ def linear_4bit(x: Any, w: PackedWeight4, bias: Any = None, *, act: str = "dynam
         w: a :class:`PackedWeight4`.
         bias: optional float ``(N,)``.
         act: "float" (float32 activations), "int8" (activations quantized to int8 per row and
-            weight group, symmetric, then the int8 dot-product kernels; int4 weights only) or
-            "dynamic" (the default: "int8" for int4 at every M, measured 2-4x faster than
-            "float" even for one row; "float" for nf4).
+            weight group, symmetric, then the int8 dot-product kernels; NF4 weights then use their
+            levels rounded to int8, ``reference.NF4_INT8_LEVELS``, within 0.5 / 127 of the group
+            absmax, as llama.cpp's IQ4_NL) or "dynamic" (the default: "int8" at every M, measured
+            2.5-4x faster than "float" even for one row; use "float" for exact NF4 levels and
+            float32 activations).
         relu: apply ``max(y, 0)``.
 
     Returns:
@@ -259,8 +278,6 @@ def prepare_linear_4bit(
         raise TypeError(f"w: expected a PackedWeight4, got {type(w).__name__}")
     if act not in _ACTS:
         raise ValueError(f"act: expected one of {_ACTS} for 4-bit weights, got {act!r}")
-    if act == "int8" and w.dtype == "nf4":
-        raise ValueError("act: 'int8' activations need int4 weights (NF4 levels are not integers); use 'float'")
     n = w.shape[0]
     b = None
     if bias is not None:
@@ -268,12 +285,12 @@ def prepare_linear_4bit(
         if b.shape != (n,):
             raise ValueError(f"bias: expected shape ({n},), got {b.shape}")
     core = _core.linear_4bit
-    packed, scale_t, group, dtype = w._packed, w._scale_t, w.group_size, w.dtype
-
-    kernel_act = ("int8" if dtype == "int4" else "float") if act == "dynamic" else act
+    packed, group, dtype = w._packed, w.group_size, w.dtype
+    kernel_act = "int8" if act == "dynamic" else act
+    scale_t, wsum = w._int8_operands() if kernel_act == "int8" else (w._scale_t, None)
 
     def call(x2: np.ndarray) -> np.ndarray:
-        y = core(x2, packed, scale_t, b, n, group, dtype, kernel_act)
+        y = core(x2, packed, scale_t, b, n, group, dtype, kernel_act, wsum)
         if relu:
             np.maximum(y, np.float32(0), out=y)
         return y

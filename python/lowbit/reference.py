@@ -397,12 +397,22 @@ def quantize_rows_s8_groups(x: np.ndarray, group_size: int):
     return q.reshape(m, -1), xscale
 
 
-def linear_4bit_int8(x: np.ndarray, codes: np.ndarray, scale: np.ndarray, group_size: int, bias=None) -> np.ndarray:
-    """Bit-exact float32 spec of ``lowbit.linear(x, w, act="int8")`` for int4 weights: per group
-    ``d = sum(q_w * xq)`` in int64 (exact), then ``acc += (float32(d) * scale) * xscale`` in
-    float32 in group order, then ``+ bias``."""
+# NF4 levels rounded to int8: the weights of the NF4 int8-activation kernel (lowbit/linear4.hpp).
+NF4_INT8_LEVELS = np.rint(NF4_LEVELS.astype(np.float32) * np.float32(127)).astype(np.int8)
+
+
+def linear_4bit_int8(x: np.ndarray, codes: np.ndarray, scale: np.ndarray, group_size: int, bias=None,
+                     dtype: str = "int4") -> np.ndarray:
+    """Bit-exact float32 spec of ``lowbit.linear(x, w, act="int8")``: per group ``d =
+    sum(level * xq)`` in int64 (exact; level = the int4 value, or ``NF4_INT8_LEVELS[code]`` for
+    nf4 with the scale divided by 127 in float32), then ``acc += (float32(d) * scale) * xscale``
+    in float32 in group order, then ``+ bias``."""
     xq, xs = quantize_rows_s8_groups(x, group_size)
     c = np.asarray(codes, np.int64)
+    sc = np.asarray(scale, np.float32)
+    if dtype == "nf4":
+        c = NF4_INT8_LEVELS[c].astype(np.int64)
+        sc = (sc / np.float32(127)).astype(np.float32)
     n, k = c.shape
     groups = xs.shape[1]
     cp = np.zeros((n, groups * group_size), np.int64)
@@ -410,7 +420,6 @@ def linear_4bit_int8(x: np.ndarray, codes: np.ndarray, scale: np.ndarray, group_
     d = np.einsum("mgk,ngk->mng", xq.reshape(-1, groups, group_size).astype(np.int64),
                   cp.reshape(n, groups, group_size))
     acc = np.zeros(d.shape[:2], np.float32)
-    sc = np.asarray(scale, np.float32)
     with np.errstate(invalid="ignore", over="ignore"):
         for g in range(groups):
             acc = (acc + (d[:, :, g].astype(np.float32) * sc[None, :, g]) * xs[:, g : g + 1]).astype(np.float32)
@@ -419,4 +428,4 @@ def linear_4bit_int8(x: np.ndarray, codes: np.ndarray, scale: np.ndarray, group_
     return acc
 
 
-__all__ += ["linear_4bit", "quantize_rows_s8_groups", "linear_4bit_int8"]
+__all__ += ["linear_4bit", "quantize_rows_s8_groups", "linear_4bit_int8", "NF4_INT8_LEVELS"]

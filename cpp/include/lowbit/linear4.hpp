@@ -20,6 +20,11 @@
 // so the row's outputs are NaN); then d = sum_k u * xq - 8 * sum_k xq (exact int32) and
 // acc += (float(d) * scale_g) * xscale_g in float32, in group order, then + bias: bit-identical
 // across ISAs and to the NumPy reference.
+// Int8 path for NF4 (act "int8" on NF4 weights): the same, with each code's level rounded to int8,
+// l8[u] = nearbyint(127 * kNf4Levels[u]) (kNf4Int8Levels), d = sum_k l8[u] * xq, and the scales
+// passed divided by 127 (absmax / 127). AVX-512 VNNI feeds xq + 128 as the unsigned operand and
+// subtracts 128 * wsum (per group and column sums of l8, precomputed); AVX2 multiplies |l8| by
+// sign-adjusted xq. Both give the exact d.
 #pragma once
 
 #include <cstdint>
@@ -34,6 +39,7 @@ struct Linear4Args {
   const int8_t* xq;      // int8 path: (m, kp) quantized rows, stride kp
   const float* xscale;   // int8 path: (m, kp / group)
   const int32_t* xsum8;  // int8 path: (m, kp / group), 8 * sum of the group's xq
+  const int32_t* wsum;   // NF4 int8 path: (kp / group, np) sums of the int8 levels
   int64_t m, ldx;
   const uint8_t* w;      // panel layout above
   const float* scales;   // (kp / group, np)
@@ -51,7 +57,10 @@ using Quant4RowFn = void (*)(const float* x, int64_t k, int64_t kp, int64_t grou
                              int32_t* xsum8);
 }  // namespace kernels
 
-enum class Linear4Kind { kInt4Float, kNf4Float, kInt4Int8 };
+// NF4 levels rounded to int8 (nearbyint(127 * kNf4Levels[u])), the NF4 int8 path's weights.
+constexpr int8_t kNf4Int8Levels[16] = {-127, -88, -67, -50, -36, -23, -12, 0, 10, 20, 31, 43, 56, 71, 92, 127};
+
+enum class Linear4Kind { kInt4Float, kNf4Float, kInt4Int8, kNf4Int8 };
 
 // Ops: pads / quantizes the activations, splits the panels over threads. x is (m, k) with row
 // stride ldx; the args' activation fields are filled here.

@@ -12,12 +12,15 @@ LOWBIT_SIMD_TABLE(kernels::Linear4Fn, linear_f32_nf4w_f32)
 LOWBIT_SIMD_TABLE(kernels::Quant4RowFn, quantize_row_s8_groups)
 
 #if defined(LOWBIT_HAVE_AVX512VNNI)
-#define LOWBIT_L4_AVX512VNNI {Isa::kAvx512Vnni, kernels::avx512vnni::linear_s8_s4w_f32},
+#define LOWBIT_L4_AVX512VNNI(fn) {Isa::kAvx512Vnni, kernels::avx512vnni::fn},
 #else
-#define LOWBIT_L4_AVX512VNNI
+#define LOWBIT_L4_AVX512VNNI(fn)
 #endif
-const OpTable<kernels::Linear4Fn> linear_s8_s4w_f32(
-    "linear_s8_s4w_f32", {{Isa::kScalar, ref::linear_s8_s4w_f32}, LOWBIT_KERNEL_AVX2(linear_s8_s4w_f32) LOWBIT_L4_AVX512VNNI});
+#define LOWBIT_L4_INT8_TABLE(fn) \
+  const OpTable<kernels::Linear4Fn> fn(#fn, {{Isa::kScalar, ref::fn}, LOWBIT_KERNEL_AVX2(fn) LOWBIT_L4_AVX512VNNI(fn)});
+
+LOWBIT_L4_INT8_TABLE(linear_s8_s4w_f32)
+LOWBIT_L4_INT8_TABLE(linear_s8_nf4w_f32)
 
 }  // namespace dispatch
 }  // namespace lowbit

@@ -113,6 +113,19 @@ struct Avx2Int8 : F256 {
   static vi iset1(int32_t v) { return _mm256_set1_epi32(v); }
   static vi isub(vi a, vi b) { return _mm256_sub_epi32(a, b); }
   static vf cvt(vi a) { return _mm256_cvtepi32_ps(a); }
+  // NF4: codes -> int8 levels with vpshufb; s8 x s8 as |w| (u8) x sign-adjusted x, whose pair
+  // sums (<= 2 * 127 * 127) never saturate. Activations stay s8: no offset to compensate.
+  static constexpr bool kNf4Offset = false;
+  static vi lut(vi codes) {
+    return _mm256_shuffle_epi8(
+        _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kNf4Int8Levels))), codes);
+  }
+  static vi act_nf4(vi x) { return x; }
+  static vi dot_nf4(vi acc, vi w, vi x) {
+    return _mm256_add_epi32(
+        acc, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(x, w)), _mm256_set1_epi16(1)));
+  }
+  static vi loadi(const int32_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
 };
 #endif
 
@@ -176,6 +189,17 @@ struct Avx512VnniInt8 : F512 {
   static vi iset1(int32_t v) { return _mm512_set1_epi32(v); }
   static vi isub(vi a, vi b) { return _mm512_sub_epi32(a, b); }
   static vf cvt(vi a) { return _mm512_cvtepi32_ps(a); }
+  // NF4: codes -> int8 levels with vpshufb (the 16-byte table in every lane); the activations,
+  // shifted to u8 (xq + 128), become the unsigned operand and 128 * wsum is subtracted per group.
+  static constexpr bool kNf4Offset = true;
+  static vi lut(vi codes) {
+    return _mm512_shuffle_epi8(
+        _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kNf4Int8Levels))), codes);
+  }
+  static vi act_nf4(vi x) { return _mm512_xor_si512(x, _mm512_set1_epi8(static_cast<char>(0x80))); }
+  static vi dot_nf4(vi acc, vi w, vi x) { return _mm512_dpbusd_epi32(acc, x, w); }
+  static vi loadi(const int32_t* p) { return _mm512_loadu_si512(p); }
+  static vi offset_of(vi wsum) { return _mm512_slli_epi32(wsum, 7); }
 };
 #endif
 
@@ -298,10 +322,19 @@ struct Linear4FloatTile {
 };
 
 // ---------------------------------------------------------------- int8 activations
-template <class T>
+template <class T, bool kNf4>
 struct Linear4Int8Tile {
   using vf = typename T::vf;
   using vi = typename T::vi;
+
+  // One 4-k dot product step: int4 codes (u8) x s8 activations, or NF4 int8 levels x activations.
+  static vi step(vi acc, vi w, vi x) {
+    if constexpr (kNf4) {
+      return T::dot_nf4(acc, w, T::act_nf4(x));
+    } else {
+      return T::dot(acc, w, x);
+    }
+  }
 
   template <int MR, int NP>
   static void tile(const Linear4Args& a, int64_t m0, int64_t p) {
@@ -329,30 +362,45 @@ struct Linear4Int8Tile {
           const vi raw = T::load_block(wp + ((v / T::H) * octs + o) * kL4BlockBytes, v % T::H);
           lo[v] = T::nibbles_lo(raw);
           hi[v] = T::nibbles_hi(raw);
+          if (kNf4) {
+            lo[v] = T::lut(lo[v]);
+            hi[v] = T::lut(hi[v]);
+          }
         }
 #pragma GCC unroll 8
         for (int mm = 0; mm < MR; ++mm) {
           const vi xa = T::bcast4(xr[mm] + 8 * o);
 #pragma GCC unroll 16
-          for (int v = 0; v < V; ++v) dot[mm][v] = T::dot(dot[mm][v], lo[v], xa);
+          for (int v = 0; v < V; ++v) dot[mm][v] = step(dot[mm][v], lo[v], xa);
         }
 #pragma GCC unroll 8
         for (int mm = 0; mm < MR; ++mm) {
           const vi xb = T::bcast4(xr[mm] + 8 * o + 4);
 #pragma GCC unroll 16
-          for (int v = 0; v < V; ++v) dot[mm][v] = T::dot(dot[mm][v], hi[v], xb);
+          for (int v = 0; v < V; ++v) dot[mm][v] = step(dot[mm][v], hi[v], xb);
         }
       }
       const float* sc = a.scales + g * np + p * kL4Panel;
+      vi woff[V];  // NF4 on an offset ISA: 128 * the group's level sums per column
+      if constexpr (kNf4 && T::kNf4Offset) {
+#pragma GCC unroll 16
+        for (int v = 0; v < V; ++v) woff[v] = T::offset_of(T::loadi(a.wsum + g * np + p * kL4Panel + v * T::W));
+      }
 #pragma GCC unroll 8
       for (int mm = 0; mm < MR; ++mm) {
         const int64_t r = (m0 + mm) * groups + g;
-        const vi c8 = T::iset1(a.xsum8[r]);
+        const vi c8 = kNf4 ? T::izero() : T::iset1(a.xsum8[r]);
         const vf sx = T::set1(a.xscale[r]);
 #pragma GCC unroll 16
         for (int v = 0; v < V; ++v) {
           float* t = acc_tile[mm] + v * T::W;
-          const vf d = T::mul(T::cvt(T::isub(dot[mm][v], c8)), T::load(sc + v * T::W));
+          vi di = dot[mm][v];
+          if constexpr (!kNf4) {
+            di = T::isub(di, c8);
+          } else if constexpr (T::kNf4Offset) {
+            di = T::isub(di, woff[v]);
+          }
+          const vf d = T::mul(T::cvt(di), T::load(sc + v * T::W));
           T::store(t, T::add(T::load(t), T::mul(d, sx)));
         }
       }
@@ -427,7 +475,10 @@ void quantize_row_groups(const float* x, int64_t k, int64_t kp, int64_t group, i
   namespace kernels {                                                       \
   namespace ns {                                                            \
   void linear_s8_s4w_f32(const Linear4Args& a, int64_t p0, int64_t p1) {    \
-    Linear4Driver<T, Linear4Int8Tile<T>>::run(a, p0, p1);                   \
+    Linear4Driver<T, Linear4Int8Tile<T, false>>::run(a, p0, p1);            \
+  }                                                                         \
+  void linear_s8_nf4w_f32(const Linear4Args& a, int64_t p0, int64_t p1) {   \
+    Linear4Driver<T, Linear4Int8Tile<T, true>>::run(a, p0, p1);             \
   }                                                                         \
   }                                                                         \
   }                                                                         \

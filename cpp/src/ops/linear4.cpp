@@ -17,7 +17,7 @@ void linear_4bit(Linear4Args a, const float* x, int64_t k, Linear4Kind kind) {
   std::vector<float> xscale;
   std::vector<int32_t> xsum8;
   kernels::Linear4Fn fn;
-  if (kind == Linear4Kind::kInt4Int8) {
+  if (kind == Linear4Kind::kInt4Int8 || kind == Linear4Kind::kNf4Int8) {
     xq.resize(static_cast<size_t>(a.m * a.kp));
     xscale.resize(static_cast<size_t>(a.m * groups));
     xsum8.resize(static_cast<size_t>(a.m * groups));
@@ -31,7 +31,7 @@ void linear_4bit(Linear4Args a, const float* x, int64_t k, Linear4Kind kind) {
     a.xq = xq.data();
     a.xscale = xscale.data();
     a.xsum8 = xsum8.data();
-    fn = dispatch::linear_s8_s4w_f32.get();
+    fn = kind == Linear4Kind::kNf4Int8 ? dispatch::linear_s8_nf4w_f32.get() : dispatch::linear_s8_s4w_f32.get();
   } else {
     if (k != a.kp) {  // the float kernels read whole groups: give them zero-padded rows
       xpad.assign(static_cast<size_t>(a.m * a.kp), 0.0f);

@@ -43,7 +43,10 @@ void linear_float(const Linear4Args& a, int64_t p0, int64_t p1) {
 void linear_f32_s4w_f32(const Linear4Args& a, int64_t p0, int64_t p1) { linear_float<false>(a, p0, p1); }
 void linear_f32_nf4w_f32(const Linear4Args& a, int64_t p0, int64_t p1) { linear_float<true>(a, p0, p1); }
 
-void linear_s8_s4w_f32(const Linear4Args& a, int64_t p0, int64_t p1) {
+namespace {
+
+template <bool kNf4>
+void linear_int8(const Linear4Args& a, int64_t p0, int64_t p1) {
   const int64_t groups = a.kp / a.group, np = ((a.n + kL4Panel - 1) / kL4Panel) * kL4Panel;
   for (int64_t m = 0; m < a.m; ++m) {
     const int8_t* x = a.xq + m * a.kp;
@@ -52,14 +55,22 @@ void linear_s8_s4w_f32(const Linear4Args& a, int64_t p0, int64_t p1) {
       float acc = 0.0f;
       for (int64_t g = 0; g < groups; ++g) {
         int32_t d = 0;
-        for (int64_t k = g * a.group; k < (g + 1) * a.group; ++k) d += code_at(a, p, c, k) * x[k];
-        d -= a.xsum8[m * groups + g];
+        for (int64_t k = g * a.group; k < (g + 1) * a.group; ++k) {
+          const int u = code_at(a, p, c, k);
+          d += (kNf4 ? kNf4Int8Levels[u] : u) * x[k];
+        }
+        if (!kNf4) d -= a.xsum8[m * groups + g];
         acc += (static_cast<float>(d) * a.scales[g * np + col]) * a.xscale[m * groups + g];
       }
       a.y[m * a.ldy + col] = a.bias ? acc + a.bias[col] : acc;
     }
   }
 }
+
+}  // namespace
+
+void linear_s8_s4w_f32(const Linear4Args& a, int64_t p0, int64_t p1) { linear_int8<false>(a, p0, p1); }
+void linear_s8_nf4w_f32(const Linear4Args& a, int64_t p0, int64_t p1) { linear_int8<true>(a, p0, p1); }
 
 void quantize_row_s8_groups(const float* x, int64_t k, int64_t kp, int64_t group, int8_t* xq, float* xscale,
                             int32_t* xsum8) {

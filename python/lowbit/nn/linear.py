@@ -316,7 +316,7 @@ class QuantLinear(_QuantBase):
         True
         >>> q4 = lowbit.nn.QuantLinear.from_float(torch.nn.Linear(64, 4), lowbit.QuantConfig(weight="nf4"))
         >>> q4, q4.weight_packed.shape, q4.weight_scale.shape
-        (QuantLinear(in_features=64, out_features=4, bias=True, weight=nf4, group_size=64, activation=None, granularity=per_channel), torch.Size([4, 32]), torch.Size([4, 1]))
+        (QuantLinear(in_features=64, out_features=4, bias=True, weight=nf4, group_size=64, activation=dynamic, granularity=per_channel), torch.Size([4, 32]), torch.Size([4, 1]))
     """
 
     def __init__(
