@@ -108,7 +108,7 @@ def run_lowbit(w, xs, repeat, notes):
     for name, d, kw in LOWBIT:
         pw = packed[d]
         act8 = kw["act"] == "int8"
-        row = {"name": name, "compute": "int8 x (per row, group), int4 w" if act8 else "f32 x, " + d + " w",
+        row = {"name": name, "compute": f"int8 x (per row, group), {d} w" if act8 else f"f32 x, {d} w",
                "check": "ok (ref)", "ms": {}, "nbytes": pw.nbytes}
         for m, x in xs.items():
             def fn(x=x, pw=pw, kw=kw):
