@@ -7,15 +7,17 @@
 #include <vector>
 
 #include "common.hpp"
+#include "lowbit/cpu.hpp"
 #include "lowbit/linear4.hpp"
+#include "reference/linear4.hpp"
 
 namespace lowbit {
 namespace bind {
 namespace {
 
-py::array linear_4bit_py(const py::array& x, const py::array& w, const py::array& scales, const py::object& bias,
-                         int64_t n, int64_t group, const std::string& kind, const std::string& act,
-                         const py::object& wsum) {
+py::array linear_4bit_with(kernels::Linear4Fn kernel, const py::array& x, const py::array& w, const py::array& scales,
+                           const py::object& bias, int64_t n, int64_t group, const std::string& kind,
+                           const std::string& act, const py::object& wsum) {
   if (kind != "int4" && kind != "nf4") value_error("kind: expected 'int4' or 'nf4', got '" + kind + "'");
   if (act != "float" && act != "int8") value_error("act: expected 'float' or 'int8', got '" + act + "'");
   if (!has_dtype<float>(x) || x.ndim() != 2) type_error("x: expected a 2-D float32 array, got " + dtype_str(x));
@@ -71,9 +73,29 @@ py::array linear_4bit_py(const py::array& x, const py::array& w, const py::array
   const float* xp = static_cast<const float*>(x.data());
   {
     py::gil_scoped_release release;
-    if (m > 0 && n > 0) linear_4bit(a, xp, k, kd);
+    if (m > 0 && n > 0) linear_4bit(a, xp, k, kd, kernel);
   }
   return y;
+}
+
+py::array linear_4bit_py(const py::array& x, const py::array& w, const py::array& scales, const py::object& bias,
+                         int64_t n, int64_t group, const std::string& kind, const std::string& act,
+                         const py::object& wsum) {
+  return linear_4bit_with(nullptr, x, w, scales, bias, n, group, kind, act, wsum);
+}
+
+// Test hook: the int8-activation path through the EVEX twin of the AVX-VNNI kernels.
+py::array linear_4bit_avxvnni_twin(const py::array& x, const py::array& w, const py::array& scales,
+                                   const py::object& bias, int64_t n, int64_t group, const std::string& kind,
+                                   const py::object& wsum) {
+#if defined(LOWBIT_HAVE_AVX512VNNI)
+  if (!isa_available(Isa::kAvx512Vnni)) value_error("this CPU has no AVX-512 VNNI to run the kernel twins");
+  auto fn = kind == "nf4" ? kernels::avx512vnni::linear_s8_nf4w_f32_avxvnni_twin
+                          : kernels::avx512vnni::linear_s8_s4w_f32_avxvnni_twin;
+  return linear_4bit_with(fn, x, w, scales, bias, n, group, kind, "int8", wsum);
+#else
+  value_error("built without AVX-512 VNNI kernels: no twins");
+#endif
 }
 
 }  // namespace
@@ -81,6 +103,8 @@ py::array linear_4bit_py(const py::array& x, const py::array& w, const py::array
 void bind_linear4(py::module_& m) {
   m.def("linear_4bit", &linear_4bit_py, py::arg("x"), py::arg("w"), py::arg("scales"), py::arg("bias"), py::arg("n"),
         py::arg("group_size"), py::arg("kind"), py::arg("act"), py::arg("wsum") = py::none());
+  m.def("_linear_4bit_avxvnni_twin", &linear_4bit_avxvnni_twin, py::arg("x"), py::arg("w"), py::arg("scales"),
+        py::arg("bias"), py::arg("n"), py::arg("group_size"), py::arg("kind"), py::arg("wsum") = py::none());
 }
 
 }  // namespace bind

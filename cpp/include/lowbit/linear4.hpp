@@ -64,6 +64,7 @@ enum class Linear4Kind { kInt4Float, kNf4Float, kInt4Int8, kNf4Int8 };
 
 // Ops: pads / quantizes the activations, splits the panels over threads. x is (m, k) with row
 // stride ldx; the args' activation fields are filled here.
-void linear_4bit(Linear4Args a, const float* x, int64_t k, Linear4Kind kind);
+// `kernel` (tests only) replaces the dispatched kernel, e.g. with a twin of one this CPU cannot run.
+void linear_4bit(Linear4Args a, const float* x, int64_t k, Linear4Kind kind, kernels::Linear4Fn kernel = nullptr);
 
 }  // namespace lowbit

@@ -16,8 +16,14 @@ LOWBIT_SIMD_TABLE(kernels::Quant4RowFn, quantize_row_s8_groups)
 #else
 #define LOWBIT_L4_AVX512VNNI(fn)
 #endif
-#define LOWBIT_L4_INT8_TABLE(fn) \
-  const OpTable<kernels::Linear4Fn> fn(#fn, {{Isa::kScalar, ref::fn}, LOWBIT_KERNEL_AVX2(fn) LOWBIT_L4_AVX512VNNI(fn)});
+#if defined(LOWBIT_HAVE_AVXVNNI)
+#define LOWBIT_L4_AVXVNNI(fn) {Isa::kAvxVnni, kernels::avxvnni::fn},
+#else
+#define LOWBIT_L4_AVXVNNI(fn)
+#endif
+#define LOWBIT_L4_INT8_TABLE(fn)                                                                         \
+  const OpTable<kernels::Linear4Fn> fn(#fn, {{Isa::kScalar, ref::fn}, LOWBIT_KERNEL_AVX2(fn) LOWBIT_L4_AVXVNNI(fn) \
+                                                 LOWBIT_L4_AVX512VNNI(fn)});
 
 LOWBIT_L4_INT8_TABLE(linear_s8_s4w_f32)
 LOWBIT_L4_INT8_TABLE(linear_s8_nf4w_f32)

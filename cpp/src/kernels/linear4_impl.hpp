@@ -129,6 +129,25 @@ struct Avx2Int8 : F256 {
 };
 #endif
 
+#if defined(__AVX2__) && defined(__FMA__) && (defined(__AVXVNNI__) || defined(LOWBIT_L4_VNNI256_EVEX))
+// Int8 path on AVX-VNNI (VEX vpdpbusd on ymm): as AVX2, with one vpdpbusd per 4 k; NF4 takes the
+// offset form of the AVX-512 VNNI path. LOWBIT_L4_VNNI256_EVEX builds the test-only twin with the
+// EVEX encoding (AVX-512 VNNI + VL) on machines without AVX-VNNI.
+#if defined(LOWBIT_L4_VNNI256_EVEX)
+#define LOWBIT_L4_DPBUSD256 _mm256_dpbusd_epi32
+#else
+#define LOWBIT_L4_DPBUSD256 _mm256_dpbusd_avx_epi32
+#endif
+struct AvxVnniInt8 : Avx2Int8 {
+  static constexpr int kRows = 4, kPanels = 1, kGemvPanels = 2;
+  static vi dot(vi acc, vi w, vi x) { return LOWBIT_L4_DPBUSD256(acc, w, x); }
+  static constexpr bool kNf4Offset = true;
+  static vi act_nf4(vi x) { return _mm256_xor_si256(x, _mm256_set1_epi8(static_cast<char>(0x80))); }
+  static vi dot_nf4(vi acc, vi w, vi x) { return LOWBIT_L4_DPBUSD256(acc, x, w); }
+  static vi offset_of(vi wsum) { return _mm256_slli_epi32(wsum, 7); }
+};
+#endif
+
 #if defined(__AVX512F__) && defined(__AVX512BW__)
 struct F512 {
   using vf = __m512;

@@ -10,7 +10,7 @@
 
 namespace lowbit {
 
-void linear_4bit(Linear4Args a, const float* x, int64_t k, Linear4Kind kind) {
+void linear_4bit(Linear4Args a, const float* x, int64_t k, Linear4Kind kind, kernels::Linear4Fn kernel) {
   const int64_t panels = (a.n + kL4Panel - 1) / kL4Panel, groups = a.kp / a.group;
   std::vector<float> xpad;
   std::vector<int8_t> xq;
@@ -43,6 +43,7 @@ void linear_4bit(Linear4Args a, const float* x, int64_t k, Linear4Kind kind) {
     }
     fn = kind == Linear4Kind::kNf4Float ? dispatch::linear_f32_nf4w_f32.get() : dispatch::linear_f32_s4w_f32.get();
   }
+  if (kernel != nullptr) fn = kernel;
   // ~128 KiB of packed weights per task (8 * kp bytes per panel), fewer panels when many rows
   // make each one expensive; multiples of 4 panels keep the GEMV tiles whole.
   const int64_t per_panel = 8 * a.kp * std::max<int64_t>(1, a.m / 4);
