@@ -46,3 +46,52 @@ def test_im2col_bad_input():
         with pytest.raises(ValueError, match=name):
             _core.im2col(x, *args)
     assert _core.im2col(np.zeros((0, 4, 4, 2), np.float32), 3, 3, 1, 1, 1, 1, 1, 1).shape == (0, 18)
+    # an empty image with padding: all patches are padding
+    np.testing.assert_array_equal(_core.im2col(np.zeros((2, 0, 0, 3), np.float32), 1, 1, 1, 1, 1, 1, 1, 1),
+                                  np.zeros((2 * 2 * 2, 3), np.float32))
+
+
+@pytest.mark.parametrize("c,k,s,p,d", [(1, (3, 3), (1, 1), (1, 1), (1, 1)), (16, (3, 3), (2, 2), (1, 1), (1, 1)),
+                                       (5, (2, 3), (1, 2), (2, 0), (2, 1)), (3, (1, 1), (1, 1), (0, 0), (1, 1))])
+@pytest.mark.parametrize("act_dtype,zp", [("uint8", 100), ("int8", -3)])
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_static_conv_path_is_bit_identical_to_im2col_and_linear(c, k, s, p, d, act_dtype, zp, layout):
+    """QuantConv2d's static path quantizes the image once and builds byte patches (padding = the
+    zero point): it must give exactly what float patches + linear(act="static") give."""
+    import lowbit
+
+    g = torch.Generator().manual_seed(c)
+    x = torch.randn(2, c, 7, 6, generator=g) * 2
+    x[0, 0, 1, 1] = float("nan")
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    kk = k[0] * k[1] * c
+    pw = lowbit.pack_weight(torch.randn(9, kk, generator=g).numpy())
+    bias = torch.randn(9, generator=g).numpy()
+    xh = x.permute(0, 2, 3, 1).numpy()
+    cols = _core.im2col(xh, *k, *s, *p, *d)
+    want = lowbit.linear(cols, pw, bias, act="static", act_scale=0.03, act_zero_point=zp, act_dtype=act_dtype)
+    f = lowbit.matmul.prepare_conv2d_static(pw, bias, act_scale=0.03, act_zero_point=zp, act_dtype=act_dtype,
+                                            kernel_size=k, stride=s, padding=p, dilation=d)
+    np.testing.assert_array_equal(f(xh), want)
+    with pytest.raises(ValueError, match="act_zero_point"):
+        lowbit.matmul.prepare_conv2d_static(pw, bias, act_scale=0.03, act_zero_point=300, kernel_size=k)
+
+
+def test_quant_conv2d_static_module_uses_the_fused_path():
+    import lowbit
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+    q = lowbit.nn.QuantConv2d.from_float(conv, lowbit.QuantConfig(activation="static"), act_qparams=(0.02, 128))
+    x = torch.randn(4, 3, 9, 9)
+    y = q(x)
+    # the traced op path (torch im2col + lowbit::quant_linear) gives the same bits
+    with torch.no_grad():
+        xh = x.permute(0, 2, 3, 1)
+        cols = q._torch_im2col(xh, x, 9, 9).reshape(4, 81, 27)
+        ref = torch.ops.lowbit.quant_linear(cols.contiguous(), q.weight_int8, q.weight_scale, q.weight_zero_point,
+                                            q.bias, q.act_scale, q.act_zero_point, "static", "uint8")
+    torch.testing.assert_close(y, ref.reshape(4, 9, 9, 8).permute(0, 3, 1, 2), rtol=0, atol=0)
+    with torch.no_grad():
+        assert float((y - conv(x)).abs().max()) < 0.1

@@ -11,10 +11,9 @@
 
 namespace lowbit {
 namespace bind {
-namespace {
 
-py::array im2col_py(const py::array& x, int64_t kh, int64_t kw, int64_t stride_h, int64_t stride_w, int64_t pad_h,
-                    int64_t pad_w, int64_t dil_h, int64_t dil_w) {
+Im2colArgs im2col_geometry(const py::array& x, int64_t kh, int64_t kw, int64_t stride_h, int64_t stride_w,
+                           int64_t pad_h, int64_t pad_w, int64_t dil_h, int64_t dil_w) {
   if (!has_dtype<float>(x) || x.ndim() != 4) type_error("x: expected a 4-D (N, H, W, C) float32 array, got " + dtype_str(x));
   if (kh < 1 || kw < 1) value_error("kernel_size: must be >= 1");
   if (stride_h < 1 || stride_w < 1) value_error("stride: must be >= 1");
@@ -44,6 +43,14 @@ py::array im2col_py(const py::array& x, int64_t kh, int64_t kw, int64_t stride_h
   if (eh < 0 || ew < 0) value_error("x: input is smaller than the (dilated) kernel");
   a.ho = eh / stride_h + 1;
   a.wo = ew / stride_w + 1;
+  return a;
+}
+
+namespace {
+
+py::array im2col_py(const py::array& x, int64_t kh, int64_t kw, int64_t stride_h, int64_t stride_w, int64_t pad_h,
+                    int64_t pad_w, int64_t dil_h, int64_t dil_w) {
+  const Im2colArgs a = im2col_geometry(x, kh, kw, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w);
   py::array out(py::dtype::of<float>(), std::vector<int64_t>{a.n * a.ho * a.wo, kh * kw * a.c});
   float* o = static_cast<float*>(out.mutable_data());
   {

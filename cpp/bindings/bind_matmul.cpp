@@ -12,6 +12,7 @@
 
 #include "common.hpp"
 #include "lowbit/cpu.hpp"
+#include "lowbit/im2col.hpp"
 #include "lowbit/matmul.hpp"
 #include "reference/matmul.hpp"
 
@@ -181,15 +182,18 @@ void check_scale(double s, const char* name) {
     value_error(std::string(name) + ": must be finite and > 0 (and 1/scale finite in float32), got " + std::to_string(s));
 }
 
-py::array linear_py(const py::array& x_in, const py::array& packed, const py::array& colsum, int64_t n, int64_t k,
-                    const py::array& scale_in, const py::object& bias_in, const std::string& act, double act_scale,
-                    int32_t act_zero_point, bool act_signed, bool relu, const py::object& out_scale,
-                    int32_t out_zero_point) {
-  if (!has_dtype<float>(x_in)) type_error("x: expected a float32 array, got " + dtype_str(x_in));
-  require_ndim(x_in, 2, "x");
-  require_contiguous(x_in, "x");
-  if (x_in.shape(1) != k)
-    value_error("x: last dimension " + std::to_string(x_in.shape(1)) + " does not match the weight's K = " + std::to_string(k));
+// Validated weight-side arguments of a linear (everything but x).
+struct LinearCall {
+  std::vector<float> scale, bias;
+  LinearParams p;
+  const int8_t* packed = nullptr;
+  const int32_t* colsum = nullptr;
+};
+
+LinearCall prepare_linear_call(const py::array& packed, const py::array& colsum, int64_t n, int64_t k,
+                               const py::array& scale_in, const py::object& bias_in, const std::string& act,
+                               double act_scale, int32_t act_zero_point, bool act_signed, bool relu,
+                               const py::object& out_scale, int32_t out_zero_point) {
   check_k(k, false, "x");
   if (!has_dtype<int8_t>(packed) || packed.ndim() != 1 || packed.size() != packed_weight_bytes(k, n) ||
       !(packed.flags() & py::array::c_style))
@@ -197,15 +201,15 @@ py::array linear_py(const py::array& x_in, const py::array& packed, const py::ar
   if (!has_dtype<int32_t>(colsum) || colsum.ndim() != 1 || colsum.size() != n_panels(n) * kPanelCols ||
       !(colsum.flags() & py::array::c_style))
     value_error("w: packed column sums do not match its shape");
-  std::vector<float> scale = padded(F32::ensure(scale_in), n, "w.scale");
-  for (int64_t i = 0; i < n; ++i) check_scale(scale[i], "w.scale");
-  std::vector<float> bias;
-  LinearParams p;
+  LinearCall c;
+  c.scale = padded(F32::ensure(scale_in), n, "w.scale");
+  for (int64_t i = 0; i < n; ++i) check_scale(c.scale[i], "w.scale");
+  LinearParams& p = c.p;
   if (!bias_in.is_none()) {
     F32 b = F32::ensure(bias_in);
     if (!b) type_error("bias: expected a float array");
-    bias = padded(b, n, "bias");
-    p.bias = bias.data();
+    c.bias = padded(b, n, "bias");
+    p.bias = c.bias.data();
   }
   if (act == "dynamic") {
     p.act = ActMode::kDynamicRow;
@@ -234,16 +238,55 @@ py::array linear_py(const py::array& x_in, const py::array& packed, const py::ar
     p.out_scale = static_cast<float>(os);
     p.out_zero_point = out_zero_point;
   }
+  c.packed = static_cast<const int8_t*>(packed.data());
+  c.colsum = static_cast<const int32_t*>(colsum.data());
+  return c;
+}
+
+py::array linear_out(const LinearCall& c, int64_t m, int64_t n) {
+  return c.p.requant ? py::array(py::dtype::of<int8_t>(), std::vector<int64_t>{m, n})
+                     : py::array(py::dtype::of<float>(), std::vector<int64_t>{m, n});
+}
+
+py::array linear_py(const py::array& x_in, const py::array& packed, const py::array& colsum, int64_t n, int64_t k,
+                    const py::array& scale_in, const py::object& bias_in, const std::string& act, double act_scale,
+                    int32_t act_zero_point, bool act_signed, bool relu, const py::object& out_scale,
+                    int32_t out_zero_point) {
+  if (!has_dtype<float>(x_in)) type_error("x: expected a float32 array, got " + dtype_str(x_in));
+  require_ndim(x_in, 2, "x");
+  require_contiguous(x_in, "x");
+  if (x_in.shape(1) != k)
+    value_error("x: last dimension " + std::to_string(x_in.shape(1)) + " does not match the weight's K = " + std::to_string(k));
+  const LinearCall c = prepare_linear_call(packed, colsum, n, k, scale_in, bias_in, act, act_scale, act_zero_point,
+                                           act_signed, relu, out_scale, out_zero_point);
   const int64_t m = x_in.shape(0);
-  py::array out = p.requant ? py::array(py::dtype::of<int8_t>(), std::vector<int64_t>{m, n})
-                            : py::array(py::dtype::of<float>(), std::vector<int64_t>{m, n});
+  py::array out = linear_out(c, m, n);
   void* o = out.mutable_data();
   const auto* x = static_cast<const float*>(x_in.data());
-  const auto* pp = static_cast<const int8_t*>(packed.data());
-  const auto* cp = static_cast<const int32_t*>(colsum.data());
   {
     py::gil_scoped_release release;
-    linear_packed(x, m, k, pp, cp, scale.data(), n, p, o);
+    linear_packed(x, m, k, c.packed, c.colsum, c.scale.data(), n, c.p, o);
+  }
+  return out;
+}
+
+// A convolution with static activations (QuantConv2d's eager CPU path): x is the (N, H, W, C)
+// image with any strides; the result is the (N * Ho * Wo, n) output, bit-identical to im2col +
+// linear(act="static").
+py::array conv2d_static_py(const py::array& x, const py::array& packed, const py::array& colsum, int64_t n,
+                           const py::array& scale_in, const py::object& bias_in, int64_t kh, int64_t kw, int64_t sh,
+                           int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw, double act_scale,
+                           int32_t act_zero_point, bool act_signed, bool relu) {
+  const Im2colArgs g = im2col_geometry(x, kh, kw, sh, sw, ph, pw, dh, dw);
+  const int64_t k = kh * kw * g.c;
+  const LinearCall c = prepare_linear_call(packed, colsum, n, k, scale_in, bias_in, "static", act_scale,
+                                           act_zero_point, act_signed, relu, py::none(), 0);
+  const int64_t m = g.n * g.ho * g.wo;
+  py::array out = linear_out(c, m, n);
+  void* o = out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    conv2d_static_packed(g, g.x, c.packed, c.colsum, c.scale.data(), n, c.p, o);
   }
   return out;
 }
@@ -276,6 +319,10 @@ void bind_matmul(py::module_& m) {
   m.def("linear", &linear_py, py::arg("x"), py::arg("packed"), py::arg("colsum"), py::arg("n"), py::arg("k"),
         py::arg("scale"), py::arg("bias"), py::arg("act"), py::arg("act_scale"), py::arg("act_zero_point"),
         py::arg("act_signed"), py::arg("relu"), py::arg("out_scale"), py::arg("out_zero_point"));
+  m.def("conv2d_static", &conv2d_static_py, py::arg("x"), py::arg("packed"), py::arg("colsum"), py::arg("n"),
+        py::arg("scale"), py::arg("bias"), py::arg("kh"), py::arg("kw"), py::arg("stride_h"), py::arg("stride_w"),
+        py::arg("pad_h"), py::arg("pad_w"), py::arg("dil_h"), py::arg("dil_w"), py::arg("act_scale"),
+        py::arg("act_zero_point"), py::arg("act_signed"), py::arg("relu"));
   m.attr("matmul_max_k_s8") = max_k(true);
   m.attr("matmul_max_k_u8") = max_k(false);
   m.attr("packed_layout") = "vnni4x16";

@@ -6,6 +6,8 @@
 
 #include <string>
 
+#include "lowbit/im2col.hpp"
+
 namespace lowbit {
 namespace bind {
 
@@ -31,6 +33,10 @@ inline void require_contiguous(const py::array& a, const char* name) {
 }
 
 inline std::string dtype_str(const py::array& a) { return py::str(a.dtype()).cast<std::string>(); }
+
+// Validated convolution geometry of a strided (N, H, W, C) float32 image (bind_conv.cpp).
+Im2colArgs im2col_geometry(const py::array& x, int64_t kh, int64_t kw, int64_t stride_h, int64_t stride_w,
+                           int64_t pad_h, int64_t pad_w, int64_t dil_h, int64_t dil_w);
 
 }  // namespace bind
 }  // namespace lowbit

@@ -355,6 +355,9 @@ def prepare_linear(
             raise ValueError("act_scale: required with act='static'")
         scale_f = _scalar(act_scale, "act_scale", float)
         zp = 0 if act_zero_point is None else _scalar(act_zero_point, "act_zero_point", int)
+        lo, hi = (-128, 127) if act_dtype == "int8" else (0, 255)
+        if not lo <= zp <= hi:
+            raise ValueError(f"act_zero_point: {zp} is outside [{lo}, {hi}] for act_dtype={act_dtype!r}")
     else:
         if act_scale is not None or act_zero_point is not None:
             raise ValueError(f"act_scale/act_zero_point: only used with act='static', not act={act!r}")
@@ -373,6 +376,34 @@ def prepare_linear(
     args = (w._packed, w._colsum, n, k, w.scale, b, act, scale_f, zp, act_dtype == "int8", bool(relu), osc, ozp)
     core_linear = _core.linear
     return lambda x2: core_linear(x2, *args)
+
+
+def prepare_conv2d_static(
+    w: PackedWeight,
+    bias: Any,
+    *,
+    act_scale: float,
+    act_zero_point: int,
+    act_dtype: str = "uint8",
+    kernel_size: tuple[int, int],
+    stride: tuple[int, int] = (1, 1),
+    padding: tuple[int, int] = (0, 0),
+    dilation: tuple[int, int] = (1, 1),
+) -> Callable[[np.ndarray], np.ndarray]:
+    """A convolution with static activations as ``f(x)``: ``x`` a float32 ``(N, H, W, C)`` array
+    (any strides, e.g. an NCHW tensor's NHWC view), result ``(N * Ho * Wo, n_out)`` float32,
+    bit-identical to im2col + ``linear(act="static")`` with zero padding, but the image is
+    quantized once and the patches are built from its bytes. ``w`` is ``(n_out, kh * kw * C)`` with
+    the patch elements in (kh, kw, C) order."""
+    prepare_linear(w, bias, act="static", act_scale=act_scale, act_zero_point=act_zero_point, act_dtype=act_dtype)
+    n, _ = w.shape
+    scale_f = _scalar(act_scale, "act_scale", float)
+    zp = _scalar(act_zero_point, "act_zero_point", int)
+    b = None if bias is None else np.ascontiguousarray(as_numpy(bias, "bias"), np.float32)
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel_size, stride, padding, dilation
+    args = (w._packed, w._colsum, n, w.scale, b, kh, kw, sh, sw, ph, pw, dh, dw, scale_f, zp, act_dtype == "int8", False)
+    conv = _core.conv2d_static
+    return lambda x: conv(x, *args)
 
 
 def _scalar(v: Any, name: str, kind: type) -> Any:

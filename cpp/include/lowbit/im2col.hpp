@@ -19,4 +19,8 @@ struct Im2colArgs {
 // j * dil_w, :], zeros outside the image. Multithreaded over rows.
 void im2col_nhwc(const Im2colArgs& a, float* out);
 
+// The same on a contiguous NHWC byte image xq (the strides of `a` are ignored): rows of stride lda,
+// `pad` outside the image, zeros from kh * kw * c to lda.
+void im2col_nhwc_u8(const Im2colArgs& a, const uint8_t* xq, uint8_t pad, int64_t lda, uint8_t* out);
+
 }  // namespace lowbit

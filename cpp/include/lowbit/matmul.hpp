@@ -113,4 +113,11 @@ struct LinearParams {
 void linear_packed(const float* x, int64_t m, int64_t k, const int8_t* packed, const int32_t* colsum,
                    const float* col_scale, int64_t n, const LinearParams& p, void* out);
 
+struct Im2colArgs;
+// A convolution with static (per-tensor) activations: im2col_nhwc(geom, x) then linear_packed with
+// p.act == kStatic, bit for bit, but the image is quantized once and the patches are built from
+// its bytes (padding = the zero point). out: (n_img * ho * wo) x n.
+void conv2d_static_packed(const Im2colArgs& geom, const float* x, const int8_t* packed, const int32_t* colsum,
+                          const float* col_scale, int64_t n, const LinearParams& p, void* out);
+
 }  // namespace lowbit

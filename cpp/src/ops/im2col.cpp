@@ -26,22 +26,89 @@ inline void copy_channels(float* dst, const float* src, int64_t c, int64_t sc) {
 
 }  // namespace
 
-void im2col_nhwc(const Im2colArgs& a, float* out) {
+void im2col_nhwc(const Im2colArgs& args, float* out) {
+  const Im2colArgs a = args;  // a local copy: float stores cannot make the compiler reload it
   const int64_t rows = a.n * a.ho * a.wo, width = a.kh * a.kw * a.c;
   if (rows == 0 || width == 0) return;
-  parallel_range(rows, std::max<int64_t>(1, (int64_t{1} << 14) / width), 1, [&](int64_t r0, int64_t r1) {
+  if (a.h == 0 || a.w == 0) {  // only padding: no address of x is valid
+    std::memset(out, 0, sizeof(float) * static_cast<size_t>(rows * width));
+    return;
+  }
+  parallel_range(rows, std::max<int64_t>(1, (int64_t{1} << 14) / width), 1, [a, out, width](int64_t r0, int64_t r1) {
     int64_t b = r0 / (a.ho * a.wo), oy = (r0 / a.wo) % a.ho, ox = r0 % a.wo;
+    float* dst = out + r0 * width;
     for (int64_t r = r0; r < r1; ++r) {
-      float* dst = out + r * width;
       for (int64_t i = 0; i < a.kh; ++i) {
         const int64_t iy = oy * a.stride_h - a.pad_h + i * a.dil_h;
         const bool row_in = iy >= 0 && iy < a.h;
-        const float* src_row = row_in ? a.x + b * a.sn + iy * a.sh : nullptr;
+        // Clamped coordinates keep every address valid, so single channels (NCHW inputs, the
+        // first convolution) are selected without a branch on the image border.
+        const float* src_row = a.x + b * a.sn + std::min(std::max<int64_t>(iy, 0), a.h - 1) * a.sh;
         for (int64_t j = 0; j < a.kw; ++j, dst += a.c) {
           const int64_t ix = ox * a.stride_w - a.pad_w + j * a.dil_w;
-          copy_channels(dst, row_in && ix >= 0 && ix < a.w ? src_row + ix * a.sw : nullptr, a.c, a.sc);
+          const bool in = row_in && ix >= 0 && ix < a.w;
+          const float* src = src_row + std::min(std::max<int64_t>(ix, 0), a.w - 1) * a.sw;
+          if (a.c == 1) {
+            const float v = *src;
+            dst[0] = in ? v : 0.0f;
+          } else {
+            copy_channels(dst, in ? src : nullptr, a.c, a.sc);
+          }
         }
       }
+      if (++ox == a.wo) {
+        ox = 0;
+        if (++oy == a.ho) {
+          oy = 0;
+          ++b;
+        }
+      }
+    }
+  });
+}
+
+void im2col_nhwc_u8(const Im2colArgs& args, const uint8_t* xq, uint8_t pad, int64_t lda, uint8_t* out) {
+  const Im2colArgs a = args;
+  const int64_t rows = a.n * a.ho * a.wo, width = a.kh * a.kw * a.c;
+  if (rows == 0) return;
+  if (a.h == 0 || a.w == 0) {  // only padding: no address of xq is valid
+    for (int64_t r = 0; r < rows; ++r) {
+      std::memset(out + r * lda, pad, static_cast<size_t>(width));
+      std::memset(out + r * lda + width, 0, static_cast<size_t>(lda - width));
+    }
+    return;
+  }
+  parallel_range(rows, std::max<int64_t>(1, (int64_t{1} << 15) / std::max<int64_t>(lda, 1)), 1,
+                 [args, xq, pad, lda, out, width](int64_t r0, int64_t r1) {
+    // Locals, not closure members: byte stores may alias the closure, which would reload them.
+    const Im2colArgs a = args;
+    const uint8_t* const xb = xq;
+    uint8_t* const o = out;
+    const uint8_t pd = pad;
+    const int64_t ld = lda, wd = width;
+    int64_t b = r0 / (a.ho * a.wo), oy = (r0 / a.wo) % a.ho, ox = r0 % a.wo;
+    const int64_t c = a.c, sh = a.w * c, sn = a.h * sh;
+    for (int64_t r = r0; r < r1; ++r) {
+      uint8_t* dst = o + r * ld;
+      for (int64_t i = 0; i < a.kh; ++i) {
+        const int64_t iy = oy * a.stride_h - a.pad_h + i * a.dil_h;
+        const bool row_in = iy >= 0 && iy < a.h;
+        const uint8_t* src_row = xb + b * sn + std::min(std::max<int64_t>(iy, 0), a.h - 1) * sh;
+        for (int64_t j = 0; j < a.kw; ++j, dst += c) {
+          const int64_t ix = ox * a.stride_w - a.pad_w + j * a.dil_w;
+          const bool in = row_in && ix >= 0 && ix < a.w;
+          const uint8_t* src = src_row + std::min(std::max<int64_t>(ix, 0), a.w - 1) * c;
+          if (c == 1) {  // no branch on the image border (clamped addresses are always valid)
+            const uint8_t v = *src;
+            dst[0] = in ? v : pd;
+          } else if (in) {
+            std::memcpy(dst, src, static_cast<size_t>(c));
+          } else {
+            std::memset(dst, pd, static_cast<size_t>(c));
+          }
+        }
+      }
+      for (int64_t t = wd; t < ld; ++t) o[r * ld + t] = 0;
       if (++ox == a.wo) {
         ox = 0;
         if (++oy == a.ho) {

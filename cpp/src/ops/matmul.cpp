@@ -15,6 +15,7 @@
 #include "dispatch/matmul.hpp"
 #include "dispatch/quantize.hpp"
 #include "dispatch/range.hpp"
+#include "lowbit/im2col.hpp"
 #include "lowbit/matmul.hpp"
 #include "lowbit/parallel.hpp"
 #include "reference/scalar.hpp"
@@ -220,6 +221,35 @@ void matmul_packed(const uint8_t* a, bool a_signed, int64_t m, int64_t k, int64_
   matmul_packed_with(nullptr, a, a_signed, m, k, stride_am, stride_ak, packed, colsum, n, c);
 }
 
+namespace {
+
+// The GEMM of a linear on packed activations (u8, +128 for int8) with its fused epilogue.
+void run_linear_gemm(const uint8_t* ap, int64_t lda, int64_t m, int64_t kg, const int8_t* packed,
+                     const int32_t* colsum, const float* col_scale, int64_t n, const LinearParams& p,
+                     const int32_t* row_offset, const float* row_scale, void* out) {
+  GemmArgs g;
+  g.a = ap;
+  g.lda = lda;
+  g.m = m;
+  g.k_groups = kg;
+  g.b = packed;
+  g.n = n;
+  g.kind = p.requant ? EpilogueKind::kRequant : EpilogueKind::kFloat;
+  g.row_offset = row_offset;
+  g.colsum = colsum;
+  g.row_scale = row_scale;
+  g.col_scale = col_scale;
+  g.bias = p.bias;
+  g.relu = p.relu;
+  g.out_inv_scale = 1.0f / p.out_scale;
+  g.out_zero_point = p.out_zero_point;
+  g.out = out;
+  g.ldo = n;
+  run_gemm(p.requant ? dispatch::linear_f32_s8w_s8 : dispatch::linear_f32_s8w_f32, g);
+}
+
+}  // namespace
+
 void linear_packed(const float* x, int64_t m, int64_t k, const int8_t* packed, const int32_t* colsum,
                    const float* col_scale, int64_t n, const LinearParams& p, void* out) {
   if (m == 0 || n == 0) return;
@@ -266,11 +296,14 @@ void linear_packed(const float* x, int64_t m, int64_t k, const int8_t* packed, c
       // quantize reads inv_scale and zero_point only
       const AffineRow ar{nullptr, inv_e.get() + r0 * k, zp_e.get() + r0 * k, true, 0, 255};
       qu8(x + r0 * k, (r1 - r0) * k, ar, Rounding{}, q.get() + r0 * k);
-      for (int64_t i = r0; i < r1; ++i) {  // a few bytes per row: plain loops beat library calls
-        const uint8_t* src = q.get() + i * k;
-        uint8_t* dst = a_base + i * lda;
-        for (int64_t t = 0; t < k; ++t) dst[t] = src[t];
-        for (int64_t t = k; t < lda; ++t) dst[t] = 0;
+      // A few bytes per row: plain loops over locals (byte stores may alias anything reached
+      // through the closure, which would reload the bounds every byte).
+      const int64_t kk = k, ld = lda;
+      const uint8_t* src = q.get() + r0 * kk;
+      uint8_t* dst = a_base + r0 * ld;
+      for (int64_t i = r0; i < r1; ++i, src += kk, dst += ld) {
+        for (int64_t t = 0; t < kk; ++t) dst[t] = src[t];
+        for (int64_t t = kk; t < ld; ++t) dst[t] = 0;
       }
     });
   } else {
@@ -293,25 +326,50 @@ void linear_packed(const float* x, int64_t m, int64_t k, const int8_t* packed, c
       }
     });
   }
-  GemmArgs g;
-  g.a = ap.get();
-  g.lda = lda;
-  g.m = m;
-  g.k_groups = kg;
-  g.b = packed;
-  g.n = n;
-  g.kind = p.requant ? EpilogueKind::kRequant : EpilogueKind::kFloat;
-  g.row_offset = row_offset.data();
-  g.colsum = colsum;
-  g.row_scale = row_scale.data();
-  g.col_scale = col_scale;
-  g.bias = p.bias;
-  g.relu = p.relu;
-  g.out_inv_scale = 1.0f / p.out_scale;
-  g.out_zero_point = p.out_zero_point;
-  g.out = out;
-  g.ldo = n;
-  run_gemm(p.requant ? dispatch::linear_f32_s8w_s8 : dispatch::linear_f32_s8w_f32, g);
+  run_linear_gemm(ap.get(), lda, m, kg, packed, colsum, col_scale, n, p, row_offset.data(), row_scale.data(), out);
+}
+
+void conv2d_static_packed(const Im2colArgs& geom, const float* x, const int8_t* packed, const int32_t* colsum,
+                          const float* col_scale, int64_t n, const LinearParams& p, void* out) {
+  const int64_t m = geom.n * geom.ho * geom.wo, k = geom.kh * geom.kw * geom.c;
+  if (m == 0 || n == 0) return;
+  float s = p.act_scale;
+  const float inv = 1.0f / s;
+  int32_t z = p.act_zero_point + (p.act_signed ? 128 : 0);
+  const AffineRow ar{&s, &inv, &z, false, 0, 255};
+  // 1. the image, quantized once (kh * kw times fewer elements than its patches), as NHWC bytes
+  const int64_t pixels = geom.n * geom.h * geom.w, elems = pixels * geom.c;
+  std::unique_ptr<uint8_t[]> img(new uint8_t[static_cast<size_t>(std::max<int64_t>(elems, 1))]);
+  auto qu8 = dispatch::quantize_f32_u8.get();
+  // NHWC-contiguous (channels-last, or NCHW with one channel): one vector run
+  const bool dense = (geom.c == 1 || geom.sc == 1) && geom.sw == geom.c && geom.sh == geom.w * geom.c &&
+                     geom.sn == geom.h * geom.w * geom.c;
+  if (dense) {
+    for_rows(elems, 1, [&](int64_t b, int64_t e) { qu8(x + b, e - b, ar, Rounding{}, img.get() + b); });
+  } else {  // any other strides: element by element, image row by image row
+    for_rows(geom.n * geom.h, geom.w * geom.c, [&](int64_t b, int64_t e) {
+      const Im2colArgs g = geom;  // a local: byte stores may alias what the closure reaches
+      const float sinv = inv;
+      const int32_t sz = z;
+      uint8_t* const base = img.get();
+      for (int64_t r = b; r < e; ++r) {
+        const float* src = x + (r / g.h) * g.sn + (r % g.h) * g.sh;
+        uint8_t* dst = base + r * g.w * g.c;
+        for (int64_t xi = 0; xi < g.w; ++xi, src += g.sw, dst += g.c)
+          for (int64_t ch = 0; ch < g.c; ++ch)
+            dst[ch] = static_cast<uint8_t>(detail::quantize_one(src[ch * g.sc], sinv, sz, 0, 255));
+      }
+    });
+  }
+  // 2. patches of bytes; padding is the zero point (what 0.0 quantizes to)
+  const int64_t lda = packed_act_stride(k);
+  std::unique_ptr<uint8_t[]> ap(new uint8_t[static_cast<size_t>(m * lda)]);  // every byte written
+  im2col_nhwc_u8(geom, img.get(), static_cast<uint8_t>(z), lda, ap.get());
+  std::vector<int32_t> row_offset(static_cast<size_t>(m), z);
+  std::vector<float> row_scale(static_cast<size_t>(m), s);
+  // 3. the GEMM with the fused epilogue, exactly as linear_packed with static activations
+  run_linear_gemm(ap.get(), lda, m, k_groups(k), packed, colsum, col_scale, n, p, row_offset.data(), row_scale.data(),
+                  out);
 }
 
 }  // namespace lowbit

@@ -98,3 +98,21 @@ def quantize_weight(
     )
     qi = torch.from_numpy(np.ascontiguousarray(q.int_repr())).clamp_(qmin, qmax)
     return qi, scale, zero_point
+
+
+def buffer_guards(module: torch.nn.Module) -> tuple:
+    """What a prepared kernel call of ``module`` depends on: each buffer with its version and
+    address (see :func:`guards_hold`)."""
+    return tuple((name, t, t._version, t.data_ptr()) for name, t in module._buffers.items() if t is not None)
+
+
+def guards_hold(module: torch.nn.Module, guards: tuple) -> bool:
+    """True while no buffer of ``module`` was replaced, modified in place or moved since
+    :func:`buffer_guards`. Allocates nothing (it runs on every forward call)."""
+    buffers = module._buffers
+    if len(buffers) != len(guards):
+        return False
+    for name, t, version, ptr in guards:
+        if buffers.get(name) is not t or t._version != version or t.data_ptr() != ptr:
+            return False
+    return True

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import weakref
 from typing import Any, Optional, Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import _core
+from .. import _core, _torch_ops
 from ..config import QuantConfig
-from ._common import check_input
+from ..matmul import prepare_conv2d_static
+from ._common import buffer_guards, check_input, guards_hold
 from .linear import _QuantBase
 
 __all__ = ["QuantConv2d"]
+
+# Prepared static-activation convolution calls per module (see QuantConv2d._eager_conv).
+_EAGER_CONV: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 _Pair = Union[int, tuple[int, int]]
 
@@ -171,11 +176,19 @@ class QuantConv2d(_QuantBase):
         xh = xf.permute(
             0, 2, 3, 1
         )  # NHWC view: free when x is channels-last (a QuantConv2d output)
-        if (
+        eager = (
             xh.device.type == "cpu"
             and self.padding_mode == "zeros"
             and not torch.compiler.is_compiling()
-        ):  # eager CPU: lowbit's im2col reads any strides and pads on the fly
+        )
+        if eager and self.activation == "static" and self.kernel == "int8":
+            # the image is quantized once, then patches of bytes: one C++ call
+            y = torch.from_numpy(self._eager_conv(c)(xh.detach().numpy()))
+            y = y.reshape(n, ho, wo, self.out_channels).permute(0, 3, 1, 2)
+            if unbatched:
+                y = y.squeeze(0)
+            return y if y.dtype == x.dtype else y.to(x.dtype)
+        if eager:  # lowbit's im2col reads any strides and pads on the fly
             cols = torch.from_numpy(
                 _core.im2col(xh.detach().numpy(), kh, kw, sh, sw, ph, pw, dh, dw)
             )
@@ -187,6 +200,23 @@ class QuantConv2d(_QuantBase):
         if unbatched:
             y = y.squeeze(0)
         return y if y.dtype == x.dtype else y.to(x.dtype)
+
+    def _eager_conv(self, c: int) -> Any:
+        """The prepared static-activation convolution call, rebuilt when a buffer changes."""
+        hit = _EAGER_CONV.get(self)
+        if hit is None or not guards_hold(self, hit[0]):
+            kh, kw = self.kernel_size
+            w_q = self.weight_int8 if self.weight_dtype == "int8" else self.weight_packed
+            packed = _torch_ops.packed_weight(w_q, self.weight_scale, self.weight_zero_point, kh * kw * c)
+            b = None if self.bias is None else _torch_ops.to_numpy(self.bias.to(torch.float32))
+            call = prepare_conv2d_static(
+                packed, b, act_scale=float(self.act_scale), act_zero_point=int(self.act_zero_point),
+                act_dtype=self.activation_dtype, kernel_size=self.kernel_size, stride=self.stride,
+                padding=self.padding, dilation=self.dilation,
+            )
+            hit = (buffer_guards(self), call)
+            _EAGER_CONV[self] = hit
+        return hit[1]
 
     def _torch_im2col(
         self, xh: torch.Tensor, xf: torch.Tensor, ho: int, wo: int

@@ -18,7 +18,7 @@ from .. import _torch_ops
 from ..config import QuantConfig
 from ..matmul import prepare_linear
 from ..packed4 import prepare_linear_4bit
-from ._common import check_input
+from ._common import buffer_guards, check_input, guards_hold
 from ._formats import WeightLayout
 
 __all__ = ["QuantLinear"]
@@ -235,10 +235,9 @@ class _QuantBase(nn.Module):
         activation parameters validated and bound) and rebuilt when any buffer is replaced or
         modified in place. Same numerics as the ops; saves the per-call Python work that
         dominates small layers."""
-        key = tuple((t._version, t.data_ptr()) for t in self._buffers.values() if t is not None)
         hit = _EAGER.get(self)
-        if hit is None or hit[0] != key:
-            hit = (key, self._prepare_eager(x.shape[-1]))
+        if hit is None or not guards_hold(self, hit[0]):
+            hit = (buffer_guards(self), self._prepare_eager(x.shape[-1]))
             _EAGER[self] = hit
         x2 = x.reshape(-1, x.shape[-1])
         if not x2.is_contiguous():
