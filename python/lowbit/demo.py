@@ -142,7 +142,8 @@ def run_minilm_demo(out_dir: Optional[str] = None, print_fn: Callable[[str], Non
                     progress: bool = True) -> object:
     """Quantizes every Linear layer of all-MiniLM-L6-v2 (dynamic int8 activations) and prints the
     QuantReport on 16 real sentences; ``eval_fn`` is the mean cosine similarity of the sentence
-    embeddings to float32's. Saves ``minilm_report.png`` (and ``.csv``) to ``out_dir``.
+    embeddings to float32's. Saves ``minilm_report.png`` (and ``.csv``) to ``out_dir``. Then one
+    line per weight format (int8, nf4, int4 groups, exact nf4): embedding cosine, size, latency.
 
     Returns:
         The :class:`lowbit.QuantReport`.
@@ -165,7 +166,43 @@ def run_minilm_demo(out_dir: Optional[str] = None, print_fn: Callable[[str], Non
                             title=f"all-MiniLM-L6-v2, dynamic int8 ({len(SENTENCES)} sentences)")
     print_fn(report.summary())
     _save(report, out_dir, "minilm_report", print_fn)
+    _minilm_4bit(model, tokenizer, batch, ref, q, print_fn)
     return report
+
+
+def _minilm_4bit(model: object, tokenizer: object, batch: dict, ref: object, q8: object,
+                 print_fn: Callable[[str], None]) -> None:
+    """One line per weight format of all-MiniLM-L6-v2: embedding cosine to float32 (worst and
+    mean over the sentences), stored size and latency of the batch, beside float32 and int8."""
+    import torch
+
+    import lowbit
+
+    from .models import SENTENCES, embed_sentences
+
+    def latency(m: object) -> float:
+        with torch.inference_mode():
+            m(**batch)
+            best = float("inf")
+            for _ in range(3):
+                t0 = time.perf_counter()
+                m(**batch)
+                best = min(best, time.perf_counter() - t0)
+        return best * 1e3
+
+    rows = [("float32", model), ("int8, dynamic int8 act", q8)]
+    for name, cfg in (("nf4 (block 64), int8 act", lowbit.QuantConfig(weight="nf4")),
+                      ("int4 (group 64), int8 act", lowbit.QuantConfig(weight="int4", group_size=64)),
+                      ("nf4, float32 act (exact levels)", lowbit.QuantConfig(weight="nf4", activation=None))):
+        rows.append((name, lowbit.quantize_model(model, cfg, progress=False)))
+    t_float = latency(model)
+    print_fn(f"weight formats on all-MiniLM-L6-v2 ({len(SENTENCES)} sentences, one batch):")
+    print_fn(f"  {'format':34s} {'worst cos':>9s} {'mean cos':>9s} {'MB':>7s} {'ms':>7s} {'speedup':>7s}")
+    for name, m in rows:
+        cos = (embed_sentences(m, tokenizer, SENTENCES) * ref).sum(-1)
+        t_m = t_float if m is model else latency(m)
+        print_fn(f"  {name:34s} {float(cos.min()):9.4f} {float(cos.mean()):9.4f} "
+                 f"{lowbit.metrics.model_nbytes(m) / 1e6:7.2f} {t_m:7.2f} {t_float / t_m:6.2f}x")
 
 
 @contextlib.contextmanager
