@@ -21,7 +21,10 @@ def bound(x, w_deq, k, group, y_ref):
 
 SHAPES = [(1, 1, 32, 32), (1, 7, 64, 64), (2, 9, 96, 32), (3, 17, 128, 64), (4, 33, 256, 128), (5, 16, 64, 32),
           (8, 40, 512, 64), (16, 31, 192, 64), (17, 5, 64, 64), (1, 3, 4096, 64), (1, 70, 100, 64), (7, 20, 33, 32),
-          (9, 49, 200, 128), (1, 64, 1, 32)]
+          (9, 49, 200, 128), (1, 64, 1, 32),
+          # AMX blocks (32 rows, pairs of panels, chunks of 512 k): row tails, odd panels, 32-wide
+          # K steps (group 32, 96), several chunks, one group over all of K
+          (13, 33, 300, 64), (40, 50, 1100, 32), (33, 70, 600, 96), (48, 32, 2048, 2048), (64, 47, 1030, 128)]
 
 
 def _case(rng, m, n, k):
@@ -80,6 +83,38 @@ def test_avxvnni_kernel_source_via_evex_twin(dtype, m, n, k, group, rng):
     scale_t, wsum = pw._int8_operands()
     y = _core._linear_4bit_avxvnni_twin(x, pw._packed, scale_t, b, n, group, dtype, wsum)
     np.testing.assert_array_equal(y, ref.linear_4bit_int8(x, pw.int_repr(), pw.scale, group, b, dtype=dtype))
+
+
+@pytest.mark.skipif("avx512vnni" not in lowbit.cpu_info()["available"], reason="the twin needs AVX-512 VNNI")
+@pytest.mark.parametrize("dtype", ["int4", "nf4"])
+@pytest.mark.parametrize("m,n,k,group", [s for s in SHAPES if s[0] >= 4])
+def test_amx_kernel_source_via_emulated_tiles(dtype, m, n, k, group, rng):
+    """The AMX kernels' blocking, decoding and epilogue on scalar-emulated tiles (machines
+    without AMX still check the source) must give the spec's bits."""
+    w, x, b = _case(rng, m, n, k)
+    pw = lowbit.pack_weight(w, dtype=dtype, group_size=group)
+    scale_t, wsum = pw._int8_operands()
+    y = _core._linear_4bit_amx_twin(x, pw._packed, scale_t, b, n, group, dtype, wsum)
+    np.testing.assert_array_equal(y, ref.linear_4bit_int8(x, pw.int_repr(), pw.scale, group, b, dtype=dtype))
+
+
+@pytest.mark.skipif("amx" not in lowbit.cpu_info()["available"], reason="needs AMX")
+@pytest.mark.parametrize("dtype", ["int4", "nf4"])
+def test_amx_kernel_runs_on_larger_batches(dtype, rng):
+    """With AMX, the int8 path of 12+ rows (int4) / 4+ rows (NF4) runs on tiles, bit-exact; extreme
+    activations (one huge value per group) and all-zero groups included."""
+    w, x, b = _case(rng, 37, 90, 700)
+    x[3, :] = 0
+    x[5, 100] = 1e30
+    x[6, 200:264] = -1e-30
+    pw = lowbit.pack_weight(w, dtype=dtype, group_size=64)
+    op = "linear_s8_nf4w_f32" if dtype == "nf4" else "linear_s8_s4w_f32"
+    before = dict(dict(_core.kernel_calls())[op]).get("amx", 0)
+    y = lowbit.linear(x, pw, bias=b)
+    assert dict(dict(_core.kernel_calls())[op]).get("amx", 0) > before
+    np.testing.assert_array_equal(y, ref.linear_4bit_int8(x, pw.int_repr(), pw.scale, 64, b, dtype=dtype))
+    with lowbit.arch("avx512vnni"):
+        np.testing.assert_array_equal(lowbit.linear(x, pw, bias=b), y)
 
 
 def test_nf4_int8_levels():

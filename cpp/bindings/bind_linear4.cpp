@@ -98,6 +98,19 @@ py::array linear_4bit_avxvnni_twin(const py::array& x, const py::array& w, const
 #endif
 }
 
+// Test hook: the int8-activation path through the AMX kernels on scalar-emulated tiles.
+py::array linear_4bit_amx_twin(const py::array& x, const py::array& w, const py::array& scales, const py::object& bias,
+                               int64_t n, int64_t group, const std::string& kind, const py::object& wsum) {
+#if defined(LOWBIT_HAVE_AVX512VNNI)
+  if (!isa_available(Isa::kAvx512Vnni)) value_error("this CPU has no AVX-512 VNNI to run the kernel twins");
+  auto fn = kind == "nf4" ? kernels::avx512vnni::linear_s8_nf4w_f32_amx_twin
+                          : kernels::avx512vnni::linear_s8_s4w_f32_amx_twin;
+  return linear_4bit_with(fn, x, w, scales, bias, n, group, kind, "int8", wsum);
+#else
+  value_error("built without AVX-512 VNNI kernels: no twins");
+#endif
+}
+
 }  // namespace
 
 void bind_linear4(py::module_& m) {
@@ -105,6 +118,8 @@ void bind_linear4(py::module_& m) {
         py::arg("group_size"), py::arg("kind"), py::arg("act"), py::arg("wsum") = py::none());
   m.def("_linear_4bit_avxvnni_twin", &linear_4bit_avxvnni_twin, py::arg("x"), py::arg("w"), py::arg("scales"),
         py::arg("bias"), py::arg("n"), py::arg("group_size"), py::arg("kind"), py::arg("wsum") = py::none());
+  m.def("_linear_4bit_amx_twin", &linear_4bit_amx_twin, py::arg("x"), py::arg("w"), py::arg("scales"), py::arg("bias"),
+        py::arg("n"), py::arg("group_size"), py::arg("kind"), py::arg("wsum") = py::none());
 }
 
 }  // namespace bind

@@ -362,7 +362,7 @@ struct Linear4Int8Tile {
     const uint8_t* wp = a.w + p * octs * kL4BlockBytes;
     const int8_t* xr[MR];
 #pragma GCC unroll 8
-    for (int mm = 0; mm < MR; ++mm) xr[mm] = a.xq + (m0 + mm) * a.kp;
+    for (int mm = 0; mm < MR; ++mm) xr[mm] = a.xq + (m0 + mm) * a.ldxq;
     // Float accumulators live in an L1 tile: in registers beside the MR x V int32 dot products
     // they make GCC copy the dot products around every vpdpbusd.
     alignas(64) float acc_tile[MR][V * T::W];

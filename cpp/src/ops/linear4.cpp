@@ -18,14 +18,17 @@ void linear_4bit(Linear4Args a, const float* x, int64_t k, Linear4Kind kind, ker
   std::vector<int32_t> xsum8;
   kernels::Linear4Fn fn;
   if (kind == Linear4Kind::kInt4Int8 || kind == Linear4Kind::kNf4Int8) {
-    xq.resize(static_cast<size_t>(a.m * a.kp));
+    // Rows up to a multiple of 16, zero: the AMX kernel loads whole 16-row tiles.
+    // Rows 64 bytes apart from their 4 KiB aliases, or 16 rows of a tile land in one L1 set.
+    a.ldxq = a.kp % 1024 == 0 ? a.kp + 64 : a.kp;
+    xq.assign(static_cast<size_t>((a.m + 15) / 16 * 16 * a.ldxq), 0);
     xscale.resize(static_cast<size_t>(a.m * groups));
     xsum8.resize(static_cast<size_t>(a.m * groups));
     auto quant = dispatch::quantize_row_s8_groups.get();
     const int64_t ldx = a.ldx;
     parallel_range(a.m, std::max<int64_t>(1, 65536 / (a.kp + 1)), 1, [&](int64_t b, int64_t e) {
       for (int64_t r = b; r < e; ++r)
-        quant(x + r * ldx, k, a.kp, a.group, xq.data() + r * a.kp, xscale.data() + r * groups,
+        quant(x + r * ldx, k, a.kp, a.group, xq.data() + r * a.ldxq, xscale.data() + r * groups,
               xsum8.data() + r * groups);
     });
     a.xq = xq.data();

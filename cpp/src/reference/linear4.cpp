@@ -49,7 +49,7 @@ template <bool kNf4>
 void linear_int8(const Linear4Args& a, int64_t p0, int64_t p1) {
   const int64_t groups = a.kp / a.group, np = ((a.n + kL4Panel - 1) / kL4Panel) * kL4Panel;
   for (int64_t m = 0; m < a.m; ++m) {
-    const int8_t* x = a.xq + m * a.kp;
+    const int8_t* x = a.xq + m * a.ldxq;
     for (int64_t col = p0 * kL4Panel; col < p1 * kL4Panel && col < a.n; ++col) {
       const int64_t p = col / kL4Panel, c = col % kL4Panel;
       float acc = 0.0f;

@@ -28,11 +28,17 @@ LOWBIT_DECLARE_LINEAR4_FLOAT_KERNELS
 namespace avxvnni {
 LOWBIT_DECLARE_LINEAR4_INT8_KERNELS
 }
+namespace amx {
+LOWBIT_DECLARE_LINEAR4_INT8_KERNELS
+}
 namespace avx512vnni {
 LOWBIT_DECLARE_LINEAR4_INT8_KERNELS
 // Test-only EVEX twins of the AVX-VNNI kernels.
 void linear_s8_s4w_f32_avxvnni_twin(const Linear4Args& a, int64_t p0, int64_t p1);
 void linear_s8_nf4w_f32_avxvnni_twin(const Linear4Args& a, int64_t p0, int64_t p1);
+// Test-only twins of the AMX kernels on emulated tiles.
+void linear_s8_s4w_f32_amx_twin(const Linear4Args& a, int64_t p0, int64_t p1);
+void linear_s8_nf4w_f32_amx_twin(const Linear4Args& a, int64_t p0, int64_t p1);
 }
 }  // namespace kernels
 }  // namespace lowbit

@@ -1,78 +1,19 @@
 // AMX int8 GEMM task (tdpbusd), the source in kernels/matmul_amx_impl.hpp with real tiles.
 //
-// UNTESTED ON HARDWARE: the development machine (AMD Zen 4) has no AMX. The blocking and addressing
-// are tested through a scalar tile emulation (_core._matmul_amx_twin); as a guard for the rest,
-// the first call in the process checks this kernel against the scalar reference on a fixed
-// problem and routes every call to the AVX-512 VNNI kernel if they differ.
-#include <immintrin.h>
-
-#include <cstring>
+// Tested on AMX hardware where the test machine has it, and everywhere through a scalar tile
+// emulation of the same source (_core._matmul_amx_twin). As a guard against a broken tile state
+// (PERF.md: GCC 12 could drop the configuration stores), the first call in the process checks this
+// kernel against the scalar reference on a fixed problem and routes every call to the AVX-512 VNNI
+// kernel if they differ.
 #include <vector>
 
+#include "kernels/amx/amx_tiles.hpp"
 #include "kernels/matmul_amx_impl.hpp"
 
 namespace lowbit {
 namespace kernels {
 namespace amx {
 namespace {
-
-struct alignas(64) TileConfig {
-  uint8_t palette_id;
-  uint8_t start_row;
-  uint8_t reserved[14];
-  uint16_t colsb[16];
-  uint8_t rows[16];
-};
-
-// GCC 12's _tile_loadconfig declares an 8-byte read, which lets -O2 drop the stores that fill the
-// 64-byte configuration (PERF.md): load it with an asm whose memory operand is the whole struct.
-inline void load_config(const TileConfig& cfg) { asm volatile("ldtilecfg %0" : : "m"(cfg) : "memory"); }
-
-// GCC 12's tile load/store builtins declare no memory operands: barrier() fences the compiler.
-struct AmxTiles {
-  static void configure() {
-    TileConfig cfg;
-    std::memset(&cfg, 0, sizeof(cfg));
-    cfg.palette_id = 1;
-    for (int t = 0; t < 8; ++t) {  // tiles 0-3: C, 4-5: A, 6-7: B; all 16 rows x 64 bytes
-      cfg.colsb[t] = static_cast<uint16_t>(kTileBytes);
-      cfg.rows[t] = static_cast<uint8_t>(kTileRows);
-    }
-    load_config(cfg);
-  }
-  static void release() { _tile_release(); }
-  static void barrier() { asm volatile("" : : : "memory"); }
-  // GCC's tile macros stringify their tile numbers: each one must be a literal.
-  template <int T>
-  static void zero() {
-    if constexpr (T == 0) _tile_zero(0);
-    if constexpr (T == 1) _tile_zero(1);
-    if constexpr (T == 2) _tile_zero(2);
-    if constexpr (T == 3) _tile_zero(3);
-  }
-  template <int T>
-  static void load(const void* base, int64_t stride) {
-    if constexpr (T == 4) _tile_loadd(4, base, stride);
-    if constexpr (T == 5) _tile_loadd(5, base, stride);
-    if constexpr (T == 6) _tile_loadd(6, base, stride);
-    if constexpr (T == 7) _tile_loadd(7, base, stride);
-  }
-  template <int C, int A, int B>
-  static void dpbusd() {
-    static_assert(A == 4 + C / 2 && B == 6 + C % 2, "the 2 x 2 block uses tiles C = (A - 4) * 2 + (B - 6)");
-    if constexpr (C == 0) _tile_dpbusd(0, 4, 6);
-    if constexpr (C == 1) _tile_dpbusd(1, 4, 7);
-    if constexpr (C == 2) _tile_dpbusd(2, 5, 6);
-    if constexpr (C == 3) _tile_dpbusd(3, 5, 7);
-  }
-  template <int T>
-  static void store(void* base, int64_t stride) {
-    if constexpr (T == 0) _tile_stored(0, base, stride);
-    if constexpr (T == 1) _tile_stored(1, base, stride);
-    if constexpr (T == 2) _tile_stored(2, base, stride);
-    if constexpr (T == 3) _tile_stored(3, base, stride);
-  }
-};
 
 // 1: AMX agrees with the reference on a fixed problem, 0: it does not (use AVX-512 VNNI).
 bool self_check() {
