@@ -27,7 +27,12 @@ inline int64_t packed_weight_bytes(int64_t k, int64_t n) {
   return n_panels(n) * k_groups(k) * kPanelCols * kKGroup + kPackSlackBytes;
 }
 // Packed activation row stride: K rounded up to 64 bytes (one AMX tile row), zero padded.
-inline int64_t packed_act_stride(int64_t k) { return (k_groups(k) * kKGroup + 63) / 64 * 64 + (k == 0 ? 64 : 0); }
+// Whole cache lines, and never a multiple of 1 KiB: rows 4 KiB apart share an L1 set, and an AMX
+// tile load reads 16 rows at once.
+inline int64_t packed_act_stride(int64_t k) {
+  const int64_t s = (k_groups(k) * kKGroup + 63) / 64 * 64;
+  return s % 1024 == 0 ? s + 64 : s;
+}
 
 // Epilogue applied to each int32 accumulator acc[m][n] (kernels hold it in registers):
 //   v = acc - row_offset[m] * colsum[n]                                (int32, wrap-around)

@@ -38,6 +38,12 @@ void block_32x32(const GemmArgs& g, int64_t i0, int64_t p) {
   for (int64_t s = 0; s < steps; ++s) {
     const int64_t off_a = s * kTileBytes;
     const int64_t off_b = s * kGroupsPerStep * kPanelCols * kKGroup;
+    // Tile loads that miss L1 stall the tiles: the next step's activation rows go to L1 now.
+    if (s + 1 < steps) {
+      const uint8_t* pf = a0 + off_a + kTileBytes;
+#pragma GCC unroll 1
+      for (int64_t r = 0; r < kBlockRows; ++r, pf += g.lda) _mm_prefetch(reinterpret_cast<const char*>(pf), _MM_HINT_T0);
+    }
     Tiles::template load<4>(a0 + off_a, g.lda);
     Tiles::template load<5>(a1 + off_a, g.lda);
     Tiles::template load<6>(b0 + off_b, kTileBytes);

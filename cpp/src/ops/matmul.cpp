@@ -185,16 +185,19 @@ void matmul_packed_with(kernels::GemmTaskFn fn, const uint8_t* a, bool a_signed,
   std::vector<uint8_t> ap(static_cast<size_t>(m * lda));
   // s8 activations are stored as a + 128 (u8) for vpdpbusd; row_offset 128 undoes it with colsum.
   const uint8_t flip = a_signed ? 0x80 : 0x00;
+  uint8_t* const ap0 = ap.data();
   for_rows(m, k, [&](int64_t r0, int64_t r1) {
+    // Bounds in locals: the byte stores may alias the closure (GCC reloaded k every byte).
+    const int64_t k_ = k, lda_ = lda, sam = stride_am, sak = stride_ak;
     for (int64_t i = r0; i < r1; ++i) {
-      const uint8_t* src = a + i * stride_am;
-      uint8_t* dst = ap.data() + i * lda;
-      if (stride_ak == 1) {
-        for (int64_t t = 0; t < k; ++t) dst[t] = static_cast<uint8_t>(src[t] ^ flip);
+      const uint8_t* src = a + i * sam;
+      uint8_t* dst = ap0 + i * lda_;
+      if (sak == 1) {
+        for (int64_t t = 0; t < k_; ++t) dst[t] = static_cast<uint8_t>(src[t] ^ flip);
       } else {
-        for (int64_t t = 0; t < k; ++t) dst[t] = static_cast<uint8_t>(src[t * stride_ak] ^ flip);
+        for (int64_t t = 0; t < k_; ++t) dst[t] = static_cast<uint8_t>(src[t * sak] ^ flip);
       }
-      for (int64_t t = k; t < lda; ++t) dst[t] = 0;
+      for (int64_t t = k_; t < lda_; ++t) dst[t] = 0;
     }
   });
   std::vector<int32_t> row_offset(static_cast<size_t>(m), a_signed ? 128 : 0);
