@@ -102,6 +102,28 @@ def test_threads_knob():
         lowbit.set_num_threads(n)
 
 
+@pytest.mark.parametrize("threads,size", [(4, 262144), (6, 65536), (6, 262144)])
+def test_thread_pool_back_to_back_jobs_never_hang(threads, size):
+    """Many short parallel jobs back to back with more threads than cores: a worker woken by one
+    job and descheduled until the next must not corrupt the next job's join count (before the
+    fix this hung, or crashed, within seconds in most of these settings on 2 cores)."""
+    code = f"""
+import time, numpy as np, lowbit
+lowbit.set_num_threads({threads})
+x = np.random.default_rng(0).standard_normal({size}).astype(np.float32)
+t0 = time.time()
+while time.time() - t0 < 5:
+    lowbit.quantize(x, 0.1, 0)
+print("done")
+"""
+    e = dict(os.environ)
+    try:
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=e, timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"parallel jobs with {threads} threads hung")
+    assert r.returncode == 0 and "done" in r.stdout, (r.returncode, r.stderr)
+
+
 def test_kernel_calls_count():
     import numpy as np
 

@@ -74,7 +74,12 @@ class Pool {
     fn_ = fn;
     n_tasks_ = n_tasks;
     next_.store(0, std::memory_order_relaxed);
-    tickets_.store(0, std::memory_order_relaxed);
+    // Reopen by clearing only the closed bit: a worker woken by the previous job may still be
+    // between its ticket add and subtract (it saw the job closed); a store of 0 erased its +2, its
+    // -2 then left the count negative, and the caller waited forever for it to read 1 (a hang
+    // seen with 4 threads on 2 cores). A late worker that arrives after this joins the new job
+    // legitimately: fn_, n_tasks_ and next_ are published by this seq_cst read-modify-write.
+    tickets_.fetch_and(~1);
     // The generation word carries the active-worker count, so idle workers never read fn_/n_tasks_.
     uint64_t g = ((state_.load(std::memory_order_relaxed) >> 8) + 1) << 8 | static_cast<uint64_t>(active);
     state_.store(g);  // seq_cst: ordered against sleepers_ below (no lost wake-up)
