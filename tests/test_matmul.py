@@ -20,6 +20,7 @@ SHAPES = (
     + [(d, d, d) for d in DIMS]
     + [(7, 57, 9), (1, 64, 300), (1, 1000, 1), (1, 77, 49), (16, 33, 48), (17, 31, 97), (9, 5, 1), (50, 3, 50)]
     + [(8, 130, 47), (24, 1, 96), (13, 259, 65)]
+    + [(64, 1100, 80), (96, 2000, 70)]  # AMX: K in 512-k chunks, 2-5 panel pairs, odd panels
 )
 
 
@@ -229,7 +230,7 @@ def test_pack_weight_bad_input(rng):
 # ----------------------------------------------------------------------------- linear
 
 LINEAR_SHAPES = [(1, 1, 1), (1, 64, 48), (2, 17, 3), (7, 57, 9), (16, 31, 33), (17, 65, 64), (40, 96, 50), (3, 4099, 20),
-                 (300, 9, 16), (70, 27, 40)]
+                 (300, 9, 16), (70, 27, 40), (70, 1100, 80)]
 LINEAR_MODES = [
     dict(),
     dict(relu=True),
@@ -464,7 +465,7 @@ def test_avxvnni_kernel_source_via_evex_twin(adtype, m, k, n, rng):
 
 @pytest.mark.skipif("avx512vnni" not in lowbit.cpu_info()["available"], reason="the twin needs AVX-512 VNNI")
 @pytest.mark.parametrize("adtype", [np.int8, np.uint8], ids=["s8s8", "u8s8"])
-@pytest.mark.parametrize("m,k,n", [(0, 3, 4), (1, 1, 1), (32, 1, 32), (32, 64, 32), (33, 65, 17), (64, 200, 64), (70, 130, 50), (96, 1100, 33)])
+@pytest.mark.parametrize("m,k,n", [(0, 3, 4), (1, 1, 1), (32, 1, 32), (32, 64, 32), (33, 65, 17), (64, 200, 64), (70, 130, 50), (96, 1100, 33), (64, 1600, 80)])
 def test_amx_kernel_source_via_emulated_tiles(adtype, m, k, n, rng):
     """The AMX kernel cannot run here; its blocking and addressing, on scalar-emulated tiles, must be exact."""
     a, b = ints(rng, (m, k), adtype), ints(rng, (k, n), np.int8)
