@@ -27,16 +27,36 @@ void finite_range_impl(const float* x, int64_t n, float* lo, float* hi) {
     lo1 = xsimd::min(lo1, b);
     hi1 = xsimd::max(hi1, b);
   }
-  alignas(64) float l[2 * kW], h[2 * kW];
-  lo0.store_aligned(l);
-  lo1.store_aligned(l + kW);
-  hi0.store_aligned(h);
-  hi1.store_aligned(h + kW);
-  float rl = 0.0f, rh = 0.0f;
-  for (int64_t j = 0; j < 2 * kW; ++j) {
-    rl = l[j] < rl ? l[j] : rl;
-    rh = h[j] > rh ? h[j] : rh;
+  lo0 = xsimd::min(lo0, lo1);
+  hi0 = xsimd::max(hi0, hi1);
+  // The tail as whole vectors, the last one overlapping (min and max do not mind): short rows
+  // (per-row dynamic quantization of convolution patches) were mostly scalar tail.
+  if (n >= kW) {
+    for (; i + kW <= n; i += kW) {
+      fb a = fb::load_unaligned(x + i);
+      a = xsimd::select((a - a) == zero, a, zero);
+      lo0 = xsimd::min(lo0, a);
+      hi0 = xsimd::max(hi0, a);
+    }
+    if (i < n) {
+      fb a = fb::load_unaligned(x + n - kW);
+      a = xsimd::select((a - a) == zero, a, zero);
+      lo0 = xsimd::min(lo0, a);
+      hi0 = xsimd::max(hi0, a);
+      i = n;
+    }
   }
+  // Pairwise (log-depth) horizontal reduction; the final compare against 0 keeps +0 as the
+  // reference does.
+  alignas(64) float l[kW], h[kW];
+  lo0.store_aligned(l);
+  hi0.store_aligned(h);
+  for (int64_t w = kW / 2; w >= 1; w /= 2)
+    for (int64_t j = 0; j < w; ++j) {
+      l[j] = l[j + w] < l[j] ? l[j + w] : l[j];
+      h[j] = h[j + w] > h[j] ? h[j + w] : h[j];
+    }
+  float rl = l[0] < 0.0f ? l[0] : 0.0f, rh = h[0] > 0.0f ? h[0] : 0.0f;
   for (; i < n; ++i) detail::finite_range_one(x[i], &rl, &rh);
   *lo = rl;
   *hi = rh;

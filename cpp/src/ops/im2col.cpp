@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 
 #include "lowbit/parallel.hpp"
 
@@ -32,6 +33,31 @@ void im2col_nhwc(const Im2colArgs& args, float* out) {
   if (rows == 0 || width == 0) return;
   if (a.h == 0 || a.w == 0) {  // only padding: no address of x is valid
     std::memset(out, 0, sizeof(float) * static_cast<size_t>(rows * width));
+    return;
+  }
+  if (a.c > 1 && a.sc != 1 && a.kh * a.kw > 1) {
+    // Strided channels (NCHW): every element would be gathered kh * kw times one by one. One
+    // channels-last copy first (reading each channel plane in order), then channel runs are
+    // memcpy'd.
+    std::unique_ptr<float[]> t(new float[static_cast<size_t>(a.n * a.h * a.w * a.c)]);  // every element written
+    float* const tp = t.get();
+    const int64_t hw = a.h * a.w;
+    parallel_range(a.n * a.c, std::max<int64_t>(1, (int64_t{1} << 14) / hw), 1, [a, tp, hw](int64_t q0, int64_t q1) {
+      for (int64_t q = q0; q < q1; ++q) {
+        const int64_t b = q / a.c, ch = q % a.c;
+        const float* src = a.x + b * a.sn + ch * a.sc;
+        float* dst = tp + b * hw * a.c + ch;
+        for (int64_t y = 0; y < a.h; ++y)
+          for (int64_t x = 0; x < a.w; ++x) dst[(y * a.w + x) * a.c] = src[y * a.sh + x * a.sw];
+      }
+    });
+    Im2colArgs nhwc = a;
+    nhwc.x = tp;
+    nhwc.sn = hw * a.c;
+    nhwc.sh = a.w * a.c;
+    nhwc.sw = a.c;
+    nhwc.sc = 1;
+    im2col_nhwc(nhwc, out);
     return;
   }
   parallel_range(rows, std::max<int64_t>(1, (int64_t{1} << 14) / width), 1, [a, out, width](int64_t r0, int64_t r1) {
