@@ -2,6 +2,8 @@
 // lanes, scalar tail through the reference helper. Included only by kernel translation units.
 #pragma once
 
+#include <immintrin.h>
+
 #include <xsimd/xsimd.hpp>
 
 #include "reference/range.hpp"
@@ -9,6 +11,41 @@
 namespace lowbit {
 namespace kernels {
 namespace {
+
+// Horizontal min / max of a float batch (xsimd 8.1 has no reduce_min): log-depth shuffles.
+inline float hmin(const xsimd::batch<float, xsimd::avx2>& v) {
+  __m256 x = v;
+  __m128 s = _mm_min_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
+  s = _mm_min_ps(s, _mm_movehl_ps(s, s));
+  return _mm_cvtss_f32(_mm_min_ss(s, _mm_movehdup_ps(s)));
+}
+inline float hmax(const xsimd::batch<float, xsimd::avx2>& v) {
+  __m256 x = v;
+  __m128 s = _mm_max_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
+  s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+  return _mm_cvtss_f32(_mm_max_ss(s, _mm_movehdup_ps(s)));
+}
+#if defined(__AVX512F__)
+inline float hmin(const xsimd::batch<float, xsimd::avx512bw>& v) { return _mm512_reduce_min_ps(v); }
+inline float hmax(const xsimd::batch<float, xsimd::avx512bw>& v) { return _mm512_reduce_max_ps(v); }
+#endif
+// Any other architecture: through memory.
+template <class Arch>
+float hmin(const xsimd::batch<float, Arch>& v) {
+  alignas(64) float t[xsimd::batch<float, Arch>::size];
+  v.store_aligned(t);
+  float r = t[0];
+  for (float e : t) r = e < r ? e : r;
+  return r;
+}
+template <class Arch>
+float hmax(const xsimd::batch<float, Arch>& v) {
+  alignas(64) float t[xsimd::batch<float, Arch>::size];
+  v.store_aligned(t);
+  float r = t[0];
+  for (float e : t) r = e > r ? e : r;
+  return r;
+}
 
 template <class Arch>
 void finite_range_impl(const float* x, int64_t n, float* lo, float* hi) {
@@ -46,17 +83,10 @@ void finite_range_impl(const float* x, int64_t n, float* lo, float* hi) {
       i = n;
     }
   }
-  // Pairwise (log-depth) horizontal reduction; the final compare against 0 keeps +0 as the
-  // reference does.
-  alignas(64) float l[kW], h[kW];
-  lo0.store_aligned(l);
-  hi0.store_aligned(h);
-  for (int64_t w = kW / 2; w >= 1; w /= 2)
-    for (int64_t j = 0; j < w; ++j) {
-      l[j] = l[j + w] < l[j] ? l[j + w] : l[j];
-      h[j] = h[j + w] > h[j] ? h[j + w] : h[j];
-    }
-  float rl = l[0] < 0.0f ? l[0] : 0.0f, rh = h[0] > 0.0f ? h[0] : 0.0f;
+  // Horizontal reduction in registers (no NaN is left, so any order is exact); the compare
+  // against 0 keeps +0 as the reference does.
+  const float l = hmin(lo0), h = hmax(hi0);
+  float rl = l < 0.0f ? l : 0.0f, rh = h > 0.0f ? h : 0.0f;
   for (; i < n; ++i) detail::finite_range_one(x[i], &rl, &rh);
   *lo = rl;
   *hi = rh;
