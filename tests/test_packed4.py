@@ -72,29 +72,18 @@ def test_linear_4bit_int8_is_bit_exact(isa, dtype, m, n, k, group, rng):
     assert np.all(np.abs(y - exact) <= tol)
 
 
-@pytest.mark.skipif("avx512vnni" not in lowbit.cpu_info()["available"], reason="the twin needs AVX-512 VNNI")
+@pytest.mark.skipif("avx512vnni" not in lowbit.cpu_info()["available"], reason="the twins need AVX-512 VNNI")
+@pytest.mark.parametrize("which", ["avxvnni", "amx"])
 @pytest.mark.parametrize("dtype", ["int4", "nf4"])
 @pytest.mark.parametrize("m,n,k,group", SHAPES)
-def test_avxvnni_kernel_source_via_evex_twin(dtype, m, n, k, group, rng):
-    """The AVX-VNNI kernels cannot run on this CPU; their source, built with the EVEX encoding of
-    the same instruction, must give the spec's bits."""
+def test_kernel_source_via_twins(which, dtype, m, n, k, group, rng):
+    """Kernels this CPU may lack, from their own source: AVX-VNNI built with the EVEX encoding of
+    the same instruction, AMX (blocking, decoding, epilogue) on scalar-emulated tiles. They must
+    give the spec's bits."""
     w, x, b = _case(rng, m, n, k)
     pw = lowbit.pack_weight(w, dtype=dtype, group_size=group)
     scale_t, wsum = pw._int8_operands()
-    y = _core._linear_4bit_avxvnni_twin(x, pw._packed, scale_t, b, n, group, dtype, wsum)
-    np.testing.assert_array_equal(y, ref.linear_4bit_int8(x, pw.int_repr(), pw.scale, group, b, dtype=dtype))
-
-
-@pytest.mark.skipif("avx512vnni" not in lowbit.cpu_info()["available"], reason="the twin needs AVX-512 VNNI")
-@pytest.mark.parametrize("dtype", ["int4", "nf4"])
-@pytest.mark.parametrize("m,n,k,group", [s for s in SHAPES if s[0] >= 4])
-def test_amx_kernel_source_via_emulated_tiles(dtype, m, n, k, group, rng):
-    """The AMX kernels' blocking, decoding and epilogue on scalar-emulated tiles (machines
-    without AMX still check the source) must give the spec's bits."""
-    w, x, b = _case(rng, m, n, k)
-    pw = lowbit.pack_weight(w, dtype=dtype, group_size=group)
-    scale_t, wsum = pw._int8_operands()
-    y = _core._linear_4bit_amx_twin(x, pw._packed, scale_t, b, n, group, dtype, wsum)
+    y = _core._linear_4bit_twin(which, x, pw._packed, scale_t, b, n, group, dtype, wsum)
     np.testing.assert_array_equal(y, ref.linear_4bit_int8(x, pw.int_repr(), pw.scale, group, b, dtype=dtype))
 
 

@@ -84,27 +84,20 @@ py::array linear_4bit_py(const py::array& x, const py::array& w, const py::array
   return linear_4bit_with(nullptr, x, w, scales, bias, n, group, kind, act, wsum);
 }
 
-// Test hook: the int8-activation path through the EVEX twin of the AVX-VNNI kernels.
-py::array linear_4bit_avxvnni_twin(const py::array& x, const py::array& w, const py::array& scales,
-                                   const py::object& bias, int64_t n, int64_t group, const std::string& kind,
-                                   const py::object& wsum) {
+// Test hook: the int8-activation path through a twin of a kernel this CPU may lack, built into the
+// AVX-512 VNNI objects: "avxvnni" (the EVEX encoding of the AVX-VNNI kernels) or "amx" (the AMX
+// kernels on scalar-emulated tiles).
+py::array linear_4bit_twin(const std::string& which, const py::array& x, const py::array& w, const py::array& scales,
+                           const py::object& bias, int64_t n, int64_t group, const std::string& kind,
+                           const py::object& wsum) {
 #if defined(LOWBIT_HAVE_AVX512VNNI)
   if (!isa_available(Isa::kAvx512Vnni)) value_error("this CPU has no AVX-512 VNNI to run the kernel twins");
-  auto fn = kind == "nf4" ? kernels::avx512vnni::linear_s8_nf4w_f32_avxvnni_twin
-                          : kernels::avx512vnni::linear_s8_s4w_f32_avxvnni_twin;
-  return linear_4bit_with(fn, x, w, scales, bias, n, group, kind, "int8", wsum);
-#else
-  value_error("built without AVX-512 VNNI kernels: no twins");
-#endif
-}
-
-// Test hook: the int8-activation path through the AMX kernels on scalar-emulated tiles.
-py::array linear_4bit_amx_twin(const py::array& x, const py::array& w, const py::array& scales, const py::object& bias,
-                               int64_t n, int64_t group, const std::string& kind, const py::object& wsum) {
-#if defined(LOWBIT_HAVE_AVX512VNNI)
-  if (!isa_available(Isa::kAvx512Vnni)) value_error("this CPU has no AVX-512 VNNI to run the kernel twins");
-  auto fn = kind == "nf4" ? kernels::avx512vnni::linear_s8_nf4w_f32_amx_twin
-                          : kernels::avx512vnni::linear_s8_s4w_f32_amx_twin;
+  namespace k = kernels::avx512vnni;
+  const bool nf4 = kind == "nf4";
+  kernels::Linear4Fn fn = nullptr;
+  if (which == "avxvnni") fn = nf4 ? k::linear_s8_nf4w_f32_avxvnni_twin : k::linear_s8_s4w_f32_avxvnni_twin;
+  if (which == "amx") fn = nf4 ? k::linear_s8_nf4w_f32_amx_twin : k::linear_s8_s4w_f32_amx_twin;
+  if (fn == nullptr) value_error("which: expected 'avxvnni' or 'amx', got '" + which + "'");
   return linear_4bit_with(fn, x, w, scales, bias, n, group, kind, "int8", wsum);
 #else
   value_error("built without AVX-512 VNNI kernels: no twins");
@@ -116,10 +109,8 @@ py::array linear_4bit_amx_twin(const py::array& x, const py::array& w, const py:
 void bind_linear4(py::module_& m) {
   m.def("linear_4bit", &linear_4bit_py, py::arg("x"), py::arg("w"), py::arg("scales"), py::arg("bias"), py::arg("n"),
         py::arg("group_size"), py::arg("kind"), py::arg("act"), py::arg("wsum") = py::none());
-  m.def("_linear_4bit_avxvnni_twin", &linear_4bit_avxvnni_twin, py::arg("x"), py::arg("w"), py::arg("scales"),
+  m.def("_linear_4bit_twin", &linear_4bit_twin, py::arg("which"), py::arg("x"), py::arg("w"), py::arg("scales"),
         py::arg("bias"), py::arg("n"), py::arg("group_size"), py::arg("kind"), py::arg("wsum") = py::none());
-  m.def("_linear_4bit_amx_twin", &linear_4bit_amx_twin, py::arg("x"), py::arg("w"), py::arg("scales"), py::arg("bias"),
-        py::arg("n"), py::arg("group_size"), py::arg("kind"), py::arg("wsum") = py::none());
 }
 
 }  // namespace bind

@@ -1,5 +1,5 @@
 // Test-only twin of the AVX-VNNI 4-bit linear kernels: the same source and traits with the EVEX
-// 256-bit vpdpbusd (reached only through _core._linear_4bit_avxvnni_twin).
+// 256-bit vpdpbusd (reached only through _core._linear_4bit_twin("avxvnni", ...)).
 #define LOWBIT_L4_VNNI256_EVEX 1
 #include "kernels/linear4_impl.hpp"
 
