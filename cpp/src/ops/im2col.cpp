@@ -63,13 +63,27 @@ void im2col_nhwc(const Im2colArgs& args, float* out) {
   parallel_range(rows, std::max<int64_t>(1, (int64_t{1} << 14) / width), 1, [a, out, width](int64_t r0, int64_t r1) {
     int64_t b = r0 / (a.ho * a.wo), oy = (r0 / a.wo) % a.ho, ox = r0 % a.wo;
     float* dst = out + r0 * width;
+    // Pixels of packed channels follow each other: a kernel row inside the image is one run.
+    const bool packed = a.dil_w == 1 && (a.c == 1 || a.sc == 1) && a.sw == a.c;
+    const int64_t run = a.kw * a.c;
     for (int64_t r = r0; r < r1; ++r) {
+      const int64_t ix0 = ox * a.stride_w - a.pad_w;
+      const bool x_in = packed && ix0 >= 0 && ix0 + a.kw <= a.w;
       for (int64_t i = 0; i < a.kh; ++i) {
         const int64_t iy = oy * a.stride_h - a.pad_h + i * a.dil_h;
         const bool row_in = iy >= 0 && iy < a.h;
         // Clamped coordinates keep every address valid, so single channels (NCHW inputs, the
         // first convolution) are selected without a branch on the image border.
         const float* src_row = a.x + b * a.sn + std::min(std::max<int64_t>(iy, 0), a.h - 1) * a.sh;
+        if (x_in) {
+          if (row_in) {
+            std::memcpy(dst, src_row + ix0 * a.sw, sizeof(float) * static_cast<size_t>(run));
+          } else {
+            std::memset(dst, 0, sizeof(float) * static_cast<size_t>(run));
+          }
+          dst += run;
+          continue;
+        }
         for (int64_t j = 0; j < a.kw; ++j, dst += a.c) {
           const int64_t ix = ox * a.stride_w - a.pad_w + j * a.dil_w;
           const bool in = row_in && ix >= 0 && ix < a.w;
@@ -114,12 +128,25 @@ void im2col_nhwc_u8(const Im2colArgs& args, const uint8_t* xq, uint8_t pad, int6
     const int64_t ld = lda, wd = width;
     int64_t b = r0 / (a.ho * a.wo), oy = (r0 / a.wo) % a.ho, ox = r0 % a.wo;
     const int64_t c = a.c, sh = a.w * c, sn = a.h * sh;
+    const int64_t run = a.kw * c;  // bytes of one kernel row when the window is inside the image
     for (int64_t r = r0; r < r1; ++r) {
       uint8_t* dst = o + r * ld;
+      const int64_t ix0 = ox * a.stride_w - a.pad_w;
+      // Inside the image horizontally with unit dilation: each kernel row is one contiguous run.
+      const bool x_in = a.dil_w == 1 && ix0 >= 0 && ix0 + a.kw <= a.w;
       for (int64_t i = 0; i < a.kh; ++i) {
         const int64_t iy = oy * a.stride_h - a.pad_h + i * a.dil_h;
         const bool row_in = iy >= 0 && iy < a.h;
         const uint8_t* src_row = xb + b * sn + std::min(std::max<int64_t>(iy, 0), a.h - 1) * sh;
+        if (x_in) {
+          if (row_in) {
+            std::memcpy(dst, src_row + ix0 * c, static_cast<size_t>(run));
+          } else {
+            std::memset(dst, pd, static_cast<size_t>(run));
+          }
+          dst += run;
+          continue;
+        }
         for (int64_t j = 0; j < a.kw; ++j, dst += c) {
           const int64_t ix = ox * a.stride_w - a.pad_w + j * a.dil_w;
           const bool in = row_in && ix >= 0 && ix < a.w;
