@@ -91,6 +91,9 @@ def variants(model: torch.nn.Module, calib: list) -> list[tuple[str, Any, str]]:
                 "",
             )
         )
+    if any(type(m) is torch.nn.Conv2d for m in model.modules()):
+        cfg = lowbit.QuantConfig(activation="dynamic_per_tensor")
+        out.append(("lowbit dynamic per-tensor int8", lowbit.quantize_model(model, cfg, progress=False), ""))
     cfg = lowbit.QuantConfig(activation="static", observer="histogram")
     out.append(
         (

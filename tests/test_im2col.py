@@ -95,3 +95,44 @@ def test_quant_conv2d_static_module_uses_the_fused_path():
     torch.testing.assert_close(y, ref.reshape(4, 9, 9, 8).permute(0, 3, 1, 2), rtol=0, atol=0)
     with torch.no_grad():
         assert float((y - conv(x)).abs().max()) < 0.1
+
+
+@pytest.mark.parametrize("size,k,s,p,d", [(8, 3, 1, 1, 1), (9, 3, 2, 1, 1), (8, 2, 2, 0, 1), (8, 3, 2, 0, 1),
+                                         (5, 1, 1, 0, 1), (9, 3, 1, 0, 2), (11, 5, 3, 2, 1), (7, 1, 2, 0, 1)])
+def test_conv_covers_input_matches_brute_force(size, k, s, p, d):
+    import lowbit
+
+    ho = (size + 2 * p - d * (k - 1) - 1) // s + 1
+    seen = {t * s - p + i * d for t in range(ho) for i in range(k)}
+    brute = all(y in seen for y in range(size))
+    # conservative: never claims coverage that is not there (dilation > 1 always answers False)
+    got = lowbit.matmul.conv_covers_input(size, k, s, p, d)
+    assert got == brute or (not got and d > 1)
+
+
+@pytest.mark.parametrize("c,k,s,p,d,hw", [(3, 3, 1, 1, 1, 8), (16, 3, 2, 1, 1, 9), (4, 2, 2, 0, 1, 8), (5, 3, 2, 0, 1, 8),
+                                          (1, 5, 3, 2, 1, 11), (3, 3, 1, 0, 2, 9)])
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_quant_conv2d_dynamic_per_tensor_fused_path_is_bit_identical(c, k, s, p, d, hw, layout):
+    """Per-tensor dynamic convolutions whose windows cover every pixel take the byte-patch path
+    (parameters from the image's range); the others the float patches. Both must give what
+    torch im2col + lowbit::quant_linear give."""
+    import lowbit
+    from lowbit.nn.conv import _EAGER_CONV
+
+    torch.manual_seed(1)
+    conv = torch.nn.Conv2d(c, 7, k, stride=s, padding=p, dilation=d)
+    q = lowbit.nn.QuantConv2d.from_float(conv, lowbit.QuantConfig(activation="dynamic_per_tensor"))
+    x = torch.randn(2, c, hw, hw) * 3
+    x[0, 0, 0, 0] = -40.0  # the range's ends in a corner pixel
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        y = q(x)
+        ho, wo = y.shape[2], y.shape[3]
+        cols = q._torch_im2col(x.permute(0, 2, 3, 1), x, ho, wo).reshape(2, ho * wo, k * k * c)
+        ref = torch.ops.lowbit.quant_linear(cols.contiguous(), q.weight_int8, q.weight_scale, q.weight_zero_point,
+                                            q.bias, None, None, "dynamic_per_tensor", "uint8")
+    torch.testing.assert_close(y, ref.reshape(2, ho, wo, 7).permute(0, 3, 1, 2), rtol=0, atol=0)
+    covered = lowbit.matmul.conv_covers_input(hw, k, s, p, d)
+    assert (q in _EAGER_CONV) == covered

@@ -270,16 +270,19 @@ py::array linear_py(const py::array& x_in, const py::array& packed, const py::ar
   return out;
 }
 
-// A convolution with static activations (QuantConv2d's eager CPU path): x is the (N, H, W, C)
-// image with any strides; the result is the (N * Ho * Wo, n) output, bit-identical to im2col +
-// linear(act="static").
+// A convolution with byte patches (QuantConv2d's eager CPU path): x is the (N, H, W, C) image with
+// any strides; the result is the (N * Ho * Wo, n) output, bit-identical to im2col +
+// linear(act=act). act: "static", or "dynamic_per_tensor" with the range taken over the image
+// (the patches' range when every pixel is in some patch; the caller checks that).
 py::array conv2d_static_py(const py::array& x, const py::array& packed, const py::array& colsum, int64_t n,
                            const py::array& scale_in, const py::object& bias_in, int64_t kh, int64_t kw, int64_t sh,
                            int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw, double act_scale,
-                           int32_t act_zero_point, bool act_signed, bool relu) {
+                           int32_t act_zero_point, bool act_signed, bool relu, const std::string& act) {
   const Im2colArgs g = im2col_geometry(x, kh, kw, sh, sw, ph, pw, dh, dw);
   const int64_t k = kh * kw * g.c;
-  const LinearCall c = prepare_linear_call(packed, colsum, n, k, scale_in, bias_in, "static", act_scale,
+  if (act != "static" && act != "dynamic_per_tensor")
+    value_error("act: expected 'static' or 'dynamic_per_tensor', got '" + act + "'");
+  const LinearCall c = prepare_linear_call(packed, colsum, n, k, scale_in, bias_in, act, act_scale,
                                            act_zero_point, act_signed, relu, py::none(), 0);
   const int64_t m = g.n * g.ho * g.wo;
   py::array out = linear_out(c, m, n);
@@ -322,7 +325,7 @@ void bind_matmul(py::module_& m) {
   m.def("conv2d_static", &conv2d_static_py, py::arg("x"), py::arg("packed"), py::arg("colsum"), py::arg("n"),
         py::arg("scale"), py::arg("bias"), py::arg("kh"), py::arg("kw"), py::arg("stride_h"), py::arg("stride_w"),
         py::arg("pad_h"), py::arg("pad_w"), py::arg("dil_h"), py::arg("dil_w"), py::arg("act_scale"),
-        py::arg("act_zero_point"), py::arg("act_signed"), py::arg("relu"));
+        py::arg("act_zero_point"), py::arg("act_signed"), py::arg("relu"), py::arg("act") = "static");
   m.attr("matmul_max_k_s8") = max_k(true);
   m.attr("matmul_max_k_u8") = max_k(false);
   m.attr("packed_layout") = "vnni4x16";

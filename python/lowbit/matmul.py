@@ -382,28 +382,46 @@ def prepare_conv2d_static(
     w: PackedWeight,
     bias: Any,
     *,
-    act_scale: float,
-    act_zero_point: int,
+    act_scale: Optional[float] = None,
+    act_zero_point: Optional[int] = None,
     act_dtype: str = "uint8",
     kernel_size: tuple[int, int],
     stride: tuple[int, int] = (1, 1),
     padding: tuple[int, int] = (0, 0),
     dilation: tuple[int, int] = (1, 1),
+    act: str = "static",
 ) -> Callable[[np.ndarray], np.ndarray]:
-    """A convolution with static activations as ``f(x)``: ``x`` a float32 ``(N, H, W, C)`` array
-    (any strides, e.g. an NCHW tensor's NHWC view), result ``(N * Ho * Wo, n_out)`` float32,
-    bit-identical to im2col + ``linear(act="static")`` with zero padding, but the image is
-    quantized once and the patches are built from its bytes. ``w`` is ``(n_out, kh * kw * C)`` with
-    the patch elements in (kh, kw, C) order."""
-    prepare_linear(w, bias, act="static", act_scale=act_scale, act_zero_point=act_zero_point, act_dtype=act_dtype)
+    """A convolution as ``f(x)``: ``x`` a float32 ``(N, H, W, C)`` array (any strides, e.g. an NCHW
+    tensor's NHWC view), result ``(N * Ho * Wo, n_out)`` float32, bit-identical to im2col +
+    ``linear(act=act)`` with zero padding, but the image is quantized once and the patches are
+    built from its bytes. ``w`` is ``(n_out, kh * kw * C)`` with the patch elements in (kh, kw, C)
+    order. ``act``: "static" (``act_scale``, ``act_zero_point``, ``act_dtype``) or
+    "dynamic_per_tensor": one uint8 scale and zero point per call from the image's range, which is
+    the patches' range when every pixel lies in some patch (:func:`conv_covers_input`; otherwise
+    the result differs from im2col + linear)."""
+    if act == "static":
+        prepare_linear(w, bias, act="static", act_scale=act_scale, act_zero_point=act_zero_point, act_dtype=act_dtype)
+        scale_f = _scalar(act_scale, "act_scale", float)
+        zp = _scalar(act_zero_point, "act_zero_point", int)
+    elif act == "dynamic_per_tensor":
+        prepare_linear(w, bias, act="dynamic_per_tensor")
+        scale_f, zp = 1.0, 0
+    else:
+        raise ValueError(f"act: expected 'static' or 'dynamic_per_tensor', got {act!r}")
     n, _ = w.shape
-    scale_f = _scalar(act_scale, "act_scale", float)
-    zp = _scalar(act_zero_point, "act_zero_point", int)
     b = None if bias is None else np.ascontiguousarray(as_numpy(bias, "bias"), np.float32)
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel_size, stride, padding, dilation
-    args = (w._packed, w._colsum, n, w.scale, b, kh, kw, sh, sw, ph, pw, dh, dw, scale_f, zp, act_dtype == "int8", False)
+    args = (w._packed, w._colsum, n, w.scale, b, kh, kw, sh, sw, ph, pw, dh, dw, scale_f, zp, act_dtype == "int8", False,
+            act)
     conv = _core.conv2d_static
     return lambda x: conv(x, *args)
+
+
+def conv_covers_input(size: int, kernel: int, stride: int, padding: int, dilation: int) -> bool:
+    """Whether every input position along one axis lies in some convolution window."""
+    if dilation != 1 or stride > kernel or size + 2 * padding < kernel:
+        return False
+    return (size + 2 * padding - kernel) % stride <= padding
 
 
 def _scalar(v: Any, name: str, kind: type) -> Any:

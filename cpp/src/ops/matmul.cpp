@@ -336,17 +336,40 @@ void conv2d_static_packed(const Im2colArgs& geom, const float* x, const int8_t* 
                           const float* col_scale, int64_t n, const LinearParams& p, void* out) {
   const int64_t m = geom.n * geom.ho * geom.wo, k = geom.kh * geom.kw * geom.c;
   if (m == 0 || n == 0) return;
-  float s = p.act_scale;
-  const float inv = 1.0f / s;
-  int32_t z = p.act_zero_point + (p.act_signed ? 128 : 0);
-  const AffineRow ar{&s, &inv, &z, false, 0, 255};
-  // 1. the image, quantized once (kh * kw times fewer elements than its patches), as NHWC bytes
   const int64_t pixels = geom.n * geom.h * geom.w, elems = pixels * geom.c;
-  std::unique_ptr<uint8_t[]> img(new uint8_t[static_cast<size_t>(std::max<int64_t>(elems, 1))]);
-  auto qu8 = dispatch::quantize_f32_u8.get();
   // NHWC-contiguous (channels-last, or NCHW with one channel): one vector run
   const bool dense = (geom.c == 1 || geom.sc == 1) && geom.sw == geom.c && geom.sh == geom.w * geom.c &&
                      geom.sn == geom.h * geom.w * geom.c;
+  float s = p.act_scale;
+  int32_t z = p.act_zero_point + (p.act_signed ? 128 : 0);
+  if (p.act == ActMode::kDynamicTensor) {
+    // 0. the image's finite range (0 included, as finite_range starts there): with every pixel in
+    // some patch, the patches' range, hence linear(act="dynamic_per_tensor")'s parameters
+    const int64_t rows = geom.n * geom.h;
+    std::vector<float> lo(static_cast<size_t>(std::max<int64_t>(rows, 1)), 0.0f), hi(lo);
+    auto range = dispatch::finite_range_f32.get();
+    for_rows(rows, geom.w * geom.c, [&](int64_t b, int64_t e) {
+      const Im2colArgs g = geom;
+      for (int64_t r = b; r < e; ++r) {
+        const float* src = x + (r / g.h) * g.sn + (r % g.h) * g.sh;
+        if (dense) {
+          range(src, g.w * g.c, &lo[r], &hi[r]);
+        } else {
+          float l = 0.0f, h = 0.0f;
+          for (int64_t xi = 0; xi < g.w; ++xi, src += g.sw)
+            for (int64_t ch = 0; ch < g.c; ++ch) detail::finite_range_one(src[ch * g.sc], &l, &h);
+          lo[r] = l;
+          hi[r] = h;
+        }
+      }
+    });
+    dynamic_params(*std::min_element(lo.begin(), lo.end()), *std::max_element(hi.begin(), hi.end()), &s, &z);
+  }
+  const float inv = 1.0f / s;
+  const AffineRow ar{&s, &inv, &z, false, 0, 255};
+  // 1. the image, quantized once (kh * kw times fewer elements than its patches), as NHWC bytes
+  std::unique_ptr<uint8_t[]> img(new uint8_t[static_cast<size_t>(std::max<int64_t>(elems, 1))]);
+  auto qu8 = dispatch::quantize_f32_u8.get();
   if (dense) {
     for_rows(elems, 1, [&](int64_t b, int64_t e) { qu8(x + b, e - b, ar, Rounding{}, img.get() + b); });
   } else {  // any other strides: element by element, image row by image row

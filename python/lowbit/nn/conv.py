@@ -11,7 +11,7 @@ from torch import nn
 
 from .. import _core, _torch_ops
 from ..config import QuantConfig
-from ..matmul import prepare_conv2d_static
+from ..matmul import conv_covers_input, prepare_conv2d_static
 from ._common import buffer_guards, check_input, guards_hold
 from .linear import _QuantBase
 
@@ -181,8 +181,14 @@ class QuantConv2d(_QuantBase):
             and self.padding_mode == "zeros"
             and not torch.compiler.is_compiling()
         )
-        if eager and self.activation == "static" and self.kernel == "int8":
-            # the image is quantized once, then patches of bytes: one C++ call
+        fused = self.activation == "static" or (
+            self.activation == "dynamic_per_tensor"
+            and conv_covers_input(h, kh, sh, ph, dh)
+            and conv_covers_input(w, kw, sw, pw, dw)
+        )
+        if eager and fused and self.kernel == "int8":
+            # the image is quantized once, then patches of bytes: one C++ call (per-tensor
+            # dynamic parameters from the image: the patches' range, as every pixel is in one)
             y = torch.from_numpy(self._eager_conv(c)(xh.detach().numpy()))
             y = y.reshape(n, ho, wo, self.out_channels).permute(0, 3, 1, 2)
             if unbatched:
@@ -202,17 +208,22 @@ class QuantConv2d(_QuantBase):
         return y if y.dtype == x.dtype else y.to(x.dtype)
 
     def _eager_conv(self, c: int) -> Any:
-        """The prepared static-activation convolution call, rebuilt when a buffer changes."""
+        """The prepared byte-patch convolution call (static or per-tensor dynamic activations),
+        rebuilt when a buffer changes."""
         hit = _EAGER_CONV.get(self)
         if hit is None or not guards_hold(self, hit[0]):
             kh, kw = self.kernel_size
             w_q = self.weight_int8 if self.weight_dtype == "int8" else self.weight_packed
             packed = _torch_ops.packed_weight(w_q, self.weight_scale, self.weight_zero_point, kh * kw * c)
             b = None if self.bias is None else _torch_ops.to_numpy(self.bias.to(torch.float32))
+            if self.activation == "static":
+                act = dict(act_scale=float(self.act_scale), act_zero_point=int(self.act_zero_point),
+                           act_dtype=self.activation_dtype)
+            else:
+                act = dict(act="dynamic_per_tensor")
             call = prepare_conv2d_static(
-                packed, b, act_scale=float(self.act_scale), act_zero_point=int(self.act_zero_point),
-                act_dtype=self.activation_dtype, kernel_size=self.kernel_size, stride=self.stride,
-                padding=self.padding, dilation=self.dilation,
+                packed, b, kernel_size=self.kernel_size, stride=self.stride, padding=self.padding,
+                dilation=self.dilation, **act,
             )
             hit = (buffer_guards(self), call)
             _EAGER_CONV[self] = hit
