@@ -1,6 +1,6 @@
 """lowbit: fast, exact CPU quantization for neural networks.
 
-SIMD C++ kernels (AVX2, AVX-512, VNNI, ...) chosen at import for this CPU, under a NumPy and
+SIMD C++ kernels (AVX2, AVX-512, VNNI, AMX, ...) chosen at import for this CPU, under a NumPy and
 PyTorch API. ``import lowbit`` never imports torch or matplotlib.
 
 Example:
