@@ -340,20 +340,25 @@ void conv2d_static_packed(const Im2colArgs& geom, const float* x, const int8_t* 
   // NHWC-contiguous (channels-last, or NCHW with one channel): one vector run
   const bool dense = (geom.c == 1 || geom.sc == 1) && geom.sw == geom.c && geom.sh == geom.w * geom.c &&
                      geom.sn == geom.h * geom.w * geom.c;
+  // Channel planes contiguous (NCHW): vector runs per plane, then a byte transpose to NHWC
+  const bool planes = !dense && geom.sw == 1 && geom.sh == geom.w;
+  const int64_t hw = geom.h * geom.w;
   float s = p.act_scale;
   int32_t z = p.act_zero_point + (p.act_signed ? 128 : 0);
   if (p.act == ActMode::kDynamicTensor) {
     // 0. the image's finite range (0 included, as finite_range starts there): with every pixel in
     // some patch, the patches' range, hence linear(act="dynamic_per_tensor")'s parameters
-    const int64_t rows = geom.n * geom.h;
+    const int64_t rows = planes ? geom.n * geom.c : geom.n * geom.h;
     std::vector<float> lo(static_cast<size_t>(std::max<int64_t>(rows, 1)), 0.0f), hi(lo);
     auto range = dispatch::finite_range_f32.get();
-    for_rows(rows, geom.w * geom.c, [&](int64_t b, int64_t e) {
+    for_rows(rows, planes ? hw : geom.w * geom.c, [&](int64_t b, int64_t e) {
       const Im2colArgs g = geom;
       for (int64_t r = b; r < e; ++r) {
         const float* src = x + (r / g.h) * g.sn + (r % g.h) * g.sh;
         if (dense) {
           range(src, g.w * g.c, &lo[r], &hi[r]);
+        } else if (planes) {  // rows of every plane: r indexes (image, channel) here
+          range(x + (r / g.c) * g.sn + (r % g.c) * g.sc, hw, &lo[r], &hi[r]);
         } else {
           float l = 0.0f, h = 0.0f;
           for (int64_t xi = 0; xi < g.w; ++xi, src += g.sw)
@@ -372,6 +377,23 @@ void conv2d_static_packed(const Im2colArgs& geom, const float* x, const int8_t* 
   auto qu8 = dispatch::quantize_f32_u8.get();
   if (dense) {
     for_rows(elems, 1, [&](int64_t b, int64_t e) { qu8(x + b, e - b, ar, Rounding{}, img.get() + b); });
+  } else if (planes) {
+    std::unique_ptr<uint8_t[]> q(new uint8_t[static_cast<size_t>(std::max<int64_t>(elems, 1))]);  // all written
+    uint8_t* const qp = q.get();
+    uint8_t* const ip = img.get();
+    for_rows(geom.n * geom.c, hw, [&](int64_t b, int64_t e) {
+      for (int64_t r = b; r < e; ++r) qu8(x + (r / geom.c) * geom.sn + (r % geom.c) * geom.sc, hw, ar, Rounding{}, qp + r * hw);
+    });
+    for_rows(geom.n * geom.h, geom.w * geom.c, [&](int64_t b, int64_t e) {
+      const int64_t c = geom.c, w = geom.w, h = geom.h, plane = hw;  // locals: byte stores alias the closure
+      for (int64_t r = b; r < e; ++r) {
+        const int64_t img_i = r / h, y = r % h;
+        const uint8_t* src = qp + img_i * c * plane + y * w;
+        uint8_t* dst = ip + r * w * c;
+        for (int64_t xi = 0; xi < w; ++xi)
+          for (int64_t ch = 0; ch < c; ++ch) dst[xi * c + ch] = src[ch * plane + xi];
+      }
+    });
   } else {  // any other strides: element by element, image row by image row
     for_rows(geom.n * geom.h, geom.w * geom.c, [&](int64_t b, int64_t e) {
       const Im2colArgs g = geom;  // a local: byte stores may alias what the closure reaches

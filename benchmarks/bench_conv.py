@@ -1,0 +1,111 @@
+"""Quantized 3x3 / 7x7 convolutions (ResNet-like shapes) against float32 and PyTorch's quantized
+convolution, side by side in one run.
+
+lowbit variants: QuantConv2d with per-row dynamic activations (the "dynamic" default: every patch
+row quantized on its own), per-tensor dynamic activations and static (calibrated) activations;
+the last two quantize the image once and build the patches from its bytes. Peer: torch.ao's
+quantized Conv2d (static, per-channel weights) for each quantized engine that runs here, timed
+as quantize_per_tensor -> qconv -> dequantize so that float goes in and float comes out, as with
+lowbit (torch's output is also requantized to int8, lowbit's stays float32; its default x86 /
+onednn observer is a histogram that clips outliers). Every variant is checked against the float32
+output: relative L2 error ||y - y_f32|| / ||y_f32||.
+
+Usage: python benchmarks/bench_conv.py [--threads N] [--batch N] [--rounds R] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import lowbit  # noqa: E402
+from _common import banner, table  # noqa: E402
+from bench_models import interleaved_times  # noqa: E402
+
+SHAPES = [  # (channels in, size, channels out, kernel, stride)
+    (3, 224, 64, 7, 2),
+    (64, 56, 64, 3, 1),
+    (128, 28, 128, 3, 1),
+    (256, 14, 256, 3, 1),
+    (512, 7, 512, 3, 1),
+]
+
+
+def torch_static(conv: torch.nn.Conv2d, x: torch.Tensor, engine: str) -> torch.nn.Module:
+    """torch.ao eager static quantization of one convolution (per-channel weights, histogram-free
+    MinMax activation observer calibrated on x)."""
+    from torch.ao import quantization as tq
+
+    torch.backends.quantized.engine = engine
+    m = torch.nn.Sequential(tq.QuantStub(), torch.nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size,
+                                                            stride=conv.stride, padding=conv.padding), tq.DeQuantStub())
+    m[1].load_state_dict(conv.state_dict())
+    m.eval()
+    m.qconfig = tq.get_default_qconfig(engine)
+    tq.prepare(m, inplace=True)
+    m(x)
+    tq.convert(m, inplace=True)
+    return m
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--threads", type=int, default=0, help="torch and lowbit threads (0: all cores)")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--out", help="also write the table to this Markdown file")
+    args = ap.parse_args()
+    warnings.filterwarnings("ignore")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+        lowbit.set_num_threads(args.threads)
+    print(banner() + f" | torch threads {torch.get_num_threads()}")
+    engines = [e for e in torch.backends.quantized.supported_engines if e in ("x86", "fbgemm", "onednn")]
+    rows = []
+    torch.manual_seed(0)
+    for c, hw, o, k, s in SHAPES:
+        conv = torch.nn.Conv2d(c, o, k, stride=s, padding=k // 2).eval()
+        x = torch.relu(torch.randn(args.batch, c, hw, hw))
+        with torch.no_grad():
+            ref = conv(x)
+        seq = torch.nn.Sequential(conv)
+        variants = {
+            "float32": (seq, ""),
+            "lowbit dynamic (per row)": (lowbit.quantize_model(seq, progress=False), ""),
+            "lowbit dynamic per-tensor": (
+                lowbit.quantize_model(seq, lowbit.QuantConfig(activation="dynamic_per_tensor"), progress=False), ""),
+            "lowbit static": (
+                lowbit.quantize_model(seq, lowbit.QuantConfig(activation="static"), calib_data=[x], progress=False), ""),
+        }
+        for eng in engines:
+            try:
+                variants[f"torch static ({eng})"] = (torch_static(conv, x, eng), eng)
+            except Exception as e:  # an engine that does not run here is reported, not fatal
+                print(f"torch static ({eng}): {type(e).__name__}: {e}")
+        err = {}
+        with torch.no_grad():
+            for name, (m, eng) in variants.items():
+                if eng:
+                    torch.backends.quantized.engine = eng
+                err[name] = float((m(x) - ref).norm() / ref.norm())
+            t = interleaved_times({n: (lambda m=m: m(x)) for n, (m, _) in variants.items()},
+                                  {n: e for n, (_, e) in variants.items()}, args.rounds, 0.2)
+        peer = min((n for n in t if n.startswith("torch static")), key=t.get, default=None)
+        for name in variants:
+            rows.append([f"{args.batch}x{c}x{hw}x{hw} k{k} s{s} -> {o}", name, f"{t[name] * 1e3:.3f}",
+                         f"{t['float32'] / t[name]:.2f}x", f"{t[peer] / t[name]:.2f}x" if peer else "-",
+                         f"{err[name]:.4f}"])
+    out = table(["conv (N x C x H x W)", "variant", "ms", "vs float32", "vs best torch static", "rel L2 err"], rows)
+    print(out)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(banner() + "\n\n" + out + "\n")
+
+
+if __name__ == "__main__":
+    main()
