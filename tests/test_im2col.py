@@ -51,17 +51,21 @@ def test_im2col_bad_input():
                                   np.zeros((2 * 2 * 2, 3), np.float32))
 
 
-@pytest.mark.parametrize("c,k,s,p,d", [(1, (3, 3), (1, 1), (1, 1), (1, 1)), (16, (3, 3), (2, 2), (1, 1), (1, 1)),
-                                       (5, (2, 3), (1, 2), (2, 0), (2, 1)), (3, (1, 1), (1, 1), (0, 0), (1, 1))])
+@pytest.mark.parametrize("c,k,s,p,d,hw", [(1, (3, 3), (1, 1), (1, 1), (1, 1), (7, 6)),
+                                          (16, (3, 3), (2, 2), (1, 1), (1, 1), (7, 6)),
+                                          (5, (2, 3), (1, 2), (2, 0), (2, 1), (7, 6)),
+                                          (3, (1, 1), (1, 1), (0, 0), (1, 1), (7, 6)),
+                                          # NCHW planes transposed to NHWC in 16 x 16 byte blocks, with edges
+                                          (35, (3, 3), (1, 1), (1, 1), (1, 1), (5, 37))])
 @pytest.mark.parametrize("act_dtype,zp", [("uint8", 100), ("int8", -3)])
 @pytest.mark.parametrize("layout", ["nchw", "channels_last"])
-def test_static_conv_path_is_bit_identical_to_im2col_and_linear(c, k, s, p, d, act_dtype, zp, layout):
+def test_static_conv_path_is_bit_identical_to_im2col_and_linear(c, k, s, p, d, hw, act_dtype, zp, layout):
     """QuantConv2d's static path quantizes the image once and builds byte patches (padding = the
     zero point): it must give exactly what float patches + linear(act="static") give."""
     import lowbit
 
     g = torch.Generator().manual_seed(c)
-    x = torch.randn(2, c, 7, 6, generator=g) * 2
+    x = torch.randn(2, c, *hw, generator=g) * 2
     x[0, 0, 1, 1] = float("nan")
     if layout == "channels_last":
         x = x.contiguous(memory_format=torch.channels_last)
@@ -111,7 +115,7 @@ def test_conv_covers_input_matches_brute_force(size, k, s, p, d):
 
 
 @pytest.mark.parametrize("c,k,s,p,d,hw", [(3, 3, 1, 1, 1, 8), (16, 3, 2, 1, 1, 9), (4, 2, 2, 0, 1, 8), (5, 3, 2, 0, 1, 8),
-                                          (1, 5, 3, 2, 1, 11), (3, 3, 1, 0, 2, 9)])
+                                          (1, 5, 3, 2, 1, 11), (3, 3, 1, 0, 2, 9), (33, 3, 1, 1, 1, 18)])
 @pytest.mark.parametrize("layout", ["nchw", "channels_last"])
 def test_quant_conv2d_dynamic_per_tensor_fused_path_is_bit_identical(c, k, s, p, d, hw, layout):
     """Per-tensor dynamic convolutions whose windows cover every pixel take the byte-patch path

@@ -72,6 +72,34 @@ void for_rows(int64_t m, int64_t k, const std::function<void(int64_t, int64_t)>&
 }
 
 // Dynamic asymmetric uint8 parameters over [lo, hi] (lo <= 0 <= hi), the observer formula.
+// dst[j * ld_dst + i] = src[i * ld_src + j] for i < rows, j < cols: 16 x 16 blocks through four
+// rounds of byte unpacks (rows i and i + 8 interleaved each round), scalar edges.
+void transpose_bytes(const uint8_t* src, int64_t ld_src, int64_t rows, int64_t cols, uint8_t* dst, int64_t ld_dst) {
+  int64_t i0 = 0;
+#if defined(__SSE2__)
+  for (; i0 + 16 <= rows; i0 += 16) {
+    int64_t j0 = 0;
+    for (; j0 + 16 <= cols; j0 += 16) {
+      __m128i x[16], y[16];
+      for (int i = 0; i < 16; ++i)
+        x[i] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + (i0 + i) * ld_src + j0));
+      for (int round = 0; round < 4; ++round) {
+        for (int i = 0; i < 8; ++i) {
+          y[2 * i] = _mm_unpacklo_epi8(x[i], x[i + 8]);
+          y[2 * i + 1] = _mm_unpackhi_epi8(x[i], x[i + 8]);
+        }
+        for (int i = 0; i < 16; ++i) x[i] = y[i];
+      }
+      for (int j = 0; j < 16; ++j) _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + (j0 + j) * ld_dst + i0), x[j]);
+    }
+    for (int64_t j = j0; j < cols; ++j)
+      for (int64_t i = i0; i < i0 + 16; ++i) dst[j * ld_dst + i] = src[i * ld_src + j];
+  }
+#endif
+  for (int64_t i = i0; i < rows; ++i)
+    for (int64_t j = 0; j < cols; ++j) dst[j * ld_dst + i] = src[i * ld_src + j];
+}
+
 void dynamic_params(float lo, float hi, float* scale, int32_t* zp) {
   float range = hi - lo;
   if (!std::isfinite(range)) range = FLT_MAX;
@@ -388,10 +416,7 @@ void conv2d_static_packed(const Im2colArgs& geom, const float* x, const int8_t* 
       const int64_t c = geom.c, w = geom.w, h = geom.h, plane = hw;  // locals: byte stores alias the closure
       for (int64_t r = b; r < e; ++r) {
         const int64_t img_i = r / h, y = r % h;
-        const uint8_t* src = qp + img_i * c * plane + y * w;
-        uint8_t* dst = ip + r * w * c;
-        for (int64_t xi = 0; xi < w; ++xi)
-          for (int64_t ch = 0; ch < c; ++ch) dst[xi * c + ch] = src[ch * plane + xi];
+        transpose_bytes(qp + img_i * c * plane + y * w, plane, c, w, ip + r * w * c, c);
       }
     });
   } else {  // any other strides: element by element, image row by image row
