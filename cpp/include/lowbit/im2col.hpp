@@ -22,5 +22,8 @@ void im2col_nhwc(const Im2colArgs& a, float* out);
 // The same on a contiguous NHWC byte image xq (the strides of `a` are ignored): rows of stride lda,
 // `pad` outside the image, zeros from kh * kw * c to lda.
 void im2col_nhwc_u8(const Im2colArgs& a, const uint8_t* xq, uint8_t pad, int64_t lda, uint8_t* out);
+// Rows [r0, r1) only, written from out (row r0 at out), single-threaded.
+void im2col_nhwc_u8_rows(const Im2colArgs& a, const uint8_t* xq, uint8_t pad, int64_t lda, uint8_t* out, int64_t r0,
+                         int64_t r1);
 
 }  // namespace lowbit

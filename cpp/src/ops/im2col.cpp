@@ -107,70 +107,75 @@ void im2col_nhwc(const Im2colArgs& args, float* out) {
   });
 }
 
-void im2col_nhwc_u8(const Im2colArgs& args, const uint8_t* xq, uint8_t pad, int64_t lda, uint8_t* out) {
+void im2col_nhwc_u8_rows(const Im2colArgs& args, const uint8_t* xq, uint8_t pad, int64_t lda, uint8_t* out,
+                         int64_t r0, int64_t r1) {
+  // Locals, not references: byte stores may alias anything reached through a pointer, which
+  // would reload them every byte.
   const Im2colArgs a = args;
-  const int64_t rows = a.n * a.ho * a.wo, width = a.kh * a.kw * a.c;
-  if (rows == 0) return;
+  const uint8_t* const xb = xq;
+  uint8_t* const o = out;
+  const uint8_t pd = pad;
+  const int64_t ld = lda, wd = a.kh * a.kw * a.c;
   if (a.h == 0 || a.w == 0) {  // only padding: no address of xq is valid
-    for (int64_t r = 0; r < rows; ++r) {
-      std::memset(out + r * lda, pad, static_cast<size_t>(width));
-      std::memset(out + r * lda + width, 0, static_cast<size_t>(lda - width));
+    for (int64_t r = r0; r < r1; ++r) {
+      std::memset(o + (r - r0) * ld, pd, static_cast<size_t>(wd));
+      std::memset(o + (r - r0) * ld + wd, 0, static_cast<size_t>(ld - wd));
     }
     return;
   }
-  parallel_range(rows, std::max<int64_t>(1, (int64_t{1} << 15) / std::max<int64_t>(lda, 1)), 1,
-                 [args, xq, pad, lda, out, width](int64_t r0, int64_t r1) {
-    // Locals, not closure members: byte stores may alias the closure, which would reload them.
-    const Im2colArgs a = args;
-    const uint8_t* const xb = xq;
-    uint8_t* const o = out;
-    const uint8_t pd = pad;
-    const int64_t ld = lda, wd = width;
-    int64_t b = r0 / (a.ho * a.wo), oy = (r0 / a.wo) % a.ho, ox = r0 % a.wo;
-    const int64_t c = a.c, sh = a.w * c, sn = a.h * sh;
-    const int64_t run = a.kw * c;  // bytes of one kernel row when the window is inside the image
-    for (int64_t r = r0; r < r1; ++r) {
-      uint8_t* dst = o + r * ld;
-      const int64_t ix0 = ox * a.stride_w - a.pad_w;
-      // Inside the image horizontally with unit dilation: each kernel row is one contiguous run.
-      const bool x_in = a.dil_w == 1 && ix0 >= 0 && ix0 + a.kw <= a.w;
-      for (int64_t i = 0; i < a.kh; ++i) {
-        const int64_t iy = oy * a.stride_h - a.pad_h + i * a.dil_h;
-        const bool row_in = iy >= 0 && iy < a.h;
-        const uint8_t* src_row = xb + b * sn + std::min(std::max<int64_t>(iy, 0), a.h - 1) * sh;
-        if (x_in) {
-          if (row_in) {
-            std::memcpy(dst, src_row + ix0 * c, static_cast<size_t>(run));
-          } else {
-            std::memset(dst, pd, static_cast<size_t>(run));
-          }
-          dst += run;
-          continue;
+  int64_t b = r0 / (a.ho * a.wo), oy = (r0 / a.wo) % a.ho, ox = r0 % a.wo;
+  const int64_t c = a.c, sh = a.w * c, sn = a.h * sh;
+  const int64_t run = a.kw * c;  // bytes of one kernel row when the window is inside the image
+  for (int64_t r = r0; r < r1; ++r) {
+    uint8_t* dst = o + (r - r0) * ld;
+    const int64_t ix0 = ox * a.stride_w - a.pad_w;
+    // Inside the image horizontally with unit dilation: each kernel row is one contiguous run.
+    const bool x_in = a.dil_w == 1 && ix0 >= 0 && ix0 + a.kw <= a.w;
+    for (int64_t i = 0; i < a.kh; ++i) {
+      const int64_t iy = oy * a.stride_h - a.pad_h + i * a.dil_h;
+      const bool row_in = iy >= 0 && iy < a.h;
+      const uint8_t* src_row = xb + b * sn + std::min(std::max<int64_t>(iy, 0), a.h - 1) * sh;
+      if (x_in) {
+        if (row_in) {
+          std::memcpy(dst, src_row + ix0 * c, static_cast<size_t>(run));
+        } else {
+          std::memset(dst, pd, static_cast<size_t>(run));
         }
-        for (int64_t j = 0; j < a.kw; ++j, dst += c) {
-          const int64_t ix = ox * a.stride_w - a.pad_w + j * a.dil_w;
-          const bool in = row_in && ix >= 0 && ix < a.w;
-          const uint8_t* src = src_row + std::min(std::max<int64_t>(ix, 0), a.w - 1) * c;
-          if (c == 1) {  // no branch on the image border (clamped addresses are always valid)
-            const uint8_t v = *src;
-            dst[0] = in ? v : pd;
-          } else if (in) {
-            std::memcpy(dst, src, static_cast<size_t>(c));
-          } else {
-            std::memset(dst, pd, static_cast<size_t>(c));
-          }
-        }
+        dst += run;
+        continue;
       }
-      for (int64_t t = wd; t < ld; ++t) o[r * ld + t] = 0;
-      if (++ox == a.wo) {
-        ox = 0;
-        if (++oy == a.ho) {
-          oy = 0;
-          ++b;
+      for (int64_t j = 0; j < a.kw; ++j, dst += c) {
+        const int64_t ix = ox * a.stride_w - a.pad_w + j * a.dil_w;
+        const bool in = row_in && ix >= 0 && ix < a.w;
+        const uint8_t* src = src_row + std::min(std::max<int64_t>(ix, 0), a.w - 1) * c;
+        if (c == 1) {  // no branch on the image border (clamped addresses are always valid)
+          const uint8_t v = *src;
+          dst[0] = in ? v : pd;
+        } else if (in) {
+          std::memcpy(dst, src, static_cast<size_t>(c));
+        } else {
+          std::memset(dst, pd, static_cast<size_t>(c));
         }
       }
     }
-  });
+    for (int64_t t = wd; t < ld; ++t) o[(r - r0) * ld + t] = 0;
+    if (++ox == a.wo) {
+      ox = 0;
+      if (++oy == a.ho) {
+        oy = 0;
+        ++b;
+      }
+    }
+  }
+}
+
+void im2col_nhwc_u8(const Im2colArgs& args, const uint8_t* xq, uint8_t pad, int64_t lda, uint8_t* out) {
+  const int64_t rows = args.n * args.ho * args.wo;
+  if (rows == 0) return;
+  parallel_range(rows, std::max<int64_t>(1, (int64_t{1} << 15) / std::max<int64_t>(lda, 1)), 1,
+                 [&args, xq, pad, lda, out](int64_t r0, int64_t r1) {
+                   im2col_nhwc_u8_rows(args, xq, pad, lda, out + r0 * lda, r0, r1);
+                 });
 }
 
 }  // namespace lowbit

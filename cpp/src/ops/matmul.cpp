@@ -28,6 +28,8 @@ constexpr int64_t kBChunkBytes = 256 << 10;  // packed weight panels per task st
 constexpr int64_t kMinTaskMacs = 1 << 18;    // below this a task is not worth a thread
 constexpr int64_t kRowGrainElems = 1 << 14;  // activation packing: elements per task, at least
 constexpr int64_t kPanelUnit = 6;
+constexpr int64_t kStreamWeightBytes = 1 << 20;  // byte-patch convolutions: weights this small stay in L2
+constexpr int64_t kStreamChunkBytes = 256 << 10;  // and patch rows are made and multiplied per chunk
 constexpr int64_t kSmallK = 32;              // shorter activation rows are quantized in batches            // panel chunks: multiples of 3 (VNNI) and 2 (AMX)
 
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
@@ -71,7 +73,6 @@ void for_rows(int64_t m, int64_t k, const std::function<void(int64_t, int64_t)>&
   parallel_range(m, std::max<int64_t>(1, kRowGrainElems / std::max<int64_t>(k, 1)), 1, fn);
 }
 
-// Dynamic asymmetric uint8 parameters over [lo, hi] (lo <= 0 <= hi), the observer formula.
 // dst[j * ld_dst + i] = src[i * ld_src + j] for i < rows, j < cols: 16 x 16 blocks through four
 // rounds of byte unpacks (rows i and i + 8 interleaved each round), scalar edges.
 void transpose_bytes(const uint8_t* src, int64_t ld_src, int64_t rows, int64_t cols, uint8_t* dst, int64_t ld_dst) {
@@ -100,6 +101,7 @@ void transpose_bytes(const uint8_t* src, int64_t ld_src, int64_t rows, int64_t c
     for (int64_t j = 0; j < cols; ++j) dst[j * ld_dst + i] = src[i * ld_src + j];
 }
 
+// Dynamic asymmetric uint8 parameters over [lo, hi] (lo <= 0 <= hi), the observer formula.
 void dynamic_params(float lo, float hi, float* scale, int32_t* zp) {
   float range = hi - lo;
   if (!std::isfinite(range)) range = FLT_MAX;
@@ -435,14 +437,50 @@ void conv2d_static_packed(const Im2colArgs& geom, const float* x, const int8_t* 
     });
   }
   // 2. patches of bytes; padding is the zero point (what 0.0 quantizes to)
-  const int64_t lda = packed_act_stride(k);
-  std::unique_ptr<uint8_t[]> ap(new uint8_t[static_cast<size_t>(m * lda)]);  // every byte written
-  im2col_nhwc_u8(geom, img.get(), static_cast<uint8_t>(z), lda, ap.get());
-  std::vector<int32_t> row_offset(static_cast<size_t>(m), z);
-  std::vector<float> row_scale(static_cast<size_t>(m), s);
-  // 3. the GEMM with the fused epilogue, exactly as linear_packed with static activations
-  run_linear_gemm(ap.get(), lda, m, k_groups(k), packed, colsum, col_scale, n, p, row_offset.data(), row_scale.data(),
-                  out);
+  const int64_t lda = packed_act_stride(k), kg = k_groups(k);
+  const int64_t weight_bytes = n_panels(n) * kg * kPanelCols * kKGroup;
+  if (weight_bytes > kStreamWeightBytes) {
+    // large weights: all patches first, then the blocked GEMM that shares weight chunks over rows
+    std::unique_ptr<uint8_t[]> ap(new uint8_t[static_cast<size_t>(m * lda)]);  // every byte written
+    im2col_nhwc_u8(geom, img.get(), static_cast<uint8_t>(z), lda, ap.get());
+    std::vector<int32_t> row_offset(static_cast<size_t>(m), z);
+    std::vector<float> row_scale(static_cast<size_t>(m), s);
+    // 3. the GEMM with the fused epilogue, exactly as linear_packed with static activations
+    run_linear_gemm(ap.get(), lda, m, kg, packed, colsum, col_scale, n, p, row_offset.data(), row_scale.data(), out);
+    return;
+  }
+  // Weights that stay in L2: each thread makes a chunk of patch rows and multiplies it at once,
+  // while it is in L2 (the whole patch matrix would go through memory twice).
+  const int64_t chunk = std::max<int64_t>(32, kStreamChunkBytes / lda / 32 * 32);
+  const int64_t chunks = (m + chunk - 1) / chunk;
+  std::vector<int32_t> row_offset(static_cast<size_t>(std::min(m, chunk)), z);
+  std::vector<float> row_scale(static_cast<size_t>(std::min(m, chunk)), s);
+  const kernels::GemmTaskFn fn = (p.requant ? dispatch::linear_f32_s8w_s8 : dispatch::linear_f32_s8w_f32).get();
+  const size_t out_elem = p.requant ? sizeof(int8_t) : sizeof(float);
+  parallel_for(chunks, [&](int64_t t) {
+    const int64_t r0 = t * chunk, r1 = std::min(m, r0 + chunk);
+    std::unique_ptr<uint8_t[]> ap(new uint8_t[static_cast<size_t>((r1 - r0) * lda)]);  // every byte written
+    im2col_nhwc_u8_rows(geom, img.get(), static_cast<uint8_t>(z), lda, ap.get(), r0, r1);
+    GemmArgs g;
+    g.a = ap.get();
+    g.lda = lda;
+    g.m = r1 - r0;
+    g.k_groups = kg;
+    g.b = packed;
+    g.n = n;
+    g.kind = p.requant ? EpilogueKind::kRequant : EpilogueKind::kFloat;
+    g.row_offset = row_offset.data();
+    g.colsum = colsum;
+    g.row_scale = row_scale.data();
+    g.col_scale = col_scale;
+    g.bias = p.bias;
+    g.relu = p.relu;
+    g.out_inv_scale = 1.0f / p.out_scale;
+    g.out_zero_point = p.out_zero_point;
+    g.out = static_cast<char*>(out) + static_cast<size_t>(r0 * n) * out_elem;
+    g.ldo = n;
+    fn(g, 0, g.m, 0, n_panels(n));
+  });
 }
 
 }  // namespace lowbit
