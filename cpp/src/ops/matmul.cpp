@@ -257,9 +257,10 @@ void matmul_packed(const uint8_t* a, bool a_signed, int64_t m, int64_t k, int64_
 namespace {
 
 // The GEMM of a linear on packed activations (u8, +128 for int8) with its fused epilogue.
-void run_linear_gemm(const uint8_t* ap, int64_t lda, int64_t m, int64_t kg, const int8_t* packed,
-                     const int32_t* colsum, const float* col_scale, int64_t n, const LinearParams& p,
-                     const int32_t* row_offset, const float* row_scale, void* out) {
+// The GEMM arguments of a quantized linear layer over packed activation rows.
+GemmArgs linear_gemm_args(const uint8_t* ap, int64_t lda, int64_t m, int64_t kg, const int8_t* packed,
+                          const int32_t* colsum, const float* col_scale, int64_t n, const LinearParams& p,
+                          const int32_t* row_offset, const float* row_scale, void* out) {
   GemmArgs g;
   g.a = ap;
   g.lda = lda;
@@ -278,7 +279,14 @@ void run_linear_gemm(const uint8_t* ap, int64_t lda, int64_t m, int64_t kg, cons
   g.out_zero_point = p.out_zero_point;
   g.out = out;
   g.ldo = n;
-  run_gemm(p.requant ? dispatch::linear_f32_s8w_s8 : dispatch::linear_f32_s8w_f32, g);
+  return g;
+}
+
+void run_linear_gemm(const uint8_t* ap, int64_t lda, int64_t m, int64_t kg, const int8_t* packed,
+                     const int32_t* colsum, const float* col_scale, int64_t n, const LinearParams& p,
+                     const int32_t* row_offset, const float* row_scale, void* out) {
+  run_gemm(p.requant ? dispatch::linear_f32_s8w_s8 : dispatch::linear_f32_s8w_f32,
+           linear_gemm_args(ap, lda, m, kg, packed, colsum, col_scale, n, p, row_offset, row_scale, out));
 }
 
 }  // namespace
@@ -461,24 +469,8 @@ void conv2d_static_packed(const Im2colArgs& geom, const float* x, const int8_t* 
     const int64_t r0 = t * chunk, r1 = std::min(m, r0 + chunk);
     std::unique_ptr<uint8_t[]> ap(new uint8_t[static_cast<size_t>((r1 - r0) * lda)]);  // every byte written
     im2col_nhwc_u8_rows(geom, img.get(), static_cast<uint8_t>(z), lda, ap.get(), r0, r1);
-    GemmArgs g;
-    g.a = ap.get();
-    g.lda = lda;
-    g.m = r1 - r0;
-    g.k_groups = kg;
-    g.b = packed;
-    g.n = n;
-    g.kind = p.requant ? EpilogueKind::kRequant : EpilogueKind::kFloat;
-    g.row_offset = row_offset.data();
-    g.colsum = colsum;
-    g.row_scale = row_scale.data();
-    g.col_scale = col_scale;
-    g.bias = p.bias;
-    g.relu = p.relu;
-    g.out_inv_scale = 1.0f / p.out_scale;
-    g.out_zero_point = p.out_zero_point;
-    g.out = static_cast<char*>(out) + static_cast<size_t>(r0 * n) * out_elem;
-    g.ldo = n;
+    const GemmArgs g = linear_gemm_args(ap.get(), lda, r1 - r0, kg, packed, colsum, col_scale, n, p, row_offset.data(),
+                                        row_scale.data(), static_cast<char*>(out) + static_cast<size_t>(r0 * n) * out_elem);
     fn(g, 0, g.m, 0, n_panels(n));
   });
 }
