@@ -459,7 +459,10 @@ void conv2d_static_packed(const Im2colArgs& geom, const float* x, const int8_t* 
   }
   // Weights that stay in L2: each thread makes a chunk of patch rows and multiplies it at once,
   // while it is in L2 (the whole patch matrix would go through memory twice).
-  const int64_t chunk = std::max<int64_t>(32, kStreamChunkBytes / lda / 32 * 32);
+  // At most kStreamChunkBytes of patches, and at least 4 chunks per thread when there are rows
+  // enough (short patch rows would otherwise make one chunk of everything: one thread).
+  const int64_t per_thread = (m + 4 * get_num_threads() - 1) / (4 * get_num_threads());
+  const int64_t chunk = std::max<int64_t>(32, std::min(kStreamChunkBytes / lda, (per_thread + 31) / 32 * 32) / 32 * 32);
   const int64_t chunks = (m + chunk - 1) / chunk;
   std::vector<int32_t> row_offset(static_cast<size_t>(std::min(m, chunk)), z);
   std::vector<float> row_scale(static_cast<size_t>(std::min(m, chunk)), s);
