@@ -27,10 +27,10 @@ constexpr int64_t kAChunkBytes = 128 << 10;  // packed activation rows per task 
 constexpr int64_t kBChunkBytes = 256 << 10;  // packed weight panels per task stay in L2
 constexpr int64_t kMinTaskMacs = 1 << 18;    // below this a task is not worth a thread
 constexpr int64_t kRowGrainElems = 1 << 14;  // activation packing: elements per task, at least
-constexpr int64_t kPanelUnit = 6;
+constexpr int64_t kPanelUnit = 6;            // panel chunks: multiples of 3 (VNNI) and 2 (AMX)
 constexpr int64_t kStreamWeightBytes = 1 << 20;  // byte-patch convolutions: weights this small stay in L2
 constexpr int64_t kStreamChunkBytes = 256 << 10;  // and patch rows are made and multiplied per chunk
-constexpr int64_t kSmallK = 32;              // shorter activation rows are quantized in batches            // panel chunks: multiples of 3 (VNNI) and 2 (AMX)
+constexpr int64_t kSmallK = 32;              // shorter activation rows are quantized in batches
 
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
@@ -256,8 +256,7 @@ void matmul_packed(const uint8_t* a, bool a_signed, int64_t m, int64_t k, int64_
 
 namespace {
 
-// The GEMM of a linear on packed activations (u8, +128 for int8) with its fused epilogue.
-// The GEMM arguments of a quantized linear layer over packed activation rows.
+// The GEMM arguments of a linear on packed activations (u8, +128 for int8) with its fused epilogue.
 GemmArgs linear_gemm_args(const uint8_t* ap, int64_t lda, int64_t m, int64_t kg, const int8_t* packed,
                           const int32_t* colsum, const float* col_scale, int64_t n, const LinearParams& p,
                           const int32_t* row_offset, const float* row_scale, void* out) {
@@ -392,11 +391,13 @@ void conv2d_static_packed(const Im2colArgs& geom, const float* x, const int8_t* 
     for_rows(rows, planes ? hw : geom.w * geom.c, [&](int64_t b, int64_t e) {
       const Im2colArgs g = geom;
       for (int64_t r = b; r < e; ++r) {
-        const float* src = x + (r / g.h) * g.sn + (r % g.h) * g.sh;
+        if (planes) {  // r indexes (image, channel) here
+          range(x + (r / g.c) * g.sn + (r % g.c) * g.sc, hw, &lo[r], &hi[r]);
+          continue;
+        }
+        const float* src = x + (r / g.h) * g.sn + (r % g.h) * g.sh;  // r indexes (image, image row)
         if (dense) {
           range(src, g.w * g.c, &lo[r], &hi[r]);
-        } else if (planes) {  // rows of every plane: r indexes (image, channel) here
-          range(x + (r / g.c) * g.sn + (r % g.c) * g.sc, hw, &lo[r], &hi[r]);
         } else {
           float l = 0.0f, h = 0.0f;
           for (int64_t xi = 0; xi < g.w; ++xi, src += g.sw)
