@@ -80,6 +80,10 @@ def test_static_conv_path_is_bit_identical_to_im2col_and_linear(c, k, s, p, d, h
     np.testing.assert_array_equal(f(xh), want)
     with pytest.raises(ValueError, match="act_zero_point"):
         lowbit.matmul.prepare_conv2d_static(pw, bias, act_scale=0.03, act_zero_point=300, kernel_size=k)
+    with pytest.raises(ValueError, match="act: expected 'static' or 'dynamic_per_tensor'"):
+        lowbit.matmul.prepare_conv2d_static(pw, bias, act="dynamic", kernel_size=k)
+    with pytest.raises(ValueError, match="act"):
+        _core.conv2d_static(xh, pw._packed, pw._colsum, 9, pw.scale, bias, *k, *s, *p, *d, 0.03, 0, False, False, "x")
 
 
 def test_quant_conv2d_static_module_uses_the_fused_path():
