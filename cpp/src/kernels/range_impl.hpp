@@ -29,23 +29,6 @@ inline float hmax(const xsimd::batch<float, xsimd::avx2>& v) {
 inline float hmin(const xsimd::batch<float, xsimd::avx512bw>& v) { return _mm512_reduce_min_ps(v); }
 inline float hmax(const xsimd::batch<float, xsimd::avx512bw>& v) { return _mm512_reduce_max_ps(v); }
 #endif
-// Any other architecture: through memory.
-template <class Arch>
-float hmin(const xsimd::batch<float, Arch>& v) {
-  alignas(64) float t[xsimd::batch<float, Arch>::size];
-  v.store_aligned(t);
-  float r = t[0];
-  for (float e : t) r = e < r ? e : r;
-  return r;
-}
-template <class Arch>
-float hmax(const xsimd::batch<float, Arch>& v) {
-  alignas(64) float t[xsimd::batch<float, Arch>::size];
-  v.store_aligned(t);
-  float r = t[0];
-  for (float e : t) r = e > r ? e : r;
-  return r;
-}
 
 template <class Arch>
 void finite_range_impl(const float* x, int64_t n, float* lo, float* hi) {
