@@ -33,11 +33,13 @@ namespace lowbit {
 
 constexpr int64_t kL4Panel = 16;        // columns per panel
 constexpr int64_t kL4BlockBytes = 64;   // bytes per (panel, k octet)
+// N padded to whole panels: the row length of the scales, wsum and panel layout.
+inline int64_t l4_padded_n(int64_t n) { return (n + kL4Panel - 1) / kL4Panel * kL4Panel; }
 
 struct Linear4Args {
   const float* x;        // float path: (m, kp) rows with stride ldx, zero beyond k
   const int8_t* xq;      // int8 path: (m, kp) quantized rows, stride ldxq, then zero rows up to a multiple of 16
-  int64_t ldxq;          // int8 path: >= kp; kp + 64 when kp is a multiple of 1024 (4K aliasing of tile loads)
+  int64_t ldxq;          // int8 path: tile_row_stride(kp) (lowbit/matmul.hpp)
   const float* xscale;   // int8 path: (m, kp / group)
   const int32_t* xsum8;  // int8 path: (m, kp / group), 8 * sum of the group's xq
   const int32_t* wsum;   // NF4 int8 path: (kp / group, np) sums of the int8 levels

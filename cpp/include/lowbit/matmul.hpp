@@ -26,16 +26,17 @@ constexpr int64_t kPackSlackBytes = 16 * kPanelCols * kKGroup;
 inline int64_t packed_weight_bytes(int64_t k, int64_t n) {
   return n_panels(n) * k_groups(k) * kPanelCols * kKGroup + kPackSlackBytes;
 }
-// Packed activation row stride: K rounded up to 64 bytes (one AMX tile row), zero padded.
-// Whole cache lines (AMX tile rows), never a multiple of 1 KiB: rows 4 KiB apart share an L1
-// set, and a tile load reads 16 rows at once. Rows of at most 48 bytes (first convolutions) are
-// packed to 16 bytes instead: a 64-byte row would be mostly padding to write and read, and AMX
-// (which then falls back to AVX-512 VNNI) has nothing to gain from one short K step.
+// A row stride for rows that AMX tile loads read 16 at a time: never a multiple of 1 KiB (rows
+// 4 KiB apart share an L1 set).
+inline int64_t tile_row_stride(int64_t bytes) { return bytes % 1024 == 0 ? bytes + 64 : bytes; }
+// Packed activation row stride: K rounded up to 64 bytes (one AMX tile row), zero padded, through
+// tile_row_stride. Rows of at most 48 bytes (first convolutions) are packed to 16 bytes instead:
+// a 64-byte row would be mostly padding to write and read, and AMX (which then falls back to
+// AVX-512 VNNI) has nothing to gain from one short K step.
 inline int64_t packed_act_stride(int64_t k) {
   const int64_t bytes = k_groups(k) * kKGroup;
   if (bytes <= 48) return bytes <= 0 ? 16 : (bytes + 15) / 16 * 16;
-  const int64_t s = (bytes + 63) / 64 * 64;
-  return s % 1024 == 0 ? s + 64 : s;
+  return tile_row_stride((bytes + 63) / 64 * 64);
 }
 
 // Epilogue applied to each int32 accumulator acc[m][n] (kernels hold it in registers):

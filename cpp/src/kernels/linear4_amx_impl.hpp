@@ -70,7 +70,7 @@ struct Linear4Amx {
   template <int RT>
   static void group(const Linear4Args& a, int64_t i0, int64_t p, int64_t g, int64_t kw, const int8_t* b0,
                     const int8_t* b1, float* acc) {
-    const int64_t steps = a.group / kw, groups = a.kp / a.group, np = (a.n + kL4Panel - 1) / kL4Panel * kL4Panel;
+    const int64_t steps = a.group / kw, groups = a.kp / a.group, np = l4_padded_n(a.n);
     const int8_t* x0 = a.xq + i0 * a.ldxq + g * a.group;
     Tiles::template zero<0>();
     Tiles::template zero<1>();

@@ -225,8 +225,6 @@ struct Avx512VnniInt8 : F512 {
 // Levels of the float path: int4 code u is u - 8.
 constexpr float kInt4Levels[16] = {-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7};
 
-inline int64_t padded_n(int64_t n) { return ((n + kL4Panel - 1) / kL4Panel) * kL4Panel; }
-
 // Shared driver: rows in blocks of T::kRows per group of NP panels (M = 1: T::kGemvPanels), so a
 // panel group's weights stay in L1/L2 while every row block passes over them.
 template <class T, class Tile>
@@ -298,7 +296,7 @@ struct Linear4FloatTile {
   static void tile(const Linear4Args& a, int64_t m0, int64_t p) {
     constexpr int V = NP * T::H;
     const typename T::Table tab = T::table(kNf4 ? kNf4Levels : kInt4Levels);
-    const int64_t octs = a.kp / 8, gocts = a.group / 8, groups = a.kp / a.group, np = padded_n(a.n);
+    const int64_t octs = a.kp / 8, gocts = a.group / 8, groups = a.kp / a.group, np = l4_padded_n(a.n);
     const uint8_t* wp = a.w + p * octs * kL4BlockBytes;
     const float* xr[MR];
 #pragma GCC unroll 8
@@ -358,7 +356,7 @@ struct Linear4Int8Tile {
   template <int MR, int NP>
   static void tile(const Linear4Args& a, int64_t m0, int64_t p) {
     constexpr int V = NP * T::H;
-    const int64_t octs = a.kp / 8, gocts = a.group / 8, groups = a.kp / a.group, np = padded_n(a.n);
+    const int64_t octs = a.kp / 8, gocts = a.group / 8, groups = a.kp / a.group, np = l4_padded_n(a.n);
     const uint8_t* wp = a.w + p * octs * kL4BlockBytes;
     const int8_t* xr[MR];
 #pragma GCC unroll 8

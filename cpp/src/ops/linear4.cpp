@@ -6,6 +6,7 @@
 
 #include "dispatch/linear4.hpp"
 #include "lowbit/linear4.hpp"
+#include "lowbit/matmul.hpp"
 #include "lowbit/parallel.hpp"
 
 namespace lowbit {
@@ -19,8 +20,7 @@ void linear_4bit(Linear4Args a, const float* x, int64_t k, Linear4Kind kind, ker
   kernels::Linear4Fn fn;
   if (kind == Linear4Kind::kInt4Int8 || kind == Linear4Kind::kNf4Int8) {
     // Rows up to a multiple of 16, zero: the AMX kernel loads whole 16-row tiles.
-    // Rows 64 bytes apart from their 4 KiB aliases, or 16 rows of a tile land in one L1 set.
-    a.ldxq = a.kp % 1024 == 0 ? a.kp + 64 : a.kp;
+    a.ldxq = tile_row_stride(a.kp);
     xq.assign(static_cast<size_t>((a.m + 15) / 16 * 16 * a.ldxq), 0);
     xscale.resize(static_cast<size_t>(a.m * groups));
     xsum8.resize(static_cast<size_t>(a.m * groups));

@@ -19,7 +19,7 @@ inline int code_at(const Linear4Args& a, int64_t p, int64_t c, int64_t k) {
 
 template <bool kNf4>
 void linear_float(const Linear4Args& a, int64_t p0, int64_t p1) {
-  const int64_t groups = a.kp / a.group, np = ((a.n + kL4Panel - 1) / kL4Panel) * kL4Panel;
+  const int64_t groups = a.kp / a.group, np = l4_padded_n(a.n);
   for (int64_t m = 0; m < a.m; ++m) {
     const float* x = a.x + m * a.ldx;
     for (int64_t col = p0 * kL4Panel; col < p1 * kL4Panel && col < a.n; ++col) {
@@ -47,7 +47,7 @@ namespace {
 
 template <bool kNf4>
 void linear_int8(const Linear4Args& a, int64_t p0, int64_t p1) {
-  const int64_t groups = a.kp / a.group, np = ((a.n + kL4Panel - 1) / kL4Panel) * kL4Panel;
+  const int64_t groups = a.kp / a.group, np = l4_padded_n(a.n);
   for (int64_t m = 0; m < a.m; ++m) {
     const int8_t* x = a.xq + m * a.ldxq;
     for (int64_t col = p0 * kL4Panel; col < p1 * kL4Panel && col < a.n; ++col) {
