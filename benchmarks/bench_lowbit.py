@@ -7,7 +7,7 @@ Usage: python benchmarks/bench_lowbit.py [--quick] [--threads N] [--no-peers] [-
 Linear rows: M in {1, 8, 32} x (K, N) in {(4096, 4096), (4096, 11008), (11008, 4096)} (LLaMA-7B
 projections); ``--quick``: (4096, 4096), M in {1, 8}. lowbit rows: ``lowbit.linear(x, pw)`` for
 int4 and NF4 weights, group 64, with their default int8 activations (per row and weight group),
-plus ``act="float"`` on both (if that call raises or misses its check, its row says FAILED and
+plus ``activation="float"`` on both (if that call raises or misses its check, its row says FAILED and
 the reason is listed, and the run goes on). Peers, same process, same thread count
 (``torch.set_num_threads``), under ``torch.inference_mode``, warmed up first: NumPy float32
 ``x @ w.T``, torch float32 ``F.linear`` and every torchao / bitsandbytes CPU path in
@@ -79,7 +79,7 @@ def check(x, pw, y, act8=False):
         bound = (g + -(-pw.shape[1] // g) + 2) * 2.0**-24 * mag + 2.0**-24 * np.abs(want)
         ok = np.all(np.abs(np.asarray(y)[:, cols] - want) <= bound)
     if not ok:
-        variant = " act=int8" if act8 else ""
+        variant = " activation=int8" if act8 else ""
         raise AssertionError(f"lowbit {pw.dtype}{variant} linear disagrees with the reference")
 
 

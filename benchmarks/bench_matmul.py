@@ -82,7 +82,7 @@ def child(threads: int, shapes, min_time: float, rep: int) -> list[dict]:
         # The kernel alone: linear with static uint8 activations has no dynamic-range pass.
         res["linear"] = ops / best_time(lambda: lowbit.linear(x, pw, bias), repeat=rep, min_time=min_time) / 1e9
         res["linear_static"] = ops / best_time(
-            lambda: lowbit.linear(x, pw, bias, act="static", act_scale=0.03, act_zero_point=128), repeat=rep, min_time=min_time
+            lambda: lowbit.linear(x, pw, bias, activation="static", activation_scale=0.03, activation_zero_point=128), repeat=rep, min_time=min_time
         ) / 1e9
         res["numpy_f32"] = ops / best_time(lambda: x @ w.T + bias, repeat=rep, min_time=min_time) / 1e9
         res["weight_gbs"] = n * k / (ops / res["linear"] / 1e9) / 1e9

@@ -61,7 +61,7 @@ def test_im2col_bad_input():
 @pytest.mark.parametrize("layout", ["nchw", "channels_last"])
 def test_static_conv_path_is_bit_identical_to_im2col_and_linear(c, k, s, p, d, hw, act_dtype, zp, layout):
     """QuantConv2d's static path quantizes the image once and builds byte patches (padding = the
-    zero point): it must give exactly what float patches + linear(act="static") give."""
+    zero point): it must give exactly what float patches + linear(activation="static") give."""
     import lowbit
 
     g = torch.Generator().manual_seed(c)
@@ -74,14 +74,14 @@ def test_static_conv_path_is_bit_identical_to_im2col_and_linear(c, k, s, p, d, h
     bias = torch.randn(9, generator=g).numpy()
     xh = x.permute(0, 2, 3, 1).numpy()
     cols = _core.im2col(xh, *k, *s, *p, *d)
-    want = lowbit.linear(cols, pw, bias, act="static", act_scale=0.03, act_zero_point=zp, act_dtype=act_dtype)
-    f = lowbit.matmul.prepare_conv2d_static(pw, bias, act_scale=0.03, act_zero_point=zp, act_dtype=act_dtype,
+    want = lowbit.linear(cols, pw, bias, activation="static", activation_scale=0.03, activation_zero_point=zp, activation_dtype=act_dtype)
+    f = lowbit.matmul.prepare_conv2d_static(pw, bias, activation_scale=0.03, activation_zero_point=zp, activation_dtype=act_dtype,
                                             kernel_size=k, stride=s, padding=p, dilation=d)
     np.testing.assert_array_equal(f(xh), want)
-    with pytest.raises(ValueError, match="act_zero_point"):
-        lowbit.matmul.prepare_conv2d_static(pw, bias, act_scale=0.03, act_zero_point=300, kernel_size=k)
-    with pytest.raises(ValueError, match="act: expected 'static' or 'dynamic_per_tensor'"):
-        lowbit.matmul.prepare_conv2d_static(pw, bias, act="dynamic", kernel_size=k)
+    with pytest.raises(ValueError, match="activation_zero_point"):
+        lowbit.matmul.prepare_conv2d_static(pw, bias, activation_scale=0.03, activation_zero_point=300, kernel_size=k)
+    with pytest.raises(ValueError, match="activation: expected 'static' or 'dynamic_per_tensor'"):
+        lowbit.matmul.prepare_conv2d_static(pw, bias, activation="dynamic", kernel_size=k)
     with pytest.raises(ValueError, match="act"):
         _core.conv2d_static(xh, pw._packed, pw._colsum, 9, pw.scale, bias, *k, *s, *p, *d, 0.03, 0, False, False, "x")
 
@@ -94,11 +94,11 @@ def test_quant_conv2d_static_module_uses_the_fused_path():
     q = lowbit.nn.QuantConv2d.from_float(conv, lowbit.QuantConfig(activation="static"), act_qparams=(0.02, 128))
     x = torch.randn(4, 3, 9, 9).clamp(-2.5, 2.5)  # inside the activation range: no clipping
     y = q(x)
-    # the traced op path (torch im2col + lowbit::quant_linear) gives the same bits
+    # the traced op path (torch im2col + lowbit::linear_int8) gives the same bits
     with torch.no_grad():
         xh = x.permute(0, 2, 3, 1)
         cols = q._torch_im2col(xh, x, 9, 9).reshape(4, 81, 27)
-        ref = torch.ops.lowbit.quant_linear(cols.contiguous(), q.weight_int8, q.weight_scale, q.weight_zero_point,
+        ref = torch.ops.lowbit.linear_int8(cols.contiguous(), q.weight_int8, q.weight_scale, q.weight_zero_point,
                                             q.bias, q.act_scale, q.act_zero_point, "static", "uint8")
     torch.testing.assert_close(y, ref.reshape(4, 9, 9, 8).permute(0, 3, 1, 2), rtol=0, atol=0)
     with torch.no_grad():
@@ -124,7 +124,7 @@ def test_conv_covers_input_matches_brute_force(size, k, s, p, d):
 def test_quant_conv2d_dynamic_per_tensor_fused_path_is_bit_identical(c, k, s, p, d, hw, layout):
     """Per-tensor dynamic convolutions whose windows cover every pixel take the byte-patch path
     (parameters from the image's range); the others the float patches. Both must give what
-    torch im2col + lowbit::quant_linear give."""
+    torch im2col + lowbit::linear_int8 give."""
     import lowbit
     from lowbit.nn.conv import _EAGER_CONV
 
@@ -139,7 +139,7 @@ def test_quant_conv2d_dynamic_per_tensor_fused_path_is_bit_identical(c, k, s, p,
         y = q(x)
         ho, wo = y.shape[2], y.shape[3]
         cols = q._torch_im2col(x.permute(0, 2, 3, 1), x, ho, wo).reshape(2, ho * wo, k * k * c)
-        ref = torch.ops.lowbit.quant_linear(cols.contiguous(), q.weight_int8, q.weight_scale, q.weight_zero_point,
+        ref = torch.ops.lowbit.linear_int8(cols.contiguous(), q.weight_int8, q.weight_scale, q.weight_zero_point,
                                             q.bias, None, None, "dynamic_per_tensor", "uint8")
     torch.testing.assert_close(y, ref.reshape(2, ho, wo, 7).permute(0, 3, 1, 2), rtol=0, atol=0)
     covered = lowbit.matmul.conv_covers_input(hw, k, s, p, d)

@@ -203,8 +203,8 @@ def test_pack_weight_pickle_round_trip(rng):
 
 def test_pack_weight_bad_input(rng):
     w = rng.standard_normal((4, 6)).astype(np.float32)
-    with pytest.raises(ValueError, match="dtype"):
-        lowbit.pack_weight(w, dtype="uint4")  # int4 and nf4 pack as 4-bit weights (packed4)
+    with pytest.raises(ValueError, match="dtype.*did you mean.*'int4'"):
+        lowbit.pack_weight(w, dtype="int3")
     with pytest.raises(ValueError, match="axis"):
         lowbit.pack_weight(w, axis=1)
     with pytest.raises(ValueError, match="zero_point"):
@@ -234,12 +234,12 @@ LINEAR_SHAPES = [(1, 1, 1), (1, 64, 48), (2, 17, 3), (7, 57, 9), (16, 31, 33), (
 LINEAR_MODES = [
     dict(),
     dict(relu=True),
-    dict(act="dynamic_per_tensor"),
-    dict(act="static", act_scale=0.02, act_zero_point=128),
-    dict(act="static", act_scale=0.03, act_zero_point=-7, act_dtype="int8"),
+    dict(activation="dynamic_per_tensor"),
+    dict(activation="static", activation_scale=0.02, activation_zero_point=128),
+    dict(activation="static", activation_scale=0.03, activation_zero_point=-7, activation_dtype="int8"),
     dict(out_scale=0.05, out_zero_point=-3),
     dict(out_scale=1e-6, out_zero_point=127),  # saturates at both ends
-    dict(act="static", act_scale=0.025, act_zero_point=0, act_dtype="int8", relu=True, out_scale=0.02, out_zero_point=-128),
+    dict(activation="static", activation_scale=0.025, activation_zero_point=0, activation_dtype="int8", relu=True, out_scale=0.02, out_zero_point=-128),
 ]
 
 
@@ -293,7 +293,7 @@ def test_linear_non_finite_activations(isa, rng, k):
     x_copy = x.copy()
     pw = lowbit.pack_weight(rng.standard_normal((10, k)).astype(np.float32))
     for act in ("dynamic", "dynamic_per_tensor"):
-        np.testing.assert_array_equal(lowbit.linear(x, pw, act=act), ref_linear(x, pw, None, act=act))
+        np.testing.assert_array_equal(lowbit.linear(x, pw, activation=act), ref_linear(x, pw, None, activation=act))
     huge = np.array([[3e38, -3e38, 1.0]], np.float32)
     pw3 = lowbit.pack_weight(np.ones((2, 3), np.float32))
     np.testing.assert_array_equal(lowbit.linear(huge, pw3), ref_linear(huge, pw3, None))
@@ -330,30 +330,30 @@ def test_linear_bad_input(rng):
         lowbit.linear(x, pw, np.ones(4, np.float32))
     with pytest.raises(ValueError, match="bias"):
         lowbit.linear(x, pw, np.array([1, 2, np.nan, 4, 5], np.float32))
-    with pytest.raises(ValueError, match="act:"):
-        lowbit.linear(x, pw, act="per_row")
-    with pytest.raises(ValueError, match="act_scale"):
-        lowbit.linear(x, pw, act="static")
-    with pytest.raises(ValueError, match="act_scale"):
-        lowbit.linear(x, pw, act="static", act_scale=float("nan"))
-    with pytest.raises(ValueError, match="act_scale"):
-        lowbit.linear(x, pw, act="static", act_scale=-1.0)
-    with pytest.raises(ValueError, match="act_scale"):
-        lowbit.linear(x, pw, act_scale=0.1)
-    with pytest.raises(ValueError, match="act_zero_point"):
-        lowbit.linear(x, pw, act="static", act_scale=0.1, act_zero_point=256)
-    with pytest.raises(ValueError, match="act_zero_point"):
-        lowbit.linear(x, pw, act="static", act_scale=0.1, act_zero_point=-1)
-    with pytest.raises(ValueError, match="act_zero_point"):
-        lowbit.linear(x, pw, act="static", act_scale=0.1, act_zero_point=128, act_dtype="int8")
+    with pytest.raises(ValueError, match="activation:"):
+        lowbit.linear(x, pw, activation="per_row")
+    with pytest.raises(ValueError, match="activation_scale"):
+        lowbit.linear(x, pw, activation="static")
+    with pytest.raises(ValueError, match="activation_scale"):
+        lowbit.linear(x, pw, activation="static", activation_scale=float("nan"))
+    with pytest.raises(ValueError, match="activation_scale"):
+        lowbit.linear(x, pw, activation="static", activation_scale=-1.0)
+    with pytest.raises(ValueError, match="activation_scale"):
+        lowbit.linear(x, pw, activation_scale=0.1)
+    with pytest.raises(ValueError, match="activation_zero_point"):
+        lowbit.linear(x, pw, activation="static", activation_scale=0.1, activation_zero_point=256)
+    with pytest.raises(ValueError, match="activation_zero_point"):
+        lowbit.linear(x, pw, activation="static", activation_scale=0.1, activation_zero_point=-1)
+    with pytest.raises(ValueError, match="activation_zero_point"):
+        lowbit.linear(x, pw, activation="static", activation_scale=0.1, activation_zero_point=128, activation_dtype="int8")
     with pytest.raises(ValueError, match="out_scale"):
         lowbit.linear(x, pw, out_scale=float("inf"))
     with pytest.raises(ValueError, match="out_zero_point"):
         lowbit.linear(x, pw, out_zero_point=3)
     with pytest.raises(ValueError, match="out_zero_point"):
         lowbit.linear(x, pw, out_scale=0.1, out_zero_point=200)
-    with pytest.raises(TypeError, match="act_zero_point"):
-        lowbit.linear(x, pw, act="static", act_scale=0.1, act_zero_point=1.5)
+    with pytest.raises(TypeError, match="activation_zero_point"):
+        lowbit.linear(x, pw, activation="static", activation_scale=0.1, activation_zero_point=1.5)
 
 
 def test_linear_torch_inputs_match_numpy(rng):
@@ -404,14 +404,15 @@ def test_gemm_kernels_built_for_every_x86_isa():
     m=st.integers(0, 12),
     k=st.integers(1, 70),
     n=st.integers(1, 40),
-    act=st.sampled_from(["dynamic", "dynamic_per_tensor"]),
+    activation=st.sampled_from(["dynamic", "dynamic_per_tensor"]),
     relu=st.booleans(),
 )
-def test_linear_property_matches_reference(data, m, k, n, act, relu):
+def test_linear_property_matches_reference(data, m, k, n, activation, relu):
+    act = activation
     x = data.draw(hnp.arrays(np.float32, (m, k), elements=st.floats(-1e6, 1e6, width=32) | st.sampled_from([np.nan, np.inf, -np.inf])))
     w = data.draw(hnp.arrays(np.float32, (n, k), elements=st.floats(-10, 10, width=32)))
     pw = lowbit.pack_weight(w)
-    np.testing.assert_array_equal(lowbit.linear(x, pw, act=act, relu=relu), ref_linear(x, pw, None, act=act, relu=relu))
+    np.testing.assert_array_equal(lowbit.linear(x, pw, activation=act, relu=relu), ref_linear(x, pw, None, activation=act, relu=relu))
 
 
 def test_results_do_not_depend_on_thread_count(rng):
@@ -423,7 +424,7 @@ def test_results_do_not_depend_on_thread_count(rng):
         outs = []
         for t in (1, 2, 3):
             lowbit.set_num_threads(t)
-            outs.append((lowbit.linear(x, pw, act="dynamic_per_tensor"), lowbit.matmul_int8(a, pw)))
+            outs.append((lowbit.linear(x, pw, activation="dynamic_per_tensor"), lowbit.matmul_int8(a, pw)))
     finally:
         lowbit.set_num_threads(old)
     for y, c in outs[1:]:

@@ -14,7 +14,7 @@ from lowbit import reference as ref
 
 
 def bound(x, w_deq, k, group, y_ref):
-    """The documented accuracy bound of lowbit.packed4 for act="float"."""
+    """The documented accuracy bound of lowbit.packed4 for activation="float"."""
     mag = np.abs(x.astype(np.float64)) @ np.abs(w_deq.astype(np.float64)).T
     return (group + -(-k // group) + 2) * 2.0**-24 * mag + 2.0**-24 * np.abs(y_ref) + 1e-30
 
@@ -38,15 +38,15 @@ def _case(rng, m, n, k):
 def test_linear_4bit_float_matches_reference(isa, dtype, m, n, k, group, rng):
     w, x, b = _case(rng, m, n, k)
     pw = lowbit.pack_weight(w, dtype=dtype, group_size=group)
-    y = lowbit.linear(x, pw, b, act="float")
+    y = lowbit.linear(x, pw, b, activation="float")
     want = ref.linear_4bit(x, pw.int_repr(), pw.scale, dtype, group, b)
     assert y.shape == (m, n) and y.dtype == np.float32
     assert np.all(np.abs(y - want) <= bound(x, pw.dequantize(), k, group, want))
-    y0 = lowbit.linear(x, pw, act="float")
+    y0 = lowbit.linear(x, pw, activation="float")
     assert np.all(np.abs(y0 - (want - b)) <= bound(x, pw.dequantize(), k, group, want - b))
     # every ISA runs the same operation sequence: bit-identical to the scalar reference kernel
     with lowbit.cpu.arch("scalar"):
-        np.testing.assert_array_equal(lowbit.linear(x, pw, b, act="float"), y)
+        np.testing.assert_array_equal(lowbit.linear(x, pw, b, activation="float"), y)
 
 
 @pytest.mark.parametrize("dtype", ["int4", "nf4"])
@@ -54,7 +54,7 @@ def test_linear_4bit_float_matches_reference(isa, dtype, m, n, k, group, rng):
 def test_linear_4bit_int8_is_bit_exact(isa, dtype, m, n, k, group, rng):
     w, x, b = _case(rng, m, n, k)
     pw = lowbit.pack_weight(w, dtype=dtype, group_size=group)
-    y = lowbit.linear(x, pw, b, act="int8")
+    y = lowbit.linear(x, pw, b, activation="dynamic")
     np.testing.assert_array_equal(y, ref.linear_4bit_int8(x, pw.int_repr(), pw.scale, group, b, dtype=dtype))
     # and within the activation-rounding bound (plus, for nf4, the int8 level rounding: at most
     # 0.5 / 127 of the group absmax per weight) of the exact product with the stored weight
@@ -122,7 +122,7 @@ def test_activation_quantization_edges(isa):
     x[4, 64:] = 0.5  # only the partial last group is non-zero
     w = np.random.default_rng(1).standard_normal((3, 70)).astype(np.float32)
     pw = lowbit.pack_weight(w, dtype="int4", group_size=32)
-    y = lowbit.linear(x, pw, act="int8")
+    y = lowbit.linear(x, pw, activation="dynamic")
     np.testing.assert_array_equal(y, ref.linear_4bit_int8(x, pw.int_repr(), pw.scale, 32))
     assert np.isnan(y[1]).all() and np.isnan(y[2]).all() and not np.isnan(y[[0, 3, 4]]).any()
     xq, xs = ref.quantize_rows_s8_groups(x, 32)
@@ -134,11 +134,11 @@ def test_act_modes_and_threshold(rng):
     pi = lowbit.pack_weight(w, dtype="int4")
     pn = lowbit.pack_weight(w, dtype="nf4")
     for rows in (1, 3, 40):  # the default takes int8 activations for int4 whatever M
-        np.testing.assert_array_equal(lowbit.linear(x[:rows], pi, b), lowbit.linear(x[:rows], pi, b, act="int8"))
-    assert not np.array_equal(lowbit.linear(x, pi, b, act="float"), lowbit.linear(x, pi, b, act="int8"))
-    np.testing.assert_array_equal(lowbit.linear(x[:1], pn, b), lowbit.linear(x[:1], pn, b, act="int8"))
+        np.testing.assert_array_equal(lowbit.linear(x[:rows], pi, b), lowbit.linear(x[:rows], pi, b, activation="dynamic"))
+    assert not np.array_equal(lowbit.linear(x, pi, b, activation="float"), lowbit.linear(x, pi, b, activation="dynamic"))
+    np.testing.assert_array_equal(lowbit.linear(x[:1], pn, b), lowbit.linear(x[:1], pn, b, activation="dynamic"))
     with pytest.raises(ValueError, match="act"):
-        lowbit.linear(x, pi, act="static")
+        lowbit.linear(x, pi, activation="static")
 
 
 def test_bound_can_fail(rng):
@@ -147,9 +147,9 @@ def test_bound_can_fail(rng):
     x = rng.standard_normal((2, 256)).astype(np.float32)
     pw = lowbit.pack_weight(w, dtype="int4")
     want = ref.linear_4bit(x, pw.int_repr(), pw.scale * np.float32(1.001), "int4", 64)
-    assert not np.all(np.abs(lowbit.linear(x, pw, act="float") - want) <= bound(x, pw.dequantize(), 256, 64, want))
+    assert not np.all(np.abs(lowbit.linear(x, pw, activation="float") - want) <= bound(x, pw.dequantize(), 256, 64, want))
     want8 = ref.linear_4bit_int8(x, pw.int_repr(), pw.scale * np.float32(1.001), 64)
-    assert not np.array_equal(lowbit.linear(x, pw, act="int8"), want8)
+    assert not np.array_equal(lowbit.linear(x, pw, activation="dynamic"), want8)
 
 
 def test_quantization_matches_quantize(rng):
@@ -225,15 +225,15 @@ def test_shapes_relu_torch_and_extremes(rng):
     np.testing.assert_array_equal(lowbit.linear(torch.from_numpy(x), pw), y)
 
 
-@pytest.mark.parametrize("op,act,dtype", [("linear_f32_s4w_f32", "float", "int4"), ("linear_s8_s4w_f32", "int8", "int4"),
-                                          ("quantize_row_s8_groups", "int8", "int4"),
-                                          ("linear_f32_nf4w_f32", "float", "nf4"), ("linear_s8_nf4w_f32", "int8", "nf4")])
+@pytest.mark.parametrize("op,act,dtype", [("linear_f32_s4w_f32", "float", "int4"), ("linear_s8_s4w_f32", "dynamic", "int4"),
+                                          ("quantize_row_s8_groups", "dynamic", "int4"),
+                                          ("linear_f32_nf4w_f32", "float", "nf4"), ("linear_s8_nf4w_f32", "dynamic", "nf4")])
 def test_best_kernel_ran(rng, op, act, dtype):
     pw = lowbit.pack_weight(rng.standard_normal((4, 64)).astype(np.float32), dtype=dtype)
     isas = dict(_core.op_isas())[op]
     best = next(a for a in lowbit.cpu_info()["available"] if a in isas)
     before = dict(dict(_core.kernel_calls())[op]).get(best, 0)
-    lowbit.linear(np.ones((1, 64), np.float32), pw, act=act)
+    lowbit.linear(np.ones((1, 64), np.float32), pw, activation=act)
     assert dict(dict(_core.kernel_calls())[op]).get(best, 0) > before
 
 

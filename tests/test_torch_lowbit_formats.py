@@ -30,23 +30,23 @@ EPS = 2.0**-23
 
 # (id, QuantConfig fields, the kernel that must run it)
 CONFIGS = [
-    ("int4-channel", dict(weight="int4"), "int8"),
-    ("int4-g32-dynamic", dict(weight="int4", group_size=32), "4bit"),
-    ("int4-g64-weight-only", dict(weight="int4", group_size=64, activation=None), "4bit"),
-    ("int4-g64-zero-point", dict(weight="int4", group_size=64, symmetric_weights=False, activation=None), "float"),
-    ("uint4-channel", dict(weight="uint4", symmetric_weights=False), "float"),
-    ("uint4-tensor", dict(weight="uint4", granularity="per_tensor", symmetric_weights=False), "float"),
-    ("uint4-g32-symmetric", dict(weight="uint4", group_size=32), "float"),
-    ("nf4", dict(weight="nf4"), "4bit"),
-    ("nf4-g32", dict(weight="nf4", group_size=32), "4bit"),
-    ("fp16", dict(weight="fp16"), "float"),
-    ("bf16", dict(weight="bf16"), "float"),
-    ("log2", dict(weight="log2"), "float"),
-    ("log2-8bit", dict(weight="log2", log2_bits=8), "float"),
-    ("log2-tensor", dict(weight="log2", granularity="per_tensor"), "float"),
-    ("ternary", dict(weight="ternary"), "float"),
-    ("ternary-tensor", dict(weight="ternary", granularity="per_tensor"), "float"),
-    ("binary", dict(weight="binary"), "float"),
+    ("int4-channel", dict(weight="int4"), "linear_int8"),
+    ("int4-g32-dynamic", dict(weight="int4", group_size=32), "linear_4bit"),
+    ("int4-g64-weight-only", dict(weight="int4", group_size=64, activation=None), "linear_4bit"),
+    ("int4-g64-zero-point", dict(weight="int4", group_size=64, symmetric_weights=False, activation=None), "dequantize"),
+    ("uint4-channel", dict(weight="uint4", symmetric_weights=False), "dequantize"),
+    ("uint4-tensor", dict(weight="uint4", granularity="per_tensor", symmetric_weights=False), "dequantize"),
+    ("uint4-g32-symmetric", dict(weight="uint4", group_size=32), "dequantize"),
+    ("nf4", dict(weight="nf4"), "linear_4bit"),
+    ("nf4-g32", dict(weight="nf4", group_size=32), "linear_4bit"),
+    ("fp16", dict(weight="fp16"), "dequantize"),
+    ("bf16", dict(weight="bf16"), "dequantize"),
+    ("log2", dict(weight="log2"), "dequantize"),
+    ("log2-8bit", dict(weight="log2", log2_bits=8), "dequantize"),
+    ("log2-tensor", dict(weight="log2", granularity="per_tensor"), "dequantize"),
+    ("ternary", dict(weight="ternary"), "dequantize"),
+    ("ternary-tensor", dict(weight="ternary", granularity="per_tensor"), "dequantize"),
+    ("binary", dict(weight="binary"), "dequantize"),
 ]
 IDS = [c[0] for c in CONFIGS]
 
@@ -224,21 +224,21 @@ def test_config_accepts_every_format_and_round_trips():
         "emb": lowbit.QuantConfig(weight="bf16")})
     assert lowbit.QuantConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     # a per_layer dict that changes the weight keeps group_size only where it applies
-    assert (cfg.for_layer("head").weight, cfg.for_layer("head").group_size) == ("int8", None)
-    assert (cfg.for_layer("attn.q").weight, cfg.for_layer("attn.q").group_size) == ("nf4", 128)
+    assert (cfg.for_layer("head").weight.name, cfg.for_layer("head").group_size) == ("int8", None)
+    assert (cfg.for_layer("attn.q").weight.name, cfg.for_layer("attn.q").group_size) == ("nf4", 128)
     assert cfg.for_layer("mlp").log2_bits == 8 and cfg.for_layer("mlp").group_size is None
     assert cfg.for_layer("other").group_size == 128
     nf4 = lowbit.QuantConfig(weight="nf4")
-    assert nf4.group_size is None and nf4.weight_group_size == 64
-    assert nf4.activation == "dynamic" and nf4.effective_activation == "dynamic"
-    assert lowbit.QuantConfig(weight="fp16").effective_activation is None
-    assert lowbit.QuantConfig(weight="int4", group_size=32).effective_activation == "dynamic"
+    assert nf4.group_size == 64 and nf4.weight == lowbit.NF4Weights(group_size=64)
+    assert nf4.activation == lowbit.DynamicActivations()
+    assert lowbit.QuantConfig(weight="fp16").activation == lowbit.FloatActivations()
+    assert lowbit.QuantConfig(weight="int4", group_size=32).activation.name == "dynamic"
     assert [lowbit.QuantConfig(weight=w).weight_bits for w in ("int8", "int4", "nf4", "fp16", "ternary", "binary")] \
         == [8, 4, 4, 16, 2, 1]
     assert lowbit.QuantConfig(weight="log2", log2_bits=8).weight_bits == 8
     # static activations become weight-only when a static model's layer switches to a weight-only format
     static = lowbit.QuantConfig(activation="static", per_layer={"x": {"weight": "fp16"}})
-    assert static.for_layer("x").activation is None and static.for_layer("y").activation == "static"
+    assert static.for_layer("x").activation.name == "float" and static.for_layer("y").activation.name == "static"
 
 
 @pytest.mark.parametrize(
@@ -255,7 +255,8 @@ def test_config_accepts_every_format_and_round_trips():
         (dict(weight="int4", group_size=64, activation="static"), "activation"),
         (dict(weight="int4", group_size=64, granularity="per_tensor"), "granularity"),
         (dict(weight="nf4", granularity="per_tensor"), "granularity"),
-        (dict(weight="int4", group_size=64, symmetric_weights=False), "symmetric_weights"),
+        (dict(weight="int4", group_size=64, symmetric_weights=False, activation="dynamic"), "activation"),
+        (dict(weight="int4", group_size=48), "group_size"),
         (dict(weight="log2", log2_bits=3), "log2_bits"),
         (dict(per_layer={"fc": {"weight": "bf16", "group_size": 64}}), "per_layer"),
     ],
@@ -294,7 +295,7 @@ def test_quantize_model_every_format(name, fields_, kernel, x):
         y = layer(h)
         assert y.shape == (h.shape[0], n) and y.dtype == torch.float32
         ref = F.linear(h, torch.from_numpy(wq), flt.bias)  # independent product, same weight
-        if kernel == "float":
+        if kernel == "dequantize":
             assert torch.equal(y, ref)
         else:  # kernels: float32 sums (lowbit.packed4's accuracy contract, whose constants differ
             # between kernel generations: (K / g + 16) or (g + K / g + 2) half-ulps; here both, plus
@@ -399,7 +400,7 @@ def test_4bit_partial_last_group_runs_on_the_kernel():
     # K = 80 with groups of 64: the last group of each row has 16 inputs and its own scale
     m = nn.Sequential(nn.Linear(80, 16)).eval()
     q = lowbit.quantize_model(m, lowbit.QuantConfig(weight="nf4", activation=None))
-    assert isinstance(q[0], QuantLinear) and q[0].kernel == "4bit"
+    assert isinstance(q[0], QuantLinear) and q[0].kernel == "linear_4bit"
     h = torch.randn(3, 80)
     torch.testing.assert_close(q[0](h), F.linear(h, torch.from_numpy(decode(q[0], 16, 80)), m[0].bias),
                                rtol=1e-4, atol=1e-4)
@@ -414,15 +415,14 @@ def test_dequantize_weight_reference_is_bit_identical_to_the_kernels():
         nn.init.normal_(lin.weight, std=0.05)
         for _, fields_, _ in CONFIGS:
             cfg = lowbit.QuantConfig(**fields_)
-            q = QuantLinear(k, 12, weight=cfg.weight, activation=None, granularity=cfg.granularity,
-                            symmetric_weights=cfg.symmetric_weights, group_size=cfg.weight_group_size,
-                            log2_bits=cfg.log2_bits)
+            q = QuantLinear(k, 12, weight=cfg.weight, activation="float")
             q._set_weight(lin.weight)
-            data = getattr(q, q.layout.data_buffer)
-            args = (data, getattr(q, "weight_scale", None), getattr(q, "weight_zero_point", None), q.weight_dtype,
-                    12, k, q.group_size or 0, q.log2_bits if q.weight_dtype == "log2" else q.weight_bits)
-            got = _torch_ops.dequantize_weight_impl(*args)
-            assert torch.equal(got, _torch_ops.dequantize_weight_reference(*args)), (k, fields_)
+            stored = (getattr(q, q.scheme.data_name), getattr(q, "weight_scale", None),
+                      getattr(q, "weight_zero_point", None))
+            got = _torch_ops.dequantize_weight_impl(*stored, q.scheme.key, 12, k)
+            want = _torch_ops.dequantize_weight_reference(*stored, q.weight_dtype, 12, k, q.group_size or 0,
+                                                          q.weight_bits)
+            assert torch.equal(got, want), (k, fields_)
             assert np.array_equal(got.numpy(), decode(q, 12, k)), (k, fields_)
             assert np.all(np.abs(got.numpy() - lin.weight.numpy()) <= format_error_bound(q, lin.weight.numpy()))
 
@@ -455,9 +455,9 @@ def test_quant_conv2d_new_formats(fields_):
     assert torch.equal(q.dequantized_weight(), w4)
     y = q(x)
     ref = conv._conv_forward(x, w4, conv.bias)
-    tol = 1e-5 + (2 * x.abs().max() / 255 * w4.abs().sum((1, 2, 3)).max() if q.activation else 0)
+    tol = 1e-5 + (2 * x.abs().max() / 255 * w4.abs().sum((1, 2, 3)).max() if q.activation.quantized else 0)
     assert float((y - ref).abs().max()) <= float(tol)
-    assert {"group_size": q.group_size, "weight": q.weight_dtype}.items() <= q.spec().items()
+    assert q.spec()["weight"] == {"format": q.weight_dtype, **dataclasses.asdict(q.scheme)}
 
 
 def test_summary_lists_formats_and_4bit_convs():
@@ -467,7 +467,7 @@ def test_summary_lists_formats_and_4bit_convs():
     rows = {r["layer"]: r for r in lowbit.summary(q).rows}
     assert rows["2"]["action"] == "nf4 weights block 64, dynamic int8 act (per row and group), 4-bit kernel"
     assert rows["4"]["action"] == "ternary weights per_channel, weight-only, dequantized per call"
-    assert isinstance(q[0], QuantConv2d) and q[0].kernel == "4bit"  # K = 9: one partial block
+    assert isinstance(q[0], QuantConv2d) and q[0].kernel == "linear_4bit"  # K = 9: one partial block
     assert rows["0"]["action"].startswith("nf4 weights block 64")
     text = str(lowbit.summary(q))
     assert "nf4 weights block 64" in text
@@ -501,10 +501,18 @@ def test_load_file_written_before_int4_packing(tmp_path, x):
     # rewrite it as the older format did: int4 values one per byte, no group_size / log2_bits
     packed = tensors.pop("fc1.weight_packed").numpy()
     tensors["fc1.weight_int8"] = torch.from_numpy(((_unpack4(packed, 128) ^ 8) - 8).astype(np.int8))
+    def flat(spec):  # a layer spec / config as files before weight schemes held them
+        w, a = spec.pop("weight"), spec.pop("activation")
+        spec["weight"] = w["format"]
+        spec["activation"] = None if a["mode"] == "float" else a["mode"]
+        spec.update(granularity=w["granularity"], symmetric_weights=w["symmetric"], activation_dtype="uint8")
+
     for spec in meta["layers"].values():
-        del spec["group_size"], spec["log2_bits"]
+        flat(spec)
     for c in [meta["config"], *meta["config"]["per_layer"].values()]:
-        del c["group_size"], c["log2_bits"]
+        flat(c)
+        c.pop("on_unsupported")
+        c.update(observer="minmax")
     old = tmp_path / "old.safetensors"
     save_file(tensors, str(old), metadata={"lowbit": json.dumps(meta)})
     loaded = lowbit.load(old, _mlp(9))
@@ -531,7 +539,7 @@ def test_opcheck_new_ops(x):
                           (x.clone().requires_grad_(), q.weight_packed, q.weight_scale, q.bias, "nf4", 64, "float"),
                           test_utils=utils)
     torch.library.opcheck(torch.ops.lowbit.dequantize_weight.default,
-                          (q.weight_packed, q.weight_scale, None, "nf4", 64, 128, 64, 4), test_utils=utils[:3])
+                          (q.weight_packed, q.weight_scale, None, q.scheme.key, 64, 128), test_utils=utils[:3])
     y = torch.ops.lowbit.linear_4bit(torch.empty(2, 5, 128, device="meta"), q.weight_packed.to("meta"),
                                      q.weight_scale.to("meta"), None, "nf4", 64, "float")
     assert y.shape == (2, 5, 64) and y.device.type == "meta"
@@ -546,7 +554,8 @@ def test_weight_only_4bit_passes_gradients_and_other_dtypes(x):
     F.linear(xr, q.dequantized_weight(), lin.bias).square().sum().backward()
     torch.testing.assert_close(xg.grad, xr.grad, rtol=1e-4, atol=1e-5)
     dyn = QuantLinear.from_float(lin, lowbit.QuantConfig(weight="int4", group_size=64))
-    assert not dyn(x.clone().requires_grad_()).requires_grad  # quantized activations: no backward
+    with pytest.raises(RuntimeError, match="no backward.*lowbit.prepare_qat"):  # quantized activations
+        dyn(x.clone().requires_grad_()).sum().backward()
     for dt in (torch.float16, torch.bfloat16, torch.float64):
         y = q(x.to(dt))
         assert y.dtype == dt
@@ -564,7 +573,7 @@ def test_state_dict_reload_rebuilds_the_packed_weight(x):
 
 def test_extra_repr_and_spec_rebuild_the_layer():
     q = QuantLinear.from_float(_mlp().fc1, lowbit.QuantConfig(weight="log2", log2_bits=8))
-    assert "weight=log2, log2_bits=8, activation=None" in repr(q)
+    assert "weight=log2 (8-bit) weights per_channel, activation=float" in repr(q)
     kwargs = {k: v for k, v in q.spec().items() if k != "kind"}
     fresh = QuantLinear(**kwargs)
     assert set(fresh.state_dict()) == set(q.state_dict()) == {"weight_codes", "weight_scale", "bias"}
@@ -572,10 +581,13 @@ def test_extra_repr_and_spec_rebuild_the_layer():
 
 
 def test_qat_keeps_formats_without_fake_quant_float():
-    qat = lowbit.prepare_qat(_mlp(), lowbit.QuantConfig(weight="nf4", per_layer={"fc2": {"weight": "int4"}}))
+    cfg = lowbit.QuantConfig(weight="nf4", per_layer={"fc2": {"weight": "int4", "group_size": None}},
+                             on_unsupported="float")
+    with pytest.warns(UserWarning, match="'fc1' stays float: nf4 weights block 64 have no QAT form"):
+        qat = lowbit.prepare_qat(_mlp(), cfg)
     assert type(qat.fc1) is nn.Linear and isinstance(qat.fc2, lowbit.nn.QATLinear)
     row = next(r for r in lowbit.summary(qat).rows if r["layer"] == "fc1")
-    assert "weight=nf4 has no QAT form" in row["action"]
+    assert "nf4 weights block 64 have no QAT form" in row["action"]
 
 
 def test_report_bits_and_bytes_per_layer(x):

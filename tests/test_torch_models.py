@@ -158,7 +158,7 @@ def test_minilm_4bit_group_weights_keep_embeddings(minilm):
                        (lowbit.QuantConfig(weight="int4", group_size=64), 0.93)):
         q = lowbit.quantize_model(model, cfg, progress=False)
         layers = [m for m in q.modules() if isinstance(m, lowbit.nn.QuantLinear)]
-        assert len(layers) == 37 and all(m.kernel == "4bit" and m.group_size == 64 for m in layers)
+        assert len(layers) == 37 and all(m.kernel == "linear_4bit" and m.group_size == 64 for m in layers)
         n_weights = sum(m.in_features * m.out_features for m in layers)
         stored = sum(m.weight_packed.nbytes + m.weight_scale.nbytes for m in layers)
         assert 8 * stored / n_weights == 4.5

@@ -1,4 +1,4 @@
-"""torch.library ops (lowbit::quant_linear, lowbit::fake_quantize): opcheck, torch.compile, torch.export."""
+"""torch.library ops (lowbit::linear_int8, lowbit::fake_quantize): opcheck, torch.compile, torch.export."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def test_opcheck_quant_linear(act):
         "uint8",
     )
     torch.library.opcheck(
-        torch.ops.lowbit.quant_linear.default,
+        torch.ops.lowbit.linear_int8.default,
         args,
         test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_static"),
     )
@@ -65,7 +65,7 @@ def test_meta_tensors_give_shapes():
     w = torch.empty(6, 20, dtype=torch.int8, device="meta")
     s = torch.empty(6, device="meta")
     z = torch.empty(6, dtype=torch.int32, device="meta")
-    y = torch.ops.lowbit.quant_linear(x, w, s, z, None, None, None, "dynamic", "uint8")
+    y = torch.ops.lowbit.linear_int8(x, w, s, z, None, None, None, "dynamic", "uint8")
     assert y.shape == (2, 7, 6) and y.device.type == "meta"
 
 
@@ -87,7 +87,7 @@ def test_torch_compile_inductor(qmodel):
 def test_torch_export(qmodel):
     q, x = qmodel
     ep = torch.export.export(q, (x,))
-    assert "lowbit.quant_linear" in ep.graph_module.code
+    assert "lowbit.linear_int8" in ep.graph_module.code
     assert torch.equal(ep.module()(x), q(x))
 
 

@@ -50,8 +50,8 @@ def test_file_metadata(tmp_path, qmodel):
     assert meta["format"] == "lowbit.model/1" and meta["lowbit_version"] == lowbit.__version__
     assert meta["model_class"] == "lowbit.models:DigitsCNN"
     assert (
-        meta["layers"]["fc2"]["weight"] == "int4"
-        and meta["config"]["per_layer"]["fc2"]["weight"] == "int4"
+        meta["layers"]["fc2"]["weight"]["format"] == "int4"
+        and meta["config"]["per_layer"]["fc2"]["weight"]["format"] == "int4"
     )
 
 

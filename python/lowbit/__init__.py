@@ -20,14 +20,14 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
 from . import _core as _core
-from . import formats, metrics, observers, reference
+from . import formats, metrics, observers, reference, schemes
 from .calibration import calibrate
 from .comparison import FormatComparison, compare_formats, format_label
 from .config import QuantConfig
 from .cpu import _apply_env as _apply_env
 from .cpu import arch, cpu_info, get_arch, get_num_threads, set_arch, set_num_threads
 from .formats import FORMATS, FormatQTensor
-from .matmul import PackedWeight, linear, matmul_int8, pack_weight
+from .matmul import PackedWeight, matmul_int8
 from .observers import (
     HistogramObserver,
     MinMaxObserver,
@@ -37,8 +37,23 @@ from .observers import (
     PerChannelMinMaxObserver,
     PowerOfTwoObserver,
 )
+from .packed import DequantizingWeight, linear, pack_weight
 from .packed4 import PackedWeight4
 from .quantize import DTYPES, QTensor, choose_qparams, dequantize, fake_quantize, qrange, quantize
+from .schemes import (
+    BF16Weights,
+    BinaryWeights,
+    DynamicActivations,
+    FloatActivations,
+    FP16Weights,
+    Int4Weights,
+    Int8Weights,
+    Log2Weights,
+    NF4Weights,
+    StaticActivations,
+    TernaryWeights,
+    UInt4Weights,
+)
 
 _apply_env()
 
@@ -124,4 +139,18 @@ __all__ = [
     "FormatComparison",
     "format_label",
     "PackedWeight4",
+    "DequantizingWeight",
+    "schemes",
+    "Int8Weights",
+    "Int4Weights",
+    "UInt4Weights",
+    "NF4Weights",
+    "FP16Weights",
+    "BF16Weights",
+    "Log2Weights",
+    "TernaryWeights",
+    "BinaryWeights",
+    "DynamicActivations",
+    "StaticActivations",
+    "FloatActivations",
 ]

@@ -6,15 +6,16 @@ Ops (namespace ``lowbit``):
   - ``lowbit::fake_quantize(x, scale, zero_point, dtype, axis, grad_factor) -> Tensor``: the fused
     fake-quant kernel on CPU, torch ops with the same numerics elsewhere; autograd: clipped STE
     for x, LSQ for a learnable scale.
-  - ``lowbit::quant_linear(x, w_q, w_scale, w_zp, bias, act_scale, act_zp, act, act_dtype) -> Tensor``:
+  - ``lowbit::linear_int8(x, w_q, w_scale, w_zp, bias, act_scale, act_zp, act, act_dtype) -> Tensor``:
     int8 linear (lowbit.linear) on CPU; elsewhere a torch reference, bit-identical to the kernel.
     ``w_q`` is int8 (N, K) or, for per-channel int4 layers, uint8 (N, ceil(K / 2)) packed codes.
   - ``lowbit::linear_4bit(x, w_packed, w_scale, bias, dtype, group_size, act) -> Tensor``: group-wise
     int4 / nf4 weights through the fused 4-bit kernel (lowbit.linear on a PackedWeight4) on CPU;
     elsewhere dequantize + a float matmul. Autograd: the gradient of x is ``g @ W``.
-  - ``lowbit::dequantize_weight(data, scale, zero_point, dtype, n, k, group_size, bits) -> Tensor``:
-    the float32 (N, K) weight of any stored weight format, with lowbit's dequantize kernels on CPU
-    and a bit-identical torch reference elsewhere.
+  - ``lowbit::dequantize_weight(data, scale, zero_point, scheme, n, k) -> Tensor``: the float32
+    (N, K) weight of any weight scheme's stored form (``scheme`` is the scheme's key, see
+    :attr:`lowbit.schemes.WeightScheme.key`), with the scheme's NumPy/C++ dequantization on CPU and
+    a bit-identical torch reference elsewhere (formats without one: computed on CPU and moved).
 
 Stored 4-bit codes (``weight_packed``) are row-major (N, ceil(K / 2)) uint8, code 2i in the low
 nibble of byte i and code 2i + 1 in the high nibble (int4 as two's complement nibbles): the layout
@@ -32,9 +33,10 @@ import torch
 
 import lowbit
 
-from .formats import NF4_LEVELS, FormatQTensor
+from .formats import NF4_LEVELS
 from .packed4 import PackedWeight4
-from .quantize import QTensor, qrange
+from .quantize import qrange
+from .schemes import Int4Weights, NF4Weights, weight_scheme_from_key
 
 __all__ = [
     "dequantize_weight",
@@ -49,14 +51,28 @@ __all__ = [
     "pack_nibbles",
     "packed_weight",
     "packed_weight_4bit",
-    "quant_linear",
-    "quant_linear_impl",
-    "quant_linear_reference",
+    "linear_int8",
+    "linear_int8_impl",
+    "linear_int8_reference",
+    "stored_arrays",
     "to_numpy",
     "unpack_nibbles",
 ]
 
 _ACT_MODES = ("dynamic", "dynamic_per_tensor", "static")
+
+
+def stored_arrays(scheme: Any, buffers: dict[str, Any]) -> dict[str, np.ndarray]:
+    """CPU tensors of a layer's stored form -> the weight scheme's NumPy arrays (bfloat16 as
+    uint16 bit patterns)."""
+    out = {}
+    for name, t in buffers.items():
+        t = t.detach().cpu()
+        if t.dtype == torch.bfloat16:
+            out[name] = t.view(torch.int16).numpy().view(np.uint16)
+        else:
+            out[name] = t.contiguous().numpy()
+    return out
 
 
 def to_numpy(t: torch.Tensor) -> np.ndarray:
@@ -266,7 +282,7 @@ def _act_qparams_per_row(x: torch.Tensor, dtype: str) -> tuple[torch.Tensor, tor
     return scale, zp
 
 
-def quant_linear_reference(
+def linear_int8_reference(
     x: torch.Tensor,
     w_q: torch.Tensor,
     w_scale: torch.Tensor,
@@ -302,7 +318,7 @@ def quant_linear_reference(
     return y
 
 
-def quant_linear_impl(
+def linear_int8_impl(
     x: torch.Tensor,
     w_q: torch.Tensor,
     w_scale: torch.Tensor,
@@ -315,29 +331,29 @@ def quant_linear_impl(
 ) -> torch.Tensor:
     """``y = x @ dequant(w_q).T + bias`` with ``x`` quantized on the fly (float32 (..., K) ->
     float32 (..., N)); on CPU it runs :func:`lowbit.linear` on a cached packed weight, elsewhere
-    :func:`quant_linear_reference`. ``w_q``: int8 (N, K), or uint8 (N, ceil(K / 2)) packed int4
+    :func:`linear_int8_reference`. ``w_q``: int8 (N, K), or uint8 (N, ceil(K / 2)) packed int4
     values (see the module docstring)."""
     if act not in _ACT_MODES:
         raise ValueError(f"act: expected one of {_ACT_MODES}, got {act!r}")
     if x.device.type != "cpu":
-        return quant_linear_reference(
+        return linear_int8_reference(
             x, w_q, w_scale, w_zp, bias, act_scale, act_zp, act, act_dtype
         )
     packed = packed_weight(w_q, w_scale, w_zp, x.shape[-1])
     kwargs: dict[str, Any] = {}
     if act == "static":
         kwargs = {
-            "act_scale": float(act_scale),
-            "act_zero_point": int(act_zp),
-            "act_dtype": act_dtype,
+            "activation_scale": float(act_scale),
+            "activation_zero_point": int(act_zp),
+            "activation_dtype": act_dtype,
         }
     b = None if bias is None else to_numpy(bias.to(torch.float32))
-    y = lowbit.linear(to_numpy(x.to(torch.float32)), packed, b, act=act, **kwargs)
+    y = lowbit.linear(to_numpy(x.to(torch.float32)), packed, b, activation=act, **kwargs)
     return torch.from_numpy(y)
 
 
-@torch.library.custom_op("lowbit::quant_linear", mutates_args=())
-def quant_linear(
+@torch.library.custom_op("lowbit::linear_int8", mutates_args=())
+def linear_int8(
     x: torch.Tensor,
     w_q: torch.Tensor,
     w_scale: torch.Tensor,
@@ -348,11 +364,11 @@ def quant_linear(
     act: str,
     act_dtype: str,
 ) -> torch.Tensor:
-    """The op form of :func:`quant_linear_impl` (traceable by torch.compile / torch.export)."""
-    return quant_linear_impl(x, w_q, w_scale, w_zp, bias, act_scale, act_zp, act, act_dtype)
+    """The op form of :func:`linear_int8_impl` (traceable by torch.compile / torch.export)."""
+    return linear_int8_impl(x, w_q, w_scale, w_zp, bias, act_scale, act_zp, act, act_dtype)
 
 
-@quant_linear.register_fake
+@linear_int8.register_fake
 def _(x, w_q, w_scale, w_zp, bias, act_scale, act_zp, act, act_dtype):
     return x.new_empty((*x.shape[:-1], w_q.shape[0]), dtype=torch.float32)
 
@@ -429,52 +445,35 @@ def dequantize_weight_impl(
     data: torch.Tensor,
     scale: Optional[torch.Tensor],
     zero_point: Optional[torch.Tensor],
-    dtype: str,
+    scheme: str,
     n: int,
     k: int,
-    group_size: int,
-    bits: int,
 ) -> torch.Tensor:
-    """The float32 (N, K) weight stored as ``data`` (see lowbit.nn's buffers): int8 (N, K) or
-    packed 4-bit int4/uint4 codes with per-channel (N,) or per-group (N, G) ``scale`` /
-    ``zero_point`` (None: 0); nf4 packed codes with (N, G) absmax scales; fp16 / bf16 (N, K);
-    log2 codes (packed when ``bits`` is 4) and ternary / binary codes (four / eight per byte over
-    the flattened weight) with a per-channel (N,) or per-tensor () ``scale``. ``group_size`` is 0
-    without groups. CPU: lowbit's dequantize kernels; elsewhere :func:`dequantize_weight_reference`."""
-    if data.device.type != "cpu":
-        return dequantize_weight_reference(data, scale, zero_point, dtype, n, k, group_size, bits)
+    """The float32 (N, K) weight stored as ``data`` / ``scale`` / ``zero_point`` (the buffers of a
+    lowbit.nn layer; None where the scheme has none) in the weight scheme whose key is ``scheme``.
+    CPU: the scheme's dequantization (lowbit's kernels); elsewhere :func:`dequantize_weight_reference`
+    for the built-in formats."""
+    ws = weight_scheme_from_key(scheme)
     shape = (int(n), int(k))
+    if data.device.type != "cpu":
+        if ws.name in _REFERENCE_FORMATS:
+            return dequantize_weight_reference(data, scale, zero_point, ws.name, n, k, ws.group_size or 0,
+                                               ws.code_bits)
+        cpu = [None if t is None else t.cpu() for t in (data, scale, zero_point)]
+        return dequantize_weight_impl(*cpu, scheme, n, k).to(data.device)
     if n == 0 or k == 0:
         return torch.zeros(shape, dtype=torch.float32)
-    if dtype in ("fp16", "bf16"):
-        if data.dtype != (torch.float16 if dtype == "fp16" else torch.bfloat16):  # e.g. after module.half()
-            return data.to(torch.float32).reshape(shape)
-        d = to_numpy(data if dtype == "fp16" else data.view(torch.int16))
-        d = d if dtype == "fp16" else d.view(np.uint16)
-        return torch.from_numpy(FormatQTensor(d, 1.0, 0, dtype, shape, code_bits=16).dequantize())
-    s = to_numpy(scale.to(torch.float32))
-    if dtype in ("int8", "int4", "uint4"):
-        z = np.zeros(s.shape, np.int32) if zero_point is None else to_numpy(zero_point.to(torch.int32))
-        d = to_numpy(data)
-        d = d.view(np.int8) if dtype == "int4" else d
-        if group_size:
-            q = QTensor(d, s, z, dtype, shape, group_size=int(group_size))
-        else:
-            q = QTensor(d, s.reshape(n), z.reshape(n), dtype, shape, axis=0)
-        return torch.from_numpy(lowbit.dequantize(q))
-    if dtype == "nf4":
-        if k % 2 == 0 and k % group_size == 0:  # row groups are the kernel's flat blocks
-            q = FormatQTensor(to_numpy(data).reshape(-1), s.reshape(-1), 0, "nf4", shape,
-                              block_size=int(group_size), code_bits=4)
-            return torch.from_numpy(q.dequantize())
-        return dequantize_weight_reference(data, scale, zero_point, dtype, n, k, group_size, bits)
-    axis = 0 if s.ndim == 1 else None
-    param: Any = s if axis == 0 else float(s)
-    code_bits = {"log2": bits, "ternary": 2, "binary": 1}.get(dtype)
-    if code_bits is None:
-        raise ValueError(f"dtype: unknown weight format {dtype!r}")
-    q = FormatQTensor(to_numpy(data), param, 0, dtype, shape, axis=axis, code_bits=code_bits)
-    return torch.from_numpy(q.dequantize())
+    if ws.name in ("fp16", "bf16") and data.dtype != (torch.float16 if ws.name == "fp16" else torch.bfloat16):
+        return data.to(torch.float32).reshape(shape)  # e.g. after module.half()
+    names = list(ws.storage_spec(n, k))
+    tensors = {ws.data_name: data, "weight_scale": scale, "weight_zero_point": zero_point}
+    stored = stored_arrays(ws, {name: tensors[name] for name in names})
+    if "weight_scale" in stored:
+        stored["weight_scale"] = stored["weight_scale"].astype(np.float32, copy=False)
+    return torch.from_numpy(np.ascontiguousarray(ws.dequantize(stored, n, k)))
+
+
+_REFERENCE_FORMATS = ("fp16", "bf16", "int8", "int4", "uint4", "nf4", "log2", "ternary", "binary")
 
 
 @torch.library.custom_op("lowbit::dequantize_weight", mutates_args=())
@@ -482,18 +481,16 @@ def dequantize_weight(
     data: torch.Tensor,
     scale: Optional[torch.Tensor],
     zero_point: Optional[torch.Tensor],
-    dtype: str,
+    scheme: str,
     n: int,
     k: int,
-    group_size: int,
-    bits: int,
 ) -> torch.Tensor:
     """The op form of :func:`dequantize_weight_impl` (traceable by torch.compile / torch.export)."""
-    return dequantize_weight_impl(data, scale, zero_point, dtype, n, k, group_size, bits)
+    return dequantize_weight_impl(data, scale, zero_point, scheme, n, k)
 
 
 @dequantize_weight.register_fake
-def _(data, scale, zero_point, dtype, n, k, group_size, bits):
+def _(data, scale, zero_point, scheme, n, k):
     return data.new_empty((n, k), dtype=torch.float32)
 
 
@@ -539,7 +536,7 @@ def linear_4bit_impl(
         return linear_4bit_reference(x, w_packed, w_scale, bias, dtype, group_size, act)
     packed = packed_weight_4bit(w_packed, w_scale, dtype, group_size, x.shape[-1])
     b = None if bias is None else to_numpy(bias.to(torch.float32))
-    return torch.from_numpy(lowbit.linear(to_numpy(x.to(torch.float32)), packed, b, act=act))
+    return torch.from_numpy(lowbit.linear(to_numpy(x.to(torch.float32)), packed, b, activation="dynamic" if act == "int8" else "float"))
 
 
 @torch.library.custom_op("lowbit::linear_4bit", mutates_args=())
@@ -571,7 +568,8 @@ def _l4_setup_context(ctx: Any, inputs: tuple, output: torch.Tensor) -> None:
 
 def _l4_backward(ctx: Any, g: torch.Tensor) -> tuple:
     w_packed, w_scale = ctx.saved_tensors
-    w = dequantize_weight(w_packed, w_scale, None, ctx.dtype, w_packed.shape[0], ctx.k, ctx.group_size, 4)
+    scheme = Int4Weights(group_size=ctx.group_size) if ctx.dtype == "int4" else NF4Weights(group_size=ctx.group_size)
+    w = dequantize_weight(w_packed, w_scale, None, scheme.key, w_packed.shape[0], ctx.k)
     gx = (g.to(torch.float32) @ w).to(ctx.x_dtype) if ctx.needs_input_grad[0] else None
     return gx, None, None, None, None, None, None
 

@@ -1,265 +1,243 @@
 """QuantConfig: what quantize_model / prepare_qat do to each layer. Public API; no torch import.
 
-A small frozen dataclass in the style of torchao's configs: weight format, activation mode,
-granularity, observer, plus per-layer overrides (mixed precision) and exclusions.
+A small frozen dataclass in the style of torchao's configs that composes a weight scheme and an
+activation scheme (:mod:`lowbit.schemes`) with per-layer overrides (mixed precision), exclusions
+and the policy for layers that cannot be quantized as asked.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields
 from typing import Any, Optional, Union
 
-__all__ = ["QuantConfig"]
+from .schemes import (
+    ActivationScheme,
+    StaticActivations,
+    WeightScheme,
+    activation_scheme,
+    close_matches,
+    weight_scheme,
+)
 
-_WEIGHTS = ("int8", "int4", "uint4", "nf4", "fp16", "bf16", "log2", "ternary", "binary")
-# Formats without an activation-quantizing kernel: their layers always multiply float activations.
-WEIGHT_ONLY_FORMATS = ("uint4", "fp16", "bf16", "log2", "ternary", "binary")
-# Formats with group (block) scales along the input dimension, and their default group size.
-_GROUPED = ("int4", "uint4", "nf4")
-_DEFAULT_GROUP = {"nf4": 64}
-# Formats that have zero points (symmetric_weights applies to them only).
-_AFFINE = ("int8", "int4", "uint4")
-_CODE_BITS = {"int8": 8, "int4": 4, "uint4": 4, "nf4": 4, "fp16": 16, "bf16": 16, "ternary": 2, "binary": 1}
-_ACTIVATIONS = ("dynamic", "dynamic_per_tensor", "static", None)
-_GRANULARITIES = ("per_channel", "per_tensor")
-_OBSERVERS = ("minmax", "moving_average", "histogram", "percentile", "entropy")
-_ACT_DTYPES = ("uint8", "int8")
+__all__ = ["QuantConfig", "as_config"]
+
+# QuantConfig keywords that refine the weight shorthand / the activation shorthand.
+_WEIGHT_OPTIONS = ("group_size", "granularity", "symmetric_weights", "log2_bits", "double_quant")
+_ACT_OPTIONS = ("observer", "activation_dtype")
+_ON_UNSUPPORTED = ("raise", "float")
+_EMBEDDINGS = (None, "int8")
 
 
-@dataclass(frozen=True)
+def _config_message(msg: str) -> str:
+    """A scheme's error in QuantConfig's words: "Int4Weights.symmetric: ..." -> "QuantConfig.symmetric_weights: ..."."""
+    if msg.startswith("QuantConfig."):
+        return msg
+    m = re.match(r"(\w+Weights)\.(\w+)(.*)", msg, re.S)
+    if m:
+        field = {"bits": "log2_bits", "symmetric": "symmetric_weights"}.get(m.group(2), m.group(2))
+        msg = field + m.group(3)
+    return f"QuantConfig.{msg}"
+
+
+def _weight_options(w: WeightScheme) -> dict[str, Any]:
+    """The QuantConfig keywords that describe ``w`` (for carrying them to another format)."""
+    inverse = {field: opt for opt, field in type(w).options.items()}
+    return {inverse[f.name]: getattr(w, f.name) for f in fields(w) if f.name in inverse}
+
+
+@dataclass(frozen=True, init=False)
 class QuantConfig:
-    """How to quantize a model's Linear and Conv2d layers.
+    """How to quantize a model's layers: a weight scheme x an activation scheme, plus overrides.
 
-    Weight formats and the kernel each one runs (``lowbit.summary`` shows the choice per layer):
+    ``weight`` and ``activation`` take scheme objects (:mod:`lowbit.schemes`) or their shorthand
+    strings, refined by the keyword options below. The weight formats and the kernel each one runs
+    (``lowbit.summary`` shows the choice per layer):
 
     ========================  =================================================================
-    weight (group_size)       storage and kernel
+    weight (options)          storage and kernel
     ========================  =================================================================
-    "int8"                    int8 per channel/tensor; lowbit's int8 kernels
-    "int4" (None)             values in [-7, 7] per channel/tensor, packed two per byte; run by
-                              the int8 kernels (the QAT format)
-    "int4" (32, 64, 128, ...) symmetric codes in [-8, 7] with one scale per group of inputs,
-                              packed two per byte; lowbit's fused 4-bit kernel (int8 activations
-                              per row with ``activation="dynamic"``, float32 with None).
-                              With ``symmetric_weights=False``: codes plus group zero points,
-                              weight-only (dequantized, then a float matmul)
-    "uint4" (None or groups)  codes in [0, 15] with zero points, weight-only
-    "nf4" (default 64)        bitsandbytes' NormalFloat codes, absmax per block of inputs; the
-                              fused 4-bit kernel: int8 activations per row and block with
-                              ``activation="dynamic"`` (the levels then rounded to int8, within
-                              0.5 / 127 of the block absmax), exact float32 with None
+    "int8"                    int8 per channel/tensor; the int8 GEMM
+    "int4" (group_size None)  values in [-7, 7] per channel/tensor, packed two per byte; the int8
+                              GEMM (the QAT format)
+    "int4" (group_size 32k)   symmetric codes in [-8, 7], one scale per group of inputs, packed
+                              two per byte; the fused 4-bit kernel (int8 activations per row and
+                              group with "dynamic", float32 with "float"). ``symmetric_weights=
+                              False``: codes plus group zero points, weight-only, any group size
+    "uint4" (group_size)      codes in [0, 15] with zero points, weight-only
+    "nf4" (group_size 64)     NormalFloat codes, absmax per block (group) of inputs; the fused
+                              4-bit kernel ("dynamic": levels rounded to int8; "float": exact)
     "fp16", "bf16"            16-bit floats, weight-only
-    "log2"                    sign + power-of-two codes (``log2_bits`` 4 or 8), weight-only
+    "log2" (log2_bits 4/8)    sign + power-of-two codes, weight-only
     "ternary", "binary"       {-a, 0, +a} (2 bits) / {-a, +a} (1 bit) codes, weight-only
     ========================  =================================================================
 
-    The weight-only formats (uint4, fp16, bf16, log2, ternary, binary) are storage and accuracy
-    formats, not speed formats: each forward call dequantizes the weight with lowbit's kernels
-    into a temporary float32 matrix and runs a float matmul. Group-wise int4 and nf4 run the
-    fused 4-bit kernels, which never materialize the float weight.
+    Weight-only formats dequantize the weight on each call (lowbit's kernels) and run a float
+    matmul: storage and accuracy formats, not speed formats.
 
     Args:
-        weight: one of "int8", "int4", "uint4", "nf4", "fp16", "bf16", "log2", "ternary",
-            "binary" (see the table).
-        activation: "dynamic" (activations quantized per row at run time), "dynamic_per_tensor",
-            "static" (per-tensor parameters fixed by calibration or QAT) or None (weight-only: the
-            weights are stored quantized and activations stay float). The weight-only formats have
-            no kernel that quantizes activations: with them "dynamic" (the default) means float
-            activations, and "static" / "dynamic_per_tensor" raise.
-        granularity: "per_channel" (one weight scale per output channel) or "per_tensor". Ignored by
-            fp16/bf16 (no scales); group-wise formats (``group_size`` set, and nf4) need
-            "per_channel".
-        symmetric_weights: zero point 0 for int8/int4 weights (required by the int8 and 4-bit
-            kernels; False is only allowed weight-only). uint4: True puts the zero point mid-range
-            (8), as :func:`lowbit.choose_qparams` does; False fits it to the range. Other formats
-            have no zero point and ignore it.
-        observer: activation observer for static calibration: "minmax", "moving_average",
-            "histogram" (MSE-optimal clipping), "percentile" or "entropy".
-        activation_dtype: "uint8" (asymmetric, the default) or "int8" for static activations.
-        embedding: "int8" also stores ``nn.Embedding`` tables as int8 rows (weight-only, one scale
-            per row; 4x smaller vocabularies), None keeps them float.
-        exclude: module-name patterns (fnmatch, e.g. "classifier" or "encoder.*.output.dense")
-            kept in float32.
-        per_layer: pattern -> QuantConfig (or dict of overrides) for mixed precision; the first
-            matching pattern wins. A dict that changes ``weight`` is applied to
-            :meth:`with_weight` of this config (so ``group_size`` is kept only when the new format
-            takes groups), a QuantConfig is used as is.
-        group_size: inputs per scale for "int4" / "uint4" (None: per channel or per tensor, as
-            ``granularity`` says) and "nf4" (None: 64, as in QLoRA); must be None for the other
-            formats. Consecutive inputs of each output row form a group; for Conv2d the inputs are
-            the (kh, kw, in_channels) patch elements. The 4-bit kernel may not accept every
-            (in_features, group_size) pair: layers it rejects stay float, with the reason in
-            :func:`lowbit.summary`.
-        log2_bits: code width of "log2" weights, 4 or 8 (ignored by other formats).
+        weight: a :class:`~lowbit.schemes.WeightScheme` or shorthand (table above).
+        activation: an :class:`~lowbit.schemes.ActivationScheme` or shorthand: "dynamic"
+            (quantized per row at run time), "dynamic_per_tensor", "static" (per-tensor parameters
+            fixed by calibration or QAT), "float" (weight-only; None means the same) or "auto"
+            (the default: "dynamic" where the weight's kernel quantizes activations, else "float").
+            A mode the weight's kernel cannot run raises ValueError saying what would work.
+        group_size: inputs per scale for "int4" / "uint4" (None: per channel or tensor) and "nf4"
+            (blocks; default 64). Consecutive inputs of each output row form a group; for Conv2d the
+            inputs are the (kh, kw, in_channels) patch elements.
+        granularity: "per_channel" (default) or "per_tensor" weight scales.
+        symmetric_weights: zero point 0 for int8/int4 (the kernels need it; False is weight-only);
+            uint4: True puts the zero point mid-range (8).
+        log2_bits: code width of "log2" weights, 4 or 8.
+        double_quant: "nf4": quantize the block scales too (QLoRA; :func:`lowbit.pack_weight`).
+        observer: static calibration observer: "minmax", "moving_average", "histogram" (MSE),
+            "percentile" or "entropy".
+        activation_dtype: static activations "uint8" (asymmetric, default) or "int8".
+        embedding: "int8" also stores ``nn.Embedding`` tables as int8 rows; None keeps them float.
+        exclude: module-name patterns (fnmatch) kept in float32. A pattern that matches no module
+            of the model raises ValueError (with close matches) in :func:`lowbit.quantize_model`.
+        per_layer: pattern -> QuantConfig or dict of overrides for mixed precision; the first
+            matching pattern wins. A dict that changes ``weight`` keeps the options that still
+            apply (:meth:`with_weight`); a QuantConfig is used as is.
+        on_unsupported: "raise" (default): a layer that cannot be quantized as asked raises
+            ValueError naming the layer, why, and what would work; "float": it stays float with a
+            warning and the reason in :func:`lowbit.summary`.
 
     Example:
         >>> cfg = lowbit.QuantConfig(activation="static", per_layer={"fc2": {"weight": "int4"}})
-        >>> cfg.for_layer("fc2").weight, cfg.for_layer("fc1").weight
+        >>> cfg.for_layer("fc2").weight.name, cfg.for_layer("fc1").weight.name
         ('int4', 'int8')
         >>> nf4 = lowbit.QuantConfig(weight="nf4")
-        >>> nf4.weight_group_size, nf4.effective_activation, nf4.weight_bits
-        (64, 'dynamic', 4)
-        >>> lowbit.QuantConfig(weight="int4", group_size=64).effective_activation
-        'dynamic'
+        >>> nf4.weight, nf4.activation
+        (NF4Weights(group_size=64, double_quant=False), DynamicActivations(per='row'))
+        >>> lowbit.QuantConfig(weight="fp16").activation
+        FloatActivations()
     """
 
-    weight: str = "int8"
-    activation: Optional[str] = "dynamic"
-    granularity: str = "per_channel"
-    symmetric_weights: bool = True
-    observer: str = "minmax"
-    activation_dtype: str = "uint8"
-    embedding: Optional[str] = None
-    exclude: tuple = ()
-    per_layer: Mapping[str, Any] = field(default_factory=dict)
-    group_size: Optional[int] = None
-    log2_bits: int = 4
+    weight: WeightScheme
+    activation: ActivationScheme
+    embedding: Optional[str]
+    exclude: tuple
+    per_layer: Mapping[str, Any]
+    on_unsupported: str
 
-    def __post_init__(self) -> None:
-        if self.weight not in _WEIGHTS:
-            raise ValueError(f"QuantConfig.weight: expected one of {_WEIGHTS}, got {self.weight!r}")
-        if self.activation not in _ACTIVATIONS:
-            raise ValueError(
-                f"QuantConfig.activation: expected one of {_ACTIVATIONS}, got {self.activation!r}"
-            )
-        if self.granularity not in _GRANULARITIES:
-            raise ValueError(
-                f"QuantConfig.granularity: expected one of {_GRANULARITIES}, got {self.granularity!r}"
-            )
-        if self.observer not in _OBSERVERS:
-            raise ValueError(
-                f"QuantConfig.observer: expected one of {_OBSERVERS}, got {self.observer!r}"
-            )
-        if self.activation_dtype not in _ACT_DTYPES:
-            raise ValueError(
-                f"QuantConfig.activation_dtype: expected one of {_ACT_DTYPES}, got {self.activation_dtype!r}"
-            )
-        if self.embedding not in (None, "int8"):
-            raise ValueError(
-                f"QuantConfig.embedding: expected None or 'int8', got {self.embedding!r}"
-            )
-        if not isinstance(self.symmetric_weights, bool):
-            raise TypeError("QuantConfig.symmetric_weights: expected a bool")
-        if not self.symmetric_weights and self.activation is not None and self.weight in ("int8", "int4"):
-            raise ValueError(
-                "QuantConfig.symmetric_weights=False: the int8 and 4-bit kernels need symmetric weights; "
-                "asymmetric int8/int4 weights are only supported weight-only (activation=None)"
-            )
-        self._check_format()
-        excl = (self.exclude,) if isinstance(self.exclude, str) else tuple(self.exclude)
+    def __init__(
+        self,
+        weight: Any = "int8",
+        activation: Any = "auto",
+        *,
+        group_size: Optional[int] = None,
+        granularity: Optional[str] = None,
+        symmetric_weights: Optional[bool] = None,
+        log2_bits: Optional[int] = None,
+        double_quant: Optional[bool] = None,
+        observer: Optional[str] = None,
+        activation_dtype: Optional[str] = None,
+        embedding: Optional[str] = None,
+        exclude: Any = (),
+        per_layer: Optional[Mapping[str, Any]] = None,
+        on_unsupported: str = "raise",
+    ) -> None:
+        try:
+            w = weight_scheme(weight, "weight", group_size=group_size, granularity=granularity,
+                              symmetric_weights=symmetric_weights, log2_bits=log2_bits, double_quant=double_quant)
+        except (TypeError, ValueError) as e:
+            raise type(e)(_config_message(str(e))) from None
+        if activation == "auto":
+            act = w.default_activation()
+            if observer is not None or activation_dtype is not None:
+                raise ValueError("observer/activation_dtype: they refine static activations; "
+                                 "pass activation='static' too")
+        else:
+            act = activation_scheme(activation, observer=observer, dtype=activation_dtype,
+                                    name="QuantConfig.activation")
+        try:
+            w.check_activation(act)
+        except ValueError as e:
+            raise ValueError(f"QuantConfig.{e}") from None
+        if embedding not in _EMBEDDINGS:
+            raise ValueError(f"QuantConfig.embedding: expected None or 'int8', got {embedding!r}")
+        if on_unsupported not in _ON_UNSUPPORTED:
+            raise ValueError(f"QuantConfig.on_unsupported: expected 'raise' or 'float', got {on_unsupported!r}")
+        excl = (exclude,) if isinstance(exclude, str) else tuple(exclude)
         if not all(isinstance(p, str) for p in excl):
             raise TypeError("QuantConfig.exclude: expected module-name patterns (strings)")
-        object.__setattr__(self, "exclude", excl)
-        if not isinstance(self.per_layer, Mapping):
-            raise TypeError(
-                "QuantConfig.per_layer: expected a mapping of pattern -> QuantConfig or dict"
-            )
+        set_ = object.__setattr__
+        set_(self, "weight", w)
+        set_(self, "activation", act)
+        set_(self, "embedding", embedding)
+        set_(self, "exclude", excl)
+        set_(self, "on_unsupported", on_unsupported)
+        set_(self, "per_layer", {})
+        per_layer = {} if per_layer is None else per_layer
+        if not isinstance(per_layer, Mapping):
+            raise TypeError("QuantConfig.per_layer: expected a mapping of pattern -> QuantConfig or dict")
         resolved = {}
-        for pattern, sub in self.per_layer.items():
+        for pattern, sub in per_layer.items():
             if not isinstance(pattern, str):
                 raise TypeError(f"QuantConfig.per_layer: pattern {pattern!r} is not a string")
             if isinstance(sub, Mapping):
-                unknown = set(sub) - {f.name for f in fields(QuantConfig)}
-                if unknown:
-                    raise ValueError(
-                        f"QuantConfig.per_layer[{pattern!r}]: unknown fields {sorted(unknown)}"
-                    )
-                changes = self._weight_changes(sub["weight"]) if "weight" in sub else {}
                 try:
-                    sub = replace(self, per_layer={}, exclude=(), **{**changes, **dict(sub)})
+                    sub = self._override(dict(sub))
                 except (TypeError, ValueError) as e:
                     raise type(e)(f"QuantConfig.per_layer[{pattern!r}]: {e}") from None
             elif not isinstance(sub, QuantConfig):
-                raise TypeError(
-                    f"QuantConfig.per_layer[{pattern!r}]: expected a QuantConfig or dict"
-                )
+                raise TypeError(f"QuantConfig.per_layer[{pattern!r}]: expected a QuantConfig or dict")
             resolved[pattern] = sub
-        object.__setattr__(self, "per_layer", resolved)
+        set_(self, "per_layer", resolved)
 
-    def _check_format(self) -> None:
-        """Validates the weight-format fields (group_size, log2_bits) and their combinations."""
-        gs = self.group_size
-        if gs is not None:
-            if isinstance(gs, bool) or not isinstance(gs, int):
-                raise TypeError(f"QuantConfig.group_size: expected an int or None, got {type(gs).__name__}")
-            if gs <= 0:
-                raise ValueError(f"QuantConfig.group_size: must be positive, got {gs}")
-            if self.weight not in _GROUPED:
-                raise ValueError(
-                    f"QuantConfig.group_size: weight={self.weight!r} has no group scales "
-                    f"(group_size is for {', '.join(_GROUPED)}); use group_size=None"
-                )
-            if self.weight == "nf4" and gs % 2:
-                raise ValueError(f"QuantConfig.group_size: nf4 blocks must have an even length, got {gs}")
-        if isinstance(self.log2_bits, bool) or self.log2_bits not in (4, 8):
-            raise ValueError(f"QuantConfig.log2_bits: expected 4 or 8, got {self.log2_bits!r}")
-        if self.weight_group_size is not None and self.granularity != "per_channel":
-            raise ValueError(
-                f"QuantConfig.granularity: {self.weight} weights with group_size={self.weight_group_size} "
-                "have one scale per group of each output channel; use granularity='per_channel'"
-            )
-        if self.weight == "nf4" and self.activation in ("static", "dynamic_per_tensor"):
-            raise ValueError(
-                f"QuantConfig.activation: {self.activation!r} with weight='nf4': the NF4 kernels take "
-                "activations quantized per row and block ('dynamic') or float32 (None)"
-            )
-        if self.weight in WEIGHT_ONLY_FORMATS and self.activation in ("static", "dynamic_per_tensor"):
-            raise ValueError(
-                f"QuantConfig.activation: {self.activation!r} with weight={self.weight!r} makes no sense: "
-                f"{self.weight} is a weight-only format (no kernel quantizes activations for it), so "
-                "activations stay float; use activation=None (or 'dynamic', which means the same here)"
-            )
-        if self.weight == "int4" and self.group_size is not None and self.activation in (
-            "static",
-            "dynamic_per_tensor",
-        ):
-            raise ValueError(
-                f"QuantConfig.activation: {self.activation!r} is not supported with group-wise int4 "
-                f"weights (group_size={self.group_size}): the 4-bit kernel quantizes activations per "
-                "row at run time ('dynamic') or keeps them float (None); group_size=None gives "
-                "per-channel int4 weights, which take static activations"
-            )
+    # -- derived configs ---------------------------------------------------------------------
 
-    @property
-    def weight_group_size(self) -> Optional[int]:
-        """The group (block) size the weights use: ``group_size``, 64 for nf4 when it is None, else
-        None (per channel / per tensor / no scales)."""
-        if self.group_size is not None:
-            return self.group_size
-        return _DEFAULT_GROUP.get(self.weight)
+    def _override(self, changes: dict[str, Any]) -> QuantConfig:
+        """This config (without per_layer / exclude) with ``changes`` (QuantConfig keywords)
+        applied; weight options that still apply to a new format are kept."""
+        allowed = {"weight", "activation", "embedding", "on_unsupported", *_WEIGHT_OPTIONS, *_ACT_OPTIONS}
+        unknown = set(changes) - allowed
+        if unknown:
+            raise ValueError(f"unknown fields {sorted(unknown)}"
+                             + close_matches(sorted(unknown)[0], sorted(allowed)))
+        w = changes.get("weight", self.weight)
+        given = {k: changes[k] for k in _WEIGHT_OPTIONS if k in changes}
+        if isinstance(w, str):
+            cls = weight_scheme(w, "weight").__class__
+            carried = {k: v for k, v in _weight_options(self.weight).items() if k in cls.options}
+            if "group_size" in carried and "group_size" not in given and cls.name != self.weight.name:
+                if carried["group_size"] is None:
+                    carried.pop("group_size")
+            w = weight_scheme(w, "weight", **{**carried, **given})
+        elif given:
+            opts = {**_weight_options(w), **given}
+            w = weight_scheme(w.name, "weight", **opts)
+        act_given = {k: changes[k] for k in _ACT_OPTIONS if k in changes}
+        if "activation" in changes:
+            act = changes["activation"]
+        else:
+            act = self.activation if w.supports(self.activation) else w.default_activation()
+        if act_given:
+            base = activation_scheme(act) if act != "auto" else w.default_activation()
+            if not isinstance(base, StaticActivations):
+                raise ValueError("observer/activation_dtype: they refine static activations")
+            act = StaticActivations(observer=act_given.get("observer", base.observer),
+                                    dtype=act_given.get("activation_dtype", base.dtype))
+        return QuantConfig(w, act, embedding=changes.get("embedding", self.embedding),
+                           on_unsupported=changes.get("on_unsupported", self.on_unsupported))
 
-    @property
-    def effective_activation(self) -> Optional[str]:
-        """The activation mode the layers actually run: ``activation``, or None (float
-        activations) for the weight-only formats."""
-        if self.weight in WEIGHT_ONLY_FORMATS:
-            return None
-        return self.activation
-
-    def _weight_changes(self, weight: str) -> dict[str, Any]:
-        changes: dict[str, Any] = {"weight": weight}
-        if weight not in _GROUPED:
-            changes["group_size"] = None
-        if (weight in WEIGHT_ONLY_FORMATS or weight == "nf4") and self.activation in ("static", "dynamic_per_tensor"):
-            changes["activation"] = None
-        if weight in _DEFAULT_GROUP:  # always group-wise
-            changes["granularity"] = "per_channel"
-        return changes
-
-    def with_weight(self, weight: str) -> QuantConfig:
-        """This config with another weight format, keeping what still applies: ``group_size``
-        stays when ``weight`` takes groups (int4, uint4, nf4) and is reset to None otherwise;
-        static or per-tensor dynamic activations become None for the weight-only formats, and
-        granularity becomes "per_channel" for nf4 (always block-wise).
+    def with_weight(self, weight: Any) -> QuantConfig:
+        """This config with another weight format, keeping what still applies: the options of the
+        new format (``group_size``, ``granularity``, ...) carry over; the activation mode is kept
+        when the new format's kernel runs it, else it becomes that format's default (float for
+        weight-only formats). ``exclude`` and ``per_layer`` are kept.
 
         Example:
             >>> cfg = lowbit.QuantConfig(weight="int4", group_size=64)
-            >>> cfg.with_weight("int8").group_size, cfg.with_weight("nf4").group_size
-            (None, 64)
+            >>> cfg.with_weight("int8").weight, cfg.with_weight("nf4").weight.group_size
+            (Int8Weights(granularity='per_channel', symmetric=True), 64)
         """
-        return replace(self, **self._weight_changes(weight))
+        c = self._override({"weight": weight})
+        return QuantConfig(c.weight, c.activation, embedding=c.embedding, exclude=self.exclude,
+                           per_layer=self.per_layer, on_unsupported=self.on_unsupported)
 
     def is_excluded(self, name: str) -> bool:
         """True when ``name`` matches a pattern of ``exclude``."""
@@ -272,24 +250,79 @@ class QuantConfig:
                 return sub
         return self
 
+    def check_patterns(self, names: Any) -> None:
+        """Raises ValueError for an ``exclude`` or ``per_layer`` pattern that matches none of the
+        module ``names``, naming the close matches."""
+        names = list(names)
+        for where, patterns in (("exclude", self.exclude), ("per_layer", tuple(self.per_layer))):
+            for p in patterns:
+                if not any(fnmatch.fnmatchcase(n, p) for n in names):
+                    raise ValueError(f"QuantConfig.{where}: {p!r} matches no layer of the model"
+                                     + (close_matches(p, names) or " (module names look like "
+                                        f"{', '.join(map(repr, [n for n in names if n][:4]))})"))
+
+    # -- compatibility views -------------------------------------------------------------------
+
+    @property
+    def group_size(self) -> Optional[int]:
+        """The weight scheme's group (block) size, or None."""
+        return self.weight.group_size
+
+    weight_group_size = group_size
+
+    @property
+    def granularity(self) -> str:
+        return getattr(self.weight, "granularity", "per_channel")
+
+    @property
+    def symmetric_weights(self) -> bool:
+        return getattr(self.weight, "symmetric", True)
+
+    @property
+    def log2_bits(self) -> int:
+        return getattr(self.weight, "bits", 4)
+
+    @property
+    def observer(self) -> str:
+        return getattr(self.activation, "observer", "minmax")
+
+    @property
+    def activation_dtype(self) -> str:
+        return getattr(self.activation, "dtype", "uint8")
+
     @property
     def weight_bits(self) -> int:
-        """Bits per stored weight code, scales not included: int8 8, int4/uint4/nf4 4, fp16/bf16
-        16, log2 4 or 8, ternary 2, binary 1."""
-        return self.log2_bits if self.weight == "log2" else _CODE_BITS[self.weight]
+        """Bits per stored weight code, scales not included."""
+        return self.weight.code_bits
+
+    # -- serialization -----------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able data; :meth:`from_dict` inverts it."""
-        d: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
-        d["exclude"] = list(self.exclude)
-        d["per_layer"] = {k: v.to_dict() for k, v in self.per_layer.items()}
-        return d
+        return {"weight": self.weight.to_dict(), "activation": self.activation.to_dict(),
+                "embedding": self.embedding, "exclude": list(self.exclude),
+                "per_layer": {k: v.to_dict() for k, v in self.per_layer.items()},
+                "on_unsupported": self.on_unsupported}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> QuantConfig:
+        """Inverse of :meth:`to_dict`; also reads the flat form of files written before schemes
+        (``weight`` as a string with ``group_size``, ``granularity``, ... beside it)."""
         d = dict(d)
         d["exclude"] = tuple(d.get("exclude", ()))
         d["per_layer"] = {k: cls.from_dict(v) for k, v in d.get("per_layer", {}).items()}
+        if isinstance(d.get("weight"), str):  # the flat form: options beside the names
+            act = d.get("activation", "dynamic")
+            d["activation"] = act
+            if act != "static":
+                d.pop("observer", None)
+                d.pop("activation_dtype", None)
+            opts = {k: d.pop(k) for k in _WEIGHT_OPTIONS if k in d}
+            cls_ = weight_scheme(d["weight"], "weight").__class__
+            opts = {k: v for k, v in opts.items() if k in cls_.options}
+            d["weight"] = weight_scheme(d["weight"], "weight", **opts)
+            if act is not None and act != "float" and not d["weight"].supports(activation_scheme(act)):
+                d["activation"] = "auto"  # old configs let weight-only formats say "dynamic"
         return cls(**d)
 
     def __hash__(self) -> int:
@@ -297,7 +330,7 @@ class QuantConfig:
 
 
 def as_config(config: Union[QuantConfig, Mapping[str, Any], None]) -> QuantConfig:
-    """Accepts a QuantConfig, a dict of its fields or None (the defaults)."""
+    """Accepts a QuantConfig, a dict of its keywords or None (the defaults)."""
     if config is None:
         return QuantConfig()
     if isinstance(config, QuantConfig):

@@ -5,6 +5,7 @@ summary. Public torch layer built from lowbit.nn, lowbit.observers and lowbit.ca
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Optional, Union
@@ -17,6 +18,7 @@ import lowbit
 from .config import QuantConfig, as_config
 from .nn import FakeQuantize, QATConv2d, QATLinear, QuantConv2d, QuantEmbedding, QuantLinear
 from .nn.linear import _QuantBase
+from .schemes import Int4Weights, Int8Weights, StaticActivations
 
 __all__ = ["Summary", "convert", "prepare_qat", "quantize_model", "run_batch", "summary"]
 
@@ -67,6 +69,18 @@ def _unsupported_reason(name: str, m: nn.Module, cfg: QuantConfig) -> Optional[s
             if any(t % 2 for t in total) or tuple(m.stride) != (1, 1):
                 return "padding='same' with an asymmetric padding is not supported"
     return None
+
+
+def _unsupported(name: str, why: str, cfg: QuantConfig, reasons: dict[str, str]) -> None:
+    """A layer that cannot be quantized as ``cfg`` asks: raises ValueError (the default), or with
+    ``on_unsupported="float"`` records the reason (shown by :func:`summary`) and warns."""
+    if cfg.on_unsupported == "raise":
+        raise ValueError(
+            f"layer '{name}' cannot be quantized as configured: {why}. To keep it float, add it to "
+            f"QuantConfig(exclude=[{name!r}]) or pass on_unsupported='float' (it is then listed in "
+            "lowbit.summary)")
+    warnings.warn(f"lowbit: layer '{name}' stays float: {why}", UserWarning, stacklevel=3)
+    reasons[name] = why
 
 
 def _candidates(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -260,6 +274,7 @@ def quantize_model(
     """
     model = _check_model(model)
     config = as_config(config)
+    config.check_patterns(n for n, _ in model.named_modules())
     cands = _candidates(model)
     if not cands:
         kinds = sorted(
@@ -283,22 +298,24 @@ def quantize_model(
         why = _unsupported_reason(name, m, cfg)
         if why is None:
             targets[name], cfgs[name] = m, cfg
-        else:
+        elif cfg.is_excluded(name):
             reasons[name] = why
+        else:
+            _unsupported(name, why, cfg, reasons)
     act_qparams: dict[str, tuple[float, int]] = {}
-    static = {n: m for n, m in targets.items() if cfgs[n].activation == "static"}
+    static = {n: m for n, m in targets.items() if cfgs[n].activation.calibrated}
     if static:
         act_qparams = _calibrate(work, static, cfgs, calib_data, progress)
     for name, m in targets.items():
         cfg = cfgs[name]
-        if cfg.activation == "static" and name not in act_qparams:
-            reasons[name] = "static: never called while calib_data ran, no activation range"
+        if cfg.activation.calibrated and name not in act_qparams:
+            _unsupported(name, "static: never called while calib_data ran, no activation range", cfg, reasons)
             continue
         cls = QuantLinear if isinstance(m, nn.Linear) else QuantConv2d
         try:
             q = cls.from_float(m, cfg, act_qparams=act_qparams.get(name), name=name)
         except ValueError as e:
-            reasons[name] = str(e)
+            _unsupported(name, str(e), cfg, reasons)
             continue
         q._float_nbytes = _param_bytes(m)
         _set_submodule(work, name, q)
@@ -332,6 +349,7 @@ def prepare_qat(
     """
     model = _check_model(model)
     config = as_config(config)
+    config.check_patterns(n for n, _ in model.named_modules())
     cands = _candidates(model)
     if not cands:
         raise ValueError(
@@ -344,17 +362,14 @@ def prepare_qat(
         m = work.get_submodule(name)
         cfg = config.for_layer(name)
         why = _unsupported_reason(name, m, cfg)
-        if (
-            why is None
-            and cfg.activation is not None
-            and cfg.activation not in ("static", "dynamic", "dynamic_per_tensor")
-        ):
-            why = f"activation={cfg.activation!r} has no QAT form"
-        if why is None and (cfg.weight not in ("int8", "int4") or cfg.group_size is not None):
-            fmt = cfg.weight + (f" with group_size={cfg.group_size}" if cfg.group_size else "")
-            why = f"weight={fmt} has no QAT form (fake quantization covers per-channel int8/int4)"
-        if why is not None:
+        if why is not None and cfg.is_excluded(name):
             reasons[name] = why
+            continue
+        if why is None and (type(cfg.weight) not in (Int8Weights, Int4Weights) or cfg.group_size is not None):
+            why = (f"{cfg.weight.describe()} have no QAT form (fake quantization covers per-channel or "
+                   "per-tensor int8/int4: QuantConfig(weight='int8') or 'int4' without group_size)")
+        if why is not None:
+            _unsupported(name, why, cfg, reasons)
             continue
         cls = QATLinear if isinstance(m, nn.Linear) else QATConv2d
         qat = cls(m, cfg, learnable=learnable_scale)
@@ -401,16 +416,15 @@ def convert(model: nn.Module, *, inplace: bool = False) -> nn.Module:
             wfq.observe(m.weight)
         act_qparams = None
         if name in unseen:
+            _unsupported(name, "static: never called during QAT, no activation range", cfg, reasons)
             _set_submodule(work, name, m.to_float())
-            reasons[name] = "static: never called during QAT, no activation range"
             continue
         if m.input_fake_quant is not None:
             afq = m.input_fake_quant
             scale = torch.clamp(afq.scale.detach(), min=float(torch.finfo(torch.float32).eps))
             act_qparams = (float(scale), int(afq.zero_point))
-            cfg = QuantConfig(
-                **{**cfg.to_dict(), "per_layer": {}, "exclude": (), "activation_dtype": afq.dtype}
-            )
+            act = StaticActivations(observer=cfg.activation.observer, dtype=afq.dtype)
+            cfg = QuantConfig(cfg.weight, act, embedding=cfg.embedding)
         wscale = torch.clamp(wfq.scale.detach(), min=float(torch.finfo(torch.float32).eps))
         n_out = m.weight.shape[0]
         weight_qparams = (
@@ -485,21 +499,11 @@ def _action(m: nn.Module) -> str:
     if isinstance(m, QuantEmbedding):
         return "int8 rows (per-row scale), weight-only"
     if isinstance(m, _QuantBase):
-        act = {
-            "dynamic": "dynamic act (per row)",
-            "dynamic_per_tensor": "dynamic act (per tensor)",
-            "static": f"static {m.activation_dtype} act",
-            None: "weight-only",
-        }[m.activation]
-        if m.kernel == "4bit" and m.activation == "dynamic":
-            act = "dynamic int8 act (per row and group)"
-        kernel = {"4bit": ", 4-bit kernel", "int8": "", "float": ""}[m.kernel]
-        if m.kernel == "float" and m.weight_dtype not in ("int8", "int4"):
-            kernel = ", dequantized per call"
-        return f"{m.layout.describe()}, {act}{kernel}"
+        kernel = {"linear_4bit": ", 4-bit kernel", "linear_int8": "", "dequantize": ", dequantized per call"}
+        return f"{m.scheme.describe()}, {m.scheme.activation_form(m.activation)}{kernel.get(m.kernel, '')}"
     if isinstance(m, (QATLinear, QATConv2d)):
         c = m.config
-        return f"QAT: fake-quant {c.weight} weights" + (
+        return f"QAT: fake-quant {c.weight.name} weights" + (
             ", static act" if m.input_fake_quant is not None else ""
         )
     return ""

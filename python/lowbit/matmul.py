@@ -14,11 +14,13 @@ import numpy as np
 
 from . import _core
 from ._array import as_float_array, as_numpy, is_torch_tensor
-from .quantize import choose_qparams, quantize
+from .quantize import quantize
+from .schemes import ActivationScheme, Int8Weights
 
-__all__ = ["PackedWeight", "matmul_int8", "pack_weight", "linear", "prepare_linear", "ACT_MODES"]
+__all__ = ["PackedWeight", "matmul_int8", "pack_weight_int8", "prepare_linear", "prepare_conv2d_static",
+           "conv_covers_input"]
 
-ACT_MODES = ("dynamic", "dynamic_per_tensor", "static")
+_ACT_MODES = ("dynamic", "dynamic_per_tensor", "static")
 
 
 def _int_data(x: Any, name: str) -> np.ndarray:
@@ -98,9 +100,9 @@ class PackedWeight:
         layout: name of the packed layout (``"vnni4x16"``, shared by every x86 kernel).
     """
 
-    __slots__ = ("shape", "scale", "axis", "layout", "_packed", "_colsum")
+    __slots__ = ("shape", "scale", "axis", "layout", "scheme", "_packed", "_colsum")
 
-    def __init__(self, q: np.ndarray, scale: np.ndarray, axis: Optional[int]):
+    def __init__(self, q: np.ndarray, scale: np.ndarray, axis: Optional[int], scheme: Optional[Int8Weights] = None):
         q = np.asarray(q)
         if q.dtype != np.int8 or q.ndim != 2:
             raise TypeError(f"q: expected a 2-D int8 array, got {q.dtype} with shape {q.shape}")
@@ -115,6 +117,9 @@ class PackedWeight:
         object.__setattr__(self, "shape", (int(q.shape[0]), int(q.shape[1])))
         object.__setattr__(self, "scale", scale)
         object.__setattr__(self, "axis", axis)
+        if scheme is None:
+            scheme = Int8Weights(granularity="per_tensor" if axis is None else "per_channel")
+        object.__setattr__(self, "scheme", scheme)
         object.__setattr__(self, "layout", str(_core.packed_layout))
         object.__setattr__(self, "_packed", packed)
         object.__setattr__(self, "_colsum", colsum)
@@ -135,71 +140,42 @@ class PackedWeight:
         """float32 ``(N, K)``: ``q * scale[:, None]``."""
         return self.int_repr().astype(np.float32) * self.scale[:, None]
 
+    def prepare_linear(self, bias: Any, activation: ActivationScheme, *, relu: bool = False,
+                       activation_scale: Optional[float] = None, activation_zero_point: Optional[int] = None,
+                       activation_dtype: Optional[str] = None, out_scale: Optional[float] = None,
+                       out_zero_point: Optional[int] = None) -> Callable[[np.ndarray], np.ndarray]:
+        """The packed-weight protocol (see :func:`lowbit.linear`): the int8 GEMM for quantized
+        activations, dequantize + float32 matmul for float ones."""
+        from .packed import float_linear, no_static_arguments
+
+        if not activation.quantized:
+            no_static_arguments(activation, "float activations", activation_scale=activation_scale,
+                                activation_zero_point=activation_zero_point, out_scale=out_scale)
+            return float_linear(self, bias, relu)
+        dtype = getattr(activation, "dtype", None) if activation_dtype is None else activation_dtype
+        return prepare_linear(self, bias, activation=activation.name, activation_scale=activation_scale,
+                              activation_zero_point=activation_zero_point, activation_dtype=dtype or "uint8",
+                              out_scale=out_scale, out_zero_point=out_zero_point, relu=relu)
+
     def __reduce__(self):
-        return (_unpickle_packed, (self.int_repr(), np.array(self.scale), self.axis))
+        return (_unpickle_packed, (self.int_repr(), np.array(self.scale), self.axis, self.scheme))
 
     def __repr__(self) -> str:
         kind = "per_channel" if self.axis == 0 else "per_tensor"
         return f"PackedWeight(shape={self.shape}, int8 {kind}, layout={self.layout}, nbytes={self.nbytes})"
 
 
-def _unpickle_packed(q: np.ndarray, scale: np.ndarray, axis: Optional[int]) -> PackedWeight:
-    return PackedWeight(q, scale, axis)
+def _unpickle_packed(q: np.ndarray, scale: np.ndarray, axis: Optional[int], scheme: Any = None) -> PackedWeight:
+    return PackedWeight(q, scale, axis, scheme)
 
 
-def pack_weight(
-    w: Any,
-    *,
-    dtype: str = "int8",
-    axis: Optional[int] = 0,
-    scale: Any = None,
-    zero_point: Any = None,
-    group_size: Optional[int] = None,
-) -> PackedWeight:
-    """Quantizes (if needed) and packs a linear layer's weight ``(N, K)`` once, for :func:`linear`.
-
-    Float weights are quantized symmetrically to int8 with PyTorch's observer formula:
-    ``scale = max(absmax / 127.5, float32 eps)`` per output channel (``axis=0``) or per tensor
-    (``axis=None``), zero point 0, then ``q = clamp(round_half_even(w / scale), -128, 127)`` (the
-    quantize contract). No float32 copy of the weight is kept.
-
-    Args:
-        w: float array ``(N, K)`` (float16/32/64, torch tensors too); or an int8 array with
-            ``scale``; or an int8 QTensor (symmetric, per tensor or per channel on axis 0).
-        dtype: "int8", or "int4"/"nf4" for 4-bit group-wise weights (a
-            :class:`lowbit.packed4.PackedWeight4`, see :func:`lowbit.packed4.pack_weight_4bit`).
-        axis: 0 for per-output-channel scales, None for one scale.
-        scale: optional float scale(s) to use instead of the observer's; required for int8 ``w``.
-        zero_point: must be 0 (or None): weights are symmetric.
-        group_size: 4-bit dtypes only: inputs per scale (default 64).
-
-    Returns:
-        A :class:`PackedWeight`.
-
-    Raises:
-        TypeError: unsupported dtypes. ValueError: bad shapes, non-finite weights or scales,
-            non-zero zero points, K too large for exact int32 accumulation (> 65793).
-
-    Example:
-        >>> w = np.array([[0.5, -1.0], [2.0, 0.25]], np.float32)
-        >>> pw = lowbit.pack_weight(w)
-        >>> pw.int_repr()
-        array([[  64, -127],
-               [ 127,   16]], dtype=int8)
-    """
-    if dtype in ("int4", "nf4"):
-        from .packed4 import pack_weight_4bit
-
-        if scale is not None or zero_point is not None or axis not in (0, -2):
-            raise ValueError("scale/zero_point/axis: 4-bit weights compute their own group scales")
-        return pack_weight_4bit(w, dtype=dtype, group_size=64 if group_size is None else group_size)
-    if group_size is not None:
-        raise ValueError("group_size: only for dtype 'int4' or 'nf4'")
-    if dtype != "int8":
-        raise ValueError(f"dtype: expected 'int8', 'int4' or 'nf4', got {dtype!r}")
-    if axis not in (0, -2, None):
-        raise ValueError(f"axis: expected 0 (per output channel) or None (per tensor), got {axis!r}")
-    axis = None if axis is None else 0
+def pack_weight_int8(w: Any, scheme: Int8Weights, *, scale: Any = None, zero_point: Any = None) -> PackedWeight:
+    """The int8 path of :func:`lowbit.pack_weight`: float weights quantized with ``scheme``'s
+    parameter rule (symmetric, ``max|w| / 127`` per channel or tensor); int8 arrays with
+    ``scale``; int8 QTensors as they are."""
+    axis = 0 if scheme.granularity == "per_channel" else None
+    if not scheme.symmetric:
+        raise ValueError("dtype: packed int8 weights are symmetric (Int8Weights(symmetric=False) is weight-only)")
     if zero_point is not None and np.any(np.asarray(zero_point) != 0):
         raise ValueError("zero_point: packed weights are symmetric; every zero point must be 0")
     if hasattr(w, "int_repr") and hasattr(w, "scale") and not is_torch_tensor(w):  # QTensor
@@ -223,19 +199,13 @@ def pack_weight(
         if scale is None:
             raise ValueError("scale: required when w is already int8")
         return PackedWeight(a, _check_scale(scale, a.shape[0], axis), axis)
-    a = as_float_array(a, "w")
+    a = np.ascontiguousarray(as_float_array(a, "w"), np.float32)
     if not np.all(np.isfinite(a)):
         raise ValueError("w: weights must be finite (found NaN or inf)")
     if scale is None:
-        if axis is None:
-            lo, hi = (a.min(), a.max()) if a.size else (0.0, 0.0)
-        else:
-            lo = a.min(axis=1) if a.shape[1] else np.zeros(a.shape[0], np.float32)
-            hi = a.max(axis=1) if a.shape[1] else np.zeros(a.shape[0], np.float32)
-        s, _ = choose_qparams(lo, hi, dtype="int8", symmetric=True)
-        s = np.asarray(s, np.float32)
-    else:
-        s = _check_scale(scale, a.shape[0], axis)
+        st = scheme.quantize(a)
+        return PackedWeight(st[scheme.data_name], st["weight_scale"], axis, scheme=scheme)
+    s = _check_scale(scale, a.shape[0], axis)
     if a.size == 0:  # nothing to quantize (and quantize() wants one scale per channel)
         return PackedWeight(np.zeros(a.shape, np.int8), s, axis)
     qt = quantize(a, s if axis is not None else float(s), 0, dtype="int8", axis=axis)
@@ -252,115 +222,45 @@ def _check_scale(scale: Any, n: int, axis: Optional[int]) -> np.ndarray:
     return s.astype(np.float32)
 
 
-def linear(
-    x: Any,
-    w: PackedWeight,
-    bias: Any = None,
-    *,
-    act: str = "dynamic",
-    act_scale: Optional[float] = None,
-    act_zero_point: Optional[int] = None,
-    act_dtype: str = "uint8",
-    out_scale: Optional[float] = None,
-    out_zero_point: Optional[int] = None,
-    relu: bool = False,
-) -> np.ndarray:
-    """Quantized ``x @ w.T + bias``: int8 GEMM with activation quantization and epilogue fused.
-
-    Activations become uint8 (int8 with ``act="static", act_dtype="int8"``, stored shifted by +128):
-
-    - ``"dynamic"``: per row (per token), asymmetric over the row's finite values and 0:
-      ``scale = max((hi - lo) / 255, eps)``, ``zero_point = clamp(-round(lo / scale), 0, 255)``,
-      ``lo = min(0, min x)``, ``hi = max(0, max x)`` (an overflowing range is clamped to float32 max).
-    - ``"dynamic_per_tensor"``: the same over the whole of ``x``.
-    - ``"static"``: the given ``act_scale`` / ``act_zero_point``.
-
-    then ``q = clamp(round_half_even(x / scale) + zero_point)``; NaN -> zero point, +-inf -> the
-    range ends (the quantize contract). The int32 accumulator ``v = sum((q - zp) * w_q)`` is exact;
-    the float32 output is ``v * (act_scale_row * w_scale) + bias``, then ReLU, each step rounded
-    in float32 in this order: bit-identical to :func:`lowbit.reference.linear`. With ``out_scale``
-    the result is requantized to int8: ``clamp(round(y / out_scale) + out_zero_point, -128, 127)``.
-
-    Args:
-        x: float array ``(..., K)`` (float16/32/64 or a CPU torch tensor). Never modified.
-        w: a :class:`PackedWeight` ``(N, K)`` from :func:`pack_weight`.
-        bias: optional float ``(N,)``.
-        act: "dynamic", "dynamic_per_tensor" or "static".
-        act_scale, act_zero_point, act_dtype: static activation parameters ("uint8" or "int8").
-        out_scale, out_zero_point: requantize the output to int8 with these.
-        relu: apply ``max(y, 0)`` before the (optional) requantization.
-
-    Returns:
-        float32 ``(..., N)``, or int8 ``(..., N)`` when ``out_scale`` is given.
-
-    Raises:
-        TypeError: ``w`` not a PackedWeight, non-float ``x``. ValueError: shape mismatch, bad
-            ``act``, missing/invalid/non-finite scales, zero points out of range.
-
-    Example:
-        >>> w = lowbit.pack_weight(np.eye(2, dtype=np.float32))
-        >>> y = lowbit.linear(np.array([[1.0, -2.0]], np.float32), w, np.float32([0.5, 0.0]))
-        >>> np.round(y, 2)
-        array([[ 1.5 , -1.99]], dtype=float32)
-    """
-    if not isinstance(w, PackedWeight):
-        from .packed4 import PackedWeight4, linear_4bit
-
-        if isinstance(w, PackedWeight4):
-            if act_scale is not None or out_scale is not None:
-                raise ValueError("act_scale/out_scale: 4-bit weights take dynamic or float32 activations and give float32")
-            return linear_4bit(x, w, bias, act=act, relu=relu)
-        raise TypeError(f"w: expected a PackedWeight (see lowbit.pack_weight), got {type(w).__name__}")
-    call = prepare_linear(w, bias, act=act, act_scale=act_scale, act_zero_point=act_zero_point, act_dtype=act_dtype,
-                          out_scale=out_scale, out_zero_point=out_zero_point, relu=relu)
-    n, k = w.shape
-    if type(x) is np.ndarray and x.dtype == np.float32 and x.flags.c_contiguous:
-        xa = x  # fast path: no conversion needed
-    else:
-        xa = as_float_array(x, "x")
-        if xa.dtype != np.float32:
-            xa = xa.astype(np.float32)
-    if xa.ndim == 0:
-        raise ValueError("x: expected at least 1 dimension, got a scalar")
-    if xa.shape[-1] != k:
-        raise ValueError(f"x: last dimension {xa.shape[-1]} does not match the weight's K = {k} (w.shape = {w.shape})")
-    lead = xa.shape[:-1]
-    return call(xa.reshape(math.prod(lead), k)).reshape(lead + (n,))
-
-
 def prepare_linear(
     w: PackedWeight,
     bias: Any = None,
     *,
-    act: str = "dynamic",
-    act_scale: Optional[float] = None,
-    act_zero_point: Optional[int] = None,
-    act_dtype: str = "uint8",
+    activation: str = "dynamic",
+    activation_scale: Optional[float] = None,
+    activation_zero_point: Optional[int] = None,
+    activation_dtype: str = "uint8",
     out_scale: Optional[float] = None,
     out_zero_point: Optional[int] = None,
     relu: bool = False,
 ) -> Callable[[np.ndarray], np.ndarray]:
-    """Validates everything of a :func:`linear` call except ``x`` once and returns ``f(x2)`` for
-    C-contiguous float32 ``(M, K)`` arrays (no further checks: for layers called many times with
-    the same weights and parameters, e.g. lowbit.nn modules)."""
+    """The int8 GEMM of :func:`lowbit.linear` for an int8 :class:`PackedWeight`: validates
+    everything except ``x`` once and returns ``f(x2)`` for C-contiguous float32 ``(M, K)`` arrays
+    (no further checks: for layers called many times, e.g. lowbit.nn modules). ``activation``:
+    "dynamic", "dynamic_per_tensor" or "static"."""
+    act, act_scale, act_zero_point, act_dtype = activation, activation_scale, activation_zero_point, activation_dtype
     if not isinstance(w, PackedWeight):
         raise TypeError(f"w: expected a PackedWeight (see lowbit.pack_weight), got {type(w).__name__}")
-    if act not in ACT_MODES:
-        raise ValueError(f"act: expected one of {', '.join(map(repr, ACT_MODES))}, got {act!r}")
+    if act not in _ACT_MODES:
+        raise ValueError(f"activation: expected one of {', '.join(map(repr, _ACT_MODES))}, got {act!r}")
     if act_dtype not in ("uint8", "int8"):
-        raise ValueError(f"act_dtype: expected 'uint8' or 'int8', got {act_dtype!r}")
+        raise ValueError(f"activation_dtype: expected 'uint8' or 'int8', got {act_dtype!r}")
     n, k = w.shape
     if act == "static":
         if act_scale is None:
-            raise ValueError("act_scale: required with act='static'")
-        scale_f = _scalar(act_scale, "act_scale", float)
-        zp = 0 if act_zero_point is None else _scalar(act_zero_point, "act_zero_point", int)
+            raise ValueError("activation_scale: required with activation='static'")
+        scale_f = _scalar(act_scale, "activation_scale", float)
+        with np.errstate(divide="ignore", over="ignore"):
+            if not (math.isfinite(scale_f) and scale_f > 0 and np.isfinite(np.float32(1) / np.float32(scale_f))):
+                raise ValueError(f"activation_scale: must be finite and > 0 (and 1/scale finite in float32), "
+                                 f"got {scale_f}")
+        zp = 0 if act_zero_point is None else _scalar(act_zero_point, "activation_zero_point", int)
         lo, hi = (-128, 127) if act_dtype == "int8" else (0, 255)
         if not lo <= zp <= hi:
-            raise ValueError(f"act_zero_point: {zp} is outside [{lo}, {hi}] for act_dtype={act_dtype!r}")
+            raise ValueError(f"activation_zero_point: {zp} is outside [{lo}, {hi}] for activation_dtype={act_dtype!r}")
     else:
         if act_scale is not None or act_zero_point is not None:
-            raise ValueError(f"act_scale/act_zero_point: only used with act='static', not act={act!r}")
+            raise ValueError(f"activation_scale/activation_zero_point: only used with activation='static', not {act!r}")
         scale_f, zp = 1.0, 0
     if out_scale is None and out_zero_point is not None:
         raise ValueError("out_zero_point: given without out_scale")
@@ -382,32 +282,34 @@ def prepare_conv2d_static(
     w: PackedWeight,
     bias: Any,
     *,
-    act_scale: Optional[float] = None,
-    act_zero_point: Optional[int] = None,
-    act_dtype: str = "uint8",
+    activation_scale: Optional[float] = None,
+    activation_zero_point: Optional[int] = None,
+    activation_dtype: str = "uint8",
     kernel_size: tuple[int, int],
     stride: tuple[int, int] = (1, 1),
     padding: tuple[int, int] = (0, 0),
     dilation: tuple[int, int] = (1, 1),
-    act: str = "static",
+    activation: str = "static",
 ) -> Callable[[np.ndarray], np.ndarray]:
     """A convolution as ``f(x)``: ``x`` a float32 ``(N, H, W, C)`` array (any strides, e.g. an NCHW
     tensor's NHWC view), result ``(N * Ho * Wo, n_out)`` float32, bit-identical to im2col +
-    ``linear(act=act)`` with zero padding, but the image is quantized once and the patches are
+    ``linear(activation=activation)`` with zero padding, but the image is quantized once and the patches are
     built from its bytes. ``w`` is ``(n_out, kh * kw * C)`` with the patch elements in (kh, kw, C)
-    order. ``act``: "static" (``act_scale``, ``act_zero_point``, ``act_dtype``) or
+    order. ``activation``: "static" (``activation_scale``, ``activation_zero_point``, ``activation_dtype``) or
     "dynamic_per_tensor": one uint8 scale and zero point per call from the image's range, which is
     the patches' range when every pixel lies in some patch (:func:`conv_covers_input`; otherwise
     the result differs from im2col + linear)."""
+    act, act_scale, act_zero_point, act_dtype = activation, activation_scale, activation_zero_point, activation_dtype
     if act == "static":
-        prepare_linear(w, bias, act="static", act_scale=act_scale, act_zero_point=act_zero_point, act_dtype=act_dtype)
-        scale_f = _scalar(act_scale, "act_scale", float)
-        zp = _scalar(act_zero_point, "act_zero_point", int)
+        prepare_linear(w, bias, activation="static", activation_scale=act_scale, activation_zero_point=act_zero_point,
+                       activation_dtype=act_dtype)
+        scale_f = _scalar(act_scale, "activation_scale", float)
+        zp = _scalar(act_zero_point, "activation_zero_point", int)
     elif act == "dynamic_per_tensor":
-        prepare_linear(w, bias, act="dynamic_per_tensor")
+        prepare_linear(w, bias, activation="dynamic_per_tensor")
         scale_f, zp = 1.0, 0
     else:
-        raise ValueError(f"act: expected 'static' or 'dynamic_per_tensor', got {act!r}")
+        raise ValueError(f"activation: expected 'static' or 'dynamic_per_tensor', got {act!r}")
     n, _ = w.shape
     b = None if bias is None else np.ascontiguousarray(as_numpy(bias, "bias"), np.float32)
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel_size, stride, padding, dilation

@@ -135,7 +135,7 @@ def _prepare(model: nn.Module, data: Any, config: Any, weights: Sequence[str], p
     quantized = {}
     for w in weights:
         cfg = replace(config.with_weight(w), per_layer={})
-        calib = batches if cfg.activation == "static" else None
+        calib = batches if cfg.activation.calibrated else None
         quantized[w] = quantize_model(model, cfg, calib_data=calib, progress=False)
     layers = None
     for q in quantized.values():
@@ -197,7 +197,7 @@ def sensitivity(
         ['0', '2']
     """
     cfg = as_config(config)
-    batches, cfg, quantized, layers = _prepare(model, data, cfg, [cfg.weight], progress)
+    batches, cfg, quantized, layers = _prepare(model, data, cfg, [cfg.weight.name], progress)
     was = {m: m.training for m in model.modules()}
     model.eval()
     try:
@@ -361,7 +361,7 @@ def auto_mixed_precision(
     per_layer = {n: replace(cfg.with_weight(c), per_layer={}, exclude=()) for n, c in choice.items() if c is not None}
     excluded = tuple(sorted(set(cfg.exclude) | {n for n, c in choice.items() if c is None}))
     out_cfg = replace(cfg.with_weight(weights[-1]), per_layer=per_layer, exclude=excluded)
-    final = quantize_model(model, out_cfg, calib_data=batches if cfg.activation == "static" else None,
+    final = quantize_model(model, out_cfg, calib_data=batches if cfg.activation.calibrated else None,
                            progress=False)
     report = compare(model, final, batches, eval_fn=eval_fn, progress=False, timing=timing,
                      title="lowbit mixed precision")

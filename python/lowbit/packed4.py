@@ -1,17 +1,18 @@
 """4-bit packed linear weights (int4 group-wise, NF4) and their fused linear kernels (issue 7).
 
 Public API layer: ``lowbit.pack_weight(w, dtype="int4" | "nf4", group_size=64)`` returns a
-:class:`PackedWeight4` that ``lowbit.linear`` accepts. The C++ kernels
+:class:`PackedWeight4` (schemes ``Int4Weights(group_size=g)`` and ``NF4Weights``) that
+``lowbit.linear`` accepts. The C++ kernels
 (``cpp/include/lowbit/linear4.hpp``) decode the 4-bit codes and apply the group scales in
 registers; no float32 copy of the weight is ever made. ``lowbit.reference.linear_4bit`` is the spec.
 
 Accuracy contract. With ``W = dequantize(w)`` (exactly representable: code level * float32 scale)
 and ``y* = x @ W.T + bias`` exact:
 
-- ``act="float"``: ``|y - y*| <= (group_size + ceil(K / group_size) + 2) * 2**-24 * (|x| @ |W|.T)
+- ``activation="float"``: ``|y - y*| <= (group_size + ceil(K / group_size) + 2) * 2**-24 * (|x| @ |W|.T)
   + 2**-24 * |y*|`` (float32 fused multiply-adds in a fixed order: per column, the group's inputs
   in order, then the groups in order). Every ISA runs the same sequence, so all give the same bits.
-- ``act="int8"`` (int4 only): activations are quantized per row and group to int8 (symmetric,
+- ``activation="dynamic"``: activations are quantized per row and group to int8 (symmetric,
   ``xscale = max|x| / 127``), the integer dot products are exact and the float32 epilogue runs in
   a fixed order, so the result is bit-identical on every ISA to ``lowbit.reference.linear_4bit_int8``;
   against ``y*`` it adds at most ``sum_g (xscale_g / 2) * sum_{k in g} |W[n, k]|`` per output.
@@ -19,15 +20,15 @@ and ``y* = x @ W.T + bias`` exact:
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import numpy as np
 
 from . import _core
-from ._array import as_float_array, as_numpy
-from .quantize import choose_qparams, quantize
+from ._array import as_numpy
+from .schemes import ActivationScheme, Int4Weights, NF4Weights, WeightScheme
 
-__all__ = ["PackedWeight4", "pack_weight_4bit", "linear_4bit", "prepare_linear_4bit"]
+__all__ = ["PackedWeight4", "prepare_linear_4bit"]
 
 
 _PANEL = 16  # output columns per kernel panel
@@ -64,16 +65,19 @@ class PackedWeight4:
     ``lowbit.quantize(w, dtype="nf4", block_size=group_size)`` when K divides into groups).
 
     Attributes:
-        shape: ``(N, K)``. dtype: "int4" or "nf4". group_size: inputs per scale.
+        scheme: ``Int4Weights(group_size=g)`` or ``NF4Weights(group_size=g)``. shape: ``(N, K)``.
+        dtype: "int4" or "nf4". group_size: inputs per scale.
         scale: float32 ``(N, ceil(K / group_size))`` (a copy).
     """
 
-    __slots__ = ("shape", "dtype", "group_size", "_packed", "_scale_t", "_nf4_int8")
+    __slots__ = ("scheme", "shape", "dtype", "group_size", "_packed", "_scale_t", "_nf4_int8")
 
-    def __init__(self, codes: np.ndarray, scale: np.ndarray, dtype: str, group_size: int):
+    def __init__(self, codes: np.ndarray, scale: np.ndarray, scheme: WeightScheme):
         n, k = codes.shape
-        g = int(group_size)
+        g = int(scheme.group_size)
         groups = -(-k // g)
+        dtype = scheme.name
+        self.scheme = scheme
         self.shape = (int(n), int(k))
         self.dtype = dtype
         self.group_size = g
@@ -131,12 +135,33 @@ class PackedWeight4:
         return (f"PackedWeight4(shape={self.shape}, {self.dtype} group_size={self.group_size}, "
                 f"nbytes={self.nbytes}, bits_per_weight={self.bits_per_weight:.3g})")
 
-    @classmethod
-    def from_codes(cls, codes: Any, scale: Any, *, dtype: str, group_size: int) -> PackedWeight4:
-        """Builds a packed weight from 4-bit codes ``(N, K)`` (int4: integers in [-8, 7]; nf4:
-        indices in [0, 15]) and float32 scales ``(N, ceil(K / group_size))``."""
+    def prepare_linear(self, bias: Any, activation: ActivationScheme, *, relu: bool = False,
+                       **static: Any) -> Callable[[np.ndarray], np.ndarray]:
+        """The packed-weight protocol (see :func:`lowbit.linear`)."""
+        from .packed import no_static_arguments
+
+        self.scheme.check_activation(activation)
+        no_static_arguments(activation, "4-bit weights", **static)
+        return prepare_linear_4bit(self, bias, activation=activation.name, relu=relu)
+
+    @staticmethod
+    def _scheme(dtype: Optional[str], group_size: Optional[int], scheme: Optional[WeightScheme]) -> WeightScheme:
+        if scheme is not None:
+            if not isinstance(scheme, (Int4Weights, NF4Weights)) or scheme.kernel(scheme.default_activation()) != "linear_4bit":
+                raise ValueError(f"scheme: expected a 4-bit kernel scheme (int4 groups, nf4), got {scheme!r}")
+            return scheme
         if dtype not in ("int4", "nf4"):
             raise ValueError(f"dtype: expected 'int4' or 'nf4', got {dtype!r}")
+        return Int4Weights(group_size=group_size) if dtype == "int4" else NF4Weights(group_size=group_size)
+
+    @classmethod
+    def from_codes(cls, codes: Any, scale: Any, *, dtype: Optional[str] = None, group_size: Optional[int] = None,
+                   scheme: Optional[WeightScheme] = None) -> PackedWeight4:
+        """Builds a packed weight from 4-bit codes ``(N, K)`` (int4: integers in [-8, 7]; nf4:
+        indices in [0, 15]) and float32 scales ``(N, ceil(K / group_size))``; the format is
+        ``scheme`` or ``dtype`` ("int4" / "nf4") with ``group_size``."""
+        scheme = cls._scheme(dtype, group_size, scheme)
+        dtype, group_size = scheme.name, scheme.group_size
         c = np.asarray(codes)
         if c.ndim != 2 or not np.issubdtype(c.dtype, np.integer):
             raise TypeError(f"codes: expected a 2-D integer array (N, K), got {c.dtype} {c.shape}")
@@ -147,7 +172,7 @@ class PackedWeight4:
         sc = np.asarray(scale, np.float32)
         if sc.shape != (n, -(-k // group_size)):
             raise ValueError(f"scale: expected shape ({n}, {-(-k // group_size)}), got {sc.shape}")
-        return cls(c, sc, dtype, group_size)
+        return cls(c, sc, scheme)
 
     def packed_codes(self) -> np.ndarray:
         """The codes two per byte, row-major ``(N, ceil(K / 2))`` uint8: byte i of a row holds
@@ -160,8 +185,11 @@ class PackedWeight4:
         return np.ascontiguousarray(c[:, 0::2] | (c[:, 1::2] << 4))
 
     @classmethod
-    def from_packed_codes(cls, packed: Any, scale: Any, *, shape: tuple, dtype: str, group_size: int) -> PackedWeight4:
+    def from_packed_codes(cls, packed: Any, scale: Any, *, shape: tuple, dtype: Optional[str] = None,
+                          group_size: Optional[int] = None, scheme: Optional[WeightScheme] = None) -> PackedWeight4:
         """Inverse of :meth:`packed_codes`."""
+        scheme = cls._scheme(dtype, group_size, scheme)
+        dtype = scheme.name
         p = np.asarray(packed)
         n, k = (int(v) for v in shape)
         if p.dtype != np.uint8 or p.shape != (n, (k + 1) // 2):
@@ -172,7 +200,7 @@ class PackedWeight4:
         c = c[:, :k]
         if dtype == "int4":
             c = ((c.astype(np.int8) ^ 8) - 8).astype(np.int8)
-        return cls.from_codes(c, scale, dtype=dtype, group_size=group_size)
+        return cls.from_codes(c, scale, scheme=scheme)
 
     def __getstate__(self):
         return {s: getattr(self, s) for s in self.__slots__ if s != "_nf4_int8"}
@@ -183,102 +211,23 @@ class PackedWeight4:
             object.__setattr__(self, s, v)
 
 
-def pack_weight_4bit(w: Any, *, dtype: str = "int4", group_size: int = 64) -> PackedWeight4:
-    """Quantizes a float weight ``(N, K)`` to 4 bits per group and packs it for :func:`linear_4bit`.
-
-    Args:
-        w: float array or CPU torch tensor ``(N, K)`` (``nn.Linear.weight`` layout), finite.
-        dtype: "int4" (symmetric, per group) or "nf4" (absmax per group onto the NF4 levels).
-        group_size: inputs per scale, a positive multiple of 32 (32, 64, 128 are usual); when it
-            does not divide K the last group of each row is shorter.
-
-    Raises:
-        ValueError: bad dtype, shape, group size or non-finite weights.
-
-    Example:
-        >>> w = np.random.default_rng(0).standard_normal((8, 64)).astype(np.float32)
-        >>> pw = lowbit.pack_weight(w, dtype="nf4", group_size=32)
-        >>> pw.shape, pw.nbytes, pw.bits_per_weight
-        ((8, 64), 320, 5.0)
-    """
-    if dtype not in ("int4", "nf4"):
-        raise ValueError(f"dtype: expected 'int4' or 'nf4', got {dtype!r}")
-    if isinstance(group_size, (bool, np.bool_)) or not isinstance(group_size, (int, np.integer)):
-        raise TypeError(f"group_size: expected an int, got {type(group_size).__name__}")
-    a = as_float_array(as_numpy(w, "w"), "w")
-    if a.ndim != 2:
-        raise ValueError(f"w: expected a 2-D (N, K) weight, got shape {a.shape}")
-    n, k = a.shape
-    if group_size <= 0 or group_size % 32:
-        raise ValueError(f"group_size: must be a positive multiple of 32, got {group_size}")
-    a = np.ascontiguousarray(a, np.float32)
-    if not np.all(np.isfinite(a)):
-        raise ValueError("w: weights must be finite (found NaN or inf)")
-    groups = -(-k // group_size)
-    if a.size == 0:
-        return PackedWeight4(np.zeros((n, k), np.int8), np.ones((n, groups), np.float32), dtype, group_size)
-    if k % group_size:  # a partial last group: zeros change no absmax
-        a = np.concatenate([a, np.zeros((n, groups * group_size - k), np.float32)], axis=1)
-    if dtype == "nf4":
-        q = quantize(a, dtype="nf4", block_size=group_size)
-        return PackedWeight4(q.int_repr()[:, :k], q.scale, "nf4", group_size)
-    m = np.abs(a).reshape(n, groups, group_size).max(axis=2)
-    s, _ = choose_qparams(-m, m, dtype="int4", symmetric=True)
-    q = quantize(a, s, 0, dtype="int4", group_size=group_size)
-    return PackedWeight4(q.int_repr()[:, :k], s, "int4", group_size)
-
-
-_ACTS = ("dynamic", "float", "int8")
-
-
-def linear_4bit(x: Any, w: PackedWeight4, bias: Any = None, *, act: str = "dynamic", relu: bool = False) -> np.ndarray:
-    """``x @ dequantize(w).T + bias`` in float32 with the weight decoded in registers.
-
-    Two kernels: float32 activations (exact levels), and int8 activations on the int8
-    dot-product instructions (AVX-512 VNNI / AVX-VNNI / AVX2; AMX tiles from 12 rows for int4 and
-    4 rows for NF4), every one bit-identical to ``reference.linear_4bit_int8``. Multithreaded over
-    N, GIL released. Accuracy: see the module docstring.
-
-    Args:
-        x: float array ``(..., K)`` (float16/32/64 or a CPU torch tensor).
-        w: a :class:`PackedWeight4`.
-        bias: optional float ``(N,)``.
-        act: "float" (float32 activations), "int8" (activations quantized to int8 per row and
-            weight group, symmetric, then the int8 dot-product kernels; NF4 weights then use their
-            levels rounded to int8, ``reference.NF4_INT8_LEVELS``, within 0.5 / 127 of the group
-            absmax, as llama.cpp's IQ4_NL) or "dynamic" (the default: "int8" at every M, measured
-            2.5-4x faster than "float" even for one row; use "float" for exact NF4 levels and
-            float32 activations).
-        relu: apply ``max(y, 0)``.
-
-    Returns:
-        float32 ``(..., N)``.
-
-    Example:
-        >>> w = np.ones((2, 32), np.float32)
-        >>> lowbit.linear(np.ones((1, 32), np.float32), lowbit.pack_weight(w, dtype="nf4", group_size=32))
-        array([[32., 32.]], dtype=float32)
-    """
-    call = prepare_linear_4bit(w, bias, act=act, relu=relu)
-    n, k = w.shape
-    xa = as_float_array(x, "x")
-    if xa.ndim == 0:
-        raise ValueError("x: expected at least 1 dimension, got a scalar")
-    if xa.shape[-1] != k:
-        raise ValueError(f"x: last dimension {xa.shape[-1]} does not match the weight's K = {k}")
-    x2 = np.ascontiguousarray(xa.reshape(-1, k), np.float32)
-    return call(x2).reshape(xa.shape[:-1] + (n,))
+_ACTS = ("dynamic", "float")
 
 
 def prepare_linear_4bit(
-    w: PackedWeight4, bias: Any = None, *, act: str = "dynamic", relu: bool = False
+    w: PackedWeight4, bias: Any = None, *, activation: str = "dynamic", relu: bool = False
 ) -> Callable[[np.ndarray], np.ndarray]:
-    """Validates a :func:`linear_4bit` call except ``x`` once and returns ``f(x2)`` for
-    C-contiguous float32 ``(M, K)`` arrays (no further checks; for layers called many times)."""
+    """The fused 4-bit kernel of :func:`lowbit.linear`: validates a call except ``x`` once and
+    returns ``f(x2)`` for C-contiguous float32 ``(M, K)`` arrays (no further checks; for layers
+    called many times). ``activation``: "dynamic" (int8 activations per row and group: the
+    int8 dot-product kernels, bit-identical on every ISA to ``reference.linear_4bit_int8``; NF4
+    levels rounded to int8, within 0.5 / 127 of the group absmax, as llama.cpp's IQ4_NL) or
+    "float" (float32 activations, exact levels)."""
+    act = activation
     if not isinstance(w, PackedWeight4):
         raise TypeError(f"w: expected a PackedWeight4, got {type(w).__name__}")
     if act not in _ACTS:
-        raise ValueError(f"act: expected one of {_ACTS} for 4-bit weights, got {act!r}")
+        raise ValueError(f"activation: expected one of {_ACTS} for 4-bit weights, got {act!r}")
     n = w.shape[0]
     b = None
     if bias is not None:
@@ -287,7 +236,7 @@ def prepare_linear_4bit(
             raise ValueError(f"bias: expected shape ({n},), got {b.shape}")
     core = _core.linear_4bit
     packed, group, dtype = w._packed, w.group_size, w.dtype
-    kernel_act = "int8" if act == "dynamic" else act
+    kernel_act = "int8" if act == "dynamic" else "float"
     scale_t, wsum = w._int8_operands() if kernel_act == "int8" else (w._scale_t, None)
 
     def call(x2: np.ndarray) -> np.ndarray:

@@ -147,7 +147,8 @@ def matmul_int8(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def pack_weight_int8(w: np.ndarray, axis: Optional[int] = 0) -> tuple[np.ndarray, np.ndarray]:
     """Symmetric int8 weight quantization of ``w (N, K)``: ``(q int64 (N, K), scale float32 (N,))``.
 
-    ``scale = max(absmax / 127.5, eps)`` per row (axis=0) or over the tensor (axis=None).
+    ``scale = max(absmax / 127, eps)`` per row (axis=0) or over the tensor (axis=None): the
+    symmetric range [-127, 127] of ``Int8Weights`` (the same rule as quantized layers and QAT).
     """
     w = np.asarray(w, np.float32)
     if axis is None:
@@ -155,7 +156,7 @@ def pack_weight_int8(w: np.ndarray, axis: Optional[int] = 0) -> tuple[np.ndarray
         absmax = np.full(w.shape[0], absmax, np.float32)
     else:
         absmax = np.max(np.abs(w), axis=1) if w.shape[1] else np.zeros(w.shape[0], np.float32)
-    scale = np.maximum(absmax.astype(np.float32) / np.float32(127.5), _F32_EPS).astype(np.float32)
+    scale = np.maximum(absmax.astype(np.float32) / np.float32(127), _F32_EPS).astype(np.float32)
     return quantize(w, scale, 0, "int8", axis=0), scale
 
 
@@ -186,10 +187,10 @@ def linear(
     q_w: np.ndarray,
     w_scale: np.ndarray,
     bias: Optional[np.ndarray] = None,
-    act: str = "dynamic",
-    act_scale: Optional[float] = None,
-    act_zero_point: int = 0,
-    act_dtype: str = "uint8",
+    activation: str = "dynamic",
+    activation_scale: Optional[float] = None,
+    activation_zero_point: int = 0,
+    activation_dtype: str = "uint8",
     out_scale: Optional[float] = None,
     out_zero_point: int = 0,
     relu: bool = False,
@@ -203,10 +204,11 @@ def linear(
     lead, k = x.shape[:-1], x.shape[-1]
     x2 = x.reshape(-1, k)
     m = x2.shape[0]
+    act = activation
     if act == "static":
-        s = np.full(m, act_scale, np.float32)
-        z = np.full(m, act_zero_point, np.int64)
-        dt = act_dtype
+        s = np.full(m, activation_scale, np.float32)
+        z = np.full(m, activation_zero_point, np.int64)
+        dt = activation_dtype
     else:
         s, z = dynamic_act_qparams(x2, per_row=(act == "dynamic"))
         dt = "uint8"
@@ -403,7 +405,7 @@ NF4_INT8_LEVELS = np.rint(NF4_LEVELS.astype(np.float32) * np.float32(127)).astyp
 
 def linear_4bit_int8(x: np.ndarray, codes: np.ndarray, scale: np.ndarray, group_size: int, bias=None,
                      dtype: str = "int4") -> np.ndarray:
-    """Bit-exact float32 spec of ``lowbit.linear(x, w, act="int8")``: per group ``d =
+    """Bit-exact float32 spec of ``lowbit.linear(x, w, activation="dynamic")`` for 4-bit weights: per group ``d =
     sum(level * xq)`` in int64 (exact; level = the int4 value, or ``NF4_INT8_LEVELS[code]`` for
     nf4 with the scale divided by 127 in float32), then ``acc += (float32(d) * scale) * xscale``
     in float32 in group order, then ``+ bias``."""

@@ -360,7 +360,8 @@ def _gran(g: str, group_size: int | None = None) -> str:
 
 
 def _act(a: str | None) -> str:
-    return {"dynamic": "dyn", "dynamic_per_tensor": "dyn/t", "static": "static", None: "w-only"}.get(a, str(a))
+    return {"dynamic": "dyn", "dynamic_per_tensor": "dyn/t", "static": "static", "float": "w-only",
+            None: "w-only"}.get(a, str(a))
 
 
 def _sqnr_color(v: float) -> str:
@@ -510,7 +511,7 @@ def compare(
                 type=type(q).__name__,
                 bits=q.weight_bits,
                 granularity=q.weight_granularity,
-                activation=q.activation,
+                activation=q.activation.name,
                 weight_sqnr=sqnr(w.reshape(-1), q.dequantized_weight().reshape(-1)),
                 output_sqnr=own[name].sqnr if own[name].n else math.nan,
                 output_cosine=own[name].cosine if own[name].n else math.nan,

@@ -32,18 +32,28 @@ FORMAT = "lowbit.model/1"
 _KINDS = {"QuantLinear": QuantLinear, "QuantConv2d": QuantConv2d, "QuantEmbedding": QuantEmbedding}
 
 PathLike = Union[str, "os.PathLike[str]"]
-# Constructor arguments added after format lowbit.model/1 first shipped, with the value older
-# files imply.
-_SPEC_DEFAULTS = {"group_size": None, "log2_bits": 4}
+# Scheme options of layer specs written before weight schemes (flat keywords beside the format name).
+_FLAT_OPTIONS = ("group_size", "granularity", "symmetric_weights", "log2_bits", "activation_dtype")
 
 
-def _upgrade(name: str, spec: dict[str, Any], tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
-    """Fills constructor arguments older files lack and packs their one-per-byte int4 weights."""
+def _upgrade(name: str, spec: dict[str, Any], tensors: dict[str, torch.Tensor], path: str) -> dict[str, Any]:
+    """Turns layer specs of older files (format names with flat options) into scheme dicts and packs
+    their one-per-byte int4 weights."""
     if spec.get("kind") not in ("QuantLinear", "QuantConv2d"):
         return spec
-    spec = {**_SPEC_DEFAULTS, **spec}
+    spec = dict(spec)
+    try:
+        if isinstance(spec.get("weight"), str):
+            flat = {k: spec.pop(k) for k in _FLAT_OPTIONS if k in spec}
+            flat["activation"] = spec.pop("activation", "dynamic")
+            cfg = QuantConfig.from_dict({"weight": spec["weight"], **flat})
+        else:
+            cfg = QuantConfig(spec["weight"], spec["activation"])
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"lowbit.load: '{path}': layer '{name}' has an unknown weight scheme: {e}") from None
+    spec["weight"], spec["activation"] = cfg.weight.to_dict(), cfg.activation.to_dict()
     old = f"{name}.weight_int8"
-    if spec.get("weight") == "int4" and spec["group_size"] is None and old in tensors:
+    if cfg.weight.name == "int4" and cfg.weight.group_size is None and old in tensors:
         tensors[f"{name}.weight_packed"] = pack_nibbles(tensors.pop(old))
     return spec
 
@@ -199,7 +209,7 @@ def load(path: PathLike, model: Optional[nn.Module] = None) -> nn.Module:
     ``model`` is a float model of the same architecture (a fresh skeleton is fine: its weights are
     replaced); its Linear / Conv2d layers that were quantized become QuantLinear / QuantConv2d (in
     the saved weight format) and every tensor is loaded, so outputs are identical to the saved
-    model's. It is modified in place
+    model's. It is modified in place, put in eval mode (the layers are inference layers),
     and returned. Without ``model`` the saved class is imported and built with no arguments.
 
     Raises:
@@ -215,7 +225,7 @@ def load(path: PathLike, model: Optional[nn.Module] = None) -> nn.Module:
         raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
     replaced: dict[str, tuple[nn.Module, nn.Module]] = {}
     for name, spec in meta.get("layers", {}).items():
-        spec = _upgrade(name, spec, tensors)
+        spec = _upgrade(name, spec, tensors, path)
         try:
             current = model.get_submodule(name)
         except AttributeError:
@@ -259,6 +269,7 @@ def load(path: PathLike, model: Optional[nn.Module] = None) -> nn.Module:
             _set_submodule(model, name, orig)
         raise
     model.load_state_dict(tensors, strict=True)
+    model.eval()  # inference layers; BatchNorm statistics must not move on the first batch
     setattr(model, _REASONS_ATTR, dict(meta.get("float_layers", {})))
     if meta.get("config") is not None:
         setattr(model, _CONFIG_ATTR, QuantConfig.from_dict(meta["config"]))

@@ -59,13 +59,9 @@ class QuantConv2d(_QuantBase):
         bias: bool = True,
         padding_mode: str = "zeros",
         *,
-        weight: str = "int8",
-        activation: Optional[str] = "dynamic",
-        activation_dtype: str = "uint8",
-        granularity: str = "per_channel",
-        symmetric_weights: bool = True,
-        group_size: Optional[int] = None,
-        log2_bits: int = 4,
+        weight: Any = "int8",
+        activation: Any = "auto",
+        **options: Any,
     ) -> None:
         super().__init__()
         self.in_channels = int(in_channels)
@@ -94,18 +90,7 @@ class QuantConv2d(_QuantBase):
             raise ValueError(f"padding_mode: unsupported {padding_mode!r}")
         self.padding_mode = padding_mode
         kh, kw = self.kernel_size
-        self._init_quant(
-            out_channels,
-            in_channels * kh * kw,
-            bias,
-            weight,
-            activation,
-            activation_dtype,
-            granularity,
-            symmetric_weights,
-            group_size,
-            log2_bits,
-        )
+        self._init_quant(out_channels, in_channels * kh * kw, bias, QuantConfig(weight, activation, **options))
 
     @classmethod
     def from_float(
@@ -123,36 +108,9 @@ class QuantConv2d(_QuantBase):
                 f"{name or 'Conv2d'}: groups={mod.groups} is not supported (groups must be 1)"
             )
         config = config or QuantConfig()
-        q = cls(
-            mod.in_channels,
-            mod.out_channels,
-            mod.kernel_size,
-            mod.stride,
-            mod.padding,
-            mod.dilation,
-            mod.bias is not None,
-            mod.padding_mode,
-            weight=config.weight,
-            activation=config.activation,
-            activation_dtype=config.activation_dtype,
-            granularity=config.granularity,
-            symmetric_weights=config.symmetric_weights,
-            group_size=config.weight_group_size,
-            log2_bits=config.log2_bits,
-        )
-        q.layer_name = name or q.layer_name
-        q._set_weight(mod.weight.detach().permute(0, 2, 3, 1), *(weight_qparams or (None, None)))
-        q._check_kernel(name)
-        if mod.bias is not None:
-            with torch.no_grad():
-                q.bias.copy_(mod.bias.detach().to("cpu", torch.float32))
-        if config.activation == "static":
-            if act_qparams is None:
-                raise ValueError(
-                    f"{name or 'QuantConv2d'}: static activations need act_qparams (scale, zero_point)"
-                )
-            q._set_act(*act_qparams)
-        return q
+        q = cls(mod.in_channels, mod.out_channels, mod.kernel_size, mod.stride, mod.padding, mod.dilation,
+                mod.bias is not None, mod.padding_mode, weight=config.weight, activation=config.activation)
+        return q._fill(mod.weight.detach().permute(0, 2, 3, 1), mod.bias, act_qparams, weight_qparams, name)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         xf = check_input(x, self.layer_name)
@@ -181,12 +139,12 @@ class QuantConv2d(_QuantBase):
             and self.padding_mode == "zeros"
             and not torch.compiler.is_compiling()
         )
-        fused = self.activation == "static" or (
-            self.activation == "dynamic_per_tensor"
+        fused = self.activation.calibrated or (
+            self.activation.name == "dynamic_per_tensor"
             and conv_covers_input(h, kh, sh, ph, dh)
             and conv_covers_input(w, kw, sw, pw, dw)
         )
-        if eager and fused and self.kernel == "int8":
+        if eager and fused and self.kernel == "linear_int8":
             # the image is quantized once, then patches of bytes: one C++ call (per-tensor
             # dynamic parameters from the image: the patches' range, as every pixel is in one)
             y = torch.from_numpy(self._eager_conv(c)(xh.detach().numpy()))
@@ -213,14 +171,14 @@ class QuantConv2d(_QuantBase):
         hit = _EAGER_CONV.get(self)
         if hit is None or not guards_hold(self, hit[0]):
             kh, kw = self.kernel_size
-            w_q = self.weight_int8 if self.weight_dtype == "int8" else self.weight_packed
+            w_q = getattr(self, self.scheme.data_name)
             packed = _torch_ops.packed_weight(w_q, self.weight_scale, self.weight_zero_point, kh * kw * c)
             b = None if self.bias is None else _torch_ops.to_numpy(self.bias.to(torch.float32))
-            if self.activation == "static":
-                act = dict(act_scale=float(self.act_scale), act_zero_point=int(self.act_zero_point),
-                           act_dtype=self.activation_dtype)
+            if self.activation.calibrated:
+                act = dict(activation_scale=float(self.act_scale), activation_zero_point=int(self.act_zero_point),
+                           activation_dtype=self.activation_dtype)
             else:
-                act = dict(act="dynamic_per_tensor")
+                act = dict(activation="dynamic_per_tensor")
             call = prepare_conv2d_static(
                 packed, b, kernel_size=self.kernel_size, stride=self.stride, padding=self.padding,
                 dilation=self.dilation, **act,

@@ -1,7 +1,7 @@
 """QuantLinear: an nn.Linear with quantized weights (int8, int4, uint4, nf4, fp16, bf16, log2,
 ternary, binary) run by lowbit's kernels.
 
-Public torch layer; the math runs in lowbit.linear through the lowbit::quant_linear (int8 kernels)
+Public torch layer; the math runs in lowbit.linear through the lowbit::linear_int8 (int8 kernels)
 and lowbit::linear_4bit (fused 4-bit kernel) ops, or lowbit::dequantize_weight + a float matmul.
 """
 
@@ -19,7 +19,7 @@ from ..config import QuantConfig
 from ..matmul import prepare_linear
 from ..packed4 import prepare_linear_4bit
 from ._common import buffer_guards, check_input, guards_hold
-from ._formats import WeightLayout
+from ._formats import empty_buffers, quantize_buffers
 
 __all__ = ["QuantLinear"]
 
@@ -27,13 +27,29 @@ __all__ = ["QuantLinear"]
 # module so state_dict, pickling and deepcopy never see it.
 _EAGER: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
-_ACTIVATIONS = ("dynamic", "dynamic_per_tensor", "static", None)
+class _NoBackward(torch.autograd.Function):
+    """Marks the output of a kernel that quantizes activations as depending on its input, so that
+    a backward pass reaches it and raises an error that points to QAT (instead of torch's generic
+    'does not require grad')."""
+
+    @staticmethod
+    def forward(ctx: Any, y: torch.Tensor, x: torch.Tensor, name: str) -> torch.Tensor:  # noqa: ARG004
+        ctx.name = name
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> tuple:
+        raise RuntimeError(
+            f"{ctx.name}: lowbit's quantized inference layers have no backward (their kernels quantize the "
+            "activations). To train with quantization, use lowbit.prepare_qat(model, config), train, then "
+            "lowbit.convert(model); for weight-only layers use activation='float'.")
 
 
 class _QuantBase(nn.Module):
     """Buffers and the quantized matmul shared by QuantLinear and QuantConv2d.
 
-    Buffers (all in ``state_dict``; K = in_flat, G = ceil(K / group_size)):
+    The weight is stored in its scheme's compact form (:meth:`lowbit.schemes.WeightScheme.storage_spec`;
+    K = in_flat, G = ceil(K / group_size)):
 
     - int8: ``weight_int8`` int8 (out, K), ``weight_scale`` float32 (out,), ``weight_zero_point``
       int32 (out,).
@@ -42,57 +58,27 @@ class _QuantBase(nn.Module):
     - int4 groups (symmetric) and nf4: ``weight_packed`` (out, ceil(K / 2)), ``weight_scale``
       float32 (out, G); asymmetric int4 / uint4 groups add ``weight_zero_point`` int32 (out, G).
     - fp16 / bf16: ``weight_fp16`` float16 / ``weight_bf16`` bfloat16 (out, K).
-    - log2 / ternary / binary: ``weight_codes`` uint8 (lowbit.FormatQTensor's ``data``: log2 4-bit
-      codes two per byte per row, 8-bit one per byte; ternary four and binary eight codes per
-      byte over the flattened weight) and ``weight_scale`` float32 (out,) or () per tensor.
+    - log2 / ternary / binary: ``weight_codes`` uint8 and ``weight_scale`` float32 (out,) or ().
     - ``bias`` float32 (out,) or None; static activations: ``act_scale`` float32 (),
       ``act_zero_point`` int32 ().
 
-    For per-channel int4 layers ``weight_int8`` still reads as the unpacked int8 (out, K) values (a
-    copy; the stored tensor is ``weight_packed``).
+    Attributes:
+        scheme: the :class:`~lowbit.schemes.WeightScheme`. activation: the
+            :class:`~lowbit.schemes.ActivationScheme` the layer runs. kernel: "linear_int8",
+            "linear_4bit" or "dequantize".
     """
 
-    def _init_quant(
-        self,
-        out_features: int,
-        in_flat: int,
-        bias: bool,
-        weight: str,
-        activation: Optional[str],
-        activation_dtype: str,
-        granularity: str,
-        symmetric_weights: bool,
-        group_size: Optional[int] = None,
-        log2_bits: int = 4,
-    ) -> None:
-        if activation not in _ACTIVATIONS:
-            raise ValueError(f"activation: expected one of {_ACTIVATIONS}, got {activation!r}")
-        cfg = QuantConfig(  # validates the combination, with the config's messages
-            weight=weight,
-            activation=activation,
-            activation_dtype=activation_dtype,
-            granularity=granularity,
-            symmetric_weights=symmetric_weights,
-            group_size=group_size,
-            log2_bits=log2_bits,
-        )
-        self.layout = WeightLayout.from_config(cfg)
-        self.weight_dtype = weight
-        self.activation = cfg.effective_activation
-        self.activation_dtype = activation_dtype
-        self.granularity = granularity
-        self.symmetric_weights = symmetric_weights
-        self.group_size = cfg.weight_group_size
-        self.log2_bits = log2_bits
+    def _init_quant(self, out_features: int, in_flat: int, bias: bool, config: QuantConfig) -> None:
+        self.scheme = config.weight
+        self.activation = config.activation
+        self._scheme_key = self.scheme.key  # a plain string for the ops (torch.compile traces no json)
         self.in_flat = int(in_flat)
         self.out_flat = int(out_features)
         self.layer_name = type(self).__name__
-        for name, t in self.layout.empty_buffers(out_features, in_flat).items():
+        for name, t in empty_buffers(self.scheme, out_features, in_flat).items():
             self.register_buffer(name, t)
-        self.register_buffer(
-            "bias", torch.zeros(out_features, dtype=torch.float32) if bias else None
-        )
-        if self.activation == "static":
+        self.register_buffer("bias", torch.zeros(out_features, dtype=torch.float32) if bias else None)
+        if self.activation.calibrated:
             self.register_buffer("act_scale", torch.ones((), dtype=torch.float32))
             self.register_buffer("act_zero_point", torch.zeros((), dtype=torch.int32))
         else:
@@ -101,47 +87,55 @@ class _QuantBase(nn.Module):
 
     @property
     def kernel(self) -> str:
-        """ "int8" (lowbit's int8 kernels), "4bit" (the fused 4-bit kernel) or "float"
+        """ "linear_int8" (the int8 GEMM), "linear_4bit" (the fused 4-bit kernel) or "dequantize"
         (lowbit dequantizes the weight, then a float matmul)."""
-        return self.layout.kernel
+        return self.scheme.kernel(self.activation)
+
+    @property
+    def weight_dtype(self) -> str:
+        """The weight format's name ("int8", "nf4", ...)."""
+        return self.scheme.name
+
+    @property
+    def group_size(self) -> Optional[int]:
+        return self.scheme.group_size
+
+    @property
+    def activation_dtype(self) -> str:
+        return getattr(self.activation, "dtype", "uint8")
+
+    @property
+    def granularity(self) -> str:
+        """The weight scheme's scale granularity ("per_channel" or "per_tensor")."""
+        return getattr(self.scheme, "granularity", "per_channel")
+
+    @property
+    def symmetric_weights(self) -> bool:
+        return getattr(self.scheme, "symmetric", True)
+
+    @property
+    def log2_bits(self) -> int:
+        return getattr(self.scheme, "bits", 4)
 
     @property
     def weight_bits(self) -> int:
         """Bits per stored weight code (4 for int4/uint4/nf4, ...), scales not included."""
-        return self.layout.code_bits
+        return self.scheme.code_bits
 
     @property
     def weight_granularity(self) -> str:
         """ "per_channel", "per_tensor", "per_group", "per_block" (nf4) or "elementwise"."""
-        return self.layout.granularity_label
+        return self.scheme.granularity_label
 
-    def _set_weight(
-        self,
-        w: torch.Tensor,
-        scale: Optional[torch.Tensor] = None,
-        zp: Optional[torch.Tensor] = None,
-    ) -> None:
-        new = self.layout.quantize(w, scale, zp)
+    def _stored_buffers(self) -> dict[str, torch.Tensor]:
+        return {name: getattr(self, name) for name in self.scheme.storage_spec(self.out_flat, self.in_flat)}
+
+    def _set_weight(self, w: torch.Tensor, scale: Optional[torch.Tensor] = None, zp: Optional[torch.Tensor] = None) -> None:
+        new = quantize_buffers(self.scheme, w, scale, zp)
         with torch.no_grad():
             for name, t in new.items():
                 buf = getattr(self, name)
                 buf.copy_(t.reshape(buf.shape).to(buf.dtype))
-
-    def _check_kernel(self, name: str) -> None:
-        """Raises ValueError (naming the layer) when the 4-bit kernel rejects this layer's shape:
-        a one-row product with the stored weight is tried once (its packed form stays cached)."""
-        if self.kernel != "4bit":
-            return
-        try:
-            _torch_ops.linear_4bit_impl(
-                torch.zeros(1, self.in_flat), self.weight_packed, self.weight_scale, None,
-                self.weight_dtype, self.group_size, self._act_4bit,
-            )
-        except ValueError as e:
-            raise ValueError(
-                f"{name or self.layer_name}: the 4-bit kernel cannot run in_features={self.in_flat} "
-                f"with group_size={self.group_size}: {e}"
-            ) from e
 
     def _set_act(self, scale: Any, zero_point: Any) -> None:
         with torch.no_grad():
@@ -150,17 +144,13 @@ class _QuantBase(nn.Module):
 
     def _weight_matrix(self) -> torch.Tensor:
         """The float32 (out, in_flat) weight the kernels effectively use (lowbit::dequantize_weight)."""
-        data = getattr(self, self.layout.data_buffer)
-        bits = self.log2_bits if self.weight_dtype == "log2" else self.weight_bits
         return torch.ops.lowbit.dequantize_weight(
-            data,
+            getattr(self, self.scheme.data_name),
             getattr(self, "weight_scale", None),
             getattr(self, "weight_zero_point", None),
-            self.weight_dtype,
+            self._scheme_key,
             self.out_flat,
             self.in_flat,
-            self.group_size or 0,
-            bits,
         )
 
     def dequantized_weight(self) -> torch.Tensor:
@@ -171,14 +161,14 @@ class _QuantBase(nn.Module):
         try:
             return super().__getattr__(name)
         except AttributeError:
-            if name == "weight_int8" and self.layout.dtype == "int4" and self.layout.group_size is None:
+            if name == "weight_int8" and self.scheme.name == "int4" and self.scheme.group_size is None:
                 return _torch_ops.unpack_nibbles(self.weight_packed, self.in_flat, signed=True)
             raise
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:  # noqa: ANN001
         # Files written before per-channel int4 was packed hold int8 ``weight_int8`` values.
         old = prefix + "weight_int8"
-        if old in state_dict and "weight_packed" in self._buffers and self.weight_dtype == "int4":
+        if old in state_dict and "weight_packed" in self._buffers and self.scheme.name == "int4":
             state_dict[prefix + "weight_packed"] = _torch_ops.pack_nibbles(state_dict.pop(old))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
@@ -188,48 +178,51 @@ class _QuantBase(nn.Module):
         byte each, scales, zero points, bias, activation parameters)."""
         return sum(b.numel() * b.element_size() for b in self.buffers(recurse=False))
 
-    @property
-    def _act_4bit(self) -> str:
-        return "int8" if self.activation == "dynamic" else "float"
+    def _no_backward(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        if x.requires_grad and torch.is_grad_enabled():
+            return _NoBackward.apply(y, x, self.layer_name)
+        return y
 
     def _matmul(self, x: torch.Tensor) -> torch.Tensor:
         """(..., in_flat) float32 -> (..., out) float32."""
         kernel = self.kernel
-        if kernel == "float":
+        if kernel == "dequantize":
             b = None if self.bias is None else self.bias.to(x.dtype)
             return F.linear(x, self._weight_matrix().to(device=x.device, dtype=x.dtype), b)
-        if kernel == "4bit":
-            act = self._act_4bit
-            if act == "int8":
+        quantized = self.activation.quantized
+        x_in = x
+        if kernel == "linear_4bit":
+            if quantized:
                 x = x.detach()  # as the int8 kernels: no backward through quantized activations
             if x.numel() == 0:
                 return x.new_zeros((*x.shape[:-1], self.out_flat))
             eager = (x.device.type == "cpu" and not torch.compiler.is_compiling()
                      and not (x.requires_grad and torch.is_grad_enabled()))
             if eager:
-                return self._eager(x)
-            op = torch.ops.lowbit.linear_4bit
-            return op(x, self.weight_packed, self.weight_scale, self.bias, self.weight_dtype,
-                      self.group_size, act)
-        if x.requires_grad:
-            x = x.detach()  # the int8 kernels have no backward
+                y = self._eager(x)
+            else:
+                y = torch.ops.lowbit.linear_4bit(x, self.weight_packed, self.weight_scale, self.bias, self.weight_dtype,
+                                                 self.group_size, "int8" if quantized else "float")
+            return self._no_backward(y, x_in) if quantized else y
+        x = x.detach()  # the int8 kernels have no backward
         if x.numel() == 0:
             return x.new_zeros((*x.shape[:-1], self.out_flat))
         # Eager CPU calls the kernel directly (skips the dispatcher; same code as the op).
         if x.device.type == "cpu" and not torch.compiler.is_compiling():
-            return self._eager(x)
-        w_q = self.weight_int8 if self.weight_dtype == "int8" else self.weight_packed
-        return torch.ops.lowbit.quant_linear(
-            x,
-            w_q,
-            self.weight_scale,
-            self.weight_zero_point,
-            self.bias,
-            self.act_scale,
-            self.act_zero_point,
-            self.activation,
-            self.activation_dtype,
-        )
+            y = self._eager(x)
+        else:
+            y = torch.ops.lowbit.linear_int8(
+                x,
+                getattr(self, self.scheme.data_name),
+                self.weight_scale,
+                self.weight_zero_point,
+                self.bias,
+                self.act_scale,
+                self.act_zero_point,
+                self.activation.name,
+                self.activation_dtype,
+            )
+        return self._no_backward(y, x_in)
 
     def _eager(self, x: torch.Tensor) -> torch.Tensor:
         """Eager CPU forward: the kernel call prepared once per module (packed weight, bias and
@@ -249,38 +242,53 @@ class _QuantBase(nn.Module):
 
     def _prepare_eager(self, k: int) -> Any:
         b = None if self.bias is None else _torch_ops.to_numpy(self.bias.to(torch.float32))
-        if self.kernel == "4bit":
+        if self.kernel == "linear_4bit":
             pw = _torch_ops.packed_weight_4bit(self.weight_packed, self.weight_scale, self.weight_dtype,
                                                self.group_size, k)
-            return prepare_linear_4bit(pw, b, act=self._act_4bit)
-        w_q = self.weight_int8 if self.weight_dtype == "int8" else self.weight_packed
+            return prepare_linear_4bit(pw, b, activation="dynamic" if self.activation.quantized else "float")
+        w_q = getattr(self, self.scheme.data_name)
         packed = _torch_ops.packed_weight(w_q, self.weight_scale, self.weight_zero_point, k)
-        if self.activation == "static":
-            return prepare_linear(packed, b, act="static", act_scale=float(self.act_scale),
-                                  act_zero_point=int(self.act_zero_point), act_dtype=self.activation_dtype)
-        return prepare_linear(packed, b, act=self.activation)
+        if self.activation.calibrated:
+            return prepare_linear(packed, b, activation="static", activation_scale=float(self.act_scale),
+                                  activation_zero_point=int(self.act_zero_point),
+                                  activation_dtype=self.activation_dtype)
+        return prepare_linear(packed, b, activation=self.activation.name)
+
+    def _fill(self, weight: torch.Tensor, bias: Optional[torch.Tensor], act_qparams: Any, weight_qparams: Any,
+              name: str) -> Any:
+        """Quantizes ``weight`` (out, ...) into the buffers, copies ``bias``, sets static
+        activation parameters and checks that the kernel runs; returns self."""
+        self.layer_name = name or self.layer_name
+        self._set_weight(weight, *(weight_qparams or (None, None)))
+        if bias is not None:
+            with torch.no_grad():
+                self.bias.copy_(bias.detach().to("cpu", torch.float32))
+        if self.activation.calibrated:
+            if act_qparams is None:
+                raise ValueError(f"{self.layer_name}: static activations need act_qparams (scale, zero_point)")
+            self._set_act(*act_qparams)
+        self._check_kernel(name)
+        return self
+
+    def _check_kernel(self, name: str) -> None:
+        """Raises ValueError (naming the layer) when the kernel rejects this layer's shape: a
+        one-row product with the stored weight is tried once (its packed form stays cached)."""
+        if self.kernel == "dequantize":
+            return
+        try:
+            self._matmul(torch.zeros(1, self.in_flat))
+        except ValueError as e:
+            raise ValueError(f"{name or self.layer_name}: the {self.kernel} kernel cannot run "
+                             f"in_features={self.in_flat} with {self.scheme.describe()}: {e}") from e
 
     def _quant_extra_repr(self) -> str:
-        s = f"weight={self.weight_dtype}"
-        if self.group_size is not None:
-            s += f", group_size={self.group_size}"
-        if self.weight_dtype == "log2":
-            s += f", log2_bits={self.log2_bits}"
-        s += f", activation={self.activation}"
-        if self.activation == "static":
+        s = f"weight={self.scheme.describe()}, activation={self.activation.name}"
+        if self.activation.calibrated:
             s += f" ({self.activation_dtype}, scale={float(self.act_scale):.4g}, zp={int(self.act_zero_point)})"
-        return s + f", granularity={self.granularity}"
+        return s
 
     def _quant_spec(self) -> dict[str, Any]:
-        return {
-            "weight": self.weight_dtype,
-            "activation": self.activation,
-            "activation_dtype": self.activation_dtype,
-            "granularity": self.granularity,
-            "symmetric_weights": self.symmetric_weights,
-            "group_size": self.group_size,
-            "log2_bits": self.log2_bits,
-        }
+        return {"weight": self.scheme.to_dict(), "activation": self.activation.to_dict()}
 
     def spec(self) -> dict[str, Any]:
         """Constructor arguments as JSON-able data (used by lowbit.save / lowbit.load)."""
@@ -288,25 +296,23 @@ class _QuantBase(nn.Module):
 
 
 class QuantLinear(_QuantBase):
-    """Drop-in replacement of :class:`torch.nn.Linear` with quantized weights, in any
-    :class:`lowbit.QuantConfig` weight format (``weight``, ``group_size``, ``log2_bits``).
+    """Drop-in replacement of :class:`torch.nn.Linear` with quantized weights in any weight scheme
+    (:class:`lowbit.QuantConfig`'s ``weight`` and ``activation``, objects or shorthands).
 
-    ``forward`` takes float tensors of shape (..., in_features) on any device. On CPU:
+    ``forward`` takes float tensors of shape (..., in_features) on any device. On CPU the weight's
+    scheme picks the kernel (``kernel``):
 
-    - int8 and per-channel int4 weights run lowbit's fused int8 kernel (activations quantized per
-      row when ``activation="dynamic"``, per tensor with fixed parameters when "static");
-    - group-wise int4 (symmetric) and nf4 weights run the fused 4-bit kernel (int8 activations per
-      row with "dynamic", float32 activations weight-only), which decodes the packed codes in
-      registers;
-    - every other case (weight-only int8/int4, uint4, asymmetric groups, fp16, bf16, log2,
-      ternary, binary) dequantizes the weight with lowbit's kernels into a temporary float32
-      matrix and runs ``F.linear``: storage and accuracy formats, not speed formats.
+    - "linear_int8": int8 and per-channel int4 weights with quantized activations (per row with
+      "dynamic", per tensor with "dynamic_per_tensor" or calibrated "static" parameters);
+    - "linear_4bit": group-wise int4 (symmetric) and nf4 weights (int8 activations per row and
+      group with "dynamic", float32 with "float"), codes decoded in registers;
+    - "dequantize": every weight-only case (float activations): lowbit dequantizes the weight into
+      a temporary float32 matrix and runs ``F.linear``.
 
-    Other devices run torch references with the same math (the int8 path bit-identical; the
-    4-bit path with float activations). float16/bfloat16/float64 inputs are computed in float32
-    and cast back; non-contiguous inputs are copied. No autograd through quantized activations
-    (outputs do not require grad); weight-only layers (``activation=None`` and the weight-only
-    formats) pass gradients to their input.
+    Other devices run torch references with the same math. float16/bfloat16/float64 inputs are
+    computed in float32 and cast back. Layers that quantize activations have no backward (a
+    backward pass raises an error pointing to :func:`lowbit.prepare_qat`); weight-only layers
+    pass gradients to their input.
 
     Example:
         >>> import torch
@@ -317,7 +323,7 @@ class QuantLinear(_QuantBase):
         True
         >>> q4 = lowbit.nn.QuantLinear.from_float(torch.nn.Linear(64, 4), lowbit.QuantConfig(weight="nf4"))
         >>> q4, q4.weight_packed.shape, q4.weight_scale.shape
-        (QuantLinear(in_features=64, out_features=4, bias=True, weight=nf4, group_size=64, activation=dynamic, granularity=per_channel), torch.Size([4, 32]), torch.Size([4, 1]))
+        (QuantLinear(in_features=64, out_features=4, bias=True, weight=nf4 weights block 64, activation=dynamic), torch.Size([4, 32]), torch.Size([4, 1]))
     """
 
     def __init__(
@@ -326,29 +332,14 @@ class QuantLinear(_QuantBase):
         out_features: int,
         bias: bool = True,
         *,
-        weight: str = "int8",
-        activation: Optional[str] = "dynamic",
-        activation_dtype: str = "uint8",
-        granularity: str = "per_channel",
-        symmetric_weights: bool = True,
-        group_size: Optional[int] = None,
-        log2_bits: int = 4,
+        weight: Any = "int8",
+        activation: Any = "auto",
+        **options: Any,
     ) -> None:
         super().__init__()
         self.in_features = int(in_features)
         self.out_features = int(out_features)
-        self._init_quant(
-            out_features,
-            in_features,
-            bias,
-            weight,
-            activation,
-            activation_dtype,
-            granularity,
-            symmetric_weights,
-            group_size,
-            log2_bits,
-        )
+        self._init_quant(out_features, in_features, bias, QuantConfig(weight, activation, **options))
 
     @classmethod
     def from_float(
@@ -364,35 +355,13 @@ class QuantLinear(_QuantBase):
         activations, ``weight_qparams`` override the weight's own range (QAT).
 
         Raises:
-            ValueError: static activations without ``act_qparams``, or a shape the 4-bit kernel
-                cannot run (names the layer).
+            ValueError: static activations without ``act_qparams``, or a shape the kernel cannot
+                run (names the layer).
         """
         config = config or QuantConfig()
-        q = cls(
-            mod.in_features,
-            mod.out_features,
-            mod.bias is not None,
-            weight=config.weight,
-            activation=config.activation,
-            activation_dtype=config.activation_dtype,
-            granularity=config.granularity,
-            symmetric_weights=config.symmetric_weights,
-            group_size=config.weight_group_size,
-            log2_bits=config.log2_bits,
-        )
-        q.layer_name = name or q.layer_name
-        q._set_weight(mod.weight, *(weight_qparams or (None, None)))
-        q._check_kernel(name)
-        if mod.bias is not None:
-            with torch.no_grad():
-                q.bias.copy_(mod.bias.detach().to("cpu", torch.float32))
-        if config.activation == "static":
-            if act_qparams is None:
-                raise ValueError(
-                    f"{name or 'QuantLinear'}: static activations need act_qparams (scale, zero_point)"
-                )
-            q._set_act(*act_qparams)
-        return q
+        q = cls(mod.in_features, mod.out_features, mod.bias is not None, weight=config.weight,
+                activation=config.activation)
+        return q._fill(mod.weight, mod.bias, act_qparams, weight_qparams, name)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         xf = check_input(x, self.layer_name)

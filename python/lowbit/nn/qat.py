@@ -20,7 +20,7 @@ __all__ = ["QATConv2d", "QATLinear"]
 def _weight_fq(weight: torch.Tensor, config: QuantConfig, learnable: bool) -> FakeQuantize:
     per_channel = config.granularity == "per_channel"
     return FakeQuantize(
-        config.weight,
+        config.weight.name,
         symmetric=config.symmetric_weights,
         axis=0 if per_channel else None,
         channels=weight.shape[0],
@@ -30,7 +30,7 @@ def _weight_fq(weight: torch.Tensor, config: QuantConfig, learnable: bool) -> Fa
 
 
 def _input_fq(config: QuantConfig, learnable: bool) -> Optional[FakeQuantize]:
-    if config.activation != "static":
+    if not config.activation.calibrated:
         return None
     return FakeQuantize(
         config.activation_dtype, symmetric=config.activation_dtype == "int8", learnable=learnable
