@@ -74,6 +74,11 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'lowbit' has no attribute {name!r}")
 
 
+def __dir__() -> list[str]:
+    """Loaded names plus the lazily imported torch API, so tab completion shows both (imports nothing)."""
+    return sorted(set(globals()) | set(_LAZY))
+
+
 __all__ = [
     "__version__",
     "reference",
