@@ -141,6 +141,9 @@ def test_nan_dequantizes_to_zero():
 def test_ties_round_half_even():
     x = np.float32([0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 3.5])
     np.testing.assert_array_equal(lowbit.quantize(x, 1.0).int_repr(), [0, 2, 2, 0, -2, -2, 4])
+    # The zero point is added after rounding: an odd zero point does not move the ties.
+    np.testing.assert_array_equal(lowbit.quantize(x, 1.0, 1).int_repr(), [1, 3, 3, 1, -1, -1, 5])
+    np.testing.assert_array_equal(lowbit.quantize(x * 0.1, np.float32(0.1), 1).int_repr(), [1, 3, 3, 1, -1, -1, 5])
 
 
 @pytest.mark.parametrize("offset", [1, 3])
@@ -360,9 +363,10 @@ def test_bit_exact_with_torch_per_tensor(isa, dtype, rng):
     qmin, qmax = ref.qrange(dtype)
     for trial in range(20):
         x = (rng.standard_normal(1031) * rng.uniform(0.1, 100)).astype(np.float32)
-        x[::97] = np.round(x[::97])  # exact ties after scaling by 1.0
+        x[::97] = np.round(x[::97])  # integers after scaling by 1.0 (not ties: see the tie tests below)
         scale = float(np.float32(rng.uniform(1e-3, 2.0))) if trial else 1.0
         zp = int(rng.integers(qmin, qmax + 1))
+        assert not _is_tie(x, scale).any()  # equal for every zero point only without exact .5 ties
         want = torch.quantize_per_tensor(torch.from_numpy(x), scale, zp, tdt)
         got = lowbit.quantize(x, scale, zp, dtype=dtype)
         np.testing.assert_array_equal(got.int_repr(), want.int_repr().numpy())
@@ -384,6 +388,130 @@ def test_bit_exact_with_torch_per_channel(isa, dtype, axis, rng):
     got = lowbit.quantize(x, scale, zp, dtype=dtype, axis=axis)
     np.testing.assert_array_equal(got.int_repr(), want.int_repr().numpy())
     np.testing.assert_array_equal(got.dequantize(), want.dequantize().numpy())
+
+
+# Exact .5 ties. lowbit (and torch.fake_quantize_*) compute round_half_even(x * inv_scale) + zp with
+# the product rounded to float32. torch.quantize_per_tensor / per_channel on x86 (FBGEMM) compute
+# nearbyint(x * inv_scale + zp) as one fused multiply-add (the product is not rounded first). Where
+# the product is exact in float32 (power-of-two scales) they agree for even zero points and differ
+# at every tie for odd ones, by exactly one step: torch is one above lowbit where floor(x * inv_scale)
+# is even, one below where it is odd. With other scales FBGEMM's unrounded product also moves
+# near-ties (within an ulp of k + 0.5) by one step, for any zero point.
+
+
+def _product(x, scale):
+    return np.asarray(x, np.float32) * (np.float32(1) / np.asarray(scale, np.float32))
+
+
+def _is_tie(x, scale):
+    v = _product(x, scale)
+    return v - np.floor(v) == np.float32(0.5)
+
+
+def _ties(rng, n, scale, lo=-300, hi=300):
+    """float32 values whose x * float32(1/scale) is exactly k + 0.5 in float32 (real ties)."""
+    inv = np.float32(1) / np.float32(scale)
+    k = rng.integers(lo, hi, 8 * n)
+    x = ((k + 0.5) * np.float64(np.float32(scale))).astype(np.float32)
+    keep = x * inv == (k + 0.5).astype(np.float32)
+    assert keep.sum() >= n
+    return x[keep][:n]
+
+
+def _fbgemm_model(x, scale, zp, qmin, qmax):
+    """torch.quantize_per_* on x86: nearbyint(fma(x, inv_scale, zp)), one float32 rounding."""
+    inv = (np.float32(1) / np.asarray(scale, np.float32)).astype(np.float64)
+    v = (np.asarray(x, np.float32).astype(np.float64) * inv + np.asarray(zp, np.float64)).astype(np.float32)
+    return np.clip(np.rint(v), qmin, qmax).astype(np.int64)
+
+
+def _tie_shift(x, scale, zp, qmin, qmax):
+    """lowbit's contract with the one-step tie shift of an odd zero point (exact products only)."""
+    v = _product(x, scale)
+    zp = np.asarray(zp, np.int64)
+    shift = np.where(_is_tie(x, scale) & (zp % 2 == 1), np.where(np.floor(v) % 2 == 0, 1, -1), 0)
+    return np.clip(np.rint(v).astype(np.int64) + zp + shift, qmin, qmax)
+
+
+@torch_warnings
+def test_torch_rounding_example_from_the_design():
+    torch = _torch()
+    x = np.float32([0.5, 1.5, 2.5, -0.5, -1.5])
+    assert lowbit.quantize(x, 1.0, 1).int_repr().tolist() == [1, 3, 3, 1, -1]
+    assert torch.quantize_per_tensor(torch.from_numpy(x), 1.0, 1, torch.qint8).int_repr().tolist() == [2, 2, 4, 0, 0]
+    fq = torch.fake_quantize_per_tensor_affine(torch.from_numpy(x), 1.0, 1, -128, 127).numpy()
+    np.testing.assert_array_equal(lowbit.fake_quantize(x, 1.0, 1), fq)
+    assert fq.tolist() == [0, 2, 2, 0, -2]
+
+
+@pytest.mark.parametrize("dtype", ["int8", "uint8", "int4", "uint4"])
+@pytest.mark.parametrize("scale", [1.0, 0.25, 0.1, 0.037, 3.0])
+def test_ties_per_tensor_equal_torch_fake_quantize(isa, dtype, scale, rng):
+    torch = _torch()
+    qmin, qmax = ref.qrange(dtype)
+    ties = _ties(rng, 300, scale, 2 * qmin - 20, 2 * qmax + 20)
+    x = np.concatenate([ties, (rng.standard_normal(100) * (qmax - qmin) * scale).astype(np.float32)])
+    assert _is_tie(x, scale).sum() >= 300
+    for zp in sorted({qmin, qmin + 1, (qmin + qmax) // 2, (qmin + qmax) // 2 + 1, qmax}):
+        want = torch.fake_quantize_per_tensor_affine(torch.from_numpy(x), scale, zp, qmin, qmax).numpy()
+        np.testing.assert_array_equal(lowbit.fake_quantize(x, scale, zp, dtype=dtype), want)
+        np.testing.assert_array_equal(lowbit.quantize(x, scale, zp, dtype=dtype).dequantize(), want)
+
+
+@torch_warnings
+@pytest.mark.parametrize("dtype", ["int8", "uint8"])
+@pytest.mark.parametrize("scale", [1.0, 0.25, 2.0, 0.1, 0.037])
+def test_ties_per_tensor_vs_torch_quantize_per_tensor(isa, dtype, scale, rng):
+    torch = _torch()
+    tdt = torch.qint8 if dtype == "int8" else torch.quint8
+    qmin, qmax = ref.qrange(dtype)
+    exact_products = scale in (1.0, 0.25, 2.0)
+    x = np.concatenate([_ties(rng, 400, scale, -150, 150), (rng.standard_normal(400) * 40 * scale).astype(np.float32)])
+    tie = _is_tie(x, scale)
+    v = _product(x, scale)
+    near_tie = np.abs(v - (np.floor(v) + np.float32(0.5))) <= np.spacing(np.abs(v))
+    for zp in (qmin, qmin + 1, 0 if dtype == "int8" else 128, 1 if dtype == "int8" else 127, qmax - 1, qmax):
+        got = lowbit.quantize(x, scale, zp, dtype=dtype).int_repr().astype(np.int64)
+        want = torch.quantize_per_tensor(torch.from_numpy(x), scale, zp, tdt).int_repr().numpy().astype(np.int64)
+        np.testing.assert_array_equal(got, ref.quantize(x, scale, zp, dtype))
+        np.testing.assert_array_equal(want, _fbgemm_model(x, scale, zp, qmin, qmax))
+        differ = got != want
+        assert set(np.abs(got - want)[differ].tolist()) <= {1}
+        assert not differ[~near_tie].any()  # away from ties: always equal
+        if exact_products:
+            np.testing.assert_array_equal(want, _tie_shift(x, scale, zp, qmin, qmax))
+            if zp % 2 == 0:
+                assert not differ.any()
+            else:  # exactly the ties differ (_tie_shift above says by how much; clamping can hide a few)
+                assert not differ[~tie].any() and differ.sum() > 50
+
+
+@torch_warnings
+@pytest.mark.parametrize("dtype", ["int8", "uint8"])
+@pytest.mark.parametrize("axis", [0, 1])
+def test_ties_per_channel_vs_torch(isa, dtype, axis, rng):
+    torch = _torch()
+    tdt = torch.qint8 if dtype == "int8" else torch.quint8
+    qmin, qmax = ref.qrange(dtype)
+    scale = np.float32([1.0, 0.5, 0.25, 2.0, 0.5, 0.125])  # exact products: the tie rule alone explains torch
+    zp = np.array([qmin + 1, qmin + 2, qmax - 1, qmax, (qmin + qmax) // 2, (qmin + qmax) // 2 + 1], np.int32)
+    x = np.stack([np.concatenate([_ties(rng, 64, s, -100, 100), (rng.standard_normal(16) * 20 * s).astype(np.float32)])
+                  for s in scale])  # (channels, values)
+    x = np.ascontiguousarray(x if axis == 0 else x.T)
+    bshape = (-1, 1) if axis == 0 else (1, -1)
+    s_b, z_b = scale.reshape(bshape), zp.reshape(bshape)
+    tx, ts, tz = torch.from_numpy(x), torch.from_numpy(scale), torch.from_numpy(zp)
+    fq = torch.fake_quantize_per_channel_affine(tx, ts, tz, axis, qmin, qmax).numpy()
+    np.testing.assert_array_equal(lowbit.fake_quantize(x, scale, zp, dtype=dtype, axis=axis), fq)
+    got = lowbit.quantize(x, scale, zp, dtype=dtype, axis=axis).int_repr().astype(np.int64)
+    want = torch.quantize_per_channel(tx, ts.double(), tz.long(), axis, tdt).int_repr().numpy().astype(np.int64)
+    np.testing.assert_array_equal(want, _fbgemm_model(x, s_b, z_b, qmin, qmax))
+    tie = _is_tie(x, s_b)
+    odd = np.broadcast_to(z_b % 2 == 1, x.shape)
+    np.testing.assert_array_equal(want, _tie_shift(x, s_b, z_b, qmin, qmax))
+    differ = got != want
+    assert not differ[~(tie & odd)].any()  # equal for even zero points and for non-ties
+    assert differ[tie & odd].mean() > 0.5 and set(np.abs(got - want)[differ].tolist()) == {1}
 
 
 def test_torch_tensor_input_zero_copy_semantics(rng):

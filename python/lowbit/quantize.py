@@ -1,7 +1,8 @@
 """Affine quantization of arrays: QTensor, quantize, dequantize, fake_quantize, choose_qparams.
 
-Public API over the C++ quantize ops. Numeric contract (shared/DESIGN.md): bit-identical to
-``torch.quantize_per_tensor`` / ``torch.quantize_per_channel`` for finite inputs; NaN -> zero point,
+Public API over the C++ quantize ops. Numeric contract (shared/DESIGN.md):
+``q = clamp(round_half_even(x * inv_scale) + zero_point, qmin, qmax)``, bit-identical to
+``torch.fake_quantize_per_tensor_affine`` / ``fake_quantize_per_channel_affine``; NaN -> zero point,
 +inf -> qmax, -inf -> qmin. ``lowbit.reference`` is the executable NumPy spec.
 """
 
@@ -265,9 +266,13 @@ def quantize(
 ) -> QTensor:
     """Quantizes ``x`` to integers: ``q = clamp(round(x / scale) + zero_point, qmin, qmax)``.
 
-    ``1/scale`` is taken in float32 and ties round half to even, exactly as PyTorch does, so the
-    result is bit-identical to ``torch.quantize_per_tensor``/``quantize_per_channel`` for finite x.
-    NaN maps to the zero point, +inf to qmax, -inf to qmin. Multithreaded, GIL released.
+    ``1/scale`` and ``x * (1/scale)`` are taken in float32, ties round half to even, and the zero
+    point is added after rounding: bit-identical to ``torch.fake_quantize_per_tensor_affine`` /
+    ``fake_quantize_per_channel_affine``. PyTorch's x86 ``quantize_per_tensor`` /
+    ``quantize_per_channel`` round ``x * (1/scale) + zero_point`` in one fused multiply-add instead,
+    so with an odd zero point each exact .5 tie lands one step away (and near-ties can, when the
+    product is inexact); everything else is equal. NaN maps to the zero point, +inf to qmax, -inf
+    to qmin. Multithreaded, GIL released.
 
     Args:
         x: float32, float16 or float64 (rounded to float32 first) array of any shape and strides,
