@@ -660,3 +660,95 @@ def test_torch_cpu_tensor_is_viewed_not_copied():
 
     t = torch.randn(64, 33)
     assert np.shares_memory(as_float_array(t, "x"), t.numpy())
+
+
+# ---------------------------------------------------------------------------------------------
+# dequantize of integer data the caller already has (ONNX DequantizeLinear style)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_dequantize_integer_data_per_tensor_channel_group(dtype, rng):
+    qmin, qmax = ref.qrange(dtype)
+    v = rng.integers(qmin, qmax + 1, (6, 13))
+    want_dtype = np.int8 if dtype in ("int8", "int4") else np.uint8
+    s_t, z_t = np.float32(0.37), (qmin + qmax) // 2 + 1
+    s_c, z_c = rng.uniform(0.01, 2, 6).astype(np.float32), rng.integers(qmin, qmax + 1, 6).astype(np.int32)
+    s_g, z_g = rng.uniform(0.01, 2, (6, 4)).astype(np.float32), rng.integers(qmin, qmax + 1, (6, 4)).astype(np.int32)
+    g = np.repeat(np.arange(4), 4)[:13]
+    cases = [  # float64 expectations, for a loose cross-check of _onnx
+        (dict(), (v - z_t) * s_t),
+        (dict(axis=0), (v - z_c[:, None]) * s_c[:, None]),
+        (dict(group_size=4), (v - z_g[:, g]) * s_g[:, g]),
+    ]
+    for data in (v.astype(np.int32), v.astype(want_dtype), v.astype(np.int64)):
+        for (kw, want), (s, z) in zip(cases, [(s_t, z_t), (s_c, z_c), (s_g, z_g)]):
+            got = lowbit.dequantize(data, s, z, dtype=dtype, **kw)
+            assert got.dtype == np.float32 and got.shape == v.shape
+            np.testing.assert_array_equal(got, _onnx(v, s, z, kw))
+            np.testing.assert_allclose(got, want, rtol=1e-6)
+    # the same numbers as a QTensor built by quantize
+    x = ((v - z_t) * s_t).astype(np.float32)
+    q = lowbit.quantize(x, float(s_t), z_t, dtype=dtype)
+    np.testing.assert_array_equal(q.int_repr(), v)
+    np.testing.assert_array_equal(lowbit.dequantize(v.astype(np.int32), float(s_t), z_t, dtype=dtype), q.dequantize())
+
+
+def _onnx(v, s, z, kw):
+    """(q - zero_point) * scale in float32, broadcast per tensor / channel (axis 0) / group (4)."""
+    s, z = np.asarray(s, np.float32), np.asarray(z, np.int64)
+    if kw.get("axis") == 0:
+        s, z = s[:, None], z[:, None]
+    elif "group_size" in kw:
+        g = np.arange(v.shape[-1]) // kw["group_size"]
+        s, z = s[:, g], z[:, g]
+    return ((v - z).astype(np.float32) * s).astype(np.float32)
+
+
+def test_dequantize_integer_data_defaults_and_torch(rng):
+    np.testing.assert_array_equal(lowbit.dequantize(np.int8([-3, 0, 5]), 0.5, 1), np.float32([-2, -0.5, 2]))
+    np.testing.assert_array_equal(lowbit.dequantize(np.uint8([0, 255]), 2.0, 128), np.float32([-256, 254]))
+    torch = _torch()
+    t = torch.tensor([[1, 2, 3], [4, 5, 15]], dtype=torch.int32)
+    got = lowbit.dequantize(t, np.float32([[0.5, 1.0], [1, 2]]), np.int32([[0, 1], [2, 3]]), dtype="uint4", group_size=2)
+    np.testing.assert_array_equal(got, np.float32([[0.5, 1, 2], [2, 3, 24]]))
+    np.testing.assert_array_equal(lowbit.dequantize(torch.tensor([-8, 7], dtype=torch.int8), 0.25, dtype="int4"),
+                                  np.float32([-2, 1.75]))
+
+
+def test_dequantize_integer_data_errors():
+    with pytest.raises(ValueError, match=r"4-bit data is packed two per byte along the last axis, low nibble first"):
+        lowbit.dequantize(np.uint8([0x21, 0xF3]), 0.1, dtype="int4")  # already-packed bytes
+    with pytest.raises(ValueError, match=r"\[0, 15\].*4-bit data is packed two per byte"):
+        lowbit.dequantize(np.int32([16]), 0.1, dtype="uint4")
+    with pytest.raises(ValueError, match=r"4-bit data is packed two per byte"):  # scale sized for 8 values, 4 given
+        lowbit.dequantize(np.int8(np.zeros((2, 4))), np.ones((2, 8), np.float32), dtype="int4", group_size=1)
+    with pytest.raises(ValueError, match=r"\[0, 255\] for dtype 'uint8', got \[-1, 300\]"):
+        lowbit.dequantize(np.int32([-1, 300]), 0.1, dtype="uint8")
+    with pytest.raises(ValueError, match="dtype: required for int32"):
+        lowbit.dequantize(np.int32([3]), 0.1)
+    with pytest.raises(TypeError, match="expected integer data"):
+        lowbit.dequantize(np.float32([3]), 0.1, dtype="int8")
+    with pytest.raises(TypeError, match="integer data with scale="):
+        lowbit.dequantize(np.int8([3]))
+    with pytest.raises(TypeError, match="carries its own parameters"):
+        lowbit.dequantize(lowbit.quantize(np.float32([1.0]), 0.1), 0.1)
+    with pytest.raises(ValueError, match=r"4-bit data is packed two per byte"):  # unpacked bytes in a QTensor
+        lowbit.QTensor(np.zeros((2, 8), np.int8), 0.1, 0, "int4", (2, 8)).dequantize()
+    with pytest.raises(ValueError, match=r"4-bit data is packed two per byte"):
+        lowbit.quantize(np.zeros((2, 8), np.float32), 0.1, dtype="int4", out=np.zeros((2, 8), np.int8))
+    with pytest.raises(ValueError, match=r"4-bit data is packed two per byte"):
+        lowbit.quantize(np.zeros((2, 8), np.float32), np.ones(2, np.float32), dtype="uint4", axis=0,
+                        out=np.zeros((2, 8), np.uint8))
+
+
+def test_quantize_rejects_quantized_inputs():
+    x = np.ones((4, 64), np.float32)
+    for already in (lowbit.pack_weight(x), lowbit.pack_weight(x, dtype="int4", group_size=32),
+                    lowbit.quantize(x, 0.1), lowbit.quantize(x, dtype="nf4")):
+        name = type(already).__name__
+        with pytest.raises(TypeError, match=rf"got {name}, which is already quantized; use x.dequantize\(\)"):
+            lowbit.quantize(already, 0.1)
+        with pytest.raises(TypeError, match=rf"got {name}"):
+            lowbit.quantize(already, dtype="nf4")
+    with pytest.raises(TypeError, match="got dict"):
+        lowbit.quantize({"a": 1}, 0.1)
