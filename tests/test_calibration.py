@@ -91,3 +91,11 @@ def test_multiprocess_calibration_equals_single_process(example):
         assert merged[name].state_dict() == single[name].state_dict(), name
         for got, want in zip(merged[name].compute_qparams(), single[name].compute_qparams()):
             np.testing.assert_array_equal(got, want)
+
+
+def test_no_batches_is_an_error():
+    obs = lowbit.MinMaxObserver()
+    with pytest.raises(ValueError, match="no batches"):
+        lowbit.calibrate(lambda b: b, [], obs, progress=False)
+    with pytest.raises(ValueError, match="no batches"):
+        lowbit.calibrate(lambda b: b, iter(()), obs, progress=False)

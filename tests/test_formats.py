@@ -71,7 +71,7 @@ def edge_values() -> np.ndarray:
 def test_nf4_levels_equal_bitsandbytes_table():
     np.testing.assert_array_equal(lowbit.formats.NF4_LEVELS, np.float32(BNB_NF4))
     np.testing.assert_array_equal(ref.NF4_LEVELS, np.float32(BNB_NF4))
-    q = lowbit.quantize(np.float32(BNB_NF4), dtype="nf4", block_size=16)
+    q = lowbit.quantize(np.float32(BNB_NF4), dtype="nf4", group_size=16)
     np.testing.assert_array_equal(q.int_repr(), np.arange(16))
     np.testing.assert_array_equal(q.dequantize(), np.float32(BNB_NF4))
 
@@ -96,7 +96,7 @@ def test_nf4_codes_match_bitsandbytes_tree_on_every_threshold(isa):
 @pytest.mark.parametrize("block", [64, 2, 6, 128, 4096])
 def test_nf4_matches_reference(isa, n, block, rng):
     x = (rng.standard_normal(n) * rng.uniform(0.01, 100)).astype(np.float32)
-    q = lowbit.quantize(x, dtype="nf4", block_size=block)
+    q = lowbit.quantize(x, dtype="nf4", group_size=block)
     codes, absmax = ref.nf4_quantize(x, block)
     np.testing.assert_array_equal(q.int_repr(), codes)
     np.testing.assert_array_equal(q.scale, absmax)
@@ -364,15 +364,30 @@ def test_nbytes_and_bits_per_weight(dtype, rng):
     assert dtype in repr(q)
 
 
+def test_nf4_block_size_is_a_deprecated_alias_of_group_size(rng):
+    x = rng.standard_normal(100).astype(np.float32)
+    want = lowbit.quantize(x, dtype="nf4", group_size=16)
+    with pytest.warns(DeprecationWarning, match="use group_size=") as w:
+        old = lowbit.quantize(x, dtype="nf4", block_size=16)
+    assert w[0].filename == __file__  # attributed to the caller, not to lowbit
+    np.testing.assert_array_equal(old.data, want.data)
+    np.testing.assert_array_equal(old.scale, want.scale)
+    with pytest.warns(DeprecationWarning, match="use group_size="):
+        np.testing.assert_array_equal(lowbit.fake_quantize(x, dtype="nf4", block_size=16), want.dequantize())
+    with pytest.raises(TypeError, match="only group_size"):
+        lowbit.quantize(x, dtype="nf4", group_size=16, block_size=16)
+    assert lowbit.quantize(x, dtype="nf4").block_size == 64  # the default block
+
+
 # -- errors --------------------------------------------------------------------------------------
 
 
 def test_bad_inputs():
     x = np.ones((4, 8), np.float32)
-    with pytest.raises(ValueError, match="block_size"):
-        lowbit.quantize(x, dtype="nf4", block_size=63)
-    with pytest.raises(TypeError, match="block_size"):
-        lowbit.quantize(x, dtype="nf4", block_size=64.0)
+    with pytest.raises(ValueError, match="group_size"):
+        lowbit.quantize(x, dtype="nf4", group_size=63)
+    with pytest.raises(TypeError, match="group_size"):
+        lowbit.quantize(x, dtype="nf4", group_size=64.0)
     with pytest.raises(ValueError, match="scale"):
         lowbit.quantize(x, 1.0, dtype="nf4")
     with pytest.raises(ValueError, match="bits"):
@@ -386,7 +401,7 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="double_quant"):
         lowbit.quantize(x, dtype="log2", double_quant=True)
     with pytest.raises(ValueError, match="group_size"):
-        lowbit.quantize(x, dtype="nf4", group_size=32)
+        lowbit.quantize(x, dtype="ternary", group_size=32)
     with pytest.raises(ValueError, match="rounding"):
         lowbit.quantize(x, dtype="bf16", rounding="stochastic")
     with pytest.raises(ValueError, match="threshold"):

@@ -155,7 +155,7 @@ def test_bound_can_fail(rng):
 def test_quantization_matches_quantize(rng):
     w = rng.standard_normal((6, 128)).astype(np.float32)
     pn = lowbit.pack_weight(w, dtype="nf4", group_size=64)
-    q = lowbit.quantize(w, dtype="nf4", block_size=64)
+    q = lowbit.quantize(w, dtype="nf4", group_size=64)
     np.testing.assert_array_equal(pn.int_repr(), q.int_repr())
     np.testing.assert_array_equal(pn.dequantize(), q.dequantize())
     pi = lowbit.pack_weight(w, dtype="int4", group_size=32)

@@ -141,6 +141,9 @@ def test_nan_dequantizes_to_zero():
 def test_ties_round_half_even():
     x = np.float32([0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 3.5])
     np.testing.assert_array_equal(lowbit.quantize(x, 1.0).int_repr(), [0, 2, 2, 0, -2, -2, 4])
+    # The zero point is added after rounding: an odd zero point does not move the ties.
+    np.testing.assert_array_equal(lowbit.quantize(x, 1.0, 1).int_repr(), [1, 3, 3, 1, -1, -1, 5])
+    np.testing.assert_array_equal(lowbit.quantize(x * 0.1, np.float32(0.1), 1).int_repr(), [1, 3, 3, 1, -1, -1, 5])
 
 
 @pytest.mark.parametrize("offset", [1, 3])
@@ -360,9 +363,10 @@ def test_bit_exact_with_torch_per_tensor(isa, dtype, rng):
     qmin, qmax = ref.qrange(dtype)
     for trial in range(20):
         x = (rng.standard_normal(1031) * rng.uniform(0.1, 100)).astype(np.float32)
-        x[::97] = np.round(x[::97])  # exact ties after scaling by 1.0
+        x[::97] = np.round(x[::97])  # integers after scaling by 1.0 (not ties: see the tie tests below)
         scale = float(np.float32(rng.uniform(1e-3, 2.0))) if trial else 1.0
         zp = int(rng.integers(qmin, qmax + 1))
+        assert not _is_tie(x, scale).any()  # equal for every zero point only without exact .5 ties
         want = torch.quantize_per_tensor(torch.from_numpy(x), scale, zp, tdt)
         got = lowbit.quantize(x, scale, zp, dtype=dtype)
         np.testing.assert_array_equal(got.int_repr(), want.int_repr().numpy())
@@ -384,6 +388,130 @@ def test_bit_exact_with_torch_per_channel(isa, dtype, axis, rng):
     got = lowbit.quantize(x, scale, zp, dtype=dtype, axis=axis)
     np.testing.assert_array_equal(got.int_repr(), want.int_repr().numpy())
     np.testing.assert_array_equal(got.dequantize(), want.dequantize().numpy())
+
+
+# Exact .5 ties. lowbit (and torch.fake_quantize_*) compute round_half_even(x * inv_scale) + zp with
+# the product rounded to float32. torch.quantize_per_tensor / per_channel on x86 (FBGEMM) compute
+# nearbyint(x * inv_scale + zp) as one fused multiply-add (the product is not rounded first). Where
+# the product is exact in float32 (power-of-two scales) they agree for even zero points and differ
+# at every tie for odd ones, by exactly one step: torch is one above lowbit where floor(x * inv_scale)
+# is even, one below where it is odd. With other scales FBGEMM's unrounded product also moves
+# near-ties (within an ulp of k + 0.5) by one step, for any zero point.
+
+
+def _product(x, scale):
+    return np.asarray(x, np.float32) * (np.float32(1) / np.asarray(scale, np.float32))
+
+
+def _is_tie(x, scale):
+    v = _product(x, scale)
+    return v - np.floor(v) == np.float32(0.5)
+
+
+def _ties(rng, n, scale, lo=-300, hi=300):
+    """float32 values whose x * float32(1/scale) is exactly k + 0.5 in float32 (real ties)."""
+    inv = np.float32(1) / np.float32(scale)
+    k = rng.integers(lo, hi, 8 * n)
+    x = ((k + 0.5) * np.float64(np.float32(scale))).astype(np.float32)
+    keep = x * inv == (k + 0.5).astype(np.float32)
+    assert keep.sum() >= n
+    return x[keep][:n]
+
+
+def _fbgemm_model(x, scale, zp, qmin, qmax):
+    """torch.quantize_per_* on x86: nearbyint(fma(x, inv_scale, zp)), one float32 rounding."""
+    inv = (np.float32(1) / np.asarray(scale, np.float32)).astype(np.float64)
+    v = (np.asarray(x, np.float32).astype(np.float64) * inv + np.asarray(zp, np.float64)).astype(np.float32)
+    return np.clip(np.rint(v), qmin, qmax).astype(np.int64)
+
+
+def _tie_shift(x, scale, zp, qmin, qmax):
+    """lowbit's contract with the one-step tie shift of an odd zero point (exact products only)."""
+    v = _product(x, scale)
+    zp = np.asarray(zp, np.int64)
+    shift = np.where(_is_tie(x, scale) & (zp % 2 == 1), np.where(np.floor(v) % 2 == 0, 1, -1), 0)
+    return np.clip(np.rint(v).astype(np.int64) + zp + shift, qmin, qmax)
+
+
+@torch_warnings
+def test_torch_rounding_example_from_the_design():
+    torch = _torch()
+    x = np.float32([0.5, 1.5, 2.5, -0.5, -1.5])
+    assert lowbit.quantize(x, 1.0, 1).int_repr().tolist() == [1, 3, 3, 1, -1]
+    assert torch.quantize_per_tensor(torch.from_numpy(x), 1.0, 1, torch.qint8).int_repr().tolist() == [2, 2, 4, 0, 0]
+    fq = torch.fake_quantize_per_tensor_affine(torch.from_numpy(x), 1.0, 1, -128, 127).numpy()
+    np.testing.assert_array_equal(lowbit.fake_quantize(x, 1.0, 1), fq)
+    assert fq.tolist() == [0, 2, 2, 0, -2]
+
+
+@pytest.mark.parametrize("dtype", ["int8", "uint8", "int4", "uint4"])
+@pytest.mark.parametrize("scale", [1.0, 0.25, 0.1, 0.037, 3.0])
+def test_ties_per_tensor_equal_torch_fake_quantize(isa, dtype, scale, rng):
+    torch = _torch()
+    qmin, qmax = ref.qrange(dtype)
+    ties = _ties(rng, 300, scale, 2 * qmin - 20, 2 * qmax + 20)
+    x = np.concatenate([ties, (rng.standard_normal(100) * (qmax - qmin) * scale).astype(np.float32)])
+    assert _is_tie(x, scale).sum() >= 300
+    for zp in sorted({qmin, qmin + 1, (qmin + qmax) // 2, (qmin + qmax) // 2 + 1, qmax}):
+        want = torch.fake_quantize_per_tensor_affine(torch.from_numpy(x), scale, zp, qmin, qmax).numpy()
+        np.testing.assert_array_equal(lowbit.fake_quantize(x, scale, zp, dtype=dtype), want)
+        np.testing.assert_array_equal(lowbit.quantize(x, scale, zp, dtype=dtype).dequantize(), want)
+
+
+@torch_warnings
+@pytest.mark.parametrize("dtype", ["int8", "uint8"])
+@pytest.mark.parametrize("scale", [1.0, 0.25, 2.0, 0.1, 0.037])
+def test_ties_per_tensor_vs_torch_quantize_per_tensor(isa, dtype, scale, rng):
+    torch = _torch()
+    tdt = torch.qint8 if dtype == "int8" else torch.quint8
+    qmin, qmax = ref.qrange(dtype)
+    exact_products = scale in (1.0, 0.25, 2.0)
+    x = np.concatenate([_ties(rng, 400, scale, -150, 150), (rng.standard_normal(400) * 40 * scale).astype(np.float32)])
+    tie = _is_tie(x, scale)
+    v = _product(x, scale)
+    near_tie = np.abs(v - (np.floor(v) + np.float32(0.5))) <= np.spacing(np.abs(v))
+    for zp in (qmin, qmin + 1, 0 if dtype == "int8" else 128, 1 if dtype == "int8" else 127, qmax - 1, qmax):
+        got = lowbit.quantize(x, scale, zp, dtype=dtype).int_repr().astype(np.int64)
+        want = torch.quantize_per_tensor(torch.from_numpy(x), scale, zp, tdt).int_repr().numpy().astype(np.int64)
+        np.testing.assert_array_equal(got, ref.quantize(x, scale, zp, dtype))
+        np.testing.assert_array_equal(want, _fbgemm_model(x, scale, zp, qmin, qmax))
+        differ = got != want
+        assert set(np.abs(got - want)[differ].tolist()) <= {1}
+        assert not differ[~near_tie].any()  # away from ties: always equal
+        if exact_products:
+            np.testing.assert_array_equal(want, _tie_shift(x, scale, zp, qmin, qmax))
+            if zp % 2 == 0:
+                assert not differ.any()
+            else:  # exactly the ties differ (_tie_shift above says by how much; clamping can hide a few)
+                assert not differ[~tie].any() and differ.sum() > 50
+
+
+@torch_warnings
+@pytest.mark.parametrize("dtype", ["int8", "uint8"])
+@pytest.mark.parametrize("axis", [0, 1])
+def test_ties_per_channel_vs_torch(isa, dtype, axis, rng):
+    torch = _torch()
+    tdt = torch.qint8 if dtype == "int8" else torch.quint8
+    qmin, qmax = ref.qrange(dtype)
+    scale = np.float32([1.0, 0.5, 0.25, 2.0, 0.5, 0.125])  # exact products: the tie rule alone explains torch
+    zp = np.array([qmin + 1, qmin + 2, qmax - 1, qmax, (qmin + qmax) // 2, (qmin + qmax) // 2 + 1], np.int32)
+    x = np.stack([np.concatenate([_ties(rng, 64, s, -100, 100), (rng.standard_normal(16) * 20 * s).astype(np.float32)])
+                  for s in scale])  # (channels, values)
+    x = np.ascontiguousarray(x if axis == 0 else x.T)
+    bshape = (-1, 1) if axis == 0 else (1, -1)
+    s_b, z_b = scale.reshape(bshape), zp.reshape(bshape)
+    tx, ts, tz = torch.from_numpy(x), torch.from_numpy(scale), torch.from_numpy(zp)
+    fq = torch.fake_quantize_per_channel_affine(tx, ts, tz, axis, qmin, qmax).numpy()
+    np.testing.assert_array_equal(lowbit.fake_quantize(x, scale, zp, dtype=dtype, axis=axis), fq)
+    got = lowbit.quantize(x, scale, zp, dtype=dtype, axis=axis).int_repr().astype(np.int64)
+    want = torch.quantize_per_channel(tx, ts.double(), tz.long(), axis, tdt).int_repr().numpy().astype(np.int64)
+    np.testing.assert_array_equal(want, _fbgemm_model(x, s_b, z_b, qmin, qmax))
+    tie = _is_tie(x, s_b)
+    odd = np.broadcast_to(z_b % 2 == 1, x.shape)
+    np.testing.assert_array_equal(want, _tie_shift(x, s_b, z_b, qmin, qmax))
+    differ = got != want
+    assert not differ[~(tie & odd)].any()  # equal for even zero points and for non-ties
+    assert differ[tie & odd].mean() > 0.5 and set(np.abs(got - want)[differ].tolist()) == {1}
 
 
 def test_torch_tensor_input_zero_copy_semantics(rng):
@@ -532,3 +660,95 @@ def test_torch_cpu_tensor_is_viewed_not_copied():
 
     t = torch.randn(64, 33)
     assert np.shares_memory(as_float_array(t, "x"), t.numpy())
+
+
+# ---------------------------------------------------------------------------------------------
+# dequantize of integer data the caller already has (ONNX DequantizeLinear style)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_dequantize_integer_data_per_tensor_channel_group(dtype, rng):
+    qmin, qmax = ref.qrange(dtype)
+    v = rng.integers(qmin, qmax + 1, (6, 13))
+    want_dtype = np.int8 if dtype in ("int8", "int4") else np.uint8
+    s_t, z_t = np.float32(0.37), (qmin + qmax) // 2 + 1
+    s_c, z_c = rng.uniform(0.01, 2, 6).astype(np.float32), rng.integers(qmin, qmax + 1, 6).astype(np.int32)
+    s_g, z_g = rng.uniform(0.01, 2, (6, 4)).astype(np.float32), rng.integers(qmin, qmax + 1, (6, 4)).astype(np.int32)
+    g = np.repeat(np.arange(4), 4)[:13]
+    cases = [  # float64 expectations, for a loose cross-check of _onnx
+        (dict(), (v - z_t) * s_t),
+        (dict(axis=0), (v - z_c[:, None]) * s_c[:, None]),
+        (dict(group_size=4), (v - z_g[:, g]) * s_g[:, g]),
+    ]
+    for data in (v.astype(np.int32), v.astype(want_dtype), v.astype(np.int64)):
+        for (kw, want), (s, z) in zip(cases, [(s_t, z_t), (s_c, z_c), (s_g, z_g)]):
+            got = lowbit.dequantize(data, s, z, dtype=dtype, **kw)
+            assert got.dtype == np.float32 and got.shape == v.shape
+            np.testing.assert_array_equal(got, _onnx(v, s, z, kw))
+            np.testing.assert_allclose(got, want, rtol=1e-6)
+    # the same numbers as a QTensor built by quantize
+    x = ((v - z_t) * s_t).astype(np.float32)
+    q = lowbit.quantize(x, float(s_t), z_t, dtype=dtype)
+    np.testing.assert_array_equal(q.int_repr(), v)
+    np.testing.assert_array_equal(lowbit.dequantize(v.astype(np.int32), float(s_t), z_t, dtype=dtype), q.dequantize())
+
+
+def _onnx(v, s, z, kw):
+    """(q - zero_point) * scale in float32, broadcast per tensor / channel (axis 0) / group (4)."""
+    s, z = np.asarray(s, np.float32), np.asarray(z, np.int64)
+    if kw.get("axis") == 0:
+        s, z = s[:, None], z[:, None]
+    elif "group_size" in kw:
+        g = np.arange(v.shape[-1]) // kw["group_size"]
+        s, z = s[:, g], z[:, g]
+    return ((v - z).astype(np.float32) * s).astype(np.float32)
+
+
+def test_dequantize_integer_data_defaults_and_torch(rng):
+    np.testing.assert_array_equal(lowbit.dequantize(np.int8([-3, 0, 5]), 0.5, 1), np.float32([-2, -0.5, 2]))
+    np.testing.assert_array_equal(lowbit.dequantize(np.uint8([0, 255]), 2.0, 128), np.float32([-256, 254]))
+    torch = _torch()
+    t = torch.tensor([[1, 2, 3], [4, 5, 15]], dtype=torch.int32)
+    got = lowbit.dequantize(t, np.float32([[0.5, 1.0], [1, 2]]), np.int32([[0, 1], [2, 3]]), dtype="uint4", group_size=2)
+    np.testing.assert_array_equal(got, np.float32([[0.5, 1, 2], [2, 3, 24]]))
+    np.testing.assert_array_equal(lowbit.dequantize(torch.tensor([-8, 7], dtype=torch.int8), 0.25, dtype="int4"),
+                                  np.float32([-2, 1.75]))
+
+
+def test_dequantize_integer_data_errors():
+    with pytest.raises(ValueError, match=r"4-bit data is packed two per byte along the last axis, low nibble first"):
+        lowbit.dequantize(np.uint8([0x21, 0xF3]), 0.1, dtype="int4")  # already-packed bytes
+    with pytest.raises(ValueError, match=r"\[0, 15\].*4-bit data is packed two per byte"):
+        lowbit.dequantize(np.int32([16]), 0.1, dtype="uint4")
+    with pytest.raises(ValueError, match=r"4-bit data is packed two per byte"):  # scale sized for 8 values, 4 given
+        lowbit.dequantize(np.int8(np.zeros((2, 4))), np.ones((2, 8), np.float32), dtype="int4", group_size=1)
+    with pytest.raises(ValueError, match=r"\[0, 255\] for dtype 'uint8', got \[-1, 300\]"):
+        lowbit.dequantize(np.int32([-1, 300]), 0.1, dtype="uint8")
+    with pytest.raises(ValueError, match="dtype: required for int32"):
+        lowbit.dequantize(np.int32([3]), 0.1)
+    with pytest.raises(TypeError, match="expected integer data"):
+        lowbit.dequantize(np.float32([3]), 0.1, dtype="int8")
+    with pytest.raises(TypeError, match="integer data with scale="):
+        lowbit.dequantize(np.int8([3]))
+    with pytest.raises(TypeError, match="carries its own parameters"):
+        lowbit.dequantize(lowbit.quantize(np.float32([1.0]), 0.1), 0.1)
+    with pytest.raises(ValueError, match=r"4-bit data is packed two per byte"):  # unpacked bytes in a QTensor
+        lowbit.QTensor(np.zeros((2, 8), np.int8), 0.1, 0, "int4", (2, 8)).dequantize()
+    with pytest.raises(ValueError, match=r"4-bit data is packed two per byte"):
+        lowbit.quantize(np.zeros((2, 8), np.float32), 0.1, dtype="int4", out=np.zeros((2, 8), np.int8))
+    with pytest.raises(ValueError, match=r"4-bit data is packed two per byte"):
+        lowbit.quantize(np.zeros((2, 8), np.float32), np.ones(2, np.float32), dtype="uint4", axis=0,
+                        out=np.zeros((2, 8), np.uint8))
+
+
+def test_quantize_rejects_quantized_inputs():
+    x = np.ones((4, 64), np.float32)
+    for already in (lowbit.pack_weight(x), lowbit.pack_weight(x, dtype="int4", group_size=32),
+                    lowbit.quantize(x, 0.1), lowbit.quantize(x, dtype="nf4")):
+        name = type(already).__name__
+        with pytest.raises(TypeError, match=rf"got {name}, which is already quantized; use x.dequantize\(\)"):
+            lowbit.quantize(already, 0.1)
+        with pytest.raises(TypeError, match=rf"got {name}"):
+            lowbit.quantize(already, dtype="nf4")
+    with pytest.raises(TypeError, match="got dict"):
+        lowbit.quantize({"a": 1}, 0.1)

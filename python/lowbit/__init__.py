@@ -79,7 +79,15 @@ def __getattr__(name: str):
         import importlib
 
         module, attr = _LAZY[name]
-        mod = importlib.import_module(module)
+        try:
+            mod = importlib.import_module(module)
+        except ImportError as e:
+            if (e.name or "").split(".")[0] not in ("torch", "safetensors"):
+                raise
+            raise ImportError(
+                f"lowbit.{name} needs PyTorch ({e.name} is not installed): pip install 'lowbit[torch]'",
+                name=e.name,
+            ) from e
         # Bind every function of that module now: importing lowbit.convert sets the package
         # attribute `convert` to the module, which must not shadow the function.
         for key, (other, other_attr) in _LAZY.items():
@@ -87,6 +95,11 @@ def __getattr__(name: str):
                 globals()[key] = getattr(mod, other_attr)
         return mod if attr is None else globals()[name]
     raise AttributeError(f"module 'lowbit' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """Loaded names plus the lazily imported torch API, so tab completion shows both (imports nothing)."""
+    return sorted(set(globals()) | set(_LAZY))
 
 
 __all__ = [

@@ -59,6 +59,7 @@ def calibrate(fn: Callable[[Any], Any], data: Iterable, observers: Any, *, progr
         TypeError: ``fn`` not callable, ``data`` not iterable, ``observers`` not observers, or a
             result of ``fn`` that does not fit ``observers``.
         KeyError: ``fn`` returned a name that ``observers`` lacks.
+        ValueError: ``data`` yielded no batch (the observers would have seen nothing).
 
     Example:
         >>> import numpy as np, lowbit
@@ -72,7 +73,9 @@ def calibrate(fn: Callable[[Any], Any], data: Iterable, observers: Any, *, progr
     if not isinstance(data, Iterable):
         raise TypeError(f"data: expected an iterable of batches, got {type(data).__name__}")
     _check_observers(observers)
+    seen = 0
     for batch in _progress(data, progress):
+        seen += 1
         out = fn(batch)
         if out is None:
             continue
@@ -87,4 +90,6 @@ def calibrate(fn: Callable[[Any], Any], data: Iterable, observers: Any, *, progr
             observers.update(out)
         else:
             raise TypeError("fn: returned an array for several observers; return a dict name -> array instead")
+    if not seen:
+        raise ValueError("data: no batches; calibration needs at least one batch (an exhausted generator?)")
     return observers

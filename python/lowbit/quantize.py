@@ -1,7 +1,8 @@
 """Affine quantization of arrays: QTensor, quantize, dequantize, fake_quantize, choose_qparams.
 
-Public API over the C++ quantize ops. Numeric contract (shared/DESIGN.md): bit-identical to
-``torch.quantize_per_tensor`` / ``torch.quantize_per_channel`` for finite inputs; NaN -> zero point,
+Public API over the C++ quantize ops. Numeric contract (shared/DESIGN.md):
+``q = clamp(round_half_even(x * inv_scale) + zero_point, qmin, qmax)``, bit-identical to
+``torch.fake_quantize_per_tensor_affine`` / ``fake_quantize_per_channel_affine``; NaN -> zero point,
 +inf -> qmax, -inf -> qmin. ``lowbit.reference`` is the executable NumPy spec.
 """
 
@@ -14,7 +15,7 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from . import _core
-from ._array import as_float_array, as_numpy
+from ._array import as_float_array, as_numpy, is_torch_tensor
 
 __all__ = ["QTensor", "quantize", "dequantize", "fake_quantize", "choose_qparams", "qrange", "DTYPES"]
 
@@ -152,6 +153,73 @@ def _as_int(v: Any, name: str) -> int:
     return int(v)
 
 
+_PACKED4 = "4-bit data is packed two per byte along the last axis, low nibble first"
+
+
+def _reject_quantized(x: Any, name: str) -> None:
+    """TypeError for inputs that are already quantized (QTensor, PackedWeight, ...), not float data."""
+    if isinstance(x, (np.ndarray, np.generic, float, int, list, tuple)) or is_torch_tensor(x):
+        return
+    if callable(getattr(x, "dequantize", None)):
+        raise TypeError(
+            f"{name}: expected a float array or CPU tensor, got {type(x).__name__}, which is already quantized; "
+            f"use {name}.dequantize() to get float32 values back (and quantize those if you need another format)"
+        )
+    raise TypeError(f"{name}: expected a float array or CPU tensor, got {type(x).__name__}")
+
+
+def _pack4(v: np.ndarray, dtype: str) -> np.ndarray:
+    """One 4-bit value per element -> two per byte along the last axis, low nibble first."""
+    u = v.astype(np.uint8) & np.uint8(0x0F)
+    if u.ndim == 0:
+        packed = u
+    else:
+        if u.shape[-1] % 2:
+            u = np.concatenate([u, np.zeros(u.shape[:-1] + (1,), np.uint8)], axis=-1)
+        packed = np.ascontiguousarray(u[..., 0::2] | (u[..., 1::2] << np.uint8(4)))
+    return packed.view(np.int8) if dtype == "int4" else packed
+
+
+def _packed4_hint(e: ValueError, dtype: str, out: Any) -> ValueError:
+    """``e``, with the 4-bit layout spelled out when a 4-bit ``out`` has the wrong shape."""
+    if dtype.endswith("4") and out is not None and "shape" in str(e):
+        return ValueError(f"{e} ({_PACKED4}: out.shape must be x.shape[:-1] + (ceil(x.shape[-1] / 2),))")
+    return e
+
+
+def _from_ints(q: Any, scale: Any, zero_point: Any, dtype: Any, axis: Any, group_size: Any) -> QTensor:
+    """A QTensor for integer data the caller already has (one value per element)."""
+    _reject_quantized(q, "q")
+    a = as_numpy(q, "q")
+    if a.dtype.kind not in "iu":
+        raise TypeError(
+            f"q: expected integer data (int8, uint8, int32, ...; one value per element), got dtype {a.dtype}; "
+            "to quantize floats use lowbit.quantize"
+        )
+    if dtype is None:
+        if a.dtype not in (np.int8, np.uint8):
+            raise ValueError(f"dtype: required for {a.dtype} data (one of {', '.join(map(repr, DTYPES))})")
+        dtype = a.dtype.name
+    dtype = _check_dtype(dtype)
+    qmin, qmax = _QRANGES[dtype]
+    four = dtype.endswith("4")
+    if a.size and a.dtype.name != dtype:  # int8/uint8 data of the same dtype cannot be out of range
+        lo, hi = int(a.min()), int(a.max())
+        if lo < qmin or hi > qmax:
+            msg = f"q: values must lie in [{qmin}, {qmax}] for dtype {dtype!r}, got [{lo}, {hi}]"
+            if four:
+                msg += f"; {_PACKED4}: pass one value per element, or a lowbit.QTensor for bytes already packed"
+            raise ValueError(msg)
+    try:
+        _, _, _, _, _, sc, zp, axis, group_size = _params(a.shape, scale, zero_point, dtype, axis, group_size)
+    except ValueError as e:
+        if four and "shape" in str(e):
+            raise ValueError(f"{e} ({_PACKED4}: pass one value per element, the logical shape)") from None
+        raise
+    data = _pack4(a, dtype) if four else np.ascontiguousarray(a, dtype=np.int8 if dtype == "int8" else np.uint8)
+    return QTensor(data, sc, zp, dtype, tuple(a.shape), axis, group_size)
+
+
 def _params(
     shape: tuple, scale: Any, zero_point: Any, dtype: str, axis: Any, group_size: Any
 ) -> tuple[str, int, int, np.ndarray, np.ndarray, Any, Any, Optional[int], Optional[int]]:
@@ -265,9 +333,13 @@ def quantize(
 ) -> QTensor:
     """Quantizes ``x`` to integers: ``q = clamp(round(x / scale) + zero_point, qmin, qmax)``.
 
-    ``1/scale`` is taken in float32 and ties round half to even, exactly as PyTorch does, so the
-    result is bit-identical to ``torch.quantize_per_tensor``/``quantize_per_channel`` for finite x.
-    NaN maps to the zero point, +inf to qmax, -inf to qmin. Multithreaded, GIL released.
+    ``1/scale`` and ``x * (1/scale)`` are taken in float32, ties round half to even, and the zero
+    point is added after rounding: bit-identical to ``torch.fake_quantize_per_tensor_affine`` /
+    ``fake_quantize_per_channel_affine``. PyTorch's x86 ``quantize_per_tensor`` /
+    ``quantize_per_channel`` round ``x * (1/scale) + zero_point`` in one fused multiply-add instead,
+    so with an odd zero point each exact .5 tie lands one step away (and near-ties can, when the
+    product is inexact); everything else is equal. NaN maps to the zero point, +inf to qmax, -inf
+    to qmin. Multithreaded, GIL released.
 
     Args:
         x: float32, float16 or float64 (rounded to float32 first) array of any shape and strides,
@@ -286,7 +358,8 @@ def quantize(
             uint8 for "uint8"/"uint4", shaped like ``QTensor.data``); it becomes the result's
             ``.data``. Reusing a buffer saves the page faults of a fresh large result.
         **format_options: options of the formats "nf4", "fp16", "bf16", "log2", "ternary" and
-            "binary" (``block_size``, ``double_quant``, ``bits``, ``threshold``), for which ``scale``
+            "binary" (``double_quant``, ``bits``, ``threshold``; nf4's block length is ``group_size``,
+            default 64, formerly ``block_size``), for which ``scale``
             may be omitted; see :func:`lowbit.formats.quantize_format`. They return a
             :class:`lowbit.FormatQTensor`.
 
@@ -313,8 +386,12 @@ def quantize(
         sc = float(np.float32(scale))
         if _MIN_SCALE <= sc <= _MAX_FLOAT32 and qmin <= zero_point <= qmax:
             zp = int(zero_point)
-            data = _core.quantize(x, dtype, "tensor", 1, 0, sc, zp, qmin, qmax, "nearest", 0, out)
+            try:
+                data = _core.quantize(x, dtype, "tensor", 1, 0, sc, zp, qmin, qmax, "nearest", 0, out)
+            except ValueError as e:
+                raise _packed4_hint(e, dtype, out) from None
             return QTensor(data, sc, zp, dtype, x.shape, None, None)
+    _reject_quantized(x, "x")
     if _is_format(dtype):
         from .formats import quantize_format
 
@@ -328,7 +405,10 @@ def quantize(
         x, scale, zero_point, dtype, axis, group_size, rounding, seed
     )
     qmin, qmax = qrange(dtype)
-    data = _core.quantize(a, dtype, mode, row_div, gs, s1, z1, qmin, qmax, rounding, seed, out)
+    try:
+        data = _core.quantize(a, dtype, mode, row_div, gs, s1, z1, qmin, qmax, rounding, seed, out)
+    except ValueError as e:
+        raise _packed4_hint(e, dtype, out) from None
     return QTensor(data, sc, zp, dtype, tuple(a.shape), axis, group_size)
 
 
@@ -346,33 +426,77 @@ def _layout(q: QTensor) -> tuple[str, int, int, Any, Any]:
     return "row", max(1, int(np.prod(q.shape[q.axis + 1 : -1], dtype=np.int64))), 0, s, z
 
 
-def dequantize(q: QTensor, *, out: Optional[np.ndarray] = None) -> np.ndarray:
-    """Maps a :class:`QTensor` back to float32: ``(q - zero_point) * scale``.
+def dequantize(
+    q: Any,
+    scale: Any = None,
+    zero_point: Any = 0,
+    *,
+    dtype: Optional[str] = None,
+    axis: Optional[int] = None,
+    group_size: Optional[int] = None,
+    out: Optional[np.ndarray] = None,
+) -> np.ndarray:
+    """Maps quantized integers back to float32: ``(q - zero_point) * scale``.
 
-    Large outputs are written with non-temporal stores (they bypass the caches).
+    ``q`` is a :class:`QTensor` (it carries its parameters), or integer data you already have
+    (ONNX DequantizeLinear style): a NumPy int8/uint8/int32/... array or CPU torch integer tensor
+    with one value per element, plus ``scale`` and ``zero_point`` per tensor, per channel
+    (``axis``) or per group (``group_size`` along the last axis), shaped as for :func:`quantize`.
+    Values must lie in the dtype's range; "int4"/"uint4" data is packed here (4-bit data is packed
+    two per byte along the last axis, low nibble first: bytes that are already packed go in a
+    QTensor, ``lowbit.QTensor(data, scale, zero_point, "int4", shape)``). Computed in float32; large
+    outputs are written with non-temporal stores (they bypass the caches).
 
     Args:
-        q: the quantized tensor.
-        out: optional C-contiguous float32 array of ``q.shape`` to write into (saves allocating
-            and first-touching a new result, which costs as much as the work for large arrays).
+        q: a :class:`QTensor`, or integer data (one value per element).
+        scale: for integer data: a scalar, ``(q.shape[axis],)`` or
+            ``q.shape[:-1] + (ceil(q.shape[-1] / group_size),)``, finite and > 0.
+        zero_point: for integer data: integer(s) in the dtype's range, shaped like ``scale``.
+        dtype: for integer data: "int8", "uint8", "int4" or "uint4"; default: int8/uint8 from the
+            array's dtype (required for other integer dtypes).
+        axis: for integer data: the channel axis of per-channel parameters.
+        group_size: for integer data: the group length along the last axis.
+        out: optional C-contiguous float32 array of the logical shape to write into (saves
+            allocating and first-touching a new result, which costs as much as the work for large arrays).
 
     Raises:
-        TypeError: ``q`` is not a QTensor, or ``out`` is not float32.
-        ValueError: ``out`` has the wrong shape, is read-only or not C-contiguous.
+        TypeError: ``q`` is neither a QTensor nor integer data, ``scale`` given with a QTensor, or
+            ``out`` is not float32.
+        ValueError: values outside the dtype's range, bad parameter shapes, or ``out`` has the
+            wrong shape, is read-only or not C-contiguous.
 
     Example:
         >>> lowbit.dequantize(lowbit.quantize(np.float32([0.3, -0.7]), 0.1, 2))
         array([ 0.3, -0.7], dtype=float32)
+        >>> lowbit.dequantize(np.int8([-3, 0, 5]), 0.5, 1)
+        array([-2. , -0.5,  2. ], dtype=float32)
+        >>> lowbit.dequantize(np.int32([[7, -8], [1, 2]]), np.float32([0.1, 1.0]), dtype="int4", axis=0)
+        array([[ 0.7, -0.8],
+               [ 1. ,  2. ]], dtype=float32)
     """
-    if not isinstance(q, QTensor):
-        raise TypeError(f"q: expected a lowbit.QTensor, got {type(q).__name__}")
-    if _is_format(q.dtype):
-        return q.dequantize(out=out)
-    mode, row_div, gs, s, z = _layout(q)
-    qmin, qmax = qrange(q.dtype)
-    return _core.dequantize(
-        np.require(q.data, requirements="C"), list(q.shape), q.dtype, mode, row_div, gs, s, z, qmin, qmax, out
-    )
+    if isinstance(q, QTensor):
+        if scale is not None or dtype is not None or axis is not None or group_size is not None:
+            raise TypeError("scale/dtype/axis/group_size: a QTensor carries its own parameters; pass only q (and out)")
+        if _is_format(q.dtype):
+            return q.dequantize(out=out)
+        mode, row_div, gs, s, z = _layout(q)
+        qmin, qmax = qrange(q.dtype)
+        try:
+            return _core.dequantize(
+                np.require(q.data, requirements="C"), list(q.shape), q.dtype, mode, row_div, gs, s, z, qmin, qmax, out
+            )
+        except ValueError as e:
+            if q.bits == 4 and "shape" in str(e):
+                raise ValueError(
+                    f"{e} ({_PACKED4}: QTensor.data.shape must be shape[:-1] + (ceil(shape[-1] / 2),); "
+                    "for one value per element call lowbit.dequantize(values, scale, zero_point, dtype=...))"
+                ) from None
+            raise
+    if scale is None:
+        raise TypeError(
+            f"q: expected a lowbit.QTensor, or integer data with scale= (and zero_point=), got {type(q).__name__}"
+        )
+    return dequantize(_from_ints(q, scale, zero_point, dtype, axis, group_size), out=out)
 
 
 def fake_quantize(

@@ -1,0 +1,174 @@
+"""Type stubs of lowbit._core, the private pybind11 module (bindings layer; see ARCHITECTURE.md).
+
+Generated from the pybind11 signatures in the docstrings and checked against ``dir(lowbit._core)``
+by tests/test_typing.py. Arguments are validated in C++ (TypeError/ValueError naming the argument).
+"""
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+def _linear_4bit_twin(
+    which: str,
+    x: np.ndarray,
+    w: np.ndarray,
+    scales: np.ndarray,
+    bias: Any,
+    n: int,
+    group_size: int,
+    kind: str,
+    wsum: Any = None,
+) -> np.ndarray: ...
+def _matmul_amx_twin(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Tests only: matmul_int8 through the AMX kernel source with emulated tiles."""
+
+def _matmul_avxvnni_twin(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Tests only: matmul_int8 through the AVX-VNNI kernel source built with EVEX vpdpbusd."""
+
+def available() -> list[str]:
+    """ISA levels usable on this machine, best first, ending with 'scalar'."""
+
+def conv2d_static(
+    x: np.ndarray,
+    packed: np.ndarray,
+    colsum: np.ndarray,
+    n: int,
+    scale: np.ndarray,
+    bias: Any,
+    kh: int,
+    kw: int,
+    stride_h: int,
+    stride_w: int,
+    pad_h: int,
+    pad_w: int,
+    dil_h: int,
+    dil_w: int,
+    act_scale: float,
+    act_zero_point: int,
+    act_signed: bool,
+    relu: bool,
+    act: str = "static",
+) -> np.ndarray: ...
+def convert_bf16_f32(x: np.ndarray) -> np.ndarray: ...
+def convert_f16_f32(x: np.ndarray) -> np.ndarray: ...
+def convert_f32_bf16(x: np.ndarray) -> np.ndarray: ...
+def convert_f32_f16(x: np.ndarray) -> np.ndarray: ...
+def dequantize(
+    q: np.ndarray,
+    shape: Sequence[int],
+    dtype: str,
+    mode: str,
+    row_div: int,
+    group_size: int,
+    scale: Any,
+    zero_point: Any,
+    qmin: int,
+    qmax: int,
+    out: Any = None,
+) -> np.ndarray: ...
+def dequantize_nf4(q: np.ndarray, absmax: np.ndarray, shape: Sequence[int], block_size: int) -> np.ndarray: ...
+def error_stats_f32(x: np.ndarray, y: np.ndarray) -> tuple[Any, ...]:
+    """(sum (x-y)^2, sum x^2, sum y^2, sum x*y, max |x-y|) of two float32 arrays of equal size, accumulated
+    in double; max is NaN when any difference is NaN.
+    """
+
+def fake_quantize(
+    x: np.ndarray,
+    dtype: str,
+    mode: str,
+    row_div: int,
+    group_size: int,
+    scale: Any,
+    zero_point: Any,
+    qmin: int,
+    qmax: int,
+    rounding: str,
+    seed: int,
+    out: Any = None,
+) -> np.ndarray: ...
+def features() -> dict[str, bool]:
+    """Detected CPU feature flags."""
+
+def get_arch() -> str: ...
+def get_num_threads() -> int: ...
+def histogram_f32(x: np.ndarray, scale: float, base: float, bins: int) -> tuple[Any, ...]:
+    """(counts[bins] int64, nonfinite, zeros, min, max): finite x into bin clamp(floor(x*scale) - base, 0,
+    bins-1); min/max of the finite values.
+    """
+
+def im2col(
+    x: np.ndarray, kh: int, kw: int, stride_h: int, stride_w: int, pad_h: int, pad_w: int, dil_h: int, dil_w: int
+) -> np.ndarray: ...
+def kernel_calls() -> list[tuple[str, list[tuple[str, int]]]]: ...
+def linear(
+    x: np.ndarray,
+    packed: np.ndarray,
+    colsum: np.ndarray,
+    n: int,
+    k: int,
+    scale: np.ndarray,
+    bias: Any,
+    act: str,
+    act_scale: float,
+    act_zero_point: int,
+    act_signed: bool,
+    relu: bool,
+    out_scale: Any,
+    out_zero_point: int,
+) -> np.ndarray: ...
+def linear_4bit(
+    x: np.ndarray,
+    w: np.ndarray,
+    scales: np.ndarray,
+    bias: Any,
+    n: int,
+    group_size: int,
+    kind: str,
+    act: str,
+    wsum: Any = None,
+) -> np.ndarray: ...
+def matmul_int8(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Exact int32 product of a (M, K) int8/uint8 and b (K, N) int8, any strides."""
+
+matmul_max_k_s8: int
+matmul_max_k_u8: int
+
+def matmul_packed(a: np.ndarray, packed: np.ndarray, colsum: np.ndarray, n: int, k: int) -> np.ndarray:
+    """Exact int32 a @ w.T for a packed weight w (N, K)."""
+
+def matmul_reference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The scalar C++ spec of matmul_int8 (slow triple loop)."""
+
+def minmax_f32(x: np.ndarray) -> tuple[Any, ...]:
+    """(min, max, nonfinite) of the finite values of a float32 array; (inf, -inf, n) if none."""
+
+def minmax_per_channel_f32(x: np.ndarray, axis: int) -> tuple[Any, ...]:
+    """(min[C], max[C], nonfinite) of the finite values per index of `axis`."""
+
+def op_isas() -> list[tuple[str, list[str]]]: ...
+def ops() -> list[tuple[str, str]]: ...
+def pack_weight_s8(w: np.ndarray) -> tuple[Any, ...]:
+    """Packs w (N, K) int8 into the vnni4x16 layout; returns (packed, colsum)."""
+
+packed_layout: str
+
+def quantize(
+    x: np.ndarray,
+    dtype: str,
+    mode: str,
+    row_div: int,
+    group_size: int,
+    scale: Any,
+    zero_point: Any,
+    qmin: int,
+    qmax: int,
+    rounding: str,
+    seed: int,
+    out: Any = None,
+) -> np.ndarray: ...
+def quantize_nf4(x: np.ndarray, block_size: int) -> tuple[np.ndarray, np.ndarray]: ...
+def set_arch(arch: str) -> None: ...
+def set_num_threads(n: int) -> None: ...
+def unpack_weight_s8(packed: np.ndarray, n: int, k: int) -> np.ndarray:
+    """Inverse of pack_weight_s8: the (N, K) int8 weight."""
