@@ -62,7 +62,7 @@ class PackedWeight4:
     ``dtype="int4"``: symmetric codes in [-8, 7], ``w = q * scale`` with PyTorch's symmetric
     formula ``scale = max(absmax / 7.5, eps)`` (as torchao; the group's absmax itself lands on 7).
     ``dtype="nf4"``: bitsandbytes' NormalFloat levels times the group absmax (identical to
-    ``lowbit.quantize(w, dtype="nf4", block_size=group_size)`` when K divides into groups).
+    ``lowbit.quantize(w, dtype="nf4", group_size=group_size)`` when K divides into groups).
 
     Attributes:
         scheme: ``Int4Weights(group_size=g)`` or ``NF4Weights(group_size=g)``. shape: ``(N, K)``.
