@@ -176,7 +176,7 @@ def pack_weight(
     if axis not in (0, -2, None):
         raise ValueError(f"axis: expected 0 (per output channel) or None (per tensor), got {axis!r}")
     scheme = weight_scheme(dtype, "dtype", group_size=group_size, **options)
-    if isinstance(scheme, Int8Weights) and not isinstance(scheme, Int4Weights):
+    if isinstance(scheme, Int8Weights) and not isinstance(scheme, Int4Weights) and scheme.symmetric:
         from .matmul import pack_weight_int8
 
         return pack_weight_int8(w, scheme, scale=scale, zero_point=zero_point)

@@ -109,10 +109,10 @@ class PackedWeight4:
 
     @property
     def nbytes(self) -> int:
-        """Exact storage: ceil(K / 2) bytes per row plus the float32 group scales (without the
-        kernels' padding to 16 columns and whole groups)."""
-        n, k = self.shape
-        return int(n * ((k + 1) // 2) + 4 * n * self._scale_t.shape[0])
+        """Exact storage of the scheme's stored form: ceil(K / 2) bytes per row plus the group
+        scales (float32, or nested int8 codes with double quantization), without the kernels'
+        padding to 16 columns and whole groups."""
+        return self.scheme.nbytes(*self.shape)
 
     @property
     def bits_per_weight(self) -> float:

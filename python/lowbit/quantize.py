@@ -40,6 +40,16 @@ def _check_dtype(dtype: Any) -> str:
     return dtype
 
 
+def _is_weight_scheme(dtype: Any) -> bool:
+    """True for a :class:`lowbit.schemes.WeightScheme` or the name of a registered scheme that is
+    not one of the tensor formats (those keep their QTensor results)."""
+    from .schemes import WEIGHT_SCHEMES, WeightScheme
+
+    if isinstance(dtype, WeightScheme):
+        return True
+    return isinstance(dtype, str) and dtype in WEIGHT_SCHEMES and dtype not in DTYPES and not _is_format(dtype)
+
+
 def _is_format(dtype: Any) -> bool:
     """True for the formats of lowbit.formats (nf4, fp16, bf16, log2, ternary, binary)."""
     return isinstance(dtype, str) and dtype in ("nf4", "fp16", "bf16", "log2", "ternary", "binary")
@@ -361,7 +371,9 @@ def quantize(
             "binary" (``double_quant``, ``bits``, ``threshold``; nf4's block length is ``group_size``,
             default 64, formerly ``block_size``), for which ``scale``
             may be omitted; see :func:`lowbit.formats.quantize_format`. They return a
-            :class:`lowbit.FormatQTensor`.
+            :class:`lowbit.FormatQTensor`. ``dtype`` may also be a weight scheme
+            (:mod:`lowbit.schemes`, or the name of a registered one): ``x`` is then an (N, K)
+            weight and the result is its packed weight, as :func:`lowbit.pack_weight` makes it.
 
     Returns:
         A :class:`QTensor`.
@@ -392,6 +404,12 @@ def quantize(
                 raise _packed4_hint(e, dtype, out) from None
             return QTensor(data, sc, zp, dtype, x.shape, None, None)
     _reject_quantized(x, "x")
+    if _is_weight_scheme(dtype):
+        from .packed import pack_weight
+
+        if scale is not None or zero_point != 0 or axis is not None or rounding != "nearest" or out is not None:
+            raise ValueError("dtype: a weight scheme chooses its own parameters; pass only x (N, K) and dtype")
+        return pack_weight(x, dtype=dtype, group_size=group_size, **format_options)
     if _is_format(dtype):
         from .formats import quantize_format
 

@@ -745,8 +745,10 @@ class NF4Weights(WeightScheme):
     """bitsandbytes' NormalFloat-4 codes times the absmax of each group (block) of ``group_size``
     inputs of a row (64 as in QLoRA; a multiple of 32 for the 4-bit kernel). Runs the fused 4-bit
     kernel: int8 activations per row and group with "dynamic" (the levels rounded to int8),
-    exact float32 with "float". ``double_quant``: the block scales are quantized to int8 too
-    (QLoRA), for :func:`lowbit.pack_weight`; quantized layers store float32 block scales."""
+    exact float32 with "float". ``double_quant``: the block scales are stored as int8 codes with
+    one float32 scale per 256 of them and one offset (QLoRA's double quantization, with lowbit's
+    symmetric linear int8 codes; about 4.13 instead of 4.5 bits per weight at block 64); the
+    kernels read the decoded float32 scales."""
 
     name: ClassVar[str] = "nf4"
     options: ClassVar[dict[str, str]] = {"group_size": "group_size", "double_quant": "double_quant"}
@@ -785,8 +787,12 @@ class NF4Weights(WeightScheme):
         return "dynamic int8 act (per row and group)" if act.quantized else act.describe()
 
     def storage_spec(self, n: int, k: int) -> dict[str, tuple[tuple, str]]:
-        return {"weight_packed": ((n, (k + 1) // 2), "uint8"),
-                "weight_scale": ((n, -(-k // self.group_size)), "float32")}
+        g = -(-k // self.group_size)
+        spec = {"weight_packed": ((n, (k + 1) // 2), "uint8")}
+        if not self.double_quant:
+            return {**spec, "weight_scale": ((n, g), "float32")}
+        return {**spec, "weight_scale_codes": ((n, g), "int8"), "weight_scale_scale": ((-(-n * g // 256),), "float32"),
+                "weight_scale_offset": ((), "float32")}
 
     def quantize(self, w: np.ndarray, scale: Any = None, zero_point: Any = None) -> dict[str, np.ndarray]:
         from .formats import _quantize_nf4
@@ -799,23 +805,39 @@ class NF4Weights(WeightScheme):
         groups = -(-k // g)
         if groups * g != k:  # zero-pad each row to whole blocks: a pad never raises a block's absmax
             w = np.concatenate([w, np.zeros((n, groups * g - k), np.float32)], axis=1)
-        q = _quantize_nf4(np.ascontiguousarray(w, np.float32), g, False)
-        codes = np.ascontiguousarray(q.int_repr()[:, :k])
-        return {"weight_packed": pack_nibbles(codes),
-                "weight_scale": np.asarray(q.scale, np.float32).reshape(n, groups)}
+        q = _quantize_nf4(np.ascontiguousarray(w, np.float32), g, self.double_quant)
+        out = {"weight_packed": pack_nibbles(np.ascontiguousarray(q.int_repr()[:, :k]))}
+        if not self.double_quant:
+            return {**out, "weight_scale": np.asarray(q.scale, np.float32).reshape(n, groups)}
+        nested = q.nested  # over the row-major (n, groups) block scales, 256 per nested scale
+        return {**out, "weight_scale_codes": np.ascontiguousarray(nested.codes).reshape(n, groups),
+                "weight_scale_scale": np.asarray(nested.scale, np.float32),
+                "weight_scale_offset": np.asarray(nested.offset, np.float32)}
+
+    def block_scales(self, stored: dict[str, np.ndarray], n: int, k: int) -> np.ndarray:
+        """float32 (n, G) block absmax scales (decoded when double-quantized: ``codes *
+        scale[i // 256] + offset`` in float32, as :class:`lowbit.formats.NestedScales`)."""
+        if not self.double_quant:
+            return np.asarray(stored["weight_scale"], np.float32)
+        from .formats import NestedScales
+
+        codes = np.asarray(stored["weight_scale_codes"], np.int8)
+        nested = NestedScales(codes.reshape(-1), np.asarray(stored["weight_scale_scale"], np.float32),
+                              float(np.asarray(stored["weight_scale_offset"], np.float32)))
+        return nested.decode().reshape(codes.shape)
 
     def dequantize(self, stored: dict[str, np.ndarray], n: int, k: int) -> np.ndarray:
         from .formats import NF4_LEVELS
 
         codes = unpack_nibbles(stored["weight_packed"], k, signed=False)
-        s = np.repeat(np.asarray(stored["weight_scale"], np.float32), self.group_size, axis=1)[:, :k]
+        s = np.repeat(self.block_scales(stored, n, k), self.group_size, axis=1)[:, :k]
         return (NF4_LEVELS[codes] * s).astype(np.float32)
 
     def pack(self, stored: dict[str, np.ndarray], n: int, k: int) -> Any:
         from .packed4 import PackedWeight4
 
-        return PackedWeight4.from_packed_codes(stored["weight_packed"], stored["weight_scale"], shape=(n, k),
-                                               scheme=self)
+        return PackedWeight4.from_packed_codes(stored["weight_packed"], self.block_scales(stored, n, k),
+                                               shape=(n, k), scheme=self)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ and lowbit::linear_4bit (fused 4-bit kernel) ops, or lowbit::dequantize_weight +
 
 from __future__ import annotations
 
+import dataclasses
 import weakref
 from typing import Any, Optional
 
@@ -40,7 +41,7 @@ class _NoBackward(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, g: torch.Tensor) -> tuple:
         raise RuntimeError(
-            f"{ctx.name}: lowbit's quantized inference layers have no backward (their kernels quantize the "
+            f"layer '{ctx.name}': lowbit's quantized inference layers have no backward (their kernels quantize the "
             "activations). To train with quantization, use lowbit.prepare_qat(model, config), train, then "
             "lowbit.convert(model); for weight-only layers use activation='float'.")
 
@@ -71,7 +72,11 @@ class _QuantBase(nn.Module):
     def _init_quant(self, out_features: int, in_flat: int, bias: bool, config: QuantConfig) -> None:
         self.scheme = config.weight
         self.activation = config.activation
-        self._scheme_key = self.scheme.key  # a plain string for the ops (torch.compile traces no json)
+        # a plain string for the ops (torch.compile traces no json); double-quantized nf4 passes its
+        # decoded float32 block scales, so the ops see plain nf4
+        plain = dataclasses.replace(self.scheme, double_quant=False) if getattr(self.scheme, "double_quant", False) \
+            else self.scheme
+        self._scheme_key = plain.key
         self.in_flat = int(in_flat)
         self.out_flat = int(out_features)
         self.layer_name = type(self).__name__
@@ -142,11 +147,21 @@ class _QuantBase(nn.Module):
             self.act_scale.fill_(float(scale))
             self.act_zero_point.fill_(int(zero_point))
 
+    def _scale(self) -> Optional[torch.Tensor]:
+        """The weight scales the kernels read: the ``weight_scale`` buffer, or for double-quantized
+        nf4 the block scales decoded from their int8 codes (``codes * scale[i // 256] + offset``
+        in float32, bit-identical to :meth:`lowbit.schemes.NF4Weights.block_scales`)."""
+        codes = self._buffers.get("weight_scale_codes")
+        if codes is None:
+            return getattr(self, "weight_scale", None)
+        s = self.weight_scale_scale.repeat_interleave(256)[: codes.numel()].reshape(codes.shape)
+        return codes.to(torch.float32) * s + self.weight_scale_offset
+
     def _weight_matrix(self) -> torch.Tensor:
         """The float32 (out, in_flat) weight the kernels effectively use (lowbit::dequantize_weight)."""
         return torch.ops.lowbit.dequantize_weight(
             getattr(self, self.scheme.data_name),
-            getattr(self, "weight_scale", None),
+            self._scale(),
             getattr(self, "weight_zero_point", None),
             self._scheme_key,
             self.out_flat,
@@ -201,7 +216,7 @@ class _QuantBase(nn.Module):
             if eager:
                 y = self._eager(x)
             else:
-                y = torch.ops.lowbit.linear_4bit(x, self.weight_packed, self.weight_scale, self.bias, self.weight_dtype,
+                y = torch.ops.lowbit.linear_4bit(x, self.weight_packed, self._scale(), self.bias, self.weight_dtype,
                                                  self.group_size, "int8" if quantized else "float")
             return self._no_backward(y, x_in) if quantized else y
         x = x.detach()  # the int8 kernels have no backward
@@ -243,7 +258,7 @@ class _QuantBase(nn.Module):
     def _prepare_eager(self, k: int) -> Any:
         b = None if self.bias is None else _torch_ops.to_numpy(self.bias.to(torch.float32))
         if self.kernel == "linear_4bit":
-            pw = _torch_ops.packed_weight_4bit(self.weight_packed, self.weight_scale, self.weight_dtype,
+            pw = _torch_ops.packed_weight_4bit(self.weight_packed, self._scale(), self.weight_dtype,
                                                self.group_size, k)
             return prepare_linear_4bit(pw, b, activation="dynamic" if self.activation.quantized else "float")
         w_q = getattr(self, self.scheme.data_name)
