@@ -99,7 +99,7 @@ def test_torch_module():
 
 
 def test_minilm_weights_if_installed():
-    from lowbit import _data
+    from lowbit.demo import _data
 
     try:
         w = _data.minilm_weights()

@@ -14,7 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-from lowbit import _core, _histogram
+from lowbit import _core
+from lowbit.core import _histogram
 
 SIZES = [0, 1, 2, 3, 7, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 1000, 100_003, 300_007]
 ALL_OBSERVERS = [

@@ -656,7 +656,7 @@ def test_qtensor_pickles(rng):
 
 def test_torch_cpu_tensor_is_viewed_not_copied():
     torch = _torch()
-    from lowbit._array import as_float_array
+    from lowbit.core._array import as_float_array
 
     t = torch.randn(64, 33)
     assert np.shares_memory(as_float_array(t, "x"), t.numpy())

@@ -1,4 +1,4 @@
-"""The docstring examples of the torch interop modules run as doctests."""
+"""The docstring examples of the scheme layer and the torch interop modules run as doctests."""
 
 from __future__ import annotations
 
@@ -13,9 +13,15 @@ torch = pytest.importorskip("torch")
 import lowbit
 
 MODULES = [
-    "lowbit.config",
-    "lowbit.convert",
-    "lowbit.serialization",
+    "lowbit.core.schemes",
+    "lowbit.core.config",
+    "lowbit.core.packed",
+    "lowbit.core.linear_4bit",
+    "lowbit.core.matmul",
+    "lowbit.core.quantize",
+    "lowbit.core.formats",
+    "lowbit.interop.convert",
+    "lowbit.interop.serialization",
     "lowbit.nn",
     "lowbit.nn.linear",
     "lowbit.nn.conv",

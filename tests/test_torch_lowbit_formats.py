@@ -13,7 +13,8 @@ import pytest
 torch = pytest.importorskip("torch")
 import lowbit
 import torch.nn.functional as F
-from lowbit import _torch_ops, metrics
+from lowbit import metrics
+from lowbit.interop import _torch_ops
 from lowbit.nn import QuantConv2d, QuantLinear
 from torch import nn
 

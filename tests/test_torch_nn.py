@@ -8,7 +8,7 @@ import pytest
 torch = pytest.importorskip("torch")
 import lowbit
 import torch.nn.functional as F
-from lowbit import _torch_ops
+from lowbit.interop import _torch_ops
 from lowbit.nn import FakeQuantize, QuantConv2d, QuantLinear
 
 

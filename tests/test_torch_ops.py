@@ -7,7 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import lowbit
-from lowbit import _torch_ops
+from lowbit.interop import _torch_ops
 from lowbit.models import DigitsCNN
 
 

@@ -48,7 +48,7 @@ def test_file_metadata(tmp_path, qmodel):
         meta = json.loads(f.metadata()["lowbit"])
         assert f.get_tensor("fc1.weight_int8").dtype == torch.int8
     assert meta["format"] == "lowbit.model/1" and meta["lowbit_version"] == lowbit.__version__
-    assert meta["model_class"] == "lowbit.models:DigitsCNN"
+    assert meta["model_class"] == "lowbit.demo.models:DigitsCNN"
     assert (
         meta["layers"]["fc2"]["weight"]["format"] == "int4"
         and meta["config"]["per_layer"]["fc2"]["weight"]["format"] == "int4"

@@ -19,16 +19,24 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
+from . import _aliases
 from . import _core as _core
-from . import formats, metrics, observers, reference, schemes
-from .calibration import calibrate
-from .comparison import FormatComparison, compare_formats, format_label
-from .config import QuantConfig
-from .cpu import _apply_env as _apply_env
-from .cpu import arch, cpu_info, get_arch, get_num_threads, set_arch, set_num_threads
-from .formats import FORMATS, FormatQTensor
-from .matmul import PackedWeight, matmul_int8
-from .observers import (
+
+# modules at their pre-sub-package names (lowbit.packed4, lowbit.matmul, ...); see _aliases
+from .core import calibration as calibration
+from .core import config as config
+from .core import cpu as cpu
+from .core import formats, metrics, observers, reference, schemes
+from .core import linear_4bit as packed4  # noqa: F401  (old name, see _aliases)
+from .core import matmul as matmul
+from .core.calibration import calibrate
+from .core.config import QuantConfig
+from .core.cpu import _apply_env as _apply_env
+from .core.cpu import arch, cpu_info, get_arch, get_num_threads, set_arch, set_num_threads
+from .core.formats import FORMATS, FormatQTensor
+from .core.linear_4bit import PackedWeight4
+from .core.matmul import PackedWeight, matmul_int8
+from .core.observers import (
     HistogramObserver,
     MinMaxObserver,
     MovingAverageMinMaxObserver,
@@ -37,10 +45,9 @@ from .observers import (
     PerChannelMinMaxObserver,
     PowerOfTwoObserver,
 )
-from .packed import DequantizingWeight, linear, pack_weight
-from .packed4 import PackedWeight4
-from .quantize import DTYPES, QTensor, choose_qparams, dequantize, fake_quantize, qrange, quantize
-from .schemes import (
+from .core.packed import DequantizingWeight, linear, pack_weight
+from .core.quantize import DTYPES, QTensor, choose_qparams, dequantize, fake_quantize, qrange, quantize
+from .core.schemes import (
     BF16Weights,
     BinaryWeights,
     DynamicActivations,
@@ -54,23 +61,26 @@ from .schemes import (
     TernaryWeights,
     UInt4Weights,
 )
+from .evaluation import comparison as comparison
+from .evaluation.comparison import FormatComparison, compare_formats, format_label
 
 _apply_env()
+_aliases.install()
 
 # torch interop, imported on first use so that `import lowbit` never imports torch.
 _LAZY = {
     "nn": ("lowbit.nn", None),
-    "quantize_model": ("lowbit.convert", "quantize_model"),
-    "prepare_qat": ("lowbit.convert", "prepare_qat"),
-    "convert": ("lowbit.convert", "convert"),
-    "summary": ("lowbit.convert", "summary"),
-    "save": ("lowbit.serialization", "save"),
-    "load": ("lowbit.serialization", "load"),
-    "models": ("lowbit.models", None),
-    "compare": ("lowbit.report", "compare"),
-    "QuantReport": ("lowbit.report", "QuantReport"),
-    "sensitivity": ("lowbit.mixed_precision", "sensitivity"),
-    "auto_mixed_precision": ("lowbit.mixed_precision", "auto_mixed_precision"),
+    "quantize_model": ("lowbit.interop.convert", "quantize_model"),
+    "prepare_qat": ("lowbit.interop.convert", "prepare_qat"),
+    "convert": ("lowbit.interop.convert", "convert"),
+    "summary": ("lowbit.interop.convert", "summary"),
+    "save": ("lowbit.interop.serialization", "save"),
+    "load": ("lowbit.interop.serialization", "load"),
+    "models": ("lowbit.demo.models", None),
+    "compare": ("lowbit.evaluation.report", "compare"),
+    "QuantReport": ("lowbit.evaluation.report", "QuantReport"),
+    "sensitivity": ("lowbit.evaluation.mixed_precision", "sensitivity"),
+    "auto_mixed_precision": ("lowbit.evaluation.mixed_precision", "auto_mixed_precision"),
 }
 
 

@@ -12,7 +12,7 @@ Example:
 
 from __future__ import annotations
 
-from .. import _torch_ops  # noqa: F401  (registers the lowbit:: torch ops)
+from ..interop import _torch_ops  # noqa: F401  (registers the lowbit:: torch ops)
 from .conv import QuantConv2d
 from .embedding import QuantEmbedding
 from .fake_quantize import FakeQuantize, disable_observer, enable_observer

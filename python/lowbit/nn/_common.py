@@ -12,7 +12,7 @@ import torch
 
 import lowbit
 
-from ..quantize import qrange
+from ..core.quantize import qrange
 
 __all__ = ["calc_qparams", "check_input", "quantize_weight", "symmetric_qmax"]
 

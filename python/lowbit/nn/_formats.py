@@ -13,8 +13,8 @@ from typing import Optional
 import numpy as np
 import torch
 
-from .._torch_ops import stored_arrays  # noqa: F401  (re-exported)
-from ..schemes import WeightScheme
+from ..core.schemes import WeightScheme
+from ..interop._torch_ops import stored_arrays  # noqa: F401  (re-exported)
 
 __all__ = ["empty_buffers", "quantize_buffers", "stored_arrays", "to_tensor"]
 

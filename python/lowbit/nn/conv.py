@@ -9,9 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import _core, _torch_ops
-from ..config import QuantConfig
-from ..matmul import conv_covers_input, prepare_conv2d_static
+from .. import _core
+from ..core.config import QuantConfig
+from ..core.matmul import conv_covers_input, prepare_conv2d_static
+from ..interop import _torch_ops
 from ._common import buffer_guards, check_input, guards_hold
 from .linear import _QuantBase
 

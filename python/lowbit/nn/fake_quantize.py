@@ -11,8 +11,8 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-from .. import _torch_ops  # noqa: F401  (registers lowbit::fake_quantize)
-from ..quantize import qrange
+from ..core.quantize import qrange
+from ..interop import _torch_ops  # noqa: F401  (registers lowbit::fake_quantize)
 from ._common import calc_qparams
 
 __all__ = ["FakeQuantize", "disable_observer", "enable_observer"]

@@ -15,10 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import _torch_ops
-from ..config import QuantConfig
-from ..matmul import prepare_linear
-from ..packed4 import prepare_linear_4bit
+from ..core.config import QuantConfig
+from ..core.linear_4bit import prepare_linear_4bit
+from ..core.matmul import prepare_linear
+from ..interop import _torch_ops
 from ._common import buffer_guards, check_input, guards_hold
 from ._formats import empty_buffers, quantize_buffers
 

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import QuantConfig
+from ..core.config import QuantConfig
 from .fake_quantize import FakeQuantize
 
 __all__ = ["QATConv2d", "QATLinear"]

@@ -28,7 +28,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from . import _core
+from .. import _core
 from ._array import as_float_array, as_numpy
 from .quantize import QTensor
 
@@ -305,7 +305,7 @@ def _as_block(group_size: Any) -> int:
 def _caller_stacklevel() -> int:
     """stacklevel that attributes a warning to the first caller outside lowbit.quantize/formats."""
     level, f = 2, sys._getframe(2)
-    while f is not None and f.f_globals.get("__name__") in ("lowbit.formats", "lowbit.quantize"):
+    while f is not None and f.f_globals.get("__name__") in ("lowbit.core.formats", "lowbit.core.quantize"):
         level, f = level + 1, f.f_back
     return level
 

@@ -9,7 +9,7 @@ import contextlib
 import os
 from typing import Any, Iterator
 
-from . import _core
+from .. import _core
 
 __all__ = ["cpu_info", "set_arch", "get_arch", "arch", "set_num_threads", "get_num_threads"]
 
@@ -28,7 +28,7 @@ def cpu_info() -> dict[str, Any]:
         >>> info["available"][-1]
         'scalar'
     """
-    from . import __version__
+    from .. import __version__
 
     return {
         "features": {k: v for k, v in sorted(_core.features().items()) if v},

@@ -15,10 +15,10 @@ from torch import nn
 
 import lowbit
 
-from .config import QuantConfig, as_config
-from .nn import FakeQuantize, QATConv2d, QATLinear, QuantConv2d, QuantEmbedding, QuantLinear
-from .nn.linear import _QuantBase
-from .schemes import Int4Weights, Int8Weights, StaticActivations
+from ..core.config import QuantConfig, as_config
+from ..core.schemes import Int4Weights, Int8Weights, StaticActivations
+from ..nn import FakeQuantize, QATConv2d, QATLinear, QuantConv2d, QuantEmbedding, QuantLinear
+from ..nn.linear import _QuantBase
 
 __all__ = ["Summary", "convert", "prepare_qat", "quantize_model", "run_batch", "summary"]
 

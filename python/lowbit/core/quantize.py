@@ -14,7 +14,7 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from . import _core
+from .. import _core
 from ._array import as_float_array, as_numpy, is_torch_tensor
 
 __all__ = ["QTensor", "quantize", "dequantize", "fake_quantize", "choose_qparams", "qrange", "DTYPES"]

@@ -12,8 +12,8 @@ from typing import Any, Iterable, Optional, Union
 
 import numpy as np
 
-from ._array import as_float_array, is_torch_tensor
-from .quantize import choose_qparams, quantize
+from ..core._array import as_float_array, is_torch_tensor
+from ..core.quantize import choose_qparams, quantize
 
 __all__ = ["DEFAULT_FORMATS", "FormatComparison", "compare_formats", "format_label"]
 

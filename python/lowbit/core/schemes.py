@@ -45,9 +45,9 @@ Example:
     >>> from lowbit.schemes import Int4Weights, weight_scheme
     >>> s = weight_scheme("int4", group_size=64)
     >>> s, s.kernel(s.default_activation())
-    (Int4Weights(group_size=64, granularity='per_channel', symmetric=True), 'linear_4bit')
-    >>> s.nbytes(16, 128)
-    1536
+    (Int4Weights(granularity='per_channel', symmetric=True, group_size=64), 'linear_4bit')
+    >>> s.nbytes(16, 128)  # codes two per byte + one float32 scale per group
+    1152
 """
 
 from __future__ import annotations
@@ -671,7 +671,7 @@ class Int4Weights(Int8Weights):
 
     def pack(self, stored: dict[str, np.ndarray], n: int, k: int) -> Any:
         if self._fused:
-            from .packed4 import PackedWeight4
+            from .linear_4bit import PackedWeight4
 
             return PackedWeight4.from_packed_codes(stored[self.data_name], stored["weight_scale"], shape=(n, k),
                                                    scheme=self)
@@ -834,7 +834,7 @@ class NF4Weights(WeightScheme):
         return (NF4_LEVELS[codes] * s).astype(np.float32)
 
     def pack(self, stored: dict[str, np.ndarray], n: int, k: int) -> Any:
-        from .packed4 import PackedWeight4
+        from .linear_4bit import PackedWeight4
 
         return PackedWeight4.from_packed_codes(stored["weight_packed"], self.block_scales(stored, n, k),
                                                shape=(n, k), scheme=self)

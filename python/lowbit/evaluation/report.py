@@ -17,11 +17,11 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from .calibration import _progress
-from .convert import _REASONS_ATTR, run_batch
-from .metrics import _ErrorStats, kl_divergence, model_nbytes, sqnr, top1_agreement
-from .nn import QATConv2d, QATLinear
-from .nn.linear import _QuantBase
+from ..core.calibration import _progress
+from ..core.metrics import _ErrorStats, kl_divergence, model_nbytes, sqnr, top1_agreement
+from ..interop.convert import _REASONS_ATTR, run_batch
+from ..nn import QATConv2d, QATLinear
+from ..nn.linear import _QuantBase
 
 __all__ = ["LayerReport", "QuantReport", "compare"]
 

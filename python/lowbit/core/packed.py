@@ -250,7 +250,7 @@ def linear(
         >>> w = lowbit.pack_weight(np.eye(2, dtype=np.float32))
         >>> y = lowbit.linear(np.array([[1.0, -2.0]], np.float32), w, np.float32([0.5, 0.0]))
         >>> np.round(y, 2)
-        array([[ 1.5 , -1.99]], dtype=float32)
+        array([[ 1.5, -2. ]], dtype=float32)
     """
     if deprecated:
         renamed = renamed_keywords(deprecated, "linear")

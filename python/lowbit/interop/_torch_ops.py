@@ -33,10 +33,10 @@ import torch
 
 import lowbit
 
-from .formats import NF4_LEVELS
-from .packed4 import PackedWeight4
-from .quantize import qrange
-from .schemes import Int4Weights, NF4Weights, weight_scheme_from_key
+from ..core.formats import NF4_LEVELS
+from ..core.linear_4bit import PackedWeight4
+from ..core.quantize import qrange
+from ..core.schemes import Int4Weights, NF4Weights, weight_scheme_from_key
 
 __all__ = [
     "dequantize_weight",

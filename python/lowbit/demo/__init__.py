@@ -16,10 +16,10 @@ from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
 
-from . import cpu, reference
+from ..core import cpu, reference
+from ..core.metrics import sqnr as sqnr_db
+from ..core.quantize import choose_qparams, quantize
 from ._data import minilm_weights
-from .metrics import sqnr as sqnr_db
-from .quantize import choose_qparams, quantize
 
 __all__ = ["run_demo", "run_weights_demo", "run_cnn_demo", "run_minilm_demo", "sqnr_db", "SECTIONS"]
 

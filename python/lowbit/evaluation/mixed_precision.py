@@ -16,11 +16,11 @@ from typing import Any, Callable, NamedTuple, Union
 import torch
 from torch import nn
 
-from .calibration import _progress
-from .config import QuantConfig, as_config
-from .convert import _set_submodule, quantize_model, run_batch
-from .metrics import _ErrorStats, model_nbytes
-from .nn.linear import _QuantBase
+from ..core.calibration import _progress
+from ..core.config import QuantConfig, as_config
+from ..core.metrics import _ErrorStats, model_nbytes
+from ..interop.convert import _set_submodule, quantize_model, run_batch
+from ..nn.linear import _QuantBase
 from .report import QuantReport, _as_batches, _main_output, compare
 
 __all__ = ["MixedPrecisionResult", "SensitivityReport", "auto_mixed_precision", "sensitivity"]

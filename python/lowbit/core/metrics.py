@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _core
+from .. import _core
 from ._array import as_numpy
 
 __all__ = [

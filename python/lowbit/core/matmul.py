@@ -12,7 +12,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from . import _core
+from .. import _core
 from ._array import as_float_array, as_numpy, is_torch_tensor
 from .quantize import quantize
 from .schemes import ActivationScheme, Int8Weights

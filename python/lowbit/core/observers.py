@@ -32,7 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from . import _core, _histogram
+from .. import _core
+from . import _histogram
 from ._array import as_numpy
 from .quantize import _check_dtype, choose_qparams, qrange
 

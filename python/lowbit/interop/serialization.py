@@ -20,11 +20,11 @@ from torch import nn
 
 import lowbit
 
+from ..core.config import QuantConfig
+from ..nn import QuantConv2d, QuantEmbedding, QuantLinear
+from ..nn.linear import _QuantBase
 from ._torch_ops import pack_nibbles
-from .config import QuantConfig
 from .convert import _CONFIG_ATTR, _REASONS_ATTR, _set_submodule
-from .nn import QuantConv2d, QuantEmbedding, QuantLinear
-from .nn.linear import _QuantBase
 
 __all__ = ["load", "save"]
 
@@ -98,7 +98,7 @@ def save(model: nn.Module, path: PathLike) -> None:
 
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
-    from .nn import QATConv2d, QATLinear
+    from ..nn import QATConv2d, QATLinear
 
     qat = [n for n, m in model.named_modules() if isinstance(m, (QATLinear, QATConv2d))]
     if qat:

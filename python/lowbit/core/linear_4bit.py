@@ -24,7 +24,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from . import _core
+from .. import _core
 from ._array import as_numpy
 from .schemes import ActivationScheme, Int4Weights, NF4Weights, WeightScheme
 
