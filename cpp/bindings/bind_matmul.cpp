@@ -12,7 +12,6 @@
 
 #include "common.hpp"
 #include "lowbit/cpu.hpp"
-#include "lowbit/im2col.hpp"
 #include "lowbit/matmul.hpp"
 #include "reference/matmul.hpp"
 
@@ -182,13 +181,7 @@ void check_scale(double s, const char* name) {
     value_error(std::string(name) + ": must be finite and > 0 (and 1/scale finite in float32), got " + std::to_string(s));
 }
 
-// Validated weight-side arguments of a linear (everything but x).
-struct LinearCall {
-  std::vector<float> scale, bias;
-  LinearParams p;
-  const int8_t* packed = nullptr;
-  const int32_t* colsum = nullptr;
-};
+}  // namespace
 
 LinearCall prepare_linear_call(const py::array& packed, const py::array& colsum, int64_t n, int64_t k,
                                const py::array& scale_in, const py::object& bias_in, const std::string& act,
@@ -248,6 +241,8 @@ py::array linear_out(const LinearCall& c, int64_t m, int64_t n) {
                      : py::array(py::dtype::of<float>(), std::vector<int64_t>{m, n});
 }
 
+namespace {
+
 py::array linear_py(const py::array& x_in, const py::array& packed, const py::array& colsum, int64_t n, int64_t k,
                     const py::array& scale_in, const py::object& bias_in, const std::string& act, double act_scale,
                     int32_t act_zero_point, bool act_signed, bool relu, const py::object& out_scale,
@@ -266,30 +261,6 @@ py::array linear_py(const py::array& x_in, const py::array& packed, const py::ar
   {
     py::gil_scoped_release release;
     linear_packed(x, m, k, c.packed, c.colsum, c.scale.data(), n, c.p, o);
-  }
-  return out;
-}
-
-// A convolution with byte patches (QuantConv2d's eager CPU path): x is the (N, H, W, C) image with
-// any strides; the result is the (N * Ho * Wo, n) output, bit-identical to im2col +
-// linear(act=act). act: "static", or "dynamic_per_tensor" with the range taken over the image
-// (the patches' range when every pixel is in some patch; the caller checks that).
-py::array conv2d_static_py(const py::array& x, const py::array& packed, const py::array& colsum, int64_t n,
-                           const py::array& scale_in, const py::object& bias_in, int64_t kh, int64_t kw, int64_t sh,
-                           int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw, double act_scale,
-                           int32_t act_zero_point, bool act_signed, bool relu, const std::string& act) {
-  const Im2colArgs g = im2col_geometry(x, kh, kw, sh, sw, ph, pw, dh, dw);
-  const int64_t k = kh * kw * g.c;
-  if (act != "static" && act != "dynamic_per_tensor")
-    value_error("act: expected 'static' or 'dynamic_per_tensor', got '" + act + "'");
-  const LinearCall c = prepare_linear_call(packed, colsum, n, k, scale_in, bias_in, act, act_scale,
-                                           act_zero_point, act_signed, relu, py::none(), 0);
-  const int64_t m = g.n * g.ho * g.wo;
-  py::array out = linear_out(c, m, n);
-  void* o = out.mutable_data();
-  {
-    py::gil_scoped_release release;
-    conv2d_static_packed(g, g.x, c.packed, c.colsum, c.scale.data(), n, c.p, o);
   }
   return out;
 }
@@ -322,10 +293,6 @@ void bind_matmul(py::module_& m) {
   m.def("linear", &linear_py, py::arg("x"), py::arg("packed"), py::arg("colsum"), py::arg("n"), py::arg("k"),
         py::arg("scale"), py::arg("bias"), py::arg("act"), py::arg("act_scale"), py::arg("act_zero_point"),
         py::arg("act_signed"), py::arg("relu"), py::arg("out_scale"), py::arg("out_zero_point"));
-  m.def("conv2d_static", &conv2d_static_py, py::arg("x"), py::arg("packed"), py::arg("colsum"), py::arg("n"),
-        py::arg("scale"), py::arg("bias"), py::arg("kh"), py::arg("kw"), py::arg("stride_h"), py::arg("stride_w"),
-        py::arg("pad_h"), py::arg("pad_w"), py::arg("dil_h"), py::arg("dil_w"), py::arg("act_scale"),
-        py::arg("act_zero_point"), py::arg("act_signed"), py::arg("relu"), py::arg("act") = "static");
   m.attr("matmul_max_k_s8") = max_k(true);
   m.attr("matmul_max_k_u8") = max_k(false);
   m.attr("packed_layout") = "vnni4x16";

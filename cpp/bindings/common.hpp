@@ -5,8 +5,10 @@
 #include <pybind11/pybind11.h>
 
 #include <string>
+#include <vector>
 
 #include "lowbit/im2col.hpp"
+#include "lowbit/matmul.hpp"
 
 namespace lowbit {
 namespace bind {
@@ -33,6 +35,21 @@ inline void require_contiguous(const py::array& a, const char* name) {
 }
 
 inline std::string dtype_str(const py::array& a) { return py::str(a.dtype()).cast<std::string>(); }
+
+// Validated weight-side arguments of an int8 linear (everything but x), shared by linear and
+// conv2d_static (defined in bind_matmul.cpp).
+struct LinearCall {
+  std::vector<float> scale, bias;
+  LinearParams p;
+  const int8_t* packed = nullptr;
+  const int32_t* colsum = nullptr;
+};
+LinearCall prepare_linear_call(const py::array& packed, const py::array& colsum, int64_t n, int64_t k,
+                               const py::array& scale_in, const py::object& bias_in, const std::string& act,
+                               double act_scale, int32_t act_zero_point, bool act_signed, bool relu,
+                               const py::object& out_scale, int32_t out_zero_point);
+// The (m, n) float32 result of a linear, or int8 when it requantizes.
+py::array linear_out(const LinearCall& c, int64_t m, int64_t n);
 
 // Validated convolution geometry of a strided (N, H, W, C) float32 image (bind_conv.cpp).
 Im2colArgs im2col_geometry(const py::array& x, int64_t kh, int64_t kw, int64_t stride_h, int64_t stride_w,
