@@ -10,7 +10,7 @@ void bind_matmul(py::module_& m);
 void bind_observers(py::module_& m);
 void bind_metrics(py::module_& m);
 void bind_formats(py::module_& m);
-void bind_linear4(py::module_& m);
+void bind_linear(py::module_& m);
 void bind_conv(py::module_& m);
 
 void bind_extra(py::module_& m) {
@@ -18,7 +18,7 @@ void bind_extra(py::module_& m) {
   bind_observers(m);
   bind_metrics(m);
   bind_formats(m);
-  bind_linear4(m);
+  bind_linear(m);
   bind_conv(m);
 }
 }  // namespace bind

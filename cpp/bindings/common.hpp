@@ -4,6 +4,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -36,8 +37,22 @@ inline void require_contiguous(const py::array& a, const char* name) {
 
 inline std::string dtype_str(const py::array& a) { return py::str(a.dtype()).cast<std::string>(); }
 
+inline void require_ndim(const py::array& a, int nd, const char* name) {
+  if (a.ndim() != nd)
+    value_error(std::string(name) + ": expected a " + std::to_string(nd) + "-D array, got " + std::to_string(a.ndim()) + "-D");
+}
+
+// Largest K whose worst-case int32 sum cannot overflow: K * max|a| * max|b| <= INT32_MAX.
+inline int64_t max_k(bool a_signed) { return std::numeric_limits<int32_t>::max() / (a_signed ? 128 * 128 : 255 * 128); }
+
+inline void check_k(int64_t k, bool a_signed, const char* what) {
+  if (k > max_k(a_signed))
+    value_error(std::string(what) + ": K = " + std::to_string(k) + " may overflow the int32 accumulator; at most " +
+                std::to_string(max_k(a_signed)) + " for " + (a_signed ? "int8" : "uint8") + " activations");
+}
+
 // Validated weight-side arguments of an int8 linear (everything but x), shared by linear and
-// conv2d_static (defined in bind_matmul.cpp).
+// conv2d_static (defined in bind_linear.cpp).
 struct LinearCall {
   std::vector<float> scale, bias;
   LinearParams p;

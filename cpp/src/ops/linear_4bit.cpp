@@ -4,8 +4,8 @@
 #include <cstring>
 #include <vector>
 
-#include "dispatch/linear4.hpp"
-#include "lowbit/linear4.hpp"
+#include "dispatch/linear_4bit.hpp"
+#include "lowbit/linear_4bit.hpp"
 #include "lowbit/matmul.hpp"
 #include "lowbit/parallel.hpp"
 

@@ -1,4 +1,4 @@
-// lowbit/linear4.hpp: y = x @ dequant(W).T + bias with 4-bit weights (int4 group-wise symmetric,
+// lowbit/linear_4bit.hpp: y = x @ dequant(W).T + bias with 4-bit weights (int4 group-wise symmetric,
 // or NF4), decoded in registers; no float32 copy of W is ever written. Public C++ API.
 //
 // Packed layout (lowbit.pack_weight(w, dtype="int4"|"nf4")), shared by both activation paths:

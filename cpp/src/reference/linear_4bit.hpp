@@ -1,7 +1,7 @@
 // Declarations of the reference 4-bit-weight linear kernels (lowbit::ref) and of each ISA's.
 #pragma once
 
-#include "lowbit/linear4.hpp"
+#include "lowbit/linear_4bit.hpp"
 
 #define LOWBIT_DECLARE_LINEAR4_FLOAT_KERNELS                             \
   void linear_f32_s4w_f32(const Linear4Args& a, int64_t p0, int64_t p1); \

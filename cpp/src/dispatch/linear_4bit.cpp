@@ -1,8 +1,8 @@
 // Dispatch tables for the 4-bit-weight linear kernels (ISA -> kernel).
-#include "dispatch/linear4.hpp"
+#include "dispatch/linear_4bit.hpp"
 
 #include "dispatch/tables.hpp"
-#include "reference/linear4.hpp"
+#include "reference/linear_4bit.hpp"
 
 namespace lowbit {
 namespace dispatch {

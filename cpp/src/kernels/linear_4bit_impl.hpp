@@ -1,7 +1,7 @@
 // 4-bit-weight linear kernels (int4 / NF4), written once over small per-ISA traits of raw
 // intrinsics (the decode needs permutes, nibble shifts and dot-product instructions xsimd 8.1 does
-// not spell) and compiled once per ISA (kernels/<isa>/linear4.cpp). Contract and packed layout:
-// lowbit/linear4.hpp. Every path runs the exact operation sequence of the scalar reference, so the
+// not spell) and compiled once per ISA (kernels/<isa>/linear_4bit.cpp). Contract and packed layout:
+// lowbit/linear_4bit.hpp. Every path runs the exact operation sequence of the scalar reference, so the
 // ISAs agree bit for bit.
 #pragma once
 
@@ -13,7 +13,7 @@
 #include <cstring>
 
 #include "lowbit/formats.hpp"
-#include "lowbit/linear4.hpp"
+#include "lowbit/linear_4bit.hpp"
 
 namespace lowbit {
 namespace kernels {
