@@ -8,7 +8,7 @@
 
 #include <immintrin.h>
 
-#include "kernels/matmul_avx512_epilogue.hpp"
+#include "kernels/matmul_epilogue.hpp"
 #include "reference/matmul.hpp"
 
 namespace lowbit {
@@ -61,8 +61,8 @@ void block_32x32(const GemmArgs& g, int64_t i0, int64_t p) {
   Tiles::template store<3>(&c[16][16], sizeof(c[0]));
   Tiles::barrier();
   for (int64_t r = 0; r < kBlockRows; ++r) {
-    epilogue(g, _mm512_load_si512(c[r]), i0 + r, p);
-    epilogue(g, _mm512_load_si512(c[r] + 16), i0 + r, p + 1);
+    epilogue<Zmm16>(g, _mm512_load_si512(c[r]), i0 + r, p * kPanelCols);
+    epilogue<Zmm16>(g, _mm512_load_si512(c[r] + 16), i0 + r, (p + 1) * kPanelCols);
   }
 }
 

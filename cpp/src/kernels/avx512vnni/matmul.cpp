@@ -4,7 +4,7 @@
 
 #include <cstring>
 
-#include "kernels/matmul_avx512_epilogue.hpp"
+#include "kernels/matmul_epilogue.hpp"
 #include "reference/matmul.hpp"
 
 namespace lowbit {
@@ -58,7 +58,7 @@ void micro(const GemmArgs& g, int64_t i0, int64_t p0) {
   LOWBIT_STORE(7)
 #undef LOWBIT_STORE
   for (int r = 0; r < MR; ++r)
-    for (int q = 0; q < NP; ++q) epilogue(g, _mm512_load_si512(tile[r] + 16 * q), i0 + r, p0 + q);
+    for (int q = 0; q < NP; ++q) epilogue<Zmm16>(g, _mm512_load_si512(tile[r] + 16 * q), i0 + r, (p0 + q) * kPanelCols);
 }
 
 template <int NP>
