@@ -11,7 +11,7 @@
 #include "lowbit/cpu.hpp"
 #include "lowbit/linear_4bit.hpp"
 #include "lowbit/matmul.hpp"
-#include "reference/linear_4bit.hpp"
+#include "kernels/linear_4bit.hpp"
 
 namespace lowbit {
 namespace bind {

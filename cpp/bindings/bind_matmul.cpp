@@ -11,6 +11,7 @@
 #include "common.hpp"
 #include "lowbit/cpu.hpp"
 #include "lowbit/matmul.hpp"
+#include "kernels/matmul.hpp"
 #include "reference/matmul.hpp"
 
 namespace lowbit {

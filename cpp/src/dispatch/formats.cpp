@@ -3,6 +3,7 @@
 #include "dispatch/formats.hpp"
 
 #include "dispatch/tables.hpp"
+#include "kernels/formats.hpp"
 #include "reference/formats.hpp"
 
 namespace lowbit {

@@ -2,6 +2,7 @@
 #include "dispatch/linear_4bit.hpp"
 
 #include "dispatch/tables.hpp"
+#include "kernels/linear_4bit.hpp"
 #include "reference/linear_4bit.hpp"
 
 namespace lowbit {

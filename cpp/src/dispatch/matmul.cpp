@@ -1,6 +1,7 @@
 // Dispatch tables for the int8 GEMM task kernels (ISA -> kernel).
 #include "dispatch/matmul.hpp"
 
+#include "kernels/matmul.hpp"
 #include "reference/matmul.hpp"
 
 namespace lowbit {

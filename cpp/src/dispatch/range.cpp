@@ -1,6 +1,8 @@
 // Dispatch table for finite_range_f32 (ISA -> kernel).
 #include "dispatch/range.hpp"
 
+#include "reference/range.hpp"
+
 namespace lowbit {
 namespace dispatch {
 const OpTable<kernels::FiniteRangeFn> finite_range_f32("finite_range_f32", {

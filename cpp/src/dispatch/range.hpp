@@ -2,7 +2,7 @@
 #pragma once
 
 #include "lowbit/dispatch.hpp"
-#include "reference/range.hpp"
+#include "kernels/range.hpp"
 
 namespace lowbit {
 namespace dispatch {

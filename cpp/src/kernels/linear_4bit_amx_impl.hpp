@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "lowbit/linear_4bit.hpp"
-#include "reference/linear_4bit.hpp"
+#include "kernels/linear_4bit.hpp"
 
 namespace lowbit {
 namespace kernels {

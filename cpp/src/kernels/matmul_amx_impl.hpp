@@ -9,7 +9,7 @@
 #include <immintrin.h>
 
 #include "kernels/matmul_epilogue.hpp"
-#include "reference/matmul.hpp"
+#include "kernels/matmul.hpp"
 
 namespace lowbit {
 namespace kernels {

@@ -6,6 +6,7 @@
 
 #include <xsimd/xsimd.hpp>
 
+#include "kernels/range.hpp"
 #include "reference/range.hpp"
 
 namespace lowbit {

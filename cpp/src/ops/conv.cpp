@@ -16,6 +16,7 @@
 #include "lowbit/matmul.hpp"
 #include "lowbit/parallel.hpp"
 #include "ops/gemm_ops.hpp"
+#include "reference/range.hpp"
 #include "reference/scalar.hpp"
 
 namespace lowbit {

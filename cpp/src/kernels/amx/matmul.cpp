@@ -9,6 +9,7 @@
 
 #include "kernels/amx/amx_tiles.hpp"
 #include "kernels/matmul_amx_impl.hpp"
+#include "reference/matmul.hpp"
 
 namespace lowbit {
 namespace kernels {

@@ -1,5 +1,5 @@
 // AVX-512 (F/BW/VL/DQ) observer reductions: the shared xsimd source instantiated for xsimd::avx512bw.
 #include "kernels/observers_impl.hpp"
-#include "reference/observers.hpp"
+#include "kernels/observers.hpp"
 
 LOWBIT_DEFINE_OBSERVER_KERNELS(avx512, xsimd::avx512bw)

@@ -1,5 +1,5 @@
 // AVX-512 (F/BW/VL/DQ) quantize/dequantize kernels: the shared xsimd source for xsimd::avx512bw.
 #include "kernels/quantize_impl.hpp"
-#include "reference/quantize.hpp"
+#include "kernels/quantize.hpp"
 
 LOWBIT_DEFINE_QUANTIZE_KERNELS(avx512, xsimd::avx512bw)

@@ -5,7 +5,7 @@
 #include <cstring>
 
 #include "kernels/matmul_epilogue.hpp"
-#include "reference/matmul.hpp"
+#include "kernels/matmul.hpp"
 
 namespace lowbit {
 namespace kernels {
