@@ -33,8 +33,7 @@ std::vector<float> padded(const F32& v, int64_t n, const char* name) {
 }
 
 void check_scale(double s, const char* name) {
-  if (!(std::isfinite(s) && s > 0.0) || !std::isfinite(1.0f / static_cast<float>(s)) ||
-      !(static_cast<float>(s) > 0.0f))
+  if (!scale_ok(s))
     value_error(std::string(name) + ": must be finite and > 0 (and 1/scale finite in float32), got " + std::to_string(s));
 }
 
@@ -45,12 +44,7 @@ LinearCall prepare_linear_call(const py::array& packed, const py::array& colsum,
                                double act_scale, int32_t act_zero_point, bool act_signed, bool relu,
                                const py::object& out_scale, int32_t out_zero_point) {
   check_k(k, false, "x");
-  if (!has_dtype<int8_t>(packed) || packed.ndim() != 1 || packed.size() != packed_weight_bytes(k, n) ||
-      !(packed.flags() & py::array::c_style))
-    value_error("w: packed weight data does not match its shape (" + std::to_string(n) + ", " + std::to_string(k) + ")");
-  if (!has_dtype<int32_t>(colsum) || colsum.ndim() != 1 || colsum.size() != n_panels(n) * kPanelCols ||
-      !(colsum.flags() & py::array::c_style))
-    value_error("w: packed column sums do not match its shape");
+  require_packed_s8(packed, colsum, n, k, "w");
   LinearCall c;
   c.scale = padded(F32::ensure(scale_in), n, "w.scale");
   for (int64_t i = 0; i < n; ++i) check_scale(c.scale[i], "w.scale");
@@ -104,7 +98,7 @@ py::array linear_py(const py::array& x_in, const py::array& packed, const py::ar
                     const py::array& scale_in, const py::object& bias_in, const std::string& act, double act_scale,
                     int32_t act_zero_point, bool act_signed, bool relu, const py::object& out_scale,
                     int32_t out_zero_point) {
-  if (!has_dtype<float>(x_in)) type_error("x: expected a float32 array, got " + dtype_str(x_in));
+  require_dtype<float>(x_in, "x", "a float32 array");
   require_ndim(x_in, 2, "x");
   require_contiguous(x_in, "x");
   if (x_in.shape(1) != k)
@@ -198,7 +192,7 @@ py::array linear_4bit_twin(const std::string& which, const py::array& x, const p
                            const py::object& bias, int64_t n, int64_t group, const std::string& kind,
                            const py::object& wsum) {
 #if defined(LOWBIT_HAVE_AVX512VNNI)
-  if (!isa_available(Isa::kAvx512Vnni)) value_error("this CPU has no AVX-512 VNNI to run the kernel twins");
+  require_twin_cpu();
   namespace k = kernels::avx512vnni;
   const bool nf4 = kind == "nf4";
   kernels::Linear4Fn fn = nullptr;

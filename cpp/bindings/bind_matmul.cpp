@@ -26,7 +26,7 @@ bool a_is_signed(const py::array& a) {
 
 void check_mm(const py::array& a, const py::array& b, bool* sgn) {
   *sgn = a_is_signed(a);
-  if (!has_dtype<int8_t>(b)) type_error("b: expected an int8 array, got " + dtype_str(b));
+  require_dtype<int8_t>(b, "b", "an int8 array");
   require_ndim(a, 2, "a");
   require_ndim(b, 2, "b");
   if (a.shape(1) != b.shape(0))
@@ -65,12 +65,7 @@ py::array matmul_packed_py(const py::array& a, const py::array& packed, const py
   if (a.shape(1) != k)
     value_error("a: K = " + std::to_string(a.shape(1)) + " does not match the packed weight's K = " + std::to_string(k));
   check_k(k, sgn, "a");
-  if (!has_dtype<int8_t>(packed) || packed.ndim() != 1 || packed.size() != packed_weight_bytes(k, n) ||
-      !(packed.flags() & py::array::c_style))
-    value_error("b: packed weight data does not match its shape (" + std::to_string(n) + ", " + std::to_string(k) + ")");
-  if (!has_dtype<int32_t>(colsum) || colsum.ndim() != 1 || colsum.size() != n_panels(n) * kPanelCols ||
-      !(colsum.flags() & py::array::c_style))
-    value_error("b: packed column sums do not match its shape");
+  require_packed_s8(packed, colsum, n, k, "b");
   const int64_t m = a.shape(0);
   py::array_t<int32_t> out({m, n});
   int32_t* c = out.mutable_data();
@@ -88,7 +83,7 @@ py::array matmul_packed_py(const py::array& a, const py::array& packed, const py
 #if defined(LOWBIT_HAVE_AVX512VNNI)
 // Test hooks: matmul_int8 through a twin of a kernel that cannot run here (needs AVX-512 VNNI).
 py::array matmul_twin(kernels::GemmTaskFn fn, const py::array& a, const py::array& b) {
-  if (!isa_available(Isa::kAvx512Vnni)) value_error("this CPU has no AVX-512 VNNI to run the kernel twins");
+  require_twin_cpu();
   return matmul_unpacked(fn, a, b);
 }
 #endif
@@ -113,7 +108,7 @@ py::array matmul_reference_py(const py::array& a, const py::array& b) {
 
 // w (N, K) int8, any strides -> (packed int8 bytes, colsum int32 padded to whole panels).
 py::tuple pack_weight_py(const py::array& w) {
-  if (!has_dtype<int8_t>(w)) type_error("w: expected an int8 array, got " + dtype_str(w));
+  require_dtype<int8_t>(w, "w", "an int8 array");
   require_ndim(w, 2, "w");
   const int64_t n = w.shape(0), k = w.shape(1);
   check_k(k, false, "w");
@@ -132,8 +127,7 @@ py::tuple pack_weight_py(const py::array& w) {
 
 py::array unpack_weight_py(const py::array& packed, int64_t n, int64_t k) {
   if (n < 0 || k < 0) value_error("shape: n and k must be >= 0");
-  if (!has_dtype<int8_t>(packed) || packed.ndim() != 1 || packed.size() != packed_weight_bytes(k, n) ||
-      !(packed.flags() & py::array::c_style))
+  if (!packed_s8_matches(packed, n, k))
     value_error("packed: data does not match the shape (" + std::to_string(n) + ", " + std::to_string(k) + ")");
   py::array_t<int8_t> out({n, k});
   int8_t* o = out.mutable_data();

@@ -90,7 +90,7 @@ Layout make_layout(const std::vector<int64_t>& shape, const std::string& dtype, 
   for (int64_t i = 0; i < n; ++i) {
     if (!(std::isfinite(s[i]) && s[i] > 0.0f))
       value_error("scale: every scale must be finite and > 0, got " + std::to_string(s[i]) + " at index " + std::to_string(i));
-    if (!std::isfinite(1.0f / s[i]))
+    if (!scale_ok(s[i]))
       value_error("scale: " + std::to_string(s[i]) + " at index " + std::to_string(i) + " is so small that 1/scale overflows float32");
     if (z[i] < qmin || z[i] > qmax)
       value_error("zero_point: " + std::to_string(z[i]) + " at index " + std::to_string(i) + " is outside [" +
@@ -99,10 +99,6 @@ Layout make_layout(const std::vector<int64_t>& shape, const std::string& dtype, 
   l.scale = s;
   l.zero_point = z;
   return L;
-}
-
-std::vector<int64_t> shape_of(const py::array& a) {
-  return std::vector<int64_t>(a.shape(), a.shape() + a.ndim());
 }
 
 Rounding make_rounding(const std::string& rounding, uint64_t seed) {
@@ -121,10 +117,8 @@ py::array float_out(const py::object& out_obj, const std::vector<int64_t>& shape
   if (out_obj.is_none()) return py::array(py::dtype::of<float>(), shape);
   if (!py::isinstance<py::array>(out_obj)) type_error("out: expected a NumPy float32 array");
   py::array out = out_obj.cast<py::array>();
-  if (!has_dtype<float>(out)) type_error("out: expected float32, got " + dtype_str(out));
-  require_contiguous(out, "out");
-  if (!out.writeable()) value_error("out: array is read-only");
-  if (shape_of(out) != shape) value_error("out: shape does not match the result's shape");
+  require_dtype<float>(out, "out", "float32");
+  require_out(out, shape, "the result");
   return out;
 }
 
@@ -149,9 +143,7 @@ py::array quantize_py(const py::array& x, const std::string& dtype, const std::s
     out = out_obj.cast<py::array>();
     if (!(sgn ? has_dtype<int8_t>(out) : has_dtype<uint8_t>(out)))
       type_error("out: expected " + std::string(sgn ? "int8" : "uint8") + " for dtype " + dtype + ", got " + dtype_str(out));
-    require_contiguous(out, "out");
-    if (!out.writeable()) value_error("out: array is read-only");
-    if (shape_of(out) != out_shape) value_error("out: shape does not match the quantized data's shape");
+    require_out(out, out_shape, "the quantized data");
   }
   auto* q = static_cast<uint8_t*>(out.mutable_data());
   const void* src = x.data();

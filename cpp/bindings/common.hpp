@@ -1,13 +1,16 @@
-// Shared binding helpers: argument validation that raises TypeError/ValueError naming the argument.
+// Bindings layer: the argument checks every bind_<concept>.cpp shares; each raises TypeError /
+// ValueError naming the argument at fault.
 #pragma once
 
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
 #include <limits>
+#include <cmath>
 #include <string>
 #include <vector>
 
+#include "lowbit/cpu.hpp"
 #include "lowbit/im2col.hpp"
 #include "lowbit/matmul.hpp"
 
@@ -36,6 +39,58 @@ inline void require_contiguous(const py::array& a, const char* name) {
 }
 
 inline std::string dtype_str(const py::array& a) { return py::str(a.dtype()).cast<std::string>(); }
+
+inline std::vector<int64_t> shape_of(const py::array& a) {
+  return std::vector<int64_t>(a.shape(), a.shape() + a.ndim());
+}
+
+// `a` must hold element type T; otherwise "<name>: expected <what>, got <dtype>" (TypeError).
+template <class T>
+void require_dtype(const py::array& a, const char* name, const char* what) {
+  if (!has_dtype<T>(a)) type_error(std::string(name) + ": expected " + what + ", got " + dtype_str(a));
+}
+
+// A C-contiguous float32 array (any shape): its data.
+inline const float* require_f32(const py::array& a, const char* name) {
+  require_dtype<float>(a, name, "a float32 array");
+  require_contiguous(a, name);
+  return static_cast<const float*>(a.data());
+}
+
+// A caller-provided result buffer: C-contiguous, writable, of the result's shape (dtype checked by
+// the caller); `what` names the result in the shape message.
+inline void require_out(const py::array& out, const std::vector<int64_t>& shape, const char* what) {
+  require_contiguous(out, "out");
+  if (!out.writeable()) value_error("out: array is read-only");
+  if (shape_of(out) != shape) value_error(std::string("out: shape does not match ") + what + "'s shape");
+}
+
+// A quantization scale that the kernels accept: finite, > 0 and with a finite float32 reciprocal.
+inline bool scale_ok(double s) {
+  const float f = static_cast<float>(s);
+  return std::isfinite(s) && s > 0.0 && f > 0.0f && std::isfinite(1.0f / f);
+}
+
+// Test-only kernel twins run AVX-512 VNNI code.
+inline void require_twin_cpu() {
+  if (!isa_available(Isa::kAvx512Vnni)) value_error("this CPU has no AVX-512 VNNI to run the kernel twins");
+}
+
+// int8 weights packed by pack_weight_s8 for shape (n, k): the packed bytes (1-D int8,
+// packed_weight_bytes, contiguous) and, when colsum is given, the padded column sums.
+inline bool packed_s8_matches(const py::array& packed, int64_t n, int64_t k) {
+  return has_dtype<int8_t>(packed) && packed.ndim() == 1 && packed.size() == packed_weight_bytes(k, n) &&
+         (packed.flags() & py::array::c_style);
+}
+inline void require_packed_s8(const py::array& packed, const py::array& colsum, int64_t n, int64_t k,
+                              const char* name) {
+  if (!packed_s8_matches(packed, n, k))
+    value_error(std::string(name) + ": packed weight data does not match its shape (" + std::to_string(n) + ", " +
+                std::to_string(k) + ")");
+  if (!has_dtype<int32_t>(colsum) || colsum.ndim() != 1 || colsum.size() != n_panels(n) * kPanelCols ||
+      !(colsum.flags() & py::array::c_style))
+    value_error(std::string(name) + ": packed column sums do not match its shape");
+}
 
 inline void require_ndim(const py::array& a, int nd, const char* name) {
   if (a.ndim() != nd)
