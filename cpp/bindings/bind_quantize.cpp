@@ -122,13 +122,18 @@ py::array float_out(const py::object& out_obj, const std::vector<int64_t>& shape
   return out;
 }
 
+// x: a C-contiguous float32 (returns true) or float16 (false) array.
+bool require_f32_or_f16(const py::array& x) {
+  const bool f32 = has_dtype<float>(x);
+  if (!f32 && !is_f16(x)) type_error("x: expected a float32 or float16 array, got " + dtype_str(x));
+  require_contiguous(x, "x");
+  return f32;
+}
+
 py::array quantize_py(const py::array& x, const std::string& dtype, const std::string& mode, int64_t row_div,
                       int64_t group_size, const py::object& scale, const py::object& zp, int32_t qmin, int32_t qmax,
                       const std::string& rounding, uint64_t seed, const py::object& out_obj) {
-  const bool f32 = has_dtype<float>(x);
-  const bool f16 = is_f16(x);
-  if (!f32 && !f16) type_error("x: expected a float32 or float16 array, got " + dtype_str(x));
-  require_contiguous(x, "x");
+  const bool f32 = require_f32_or_f16(x);
   auto shape = shape_of(x);
   Layout L = make_layout(shape, dtype, mode, row_div, group_size, scale, zp, qmin, qmax);
   Rounding r = make_rounding(rounding, seed);
@@ -160,10 +165,7 @@ py::array quantize_py(const py::array& x, const std::string& dtype, const std::s
 py::array fake_quantize_py(const py::array& x, const std::string& dtype, const std::string& mode, int64_t row_div,
                            int64_t group_size, const py::object& scale, const py::object& zp, int32_t qmin,
                            int32_t qmax, const std::string& rounding, uint64_t seed, const py::object& out_obj) {
-  const bool f32 = has_dtype<float>(x);
-  const bool f16 = is_f16(x);
-  if (!f32 && !f16) type_error("x: expected a float32 or float16 array, got " + dtype_str(x));
-  require_contiguous(x, "x");
+  const bool f32 = require_f32_or_f16(x);
   auto shape = shape_of(x);
   Layout L = make_layout(shape, dtype, mode, row_div, group_size, scale, zp, qmin, qmax);
   Rounding r = make_rounding(rounding, seed);
