@@ -15,7 +15,8 @@ namespace bind {
 
 Im2colArgs im2col_geometry(const py::array& x, int64_t kh, int64_t kw, int64_t stride_h, int64_t stride_w,
                            int64_t pad_h, int64_t pad_w, int64_t dil_h, int64_t dil_w) {
-  if (!has_dtype<float>(x) || x.ndim() != 4) type_error("x: expected a 4-D (N, H, W, C) float32 array, got " + dtype_str(x));
+  if (!has_dtype<float>(x) || x.ndim() != 4)
+    type_error("x: expected a 4-D (N, H, W, C) float32 array, got " + dtype_str(x));
   if (kh < 1 || kw < 1) value_error("kernel_size: must be >= 1");
   if (stride_h < 1 || stride_w < 1) value_error("stride: must be >= 1");
   if (dil_h < 1 || dil_w < 1) value_error("dilation: must be >= 1");
@@ -73,8 +74,8 @@ py::array conv2d_static_py(const py::array& x, const py::array& packed, const py
   const int64_t k = kh * kw * g.c;
   if (act != "static" && act != "dynamic_per_tensor")
     value_error("act: expected 'static' or 'dynamic_per_tensor', got '" + act + "'");
-  const LinearCall c = prepare_linear_call(packed, colsum, n, k, scale_in, bias_in, act, act_scale,
-                                           act_zero_point, act_signed, relu, py::none(), 0);
+  const LinearCall c = prepare_linear_call(packed, colsum, n, k, scale_in, bias_in, act, act_scale, act_zero_point,
+                                           act_signed, relu, py::none(), 0);
   const int64_t m = g.n * g.ho * g.wo;
   py::array out = linear_out(c, m, n);
   void* o = out.mutable_data();

@@ -22,7 +22,8 @@ void require_u16(const py::array& x, const char* name) {
 }
 
 void check_block(int64_t block) {
-  if (block < 2 || block % 2 != 0) value_error("block_size: must be an even integer >= 2, got " + std::to_string(block));
+  if (block < 2 || block % 2 != 0)
+    value_error("block_size: must be an even integer >= 2, got " + std::to_string(block));
 }
 
 // Returns (packed codes: ceil(n/2) uint8, absmax: ceil(n/block) float32) of x flattened.

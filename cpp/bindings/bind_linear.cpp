@@ -8,10 +8,10 @@
 #include <vector>
 
 #include "common.hpp"
+#include "kernels/linear_4bit.hpp"
 #include "lowbit/cpu.hpp"
 #include "lowbit/linear_4bit.hpp"
 #include "lowbit/matmul.hpp"
-#include "kernels/linear_4bit.hpp"
 
 namespace lowbit {
 namespace bind {
@@ -34,7 +34,8 @@ std::vector<float> padded(const F32& v, int64_t n, const char* name) {
 
 void check_scale(double s, const char* name) {
   if (!scale_ok(s))
-    value_error(std::string(name) + ": must be finite and > 0 (and 1/scale finite in float32), got " + std::to_string(s));
+    value_error(std::string(name) + ": must be finite and > 0 (and 1/scale finite in float32), got " +
+                std::to_string(s));
 }
 
 }  // namespace
@@ -102,7 +103,8 @@ py::array linear_py(const py::array& x_in, const py::array& packed, const py::ar
   require_ndim(x_in, 2, "x");
   require_contiguous(x_in, "x");
   if (x_in.shape(1) != k)
-    value_error("x: last dimension " + std::to_string(x_in.shape(1)) + " does not match the weight's K = " + std::to_string(k));
+    value_error("x: last dimension " + std::to_string(x_in.shape(1)) +
+                " does not match the weight's K = " + std::to_string(k));
   const LinearCall c = prepare_linear_call(packed, colsum, n, k, scale_in, bias_in, act, act_scale, act_zero_point,
                                            act_signed, relu, out_scale, out_zero_point);
   const int64_t m = x_in.shape(0);

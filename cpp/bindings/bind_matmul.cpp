@@ -9,9 +9,9 @@
 #include <vector>
 
 #include "common.hpp"
+#include "kernels/matmul.hpp"
 #include "lowbit/cpu.hpp"
 #include "lowbit/matmul.hpp"
-#include "kernels/matmul.hpp"
 #include "reference/matmul.hpp"
 
 namespace lowbit {
@@ -63,7 +63,8 @@ py::array matmul_packed_py(const py::array& a, const py::array& packed, const py
   const bool sgn = a_is_signed(a);
   require_ndim(a, 2, "a");
   if (a.shape(1) != k)
-    value_error("a: K = " + std::to_string(a.shape(1)) + " does not match the packed weight's K = " + std::to_string(k));
+    value_error("a: K = " + std::to_string(a.shape(1)) +
+                " does not match the packed weight's K = " + std::to_string(k));
   check_k(k, sgn, "a");
   require_packed_s8(packed, colsum, n, k, "b");
   const int64_t m = a.shape(0);
@@ -152,10 +153,13 @@ void bind_matmul(py::module_& m) {
       [](const py::array& a, const py::array& b) {
         return matmul_twin(kernels::avx512vnni::gemm_u8s8_task_avxvnni_twin, a, b);
       },
-      py::arg("a"), py::arg("b"), "Tests only: matmul_int8 through the AVX-VNNI kernel source built with EVEX vpdpbusd.");
+      py::arg("a"), py::arg("b"),
+      "Tests only: matmul_int8 through the AVX-VNNI kernel source built with EVEX vpdpbusd.");
   m.def(
       "_matmul_amx_twin",
-      [](const py::array& a, const py::array& b) { return matmul_twin(kernels::avx512vnni::gemm_u8s8_task_amx_twin, a, b); },
+      [](const py::array& a, const py::array& b) {
+        return matmul_twin(kernels::avx512vnni::gemm_u8s8_task_amx_twin, a, b);
+      },
       py::arg("a"), py::arg("b"), "Tests only: matmul_int8 through the AMX kernel source with emulated tiles.");
 #endif
   m.def("matmul_reference", &matmul_reference_py, py::arg("a"), py::arg("b"),

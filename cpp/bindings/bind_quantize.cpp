@@ -38,8 +38,9 @@ struct Layout {
   py::array_t<int32_t, py::array::c_style | py::array::forcecast> zp;
 };
 
-Layout make_layout(const std::vector<int64_t>& shape, const std::string& dtype, const std::string& mode, int64_t row_div,
-                   int64_t group_size, const py::object& scale_in, const py::object& zp_in, int32_t qmin, int32_t qmax) {
+Layout make_layout(const std::vector<int64_t>& shape, const std::string& dtype, const std::string& mode,
+                   int64_t row_div, int64_t group_size, const py::object& scale_in, const py::object& zp_in,
+                   int32_t qmin, int32_t qmax) {
   Layout L;
   QuantLayout& l = L.l;
   l.dtype = parse_dtype(dtype);
@@ -60,7 +61,9 @@ Layout make_layout(const std::vector<int64_t>& shape, const std::string& dtype, 
   L.zp = py::array_t<int32_t, py::array::c_style | py::array::forcecast>::ensure(zp_in);
   if (!L.scale || !L.zp) type_error("scale and zero_point must be numeric arrays");
   const int64_t n = L.scale.size();
-  if (L.zp.size() != n) value_error("zero_point: expected " + std::to_string(n) + " values (one per scale), got " + std::to_string(L.zp.size()));
+  if (L.zp.size() != n)
+    value_error("zero_point: expected " + std::to_string(n) + " values (one per scale), got " +
+                std::to_string(L.zp.size()));
   l.n_params = n;
   int64_t expected = 1;
   switch (l.mode) {
@@ -82,16 +85,19 @@ Layout make_layout(const std::vector<int64_t>& shape, const std::string& dtype, 
       break;
   }
   if (n != expected && !(n >= 1 && l.rows * l.cols == 0 && l.mode != ParamMode::kTensor))
-    value_error("scale: expected " + std::to_string(expected) + " values for this granularity, got " + std::to_string(n));
+    value_error("scale: expected " + std::to_string(expected) + " values for this granularity, got " +
+                std::to_string(n));
   l.row_div = row_div;
   l.group_size = group_size;
   const float* s = L.scale.data();
   const int32_t* z = L.zp.data();
   for (int64_t i = 0; i < n; ++i) {
     if (!(std::isfinite(s[i]) && s[i] > 0.0f))
-      value_error("scale: every scale must be finite and > 0, got " + std::to_string(s[i]) + " at index " + std::to_string(i));
+      value_error("scale: every scale must be finite and > 0, got " + std::to_string(s[i]) + " at index " +
+                  std::to_string(i));
     if (!scale_ok(s[i]))
-      value_error("scale: " + std::to_string(s[i]) + " at index " + std::to_string(i) + " is so small that 1/scale overflows float32");
+      value_error("scale: " + std::to_string(s[i]) + " at index " + std::to_string(i) +
+                  " is so small that 1/scale overflows float32");
     if (z[i] < qmin || z[i] > qmax)
       value_error("zero_point: " + std::to_string(z[i]) + " at index " + std::to_string(i) + " is outside [" +
                   std::to_string(qmin) + ", " + std::to_string(qmax) + "]");
@@ -147,7 +153,8 @@ py::array quantize_py(const py::array& x, const std::string& dtype, const std::s
     if (!py::isinstance<py::array>(out_obj)) type_error("out: expected a NumPy array");
     out = out_obj.cast<py::array>();
     if (!(sgn ? has_dtype<int8_t>(out) : has_dtype<uint8_t>(out)))
-      type_error("out: expected " + std::string(sgn ? "int8" : "uint8") + " for dtype " + dtype + ", got " + dtype_str(out));
+      type_error("out: expected " + std::string(sgn ? "int8" : "uint8") + " for dtype " + dtype + ", got " +
+                 dtype_str(out));
     require_out(out, out_shape, "the quantized data");
   }
   auto* q = static_cast<uint8_t*>(out.mutable_data());
@@ -189,7 +196,8 @@ py::array dequantize_py(const py::array& q, const std::vector<int64_t>& shape, c
   Layout L = make_layout(shape, dtype, mode, row_div, group_size, scale, zp, qmin, qmax);
   const bool want_signed = qdtype_signed(L.l.dtype);
   if (!(want_signed ? has_dtype<int8_t>(q) : has_dtype<uint8_t>(q)))
-    type_error("q: expected " + std::string(want_signed ? "int8" : "uint8") + " data for dtype " + dtype + ", got " + dtype_str(q));
+    type_error("q: expected " + std::string(want_signed ? "int8" : "uint8") + " data for dtype " + dtype + ", got " +
+               dtype_str(q));
   require_contiguous(q, "q");
   std::vector<int64_t> data_shape = shape;
   if (!data_shape.empty()) data_shape.back() = L.l.row_bytes();

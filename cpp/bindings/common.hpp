@@ -5,8 +5,8 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
-#include <limits>
 #include <cmath>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -28,8 +28,8 @@ template <class T>
 bool has_dtype(const py::array& a) {
   const py::dtype want = py::dtype::of<T>();
   const py::dtype got = a.dtype();
-  return got.is(want) || (got.kind() == want.kind() && got.itemsize() == want.itemsize() &&
-                          got.attr("isnative").template cast<bool>());
+  return got.is(want) ||
+         (got.kind() == want.kind() && got.itemsize() == want.itemsize() && got.attr("isnative").template cast<bool>());
 }
 
 inline bool is_f16(const py::array& a) { return a.dtype().kind() == 'f' && a.dtype().itemsize() == 2; }
@@ -94,7 +94,8 @@ inline void require_packed_s8(const py::array& packed, const py::array& colsum, 
 
 inline void require_ndim(const py::array& a, int nd, const char* name) {
   if (a.ndim() != nd)
-    value_error(std::string(name) + ": expected a " + std::to_string(nd) + "-D array, got " + std::to_string(a.ndim()) + "-D");
+    value_error(std::string(name) + ": expected a " + std::to_string(nd) + "-D array, got " + std::to_string(a.ndim()) +
+                "-D");
 }
 
 // Largest K whose worst-case int32 sum cannot overflow: K * max|a| * max|b| <= INT32_MAX.

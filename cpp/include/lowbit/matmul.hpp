@@ -109,9 +109,9 @@ enum class ActMode { kDynamicRow, kDynamicTensor, kStatic };
 
 struct LinearParams {
   ActMode act = ActMode::kDynamicRow;
-  float act_scale = 1.0f;     // kStatic
-  int32_t act_zero_point = 0;  // kStatic
-  bool act_signed = false;     // kStatic: int8 activations
+  float act_scale = 1.0f;       // kStatic
+  int32_t act_zero_point = 0;   // kStatic
+  bool act_signed = false;      // kStatic: int8 activations
   const float* bias = nullptr;  // n_panels(n) * 16, zero padded, or null
   bool relu = false;
   bool requant = false;

@@ -18,8 +18,8 @@
 #include <cstdint>
 #include <vector>
 
-#include "lowbit/linear_4bit.hpp"
 #include "kernels/linear_4bit.hpp"
+#include "lowbit/linear_4bit.hpp"
 
 namespace lowbit {
 namespace kernels {

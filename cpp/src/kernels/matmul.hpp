@@ -23,7 +23,7 @@ LOWBIT_DECLARE_MATMUL_KERNELS
 void gemm_u8s8_task_avxvnni_twin(const GemmArgs& g, int64_t m0, int64_t m1, int64_t p0, int64_t p1);
 // The AMX task with emulated tiles (kernels/avx512vnni/matmul_amx_twin.cpp): tests only.
 void gemm_u8s8_task_amx_twin(const GemmArgs& g, int64_t m0, int64_t m1, int64_t p0, int64_t p1);
-}
+}  // namespace avx512vnni
 namespace amx {  // self-checks at first use (kernels/amx/matmul.cpp)
 LOWBIT_DECLARE_MATMUL_KERNELS
 }

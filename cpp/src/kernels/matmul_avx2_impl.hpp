@@ -7,8 +7,8 @@
 
 #include <cstring>
 
-#include "kernels/matmul_epilogue.hpp"
 #include "kernels/matmul.hpp"
+#include "kernels/matmul_epilogue.hpp"
 
 namespace lowbit {
 namespace kernels {
@@ -25,7 +25,9 @@ inline int32_t load_a4(const uint8_t* p) {
 #if !defined(LOWBIT_GEMM256_VNNI)
 // AVX2: per row and panel, four accumulators of 4 columns x (k0+k1, k2+k3) int32 halves; the
 // halves are added at the end. B bytes are sign-extended, A bytes zero-extended, to int16.
-inline __m256i widen_b(const int8_t* p) { return _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+inline __m256i widen_b(const int8_t* p) {
+  return _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
 inline __m256i bcast_a16(const uint8_t* p) { return _mm256_cvtepu8_epi16(_mm_set1_epi32(load_a4(p))); }
 // (cols 0-3 halves, cols 4-7 halves) -> cols 0-7 sums.
 inline __m256i fold(__m256i lo, __m256i hi) { return _mm256_permute4x64_epi64(_mm256_hadd_epi32(lo, hi), 0xD8); }
@@ -82,13 +84,16 @@ void micro256(const GemmArgs& g, int64_t i0, int64_t p) {
     const int8_t* bt = b + t * kPanelBytes256;
     const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bt));
     const __m256i b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bt + 32));
-#define LOWBIT_ROW(r)                                              \
-  if (MR > r) {                                                    \
+#define LOWBIT_ROW(r)                                                   \
+  if (MR > r) {                                                         \
     const __m256i av = _mm256_set1_epi32(load_a4(a + r * lda + t * 4)); \
-    c##r##0 = LOWBIT_DPBUSD256(c##r##0, av, b0);                   \
-    c##r##1 = LOWBIT_DPBUSD256(c##r##1, av, b1);                   \
+    c##r##0 = LOWBIT_DPBUSD256(c##r##0, av, b0);                        \
+    c##r##1 = LOWBIT_DPBUSD256(c##r##1, av, b1);                        \
   }
-    LOWBIT_ROW(0) LOWBIT_ROW(1) LOWBIT_ROW(2) LOWBIT_ROW(3)
+    LOWBIT_ROW(0)
+    LOWBIT_ROW(1)
+    LOWBIT_ROW(2)
+    LOWBIT_ROW(3)
 #undef LOWBIT_ROW
   }
   // Panels are 16 columns: columns 8-15 of row r are in c_r1.
@@ -116,10 +121,17 @@ void gemm256_task(const GemmArgs& g, int64_t m0, int64_t m1, int64_t p0, int64_t
     int64_t i = m0;
     for (; i + kMr256 <= m1; i += kMr256) micro256<kMr256>(g, i, p);
     switch (m1 - i) {
-      case 1: micro256<1>(g, i, p); break;
-      case 2: micro256<2>(g, i, p); break;
-      case 3: micro256<3>(g, i, p); break;
-      default: break;
+      case 1:
+        micro256<1>(g, i, p);
+        break;
+      case 2:
+        micro256<2>(g, i, p);
+        break;
+      case 3:
+        micro256<3>(g, i, p);
+        break;
+      default:
+        break;
     }
   }
 }

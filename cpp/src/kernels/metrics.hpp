@@ -4,8 +4,7 @@
 
 #include "lowbit/metrics.hpp"
 
-#define LOWBIT_DECLARE_METRICS_KERNELS \
-  void error_stats_f32(const float* x, const float* y, int64_t n, ErrorStats* acc);
+#define LOWBIT_DECLARE_METRICS_KERNELS void error_stats_f32(const float* x, const float* y, int64_t n, ErrorStats* acc);
 
 namespace lowbit {
 namespace kernels {

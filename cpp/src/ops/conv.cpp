@@ -104,7 +104,8 @@ void conv2d_static_packed(const Im2colArgs& geom, const float* x, const int8_t* 
     uint8_t* const qp = q.get();
     uint8_t* const ip = img.get();
     detail::for_rows(geom.n * geom.c, hw, [&](int64_t b, int64_t e) {
-      for (int64_t r = b; r < e; ++r) qu8(x + (r / geom.c) * geom.sn + (r % geom.c) * geom.sc, hw, ar, Rounding{}, qp + r * hw);
+      for (int64_t r = b; r < e; ++r)
+        qu8(x + (r / geom.c) * geom.sn + (r % geom.c) * geom.sc, hw, ar, Rounding{}, qp + r * hw);
     });
     detail::for_rows(geom.n * geom.h, geom.w * geom.c, [&](int64_t b, int64_t e) {
       const int64_t c = geom.c, w = geom.w, h = geom.h, plane = hw;  // locals: byte stores alias the closure
@@ -139,7 +140,8 @@ void conv2d_static_packed(const Im2colArgs& geom, const float* x, const int8_t* 
     std::vector<int32_t> row_offset(static_cast<size_t>(m), z);
     std::vector<float> row_scale(static_cast<size_t>(m), s);
     // 3. the GEMM with the fused epilogue, exactly as linear_packed with static activations
-    detail::run_linear_gemm(ap.get(), lda, m, kg, packed, colsum, col_scale, n, p, row_offset.data(), row_scale.data(), out);
+    detail::run_linear_gemm(ap.get(), lda, m, kg, packed, colsum, col_scale, n, p, row_offset.data(), row_scale.data(),
+                            out);
     return;
   }
   // Weights that stay in L2: each thread makes a chunk of patch rows and multiplies it at once,
@@ -153,8 +155,9 @@ void conv2d_static_packed(const Im2colArgs& geom, const float* x, const int8_t* 
     const int64_t r0 = t * chunk, r1 = std::min(m, r0 + chunk);
     std::unique_ptr<uint8_t[]> ap(new uint8_t[static_cast<size_t>((r1 - r0) * lda)]);  // every byte written
     im2col_nhwc_u8_rows(geom, img.get(), static_cast<uint8_t>(z), lda, ap.get(), r0, r1);
-    const GemmArgs g = detail::linear_gemm_args(ap.get(), lda, r1 - r0, kg, packed, colsum, col_scale, n, p, row_offset.data(),
-                                        row_scale.data(), static_cast<char*>(out) + static_cast<size_t>(r0 * n) * out_elem);
+    const GemmArgs g =
+        detail::linear_gemm_args(ap.get(), lda, r1 - r0, kg, packed, colsum, col_scale, n, p, row_offset.data(),
+                                 row_scale.data(), static_cast<char*>(out) + static_cast<size_t>(r0 * n) * out_elem);
     fn(g, 0, g.m, 0, n_panels(n));
   });
 }

@@ -54,9 +54,9 @@ GemmArgs linear_gemm_args(const uint8_t* ap, int64_t lda, int64_t m, int64_t kg,
                           const int32_t* colsum, const float* col_scale, int64_t n, const LinearParams& p,
                           const int32_t* row_offset, const float* row_scale, void* out);
 // Runs them through the dispatched linear kernel (requantized int8 or float output by p.requant).
-void run_linear_gemm(const uint8_t* ap, int64_t lda, int64_t m, int64_t kg, const int8_t* packed,
-                     const int32_t* colsum, const float* col_scale, int64_t n, const LinearParams& p,
-                     const int32_t* row_offset, const float* row_scale, void* out);
+void run_linear_gemm(const uint8_t* ap, int64_t lda, int64_t m, int64_t kg, const int8_t* packed, const int32_t* colsum,
+                     const float* col_scale, int64_t n, const LinearParams& p, const int32_t* row_offset,
+                     const float* row_scale, void* out);
 
 }  // namespace detail
 }  // namespace lowbit

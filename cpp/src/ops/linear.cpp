@@ -34,9 +34,9 @@ GemmArgs linear_gemm_args(const uint8_t* ap, int64_t lda, int64_t m, int64_t kg,
   return g;
 }
 
-void run_linear_gemm(const uint8_t* ap, int64_t lda, int64_t m, int64_t kg, const int8_t* packed,
-                     const int32_t* colsum, const float* col_scale, int64_t n, const LinearParams& p,
-                     const int32_t* row_offset, const float* row_scale, void* out) {
+void run_linear_gemm(const uint8_t* ap, int64_t lda, int64_t m, int64_t kg, const int8_t* packed, const int32_t* colsum,
+                     const float* col_scale, int64_t n, const LinearParams& p, const int32_t* row_offset,
+                     const float* row_scale, void* out) {
   run_gemm(p.requant ? dispatch::linear_f32_s8w_s8 : dispatch::linear_f32_s8w_f32,
            linear_gemm_args(ap, lda, m, kg, packed, colsum, col_scale, n, p, row_offset, row_scale, out));
 }

@@ -1,8 +1,9 @@
 // Int8 GEMM op (ops layer): matmul_packed packs the int8 / uint8 activations and runs the
 // dispatched task kernel over the task split, with the int32 epilogue.
+#include "dispatch/matmul.hpp"
+
 #include <vector>
 
-#include "dispatch/matmul.hpp"
 #include "lowbit/matmul.hpp"
 #include "ops/gemm_ops.hpp"
 

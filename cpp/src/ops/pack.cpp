@@ -78,9 +78,8 @@ void pack_weight_s8(const int8_t* w, int64_t n, int64_t k, int64_t stride_n, int
   const int64_t grain = std::max<int64_t>(1, (1 << 16) / std::max<int64_t>(kp * kPanelCols, 1));
   std::memset(packed + panels * kp * kPanelCols, 0, static_cast<size_t>(kPackSlackBytes));
   if (stride_n == 1 && k > 0) {
-    parallel_range(panels, grain, 1, [&](int64_t p0, int64_t p1) {
-      pack_rows_n_contiguous(w, n, k, stride_k, p0, p1, packed, colsum);
-    });
+    parallel_range(panels, grain, 1,
+                   [&](int64_t p0, int64_t p1) { pack_rows_n_contiguous(w, n, k, stride_k, p0, p1, packed, colsum); });
     return;
   }
   // General strides: one column at a time (k contiguous for the usual (N, K) Linear weight).

@@ -10,13 +10,13 @@ namespace lowbit {
 namespace detail {
 namespace {
 
-constexpr int64_t kAChunkBytes = 128 << 10;        // packed activation rows per task stay in L2
-constexpr int64_t kBChunkBytes = 256 << 10;        // packed weight panels per task stay in L2
-constexpr int64_t kMinTaskMacs = 1 << 18;          // below this a task is not worth a thread
-constexpr int64_t kRowGrainElems = 1 << 14;        // activation packing: elements per task, at least
-constexpr int64_t kPanelUnit = 6;                  // panel chunks: multiples of 3 (VNNI) and 2 (AMX)
-constexpr int64_t kStreamWeightBytes = 1 << 20;    // byte-patch convolutions: weights this small stay in L2
-constexpr int64_t kStreamChunkBytes = 256 << 10;   // and patch rows are made and multiplied per chunk
+constexpr int64_t kAChunkBytes = 128 << 10;       // packed activation rows per task stay in L2
+constexpr int64_t kBChunkBytes = 256 << 10;       // packed weight panels per task stay in L2
+constexpr int64_t kMinTaskMacs = 1 << 18;         // below this a task is not worth a thread
+constexpr int64_t kRowGrainElems = 1 << 14;       // activation packing: elements per task, at least
+constexpr int64_t kPanelUnit = 6;                 // panel chunks: multiples of 3 (VNNI) and 2 (AMX)
+constexpr int64_t kStreamWeightBytes = 1 << 20;   // byte-patch convolutions: weights this small stay in L2
+constexpr int64_t kStreamChunkBytes = 256 << 10;  // and patch rows are made and multiplied per chunk
 
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
