@@ -1,5 +1,5 @@
-// Binding for im2col (convolution as a matmul): validate the array and geometry, allocate the
-// patches, release the GIL. No arithmetic here.
+// Bindings for the convolution family (im2col patches, the byte-patch quantized conv2d): validate
+// the arrays and geometry, allocate the result, release the GIL. No arithmetic here.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "common.hpp"
+#include "lowbit/conv.hpp"
 #include "lowbit/im2col.hpp"
 
 namespace lowbit {
@@ -14,7 +15,8 @@ namespace bind {
 
 Im2colArgs im2col_geometry(const py::array& x, int64_t kh, int64_t kw, int64_t stride_h, int64_t stride_w,
                            int64_t pad_h, int64_t pad_w, int64_t dil_h, int64_t dil_w) {
-  if (!has_dtype<float>(x) || x.ndim() != 4) type_error("x: expected a 4-D (N, H, W, C) float32 array, got " + dtype_str(x));
+  if (!has_dtype<float>(x) || x.ndim() != 4)
+    type_error("x: expected a 4-D (N, H, W, C) float32 array, got " + dtype_str(x));
   if (kh < 1 || kw < 1) value_error("kernel_size: must be >= 1");
   if (stride_h < 1 || stride_w < 1) value_error("stride: must be >= 1");
   if (dil_h < 1 || dil_w < 1) value_error("dilation: must be >= 1");
@@ -60,11 +62,39 @@ py::array im2col_py(const py::array& x, int64_t kh, int64_t kw, int64_t stride_h
   return out;
 }
 
+// A convolution with byte patches (QuantConv2d's eager CPU path): x is the (N, H, W, C) image with
+// any strides; the result is the (N * Ho * Wo, n) output, bit-identical to im2col +
+// linear(act=act). act: "static", or "dynamic_per_tensor" with the range taken over the image
+// (the patches' range when every pixel is in some patch; the caller checks that).
+py::array conv2d_static_py(const py::array& x, const py::array& packed, const py::array& colsum, int64_t n,
+                           const py::array& scale_in, const py::object& bias_in, int64_t kh, int64_t kw, int64_t sh,
+                           int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw, double act_scale,
+                           int32_t act_zero_point, bool act_signed, bool relu, const std::string& act) {
+  const Im2colArgs g = im2col_geometry(x, kh, kw, sh, sw, ph, pw, dh, dw);
+  const int64_t k = kh * kw * g.c;
+  if (act != "static" && act != "dynamic_per_tensor")
+    value_error("act: expected 'static' or 'dynamic_per_tensor', got '" + act + "'");
+  const LinearCall c = prepare_linear_call(packed, colsum, n, k, scale_in, bias_in, act, act_scale, act_zero_point,
+                                           act_signed, relu, py::none(), 0);
+  const int64_t m = g.n * g.ho * g.wo;
+  py::array out = linear_out(c, m, n);
+  void* o = out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    conv2d_static_packed(g, g.x, c.packed, c.colsum, c.scale.data(), n, c.p, o);
+  }
+  return out;
+}
+
 }  // namespace
 
 void bind_conv(py::module_& m) {
   m.def("im2col", &im2col_py, py::arg("x"), py::arg("kh"), py::arg("kw"), py::arg("stride_h"), py::arg("stride_w"),
         py::arg("pad_h"), py::arg("pad_w"), py::arg("dil_h"), py::arg("dil_w"));
+  m.def("conv2d_static", &conv2d_static_py, py::arg("x"), py::arg("packed"), py::arg("colsum"), py::arg("n"),
+        py::arg("scale"), py::arg("bias"), py::arg("kh"), py::arg("kw"), py::arg("stride_h"), py::arg("stride_w"),
+        py::arg("pad_h"), py::arg("pad_w"), py::arg("dil_h"), py::arg("dil_w"), py::arg("act_scale"),
+        py::arg("act_zero_point"), py::arg("act_signed"), py::arg("relu"), py::arg("act") = "static");
 }
 
 }  // namespace bind

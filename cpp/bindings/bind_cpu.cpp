@@ -22,9 +22,11 @@ std::string valid_names() {
 }  // namespace
 
 void bind_cpu(py::module_& m) {
-  m.def("features", [] { return cpu_features().flags; }, "Detected CPU feature flags.");
   m.def(
-      "available", [] {
+      "features", [] { return cpu_features().flags; }, "Detected CPU feature flags.");
+  m.def(
+      "available",
+      [] {
         std::vector<std::string> out;
         for (Isa isa : cpu_features().available) out.emplace_back(isa_name(isa));
         return out;
@@ -36,7 +38,8 @@ void bind_cpu(py::module_& m) {
       [](const std::string& name) {
         Isa isa;
         if (!isa_from_name(name, &isa)) value_error("arch: unknown ISA '" + name + "'; valid: " + valid_names());
-        if (!isa_available(isa)) value_error("arch: ISA '" + name + "' is not supported on this CPU; valid: " + valid_names());
+        if (!isa_available(isa))
+          value_error("arch: ISA '" + name + "' is not supported on this CPU; valid: " + valid_names());
         set_forced_arch(isa);
       },
       py::arg("arch"));

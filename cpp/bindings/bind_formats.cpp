@@ -15,13 +15,6 @@ namespace lowbit {
 namespace bind {
 namespace {
 
-std::vector<int64_t> shape_of(const py::array& a) { return std::vector<int64_t>(a.shape(), a.shape() + a.ndim()); }
-
-void require_f32(const py::array& x, const char* name) {
-  if (!has_dtype<float>(x)) type_error(std::string(name) + ": expected a float32 array, got " + dtype_str(x));
-  require_contiguous(x, name);
-}
-
 void require_u16(const py::array& x, const char* name) {
   if (!has_dtype<uint16_t>(x) && !is_f16(x))
     type_error(std::string(name) + ": expected uint16 (bit patterns) or float16, got " + dtype_str(x));
@@ -29,7 +22,8 @@ void require_u16(const py::array& x, const char* name) {
 }
 
 void check_block(int64_t block) {
-  if (block < 2 || block % 2 != 0) value_error("block_size: must be an even integer >= 2, got " + std::to_string(block));
+  if (block < 2 || block % 2 != 0)
+    value_error("block_size: must be an even integer >= 2, got " + std::to_string(block));
 }
 
 // Returns (packed codes: ceil(n/2) uint8, absmax: ceil(n/block) float32) of x flattened.
@@ -51,7 +45,7 @@ std::pair<py::array, py::array> quantize_nf4_py(const py::array& x, int64_t bloc
 
 py::array dequantize_nf4_py(const py::array& q, const py::array& absmax, const std::vector<int64_t>& shape,
                             int64_t block) {
-  if (!has_dtype<uint8_t>(q)) type_error("q: expected uint8 codes, got " + dtype_str(q));
+  require_dtype<uint8_t>(q, "q", "uint8 codes");
   require_contiguous(q, "q");
   require_f32(absmax, "absmax");
   check_block(block);

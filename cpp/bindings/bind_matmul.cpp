@@ -4,15 +4,13 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
-#include <cmath>
 #include <cstdint>
-#include <limits>
 #include <string>
 #include <vector>
 
 #include "common.hpp"
+#include "kernels/matmul.hpp"
 #include "lowbit/cpu.hpp"
-#include "lowbit/im2col.hpp"
 #include "lowbit/matmul.hpp"
 #include "reference/matmul.hpp"
 
@@ -20,29 +18,15 @@ namespace lowbit {
 namespace bind {
 namespace {
 
-// Largest K whose worst-case int32 sum cannot overflow: K * max|a| * max|b| <= INT32_MAX.
-int64_t max_k(bool a_signed) { return std::numeric_limits<int32_t>::max() / (a_signed ? 128 * 128 : 255 * 128); }
-
-void check_k(int64_t k, bool a_signed, const char* what) {
-  if (k > max_k(a_signed))
-    value_error(std::string(what) + ": K = " + std::to_string(k) + " may overflow the int32 accumulator; at most " +
-                std::to_string(max_k(a_signed)) + " for " + (a_signed ? "int8" : "uint8") + " activations");
-}
-
 bool a_is_signed(const py::array& a) {
   if (has_dtype<int8_t>(a)) return true;
   if (has_dtype<uint8_t>(a)) return false;
   type_error("a: expected an int8 or uint8 array, got " + dtype_str(a));
 }
 
-void require_ndim(const py::array& a, int nd, const char* name) {
-  if (a.ndim() != nd)
-    value_error(std::string(name) + ": expected a " + std::to_string(nd) + "-D array, got " + std::to_string(a.ndim()) + "-D");
-}
-
 void check_mm(const py::array& a, const py::array& b, bool* sgn) {
   *sgn = a_is_signed(a);
-  if (!has_dtype<int8_t>(b)) type_error("b: expected an int8 array, got " + dtype_str(b));
+  require_dtype<int8_t>(b, "b", "an int8 array");
   require_ndim(a, 2, "a");
   require_ndim(b, 2, "b");
   if (a.shape(1) != b.shape(0))
@@ -79,14 +63,10 @@ py::array matmul_packed_py(const py::array& a, const py::array& packed, const py
   const bool sgn = a_is_signed(a);
   require_ndim(a, 2, "a");
   if (a.shape(1) != k)
-    value_error("a: K = " + std::to_string(a.shape(1)) + " does not match the packed weight's K = " + std::to_string(k));
+    value_error("a: K = " + std::to_string(a.shape(1)) +
+                " does not match the packed weight's K = " + std::to_string(k));
   check_k(k, sgn, "a");
-  if (!has_dtype<int8_t>(packed) || packed.ndim() != 1 || packed.size() != packed_weight_bytes(k, n) ||
-      !(packed.flags() & py::array::c_style))
-    value_error("b: packed weight data does not match its shape (" + std::to_string(n) + ", " + std::to_string(k) + ")");
-  if (!has_dtype<int32_t>(colsum) || colsum.ndim() != 1 || colsum.size() != n_panels(n) * kPanelCols ||
-      !(colsum.flags() & py::array::c_style))
-    value_error("b: packed column sums do not match its shape");
+  require_packed_s8(packed, colsum, n, k, "b");
   const int64_t m = a.shape(0);
   py::array_t<int32_t> out({m, n});
   int32_t* c = out.mutable_data();
@@ -104,7 +84,7 @@ py::array matmul_packed_py(const py::array& a, const py::array& packed, const py
 #if defined(LOWBIT_HAVE_AVX512VNNI)
 // Test hooks: matmul_int8 through a twin of a kernel that cannot run here (needs AVX-512 VNNI).
 py::array matmul_twin(kernels::GemmTaskFn fn, const py::array& a, const py::array& b) {
-  if (!isa_available(Isa::kAvx512Vnni)) value_error("this CPU has no AVX-512 VNNI to run the kernel twins");
+  require_twin_cpu();
   return matmul_unpacked(fn, a, b);
 }
 #endif
@@ -129,7 +109,7 @@ py::array matmul_reference_py(const py::array& a, const py::array& b) {
 
 // w (N, K) int8, any strides -> (packed int8 bytes, colsum int32 padded to whole panels).
 py::tuple pack_weight_py(const py::array& w) {
-  if (!has_dtype<int8_t>(w)) type_error("w: expected an int8 array, got " + dtype_str(w));
+  require_dtype<int8_t>(w, "w", "an int8 array");
   require_ndim(w, 2, "w");
   const int64_t n = w.shape(0), k = w.shape(1);
   check_k(k, false, "w");
@@ -148,8 +128,7 @@ py::tuple pack_weight_py(const py::array& w) {
 
 py::array unpack_weight_py(const py::array& packed, int64_t n, int64_t k) {
   if (n < 0 || k < 0) value_error("shape: n and k must be >= 0");
-  if (!has_dtype<int8_t>(packed) || packed.ndim() != 1 || packed.size() != packed_weight_bytes(k, n) ||
-      !(packed.flags() & py::array::c_style))
+  if (!packed_s8_matches(packed, n, k))
     value_error("packed: data does not match the shape (" + std::to_string(n) + ", " + std::to_string(k) + ")");
   py::array_t<int8_t> out({n, k});
   int8_t* o = out.mutable_data();
@@ -157,139 +136,6 @@ py::array unpack_weight_py(const py::array& packed, int64_t n, int64_t k) {
   {
     py::gil_scoped_release release;
     unpack_weight_s8(pp, n, k, o);
-  }
-  return out;
-}
-
-using F32 = py::array_t<float, py::array::c_style | py::array::forcecast>;
-
-std::vector<float> padded(const F32& v, int64_t n, const char* name) {
-  if (v.ndim() != 1 || v.shape(0) != n)
-    value_error(std::string(name) + ": expected shape (" + std::to_string(n) + ",), got " + std::to_string(v.size()) +
-                " values in " + std::to_string(v.ndim()) + "-D");
-  std::vector<float> out(static_cast<size_t>(n_panels(n) * kPanelCols), 0.0f);
-  const float* p = v.data();
-  for (int64_t i = 0; i < n; ++i) {
-    if (!std::isfinite(p[i])) value_error(std::string(name) + ": non-finite value at index " + std::to_string(i));
-    out[i] = p[i];
-  }
-  return out;
-}
-
-void check_scale(double s, const char* name) {
-  if (!(std::isfinite(s) && s > 0.0) || !std::isfinite(1.0f / static_cast<float>(s)) ||
-      !(static_cast<float>(s) > 0.0f))
-    value_error(std::string(name) + ": must be finite and > 0 (and 1/scale finite in float32), got " + std::to_string(s));
-}
-
-// Validated weight-side arguments of a linear (everything but x).
-struct LinearCall {
-  std::vector<float> scale, bias;
-  LinearParams p;
-  const int8_t* packed = nullptr;
-  const int32_t* colsum = nullptr;
-};
-
-LinearCall prepare_linear_call(const py::array& packed, const py::array& colsum, int64_t n, int64_t k,
-                               const py::array& scale_in, const py::object& bias_in, const std::string& act,
-                               double act_scale, int32_t act_zero_point, bool act_signed, bool relu,
-                               const py::object& out_scale, int32_t out_zero_point) {
-  check_k(k, false, "x");
-  if (!has_dtype<int8_t>(packed) || packed.ndim() != 1 || packed.size() != packed_weight_bytes(k, n) ||
-      !(packed.flags() & py::array::c_style))
-    value_error("w: packed weight data does not match its shape (" + std::to_string(n) + ", " + std::to_string(k) + ")");
-  if (!has_dtype<int32_t>(colsum) || colsum.ndim() != 1 || colsum.size() != n_panels(n) * kPanelCols ||
-      !(colsum.flags() & py::array::c_style))
-    value_error("w: packed column sums do not match its shape");
-  LinearCall c;
-  c.scale = padded(F32::ensure(scale_in), n, "w.scale");
-  for (int64_t i = 0; i < n; ++i) check_scale(c.scale[i], "w.scale");
-  LinearParams& p = c.p;
-  if (!bias_in.is_none()) {
-    F32 b = F32::ensure(bias_in);
-    if (!b) type_error("bias: expected a float array");
-    c.bias = padded(b, n, "bias");
-    p.bias = c.bias.data();
-  }
-  if (act == "dynamic") {
-    p.act = ActMode::kDynamicRow;
-  } else if (act == "dynamic_per_tensor") {
-    p.act = ActMode::kDynamicTensor;
-  } else if (act == "static") {
-    p.act = ActMode::kStatic;
-    check_scale(act_scale, "act_scale");
-    const int32_t lo = act_signed ? -128 : 0, hi = act_signed ? 127 : 255;
-    if (act_zero_point < lo || act_zero_point > hi)
-      value_error("act_zero_point: " + std::to_string(act_zero_point) + " is outside [" + std::to_string(lo) + ", " +
-                  std::to_string(hi) + "]");
-    p.act_scale = static_cast<float>(act_scale);
-    p.act_zero_point = act_zero_point;
-    p.act_signed = act_signed;
-  } else {
-    value_error("act: expected 'dynamic', 'dynamic_per_tensor' or 'static', got '" + act + "'");
-  }
-  p.relu = relu;
-  if (!out_scale.is_none()) {
-    const double os = out_scale.cast<double>();
-    check_scale(os, "out_scale");
-    if (out_zero_point < -128 || out_zero_point > 127)
-      value_error("out_zero_point: " + std::to_string(out_zero_point) + " is outside [-128, 127]");
-    p.requant = true;
-    p.out_scale = static_cast<float>(os);
-    p.out_zero_point = out_zero_point;
-  }
-  c.packed = static_cast<const int8_t*>(packed.data());
-  c.colsum = static_cast<const int32_t*>(colsum.data());
-  return c;
-}
-
-py::array linear_out(const LinearCall& c, int64_t m, int64_t n) {
-  return c.p.requant ? py::array(py::dtype::of<int8_t>(), std::vector<int64_t>{m, n})
-                     : py::array(py::dtype::of<float>(), std::vector<int64_t>{m, n});
-}
-
-py::array linear_py(const py::array& x_in, const py::array& packed, const py::array& colsum, int64_t n, int64_t k,
-                    const py::array& scale_in, const py::object& bias_in, const std::string& act, double act_scale,
-                    int32_t act_zero_point, bool act_signed, bool relu, const py::object& out_scale,
-                    int32_t out_zero_point) {
-  if (!has_dtype<float>(x_in)) type_error("x: expected a float32 array, got " + dtype_str(x_in));
-  require_ndim(x_in, 2, "x");
-  require_contiguous(x_in, "x");
-  if (x_in.shape(1) != k)
-    value_error("x: last dimension " + std::to_string(x_in.shape(1)) + " does not match the weight's K = " + std::to_string(k));
-  const LinearCall c = prepare_linear_call(packed, colsum, n, k, scale_in, bias_in, act, act_scale, act_zero_point,
-                                           act_signed, relu, out_scale, out_zero_point);
-  const int64_t m = x_in.shape(0);
-  py::array out = linear_out(c, m, n);
-  void* o = out.mutable_data();
-  const auto* x = static_cast<const float*>(x_in.data());
-  {
-    py::gil_scoped_release release;
-    linear_packed(x, m, k, c.packed, c.colsum, c.scale.data(), n, c.p, o);
-  }
-  return out;
-}
-
-// A convolution with byte patches (QuantConv2d's eager CPU path): x is the (N, H, W, C) image with
-// any strides; the result is the (N * Ho * Wo, n) output, bit-identical to im2col +
-// linear(act=act). act: "static", or "dynamic_per_tensor" with the range taken over the image
-// (the patches' range when every pixel is in some patch; the caller checks that).
-py::array conv2d_static_py(const py::array& x, const py::array& packed, const py::array& colsum, int64_t n,
-                           const py::array& scale_in, const py::object& bias_in, int64_t kh, int64_t kw, int64_t sh,
-                           int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw, double act_scale,
-                           int32_t act_zero_point, bool act_signed, bool relu, const std::string& act) {
-  const Im2colArgs g = im2col_geometry(x, kh, kw, sh, sw, ph, pw, dh, dw);
-  const int64_t k = kh * kw * g.c;
-  if (act != "static" && act != "dynamic_per_tensor")
-    value_error("act: expected 'static' or 'dynamic_per_tensor', got '" + act + "'");
-  const LinearCall c = prepare_linear_call(packed, colsum, n, k, scale_in, bias_in, act, act_scale,
-                                           act_zero_point, act_signed, relu, py::none(), 0);
-  const int64_t m = g.n * g.ho * g.wo;
-  py::array out = linear_out(c, m, n);
-  void* o = out.mutable_data();
-  {
-    py::gil_scoped_release release;
-    conv2d_static_packed(g, g.x, c.packed, c.colsum, c.scale.data(), n, c.p, o);
   }
   return out;
 }
@@ -307,10 +153,13 @@ void bind_matmul(py::module_& m) {
       [](const py::array& a, const py::array& b) {
         return matmul_twin(kernels::avx512vnni::gemm_u8s8_task_avxvnni_twin, a, b);
       },
-      py::arg("a"), py::arg("b"), "Tests only: matmul_int8 through the AVX-VNNI kernel source built with EVEX vpdpbusd.");
+      py::arg("a"), py::arg("b"),
+      "Tests only: matmul_int8 through the AVX-VNNI kernel source built with EVEX vpdpbusd.");
   m.def(
       "_matmul_amx_twin",
-      [](const py::array& a, const py::array& b) { return matmul_twin(kernels::avx512vnni::gemm_u8s8_task_amx_twin, a, b); },
+      [](const py::array& a, const py::array& b) {
+        return matmul_twin(kernels::avx512vnni::gemm_u8s8_task_amx_twin, a, b);
+      },
       py::arg("a"), py::arg("b"), "Tests only: matmul_int8 through the AMX kernel source with emulated tiles.");
 #endif
   m.def("matmul_reference", &matmul_reference_py, py::arg("a"), py::arg("b"),
@@ -319,13 +168,6 @@ void bind_matmul(py::module_& m) {
         "Packs w (N, K) int8 into the vnni4x16 layout; returns (packed, colsum).");
   m.def("unpack_weight_s8", &unpack_weight_py, py::arg("packed"), py::arg("n"), py::arg("k"),
         "Inverse of pack_weight_s8: the (N, K) int8 weight.");
-  m.def("linear", &linear_py, py::arg("x"), py::arg("packed"), py::arg("colsum"), py::arg("n"), py::arg("k"),
-        py::arg("scale"), py::arg("bias"), py::arg("act"), py::arg("act_scale"), py::arg("act_zero_point"),
-        py::arg("act_signed"), py::arg("relu"), py::arg("out_scale"), py::arg("out_zero_point"));
-  m.def("conv2d_static", &conv2d_static_py, py::arg("x"), py::arg("packed"), py::arg("colsum"), py::arg("n"),
-        py::arg("scale"), py::arg("bias"), py::arg("kh"), py::arg("kw"), py::arg("stride_h"), py::arg("stride_w"),
-        py::arg("pad_h"), py::arg("pad_w"), py::arg("dil_h"), py::arg("dil_w"), py::arg("act_scale"),
-        py::arg("act_zero_point"), py::arg("act_signed"), py::arg("relu"), py::arg("act") = "static");
   m.attr("matmul_max_k_s8") = max_k(true);
   m.attr("matmul_max_k_u8") = max_k(false);
   m.attr("packed_layout") = "vnni4x16";

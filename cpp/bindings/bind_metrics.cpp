@@ -12,15 +12,9 @@ namespace lowbit {
 namespace bind {
 namespace {
 
-const float* f32_data(const py::array& a, const char* name) {
-  if (!has_dtype<float>(a)) type_error(std::string(name) + ": expected a float32 array, got " + dtype_str(a));
-  require_contiguous(a, name);
-  return static_cast<const float*>(a.data());
-}
-
 py::tuple error_stats_py(const py::array& x, const py::array& y) {
-  const float* px = f32_data(x, "x");
-  const float* py_ = f32_data(y, "y");
+  const float* px = require_f32(x, "x");
+  const float* py_ = require_f32(y, "y");
   if (x.size() != y.size())
     value_error("y: expected " + std::to_string(x.size()) + " elements like x, got " + std::to_string(y.size()));
   const int64_t n = x.size();

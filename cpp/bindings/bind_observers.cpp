@@ -15,14 +15,8 @@ namespace lowbit {
 namespace bind {
 namespace {
 
-const float* f32_data(const py::array& x) {
-  if (!has_dtype<float>(x)) type_error("x: expected a float32 array, got " + dtype_str(x));
-  require_contiguous(x, "x");
-  return static_cast<const float*>(x.data());
-}
-
 py::tuple minmax_py(const py::array& x) {
-  const float* p = f32_data(x);
+  const float* p = require_f32(x, "x");
   const int64_t n = x.size();
   MinMaxResult r;
   {
@@ -33,11 +27,12 @@ py::tuple minmax_py(const py::array& x) {
 }
 
 py::tuple minmax_per_channel_py(const py::array& x, int64_t axis) {
-  const float* p = f32_data(x);
+  const float* p = require_f32(x, "x");
   const int64_t nd = x.ndim();
   if (nd < 1) value_error("x: per-channel min/max needs at least one dimension");
   if (axis < -nd || axis >= nd)
-    value_error("axis: " + std::to_string(axis) + " is out of range for an array with " + std::to_string(nd) + " dimensions");
+    value_error("axis: " + std::to_string(axis) + " is out of range for an array with " + std::to_string(nd) +
+                " dimensions");
   if (axis < 0) axis += nd;
   int64_t outer = 1, inner = 1;
   for (int64_t d = 0; d < axis; ++d) outer *= x.shape(d);
@@ -55,9 +50,10 @@ py::tuple minmax_per_channel_py(const py::array& x, int64_t axis) {
 }
 
 py::tuple histogram_py(const py::array& x, float scale, float base, int64_t bins) {
-  const float* p = f32_data(x);
+  const float* p = require_f32(x, "x");
   // Each thread keeps kHistogramWays partial copies of the counts: cap their size.
-  if (bins < 1 || bins > (int64_t{1} << 16)) value_error("bins: expected 1 <= bins <= 2**16, got " + std::to_string(bins));
+  if (bins < 1 || bins > (int64_t{1} << 16))
+    value_error("bins: expected 1 <= bins <= 2**16, got " + std::to_string(bins));
   int e = 0;
   if (!(std::isfinite(scale) && scale > 0.0f && std::frexp(scale, &e) == 0.5f))
     value_error("scale: expected a finite positive power of two, got " + std::to_string(scale));

@@ -38,8 +38,9 @@ struct Layout {
   py::array_t<int32_t, py::array::c_style | py::array::forcecast> zp;
 };
 
-Layout make_layout(const std::vector<int64_t>& shape, const std::string& dtype, const std::string& mode, int64_t row_div,
-                   int64_t group_size, const py::object& scale_in, const py::object& zp_in, int32_t qmin, int32_t qmax) {
+Layout make_layout(const std::vector<int64_t>& shape, const std::string& dtype, const std::string& mode,
+                   int64_t row_div, int64_t group_size, const py::object& scale_in, const py::object& zp_in,
+                   int32_t qmin, int32_t qmax) {
   Layout L;
   QuantLayout& l = L.l;
   l.dtype = parse_dtype(dtype);
@@ -60,7 +61,9 @@ Layout make_layout(const std::vector<int64_t>& shape, const std::string& dtype, 
   L.zp = py::array_t<int32_t, py::array::c_style | py::array::forcecast>::ensure(zp_in);
   if (!L.scale || !L.zp) type_error("scale and zero_point must be numeric arrays");
   const int64_t n = L.scale.size();
-  if (L.zp.size() != n) value_error("zero_point: expected " + std::to_string(n) + " values (one per scale), got " + std::to_string(L.zp.size()));
+  if (L.zp.size() != n)
+    value_error("zero_point: expected " + std::to_string(n) + " values (one per scale), got " +
+                std::to_string(L.zp.size()));
   l.n_params = n;
   int64_t expected = 1;
   switch (l.mode) {
@@ -82,16 +85,19 @@ Layout make_layout(const std::vector<int64_t>& shape, const std::string& dtype, 
       break;
   }
   if (n != expected && !(n >= 1 && l.rows * l.cols == 0 && l.mode != ParamMode::kTensor))
-    value_error("scale: expected " + std::to_string(expected) + " values for this granularity, got " + std::to_string(n));
+    value_error("scale: expected " + std::to_string(expected) + " values for this granularity, got " +
+                std::to_string(n));
   l.row_div = row_div;
   l.group_size = group_size;
   const float* s = L.scale.data();
   const int32_t* z = L.zp.data();
   for (int64_t i = 0; i < n; ++i) {
     if (!(std::isfinite(s[i]) && s[i] > 0.0f))
-      value_error("scale: every scale must be finite and > 0, got " + std::to_string(s[i]) + " at index " + std::to_string(i));
-    if (!std::isfinite(1.0f / s[i]))
-      value_error("scale: " + std::to_string(s[i]) + " at index " + std::to_string(i) + " is so small that 1/scale overflows float32");
+      value_error("scale: every scale must be finite and > 0, got " + std::to_string(s[i]) + " at index " +
+                  std::to_string(i));
+    if (!scale_ok(s[i]))
+      value_error("scale: " + std::to_string(s[i]) + " at index " + std::to_string(i) +
+                  " is so small that 1/scale overflows float32");
     if (z[i] < qmin || z[i] > qmax)
       value_error("zero_point: " + std::to_string(z[i]) + " at index " + std::to_string(i) + " is outside [" +
                   std::to_string(qmin) + ", " + std::to_string(qmax) + "]");
@@ -99,10 +105,6 @@ Layout make_layout(const std::vector<int64_t>& shape, const std::string& dtype, 
   l.scale = s;
   l.zero_point = z;
   return L;
-}
-
-std::vector<int64_t> shape_of(const py::array& a) {
-  return std::vector<int64_t>(a.shape(), a.shape() + a.ndim());
 }
 
 Rounding make_rounding(const std::string& rounding, uint64_t seed) {
@@ -121,20 +123,23 @@ py::array float_out(const py::object& out_obj, const std::vector<int64_t>& shape
   if (out_obj.is_none()) return py::array(py::dtype::of<float>(), shape);
   if (!py::isinstance<py::array>(out_obj)) type_error("out: expected a NumPy float32 array");
   py::array out = out_obj.cast<py::array>();
-  if (!has_dtype<float>(out)) type_error("out: expected float32, got " + dtype_str(out));
-  require_contiguous(out, "out");
-  if (!out.writeable()) value_error("out: array is read-only");
-  if (shape_of(out) != shape) value_error("out: shape does not match the result's shape");
+  require_dtype<float>(out, "out", "float32");
+  require_out(out, shape, "the result");
   return out;
+}
+
+// x: a C-contiguous float32 (returns true) or float16 (false) array.
+bool require_f32_or_f16(const py::array& x) {
+  const bool f32 = has_dtype<float>(x);
+  if (!f32 && !is_f16(x)) type_error("x: expected a float32 or float16 array, got " + dtype_str(x));
+  require_contiguous(x, "x");
+  return f32;
 }
 
 py::array quantize_py(const py::array& x, const std::string& dtype, const std::string& mode, int64_t row_div,
                       int64_t group_size, const py::object& scale, const py::object& zp, int32_t qmin, int32_t qmax,
                       const std::string& rounding, uint64_t seed, const py::object& out_obj) {
-  const bool f32 = has_dtype<float>(x);
-  const bool f16 = is_f16(x);
-  if (!f32 && !f16) type_error("x: expected a float32 or float16 array, got " + dtype_str(x));
-  require_contiguous(x, "x");
+  const bool f32 = require_f32_or_f16(x);
   auto shape = shape_of(x);
   Layout L = make_layout(shape, dtype, mode, row_div, group_size, scale, zp, qmin, qmax);
   Rounding r = make_rounding(rounding, seed);
@@ -148,10 +153,9 @@ py::array quantize_py(const py::array& x, const std::string& dtype, const std::s
     if (!py::isinstance<py::array>(out_obj)) type_error("out: expected a NumPy array");
     out = out_obj.cast<py::array>();
     if (!(sgn ? has_dtype<int8_t>(out) : has_dtype<uint8_t>(out)))
-      type_error("out: expected " + std::string(sgn ? "int8" : "uint8") + " for dtype " + dtype + ", got " + dtype_str(out));
-    require_contiguous(out, "out");
-    if (!out.writeable()) value_error("out: array is read-only");
-    if (shape_of(out) != out_shape) value_error("out: shape does not match the quantized data's shape");
+      type_error("out: expected " + std::string(sgn ? "int8" : "uint8") + " for dtype " + dtype + ", got " +
+                 dtype_str(out));
+    require_out(out, out_shape, "the quantized data");
   }
   auto* q = static_cast<uint8_t*>(out.mutable_data());
   const void* src = x.data();
@@ -168,10 +172,7 @@ py::array quantize_py(const py::array& x, const std::string& dtype, const std::s
 py::array fake_quantize_py(const py::array& x, const std::string& dtype, const std::string& mode, int64_t row_div,
                            int64_t group_size, const py::object& scale, const py::object& zp, int32_t qmin,
                            int32_t qmax, const std::string& rounding, uint64_t seed, const py::object& out_obj) {
-  const bool f32 = has_dtype<float>(x);
-  const bool f16 = is_f16(x);
-  if (!f32 && !f16) type_error("x: expected a float32 or float16 array, got " + dtype_str(x));
-  require_contiguous(x, "x");
+  const bool f32 = require_f32_or_f16(x);
   auto shape = shape_of(x);
   Layout L = make_layout(shape, dtype, mode, row_div, group_size, scale, zp, qmin, qmax);
   Rounding r = make_rounding(rounding, seed);
@@ -195,7 +196,8 @@ py::array dequantize_py(const py::array& q, const std::vector<int64_t>& shape, c
   Layout L = make_layout(shape, dtype, mode, row_div, group_size, scale, zp, qmin, qmax);
   const bool want_signed = qdtype_signed(L.l.dtype);
   if (!(want_signed ? has_dtype<int8_t>(q) : has_dtype<uint8_t>(q)))
-    type_error("q: expected " + std::string(want_signed ? "int8" : "uint8") + " data for dtype " + dtype + ", got " + dtype_str(q));
+    type_error("q: expected " + std::string(want_signed ? "int8" : "uint8") + " data for dtype " + dtype + ", got " +
+               dtype_str(q));
   require_contiguous(q, "q");
   std::vector<int64_t> data_shape = shape;
   if (!data_shape.empty()) data_shape.back() = L.l.row_bytes();

@@ -1,12 +1,18 @@
-// Shared binding helpers: argument validation that raises TypeError/ValueError naming the argument.
+// Bindings layer: the argument checks every bind_<concept>.cpp shares; each raises TypeError /
+// ValueError naming the argument at fault.
 #pragma once
 
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <cmath>
+#include <limits>
 #include <string>
+#include <vector>
 
+#include "lowbit/cpu.hpp"
 #include "lowbit/im2col.hpp"
+#include "lowbit/matmul.hpp"
 
 namespace lowbit {
 namespace bind {
@@ -22,8 +28,8 @@ template <class T>
 bool has_dtype(const py::array& a) {
   const py::dtype want = py::dtype::of<T>();
   const py::dtype got = a.dtype();
-  return got.is(want) || (got.kind() == want.kind() && got.itemsize() == want.itemsize() &&
-                          got.attr("isnative").template cast<bool>());
+  return got.is(want) ||
+         (got.kind() == want.kind() && got.itemsize() == want.itemsize() && got.attr("isnative").template cast<bool>());
 }
 
 inline bool is_f16(const py::array& a) { return a.dtype().kind() == 'f' && a.dtype().itemsize() == 2; }
@@ -33,6 +39,88 @@ inline void require_contiguous(const py::array& a, const char* name) {
 }
 
 inline std::string dtype_str(const py::array& a) { return py::str(a.dtype()).cast<std::string>(); }
+
+inline std::vector<int64_t> shape_of(const py::array& a) {
+  return std::vector<int64_t>(a.shape(), a.shape() + a.ndim());
+}
+
+// `a` must hold element type T; otherwise "<name>: expected <what>, got <dtype>" (TypeError).
+template <class T>
+void require_dtype(const py::array& a, const char* name, const char* what) {
+  if (!has_dtype<T>(a)) type_error(std::string(name) + ": expected " + what + ", got " + dtype_str(a));
+}
+
+// A C-contiguous float32 array (any shape): its data.
+inline const float* require_f32(const py::array& a, const char* name) {
+  require_dtype<float>(a, name, "a float32 array");
+  require_contiguous(a, name);
+  return static_cast<const float*>(a.data());
+}
+
+// A caller-provided result buffer: C-contiguous, writable, of the result's shape (dtype checked by
+// the caller); `what` names the result in the shape message.
+inline void require_out(const py::array& out, const std::vector<int64_t>& shape, const char* what) {
+  require_contiguous(out, "out");
+  if (!out.writeable()) value_error("out: array is read-only");
+  if (shape_of(out) != shape) value_error(std::string("out: shape does not match ") + what + "'s shape");
+}
+
+// A quantization scale that the kernels accept: finite, > 0 and with a finite float32 reciprocal.
+inline bool scale_ok(double s) {
+  const float f = static_cast<float>(s);
+  return std::isfinite(s) && s > 0.0 && f > 0.0f && std::isfinite(1.0f / f);
+}
+
+// Test-only kernel twins run AVX-512 VNNI code.
+inline void require_twin_cpu() {
+  if (!isa_available(Isa::kAvx512Vnni)) value_error("this CPU has no AVX-512 VNNI to run the kernel twins");
+}
+
+// int8 weights packed by pack_weight_s8 for shape (n, k): the packed bytes (1-D int8,
+// packed_weight_bytes, contiguous) and, when colsum is given, the padded column sums.
+inline bool packed_s8_matches(const py::array& packed, int64_t n, int64_t k) {
+  return has_dtype<int8_t>(packed) && packed.ndim() == 1 && packed.size() == packed_weight_bytes(k, n) &&
+         (packed.flags() & py::array::c_style);
+}
+inline void require_packed_s8(const py::array& packed, const py::array& colsum, int64_t n, int64_t k,
+                              const char* name) {
+  if (!packed_s8_matches(packed, n, k))
+    value_error(std::string(name) + ": packed weight data does not match its shape (" + std::to_string(n) + ", " +
+                std::to_string(k) + ")");
+  if (!has_dtype<int32_t>(colsum) || colsum.ndim() != 1 || colsum.size() != n_panels(n) * kPanelCols ||
+      !(colsum.flags() & py::array::c_style))
+    value_error(std::string(name) + ": packed column sums do not match its shape");
+}
+
+inline void require_ndim(const py::array& a, int nd, const char* name) {
+  if (a.ndim() != nd)
+    value_error(std::string(name) + ": expected a " + std::to_string(nd) + "-D array, got " + std::to_string(a.ndim()) +
+                "-D");
+}
+
+// Largest K whose worst-case int32 sum cannot overflow: K * max|a| * max|b| <= INT32_MAX.
+inline int64_t max_k(bool a_signed) { return std::numeric_limits<int32_t>::max() / (a_signed ? 128 * 128 : 255 * 128); }
+
+inline void check_k(int64_t k, bool a_signed, const char* what) {
+  if (k > max_k(a_signed))
+    value_error(std::string(what) + ": K = " + std::to_string(k) + " may overflow the int32 accumulator; at most " +
+                std::to_string(max_k(a_signed)) + " for " + (a_signed ? "int8" : "uint8") + " activations");
+}
+
+// Validated weight-side arguments of an int8 linear (everything but x), shared by linear and
+// conv2d_static (defined in bind_linear.cpp).
+struct LinearCall {
+  std::vector<float> scale, bias;
+  LinearParams p;
+  const int8_t* packed = nullptr;
+  const int32_t* colsum = nullptr;
+};
+LinearCall prepare_linear_call(const py::array& packed, const py::array& colsum, int64_t n, int64_t k,
+                               const py::array& scale_in, const py::object& bias_in, const std::string& act,
+                               double act_scale, int32_t act_zero_point, bool act_signed, bool relu,
+                               const py::object& out_scale, int32_t out_zero_point);
+// The (m, n) float32 result of a linear, or int8 when it requantizes.
+py::array linear_out(const LinearCall& c, int64_t m, int64_t n);
 
 // Validated convolution geometry of a strided (N, H, W, C) float32 image (bind_conv.cpp).
 Im2colArgs im2col_geometry(const py::array& x, int64_t kh, int64_t kw, int64_t stride_h, int64_t stride_w,

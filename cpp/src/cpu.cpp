@@ -19,12 +19,12 @@
 namespace lowbit {
 namespace {
 
-constexpr const char* kIsaNames[kIsaCount] = {"scalar",     "avx2", "avxvnni", "avx512", "avx512vnni",
-                                              "amx",        "neon", "neondot", "i8mm"};
+constexpr const char* kIsaNames[kIsaCount] = {"scalar", "avx2", "avxvnni", "avx512", "avx512vnni",
+                                              "amx",    "neon", "neondot", "i8mm"};
 
 // Preference order for "best first" lists.
-constexpr Isa kPreference[] = {Isa::kAmx,  Isa::kAvx512Vnni, Isa::kAvx512,  Isa::kAvxVnni, Isa::kAvx2,
-                               Isa::kI8mm, Isa::kNeonDot,    Isa::kNeon,    Isa::kScalar};
+constexpr Isa kPreference[] = {Isa::kAmx,  Isa::kAvx512Vnni, Isa::kAvx512, Isa::kAvxVnni, Isa::kAvx2,
+                               Isa::kI8mm, Isa::kNeonDot,    Isa::kNeon,   Isa::kScalar};
 
 #if defined(__x86_64__) || defined(_M_X64)
 struct Regs {
@@ -171,7 +171,9 @@ const CpuFeatures& cpu_features() {
     detect(f);
     f.available.push_back(Isa::kScalar);
     std::stable_sort(f.available.begin(), f.available.end(), [](Isa a, Isa b) {
-      auto rank = [](Isa x) { return std::find(std::begin(kPreference), std::end(kPreference), x) - std::begin(kPreference); };
+      auto rank = [](Isa x) {
+        return std::find(std::begin(kPreference), std::end(kPreference), x) - std::begin(kPreference);
+      };
       return rank(a) < rank(b);
     });
     return f;

@@ -185,7 +185,8 @@ void parallel_range(int64_t n, int64_t grain, int64_t align, const std::function
   if (n <= 0) return;
   int64_t threads = get_num_threads();
   // Up to 4 tasks per thread: the caller can take over the share of a worker that starts late.
-  int64_t tasks = std::max<int64_t>(1, std::min<int64_t>(threads == 1 ? 1 : 4 * threads, n / std::max<int64_t>(grain, 1)));
+  int64_t tasks =
+      std::max<int64_t>(1, std::min<int64_t>(threads == 1 ? 1 : 4 * threads, n / std::max<int64_t>(grain, 1)));
   if (tasks == 1) {
     fn(0, n);
     return;

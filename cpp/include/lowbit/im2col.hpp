@@ -8,10 +8,10 @@ namespace lowbit {
 
 struct Im2colArgs {
   const float* x;
-  int64_t n, h, w, c;              // logical NHWC shape
-  int64_t sn, sh, sw, sc;          // strides in elements (any layout: NCHW, channels-last, views)
+  int64_t n, h, w, c;      // logical NHWC shape
+  int64_t sn, sh, sw, sc;  // strides in elements (any layout: NCHW, channels-last, views)
   int64_t kh, kw, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w;
-  int64_t ho, wo;                  // output spatial size (validated by the caller)
+  int64_t ho, wo;  // output spatial size (validated by the caller)
 };
 
 // out: (n * ho * wo, kh * kw * c) row-major; row (b, oy, ox) holds, for each (i, j) in

@@ -1,5 +1,6 @@
 // lowbit/matmul.hpp: the int8 GEMM contract: packed-weight layout, the kernel task signature with
-// its fused epilogue, and the ops (pack, matmul, linear). Public C++ API of the matmul family.
+// its fused epilogue, and the ops (pack, matmul, linear; convolution: lowbit/conv.hpp). Public C++
+// API of the int8 GEMM family.
 //
 // Contract: C[m][n] = sum_k A[m][k] * B[k][n] accumulated in int32 with wrap-around arithmetic,
 // never saturating; the result is exact whenever the true sum fits int32 (callers check K:
@@ -78,7 +79,7 @@ namespace kernels {
 using GemmTaskFn = void (*)(const GemmArgs& g, int64_t m0, int64_t m1, int64_t p0, int64_t p1);
 }  // namespace kernels
 
-// Ops (ops/matmul.cpp). Strides are in elements and may be negative.
+// Ops (ops/pack.cpp, ops/matmul.cpp, ops/linear.cpp). Strides are in elements and may be negative.
 // Packs B[k][n] = w[n * stride_n + k * stride_k] (int8) into `packed` (packed_weight_bytes) and
 // its column sums into colsum (n_panels(n) * 16 entries).
 void pack_weight_s8(const int8_t* w, int64_t n, int64_t k, int64_t stride_n, int64_t stride_k, int8_t* packed,
@@ -108,9 +109,9 @@ enum class ActMode { kDynamicRow, kDynamicTensor, kStatic };
 
 struct LinearParams {
   ActMode act = ActMode::kDynamicRow;
-  float act_scale = 1.0f;     // kStatic
-  int32_t act_zero_point = 0;  // kStatic
-  bool act_signed = false;     // kStatic: int8 activations
+  float act_scale = 1.0f;       // kStatic
+  int32_t act_zero_point = 0;   // kStatic
+  bool act_signed = false;      // kStatic: int8 activations
   const float* bias = nullptr;  // n_panels(n) * 16, zero padded, or null
   bool relu = false;
   bool requant = false;
@@ -122,12 +123,5 @@ struct LinearParams {
 // x is m x k contiguous float32; col_scale has n_panels(n) * 16 entries (zero padded).
 void linear_packed(const float* x, int64_t m, int64_t k, const int8_t* packed, const int32_t* colsum,
                    const float* col_scale, int64_t n, const LinearParams& p, void* out);
-
-struct Im2colArgs;
-// A convolution with static (per-tensor) activations: im2col_nhwc(geom, x) then linear_packed with
-// p.act == kStatic, bit for bit, but the image is quantized once and the patches are built from
-// its bytes (padding = the zero point). out: (n_img * ho * wo) x n.
-void conv2d_static_packed(const Im2colArgs& geom, const float* x, const int8_t* packed, const int32_t* colsum,
-                          const float* col_scale, int64_t n, const LinearParams& p, void* out);
 
 }  // namespace lowbit

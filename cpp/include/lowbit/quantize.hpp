@@ -114,7 +114,7 @@ struct QuantLayout {
   int64_t row_div = 1;
   int64_t group_size = 0;
   int64_t n_params = 1;
-  const float* scale = nullptr;        // n_params values, finite and > 0 (validated by the caller)
+  const float* scale = nullptr;         // n_params values, finite and > 0 (validated by the caller)
   const int32_t* zero_point = nullptr;  // n_params values in [qmin, qmax]
   int32_t qmin = -128;
   int32_t qmax = 127;

@@ -3,6 +3,7 @@
 #include "dispatch/formats.hpp"
 
 #include "dispatch/tables.hpp"
+#include "kernels/formats.hpp"
 #include "reference/formats.hpp"
 
 namespace lowbit {
@@ -27,9 +28,11 @@ LOWBIT_SIMD_TABLE(kernels::QuantizeNf4Fn, quantize_f32_nf4)
 LOWBIT_SIMD_TABLE(kernels::DequantizeNf4Fn, dequantize_nf4_f32)
 LOWBIT_SIMD_TABLE(kernels::ConvertF32F16Fn, convert_f32_f16)
 LOWBIT_SIMD_TABLE(kernels::ConvertBf16F32Fn, convert_bf16_f32)
-const OpTable<kernels::ConvertF32Bf16Fn> convert_f32_bf16(
-    "convert_f32_bf16", {{Isa::kScalar, ref::convert_f32_bf16}, LOWBIT_KERNEL_AVX2(convert_f32_bf16)
-                             LOWBIT_KERNEL_AVX512(convert_f32_bf16) LOWBIT_KERNEL_BF16_NATIVE});
+const OpTable<kernels::ConvertF32Bf16Fn> convert_f32_bf16("convert_f32_bf16",
+                                                          {{Isa::kScalar, ref::convert_f32_bf16},
+                                                           LOWBIT_KERNEL_AVX2(convert_f32_bf16)
+                                                               LOWBIT_KERNEL_AVX512(convert_f32_bf16)
+                                                                   LOWBIT_KERNEL_BF16_NATIVE});
 
 }  // namespace dispatch
 }  // namespace lowbit

@@ -1,6 +1,7 @@
 // Dispatch tables for the int8 GEMM task kernels (ISA -> kernel).
 #include "dispatch/matmul.hpp"
 
+#include "kernels/matmul.hpp"
 #include "reference/matmul.hpp"
 
 namespace lowbit {
@@ -26,9 +27,10 @@ namespace dispatch {
 #else
 #define LOWBIT_MM_AMX
 #endif
-#define LOWBIT_MM_TABLE(name)                                                                       \
-  const OpTable<kernels::GemmTaskFn> name(#name, {{Isa::kScalar, ref::gemm_u8s8_task}, LOWBIT_MM_AVX2 \
-                                                                LOWBIT_MM_AVXVNNI LOWBIT_MM_AVX512VNNI LOWBIT_MM_AMX});
+#define LOWBIT_MM_TABLE(name)              \
+  const OpTable<kernels::GemmTaskFn> name( \
+      #name,                               \
+      {{Isa::kScalar, ref::gemm_u8s8_task}, LOWBIT_MM_AVX2 LOWBIT_MM_AVXVNNI LOWBIT_MM_AVX512VNNI LOWBIT_MM_AMX});
 
 LOWBIT_MM_TABLE(matmul_s8s8_s32)
 LOWBIT_MM_TABLE(matmul_u8s8_s32)

@@ -1,6 +1,7 @@
 // Dispatch table for the metrics reductions (ISA -> kernel).
 #include "dispatch/metrics.hpp"
 
+#include "kernels/metrics.hpp"
 #include "reference/metrics.hpp"
 
 namespace lowbit {

@@ -2,6 +2,7 @@
 #include "dispatch/observers.hpp"
 
 #include "dispatch/tables.hpp"
+#include "kernels/observers.hpp"
 #include "reference/observers.hpp"
 
 namespace lowbit {

@@ -2,6 +2,7 @@
 #include "dispatch/quantize.hpp"
 
 #include "dispatch/tables.hpp"
+#include "kernels/quantize.hpp"
 #include "reference/quantize.hpp"
 
 namespace lowbit {

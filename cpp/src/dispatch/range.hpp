@@ -1,8 +1,8 @@
 // Dispatch table of the finite-range kernel (defined in dispatch/range.cpp).
 #pragma once
 
+#include "kernels/range.hpp"
 #include "lowbit/dispatch.hpp"
-#include "reference/range.hpp"
 
 namespace lowbit {
 namespace dispatch {

@@ -69,9 +69,10 @@ struct FormatTraits<xsimd::avx512bw> {
   // vpermps + compares instead of fifteen compares); NaN -> 7.
   static __m512i nf4_codes(const fb& y) {
     alignas(64) static const float k[16] = {
-        kNf4Thresholds[0], kNf4Thresholds[1], kNf4Thresholds[2],  kNf4Thresholds[3],  kNf4Thresholds[4],
-        kNf4Thresholds[5], kNf4Thresholds[6], kNf4Thresholds[7],  kNf4Thresholds[8],  kNf4Thresholds[9],
-        kNf4Thresholds[10], kNf4Thresholds[11], kNf4Thresholds[12], kNf4Thresholds[13], kNf4Thresholds[14], 0.0f};
+        kNf4Thresholds[0],  kNf4Thresholds[1],  kNf4Thresholds[2],  kNf4Thresholds[3],
+        kNf4Thresholds[4],  kNf4Thresholds[5],  kNf4Thresholds[6],  kNf4Thresholds[7],
+        kNf4Thresholds[8],  kNf4Thresholds[9],  kNf4Thresholds[10], kNf4Thresholds[11],
+        kNf4Thresholds[12], kNf4Thresholds[13], kNf4Thresholds[14], 0.0f};
     const __m512 tab = _mm512_load_ps(k);
     __m512i idx = _mm512_setzero_si512();
     for (int step = 8; step > 0; step >>= 1) {
@@ -89,7 +90,8 @@ struct FormatTraits<xsimd::avx512bw> {
     return _mm512_permutexvar_ps(idx, _mm512_loadu_ps(kNf4Levels));
   }
   static void store_f16(const fb& v, uint16_t* p) {
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(p),
+                        _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
   }
   static __m512i bf16_rne(__m512 v) {
     __m512i u = _mm512_castps_si512(v);
@@ -159,7 +161,8 @@ struct FormatImpl {
       for (int64_t c = b; c < e; c += kStage) {
         const int64_t ce = c + kStage < e ? c + kStage : e;
         int64_t i = c;
-        for (; i + W <= ce; i += W) ArchTraits<Arch>::store_bytes(nf4_codes(fb::load_unaligned(x + i), inv), stage + (i - c));
+        for (; i + W <= ce; i += W)
+          ArchTraits<Arch>::store_bytes(nf4_codes(fb::load_unaligned(x + i), inv), stage + (i - c));
         for (; i < ce; ++i) stage[i - c] = static_cast<int8_t>(detail::nf4_code(x[i], inv_s));
         const int64_t len = ce - c;
         if (len & 1) stage[len] = 0;
@@ -205,21 +208,20 @@ struct FormatImpl {
 }  // namespace lowbit
 
 // Defines the lowbit::kernels::<ns> format entry points for Arch in the including translation unit.
-#define LOWBIT_DEFINE_FORMAT_KERNELS(ns, Arch)                                                      \
-  namespace lowbit {                                                                                \
-  namespace kernels {                                                                               \
-  namespace ns {                                                                                    \
-  using FImpl = FormatImpl<Arch>;                                                                   \
-  void quantize_f32_nf4(const float* x, int64_t n, int64_t block, float* absmax, uint8_t* q) {     \
-    FImpl::quantize_nf4(x, n, block, absmax, q);                                                    \
-  }                                                                                                 \
-  void dequantize_nf4_f32(const uint8_t* q, int64_t n, int64_t block, const float* absmax,         \
-                          float* out) {                                                             \
-    FImpl::dequantize_nf4(q, n, block, absmax, out);                                                \
-  }                                                                                                 \
-  void convert_f32_f16(const float* x, int64_t n, uint16_t* out) { FImpl::convert_f32_f16(x, n, out); } \
+#define LOWBIT_DEFINE_FORMAT_KERNELS(ns, Arch)                                                            \
+  namespace lowbit {                                                                                      \
+  namespace kernels {                                                                                     \
+  namespace ns {                                                                                          \
+  using FImpl = FormatImpl<Arch>;                                                                         \
+  void quantize_f32_nf4(const float* x, int64_t n, int64_t block, float* absmax, uint8_t* q) {            \
+    FImpl::quantize_nf4(x, n, block, absmax, q);                                                          \
+  }                                                                                                       \
+  void dequantize_nf4_f32(const uint8_t* q, int64_t n, int64_t block, const float* absmax, float* out) {  \
+    FImpl::dequantize_nf4(q, n, block, absmax, out);                                                      \
+  }                                                                                                       \
+  void convert_f32_f16(const float* x, int64_t n, uint16_t* out) { FImpl::convert_f32_f16(x, n, out); }   \
   void convert_f32_bf16(const float* x, int64_t n, uint16_t* out) { FImpl::convert_f32_bf16(x, n, out); } \
   void convert_bf16_f32(const uint16_t* x, int64_t n, float* out) { FImpl::convert_bf16_f32(x, n, out); } \
-  }                                                                                                 \
-  }                                                                                                 \
+  }                                                                                                       \
+  }                                                                                                       \
   }

@@ -8,8 +8,8 @@
 
 #include <immintrin.h>
 
-#include "kernels/matmul_avx512_epilogue.hpp"
-#include "reference/matmul.hpp"
+#include "kernels/matmul.hpp"
+#include "kernels/matmul_epilogue.hpp"
 
 namespace lowbit {
 namespace kernels {
@@ -42,7 +42,8 @@ void block_32x32(const GemmArgs& g, int64_t i0, int64_t p) {
     if (s + 1 < steps) {
       const uint8_t* pf = a0 + off_a + kTileBytes;
 #pragma GCC unroll 1
-      for (int64_t r = 0; r < kBlockRows; ++r, pf += g.lda) _mm_prefetch(reinterpret_cast<const char*>(pf), _MM_HINT_T0);
+      for (int64_t r = 0; r < kBlockRows; ++r, pf += g.lda)
+        _mm_prefetch(reinterpret_cast<const char*>(pf), _MM_HINT_T0);
     }
     Tiles::template load<4>(a0 + off_a, g.lda);
     Tiles::template load<5>(a1 + off_a, g.lda);
@@ -61,8 +62,8 @@ void block_32x32(const GemmArgs& g, int64_t i0, int64_t p) {
   Tiles::template store<3>(&c[16][16], sizeof(c[0]));
   Tiles::barrier();
   for (int64_t r = 0; r < kBlockRows; ++r) {
-    epilogue(g, _mm512_load_si512(c[r]), i0 + r, p);
-    epilogue(g, _mm512_load_si512(c[r] + 16), i0 + r, p + 1);
+    epilogue<Zmm16>(g, _mm512_load_si512(c[r]), i0 + r, p * kPanelCols);
+    epilogue<Zmm16>(g, _mm512_load_si512(c[r] + 16), i0 + r, (p + 1) * kPanelCols);
   }
 }
 

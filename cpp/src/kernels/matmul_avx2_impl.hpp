@@ -7,7 +7,8 @@
 
 #include <cstring>
 
-#include "reference/matmul.hpp"
+#include "kernels/matmul.hpp"
+#include "kernels/matmul_epilogue.hpp"
 
 namespace lowbit {
 namespace kernels {
@@ -21,54 +22,12 @@ inline int32_t load_a4(const uint8_t* p) {
   return v;
 }
 
-// Epilogue (lowbit/matmul.hpp) for 8 columns j0.. of row i; v holds the raw accumulators.
-inline void epilogue8(const GemmArgs& g, __m256i acc, int64_t i, int64_t j0) {
-  const int64_t rem = g.n - j0;
-  if (rem <= 0) return;
-  const __m256i cs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g.colsum + j0));
-  const __m256i v = _mm256_sub_epi32(acc, _mm256_mullo_epi32(_mm256_set1_epi32(g.row_offset[i]), cs));
-  alignas(32) int32_t vi[8];
-  alignas(32) float vf[8];
-  if (g.kind == EpilogueKind::kInt32) {
-    int32_t* o = static_cast<int32_t*>(g.out) + i * g.ldo + j0;
-    if (rem >= 8) {
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(o), v);
-    } else {
-      _mm256_store_si256(reinterpret_cast<__m256i*>(vi), v);
-      std::memcpy(o, vi, static_cast<size_t>(rem) * 4);
-    }
-    return;
-  }
-  const __m256 s = _mm256_mul_ps(_mm256_set1_ps(g.row_scale[i]), _mm256_loadu_ps(g.col_scale + j0));
-  __m256 y = _mm256_mul_ps(_mm256_cvtepi32_ps(v), s);
-  if (g.bias != nullptr) y = _mm256_add_ps(y, _mm256_loadu_ps(g.bias + j0));
-  // maxps(0, y) returns y when y is NaN, as std::max(y, 0.0f) does.
-  if (g.relu) y = _mm256_max_ps(_mm256_setzero_ps(), y);
-  if (g.kind == EpilogueKind::kFloat) {
-    float* o = static_cast<float*>(g.out) + i * g.ldo + j0;
-    if (rem >= 8) {
-      _mm256_storeu_ps(o, y);
-    } else {
-      _mm256_store_ps(vf, y);
-      std::memcpy(o, vf, static_cast<size_t>(rem) * 4);
-    }
-    return;
-  }
-  __m256 t = _mm256_mul_ps(y, _mm256_set1_ps(g.out_inv_scale));
-  t = _mm256_and_ps(t, _mm256_cmp_ps(t, t, _CMP_ORD_Q));  // NaN -> 0
-  t = _mm256_max_ps(t, _mm256_set1_ps(static_cast<float>(-128 - g.out_zero_point)));
-  t = _mm256_min_ps(t, _mm256_set1_ps(static_cast<float>(127 - g.out_zero_point)));
-  const __m256i q = _mm256_add_epi32(_mm256_cvtps_epi32(t), _mm256_set1_epi32(g.out_zero_point));
-  _mm256_store_si256(reinterpret_cast<__m256i*>(vi), q);
-  int8_t* o = static_cast<int8_t*>(g.out) + i * g.ldo + j0;
-  const int64_t cnt = rem >= 8 ? 8 : rem;
-  for (int64_t j = 0; j < cnt; ++j) o[j] = static_cast<int8_t>(vi[j]);
-}
-
 #if !defined(LOWBIT_GEMM256_VNNI)
 // AVX2: per row and panel, four accumulators of 4 columns x (k0+k1, k2+k3) int32 halves; the
 // halves are added at the end. B bytes are sign-extended, A bytes zero-extended, to int16.
-inline __m256i widen_b(const int8_t* p) { return _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+inline __m256i widen_b(const int8_t* p) {
+  return _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
 inline __m256i bcast_a16(const uint8_t* p) { return _mm256_cvtepu8_epi16(_mm_set1_epi32(load_a4(p))); }
 // (cols 0-3 halves, cols 4-7 halves) -> cols 0-7 sums.
 inline __m256i fold(__m256i lo, __m256i hi) { return _mm256_permute4x64_epi64(_mm256_hadd_epi32(lo, hi), 0xD8); }
@@ -97,11 +56,11 @@ void micro256(const GemmArgs& g, int64_t i0, int64_t p) {
     }
   }
   const int64_t j0 = p * kPanelCols;
-  epilogue8(g, fold(c00, c01), i0, j0);
-  epilogue8(g, fold(c02, c03), i0, j0 + 8);
+  epilogue<Ymm8>(g, fold(c00, c01), i0, j0);
+  epilogue<Ymm8>(g, fold(c02, c03), i0, j0 + 8);
   if (MR > 1) {
-    epilogue8(g, fold(c10, c11), i0 + 1, j0);
-    epilogue8(g, fold(c12, c13), i0 + 1, j0 + 8);
+    epilogue<Ymm8>(g, fold(c10, c11), i0 + 1, j0);
+    epilogue<Ymm8>(g, fold(c12, c13), i0 + 1, j0 + 8);
   }
 }
 constexpr int kMr256 = 2;
@@ -125,30 +84,33 @@ void micro256(const GemmArgs& g, int64_t i0, int64_t p) {
     const int8_t* bt = b + t * kPanelBytes256;
     const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bt));
     const __m256i b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bt + 32));
-#define LOWBIT_ROW(r)                                              \
-  if (MR > r) {                                                    \
+#define LOWBIT_ROW(r)                                                   \
+  if (MR > r) {                                                         \
     const __m256i av = _mm256_set1_epi32(load_a4(a + r * lda + t * 4)); \
-    c##r##0 = LOWBIT_DPBUSD256(c##r##0, av, b0);                   \
-    c##r##1 = LOWBIT_DPBUSD256(c##r##1, av, b1);                   \
+    c##r##0 = LOWBIT_DPBUSD256(c##r##0, av, b0);                        \
+    c##r##1 = LOWBIT_DPBUSD256(c##r##1, av, b1);                        \
   }
-    LOWBIT_ROW(0) LOWBIT_ROW(1) LOWBIT_ROW(2) LOWBIT_ROW(3)
+    LOWBIT_ROW(0)
+    LOWBIT_ROW(1)
+    LOWBIT_ROW(2)
+    LOWBIT_ROW(3)
 #undef LOWBIT_ROW
   }
   // Panels are 16 columns: columns 8-15 of row r are in c_r1.
   const int64_t j0 = p * kPanelCols;
-  epilogue8(g, c00, i0, j0);
-  epilogue8(g, c01, i0, j0 + 8);
+  epilogue<Ymm8>(g, c00, i0, j0);
+  epilogue<Ymm8>(g, c01, i0, j0 + 8);
   if (MR > 1) {
-    epilogue8(g, c10, i0 + 1, j0);
-    epilogue8(g, c11, i0 + 1, j0 + 8);
+    epilogue<Ymm8>(g, c10, i0 + 1, j0);
+    epilogue<Ymm8>(g, c11, i0 + 1, j0 + 8);
   }
   if (MR > 2) {
-    epilogue8(g, c20, i0 + 2, j0);
-    epilogue8(g, c21, i0 + 2, j0 + 8);
+    epilogue<Ymm8>(g, c20, i0 + 2, j0);
+    epilogue<Ymm8>(g, c21, i0 + 2, j0 + 8);
   }
   if (MR > 3) {
-    epilogue8(g, c30, i0 + 3, j0);
-    epilogue8(g, c31, i0 + 3, j0 + 8);
+    epilogue<Ymm8>(g, c30, i0 + 3, j0);
+    epilogue<Ymm8>(g, c31, i0 + 3, j0 + 8);
   }
 }
 constexpr int kMr256 = 4;
@@ -159,10 +121,17 @@ void gemm256_task(const GemmArgs& g, int64_t m0, int64_t m1, int64_t p0, int64_t
     int64_t i = m0;
     for (; i + kMr256 <= m1; i += kMr256) micro256<kMr256>(g, i, p);
     switch (m1 - i) {
-      case 1: micro256<1>(g, i, p); break;
-      case 2: micro256<2>(g, i, p); break;
-      case 3: micro256<3>(g, i, p); break;
-      default: break;
+      case 1:
+        micro256<1>(g, i, p);
+        break;
+      case 2:
+        micro256<2>(g, i, p);
+        break;
+      case 3:
+        micro256<3>(g, i, p);
+        break;
+      default:
+        break;
     }
   }
 }

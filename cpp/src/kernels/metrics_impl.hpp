@@ -29,9 +29,7 @@ struct WidenF32<xsimd::avx2> {
 #if defined(__AVX512F__) && defined(__AVX512BW__)
 template <>
 struct WidenF32<xsimd::avx512bw> {
-  static xsimd::batch<double, xsimd::avx512bw> load(const float* p) {
-    return _mm512_cvtps_pd(_mm256_loadu_ps(p));
-  }
+  static xsimd::batch<double, xsimd::avx512bw> load(const float* p) { return _mm512_cvtps_pd(_mm256_loadu_ps(p)); }
 };
 #endif
 
@@ -87,13 +85,13 @@ struct MetricsImpl {
 }  // namespace kernels
 }  // namespace lowbit
 
-#define LOWBIT_DEFINE_METRICS_KERNELS(ns, Arch)                                           \
-  namespace lowbit {                                                                      \
-  namespace kernels {                                                                     \
-  namespace ns {                                                                          \
-  void error_stats_f32(const float* x, const float* y, int64_t n, ErrorStats* acc) {      \
-    MetricsImpl<Arch>::error_stats(x, y, n, acc);                                         \
-  }                                                                                       \
-  }                                                                                       \
-  }                                                                                       \
+#define LOWBIT_DEFINE_METRICS_KERNELS(ns, Arch)                                      \
+  namespace lowbit {                                                                 \
+  namespace kernels {                                                                \
+  namespace ns {                                                                     \
+  void error_stats_f32(const float* x, const float* y, int64_t n, ErrorStats* acc) { \
+    MetricsImpl<Arch>::error_stats(x, y, n, acc);                                    \
+  }                                                                                  \
+  }                                                                                  \
+  }                                                                                  \
   }

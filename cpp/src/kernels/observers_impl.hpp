@@ -118,7 +118,7 @@ struct ObserversImpl {
   }
 
   static int64_t minmax_per_channel_exact(const float* x, int64_t rows, int64_t cols, int64_t row_stride, float* mn,
-                                    float* mx) {
+                                          float* mx) {
     const fb inf(INFINITY), ninf(-INFINITY), zero(0.0f), one(1.0f);
     const int64_t vec_cols = cols - cols % W;
     const int64_t lanes_per_row = vec_cols / W;
@@ -141,7 +141,8 @@ struct ObserversImpl {
         cnt = fb(0.0f);
         pending = 0;
       }
-      if (vec_cols < cols) bad += ref::minmax_per_channel_f32(row + vec_cols, 1, cols - vec_cols, 0, mn + vec_cols, mx + vec_cols);
+      if (vec_cols < cols)
+        bad += ref::minmax_per_channel_f32(row + vec_cols, 1, cols - vec_cols, 0, mn + vec_cols, mx + vec_cols);
     }
     return bad + reduce_count(cnt);
   }
@@ -242,19 +243,21 @@ struct ObserversImpl {
 }  // namespace lowbit
 
 // Defines the lowbit::kernels::<ns> entry points for Arch in the including translation unit.
-#define LOWBIT_DEFINE_OBSERVER_KERNELS(ns, Arch)                                                                     \
-  namespace lowbit {                                                                                                 \
-  namespace kernels {                                                                                                \
-  namespace ns {                                                                                                     \
-  int64_t minmax_f32(const float* x, int64_t n, float* mn, float* mx) { return ObserversImpl<Arch>::minmax(x, n, mn, mx); } \
-  int64_t minmax_per_channel_f32(const float* x, int64_t rows, int64_t cols, int64_t row_stride, float* mn,         \
-                                 float* mx) {                                                                        \
-    return ObserversImpl<Arch>::minmax_per_channel(x, rows, cols, row_stride, mn, mx);                               \
-  }                                                                                                                  \
-  void histogram_f32(const float* x, int64_t n, float scale, float base, int64_t bins, int64_t* counts, float* mn,  \
-                     float* mx) {                                                                                    \
-    ObserversImpl<Arch>::histogram(x, n, scale, base, bins, counts, mn, mx);                                         \
-  }                                                                                                                  \
-  }                                                                                                                  \
-  }                                                                                                                  \
+#define LOWBIT_DEFINE_OBSERVER_KERNELS(ns, Arch)                                                                   \
+  namespace lowbit {                                                                                               \
+  namespace kernels {                                                                                              \
+  namespace ns {                                                                                                   \
+  int64_t minmax_f32(const float* x, int64_t n, float* mn, float* mx) {                                            \
+    return ObserversImpl<Arch>::minmax(x, n, mn, mx);                                                              \
+  }                                                                                                                \
+  int64_t minmax_per_channel_f32(const float* x, int64_t rows, int64_t cols, int64_t row_stride, float* mn,        \
+                                 float* mx) {                                                                      \
+    return ObserversImpl<Arch>::minmax_per_channel(x, rows, cols, row_stride, mn, mx);                             \
+  }                                                                                                                \
+  void histogram_f32(const float* x, int64_t n, float scale, float base, int64_t bins, int64_t* counts, float* mn, \
+                     float* mx) {                                                                                  \
+    ObserversImpl<Arch>::histogram(x, n, scale, base, bins, counts, mn, mx);                                       \
+  }                                                                                                                \
+  }                                                                                                                \
+  }                                                                                                                \
   }

@@ -122,7 +122,8 @@ struct QuantizeImpl {
       const int64_t j = p.per_element ? i : 0;
       if (r.stochastic) {
         float u = detail::uniform01(static_cast<uint32_t>(r.counter + static_cast<uint64_t>(i)), key);
-        q[i] = static_cast<T>(detail::quantize_one_stochastic(x[i], p.inv_scale[j], p.zero_point[j], p.qmin, p.qmax, u));
+        q[i] =
+            static_cast<T>(detail::quantize_one_stochastic(x[i], p.inv_scale[j], p.zero_point[j], p.qmin, p.qmax, u));
       } else {
         q[i] = static_cast<T>(detail::quantize_one(x[i], p.inv_scale[j], p.zero_point[j], p.qmin, p.qmax));
       }
@@ -199,34 +200,30 @@ struct QuantizeImpl {
 }  // namespace lowbit
 
 // Defines the lowbit::kernels::<ns> entry points for Arch in the including translation unit.
-#define LOWBIT_DEFINE_QUANTIZE_KERNELS(ns, Arch)                                                                \
-  namespace lowbit {                                                                                            \
-  namespace kernels {                                                                                           \
-  namespace ns {                                                                                                \
-  using Impl = QuantizeImpl<Arch>;                                                                              \
-  void quantize_f32_s8(const float* x, int64_t n, const AffineRow& p, const Rounding& r, int8_t* q) {           \
-    Impl::quantize(x, n, p, r, q);                                                                              \
-  }                                                                                                             \
-  void quantize_f32_u8(const float* x, int64_t n, const AffineRow& p, const Rounding& r, uint8_t* q) {          \
-    Impl::quantize(x, n, p, r, q);                                                                              \
-  }                                                                                                             \
-  void dequantize_s8_f32(const int8_t* q, int64_t n, const AffineRow& p, float* out, bool stream) {             \
-    Impl::dequantize(q, n, p, out, stream, [](const int8_t* a) { return Impl::Traits::load_s8(a); });           \
-  }                                                                                                             \
-  void dequantize_u8_f32(const uint8_t* q, int64_t n, const AffineRow& p, float* out, bool stream) {            \
-    Impl::dequantize(q, n, p, out, stream, [](const uint8_t* a) { return Impl::Traits::load_u8(a); });          \
-  }                                                                                                             \
-  void fake_quantize_f32_f32(const float* x, int64_t n, const AffineRow& p, const Rounding& r, float* out) {    \
-    Impl::fake_quantize(x, n, p, r, out);                                                                       \
-  }                                                                                                             \
-  void convert_f16_f32(const uint16_t* x, int64_t n, float* out) { Impl::convert_f16(x, n, out); }              \
-  void pack_s8_s4(const int8_t* v, int64_t n_bytes, uint8_t* out) { detail::pack_nibbles(v, n_bytes, out); }     \
-  void unpack_s4_s8(const uint8_t* in, int64_t n_bytes, int8_t* out) {                                          \
-    detail::unpack_nibbles_s4(in, n_bytes, out);                                                                \
-  }                                                                                                             \
-  void unpack_u4_s8(const uint8_t* in, int64_t n_bytes, int8_t* out) {                                          \
-    detail::unpack_nibbles_u4(in, n_bytes, out);                                                                \
-  }                                                                                                             \
-  }                                                                                                             \
-  }                                                                                                             \
+#define LOWBIT_DEFINE_QUANTIZE_KERNELS(ns, Arch)                                                                      \
+  namespace lowbit {                                                                                                  \
+  namespace kernels {                                                                                                 \
+  namespace ns {                                                                                                      \
+  using Impl = QuantizeImpl<Arch>;                                                                                    \
+  void quantize_f32_s8(const float* x, int64_t n, const AffineRow& p, const Rounding& r, int8_t* q) {                 \
+    Impl::quantize(x, n, p, r, q);                                                                                    \
+  }                                                                                                                   \
+  void quantize_f32_u8(const float* x, int64_t n, const AffineRow& p, const Rounding& r, uint8_t* q) {                \
+    Impl::quantize(x, n, p, r, q);                                                                                    \
+  }                                                                                                                   \
+  void dequantize_s8_f32(const int8_t* q, int64_t n, const AffineRow& p, float* out, bool stream) {                   \
+    Impl::dequantize(q, n, p, out, stream, [](const int8_t* a) { return Impl::Traits::load_s8(a); });                 \
+  }                                                                                                                   \
+  void dequantize_u8_f32(const uint8_t* q, int64_t n, const AffineRow& p, float* out, bool stream) {                  \
+    Impl::dequantize(q, n, p, out, stream, [](const uint8_t* a) { return Impl::Traits::load_u8(a); });                \
+  }                                                                                                                   \
+  void fake_quantize_f32_f32(const float* x, int64_t n, const AffineRow& p, const Rounding& r, float* out) {          \
+    Impl::fake_quantize(x, n, p, r, out);                                                                             \
+  }                                                                                                                   \
+  void convert_f16_f32(const uint16_t* x, int64_t n, float* out) { Impl::convert_f16(x, n, out); }                    \
+  void pack_s8_s4(const int8_t* v, int64_t n_bytes, uint8_t* out) { detail::pack_nibbles(v, n_bytes, out); }          \
+  void unpack_s4_s8(const uint8_t* in, int64_t n_bytes, int8_t* out) { detail::unpack_nibbles_s4(in, n_bytes, out); } \
+  void unpack_u4_s8(const uint8_t* in, int64_t n_bytes, int8_t* out) { detail::unpack_nibbles_u4(in, n_bytes, out); } \
+  }                                                                                                                   \
+  }                                                                                                                   \
   }

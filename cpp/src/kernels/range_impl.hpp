@@ -6,6 +6,7 @@
 
 #include <xsimd/xsimd.hpp>
 
+#include "kernels/range.hpp"
 #include "reference/range.hpp"
 
 namespace lowbit {
@@ -79,11 +80,11 @@ void finite_range_impl(const float* x, int64_t n, float* lo, float* hi) {
 }  // namespace kernels
 }  // namespace lowbit
 
-#define LOWBIT_DEFINE_RANGE_KERNELS(ns, arch)                                                                  \
-  namespace lowbit {                                                                                           \
-  namespace kernels {                                                                                          \
-  namespace ns {                                                                                               \
+#define LOWBIT_DEFINE_RANGE_KERNELS(ns, arch)                                                                       \
+  namespace lowbit {                                                                                                \
+  namespace kernels {                                                                                               \
+  namespace ns {                                                                                                    \
   void finite_range_f32(const float* x, int64_t n, float* lo, float* hi) { finite_range_impl<arch>(x, n, lo, hi); } \
-  }                                                                                                            \
-  }                                                                                                            \
+  }                                                                                                                 \
+  }                                                                                                                 \
   }

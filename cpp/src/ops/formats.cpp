@@ -1,6 +1,7 @@
 // Format ops (ops layer): split NF4 work on block boundaries and conversions on vector boundaries
 // over threads, and call the dispatched kernels.
 #include "dispatch/formats.hpp"
+
 #include "dispatch/quantize.hpp"
 #include "lowbit/formats.hpp"
 #include "lowbit/parallel.hpp"
@@ -12,7 +13,8 @@ constexpr int64_t kGrain = 1 << 15;  // elements per task, at least
 
 void quantize_nf4(const float* x, int64_t n, int64_t block, float* absmax, uint8_t* q) {
   auto fn = dispatch::quantize_f32_nf4.get();
-  parallel_range(n, kGrain, block, [&](int64_t b, int64_t e) { fn(x + b, e - b, block, absmax + b / block, q + b / 2); });
+  parallel_range(n, kGrain, block,
+                 [&](int64_t b, int64_t e) { fn(x + b, e - b, block, absmax + b / block, q + b / 2); });
 }
 
 void dequantize_nf4(const uint8_t* q, int64_t n, int64_t block, const float* absmax, float* out) {

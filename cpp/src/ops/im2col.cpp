@@ -107,8 +107,8 @@ void im2col_nhwc(const Im2colArgs& args, float* out) {
   });
 }
 
-void im2col_nhwc_u8_rows(const Im2colArgs& args, const uint8_t* xq, uint8_t pad, int64_t lda, uint8_t* out,
-                         int64_t r0, int64_t r1) {
+void im2col_nhwc_u8_rows(const Im2colArgs& args, const uint8_t* xq, uint8_t pad, int64_t lda, uint8_t* out, int64_t r0,
+                         int64_t r1) {
   // Locals, not references: byte stores may alias anything reached through a pointer, which
   // would reload them every byte.
   const Im2colArgs a = args;

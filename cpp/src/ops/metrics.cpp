@@ -1,10 +1,11 @@
 // Metrics reduction op (ops layer): cut the arrays into fixed chunks, one partial ErrorStats per
 // chunk computed by the dispatched kernel on any thread, then combine the partials in chunk order,
 // so the result does not depend on the thread count.
+#include "dispatch/metrics.hpp"
+
 #include <cmath>
 #include <vector>
 
-#include "dispatch/metrics.hpp"
 #include "lowbit/metrics.hpp"
 #include "lowbit/parallel.hpp"
 

@@ -1,11 +1,12 @@
 // Observer reduction ops (ops layer): split a tensor over threads, give every task its own partial
 // min/max or histogram, run the dispatched kernels, then combine the partials (exactly: min/max
 // and integer counts do not depend on the split).
+#include "dispatch/observers.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
-#include "dispatch/observers.hpp"
 #include "lowbit/observers.hpp"
 #include "lowbit/parallel.hpp"
 

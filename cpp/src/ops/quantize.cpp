@@ -1,9 +1,10 @@
 // Quantize ops (ops layer): map granularity onto constant-parameter runs, pack/unpack 4-bit
 // nibbles, widen f16 input, split the work over threads, and call the dispatched row kernels.
+#include "dispatch/quantize.hpp"
+
 #include <algorithm>
 #include <vector>
 
-#include "dispatch/quantize.hpp"
 #include "lowbit/parallel.hpp"
 #include "lowbit/quantize.hpp"
 
@@ -155,7 +156,9 @@ const float* identity_f32(const float* x, int64_t, float*) { return x; }
 
 }  // namespace
 
-void quantize(const float* x, const QuantLayout& l, const Rounding& r, uint8_t* q) { quantize_impl(x, l, r, q, identity_f32); }
+void quantize(const float* x, const QuantLayout& l, const Rounding& r, uint8_t* q) {
+  quantize_impl(x, l, r, q, identity_f32);
+}
 
 void quantize_f16(const uint16_t* x, const QuantLayout& l, const Rounding& r, uint8_t* q) {
   auto cvt = dispatch::convert_f16_f32.get();

@@ -13,7 +13,8 @@ void matmul_any(const A* a, int64_t m, int64_t k, int64_t sam, int64_t sak, cons
     for (int64_t j = 0; j < n; ++j) {
       uint32_t acc = 0;  // unsigned: wrap-around is defined behaviour
       for (int64_t t = 0; t < k; ++t)
-        acc += static_cast<uint32_t>(static_cast<int32_t>(a[i * sam + t * sak]) * static_cast<int32_t>(b[t * sbk + j * sbn]));
+        acc += static_cast<uint32_t>(static_cast<int32_t>(a[i * sam + t * sak]) *
+                                     static_cast<int32_t>(b[t * sbk + j * sbn]));
       c[i * n + j] = static_cast<int32_t>(acc);
     }
   }

@@ -1,5 +1,5 @@
-// Declarations of the reference int8 GEMM (lowbit::ref: the spec, plus the scalar task on packed
-// data) and of each ISA's task kernel; the per-element epilogue shared by all of them.
+// Reference layer: the int8 GEMM spec (lowbit::ref: the plain matmuls and the scalar task on packed
+// data) and the per-element epilogue that every ISA's task (kernels/matmul.hpp) follows.
 #pragma once
 
 #include <algorithm>
@@ -8,12 +8,10 @@
 #include "lowbit/matmul.hpp"
 #include "reference/scalar.hpp"
 
-#define LOWBIT_DECLARE_MATMUL_KERNELS \
-  void gemm_u8s8_task(const GemmArgs& g, int64_t m0, int64_t m1, int64_t p0, int64_t p1);
-
 namespace lowbit {
 namespace ref {
-LOWBIT_DECLARE_MATMUL_KERNELS
+// The scalar task on packed data (lowbit/matmul.hpp's kernels::GemmTaskFn contract).
+void gemm_u8s8_task(const GemmArgs& g, int64_t m0, int64_t m1, int64_t p0, int64_t p1);
 
 // The spec: C[i][j] = sum_k A[i][k] * B[k][j] in int32 with wrap-around (exact when it fits).
 // Strides in elements, any sign; c is m x n contiguous.
@@ -22,25 +20,6 @@ void matmul_s8s8_s32(const int8_t* a, int64_t m, int64_t k, int64_t sam, int64_t
 void matmul_u8s8_s32(const uint8_t* a, int64_t m, int64_t k, int64_t sam, int64_t sak, const int8_t* b, int64_t n,
                      int64_t sbk, int64_t sbn, int32_t* c);
 }  // namespace ref
-
-namespace kernels {
-namespace avx2 {
-LOWBIT_DECLARE_MATMUL_KERNELS
-}
-namespace avxvnni {
-LOWBIT_DECLARE_MATMUL_KERNELS
-}
-namespace avx512vnni {
-LOWBIT_DECLARE_MATMUL_KERNELS
-// The AVX-VNNI task built with EVEX instructions (kernels/avx512vnni/matmul_ymm.cpp): tests only.
-void gemm_u8s8_task_avxvnni_twin(const GemmArgs& g, int64_t m0, int64_t m1, int64_t p0, int64_t p1);
-// The AMX task with emulated tiles (kernels/avx512vnni/matmul_amx_twin.cpp): tests only.
-void gemm_u8s8_task_amx_twin(const GemmArgs& g, int64_t m0, int64_t m1, int64_t p0, int64_t p1);
-}
-namespace amx {  // untested on hardware; self-checks at first use (kernels/amx/matmul.cpp)
-LOWBIT_DECLARE_MATMUL_KERNELS
-}
-}  // namespace kernels
 
 namespace detail {
 

@@ -1,5 +1,5 @@
-// Declarations of the reference error-statistics kernel (lowbit::ref) and of each ISA's kernel,
-// plus the scalar element step the reference uses everywhere and the SIMD kernels use for tails.
+// Reference layer: the scalar error-statistics kernel (lowbit::ref) and its element step, which
+// the reference uses everywhere and the SIMD kernels (kernels/metrics.hpp) use for tails.
 #pragma once
 
 #include <cmath>
@@ -25,19 +25,8 @@ inline void error_stats_step(float xf, float yf, ErrorStats* acc) {
 }  // namespace detail
 }  // namespace lowbit
 
-#define LOWBIT_DECLARE_METRICS_KERNELS \
-  void error_stats_f32(const float* x, const float* y, int64_t n, ErrorStats* acc);
-
 namespace lowbit {
 namespace ref {
-LOWBIT_DECLARE_METRICS_KERNELS
+void error_stats_f32(const float* x, const float* y, int64_t n, ErrorStats* acc);
 }
-namespace kernels {
-namespace avx2 {
-LOWBIT_DECLARE_METRICS_KERNELS
-}
-namespace avx512 {
-LOWBIT_DECLARE_METRICS_KERNELS
-}
-}  // namespace kernels
 }  // namespace lowbit

@@ -1,5 +1,5 @@
-// Declarations of the reference reduction kernels (lowbit::ref) and of each ISA's kernels, plus the
-// scalar element helpers that the reference uses everywhere and the SIMD kernels use for tails.
+// Reference layer: the scalar reduction kernels (lowbit::ref) and the element helpers that the
+// reference uses everywhere and the SIMD kernels (kernels/observers.hpp) use for tails.
 #pragma once
 
 #include <cmath>
@@ -30,23 +30,11 @@ inline int64_t histogram_slot(float x, float scale, float base, int64_t bins) {
 }  // namespace detail
 }  // namespace lowbit
 
-#define LOWBIT_DECLARE_OBSERVER_KERNELS                                                                     \
-  int64_t minmax_f32(const float* x, int64_t n, float* mn, float* mx);                                      \
-  int64_t minmax_per_channel_f32(const float* x, int64_t rows, int64_t cols, int64_t row_stride, float* mn, \
-                                 float* mx);                                                                \
-  void histogram_f32(const float* x, int64_t n, float scale, float base, int64_t bins, int64_t* counts, float* mn, \
-                     float* mx);
-
 namespace lowbit {
 namespace ref {
-LOWBIT_DECLARE_OBSERVER_KERNELS
-}
-namespace kernels {
-namespace avx2 {
-LOWBIT_DECLARE_OBSERVER_KERNELS
-}
-namespace avx512 {
-LOWBIT_DECLARE_OBSERVER_KERNELS
-}
-}  // namespace kernels
+int64_t minmax_f32(const float* x, int64_t n, float* mn, float* mx);
+int64_t minmax_per_channel_f32(const float* x, int64_t rows, int64_t cols, int64_t row_stride, float* mn, float* mx);
+void histogram_f32(const float* x, int64_t n, float scale, float base, int64_t bins, int64_t* counts, float* mn,
+                   float* mx);
+}  // namespace ref
 }  // namespace lowbit

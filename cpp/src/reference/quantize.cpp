@@ -44,7 +44,8 @@ template <class T>
 void dequantize_row(const T* q, int64_t n, const AffineRow& p, float* out) {
   detail::for_each_param_run(n, p, [&](int64_t b, int64_t e, const AffineRow& pg) {
     const int64_t step = pg.per_element ? 1 : 0;
-    for (int64_t i = b; i < e; ++i) out[i] = detail::dequantize_one(q[i], pg.scale[(i - b) * step], pg.zero_point[(i - b) * step]);
+    for (int64_t i = b; i < e; ++i)
+      out[i] = detail::dequantize_one(q[i], pg.scale[(i - b) * step], pg.zero_point[(i - b) * step]);
   });
 }
 
@@ -56,7 +57,9 @@ void quantize_f32_s8(const float* x, int64_t n, const AffineRow& p, const Roundi
 void quantize_f32_u8(const float* x, int64_t n, const AffineRow& p, const Rounding& r, uint8_t* q) {
   quantize_row(x, n, p, r, q);
 }
-void dequantize_s8_f32(const int8_t* q, int64_t n, const AffineRow& p, float* out, bool) { dequantize_row(q, n, p, out); }
+void dequantize_s8_f32(const int8_t* q, int64_t n, const AffineRow& p, float* out, bool) {
+  dequantize_row(q, n, p, out);
+}
 void dequantize_u8_f32(const uint8_t* q, int64_t n, const AffineRow& p, float* out, bool) {
   dequantize_row(q, n, p, out);
 }

@@ -1,5 +1,5 @@
 // The real AMX tile operations (AMX TUs only), the Tiles parameter of the kernels templated on
-// tiles (kernels/matmul_amx_impl.hpp, kernels/linear4_amx_impl.hpp). Tiles 0-3 hold int32 C
+// tiles (kernels/matmul_amx_impl.hpp, kernels/linear_4bit_amx_impl.hpp). Tiles 0-3 hold int32 C
 // blocks (16 x 16), 4-5 A (16 rows x `a_bytes`), 6-7 B (a_bytes / 4 rows x 64 bytes).
 #pragma once
 

@@ -5,6 +5,8 @@
 // (PERF.md: GCC 12 could drop the configuration stores), the first call in the process checks this
 // kernel against the scalar reference on a fixed problem and routes every call to the AVX-512 VNNI
 // kernel if they differ.
+#include "reference/matmul.hpp"
+
 #include <vector>
 
 #include "kernels/amx/amx_tiles.hpp"

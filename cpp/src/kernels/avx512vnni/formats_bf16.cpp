@@ -2,7 +2,7 @@
 // with AVX512_BF16 has VNNI) with a function-level target; dispatch calls it only when CPUID has BF16.
 #include <immintrin.h>
 
-#include "reference/formats.hpp"
+#include "kernels/formats.hpp"
 #include "reference/formats_scalar.hpp"
 
 namespace lowbit {

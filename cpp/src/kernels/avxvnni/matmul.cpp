@@ -6,7 +6,9 @@
 namespace lowbit {
 namespace kernels {
 namespace avxvnni {
-void gemm_u8s8_task(const GemmArgs& g, int64_t m0, int64_t m1, int64_t p0, int64_t p1) { gemm256_task(g, m0, m1, p0, p1); }
+void gemm_u8s8_task(const GemmArgs& g, int64_t m0, int64_t m1, int64_t p0, int64_t p1) {
+  gemm256_task(g, m0, m1, p0, p1);
+}
 }  // namespace avxvnni
 }  // namespace kernels
 }  // namespace lowbit

@@ -1,11 +1,14 @@
-// Declarations of the reference 4-bit-weight linear kernels (lowbit::ref) and of each ISA's.
+// Kernels layer: the per-ISA 4-bit-weight linear kernels (kernels/<isa>/linear_4bit.cpp) and the
+// test-only twins; contracts in lowbit/linear_4bit.hpp.
 #pragma once
 
-#include "lowbit/linear4.hpp"
+#include <cstdint>
 
-#define LOWBIT_DECLARE_LINEAR4_FLOAT_KERNELS                             \
-  void linear_f32_s4w_f32(const Linear4Args& a, int64_t p0, int64_t p1); \
-  void linear_f32_nf4w_f32(const Linear4Args& a, int64_t p0, int64_t p1); \
+#include "lowbit/linear_4bit.hpp"
+
+#define LOWBIT_DECLARE_LINEAR4_FLOAT_KERNELS                                                                   \
+  void linear_f32_s4w_f32(const Linear4Args& a, int64_t p0, int64_t p1);                                       \
+  void linear_f32_nf4w_f32(const Linear4Args& a, int64_t p0, int64_t p1);                                      \
   void quantize_row_s8_groups(const float* x, int64_t k, int64_t kp, int64_t group, int8_t* xq, float* xscale, \
                               int32_t* xsum8);
 #define LOWBIT_DECLARE_LINEAR4_INT8_KERNELS                             \
@@ -13,10 +16,6 @@
   void linear_s8_nf4w_f32(const Linear4Args& a, int64_t p0, int64_t p1);
 
 namespace lowbit {
-namespace ref {
-LOWBIT_DECLARE_LINEAR4_FLOAT_KERNELS
-LOWBIT_DECLARE_LINEAR4_INT8_KERNELS
-}  // namespace ref
 namespace kernels {
 namespace avx2 {
 LOWBIT_DECLARE_LINEAR4_FLOAT_KERNELS
@@ -39,6 +38,6 @@ void linear_s8_nf4w_f32_avxvnni_twin(const Linear4Args& a, int64_t p0, int64_t p
 // Test-only twins of the AMX kernels on emulated tiles.
 void linear_s8_s4w_f32_amx_twin(const Linear4Args& a, int64_t p0, int64_t p1);
 void linear_s8_nf4w_f32_amx_twin(const Linear4Args& a, int64_t p0, int64_t p1);
-}
+}  // namespace avx512vnni
 }  // namespace kernels
 }  // namespace lowbit

@@ -1,7 +1,7 @@
-// Test-only twin of the AMX 4-bit linear kernels: kernels/linear4_amx_impl.hpp on scalar-emulated
+// Test-only twin of the AMX 4-bit linear kernels: kernels/linear_4bit_amx_impl.hpp on scalar-emulated
 // tiles (reached only through _core._linear_4bit_twin("amx", ...); slow).
 #include "kernels/amx_emu_tiles.hpp"
-#include "kernels/linear4_amx_impl.hpp"
+#include "kernels/linear_4bit_amx_impl.hpp"
 
 namespace lowbit {
 namespace kernels {

@@ -1,11 +1,12 @@
 // 4-bit-weight linear op (ops layer): pad or quantize the activations, split the output panels
 // over threads, call the kernel.
+#include "dispatch/linear_4bit.hpp"
+
 #include <algorithm>
 #include <cstring>
 #include <vector>
 
-#include "dispatch/linear4.hpp"
-#include "lowbit/linear4.hpp"
+#include "lowbit/linear_4bit.hpp"
 #include "lowbit/matmul.hpp"
 #include "lowbit/parallel.hpp"
 

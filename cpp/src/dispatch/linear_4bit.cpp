@@ -1,8 +1,9 @@
 // Dispatch tables for the 4-bit-weight linear kernels (ISA -> kernel).
-#include "dispatch/linear4.hpp"
+#include "dispatch/linear_4bit.hpp"
 
 #include "dispatch/tables.hpp"
-#include "reference/linear4.hpp"
+#include "kernels/linear_4bit.hpp"
+#include "reference/linear_4bit.hpp"
 
 namespace lowbit {
 namespace dispatch {
@@ -26,9 +27,10 @@ LOWBIT_SIMD_TABLE(kernels::Quant4RowFn, quantize_row_s8_groups)
 #else
 #define LOWBIT_L4_AMX(fn)
 #endif
-#define LOWBIT_L4_INT8_TABLE(fn)                                                                         \
-  const OpTable<kernels::Linear4Fn> fn(#fn, {{Isa::kScalar, ref::fn}, LOWBIT_KERNEL_AVX2(fn) LOWBIT_L4_AVXVNNI(fn) \
-                                                 LOWBIT_L4_AVX512VNNI(fn) LOWBIT_L4_AMX(fn)});
+#define LOWBIT_L4_INT8_TABLE(fn)        \
+  const OpTable<kernels::Linear4Fn> fn( \
+      #fn, {{Isa::kScalar, ref::fn},    \
+            LOWBIT_KERNEL_AVX2(fn) LOWBIT_L4_AVXVNNI(fn) LOWBIT_L4_AVX512VNNI(fn) LOWBIT_L4_AMX(fn)});
 
 LOWBIT_L4_INT8_TABLE(linear_s8_s4w_f32)
 LOWBIT_L4_INT8_TABLE(linear_s8_nf4w_f32)

@@ -1,8 +1,8 @@
-// Dispatch tables of the 4-bit-weight linear kernels (defined in dispatch/linear4.cpp).
+// Dispatch tables of the 4-bit-weight linear kernels (defined in dispatch/linear_4bit.cpp).
 #pragma once
 
 #include "lowbit/dispatch.hpp"
-#include "lowbit/linear4.hpp"
+#include "lowbit/linear_4bit.hpp"
 
 namespace lowbit {
 namespace dispatch {

@@ -1,19 +1,122 @@
-// Binding for the 4-bit-weight linear op: validate arrays and shapes, allocate the result,
-// release the GIL. No arithmetic here.
+// Bindings for the linear family: int8 weights (linear) and 4-bit weights (linear_4bit and its
+// test twins): validate arrays and shapes, allocate the result, release the GIL. No arithmetic here.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <cmath>
 #include <string>
 #include <vector>
 
 #include "common.hpp"
+#include "kernels/linear_4bit.hpp"
 #include "lowbit/cpu.hpp"
-#include "lowbit/linear4.hpp"
-#include "reference/linear4.hpp"
+#include "lowbit/linear_4bit.hpp"
+#include "lowbit/matmul.hpp"
 
 namespace lowbit {
 namespace bind {
 namespace {
+
+using F32 = py::array_t<float, py::array::c_style | py::array::forcecast>;
+
+std::vector<float> padded(const F32& v, int64_t n, const char* name) {
+  if (v.ndim() != 1 || v.shape(0) != n)
+    value_error(std::string(name) + ": expected shape (" + std::to_string(n) + ",), got " + std::to_string(v.size()) +
+                " values in " + std::to_string(v.ndim()) + "-D");
+  std::vector<float> out(static_cast<size_t>(n_panels(n) * kPanelCols), 0.0f);
+  const float* p = v.data();
+  for (int64_t i = 0; i < n; ++i) {
+    if (!std::isfinite(p[i])) value_error(std::string(name) + ": non-finite value at index " + std::to_string(i));
+    out[i] = p[i];
+  }
+  return out;
+}
+
+void check_scale(double s, const char* name) {
+  if (!scale_ok(s))
+    value_error(std::string(name) + ": must be finite and > 0 (and 1/scale finite in float32), got " +
+                std::to_string(s));
+}
+
+}  // namespace
+
+LinearCall prepare_linear_call(const py::array& packed, const py::array& colsum, int64_t n, int64_t k,
+                               const py::array& scale_in, const py::object& bias_in, const std::string& act,
+                               double act_scale, int32_t act_zero_point, bool act_signed, bool relu,
+                               const py::object& out_scale, int32_t out_zero_point) {
+  check_k(k, false, "x");
+  require_packed_s8(packed, colsum, n, k, "w");
+  LinearCall c;
+  c.scale = padded(F32::ensure(scale_in), n, "w.scale");
+  for (int64_t i = 0; i < n; ++i) check_scale(c.scale[i], "w.scale");
+  LinearParams& p = c.p;
+  if (!bias_in.is_none()) {
+    F32 b = F32::ensure(bias_in);
+    if (!b) type_error("bias: expected a float array");
+    c.bias = padded(b, n, "bias");
+    p.bias = c.bias.data();
+  }
+  if (act == "dynamic") {
+    p.act = ActMode::kDynamicRow;
+  } else if (act == "dynamic_per_tensor") {
+    p.act = ActMode::kDynamicTensor;
+  } else if (act == "static") {
+    p.act = ActMode::kStatic;
+    check_scale(act_scale, "act_scale");
+    const int32_t lo = act_signed ? -128 : 0, hi = act_signed ? 127 : 255;
+    if (act_zero_point < lo || act_zero_point > hi)
+      value_error("act_zero_point: " + std::to_string(act_zero_point) + " is outside [" + std::to_string(lo) + ", " +
+                  std::to_string(hi) + "]");
+    p.act_scale = static_cast<float>(act_scale);
+    p.act_zero_point = act_zero_point;
+    p.act_signed = act_signed;
+  } else {
+    value_error("act: expected 'dynamic', 'dynamic_per_tensor' or 'static', got '" + act + "'");
+  }
+  p.relu = relu;
+  if (!out_scale.is_none()) {
+    const double os = out_scale.cast<double>();
+    check_scale(os, "out_scale");
+    if (out_zero_point < -128 || out_zero_point > 127)
+      value_error("out_zero_point: " + std::to_string(out_zero_point) + " is outside [-128, 127]");
+    p.requant = true;
+    p.out_scale = static_cast<float>(os);
+    p.out_zero_point = out_zero_point;
+  }
+  c.packed = static_cast<const int8_t*>(packed.data());
+  c.colsum = static_cast<const int32_t*>(colsum.data());
+  return c;
+}
+
+py::array linear_out(const LinearCall& c, int64_t m, int64_t n) {
+  return c.p.requant ? py::array(py::dtype::of<int8_t>(), std::vector<int64_t>{m, n})
+                     : py::array(py::dtype::of<float>(), std::vector<int64_t>{m, n});
+}
+
+namespace {
+
+py::array linear_py(const py::array& x_in, const py::array& packed, const py::array& colsum, int64_t n, int64_t k,
+                    const py::array& scale_in, const py::object& bias_in, const std::string& act, double act_scale,
+                    int32_t act_zero_point, bool act_signed, bool relu, const py::object& out_scale,
+                    int32_t out_zero_point) {
+  require_dtype<float>(x_in, "x", "a float32 array");
+  require_ndim(x_in, 2, "x");
+  require_contiguous(x_in, "x");
+  if (x_in.shape(1) != k)
+    value_error("x: last dimension " + std::to_string(x_in.shape(1)) +
+                " does not match the weight's K = " + std::to_string(k));
+  const LinearCall c = prepare_linear_call(packed, colsum, n, k, scale_in, bias_in, act, act_scale, act_zero_point,
+                                           act_signed, relu, out_scale, out_zero_point);
+  const int64_t m = x_in.shape(0);
+  py::array out = linear_out(c, m, n);
+  void* o = out.mutable_data();
+  const auto* x = static_cast<const float*>(x_in.data());
+  {
+    py::gil_scoped_release release;
+    linear_packed(x, m, k, c.packed, c.colsum, c.scale.data(), n, c.p, o);
+  }
+  return out;
+}
 
 py::array linear_4bit_with(kernels::Linear4Fn kernel, const py::array& x, const py::array& w, const py::array& scales,
                            const py::object& bias, int64_t n, int64_t group, const std::string& kind,
@@ -91,7 +194,7 @@ py::array linear_4bit_twin(const std::string& which, const py::array& x, const p
                            const py::object& bias, int64_t n, int64_t group, const std::string& kind,
                            const py::object& wsum) {
 #if defined(LOWBIT_HAVE_AVX512VNNI)
-  if (!isa_available(Isa::kAvx512Vnni)) value_error("this CPU has no AVX-512 VNNI to run the kernel twins");
+  require_twin_cpu();
   namespace k = kernels::avx512vnni;
   const bool nf4 = kind == "nf4";
   kernels::Linear4Fn fn = nullptr;
@@ -106,7 +209,10 @@ py::array linear_4bit_twin(const std::string& which, const py::array& x, const p
 
 }  // namespace
 
-void bind_linear4(py::module_& m) {
+void bind_linear(py::module_& m) {
+  m.def("linear", &linear_py, py::arg("x"), py::arg("packed"), py::arg("colsum"), py::arg("n"), py::arg("k"),
+        py::arg("scale"), py::arg("bias"), py::arg("act"), py::arg("act_scale"), py::arg("act_zero_point"),
+        py::arg("act_signed"), py::arg("relu"), py::arg("out_scale"), py::arg("out_zero_point"));
   m.def("linear_4bit", &linear_4bit_py, py::arg("x"), py::arg("w"), py::arg("scales"), py::arg("bias"), py::arg("n"),
         py::arg("group_size"), py::arg("kind"), py::arg("act"), py::arg("wsum") = py::none());
   m.def("_linear_4bit_twin", &linear_4bit_twin, py::arg("which"), py::arg("x"), py::arg("w"), py::arg("scales"),

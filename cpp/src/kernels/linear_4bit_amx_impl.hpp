@@ -1,6 +1,6 @@
 // The AMX int8-activation 4-bit linear kernel, templated on the tile operations: the real AMX
-// instructions (kernels/amx/linear4.cpp) or the scalar emulation (tests only). Contract: the int8
-// path of lowbit/linear4.hpp, bit for bit; xq must hold round_up(m, 16) rows (the ops layer pads
+// instructions (kernels/amx/linear_4bit.cpp) or the scalar emulation (tests only). Contract: the int8
+// path of lowbit/linear_4bit.hpp, bit for bit; xq must hold round_up(m, 16) rows (the ops layer pads
 // with zeros).
 //
 // Per pair of panels (32 columns) the codes of a K chunk are decoded once into an L1 buffer of
@@ -18,8 +18,8 @@
 #include <cstdint>
 #include <vector>
 
-#include "lowbit/linear4.hpp"
-#include "reference/linear4.hpp"
+#include "kernels/linear_4bit.hpp"
+#include "lowbit/linear_4bit.hpp"
 
 namespace lowbit {
 namespace kernels {
@@ -44,7 +44,7 @@ struct Linear4Amx {
   }
 
   // Octets [o0, o1) of panels p, p + 1 -> dst[panel][2 * (o1 - o0) k quads][64 bytes]: the low
-  // nibbles of octet o are k quad 2o, the high ones 2o + 1 (lowbit/linear4.hpp).
+  // nibbles of octet o are k quad 2o, the high ones 2o + 1 (lowbit/linear_4bit.hpp).
   static void decode(const Linear4Args& a, int64_t p, int64_t o0, int64_t o1, int8_t* dst) {
     const __m512i tab = _mm512_broadcast_i32x4(
         _mm_loadu_si128(reinterpret_cast<const __m128i*>(kNf4 ? kNf4Int8Levels : kInt4SignedLevels)));

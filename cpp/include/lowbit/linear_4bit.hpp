@@ -1,4 +1,4 @@
-// lowbit/linear4.hpp: y = x @ dequant(W).T + bias with 4-bit weights (int4 group-wise symmetric,
+// lowbit/linear_4bit.hpp: y = x @ dequant(W).T + bias with 4-bit weights (int4 group-wise symmetric,
 // or NF4), decoded in registers; no float32 copy of W is ever written. Public C++ API.
 //
 // Packed layout (lowbit.pack_weight(w, dtype="int4"|"nf4")), shared by both activation paths:
@@ -31,8 +31,8 @@
 
 namespace lowbit {
 
-constexpr int64_t kL4Panel = 16;        // columns per panel
-constexpr int64_t kL4BlockBytes = 64;   // bytes per (panel, k octet)
+constexpr int64_t kL4Panel = 16;       // columns per panel
+constexpr int64_t kL4BlockBytes = 64;  // bytes per (panel, k octet)
 // N padded to whole panels: the row length of the scales, wsum and panel layout.
 inline int64_t l4_padded_n(int64_t n) { return (n + kL4Panel - 1) / kL4Panel * kL4Panel; }
 
@@ -44,11 +44,11 @@ struct Linear4Args {
   const int32_t* xsum8;  // int8 path: (m, kp / group), 8 * sum of the group's xq
   const int32_t* wsum;   // NF4 int8 path: (kp / group, np) sums of the int8 levels
   int64_t m, ldx;
-  const uint8_t* w;      // panel layout above
-  const float* scales;   // (kp / group, np)
-  const float* bias;     // (n,) or nullptr
+  const uint8_t* w;     // panel layout above
+  const float* scales;  // (kp / group, np)
+  const float* bias;    // (n,) or nullptr
   int64_t n, kp, group;
-  float* y;              // (m, n) row-major, row stride ldy
+  float* y;  // (m, n) row-major, row stride ldy
   int64_t ldy;
 };
 

@@ -1,5 +1,6 @@
 // AVX-512 float-activation 4-bit-weight linear kernels (vpermps decode), from the shared source.
-#include "kernels/linear4_impl.hpp"
-#include "reference/linear4.hpp"
+#include "kernels/linear_4bit.hpp"
+
+#include "kernels/linear_4bit_impl.hpp"
 
 LOWBIT_DEFINE_LINEAR4_FLOAT_KERNELS(avx512, Avx512Float)

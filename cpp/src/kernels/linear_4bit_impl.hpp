@@ -1,7 +1,7 @@
 // 4-bit-weight linear kernels (int4 / NF4), written once over small per-ISA traits of raw
 // intrinsics (the decode needs permutes, nibble shifts and dot-product instructions xsimd 8.1 does
-// not spell) and compiled once per ISA (kernels/<isa>/linear4.cpp). Contract and packed layout:
-// lowbit/linear4.hpp. Every path runs the exact operation sequence of the scalar reference, so the
+// not spell) and compiled once per ISA (kernels/<isa>/linear_4bit.cpp). Contract and packed layout:
+// lowbit/linear_4bit.hpp. Every path runs the exact operation sequence of the scalar reference, so the
 // ISAs agree bit for bit.
 #pragma once
 
@@ -13,7 +13,7 @@
 #include <cstring>
 
 #include "lowbit/formats.hpp"
-#include "lowbit/linear4.hpp"
+#include "lowbit/linear_4bit.hpp"
 
 namespace lowbit {
 namespace kernels {
@@ -36,9 +36,12 @@ struct F256 {
   static vf load(const float* p) { return _mm256_loadu_ps(p); }
   static void store(float* p, vf v) { _mm256_storeu_ps(p, v); }
   static vi lane_mask(int64_t count) {  // lanes < count all-ones
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int32_t>(count)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int32_t>(count)),
+                              _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
   }
-  static vf load_n(const float* p, int64_t count) { return count >= W ? load(p) : _mm256_maskload_ps(p, lane_mask(count)); }
+  static vf load_n(const float* p, int64_t count) {
+    return count >= W ? load(p) : _mm256_maskload_ps(p, lane_mask(count));
+  }
   static void store_n(float* p, vf v, int64_t count) {
     if (count >= W) {
       _mm256_storeu_ps(p, v);
@@ -83,9 +86,13 @@ struct F256 {
 struct Avx2Float : F256 {
   static constexpr int H = 2;
   static constexpr int kRows = 2, kPanels = 1, kGemvPanels = 2;
-  static vi load_block(const uint8_t* p, int h) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 32 * h)); }
+  static vi load_block(const uint8_t* p, int h) {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 32 * h));
+  }
   template <int S>
-  static vi srl(vi v) { return S == 0 ? v : _mm256_srli_epi32(v, S); }
+  static vi srl(vi v) {
+    return S == 0 ? v : _mm256_srli_epi32(v, S);
+  }
   struct Table {
     __m256 t0, t1;
   };
@@ -103,7 +110,9 @@ struct Avx2Float : F256 {
 struct Avx2Int8 : F256 {
   static constexpr int H = 2;
   static constexpr int kRows = 2, kPanels = 1, kGemvPanels = 2;
-  static vi load_block(const uint8_t* p, int h) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 32 * h)); }
+  static vi load_block(const uint8_t* p, int h) {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 32 * h));
+  }
   static vi nibbles_lo(vi v) { return _mm256_and_si256(v, _mm256_set1_epi8(15)); }
   static vi nibbles_hi(vi v) { return _mm256_and_si256(_mm256_srli_epi16(v, 4), _mm256_set1_epi8(15)); }
   static vi bcast4(const int8_t* p) { return _mm256_set1_epi32(load_i32(p)); }
@@ -186,7 +195,9 @@ struct Avx512Float : F512 {
   static constexpr int kRows = 4, kPanels = 2, kGemvPanels = 4;
   static vi load_block(const uint8_t* p, int) { return _mm512_loadu_si512(p); }
   template <int S>
-  static vi srl(vi v) { return S == 0 ? v : _mm512_srli_epi32(v, S); }
+  static vi srl(vi v) {
+    return S == 0 ? v : _mm512_srli_epi32(v, S);
+  }
   struct Table {
     __m512 t;
   };
@@ -468,35 +479,35 @@ void quantize_row_groups(const float* x, int64_t k, int64_t kp, int64_t group, i
 }  // namespace lowbit
 
 // Defines the lowbit::kernels::<ns> float-activation entry points with float traits T.
-#define LOWBIT_DEFINE_LINEAR4_FLOAT_KERNELS(ns, T)                                                          \
-  namespace lowbit {                                                                                        \
-  namespace kernels {                                                                                       \
-  namespace ns {                                                                                            \
-  void linear_f32_s4w_f32(const Linear4Args& a, int64_t p0, int64_t p1) {                                   \
-    Linear4Driver<T, Linear4FloatTile<T, false>>::run(a, p0, p1);                                           \
-  }                                                                                                         \
-  void linear_f32_nf4w_f32(const Linear4Args& a, int64_t p0, int64_t p1) {                                  \
-    Linear4Driver<T, Linear4FloatTile<T, true>>::run(a, p0, p1);                                            \
-  }                                                                                                         \
+#define LOWBIT_DEFINE_LINEAR4_FLOAT_KERNELS(ns, T)                                                         \
+  namespace lowbit {                                                                                       \
+  namespace kernels {                                                                                      \
+  namespace ns {                                                                                           \
+  void linear_f32_s4w_f32(const Linear4Args& a, int64_t p0, int64_t p1) {                                  \
+    Linear4Driver<T, Linear4FloatTile<T, false>>::run(a, p0, p1);                                          \
+  }                                                                                                        \
+  void linear_f32_nf4w_f32(const Linear4Args& a, int64_t p0, int64_t p1) {                                 \
+    Linear4Driver<T, Linear4FloatTile<T, true>>::run(a, p0, p1);                                           \
+  }                                                                                                        \
   void quantize_row_s8_groups(const float* x, int64_t k, int64_t kp, int64_t group, int8_t* xq, float* xs, \
-                              int32_t* xsum8) {                                                             \
-    quantize_row_groups<T>(x, k, kp, group, xq, xs, xsum8);                                                 \
-  }                                                                                                         \
-  }                                                                                                         \
-  }                                                                                                         \
+                              int32_t* xsum8) {                                                            \
+    quantize_row_groups<T>(x, k, kp, group, xq, xs, xsum8);                                                \
+  }                                                                                                        \
+  }                                                                                                        \
+  }                                                                                                        \
   }
 
 // Defines the lowbit::kernels::<ns> int8-activation entry point with int8 traits T.
-#define LOWBIT_DEFINE_LINEAR4_INT8_KERNELS(ns, T)                           \
-  namespace lowbit {                                                        \
-  namespace kernels {                                                       \
-  namespace ns {                                                            \
-  void linear_s8_s4w_f32(const Linear4Args& a, int64_t p0, int64_t p1) {    \
-    Linear4Driver<T, Linear4Int8Tile<T, false>>::run(a, p0, p1);            \
-  }                                                                         \
-  void linear_s8_nf4w_f32(const Linear4Args& a, int64_t p0, int64_t p1) {   \
-    Linear4Driver<T, Linear4Int8Tile<T, true>>::run(a, p0, p1);             \
-  }                                                                         \
-  }                                                                         \
-  }                                                                         \
+#define LOWBIT_DEFINE_LINEAR4_INT8_KERNELS(ns, T)                         \
+  namespace lowbit {                                                      \
+  namespace kernels {                                                     \
+  namespace ns {                                                          \
+  void linear_s8_s4w_f32(const Linear4Args& a, int64_t p0, int64_t p1) {  \
+    Linear4Driver<T, Linear4Int8Tile<T, false>>::run(a, p0, p1);          \
+  }                                                                       \
+  void linear_s8_nf4w_f32(const Linear4Args& a, int64_t p0, int64_t p1) { \
+    Linear4Driver<T, Linear4Int8Tile<T, true>>::run(a, p0, p1);           \
+  }                                                                       \
+  }                                                                       \
+  }                                                                       \
   }

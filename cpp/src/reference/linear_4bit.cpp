@@ -1,6 +1,6 @@
 // Reference (scalar) 4-bit-weight linear kernels: the C++ spec of the packed layout and of the
-// numerics every ISA reproduces bit for bit (lowbit/linear4.hpp).
-#include "reference/linear4.hpp"
+// numerics every ISA reproduces bit for bit (lowbit/linear_4bit.hpp).
+#include "reference/linear_4bit.hpp"
 
 #include <cfloat>
 #include <cmath>

@@ -1,7 +1,7 @@
 // AMX int8-activation x 4-bit-weight linear kernels (tdpbssd on decoded codes), the source in
-// kernels/linear4_amx_impl.hpp with real tiles.
+// kernels/linear_4bit_amx_impl.hpp with real tiles.
 #include "kernels/amx/amx_tiles.hpp"
-#include "kernels/linear4_amx_impl.hpp"
+#include "kernels/linear_4bit_amx_impl.hpp"
 
 namespace lowbit {
 namespace kernels {

@@ -1,7 +1,7 @@
 // Test-only twin of the AVX-VNNI 4-bit linear kernels: the same source and traits with the EVEX
 // 256-bit vpdpbusd (reached only through _core._linear_4bit_twin("avxvnni", ...)).
 #define LOWBIT_L4_VNNI256_EVEX 1
-#include "kernels/linear4_impl.hpp"
+#include "kernels/linear_4bit_impl.hpp"
 
 namespace lowbit {
 namespace kernels {

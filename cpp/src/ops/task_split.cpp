@@ -1,0 +1,72 @@
+// The int8 GEMM task split (ops layer): cache blocking into (row chunk, panel chunk) tasks, how
+// many tasks the threads get, and the row grains of activation packing and patch streaming.
+#include <algorithm>
+#include <functional>
+
+#include "lowbit/parallel.hpp"
+#include "ops/gemm_ops.hpp"
+
+namespace lowbit {
+namespace detail {
+namespace {
+
+constexpr int64_t kAChunkBytes = 128 << 10;       // packed activation rows per task stay in L2
+constexpr int64_t kBChunkBytes = 256 << 10;       // packed weight panels per task stay in L2
+constexpr int64_t kMinTaskMacs = 1 << 18;         // below this a task is not worth a thread
+constexpr int64_t kRowGrainElems = 1 << 14;       // activation packing: elements per task, at least
+constexpr int64_t kPanelUnit = 6;                 // panel chunks: multiples of 3 (VNNI) and 2 (AMX)
+constexpr int64_t kStreamWeightBytes = 1 << 20;   // byte-patch convolutions: weights this small stay in L2
+constexpr int64_t kStreamChunkBytes = 256 << 10;  // and patch rows are made and multiplied per chunk
+
+int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+}  // namespace
+
+void run_gemm_with(kernels::GemmTaskFn fn, const GemmArgs& g) {
+  if (g.m == 0 || g.n == 0) return;
+  const int64_t panels = n_panels(g.n);
+  const int64_t kp = std::max<int64_t>(g.k_groups * kKGroup, kKGroup);
+  const int64_t threads = get_num_threads();
+  // Row chunks in multiples of 32 rows and panel chunks in multiples of 6 panels keep whole
+  // AVX-512 VNNI tiles (8 x 3 panels) and AMX blocks (32 x 2 panels) inside every task.
+  int64_t mc = std::max<int64_t>(32, kAChunkBytes / kp / 32 * 32);
+  mc = std::min(mc, round_up(g.m, 8));
+  int64_t pc = std::max<int64_t>(kPanelUnit, kBChunkBytes / (kp * kPanelCols) / kPanelUnit * kPanelUnit);
+  pc = std::min(pc, panels);
+  const int64_t m_tasks = (g.m + mc - 1) / mc;
+  // Enough tasks to balance the threads, but no task too small to pay for its wake-up.
+  while (pc > kPanelUnit && m_tasks * ((panels + pc - 1) / pc) < 4 * threads)
+    pc = std::max<int64_t>(kPanelUnit, pc / 2 / kPanelUnit * kPanelUnit);
+  const int64_t p_tasks = (panels + pc - 1) / pc;
+  const int64_t n_tasks = m_tasks * p_tasks;
+  auto task = [&](int64_t t) {
+    const int64_t pj = t / m_tasks, mi = t % m_tasks;
+    const int64_t m0 = mi * mc, p0 = pj * pc;
+    fn(g, m0, std::min(g.m, m0 + mc), p0, std::min(panels, p0 + pc));
+  };
+  if (n_tasks == 1 || g.m * g.n * kp < 4 * kMinTaskMacs) {
+    for (int64_t t = 0; t < n_tasks; ++t) task(t);
+  } else {
+    parallel_for(n_tasks, task);
+  }
+}
+
+void run_gemm(const OpTable<kernels::GemmTaskFn>& table, const GemmArgs& g) {
+  if (g.m == 0 || g.n == 0) return;
+  run_gemm_with(table.get(), g);
+}
+
+void for_rows(int64_t m, int64_t k, const std::function<void(int64_t, int64_t)>& fn) {
+  parallel_range(m, std::max<int64_t>(1, kRowGrainElems / std::max<int64_t>(k, 1)), 1, fn);
+}
+
+int64_t patch_chunk_rows(int64_t m, int64_t lda, int64_t weight_bytes) {
+  if (weight_bytes > kStreamWeightBytes) return 0;
+  // At most kStreamChunkBytes of patches, and at least 4 chunks per thread when there are rows
+  // enough (short patch rows would otherwise make one chunk of everything: one thread).
+  const int64_t per_thread = (m + 4 * get_num_threads() - 1) / (4 * get_num_threads());
+  return std::max<int64_t>(32, std::min(kStreamChunkBytes / lda, (per_thread + 31) / 32 * 32) / 32 * 32);
+}
+
+}  // namespace detail
+}  // namespace lowbit
