@@ -172,7 +172,7 @@ def test_layout_storage_and_pickle(rng):
     w = rng.standard_normal((19, 70)).astype(np.float32)
     pw = lowbit.pack_weight(w, dtype="int4", group_size=32)
     u = pw.int_repr().astype(np.int64) + 8
-    # panel layout (lowbit/linear4.hpp): panel p, octet o, byte 4c + j: k = 8o + j low, 8o + 4 + j high
+    # panel layout (lowbit/linear_4bit.hpp): panel p, octet o, byte 4c + j: k = 8o + j low, 8o + 4 + j high
     assert pw._packed.shape == (2, 12, 64) and pw._scale_t.shape == (3, 32)
     assert pw._packed[1, 2, 4 * 1 + 3] & 15 == u[17, 19] and pw._packed[1, 2, 4 * 1 + 3] >> 4 == u[17, 23]
     assert pw._packed[0, 8, 4 * 15 + 0] >> 4 == u[15, 68]

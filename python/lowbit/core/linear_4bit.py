@@ -3,7 +3,7 @@
 Public API layer: ``lowbit.pack_weight(w, dtype="int4" | "nf4", group_size=64)`` returns a
 :class:`PackedWeight4` (schemes ``Int4Weights(group_size=g)`` and ``NF4Weights``) that
 ``lowbit.linear`` accepts. The C++ kernels
-(``cpp/include/lowbit/linear4.hpp``) decode the 4-bit codes and apply the group scales in
+(``cpp/include/lowbit/linear_4bit.hpp``) decode the 4-bit codes and apply the group scales in
 registers; no float32 copy of the weight is ever made. ``lowbit.reference.linear_4bit`` is the spec.
 
 Accuracy contract. With ``W = dequantize(w)`` (exactly representable: code level * float32 scale)
@@ -37,7 +37,7 @@ _PAD_CODE = {"int4": 8, "nf4": 7}  # unsigned code of 0.0 (int4 stores q + 8; NF
 
 def _pack_layout(u: np.ndarray, kp: int, pad: int) -> np.ndarray:
     """Unsigned codes (N, K) -> the kernels' panel layout (ceil(N / 16), kp / 8, 64) uint8
-    (lowbit/linear4.hpp): per panel of 16 columns and k octet o, byte 4c + j holds column c at
+    (lowbit/linear_4bit.hpp): per panel of 16 columns and k octet o, byte 4c + j holds column c at
     k = 8o + j in its low nibble and k = 8o + 4 + j in its high nibble. Padding gets ``pad``."""
     n, k = u.shape
     panels = -(-n // _PANEL)

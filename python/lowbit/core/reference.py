@@ -399,7 +399,7 @@ def quantize_rows_s8_groups(x: np.ndarray, group_size: int):
     return q.reshape(m, -1), xscale
 
 
-# NF4 levels rounded to int8: the weights of the NF4 int8-activation kernel (lowbit/linear4.hpp).
+# NF4 levels rounded to int8: the weights of the NF4 int8-activation kernel (lowbit/linear_4bit.hpp).
 NF4_INT8_LEVELS = np.rint(NF4_LEVELS.astype(np.float32) * np.float32(127)).astype(np.int8)
 
 
