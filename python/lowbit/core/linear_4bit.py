@@ -25,7 +25,6 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from .. import _core
-from ._array import as_numpy
 from .schemes import ActivationScheme, Int4Weights, NF4Weights, WeightScheme
 
 __all__ = ["PackedWeight4", "prepare_linear_4bit"]
@@ -228,12 +227,10 @@ def prepare_linear_4bit(
         raise TypeError(f"w: expected a PackedWeight4, got {type(w).__name__}")
     if act not in _ACTS:
         raise ValueError(f"activation: expected one of {_ACTS} for 4-bit weights, got {act!r}")
+    from .packed import as_bias
+
     n = w.shape[0]
-    b = None
-    if bias is not None:
-        b = np.ascontiguousarray(as_numpy(bias, "bias"), np.float32)
-        if b.shape != (n,):
-            raise ValueError(f"bias: expected shape ({n},), got {b.shape}")
+    b = as_bias(bias, n)
     core = _core.linear_4bit
     packed, group, dtype = w._packed, w.group_size, w.dtype
     kernel_act = "int8" if act == "dynamic" else "float"

@@ -58,14 +58,19 @@ def no_static_arguments(act: ActivationScheme, what: str, **given: Any) -> None:
                          "static parameters and requantized outputs are for int8 weights")
 
 
+def as_bias(bias: Any, n: int) -> Optional[np.ndarray]:
+    """``bias`` as a C-contiguous float32 ``(n,)`` array (None stays None)."""
+    if bias is None:
+        return None
+    b = np.ascontiguousarray(as_numpy(bias, "bias"), np.float32)
+    if b.shape != (n,):
+        raise ValueError(f"bias: expected shape ({n},), got {b.shape}")
+    return b
+
+
 def float_linear(w: Any, bias: Any, relu: bool) -> Callable[[np.ndarray], np.ndarray]:
     """``x @ w.dequantize().T + bias`` in float32 (weight-only path), the weight decoded per call."""
-    n = w.shape[0]
-    b = None
-    if bias is not None:
-        b = np.ascontiguousarray(as_numpy(bias, "bias"), np.float32)
-        if b.shape != (n,):
-            raise ValueError(f"bias: expected shape ({n},), got {b.shape}")
+    b = as_bias(bias, w.shape[0])
 
     def call(x2: np.ndarray) -> np.ndarray:
         y = np.matmul(x2, w.dequantize().T)

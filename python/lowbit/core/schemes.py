@@ -381,7 +381,8 @@ class WeightScheme:
 
     def default_activation(self) -> ActivationScheme:
         """Dynamic per row where a kernel quantizes activations for this format, else float."""
-        return DynamicActivations() if self.supports(DynamicActivations()) else FloatActivations()
+        dynamic = ACTIVATION_SHORTHANDS["dynamic"]
+        return dynamic if self.supports(dynamic) else ACTIVATION_SHORTHANDS["float"]
 
     def check_activation(self, act: ActivationScheme) -> None:
         """Raises ValueError saying why ``act`` cannot run with this format and what would."""
