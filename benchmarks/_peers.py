@@ -1,4 +1,4 @@
-"""Quantized-linear peers of lowbit.linear for bench_lowbit.py: torchao and bitsandbytes CPU paths.
+"""Quantized-linear peers of lowbit.linear for bench_linear_4bit.py: torchao and bitsandbytes CPU paths.
 
 Neither package is a dependency of lowbit (nor of its CI); each peer is built only if its package
 imports, and a peer that does not run on this CPU is reported with a one-line reason instead of

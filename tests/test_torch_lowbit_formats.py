@@ -298,7 +298,7 @@ def test_quantize_model_every_format(name, fields_, kernel, x):
         ref = F.linear(h, torch.from_numpy(wq), flt.bias)  # independent product, same weight
         if kernel == "dequantize":
             assert torch.equal(y, ref)
-        else:  # kernels: float32 sums (lowbit.packed4's accuracy contract, whose constants differ
+        else:  # kernels: float32 sums (lowbit.core.linear_4bit's accuracy contract, whose constants differ
             # between kernel generations: (K / g + 16) or (g + K / g + 2) half-ulps; here both, plus
             # the float32 rounding of ref itself), plus the activation rounding
             absprod = (h.abs() @ torch.from_numpy(np.abs(wq)).T).double().numpy()

@@ -227,7 +227,7 @@ def linear(
       ``out_scale`` the result is requantized to int8. "float": the dequantized weight times
       float32 activations.
     - :class:`lowbit.PackedWeight4` (int4 groups, nf4): the fused 4-bit kernel, "dynamic" (int8
-      activations per row and group, symmetric) or "float" (see :mod:`lowbit.packed4`).
+      activations per row and group, symmetric) or "float" (see :mod:`lowbit.core.linear_4bit`).
     - :class:`~lowbit.packed.DequantizingWeight`: "float" only: dequantize, then a float32 matmul.
 
     Args:

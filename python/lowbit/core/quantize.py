@@ -190,7 +190,7 @@ def _pack4(v: np.ndarray, dtype: str) -> np.ndarray:
     return packed.view(np.int8) if dtype == "int4" else packed
 
 
-def _packed4_hint(e: ValueError, dtype: str, out: Any) -> ValueError:
+def _packed_4bit_hint(e: ValueError, dtype: str, out: Any) -> ValueError:
     """``e``, with the 4-bit layout spelled out when a 4-bit ``out`` has the wrong shape."""
     if dtype.endswith("4") and out is not None and "shape" in str(e):
         return ValueError(f"{e} ({_PACKED4}: out.shape must be x.shape[:-1] + (ceil(x.shape[-1] / 2),))")
@@ -401,7 +401,7 @@ def quantize(
             try:
                 data = _core.quantize(x, dtype, "tensor", 1, 0, sc, zp, qmin, qmax, "nearest", 0, out)
             except ValueError as e:
-                raise _packed4_hint(e, dtype, out) from None
+                raise _packed_4bit_hint(e, dtype, out) from None
             return QTensor(data, sc, zp, dtype, x.shape, None, None)
     _reject_quantized(x, "x")
     if _is_weight_scheme(dtype):
@@ -426,7 +426,7 @@ def quantize(
     try:
         data = _core.quantize(a, dtype, mode, row_div, gs, s1, z1, qmin, qmax, rounding, seed, out)
     except ValueError as e:
-        raise _packed4_hint(e, dtype, out) from None
+        raise _packed_4bit_hint(e, dtype, out) from None
     return QTensor(data, sc, zp, dtype, tuple(a.shape), axis, group_size)
 
 

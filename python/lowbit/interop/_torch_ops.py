@@ -252,7 +252,7 @@ def packed_weight_4bit(
     (N, ceil(K / group_size)), built once and cached like :func:`packed_weight`.
 
     Raises:
-        ValueError: the 4-bit kernels cannot take this shape (lowbit.packed4 says why).
+        ValueError: the 4-bit kernels cannot take this shape (lowbit.core.linear_4bit says why).
     """
     return _cached(
         f"4bit:{dtype}:{group_size}:{k}",

@@ -14,7 +14,7 @@ from lowbit import reference as ref
 
 
 def bound(x, w_deq, k, group, y_ref):
-    """The documented accuracy bound of lowbit.packed4 for activation="float"."""
+    """The documented accuracy bound of lowbit.core.linear_4bit for activation="float"."""
     mag = np.abs(x.astype(np.float64)) @ np.abs(w_deq.astype(np.float64)).T
     return (group + -(-k // group) + 2) * 2.0**-24 * mag + 2.0**-24 * np.abs(y_ref) + 1e-30
 
@@ -181,16 +181,16 @@ def test_layout_storage_and_pickle(rng):
     codes = pw.packed_codes()
     assert codes.shape == (19, 35)
     np.testing.assert_array_equal(codes[:, 5] & 15, pw.int_repr()[:, 10].astype(np.uint8) & 15)
-    back = lowbit.packed4.PackedWeight4.from_packed_codes(codes, pw.scale, shape=pw.shape, dtype="int4", group_size=32)
+    back = lowbit.PackedWeight4.from_packed_codes(codes, pw.scale, shape=pw.shape, dtype="int4", group_size=32)
     np.testing.assert_array_equal(back._packed, pw._packed)
     np.testing.assert_array_equal(back.int_repr(), pw.int_repr())
     pn = lowbit.pack_weight(w, dtype="nf4", group_size=64)
-    bn = lowbit.packed4.PackedWeight4.from_codes(pn.int_repr(), pn.scale, dtype="nf4", group_size=64)
+    bn = lowbit.PackedWeight4.from_codes(pn.int_repr(), pn.scale, dtype="nf4", group_size=64)
     np.testing.assert_array_equal(bn.dequantize(), pn.dequantize())
     with pytest.raises(ValueError, match="codes"):
-        lowbit.packed4.PackedWeight4.from_codes(np.full((2, 32), 9), np.ones((2, 1)), dtype="int4", group_size=32)
+        lowbit.PackedWeight4.from_codes(np.full((2, 32), 9), np.ones((2, 1)), dtype="int4", group_size=32)
     with pytest.raises(ValueError, match="scale"):
-        lowbit.packed4.PackedWeight4.from_codes(np.zeros((2, 32), np.int8), np.ones((2, 2)), dtype="int4", group_size=32)
+        lowbit.PackedWeight4.from_codes(np.zeros((2, 32), np.int8), np.ones((2, 2)), dtype="int4", group_size=32)
     p2 = pickle.loads(pickle.dumps(pw))
     x = rng.standard_normal((1, 70)).astype(np.float32)
     np.testing.assert_array_equal(lowbit.linear(x, p2), lowbit.linear(x, pw))

@@ -2,7 +2,7 @@
 peers (torchao, bitsandbytes), one run; plus the format conversion kernels (NF4 encode/decode,
 fp16/bf16) against NumPy/PyTorch.
 
-Usage: python benchmarks/bench_lowbit.py [--quick] [--threads N] [--no-peers] [--out results.md]
+Usage: python benchmarks/bench_linear_4bit.py [--quick] [--threads N] [--no-peers] [--out results.md]
 
 Linear rows: M in {1, 8, 32} x (K, N) in {(4096, 4096), (4096, 11008), (11008, 4096)} (LLaMA-7B
 projections); ``--quick``: (4096, 4096), M in {1, 8}. lowbit rows: ``lowbit.linear(x, pw)`` for
@@ -66,7 +66,7 @@ SLOW = 0.1  # seconds: a peer call slower than this is timed as the best of 3 si
 
 def check(x, pw, y, act8=False):
     """lowbit against its spec on the first 64 output columns: float activations within the
-    documented bound of the float64 product (lowbit.packed4); int8 activations bit-identical to
+    documented bound of the float64 product (lowbit.core.linear_4bit); int8 activations bit-identical to
     ``lowbit.reference.linear_4bit_int8`` (the NumPy spec of that path)."""
     cols = slice(0, min(64, pw.shape[0]))
     g = pw.group_size
