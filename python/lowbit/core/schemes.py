@@ -92,6 +92,14 @@ KERNELS = ("linear_int8", "linear_4bit", "dequantize")
 #: Activation observers of static calibration.
 OBSERVERS = ("minmax", "moving_average", "histogram", "percentile", "entropy")
 _GRANULARITIES = ("per_channel", "per_tensor")
+# observer shorthand -> (lowbit.observers class, its options)
+_OBSERVER_CLASSES = {
+    "minmax": ("MinMaxObserver", {}),
+    "moving_average": ("MovingAverageMinMaxObserver", {}),
+    "histogram": ("HistogramObserver", {"method": "mse"}),
+    "percentile": ("HistogramObserver", {"method": "percentile"}),
+    "entropy": ("HistogramObserver", {"method": "entropy"}),
+}
 _EPS = np.float32(np.finfo(np.float32).eps)
 _KERNEL_GROUP = 32  # the 4-bit kernels take groups of whole 32-input steps
 
@@ -191,6 +199,14 @@ class StaticActivations(ActivationScheme):
 
     def describe(self) -> str:
         return f"static {self.dtype} act"
+
+    def make_observer(self) -> Any:
+        """A fresh observer of this scheme's calibration: symmetric for int8, asymmetric for uint8;
+        "histogram" minimizes the MSE, "percentile" and "entropy" clip as named."""
+        from . import observers
+
+        cls_name, kwargs = _OBSERVER_CLASSES[self.observer]
+        return getattr(observers, cls_name)(dtype=self.dtype, symmetric=self.dtype == "int8", **kwargs)
 
 
 @dataclass(frozen=True)

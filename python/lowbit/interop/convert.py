@@ -144,23 +144,6 @@ def run_batch(model: nn.Module, batch: Any) -> Any:
     return model(batch)
 
 
-_OBSERVER_CLASSES = {
-    "minmax": ("MinMaxObserver", {}),
-    "moving_average": ("MovingAverageMinMaxObserver", {}),
-    "histogram": ("HistogramObserver", {"method": "mse"}),
-    "percentile": ("HistogramObserver", {"method": "percentile"}),
-    "entropy": ("HistogramObserver", {"method": "entropy"}),
-}
-
-
-def _make_observer(cfg: QuantConfig) -> Any:
-    cls_name, kwargs = _OBSERVER_CLASSES[cfg.observer]
-    symmetric = cfg.activation_dtype == "int8"
-    return getattr(lowbit.observers, cls_name)(
-        dtype=cfg.activation_dtype, symmetric=symmetric, **kwargs
-    )
-
-
 def _calibrate(
     model: nn.Module,
     targets: dict[str, nn.Module],
@@ -176,7 +159,7 @@ def _calibrate(
         )
     if isinstance(calib_data, (torch.Tensor, Mapping)):
         calib_data = [calib_data]
-    observers = {n: _make_observer(cfgs[n]) for n in targets}
+    observers = {n: cfgs[n].activation.make_observer() for n in targets}
     seen: dict[str, int] = {n: 0 for n in targets}
     state: dict[str, Any] = {"layer": None, "batch": -1}
     handles = []
