@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 
@@ -33,8 +34,10 @@ def test_save_load_into_fresh_skeleton(tmp_path, qmodel, x):
     assert torch.equal(loaded(x), qmodel(x))
     assert str(lowbit.summary(loaded)) == str(lowbit.summary(qmodel))
     assert loaded.fc2.weight_dtype == "int4"
-    # without a skeleton the saved class is rebuilt (it takes no arguments)
-    assert torch.equal(lowbit.load(str(path)).eval()(x), qmodel(x))
+    # without a skeleton: only on request, and the saved class is rebuilt (it takes no arguments)
+    with pytest.raises(ValueError, match="pass `model=`.*trust_model_class=True"):
+        lowbit.load(str(path))
+    assert torch.equal(lowbit.load(str(path), trust_model_class=True)(x), qmodel(x))
     # loading into an already quantized model of the same layout works too
     assert torch.equal(lowbit.load(path, loaded)(x), qmodel(x))
 
@@ -134,3 +137,32 @@ def test_save_load_with_quantized_embedding(tmp_path):
     assert isinstance(loaded[0], lowbit.nn.QuantEmbedding) and torch.equal(loaded(idx), q(idx))
     with pytest.raises(ValueError, match=r"layer '0' was Embedding\(20, 8\)"):
         lowbit.load(path, torch.nn.Sequential(torch.nn.Embedding(21, 8), torch.nn.Linear(8, 3)))
+
+
+def _with_model_class(src, dst, model_class):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(src), framework="pt") as f:
+        meta = json.loads(f.metadata()["lowbit"])
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    meta["model_class"] = model_class
+    save_file(tensors, str(dst), metadata={"lowbit": json.dumps(meta)})
+    return dst
+
+
+@pytest.mark.parametrize("model_class", ["os:abort", "builtins:input", "sys:exit", "os:system", "subprocess:Popen",
+                                         "evil_module_beside_the_file:Model", "torch.nn:Module.__subclasses__",
+                                         "lowbit.demo.models:_private", "", "no colon", 42])
+def test_load_never_imports_or_calls_what_a_file_names(tmp_path, qmodel, model_class, monkeypatch):
+    """A model file is inert: a hostile model_class is refused before anything is imported or called."""
+    path = tmp_path / "m.safetensors"
+    lowbit.save(qmodel, path)
+    (tmp_path / "evil_module_beside_the_file.py").write_text("raise SystemExit('imported!')\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    hostile = _with_model_class(path, tmp_path / "hostile.safetensors", model_class)
+    for trust in (False, True):
+        with pytest.raises(ValueError, match="lowbit.load"):
+            lowbit.load(hostile, trust_model_class=trust)
+    assert "evil_module_beside_the_file" not in sys.modules

@@ -10,7 +10,7 @@ were packed (``weight_int8`` tensors, no ``group_size`` in the layer specs) stil
 
 from __future__ import annotations
 
-import importlib
+import sys
 import json
 import os
 from typing import Any, Optional, Union
@@ -145,16 +145,32 @@ def _read(path: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     return meta, tensors
 
 
-def _skeleton(meta: dict[str, Any], path: str) -> nn.Module:
-    module_name, _, qualname = meta.get("model_class", "").partition(":")
+def _skeleton(meta: dict[str, Any], path: str, trust: bool) -> nn.Module:
+    """The saved model class built with no arguments, only with ``trust_model_class=True`` and only
+    when it names an ``nn.Module`` subclass in a module that is already imported: a file must never
+    import or call anything of its choosing (``os:abort``, ``builtins:input``, a ``.py`` beside it)."""
+    name = meta.get("model_class")
+    if not trust:
+        raise ValueError(
+            f"lowbit.load: '{path}' was saved from {name!r}; pass `model=` (a float model of that "
+            "architecture, e.g. a fresh instance), or trust_model_class=True to build that class with no "
+            "arguments (only nn.Module subclasses of modules already imported are accepted)")
+    module_name, _, qualname = name.partition(":") if isinstance(name, str) else ("", "", "")
+    obj: Any = sys.modules.get(module_name)
+    if obj is None:
+        raise ValueError(f"lowbit.load: '{path}' names {name!r}, whose module is not imported; import it "
+                         "first (lowbit.load never imports modules named by a file) or pass `model=`")
+    for part in qualname.split("."):
+        if not part.isidentifier() or part.startswith("_"):
+            raise ValueError(f"lowbit.load: '{path}' names {name!r}, which is not a public class path")
+        obj = getattr(obj, part, None)
+    if not (isinstance(obj, type) and issubclass(obj, nn.Module)):
+        raise ValueError(f"lowbit.load: '{path}' names {name!r}, which is not an nn.Module subclass")
     try:
-        obj: Any = importlib.import_module(module_name)
-        for part in qualname.split("."):
-            obj = getattr(obj, part)
         return obj()
     except Exception as e:
         raise ValueError(
-            f"lowbit.load: cannot rebuild {meta.get('model_class')!r} saved in '{path}' without arguments ({e}); "
+            f"lowbit.load: cannot build {name!r} saved in '{path}' without arguments ({type(e).__name__}: {e}); "
             "pass a float model of the same architecture as `model`"
         ) from e
 
@@ -203,14 +219,16 @@ def _check_layer(
         )
 
 
-def load(path: PathLike, model: Optional[nn.Module] = None) -> nn.Module:
+def load(path: PathLike, model: Optional[nn.Module] = None, *, trust_model_class: bool = False) -> nn.Module:
     """Loads a model written by :func:`save`.
 
     ``model`` is a float model of the same architecture (a fresh skeleton is fine: its weights are
     replaced); its Linear / Conv2d layers that were quantized become QuantLinear / QuantConv2d (in
     the saved weight format) and every tensor is loaded, so outputs are identical to the saved
     model's. It is modified in place, put in eval mode (the layers are inference layers),
-    and returned. Without ``model`` the saved class is imported and built with no arguments.
+    and returned. A file is inert: without ``model`` it raises, unless ``trust_model_class=True``,
+    and then builds the saved class with no arguments only when it is an ``nn.Module`` subclass of a
+    module that is already imported (nothing is imported or called because a file names it).
 
     Raises:
         FileNotFoundError: no file at ``path``.
@@ -220,7 +238,7 @@ def load(path: PathLike, model: Optional[nn.Module] = None) -> nn.Module:
     path = os.fspath(path)
     meta, tensors = _read(path)
     if model is None:
-        model = _skeleton(meta, path)
+        model = _skeleton(meta, path, trust_model_class)
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
     replaced: dict[str, tuple[nn.Module, nn.Module]] = {}
