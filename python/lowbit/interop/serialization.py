@@ -10,9 +10,9 @@ were packed (``weight_int8`` tensors, no ``group_size`` in the layer specs) stil
 
 from __future__ import annotations
 
-import sys
 import json
 import os
+import sys
 from typing import Any, Optional, Union
 
 import torch
