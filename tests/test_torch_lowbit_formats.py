@@ -508,6 +508,7 @@ def test_load_file_written_before_int4_packing(tmp_path, x):
         spec["activation"] = None if a["mode"] == "float" else a["mode"]
         spec.update(granularity=w["granularity"], symmetric_weights=w["symmetric"], activation_dtype="uint8")
 
+    meta.pop("checksums")  # older files have none
     for spec in meta["layers"].values():
         flat(spec)
     for c in [meta["config"], *meta["config"]["per_layer"].values()]:

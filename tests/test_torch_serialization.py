@@ -166,3 +166,59 @@ def test_load_never_imports_or_calls_what_a_file_names(tmp_path, qmodel, model_c
         with pytest.raises(ValueError, match="lowbit.load"):
             lowbit.load(hostile, trust_model_class=trust)
     assert "evil_module_beside_the_file" not in sys.modules
+
+
+def _rewrite(src, dst, edit_meta=None, edit_tensors=None, keep_checksums=False):
+    """A copy of a saved file with its metadata / tensors edited (checksums dropped unless kept)."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(src), framework="pt") as f:
+        meta = json.loads(f.metadata()["lowbit"])
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    if not keep_checksums:
+        meta.pop("checksums", None)
+    if edit_meta:
+        edit_meta(meta)
+    if edit_tensors:
+        edit_tensors(tensors)
+    save_file(tensors, str(dst), metadata={"lowbit": json.dumps(meta)})
+    return dst
+
+
+def _set(name, value):
+    def edit(tensors):
+        tensors[name] = torch.full_like(tensors[name], value)
+    return edit
+
+
+@pytest.mark.parametrize("case,match", [
+    (dict(edit_tensors=_set("fc1.weight_scale", float("nan"))), "weight_scale"),
+    (dict(edit_tensors=_set("fc1.weight_scale", -1.0)), "weight_scale"),
+    (dict(edit_tensors=_set("fc1.act_scale", 0.0)), "act_scale"),
+    (dict(edit_tensors=_set("fc1.act_zero_point", 1000)), "act_zero_point"),
+    (dict(edit_tensors=_set("fc2.weight_zero_point", 100)), "weight_zero_point"),
+    (dict(edit_meta=lambda m: m["layers"]["conv1"].update(stride=[0, 1])), "invalid spec.*stride"),
+    (dict(edit_meta=lambda m: m["layers"]["conv1"].update(surprise=1)), "invalid spec"),
+    (dict(edit_meta=lambda m: m.update(config={"weight": "int3"})), "invalid config"),
+    (dict(edit_meta=lambda m: m.update(layers=[1, 2])), "corrupted layer metadata"),
+    (dict(edit_tensors=_set("fc1.bias", 7.0), keep_checksums=True), "does not match its checksum"),
+])
+def test_load_validates_everything_before_changing_the_model(tmp_path, case, match):
+    torch.manual_seed(0)
+    model = DigitsCNN().eval()
+    data = [torch.randn(8, 1, 8, 8) for _ in range(2)]
+    cfg = lowbit.QuantConfig(activation="static", per_layer={"fc2": {"weight": "int4", "symmetric_weights": False,
+                                                                     "activation": "float"}})
+    q = lowbit.quantize_model(model, cfg, calib_data=data, progress=False)
+    path = tmp_path / "ok.safetensors"
+    lowbit.save(q, path)
+    bad = _rewrite(path, tmp_path / "bad.safetensors", **case)
+    target = DigitsCNN().eval()
+    before = {k: v.clone() for k, v in target.state_dict().items()}
+    types = {n: type(m) for n, m in target.named_modules()}
+    with pytest.raises(ValueError, match=match):
+        lowbit.load(bad, target)
+    assert {n: type(m) for n, m in target.named_modules()} == types  # nothing replaced
+    assert all(torch.equal(v, before[k]) for k, v in target.state_dict().items())  # nothing written
+    assert torch.equal(lowbit.load(path, DigitsCNN())(data[0]), q(data[0]))  # the intact file loads

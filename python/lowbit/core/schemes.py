@@ -459,6 +459,16 @@ class WeightScheme:
     def check_shape(self, n: int, k: int) -> None:
         """Raises ValueError when this format's kernel cannot run an (n, k) weight."""
 
+    def check_stored(self, stored: dict[str, np.ndarray]) -> None:
+        """Raises ValueError for stored values the kernels cannot take (e.g. read from a file):
+        scales must be finite (and ``weight_scale`` >= 0)."""
+        for name, a in stored.items():
+            if name.startswith("weight_scale") and a.dtype.kind == "f":
+                if not np.all(np.isfinite(a)):
+                    raise ValueError(f"{name} holds NaN or inf")
+                if name == "weight_scale" and np.any(a < 0):
+                    raise ValueError("weight_scale holds negative scales")
+
     def _check_given(self, scale: Any, zero_point: Any) -> None:
         if scale is not None or zero_point is not None:
             raise ValueError(f"weight_qparams: {self.describe()} compute their own scales "
@@ -490,6 +500,17 @@ class _AffineWeights(WeightScheme):
         q = quantize(a, s, z, dtype=self.name, group_size=g)
         return {"weight_packed": np.ascontiguousarray(q.data).view(np.uint8), "weight_scale": s,
                 "weight_zero_point": z}
+
+    def check_stored(self, stored: dict[str, np.ndarray]) -> None:
+        from .quantize import qrange
+
+        s = stored.get("weight_scale")
+        if s is not None and not np.all(np.isfinite(s) & (s > 0)):
+            raise ValueError("weight_scale must be finite and > 0")
+        z = stored.get("weight_zero_point")
+        lo, hi = qrange(self.name)
+        if z is not None and z.size and (z.min() < lo or z.max() > hi):
+            raise ValueError(f"weight_zero_point must lie in [{lo}, {hi}] for {self.name} weights")
 
     def _dequantize_affine(self, stored: dict[str, np.ndarray], n: int, k: int) -> np.ndarray:
         from .quantize import QTensor, dequantize

@@ -10,7 +10,9 @@ were packed (``weight_int8`` tensors, no ``group_size`` in the layer specs) stil
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import os
 import sys
 from typing import Any, Optional, Union
@@ -113,7 +115,9 @@ def save(model: nn.Module, path: PathLike) -> None:
             t = t.clone()
         seen.add(t.data_ptr())
         tensors[k] = t
-    save_file(tensors, os.fspath(path), metadata={"lowbit": json.dumps(_metadata(model))})
+    meta = _metadata(model)
+    meta["checksums"] = {k: _digest(t) for k, t in tensors.items()}
+    save_file(tensors, os.fspath(path), metadata={"lowbit": json.dumps(meta)})
 
 
 def _read(path: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
@@ -143,6 +147,50 @@ def _read(path: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
             f"expected {FORMAT!r}"
         )
     return meta, tensors
+
+
+def _digest(t: torch.Tensor) -> str:
+    return hashlib.sha256(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()).hexdigest()[:16]
+
+
+def _check_checksums(meta: dict[str, Any], tensors: dict[str, torch.Tensor], path: str) -> None:
+    """Tensor data against the SHA-256 prefixes :func:`save` recorded (files without them load)."""
+    sums = meta.get("checksums")
+    if sums is None:
+        return
+    if not isinstance(sums, dict) or set(sums) != set(tensors):
+        raise ValueError(f"lowbit.load: '{path}': the checksum table does not list the file's tensors")
+    for k, t in tensors.items():
+        if _digest(t) != sums[k]:
+            raise ValueError(f"lowbit.load: '{path}': tensor '{k}' does not match its checksum "
+                             "(the file was damaged or edited)")
+
+
+def _check_values(mod: nn.Module, name: str, state: dict[str, torch.Tensor], path: str) -> None:
+    """Stored values a layer's kernels rely on: finite non-negative weight scales (positive for
+    affine formats), zero points in their range, a finite positive activation scale."""
+    def bad(what: str) -> ValueError:
+        return ValueError(f"lowbit.load: '{path}': layer '{name}': {what}")
+
+    scheme = getattr(mod, "scheme", None)
+    if scheme is not None:
+        stored = {k: v.numpy() if v.dtype != torch.bfloat16 else v.view(torch.int16).numpy()
+                  for k, v in state.items() if k in scheme.storage_spec(mod.out_flat, mod.in_flat)}
+        try:
+            scheme.check_stored(stored)
+        except ValueError as e:
+            raise bad(str(e)) from None
+    elif "weight_scale" in state and not bool(torch.all(torch.isfinite(state["weight_scale"])
+                                                        & (state["weight_scale"] > 0))):
+        raise bad("weight_scale must be finite and > 0")
+    if "act_scale" in state:
+        s = float(state["act_scale"])
+        if not (math.isfinite(s) and s > 0):
+            raise bad(f"act_scale must be finite and > 0, got {s}")
+        lo, hi = (-128, 127) if mod.activation_dtype == "int8" else (0, 255)
+        zp = int(state["act_zero_point"])
+        if not lo <= zp <= hi:
+            raise bad(f"act_zero_point {zp} is outside [{lo}, {hi}] for {mod.activation_dtype} activations")
 
 
 def _skeleton(meta: dict[str, Any], path: str, trust: bool) -> nn.Module:
@@ -241,8 +289,20 @@ def load(path: PathLike, model: Optional[nn.Module] = None, *, trust_model_class
         model = _skeleton(meta, path, trust_model_class)
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    _check_checksums(meta, tensors, path)
+    config = None
+    if meta.get("config") is not None:  # parsed before anything changes
+        try:
+            config = QuantConfig.from_dict(meta["config"])
+        except (TypeError, ValueError, KeyError, AttributeError) as e:
+            raise ValueError(f"lowbit.load: '{path}' has an invalid config: {e}") from None
+    layers = meta.get("layers", {})
+    if not isinstance(layers, dict):
+        raise ValueError(f"lowbit.load: '{path}' has corrupted layer metadata")
     replaced: dict[str, tuple[nn.Module, nn.Module]] = {}
-    for name, spec in meta.get("layers", {}).items():
+    for name, spec in layers.items():
+        if not isinstance(spec, dict):
+            raise ValueError(f"lowbit.load: '{path}': layer '{name}' has corrupted metadata")
         spec = _upgrade(name, spec, tensors, path)
         try:
             current = model.get_submodule(name)
@@ -252,14 +312,17 @@ def load(path: PathLike, model: Optional[nn.Module] = None, *, trust_model_class
         if isinstance(current, _KINDS[spec["kind"]]):
             continue
         kwargs = {k: v for k, v in spec.items() if k != "kind"}
-        if spec["kind"] == "QuantLinear":
-            q = QuantLinear(**kwargs)
-        elif spec["kind"] == "QuantEmbedding":
-            q = QuantEmbedding(**kwargs)
-        else:
-            for k in ("kernel_size", "stride", "padding", "dilation"):
-                kwargs[k] = tuple(kwargs[k])
-            q = QuantConv2d(**kwargs)
+        try:
+            if spec["kind"] == "QuantLinear":
+                q = QuantLinear(**kwargs)
+            elif spec["kind"] == "QuantEmbedding":
+                q = QuantEmbedding(**kwargs)
+            else:
+                for k in ("kernel_size", "stride", "padding", "dilation"):
+                    kwargs[k] = tuple(kwargs[k])
+                q = QuantConv2d(**kwargs)
+        except (TypeError, ValueError, KeyError) as e:
+            raise ValueError(f"lowbit.load: '{path}': layer '{name}' has an invalid spec: {e}") from None
         q.layer_name = name
         q._float_nbytes = sum(
             p.numel() * p.element_size() for p in current.parameters(recurse=False)
@@ -282,6 +345,11 @@ def load(path: PathLike, model: Optional[nn.Module] = None, *, trust_model_class
                     f"lowbit.load: '{path}': tensor '{k}' is {t.dtype}{tuple(t.shape)} in the file, "
                     f"the model expects {expected[k].dtype}{tuple(expected[k].shape)}"
                 )
+        for name in layers:  # the values too: scales, zero points, activation parameters
+            mod = model.get_submodule(name)
+            if isinstance(mod, (_QuantBase, QuantEmbedding)):
+                _check_values(mod, name, {k[len(name) + 1:]: t for k, t in tensors.items()
+                                          if k.startswith(name + ".") and "." not in k[len(name) + 1:]}, path)
     except ValueError:
         for name, (orig, _) in replaced.items():  # leave the caller's model as it was
             _set_submodule(model, name, orig)
@@ -289,6 +357,6 @@ def load(path: PathLike, model: Optional[nn.Module] = None, *, trust_model_class
     model.load_state_dict(tensors, strict=True)
     model.eval()  # inference layers; BatchNorm statistics must not move on the first batch
     setattr(model, _REASONS_ATTR, dict(meta.get("float_layers", {})))
-    if meta.get("config") is not None:
-        setattr(model, _CONFIG_ATTR, QuantConfig.from_dict(meta["config"]))
+    if config is not None:
+        setattr(model, _CONFIG_ATTR, config)
     return model

@@ -87,6 +87,10 @@ class QuantConv2d(_QuantBase):
                     f"padding: expected an int, a pair, 'valid' or 'same', got {padding!r}"
                 )
         self.padding = _pair(padding)
+        for what, v, low in (("kernel_size", self.kernel_size, 1), ("stride", self.stride, 1),
+                             ("dilation", self.dilation, 1), ("padding", self.padding, 0)):
+            if any(not isinstance(e, int) or isinstance(e, bool) or e < low for e in v):
+                raise ValueError(f"{what}: expected integers >= {low}, got {v}")
         if padding_mode not in ("zeros", "reflect", "replicate", "circular"):
             raise ValueError(f"padding_mode: unsupported {padding_mode!r}")
         self.padding_mode = padding_mode
