@@ -34,6 +34,7 @@ from .core.config import QuantConfig
 from .core.cpu import _apply_env as _apply_env
 from .core.cpu import arch, cpu_info, get_arch, get_num_threads, set_arch, set_num_threads
 from .core.formats import FORMATS, FormatQTensor
+from .core.gptq import GPTQ, HessianObserver, gptq_quantize
 from .core.linear_4bit import PackedWeight4
 from .core.matmul import PackedWeight, matmul_int8
 from .core.observers import (
@@ -176,4 +177,7 @@ __all__ = [
     "DynamicActivations",
     "StaticActivations",
     "FloatActivations",
+    "GPTQ",
+    "HessianObserver",
+    "gptq_quantize",
 ]

@@ -42,6 +42,22 @@ def _config_message(msg: str) -> str:
     return f"QuantConfig.{msg}"
 
 
+def _algorithm(value: Any) -> Any:
+    """None / "rtn" (round to nearest), "gptq", a GPTQ object or its to_dict() form."""
+    from .gptq import GPTQ
+
+    if value is None or value == "rtn":
+        return None
+    if value == "gptq":
+        return GPTQ()
+    if isinstance(value, GPTQ):
+        return value
+    if isinstance(value, Mapping) and value.get("name") == "gptq":
+        return GPTQ(**{k: v for k, v in value.items() if k != "name"})
+    raise ValueError(f"QuantConfig.algorithm: expected None, 'rtn', 'gptq' or a lowbit.core.gptq.GPTQ, got {value!r}"
+                     + close_matches(value, ("rtn", "gptq")))
+
+
 def _weight_options(w: WeightScheme) -> dict[str, Any]:
     """The QuantConfig keywords that describe ``w`` (for carrying them to another format)."""
     inverse = {field: opt for opt, field in type(w).options.items()}
@@ -104,6 +120,9 @@ class QuantConfig:
         on_unsupported: "raise" (default): a layer that cannot be quantized as asked raises
             ValueError naming the layer, why, and what would work; "float": it stays float with a
             warning and the reason in :func:`lowbit.summary`.
+        algorithm: how weights are rounded: None (round to nearest) or "gptq" / a
+            :class:`lowbit.core.gptq.GPTQ` (error-compensating rounding from the layers' input
+            statistics on ``calib_data``; int8, int4, uint4 and nf4 weights).
 
     Example:
         >>> cfg = lowbit.QuantConfig(activation="static", per_layer={"fc2": {"weight": "int4"}})
@@ -122,6 +141,7 @@ class QuantConfig:
     exclude: tuple
     per_layer: Mapping[str, Any]
     on_unsupported: str
+    algorithm: Optional[Any]
 
     def __init__(
         self,
@@ -139,6 +159,7 @@ class QuantConfig:
         exclude: Any = (),
         per_layer: Optional[Mapping[str, Any]] = None,
         on_unsupported: str = "raise",
+        algorithm: Any = None,
     ) -> None:
         try:
             w = weight_scheme(weight, "weight", group_size=group_size, granularity=granularity,
@@ -164,7 +185,12 @@ class QuantConfig:
         excl = (exclude,) if isinstance(exclude, str) else tuple(exclude)
         if not all(isinstance(p, str) for p in excl):
             raise TypeError("QuantConfig.exclude: expected module-name patterns (strings)")
+        algo = _algorithm(algorithm)
+        if algo is not None and type(w).column_quantizer is WeightScheme.column_quantizer:
+            raise ValueError(f"QuantConfig.algorithm: {algo.name.upper()} needs fixed-parameter rounding, which "
+                             f"{w.describe()} do not have (it supports int8, int4, uint4 and nf4 weights)")
         set_ = object.__setattr__
+        set_(self, "algorithm", algo)
         set_(self, "weight", w)
         set_(self, "activation", act)
         set_(self, "embedding", embedding)
@@ -193,7 +219,8 @@ class QuantConfig:
     def _override(self, changes: dict[str, Any]) -> QuantConfig:
         """This config (without per_layer / exclude) with ``changes`` (QuantConfig keywords)
         applied; weight options that still apply to a new format are kept."""
-        allowed = {"weight", "activation", "embedding", "on_unsupported", *_WEIGHT_OPTIONS, *_ACT_OPTIONS}
+        allowed = {"weight", "activation", "embedding", "on_unsupported", "algorithm", *_WEIGHT_OPTIONS,
+                   *_ACT_OPTIONS}
         unknown = set(changes) - allowed
         if unknown:
             raise ValueError(f"unknown fields {sorted(unknown)}"
@@ -222,7 +249,8 @@ class QuantConfig:
             act = StaticActivations(observer=act_given.get("observer", base.observer),
                                     dtype=act_given.get("activation_dtype", base.dtype))
         return QuantConfig(w, act, embedding=changes.get("embedding", self.embedding),
-                           on_unsupported=changes.get("on_unsupported", self.on_unsupported))
+                           on_unsupported=changes.get("on_unsupported", self.on_unsupported),
+                           algorithm=changes.get("algorithm", self.algorithm))
 
     def with_weight(self, weight: Any) -> QuantConfig:
         """This config with another weight format, keeping what still applies: the options of the
@@ -237,7 +265,7 @@ class QuantConfig:
         """
         c = self._override({"weight": weight})
         return QuantConfig(c.weight, c.activation, embedding=c.embedding, exclude=self.exclude,
-                           per_layer=self.per_layer, on_unsupported=self.on_unsupported)
+                           per_layer=self.per_layer, on_unsupported=self.on_unsupported, algorithm=c.algorithm)
 
     def is_excluded(self, name: str) -> bool:
         """True when ``name`` matches a pattern of ``exclude``."""
@@ -302,7 +330,8 @@ class QuantConfig:
         return {"weight": self.weight.to_dict(), "activation": self.activation.to_dict(),
                 "embedding": self.embedding, "exclude": list(self.exclude),
                 "per_layer": {k: v.to_dict() for k, v in self.per_layer.items()},
-                "on_unsupported": self.on_unsupported}
+                "on_unsupported": self.on_unsupported,
+                "algorithm": None if self.algorithm is None else self.algorithm.to_dict()}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> QuantConfig:

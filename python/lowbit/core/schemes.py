@@ -459,6 +459,16 @@ class WeightScheme:
     def check_shape(self, n: int, k: int) -> None:
         """Raises ValueError when this format's kernel cannot run an (n, k) weight."""
 
+    def column_quantizer(self, stored: dict[str, np.ndarray], n: int, k: int) -> Any:
+        """``f(j, col)``: column ``j`` (float32 (n,)) rounded with the parameters of ``stored`` and
+        dequantized (for GPTQ, which changes columns after the parameters are fixed)."""
+        raise ValueError(f"GPTQ: {self.describe()} have no fixed-parameter rounding "
+                         "(GPTQ supports int8, int4, uint4 and nf4 weights)")
+
+    def requantize(self, w: np.ndarray, stored: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The stored form of float32 ``w`` (n, k) with the parameters of ``stored`` kept."""
+        raise ValueError(f"GPTQ: {self.describe()} have no fixed-parameter rounding")
+
     def check_stored(self, stored: dict[str, np.ndarray]) -> None:
         """Raises ValueError for stored values the kernels cannot take (e.g. read from a file):
         scales must be finite (and ``weight_scale`` >= 0)."""
@@ -500,6 +510,45 @@ class _AffineWeights(WeightScheme):
         q = quantize(a, s, z, dtype=self.name, group_size=g)
         return {"weight_packed": np.ascontiguousarray(q.data).view(np.uint8), "weight_scale": s,
                 "weight_zero_point": z}
+
+    def _params(self, stored: dict[str, np.ndarray], n: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Scales and zero points broadcast to (n, k) float32 / int32 arrays."""
+        s = np.asarray(stored["weight_scale"], np.float32)
+        z = stored.get("weight_zero_point")
+        z = np.zeros(s.shape, np.int32) if z is None else np.asarray(z, np.int32)
+        if self.group_size is not None:
+            s = np.repeat(s.reshape(n, -1), self.group_size, axis=1)[:, :k]
+            z = np.repeat(z.reshape(n, -1), self.group_size, axis=1)[:, :k]
+        else:
+            s = np.broadcast_to(s.reshape(-1, 1), (n, k))
+            z = np.broadcast_to(z.reshape(-1, 1), (n, k))
+        return s, z
+
+    def _round(self, w: np.ndarray, s: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """The quantize contract: clamp(round_half_even(w * float32(1 / s)) + z) in the format's range."""
+        from .quantize import qrange
+
+        qmin, qmax = qrange(self.name)
+        with np.errstate(over="ignore", invalid="ignore"):
+            inv = (np.float32(1) / s).astype(np.float32)
+            r = np.clip(w.astype(np.float32) * inv, np.float32(-2.0**30), np.float32(2.0**30))
+        return np.clip(np.rint(r) + z, qmin, qmax).astype(np.int32)
+
+    def column_quantizer(self, stored: dict[str, np.ndarray], n: int, k: int) -> Any:
+        s, z = self._params(stored, n, k)
+
+        def quantize_column(j: int, col: np.ndarray) -> np.ndarray:
+            q = self._round(col, s[:, j], z[:, j])
+            return ((q - z[:, j]).astype(np.float32) * s[:, j]).astype(np.float32)
+
+        return quantize_column
+
+    def requantize(self, w: np.ndarray, stored: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        n, k = w.shape
+        s, z = self._params(stored, n, k)
+        q = self._round(w, s, z)
+        codes = q.astype(np.int8) if self.code_bits == 8 else pack_nibbles(q)
+        return {**stored, self.data_name: codes}
 
     def check_stored(self, stored: dict[str, np.ndarray]) -> None:
         from .quantize import qrange
@@ -863,6 +912,32 @@ class NF4Weights(WeightScheme):
         nested = NestedScales(codes.reshape(-1), np.asarray(stored["weight_scale_scale"], np.float32),
                               float(np.asarray(stored["weight_scale_offset"], np.float32)))
         return nested.decode().reshape(codes.shape)
+
+    def _codes(self, w: np.ndarray, absmax: np.ndarray) -> np.ndarray:
+        """bitsandbytes' NF4 encoding of ``w`` (n, k) with the given absmax (n, k): the code is the
+        number of decision thresholds below ``w * float32(1 / absmax)``."""
+        from .reference import _nf4_thresholds
+
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            inv = np.where(absmax > 0, np.float32(1) / np.where(absmax > 0, absmax, np.float32(1)), np.float32(0))
+            y = w.astype(np.float32) * inv.astype(np.float32)
+        return np.searchsorted(_nf4_thresholds(), y, side="left").astype(np.uint8)
+
+    def column_quantizer(self, stored: dict[str, np.ndarray], n: int, k: int) -> Any:
+        from .formats import NF4_LEVELS
+
+        absmax = np.repeat(self.block_scales(stored, n, k), self.group_size, axis=1)[:, :k]
+
+        def quantize_column(j: int, col: np.ndarray) -> np.ndarray:
+            a = absmax[:, j]
+            return (NF4_LEVELS[self._codes(col[:, None], a[:, None])[:, 0]] * a).astype(np.float32)
+
+        return quantize_column
+
+    def requantize(self, w: np.ndarray, stored: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        n, k = w.shape
+        absmax = np.repeat(self.block_scales(stored, n, k), self.group_size, axis=1)[:, :k]
+        return {**stored, "weight_packed": pack_nibbles(self._codes(w, absmax))}
 
     def dequantize(self, stored: dict[str, np.ndarray], n: int, k: int) -> np.ndarray:
         from .formats import NF4_LEVELS

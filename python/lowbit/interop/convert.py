@@ -13,8 +13,7 @@ from typing import Any, Optional, Union
 import torch
 from torch import nn
 
-import lowbit
-
+from ..core.calibration import _progress
 from ..core.config import QuantConfig, as_config
 from ..core.schemes import Int4Weights, Int8Weights, StaticActivations
 from ..nn import FakeQuantize, QATConv2d, QATLinear, QuantConv2d, QuantEmbedding, QuantLinear
@@ -144,22 +143,20 @@ def run_batch(model: nn.Module, batch: Any) -> Any:
     return model(batch)
 
 
-def _calibrate(
+def _run_with_hooks(
     model: nn.Module,
     targets: dict[str, nn.Module],
-    cfgs: dict[str, QuantConfig],
+    on_input: Any,
     calib_data: Any,
     progress: bool,
-) -> dict[str, tuple[float, int]]:
-    """Observes the inputs of ``targets`` over ``calib_data``; returns name -> (scale, zero_point)
-    for the layers that saw data."""
+    what: str,
+) -> dict[str, int]:
+    """Runs ``calib_data`` through ``model`` (eval mode, no grad) and calls ``on_input(name, x)``
+    with the input of every target layer; returns name -> number of calls."""
     if calib_data is None:
-        raise ValueError(
-            "calib_data: static activation quantization needs calibration data (an iterable of batches)"
-        )
+        raise ValueError(f"calib_data: {what} needs calibration data (an iterable of batches)")
     if isinstance(calib_data, (torch.Tensor, Mapping)):
         calib_data = [calib_data]
-    observers = {n: cfgs[n].activation.make_observer() for n in targets}
     seen: dict[str, int] = {n: 0 for n in targets}
     state: dict[str, Any] = {"layer": None, "batch": -1}
     handles = []
@@ -172,21 +169,10 @@ def _calibrate(
                 raise TypeError(
                     f"layer '{name}' received {type(x).__name__} input, expected a float tensor"
                 )
-            observers[name].update(x.detach().cpu())
+            on_input(name, x.detach().cpu())
             seen[name] += 1
 
         return hook
-
-    def fn(batch: Any) -> None:
-        state["batch"] += 1
-        state["layer"] = None
-        try:
-            run_batch(model, batch)
-        except Exception as e:  # re-raised with the batch and layer that failed
-            where = f" in layer '{state['layer']}'" if state["layer"] else ""
-            raise ValueError(
-                f"calib_data: batch {state['batch']} does not fit the model{where}: {type(e).__name__}: {e}"
-            ) from e
 
     for n, m in targets.items():
         handles.append(m.register_forward_pre_hook(pre_hook(n)))
@@ -194,7 +180,16 @@ def _calibrate(
     model.eval()
     try:
         with torch.no_grad():
-            lowbit.calibrate(fn, calib_data, observers, progress=progress)
+            for batch in _progress(calib_data, progress, desc=what):
+                state["batch"] += 1
+                state["layer"] = None
+                try:
+                    run_batch(model, batch)
+                except Exception as e:  # re-raised with the batch and layer that failed
+                    where = f" in layer '{state['layer']}'" if state["layer"] else ""
+                    raise ValueError(
+                        f"calib_data: batch {state['batch']} does not fit the model{where}: {type(e).__name__}: {e}"
+                    ) from e
     finally:
         for h in handles:
             h.remove()
@@ -202,7 +197,70 @@ def _calibrate(
             m.training = t
     if state["batch"] < 0:
         raise ValueError("calib_data: no batches (the iterable is empty)")
+    return seen
+
+
+def _calibrate(
+    model: nn.Module,
+    targets: dict[str, nn.Module],
+    cfgs: dict[str, QuantConfig],
+    calib_data: Any,
+    progress: bool,
+) -> dict[str, tuple[float, int]]:
+    """Observes the inputs of ``targets`` over ``calib_data``; returns name -> (scale, zero_point)
+    for the layers that saw data."""
+    observers = {n: cfgs[n].activation.make_observer() for n in targets}
+    seen = _run_with_hooks(model, targets, lambda n, x: observers[n].update(x), calib_data, progress,
+                           "static activation quantization")
     return {n: tuple(observers[n].compute_qparams()) for n in targets if seen[n]}
+
+
+def _layer_rows(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The rows a layer's weight (n, k) multiplies: Linear inputs (..., k), or Conv2d patches in
+    lowbit's (kh, kw, in_channels) order."""
+    if not isinstance(m, nn.Conv2d):
+        return x.reshape(-1, x.shape[-1])
+    x = x.to(torch.float32)
+    if isinstance(m.padding, str):  # "valid", or "same" (symmetric: others are refused earlier)
+        total = [d * (k - 1) for d, k in zip(m.dilation, m.kernel_size)]
+        pad = (0, 0) if m.padding == "valid" else (total[0] // 2, total[1] // 2)
+    else:
+        pad = tuple(m.padding)
+    if m.padding_mode != "zeros":
+        x = torch.nn.functional.pad(x, (pad[1], pad[1], pad[0], pad[0]), mode=m.padding_mode)
+        pad = (0, 0)
+    cols = torch.nn.functional.unfold(x, m.kernel_size, dilation=m.dilation, padding=pad,
+                                      stride=m.stride)  # (N, C * kh * kw, L)
+    n, _, length = cols.shape
+    kh, kw = m.kernel_size
+    cols = cols.reshape(n, m.in_channels, kh, kw, length).permute(0, 4, 2, 3, 1)
+    return cols.reshape(-1, kh * kw * m.in_channels)
+
+
+def _collect_hessians(model: nn.Module, targets: dict[str, nn.Module], calib_data: Any,
+                      progress: bool) -> dict[str, Any]:
+    """GPTQ statistics: name -> HessianObserver of the rows each target layer's weight multiplies."""
+    from ..core.gptq import HessianObserver
+
+    hessians = {n: HessianObserver(_layer_rows(m, _probe(m)).shape[-1]) for n, m in targets.items()}
+    seen = _run_with_hooks(model, targets, lambda n, x: hessians[n].update(_layer_rows(targets[n], x)),
+                           calib_data, progress, "GPTQ statistics")
+    return {n: h for n, h in hessians.items() if seen[n]}
+
+
+def _probe(m: nn.Module) -> torch.Tensor:
+    """A minimal input of ``m`` (for its row width)."""
+    if isinstance(m, nn.Conv2d):
+        kh, kw = m.kernel_size
+        dh, dw = m.dilation
+        return torch.zeros(1, m.in_channels, dh * (kh - 1) + 1, dw * (kw - 1) + 1)
+    return torch.zeros(1, m.in_features)
+
+
+def _weight_rows(m: nn.Module) -> torch.Tensor:
+    """The float weight as lowbit stores it: (out, k), Conv2d in (kh, kw, in_channels) order."""
+    w = m.weight.detach().to("cpu", torch.float32)
+    return w.permute(0, 2, 3, 1).reshape(w.shape[0], -1) if isinstance(m, nn.Conv2d) else w
 
 
 # --------------------------------------------------------------------------------------------
@@ -289,14 +347,25 @@ def quantize_model(
     static = {n: m for n, m in targets.items() if cfgs[n].activation.calibrated}
     if static:
         act_qparams = _calibrate(work, static, cfgs, calib_data, progress)
+    gptq = {n: m for n, m in targets.items() if cfgs[n].algorithm is not None}
+    hessians = _collect_hessians(work, gptq, calib_data, progress) if gptq else {}
     for name, m in targets.items():
         cfg = cfgs[name]
         if cfg.activation.calibrated and name not in act_qparams:
             _unsupported(name, "static: never called while calib_data ran, no activation range", cfg, reasons)
             continue
         cls = QuantLinear if isinstance(m, nn.Linear) else QuantConv2d
+        if name in gptq and name not in hessians:
+            _unsupported(name, "GPTQ: never called while calib_data ran, no input statistics", cfg, reasons)
+            continue
         try:
             q = cls.from_float(m, cfg, act_qparams=act_qparams.get(name), name=name)
+            if name in gptq:
+                from ..core.gptq import gptq_quantize
+
+                stored, stats = gptq_quantize(_weight_rows(m), hessians[name].hessian(), q.scheme, cfg.algorithm)
+                q._set_stored(stored)
+                q.algorithm, q.algorithm_stats = cfg.algorithm, stats
         except ValueError as e:
             _unsupported(name, str(e), cfg, reasons)
             continue
@@ -348,6 +417,8 @@ def prepare_qat(
         if why is not None and cfg.is_excluded(name):
             reasons[name] = why
             continue
+        if why is None and cfg.algorithm is not None:
+            why = f"{cfg.algorithm.name.upper()} is a post-training algorithm (QAT learns the rounding); drop algorithm="
         if why is None and (type(cfg.weight) not in (Int8Weights, Int4Weights) or cfg.group_size is not None):
             why = (f"{cfg.weight.describe()} have no QAT form (fake quantization covers per-channel or "
                    "per-tensor int8/int4: QuantConfig(weight='int8') or 'int4' without group_size)")
@@ -483,7 +554,9 @@ def _action(m: nn.Module) -> str:
         return "int8 rows (per-row scale), weight-only"
     if isinstance(m, _QuantBase):
         kernel = {"linear_4bit": ", 4-bit kernel", "linear_int8": "", "dequantize": ", dequantized per call"}
-        return f"{m.scheme.describe()}, {m.scheme.activation_form(m.activation)}{kernel.get(m.kernel, '')}"
+        algo = getattr(m, "algorithm", None)
+        algo = f", {algo.name.upper()}" if algo is not None else ""
+        return f"{m.scheme.describe()}, {m.scheme.activation_form(m.activation)}{kernel.get(m.kernel, '')}{algo}"
     if isinstance(m, (QATLinear, QATConv2d)):
         c = m.config
         return f"QAT: fake-quant {c.weight.name} weights" + (

@@ -20,7 +20,7 @@ from ..core.linear_4bit import prepare_linear_4bit
 from ..core.matmul import prepare_linear
 from ..interop import _torch_ops
 from ._common import buffer_guards, check_input, guards_hold
-from ._formats import empty_buffers, quantize_buffers
+from ._formats import empty_buffers, quantize_buffers, to_tensor
 
 __all__ = ["QuantLinear"]
 
@@ -141,6 +141,13 @@ class _QuantBase(nn.Module):
             for name, t in new.items():
                 buf = getattr(self, name)
                 buf.copy_(t.reshape(buf.shape).to(buf.dtype))
+
+    def _set_stored(self, stored: dict[str, Any]) -> None:
+        """Copies a weight scheme's stored arrays (NumPy, e.g. from GPTQ) into the buffers."""
+        spec = self.scheme.storage_spec(self.out_flat, self.in_flat)
+        with torch.no_grad():
+            for name, a in stored.items():
+                getattr(self, name).copy_(to_tensor(a, spec[name][1]).reshape(spec[name][0]))
 
     def _set_act(self, scale: Any, zero_point: Any) -> None:
         with torch.no_grad():

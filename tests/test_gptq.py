@@ -1,0 +1,131 @@
+"""GPTQ (lowbit.core.gptq): the algorithm against round-to-nearest on the same Hessian, the
+schemes' fixed-parameter rounding, the streaming Hessian, and quantize_model(algorithm="gptq")."""
+
+from __future__ import annotations
+
+import json
+
+import lowbit
+import numpy as np
+import pytest
+from lowbit.core.gptq import GPTQ, HessianObserver, gptq_quantize
+
+SCHEMES = [lowbit.Int8Weights(), lowbit.Int4Weights(), lowbit.Int4Weights(group_size=32),
+           lowbit.Int4Weights(group_size=48, symmetric=False), lowbit.UInt4Weights(group_size=32),
+           lowbit.NF4Weights(group_size=32), lowbit.NF4Weights(double_quant=True)]
+
+
+def _correlated_inputs(rng, m, k):
+    """Inputs with correlated features and unequal channel scales (where GPTQ has room to help)."""
+    base = rng.standard_normal((m, k // 4)).astype(np.float32)
+    x = base @ rng.standard_normal((k // 4, k)).astype(np.float32) + 0.3 * rng.standard_normal((m, k)).astype(np.float32)
+    return x * np.linspace(0.2, 2.0, k, dtype=np.float32)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES, ids=lambda s: s.describe())
+@pytest.mark.parametrize("act_order", [False, True])
+def test_gptq_beats_round_to_nearest_on_its_hessian(scheme, act_order, rng):
+    n, k = 24, 128
+    w = (rng.standard_normal((n, k)) * 0.1).astype(np.float32)
+    x = _correlated_inputs(rng, 512, k)
+    h = HessianObserver(k)
+    h.update(x[:256])
+    h.update(x[256:])
+    stored, stats = gptq_quantize(w, h.hessian(), scheme, GPTQ(act_order=act_order, block_size=32))
+    rtn = scheme.quantize(w)
+    assert set(stored) == set(rtn)
+    for name in stored:  # same stored form; the parameters are round-to-nearest's
+        assert stored[name].shape == rtn[name].shape and stored[name].dtype == rtn[name].dtype
+        if name != scheme.data_name:
+            np.testing.assert_array_equal(stored[name], rtn[name])
+    y = x @ w.T
+    err_gptq = np.mean((y - x @ scheme.dequantize(stored, n, k).T) ** 2)
+    err_rtn = np.mean((y - x @ scheme.dequantize(rtn, n, k).T) ** 2)
+    assert stats["loss_gptq"] < 0.8 * stats["loss_rtn"] and err_gptq < 0.8 * err_rtn
+    np.testing.assert_allclose(stats["loss_rtn"], err_rtn, rtol=1e-3)  # the loss is the output MSE
+    packed = scheme.pack(stored, n, k)  # kernels run the GPTQ weights
+    np.testing.assert_array_equal(packed.dequantize(), scheme.dequantize(stored, n, k))
+
+
+@pytest.mark.parametrize("scheme", SCHEMES, ids=lambda s: s.describe())
+def test_fixed_parameter_rounding_reproduces_round_to_nearest(scheme, rng):
+    w = (rng.standard_normal((9, 96)) * 0.1).astype(np.float32)
+    rtn = scheme.quantize(w)
+    deq = scheme.dequantize(rtn, 9, 96)
+    for name, a in scheme.requantize(deq, rtn).items():  # the stored levels are fixed points
+        np.testing.assert_array_equal(a, rtn[name])
+    col = scheme.column_quantizer(rtn, 9, 96)
+    if getattr(scheme, "double_quant", False):  # codes from the exact absmax, kernels read the decoded one
+        return
+    for name, a in scheme.requantize(w, rtn).items():
+        np.testing.assert_array_equal(a, rtn[name])
+    for j in (0, 31, 32, 95):
+        np.testing.assert_array_equal(col(j, w[:, j]), deq[:, j])
+
+
+def test_identity_hessian_gptq_equals_round_to_nearest(rng):
+    """With uncorrelated unit inputs no error can be compensated: GPTQ is round-to-nearest."""
+    w = (rng.standard_normal((8, 64)) * 0.1).astype(np.float32)
+    s = lowbit.Int4Weights(group_size=32)
+    stored, stats = gptq_quantize(w, np.eye(64), s, GPTQ(damp=0.0))
+    np.testing.assert_array_equal(stored["weight_packed"], s.quantize(w)["weight_packed"])
+    assert stats["loss_gptq"] == pytest.approx(stats["loss_rtn"])
+
+
+def test_hessian_observer_streams_merges_and_round_trips(rng):
+    x = rng.standard_normal((100, 16)).astype(np.float32)
+    a, b, whole = HessianObserver(16), HessianObserver(16), HessianObserver(16)
+    a.update(x[:30])
+    b.update(x[30:].reshape(7, 10, 16))
+    whole.update(x)
+    np.testing.assert_allclose(a.merge(b).hessian(), whole.hessian(), rtol=1e-12)
+    np.testing.assert_allclose(whole.hessian(), x.astype(np.float64).T @ x / 100, rtol=1e-12)
+    back = HessianObserver.from_state_dict(json.loads(json.dumps(whole.state_dict())))
+    np.testing.assert_array_equal(back.hessian(), whole.hessian())
+    with pytest.raises(ValueError, match="no inputs"):
+        HessianObserver(4).hessian()
+    with pytest.raises(ValueError, match="finite"):
+        HessianObserver(2).update(np.float32([[1, np.nan]]))
+    with pytest.raises(ValueError, match=r"\(\.\.\., 4\)"):
+        HessianObserver(4).update(np.ones((2, 3), np.float32))
+
+
+def test_config_and_bad_input():
+    assert lowbit.QuantConfig(weight="int4", group_size=64, algorithm="gptq").algorithm == GPTQ()
+    cfg = lowbit.QuantConfig(weight="nf4", algorithm=GPTQ(damp=0.05, act_order=True))
+    assert lowbit.QuantConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    with pytest.raises(ValueError, match="QuantConfig.algorithm: GPTQ needs fixed-parameter rounding.*fp16"):
+        lowbit.QuantConfig(weight="fp16", algorithm="gptq")
+    with pytest.raises(ValueError, match="did you mean 'gptq'"):
+        lowbit.QuantConfig(algorithm="gtpq")
+    with pytest.raises(ValueError, match="GPTQ.damp"):
+        GPTQ(damp=2.0)
+    with pytest.raises(ValueError, match="hessian"):
+        gptq_quantize(np.ones((2, 4), np.float32), np.eye(3), lowbit.Int8Weights())
+    with pytest.raises(ValueError, match="GPTQ: fp16 weights have no fixed-parameter rounding"):
+        gptq_quantize(np.ones((2, 4), np.float32), np.eye(4), lowbit.FP16Weights())
+
+
+def test_quantize_model_with_gptq_on_the_digits_cnn():
+    torch = pytest.importorskip("torch")
+    from lowbit.demo.models import accuracy, load_digits_data, train_digits_cnn
+
+    data = load_digits_data()
+    model = train_digits_cnn(data, epochs=4).eval()
+    calib = [data.x_train[i:i + 64] for i in range(0, 256, 64)]
+    x = data.x_test[:200]
+    model.requires_grad_(False)
+    ref = model(x)
+    errors = {}
+    for algo in (None, "gptq"):
+        cfg = lowbit.QuantConfig(weight="int4", group_size=32, activation="float", algorithm=algo)
+        q = lowbit.quantize_model(model, cfg, calib_data=calib, progress=False)
+        errors[algo] = float(((q(x) - ref) ** 2).mean())
+        rows = lowbit.summary(q).rows
+        assert all(r["action"].endswith(", GPTQ") == (algo == "gptq") for r in rows if r["type"].startswith("Quant"))
+    assert errors["gptq"] < errors[None]
+    assert accuracy(q, data.x_test, data.y_test) >= accuracy(model, data.x_test, data.y_test) - 1.0
+    with pytest.raises(ValueError, match="GPTQ statistics needs calibration data"):
+        lowbit.quantize_model(model, lowbit.QuantConfig(weight="int4", algorithm="gptq"))
+    with pytest.raises(ValueError, match="post-training algorithm"):
+        lowbit.prepare_qat(model, lowbit.QuantConfig(weight="int4", algorithm="gptq"))
