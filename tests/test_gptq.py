@@ -107,7 +107,7 @@ def test_config_and_bad_input():
 
 
 def test_quantize_model_with_gptq_on_the_digits_cnn():
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
     from lowbit.demo.models import accuracy, load_digits_data, train_digits_cnn
 
     data = load_digits_data()
