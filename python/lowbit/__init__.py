@@ -63,6 +63,7 @@ from .core.schemes import (
 )
 from .evaluation import comparison as comparison
 from .evaluation.comparison import FormatComparison, compare_formats, format_label
+from .evaluation.timing import Speedup, Timer, Timing, TimingWarning, format_bytes
 
 _apply_env()
 _aliases.install()
@@ -161,6 +162,11 @@ __all__ = [
     "compare_formats",
     "FormatComparison",
     "format_label",
+    "Timer",
+    "Timing",
+    "Speedup",
+    "TimingWarning",
+    "format_bytes",
     "PackedWeight4",
     "DequantizingWeight",
     "schemes",
