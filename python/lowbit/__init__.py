@@ -36,6 +36,7 @@ from .core.cpu import arch, cpu_info, get_arch, get_num_threads, set_arch, set_n
 from .core.formats import FORMATS, FormatQTensor
 from .core.linear_4bit import PackedWeight4
 from .core.matmul import PackedWeight, matmul_int8
+from .core.metrics import format_bytes
 from .core.observers import (
     HistogramObserver,
     MinMaxObserver,
@@ -63,7 +64,7 @@ from .core.schemes import (
 )
 from .evaluation import comparison as comparison
 from .evaluation.comparison import FormatComparison, compare_formats, format_label
-from .evaluation.timing import Speedup, Timer, Timing, TimingWarning, format_bytes
+from .evaluation.timing import Speedup, Timer, Timing, TimingWarning
 
 _apply_env()
 _aliases.install()

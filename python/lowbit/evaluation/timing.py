@@ -1,6 +1,6 @@
 """Timings a user can trust: interleaved repeats, median and spread, ratios with their range, and a
 TimingWarning when the machine is too noisy. The one timing helper of compare, the demo and the
-benchmarks. NumPy only (no torch import); sizes are printed by :func:`format_bytes` (MiB).
+benchmarks. NumPy only (no torch import). ``MIB`` / ``format_bytes`` (lowbit.metrics) are re-exported.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["MIB", "Speedup", "Timer", "Timing", "TimingWarning", "format_bytes", "format_seconds", "timing_advice"]
+from ..core.metrics import MIB, format_bytes
 
-MIB = 1 << 20
+__all__ = ["MIB", "Speedup", "Timer", "Timing", "TimingWarning", "format_bytes", "format_seconds", "timing_advice"]
 
 # What to do when timings are noisy; shown in the TimingWarning and in the report text.
 _ADVICE = ("close other programs, fix the threads (lowbit.set_num_threads(n) and torch.set_num_threads(n)), "
@@ -26,21 +26,6 @@ _ADVICE = ("close other programs, fix the threads (lowbit.set_num_threads(n) and
 class TimingWarning(UserWarning):
     """Timings were too noisy to trust (the spread of the repeats is large). Filter it with
     ``warnings.simplefilter("ignore", lowbit.TimingWarning)``."""
-
-
-def format_bytes(n: float) -> str:
-    """``n`` bytes in MiB (2**20 bytes), labelled: the one size unit lowbit prints.
-
-    Three significant digits below 10 MiB, two decimals above.
-
-    Example:
-        >>> format_bytes(3 << 20), format_bytes(150_000), format_bytes(90_859_520)
-        ('3.00 MiB', '0.143 MiB', '86.65 MiB')
-    """
-    v = n / MIB
-    if not math.isfinite(v):
-        return f"{v} MiB"
-    return f"{v:.2f} MiB" if abs(v) >= 1 else f"{v:.3g} MiB"
 
 
 def format_seconds(s: float) -> str:
