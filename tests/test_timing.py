@@ -137,6 +137,7 @@ def test_compare_uses_the_timer_per_layer_and_model():
     with pytest.warns(TimingWarning, match="compare"):
         r = lowbit.compare(model, q, torch.randn(8, 16), progress=False, timing=noisy)
     assert "WARNING compare" in r.summary() and "OMP_WAIT_POLICY=PASSIVE" in r.timing_note
+    assert "color:#b35900'>WARNING compare" in r._repr_html_()
 
 
 def test_docstring_examples():

@@ -299,7 +299,8 @@ class QuantReport:
                 tds.append(f"<td style='{style}'>{esc(c)}</td>")
             bg = " style='background:#fde2e2;color:#000'" if r.name in worst else ""
             body.append(f"<tr{bg}>{''.join(tds)}</tr>")
-        model = "<br>".join(esc(s) for s in self._model_lines())
+        model = "<br>".join(f"<b style='color:#b35900'>{esc(s)}</b>" if s.startswith("WARNING") else esc(s)
+                            for s in self._model_lines())
         foot = ""
         if worst:
             foot += ("<p style='margin:4px 0'><span style='background:#fde2e2'>&nbsp;highlighted&nbsp;</span> "
