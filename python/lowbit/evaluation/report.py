@@ -338,7 +338,12 @@ class QuantReport:
         ax.set_xticklabels(names, rotation=60, ha="right", fontsize=8)
         ax.set_title(f"{self.title}: per-layer error (red: worst) and speedup")
         ax2 = ax.twinx()
-        ax2.plot(list(xs), [r.speedup for r in self.layers], "o-", color="#2ca02c", label="speedup (x)")
+        speed = [r.speedup for r in self.layers]
+        ranges = [r.speedup_range for r in self.layers]
+        below = [max(0.0, v - lo) if math.isfinite(lo) else 0.0 for v, (lo, _) in zip(speed, ranges)]
+        above = [max(0.0, hi - v) if math.isfinite(hi) else 0.0 for v, (_, hi) in zip(speed, ranges)]
+        ax2.errorbar(list(xs), speed, yerr=[below, above], fmt="o-", color="#2ca02c", capsize=3,
+                     label="speedup (x), quartile range")
         ax2.axhline(1.0, color="#2ca02c", lw=0.8, ls="--")
         ax2.set_ylabel("speedup vs float (x)")
         ax2.set_ylim(bottom=0)
@@ -351,6 +356,11 @@ class QuantReport:
         for k, (label, f, q) in enumerate(panels):
             a = fig.add_subplot(grid[1, k])
             a.bar(["float32", "lowbit"], [f, q], color=["#7f7f7f", "#1f77b4"])
+            if label == "latency (ms)" and self.timing_float is not None and self.timing_quant is not None:
+                quart = [[1e3 * x for x in t.quartiles] for t in (self.timing_float, self.timing_quant)]
+                a.errorbar([0, 1], [f, q], yerr=[[max(0.0, v - lo) for v, (lo, _) in zip((f, q), quart)],
+                                                 [max(0.0, hi - v) for v, (_, hi) in zip((f, q), quart)]],
+                           fmt="none", ecolor="black", capsize=4)
             a.set_title(label)
             for i, v in enumerate((f, q)):
                 a.annotate(f"{v:.4g}", (i, v), ha="center", va="bottom", fontsize=8)
