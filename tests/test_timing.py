@@ -147,3 +147,32 @@ def test_docstring_examples():
 
     res = doctest.testmod(timing, extraglobs={"lowbit": lowbit})
     assert res.attempted >= 3 and res.failed == 0
+
+
+def test_compare_marks_implausible_layer_speedups():
+    """A float layer that stalls (30 ms against 0.1 ms, as torch's OpenMP threads on a busy
+    machine) is flagged in the row, the footnote and the warning, not reported as a kernel ratio."""
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 4))
+    q = lowbit.quantize_model(model, progress=False)
+    clock = FakeClock()
+
+    def costs(seconds):
+        def hook(*_):
+            clock.now += seconds
+        return hook
+
+    hooks = [model[0].register_forward_hook(costs(30e-3)), q[0].register_forward_hook(costs(1e-4)),
+             model[2].register_forward_hook(costs(2e-3)), q[2].register_forward_hook(costs(1e-3))]
+    try:
+        with pytest.warns(TimingWarning, match=r"implausible speedups \(0 300x"):
+            r = lowbit.compare(model, q, torch.randn(8, 16), progress=False, timing=Timer(repeats=3, clock=clock))
+    finally:
+        for h in hooks:
+            h.remove()
+    assert [layer.timing_suspect for layer in r.layers] == [True, False]
+    assert r.layers[0].speedup == pytest.approx(300) and r.layers[1].speedup == pytest.approx(2)
+    assert r.layers[0].timing_float.loops == 1 and r.layers[0].timing_quant.loops == 10  # 0.1 ms calls batched
+    text = r.summary()
+    assert "300.00x (300.00-300.00) !" in text and "! implausible speedup" in text

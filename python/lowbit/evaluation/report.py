@@ -78,6 +78,7 @@ class LayerReport:
     group_size: int | None = None
     timing_float: Timing | None = field(default=None, repr=False)
     timing_quant: Timing | None = field(default=None, repr=False)
+    timing_suspect: bool = False  # speedup beyond Timer.max_ratio: a stalled side, not a kernel ratio
 
     @property
     def speedup(self) -> float:
@@ -245,7 +246,8 @@ class QuantReport:
         return (r.name, r.type, f"{r.bits} {_gran(r.granularity, r.group_size)}", _act(r.activation), _db(r.weight_sqnr),
                 _db(r.output_sqnr), f"{r.output_cosine:.5f}", _db(r.accumulated_sqnr),
                 f"{_mib(r.bytes_before)}->{_mib(r.bytes_after)}", _ms_cell(r.timing_float, r.latency_float_s),
-                _ms_cell(r.timing_quant, r.latency_quant_s), _ratio(r.speedup, r.speedup_range))
+                _ms_cell(r.timing_quant, r.latency_quant_s),
+                _ratio(r.speedup, r.speedup_range) + (" !" if r.timing_suspect else ""))
 
     def summary(self) -> str:
         """The report as plain text: whole-model lines, then one row per layer (worst marked *)."""
@@ -260,6 +262,8 @@ class QuantReport:
             cells = [(row[0] + mark if k else row[0] + " ").ljust(widths[0])]
             cells += [c.rjust(w) if i >= 2 else c.ljust(w) for i, (c, w) in enumerate(zip(row[1:], widths[1:]), 1)]
             lines.append("  ".join(cells).rstrip())
+        if any(r.timing_suspect for r in self.layers):
+            lines.append("! implausible speedup: one side stalled (see the WARNING above), not a kernel ratio")
         if worst:
             lines.append("* worst layers (lowest output SQNR): "
                          + ", ".join(f"{r.name} ({_db(r.output_sqnr)})" for r in self.worst(len(worst))))
@@ -594,11 +598,14 @@ def compare(
             tm_f, tm_q = timer.time([lambda: run_batch(float_model, first_batch),
                                      lambda: run_batch(quant_model, first_batch)])
             lat_fm, lat_qm = tm_f.median, tm_q.median
-            measured = {"model float": tm_f, "model quant": tm_q, **measured}
-            ratios = {"model": Speedup(tm_f, tm_q)}
+            measured = {"(whole model) float": tm_f, "(whole model) quant": tm_q, **measured}
+            ratios = {"(whole model)": Speedup(tm_f, tm_q)}
             ratios.update({r.name: Speedup(r.timing_float, r.timing_quant) for r in layers
                            if r.timing_float is not None and r.timing_quant is not None})
             note = timer.check(measured, f"compare ({title})", stacklevel=4, speedups=ratios)
+            for r in layers:
+                ratio = ratios[r.name].ratio if r.name in ratios else math.nan
+                r.timing_suspect = math.isfinite(ratio) and not 1 / timer.max_ratio <= ratio <= timer.max_ratio
         metric_name = metric_f = metric_q = None
         if eval_fn is not None:
             metric_name = getattr(eval_fn, "__name__", "metric")
