@@ -1,25 +1,38 @@
-"""Shared benchmark helpers: best-of timing, tables, environment banner."""
+"""Shared benchmark helpers: timing through lowbit.Timer (median of repeats, interleaved peers),
+tables, environment banner. Sizes print through lowbit.format_bytes (MiB)."""
 
 from __future__ import annotations
 
-import time
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
+
+from lowbit import Speedup, Timer, Timing, format_bytes
+
+__all__ = ["banner", "format_bytes", "interleaved", "median_time", "speedup_cell", "table", "timing_cell"]
 
 
-def best_time(fn: Callable[[], object], repeat: int = 5, min_time: float = 0.05) -> float:
-    """Best wall time of ``fn`` over ``repeat`` rounds, each round looping until ``min_time``."""
-    fn()
-    t = time.perf_counter()
-    fn()
-    once = max(time.perf_counter() - t, 1e-9)
-    inner = max(1, int(min_time / once))
-    best = float("inf")
-    for _ in range(repeat):
-        t = time.perf_counter()
-        for _ in range(inner):
-            fn()
-        best = min(best, (time.perf_counter() - t) / inner)
-    return best
+def median_time(fn: Callable[[], object], repeat: int = 5, min_time: float = 0.05) -> float:
+    """Median seconds per call of ``fn`` over ``repeat`` samples of at least ``min_time`` seconds
+    each (short calls batched), after a warm-up call; warns (lowbit.TimingWarning) when noisy."""
+    timer = Timer(repeats=repeat, min_sample_s=min_time)
+    return timer.time_named({"fn": fn}, "benchmark")["fn"].median
+
+
+def interleaved(fns: Mapping[str, Callable[[], object]], repeat: int = 7, min_time: float = 1e-3,
+                budget_s: float | None = None, what: str = "benchmark") -> dict[str, Timing]:
+    """Each function of ``fns`` timed interleaved (A B C A B C ...: machine load hits all alike) by
+    lowbit.Timer; median and spread per name. Warns (lowbit.TimingWarning) when noisy."""
+    return Timer(repeats=repeat, min_sample_s=min_time, budget_s=budget_s).time_named(fns, what)
+
+
+def timing_cell(t: Timing, scale: float = 1e3) -> str:
+    """``median ±spread%`` in ms (``scale`` 1e3) for a table."""
+    return f"{t.median * scale:.3f} ±{100 * t.spread:.0f}%"
+
+
+def speedup_cell(base: Timing, t: Timing) -> str:
+    """``base / t`` from medians with its quartile range, e.g. ``2.10x (1.95-2.31)``."""
+    s = Speedup(base, t)
+    return f"{s.ratio:.2f}x ({s.low:.2f}-{s.high:.2f})"
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

@@ -24,7 +24,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import lowbit  # noqa: E402
-from _common import banner, table  # noqa: E402
+from _common import banner, speedup_cell, table, timing_cell  # noqa: E402
 from bench_models import interleaved_times  # noqa: E402
 
 SHAPES = [  # (channels in, size, channels out, kernel, stride)
@@ -95,12 +95,13 @@ def main() -> None:
                 err[name] = float((m(x) - ref).norm() / ref.norm())
             t = interleaved_times({n: (lambda m=m: m(x)) for n, (m, _) in variants.items()},
                                   {n: e for n, (_, e) in variants.items()}, args.rounds, 0.2)
-        peer = min((n for n in t if n.startswith("torch static")), key=t.get, default=None)
+        peer = min((n for n in t if n.startswith("torch static")), key=lambda n: t[n].median, default=None)
         for name in variants:
-            rows.append([f"{args.batch}x{c}x{hw}x{hw} k{k} s{s} -> {o}", name, f"{t[name] * 1e3:.3f}",
-                         f"{t['float32'] / t[name]:.2f}x", f"{t[peer] / t[name]:.2f}x" if peer else "-",
+            rows.append([f"{args.batch}x{c}x{hw}x{hw} k{k} s{s} -> {o}", name, timing_cell(t[name]),
+                         speedup_cell(t["float32"], t[name]), speedup_cell(t[peer], t[name]) if peer else "-",
                          f"{err[name]:.4f}"])
-    out = table(["conv (N x C x H x W)", "variant", "ms", "vs float32", "vs best torch static", "rel L2 err"], rows)
+    out = table(["conv (N x C x H x W)", "variant", "ms (median ± half IQR)", "vs float32 (range)",
+                 "vs best torch static (range)", "rel L2 err"], rows)
     print(out)
     if args.out:
         with open(args.out, "w") as f:

@@ -11,8 +11,8 @@ plus ``activation="float"`` on both (if that call raises or misses its check, it
 the reason is listed, and the run goes on). Peers, same process, same thread count
 (``torch.set_num_threads``), under ``torch.inference_mode``, warmed up first: NumPy float32
 ``x @ w.T``, torch float32 ``F.linear`` and every torchao / bitsandbytes CPU path in
-``benchmarks/_peers.py`` (group/block size 64 where the format has one). Timings are best of
-rounds; on a shared machine compare ratios from one run only, and know that with every core
+``benchmarks/_peers.py`` (group/block size 64 where the format has one). Timings are medians of
+repeats (lowbit.Timer, which warns when they are noisy); on a shared machine compare ratios from one run only, and know that with every core
 asked for (the default) the OpenMP-threaded peers (torch, torchao, bitsandbytes, OpenBLAS) lose
 much more than lowbit to a competing process: one preempted thread stalls their whole call. Use
 ``--threads 1`` (or an idle machine) for a fair comparison under load.
@@ -46,7 +46,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(__file__))
 import _peers  # noqa: E402
 import lowbit  # noqa: E402
-from _common import banner, best_time, table  # noqa: E402
+from _common import banner, median_time, table  # noqa: E402
 from lowbit import reference as ref  # noqa: E402
 
 try:
@@ -61,7 +61,7 @@ MS = [1, 8, 32]
 # row and weight group; the "f32x" rows force float32 activations (exact levels).
 LOWBIT = [("lowbit int4", "int4", {"act": "int8"}), ("lowbit nf4", "nf4", {"act": "int8"}),
           ("lowbit int4 f32x", "int4", {"act": "float"}), ("lowbit nf4 f32x", "nf4", {"act": "float"})]
-SLOW = 0.1  # seconds: a peer call slower than this is timed as the best of 3 single calls
+SLOW = 0.1  # seconds: a peer call slower than this is timed as the median of 3 single calls
 
 
 def check(x, pw, y, act8=False):
@@ -84,17 +84,12 @@ def check(x, pw, y, act8=False):
 
 
 def timed(fn, repeat):
-    """Seconds per call of an already warmed-up ``fn``: best_time, or best of 3 single calls if slow."""
+    """Median seconds per call of ``fn`` (lowbit.Timer): of 3 single calls when one call is slow."""
     t = time.perf_counter()
     fn()
-    once = time.perf_counter() - t
-    if once > SLOW:
-        for _ in range(2):
-            t = time.perf_counter()
-            fn()
-            once = min(once, time.perf_counter() - t)
-        return once
-    return best_time(fn, repeat=repeat)
+    if time.perf_counter() - t > SLOW:
+        return median_time(fn, repeat=3, min_time=0.0)
+    return median_time(fn, repeat=repeat)
 
 
 def reason(e: BaseException) -> str:
@@ -211,21 +206,21 @@ def bench_formats(rng, n, repeat):
     x = rng.standard_normal(n).astype(np.float32)
     rows = []
     q = lowbit.quantize(x, dtype="nf4")
-    rows.append(["nf4 encode (block 64)", best_time(lambda: lowbit.quantize(x, dtype="nf4"), repeat=repeat),
-                 best_time(lambda: ref.nf4_quantize(x[: n // 16], 64), repeat=1) * 16, float("nan")])
-    rows.append(["nf4 decode", best_time(q.dequantize, repeat=repeat),
-                 best_time(lambda: ref.nf4_dequantize(q.int_repr()[: n // 16], q.scale[: n // 1024], 64), repeat=1) * 16,
+    rows.append(["nf4 encode (block 64)", median_time(lambda: lowbit.quantize(x, dtype="nf4"), repeat=repeat),
+                 median_time(lambda: ref.nf4_quantize(x[: n // 16], 64), repeat=1) * 16, float("nan")])
+    rows.append(["nf4 decode", median_time(q.dequantize, repeat=repeat),
+                 median_time(lambda: ref.nf4_dequantize(q.int_repr()[: n // 16], q.scale[: n // 1024], 64), repeat=1) * 16,
                  float("nan")])
     t_bf = float("nan")
     t_f16 = float("nan")
     if torch is not None:
         xt = torch.from_numpy(x)
-        t_bf = best_time(lambda: xt.to(torch.bfloat16), repeat=repeat)
-        t_f16 = best_time(lambda: xt.to(torch.float16), repeat=repeat)
-    rows.append(["f32 -> fp16", best_time(lambda: lowbit.quantize(x, dtype="fp16"), repeat=repeat),
-                 best_time(lambda: x.astype(np.float16), repeat=repeat), t_f16])
-    rows.append(["f32 -> bf16", best_time(lambda: lowbit.quantize(x, dtype="bf16"), repeat=repeat),
-                 best_time(lambda: ref.f32_to_bf16_bits(x), repeat=1), t_bf])
+        t_bf = median_time(lambda: xt.to(torch.bfloat16), repeat=repeat)
+        t_f16 = median_time(lambda: xt.to(torch.float16), repeat=repeat)
+    rows.append(["f32 -> fp16", median_time(lambda: lowbit.quantize(x, dtype="fp16"), repeat=repeat),
+                 median_time(lambda: x.astype(np.float16), repeat=repeat), t_f16])
+    rows.append(["f32 -> bf16", median_time(lambda: lowbit.quantize(x, dtype="bf16"), repeat=repeat),
+                 median_time(lambda: ref.f32_to_bf16_bits(x), repeat=1), t_bf])
     out = [[r[0], n / r[1] / 1e9, n / r[2] / 1e9, n / r[3] / 1e9, r[2] / r[1], r[3] / r[1]] for r in rows]
     return table(["op", "lowbit Gelem/s", "numpy Gelem/s", "torch Gelem/s", "vs numpy", "vs torch"], out)
 

@@ -26,7 +26,7 @@ import warnings
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import best_time, table  # noqa: E402
+from _common import median_time, table  # noqa: E402
 
 KN = [(384, 384), (384, 1536), (1536, 384), (768, 768), (768, 3072), (3072, 768), (4096, 4096), (4096, 11008)]
 MS = [1, 8, 32, 128, 512, 2048]
@@ -77,14 +77,14 @@ def child(threads: int, shapes, min_time: float, rep: int) -> list[dict]:
         y = lowbit.linear(x, pw, bias)
         assert np.array_equal(y[:r], ref.linear(x[:r], pw.int_repr(), pw.scale, bias)), (m, k, n)
         res = {"m": m, "k": k, "n": n, "threads": threads, "isa": lowbit.get_arch()}
-        res["mm"] = ops / best_time(lambda: lowbit.matmul_int8(a, pw), repeat=rep, min_time=min_time) / 1e9
-        res["mm+pack"] = ops / best_time(lambda: lowbit.matmul_int8(a, b), repeat=rep, min_time=min_time) / 1e9
+        res["mm"] = ops / median_time(lambda: lowbit.matmul_int8(a, pw), repeat=rep, min_time=min_time) / 1e9
+        res["mm+pack"] = ops / median_time(lambda: lowbit.matmul_int8(a, b), repeat=rep, min_time=min_time) / 1e9
         # The kernel alone: linear with static uint8 activations has no dynamic-range pass.
-        res["linear"] = ops / best_time(lambda: lowbit.linear(x, pw, bias), repeat=rep, min_time=min_time) / 1e9
-        res["linear_static"] = ops / best_time(
+        res["linear"] = ops / median_time(lambda: lowbit.linear(x, pw, bias), repeat=rep, min_time=min_time) / 1e9
+        res["linear_static"] = ops / median_time(
             lambda: lowbit.linear(x, pw, bias, activation="static", activation_scale=0.03, activation_zero_point=128), repeat=rep, min_time=min_time
         ) / 1e9
-        res["numpy_f32"] = ops / best_time(lambda: x @ w.T + bias, repeat=rep, min_time=min_time) / 1e9
+        res["numpy_f32"] = ops / median_time(lambda: x @ w.T + bias, repeat=rep, min_time=min_time) / 1e9
         res["weight_gbs"] = n * k / (ops / res["linear"] / 1e9) / 1e9
         if torch is not None:
             xt = torch.from_numpy(x)
@@ -92,7 +92,7 @@ def child(threads: int, shapes, min_time: float, rep: int) -> list[dict]:
             with torch.no_grad():
                 lin.weight.copy_(torch.from_numpy(w))
                 lin.bias.copy_(torch.from_numpy(bias))
-                res["torch_f32"] = ops / best_time(lambda: lin(xt), repeat=rep, min_time=min_time) / 1e9
+                res["torch_f32"] = ops / median_time(lambda: lin(xt), repeat=rep, min_time=min_time) / 1e9
                 for eng in engines:
                     torch.backends.quantized.engine = eng
                     with warnings.catch_warnings():
@@ -100,11 +100,11 @@ def child(threads: int, shapes, min_time: float, rep: int) -> list[dict]:
                         from torch.ao.quantization import quantize_dynamic
 
                         qlin = quantize_dynamic(torch.nn.Sequential(lin), {torch.nn.Linear}, dtype=torch.qint8)
-                        res[f"torch_{eng}"] = ops / best_time(lambda: qlin(xt), repeat=rep, min_time=min_time) / 1e9
+                        res[f"torch_{eng}"] = ops / median_time(lambda: qlin(xt), repeat=rep, min_time=min_time) / 1e9
                 at, bt = torch.from_numpy(a), torch.from_numpy(b)
                 try:
                     assert torch.equal(torch._int_mm(at[:r], bt), torch.from_numpy(got))
-                    res["torch_int_mm"] = ops / best_time(lambda: torch._int_mm(at, bt), repeat=rep, min_time=min_time) / 1e9
+                    res["torch_int_mm"] = ops / median_time(lambda: torch._int_mm(at, bt), repeat=rep, min_time=min_time) / 1e9
                 except (RuntimeError, AssertionError):
                     pass
         rows.append(res)
@@ -117,7 +117,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help=f"{len(QUICK)} representative shapes only")
     ap.add_argument("--threads", default=f"1,{os.cpu_count()}", help="thread counts, comma separated")
     ap.add_argument("--min-time", type=float, default=0.1, help="seconds per timing round")
-    ap.add_argument("--repeat", type=int, default=5, help="timing rounds (best is kept)")
+    ap.add_argument("--repeat", type=int, default=5, help="timing repeats (the median is kept)")
     ap.add_argument("--out", default=None, help="also write the table to this Markdown file")
     ap.add_argument("--plot", default="benchmarks/results/bench_matmul.png", help="plot path (needs matplotlib)")
     ap.add_argument("--_child", type=int, default=None, help=argparse.SUPPRESS)

@@ -14,7 +14,7 @@ import argparse
 
 import lowbit
 import numpy as np
-from _common import banner, best_time, table
+from _common import banner, median_time, table
 from lowbit import _core
 
 
@@ -50,7 +50,7 @@ def main() -> None:
         x = rng.standard_normal(n, dtype=np.float32)
         y = x + np.float32(0.01) * rng.standard_normal(n, dtype=np.float32)
         want = numpy_stats(x, y)
-        peers = {"NumPy float64": best_time(lambda x=x, y=y: numpy_stats(x, y), repeat=3)}
+        peers = {"NumPy float64": median_time(lambda x=x, y=y: numpy_stats(x, y), repeat=3)}
         if torch is not None:
             tx, ty = torch.from_numpy(x), torch.from_numpy(y)
 
@@ -59,12 +59,12 @@ def main() -> None:
                 d = a - b
                 return d @ d, a @ a, b @ b, a @ b, d.abs().max()
 
-            peers["torch float64"] = best_time(torch_stats, repeat=3)
+            peers["torch float64"] = median_time(torch_stats, repeat=3)
         for isa in isas:
             with lowbit.arch(isa):
                 got = _core.error_stats_f32(x, y)
                 np.testing.assert_allclose(got, want, rtol=1e-12)
-                t = best_time(lambda x=x, y=y: _core.error_stats_f32(x, y), repeat=3)
+                t = median_time(lambda x=x, y=y: _core.error_stats_f32(x, y), repeat=3)
             rows.append([n, f"lowbit {isa}", n / t / 1e9] + [f"{p / t:.1f}x" for p in peers.values()])
         rows += [[n, name, n / p / 1e9] + [""] * len(peers) for name, p in peers.items()]
     heads = ["elements", "implementation", "Gelem/s"] + [f"lowbit vs {k}" for k in peers]

@@ -5,8 +5,8 @@ Models: the digits CNN (lowbit.models, trained here in a few seconds) and all-Mi
 Variants: float32, lowbit dynamic int8, lowbit static int8 (calibrated), and
 torch.ao.quantization.quantize_dynamic on every quantized engine torch offers here.
 
-Timing: variants are measured round-robin and the best time over rounds is kept (the machine is
-shared). Usage: python benchmarks/bench_models.py [--models digits,minilm] [--batches 1,32]
+Timing: variants are measured interleaved by lowbit.Timer (median ± half IQR of the rounds, speedup
+from medians with its quartile range; a TimingWarning when noisy: the machine is shared). Usage: python benchmarks/bench_models.py [--models digits,minilm] [--batches 1,32]
 [--threads N] [--rounds R]
 """
 
@@ -16,14 +16,14 @@ import argparse
 import io
 import os
 import sys
-import time
 import warnings
 from typing import Any, Callable
 
 sys.path.insert(0, os.path.dirname(__file__))
 import lowbit
 import torch
-from _common import banner, table
+from _common import banner, format_bytes, interleaved, speedup_cell, table, timing_cell
+from lowbit import Timing
 from lowbit.models import (
     SENTENCES,
     accuracy,
@@ -33,35 +33,27 @@ from lowbit.models import (
     train_digits_cnn,
 )
 
-BUDGET_S = 15.0
+BUDGET_S = 60.0  # seconds for one interleaved measurement: then at least 3 rounds are kept
 
 
 def interleaved_times(
     fns: dict[str, Callable[[], object]], engines: dict[str, str], rounds: int, min_time: float
-) -> dict[str, float]:
-    """Best per-call time of each function, measured round-robin: every round times each function
-    for about ``min_time`` seconds, so load from other processes on a shared machine hits all
-    variants alike; the minimum over rounds is the least disturbed measurement. A variant whose
-    calls have taken more than ``BUDGET_S`` in all is not timed again (very slow peers)."""
-    best = {k: float("inf") for k in fns}
-    spent = dict.fromkeys(fns, 0.0)
-    for r in range(rounds):
-        for k, fn in fns.items():
-            if spent[k] > BUDGET_S:
-                continue
+) -> dict[str, Timing]:
+    """Median and spread of each function's time per call, timed interleaved by lowbit.Timer
+    (A B C A B C ...: load from other processes on a shared machine hits all variants alike);
+    ``rounds`` samples of at least ``min_time`` seconds each (short calls batched), fewer (at
+    least 3) once ``BUDGET_S`` is spent. Each function selects its quantized engine first."""
+
+    def with_engine(k: str) -> Callable[[], object]:
+        def run() -> object:
             if engines[k]:
                 torch.backends.quantized.engine = engines[k]
-            t0 = time.perf_counter()
-            if r == 0:
-                fn()  # warm-up
-            reps, start = 0, time.perf_counter()
-            while reps < 1 or time.perf_counter() - start < min_time:
-                t = time.perf_counter()
-                fn()
-                best[k] = min(best[k], time.perf_counter() - t)
-                reps += 1
-            spent[k] += time.perf_counter() - t0
-    return best
+            return fns[k]()
+
+        return run
+
+    return interleaved({k: with_engine(k) for k in fns}, repeat=rounds, min_time=min_time,
+                       budget_s=BUDGET_S, what="bench_models")
 
 
 def state_bytes(model: torch.nn.Module) -> int:
@@ -123,7 +115,7 @@ def bench_digits(batches: list[int], rounds: int) -> list[list[object]]:
         if eng:
             torch.backends.quantized.engine = eng
         quality[name] = f"acc {accuracy(m, data.x_test, data.y_test):.2f}%"
-        size[name] = f"{state_bytes(m) / 1e3:.1f} kB"
+        size[name] = format_bytes(state_bytes(m))
     rows = []
     for b in batches:
         x = data.x_test[:b]
@@ -137,8 +129,8 @@ def bench_digits(batches: list[int], rounds: int) -> list[list[object]]:
                     "digits CNN",
                     name,
                     b,
-                    f"{t[name] * 1e3:.3f}",
-                    f"{t['float32'] / t[name]:.2f}x",
+                    timing_cell(t[name]),
+                    speedup_cell(t["float32"], t[name]),
                     size[name],
                     quality[name],
                 ]
@@ -160,7 +152,7 @@ def bench_minilm(batches: list[int], seq: int, rounds: int) -> list[list[object]
             torch.backends.quantized.engine = eng
         emb = embed_sentences(m, tokenizer, SENTENCES)
         quality[name] = f"cos min {float((emb * ref).sum(-1).min()):.4f}"
-        size[name] = f"{state_bytes(m) / 1e6:.1f} MB"
+        size[name] = format_bytes(state_bytes(m))
     rows = []
     texts = (SENTENCES * 4)[: max(batches)]
     for b in batches:
@@ -180,8 +172,8 @@ def bench_minilm(batches: list[int], seq: int, rounds: int) -> list[list[object]
                     f"MiniLM-L6 seq {seq}",
                     name,
                     b,
-                    f"{t[name] * 1e3:.2f}",
-                    f"{t['float32'] / t[name]:.2f}x",
+                    timing_cell(t[name]),
+                    speedup_cell(t["float32"], t[name]),
                     size[name],
                     quality[name],
                 ]
@@ -197,7 +189,7 @@ def main() -> None:
     ap.add_argument(
         "--threads", type=int, default=0, help="torch and lowbit threads (0: all cores)"
     )
-    ap.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (min is kept)")
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (the median is kept)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -209,7 +201,7 @@ def main() -> None:
         rows += bench_digits(batches, args.rounds)
     if "minilm" in args.models:
         rows += bench_minilm(batches, args.seq, args.rounds)
-    print(table(["model", "variant", "batch", "latency ms", "vs float32", "size", "quality"], rows))
+    print(table(["model", "variant", "batch", "latency ms", "vs float32 (range)", "size", "quality"], rows))
 
 
 if __name__ == "__main__":

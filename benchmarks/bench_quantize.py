@@ -21,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
 import lowbit  # noqa: E402
-from _common import banner, best_time, table  # noqa: E402
+from _common import banner, median_time, table  # noqa: E402
 from lowbit import reference as ref  # noqa: E402
 
 try:
@@ -96,7 +96,7 @@ def main() -> None:
                 continue
             q = verify(x, kw)
             np_fn = numpy_quantize(x, kw)
-            t_np = best_time(np_fn, repeat=2 if n > 1e6 else 5)
+            t_np = median_time(np_fn, repeat=2 if n > 1e6 else 5)
             copy_dst = np.empty_like(x)
             qbuf = np.empty_like(q.data)
             fbuf = np.empty_like(x)
@@ -104,13 +104,13 @@ def main() -> None:
                 lowbit.set_num_threads(th)
                 if torch is not None:
                     torch.set_num_threads(th)
-                t_q = best_time(lambda: lowbit.quantize(x, **kw))
-                t_qo = best_time(lambda: lowbit.quantize(x, **kw, out=qbuf))
-                t_d = best_time(q.dequantize)
-                t_do = best_time(lambda: q.dequantize(out=fbuf))
-                t_copy = best_time(lambda: np.copyto(copy_dst, x))
+                t_q = median_time(lambda: lowbit.quantize(x, **kw))
+                t_qo = median_time(lambda: lowbit.quantize(x, **kw, out=qbuf))
+                t_d = median_time(q.dequantize)
+                t_do = median_time(lambda: q.dequantize(out=fbuf))
+                t_copy = median_time(lambda: np.copyto(copy_dst, x))
                 tq = torch_quantize(x, kw)
-                t_t = best_time(tq) if tq else None
+                t_t = median_time(tq) if tq else None
                 bytes_q = x.nbytes + q.data.nbytes
                 copy_gbs = 2 * x.nbytes / t_copy / 1e9
                 rows.append([

@@ -37,6 +37,7 @@ from .core.formats import FORMATS, FormatQTensor
 from .core.gptq import GPTQ, HessianObserver, gptq_quantize
 from .core.linear_4bit import PackedWeight4
 from .core.matmul import PackedWeight, matmul_int8
+from .core.metrics import format_bytes
 from .core.observers import (
     HistogramObserver,
     MinMaxObserver,
@@ -64,6 +65,7 @@ from .core.schemes import (
 )
 from .evaluation import comparison as comparison
 from .evaluation.comparison import FormatComparison, compare_formats, format_label
+from .evaluation.timing import Speedup, Timer, Timing, TimingWarning
 
 _apply_env()
 _aliases.install()
@@ -162,6 +164,11 @@ __all__ = [
     "compare_formats",
     "FormatComparison",
     "format_label",
+    "Timer",
+    "Timing",
+    "Speedup",
+    "TimingWarning",
+    "format_bytes",
     "PackedWeight4",
     "DequantizingWeight",
     "schemes",

@@ -24,8 +24,10 @@ from .. import _core
 from ._array import as_numpy
 
 __all__ = [
+    "MIB",
     "compression_ratio",
     "cosine_similarity",
+    "format_bytes",
     "kl_divergence",
     "max_abs_error",
     "model_nbytes",
@@ -182,6 +184,26 @@ def top1_agreement(reference_logits: Any, test_logits: Any, *, axis: int = -1) -
     if a.ndim == 0 or a.size == 0:
         raise ValueError("reference_logits: expected at least one class axis with data")
     return float(np.mean(np.argmax(a, axis=axis) == np.argmax(b, axis=axis)))
+
+
+MIB = 1 << 20  # the one size unit lowbit prints
+
+
+def format_bytes(n: float) -> str:
+    """``n`` bytes in MiB (2**20 bytes), labelled: the one size unit lowbit prints.
+
+    Two decimals from 1 MiB up, three significant digits below.
+
+    Example:
+        >>> format_bytes(3 << 20), format_bytes(150_000), format_bytes(90_859_520), format_bytes(64)
+        ('3.00 MiB', '0.143 MiB', '86.65 MiB', '0.0000610 MiB')
+    """
+    v = n / MIB
+    if not math.isfinite(v):
+        return f"{v} MiB"
+    if abs(v) >= 1 or v == 0:
+        return f"{v:.2f} MiB"
+    return f"{v:.{min(9, 2 - math.floor(math.log10(abs(v))))}f} MiB"  # 3 significant digits, no exponent
 
 
 def model_nbytes(model: Any) -> int:

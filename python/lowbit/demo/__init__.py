@@ -12,6 +12,7 @@ import contextlib
 import os
 import time
 import warnings
+from dataclasses import replace
 from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
@@ -19,6 +20,7 @@ import numpy as np
 from ..core import cpu, reference
 from ..core.metrics import sqnr as sqnr_db
 from ..core.quantize import choose_qparams, quantize
+from ..evaluation.timing import MIB, Speedup, Timer, Timing
 from ._data import minilm_weights
 
 __all__ = ["run_demo", "run_weights_demo", "run_cnn_demo", "run_minilm_demo", "sqnr_db", "SECTIONS"]
@@ -28,14 +30,9 @@ DEFAULT_OUT = "lowbit-demo-output"
 _WRITTEN: list[str] = []  # files written by _save since run_demo started (what the last line reports)
 
 
-def _best_time(fn: Callable[[], object], repeat: int = 5) -> float:
-    fn()
-    best = float("inf")
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
+def _timer(repeats: int = 7) -> Timer:
+    """The one Timer of the demo: interleaved repeats, median ± half IQR, TimingWarning when noisy."""
+    return Timer(repeats=repeats)
 
 
 def _schemes(w: np.ndarray):
@@ -55,7 +52,8 @@ def run_weights_demo(print_fn: Callable[[str], None] = print) -> dict:
     """Quantizes every Linear weight of all-MiniLM-L6-v2; prints error per scheme and speed.
 
     Returns:
-        A dict with ``"error"`` (scheme -> mean SQNR dB) and ``"speed"`` (row -> seconds).
+        A dict with ``"error"`` (scheme -> mean SQNR dB) and ``"speed"`` (row -> median seconds;
+        all rows timed interleaved by one :class:`lowbit.Timer`, ``"timings"`` has their samples).
     """
     weights = {k: v for k, v in minilm_weights().items() if v.ndim == 2 and "embeddings" not in k}
     info = cpu.cpu_info()
@@ -80,30 +78,47 @@ def run_weights_demo(print_fn: Callable[[str], None] = print) -> dict:
     big = np.tile(big, max(1, 16_000_000 // big.size))
     s, z = choose_qparams(big.min(), big.max(), dtype="int8")
     inv = np.float32(1) / np.float32(s)
-    speed = {
-        "lowbit quantize": _best_time(lambda: quantize(big, s, z)),
-        "NumPy expression": _best_time(lambda: np.clip(np.rint(big * inv) + z, -128, 127).astype(np.int8), 2),
-    }
     q = quantize(big, s, z)
     if not np.array_equal(q.int_repr()[:200_000], reference.quantize(big[:200_000], s, z)):
         raise RuntimeError("lowbit.quantize disagrees with lowbit.reference.quantize")
+    fns: dict[str, Callable[[], object]] = {
+        "lowbit quantize": lambda: quantize(big, s, z),
+        "NumPy expression": lambda: np.clip(np.rint(big * inv) + z, -128, 127).astype(np.int8),
+    }
     try:
         import torch
 
         t = torch.from_numpy(big)
-        with warnings.catch_warnings():  # torch deprecates its quantized tensors; the timing still counts
-            warnings.simplefilter("ignore")
-            speed["torch.quantize_per_tensor"] = _best_time(lambda: torch.quantize_per_tensor(t, s, z, torch.qint8))
+
+        def torch_quantize() -> object:
+            with warnings.catch_warnings():  # torch deprecates its quantized tensors; the timing still counts
+                warnings.simplefilter("ignore")
+                return torch.quantize_per_tensor(t, s, z, torch.qint8)
+
+        fns["torch.quantize_per_tensor"] = torch_quantize
     except ImportError:
         print_fn("(torch is not installed: no torch.quantize_per_tensor timing; pip install 'lowbit[torch]')")
-    speed["lowbit dequantize"] = _best_time(q.dequantize)
+    fns["lowbit dequantize"] = q.dequantize
+    timer = _timer(5)
+    timings = timer.time_named(fns, "weights demo")
     print_fn("")
-    print_fn(f"quantize f32 -> int8 per tensor, {big.size / 1e6:.1f} M elements ({cpu.get_arch()}):")
-    base = speed["lowbit quantize"]
-    for k, v in speed.items():
-        rel = f"   lowbit is {v / base:5.1f}x faster" if not k.startswith("lowbit") else ""
-        print_fn(f"  {k:<28}{big.size / v / 1e9:8.2f} Gelem/s{rel}")
-    return {"error": errors, "speed": speed}
+    print_fn(f"quantize f32 -> int8 per tensor, {big.size / 1e6:.1f} M elements ({cpu.get_arch()}; "
+             f"median ± half IQR of {timer.repeats} interleaved repeats):")
+    base = timings["lowbit quantize"]
+    for k, tk in timings.items():
+        rel = f"   lowbit is {_speedup_cell(Speedup(tk, base))} faster" if not k.startswith("lowbit") else ""
+        print_fn(f"  {k:<28}{big.size / tk.median / 1e9:8.2f} Gelem/s ±{100 * tk.spread:3.0f}%{rel}")
+    _print_note(timer, timings, "weights demo", print_fn)
+    return {"error": errors, "speed": {k: v.median for k, v in timings.items()}, "timings": timings}
+
+
+def _print_note(timer: Timer, timings: dict, what: str, print_fn: Callable[[str], None],
+                speedups: Optional[dict] = None) -> None:
+    """Prints the TimingWarning text under a table when its timings are noisy (the warning itself
+    went to stderr through warnings.warn)."""
+    note = replace(timer, warn=False).check(timings, what, speedups=speedups)
+    if note:
+        print_fn(f"  WARNING {note}")
 
 
 def run_cnn_demo(out_dir: Optional[str] = None, print_fn: Callable[[str], None] = print, *,
@@ -181,29 +196,40 @@ def _minilm_4bit(model: object, tokenizer: object, batch: dict, ref: object, q8:
 
     from .models import SENTENCES, embed_sentences
 
-    def latency(m: object) -> float:
-        with torch.inference_mode():
-            m(**batch)
-            best = float("inf")
-            for _ in range(3):
-                t0 = time.perf_counter()
-                m(**batch)
-                best = min(best, time.perf_counter() - t0)
-        return best * 1e3
-
     rows = [("float32", model), ("int8, dynamic int8 act", q8)]
     for name, cfg in (("nf4 (block 64), int8 act", lowbit.QuantConfig(weight="nf4")),
                       ("int4 (group 64), int8 act", lowbit.QuantConfig(weight="int4", group_size=64)),
                       ("nf4, float32 act (exact levels)", lowbit.QuantConfig(weight="nf4", activation=None))):
         rows.append((name, lowbit.quantize_model(model, cfg, progress=False)))
-    t_float = latency(model)
-    print_fn(f"weight formats on all-MiniLM-L6-v2 ({len(SENTENCES)} sentences, one batch):")
-    print_fn(f"  {'format':34s} {'worst cos':>9s} {'mean cos':>9s} {'MB':>7s} {'ms':>7s} {'speedup':>7s}")
+
+    def runner(m: object) -> Callable[[], object]:
+        def run() -> object:
+            with torch.no_grad():  # as compare runs the models
+                return m(**batch)  # type: ignore[operator]
+        return run
+
+    timer = _timer()
+    timings = timer.time_named({name: runner(m) for name, m in rows}, "MiniLM weight formats")
+    t_float = timings["float32"]
+    ratios = {name: Speedup(t_float, timings[name]) for name, _ in rows[1:]}
+    print_fn(f"weight formats on all-MiniLM-L6-v2 ({len(SENTENCES)} sentences, one batch; all rows timed "
+             f"interleaved, median ± half IQR of {timer.repeats} repeats, as the report above):")
+    print_fn(f"  {'format':34s} {'worst cos':>9s} {'mean cos':>9s} {'MiB':>7s} {'ms':>12s} {'speedup (range)':>20s}")
     for name, m in rows:
         cos = (embed_sentences(m, tokenizer, SENTENCES) * ref).sum(-1)
-        t_m = t_float if m is model else latency(m)
+        t = timings[name]
+        ratio = "1.00x" if m is model else _speedup_cell(ratios[name])
         print_fn(f"  {name:34s} {float(cos.min()):9.4f} {float(cos.mean()):9.4f} "
-                 f"{lowbit.metrics.model_nbytes(m) / 1e6:7.2f} {t_m:7.2f} {t_float / t_m:6.2f}x")
+                 f"{lowbit.metrics.model_nbytes(m) / MIB:7.2f} {_ms_cell(t):>12s} {ratio:>20s}")
+    _print_note(timer, timings, "MiniLM weight formats", print_fn, ratios)
+
+
+def _ms_cell(t: Timing) -> str:
+    return f"{1e3 * t.median:.2f} ±{100 * t.spread:.0f}%"
+
+
+def _speedup_cell(s: Speedup) -> str:
+    return f"{s.ratio:.2f}x ({s.low:.2f}-{s.high:.2f})"
 
 
 @contextlib.contextmanager

@@ -22,6 +22,7 @@ from ..core.metrics import _ErrorStats, model_nbytes
 from ..interop.convert import _set_submodule, quantize_model, run_batch
 from ..nn.linear import _QuantBase
 from .report import QuantReport, _as_batches, _main_output, compare
+from .timing import Timer
 
 __all__ = ["MixedPrecisionResult", "SensitivityReport", "auto_mixed_precision", "sensitivity"]
 
@@ -245,7 +246,7 @@ def auto_mixed_precision(
     target_size: int | None = None,
     config: QuantConfig | dict | None = None,
     progress: bool = True,
-    timing: bool = True,
+    timing: bool | Timer = True,
 ) -> MixedPrecisionResult:
     """Picks a precision per layer from ``candidates`` under an accuracy-drop or size budget.
 
@@ -273,7 +274,8 @@ def auto_mixed_precision(
         target_size: largest allowed model size in bytes.
         config: the rest of the quantization settings (activation mode, granularity, ...).
         progress: progress bars.
-        timing: measure latencies in the final report.
+        timing: measure latencies in the final report (as :func:`lowbit.compare`: True, a
+            :class:`lowbit.Timer`, or False). The sensitivity sweep itself times nothing.
 
     Returns:
         A :class:`MixedPrecisionResult` ``(config, report, model, sensitivity, choice)``.

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import html
 import math
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
@@ -22,23 +21,9 @@ from ..core.metrics import _ErrorStats, kl_divergence, model_nbytes, sqnr, top1_
 from ..interop.convert import _REASONS_ATTR, run_batch
 from ..nn import QATConv2d, QATLinear
 from ..nn.linear import _QuantBase
+from .timing import MIB, Speedup, Timer, Timing, format_bytes, format_seconds
 
 __all__ = ["LayerReport", "QuantReport", "compare"]
-
-
-def _best_time(fn: Callable[[], Any], *, repeat: int = 7, budget_s: float = 0.25) -> float:
-    """Best wall time of ``fn()`` in seconds: one warm-up call, then at least 3 and at most
-    ``repeat`` timed calls, stopping early once ``budget_s`` is spent."""
-    fn()
-    best = math.inf
-    start = time.perf_counter()
-    for i in range(max(1, repeat)):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-        if i >= 2 and time.perf_counter() - start > budget_s:
-            break
-    return best
 
 
 def _main_output(out: Any) -> torch.Tensor:
@@ -64,7 +49,9 @@ class LayerReport:
     ``output_sqnr`` / ``output_cosine`` feed the float model's input of this layer to both the
     float and the quantized layer (the layer's own error); ``accumulated_sqnr`` compares the
     layer's output inside the fully quantized model with the float model's (error so far).
-    Latencies are the best of a few runs on the first batch's real input shape.
+    Latencies are medians of interleaved float/quantized repeats on the layer's real input from
+    the first batch (:class:`lowbit.Timer`; calls under ``min_sample_s`` timed in batches);
+    ``timing_float`` / ``timing_quant`` hold the samples, ``speedup_range`` the quartile range.
 
     ``weight`` is the layer's weight format ("int8", "int4", "nf4", "fp16", ...), ``bits`` the bits
     per stored weight code (scales not included), ``granularity`` "per_channel", "per_tensor",
@@ -89,11 +76,19 @@ class LayerReport:
     input_shape: tuple = ()
     weight: str = ""
     group_size: int | None = None
+    timing_float: Timing | None = field(default=None, repr=False)
+    timing_quant: Timing | None = field(default=None, repr=False)
+    timing_suspect: bool = False  # speedup beyond Timer.max_ratio: a stalled side, not a kernel ratio
 
     @property
     def speedup(self) -> float:
-        """Float latency / quantized latency (> 1: the quantized layer is faster)."""
+        """Float latency / quantized latency (> 1: the quantized layer is faster), from medians."""
         return self.latency_float_s / self.latency_quant_s if self.latency_quant_s > 0 else math.nan
+
+    @property
+    def speedup_range(self) -> tuple[float, float]:
+        """(low, high) of the speedup from the quartiles of both timings (NaN without timing)."""
+        return _range(self.timing_float, self.timing_quant)
 
     @property
     def compression(self) -> float:
@@ -107,8 +102,15 @@ class LayerReport:
                 f"{self.compression:.2f}x smaller, {self.speedup:.2f}x faster)")
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields as a flat dict; timings as their spread and loops (``*_spread``, ``*_loops``)
+        plus ``speedup``, ``speedup_low``, ``speedup_high`` and ``compression``."""
         d = asdict(self)
+        for side in ("float", "quant"):
+            t = d.pop(f"timing_{side}") and getattr(self, f"timing_{side}")
+            d[f"latency_{side}_spread"] = t.spread if t else math.nan
+            d[f"latency_{side}_loops"] = t.loops if t else 0
         d["speedup"] = self.speedup
+        d["speedup_low"], d["speedup_high"] = self.speedup_range
         d["compression"] = self.compression
         return d
 
@@ -128,8 +130,10 @@ class QuantReport:
         output_kl / top1_agreement: for (N, classes) outputs (logits), else None.
         metric_name / metric_float / metric_quant: ``eval_fn`` on both models (None without it).
         bytes_float / bytes_quant: :func:`lowbit.metrics.model_nbytes` of both models.
-        latency_float_s / latency_quant_s: whole model on the first batch (best of a few runs).
+        latency_float_s / latency_quant_s: whole model on the first batch, medians of interleaved
+            repeats (``timing_float`` / ``timing_quant`` hold the samples).
         n_batches: batches of ``data`` compared.
+        timing_note: the TimingWarning text when timings were noisy (also printed), else None.
     """
 
     layers: list[LayerReport]
@@ -147,6 +151,9 @@ class QuantReport:
     latency_quant_s: float = math.nan
     n_batches: int = 0
     title: str = "lowbit QuantReport"
+    timing_float: Timing | None = field(default=None, repr=False)
+    timing_quant: Timing | None = field(default=None, repr=False)
+    timing_note: str | None = None
 
     # -- derived ---------------------------------------------------------------------------
 
@@ -156,7 +163,13 @@ class QuantReport:
 
     @property
     def speedup(self) -> float:
+        """Whole-model float / quantized latency, from medians."""
         return self.latency_float_s / self.latency_quant_s if self.latency_quant_s > 0 else math.nan
+
+    @property
+    def speedup_range(self) -> tuple[float, float]:
+        """(low, high) of the whole-model speedup from the quartiles of both timings."""
+        return _range(self.timing_float, self.timing_quant)
 
     @property
     def metric_drop(self) -> float | None:
@@ -197,7 +210,11 @@ class QuantReport:
             "compression": self.compression,
             "latency_float_s": self.latency_float_s,
             "latency_quant_s": self.latency_quant_s,
+            "latency_float_spread": self.timing_float.spread if self.timing_float else math.nan,
+            "latency_quant_spread": self.timing_quant.spread if self.timing_quant else math.nan,
             "speedup": self.speedup,
+            "speedup_low": self.speedup_range[0],
+            "speedup_high": self.speedup_range[1],
         }
 
     def _model_lines(self) -> list[str]:
@@ -211,18 +228,26 @@ class QuantReport:
         if self.metric_name is not None:
             lines.append(f"{self.metric_name}: float {self.metric_float:.4g} -> quantized {self.metric_quant:.4g} "
                          f"(drop {self.metric_drop:+.4g})")
-        lines.append(f"size {_kb(self.bytes_float)} -> {_kb(self.bytes_quant)} ({self.compression:.2f}x smaller) | "
-                     f"latency {_ms(self.latency_float_s)} -> {_ms(self.latency_quant_s)} ({self.speedup:.2f}x)")
+        lines.append(f"size {format_bytes(self.bytes_float)} -> {format_bytes(self.bytes_quant)} "
+                     f"({self.compression:.2f}x smaller) | latency {_lat(self.timing_float, self.latency_float_s)} -> "
+                     f"{_lat(self.timing_quant, self.latency_quant_s)} ({_ratio(self.speedup, self.speedup_range)})")
+        if self.timing_float is not None:
+            t = self.timing_float
+            lines.append(f"latency: median ± half IQR of {len(t.samples)} interleaved float/quantized repeats; "
+                         "speedup from medians (quartile range); layer calls under 1 ms timed in batches")
+        if self.timing_note:
+            lines.append(f"WARNING {self.timing_note}")
         return lines
 
     _COLUMNS = ("layer", "type", "bits", "act", "weight SQNR", "out SQNR", "cosine", "accum SQNR",
-                "KB float->quant", "ms float", "ms quant", "speedup")
+                "MiB float->quant", "ms float", "ms quant", "speedup (range)")
 
     def _cells(self, r: LayerReport) -> tuple[str, ...]:
         return (r.name, r.type, f"{r.bits} {_gran(r.granularity, r.group_size)}", _act(r.activation), _db(r.weight_sqnr),
                 _db(r.output_sqnr), f"{r.output_cosine:.5f}", _db(r.accumulated_sqnr),
-                f"{r.bytes_before / 1024:.1f}->{r.bytes_after / 1024:.1f}", f"{1e3 * r.latency_float_s:.3f}",
-                f"{1e3 * r.latency_quant_s:.3f}", f"{r.speedup:.2f}x")
+                f"{_mib(r.bytes_before)}->{_mib(r.bytes_after)}", _ms_cell(r.timing_float, r.latency_float_s),
+                _ms_cell(r.timing_quant, r.latency_quant_s),
+                _ratio(r.speedup, r.speedup_range) + (" !" if r.timing_suspect else ""))
 
     def summary(self) -> str:
         """The report as plain text: whole-model lines, then one row per layer (worst marked *)."""
@@ -237,6 +262,8 @@ class QuantReport:
             cells = [(row[0] + mark if k else row[0] + " ").ljust(widths[0])]
             cells += [c.rjust(w) if i >= 2 else c.ljust(w) for i, (c, w) in enumerate(zip(row[1:], widths[1:]), 1)]
             lines.append("  ".join(cells).rstrip())
+        if any(r.timing_suspect for r in self.layers):
+            lines.append("! implausible speedup: one side stalled (see the WARNING above), not a kernel ratio")
         if worst:
             lines.append("* worst layers (lowest output SQNR): "
                          + ", ".join(f"{r.name} ({_db(r.output_sqnr)})" for r in self.worst(len(worst))))
@@ -276,7 +303,8 @@ class QuantReport:
                 tds.append(f"<td style='{style}'>{esc(c)}</td>")
             bg = " style='background:#fde2e2;color:#000'" if r.name in worst else ""
             body.append(f"<tr{bg}>{''.join(tds)}</tr>")
-        model = "<br>".join(esc(s) for s in self._model_lines())
+        model = "<br>".join(f"<b style='color:#b35900'>{esc(s)}</b>" if s.startswith("WARNING") else esc(s)
+                            for s in self._model_lines())
         foot = ""
         if worst:
             foot += ("<p style='margin:4px 0'><span style='background:#fde2e2'>&nbsp;highlighted&nbsp;</span> "
@@ -314,21 +342,29 @@ class QuantReport:
         ax.set_xticklabels(names, rotation=60, ha="right", fontsize=8)
         ax.set_title(f"{self.title}: per-layer error (red: worst) and speedup")
         ax2 = ax.twinx()
-        ax2.plot(list(xs), [r.speedup for r in self.layers], "o-", color="#2ca02c", label="speedup (x)")
+        speed = [r.speedup for r in self.layers]
+        ranges = [r.speedup_range for r in self.layers]
+        below = [max(0.0, v - lo) if math.isfinite(lo) else 0.0 for v, (lo, _) in zip(speed, ranges)]
+        above = [max(0.0, hi - v) if math.isfinite(hi) else 0.0 for v, (_, hi) in zip(speed, ranges)]
+        ax2.errorbar(list(xs), speed, yerr=[below, above], fmt="o-", color="#2ca02c", capsize=3,
+                     label="speedup (x), quartile range")
         ax2.axhline(1.0, color="#2ca02c", lw=0.8, ls="--")
         ax2.set_ylabel("speedup vs float (x)")
         ax2.set_ylim(bottom=0)
         handles = [ax.get_legend_handles_labels(), ax2.get_legend_handles_labels()]
         ax.legend(handles[0][0] + handles[1][0], handles[0][1] + handles[1][1], loc="lower left", fontsize=8)
-        mb = self.bytes_float >= 10 << 20
-        unit, div = ("MB", 1 << 20) if mb else ("KB", 1024)
-        panels = [(f"size ({unit})", self.bytes_float / div, self.bytes_quant / div),
+        panels = [("size (MiB)", self.bytes_float / MIB, self.bytes_quant / MIB),
                   (self.metric_name or "output cosine", self.metric_float if self.metric_name else 1.0,
                    self.metric_quant if self.metric_name else self.output_cosine),
                   ("latency (ms)", 1e3 * self.latency_float_s, 1e3 * self.latency_quant_s)]
         for k, (label, f, q) in enumerate(panels):
             a = fig.add_subplot(grid[1, k])
             a.bar(["float32", "lowbit"], [f, q], color=["#7f7f7f", "#1f77b4"])
+            if label == "latency (ms)" and self.timing_float is not None and self.timing_quant is not None:
+                quart = [[1e3 * x for x in t.quartiles] for t in (self.timing_float, self.timing_quant)]
+                a.errorbar([0, 1], [f, q], yerr=[[max(0.0, v - lo) for v, (lo, _) in zip((f, q), quart)],
+                                                 [max(0.0, hi - v) for v, (_, hi) in zip((f, q), quart)]],
+                           fmt="none", ecolor="black", capsize=4)
             a.set_title(label)
             for i, v in enumerate((f, q)):
                 a.annotate(f"{v:.4g}", (i, v), ha="center", va="bottom", fontsize=8)
@@ -345,12 +381,32 @@ def _db(v: float) -> str:
     return "inf dB" if v == math.inf else f"{v:.1f} dB"
 
 
-def _kb(b: int) -> str:
-    return f"{b / 1024:.1f} KB" if b < 1 << 20 else f"{b / (1 << 20):.2f} MB"
+def _mib(b: int) -> str:
+    """A size in MiB without the label (the column header says MiB): the digits of format_bytes."""
+    return format_bytes(b).removesuffix(" MiB")
 
 
-def _ms(s: float) -> str:
-    return f"{1e3 * s:.3f} ms"
+def _lat(t: Timing | None, seconds: float) -> str:
+    return str(t) if t is not None else format_seconds(seconds)
+
+
+def _ms_cell(t: Timing | None, seconds: float) -> str:
+    if t is None:
+        return f"{1e3 * seconds:.3f}"
+    return f"{1e3 * t.median:.3f} ±{100 * t.spread:.0f}%"
+
+
+def _range(a: Timing | None, b: Timing | None) -> tuple[float, float]:
+    if a is None or b is None:
+        return math.nan, math.nan
+    s = Speedup(a, b)
+    return s.low, s.high
+
+
+def _ratio(r: float, rng: tuple[float, float]) -> str:
+    if not math.isfinite(rng[0]):
+        return f"{r:.2f}x"
+    return f"{r:.2f}x ({rng[0]:.2f}-{rng[1]:.2f})"
 
 
 def _gran(g: str, group_size: int | None = None) -> str:
@@ -386,7 +442,7 @@ def compare(
     *,
     eval_fn: Callable[[nn.Module], float] | None = None,
     progress: bool = True,
-    timing: bool = True,
+    timing: bool | Timer = True,
     title: str = "lowbit QuantReport",
 ) -> QuantReport:
     """Runs both models on ``data`` and reports, per quantized layer and for the whole model,
@@ -397,7 +453,7 @@ def compare(
     output SQNR, cosine and max error when the float model's input of that layer is fed to both
     the float and the quantized layer; the SQNR accumulated up to that layer in the quantized
     model; bytes before/after; float and quantized latency on the first batch's real input and
-    the speedup. Whole model: output SQNR / cosine (and KL / top-1 agreement for (N, classes)
+    the speedup (median ± spread, range). Whole model: output SQNR / cosine (and KL / top-1 agreement for (N, classes)
     outputs), ``eval_fn`` on both models, size and latency.
 
     Both models run in eval mode under ``torch.no_grad()``; their training flags are restored.
@@ -409,7 +465,11 @@ def compare(
             tensors, dicts (``model(**batch)``) or ``(inputs, labels)`` tuples.
         eval_fn: optional ``eval_fn(model) -> float`` (e.g. test accuracy), run on both models.
         progress: show a tqdm progress bar over the batches (when tqdm is installed).
-        timing: measure latencies (set False for a faster, error-only report; latencies NaN).
+        timing: measure latencies with a default :class:`lowbit.Timer` (True), with the given
+            Timer (repeats, budget, clock), or not at all (False: faster, error-only report;
+            latencies NaN). Float and quantized runs are interleaved, per layer and for the whole
+            model; when any spread is above ``Timer.max_spread`` the report says so
+            (``timing_note``) and one :class:`lowbit.TimingWarning` is emitted (if ``Timer.warn``).
         title: shown at the top of the report and the plot.
 
     Returns:
@@ -497,15 +557,19 @@ def compare(
             m.training = t
         raise ValueError("data: no batches (the iterable is empty)")
 
+    timer = timing if isinstance(timing, Timer) else Timer() if timing else None
+    measured: dict[str, Timing] = {}
     try:
         layers = []
         for name, q, f in pairs:
             x = first_input.get(name)
             w = f.weight.detach()
             lat_f = lat_q = math.nan
-            if timing and x is not None:
-                lat_f = _best_time(lambda f=f, x=x: f(x))
-                lat_q = _best_time(lambda q=q, x=x: q(x))
+            t_f = t_q = None
+            if timer is not None and x is not None:
+                t_f, t_q = timer.time([lambda f=f, x=x: f(x), lambda q=q, x=x: q(x)])
+                lat_f, lat_q = t_f.median, t_q.median
+                measured[f"{name} float"], measured[f"{name} quant"] = t_f, t_q
             layers.append(LayerReport(
                 name=name,
                 type=type(q).__name__,
@@ -524,11 +588,24 @@ def compare(
                 input_shape=tuple(x.shape) if x is not None else (),
                 weight=q.weight_dtype,
                 group_size=q.group_size,
+                timing_float=t_f,
+                timing_quant=t_q,
             ))
         lat_fm = lat_qm = math.nan
-        if timing:
-            lat_fm = _best_time(lambda: run_batch(float_model, first_batch))
-            lat_qm = _best_time(lambda: run_batch(quant_model, first_batch))
+        tm_f = tm_q = None
+        note = None
+        if timer is not None:
+            tm_f, tm_q = timer.time([lambda: run_batch(float_model, first_batch),
+                                     lambda: run_batch(quant_model, first_batch)])
+            lat_fm, lat_qm = tm_f.median, tm_q.median
+            measured = {"(whole model) float": tm_f, "(whole model) quant": tm_q, **measured}
+            ratios = {"(whole model)": Speedup(tm_f, tm_q)}
+            ratios.update({r.name: Speedup(r.timing_float, r.timing_quant) for r in layers
+                           if r.timing_float is not None and r.timing_quant is not None})
+            note = timer.check(measured, f"compare ({title})", stacklevel=4, speedups=ratios)
+            for r in layers:
+                ratio = ratios[r.name].ratio if r.name in ratios else math.nan
+                r.timing_suspect = math.isfinite(ratio) and not 1 / timer.max_ratio <= ratio <= timer.max_ratio
         metric_name = metric_f = metric_q = None
         if eval_fn is not None:
             metric_name = getattr(eval_fn, "__name__", "metric")
@@ -556,4 +633,7 @@ def compare(
         latency_quant_s=lat_qm,
         n_batches=n_batches,
         title=title,
+        timing_float=tm_f,
+        timing_quant=tm_q,
+        timing_note=note,
     )

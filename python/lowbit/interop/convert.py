@@ -15,6 +15,7 @@ from torch import nn
 
 from ..core.calibration import _progress
 from ..core.config import QuantConfig, as_config
+from ..core.metrics import format_bytes
 from ..core.schemes import Int4Weights, Int8Weights, StaticActivations
 from ..nn import FakeQuantize, QATConv2d, QATLinear, QuantConv2d, QuantEmbedding, QuantLinear
 from ..nn.linear import _QuantBase
@@ -514,12 +515,9 @@ class Summary:
         return sum(r["bytes_after"] for r in self.rows)
 
     def __str__(self) -> str:
-        head = ("layer", "type", "action", "bytes before", "bytes after")
-        body = [
-            (r["layer"], r["type"], r["action"], f"{r['bytes_before']:,}", f"{r['bytes_after']:,}")
-            for r in self.rows
-        ]
-        body.append(("total", "", "", f"{self.bytes_before:,}", f"{self.bytes_after:,}"))
+        head = ("layer", "type", "action", "MiB before", "MiB after")
+        body = [(r["layer"], r["type"], r["action"], _mib(r["bytes_before"]), _mib(r["bytes_after"])) for r in self.rows]
+        body.append(("total", "", "", _mib(self.bytes_before), _mib(self.bytes_after)))
         widths = [max(len(str(row[i])) for row in [head, *body]) for i in range(5)]
         fmt = "  ".join(f"{{:{'>' if i >= 3 else '<'}{w}}}" for i, w in enumerate(widths))
         lines = [fmt.format(*head), "  ".join("-" * w for w in widths)]
@@ -531,22 +529,26 @@ class Summary:
     def _repr_html_(self) -> str:
         import html
 
-        head = "".join(
-            f"<th>{h}</th>" for h in ("layer", "type", "action", "bytes before", "bytes after")
-        )
+        head = "".join(f"<th>{h}</th>" for h in ("layer", "type", "action", "MiB before", "MiB after"))
         body = "".join(
             "<tr>"
             + "".join(f"<td>{html.escape(str(r[k]))}</td>" for k in ("layer", "type", "action"))
-            + f"<td>{r['bytes_before']:,}</td><td>{r['bytes_after']:,}</td></tr>"
+            + f"<td>{_mib(r['bytes_before'])}</td><td>{_mib(r['bytes_after'])}</td></tr>"
             for r in self.rows
         )
-        total = f"<tr><td><b>total</b></td><td></td><td></td><td>{self.bytes_before:,}</td><td>{self.bytes_after:,}</td></tr>"
+        total = (f"<tr><td><b>total</b></td><td></td><td></td><td>{_mib(self.bytes_before)}</td>"
+                 f"<td>{_mib(self.bytes_after)}</td></tr>")
         return f"<table><thead><tr>{head}</tr></thead><tbody>{body}{total}</tbody></table>"
 
     def to_pandas(self) -> Any:
         import pandas as pd
 
         return pd.DataFrame(self.rows)
+
+
+def _mib(b: int) -> str:
+    """A size in MiB without the label (the column header says MiB): the digits of format_bytes."""
+    return format_bytes(b).removesuffix(" MiB")
 
 
 def _action(m: nn.Module) -> str:
@@ -567,7 +569,7 @@ def _action(m: nn.Module) -> str:
 
 def summary(model: nn.Module) -> Summary:
     """A table of the model's layers with weights: what lowbit did (or why the layer stayed float)
-    and the bytes of its parameters before and after. Quantized layers count their tensors as
+    and the size of its parameters before and after (printed in MiB; ``rows`` hold exact bytes). Quantized layers count their tensors as
     stored (4-bit codes at half a byte, ternary at a quarter, ...; scales included), the same
     bytes as :func:`lowbit.metrics.model_nbytes` and the files of :func:`lowbit.save`.
 
@@ -575,11 +577,11 @@ def summary(model: nn.Module) -> Summary:
         >>> import torch
         >>> m = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.LayerNorm(8))
         >>> print(lowbit.summary(lowbit.quantize_model(m)))  # doctest: +NORMALIZE_WHITESPACE
-        layer  type         action                                           bytes before  bytes after
-        -----  -----------  -----------------------------------------------  ------------  -----------
-        0      QuantLinear  int8 weights per_channel, dynamic act (per row)           288          160
-        1      LayerNorm    float: LayerNorm has no lowbit kernel                      64           64
-        total                                                                         352          224
+        layer  type         action                                           MiB before  MiB after
+        -----  -----------  -----------------------------------------------  ----------  ---------
+        0      QuantLinear  int8 weights per_channel, dynamic act (per row)    0.000275   0.000153
+        1      LayerNorm    float: LayerNorm has no lowbit kernel             0.0000610  0.0000610
+        total                                                                  0.000336   0.000214
     """
     model = _check_model(model)
     reasons = getattr(model, _REASONS_ATTR, {})
