@@ -4,8 +4,10 @@ The file holds the model's whole state_dict (quantized weights as stored: int8, 
 per byte, fp16/bf16, packed log2/ternary/binary codes; scales; float layers) and, in the
 safetensors header metadata under the key "lowbit", a JSON document: format version, lowbit and
 torch versions, the model class, the QuantConfig, each quantized layer's constructor arguments
-and the layers kept in float with their reason. Files written before per-channel int4 weights
-were packed (``weight_int8`` tensors, no ``group_size`` in the layer specs) still load.
+and the layers kept in float with their reason. A tensor used by several modules (a tied
+embedding and LM head, Linear layers sharing a weight) is stored once; its other names are listed
+under "aliases" (name -> stored name) and tied again on load. Files written before per-channel
+int4 weights were packed (``weight_int8`` tensors, no ``group_size`` in the layer specs) still load.
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ import lowbit
 
 from ..core.config import QuantConfig
 from ..nn import QuantConv2d, QuantEmbedding, QuantLinear
+from ..nn._common import is_conv1d
 from ..nn.linear import _QuantBase
 from ._torch_ops import pack_nibbles
-from .convert import _CONFIG_ATTR, _REASONS_ATTR, _set_submodule
+from .convert import _CONFIG_ATTR, _REASONS_ATTR, _aliases, _float_bytes, _set_submodule
 
 __all__ = ["load", "save"]
 
@@ -58,7 +61,7 @@ def _upgrade(name: str, spec: dict[str, Any], tensors: dict[str, torch.Tensor], 
     return spec
 
 
-def _metadata(model: nn.Module) -> dict[str, Any]:
+def _metadata(model: nn.Module, aliases: dict[str, str]) -> dict[str, Any]:
     layers = {
         n: m.spec() for n, m in model.named_modules() if isinstance(m, (_QuantBase, QuantEmbedding))
     }
@@ -72,14 +75,16 @@ def _metadata(model: nn.Module) -> dict[str, Any]:
         "config": cfg.to_dict() if isinstance(cfg, QuantConfig) else None,
         "layers": layers,
         "float_layers": dict(getattr(model, _REASONS_ATTR, {})),
+        "aliases": aliases,
     }
 
 
 def save(model: nn.Module, path: PathLike) -> None:
     """Writes ``model`` (quantized or not) to ``path`` as safetensors + JSON metadata.
 
-    Tensors are copied to CPU; tensors sharing memory are stored once each (safetensors has no
-    aliasing). QAT models: :func:`lowbit.convert` them first.
+    Tensors are copied to CPU. A tensor object used by several modules (tied weights) is stored
+    once and its other names recorded as aliases (safetensors has no aliasing); other views of
+    shared memory are stored as copies. QAT models: :func:`lowbit.convert` them first.
 
     Raises:
         TypeError: ``model`` is not an nn.Module.
@@ -106,14 +111,20 @@ def save(model: nn.Module, path: PathLike) -> None:
             f"save: layer '{qat[0]}' is a QAT module; call lowbit.convert(model) before saving"
         )
     tensors: dict[str, torch.Tensor] = {}
+    aliases: dict[str, str] = {}
+    stored: dict[int, str] = {}  # id of a module's tensor -> the name it is stored under
     seen: set[int] = set()
-    for k, v in model.state_dict().items():
+    for k, v in model.state_dict(keep_vars=True).items():
+        if id(v) in stored:  # the same tensor object under another name: stored once
+            aliases[k] = stored[id(v)]
+            continue
+        stored[id(v)] = k
         t = v.detach().to("cpu").contiguous()
-        if t.data_ptr() in seen and t.numel():
+        if t.data_ptr() in seen and t.numel():  # other views of shared memory: copies
             t = t.clone()
         seen.add(t.data_ptr())
         tensors[k] = t
-    save_file(tensors, os.fspath(path), metadata={"lowbit": json.dumps(_metadata(model))})
+    save_file(tensors, os.fspath(path), metadata={"lowbit": json.dumps(_metadata(model, aliases))})
 
 
 def _read(path: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
@@ -178,11 +189,14 @@ def _check_layer(
             )
         return
     if kind == "QuantLinear":
-        ok = isinstance(float_mod, nn.Linear) and (
-            float_mod.in_features,
-            float_mod.out_features,
-        ) == (spec["in_features"], spec["out_features"])
-        want = f"Linear({spec['in_features']}, {spec['out_features']})"
+        if is_conv1d(float_mod):  # transformers' Conv1D: weight (in, out)
+            ok = tuple(float_mod.weight.shape) == (spec["in_features"], spec["out_features"])
+        else:
+            ok = isinstance(float_mod, nn.Linear) and (
+                float_mod.in_features,
+                float_mod.out_features,
+            ) == (spec["in_features"], spec["out_features"])
+        want = f"Linear({spec['in_features']}, {spec['out_features']}) or Conv1D"
     elif kind == "QuantEmbedding":
         ok = isinstance(float_mod, nn.Embedding) and (
             float_mod.num_embeddings,
@@ -203,13 +217,28 @@ def _check_layer(
         )
 
 
+def _tie(model: nn.Module, alias: str, src: str) -> None:
+    """Makes the tensor called ``alias`` the same object as the one called ``src`` (a parameter or
+    buffer), as it was in the saved model."""
+    owners = []
+    for key in (alias, src):
+        mod_name, _, attr = key.rpartition(".")
+        owners.append((model.get_submodule(mod_name) if mod_name else model, attr))
+    (dst_mod, dst_attr), (src_mod, src_attr) = owners
+    if src_attr in src_mod._parameters:
+        dst_mod._parameters[dst_attr] = src_mod._parameters[src_attr]
+    else:
+        dst_mod._buffers[dst_attr] = src_mod._buffers[src_attr]
+
+
 def load(path: PathLike, model: Optional[nn.Module] = None) -> nn.Module:
     """Loads a model written by :func:`save`.
 
     ``model`` is a float model of the same architecture (a fresh skeleton is fine: its weights are
-    replaced); its Linear / Conv2d layers that were quantized become QuantLinear / QuantConv2d (in
-    the saved weight format) and every tensor is loaded, so outputs are identical to the saved
-    model's. It is modified in place, put in eval mode (the layers are inference layers),
+    replaced); its Linear / transformers Conv1D / Conv2d layers that were quantized become
+    QuantLinear / QuantConv2d (in the saved weight format) and every tensor is loaded, so outputs
+    are identical to the saved model's; tensors the saved model shared (tied weights) are one
+    object again. It is modified in place, put in eval mode (the layers are inference layers),
     and returned. Without ``model`` the saved class is imported and built with no arguments.
 
     Raises:
@@ -224,6 +253,8 @@ def load(path: PathLike, model: Optional[nn.Module] = None) -> nn.Module:
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
     replaced: dict[str, tuple[nn.Module, nn.Module]] = {}
+    float_bytes = _float_bytes(model)
+    module_aliases = _aliases(model)
     for name, spec in meta.get("layers", {}).items():
         spec = _upgrade(name, spec, tensors, path)
         try:
@@ -243,12 +274,17 @@ def load(path: PathLike, model: Optional[nn.Module] = None) -> nn.Module:
                 kwargs[k] = tuple(kwargs[k])
             q = QuantConv2d(**kwargs)
         q.layer_name = name
-        q._float_nbytes = sum(
-            p.numel() * p.element_size() for p in current.parameters(recurse=False)
-        )
-        replaced[name] = (current, q)
+        q._float_nbytes = float_bytes[name]
+        if is_conv1d(current):
+            q._float_type = type(current).__name__
+        for alias in module_aliases[id(current)]:  # a module registered under several names
+            replaced[alias] = (current, q)
     for name, (_, q) in replaced.items():
         _set_submodule(model, name, q)
+    tied = meta.get("aliases", {})
+    for alias, src in tied.items():
+        if src in tensors and alias not in tensors:
+            tensors[alias] = tensors[src]
     try:
         expected = model.state_dict()
         missing = [k for k in expected if k not in tensors]
@@ -269,6 +305,8 @@ def load(path: PathLike, model: Optional[nn.Module] = None) -> nn.Module:
             _set_submodule(model, name, orig)
         raise
     model.load_state_dict(tensors, strict=True)
+    for alias, src in tied.items():
+        _tie(model, alias, src)
     model.eval()  # inference layers; BatchNorm statistics must not move on the first batch
     setattr(model, _REASONS_ATTR, dict(meta.get("float_layers", {})))
     if meta.get("config") is not None:
