@@ -357,7 +357,8 @@ def quantize_model(
     inplace: bool = False,
     progress: bool = True,
 ) -> nn.Module:
-    """Replaces ``nn.Linear`` / ``nn.Conv2d`` (groups=1) layers with lowbit's quantized modules.
+    """Replaces ``nn.Linear``, transformers' ``Conv1D`` (GPT-2; a QuantLinear holding its
+    transposed weight) and ``nn.Conv2d`` (groups=1) layers with lowbit's quantized modules.
 
     ``config.weight`` picks the weight format (int8, int4 per channel or in groups, uint4, nf4,
     fp16, bf16, log2, ternary, binary; see :class:`lowbit.QuantConfig`) and
@@ -367,6 +368,14 @@ def quantize_model(
     (weight-only). Layers left in float (excluded, grouped convolutions, other layer types, static
     layers never reached by the calibration data, shapes the 4-bit kernel cannot run) are
     recorded with the reason: see :func:`summary`.
+
+    Shared weights (one Parameter used by several layers) are quantized once and stored once: Linear
+    layers sharing a weight get the same buffer objects (if one of them stays float, or their
+    weight schemes differ, all stay float); a Linear tied to an Embedding (an LM head) is quantized
+    only with ``embedding="int8"`` and int8 per-channel symmetric weights, and then reads the
+    embedding's int8 rows; otherwise both stay float with the reason in :func:`summary` (a policy,
+    not an error). A module registered under several names stays one module. So a quantized model
+    is never larger than its float model.
 
     Args:
         model: a float model. Never modified unless ``inplace=True``.
@@ -481,7 +490,9 @@ def prepare_qat(
     inplace: bool = False,
 ) -> nn.Module:
     """Inserts :class:`lowbit.nn.FakeQuantize` on the weights (and, for static activations, the
-    inputs) of every Linear / Conv2d (groups=1) for quantization-aware training.
+    inputs) of every Linear / transformers Conv1D (fake-quantized per output channel on its
+    transposed Parameter) / Conv2d (groups=1) for quantization-aware training. Layers sharing a
+    weight with another layer or an Embedding (tied LM heads) stay float, listed in :func:`summary`.
 
     The returned model trains like the float one (same Parameters, straight-through gradients;
     ``learnable_scale=True`` adds LSQ learnable scales). Ranges are observed in training mode and
@@ -670,7 +681,8 @@ def _action(m: nn.Module) -> str:
 
 def summary(model: nn.Module) -> Summary:
     """A table of the model's layers with weights: what lowbit did (or why the layer stayed float)
-    and the bytes of its parameters before and after. Quantized layers count their tensors as
+    and the bytes of its parameters before and after; a tensor shared by several layers (tied
+    weights) counts once, in the first layer's row. Quantized layers count their tensors as
     stored (4-bit codes at half a byte, ternary at a quarter, ...; scales included), the same
     bytes as :func:`lowbit.metrics.model_nbytes` and the files of :func:`lowbit.save`.
 
