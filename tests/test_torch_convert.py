@@ -487,3 +487,20 @@ def test_quantized_model_is_never_larger_than_float(model_name, config):
     assert quant_bytes <= float_bytes and s.bytes_after <= s.bytes_before
     if any(isinstance(mod, (QuantLinear, QuantConv2d)) for mod in q.modules()):
         assert quant_bytes < float_bytes
+
+
+class SharedPairSkippingB(SharedPair):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # 'b' never runs: no static activation range
+        return self.c(self.a(x))
+
+
+def test_shared_weight_group_stays_float_when_a_member_falls_back_at_calibration():
+    torch.manual_seed(0)
+    m = SharedPairSkippingB().eval()
+    with pytest.warns(UserWarning, match="'b' stays float"):
+        q = lowbit.quantize_model(m, QC(activation="static"), calib_data=[torch.randn(2, 64)], progress=False)
+    rows = {r["layer"]: r for r in lowbit.summary(q).rows}
+    assert type(q.a) is nn.Linear and type(q.b) is nn.Linear and q.a.weight is q.b.weight
+    assert rows["a"]["action"] == "float: shares its weight with 'b', which stays float"
+    assert isinstance(q.c, QuantLinear) and q.c is q.c_again
+    assert lowbit.metrics.model_nbytes(q) < lowbit.metrics.model_nbytes(m)

@@ -195,3 +195,10 @@ def test_compile_and_export_conv1d_model():
             assert torch.equal(compiled(x), q(x))
             ep = torch.export.export(q, (x,))
             assert torch.equal(ep.module()(x), q(x))
+
+
+def test_compare_reports_conv1d_layers_against_their_transposed_weight(model, tokens):
+    q = lowbit.quantize_model(model)
+    report = lowbit.compare(model, q, [{"input_ids": tokens[:2]}], progress=False, timing=False)
+    assert len(report.layers) == 2 * CONV1D_PER_BLOCK
+    assert all(layer.weight_sqnr > 30 and layer.output_sqnr > 30 for layer in report.layers)

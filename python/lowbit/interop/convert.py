@@ -475,6 +475,17 @@ def quantize_model(
         q._float_nbytes = float_bytes[name]
         for alias in aliases[id(m)]:  # a module registered under several names stays one module
             _set_submodule(work, alias, q)
+    for group in groups:  # a member fell back to float (on_unsupported='float'): the group stays float
+        fell = [n for n, _ in group if n in targets and n in reasons]
+        if not fell:
+            continue
+        for n, m in group:
+            if type(m) is nn.Embedding:
+                reasons[n] = f"tied to '{fell[0]}', which stays float"
+            elif n in targets and n not in reasons:
+                reasons[n] = f"shares its weight with '{fell[0]}', which stays float"
+                for alias in aliases[id(m)]:
+                    _set_submodule(work, alias, m)
     handled = set(reasons) | set(targets) | _quantize_embeddings(work, config, reasons, float_bytes, tied)
     reasons.update(_float_leaves(work, handled))
     setattr(work, _REASONS_ATTR, {**getattr(work, _REASONS_ATTR, {}), **reasons})
