@@ -202,3 +202,16 @@ def test_compare_reports_conv1d_layers_against_their_transposed_weight(model, to
     report = lowbit.compare(model, q, [{"input_ids": tokens[:2]}], progress=False, timing=False)
     assert len(report.layers) == 2 * CONV1D_PER_BLOCK
     assert all(layer.weight_sqnr > 30 and layer.output_sqnr > 30 for layer in report.layers)
+
+
+def test_compile_and_export_tied_embedding_and_head():
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(torch.nn.Embedding(100, 32), torch.nn.LayerNorm(32),
+                            torch.nn.Linear(32, 100, bias=False)).eval()
+    m[2].weight = m[0].weight
+    q = lowbit.quantize_model(m, lowbit.QuantConfig(embedding="int8"))
+    assert q[2].weight_int8 is q[0].weight_int8
+    idx = torch.randint(0, 100, (2, 7))
+    with torch.no_grad():
+        assert torch.equal(torch.compile(q, backend="aot_eager", fullgraph=True)(idx), q(idx))
+        assert torch.equal(torch.export.export(q, (idx,)).module()(idx), q(idx))
