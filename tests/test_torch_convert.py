@@ -326,3 +326,181 @@ def test_summary_renders_html_and_totals(net):
     html = s._repr_html_()
     assert html.startswith("<table>") and "QuantConv2d" in html and lowbit.format_bytes(s.bytes_after).removesuffix(" MiB") in html and "MiB after" in html
     assert s.bytes_after == sum(r["bytes_after"] for r in s.rows) < s.bytes_before
+
+
+# -- shared weights ------------------------------------------------------------------------------
+
+
+class SharedPair(nn.Module):
+    """Two Linear layers using one weight Parameter (own biases), a third registered twice."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(64, 64)
+        self.b = nn.Linear(64, 64)
+        self.b.weight = self.a.weight
+        self.c = nn.Linear(64, 8)
+        self.c_again = self.c
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.c_again(torch.relu(self.c(torch.relu(self.b(torch.relu(self.a(x)))))[..., :8].repeat(1, 8)))
+
+
+def shared_pair() -> SharedPair:
+    torch.manual_seed(0)
+    return SharedPair().eval()
+
+
+@pytest.mark.parametrize("weight", ["int8", "nf4", "fp16", "ternary"])
+def test_weight_shared_by_linear_layers_is_quantized_and_stored_once(weight):
+    m = shared_pair()
+    x = torch.randn(3, 64)
+    q = lowbit.quantize_model(m, lowbit.QuantConfig(weight=weight))
+    assert q.c is q.c_again and isinstance(q.c, QuantLinear)
+    for name in q.a.scheme.storage_spec(64, 64):
+        assert q.a._buffers[name] is q.b._buffers[name]
+    assert q.a.bias is not q.b.bias
+    torch.testing.assert_close(q.a.dequantized_weight(), q.b.dequantized_weight(), rtol=0, atol=0)
+    s = lowbit.summary(q)
+    assert s.bytes_before == lowbit.metrics.model_nbytes(m) == 4 * (64 * 64 + 2 * 64 + 64 * 8 + 8)
+    assert s.bytes_after == lowbit.metrics.model_nbytes(q) < s.bytes_before
+    if weight != "ternary":
+        assert (q(x) - m(x)).abs().max() < 0.2 * m(x).abs().max()
+
+
+def test_shared_weight_with_a_float_or_different_user_stays_float_in_all():
+    m = shared_pair()
+    for cfg in (lowbit.QuantConfig(exclude=["b"]), lowbit.QuantConfig(per_layer={"b": {"weight": "int4"}})):
+        q = lowbit.quantize_model(m, cfg)
+        rows = {r["layer"]: r for r in lowbit.summary(q).rows}
+        assert type(q.a) is nn.Linear and type(q.b) is nn.Linear and q.a.weight is q.b.weight
+        assert rows["a"]["action"].startswith("float: shares its weight with 'b' and ")
+        assert isinstance(q.c, QuantLinear)
+        assert lowbit.metrics.model_nbytes(q) < lowbit.metrics.model_nbytes(m)
+
+
+def test_tied_embedding_and_head_share_one_int8_table():
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Embedding(100, 32), nn.LayerNorm(32), nn.Linear(32, 100, bias=False)).eval()
+    m[2].weight = m[0].weight
+    idx = torch.randint(0, 100, (2, 7))
+    q = lowbit.quantize_model(m, lowbit.QuantConfig(embedding="int8"))
+    assert q[2].weight_int8 is q[0].weight_int8 and q[2].weight_scale is q[0].weight_scale
+    # the table is the int8 per-row quantization the embedding alone would store
+    alone = lowbit.nn.QuantEmbedding.from_float(m[0])
+    assert torch.equal(alone.weight_int8, q[0].weight_int8)
+    torch.testing.assert_close(alone.weight_scale, q[0].weight_scale, rtol=0, atol=0)
+    assert lowbit.metrics.model_nbytes(q) == lowbit.summary(q).bytes_after < lowbit.metrics.model_nbytes(m) / 3
+    with torch.no_grad():
+        assert (q(idx) - m(idx)).abs().max() < 0.05 * m(idx).abs().max()
+    q_float_emb = lowbit.quantize_model(m)  # embedding float: the tied head stays float (not an error)
+    assert type(q_float_emb[2]) is nn.Linear and q_float_emb[2].weight is q_float_emb[0].weight
+    assert lowbit.summary(q_float_emb).rows[2]["action"] == (
+        "float: tied to '0'; quantize the embedding too with QuantConfig(embedding='int8')")
+
+
+# -- a quantized model is never larger than its float model --------------------------------------
+
+
+def _transformer(kind: str) -> nn.Module:
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    if kind == "gpt2":
+        cfg = transformers.GPT2Config(n_layer=2, n_embd=64, n_head=2, vocab_size=256, n_positions=32,
+                                      bos_token_id=0, eos_token_id=0)
+        return transformers.GPT2LMHeadModel(cfg).eval()
+    if kind == "bert":
+        cfg = transformers.BertConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                                      intermediate_size=128, vocab_size=256, max_position_embeddings=32)
+        return transformers.BertModel(cfg).eval()
+    cfg = transformers.LlamaConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
+                                   intermediate_size=128, vocab_size=256, max_position_embeddings=32,
+                                   bos_token_id=0, eos_token_id=0, tie_word_embeddings=True)
+    return transformers.LlamaForCausalLM(cfg).eval()
+
+
+def _test_models() -> dict:
+    from lowbit.models import DigitsCNN
+
+    g = torch.Generator().manual_seed(2)
+    tokens = {"input_ids": torch.randint(0, 256, (2, 16), generator=g)}
+
+    def mlp():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 4)).eval()
+
+    def tied_twice():
+        tied = nn.Linear(4, 4, bias=False)
+        return nn.Sequential(tied, tied).eval()
+
+    def net():
+        torch.manual_seed(0)
+        return Net().eval()
+
+    def tied_lm():  # the tied table is most of the model: a second copy would make it larger
+        torch.manual_seed(0)
+        m = nn.Sequential(nn.Embedding(256, 32), nn.LayerNorm(32), nn.Linear(32, 256, bias=False)).eval()
+        m[2].weight = m[0].weight
+        return m
+
+    return {
+        "net": (net, torch.randn(2, 3, 8, 8, generator=g)),
+        "digits_cnn": (lambda: DigitsCNN().eval(), torch.randn(2, 1, 8, 8, generator=g)),
+        "mlp": (mlp, torch.randn(2, 64, generator=g)),
+        "tied_twice": (tied_twice, torch.randn(2, 4, generator=g)),
+        "tied_lm": (tied_lm, tokens["input_ids"]),
+        "shared_pair": (shared_pair, torch.randn(2, 64, generator=g)),
+        "gpt2_tied": (lambda: _transformer("gpt2"), tokens),
+        "bert": (lambda: _transformer("bert"), tokens),
+        "llama_tied": (lambda: _transformer("llama"), tokens),
+    }
+
+
+SIZE_CONFIGS = {
+    "int8": {},
+    "int8_static": {"activation": "static"},
+    "int8_weight_only": {"activation": None},
+    "int8_emb": {"embedding": "int8"},
+    "int4": {"weight": "int4"},
+    "int4_g32_emb": {"weight": "int4", "group_size": 32, "embedding": "int8"},
+    "nf4": {"weight": "nf4"},
+    "uint4": {"weight": "uint4", "activation": None},
+    "fp16": {"weight": "fp16"},
+    "bf16_emb": {"weight": "bf16", "embedding": "int8"},
+    "log2": {"weight": "log2"},
+    "ternary": {"weight": "ternary"},
+    "binary": {"weight": "binary"},
+}
+
+
+@pytest.mark.parametrize("config", list(SIZE_CONFIGS))
+@pytest.mark.parametrize("model_name", list(_test_models()))
+def test_quantized_model_is_never_larger_than_float(model_name, config):
+    make, batch = _test_models()[model_name]
+    m = make()
+    q = lowbit.quantize_model(m, QC(**SIZE_CONFIGS[config]), calib_data=[batch], progress=False)
+    s = lowbit.summary(q)
+    float_bytes, quant_bytes = lowbit.metrics.model_nbytes(m), lowbit.metrics.model_nbytes(q)
+    # summary lists layers with parameters; buffers of parameterless modules (BERT's position_ids,
+    # Llama's rotary inv_freq) are in model_nbytes only, the same bytes on both sides
+    assert float_bytes - s.bytes_before == quant_bytes - s.bytes_after >= 0
+    assert quant_bytes <= float_bytes and s.bytes_after <= s.bytes_before
+    if any(isinstance(mod, (QuantLinear, QuantConv2d)) for mod in q.modules()):
+        assert quant_bytes < float_bytes
+
+
+class SharedPairSkippingB(SharedPair):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # 'b' never runs: no static activation range
+        return self.c(self.a(x))
+
+
+def test_shared_weight_group_stays_float_when_a_member_falls_back_at_calibration():
+    torch.manual_seed(0)
+    m = SharedPairSkippingB().eval()
+    with pytest.warns(UserWarning, match="'b' stays float"):
+        q = lowbit.quantize_model(m, QC(activation="static"), calib_data=[torch.randn(2, 64)], progress=False)
+    rows = {r["layer"]: r for r in lowbit.summary(q).rows}
+    assert type(q.a) is nn.Linear and type(q.b) is nn.Linear and q.a.weight is q.b.weight
+    assert rows["a"]["action"] == "float: shares its weight with 'b', which stays float"
+    assert isinstance(q.c, QuantLinear) and q.c is q.c_again
+    assert lowbit.metrics.model_nbytes(q) < lowbit.metrics.model_nbytes(m)

@@ -222,3 +222,27 @@ def test_load_validates_everything_before_changing_the_model(tmp_path, case, mat
     assert {n: type(m) for n, m in target.named_modules()} == types  # nothing replaced
     assert all(torch.equal(v, before[k]) for k, v in target.state_dict().items())  # nothing written
     assert torch.equal(lowbit.load(path, DigitsCNN())(data[0]), q(data[0]))  # the intact file loads
+
+def test_shared_weights_stored_once_and_tied_again_on_load(tmp_path):
+    from safetensors import safe_open
+    from test_torch_convert import shared_pair
+
+    x = torch.randn(3, 64, generator=torch.Generator().manual_seed(0))
+    for weight in ("int8", "nf4"):
+        q = lowbit.quantize_model(shared_pair(), lowbit.QuantConfig(weight=weight))
+        path = tmp_path / f"shared_{weight}.lowbit"
+        lowbit.save(q, path)
+        with safe_open(str(path), framework="pt") as f:
+            keys = set(f.keys())
+            meta = json.loads(f.metadata()["lowbit"])
+        data = q.a.scheme.data_name
+        assert f"a.{data}" in keys and f"b.{data}" not in keys and "c_again.bias" not in keys
+        assert meta["aliases"][f"b.{data}"] == f"a.{data}" and meta["aliases"]["c_again.bias"] == "c.bias"
+        loaded = lowbit.load(path, shared_pair())
+        assert loaded.c is loaded.c_again
+        for name in q.a.scheme.storage_spec(64, 64):
+            assert loaded.a._buffers[name] is loaded.b._buffers[name]
+        assert loaded.a.bias is not loaded.b.bias
+        assert torch.equal(loaded(x), q(x))
+        assert lowbit.metrics.model_nbytes(loaded) == lowbit.metrics.model_nbytes(q)
+        assert str(lowbit.summary(loaded)) == str(lowbit.summary(q))

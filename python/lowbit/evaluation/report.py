@@ -20,6 +20,7 @@ from ..core.calibration import _progress
 from ..core.metrics import _ErrorStats, kl_divergence, model_nbytes, sqnr, top1_agreement
 from ..interop.convert import _REASONS_ATTR, run_batch
 from ..nn import QATConv2d, QATLinear
+from ..nn._common import is_conv1d, linear_shape
 from ..nn.linear import _QuantBase
 from .timing import MIB, Speedup, Timer, Timing, format_bytes, format_seconds
 
@@ -563,7 +564,7 @@ def compare(
         layers = []
         for name, q, f in pairs:
             x = first_input.get(name)
-            w = f.weight.detach()
+            w = (linear_shape(f)[2] if is_conv1d(f) else f.weight).detach()  # Conv1D: stored (in, out)
             lat_f = lat_q = math.nan
             t_f = t_q = None
             if timer is not None and x is not None:

@@ -18,6 +18,7 @@ from ..core.config import QuantConfig, as_config
 from ..core.metrics import format_bytes
 from ..core.schemes import Int4Weights, Int8Weights, StaticActivations
 from ..nn import FakeQuantize, QATConv2d, QATLinear, QuantConv2d, QuantEmbedding, QuantLinear
+from ..nn._common import is_conv1d
 from ..nn.linear import _QuantBase
 
 __all__ = ["Summary", "convert", "prepare_qat", "quantize_model", "run_batch", "summary"]
@@ -36,11 +37,32 @@ def _check_model(model: Any) -> nn.Module:
     return model
 
 
-def _param_bytes(m: nn.Module) -> int:
-    return sum(
-        t.numel() * t.element_size()
-        for t in list(m.parameters(recurse=False)) + list(m.buffers(recurse=False))
-    )
+def _param_bytes(m: nn.Module, seen: Optional[set[int]] = None) -> int:
+    """Bytes of ``m``'s own parameters and buffers; with ``seen`` (ids of tensors already
+    counted, updated here) a tensor shared with an earlier module counts 0."""
+    total = 0
+    for t in list(m.parameters(recurse=False)) + list(m.buffers(recurse=False)):
+        if seen is not None:
+            if id(t) in seen:
+                continue
+            seen.add(id(t))
+        total += t.numel() * t.element_size()
+    return total
+
+
+def _float_bytes(model: nn.Module) -> dict[str, int]:
+    """name -> float bytes of each module's own tensors, a tensor shared by several modules
+    counted at the first of them (``named_modules`` order), as :func:`lowbit.metrics.model_nbytes`."""
+    seen: set[int] = set()
+    return {n: _param_bytes(m, seen) for n, m in model.named_modules()}
+
+
+def _aliases(model: nn.Module) -> dict[int, list[str]]:
+    """id(module) -> every name the module has (a module registered twice has two)."""
+    out: dict[int, list[str]] = {}
+    for n, m in model.named_modules(remove_duplicate=False):
+        out.setdefault(id(m), []).append(n)
+    return out
 
 
 def _set_submodule(model: nn.Module, name: str, new: nn.Module) -> None:
@@ -84,7 +106,92 @@ def _unsupported(name: str, why: str, cfg: QuantConfig, reasons: dict[str, str])
 
 
 def _candidates(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    return [(n, m) for n, m in model.named_modules() if type(m) in (nn.Linear, nn.Conv2d)]
+    """Layers lowbit replaces: plain nn.Linear and nn.Conv2d, and transformers' Conv1D (GPT-2's
+    Linear with a transposed weight, detected by duck typing: transformers is never imported)."""
+    return [(n, m) for n, m in model.named_modules() if type(m) in (nn.Linear, nn.Conv2d) or is_conv1d(m)]
+
+
+def _is_linear(m: nn.Module) -> bool:
+    return type(m) is nn.Linear or is_conv1d(m)
+
+
+def _shared_weights(model: nn.Module, cands: list[tuple[str, nn.Module]]) -> list[list[tuple[str, nn.Module]]]:
+    """Groups of two or more candidate layers and plain nn.Embedding layers that use the same weight
+    Parameter (tied input embedding and LM head; Linear layers sharing a weight), in module order."""
+    owners: dict[int, list[tuple[str, nn.Module]]] = {}
+    names = {n for n, _ in cands}
+    for n, m in model.named_modules():
+        w = getattr(m, "weight", None)
+        if isinstance(w, torch.Tensor) and (n in names or type(m) is nn.Embedding):
+            owners.setdefault(id(w), []).append((n, m))
+    return [g for g in owners.values() if len(g) > 1]
+
+
+def _embedding_quantized(name: str, m: nn.Embedding, config: QuantConfig) -> bool:
+    cfg = config.for_layer(name)
+    return cfg.embedding is not None and not cfg.is_excluded(name) and m.max_norm is None
+
+
+_ROW_SCHEME = Int8Weights()  # the one layout a QuantLinear and a QuantEmbedding can share (int8 rows)
+
+
+def _shared_policy(
+    group: list[tuple[str, nn.Module]], config: QuantConfig, why: dict[str, Optional[str]]
+) -> tuple[dict[str, str], Optional[str]]:
+    """The policy for layers sharing one weight: it is quantized once and stored once, or all of
+    them stay float. Returns (layer -> reason it stays float, the embedding whose int8 rows the
+    layers share or None). ``why`` holds each candidate's own reason to stay float (or None).
+
+    - Linear layers (same orientation) with the same weight scheme: quantized once, they share the
+      weight buffers; if one of them stays float (excluded, unsupported) or the schemes differ, all
+      stay float (a float copy beside a quantized one would make the model bigger).
+    - A Linear tied to an Embedding (GPT-2's LM head): quantized only when the Embedding is too
+      (``QuantConfig(embedding='int8')``) and the Linear's weights are int8 per channel symmetric,
+      the layout of the Embedding's int8 rows; both then read one int8 table.
+    - Anything else (Conv2d, Conv1D tied to a Linear, two Embeddings): all stay float.
+    """
+    embs = [n for n, m in group if type(m) is nn.Embedding]
+    lins = [(n, m) for n, m in group if type(m) is not nn.Embedding]
+    names = [n for n, _ in group]
+
+    def others(n: str) -> str:
+        return ", ".join(repr(o) for o in names if o != n)
+
+    if len(embs) > 1 or any(not _is_linear(m) for _, m in lins) or len({type(m) for _, m in lins}) > 1:
+        return {n: f"shares its weight with {others(n)}: lowbit shares weights only between Linear "
+                   "layers and one Embedding" for n in names}, None
+    if embs:
+        emb = embs[0]
+        emb_mod = group[names.index(emb)][1]
+        if not _embedding_quantized(emb, emb_mod, config):
+            return {n: f"tied to '{emb}'; quantize the embedding too with QuantConfig(embedding='int8')"
+                    for n, _ in lins}, None
+        bad = [n for n, _ in lins if why.get(n) is None and config.for_layer(n).weight != _ROW_SCHEME]
+        blocked = [n for n, _ in lins if why.get(n) is not None]
+        if bad or blocked:
+            culprit = (bad or blocked)[0]
+            out = {emb: f"tied to '{culprit}', which cannot read its int8 rows: embedding kept float"}
+            for n, _ in lins:
+                out[n] = (f"tied to '{emb}': a tied weight is stored once, as the embedding's int8 rows, "
+                          f"so it needs weight='int8' (per channel, symmetric), not "
+                          f"{config.for_layer(n).weight.describe()}") if n in bad else                     (why[n] or f"tied to '{emb}' with '{culprit}', which stays float")
+            return out, None
+        return {}, emb
+    blocked = [n for n, _ in lins if why.get(n) is not None]
+    schemes = {config.for_layer(n).weight for n, _ in lins}
+    if blocked or len(schemes) > 1:
+        cause = f"'{blocked[0]}' stays float" if blocked else "they are configured with different weight schemes"
+        return {n: why.get(n) or f"shares its weight with {others(n)} and {cause}" for n, _ in lins}, None
+    return {}, None
+
+
+def _share_buffers(q: _QuantBase, first: _QuantBase, same_bias: bool) -> None:
+    """Makes ``q`` use ``first``'s weight buffers (the same tensor objects), and its bias when the
+    float layers shared the bias Parameter too."""
+    for b in first.scheme.storage_spec(first.out_flat, first.in_flat):
+        q._buffers[b] = first._buffers[b]
+    if same_bias and first.bias is not None:
+        q._buffers["bias"] = first._buffers["bias"]
 
 
 def _float_leaves(model: nn.Module, handled: set[str]) -> dict[str, str]:
@@ -100,6 +207,8 @@ def _float_leaves(model: nn.Module, handled: set[str]) -> dict[str, str]:
                 out[n] = (
                     f"subclass {type(m).__name__} of {nn.Linear.__name__ if isinstance(m, nn.Linear) else 'Conv2d'} is not replaced"
                 )
+            elif is_conv1d(m):
+                out[n] = "Conv1D (transformers) not replaced"
             elif type(m) is nn.Embedding:
                 out[n] = (
                     "Embedding kept float (QuantConfig(embedding='int8') stores it as int8 rows)"
@@ -109,13 +218,24 @@ def _float_leaves(model: nn.Module, handled: set[str]) -> dict[str, str]:
     return out
 
 
-def _quantize_embeddings(work: nn.Module, config: QuantConfig, reasons: dict[str, str]) -> set[str]:
-    """Replaces plain nn.Embedding layers whose config asks for it; returns the names handled."""
+def _quantize_embeddings(
+    work: nn.Module,
+    config: QuantConfig,
+    reasons: dict[str, str],
+    float_bytes: dict[str, int],
+    tied: Mapping[str, QuantLinear],
+) -> set[str]:
+    """Replaces plain nn.Embedding layers whose config asks for it; returns the names handled.
+    An embedding in ``tied`` (name -> the QuantLinear of its tied LM head) reads that layer's
+    ``weight_int8`` / ``weight_scale`` buffers (one stored table); one in ``reasons`` stays float."""
     done = set()
     for name, m in list(work.named_modules()):
         if type(m) is not nn.Embedding:
             continue
         cfg = config.for_layer(name)
+        if name in reasons:
+            done.add(name)
+            continue
         if cfg.embedding is None:
             continue
         done.add(name)
@@ -127,7 +247,10 @@ def _quantize_embeddings(work: nn.Module, config: QuantConfig, reasons: dict[str
         except ValueError as e:
             reasons[name] = str(e)
             continue
-        q._float_nbytes = _param_bytes(m)
+        if name in tied:
+            q._buffers["weight_int8"] = tied[name]._buffers["weight_int8"]
+            q._buffers["weight_scale"] = tied[name]._buffers["weight_scale"]
+        q._float_nbytes = float_bytes[name]
         _set_submodule(work, name, q)
     return done
 
@@ -255,12 +378,14 @@ def _probe(m: nn.Module) -> torch.Tensor:
         kh, kw = m.kernel_size
         dh, dw = m.dilation
         return torch.zeros(1, m.in_channels, dh * (kh - 1) + 1, dw * (kw - 1) + 1)
-    return torch.zeros(1, m.in_features)
+    return torch.zeros(1, m.weight.shape[0] if is_conv1d(m) else m.in_features)
 
 
 def _weight_rows(m: nn.Module) -> torch.Tensor:
     """The float weight as lowbit stores it: (out, k), Conv2d in (kh, kw, in_channels) order."""
     w = m.weight.detach().to("cpu", torch.float32)
+    if is_conv1d(m):  # transformers' Conv1D stores (in, out)
+        return w.t()
     return w.permute(0, 2, 3, 1).reshape(w.shape[0], -1) if isinstance(m, nn.Conv2d) else w
 
 
@@ -276,7 +401,8 @@ def quantize_model(
     inplace: bool = False,
     progress: bool = True,
 ) -> nn.Module:
-    """Replaces ``nn.Linear`` / ``nn.Conv2d`` (groups=1) layers with lowbit's quantized modules.
+    """Replaces ``nn.Linear``, transformers' ``Conv1D`` (GPT-2; a QuantLinear holding its
+    transposed weight) and ``nn.Conv2d`` (groups=1) layers with lowbit's quantized modules.
 
     ``config.weight`` picks the weight format (int8, int4 per channel or in groups, uint4, nf4,
     fp16, bf16, log2, ternary, binary; see :class:`lowbit.QuantConfig`) and
@@ -286,6 +412,14 @@ def quantize_model(
     (weight-only). Layers left in float (excluded, grouped convolutions, other layer types, static
     layers never reached by the calibration data, shapes the 4-bit kernel cannot run) are
     recorded with the reason: see :func:`summary`.
+
+    Shared weights (one Parameter used by several layers) are quantized once and stored once: Linear
+    layers sharing a weight get the same buffer objects (if one of them stays float, or their
+    weight schemes differ, all stay float); a Linear tied to an Embedding (an LM head) is quantized
+    only with ``embedding="int8"`` and int8 per-channel symmetric weights, and then reads the
+    embedding's int8 rows; otherwise both stay float with the reason in :func:`summary` (a policy,
+    not an error). A module registered under several names stays one module. So a quantized model
+    is never larger than its float model.
 
     Args:
         model: a float model. Never modified unless ``inplace=True``.
@@ -331,31 +465,47 @@ def quantize_model(
             + (f" (layers with weights: {', '.join(kinds)})" if kinds else "")
         )
     work = model if inplace else copy.deepcopy(model)
+    float_bytes = _float_bytes(work)
+    aliases = _aliases(work)
     reasons: dict[str, str] = {}
     targets: dict[str, nn.Module] = {}
     cfgs: dict[str, QuantConfig] = {}
+    why: dict[str, Optional[str]] = {}
     for name, _ in cands:
         m = work.get_submodule(name)
+        why[name] = _unsupported_reason(name, m, config.for_layer(name))
+    groups = _shared_weights(work, cands)
+    tied_emb: dict[str, str] = {}  # linear -> the embedding whose int8 rows it shares
+    for group in groups:
+        floats, emb = _shared_policy(group, config, why)
+        reasons.update(floats)  # the shared-weight policy, listed by summary (not an error)
+        if emb is not None:
+            tied_emb.update({n: emb for n, _ in group if n != emb})
+    for name, _ in cands:
+        if name in reasons:
+            continue
+        m = work.get_submodule(name)
         cfg = config.for_layer(name)
-        why = _unsupported_reason(name, m, cfg)
-        if why is None:
+        if why[name] is None:
             targets[name], cfgs[name] = m, cfg
         elif cfg.is_excluded(name):
-            reasons[name] = why
+            reasons[name] = why[name]
         else:
-            _unsupported(name, why, cfg, reasons)
+            _unsupported(name, why[name], cfg, reasons)
     act_qparams: dict[str, tuple[float, int]] = {}
     static = {n: m for n, m in targets.items() if cfgs[n].activation.calibrated}
     if static:
         act_qparams = _calibrate(work, static, cfgs, calib_data, progress)
     gptq = {n: m for n, m in targets.items() if cfgs[n].algorithm is not None}
     hessians = _collect_hessians(work, gptq, calib_data, progress) if gptq else {}
+    first_by_weight: dict[int, tuple[nn.Module, _QuantBase]] = {}
+    tied: dict[str, QuantLinear] = {}
     for name, m in targets.items():
         cfg = cfgs[name]
         if cfg.activation.calibrated and name not in act_qparams:
             _unsupported(name, "static: never called while calib_data ran, no activation range", cfg, reasons)
             continue
-        cls = QuantLinear if isinstance(m, nn.Linear) else QuantConv2d
+        cls = QuantConv2d if isinstance(m, nn.Conv2d) else QuantLinear
         if name in gptq and name not in hessians:
             _unsupported(name, "GPTQ: never called while calib_data ran, no input statistics", cfg, reasons)
             continue
@@ -370,9 +520,28 @@ def quantize_model(
         except ValueError as e:
             _unsupported(name, str(e), cfg, reasons)
             continue
-        q._float_nbytes = _param_bytes(m)
-        _set_submodule(work, name, q)
-    handled = set(reasons) | set(targets) | _quantize_embeddings(work, config, reasons)
+        if is_conv1d(m):
+            q._float_type = type(m).__name__
+        prev = first_by_weight.setdefault(id(m.weight), (m, q))
+        if prev[1] is not q:  # a weight shared with an earlier layer: one stored copy
+            _share_buffers(q, prev[1], m.bias is not None and m.bias is prev[0].bias)
+        if name in tied_emb:
+            tied.setdefault(tied_emb[name], prev[1])
+        q._float_nbytes = float_bytes[name]
+        for alias in aliases[id(m)]:  # a module registered under several names stays one module
+            _set_submodule(work, alias, q)
+    for group in groups:  # a member fell back to float (on_unsupported='float'): the group stays float
+        fell = [n for n, _ in group if n in targets and n in reasons]
+        if not fell:
+            continue
+        for n, m in group:
+            if type(m) is nn.Embedding:
+                reasons[n] = f"tied to '{fell[0]}', which stays float"
+            elif n in targets and n not in reasons:
+                reasons[n] = f"shares its weight with '{fell[0]}', which stays float"
+                for alias in aliases[id(m)]:
+                    _set_submodule(work, alias, m)
+    handled = set(reasons) | set(targets) | _quantize_embeddings(work, config, reasons, float_bytes, tied)
     reasons.update(_float_leaves(work, handled))
     setattr(work, _REASONS_ATTR, {**getattr(work, _REASONS_ATTR, {}), **reasons})
     setattr(work, _CONFIG_ATTR, config)
@@ -387,7 +556,9 @@ def prepare_qat(
     inplace: bool = False,
 ) -> nn.Module:
     """Inserts :class:`lowbit.nn.FakeQuantize` on the weights (and, for static activations, the
-    inputs) of every Linear / Conv2d (groups=1) for quantization-aware training.
+    inputs) of every Linear / transformers Conv1D (fake-quantized per output channel on its
+    transposed Parameter) / Conv2d (groups=1) for quantization-aware training. Layers sharing a
+    weight with another layer or an Embedding (tied LM heads) stay float, listed in :func:`summary`.
 
     The returned model trains like the float one (same Parameters, straight-through gradients;
     ``learnable_scale=True`` adds LSQ learnable scales). Ranges are observed in training mode and
@@ -409,9 +580,17 @@ def prepare_qat(
             f"prepare_qat: {type(model).__name__} has no nn.Linear or nn.Conv2d layer to quantize"
         )
     work = model if inplace else copy.deepcopy(model)
+    float_bytes = _float_bytes(work)
     reasons: dict[str, str] = {}
+    for group in _shared_weights(work, cands):  # policy: QAT keeps shared weights float
+        for n, m in group:
+            if type(m) is not nn.Embedding:
+                others = ", ".join(repr(o) for o, _ in group if o != n)
+                reasons[n] = f"shares its weight with {others}: QAT keeps shared weights float"
     done = set()
     for name, _ in cands:
+        if name in reasons:
+            continue
         m = work.get_submodule(name)
         cfg = config.for_layer(name)
         why = _unsupported_reason(name, m, cfg)
@@ -426,10 +605,12 @@ def prepare_qat(
         if why is not None:
             _unsupported(name, why, cfg, reasons)
             continue
-        cls = QATLinear if isinstance(m, nn.Linear) else QATConv2d
+        cls = QATConv2d if isinstance(m, nn.Conv2d) else QATLinear
         qat = cls(m, cfg, learnable=learnable_scale)
         qat.layer_name = name
-        qat._float_nbytes = _param_bytes(m)
+        qat._float_nbytes = float_bytes[name]
+        if is_conv1d(m):
+            qat._float_type = type(m).__name__
         _set_submodule(work, name, qat)
         done.add(name)
     reasons.update(_float_leaves(work, set(reasons) | done))
@@ -481,7 +662,7 @@ def convert(model: nn.Module, *, inplace: bool = False) -> nn.Module:
             act = StaticActivations(observer=cfg.activation.observer, dtype=afq.dtype)
             cfg = QuantConfig(cfg.weight, act, embedding=cfg.embedding)
         wscale = torch.clamp(wfq.scale.detach(), min=float(torch.finfo(torch.float32).eps))
-        n_out = m.weight.shape[0]
+        n_out = m.out_features if isinstance(m, QATLinear) else m.weight.shape[0]
         weight_qparams = (
             wscale.reshape(-1).expand(n_out),
             wfq.zero_point.reshape(-1).expand(n_out),
@@ -491,6 +672,8 @@ def convert(model: nn.Module, *, inplace: bool = False) -> nn.Module:
             m.to_float(), cfg, act_qparams=act_qparams, weight_qparams=weight_qparams, name=name
         )
         q._float_nbytes = getattr(m, "_float_nbytes", _param_bytes(m))
+        if getattr(m, "_float_type", None):
+            q._float_type = m._float_type
         _set_submodule(work, name, q)
     setattr(work, _REASONS_ATTR, reasons)
     return work
@@ -569,7 +752,9 @@ def _action(m: nn.Module) -> str:
 
 def summary(model: nn.Module) -> Summary:
     """A table of the model's layers with weights: what lowbit did (or why the layer stayed float)
-    and the size of its parameters before and after (printed in MiB; ``rows`` hold exact bytes). Quantized layers count their tensors as
+    and the size of its parameters before and after (printed in MiB; ``rows`` hold exact bytes); a
+    tensor shared by several layers (tied weights) counts once, in the first layer's row. Quantized
+    layers count their tensors as
     stored (4-bit codes at half a byte, ternary at a quarter, ...; scales included), the same
     bytes as :func:`lowbit.metrics.model_nbytes` and the files of :func:`lowbit.save`.
 
@@ -586,16 +771,20 @@ def summary(model: nn.Module) -> Summary:
     model = _check_model(model)
     reasons = getattr(model, _REASONS_ATTR, {})
     rows = []
+    seen: set[int] = set()  # tensors already counted: a shared weight counts once, at its first layer
     for name, m in model.named_modules():
         if isinstance(m, FakeQuantize):
             continue
         if isinstance(m, (_QuantBase, QuantEmbedding, QATLinear, QATConv2d)):
-            after = m.nbytes if isinstance(m, (_QuantBase, QuantEmbedding)) else _param_bytes(m)
+            after = _param_bytes(m, seen)
             before = getattr(m, "_float_nbytes", after)
+            kind = type(m).__name__
+            if getattr(m, "_float_type", None):
+                kind += f" (was {m._float_type})"
             rows.append(
                 {
                     "layer": name,
-                    "type": type(m).__name__,
+                    "type": kind,
                     "action": _action(m),
                     "bytes_before": before,
                     "bytes_after": after,
@@ -603,7 +792,7 @@ def summary(model: nn.Module) -> Summary:
             )
         elif name in reasons or any(True for _ in m.parameters(recurse=False)):
             why = reasons.get(name, "not quantized")
-            b = _param_bytes(m)
+            b = _param_bytes(m, seen)
             rows.append(
                 {
                     "layer": name,

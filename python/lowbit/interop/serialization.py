@@ -4,8 +4,10 @@ The file holds the model's whole state_dict (quantized weights as stored: int8, 
 per byte, fp16/bf16, packed log2/ternary/binary codes; scales; float layers) and, in the
 safetensors header metadata under the key "lowbit", a JSON document: format version, lowbit and
 torch versions, the model class, the QuantConfig, each quantized layer's constructor arguments
-and the layers kept in float with their reason. Files written before per-channel int4 weights
-were packed (``weight_int8`` tensors, no ``group_size`` in the layer specs) still load.
+and the layers kept in float with their reason. A tensor used by several modules (a tied
+embedding and LM head, Linear layers sharing a weight) is stored once; its other names are listed
+under "aliases" (name -> stored name) and tied again on load. Files written before per-channel
+int4 weights were packed (``weight_int8`` tensors, no ``group_size`` in the layer specs) still load.
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ import lowbit
 
 from ..core.config import QuantConfig
 from ..nn import QuantConv2d, QuantEmbedding, QuantLinear
+from ..nn._common import is_conv1d
 from ..nn.linear import _QuantBase
 from ._torch_ops import pack_nibbles
-from .convert import _CONFIG_ATTR, _REASONS_ATTR, _set_submodule
+from .convert import _CONFIG_ATTR, _REASONS_ATTR, _aliases, _float_bytes, _set_submodule
 
 __all__ = ["load", "save"]
 
@@ -60,7 +63,7 @@ def _upgrade(name: str, spec: dict[str, Any], tensors: dict[str, torch.Tensor], 
     return spec
 
 
-def _metadata(model: nn.Module) -> dict[str, Any]:
+def _metadata(model: nn.Module, aliases: dict[str, str]) -> dict[str, Any]:
     layers = {
         n: m.spec() for n, m in model.named_modules() if isinstance(m, (_QuantBase, QuantEmbedding))
     }
@@ -74,14 +77,16 @@ def _metadata(model: nn.Module) -> dict[str, Any]:
         "config": cfg.to_dict() if isinstance(cfg, QuantConfig) else None,
         "layers": layers,
         "float_layers": dict(getattr(model, _REASONS_ATTR, {})),
+        "aliases": aliases,
     }
 
 
 def save(model: nn.Module, path: PathLike) -> None:
     """Writes ``model`` (quantized or not) to ``path`` as safetensors + JSON metadata.
 
-    Tensors are copied to CPU; tensors sharing memory are stored once each (safetensors has no
-    aliasing). QAT models: :func:`lowbit.convert` them first.
+    Tensors are copied to CPU. A tensor object used by several modules (tied weights) is stored
+    once and its other names recorded as aliases (safetensors has no aliasing); other views of
+    shared memory are stored as copies. QAT models: :func:`lowbit.convert` them first.
 
     Raises:
         TypeError: ``model`` is not an nn.Module.
@@ -108,14 +113,20 @@ def save(model: nn.Module, path: PathLike) -> None:
             f"save: layer '{qat[0]}' is a QAT module; call lowbit.convert(model) before saving"
         )
     tensors: dict[str, torch.Tensor] = {}
+    aliases: dict[str, str] = {}
+    stored: dict[int, str] = {}  # id of a module's tensor -> the name it is stored under
     seen: set[int] = set()
-    for k, v in model.state_dict().items():
+    for k, v in model.state_dict(keep_vars=True).items():
+        if id(v) in stored:  # the same tensor object under another name: stored once
+            aliases[k] = stored[id(v)]
+            continue
+        stored[id(v)] = k
         t = v.detach().to("cpu").contiguous()
-        if t.data_ptr() in seen and t.numel():
+        if t.data_ptr() in seen and t.numel():  # other views of shared memory: copies
             t = t.clone()
         seen.add(t.data_ptr())
         tensors[k] = t
-    meta = _metadata(model)
+    meta = _metadata(model, aliases)
     meta["checksums"] = {k: _digest(t) for k, t in tensors.items()}
     save_file(tensors, os.fspath(path), metadata={"lowbit": json.dumps(meta)})
 
@@ -242,11 +253,14 @@ def _check_layer(
             )
         return
     if kind == "QuantLinear":
-        ok = isinstance(float_mod, nn.Linear) and (
-            float_mod.in_features,
-            float_mod.out_features,
-        ) == (spec["in_features"], spec["out_features"])
-        want = f"Linear({spec['in_features']}, {spec['out_features']})"
+        if is_conv1d(float_mod):  # transformers' Conv1D: weight (in, out)
+            ok = tuple(float_mod.weight.shape) == (spec["in_features"], spec["out_features"])
+        else:
+            ok = isinstance(float_mod, nn.Linear) and (
+                float_mod.in_features,
+                float_mod.out_features,
+            ) == (spec["in_features"], spec["out_features"])
+        want = f"Linear({spec['in_features']}, {spec['out_features']}) or Conv1D"
     elif kind == "QuantEmbedding":
         ok = isinstance(float_mod, nn.Embedding) and (
             float_mod.num_embeddings,
@@ -267,13 +281,28 @@ def _check_layer(
         )
 
 
+def _tie(model: nn.Module, alias: str, src: str) -> None:
+    """Makes the tensor called ``alias`` the same object as the one called ``src`` (a parameter or
+    buffer), as it was in the saved model."""
+    owners = []
+    for key in (alias, src):
+        mod_name, _, attr = key.rpartition(".")
+        owners.append((model.get_submodule(mod_name) if mod_name else model, attr))
+    (dst_mod, dst_attr), (src_mod, src_attr) = owners
+    if src_attr in src_mod._parameters:
+        dst_mod._parameters[dst_attr] = src_mod._parameters[src_attr]
+    else:
+        dst_mod._buffers[dst_attr] = src_mod._buffers[src_attr]
+
+
 def load(path: PathLike, model: Optional[nn.Module] = None, *, trust_model_class: bool = False) -> nn.Module:
     """Loads a model written by :func:`save`.
 
     ``model`` is a float model of the same architecture (a fresh skeleton is fine: its weights are
-    replaced); its Linear / Conv2d layers that were quantized become QuantLinear / QuantConv2d (in
-    the saved weight format) and every tensor is loaded, so outputs are identical to the saved
-    model's. It is modified in place, put in eval mode (the layers are inference layers),
+    replaced); its Linear / transformers Conv1D / Conv2d layers that were quantized become
+    QuantLinear / QuantConv2d (in the saved weight format) and every tensor is loaded, so outputs
+    are identical to the saved model's; tensors the saved model shared (tied weights) are one
+    object again. It is modified in place, put in eval mode (the layers are inference layers),
     and returned. A file is inert: without ``model`` it raises, unless ``trust_model_class=True``,
     and then builds the saved class with no arguments only when it is an ``nn.Module`` subclass of a
     module that is already imported (nothing is imported or called because a file names it).
@@ -300,6 +329,8 @@ def load(path: PathLike, model: Optional[nn.Module] = None, *, trust_model_class
     if not isinstance(layers, dict):
         raise ValueError(f"lowbit.load: '{path}' has corrupted layer metadata")
     replaced: dict[str, tuple[nn.Module, nn.Module]] = {}
+    float_bytes = _float_bytes(model)
+    module_aliases = _aliases(model)
     for name, spec in layers.items():
         if not isinstance(spec, dict):
             raise ValueError(f"lowbit.load: '{path}': layer '{name}' has corrupted metadata")
@@ -324,14 +355,23 @@ def load(path: PathLike, model: Optional[nn.Module] = None, *, trust_model_class
         except (TypeError, ValueError, KeyError) as e:
             raise ValueError(f"lowbit.load: '{path}': layer '{name}' has an invalid spec: {e}") from None
         q.layer_name = name
-        q._float_nbytes = sum(
-            p.numel() * p.element_size() for p in current.parameters(recurse=False)
-        )
-        replaced[name] = (current, q)
+        q._float_nbytes = float_bytes[name]
+        if is_conv1d(current):
+            q._float_type = type(current).__name__
+        for alias in module_aliases[id(current)]:  # a module registered under several names
+            replaced[alias] = (current, q)
     for name, (_, q) in replaced.items():
         _set_submodule(model, name, q)
+    tied = meta.get("aliases", {})
+    if not isinstance(tied, dict) or not all(isinstance(a, str) and isinstance(b, str) for a, b in tied.items()):
+        raise ValueError(f"lowbit.load: '{path}' has corrupted alias metadata")
+    for alias, src in tied.items():
+        if src in tensors and alias not in tensors:
+            tensors[alias] = tensors[src]
     try:
         expected = model.state_dict()
+        if any(a not in expected or b not in expected for a, b in tied.items()):
+            raise ValueError(f"lowbit.load: '{path}': its aliases name tensors the model does not have")
         missing = [k for k in expected if k not in tensors]
         unexpected = [k for k in tensors if k not in expected]
         if missing or unexpected:
@@ -355,6 +395,8 @@ def load(path: PathLike, model: Optional[nn.Module] = None, *, trust_model_class
             _set_submodule(model, name, orig)
         raise
     model.load_state_dict(tensors, strict=True)
+    for alias, src in tied.items():
+        _tie(model, alias, src)
     model.eval()  # inference layers; BatchNorm statistics must not move on the first batch
     setattr(model, _REASONS_ATTR, dict(meta.get("float_layers", {})))
     if config is not None:

@@ -14,7 +14,7 @@ import lowbit
 
 from ..core.quantize import qrange
 
-__all__ = ["calc_qparams", "check_input", "quantize_weight", "symmetric_qmax"]
+__all__ = ["calc_qparams", "check_input", "is_conv1d", "linear_shape", "quantize_weight", "symmetric_qmax"]
 
 _EPS = float(np.finfo(np.float32).eps)
 
@@ -30,6 +30,23 @@ def check_input(x: object, layer: str, what: str = "input") -> torch.Tensor:
     if not x.is_floating_point():
         raise TypeError(f"{layer}: expected a floating-point {what}, got dtype {x.dtype}")
     return x if x.dtype == torch.float32 else x.to(torch.float32)
+
+
+def is_conv1d(m: object) -> bool:
+    """True for transformers' ``Conv1D`` (GPT-2 family): a Linear whose weight is stored transposed,
+    (in, nf). Detected by duck typing (type name, ``nf``, a 2-D (in, nf) weight), so lowbit never
+    imports transformers."""
+    w = getattr(m, "weight", None)
+    return (type(m).__name__ == "Conv1D" and isinstance(getattr(m, "nf", None), int)
+            and isinstance(w, torch.Tensor) and w.dim() == 2 and w.shape[1] == m.nf)
+
+
+def linear_shape(m: object) -> tuple[int, int, torch.Tensor]:
+    """``(in_features, out_features, weight (out, in))`` of an ``nn.Linear`` or a transformers
+    ``Conv1D`` (whose stored weight is transposed: the result is a view of it, no copy)."""
+    if is_conv1d(m):
+        return int(m.weight.shape[0]), int(m.nf), m.weight.t()
+    return int(m.in_features), int(m.out_features), m.weight
 
 
 def symmetric_qmax(dtype: str) -> int:

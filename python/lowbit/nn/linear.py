@@ -19,7 +19,7 @@ from ..core.config import QuantConfig
 from ..core.linear_4bit import prepare_linear_4bit
 from ..core.matmul import prepare_linear
 from ..interop import _torch_ops
-from ._common import buffer_guards, check_input, guards_hold
+from ._common import buffer_guards, check_input, guards_hold, linear_shape
 from ._formats import empty_buffers, quantize_buffers, to_tensor
 
 __all__ = ["QuantLinear"]
@@ -366,14 +366,16 @@ class QuantLinear(_QuantBase):
     @classmethod
     def from_float(
         cls,
-        mod: nn.Linear,
+        mod: nn.Module,
         config: Optional[QuantConfig] = None,
         *,
         act_qparams: Optional[tuple[float, int]] = None,
         weight_qparams: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
         name: str = "",
     ) -> QuantLinear:
-        """Quantizes an ``nn.Linear``; ``act_qparams`` (scale, zero_point) are required for static
+        """Quantizes an ``nn.Linear`` or a transformers ``Conv1D`` (GPT-2's Linear with a
+        transposed (in, out) weight: the layer stores ``weight.t()`` and computes the same
+        ``x @ weight + bias``); ``act_qparams`` (scale, zero_point) are required for static
         activations, ``weight_qparams`` override the weight's own range (QAT).
 
         Raises:
@@ -381,9 +383,9 @@ class QuantLinear(_QuantBase):
                 run (names the layer).
         """
         config = config or QuantConfig()
-        q = cls(mod.in_features, mod.out_features, mod.bias is not None, weight=config.weight,
-                activation=config.activation)
-        return q._fill(mod.weight, mod.bias, act_qparams, weight_qparams, name)
+        in_features, out_features, weight = linear_shape(mod)
+        q = cls(in_features, out_features, mod.bias is not None, weight=config.weight, activation=config.activation)
+        return q._fill(weight, mod.bias, act_qparams, weight_qparams, name)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         xf = check_input(x, self.layer_name)

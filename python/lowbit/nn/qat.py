@@ -12,18 +12,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core.config import QuantConfig
+from ._common import is_conv1d
 from .fake_quantize import FakeQuantize
 
 __all__ = ["QATConv2d", "QATLinear"]
 
 
-def _weight_fq(weight: torch.Tensor, config: QuantConfig, learnable: bool) -> FakeQuantize:
+def _weight_fq(weight: torch.Tensor, config: QuantConfig, learnable: bool, axis: int = 0) -> FakeQuantize:
     per_channel = config.granularity == "per_channel"
     return FakeQuantize(
         config.weight.name,
         symmetric=config.symmetric_weights,
-        axis=0 if per_channel else None,
-        channels=weight.shape[0],
+        axis=axis if per_channel else None,
+        channels=weight.shape[axis],
         averaging_constant=1.0,
         learnable=learnable,
     )
@@ -41,26 +42,40 @@ class QATLinear(nn.Module):
     """``nn.Linear`` training with fake-quantized weights (and inputs when the config's activations
     are static). Shares the float module's ``weight``/``bias`` Parameters.
 
+    Also wraps a transformers ``Conv1D`` (GPT-2): its Parameter stays (in, out) (``transposed``
+    is True), fake-quantized per output channel (axis 1) and used as ``x @ w_fq + bias``.
+
     Dynamic activations are not simulated (they are quantized per row at run time, a much smaller
     error than the weight's); only the weights are fake-quantized then.
     """
 
-    def __init__(self, mod: nn.Linear, config: QuantConfig, *, learnable: bool = False) -> None:
+    def __init__(self, mod: nn.Module, config: QuantConfig, *, learnable: bool = False) -> None:
         super().__init__()
-        self.in_features, self.out_features = mod.in_features, mod.out_features
+        self.transposed = is_conv1d(mod)
+        if self.transposed:
+            self.in_features, self.out_features = int(mod.weight.shape[0]), int(mod.nf)
+            self._float_cls = type(mod)
+        else:
+            self.in_features, self.out_features = mod.in_features, mod.out_features
         self.config = config
         self.weight = mod.weight
         self.bias = mod.bias
-        self.weight_fake_quant = _weight_fq(mod.weight, config, learnable)
+        self.weight_fake_quant = _weight_fq(mod.weight, config, learnable, axis=1 if self.transposed else 0)
         self.input_fake_quant = _input_fq(config, learnable)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.input_fake_quant is not None:
             x = self.input_fake_quant(x)
-        return F.linear(x, self.weight_fake_quant(self.weight), self.bias)
+        w = self.weight_fake_quant(self.weight)
+        return F.linear(x, w.t() if self.transposed else w, self.bias)
 
-    def to_float(self) -> nn.Linear:
-        lin = nn.Linear(self.in_features, self.out_features, self.bias is not None, device="meta")
+    def to_float(self) -> nn.Module:
+        """The float layer (an ``nn.Linear``, or the ``Conv1D`` it wrapped) holding the same Parameters."""
+        if self.transposed:
+            with torch.device("meta"):
+                lin = self._float_cls(self.out_features, self.in_features)
+        else:
+            lin = nn.Linear(self.in_features, self.out_features, self.bias is not None, device="meta")
         lin.weight, lin.bias = self.weight, self.bias
         return lin
 
