@@ -17,7 +17,7 @@ import lowbit
 
 from ..core.config import QuantConfig, as_config
 from ..core.schemes import Int4Weights, Int8Weights, StaticActivations
-from ..nn import FakeQuantize, QATConv2d, QATLinear, QuantConv2d, QuantEmbedding, QuantLinear
+from ..nn import FakeQuantize, QATConv2d, QATLinear, QuantConv1d, QuantConv2d, QuantEmbedding, QuantLinear
 from ..nn.linear import _QuantBase
 
 __all__ = ["Summary", "convert", "prepare_qat", "quantize_model", "run_batch", "summary"]
@@ -60,10 +60,7 @@ def _unsupported_reason(name: str, m: nn.Module, cfg: QuantConfig) -> Optional[s
         return "weights on the meta device"
     if not bool(torch.isfinite(w).all()):
         return "weights contain NaN or inf"
-    if isinstance(m, nn.Conv2d):
-        if m.groups != 1:
-            kind = "depthwise" if m.groups == m.in_channels == m.out_channels else "grouped"
-            return f"{kind} convolution (groups={m.groups}): int8 im2col would not pay off"
+    if isinstance(m, (nn.Conv1d, nn.Conv2d)):
         if isinstance(m.padding, str) and m.padding == "same":
             total = [d * (k - 1) for d, k in zip(m.dilation, m.kernel_size)]
             if any(t % 2 for t in total) or tuple(m.stride) != (1, 1):
@@ -84,7 +81,7 @@ def _unsupported(name: str, why: str, cfg: QuantConfig, reasons: dict[str, str])
 
 
 def _candidates(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    return [(n, m) for n, m in model.named_modules() if type(m) in (nn.Linear, nn.Conv2d)]
+    return [(n, m) for n, m in model.named_modules() if type(m) in (nn.Linear, nn.Conv1d, nn.Conv2d)]
 
 
 def _float_leaves(model: nn.Module, handled: set[str]) -> dict[str, str]:
@@ -96,10 +93,9 @@ def _float_leaves(model: nn.Module, handled: set[str]) -> dict[str, str]:
         ):
             continue
         if any(True for _ in m.parameters(recurse=False)):
-            if isinstance(m, (nn.Linear, nn.Conv2d)):
-                out[n] = (
-                    f"subclass {type(m).__name__} of {nn.Linear.__name__ if isinstance(m, nn.Linear) else 'Conv2d'} is not replaced"
-                )
+            if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d)):
+                base = next(b for b in (nn.Linear, nn.Conv1d, nn.Conv2d) if isinstance(m, b))
+                out[n] = f"subclass {type(m).__name__} of {base.__name__} is not replaced"
             elif type(m) is nn.Embedding:
                 out[n] = (
                     "Embedding kept float (QuantConfig(embedding='int8') stores it as int8 rows)"
@@ -311,7 +307,7 @@ def quantize_model(
         if cfg.activation.calibrated and name not in act_qparams:
             _unsupported(name, "static: never called while calib_data ran, no activation range", cfg, reasons)
             continue
-        cls = QuantLinear if isinstance(m, nn.Linear) else QuantConv2d
+        cls = QuantLinear if isinstance(m, nn.Linear) else QuantConv1d if isinstance(m, nn.Conv1d) else QuantConv2d
         try:
             q = cls.from_float(m, cfg, act_qparams=act_qparams.get(name), name=name)
         except ValueError as e:
@@ -365,6 +361,8 @@ def prepare_qat(
         if why is not None and cfg.is_excluded(name):
             reasons[name] = why
             continue
+        if why is None and isinstance(m, nn.Conv1d):
+            why = "Conv1d has no QAT form (quantize it after training with quantize_model)"
         if why is None and (type(cfg.weight) not in (Int8Weights, Int4Weights) or cfg.group_size is not None):
             why = (f"{cfg.weight.describe()} have no QAT form (fake quantization covers per-channel or "
                    "per-tensor int8/int4: QuantConfig(weight='int8') or 'int4' without group_size)")
