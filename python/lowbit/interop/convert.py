@@ -23,6 +23,7 @@ from ..nn.linear import _QuantBase
 __all__ = ["Summary", "convert", "prepare_qat", "quantize_model", "run_batch", "summary"]
 
 _REASONS_ATTR = "_lowbit_float_layers"
+_FOLDED_ATTR = "_lowbit_folded_bn"
 _CONFIG_ATTR = "_lowbit_config"
 
 
@@ -103,6 +104,76 @@ def _float_leaves(model: nn.Module, handled: set[str]) -> dict[str, str]:
             else:
                 out[n] = f"{type(m).__name__} has no lowbit kernel"
     return out
+
+
+def _conv_bn_pairs(model: nn.Module) -> list[tuple[str, str]]:
+    """(conv, batchnorm) module names where the BatchNorm's only input is the convolution's output
+    and nothing else reads that output: from a torch.fx trace when the model traces, otherwise
+    from consecutive children of nn.Sequential containers."""
+    convs = (nn.Conv1d, nn.Conv2d)
+    bns = (nn.BatchNorm1d, nn.BatchNorm2d)
+    if not any(isinstance(m, bns) for m in model.modules()):
+        return []
+    try:
+        import torch.fx
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            graph = torch.fx.symbolic_trace(model).graph
+    except Exception:  # models with data-dependent control flow do not trace
+        graph = None
+    pairs = []
+    if graph is not None:
+        mods = dict(model.named_modules())
+        for node in graph.nodes:
+            if node.op != "call_module" or not isinstance(mods.get(node.target), bns) or len(node.args) != 1:
+                continue
+            src = node.args[0]
+            if (isinstance(src, torch.fx.Node) and src.op == "call_module" and type(mods.get(src.target)) in convs
+                    and len(src.users) == 1):
+                pairs.append((src.target, node.target))
+        return pairs
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Sequential):
+            kids = list(m.named_children())
+            for (n1, a), (n2, b) in zip(kids, kids[1:]):
+                if type(a) in convs and isinstance(b, bns):
+                    pre = f"{name}." if name else ""
+                    pairs.append((pre + n1, pre + n2))
+    return pairs
+
+
+def _fold_batchnorm(conv: nn.Module, bn: nn.Module) -> None:
+    """Folds an eval-mode BatchNorm into the preceding convolution, in place:
+    ``w' = w * gamma / sqrt(var + eps)`` per output channel and
+    ``b' = (b - mean) * gamma / sqrt(var + eps) + beta`` (in float64, stored in the weight's dtype)."""
+    with torch.no_grad():
+        var = bn.running_var.double()
+        factor = torch.rsqrt(var + bn.eps)
+        if bn.weight is not None:
+            factor = factor * bn.weight.double()
+        b = conv.bias.double() if conv.bias is not None else torch.zeros_like(var)
+        b = (b - bn.running_mean.double()) * factor
+        if bn.bias is not None:
+            b = b + bn.bias.double()
+        w = conv.weight.double() * factor.reshape(-1, *([1] * (conv.weight.dim() - 1)))
+        conv.weight = nn.Parameter(w.to(conv.weight.dtype), requires_grad=conv.weight.requires_grad)
+        conv.bias = nn.Parameter(b.to(conv.weight.dtype), requires_grad=conv.weight.requires_grad)
+
+
+def _fold_batchnorms(work: nn.Module, config: QuantConfig) -> dict[str, str]:
+    """Folds each BatchNorm that directly follows a (not excluded) Conv1d/Conv2d into it and
+    replaces it with nn.Identity; returns conv name -> BatchNorm name."""
+    folded = {}
+    for conv_name, bn_name in _conv_bn_pairs(work):
+        conv, bn = work.get_submodule(conv_name), work.get_submodule(bn_name)
+        if (config.for_layer(conv_name).is_excluded(conv_name) or bn.running_mean is None
+                or bn.num_features != conv.out_channels or not conv.weight.is_floating_point()):
+            continue
+        _fold_batchnorm(conv, bn)
+        _set_submodule(work, bn_name, nn.Identity())
+        folded[conv_name] = bn_name
+    return folded
 
 
 def _quantize_embeddings(work: nn.Module, config: QuantConfig, reasons: dict[str, str]) -> set[str]:
@@ -230,7 +301,11 @@ def quantize_model(
     inplace: bool = False,
     progress: bool = True,
 ) -> nn.Module:
-    """Replaces ``nn.Linear`` / ``nn.Conv2d`` (groups=1) layers with lowbit's quantized modules.
+    """Replaces ``nn.Linear`` / ``nn.Conv2d`` / ``nn.Conv1d`` layers (any groups) with lowbit's
+    quantized modules. A BatchNorm that directly follows a convolution (found by a torch.fx trace,
+    or in nn.Sequential order when the model does not trace) is first folded into it with its
+    running statistics (eval-mode semantics) and replaced by nn.Identity; :func:`summary` reports
+    the fold.
 
     ``config.weight`` picks the weight format (int8, int4 per channel or in groups, uint4, nf4,
     fp16, bf16, log2, ternary, binary; see :class:`lowbit.QuantConfig`) and
@@ -285,6 +360,7 @@ def quantize_model(
             + (f" (layers with weights: {', '.join(kinds)})" if kinds else "")
         )
     work = model if inplace else copy.deepcopy(model)
+    folded = _fold_batchnorms(work, config)
     reasons: dict[str, str] = {}
     targets: dict[str, nn.Module] = {}
     cfgs: dict[str, QuantConfig] = {}
@@ -318,6 +394,7 @@ def quantize_model(
     handled = set(reasons) | set(targets) | _quantize_embeddings(work, config, reasons)
     reasons.update(_float_leaves(work, handled))
     setattr(work, _REASONS_ATTR, {**getattr(work, _REASONS_ATTR, {}), **reasons})
+    setattr(work, _FOLDED_ATTR, {**getattr(work, _FOLDED_ATTR, {}), **folded})
     setattr(work, _CONFIG_ATTR, config)
     return work
 
@@ -330,7 +407,12 @@ def prepare_qat(
     inplace: bool = False,
 ) -> nn.Module:
     """Inserts :class:`lowbit.nn.FakeQuantize` on the weights (and, for static activations, the
-    inputs) of every Linear / Conv2d (groups=1) for quantization-aware training.
+    inputs) of every Linear / Conv2d (any groups) for quantization-aware training.
+
+    BatchNorms that directly follow a convolution are frozen: folded into it at this point with
+    their current running statistics (then nn.Identity), so QAT trains the folded weights that
+    :func:`convert` quantizes (build the optimizer after this call: the folded weights are new
+    Parameters). Conv1d layers have no QAT form.
 
     The returned model trains like the float one (same Parameters, straight-through gradients;
     ``learnable_scale=True`` adds LSQ learnable scales). Ranges are observed in training mode and
@@ -352,6 +434,7 @@ def prepare_qat(
             f"prepare_qat: {type(model).__name__} has no nn.Linear or nn.Conv2d layer to quantize"
         )
     work = model if inplace else copy.deepcopy(model)
+    folded = _fold_batchnorms(work, config)  # frozen statistics: the BatchNorms become Identity
     reasons: dict[str, str] = {}
     done = set()
     for name, _ in cands:
@@ -377,6 +460,7 @@ def prepare_qat(
         done.add(name)
     reasons.update(_float_leaves(work, set(reasons) | done))
     setattr(work, _REASONS_ATTR, reasons)
+    setattr(work, _FOLDED_ATTR, folded)
     setattr(work, _CONFIG_ATTR, config)
     return work
 
@@ -525,6 +609,7 @@ def summary(model: nn.Module) -> Summary:
     """
     model = _check_model(model)
     reasons = getattr(model, _REASONS_ATTR, {})
+    folded = getattr(model, _FOLDED_ATTR, {})
     rows = []
     for name, m in model.named_modules():
         if isinstance(m, FakeQuantize):
@@ -536,13 +621,15 @@ def summary(model: nn.Module) -> Summary:
                 {
                     "layer": name,
                     "type": type(m).__name__,
-                    "action": _action(m),
+                    "action": _action(m) + (f", folded BatchNorm '{folded[name]}'" if name in folded else ""),
                     "bytes_before": before,
                     "bytes_after": after,
                 }
             )
         elif name in reasons or any(True for _ in m.parameters(recurse=False)):
             why = reasons.get(name, "not quantized")
+            if name in folded:
+                why += f", folded BatchNorm '{folded[name]}'"
             b = _param_bytes(m)
             rows.append(
                 {
