@@ -76,12 +76,55 @@ void conv2d_depthwise_f32_s8w_f32(const DwConvArgs& a, int64_t r0, int64_t r1) {
       const __mmask32 m = rem >= 32 ? ~0u : ((1u << rem) - 1u);
       const __mmask16 m0 = static_cast<__mmask16>(m), m1 = static_cast<__mmask16>(m >> 16);
       const __m512 s0 = _mm512_loadu_ps(a.scale + cb), s1 = _mm512_loadu_ps(a.scale + cb + 16);
+      // 3x3 with all three rows inside the image: the 18 weight vectors stay in registers (other
+      // kernels load tap 0 nine times: in bounds, unused)
+      const bool is3 = a.kh == 3 && a.kw == 3;
+      const bool k3 = is3 && rowp[0] != nullptr && rowp[1] != nullptr && rowp[2] != nullptr;
+#define LOWBIT_DW_W(t)                                                                 \
+  const __m512i we##t = _mm512_loadu_si512(a.w_even + (is3 ? (t) : 0) * a.c_pad + cb); \
+  const __m512i wo##t = _mm512_loadu_si512(a.w_odd + (is3 ? (t) : 0) * a.c_pad + cb);
+      LOWBIT_DW_W(0)
+      LOWBIT_DW_W(1)
+      LOWBIT_DW_W(2)
+      LOWBIT_DW_W(3)
+      LOWBIT_DW_W(4)
+      LOWBIT_DW_W(5)
+      LOWBIT_DW_W(6)
+      LOWBIT_DW_W(7)
+      LOWBIT_DW_W(8)
+#undef LOWBIT_DW_W
+      const int64_t dxc = a.dil_w * c;
       for (int64_t ox = 0; ox < a.wo; ++ox) {
         __m512i acc_e, acc_o;
-        if (ox >= ox_lo && ox < ox_hi)
+        if (k3 && ox >= ox_lo && ox < ox_hi) {
+          const int64_t off = (ox * a.stride_w - a.pad_w) * c + cb;
+          const uint8_t* const p0 = rowp[0] + off;
+          const uint8_t* const p1 = rowp[1] + off;
+          const uint8_t* const p2 = rowp[2] + off;
+          __m512i e = _mm512_setzero_si512(), o = _mm512_setzero_si512();
+#define LOWBIT_DW_TAP(p, t)                                                                      \
+  {                                                                                              \
+    const __m512i x = _mm512_sub_epi16(_mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(m, p)), zp); \
+    e = _mm512_add_epi32(e, _mm512_madd_epi16(x, we##t));                                        \
+    o = _mm512_add_epi32(o, _mm512_madd_epi16(x, wo##t));                                        \
+  }
+          LOWBIT_DW_TAP(p0, 0)
+          LOWBIT_DW_TAP(p0 + dxc, 1)
+          LOWBIT_DW_TAP(p0 + 2 * dxc, 2)
+          LOWBIT_DW_TAP(p1, 3)
+          LOWBIT_DW_TAP(p1 + dxc, 4)
+          LOWBIT_DW_TAP(p1 + 2 * dxc, 5)
+          LOWBIT_DW_TAP(p2, 6)
+          LOWBIT_DW_TAP(p2 + dxc, 7)
+          LOWBIT_DW_TAP(p2 + 2 * dxc, 8)
+#undef LOWBIT_DW_TAP
+          acc_e = e;
+          acc_o = o;
+        } else if (ox >= ox_lo && ox < ox_hi) {
           block<true>(a, rowp, ox, cb, m, zp, &acc_e, &acc_o);
-        else
+        } else {
           block<false>(a, rowp, ox, cb, m, zp, &acc_e, &acc_o);
+        }
         __m512 y0 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_permutex2var_epi32(acc_e, idx_lo, acc_o)), s0);
         __m512 y1 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_permutex2var_epi32(acc_e, idx_hi, acc_o)), s1);
         if (bias != nullptr) {
