@@ -198,3 +198,19 @@ def copy_of(m):
     import copy
 
     return copy.deepcopy(m)
+
+
+@pytest.mark.parametrize("groups", [8, 2])
+def test_torch_op_path_equals_the_eager_kernels(groups):
+    """The traced path (torch im2col + lowbit::linear_int8 per group, as under torch.compile) computes
+    the eager depthwise kernel's / byte-patch path's values (static activations)."""
+    from unittest import mock
+
+    torch.manual_seed(groups)
+    conv = torch.nn.Conv2d(8, 8, 3, stride=2, padding=1, groups=groups)
+    q = lowbit.nn.QuantConv2d.from_float(conv, lowbit.QuantConfig(activation="static"), act_qparams=(0.04, 128))
+    x = torch.randn(2, 8, 9, 9)
+    eager = q(x)
+    with mock.patch("torch.compiler.is_compiling", return_value=True):
+        traced = q(x)
+    np.testing.assert_array_equal(traced.numpy(), eager.numpy())
