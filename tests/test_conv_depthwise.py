@@ -214,3 +214,21 @@ def test_torch_op_path_equals_the_eager_kernels(groups):
     with mock.patch("torch.compiler.is_compiling", return_value=True):
         traced = q(x)
     np.testing.assert_array_equal(traced.numpy(), eager.numpy())
+
+
+@pytest.mark.parametrize("cfg", [dict(weight="int4"), dict(granularity="per_tensor"), dict(weight="fp16"),
+                                 dict(weight="nf4", activation="dynamic")])
+def test_depthwise_in_other_weight_schemes(cfg):
+    """Depthwise layers whose scheme the direct kernel does not take run per group (or dequantized)."""
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(8, 8, 3, padding=1, groups=8)
+    act = cfg.pop("activation", "static")
+    c = lowbit.QuantConfig(activation=act if cfg.get("weight") != "fp16" else None, **cfg)
+    try:
+        q = lowbit.nn.QuantConv2d.from_float(conv, c, act_qparams=(0.04, 128) if c.activation.calibrated else None)
+    except ValueError as e:  # a scheme whose kernel cannot take K = 9 says so
+        assert "cannot run" in str(e)
+        return
+    x = torch.randn(2, 8, 6, 6)
+    y = q(x)
+    assert float((y - conv(x).detach()).abs().max()) < 0.3

@@ -166,7 +166,7 @@ class QuantConv2d(_QuantBase):
             # the image is quantized once, then patches of bytes (per group) or the depthwise
             # kernel: one C++ call per group (per-tensor dynamic parameters from the image)
             xn = xh.detach().numpy()
-            if self.groups == 1 or self.depthwise:
+            if self.groups == 1 or self._direct_depthwise():
                 y = torch.from_numpy(self._eager_conv(c)[0](xn))
             else:
                 cg = c // self.groups
@@ -212,7 +212,7 @@ class QuantConv2d(_QuantBase):
                 act = dict(activation="dynamic_per_tensor")
             geom = dict(kernel_size=self.kernel_size, stride=self.stride, padding=self.padding,
                         dilation=self.dilation)
-            if self.depthwise:
+            if self._direct_depthwise():
                 w_q = _torch_ops.to_numpy(getattr(self, self.scheme.data_name))
                 calls = [prepare_conv2d_depthwise(w_q, _torch_ops.to_numpy(self.weight_scale), b, **geom, **act)]
             else:
