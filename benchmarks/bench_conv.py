@@ -10,7 +10,11 @@ lowbit (torch's output is also requantized to int8, lowbit's stays float32; its 
 onednn observer is a histogram that clips outliers). Every variant is checked against the float32
 output: relative L2 error ||y - y_f32|| / ||y_f32||.
 
-Usage: python benchmarks/bench_conv.py [--threads N] [--batch N] [--rounds R] [--out FILE]
+Depthwise 3x3 convolutions of MobileNetV2 (``DW_SHAPES``; ``--depthwise`` runs only those): float32
+(NCHW and channels-last input) against lowbit's depthwise kernel with static and per-tensor dynamic
+activations.
+
+Usage: python benchmarks/bench_conv.py [--threads N] [--batch N] [--rounds R] [--depthwise] [--out FILE]
 """
 
 from __future__ import annotations
@@ -35,6 +39,42 @@ SHAPES = [  # (channels in, size, channels out, kernel, stride)
     (512, 7, 512, 3, 1),
 ]
 
+DW_SHAPES = [  # MobileNetV2's depthwise 3x3 layers: (channels, input size, stride)
+    (32, 112, 1),
+    (96, 112, 2),
+    (144, 56, 1),
+    (144, 56, 2),
+    (192, 28, 1),
+    (384, 14, 1),
+    (576, 14, 1),
+    (960, 7, 1),
+]
+
+
+def bench_depthwise(batch: int, rounds: int) -> list[list[str]]:
+    """Depthwise int8 (lowbit's direct kernel) against float32 on MobileNetV2's shapes."""
+    rows = []
+    torch.manual_seed(0)
+    for c, hw, s in DW_SHAPES:
+        conv = torch.nn.Conv2d(c, c, 3, stride=s, padding=1, groups=c).eval()
+        x = torch.nn.functional.relu6(torch.randn(batch, c, hw, hw) * 2)
+        xcl = x.contiguous(memory_format=torch.channels_last)
+        with torch.no_grad():
+            ref = conv(x)
+        seq = torch.nn.Sequential(conv)
+        st = lowbit.quantize_model(seq, lowbit.QuantConfig(activation="static"), calib_data=[x], progress=False)
+        dy = lowbit.quantize_model(seq, lowbit.QuantConfig(activation="dynamic_per_tensor"), progress=False)
+        fns = {"float32 (NCHW)": lambda: conv(x), "float32 (channels-last)": lambda: conv(xcl),
+               "lowbit static int8": lambda: st(xcl), "lowbit dynamic per-tensor int8": lambda: dy(xcl)}
+        with torch.no_grad():
+            err = {n: float((f() - ref).norm() / ref.norm()) for n, f in fns.items()}
+            t = interleaved_times(fns, dict.fromkeys(fns, ""), rounds, 0.2)
+        best_f = min(t["float32 (NCHW)"], t["float32 (channels-last)"])
+        for name in fns:
+            rows.append([f"{batch}x{c}x{hw}x{hw} dw3x3 s{s}", name, f"{t[name] * 1e3:.3f}", f"{best_f / t[name]:.2f}x",
+                         "-", f"{err[name]:.4f}"])
+    return rows
+
 
 def torch_static(conv: torch.nn.Conv2d, x: torch.Tensor, engine: str) -> torch.nn.Module:
     """torch.ao eager static quantization of one convolution (per-channel weights, histogram-free
@@ -58,6 +98,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="torch and lowbit threads (0: all cores)")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--depthwise", action="store_true", help="only the depthwise shapes")
     ap.add_argument("--out", help="also write the table to this Markdown file")
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
@@ -68,7 +109,7 @@ def main() -> None:
     engines = [e for e in torch.backends.quantized.supported_engines if e in ("x86", "fbgemm", "onednn")]
     rows = []
     torch.manual_seed(0)
-    for c, hw, o, k, s in SHAPES:
+    for c, hw, o, k, s in [] if args.depthwise else SHAPES:
         conv = torch.nn.Conv2d(c, o, k, stride=s, padding=k // 2).eval()
         x = torch.relu(torch.randn(args.batch, c, hw, hw))
         with torch.no_grad():
@@ -100,6 +141,7 @@ def main() -> None:
             rows.append([f"{args.batch}x{c}x{hw}x{hw} k{k} s{s} -> {o}", name, timing_cell(t[name]),
                          speedup_cell(t["float32"], t[name]), speedup_cell(t[peer], t[name]) if peer else "-",
                          f"{err[name]:.4f}"])
+    rows += bench_depthwise(args.batch, args.rounds)
     out = table(["conv (N x C x H x W)", "variant", "ms (median ± half IQR)", "vs float32 (range)",
                  "vs best torch static (range)", "rel L2 err"], rows)
     print(out)

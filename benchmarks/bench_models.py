@@ -10,8 +10,8 @@ handles nn.Linear only, not transformers' Conv1D, so it quantizes only the LM he
 
 Timing: variants are measured interleaved by lowbit.Timer (median ± half IQR of the rounds, speedup
 from medians with its quartile range; a TimingWarning when noisy: the machine is shared); the GPT-2
-next-token rows are measured round-robin, best over rounds. Usage: python benchmarks/bench_models.py
-[--models digits,minilm,gpt2] [--batches 1,32]
+next-token and MobileNet rows are measured round-robin, best over rounds. Usage:
+python benchmarks/bench_models.py [--models digits,mobilenet,minilm,gpt2] [--batches 1,32]
 [--threads N] [--rounds R]
 """
 
@@ -244,9 +244,41 @@ def bench_gpt2(rounds: int) -> list[list[object]]:
     ]
 
 
+def bench_mobilenet(batches: list[int], rounds: int, size: int = 16) -> list[list[object]]:
+    """The MobileNetV2-style digits CNN (depthwise convolutions, BatchNorm folded) trained and run
+    on the digits upsampled to ``size`` x ``size``: float32 against lowbit static and per-tensor
+    dynamic int8."""
+    from lowbit.demo.models import DigitsMobileNet, train_digits_model
+
+    data = load_digits_data()
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = train_digits_model(DigitsMobileNet(width=16, expand=4, size=size), data, epochs=3)
+    torch.set_num_threads(n)
+    calib = [data.x_train[i : i + 64] for i in range(0, 512, 64)]
+    vs = [("float32", model, ""),
+          ("lowbit static int8", lowbit.quantize_model(model, lowbit.QuantConfig(activation="static"),
+                                                       calib_data=calib, progress=False), ""),
+          ("lowbit dynamic per-tensor int8",
+           lowbit.quantize_model(model, lowbit.QuantConfig(activation="dynamic_per_tensor"), progress=False), "")]
+    engines = {name: eng for name, _, eng in vs}
+    quality = {name: f"acc {accuracy(m, data.x_test, data.y_test):.2f}%" for name, m, _ in vs}
+    size_b = {name: f"{state_bytes(m) / 1e3:.1f} kB" for name, m, _ in vs}
+    rows = []
+    for b in batches:
+        x = data.x_test[:b]
+        with torch.no_grad():
+            t = interleaved_times({name: (lambda m=m, x=x: m(x)) for name, m, _ in vs}, engines, rounds, 0.2)
+        for name, _, _ in vs:
+            rows.append([f"MobileNetV2-style {size}x{size}", name, b, f"{t[name] * 1e3:.3f}",
+                         f"{t['float32'] / t[name]:.2f}x", size_b[name], quality[name]])
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", default="digits,minilm,gpt2")
+    ap.add_argument("--models", default="digits,mobilenet,minilm,gpt2")
     ap.add_argument("--batches", default="1,32")
     ap.add_argument("--seq", type=int, default=128)
     ap.add_argument(
@@ -262,6 +294,8 @@ def main() -> None:
     rows: list[list[object]] = []
     if "digits" in args.models:
         rows += bench_digits(batches, args.rounds)
+    if "mobilenet" in args.models:
+        rows += bench_mobilenet(batches, args.rounds)
     if "minilm" in args.models:
         rows += bench_minilm(batches, args.seq, args.rounds)
     if "gpt2" in args.models:

@@ -244,19 +244,20 @@ def _net():
     torch = pytest.importorskip("torch")
     torch.manual_seed(0)
     return torch.nn.Sequential(
-        torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.Conv2d(8, 8, 3, padding=1, groups=8), torch.nn.Flatten(),
+        torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.Conv2d(8, 8, 4, padding="same"), torch.nn.Flatten(),
         torch.nn.Linear(8 * 4 * 4, 10)).eval()
 
 
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel:UserWarning")
 def test_unsupported_layers_raise_unless_opted_in():
     torch = pytest.importorskip("torch")
     net = _net()
-    with pytest.raises(ValueError, match=r"layer '1' cannot be quantized.*depthwise.*exclude=\['1'\].*on_unsupported"):
+    with pytest.raises(ValueError, match=r"layer '1' cannot be quantized.*padding='same'.*exclude=\['1'\].*on_unsupported"):
         lowbit.quantize_model(net)
-    with pytest.warns(UserWarning, match="layer '1' stays float: depthwise"):
+    with pytest.warns(UserWarning, match="layer '1' stays float: padding='same'"):
         q = lowbit.quantize_model(net, lowbit.QuantConfig(on_unsupported="float"))
     rows = {r["layer"]: r for r in lowbit.summary(q).rows}
-    assert rows["1"]["action"].startswith("float: depthwise") and rows["3"]["type"] == "QuantLinear"
+    assert rows["1"]["action"].startswith("float: padding='same'") and rows["3"]["type"] == "QuantLinear"
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         q = lowbit.quantize_model(net, lowbit.QuantConfig(exclude=["1"]))  # explicit: no warning

@@ -14,9 +14,10 @@ import lowbit
 from lowbit.nn import QATConv2d, QATLinear, QuantConv2d, QuantLinear
 from torch import nn
 
-# Net's depthwise convolution (and, in static mode, its unused layer) cannot be quantized: these
+# Net's even-kernel 'same' convolution (and, in static mode, its unused layer) cannot be quantized: these
 # tests opt in to keeping them float (test_unsupported_layers_raise_unless_opted_in checks the default).
-pytestmark = pytest.mark.filterwarnings("ignore:lowbit. layer .* stays float:UserWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore:lowbit. layer .* stays float:UserWarning"),
+              pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel:UserWarning")]
 
 
 def QC(**kw):
@@ -28,7 +29,7 @@ class Net(nn.Module):
         super().__init__()
         self.emb = nn.Embedding(10, 6)
         self.conv = nn.Conv2d(3, 8, 3, padding=1)
-        self.dw = nn.Conv2d(8, 8, 3, padding=1, groups=8)
+        self.dw = nn.Conv2d(8, 8, 4, padding="same")
         self.fc1 = nn.Linear(8 * 4 * 4, 32)
         self.norm = nn.LayerNorm(32)
         self.head = nn.Linear(32, 5)
@@ -92,7 +93,7 @@ def test_quantize_model_modes(net, data, act):
     y, yq = net(data[0]), q(data[0])
     assert float((y - yq).abs().max()) < 0.05 * float(y.abs().max()) + 0.05
     rows = {r["layer"]: r for r in lowbit.summary(q).rows}
-    assert rows["dw"]["action"].startswith("float: depthwise convolution (groups=8)")
+    assert rows["dw"]["action"].startswith("float: padding='same' with an asymmetric padding")
     assert rows["emb"]["action"].startswith("float: Embedding kept float")
     assert rows["norm"]["action"] == "float: LayerNorm has no lowbit kernel"
     assert rows["fc1"]["bytes_after"] < rows["fc1"]["bytes_before"] / 3

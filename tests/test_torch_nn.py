@@ -192,8 +192,9 @@ def test_quant_conv2d_rejects_bad_input():
         q(torch.randn(1, 4, 8, 8))
     with pytest.raises(ValueError, match="smaller than the kernel"):
         q(torch.randn(1, 3, 2, 2))
-    with pytest.raises(ValueError, match="groups=3"):
-        QuantConv2d.from_float(torch.nn.Conv2d(3, 3, 3, groups=3))
+    assert QuantConv2d.from_float(torch.nn.Conv2d(3, 3, 3, groups=3)).depthwise
+    with pytest.raises(ValueError, match="groups=2"):
+        QuantConv2d(3, 4, 3, groups=2)
 
 
 @pytest.mark.parametrize("dtype", ["int8", "uint8", "int4", "uint4"])

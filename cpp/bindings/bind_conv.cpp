@@ -86,6 +86,57 @@ py::array conv2d_static_py(const py::array& x, const py::array& packed, const py
   return out;
 }
 
+// A depthwise convolution (groups == channels): x the (N, H, W, C) float32 image with any strides,
+// weight int8 (C, kh * kw) in (kh, kw) order, scale float32 (C,) (> 0), bias float32 (C,) or None;
+// act "static" (act_scale, act_zero_point in the act dtype's range, act_signed for int8) or
+// "dynamic_per_tensor" (uint8 parameters from the image's finite range and 0). Result (N * Ho * Wo,
+// C) float32 (lowbit::conv2d_depthwise).
+py::array conv2d_depthwise_py(const py::array& x, const py::array& weight, const py::array& scale,
+                              const py::object& bias_in, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph,
+                              int64_t pw, int64_t dh, int64_t dw, double act_scale, int32_t act_zero_point,
+                              bool act_signed, bool relu, const std::string& act) {
+  const Im2colArgs g = im2col_geometry(x, kh, kw, sh, sw, ph, pw, dh, dw);
+  require_dtype<int8_t>(weight, "weight", "an int8 array");
+  require_contiguous(weight, "weight");
+  if (weight.ndim() != 2 || weight.shape(0) != g.c || weight.shape(1) != kh * kw)
+    value_error("weight: expected shape (" + std::to_string(g.c) + ", " + std::to_string(kh * kw) + ")");
+  const float* s = require_f32(scale, "scale");
+  if (scale.ndim() != 1 || scale.shape(0) != g.c) value_error("scale: expected shape (" + std::to_string(g.c) + ",)");
+  for (int64_t i = 0; i < g.c; ++i)
+    if (!scale_ok(s[i])) value_error("scale: every weight scale must be finite and > 0");
+  const float* b = nullptr;
+  py::array bias;
+  if (!bias_in.is_none()) {
+    bias = py::array::ensure(bias_in);
+    if (!bias) type_error("bias: expected a float32 array");
+    b = require_f32(bias, "bias");
+    if (bias.ndim() != 1 || bias.shape(0) != g.c) value_error("bias: expected shape (" + std::to_string(g.c) + ",)");
+  }
+  bool dynamic = false;
+  if (act == "dynamic_per_tensor") {
+    dynamic = true;
+    act_scale = 1.0;
+    act_zero_point = 0;
+  } else if (act == "static") {
+    if (!scale_ok(act_scale)) value_error("act_scale: must be finite and > 0");
+    const int32_t lo = act_signed ? -128 : 0, hi = act_signed ? 127 : 255;
+    if (act_zero_point < lo || act_zero_point > hi)
+      value_error("act_zero_point: " + std::to_string(act_zero_point) + " is outside [" + std::to_string(lo) + ", " +
+                  std::to_string(hi) + "]");
+    if (act_signed) act_zero_point += 128;
+  } else {
+    value_error("act: expected 'static' or 'dynamic_per_tensor', got '" + act + "'");
+  }
+  py::array out(py::dtype::of<float>(), std::vector<int64_t>{g.n * g.ho * g.wo, g.c});
+  float* o = static_cast<float*>(out.mutable_data());
+  const int8_t* w = static_cast<const int8_t*>(weight.data());
+  {
+    py::gil_scoped_release release;
+    conv2d_depthwise(g, g.x, w, s, b, dynamic, static_cast<float>(act_scale), act_zero_point, relu, o);
+  }
+  return out;
+}
+
 }  // namespace
 
 void bind_conv(py::module_& m) {
@@ -95,6 +146,10 @@ void bind_conv(py::module_& m) {
         py::arg("scale"), py::arg("bias"), py::arg("kh"), py::arg("kw"), py::arg("stride_h"), py::arg("stride_w"),
         py::arg("pad_h"), py::arg("pad_w"), py::arg("dil_h"), py::arg("dil_w"), py::arg("act_scale"),
         py::arg("act_zero_point"), py::arg("act_signed"), py::arg("relu"), py::arg("act") = "static");
+  m.def("conv2d_depthwise", &conv2d_depthwise_py, py::arg("x"), py::arg("weight"), py::arg("scale"), py::arg("bias"),
+        py::arg("kh"), py::arg("kw"), py::arg("stride_h"), py::arg("stride_w"), py::arg("pad_h"), py::arg("pad_w"),
+        py::arg("dil_h"), py::arg("dil_w"), py::arg("act_scale"), py::arg("act_zero_point"), py::arg("act_signed"),
+        py::arg("relu"), py::arg("act") = "static");
 }
 
 }  // namespace bind

@@ -50,6 +50,25 @@ def conv2d_static(
     relu: bool,
     act: str = "static",
 ) -> np.ndarray: ...
+def conv2d_depthwise(
+    x: np.ndarray,
+    weight: np.ndarray,
+    scale: np.ndarray,
+    bias: Any,
+    kh: int,
+    kw: int,
+    stride_h: int,
+    stride_w: int,
+    pad_h: int,
+    pad_w: int,
+    dil_h: int,
+    dil_w: int,
+    act_scale: float,
+    act_zero_point: int,
+    act_signed: bool,
+    relu: bool,
+    act: str = "static",
+) -> np.ndarray: ...
 def convert_bf16_f32(x: np.ndarray) -> np.ndarray: ...
 def convert_f16_f32(x: np.ndarray) -> np.ndarray: ...
 def convert_f32_bf16(x: np.ndarray) -> np.ndarray: ...

@@ -52,10 +52,8 @@ void transpose_bytes(const uint8_t* src, int64_t ld_src, int64_t rows, int64_t c
 
 }  // namespace
 
-void conv2d_static_packed(const Im2colArgs& geom, const float* x, const int8_t* packed, const int32_t* colsum,
-                          const float* col_scale, int64_t n, const LinearParams& p, void* out) {
-  const int64_t m = geom.n * geom.ho * geom.wo, k = geom.kh * geom.kw * geom.c;
-  if (m == 0 || n == 0) return;
+std::unique_ptr<uint8_t[]> detail::quantize_image_u8(const Im2colArgs& geom, const float* x, bool dynamic, float* scale,
+                                                     int32_t* zero_point) {
   const int64_t pixels = geom.n * geom.h * geom.w, elems = pixels * geom.c;
   // NHWC-contiguous (channels-last, or NCHW with one channel): one vector run
   const bool dense = (geom.c == 1 || geom.sc == 1) && geom.sw == geom.c && geom.sh == geom.w * geom.c &&
@@ -63,9 +61,9 @@ void conv2d_static_packed(const Im2colArgs& geom, const float* x, const int8_t* 
   // Channel planes contiguous (NCHW): vector runs per plane, then a byte transpose to NHWC
   const bool planes = !dense && geom.sw == 1 && geom.sh == geom.w;
   const int64_t hw = geom.h * geom.w;
-  float s = p.act_scale;
-  int32_t z = p.act_zero_point + (p.act_signed ? 128 : 0);
-  if (p.act == ActMode::kDynamicTensor) {
+  float s = *scale;
+  int32_t z = *zero_point;
+  if (dynamic) {
     // 0. the image's finite range (0 included, as finite_range starts there): with every pixel in
     // some patch, the patches' range, hence linear(act="dynamic_per_tensor")'s parameters
     const int64_t rows = planes ? geom.n * geom.c : geom.n * geom.h;
@@ -94,7 +92,6 @@ void conv2d_static_packed(const Im2colArgs& geom, const float* x, const int8_t* 
   }
   const float inv = 1.0f / s;
   const AffineRow ar{&s, &inv, &z, false, 0, 255};
-  // 1. the image, quantized once (kh * kw times fewer elements than its patches), as NHWC bytes
   std::unique_ptr<uint8_t[]> img(new uint8_t[static_cast<size_t>(std::max<int64_t>(elems, 1))]);
   auto qu8 = dispatch::quantize_f32_u8.get();
   if (dense) {
@@ -129,6 +126,19 @@ void conv2d_static_packed(const Im2colArgs& geom, const float* x, const int8_t* 
       }
     });
   }
+  *scale = s;
+  *zero_point = z;
+  return img;
+}
+
+void conv2d_static_packed(const Im2colArgs& geom, const float* x, const int8_t* packed, const int32_t* colsum,
+                          const float* col_scale, int64_t n, const LinearParams& p, void* out) {
+  const int64_t m = geom.n * geom.ho * geom.wo, k = geom.kh * geom.kw * geom.c;
+  if (m == 0 || n == 0) return;
+  float s = p.act_scale;
+  int32_t z = p.act_zero_point + (p.act_signed ? 128 : 0);
+  // 1. the image, quantized once (kh * kw times fewer elements than its patches), as NHWC bytes
+  std::unique_ptr<uint8_t[]> img = detail::quantize_image_u8(geom, x, p.act == ActMode::kDynamicTensor, &s, &z);
   // 2. patches of bytes; padding is the zero point (what 0.0 quantizes to)
   const int64_t lda = packed_act_stride(k), kg = k_groups(k);
   const int64_t weight_bytes = n_panels(n) * kg * kPanelCols * kKGroup;

@@ -7,8 +7,10 @@
 #include <cmath>
 #include <cstdint>
 #include <functional>
+#include <memory>
 
 #include "lowbit/dispatch.hpp"
+#include "lowbit/im2col.hpp"
 #include "lowbit/matmul.hpp"
 
 namespace lowbit {
@@ -26,6 +28,10 @@ void for_rows(int64_t m, int64_t k, const std::function<void(int64_t, int64_t)>&
 // Byte-patch convolutions: rows of patches (stride lda) made and multiplied per task while they are
 // in L2, or 0 when the weights (weight_bytes) are too large for that and all patches come first.
 int64_t patch_chunk_rows(int64_t m, int64_t lda, int64_t weight_bytes);
+// The image x (geometry and strides of geom) quantized once to dense NHWC uint8 (conv.cpp), with
+// *scale and *zero_point (uint8 domain); dynamic: they are set from the image's finite range and 0.
+std::unique_ptr<uint8_t[]> quantize_image_u8(const Im2colArgs& geom, const float* x, bool dynamic, float* scale,
+                                             int32_t* zero_point);
 
 // ---- activation packing (pack.cpp): u8 rows of packed_act_stride(k) bytes, zero past k
 

@@ -18,7 +18,7 @@ from .quantize import quantize
 from .schemes import ActivationScheme, Int8Weights
 
 __all__ = ["PackedWeight", "matmul_int8", "pack_weight_int8", "prepare_linear", "prepare_conv2d_static",
-           "conv_covers_input"]
+           "prepare_conv2d_depthwise", "conv_covers_input"]
 
 _ACT_MODES = ("dynamic", "dynamic_per_tensor", "static")
 
@@ -316,6 +316,44 @@ def prepare_conv2d_static(
     args = (w._packed, w._colsum, n, w.scale, b, kh, kw, sh, sw, ph, pw, dh, dw, scale_f, zp, act_dtype == "int8", False,
             act)
     conv = _core.conv2d_static
+    return lambda x: conv(x, *args)
+
+
+def prepare_conv2d_depthwise(
+    w_q: Any,
+    w_scale: Any,
+    bias: Any,
+    *,
+    kernel_size: tuple[int, int],
+    stride: tuple[int, int] = (1, 1),
+    padding: tuple[int, int] = (0, 0),
+    dilation: tuple[int, int] = (1, 1),
+    activation: str = "static",
+    activation_scale: Optional[float] = None,
+    activation_zero_point: Optional[int] = None,
+    activation_dtype: str = "uint8",
+) -> Callable[[np.ndarray], np.ndarray]:
+    """A depthwise convolution (one filter per channel) as ``f(x)``: ``x`` a float32
+    ``(N, H, W, C)`` array (any strides), result ``(N * Ho * Wo, C)`` float32, bit-identical to
+    :func:`lowbit.reference.conv2d_depthwise`. ``w_q``: int8 ``(C, kh * kw)`` (symmetric, zero point
+    0), ``w_scale`` float32 ``(C,)``. ``activation``: "static" (``activation_scale``,
+    ``activation_zero_point``, ``activation_dtype``) or "dynamic_per_tensor" (uint8 parameters from
+    the whole image's range). The image is quantized once; the kernel accumulates in int32."""
+    if activation == "static":
+        scale_f = _scalar(activation_scale, "activation_scale", float)
+        zp = _scalar(activation_zero_point, "activation_zero_point", int)
+    elif activation == "dynamic_per_tensor":
+        scale_f, zp = 1.0, 0
+    else:
+        raise ValueError(f"activation: expected 'static' or 'dynamic_per_tensor', got {activation!r}")
+    if activation_dtype not in ("uint8", "int8"):
+        raise ValueError(f"activation_dtype: expected 'uint8' or 'int8', got {activation_dtype!r}")
+    w = np.ascontiguousarray(as_numpy(w_q, "w_q"))
+    s = np.ascontiguousarray(as_numpy(w_scale, "w_scale"), np.float32).reshape(-1)
+    b = None if bias is None else np.ascontiguousarray(as_numpy(bias, "bias"), np.float32)
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel_size, stride, padding, dilation
+    args = (w, s, b, kh, kw, sh, sw, ph, pw, dh, dw, scale_f, zp, activation_dtype == "int8", False, activation)
+    conv = _core.conv2d_depthwise
     return lambda x: conv(x, *args)
 
 

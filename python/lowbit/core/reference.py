@@ -224,6 +224,59 @@ def linear(
     return y.reshape(lead + (q_w.shape[0],))
 
 
+__all__ += ["conv2d_depthwise"]
+
+
+def conv2d_depthwise(
+    x: np.ndarray,
+    q_w: np.ndarray,
+    w_scale: np.ndarray,
+    bias: Optional[np.ndarray] = None,
+    stride: tuple[int, int] = (1, 1),
+    padding: tuple[int, int] = (0, 0),
+    dilation: tuple[int, int] = (1, 1),
+    activation: str = "static",
+    activation_scale: Optional[float] = None,
+    activation_zero_point: int = 0,
+    activation_dtype: str = "uint8",
+    relu: bool = False,
+) -> np.ndarray:
+    """Quantized depthwise convolution of ``x (N, H, W, C)`` with int weights ``q_w (C, kh, kw)``
+    and scales ``(C,)``: result ``(N * Ho * Wo, C)`` float32, rows in (n, oy, ox) order.
+
+    The image is quantized once (static parameters, or "dynamic_per_tensor": uint8 parameters of
+    the whole image's finite range and 0), ``v = sum over the taps inside the image of
+    (q - zp) * w`` (exact; padding is the zero point), then :func:`linear`'s epilogue:
+    ``float32(v) * (s_x * s_w) + bias``, ReLU.
+    """
+    x = np.asarray(x, np.float32)
+    n, h, w, c = x.shape
+    q_w = np.asarray(q_w).astype(np.int64)
+    _, kh, kw = q_w.shape
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    if activation == "static":
+        s, z, dt = np.float32(activation_scale), int(activation_zero_point), activation_dtype
+    else:
+        s1, z1 = dynamic_act_qparams(x.reshape(1, -1), per_row=False)
+        s, z, dt = s1[0], int(z1[0]), "uint8"
+    q = quantize(x, s, z, dt) - z
+    qp = np.zeros((n, h + 2 * ph, w + 2 * pw, c), np.int64)
+    qp[:, ph : ph + h, pw : pw + w] = q
+    ho = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    wo = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    v = np.zeros((n, ho, wo, c), np.int64)
+    for i in range(kh):
+        for j in range(kw):
+            win = qp[:, i * dh : i * dh + (ho - 1) * sh + 1 : sh, j * dw : j * dw + (wo - 1) * sw + 1 : sw]
+            v += win * q_w[:, i, j]
+    y = v.reshape(-1, c).astype(np.float32) * (s * np.asarray(w_scale, np.float32))
+    if bias is not None:
+        y = y + np.asarray(bias, np.float32)
+    if relu:
+        y = np.maximum(y, np.float32(0))
+    return y
+
+
 # ---------------------------------------------------------------------------------------------
 # Formats below 8 bits and half floats (issue 7): the spec of lowbit.formats
 # (nf4, fp16, bf16, log2, ternary, binary). Plain NumPy, independent of the C++ kernels.

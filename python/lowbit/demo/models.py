@@ -21,12 +21,15 @@ __all__ = [
     "SENTENCES",
     "DigitsCNN",
     "DigitsData",
+    "DigitsMobileNet",
+    "DigitsResNet",
     "accuracy",
     "embed_sentences",
     "fit",
     "load_digits_data",
     "load_minilm",
     "train_digits_cnn",
+    "train_digits_model",
 ]
 
 
@@ -48,6 +51,105 @@ class DigitsCNN(nn.Module):
         x = F.max_pool2d(F.relu(self.conv2(x)), 2)
         x = F.relu(self.fc1(torch.flatten(x, 1)))
         return self.fc2(x)
+
+
+def _conv_bn(cin: int, cout: int, k: int, stride: int = 1, groups: int = 1, act: Optional[type] = nn.ReLU6) -> nn.Sequential:
+    layers: list[nn.Module] = [nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout)]
+    if act is not None:
+        layers.append(act())
+    return nn.Sequential(*layers)
+
+
+class InvertedResidual(nn.Module):
+    """MobileNetV2's block: 1x1 expansion, 3x3 depthwise, 1x1 linear projection (BatchNorm after
+    each, ReLU6 after the first two), with a residual connection when the shape is kept."""
+
+    def __init__(self, cin: int, cout: int, stride: int, expand: int) -> None:
+        super().__init__()
+        hidden = cin * expand
+        self.use_res = stride == 1 and cin == cout
+        self.conv = nn.Sequential(
+            _conv_bn(cin, hidden, 1),
+            _conv_bn(hidden, hidden, 3, stride, groups=hidden),
+            _conv_bn(hidden, cout, 1, act=None),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        return x + y if self.use_res else y
+
+
+class DigitsMobileNet(nn.Module):
+    """A MobileNetV2-style CNN for the digits (upsampled to ``size`` x ``size`` when not 8): stem conv, four
+    inverted residual blocks (depthwise 3x3 convolutions, BatchNorm, ReLU6), 1x1 head, Linear.
+
+    Input (N, 1, 8, 8) float32 in [0, 1]; output (N, 10) logits.
+    """
+
+    def __init__(self, width: int = 16, expand: int = 4, size: int = 8) -> None:
+        super().__init__()
+        self.size = size
+        w = width
+        self.stem = _conv_bn(1, w, 3)
+        self.blocks = nn.Sequential(
+            InvertedResidual(w, w, 1, expand),
+            InvertedResidual(w, w + w // 2, 2, expand),
+            InvertedResidual(w + w // 2, w + w // 2, 1, expand),
+            InvertedResidual(w + w // 2, 2 * w, 2, expand),
+        )
+        self.head = _conv_bn(2 * w, 4 * w, 1)
+        self.fc = nn.Linear(4 * w, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.size != 8:  # a constant, so torch.fx traces the model
+            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
+        x = self.head(self.blocks(self.stem(x)))
+        return self.fc(x.mean((2, 3)))
+
+
+class BasicBlock(nn.Module):
+    """ResNet's basic block: two 3x3 convolutions with BatchNorm, a 1x1 + BatchNorm shortcut when
+    the shape changes, ReLU after the sum."""
+
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.down = None
+        if stride != 1 or cin != cout:
+            self.down = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        return F.relu(y + (x if self.down is None else self.down(x)))
+
+
+class DigitsResNet(nn.Module):
+    """A ResNet-style CNN for the digits (upsampled when ``size`` is not 8): stem conv + BatchNorm, three basic
+    blocks (one strided with a 1x1 shortcut), global average pooling, Linear.
+
+    Input (N, 1, 8, 8) float32 in [0, 1]; output (N, 10) logits.
+    """
+
+    def __init__(self, width: int = 16, size: int = 8) -> None:
+        super().__init__()
+        self.size = size
+        self.conv1 = nn.Conv2d(1, width, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.layer1 = BasicBlock(width, width, 1)
+        self.layer2 = BasicBlock(width, 2 * width, 2)
+        self.layer3 = BasicBlock(2 * width, 2 * width, 1)
+        self.fc = nn.Linear(2 * width, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.size != 8:  # a constant, so torch.fx traces the model
+            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
+        x = F.relu(self.bn1(self.conv1(x)))
+        x = self.layer3(self.layer2(self.layer1(x)))
+        return self.fc(x.mean((2, 3)))
 
 
 @dataclass
@@ -106,6 +208,16 @@ def train_digits_cnn(
     data = data or load_digits_data()
     torch.manual_seed(seed)
     return fit(DigitsCNN(**kw), data.x_train, data.y_train, epochs=epochs, lr=5e-3, seed=seed)
+
+
+def train_digits_model(
+    model: nn.Module, data: Optional[DigitsData] = None, *, epochs: int = 4, seed: int = 0
+) -> nn.Module:
+    """Trains a digits model (e.g. :class:`DigitsMobileNet`, :class:`DigitsResNet`) in place on
+    ``data`` (default: :func:`load_digits_data`) in a few seconds; returns it in eval mode."""
+    data = data or load_digits_data()
+    torch.manual_seed(seed)
+    return fit(model, data.x_train, data.y_train, epochs=epochs, lr=5e-3, seed=seed)
 
 
 @torch.no_grad()

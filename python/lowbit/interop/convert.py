@@ -17,13 +17,14 @@ from ..core.calibration import _progress
 from ..core.config import QuantConfig, as_config
 from ..core.metrics import format_bytes
 from ..core.schemes import Int4Weights, Int8Weights, StaticActivations
-from ..nn import FakeQuantize, QATConv2d, QATLinear, QuantConv2d, QuantEmbedding, QuantLinear
+from ..nn import FakeQuantize, QATConv2d, QATLinear, QuantConv1d, QuantConv2d, QuantEmbedding, QuantLinear
 from ..nn._common import is_conv1d
 from ..nn.linear import _QuantBase
 
 __all__ = ["Summary", "convert", "prepare_qat", "quantize_model", "run_batch", "summary"]
 
 _REASONS_ATTR = "_lowbit_float_layers"
+_FOLDED_ATTR = "_lowbit_folded_bn"
 _CONFIG_ATTR = "_lowbit_config"
 
 
@@ -82,10 +83,7 @@ def _unsupported_reason(name: str, m: nn.Module, cfg: QuantConfig) -> Optional[s
         return "weights on the meta device"
     if not bool(torch.isfinite(w).all()):
         return "weights contain NaN or inf"
-    if isinstance(m, nn.Conv2d):
-        if m.groups != 1:
-            kind = "depthwise" if m.groups == m.in_channels == m.out_channels else "grouped"
-            return f"{kind} convolution (groups={m.groups}): int8 im2col would not pay off"
+    if isinstance(m, (nn.Conv1d, nn.Conv2d)):
         if isinstance(m.padding, str) and m.padding == "same":
             total = [d * (k - 1) for d, k in zip(m.dilation, m.kernel_size)]
             if any(t % 2 for t in total) or tuple(m.stride) != (1, 1):
@@ -108,7 +106,7 @@ def _unsupported(name: str, why: str, cfg: QuantConfig, reasons: dict[str, str])
 def _candidates(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """Layers lowbit replaces: plain nn.Linear and nn.Conv2d, and transformers' Conv1D (GPT-2's
     Linear with a transposed weight, detected by duck typing: transformers is never imported)."""
-    return [(n, m) for n, m in model.named_modules() if type(m) in (nn.Linear, nn.Conv2d) or is_conv1d(m)]
+    return [(n, m) for n, m in model.named_modules() if type(m) in (nn.Linear, nn.Conv1d, nn.Conv2d) or is_conv1d(m)]
 
 
 def _is_linear(m: nn.Module) -> bool:
@@ -203,10 +201,9 @@ def _float_leaves(model: nn.Module, handled: set[str]) -> dict[str, str]:
         ):
             continue
         if any(True for _ in m.parameters(recurse=False)):
-            if isinstance(m, (nn.Linear, nn.Conv2d)):
-                out[n] = (
-                    f"subclass {type(m).__name__} of {nn.Linear.__name__ if isinstance(m, nn.Linear) else 'Conv2d'} is not replaced"
-                )
+            if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d)):
+                base = next(b for b in (nn.Linear, nn.Conv1d, nn.Conv2d) if isinstance(m, b))
+                out[n] = f"subclass {type(m).__name__} of {base.__name__} is not replaced"
             elif is_conv1d(m):
                 out[n] = "Conv1D (transformers) not replaced"
             elif type(m) is nn.Embedding:
@@ -216,6 +213,76 @@ def _float_leaves(model: nn.Module, handled: set[str]) -> dict[str, str]:
             else:
                 out[n] = f"{type(m).__name__} has no lowbit kernel"
     return out
+
+
+def _conv_bn_pairs(model: nn.Module) -> list[tuple[str, str]]:
+    """(conv, batchnorm) module names where the BatchNorm's only input is the convolution's output
+    and nothing else reads that output: from a torch.fx trace when the model traces, otherwise
+    from consecutive children of nn.Sequential containers."""
+    convs = (nn.Conv1d, nn.Conv2d)
+    bns = (nn.BatchNorm1d, nn.BatchNorm2d)
+    if not any(isinstance(m, bns) for m in model.modules()):
+        return []
+    try:
+        import torch.fx
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            graph = torch.fx.symbolic_trace(model).graph
+    except Exception:  # models with data-dependent control flow do not trace
+        graph = None
+    pairs = []
+    if graph is not None:
+        mods = dict(model.named_modules())
+        for node in graph.nodes:
+            if node.op != "call_module" or not isinstance(mods.get(node.target), bns) or len(node.args) != 1:
+                continue
+            src = node.args[0]
+            if (isinstance(src, torch.fx.Node) and src.op == "call_module" and type(mods.get(src.target)) in convs
+                    and len(src.users) == 1):
+                pairs.append((src.target, node.target))
+        return pairs
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Sequential):
+            kids = list(m.named_children())
+            for (n1, a), (n2, b) in zip(kids, kids[1:]):
+                if type(a) in convs and isinstance(b, bns):
+                    pre = f"{name}." if name else ""
+                    pairs.append((pre + n1, pre + n2))
+    return pairs
+
+
+def _fold_batchnorm(conv: nn.Module, bn: nn.Module) -> None:
+    """Folds an eval-mode BatchNorm into the preceding convolution, in place:
+    ``w' = w * gamma / sqrt(var + eps)`` per output channel and
+    ``b' = (b - mean) * gamma / sqrt(var + eps) + beta`` (in float64, stored in the weight's dtype)."""
+    with torch.no_grad():
+        var = bn.running_var.double()
+        factor = torch.rsqrt(var + bn.eps)
+        if bn.weight is not None:
+            factor = factor * bn.weight.double()
+        b = conv.bias.double() if conv.bias is not None else torch.zeros_like(var)
+        b = (b - bn.running_mean.double()) * factor
+        if bn.bias is not None:
+            b = b + bn.bias.double()
+        w = conv.weight.double() * factor.reshape(-1, *([1] * (conv.weight.dim() - 1)))
+        conv.weight = nn.Parameter(w.to(conv.weight.dtype), requires_grad=conv.weight.requires_grad)
+        conv.bias = nn.Parameter(b.to(conv.weight.dtype), requires_grad=conv.weight.requires_grad)
+
+
+def _fold_batchnorms(work: nn.Module, config: QuantConfig) -> dict[str, str]:
+    """Folds each BatchNorm that directly follows a (not excluded) Conv1d/Conv2d into it and
+    replaces it with nn.Identity; returns conv name -> BatchNorm name."""
+    folded = {}
+    for conv_name, bn_name in _conv_bn_pairs(work):
+        conv, bn = work.get_submodule(conv_name), work.get_submodule(bn_name)
+        if (config.for_layer(conv_name).is_excluded(conv_name) or bn.running_mean is None
+                or bn.num_features != conv.out_channels or not conv.weight.is_floating_point()):
+            continue
+        _fold_batchnorm(conv, bn)
+        _set_submodule(work, bn_name, nn.Identity())
+        folded[conv_name] = bn_name
+    return folded
 
 
 def _quantize_embeddings(
@@ -466,6 +533,7 @@ def quantize_model(
         )
     work = model if inplace else copy.deepcopy(model)
     float_bytes = _float_bytes(work)
+    folded = _fold_batchnorms(work, config)
     aliases = _aliases(work)
     reasons: dict[str, str] = {}
     targets: dict[str, nn.Module] = {}
@@ -497,6 +565,11 @@ def quantize_model(
     if static:
         act_qparams = _calibrate(work, static, cfgs, calib_data, progress)
     gptq = {n: m for n, m in targets.items() if cfgs[n].algorithm is not None}
+    for n, m in list(gptq.items()):
+        if isinstance(m, nn.Conv1d) or getattr(m, "groups", 1) != 1:
+            _unsupported(n, "GPTQ covers Linear, transformers Conv1D and groups=1 Conv2d layers (not nn.Conv1d or "
+                         "grouped convolutions yet)", cfgs[n], reasons)
+            del gptq[n], targets[n]
     hessians = _collect_hessians(work, gptq, calib_data, progress) if gptq else {}
     first_by_weight: dict[int, tuple[nn.Module, _QuantBase]] = {}
     tied: dict[str, QuantLinear] = {}
@@ -505,7 +578,7 @@ def quantize_model(
         if cfg.activation.calibrated and name not in act_qparams:
             _unsupported(name, "static: never called while calib_data ran, no activation range", cfg, reasons)
             continue
-        cls = QuantConv2d if isinstance(m, nn.Conv2d) else QuantLinear
+        cls = QuantConv2d if isinstance(m, nn.Conv2d) else QuantConv1d if isinstance(m, nn.Conv1d) else QuantLinear
         if name in gptq and name not in hessians:
             _unsupported(name, "GPTQ: never called while calib_data ran, no input statistics", cfg, reasons)
             continue
@@ -544,6 +617,7 @@ def quantize_model(
     handled = set(reasons) | set(targets) | _quantize_embeddings(work, config, reasons, float_bytes, tied)
     reasons.update(_float_leaves(work, handled))
     setattr(work, _REASONS_ATTR, {**getattr(work, _REASONS_ATTR, {}), **reasons})
+    setattr(work, _FOLDED_ATTR, {**getattr(work, _FOLDED_ATTR, {}), **folded})
     setattr(work, _CONFIG_ATTR, config)
     return work
 
@@ -581,6 +655,7 @@ def prepare_qat(
         )
     work = model if inplace else copy.deepcopy(model)
     float_bytes = _float_bytes(work)
+    folded = _fold_batchnorms(work, config)  # frozen statistics: the BatchNorms become Identity
     reasons: dict[str, str] = {}
     for group in _shared_weights(work, cands):  # policy: QAT keeps shared weights float
         for n, m in group:
@@ -597,6 +672,8 @@ def prepare_qat(
         if why is not None and cfg.is_excluded(name):
             reasons[name] = why
             continue
+        if why is None and isinstance(m, nn.Conv1d):
+            why = "Conv1d has no QAT form (quantize it after training with quantize_model)"
         if why is None and cfg.algorithm is not None:
             why = f"{cfg.algorithm.name.upper()} is a post-training algorithm (QAT learns the rounding); drop algorithm="
         if why is None and (type(cfg.weight) not in (Int8Weights, Int4Weights) or cfg.group_size is not None):
@@ -615,6 +692,7 @@ def prepare_qat(
         done.add(name)
     reasons.update(_float_leaves(work, set(reasons) | done))
     setattr(work, _REASONS_ATTR, reasons)
+    setattr(work, _FOLDED_ATTR, folded)
     setattr(work, _CONFIG_ATTR, config)
     return work
 
@@ -770,6 +848,7 @@ def summary(model: nn.Module) -> Summary:
     """
     model = _check_model(model)
     reasons = getattr(model, _REASONS_ATTR, {})
+    folded = getattr(model, _FOLDED_ATTR, {})
     rows = []
     seen: set[int] = set()  # tensors already counted: a shared weight counts once, at its first layer
     for name, m in model.named_modules():
@@ -785,13 +864,15 @@ def summary(model: nn.Module) -> Summary:
                 {
                     "layer": name,
                     "type": kind,
-                    "action": _action(m),
+                    "action": _action(m) + (f", folded BatchNorm '{folded[name]}'" if name in folded else ""),
                     "bytes_before": before,
                     "bytes_after": after,
                 }
             )
         elif name in reasons or any(True for _ in m.parameters(recurse=False)):
             why = reasons.get(name, "not quantized")
+            if name in folded:
+                why += f", folded BatchNorm '{folded[name]}'"
             b = _param_bytes(m, seen)
             rows.append(
                 {

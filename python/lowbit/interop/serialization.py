@@ -25,7 +25,7 @@ from torch import nn
 import lowbit
 
 from ..core.config import QuantConfig
-from ..nn import QuantConv2d, QuantEmbedding, QuantLinear
+from ..nn import QuantConv1d, QuantConv2d, QuantEmbedding, QuantLinear
 from ..nn._common import is_conv1d
 from ..nn.linear import _QuantBase
 from ._torch_ops import pack_nibbles
@@ -34,7 +34,8 @@ from .convert import _CONFIG_ATTR, _REASONS_ATTR, _aliases, _float_bytes, _set_s
 __all__ = ["load", "save"]
 
 FORMAT = "lowbit.model/1"
-_KINDS = {"QuantLinear": QuantLinear, "QuantConv2d": QuantConv2d, "QuantEmbedding": QuantEmbedding}
+_KINDS = {"QuantLinear": QuantLinear, "QuantConv2d": QuantConv2d, "QuantConv1d": QuantConv1d,
+          "QuantEmbedding": QuantEmbedding}
 
 PathLike = Union[str, "os.PathLike[str]"]
 # Scheme options of layer specs written before weight schemes (flat keywords beside the format name).
@@ -44,7 +45,7 @@ _FLAT_OPTIONS = ("group_size", "granularity", "symmetric_weights", "log2_bits", 
 def _upgrade(name: str, spec: dict[str, Any], tensors: dict[str, torch.Tensor], path: str) -> dict[str, Any]:
     """Turns layer specs of older files (format names with flat options) into scheme dicts and packs
     their one-per-byte int4 weights."""
-    if spec.get("kind") not in ("QuantLinear", "QuantConv2d"):
+    if spec.get("kind") not in ("QuantLinear", "QuantConv2d", "QuantConv1d"):
         return spec
     spec = dict(spec)
     try:
@@ -268,12 +269,15 @@ def _check_layer(
         ) == (spec["num_embeddings"], spec["embedding_dim"])
         want = f"Embedding({spec['num_embeddings']}, {spec['embedding_dim']})"
     else:
-        ok = isinstance(float_mod, nn.Conv2d) and (
+        base, ks = (nn.Conv1d, spec["kernel_size"]) if kind == "QuantConv1d" else (nn.Conv2d, spec["kernel_size"])
+        shown = tuple(ks) if isinstance(ks, list) else ks
+        ok = isinstance(float_mod, base) and (
             float_mod.in_channels,
             float_mod.out_channels,
-            list(float_mod.kernel_size),
-        ) == (spec["in_channels"], spec["out_channels"], spec["kernel_size"])
-        want = f"Conv2d({spec['in_channels']}, {spec['out_channels']}, kernel_size={tuple(spec['kernel_size'])})"
+            list(float_mod.kernel_size) if base is nn.Conv2d else float_mod.kernel_size[0],
+            float_mod.groups,
+        ) == (spec["in_channels"], spec["out_channels"], ks, spec.get("groups", 1))
+        want = f"{base.__name__}({spec['in_channels']}, {spec['out_channels']}, kernel_size={shown})"
     if not ok:
         raise ValueError(
             f"lowbit.load: '{path}': layer '{name}' was {want} when saved, the model has "
@@ -348,6 +352,8 @@ def load(path: PathLike, model: Optional[nn.Module] = None, *, trust_model_class
                 q = QuantLinear(**kwargs)
             elif spec["kind"] == "QuantEmbedding":
                 q = QuantEmbedding(**kwargs)
+            elif spec["kind"] == "QuantConv1d":
+                q = QuantConv1d(**kwargs)
             else:
                 for k in ("kernel_size", "stride", "padding", "dilation"):
                     kwargs[k] = tuple(kwargs[k])

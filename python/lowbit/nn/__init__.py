@@ -13,7 +13,7 @@ Example:
 from __future__ import annotations
 
 from ..interop import _torch_ops  # noqa: F401  (registers the lowbit:: torch ops)
-from .conv import QuantConv2d
+from .conv import QuantConv1d, QuantConv2d
 from .embedding import QuantEmbedding
 from .fake_quantize import FakeQuantize, disable_observer, enable_observer
 from .linear import QuantLinear
@@ -23,6 +23,7 @@ __all__ = [
     "FakeQuantize",
     "QATConv2d",
     "QATLinear",
+    "QuantConv1d",
     "QuantConv2d",
     "QuantEmbedding",
     "QuantLinear",

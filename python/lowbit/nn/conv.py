@@ -1,4 +1,5 @@
-"""QuantConv2d: nn.Conv2d (groups=1) as im2col + lowbit's quantized linear. Public torch layer."""
+"""QuantConv2d / QuantConv1d: nn.Conv2d / nn.Conv1d (any groups) as im2col + lowbit's quantized
+linear per group, depthwise ones on lowbit's direct depthwise kernel. Public torch layer."""
 
 from __future__ import annotations
 
@@ -11,12 +12,12 @@ from torch import nn
 
 from .. import _core
 from ..core.config import QuantConfig
-from ..core.matmul import conv_covers_input, prepare_conv2d_static
+from ..core.matmul import conv_covers_input, prepare_conv2d_depthwise, prepare_conv2d_static
 from ..interop import _torch_ops
 from ._common import buffer_guards, check_input, guards_hold
 from .linear import _QuantBase
 
-__all__ = ["QuantConv2d"]
+__all__ = ["QuantConv1d", "QuantConv2d"]
 
 # Prepared static-activation convolution calls per module (see QuantConv2d._eager_conv).
 _EAGER_CONV: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -29,8 +30,8 @@ def _pair(v: _Pair) -> tuple[int, int]:
 
 
 class QuantConv2d(_QuantBase):
-    """Drop-in replacement of :class:`torch.nn.Conv2d` (any stride, padding, dilation and padding
-    mode; groups=1) with quantized weights in any :class:`lowbit.QuantConfig` weight format.
+    """Drop-in replacement of :class:`torch.nn.Conv2d` (any stride, padding, dilation, padding
+    mode and groups) with quantized weights in any :class:`lowbit.QuantConfig` weight format.
 
     The input is viewed channels-last and unfolded into patches (im2col as one strided gather; a
     1x1 stride-1 convolution is a plain reshape), one row per output pixel in (kh, kw, C) order,
@@ -39,6 +40,12 @@ class QuantConv2d(_QuantBase):
     kh * kw * in patch elements); with dynamic activations each patch is quantized on its own. The
     output is returned in channels-last memory format (shape (N, C, H, W)), which the next
     QuantConv2d reads without a copy. Inputs as for QuantLinear.
+
+    Grouped convolutions run one product per group over the group's channels (weights stored as
+    (out, kh * kw * in / groups)). Depthwise ones (groups == in == out) with int8 weights and
+    static or per-tensor dynamic activations run lowbit's direct depthwise kernel on CPU
+    (``lowbit.reference.conv2d_depthwise``; per-tensor dynamic parameters come from the whole
+    image's range).
 
     Example:
         >>> import torch
@@ -60,6 +67,7 @@ class QuantConv2d(_QuantBase):
         bias: bool = True,
         padding_mode: str = "zeros",
         *,
+        groups: int = 1,
         weight: Any = "int8",
         activation: Any = "auto",
         **options: Any,
@@ -94,8 +102,18 @@ class QuantConv2d(_QuantBase):
         if padding_mode not in ("zeros", "reflect", "replicate", "circular"):
             raise ValueError(f"padding_mode: unsupported {padding_mode!r}")
         self.padding_mode = padding_mode
+        self.groups = int(groups)
+        if self.groups < 1 or self.in_channels % self.groups or self.out_channels % self.groups:
+            raise ValueError(f"groups={groups}: in_channels ({in_channels}) and out_channels ({out_channels}) "
+                             "must be divisible by groups")
         kh, kw = self.kernel_size
-        self._init_quant(out_channels, in_channels * kh * kw, bias, QuantConfig(weight, activation, **options))
+        self._init_quant(out_channels, in_channels // self.groups * kh * kw, bias,
+                         QuantConfig(weight, activation, **options))
+
+    @property
+    def depthwise(self) -> bool:
+        """One filter per channel: groups == in_channels == out_channels."""
+        return self.groups > 1 and self.groups == self.in_channels == self.out_channels
 
     @classmethod
     def from_float(
@@ -107,14 +125,11 @@ class QuantConv2d(_QuantBase):
         weight_qparams: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
         name: str = "",
     ) -> QuantConv2d:
-        """Quantizes an ``nn.Conv2d`` with groups=1 (see QuantLinear.from_float)."""
-        if mod.groups != 1:
-            raise ValueError(
-                f"{name or 'Conv2d'}: groups={mod.groups} is not supported (groups must be 1)"
-            )
+        """Quantizes an ``nn.Conv2d`` (see QuantLinear.from_float)."""
         config = config or QuantConfig()
         q = cls(mod.in_channels, mod.out_channels, mod.kernel_size, mod.stride, mod.padding, mod.dilation,
-                mod.bias is not None, mod.padding_mode, weight=config.weight, activation=config.activation)
+                mod.bias is not None, mod.padding_mode, groups=mod.groups, weight=config.weight,
+                activation=config.activation)
         return q._fill(mod.weight.detach().permute(0, 2, 3, 1), mod.bias, act_qparams, weight_qparams, name)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -149,46 +164,73 @@ class QuantConv2d(_QuantBase):
             and conv_covers_input(h, kh, sh, ph, dh)
             and conv_covers_input(w, kw, sw, pw, dw)
         )
-        if eager and fused and self.kernel == "linear_int8":
-            # the image is quantized once, then patches of bytes: one C++ call (per-tensor
-            # dynamic parameters from the image: the patches' range, as every pixel is in one)
-            y = torch.from_numpy(self._eager_conv(c)(xh.detach().numpy()))
+        if eager and self.kernel == "linear_int8" and (
+            self._direct_depthwise() or (fused and (self.groups == 1 or self.activation.calibrated))
+        ):
+            # the image is quantized once, then patches of bytes (per group) or the depthwise
+            # kernel: one C++ call per group (per-tensor dynamic parameters from the image)
+            xn = xh.detach().numpy()
+            if self.groups == 1 or self._direct_depthwise():
+                y = torch.from_numpy(self._eager_conv(c)[0](xn))
+            else:
+                cg = c // self.groups
+                y = torch.cat([torch.from_numpy(f(xn[..., g * cg : (g + 1) * cg]))
+                               for g, f in enumerate(self._eager_conv(c))], dim=1)
             y = y.reshape(n, ho, wo, self.out_channels).permute(0, 3, 1, 2)
             if unbatched:
                 y = y.squeeze(0)
             return y if y.dtype == x.dtype else y.to(x.dtype)
-        if eager:  # lowbit's im2col reads any strides and pads on the fly
-            cols = torch.from_numpy(
-                _core.im2col(xh.detach().numpy(), kh, kw, sh, sw, ph, pw, dh, dw)
-            )
-        else:
-            cols = self._torch_im2col(xh, xf, ho, wo)
-        cols = cols.reshape(n, ho * wo, kh * kw * c)
-        y = self._matmul(cols.contiguous())
+        cg, og = c // self.groups, self.out_channels // self.groups
+        parts = []
+        for g in range(self.groups):
+            xg = xh if self.groups == 1 else xh[..., g * cg : (g + 1) * cg]
+            if eager:  # lowbit's im2col reads any strides and pads on the fly
+                cols = torch.from_numpy(_core.im2col(xg.detach().numpy(), kh, kw, sh, sw, ph, pw, dh, dw))
+            else:
+                xfg = xf if self.groups == 1 else xf[:, g * cg : (g + 1) * cg]
+                cols = self._torch_im2col(xg, xfg, ho, wo)
+            cols = cols.reshape(n, ho * wo, kh * kw * cg)
+            parts.append(self._matmul(cols.contiguous(), None if self.groups == 1 else (g * og, (g + 1) * og)))
+        y = parts[0] if self.groups == 1 else torch.cat(parts, dim=-1)
         y = y.reshape(n, ho, wo, self.out_channels).permute(0, 3, 1, 2)
         if unbatched:
             y = y.squeeze(0)
         return y if y.dtype == x.dtype else y.to(x.dtype)
 
-    def _eager_conv(self, c: int) -> Any:
-        """The prepared byte-patch convolution call (static or per-tensor dynamic activations),
-        rebuilt when a buffer changes."""
+    def _direct_depthwise(self) -> bool:
+        """Whether the depthwise kernel runs this layer (int8 weights, symmetric, static or
+        per-tensor dynamic activations)."""
+        return (self.depthwise and self.scheme.name == "int8" and self.symmetric_weights
+                and (self.activation.calibrated or self.activation.name == "dynamic_per_tensor"))
+
+    def _eager_conv(self, c: int) -> list:
+        """The prepared convolution calls, one per group (one for groups=1 and depthwise layers):
+        byte patches + GEMM, or the depthwise kernel; rebuilt when a buffer changes."""
         hit = _EAGER_CONV.get(self)
         if hit is None or not guards_hold(self, hit[0]):
-            kh, kw = self.kernel_size
-            w_q = getattr(self, self.scheme.data_name)
-            packed = _torch_ops.packed_weight(w_q, self.weight_scale, self.weight_zero_point, kh * kw * c)
             b = None if self.bias is None else _torch_ops.to_numpy(self.bias.to(torch.float32))
             if self.activation.calibrated:
                 act = dict(activation_scale=float(self.act_scale), activation_zero_point=int(self.act_zero_point),
                            activation_dtype=self.activation_dtype)
             else:
                 act = dict(activation="dynamic_per_tensor")
-            call = prepare_conv2d_static(
-                packed, b, kernel_size=self.kernel_size, stride=self.stride, padding=self.padding,
-                dilation=self.dilation, **act,
-            )
-            hit = (buffer_guards(self), call)
+            geom = dict(kernel_size=self.kernel_size, stride=self.stride, padding=self.padding,
+                        dilation=self.dilation)
+            if self._direct_depthwise():
+                w_q = _torch_ops.to_numpy(getattr(self, self.scheme.data_name))
+                calls = [prepare_conv2d_depthwise(w_q, _torch_ops.to_numpy(self.weight_scale), b, **geom, **act)]
+            else:
+                kh, kw = self.kernel_size
+                cg, og = c // self.groups, self.out_channels // self.groups
+                calls = []
+                for g in range(self.groups):
+                    rows = None if self.groups == 1 else (g * og, (g + 1) * og)
+                    packed = _torch_ops.packed_weight(self._rows(getattr(self, self.scheme.data_name), rows),
+                                                      self._rows(self.weight_scale, rows),
+                                                      self._rows(self.weight_zero_point, rows), kh * kw * cg)
+                    calls.append(prepare_conv2d_static(packed, None if b is None else b[g * og : (g + 1) * og],
+                                                       **geom, **act))
+            hit = (buffer_guards(self), calls)
             _EAGER_CONV[self] = hit
         return hit[1]
 
@@ -216,14 +258,15 @@ class QuantConv2d(_QuantBase):
     def dequantized_weight(self) -> torch.Tensor:
         """The float32 weight the kernels effectively use, in nn.Conv2d's (out, in, kh, kw) layout."""
         kh, kw = self.kernel_size
-        w = self._weight_matrix().reshape(self.out_channels, kh, kw, self.in_channels)
+        w = self._weight_matrix().reshape(self.out_channels, kh, kw, self.in_channels // self.groups)
         return w.permute(0, 3, 1, 2).contiguous()
 
     def extra_repr(self) -> str:
         return (
             f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
             f"padding={self.padding}, dilation={self.dilation}, padding_mode={self.padding_mode}, "
-            f"bias={self.bias is not None}, " + self._quant_extra_repr()
+            + (f"groups={self.groups}, " if self.groups != 1 else "")
+            + f"bias={self.bias is not None}, " + self._quant_extra_repr()
         )
 
     def spec(self) -> dict[str, Any]:
@@ -237,5 +280,59 @@ class QuantConv2d(_QuantBase):
             "dilation": list(self.dilation),
             "bias": self.bias is not None,
             "padding_mode": self.padding_mode,
+            **({"groups": self.groups} if self.groups != 1 else {}),
             **self._quant_spec(),
         }
+
+
+class QuantConv1d(QuantConv2d):
+    """Drop-in replacement of :class:`torch.nn.Conv1d` (audio / text CNNs): a QuantConv2d with a
+    (1, k) kernel on the input viewed as (N, C, 1, L); same kernels, buffers and options.
+
+    Example:
+        >>> import torch
+        >>> conv = torch.nn.Conv1d(4, 8, 3, padding=1)
+        >>> q = lowbit.nn.QuantConv1d.from_float(conv)
+        >>> x = torch.randn(2, 4, 16)
+        >>> bool((q(x) - conv(x)).abs().max() < 0.1)
+        True
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1,
+                 padding: Any = 0, dilation: Any = 1, bias: bool = True, padding_mode: str = "zeros",
+                 **kwargs: Any) -> None:
+        def one(v: Any) -> int:
+            return int(v[-1]) if isinstance(v, (tuple, list)) else int(v)
+
+        pad: Any = padding if isinstance(padding, str) else (0, one(padding))
+        super().__init__(in_channels, out_channels, (1, one(kernel_size)), (1, one(stride)), pad,
+                         (1, one(dilation)), bias, padding_mode, **kwargs)
+
+    @classmethod
+    def from_float(cls, mod: nn.Conv1d, config: Optional[QuantConfig] = None, *,
+                   act_qparams: Optional[tuple[float, int]] = None,
+                   weight_qparams: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
+                   name: str = "") -> QuantConv1d:
+        """Quantizes an ``nn.Conv1d`` (see QuantLinear.from_float)."""
+        config = config or QuantConfig()
+        q = cls(mod.in_channels, mod.out_channels, mod.kernel_size, mod.stride, mod.padding, mod.dilation,
+                mod.bias is not None, mod.padding_mode, groups=mod.groups, weight=config.weight,
+                activation=config.activation)
+        return q._fill(mod.weight.detach().permute(0, 2, 1), mod.bias, act_qparams, weight_qparams, name)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() not in (2, 3):
+            raise ValueError(
+                f"{self.layer_name}: expected input of shape (N, {self.in_channels}, L), got {tuple(x.shape)}")
+        return super().forward(x.unsqueeze(-2)).squeeze(-2)
+
+    def dequantized_weight(self) -> torch.Tensor:
+        """The float32 weight in nn.Conv1d's (out, in / groups, k) layout."""
+        return super().dequantized_weight().squeeze(2)
+
+    def spec(self) -> dict[str, Any]:
+        d = super().spec()
+        d["kind"] = "QuantConv1d"
+        for key in ("kernel_size", "stride", "padding", "dilation"):
+            d[key] = d[key][1]
+        return d

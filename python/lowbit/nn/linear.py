@@ -205,40 +205,50 @@ class _QuantBase(nn.Module):
             return _NoBackward.apply(y, x, self.layer_name)
         return y
 
-    def _matmul(self, x: torch.Tensor) -> torch.Tensor:
-        """(..., in_flat) float32 -> (..., out) float32."""
+    def _rows(self, t: Optional[torch.Tensor], rows: Optional[tuple[int, int]]) -> Optional[torch.Tensor]:
+        """``t`` restricted to the output rows [lo, hi) (a grouped convolution's group), or ``t``."""
+        if rows is None or t is None or t.dim() == 0 or t.shape[0] != self.out_flat:
+            return t
+        return t[rows[0] : rows[1]]
+
+    def _matmul(self, x: torch.Tensor, rows: Optional[tuple[int, int]] = None) -> torch.Tensor:
+        """(..., in_flat) float32 -> (..., out) float32; with ``rows`` = (lo, hi) only the weight's
+        output rows lo..hi-1 (one group of a grouped convolution)."""
         kernel = self.kernel
+        n_out = self.out_flat if rows is None else rows[1] - rows[0]
         if kernel == "dequantize":
-            b = None if self.bias is None else self.bias.to(x.dtype)
-            return F.linear(x, self._weight_matrix().to(device=x.device, dtype=x.dtype), b)
+            b = None if self.bias is None else self._rows(self.bias, rows).to(x.dtype)
+            w = self._rows(self._weight_matrix(), rows)
+            return F.linear(x, w.to(device=x.device, dtype=x.dtype), b)
         quantized = self.activation.quantized
         x_in = x
         if kernel == "linear_4bit":
             if quantized:
                 x = x.detach()  # as the int8 kernels: no backward through quantized activations
             if x.numel() == 0:
-                return x.new_zeros((*x.shape[:-1], self.out_flat))
+                return x.new_zeros((*x.shape[:-1], n_out))
             eager = (x.device.type == "cpu" and not torch.compiler.is_compiling()
                      and not (x.requires_grad and torch.is_grad_enabled()))
             if eager:
-                y = self._eager(x)
+                y = self._eager(x, rows)
             else:
-                y = torch.ops.lowbit.linear_4bit(x, self.weight_packed, self._scale(), self.bias, self.weight_dtype,
-                                                 self.group_size, "int8" if quantized else "float")
+                y = torch.ops.lowbit.linear_4bit(x, self._rows(self.weight_packed, rows),
+                                                 self._rows(self._scale(), rows), self._rows(self.bias, rows),
+                                                 self.weight_dtype, self.group_size, "int8" if quantized else "float")
             return self._no_backward(y, x_in) if quantized else y
         x = x.detach()  # the int8 kernels have no backward
         if x.numel() == 0:
-            return x.new_zeros((*x.shape[:-1], self.out_flat))
+            return x.new_zeros((*x.shape[:-1], n_out))
         # Eager CPU calls the kernel directly (skips the dispatcher; same code as the op).
         if x.device.type == "cpu" and not torch.compiler.is_compiling():
-            y = self._eager(x)
+            y = self._eager(x, rows)
         else:
             y = torch.ops.lowbit.linear_int8(
                 x,
-                getattr(self, self.scheme.data_name),
-                self.weight_scale,
-                self.weight_zero_point,
-                self.bias,
+                self._rows(getattr(self, self.scheme.data_name), rows),
+                self._rows(self.weight_scale, rows),
+                self._rows(self.weight_zero_point, rows),
+                self._rows(self.bias, rows),
                 self.act_scale,
                 self.act_zero_point,
                 self.activation.name,
@@ -246,30 +256,34 @@ class _QuantBase(nn.Module):
             )
         return self._no_backward(y, x_in)
 
-    def _eager(self, x: torch.Tensor) -> torch.Tensor:
-        """Eager CPU forward: the kernel call prepared once per module (packed weight, bias and
-        activation parameters validated and bound) and rebuilt when any buffer is replaced or
-        modified in place. Same numerics as the ops; saves the per-call Python work that
-        dominates small layers."""
+    def _eager(self, x: torch.Tensor, rows: Optional[tuple[int, int]] = None) -> torch.Tensor:
+        """Eager CPU forward: the kernel call prepared once per module (and per group ``rows``:
+        packed weight, bias and activation parameters validated and bound) and rebuilt when any
+        buffer is replaced or modified in place. Same numerics as the ops; saves the per-call
+        Python work that dominates small layers."""
         hit = _EAGER.get(self)
         if hit is None or not guards_hold(self, hit[0]):
-            hit = (buffer_guards(self), self._prepare_eager(x.shape[-1]))
+            hit = (buffer_guards(self), {})
             _EAGER[self] = hit
+        call = hit[1].get(rows)
+        if call is None:
+            call = hit[1][rows] = self._prepare_eager(x.shape[-1], rows)
         flat = x.dim() == 2  # the common case: no reshapes (each costs ~0.7 us on small layers)
         x2 = x if flat else x.reshape(-1, x.shape[-1])
         if not x2.is_contiguous():
             x2 = x2.contiguous()
-        y = torch.from_numpy(hit[1](x2.numpy()))
+        y = torch.from_numpy(call(x2.numpy()))
         return y if flat else y.reshape(*x.shape[:-1], y.shape[1])
 
-    def _prepare_eager(self, k: int) -> Any:
-        b = None if self.bias is None else _torch_ops.to_numpy(self.bias.to(torch.float32))
+    def _prepare_eager(self, k: int, rows: Optional[tuple[int, int]] = None) -> Any:
+        b = None if self.bias is None else _torch_ops.to_numpy(self._rows(self.bias, rows).to(torch.float32))
         if self.kernel == "linear_4bit":
-            pw = _torch_ops.packed_weight_4bit(self.weight_packed, self._scale(), self.weight_dtype,
-                                               self.group_size, k)
+            pw = _torch_ops.packed_weight_4bit(self._rows(self.weight_packed, rows), self._rows(self._scale(), rows),
+                                               self.weight_dtype, self.group_size, k)
             return prepare_linear_4bit(pw, b, activation="dynamic" if self.activation.quantized else "float")
-        w_q = getattr(self, self.scheme.data_name)
-        packed = _torch_ops.packed_weight(w_q, self.weight_scale, self.weight_zero_point, k)
+        w_q = self._rows(getattr(self, self.scheme.data_name), rows)
+        packed = _torch_ops.packed_weight(w_q, self._rows(self.weight_scale, rows),
+                                          self._rows(self.weight_zero_point, rows), k)
         if self.activation.calibrated:
             return prepare_linear(packed, b, activation="static", activation_scale=float(self.act_scale),
                                   activation_zero_point=int(self.act_zero_point),

@@ -84,12 +84,11 @@ class QATLinear(nn.Module):
 
 
 class QATConv2d(nn.Module):
-    """``nn.Conv2d`` (groups=1) with fake-quantized weights and (static config) inputs; see QATLinear."""
+    """``nn.Conv2d`` (any groups) with fake-quantized weights and (static config) inputs; see QATLinear."""
 
     def __init__(self, mod: nn.Conv2d, config: QuantConfig, *, learnable: bool = False) -> None:
         super().__init__()
-        if mod.groups != 1:
-            raise ValueError(f"groups={mod.groups} is not supported (groups must be 1)")
+        self.groups = mod.groups
         self.in_channels, self.out_channels = mod.in_channels, mod.out_channels
         self.kernel_size, self.stride, self.dilation = mod.kernel_size, mod.stride, mod.dilation
         self.padding, self.padding_mode = mod.padding, mod.padding_mode
@@ -106,8 +105,8 @@ class QATConv2d(nn.Module):
         w = self.weight_fake_quant(self.weight)
         if self.padding_mode != "zeros":
             x = F.pad(x, self._reversed_padding_repeated_twice, mode=self.padding_mode)
-            return F.conv2d(x, w, self.bias, self.stride, 0, self.dilation)
-        return F.conv2d(x, w, self.bias, self.stride, self.padding, self.dilation)
+            return F.conv2d(x, w, self.bias, self.stride, 0, self.dilation, self.groups)
+        return F.conv2d(x, w, self.bias, self.stride, self.padding, self.dilation, self.groups)
 
     def to_float(self) -> nn.Conv2d:
         conv = nn.Conv2d(
@@ -117,7 +116,7 @@ class QATConv2d(nn.Module):
             self.stride,
             self.padding,
             self.dilation,
-            1,
+            self.groups,
             self.bias is not None,
             self.padding_mode,
             device="meta",
