@@ -190,3 +190,17 @@ def test_misaligned_inputs_match_aligned_copies():
         lowbit._core.quantize(xm, "int8", "tensor", 1, 0, 0.05, 0, -128, 127, "nearest", 0)
     with pytest.raises(ValueError, match="aligned"):
         lowbit._core.im2col(misaligned(np.zeros((1, 3, 3, 2), np.float32)), 1, 1, 1, 1, 0, 0, 1, 1)
+
+
+def test_misaligned_parameter_arrays_match_aligned_copies():
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((7, 65)).astype(np.float32)
+    s = rng.uniform(0.01, 0.1, 7).astype(np.float32)
+    z = rng.integers(-5, 5, 7).astype(np.int32)
+    got = lowbit.quantize(x, misaligned(s), misaligned(z), axis=0)
+    np.testing.assert_array_equal(got.data, lowbit.quantize(x, s, z, axis=0).data)
+    w = lowbit.pack_weight(rng.standard_normal((16, 65)).astype(np.float32))
+    b = rng.standard_normal(16).astype(np.float32)
+    np.testing.assert_array_equal(lowbit.linear(x, w, misaligned(b)), lowbit.linear(x, w, b))
+    ok = lowbit._core.quantize(x, "int8", "row", 1, 0, misaligned(s), misaligned(z), -128, 127, "nearest", 0)
+    np.testing.assert_array_equal(ok, got.data)

@@ -17,7 +17,7 @@ namespace lowbit {
 namespace bind {
 namespace {
 
-using F32 = py::array_t<float, py::array::c_style | py::array::forcecast>;
+using F32 = InArray<float>;
 
 std::vector<float> padded(const F32& v, int64_t n, const char* name) {
   if (v.ndim() != 1 || v.shape(0) != n)

@@ -34,8 +34,8 @@ ParamMode parse_mode(const std::string& s) {
 // Holds the parameter arrays alive and the layout that points into them.
 struct Layout {
   QuantLayout l;
-  py::array_t<float, py::array::c_style | py::array::forcecast> scale;
-  py::array_t<int32_t, py::array::c_style | py::array::forcecast> zp;
+  InArray<float> scale;
+  InArray<int32_t> zp;
 };
 
 Layout make_layout(const std::vector<int64_t>& shape, const std::string& dtype, const std::string& mode,
@@ -58,8 +58,8 @@ Layout make_layout(const std::vector<int64_t>& shape, const std::string& dtype, 
   l.cols = shape.empty() ? 1 : shape.back();
   l.rows = 1;
   for (size_t i = 0; i + 1 < shape.size(); ++i) l.rows *= shape[i];  // cannot overflow: the product is checked
-  L.scale = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(scale_in);
-  L.zp = py::array_t<int32_t, py::array::c_style | py::array::forcecast>::ensure(zp_in);
+  L.scale = InArray<float>::ensure(scale_in);
+  L.zp = InArray<int32_t>::ensure(zp_in);
   if (!L.scale || !L.zp) type_error("scale and zero_point must be numeric arrays");
   const int64_t n = L.scale.size();
   if (L.zp.size() != n)

@@ -44,6 +44,12 @@ inline void require_contiguous(const py::array& a, const char* name) {
                 " must be aligned to its element size (copy it, e.g. np.require(x, requirements='A'))");
 }
 
+// An array converted from any object: C-contiguous, of element type T, and aligned (NumPy's
+// NPY_ARRAY_ALIGNED flag: ensure() copies a view at an odd byte address instead of passing it on).
+constexpr int kNpyAligned = 0x0100;
+template <class T>
+using InArray = py::array_t<T, py::array::c_style | py::array::forcecast | kNpyAligned>;
+
 // Size arithmetic that cannot overflow: ceil(n / d) for n >= 0, d >= 1; products checked.
 inline int64_t ceil_div(int64_t n, int64_t d) { return n / d + (n % d != 0 ? 1 : 0); }
 
