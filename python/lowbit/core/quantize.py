@@ -424,7 +424,8 @@ def quantize(
     Raises:
         TypeError: non-float ``x``, non-integer ``zero_point``/``axis``/``group_size``/``seed``.
         ValueError: bad shapes of ``scale``/``zero_point``, non-finite or non-positive scales,
-            zero points out of range, unknown ``dtype``/``rounding``.
+            zero points out of range, unknown ``dtype``/``rounding``, ``group_size`` < 1 or
+            > 2**48, an ``out`` that is read-only, misshapen or not C-contiguous (or not aligned).
 
     Example:
         >>> q = lowbit.quantize(np.array([-1.0, 0.0, 0.26, 2.0], np.float32), 0.5)
@@ -524,7 +525,9 @@ def dequantize(
         TypeError: ``q`` is neither a QTensor nor integer data, ``scale`` given with a QTensor, or
             ``out`` is not float32.
         ValueError: values outside the dtype's range, bad parameter shapes, or ``out`` has the
-            wrong shape, is read-only or not C-contiguous.
+            wrong shape, is read-only or not C-contiguous; a hand-built QTensor whose fields do
+            not fit together (a dtype outside :data:`DTYPES`, data not of the stored shape, a
+            shape with more than 2**63 - 1 elements).
 
     Example:
         >>> lowbit.dequantize(lowbit.quantize(np.float32([0.3, -0.7]), 0.1, 2))
