@@ -17,7 +17,8 @@ def run_py(code: str, **env) -> subprocess.CompletedProcess:
 def test_cpu_info_shape():
     info = lowbit.cpu_info()
     assert info["available"][-1] == "scalar"
-    assert info["arch"] == info["available"][0]
+    # the best ISA, unless the user forces a lower one with LOWBIT_ARCH
+    assert info["arch"] == os.environ.get("LOWBIT_ARCH", info["available"][0])
     assert set(info["ops"]) >= {"quantize_f32_s8", "dequantize_s8_f32", "fake_quantize_f32_f32"}
     assert info["num_threads"] >= 1
     assert all(v is True for v in info["features"].values())

@@ -29,6 +29,7 @@ Im2colArgs im2col_geometry(const py::array& x, int64_t kh, int64_t kw, int64_t s
   a.c = x.shape(3);
   for (int d = 0; d < 4; ++d)
     if (x.strides(d) % static_cast<py::ssize_t>(sizeof(float)) != 0) value_error("x: strides must be whole elements");
+  if (reinterpret_cast<uintptr_t>(x.data()) % sizeof(float) != 0) value_error("x: must be aligned to its element size");
   a.sn = x.strides(0) / 4;
   a.sh = x.strides(1) / 4;
   a.sw = x.strides(2) / 4;
@@ -41,10 +42,15 @@ Im2colArgs im2col_geometry(const py::array& x, int64_t kh, int64_t kw, int64_t s
   a.pad_w = pad_w;
   a.dil_h = dil_h;
   a.dil_w = dil_w;
-  const int64_t eh = a.h + 2 * pad_h - dil_h * (kh - 1) - 1, ew = a.w + 2 * pad_w - dil_w * (kw - 1) - 1;
+  // Checked: a huge kernel, padding or dilation raises instead of wrapping around.
+  const int64_t ph2 = checked_mul(2, pad_h, "padding"), pw2 = checked_mul(2, pad_w, "padding");
+  const int64_t span_h = checked_mul(dil_h, kh - 1, "kernel_size"), span_w = checked_mul(dil_w, kw - 1, "kernel_size");
+  const int64_t eh = checked_add(a.h, ph2, "padding") - span_h - 1, ew = checked_add(a.w, pw2, "padding") - span_w - 1;
   if (eh < 0 || ew < 0) value_error("x: input is smaller than the (dilated) kernel");
   a.ho = eh / stride_h + 1;
   a.wo = ew / stride_w + 1;
+  checked_mul(checked_mul(a.n, a.ho, "x"), a.wo, "x");
+  checked_mul(checked_mul(kh, kw, "kernel_size"), a.c, "kernel_size");
   return a;
 }
 

@@ -24,6 +24,7 @@ void require_u16(const py::array& x, const char* name) {
 void check_block(int64_t block) {
   if (block < 2 || block % 2 != 0)
     value_error("block_size: must be an even integer >= 2, got " + std::to_string(block));
+  check_group_cap(block, "block_size");
 }
 
 // Returns (packed codes: ceil(n/2) uint8, absmax: ceil(n/block) float32) of x flattened.
@@ -32,7 +33,7 @@ std::pair<py::array, py::array> quantize_nf4_py(const py::array& x, int64_t bloc
   check_block(block);
   const int64_t n = x.size();
   py::array q(py::dtype::of<uint8_t>(), std::vector<int64_t>{(n + 1) / 2});
-  py::array absmax(py::dtype::of<float>(), std::vector<int64_t>{(n + block - 1) / block});
+  py::array absmax(py::dtype::of<float>(), std::vector<int64_t>{ceil_div(n, block)});
   const auto* src = static_cast<const float*>(x.data());
   auto* qd = static_cast<uint8_t*>(q.mutable_data());
   auto* ad = static_cast<float*>(absmax.mutable_data());
@@ -49,13 +50,9 @@ py::array dequantize_nf4_py(const py::array& q, const py::array& absmax, const s
   require_contiguous(q, "q");
   require_f32(absmax, "absmax");
   check_block(block);
-  int64_t n = 1;
-  for (int64_t d : shape) {
-    if (d < 0) value_error("shape: negative dimension");
-    n *= d;
-  }
-  if (q.size() != (n + 1) / 2) value_error("q: expected ceil(size / 2) packed bytes");
-  if (absmax.size() != (n + block - 1) / block) value_error("absmax: expected ceil(size / block_size) values");
+  const int64_t n = checked_numel(shape, "shape");
+  if (q.size() != ceil_div(n, 2)) value_error("q: expected ceil(size / 2) packed bytes");
+  if (absmax.size() != ceil_div(n, block)) value_error("absmax: expected ceil(size / block_size) values");
   py::array out(py::dtype::of<float>(), shape);
   const auto* qd = static_cast<const uint8_t*>(q.data());
   const auto* ad = static_cast<const float*>(absmax.data());

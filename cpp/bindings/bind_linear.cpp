@@ -17,7 +17,7 @@ namespace lowbit {
 namespace bind {
 namespace {
 
-using F32 = py::array_t<float, py::array::c_style | py::array::forcecast>;
+using F32 = InArray<float>;
 
 std::vector<float> padded(const F32& v, int64_t n, const char* name) {
   if (v.ndim() != 1 || v.shape(0) != n)
@@ -131,7 +131,7 @@ py::array linear_4bit_with(kernels::Linear4Fn kernel, const py::array& x, const 
   if (!has_dtype<float>(scales) || scales.ndim() != 2) type_error("scales: expected a 2-D float32 array");
   require_contiguous(scales, "scales");
   const int64_t m = x.shape(0), k = x.shape(1), panels = w.shape(0), kp = w.shape(1) * 8;
-  if (n < 0 || (n + kL4Panel - 1) / kL4Panel != panels) value_error("n: does not match the packed panels");
+  if (n < 0 || ceil_div(n, kL4Panel) != panels) value_error("n: does not match the packed panels");
   if (group <= 0 || group % 32 != 0 || kp % group != 0)
     value_error("group_size: must be a positive multiple of 32 dividing the padded K");
   if (k > kp || kp - k >= group) value_error("x: K does not match the packed weight");

@@ -34,8 +34,8 @@ ParamMode parse_mode(const std::string& s) {
 // Holds the parameter arrays alive and the layout that points into them.
 struct Layout {
   QuantLayout l;
-  py::array_t<float, py::array::c_style | py::array::forcecast> scale;
-  py::array_t<int32_t, py::array::c_style | py::array::forcecast> zp;
+  InArray<float> scale;
+  InArray<int32_t> zp;
 };
 
 Layout make_layout(const std::vector<int64_t>& shape, const std::string& dtype, const std::string& mode,
@@ -54,11 +54,12 @@ Layout make_layout(const std::vector<int64_t>& shape, const std::string& dtype, 
                 " range [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
   l.qmin = qmin;
   l.qmax = qmax;
+  checked_numel(shape, "shape");
   l.cols = shape.empty() ? 1 : shape.back();
   l.rows = 1;
-  for (size_t i = 0; i + 1 < shape.size(); ++i) l.rows *= shape[i];
-  L.scale = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(scale_in);
-  L.zp = py::array_t<int32_t, py::array::c_style | py::array::forcecast>::ensure(zp_in);
+  for (size_t i = 0; i + 1 < shape.size(); ++i) l.rows *= shape[i];  // cannot overflow: the product is checked
+  L.scale = InArray<float>::ensure(scale_in);
+  L.zp = InArray<int32_t>::ensure(zp_in);
   if (!L.scale || !L.zp) type_error("scale and zero_point must be numeric arrays");
   const int64_t n = L.scale.size();
   if (L.zp.size() != n)
@@ -73,7 +74,7 @@ Layout make_layout(const std::vector<int64_t>& shape, const std::string& dtype, 
     case ParamMode::kRow:
       if (row_div < 1) value_error("row_div must be >= 1");
       expected = n;
-      if (n == 0 ? l.rows * l.cols != 0 : l.rows % (row_div * n) != 0)
+      if (n == 0 ? l.rows * l.cols != 0 : l.rows % checked_mul(row_div, n, "scale") != 0)
         value_error("scale: per-channel size does not match the tensor's shape");
       break;
     case ParamMode::kElement:
@@ -81,7 +82,8 @@ Layout make_layout(const std::vector<int64_t>& shape, const std::string& dtype, 
       break;
     case ParamMode::kGroup:
       if (group_size < 1) value_error("group_size: must be >= 1, got " + std::to_string(group_size));
-      expected = l.rows * ((l.cols + group_size - 1) / group_size);
+      check_group_cap(group_size, "group_size");
+      expected = l.rows * ceil_div(l.cols, group_size);  // <= rows * cols
       break;
   }
   if (n != expected && !(n >= 1 && l.rows * l.cols == 0 && l.mode != ParamMode::kTensor))

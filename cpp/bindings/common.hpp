@@ -6,6 +6,7 @@
 #include <pybind11/pybind11.h>
 
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <string>
 #include <vector>
@@ -34,8 +35,51 @@ bool has_dtype(const py::array& a) {
 
 inline bool is_f16(const py::array& a) { return a.dtype().kind() == 'f' && a.dtype().itemsize() == 2; }
 
+// C-contiguous, and its data at an address aligned to its element size (a view at an odd byte
+// offset of a larger buffer is not: loading its elements is undefined behaviour).
 inline void require_contiguous(const py::array& a, const char* name) {
   if (!(a.flags() & py::array::c_style)) value_error(std::string(name) + " must be C-contiguous");
+  if (reinterpret_cast<uintptr_t>(a.data()) % static_cast<uintptr_t>(a.itemsize()) != 0)
+    value_error(std::string(name) +
+                " must be aligned to its element size (copy it, e.g. np.require(x, requirements='A'))");
+}
+
+// An array converted from any object: C-contiguous, of element type T, and aligned (NumPy's
+// NPY_ARRAY_ALIGNED flag: ensure() copies a view at an odd byte address instead of passing it on).
+constexpr int kNpyAligned = 0x0100;
+template <class T>
+using InArray = py::array_t<T, py::array::c_style | py::array::forcecast | kNpyAligned>;
+
+// Size arithmetic that cannot overflow: ceil(n / d) for n >= 0, d >= 1; products checked.
+inline int64_t ceil_div(int64_t n, int64_t d) { return n / d + (n % d != 0 ? 1 : 0); }
+
+// a * b for a, b >= 0; ValueError naming `what` when the product does not fit in int64.
+inline int64_t checked_mul(int64_t a, int64_t b, const std::string& what) {
+  int64_t r = 0;
+  if (__builtin_mul_overflow(a, b, &r)) value_error(what + ": sizes too large (their product overflows int64)");
+  return r;
+}
+inline int64_t checked_add(int64_t a, int64_t b, const std::string& what) {
+  int64_t r = 0;
+  if (__builtin_add_overflow(a, b, &r)) value_error(what + ": sizes too large (their sum overflows int64)");
+  return r;
+}
+
+// The element count of a shape: dimensions >= 0, product checked.
+inline int64_t checked_numel(const std::vector<int64_t>& shape, const char* name) {
+  int64_t n = 1;
+  for (int64_t d : shape) {
+    if (d < 0) value_error(std::string(name) + ": negative dimension " + std::to_string(d));
+    n = checked_mul(n, d, name);
+  }
+  return n;
+}
+
+// Group and block lengths (group_size, nf4 block_size) are capped: larger ones mean nothing (one
+// group covers any array that fits in memory) and would overflow the size arithmetic.
+constexpr int64_t kMaxGroupSize = int64_t{1} << 48;
+inline void check_group_cap(int64_t g, const char* name) {
+  if (g > kMaxGroupSize) value_error(std::string(name) + ": must be at most 2**48, got " + std::to_string(g));
 }
 
 inline std::string dtype_str(const py::array& a) { return py::str(a.dtype()).cast<std::string>(); }

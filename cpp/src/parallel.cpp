@@ -11,6 +11,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -135,26 +136,32 @@ class Pool {
 };
 
 std::mutex g_pool_mu;
-Pool* g_pool = nullptr;  // intentionally leaked at exit: workers may outlive static destructors
+// The current pool, shared with the callers running on it. Growing replaces it; the last caller to
+// let go of the old one joins its workers (a sweep of thread counts leaked them all before). The
+// holder itself is never destroyed: workers may outlive static destructors at exit.
+std::shared_ptr<Pool>* g_pool = new std::shared_ptr<Pool>();
 
 void after_fork_child() {
-  // The parent's workers do not exist in the child; its mutexes may be held. Start afresh.
+  // The parent's workers do not exist in the child (joining them would hang) and its mutexes may
+  // be held: abandon both and start afresh.
   new (&g_pool_mu) std::mutex();
-  g_pool = nullptr;
+  g_pool = new std::shared_ptr<Pool>();
 }
 
-Pool* pool_for(int workers) {
+std::shared_ptr<Pool> pool_for(int workers) {
   static bool registered = [] {
     pthread_atfork(nullptr, nullptr, after_fork_child);
     return true;
   }();
   (void)registered;
+  std::shared_ptr<Pool> old;  // released after the lock: retiring a pool joins its threads
   std::lock_guard<std::mutex> lk(g_pool_mu);
-  if (g_pool == nullptr || g_pool->workers() < workers) {
-    // Growing: the old pool may still be in use by a concurrent caller; keep it alive.
-    g_pool = new Pool(std::min(workers, 255));
+  std::shared_ptr<Pool>& cur = *g_pool;
+  if (cur == nullptr || cur->workers() < workers) {
+    old = std::move(cur);
+    cur = std::make_shared<Pool>(std::min(workers, 255));
   }
-  return g_pool;
+  return cur;
 }
 
 }  // namespace
@@ -172,7 +179,7 @@ void parallel_for(int64_t n_tasks, const std::function<void(int64_t)>& fn) {
     for (int64_t t = 0; t < n_tasks; ++t) fn(t);
     return;
   }
-  Pool* pool = pool_for(threads - 1);
+  std::shared_ptr<Pool> pool = pool_for(threads - 1);
   std::unique_lock<std::mutex> lk(pool->run_mu_, std::try_to_lock);
   if (!lk.owns_lock()) {
     for (int64_t t = 0; t < n_tasks; ++t) fn(t);
@@ -191,12 +198,19 @@ void parallel_range(int64_t n, int64_t grain, int64_t align, const std::function
     fn(0, n);
     return;
   }
-  int64_t per = (n + tasks - 1) / tasks;
-  per = (per + align - 1) / align * align;
-  int64_t real_tasks = (n + per - 1) / per;
+  // Overflow-free for any n, align >= 1: a piece of `align` or more elements covering n is one task.
+  const int64_t a = std::max<int64_t>(align, 1);
+  const int64_t units = n / tasks + (n % tasks != 0);
+  const int64_t blocks = units / a + (units % a != 0);
+  if (blocks > (n - 1) / a) {
+    fn(0, n);
+    return;
+  }
+  const int64_t per = blocks * a;
+  const int64_t real_tasks = n / per + (n % per != 0);
   parallel_for(real_tasks, [&](int64_t t) {
     int64_t b = t * per;
-    int64_t e = std::min(n, b + per);
+    int64_t e = n - b > per ? b + per : n;
     fn(b, e);
   });
 }

@@ -120,7 +120,7 @@ struct QuantLayout {
   int32_t qmax = 127;
   // Bytes per output row: cols for 8-bit, ceil(cols / 2) for 4-bit (low nibble = even column,
   // the pad nibble of an odd row is 0).
-  int64_t row_bytes() const { return qdtype_bits(dtype) == 4 ? (cols + 1) / 2 : cols; }
+  int64_t row_bytes() const { return qdtype_bits(dtype) == 4 ? cols / 2 + (cols & 1) : cols; }
 };
 
 // Ops: split work over threads, resolve parameters per run, call the dispatched kernels.

@@ -28,11 +28,13 @@ void split(int64_t n, int64_t tasks, int64_t align, F&& fn) {
     fn(0, 0, n);
     return;
   }
-  int64_t per = (n + tasks - 1) / tasks;
-  per = (per + align - 1) / align * align;
+  // Overflow-free: a piece that would reach past n is clamped (later tasks get empty ranges).
+  const int64_t units = n / tasks + (n % tasks != 0);
+  const int64_t blocks = units / align + (units % align != 0);
+  const int64_t per = blocks > n / align ? n : blocks * align;
   parallel_for(tasks, [&](int64_t t) {
-    const int64_t b = std::min(n, t * per);
-    const int64_t e = std::min(n, b + per);
+    const int64_t b = per == 0 || t > n / per ? n : std::min(n, t * per);
+    const int64_t e = n - b > per ? b + per : n;
     fn(t, b, e);
   });
 }

@@ -43,7 +43,7 @@ struct Params {
         break;
       case ParamMode::kGroup: {
         const int64_t g = l->group_size;
-        AffineRow p = at(r * ((l->cols + g - 1) / g) + c0 / g, false);
+        AffineRow p = at(r * (l->cols / g + (l->cols % g != 0)) + c0 / g, false);
         p.group = g;
         p.group_phase = c0 % g;
         f(c0, c1, p);

@@ -84,7 +84,8 @@ inline void pack_nibbles(const int8_t* v, int64_t n_bytes, uint8_t* out) {
 inline void unpack_nibbles_s4(const uint8_t* in, int64_t n_bytes, int8_t* out) {
   for (int64_t j = 0; j < n_bytes; ++j) {
     int8_t b = static_cast<int8_t>(in[j]);
-    out[2 * j] = static_cast<int8_t>(static_cast<int8_t>(b << 4) >> 4);
+    // The low nibble is shifted unsigned: a left shift of a negative int8 is undefined.
+    out[2 * j] = static_cast<int8_t>(static_cast<int8_t>(static_cast<uint8_t>(in[j] << 4)) >> 4);
     out[2 * j + 1] = static_cast<int8_t>(b >> 4);
   }
 }

@@ -19,13 +19,14 @@ def is_torch_tensor(x: Any) -> bool:
 
 def as_numpy(x: Any, name: str) -> np.ndarray:
     """Returns ``x`` as a NumPy array: a zero-copy view of a CPU torch tensor, ``x`` itself for an
-    ndarray, ``np.asarray(x)`` for scalars and sequences.
+    ndarray, ``np.asarray(x)`` for scalars and sequences. An array whose data is not aligned to its
+    element size (a view at an odd byte offset) is copied: the kernels load aligned elements.
 
     Raises:
         ValueError: a torch tensor that is not on the CPU.
     """
     if isinstance(x, np.ndarray):
-        return x
+        return x if x.flags.aligned else x.copy()
     if is_torch_tensor(x):
         if x.device.type != "cpu":
             raise ValueError(f"{name}: tensor is on device '{x.device}'; lowbit runs on the CPU, call .cpu() first")

@@ -299,6 +299,8 @@ def _as_block(group_size: Any) -> int:
         raise TypeError(f"group_size: expected an int, got {type(group_size).__name__}")
     if group_size < 2 or group_size % 2:
         raise ValueError(f"group_size: the nf4 block length must be an even integer >= 2, got {group_size}")
+    if group_size > 2**48:  # one block covers any array that fits in memory; larger overflows int64 sizes
+        raise ValueError(f"group_size: the nf4 block length must be at most 2**48, got {group_size}")
     return int(group_size)
 
 

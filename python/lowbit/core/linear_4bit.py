@@ -12,6 +12,9 @@ and ``y* = x @ W.T + bias`` exact:
 - ``activation="float"``: ``|y - y*| <= (group_size + ceil(K / group_size) + 2) * 2**-24 * (|x| @ |W|.T)
   + 2**-24 * |y*|`` (float32 fused multiply-adds in a fixed order: per column, the group's inputs
   in order, then the groups in order). Every ISA runs the same sequence, so all give the same bits.
+  Inputs so large that a partial sum could overflow float32 (``max|x| > 2**100 / (8 K max|scale|)``)
+  are scaled by a power of two before the kernel and the result back (exact unless values
+  underflow to subnormals), so ``y`` is inf only where ``y*`` overflows float32 (e.g. ``x = 1e37``).
 - ``activation="dynamic"``: activations are quantized per row and group to int8 (symmetric,
   ``xscale = max|x| / 127``), the integer dot products are exact and the float32 epilogue runs in
   a fixed order, so the result is bit-identical on every ISA to ``lowbit.reference.linear_4bit_int8``;
@@ -236,8 +239,23 @@ def prepare_linear_4bit(
     kernel_act = "int8" if act == "dynamic" else "float"
     scale_t, wsum = w._int8_operands() if kernel_act == "int8" else (w._scale_t, None)
 
+    # Float activations: |every partial sum| <= 8 * K * max|scale| * max|x| (|level| <= 8). Past
+    # `limit` x is scaled by a power of two first and the result back (exact barring subnormals), so
+    # the kernel's float32 sums overflow only where y* itself does.
+    smax = float(np.max(scale_t)) if scale_t.size and kernel_act == "float" else 0.0
+    limit = 2.0**100 / (8.0 * max(w.shape[1], 1) * smax) if smax > 0 else np.inf
+
     def call(x2: np.ndarray) -> np.ndarray:
-        y = core(x2, packed, scale_t, b, n, group, dtype, kernel_act, wsum)
+        amax = max(float(x2.max()), -float(x2.min())) if kernel_act == "float" and x2.size else 0.0
+        if amax > limit and amax != np.inf:
+            e = int(np.ceil(np.log2(amax / limit)))
+            y = core(np.ldexp(x2, -e).astype(np.float32), packed, scale_t, None, n, group, dtype, kernel_act, wsum)
+            with np.errstate(over="ignore"):
+                y = np.ldexp(y, e).astype(np.float32)
+            if b is not None:
+                y += b
+        else:
+            y = core(x2, packed, scale_t, b, n, group, dtype, kernel_act, wsum)
         if relu:
             np.maximum(y, np.float32(0), out=y)
         return y

@@ -180,9 +180,12 @@ class Observer:
             raise ValueError(f"d: bad {d['type']} config: {exc}") from None
         try:
             obs._load(d["state"])
-        except (KeyError, TypeError, IndexError) as exc:
+            nonfinite = int(d.get("nonfinite", 0))
+        except (KeyError, TypeError, IndexError, OverflowError) as exc:  # OverflowError: inf or huge counts
             raise ValueError(f"d: malformed {d['type']} state: {exc!r}") from None
-        obs.nonfinite = int(d.get("nonfinite", 0))
+        if nonfinite < 0:
+            raise ValueError(f"d: 'nonfinite' must be >= 0, got {nonfinite}")
+        obs.nonfinite = nonfinite
         return obs
 
     def plot(self, ax: Any = None) -> Any:

@@ -267,7 +267,7 @@ def linear(
                    activation_zero_point=activation_zero_point, activation_dtype=activation_dtype,
                    out_scale=out_scale, out_zero_point=out_zero_point, relu=relu)
     n, k = w.shape
-    if type(x) is np.ndarray and x.dtype == np.float32 and x.flags.c_contiguous:
+    if type(x) is np.ndarray and x.dtype == np.float32 and x.flags.c_contiguous and x.flags.aligned:
         xa = x  # fast path: no conversion needed
     else:
         xa = as_float_array(x, "x")

@@ -127,14 +127,38 @@ class QTensor:
 
     @property
     def size(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64))
+        return int(np.prod(self.shape, dtype=object))
 
     def dequantize(self, out: Optional[np.ndarray] = None) -> np.ndarray:
         """float32 array ``(q - zero_point) * scale`` of the logical shape (into ``out`` if given)."""
         return dequantize(self, out=out)
 
+    def _check(self) -> None:
+        """ValueError/TypeError for a hand-built QTensor the kernels cannot read: a dtype that is not
+        one of :data:`DTYPES` (the formats are FormatQTensors), a malformed shape or one whose size
+        overflows int64, data that is not an array of the stored dtype and shape."""
+        if not isinstance(self.dtype, str) or self.dtype not in DTYPES:
+            hint = " (build format tensors with lowbit.quantize(x, dtype=...))" if _is_format(self.dtype) else ""
+            raise ValueError(f"dtype: a QTensor holds one of {', '.join(map(repr, DTYPES))}, got {self.dtype!r}{hint}")
+        _check_shape(self.shape, "shape")
+        if not isinstance(self.data, np.ndarray):
+            raise TypeError(f"data: expected a NumPy array, got {type(self.data).__name__}")
+        want = np.int8 if self.dtype in ("int8", "int4") else np.uint8
+        if self.data.dtype != want:
+            raise TypeError(f"data: expected {np.dtype(want).name} for dtype {self.dtype!r}, got {self.data.dtype}")
+        stored = tuple(self.shape[:-1]) + ((self.shape[-1] + 1) // 2 if self.bits == 4 else self.shape[-1],) \
+            if self.shape else ()
+        if self.data.shape != stored:
+            raise ValueError(f"data: expected the stored shape {stored} for logical shape {tuple(self.shape)}"
+                             f"{f' ({_PACKED4})' if self.bits == 4 else ''}, got {self.data.shape}")
+
     def int_repr(self) -> np.ndarray:
-        """The integer values unpacked to int8/uint8 with the logical shape (a copy for 4-bit)."""
+        """The integer values unpacked to int8/uint8 with the logical shape (a copy for 4-bit).
+
+        Raises:
+            ValueError, TypeError: a hand-built QTensor whose fields do not fit together.
+        """
+        self._check()
         if self.bits == 8:
             return self.data
         d = self.data.view(np.uint8)
@@ -145,7 +169,7 @@ class QTensor:
             out = out[..., : self.shape[-1]]
         if self.dtype == "int4":
             out = ((out.astype(np.int8) ^ 8) - 8).astype(np.int8)
-        return np.ascontiguousarray(out.reshape(self.shape))
+        return np.array(out, order="C").reshape(self.shape)  # ascontiguousarray would make a 0-d array 1-d
 
     def __repr__(self) -> str:
         if self.granularity == "per_tensor":
@@ -155,6 +179,23 @@ class QTensor:
             params = f"scale[{'x'.join(map(str, s.shape))}] in [{s.min():.4g}, {s.max():.4g}]" if s.size else "scale[]"
             params += f", axis={self.axis}" if self.axis is not None else f", group_size={self.group_size}"
         return f"QTensor(shape={self.shape}, dtype={self.dtype}, {params}, nbytes={self.nbytes})"
+
+
+_MAX_SIZE = 2**63 - 1
+
+
+def _check_shape(shape: Any, name: str) -> None:
+    """A tuple of ints >= 0 whose product fits in int64 (the kernels' size type)."""
+    if not isinstance(shape, tuple) or any(isinstance(d, (bool, np.bool_)) or not isinstance(d, (int, np.integer))
+                                           for d in shape):
+        raise TypeError(f"{name}: expected a tuple of ints, got {shape!r}")
+    size = 1
+    for d in shape:
+        if d < 0:
+            raise ValueError(f"{name}: dimensions must be >= 0, got {shape}")
+        size *= int(d)
+    if size > _MAX_SIZE:
+        raise ValueError(f"{name}: {shape} has more than 2**63 - 1 elements")
 
 
 def _as_int(v: Any, name: str) -> int:
@@ -180,7 +221,7 @@ def _reject_quantized(x: Any, name: str) -> None:
 
 def _pack4(v: np.ndarray, dtype: str) -> np.ndarray:
     """One 4-bit value per element -> two per byte along the last axis, low nibble first."""
-    u = v.astype(np.uint8) & np.uint8(0x0F)
+    u = np.asarray(v.astype(np.uint8) & np.uint8(0x0F))  # 0-d: an array, not a NumPy scalar
     if u.ndim == 0:
         packed = u
     else:
@@ -226,7 +267,7 @@ def _from_ints(q: Any, scale: Any, zero_point: Any, dtype: Any, axis: Any, group
         if four and "shape" in str(e):
             raise ValueError(f"{e} ({_PACKED4}: pass one value per element, the logical shape)") from None
         raise
-    data = _pack4(a, dtype) if four else np.ascontiguousarray(a, dtype=np.int8 if dtype == "int8" else np.uint8)
+    data = _pack4(a, dtype) if four else np.require(a, np.int8 if dtype == "int8" else np.uint8, "C")  # keeps 0-d
     return QTensor(data, sc, zp, dtype, tuple(a.shape), axis, group_size)
 
 
@@ -286,12 +327,14 @@ def _params(
         s32 = np.ascontiguousarray(s32)
         if axis == ndim - 1:
             return "element", 1, 0, s32, z32, s32, z32, axis, None
-        row_div = int(np.prod(shape[axis + 1 : -1], dtype=np.int64))
+        row_div = int(np.prod(shape[axis + 1 : -1], dtype=object))
         return "row", max(row_div, 1), 0, s32, z32, s32, z32, axis, None
 
     group_size = _as_int(group_size, "group_size")
     if group_size < 1:
         raise ValueError(f"group_size: must be >= 1, got {group_size}")
+    if group_size > 2**48:
+        raise ValueError(f"group_size: must be at most 2**48, got {group_size}")
     if ndim == 0:
         raise ValueError("group_size: per-group quantization needs at least one dimension")
     expected = tuple(shape[:-1]) + (-(-shape[-1] // group_size),)
@@ -381,7 +424,8 @@ def quantize(
     Raises:
         TypeError: non-float ``x``, non-integer ``zero_point``/``axis``/``group_size``/``seed``.
         ValueError: bad shapes of ``scale``/``zero_point``, non-finite or non-positive scales,
-            zero points out of range, unknown ``dtype``/``rounding``.
+            zero points out of range, unknown ``dtype``/``rounding``, ``group_size`` < 1 or
+            > 2**48, an ``out`` that is read-only, misshapen or not C-contiguous (or not aligned).
 
     Example:
         >>> q = lowbit.quantize(np.array([-1.0, 0.0, 0.26, 2.0], np.float32), 0.5)
@@ -390,7 +434,7 @@ def quantize(
         >>> q.dequantize()
         array([-1. ,  0. ,  0.5,  2. ], dtype=float32)
     """
-    if (type(x) is np.ndarray and x.dtype == np.float32 and x.flags.c_contiguous and axis is None and group_size is None
+    if (type(x) is np.ndarray and x.dtype == np.float32 and x.flags.c_contiguous and x.flags.aligned and axis is None and group_size is None
             and rounding == "nearest" and type(dtype) is str and dtype in _QRANGES and not format_options
             and type(scale) in _SCALARS and type(zero_point) in _INTS):
         # Fast path of the common per-tensor call (a few scalar checks; ~1 us instead of ~6 us).
@@ -441,7 +485,7 @@ def _layout(q: QTensor) -> tuple[str, int, int, Any, Any]:
         return "tensor", 1, 0, s, z
     if q.axis == len(q.shape) - 1:
         return "element", 1, 0, s, z
-    return "row", max(1, int(np.prod(q.shape[q.axis + 1 : -1], dtype=np.int64))), 0, s, z
+    return "row", max(1, int(np.prod(q.shape[q.axis + 1 : -1], dtype=object))), 0, s, z
 
 
 def dequantize(
@@ -481,7 +525,9 @@ def dequantize(
         TypeError: ``q`` is neither a QTensor nor integer data, ``scale`` given with a QTensor, or
             ``out`` is not float32.
         ValueError: values outside the dtype's range, bad parameter shapes, or ``out`` has the
-            wrong shape, is read-only or not C-contiguous.
+            wrong shape, is read-only or not C-contiguous; a hand-built QTensor whose fields do
+            not fit together (a dtype outside :data:`DTYPES`, data not of the stored shape, a
+            shape with more than 2**63 - 1 elements).
 
     Example:
         >>> lowbit.dequantize(lowbit.quantize(np.float32([0.3, -0.7]), 0.1, 2))
@@ -495,8 +541,9 @@ def dequantize(
     if isinstance(q, QTensor):
         if scale is not None or dtype is not None or axis is not None or group_size is not None:
             raise TypeError("scale/dtype/axis/group_size: a QTensor carries its own parameters; pass only q (and out)")
-        if _is_format(q.dtype):
+        if _is_format(q.dtype) and type(q).dequantize is not QTensor.dequantize:
             return q.dequantize(out=out)
+        q._check()
         mode, row_div, gs, s, z = _layout(q)
         qmin, qmax = qrange(q.dtype)
         try:
@@ -533,7 +580,11 @@ def fake_quantize(
     """``dequantize(quantize(x, ...))`` in one fused pass, bit-identical to the two steps.
 
     Takes the same arguments as :func:`quantize` and returns a float32 array of ``x``'s shape,
-    written into ``out`` when given (a float32 C-contiguous array of that shape, not ``x``).
+    written into ``out`` when given (a float32 C-contiguous array of that shape that shares no
+    memory with ``x``).
+
+    Raises:
+        TypeError, ValueError: as :func:`quantize`; ValueError when ``out`` overlaps ``x``.
 
     Example:
         >>> lowbit.fake_quantize(np.float32([0.26, 9.0]), 0.5, dtype="int4")
@@ -548,6 +599,8 @@ def fake_quantize(
         x, scale, zero_point, dtype, axis, group_size, rounding, seed
     )
     qmin, qmax = qrange(dtype)
+    if out is not None and isinstance(out, np.ndarray) and out is not a and np.may_share_memory(out, a):
+        raise ValueError("out: must not overlap x (the kernels do not run in place)")
     return _core.fake_quantize(a, dtype, mode, row_div, gs, s1, z1, qmin, qmax, rounding, seed, out)
 
 

@@ -121,11 +121,18 @@ def _check_bool(value: Any, name: str) -> None:
         raise TypeError(f"{name}: expected a bool, got {type(value).__name__}")
 
 
+# Larger groups mean nothing (one group covers any array that fits in memory) and would overflow the
+# kernels' int64 size arithmetic; the C++ bindings apply the same cap.
+MAX_GROUP_SIZE = 2**48
+
+
 def _check_group(value: Any, name: str = "group_size") -> None:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name}: expected an int or None, got {type(value).__name__}")
     if value <= 0:
         raise ValueError(f"{name}: must be positive, got {value}")
+    if value > MAX_GROUP_SIZE:
+        raise ValueError(f"{name}: must be at most 2**48, got {value}")
 
 
 # --------------------------------------------------------------------------------------------
