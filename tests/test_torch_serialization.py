@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -246,3 +247,23 @@ def test_shared_weights_stored_once_and_tied_again_on_load(tmp_path):
         assert torch.equal(loaded(x), q(x))
         assert lowbit.metrics.model_nbytes(loaded) == lowbit.metrics.model_nbytes(q)
         assert str(lowbit.summary(loaded)) == str(lowbit.summary(q))
+
+
+def test_load_refuses_flipped_bits_in_tensor_data(tmp_path, qmodel):
+    """safetensors has no checksum: lowbit.save records one per tensor, so a flipped bit anywhere in
+    the tensor data is caught before the model changes."""
+    path = tmp_path / "m.safetensors"
+    lowbit.save(qmodel, path)
+    raw = bytearray(path.read_bytes())
+    header = 8 + int.from_bytes(raw[:8], "little")
+    rng = np.random.default_rng(0)
+    for pos in rng.integers(header, len(raw), 5):
+        bad = bytearray(raw)
+        bad[pos] ^= 1 << int(rng.integers(0, 8))
+        flipped = tmp_path / "flipped.safetensors"
+        flipped.write_bytes(bytes(bad))
+        target = DigitsCNN()
+        before = {k: v.clone() for k, v in target.state_dict().items()}
+        with pytest.raises(ValueError, match="does not match its checksum"):
+            lowbit.load(flipped, target)
+        assert all(torch.equal(v, before[k]) for k, v in target.state_dict().items())
