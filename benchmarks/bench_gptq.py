@@ -1,4 +1,4 @@
-"""GPTQ against round-to-nearest on real models: the digits CNN (accuracy) and all-MiniLM-L6-v2
+"""GPTQ and error-minimizing scales (MSE clipping) against round-to-nearest on real models: the digits CNN (accuracy) and all-MiniLM-L6-v2
 (worst and mean cosine of sentence embeddings against float32), with the time quantize_model takes.
 
 Calibration uses sentences (MiniLM) and images (CNN) other than the evaluated ones: MiniLM is
@@ -18,7 +18,8 @@ import lowbit
 import torch
 from lowbit.demo.models import SENTENCES, accuracy, embed_sentences, load_digits_data, load_minilm, train_digits_cnn
 
-ALGOS = {"rtn": None, "gptq": lowbit.GPTQ(), "gptq act-order": lowbit.GPTQ(act_order=True)}
+ALGOS = {"rtn": None, "mse scales": lowbit.MSEClip(), "gptq": lowbit.GPTQ(), "gptq act-order": lowbit.GPTQ(act_order=True),
+         "gptq + mse scales": lowbit.GPTQ(clip=True)}
 
 
 def docstring_sentences(n: int) -> list[str]:

@@ -129,3 +129,53 @@ def test_quantize_model_with_gptq_on_the_digits_cnn():
         lowbit.quantize_model(model, lowbit.QuantConfig(weight="int4", algorithm="gptq"))
     with pytest.raises(ValueError, match="post-training algorithm"):
         lowbit.prepare_qat(model, lowbit.QuantConfig(weight="int4", algorithm="gptq"))
+
+
+@pytest.mark.parametrize("scheme", [lowbit.Int8Weights(), lowbit.Int8Weights(granularity="per_tensor"),
+                                    lowbit.Int4Weights(), lowbit.Int4Weights(group_size=32),
+                                    lowbit.UInt4Weights(group_size=32), lowbit.NF4Weights(group_size=32)],
+                         ids=lambda s: s.describe())
+def test_mse_clipping_never_worse_than_round_to_nearest(scheme, rng):
+    w = (rng.standard_normal((16, 96)) * 0.1).astype(np.float32)
+    w[3, 5], w[7, 40] = 1.5, -2.0  # outliers that stretch their channel's / group's grid
+    stored, stats = lowbit.mse_clip_quantize(w, scheme)
+    rtn = scheme.quantize(w)
+    assert set(stored) == set(rtn)
+    err = (scheme.dequantize(stored, 16, 96) - w) ** 2
+    err_rtn = (scheme.dequantize(rtn, 16, 96) - w) ** 2
+    assert stats["weight_mse"] == pytest.approx(float(err.mean())) and stats["weight_mse_rtn"] == pytest.approx(
+        float(err_rtn.mean()))
+    if scheme.group_size is not None:  # every group at least as good (ratio 1 is on the grid)
+        starts = np.arange(0, 96, scheme.group_size)
+        assert np.all(np.add.reduceat(err, starts, axis=1) <= np.add.reduceat(err_rtn, starts, axis=1) + 1e-12)
+    elif getattr(scheme, "granularity", "") == "per_channel":
+        assert np.all(err.sum(axis=1) <= err_rtn.sum(axis=1) + 1e-12)
+    assert stats["weight_mse"] <= stats["weight_mse_rtn"]
+    if scheme.code_bits == 4:  # 16 levels: the outliers' channels / groups gain from clipping
+        assert stats["weight_mse"] < 0.95 * stats["weight_mse_rtn"]
+    s = np.asarray(stored["weight_scale"])
+    assert np.all(s <= np.asarray(rtn["weight_scale"]) + 0) and np.all(s > 0)
+    if getattr(scheme, "granularity", "") == "per_tensor":
+        assert np.all(s == s.flat[0])  # one ratio for the whole tensor
+
+
+def test_mse_clipping_in_configs_and_models():
+    torch = pytest.importorskip("torch")
+    assert lowbit.QuantConfig(weight="nf4", algorithm="mse").algorithm == lowbit.MSEClip()
+    with pytest.raises(ValueError, match="double_quant"):
+        lowbit.QuantConfig(weight="nf4", double_quant=True, algorithm="mse")
+    with pytest.raises(ValueError, match="MSEClip.min_ratio"):
+        lowbit.MSEClip(min_ratio=0)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 8)).eval()
+    with torch.no_grad():
+        model[0].weight[0, 0] = 3.0
+    x = torch.randn(16, 64)
+    ref = model(x).detach()
+    err = {}
+    for algo in (None, "mse"):
+        q = lowbit.quantize_model(model, lowbit.QuantConfig(weight="int4", group_size=32, algorithm=algo))
+        err[algo] = float(((q(x) - ref) ** 2).mean())
+        assert lowbit.summary(q).rows[0]["action"].endswith(", MSE") == (algo == "mse")
+    assert err["mse"] < err[None]
+    assert GPTQ(clip=True).to_dict()["clip"] is True

@@ -20,6 +20,8 @@ MODULES = [
     "lowbit.core.matmul",
     "lowbit.core.quantize",
     "lowbit.core.formats",
+    "lowbit.core.gptq",
+    "lowbit.core.clipping",
     "lowbit.interop.convert",
     "lowbit.interop.serialization",
     "lowbit.nn",

@@ -30,6 +30,7 @@ from .core import formats, metrics, observers, reference, schemes
 from .core import linear_4bit as packed4  # noqa: F401  (old name, see _aliases)
 from .core import matmul as matmul
 from .core.calibration import calibrate
+from .core.clipping import MSEClip, mse_clip_quantize
 from .core.config import QuantConfig
 from .core.cpu import _apply_env as _apply_env
 from .core.cpu import arch, cpu_info, get_arch, get_num_threads, set_arch, set_num_threads
@@ -187,4 +188,6 @@ __all__ = [
     "GPTQ",
     "HessianObserver",
     "gptq_quantize",
+    "MSEClip",
+    "mse_clip_quantize",
 ]

@@ -44,18 +44,20 @@ def _config_message(msg: str) -> str:
 
 def _algorithm(value: Any) -> Any:
     """None / "rtn" (round to nearest), "gptq", a GPTQ object or its to_dict() form."""
+    from .clipping import MSEClip
     from .gptq import GPTQ
 
+    kinds = {"gptq": GPTQ, "mse": MSEClip}
     if value is None or value == "rtn":
         return None
-    if value == "gptq":
-        return GPTQ()
-    if isinstance(value, GPTQ):
+    if isinstance(value, str) and value in kinds:
+        return kinds[value]()
+    if isinstance(value, (GPTQ, MSEClip)):
         return value
-    if isinstance(value, Mapping) and value.get("name") == "gptq":
-        return GPTQ(**{k: v for k, v in value.items() if k != "name"})
-    raise ValueError(f"QuantConfig.algorithm: expected None, 'rtn', 'gptq' or a lowbit.core.gptq.GPTQ, got {value!r}"
-                     + close_matches(value, ("rtn", "gptq")))
+    if isinstance(value, Mapping) and value.get("name") in kinds:
+        return kinds[value["name"]](**{k: v for k, v in value.items() if k != "name"})
+    raise ValueError(f"QuantConfig.algorithm: expected None, 'rtn', 'gptq', 'mse', a lowbit.GPTQ or a "
+                     f"lowbit.MSEClip, got {value!r}" + close_matches(value, ("rtn", "gptq", "mse")))
 
 
 def _weight_options(w: WeightScheme) -> dict[str, Any]:
@@ -120,9 +122,10 @@ class QuantConfig:
         on_unsupported: "raise" (default): a layer that cannot be quantized as asked raises
             ValueError naming the layer, why, and what would work; "float": it stays float with a
             warning and the reason in :func:`lowbit.summary`.
-        algorithm: how weights are rounded: None (round to nearest) or "gptq" / a
-            :class:`lowbit.core.gptq.GPTQ` (error-compensating rounding from the layers' input
-            statistics on ``calib_data``; int8, int4, uint4 and nf4 weights).
+        algorithm: how weights are rounded: None (round to nearest); "gptq" / a
+            :class:`lowbit.GPTQ` (error-compensating rounding from the layers' input statistics on
+            ``calib_data``); "mse" / a :class:`lowbit.MSEClip` (error-minimizing scales: a clipping
+            search per channel or group, no data needed). Both for int8, int4, uint4 and nf4.
 
     Example:
         >>> cfg = lowbit.QuantConfig(activation="static", per_layer={"fc2": {"weight": "int4"}})
@@ -186,6 +189,9 @@ class QuantConfig:
         if not all(isinstance(p, str) for p in excl):
             raise TypeError("QuantConfig.exclude: expected module-name patterns (strings)")
         algo = _algorithm(algorithm)
+        if algo is not None and algo.name == "mse" and getattr(w, "double_quant", False):
+            raise ValueError("QuantConfig.algorithm: MSE clipping searches float32 scales; nf4 with "
+                             "double_quant stores int8 scale codes")
         if algo is not None and type(w).column_quantizer is WeightScheme.column_quantizer:
             raise ValueError(f"QuantConfig.algorithm: {algo.name.upper()} needs fixed-parameter rounding, which "
                              f"{w.describe()} do not have (it supports int8, int4, uint4 and nf4 weights)")

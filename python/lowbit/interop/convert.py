@@ -453,6 +453,8 @@ def _weight_rows(m: nn.Module) -> torch.Tensor:
     w = m.weight.detach().to("cpu", torch.float32)
     if is_conv1d(m):  # transformers' Conv1D stores (in, out)
         return w.t()
+    if isinstance(m, nn.Conv1d):  # a (1, k) kernel: (out, k, in) like Conv2d's (kh, kw, in)
+        return w.permute(0, 2, 1).reshape(w.shape[0], -1)
     return w.permute(0, 2, 3, 1).reshape(w.shape[0], -1) if isinstance(m, nn.Conv2d) else w
 
 
@@ -564,7 +566,7 @@ def quantize_model(
     static = {n: m for n, m in targets.items() if cfgs[n].activation.calibrated}
     if static:
         act_qparams = _calibrate(work, static, cfgs, calib_data, progress)
-    gptq = {n: m for n, m in targets.items() if cfgs[n].algorithm is not None}
+    gptq = {n: m for n, m in targets.items() if getattr(cfgs[n].algorithm, "name", None) == "gptq"}
     for n, m in list(gptq.items()):
         if isinstance(m, nn.Conv1d) or getattr(m, "groups", 1) != 1:
             _unsupported(n, "GPTQ covers Linear, transformers Conv1D and groups=1 Conv2d layers (not nn.Conv1d or "
@@ -588,6 +590,12 @@ def quantize_model(
                 from ..core.gptq import gptq_quantize
 
                 stored, stats = gptq_quantize(_weight_rows(m), hessians[name].hessian(), q.scheme, cfg.algorithm)
+                q._set_stored(stored)
+                q.algorithm, q.algorithm_stats = cfg.algorithm, stats
+            elif cfg.algorithm is not None:  # MSE clipping: no data needed
+                from ..core.clipping import mse_clip_quantize
+
+                stored, stats = mse_clip_quantize(_weight_rows(m), q.scheme, cfg.algorithm)
                 q._set_stored(stored)
                 q.algorithm, q.algorithm_stats = cfg.algorithm, stats
         except ValueError as e:
