@@ -458,6 +458,25 @@ def _weight_rows(m: nn.Module) -> torch.Tensor:
     return w.permute(0, 2, 3, 1).reshape(w.shape[0], -1) if isinstance(m, nn.Conv2d) else w
 
 
+def _begin(model: Any, config: Any, inplace: bool, what: str) -> tuple:
+    """The shared start of quantize_model and prepare_qat: checks the model and the config's layer
+    names, finds the candidate layers, copies the model (unless inplace), records the float bytes
+    and folds BatchNorms. Returns (model, config, candidates, work, float_bytes, folded)."""
+    model = _check_model(model)
+    config = as_config(config)
+    config.check_patterns(n for n, _ in model.named_modules())
+    cands = _candidates(model)
+    if not cands:
+        kinds = sorted({type(m).__name__ for m in model.modules() if any(True for _ in m.parameters(recurse=False))})
+        raise ValueError(
+            f"{what}: {type(model).__name__} has no nn.Linear or nn.Conv2d layer to quantize"
+            + (f" (layers with weights: {', '.join(kinds)})" if kinds else "")
+        )
+    work = model if inplace else copy.deepcopy(model)
+    float_bytes = _float_bytes(work)
+    return model, config, cands, work, float_bytes, _fold_batchnorms(work, config)
+
+
 # --------------------------------------------------------------------------------------------
 # public transforms
 
@@ -517,25 +536,7 @@ def quantize_model(
         >>> [row["action"] for row in lowbit.summary(q4).rows][0]
         'nf4 weights block 64, dynamic int8 act (per row and group), 4-bit kernel'
     """
-    model = _check_model(model)
-    config = as_config(config)
-    config.check_patterns(n for n, _ in model.named_modules())
-    cands = _candidates(model)
-    if not cands:
-        kinds = sorted(
-            {
-                type(m).__name__
-                for m in model.modules()
-                if any(True for _ in m.parameters(recurse=False))
-            }
-        )
-        raise ValueError(
-            f"quantize_model: {type(model).__name__} has no nn.Linear or nn.Conv2d layer to quantize"
-            + (f" (layers with weights: {', '.join(kinds)})" if kinds else "")
-        )
-    work = model if inplace else copy.deepcopy(model)
-    float_bytes = _float_bytes(work)
-    folded = _fold_batchnorms(work, config)
+    model, config, cands, work, float_bytes, folded = _begin(model, config, inplace, "quantize_model")
     aliases = _aliases(work)
     reasons: dict[str, str] = {}
     targets: dict[str, nn.Module] = {}
@@ -653,17 +654,8 @@ def prepare_qat(
         >>> type(qat[0]).__name__
         'QATLinear'
     """
-    model = _check_model(model)
-    config = as_config(config)
-    config.check_patterns(n for n, _ in model.named_modules())
-    cands = _candidates(model)
-    if not cands:
-        raise ValueError(
-            f"prepare_qat: {type(model).__name__} has no nn.Linear or nn.Conv2d layer to quantize"
-        )
-    work = model if inplace else copy.deepcopy(model)
-    float_bytes = _float_bytes(work)
-    folded = _fold_batchnorms(work, config)  # frozen statistics: the BatchNorms become Identity
+    # BatchNorms are folded with frozen statistics: they become Identity
+    model, config, cands, work, float_bytes, folded = _begin(model, config, inplace, "prepare_qat")
     reasons: dict[str, str] = {}
     for group in _shared_weights(work, cands):  # policy: QAT keeps shared weights float
         for n, m in group:
