@@ -361,3 +361,27 @@ def test_nf4_double_quant_stores_int8_block_scales_everywhere(rng, tmp_path):
     lowbit.save(q, tmp_path / "dq.lowbit")
     loaded = lowbit.load(tmp_path / "dq.lowbit", torch.nn.Sequential(torch.nn.Linear(128, 300)))
     assert torch.equal(loaded(x), layer(x))
+
+
+def test_qat_conv1d_converts_to_quant_conv1d_and_agrees():
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv1d(4, 8, 3, padding=1), torch.nn.ReLU(),
+                                torch.nn.Conv1d(8, 8, 3, padding=1, groups=2), torch.nn.Flatten(),
+                                torch.nn.Linear(8 * 16, 5))
+    qat = lowbit.prepare_qat(model, lowbit.QuantConfig(activation="static"))
+    assert isinstance(qat[0], lowbit.nn.QATConv1d) and isinstance(qat[2], lowbit.nn.QATConv1d)
+    opt = torch.optim.SGD(qat.parameters(), lr=0.01)
+    qat.train()
+    for _ in range(5):
+        x = torch.randn(8, 4, 16)
+        loss = qat(x).square().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    qat.eval()
+    q = lowbit.convert(qat)
+    assert isinstance(q[0], lowbit.nn.QuantConv1d) and isinstance(q[2], lowbit.nn.QuantConv1d)
+    x = torch.randn(4, 4, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(q(x), qat(x), rtol=1e-4, atol=1e-4)

@@ -17,7 +17,16 @@ from ..core.calibration import _progress
 from ..core.config import QuantConfig, as_config
 from ..core.metrics import format_bytes
 from ..core.schemes import Int4Weights, Int8Weights, StaticActivations
-from ..nn import FakeQuantize, QATConv2d, QATLinear, QuantConv1d, QuantConv2d, QuantEmbedding, QuantLinear
+from ..nn import (
+    FakeQuantize,
+    QATConv1d,
+    QATConv2d,
+    QATLinear,
+    QuantConv1d,
+    QuantConv2d,
+    QuantEmbedding,
+    QuantLinear,
+)
 from ..nn._common import is_conv1d
 from ..nn.linear import _QuantBase
 
@@ -672,8 +681,6 @@ def prepare_qat(
         if why is not None and cfg.is_excluded(name):
             reasons[name] = why
             continue
-        if why is None and isinstance(m, nn.Conv1d):
-            why = "Conv1d has no QAT form (quantize it after training with quantize_model)"
         if why is None and cfg.algorithm is not None:
             why = f"{cfg.algorithm.name.upper()} is a post-training algorithm (QAT learns the rounding); drop algorithm="
         if why is None and (type(cfg.weight) not in (Int8Weights, Int4Weights) or cfg.group_size is not None):
@@ -682,7 +689,7 @@ def prepare_qat(
         if why is not None:
             _unsupported(name, why, cfg, reasons)
             continue
-        cls = QATConv2d if isinstance(m, nn.Conv2d) else QATLinear
+        cls = QATConv2d if isinstance(m, nn.Conv2d) else QATConv1d if isinstance(m, nn.Conv1d) else QATLinear
         qat = cls(m, cfg, learnable=learnable_scale)
         qat.layer_name = name
         qat._float_nbytes = float_bytes[name]
@@ -745,7 +752,7 @@ def convert(model: nn.Module, *, inplace: bool = False) -> nn.Module:
             wscale.reshape(-1).expand(n_out),
             wfq.zero_point.reshape(-1).expand(n_out),
         )
-        cls = QuantLinear if isinstance(m, QATLinear) else QuantConv2d
+        cls = QuantLinear if isinstance(m, QATLinear) else QuantConv1d if isinstance(m, QATConv1d) else QuantConv2d
         q = cls.from_float(
             m.to_float(), cfg, act_qparams=act_qparams, weight_qparams=weight_qparams, name=name
         )

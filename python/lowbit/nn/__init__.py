@@ -17,10 +17,11 @@ from .conv import QuantConv1d, QuantConv2d
 from .embedding import QuantEmbedding
 from .fake_quantize import FakeQuantize, disable_observer, enable_observer
 from .linear import QuantLinear
-from .qat import QATConv2d, QATLinear
+from .qat import QATConv1d, QATConv2d, QATLinear
 
 __all__ = [
     "FakeQuantize",
+    "QATConv1d",
     "QATConv2d",
     "QATLinear",
     "QuantConv1d",

@@ -15,7 +15,7 @@ from ..core.config import QuantConfig
 from ._common import is_conv1d
 from .fake_quantize import FakeQuantize
 
-__all__ = ["QATConv2d", "QATLinear"]
+__all__ = ["QATConv1d", "QATConv2d", "QATLinear"]
 
 
 def _weight_fq(weight: torch.Tensor, config: QuantConfig, learnable: bool, axis: int = 0) -> FakeQuantize:
@@ -129,3 +129,23 @@ class QATConv2d(nn.Module):
             f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
             f"padding={self.padding}"
         )
+
+
+class QATConv1d(QATConv2d):
+    """``nn.Conv1d`` (any groups) with fake-quantized weights (per output channel) and (static
+    config) inputs; :func:`lowbit.convert` turns it into a :class:`lowbit.nn.QuantConv1d`."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.input_fake_quant is not None:
+            x = self.input_fake_quant(x)
+        w = self.weight_fake_quant(self.weight)
+        if self.padding_mode != "zeros":
+            x = F.pad(x, self._reversed_padding_repeated_twice, mode=self.padding_mode)
+            return F.conv1d(x, w, self.bias, self.stride, 0, self.dilation, self.groups)
+        return F.conv1d(x, w, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+    def to_float(self) -> nn.Conv1d:
+        conv = nn.Conv1d(self.in_channels, self.out_channels, self.kernel_size, self.stride, self.padding,
+                         self.dilation, self.groups, self.bias is not None, self.padding_mode, device="meta")
+        conv.weight, conv.bias = self.weight, self.bias
+        return conv
