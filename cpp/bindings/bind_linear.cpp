@@ -62,11 +62,11 @@ LinearCall prepare_linear_call(const py::array& packed, const py::array& colsum,
     p.act = ActMode::kDynamicTensor;
   } else if (act == "static") {
     p.act = ActMode::kStatic;
-    check_scale(act_scale, "act_scale");
+    check_scale(act_scale, "activation_scale");
     const int32_t lo = act_signed ? -128 : 0, hi = act_signed ? 127 : 255;
     if (act_zero_point < lo || act_zero_point > hi)
-      value_error("act_zero_point: " + std::to_string(act_zero_point) + " is outside [" + std::to_string(lo) + ", " +
-                  std::to_string(hi) + "]");
+      value_error("activation_zero_point: " + std::to_string(act_zero_point) + " is outside [" + std::to_string(lo) +
+                  ", " + std::to_string(hi) + "]");
     p.act_scale = static_cast<float>(act_scale);
     p.act_zero_point = act_zero_point;
     p.act_signed = act_signed;

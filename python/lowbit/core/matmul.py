@@ -249,11 +249,7 @@ def prepare_linear(
     if act == "static":
         if act_scale is None:
             raise ValueError("activation_scale: required with activation='static'")
-        scale_f = _scalar(act_scale, "activation_scale", float)
-        with np.errstate(divide="ignore", over="ignore"):
-            if not (math.isfinite(scale_f) and scale_f > 0 and np.isfinite(np.float32(1) / np.float32(scale_f))):
-                raise ValueError(f"activation_scale: must be finite and > 0 (and 1/scale finite in float32), "
-                                 f"got {scale_f}")
+        scale_f = _scalar(act_scale, "activation_scale", float)  # finite and > 0: checked by _core.linear
         zp = 0 if act_zero_point is None else _scalar(act_zero_point, "activation_zero_point", int)
         lo, hi = (-128, 127) if act_dtype == "int8" else (0, 255)
         if not lo <= zp <= hi:
