@@ -162,13 +162,14 @@ def gptq_quantize(
     if w32.ndim != 2:
         raise ValueError(f"w: expected a 2-D (n, k) weight, got shape {w32.shape}")
     n, k = w32.shape
-    h = np.array(as_numpy(hessian, "hessian"), np.float64)
+    h0 = np.array(as_numpy(hessian, "hessian"), np.float64)
+    h = h0.copy()  # dampened, permuted and patched below; the losses use h0
     if h.shape != (k, k):
         raise ValueError(f"hessian: expected shape ({k}, {k}), got {h.shape}")
     if not (np.all(np.isfinite(h)) and np.all(np.isfinite(w32))):
         raise ValueError("w/hessian: must be finite")
     rtn = scheme.quantize(w32)
-    loss_rtn = _loss(w32, scheme.dequantize(rtn, n, k), h)
+    loss_rtn = _loss(w32, scheme.dequantize(rtn, n, k), h0)
     if opts.clip:
         from .clipping import mse_clip_quantize
 
@@ -201,7 +202,7 @@ def gptq_quantize(
     final = np.empty((n, k), np.float32)
     final[:, order] = out.astype(np.float32)
     stored = scheme.requantize(final, rtn)
-    loss_gptq = _loss(w32, scheme.dequantize(stored, n, k), np.array(as_numpy(hessian, "hessian"), np.float64))
+    loss_gptq = _loss(w32, scheme.dequantize(stored, n, k), h0)
     return stored, {"loss_rtn": loss_rtn, "loss_gptq": loss_gptq}
 
 

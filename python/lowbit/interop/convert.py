@@ -442,19 +442,10 @@ def _collect_hessians(model: nn.Module, targets: dict[str, nn.Module], calib_dat
     """GPTQ statistics: name -> HessianObserver of the rows each target layer's weight multiplies."""
     from ..core.gptq import HessianObserver
 
-    hessians = {n: HessianObserver(_layer_rows(m, _probe(m)).shape[-1]) for n, m in targets.items()}
+    hessians = {n: HessianObserver(_weight_rows(m).shape[1]) for n, m in targets.items()}
     seen = _run_with_hooks(model, targets, lambda n, x: hessians[n].update(_layer_rows(targets[n], x)),
                            calib_data, progress, "GPTQ statistics")
     return {n: h for n, h in hessians.items() if seen[n]}
-
-
-def _probe(m: nn.Module) -> torch.Tensor:
-    """A minimal input of ``m`` (for its row width)."""
-    if isinstance(m, nn.Conv2d):
-        kh, kw = m.kernel_size
-        dh, dw = m.dilation
-        return torch.zeros(1, m.in_channels, dh * (kh - 1) + 1, dw * (kw - 1) + 1)
-    return torch.zeros(1, m.weight.shape[0] if is_conv1d(m) else m.in_features)
 
 
 def _weight_rows(m: nn.Module) -> torch.Tensor:

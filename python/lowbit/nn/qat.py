@@ -99,17 +99,20 @@ class QATConv2d(nn.Module):
         self.weight_fake_quant = _weight_fq(mod.weight, config, learnable)
         self.input_fake_quant = _input_fq(config, learnable)
 
+    _conv = staticmethod(F.conv2d)  # the float op and module this QAT layer stands for
+    _float_cls = nn.Conv2d
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.input_fake_quant is not None:
             x = self.input_fake_quant(x)
         w = self.weight_fake_quant(self.weight)
         if self.padding_mode != "zeros":
             x = F.pad(x, self._reversed_padding_repeated_twice, mode=self.padding_mode)
-            return F.conv2d(x, w, self.bias, self.stride, 0, self.dilation, self.groups)
-        return F.conv2d(x, w, self.bias, self.stride, self.padding, self.dilation, self.groups)
+            return self._conv(x, w, self.bias, self.stride, 0, self.dilation, self.groups)
+        return self._conv(x, w, self.bias, self.stride, self.padding, self.dilation, self.groups)
 
-    def to_float(self) -> nn.Conv2d:
-        conv = nn.Conv2d(
+    def to_float(self) -> nn.Module:
+        conv = self._float_cls(
             self.in_channels,
             self.out_channels,
             self.kernel_size,
@@ -135,17 +138,5 @@ class QATConv1d(QATConv2d):
     """``nn.Conv1d`` (any groups) with fake-quantized weights (per output channel) and (static
     config) inputs; :func:`lowbit.convert` turns it into a :class:`lowbit.nn.QuantConv1d`."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.input_fake_quant is not None:
-            x = self.input_fake_quant(x)
-        w = self.weight_fake_quant(self.weight)
-        if self.padding_mode != "zeros":
-            x = F.pad(x, self._reversed_padding_repeated_twice, mode=self.padding_mode)
-            return F.conv1d(x, w, self.bias, self.stride, 0, self.dilation, self.groups)
-        return F.conv1d(x, w, self.bias, self.stride, self.padding, self.dilation, self.groups)
-
-    def to_float(self) -> nn.Conv1d:
-        conv = nn.Conv1d(self.in_channels, self.out_channels, self.kernel_size, self.stride, self.padding,
-                         self.dilation, self.groups, self.bias is not None, self.padding_mode, device="meta")
-        conv.weight, conv.bias = self.weight, self.bias
-        return conv
+    _conv = staticmethod(F.conv1d)
+    _float_cls = nn.Conv1d
