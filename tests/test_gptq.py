@@ -179,3 +179,82 @@ def test_mse_clipping_in_configs_and_models():
         assert lowbit.summary(q).rows[0]["action"].endswith(", MSE") == (algo == "mse")
     assert err["mse"] < err[None]
     assert GPTQ(clip=True).to_dict()["clip"] is True
+
+
+def _branchy_model():
+    """Two layers reading the same tensor (like q/k/v), then a layer reading their sum."""
+    import torch
+
+    class Branchy(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.a, self.b, self.c = torch.nn.Linear(64, 64), torch.nn.Linear(64, 64), torch.nn.Linear(64, 8)
+            self.passes = 0
+
+        def forward(self, x):
+            self.passes += 1
+            return self.c(torch_relu(self.a(x) + self.b(x)))
+
+    return Branchy().eval().requires_grad_(False)
+
+
+def torch_relu(t):
+    return t.clamp_min(0)
+
+
+def test_layer_sequential_gptq_takes_statistics_from_quantized_predecessors(rng):
+    """With sequential=True (the default) layer c's Hessian is that of its input in the model whose
+    a and b are already quantized; a and b, which read the same tensor, share one pass; with
+    sequential=False every layer sees the float model's inputs."""
+    torch = pytest.importorskip("torch")
+    model = _branchy_model()
+    calib = [torch.from_numpy(_correlated_inputs(rng, 128, 64)) for _ in range(3)]
+    scheme = lowbit.Int4Weights(group_size=32)
+    for sequential in (True, False):
+        model.passes = 0
+        cfg = lowbit.QuantConfig(weight="int4", group_size=32, activation="float",
+                                 algorithm=GPTQ(sequential=sequential))
+        q = lowbit.quantize_model(model, cfg, calib_data=iter(calib), progress=False)  # a one-shot iterator
+        assert model.passes == 0  # the caller's model is never run (a copy is)
+        src = q if sequential else model  # whose a and b produce c's calibration inputs
+        h = HessianObserver(64)
+        for x in calib:
+            h.update(torch_relu(src.a(x) + src.b(x)))
+        expect, _ = gptq_quantize(model.c.weight, h.hessian(), scheme, GPTQ())
+        for name, a in expect.items():
+            np.testing.assert_array_equal(getattr(q.c, name).numpy().reshape(a.shape), a)
+        h_ab = HessianObserver(64)
+        for x in calib:
+            h_ab.update(x)
+        expect_a, _ = gptq_quantize(model.a.weight, h_ab.hessian(), scheme, GPTQ())
+        for name, a in expect_a.items():
+            np.testing.assert_array_equal(getattr(q.a, name).numpy().reshape(a.shape), a)
+    work = _branchy_model()
+    seen = []
+    work.c.register_forward_hook(lambda m, args, out: seen.append(1))  # completed calls
+    lowbit.quantize_model(work, lowbit.QuantConfig(weight="int4", group_size=32, activation="float",
+                                                   algorithm="gptq"), calib_data=calib, inplace=True, progress=False)
+    assert len(seen) == 3  # a+b's pass stops before c runs; c's pass runs it once per batch
+
+
+def test_layer_sequential_gptq_reports_unreached_layers(rng):
+    torch = pytest.importorskip("torch")
+
+    class Skips(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.unused = torch.nn.Linear(32, 32), torch.nn.Linear(32, 32)
+
+        def forward(self, x):
+            return self.a(x)
+
+    calib = [torch.randn(16, 32)]
+    cfg = lowbit.QuantConfig(weight="int4", group_size=32, activation="float", algorithm="gptq")
+    with pytest.raises(ValueError, match="'unused'.*never called"):
+        lowbit.quantize_model(Skips(), cfg, calib_data=calib, progress=False)
+    with pytest.warns(UserWarning, match="'unused' stays float"):
+        q = lowbit.quantize_model(Skips(), lowbit.QuantConfig(weight="int4", group_size=32, activation="float",
+                                                              algorithm="gptq", on_unsupported="float"),
+                                  calib_data=calib, progress=False)
+    assert type(q.a).__name__ == "QuantLinear" and type(q.unused).__name__ == "Linear"

@@ -9,8 +9,9 @@ columns not yet rounded, ``w_{j+1:} -= e U[j, j+1:]``, where ``U`` is the upper 
 ``H^-1`` (the Optimal Brain Surgeon update). Columns are processed in blocks of ``block_size``
 (lazy batch updates), ``H`` is dampened by ``damp * mean(diag H)``, columns whose inputs never
 vary (``H[j, j] == 0``) are set to 0, and with ``act_order`` the columns are taken in order of
-decreasing ``H[j, j]`` (off by default). The statistics come from the float model's inputs in one
-pass (not layer by layer from the quantized predecessors). The quantization parameters (scales, zero points, NF4 block absmax) are
+decreasing ``H[j, j]`` (off by default). In :func:`lowbit.quantize_model` the statistics of each
+layer come from the model whose earlier layers are already quantized (``GPTQ(sequential=False)``:
+from the float model, in one pass). The quantization parameters (scales, zero points, NF4 block absmax) are
 those of round-to-nearest on the original weight ("static groups"), so act-order never changes
 which parameters a column uses.
 
@@ -50,12 +51,18 @@ class GPTQ:
             while cutting each layer's calibration loss more).
         clip: start from error-minimizing scales (:func:`lowbit.core.clipping.mse_clip_quantize`)
             instead of round-to-nearest's.
+        sequential: in :func:`lowbit.quantize_model`, quantize layer by layer in the order the
+            model runs them, each layer's statistics taken from the model whose earlier layers are
+            already quantized (True: the paper's order; one pass over the calibration data per group
+            of layers sharing an input, each stopped after that group). False: one pass over the
+            float model for every layer (faster, ignores the error arriving from earlier layers).
     """
 
     damp: float = 0.01
     block_size: int = 128
     act_order: bool = False
     clip: bool = False
+    sequential: bool = True
 
     def __post_init__(self) -> None:
         if not (isinstance(self.damp, (int, float)) and 0 <= self.damp < 1):
@@ -64,14 +71,15 @@ class GPTQ:
             raise ValueError(f"GPTQ.block_size: expected a positive int, got {self.block_size!r}")
         if not isinstance(self.act_order, bool):
             raise TypeError(f"GPTQ.act_order: expected a bool, got {type(self.act_order).__name__}")
-        if not isinstance(self.clip, bool):
-            raise TypeError(f"GPTQ.clip: expected a bool, got {type(self.clip).__name__}")
+        for field in ("clip", "sequential"):
+            if not isinstance(getattr(self, field), bool):
+                raise TypeError(f"GPTQ.{field}: expected a bool, got {type(getattr(self, field)).__name__}")
 
     name = "gptq"
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": "gptq", "damp": self.damp, "block_size": self.block_size, "act_order": self.act_order,
-                "clip": self.clip}
+                "clip": self.clip, "sequential": self.sequential}
 
 
 class HessianObserver:

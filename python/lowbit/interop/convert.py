@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
@@ -448,6 +448,87 @@ def _collect_hessians(model: nn.Module, targets: dict[str, nn.Module], calib_dat
     return {n: h for n, h in hessians.items() if seen[n]}
 
 
+class _StopForward(BaseException):
+    """Ends a calibration pass once the layers it observes have run (a BaseException, so model code
+    that catches Exception does not swallow it)."""
+
+
+def _gptq_sequential(model: nn.Module, targets: dict[str, nn.Module], calib_data: Any, progress: bool,
+                     quantize_layer: Any) -> list[str]:
+    """Layer-sequential GPTQ (the GPTQ paper's order): each layer's statistics are its inputs in the
+    model whose earlier layers are already quantized, so a layer compensates the rounding error that
+    reaches it. One pass over ``calib_data`` per group of layers that take the same input tensor (a
+    transformer block's query/key/value are one group), stopped as soon as a later layer is about to
+    run, so layer i's pass costs the forward up to layer i. ``quantize_layer(name, hessian)``
+    quantizes a layer and installs it in ``model``; returns the names never reached."""
+    from ..core.gptq import HessianObserver
+
+    if calib_data is None:
+        raise ValueError("calib_data: GPTQ statistics needs calibration data (an iterable of batches)")
+    if isinstance(calib_data, (torch.Tensor, Mapping)):
+        calib_data = [calib_data]
+    batches = calib_data if isinstance(calib_data, Sequence) else list(calib_data)  # several passes
+    if not batches:
+        raise ValueError("calib_data: no batches (the iterable is empty)")
+    remaining = dict(targets)
+    bar = _progress(range(len(remaining)), progress, desc="GPTQ (layer by layer)", unit="layer")
+    ticks = iter(bar)
+    was_training = {m: m.training for m in model.modules()}
+    model.eval()
+    try:
+        while remaining:
+            state: dict[str, Any] = {"group": None, "input": None, "layer": None}
+            hess: dict[str, HessianObserver] = {}
+
+            def pre_hook(name: str, state: dict[str, Any] = state, hess: dict[str, HessianObserver] = hess):
+                def hook(mod: nn.Module, args: tuple) -> None:
+                    x = args[0] if args else None
+                    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+                        raise TypeError(f"layer '{name}' received {type(x).__name__} input, expected a float tensor")
+                    group = state["group"]
+                    if group is None:  # the first remaining layer to run leads this pass's group
+                        state["group"], state["input"] = [name], x
+                    elif name not in group:
+                        if x is not state["input"]:  # a later layer: this batch has given what it can
+                            raise _StopForward
+                        group.append(name)  # same input tensor as the leader (q, k, v)
+                    state["layer"] = name
+                    rows = _layer_rows(mod, x.detach().cpu())
+                    hess.setdefault(name, HessianObserver(rows.shape[1])).update(rows)
+
+                return hook
+
+            handles = [m.register_forward_pre_hook(pre_hook(n)) for n, m in remaining.items()]
+            try:
+                with torch.no_grad():
+                    for i, batch in enumerate(batches):
+                        try:
+                            run_batch(model, batch)
+                        except _StopForward:
+                            pass
+                        except Exception as e:
+                            where = f" in layer '{state['layer']}'" if state["layer"] else ""
+                            raise ValueError(f"calib_data: batch {i} does not fit the model{where}: "
+                                             f"{type(e).__name__}: {e}") from e
+                        if state["group"] is not None:
+                            state["input"] = None  # groups form within one batch's forward
+            finally:
+                for h in handles:
+                    h.remove()
+            if state["group"] is None:  # no remaining layer runs on this data
+                break
+            for name in state["group"]:
+                quantize_layer(name, hess[name])
+                del remaining[name]
+                next(ticks, None)
+    finally:
+        for m, t in was_training.items():
+            m.training = t
+        if hasattr(bar, "close"):
+            bar.close()
+    return list(remaining)
+
+
 def _weight_rows(m: nn.Module) -> torch.Tensor:
     """The float weight as lowbit stores it: (out, k), Conv2d in (kh, kw, in_channels) order."""
     w = m.weight.detach().to("cpu", torch.float32)
@@ -573,34 +654,57 @@ def quantize_model(
             _unsupported(n, "GPTQ covers Linear, transformers Conv1D and groups=1 Conv2d layers (not nn.Conv1d or "
                          "grouped convolutions yet)", cfgs[n], reasons)
             del gptq[n], targets[n]
-    hessians = _collect_hessians(work, gptq, calib_data, progress) if gptq else {}
-    first_by_weight: dict[int, tuple[nn.Module, _QuantBase]] = {}
-    tied: dict[str, QuantLinear] = {}
-    for name, m in targets.items():
-        cfg = cfgs[name]
+    built: dict[str, _QuantBase] = {}  # layers quantized (and installed) by layer-sequential GPTQ
+
+    def build(name: str, hessian: Any = None) -> Optional[_QuantBase]:
+        """The quantized module of target ``name``, or None (reason recorded) when it stays float."""
+        m, cfg = targets[name], cfgs[name]
         if cfg.activation.calibrated and name not in act_qparams:
             _unsupported(name, "static: never called while calib_data ran, no activation range", cfg, reasons)
-            continue
-        cls = QuantConv2d if isinstance(m, nn.Conv2d) else QuantConv1d if isinstance(m, nn.Conv1d) else QuantLinear
-        if name in gptq and name not in hessians:
+            return None
+        if name in gptq and hessian is None:
             _unsupported(name, "GPTQ: never called while calib_data ran, no input statistics", cfg, reasons)
-            continue
+            return None
+        cls = QuantConv2d if isinstance(m, nn.Conv2d) else QuantConv1d if isinstance(m, nn.Conv1d) else QuantLinear
         try:
             q = cls.from_float(m, cfg, act_qparams=act_qparams.get(name), name=name)
             if name in gptq:
                 from ..core.gptq import gptq_quantize
 
-                stored, stats = gptq_quantize(_weight_rows(m), hessians[name].hessian(), q.scheme, cfg.algorithm)
-                q._set_stored(stored)
-                q.algorithm, q.algorithm_stats = cfg.algorithm, stats
+                stored, stats = gptq_quantize(_weight_rows(m), hessian.hessian(), q.scheme, cfg.algorithm)
             elif cfg.algorithm is not None:  # MSE clipping: no data needed
                 from ..core.clipping import mse_clip_quantize
 
                 stored, stats = mse_clip_quantize(_weight_rows(m), q.scheme, cfg.algorithm)
+            if cfg.algorithm is not None:
                 q._set_stored(stored)
                 q.algorithm, q.algorithm_stats = cfg.algorithm, stats
         except ValueError as e:
             _unsupported(name, str(e), cfg, reasons)
+            return None
+        return q
+
+    sequential = {n: m for n, m in gptq.items() if cfgs[n].algorithm.sequential}
+    if sequential:
+        def install(name: str, hessian: Any) -> None:
+            q = build(name, hessian)
+            if q is not None:
+                built[name] = q
+                for alias in aliases[id(targets[name])]:
+                    _set_submodule(work, alias, q)
+
+        _gptq_sequential(work, sequential, calib_data, progress, install)
+    one_pass = {n: m for n, m in gptq.items() if n not in sequential}
+    hessians = _collect_hessians(work, one_pass, calib_data, progress) if one_pass else {}
+    first_by_weight: dict[int, tuple[nn.Module, _QuantBase]] = {}
+    tied: dict[str, QuantLinear] = {}
+    for name, m in targets.items():
+        if name in reasons:
+            continue
+        q = built[name] if name in built else None if name in sequential else build(name, hessians.get(name))
+        if q is None:
+            if name in sequential and name not in reasons:
+                build(name)  # never reached by calib_data: records why
             continue
         if is_conv1d(m):
             q._float_type = type(m).__name__
