@@ -124,6 +124,10 @@ def test_quantize_model_with_gptq_on_the_digits_cnn():
         rows = lowbit.summary(q).rows
         assert all(r["action"].endswith(", GPTQ") == (algo == "gptq") for r in rows if r["type"].startswith("Quant"))
     assert errors["gptq"] < errors[None]
+    report = lowbit.compare(model, q, x, progress=False, timing=False)
+    for r in report.layers:  # the algorithm and its own criterion (calibration output error) before/after
+        assert r.algorithm == "gptq" and r.algorithm_loss < r.algorithm_loss_rtn
+        assert f"gptq ({100 * (r.algorithm_gain - 1):+.0f}%)" in report.summary()
     assert accuracy(q, data.x_test, data.y_test) >= accuracy(model, data.x_test, data.y_test) - 1.0
     with pytest.raises(ValueError, match="GPTQ statistics needs calibration data"):
         lowbit.quantize_model(model, lowbit.QuantConfig(weight="int4", algorithm="gptq"))

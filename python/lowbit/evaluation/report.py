@@ -58,6 +58,11 @@ class LayerReport:
     per stored weight code (scales not included), ``granularity`` "per_channel", "per_tensor",
     "per_group" / "per_block" (with ``group_size``) or "elementwise" (fp16/bf16); ``bytes_after``
     counts the weights as stored (4-bit codes at half a byte).
+
+    ``algorithm`` is how the weights were rounded ("rtn", "gptq", "mse", "awq", ...);
+    ``algorithm_loss_rtn`` / ``algorithm_loss`` are that algorithm's own error criterion for
+    round-to-nearest and for its result (GPTQ/AWQ: output error on the calibration inputs; MSE
+    clipping: weight error), NaN for round-to-nearest.
     """
 
     name: str
@@ -80,6 +85,15 @@ class LayerReport:
     timing_float: Timing | None = field(default=None, repr=False)
     timing_quant: Timing | None = field(default=None, repr=False)
     timing_suspect: bool = False  # speedup beyond Timer.max_ratio: a stalled side, not a kernel ratio
+    algorithm: str = "rtn"
+    algorithm_loss_rtn: float = math.nan
+    algorithm_loss: float = math.nan
+
+    @property
+    def algorithm_gain(self) -> float:
+        """``algorithm_loss / algorithm_loss_rtn`` (< 1: the algorithm cut its error), NaN for RTN."""
+        before, after = self.algorithm_loss_rtn, self.algorithm_loss
+        return after / before if before > 0 and math.isfinite(after) else math.nan
 
     @property
     def speedup(self) -> float:
@@ -241,14 +255,14 @@ class QuantReport:
         return lines
 
     _COLUMNS = ("layer", "type", "bits", "act", "weight SQNR", "out SQNR", "cosine", "accum SQNR",
-                "MiB float->quant", "ms float", "ms quant", "speedup (range)")
+                "MiB float->quant", "ms float", "ms quant", "speedup (range)", "rounding (err vs rtn)")
 
     def _cells(self, r: LayerReport) -> tuple[str, ...]:
         return (r.name, r.type, f"{r.bits} {_gran(r.granularity, r.group_size)}", _act(r.activation), _db(r.weight_sqnr),
                 _db(r.output_sqnr), f"{r.output_cosine:.5f}", _db(r.accumulated_sqnr),
                 f"{_mib(r.bytes_before)}->{_mib(r.bytes_after)}", _ms_cell(r.timing_float, r.latency_float_s),
                 _ms_cell(r.timing_quant, r.latency_quant_s),
-                _ratio(r.speedup, r.speedup_range) + (" !" if r.timing_suspect else ""))
+                _ratio(r.speedup, r.speedup_range) + (" !" if r.timing_suspect else ""), _algo_cell(r))
 
     def summary(self) -> str:
         """The report as plain text: whole-model lines, then one row per layer (worst marked *)."""
@@ -436,6 +450,28 @@ def _as_batches(data: Any) -> Iterable:
 
 
 @torch.no_grad()
+def _algo_cell(r: LayerReport) -> str:
+    gain = r.algorithm_gain
+    return r.algorithm + (f" ({100 * (gain - 1):+.0f}%)" if math.isfinite(gain) else "")
+
+
+# (loss before, loss after) keys of each algorithm's stats
+_ALGO_LOSSES = (("loss_rtn", "loss_gptq"), ("loss_rtn", "loss"), ("weight_mse_rtn", "weight_mse"))
+
+
+def _algorithm_fields(q: nn.Module) -> dict[str, Any]:
+    algo = getattr(q, "algorithm", None)
+    if algo is None:
+        return {}
+    stats = getattr(q, "algorithm_stats", None) or {}
+    out: dict[str, Any] = {"algorithm": str(getattr(algo, "name", algo))}
+    for before, after in _ALGO_LOSSES:
+        if before in stats and after in stats:
+            out["algorithm_loss_rtn"], out["algorithm_loss"] = float(stats[before]), float(stats[after])
+            break
+    return out
+
+
 def compare(
     float_model: nn.Module,
     quant_model: nn.Module,
@@ -454,7 +490,8 @@ def compare(
     output SQNR, cosine and max error when the float model's input of that layer is fed to both
     the float and the quantized layer; the SQNR accumulated up to that layer in the quantized
     model; bytes before/after; float and quantized latency on the first batch's real input and
-    the speedup (median ± spread, range). Whole model: output SQNR / cosine (and KL / top-1 agreement for (N, classes)
+    the speedup (median ± spread, range); the rounding algorithm (GPTQ, AWQ, MSE scales, ...) with
+    its error criterion before (round-to-nearest) and after. Whole model: output SQNR / cosine (and KL / top-1 agreement for (N, classes)
     outputs), ``eval_fn`` on both models, size and latency.
 
     Both models run in eval mode under ``torch.no_grad()``; their training flags are restored.
@@ -591,6 +628,7 @@ def compare(
                 group_size=q.group_size,
                 timing_float=t_f,
                 timing_quant=t_q,
+                **_algorithm_fields(q),
             ))
         lat_fm = lat_qm = math.nan
         tm_f = tm_q = None
