@@ -262,3 +262,38 @@ def test_layer_sequential_gptq_reports_unreached_layers(rng):
                                                               algorithm="gptq", on_unsupported="float"),
                                   calib_data=calib, progress=False)
     assert type(q.a).__name__ == "QuantLinear" and type(q.unused).__name__ == "Linear"
+
+
+@pytest.mark.parametrize("sequential", [True, False])
+def test_gptq_statistics_skip_padding_tokens(sequential, rng):
+    """Tokenizer-style dict batches: rows where attention_mask is 0 (padding) never enter the
+    Hessian, so padding with any values gives the weights of the real tokens alone."""
+    torch = pytest.importorskip("torch")
+
+    class Tokens(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(1)
+            self.proj = torch.nn.Linear(32, 16)
+
+        def forward(self, hidden, attention_mask):
+            return self.proj(hidden) * attention_mask[..., None]
+
+    x = torch.from_numpy(_correlated_inputs(rng, 2 * 12, 32)).reshape(2, 12, 32)
+    mask = torch.ones(2, 12, dtype=torch.int64)
+    mask[0, 7:] = 0
+    mask[1, 10:] = 0
+    padded = x.clone()
+    padded[mask == 0] = 1e3 * torch.randn(int((mask == 0).sum()), 32)
+    cfg = lowbit.QuantConfig(weight="int4", group_size=32, activation="float", algorithm=GPTQ(sequential=sequential))
+    model = Tokens().eval()
+    q_pad = lowbit.quantize_model(model, cfg, calib_data=[{"hidden": padded, "attention_mask": mask}], progress=False)
+    q_real = lowbit.quantize_model(model, cfg, calib_data=[{"hidden": x[0:1, :7], "attention_mask": mask[0:1, :7]},
+                                                           {"hidden": x[1:2, :10], "attention_mask": mask[1:2, :10]}],
+                                   progress=False)
+    h = HessianObserver(32)
+    h.update(x[mask.bool()])
+    expect, _ = gptq_quantize(model.proj.weight, h.hessian(), lowbit.Int4Weights(group_size=32))
+    for name, a in expect.items():
+        np.testing.assert_array_equal(getattr(q_pad.proj, name).numpy().reshape(a.shape), a)
+        np.testing.assert_array_equal(getattr(q_real.proj, name).numpy().reshape(a.shape), a)

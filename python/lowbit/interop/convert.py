@@ -343,6 +343,20 @@ def run_batch(model: nn.Module, batch: Any) -> Any:
     return model(batch)
 
 
+def _token_mask(batch: Any) -> Optional[torch.Tensor]:
+    """The (batch, tokens) attention mask of a tokenizer-style dict batch, else None."""
+    mask = batch.get("attention_mask") if isinstance(batch, Mapping) else None
+    return mask if isinstance(mask, torch.Tensor) and mask.dim() == 2 else None
+
+
+def _real_tokens(x: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
+    """The rows of a (batch, tokens, features) layer input at unmasked positions: padding tokens
+    never reach a pooled or attended output, so they must not steer a weight's rounding."""
+    if mask is None or x.dim() != 3 or tuple(x.shape[:2]) != tuple(mask.shape):
+        return x
+    return x[mask.to(torch.bool)]
+
+
 def _run_with_hooks(
     model: nn.Module,
     targets: dict[str, nn.Module],
@@ -350,15 +364,17 @@ def _run_with_hooks(
     calib_data: Any,
     progress: bool,
     what: str,
+    real_tokens: bool = False,
 ) -> dict[str, int]:
     """Runs ``calib_data`` through ``model`` (eval mode, no grad) and calls ``on_input(name, x)``
-    with the input of every target layer; returns name -> number of calls."""
+    with the input of every target layer (with ``real_tokens``, only its rows at positions the
+    batch's ``attention_mask`` keeps); returns name -> number of calls."""
     if calib_data is None:
         raise ValueError(f"calib_data: {what} needs calibration data (an iterable of batches)")
     if isinstance(calib_data, (torch.Tensor, Mapping)):
         calib_data = [calib_data]
     seen: dict[str, int] = {n: 0 for n in targets}
-    state: dict[str, Any] = {"layer": None, "batch": -1}
+    state: dict[str, Any] = {"layer": None, "batch": -1, "mask": None}
     handles = []
 
     def pre_hook(name: str):
@@ -369,7 +385,8 @@ def _run_with_hooks(
                 raise TypeError(
                     f"layer '{name}' received {type(x).__name__} input, expected a float tensor"
                 )
-            on_input(name, x.detach().cpu())
+            x = x.detach().cpu()
+            on_input(name, _real_tokens(x, state["mask"]) if real_tokens else x)
             seen[name] += 1
 
         return hook
@@ -383,6 +400,7 @@ def _run_with_hooks(
             for batch in _progress(calib_data, progress, desc=what):
                 state["batch"] += 1
                 state["layer"] = None
+                state["mask"] = _token_mask(batch)
                 try:
                     run_batch(model, batch)
                 except Exception as e:  # re-raised with the batch and layer that failed
@@ -444,7 +462,7 @@ def _collect_hessians(model: nn.Module, targets: dict[str, nn.Module], calib_dat
 
     hessians = {n: HessianObserver(_weight_rows(m).shape[1]) for n, m in targets.items()}
     seen = _run_with_hooks(model, targets, lambda n, x: hessians[n].update(_layer_rows(targets[n], x)),
-                           calib_data, progress, "GPTQ statistics")
+                           calib_data, progress, "GPTQ statistics", real_tokens=True)
     return {n: h for n, h in hessians.items() if seen[n]}
 
 
@@ -460,7 +478,8 @@ def _gptq_sequential(model: nn.Module, targets: dict[str, nn.Module], calib_data
     reaches it. One pass over ``calib_data`` per group of layers that take the same input tensor (a
     transformer block's query/key/value are one group), stopped as soon as a later layer is about to
     run, so layer i's pass costs the forward up to layer i. ``quantize_layer(name, hessian)``
-    quantizes a layer and installs it in ``model``; returns the names never reached."""
+    quantizes a layer and installs it in ``model``; returns the names never reached. Rows at padding
+    positions (``attention_mask`` 0 in a dict batch) are left out of the statistics."""
     from ..core.gptq import HessianObserver
 
     if calib_data is None:
@@ -477,7 +496,7 @@ def _gptq_sequential(model: nn.Module, targets: dict[str, nn.Module], calib_data
     model.eval()
     try:
         while remaining:
-            state: dict[str, Any] = {"group": None, "input": None, "layer": None}
+            state: dict[str, Any] = {"group": None, "input": None, "layer": None, "mask": None}
             hess: dict[str, HessianObserver] = {}
 
             def pre_hook(name: str, state: dict[str, Any] = state, hess: dict[str, HessianObserver] = hess):
@@ -493,7 +512,7 @@ def _gptq_sequential(model: nn.Module, targets: dict[str, nn.Module], calib_data
                             raise _StopForward
                         group.append(name)  # same input tensor as the leader (q, k, v)
                     state["layer"] = name
-                    rows = _layer_rows(mod, x.detach().cpu())
+                    rows = _layer_rows(mod, _real_tokens(x.detach().cpu(), state["mask"]))
                     hess.setdefault(name, HessianObserver(rows.shape[1])).update(rows)
 
                 return hook
@@ -502,6 +521,7 @@ def _gptq_sequential(model: nn.Module, targets: dict[str, nn.Module], calib_data
             try:
                 with torch.no_grad():
                     for i, batch in enumerate(batches):
+                        state["mask"] = _token_mask(batch)
                         try:
                             run_batch(model, batch)
                         except _StopForward:
