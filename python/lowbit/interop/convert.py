@@ -29,6 +29,7 @@ from ..nn import (
 )
 from ..nn._common import is_conv1d
 from ..nn.linear import _QuantBase
+from . import distributed as _dist
 
 __all__ = ["Summary", "convert", "prepare_qat", "quantize_model", "run_batch", "summary"]
 
@@ -406,12 +407,14 @@ def _calibrate(
     cfgs: dict[str, QuantConfig],
     calib_data: Any,
     progress: bool,
+    group: Any = None,
 ) -> dict[str, tuple[float, int]]:
     """Observes the inputs of ``targets`` over ``calib_data``; returns name -> (scale, zero_point)
     for the layers that saw data."""
     observers = {n: cfgs[n].activation.make_observer() for n in targets}
-    seen = _run_with_hooks(model, targets, lambda n, x: observers[n].update(x), calib_data, progress,
-                           "static activation quantization")
+    seen = _dist.run(group, "static calibration", lambda: _run_with_hooks(  # issue 17: group=None runs as before
+        model, targets, lambda n, x: observers[n].update(x), calib_data, progress, "static activation quantization"))
+    seen = _dist.merge_observers(group, "static calibration", observers, seen)  # issue 17: no-op without a group
     return {n: tuple(observers[n].compute_qparams()) for n in targets if seen[n]}
 
 
@@ -438,13 +441,15 @@ def _layer_rows(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def _collect_hessians(model: nn.Module, targets: dict[str, nn.Module], calib_data: Any,
-                      progress: bool) -> dict[str, Any]:
+                      progress: bool, group: Any = None) -> dict[str, Any]:
     """GPTQ statistics: name -> HessianObserver of the rows each target layer's weight multiplies."""
     from ..core.gptq import HessianObserver
 
     hessians = {n: HessianObserver(_weight_rows(m).shape[1]) for n, m in targets.items()}
-    seen = _run_with_hooks(model, targets, lambda n, x: hessians[n].update(_layer_rows(targets[n], x)),
-                           calib_data, progress, "GPTQ statistics")
+    seen = _dist.run(group, "GPTQ statistics", lambda: _run_with_hooks(  # issue 17: group=None runs as before
+        model, targets, lambda n, x: hessians[n].update(_layer_rows(targets[n], x)), calib_data, progress,
+        "GPTQ statistics"))
+    seen = _dist.merge_hessians(group, "GPTQ statistics", hessians, seen)  # issue 17: no-op without a group
     return {n: h for n, h in hessians.items() if seen[n]}
 
 
@@ -488,6 +493,7 @@ def quantize_model(
     calib_data: Optional[Iterable] = None,
     inplace: bool = False,
     progress: bool = True,
+    process_group: Any = None,
 ) -> nn.Module:
     """Replaces ``nn.Linear``, transformers' ``Conv1D`` (GPT-2; a QuantLinear holding its
     transposed weight) and ``nn.Conv2d`` (groups=1) layers with lowbit's quantized modules.
@@ -516,6 +522,10 @@ def quantize_model(
             (``model(**batch)``) or ``(inputs, labels)`` tuples (``model(inputs)``).
         inplace: modify ``model`` itself.
         progress: show a progress bar during calibration.
+        process_group: None (one process, the default, also under torchrun), ``"world"`` or a
+            ``torch.distributed`` ProcessGroup (gloo): a collective call; each rank passes its shard
+            of ``calib_data`` and every rank gets the same model, observers and GPTQ statistics
+            merged over all shards (see :mod:`lowbit.interop.distributed`).
 
     Returns:
         The quantized model (``model`` itself when inplace).
@@ -536,7 +546,9 @@ def quantize_model(
         >>> [row["action"] for row in lowbit.summary(q4).rows][0]
         'nf4 weights block 64, dynamic int8 act (per row and group), 4-bit kernel'
     """
+    group = _dist.resolve_group(process_group)  # issue 17: distributed calibration (None: one process)
     model, config, cands, work, float_bytes, folded = _begin(model, config, inplace, "quantize_model")
+    _dist.check_same(group, "quantize_model", _dist.model_parts(config, cands))  # issue 17
     aliases = _aliases(work)
     reasons: dict[str, str] = {}
     targets: dict[str, nn.Module] = {}
@@ -566,14 +578,14 @@ def quantize_model(
     act_qparams: dict[str, tuple[float, int]] = {}
     static = {n: m for n, m in targets.items() if cfgs[n].activation.calibrated}
     if static:
-        act_qparams = _calibrate(work, static, cfgs, calib_data, progress)
+        act_qparams = _calibrate(work, static, cfgs, calib_data, progress, group)
     gptq = {n: m for n, m in targets.items() if getattr(cfgs[n].algorithm, "name", None) == "gptq"}
     for n, m in list(gptq.items()):
         if isinstance(m, nn.Conv1d) or getattr(m, "groups", 1) != 1:
             _unsupported(n, "GPTQ covers Linear, transformers Conv1D and groups=1 Conv2d layers (not nn.Conv1d or "
                          "grouped convolutions yet)", cfgs[n], reasons)
             del gptq[n], targets[n]
-    hessians = _collect_hessians(work, gptq, calib_data, progress) if gptq else {}
+    hessians = _collect_hessians(work, gptq, calib_data, progress, group) if gptq else {}
     first_by_weight: dict[int, tuple[nn.Module, _QuantBase]] = {}
     tied: dict[str, QuantLinear] = {}
     for name, m in targets.items():
