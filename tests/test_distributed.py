@@ -103,3 +103,16 @@ def test_timeout_setting_is_checked(monkeypatch):
         ld.timeout_s()
     monkeypatch.setenv("LOWBIT_DIST_TIMEOUT", "2.5")
     assert ld.timeout_s() == 2.5
+
+
+def test_calibrate_parallel_benchmark_runs_and_agrees():
+    """benchmarks/calibrate_parallel.py (torchrun at 1 and 2 processes, tiny sizes): same model and
+    sensitivity report at both process counts."""
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "calibrate_parallel.py"
+    cmd = [sys.executable, str(script), "--procs", "1", "2", "--batches", "4", "--width", "32", "--layers", "2",
+           "--eval-batches", "2", "--repeats", "1", "--timeout", "120"]
+    r = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=200)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
+    rows = [line for line in r.stdout.splitlines() if line.startswith("|") and line.split("|")[1].strip() in "12"]
+    assert len(rows) == 2 and all(line.split("|")[6].strip() == line.split("|")[7].strip() == "yes" for line in rows), \
+        r.stdout
