@@ -120,7 +120,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--procs", type=int, nargs="+", default=[1, 2], help="process counts; the first is the baseline")
     ap.add_argument("--batches", type=int, default=64, help="calibration batches (64 rows each), split over ranks")
-    ap.add_argument("--eval-batches", type=int, default=8, help="batches each sensitivity evaluation runs")
+    ap.add_argument("--eval-batches", type=int, default=32, help="batches each sensitivity evaluation runs")
     ap.add_argument("--width", type=int, default=384)
     ap.add_argument("--layers", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=3)

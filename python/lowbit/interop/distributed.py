@@ -138,7 +138,7 @@ def _exchange(group: Any, payload: Any, what: str) -> list[Any]:
     _wait(dist.all_gather(sizes, size, group=group, async_op=True), group, what, started)
     longest = max(int(s) for s in sizes)
     buf = torch.zeros(longest, dtype=torch.uint8)
-    buf[: len(data)] = torch.frombuffer(bytearray(data), dtype=torch.uint8) if data else buf[:0]
+    buf[: len(data)] = torch.frombuffer(bytearray(data), dtype=torch.uint8)
     bufs = [torch.zeros(longest, dtype=torch.uint8) for _ in range(world)]
     _wait(dist.all_gather(bufs, buf, group=group, async_op=True), group, what, started)
     return [json.loads(bytes(b[: int(s)].numpy())) for b, s in zip(bufs, sizes)]
