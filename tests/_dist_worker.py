@@ -118,6 +118,16 @@ def main_scenario(rank: int, world: int) -> None:
         expect_raise(ld.DistributedError, call, "rank 1 failed: ValueError: calib_data: batch 0")
     # the group is still usable afterwards
     lowbit.quantize_model(model, {"activation": "static"}, calib_data=shard, progress=False, process_group="world")
+    def metric(m: torch.nn.Module) -> float:
+        if rank == 1:
+            raise RuntimeError("evaluation data missing on this rank")
+        return 1.0
+
+    call = lambda: lowbit.sensitivity(model, data, metric=metric, progress=False, process_group="world")  # noqa: E731
+    if rank == 1:
+        expect_raise(RuntimeError, call, "evaluation data missing")
+    else:
+        expect_raise(ld.DistributedError, call, "rank 1 failed: RuntimeError: evaluation data missing")
     print("PASS failing rank", flush=True)
 
 

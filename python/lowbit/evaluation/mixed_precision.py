@@ -216,11 +216,12 @@ def sensitivity(
     """
     group = _dist.resolve_group(process_group)
     cfg = as_config(config)
-    batches, cfg, quantized, layers = _prepare(model, data, cfg, [cfg.weight.name], progress)
+    batches, cfg, quantized, layers = _dist.run(group, "sensitivity", lambda: _prepare(
+        model, data, cfg, [cfg.weight.name], progress))
     was = {m: m.training for m in model.modules()}
     model.eval()
     try:
-        scorer = _Scorer(model, batches, metric)
+        scorer = _dist.run(group, "sensitivity", lambda: _Scorer(model, batches, metric))
         rows = _sweep(model, scorer, quantized, layers, progress, group)
     finally:
         for m, t in was.items():
@@ -326,13 +327,14 @@ def auto_mixed_precision(
     weights = [c for c in ladder if c is not None]
     if not weights:
         raise ValueError("candidates: include at least one quantized dtype (e.g. 'int4' or 'int8')")
-    batches, cfg, quantized, layers = _prepare(model, data, config, weights, progress)
+    batches, cfg, quantized, layers = _dist.run(group, "sensitivity", lambda: _prepare(
+        model, data, config, weights, progress))
     metric: Metric = eval_fn if eval_fn is not None else "cosine"
 
     was = {m: m.training for m in model.modules()}
     model.eval()
     try:
-        scorer = _Scorer(model, batches, metric)
+        scorer = _dist.run(group, "sensitivity", lambda: _Scorer(model, batches, metric))
         rows = _sweep(model, scorer, quantized, layers, progress, group)
         drop = {(r["layer"], r["weight"]): r["drop"] for r in rows}
         hybrid = copy.deepcopy(model).eval()

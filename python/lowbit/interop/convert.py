@@ -547,7 +547,8 @@ def quantize_model(
         'nf4 weights block 64, dynamic int8 act (per row and group), 4-bit kernel'
     """
     group = _dist.resolve_group(process_group)  # issue 17: distributed calibration (None: one process)
-    model, config, cands, work, float_bytes, folded = _begin(model, config, inplace, "quantize_model")
+    model, config, cands, work, float_bytes, folded = _dist.run(  # issue 17: a local error reaches the other ranks
+        group, "quantize_model", lambda: _begin(model, config, inplace, "quantize_model"))
     _dist.check_same(group, "quantize_model", _dist.model_parts(config, cands))  # issue 17
     aliases = _aliases(work)
     reasons: dict[str, str] = {}
