@@ -534,6 +534,8 @@ def quantize_model(
         TypeError: ``model`` is not an nn.Module or ``config`` is not a QuantConfig.
         ValueError: the model has no Linear/Conv2d layer; static mode without ``calib_data``; a
             calibration batch that does not fit the model (names the batch and layer).
+        lowbit.RankMismatchError, lowbit.DistributedError: with ``process_group``, ranks with
+            different models or configs; another rank failed, died or timed out.
 
     Example:
         >>> import torch
