@@ -7,9 +7,11 @@ Reading: each input file's safetensors header is parsed and every tensor is read
 resident set until it is unmapped, so a mapped pass over the checkpoint would count the whole file).
 Writing: tensors go to a temporary data file as they are made, with their SHA-256 prefixes; at the
 end the safetensors header (with lowbit's metadata) is written and the data copied behind it in
-16 MiB chunks. So peak memory is a small multiple of the largest layer's float weight plus the
-interpreter, torch and lowbit (tested: a 512 MiB checkpoint of 16 MiB tensors within 200 MiB over
-the process's resident memory before the call).
+16 MiB chunks. So peak memory is a small multiple of the largest layer's float weight (read,
+widened to float32, quantized) plus the interpreter, torch and lowbit: tested, a 256 MiB float32
+checkpoint of 16 MiB tensors within 160 MiB over the process's resident memory before the call;
+``benchmarks/bench_checkpoint.py``, a 6 GiB bf16 checkpoint of 86 MiB tensors: +512 MiB (peak
+738 MiB), the same as for a 0.5 GiB one.
 
 The model is a skeleton: a model of the checkpoint's architecture, ideally built on the meta
 device (``with torch.device("meta"): model = Net()``), which costs no memory. Its layers decide
