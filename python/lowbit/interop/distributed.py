@@ -22,7 +22,8 @@ every rank of the group must make it, with the same model and config.
   dtypes, a few weight values; for sweeps the float model's reference outputs):
   :class:`RankMismatchError` on every rank when they differ.
 - Failure: every lowbit collective waits at most ``LOWBIT_DIST_TIMEOUT`` seconds (environment,
-  default 600: it must cover the slowest rank's shard) and a rank that died or never arrives
+  default 600: it must cover the slowest rank's shard; the group's own ``init_process_group``
+  timeout also applies, whichever is shorter) and a rank that died or never arrives
   gives :class:`DistributedError` on the others (a dead peer is seen at once, a missing one at
   the timeout), never a hang. A rank whose own step raises (a bad batch) re-raises its error and
   tells the others, which raise :class:`DistributedError` naming that rank and error.
