@@ -1,16 +1,12 @@
-"""Tests for lowbit.calibrate and the multi-process calibration example (merged == single process)."""
+"""Tests for lowbit.calibrate (the multi-process merge over torch.distributed: tests/test_distributed.py)."""
 
 from __future__ import annotations
 
-import importlib
-import pathlib
 import sys
 
 import lowbit
 import numpy as np
 import pytest
-
-BENCHMARKS = pathlib.Path(__file__).resolve().parent.parent / "benchmarks"
 
 
 def batches(n=6, seed=3):
@@ -75,22 +71,6 @@ def test_bad_input():
         lowbit.calibrate(lambda b: b, batches(), [obs], progress=False)
     with pytest.raises(TypeError, match="fn"):
         lowbit.calibrate(lambda b: {"a": b}, batches(), obs, progress=False)
-
-
-@pytest.fixture
-def example(monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCHMARKS))  # spawned workers inherit sys.path
-    return importlib.import_module("calibrate_parallel")
-
-
-def test_multiprocess_calibration_equals_single_process(example):
-    merged = example.calibrate_in_processes(n_shards=4, workers=2)
-    single = example.calibrate_single(n_shards=4)
-    assert merged.keys() == single.keys()
-    for name in merged:
-        assert merged[name].state_dict() == single[name].state_dict(), name
-        for got, want in zip(merged[name].compute_qparams(), single[name].compute_qparams()):
-            np.testing.assert_array_equal(got, want)
 
 
 def test_no_batches_is_an_error():

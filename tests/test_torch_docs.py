@@ -24,6 +24,7 @@ MODULES = [
     "lowbit.core.clipping",
     "lowbit.interop.convert",
     "lowbit.interop.serialization",
+    "lowbit.interop.checkpoint",
     "lowbit.nn",
     "lowbit.nn.linear",
     "lowbit.nn.conv",

@@ -5,8 +5,9 @@ Public API. The torch-model flavour (observers attached to layers with forward h
 
 Splitting calibration over processes: give each worker a shard of the data and its own observers,
 return ``state_dict()`` from each, and fold them with ``Observer.from_state_dict(d)`` and
-``merge``; min/max and histogram observers then equal a single pass exactly. A runnable example
-with ``concurrent.futures`` lives in ``benchmarks/calibrate_parallel.py``.
+``merge``; min/max and histogram observers then equal a single pass exactly. With PyTorch,
+``quantize_model(..., process_group="world")`` does this over ``torch.distributed``
+(:mod:`lowbit.interop.distributed`; ``benchmarks/calibrate_parallel.py`` runs it under torchrun).
 """
 
 from __future__ import annotations

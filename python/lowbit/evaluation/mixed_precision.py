@@ -19,6 +19,7 @@ from torch import nn
 from ..core.calibration import _progress
 from ..core.config import QuantConfig, as_config
 from ..core.metrics import _ErrorStats, model_nbytes
+from ..interop import distributed as _dist
 from ..interop.convert import _set_submodule, quantize_model, run_batch
 from ..nn.linear import _QuantBase
 from .report import QuantReport, _as_batches, _main_output, compare
@@ -147,11 +148,20 @@ def _prepare(model: nn.Module, data: Any, config: Any, weights: Sequence[str], p
     return batches, config, quantized, layers
 
 
-def _sweep(model: nn.Module, scorer: _Scorer, quantized: dict, layers: list[str], progress: bool) -> list[dict]:
+def _sweep(model: nn.Module, scorer: _Scorer, quantized: dict, layers: list[str], progress: bool,
+           group: Any = None) -> list[dict]:
+    """One row per (layer, format): the model with only that layer quantized. With a process group
+    (issue 17) the rows are computed round-robin over the ranks and gathered in the same order."""
     hybrid = copy.deepcopy(model).eval()
-    rows = []
     jobs = [(n, w) for n in layers for w in quantized]
-    for name, w in _progress(jobs, progress, desc="sensitivity", unit="layer"):
+    if group is not None:
+        _dist.check_same(group, "sensitivity", {
+            "layers and formats": jobs, "metric": scorer.name, "float score": repr(scorer.base),
+            "reference outputs": _dist.tensor_digest(scorer.ref) if scorer.ref is not None else None,
+            "quantized weights": _dist.tensor_digest([t for w in quantized for t in quantized[w].state_dict().values()])})
+
+    def one(job: tuple[str, str]) -> dict:
+        name, w = job
         q = quantized[w].get_submodule(name)
         orig = hybrid.get_submodule(name)
         _set_submodule(hybrid, name, q)
@@ -159,9 +169,12 @@ def _sweep(model: nn.Module, scorer: _Scorer, quantized: dict, layers: list[str]
             score = scorer(hybrid)
         finally:
             _set_submodule(hybrid, name, orig)
-        rows.append({"layer": name, "type": type(q).__name__, "weight": w, "score": score,
-                     "drop": scorer.base - score if math.isfinite(scorer.base) else -score})
-    return rows
+        return {"layer": name, "type": type(q).__name__, "weight": w, "score": score,
+                "drop": scorer.base - score if math.isfinite(scorer.base) else -score}
+
+    if group is None:
+        return [one(j) for j in _progress(jobs, progress, desc="sensitivity", unit="layer")]
+    return _dist.spread(group, "sensitivity", jobs, one)
 
 
 def sensitivity(
@@ -171,6 +184,7 @@ def sensitivity(
     *,
     metric: Metric = "sqnr",
     progress: bool = True,
+    process_group: Any = None,
 ) -> SensitivityReport:
     """Quantizes one layer at a time (the others stay float) and measures the effect on the whole
     model: which layers can take low precision and which cannot.
@@ -184,6 +198,9 @@ def sensitivity(
         metric: "sqnr" (model output SQNR in dB vs float), "cosine" (output cosine similarity, in
             percent) or a callable ``eval_fn(model) -> float``, higher is better (e.g. accuracy).
         progress: progress bar over the layers.
+        process_group: None (one process), ``"world"`` or a gloo ProcessGroup: a collective call
+            (same model and data on every rank) whose evaluations go round-robin to the ranks; every
+            rank returns the whole report, the single-process one (:mod:`lowbit.interop.distributed`).
 
     Returns:
         A :class:`SensitivityReport`, most sensitive layer first (``drop`` = float score - score;
@@ -197,13 +214,15 @@ def sensitivity(
         >>> sorted(r["layer"] for r in s.rows)
         ['0', '2']
     """
+    group = _dist.resolve_group(process_group)
     cfg = as_config(config)
-    batches, cfg, quantized, layers = _prepare(model, data, cfg, [cfg.weight.name], progress)
+    batches, cfg, quantized, layers = _dist.run(group, "sensitivity", lambda: _prepare(
+        model, data, cfg, [cfg.weight.name], progress))
     was = {m: m.training for m in model.modules()}
     model.eval()
     try:
-        scorer = _Scorer(model, batches, metric)
-        rows = _sweep(model, scorer, quantized, layers, progress)
+        scorer = _dist.run(group, "sensitivity", lambda: _Scorer(model, batches, metric))
+        rows = _sweep(model, scorer, quantized, layers, progress, group)
     finally:
         for m, t in was.items():
             m.training = t
@@ -247,6 +266,7 @@ def auto_mixed_precision(
     config: QuantConfig | dict | None = None,
     progress: bool = True,
     timing: bool | Timer = True,
+    process_group: Any = None,
 ) -> MixedPrecisionResult:
     """Picks a precision per layer from ``candidates`` under an accuracy-drop or size budget.
 
@@ -276,6 +296,10 @@ def auto_mixed_precision(
         progress: progress bars.
         timing: measure latencies in the final report (as :func:`lowbit.compare`: True, a
             :class:`lowbit.Timer`, or False). The sensitivity sweep itself times nothing.
+        process_group: None (one process), ``"world"`` or a gloo ProcessGroup: a collective call
+            (same model and data on every rank); the sensitivity sweep is spread over the ranks as
+            in :func:`sensitivity`, the greedy upgrades then run on every rank alike, so every rank
+            returns the single-process choice and config (latencies in ``report`` are each rank's).
 
     Returns:
         A :class:`MixedPrecisionResult` ``(config, report, model, sensitivity, choice)``.
@@ -294,6 +318,7 @@ def auto_mixed_precision(
     """
     if max_drop is None and target_size is None:
         raise ValueError("auto_mixed_precision: give max_drop and/or target_size")
+    group = _dist.resolve_group(process_group)
     cands = list(dict.fromkeys(candidates))
     bad = [c for c in cands if c not in _BITS]
     if bad or not cands:
@@ -302,14 +327,15 @@ def auto_mixed_precision(
     weights = [c for c in ladder if c is not None]
     if not weights:
         raise ValueError("candidates: include at least one quantized dtype (e.g. 'int4' or 'int8')")
-    batches, cfg, quantized, layers = _prepare(model, data, config, weights, progress)
+    batches, cfg, quantized, layers = _dist.run(group, "sensitivity", lambda: _prepare(
+        model, data, config, weights, progress))
     metric: Metric = eval_fn if eval_fn is not None else "cosine"
 
     was = {m: m.training for m in model.modules()}
     model.eval()
     try:
-        scorer = _Scorer(model, batches, metric)
-        rows = _sweep(model, scorer, quantized, layers, progress)
+        scorer = _dist.run(group, "sensitivity", lambda: _Scorer(model, batches, metric))
+        rows = _sweep(model, scorer, quantized, layers, progress, group)
         drop = {(r["layer"], r["weight"]): r["drop"] for r in rows}
         hybrid = copy.deepcopy(model).eval()
         floats = {n: hybrid.get_submodule(n) for n in layers}

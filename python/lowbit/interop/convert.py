@@ -29,6 +29,7 @@ from ..nn import (
 )
 from ..nn._common import is_conv1d
 from ..nn.linear import _QuantBase
+from . import distributed as _dist
 
 __all__ = ["Summary", "convert", "prepare_qat", "quantize_model", "run_batch", "summary"]
 
@@ -424,12 +425,14 @@ def _calibrate(
     cfgs: dict[str, QuantConfig],
     calib_data: Any,
     progress: bool,
+    group: Any = None,
 ) -> dict[str, tuple[float, int]]:
     """Observes the inputs of ``targets`` over ``calib_data``; returns name -> (scale, zero_point)
     for the layers that saw data."""
     observers = {n: cfgs[n].activation.make_observer() for n in targets}
-    seen = _run_with_hooks(model, targets, lambda n, x: observers[n].update(x), calib_data, progress,
-                           "static activation quantization")
+    seen = _dist.run(group, "static calibration", lambda: _run_with_hooks(  # issue 17: group=None runs as before
+        model, targets, lambda n, x: observers[n].update(x), calib_data, progress, "static activation quantization"))
+    seen = _dist.merge_observers(group, "static calibration", observers, seen)  # issue 17: no-op without a group
     return {n: tuple(observers[n].compute_qparams()) for n in targets if seen[n]}
 
 
@@ -456,13 +459,15 @@ def _layer_rows(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def _collect_hessians(model: nn.Module, targets: dict[str, nn.Module], calib_data: Any,
-                      progress: bool) -> dict[str, Any]:
+                      progress: bool, group: Any = None) -> dict[str, Any]:
     """GPTQ statistics: name -> HessianObserver of the rows each target layer's weight multiplies."""
     from ..core.gptq import HessianObserver
 
     hessians = {n: HessianObserver(_weight_rows(m).shape[1]) for n, m in targets.items()}
-    seen = _run_with_hooks(model, targets, lambda n, x: hessians[n].update(_layer_rows(targets[n], x)),
-                           calib_data, progress, "GPTQ statistics", real_tokens=True)
+    seen = _dist.run(group, "GPTQ statistics", lambda: _run_with_hooks(  # issue 17: group=None runs as before
+        model, targets, lambda n, x: hessians[n].update(_layer_rows(targets[n], x)), calib_data, progress,
+        "GPTQ statistics", real_tokens=True))
+    seen = _dist.merge_hessians(group, "GPTQ statistics", hessians, seen)  # issue 17: no-op without a group
     return {n: h for n, h in hessians.items() if seen[n]}
 
 
@@ -472,14 +477,16 @@ class _StopForward(BaseException):
 
 
 def _gptq_sequential(model: nn.Module, targets: dict[str, nn.Module], calib_data: Any, progress: bool,
-                     quantize_layer: Any) -> list[str]:
+                     quantize_layer: Any, group: Any = None) -> list[str]:
     """Layer-sequential GPTQ (the GPTQ paper's order): each layer's statistics are its inputs in the
     model whose earlier layers are already quantized, so a layer compensates the rounding error that
     reaches it. One pass over ``calib_data`` per group of layers that take the same input tensor (a
     transformer block's query/key/value are one group), stopped as soon as a later layer is about to
     run, so layer i's pass costs the forward up to layer i. ``quantize_layer(name, hessian)``
     quantizes a layer and installs it in ``model``; returns the names never reached. Rows at padding
-    positions (``attention_mask`` 0 in a dict batch) are left out of the statistics."""
+    positions (``attention_mask`` 0 in a dict batch) are left out of the statistics. With a process
+    ``group`` every pass is a collective: the ranks must find the same layer groups, and each group's
+    statistics are summed over the ranks before it is quantized."""
     from ..core.gptq import HessianObserver
 
     if calib_data is None:
@@ -504,37 +511,45 @@ def _gptq_sequential(model: nn.Module, targets: dict[str, nn.Module], calib_data
                     x = args[0] if args else None
                     if not isinstance(x, torch.Tensor) or not x.is_floating_point():
                         raise TypeError(f"layer '{name}' received {type(x).__name__} input, expected a float tensor")
-                    group = state["group"]
-                    if group is None:  # the first remaining layer to run leads this pass's group
+                    members = state["group"]
+                    if members is None:  # the first remaining layer to run leads this pass's group
                         state["group"], state["input"] = [name], x
-                    elif name not in group:
+                    elif name not in members:
                         if x is not state["input"]:  # a later layer: this batch has given what it can
                             raise _StopForward
-                        group.append(name)  # same input tensor as the leader (q, k, v)
+                        members.append(name)  # same input tensor as the leader (q, k, v)
                     state["layer"] = name
                     rows = _layer_rows(mod, _real_tokens(x.detach().cpu(), state["mask"]))
                     hess.setdefault(name, HessianObserver(rows.shape[1])).update(rows)
 
                 return hook
 
-            handles = [m.register_forward_pre_hook(pre_hook(n)) for n, m in remaining.items()]
-            try:
-                with torch.no_grad():
-                    for i, batch in enumerate(batches):
-                        state["mask"] = _token_mask(batch)
-                        try:
-                            run_batch(model, batch)
-                        except _StopForward:
-                            pass
-                        except Exception as e:
-                            where = f" in layer '{state['layer']}'" if state["layer"] else ""
-                            raise ValueError(f"calib_data: batch {i} does not fit the model{where}: "
-                                             f"{type(e).__name__}: {e}") from e
-                        if state["group"] is not None:
-                            state["input"] = None  # groups form within one batch's forward
-            finally:
-                for h in handles:
-                    h.remove()
+            def one_pass(state: dict[str, Any] = state, pre_hook: Any = pre_hook) -> None:
+                handles = [m.register_forward_pre_hook(pre_hook(n)) for n, m in remaining.items()]
+                try:
+                    with torch.no_grad():
+                        for i, batch in enumerate(batches):
+                            state["mask"] = _token_mask(batch)
+                            try:
+                                run_batch(model, batch)
+                            except _StopForward:
+                                pass
+                            except Exception as e:
+                                where = f" in layer '{state['layer']}'" if state["layer"] else ""
+                                raise ValueError(f"calib_data: batch {i} does not fit the model{where}: "
+                                                 f"{type(e).__name__}: {e}") from e
+                            if state["group"] is not None:
+                                state["input"] = None  # groups form within one batch's forward
+                finally:
+                    for h in handles:
+                        h.remove()
+
+            _dist.run(group, "GPTQ (layer by layer)", one_pass)  # issue 17: a local error reaches the other ranks
+            if group is not None:  # issue 17: the same layers on every rank, their statistics summed
+                names = state["group"] or []
+                _dist.check_same(group, "GPTQ (layer by layer)", {"next layers": names})
+                _dist.merge_hessians(group, "GPTQ (layer by layer)", {n: hess[n] for n in names},
+                                     {n: 1 for n in names})
             if state["group"] is None:  # no remaining layer runs on this data
                 break
             for name in state["group"]:
@@ -589,6 +604,7 @@ def quantize_model(
     calib_data: Optional[Iterable] = None,
     inplace: bool = False,
     progress: bool = True,
+    process_group: Any = None,
 ) -> nn.Module:
     """Replaces ``nn.Linear``, transformers' ``Conv1D`` (GPT-2; a QuantLinear holding its
     transposed weight) and ``nn.Conv2d`` (groups=1) layers with lowbit's quantized modules.
@@ -617,6 +633,10 @@ def quantize_model(
             (``model(**batch)``) or ``(inputs, labels)`` tuples (``model(inputs)``).
         inplace: modify ``model`` itself.
         progress: show a progress bar during calibration.
+        process_group: None (one process, the default, also under torchrun), ``"world"`` or a
+            ``torch.distributed`` ProcessGroup (gloo): a collective call; each rank passes its shard
+            of ``calib_data`` and every rank gets the same model, observers and GPTQ statistics
+            merged over all shards (see :mod:`lowbit.interop.distributed`).
 
     Returns:
         The quantized model (``model`` itself when inplace).
@@ -625,6 +645,8 @@ def quantize_model(
         TypeError: ``model`` is not an nn.Module or ``config`` is not a QuantConfig.
         ValueError: the model has no Linear/Conv2d layer; static mode without ``calib_data``; a
             calibration batch that does not fit the model (names the batch and layer).
+        lowbit.RankMismatchError, lowbit.DistributedError: with ``process_group``, ranks with
+            different models or configs; another rank failed, died or timed out.
 
     Example:
         >>> import torch
@@ -637,7 +659,10 @@ def quantize_model(
         >>> [row["action"] for row in lowbit.summary(q4).rows][0]
         'nf4 weights block 64, dynamic int8 act (per row and group), 4-bit kernel'
     """
-    model, config, cands, work, float_bytes, folded = _begin(model, config, inplace, "quantize_model")
+    group = _dist.resolve_group(process_group)  # issue 17: distributed calibration (None: one process)
+    model, config, cands, work, float_bytes, folded = _dist.run(  # issue 17: a local error reaches the other ranks
+        group, "quantize_model", lambda: _begin(model, config, inplace, "quantize_model"))
+    _dist.check_same(group, "quantize_model", _dist.model_parts(config, cands))  # issue 17
     aliases = _aliases(work)
     reasons: dict[str, str] = {}
     targets: dict[str, nn.Module] = {}
@@ -667,7 +692,7 @@ def quantize_model(
     act_qparams: dict[str, tuple[float, int]] = {}
     static = {n: m for n, m in targets.items() if cfgs[n].activation.calibrated}
     if static:
-        act_qparams = _calibrate(work, static, cfgs, calib_data, progress)
+        act_qparams = _calibrate(work, static, cfgs, calib_data, progress, group)
     gptq = {n: m for n, m in targets.items() if getattr(cfgs[n].algorithm, "name", None) == "gptq"}
     for n, m in list(gptq.items()):
         if isinstance(m, nn.Conv1d) or getattr(m, "groups", 1) != 1:
@@ -713,9 +738,9 @@ def quantize_model(
                 for alias in aliases[id(targets[name])]:
                     _set_submodule(work, alias, q)
 
-        _gptq_sequential(work, sequential, calib_data, progress, install)
+        _gptq_sequential(work, sequential, calib_data, progress, install, group)
     one_pass = {n: m for n, m in gptq.items() if n not in sequential}
-    hessians = _collect_hessians(work, one_pass, calib_data, progress) if one_pass else {}
+    hessians = _collect_hessians(work, one_pass, calib_data, progress, group) if one_pass else {}
     first_by_weight: dict[int, tuple[nn.Module, _QuantBase]] = {}
     tied: dict[str, QuantLinear] = {}
     for name, m in targets.items():

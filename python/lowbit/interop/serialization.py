@@ -400,7 +400,8 @@ def load(path: PathLike, model: Optional[nn.Module] = None, *, trust_model_class
         for name, (orig, _) in replaced.items():  # leave the caller's model as it was
             _set_submodule(model, name, orig)
         raise
-    model.load_state_dict(tensors, strict=True)
+    # a skeleton on the meta device (issue 17: no float weights materialized) takes the file's tensors
+    model.load_state_dict(tensors, strict=True, assign=any(t.is_meta for t in expected.values()))
     for alias, src in tied.items():
         _tie(model, alias, src)
     model.eval()  # inference layers; BatchNorm statistics must not move on the first batch
