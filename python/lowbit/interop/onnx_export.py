@@ -50,7 +50,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..nn.conv import QuantConv1d, QuantConv2d
-from ..nn.embedding import QuantEmbedding
 from ..nn.linear import QuantLinear, _QuantBase
 from . import _torch_ops
 
@@ -126,8 +125,8 @@ def _(x, codes, scales, bias, k, n, block_size, accuracy_level, kind):
 
 
 def _translations() -> dict:
-    from onnxscript import opset21 as op
     from onnx.defs import OpSchema
+    from onnxscript import opset21 as op
     from onnxscript.values import Op, Opset
 
     msft = Opset("com.microsoft", 1)
