@@ -10,7 +10,9 @@ Tolerances (against the lowbit model on the same inputs):
 - exact=False: QuantizeLinear divides by the scale (lowbit multiplies by its reciprocal: one step
   apart at rare near-ties) and dynamic layers use one scale per tensor (ONNX Runtime's fused
   DynamicQuantizeMatMul) instead of one per row: within 3% of the output's range, same top-1.
-- int4 groups (MatMulNBits) to 1e-5 of the output range; nf4 with lowbit's int8 activations
+- int4 groups (MatMulNBits): weight-only to 1e-5 of the output range; with int8 activations
+  (accuracy_level 4: ONNX Runtime quantizes them per block as lowbit does per group, its scales
+  rounded its own way) within 1% (measured 3e-7 here, 7e-4 on digits images); nf4 with lowbit's int8 activations
   (MatMulBnb4 keeps them float) within 3% of the range; weight-only nf4 / fp16 / bf16 to 1e-5.
 """
 
@@ -134,7 +136,7 @@ def test_conv_per_row_dynamic_needs_fast_form(mixed, tmp_path):
 
 
 @pytest.mark.parametrize("weight, activation, tol", [
-    ("int4", "dynamic", 1e-5), ("int4", "float", 1e-5), ("nf4", "float", 1e-5), ("nf4", "dynamic", 0.03),
+    ("int4", "dynamic", 0.01), ("int4", "float", 1e-5), ("nf4", "float", 1e-5), ("nf4", "dynamic", 0.03),
     ("fp16", "float", 1e-6), ("bf16", "float", 1e-6)])
 def test_weight_formats(mlp, tmp_path, weight, activation, tol):
     model, idx = mlp
