@@ -215,6 +215,16 @@ def test_minilm_real_weights_dynamic_int8(tmp_path):
     assert float((embed(got) * embed(flt)).sum(-1).min()) >= 0.99
 
 
+def test_docstring_example():
+    import doctest
+
+    from lowbit.interop import onnx_export
+
+    torch.manual_seed(0)
+    res = doctest.testmod(onnx_export, extraglobs={"lowbit": lowbit, "np": np, "torch": torch}, verbose=False)
+    assert res.attempted > 0 and res.failed == 0
+
+
 # ---------------------------------------------------------------------------------------------
 # bad input: clear errors, nothing written
 

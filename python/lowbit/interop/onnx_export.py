@@ -433,10 +433,14 @@ def export_onnx(
         ImportError: onnx / onnxscript are missing (``pip install 'lowbit[onnx]'``).
 
     Example:
-        >>> import torch, tempfile, os, onnxruntime
+        >>> import os, tempfile, onnxruntime
         >>> q = lowbit.quantize_model(torch.nn.Sequential(torch.nn.Linear(16, 4)), progress=False)
-        >>> f = lowbit.export_onnx(q, torch.randn(2, 16), os.path.join(tempfile.mkdtemp(), "q.onnx"))
+        >>> x = torch.randn(2, 16)
+        >>> f = lowbit.export_onnx(q, x, os.path.join(tempfile.mkdtemp(), "q.onnx"))
         >>> sess = onnxruntime.InferenceSession(str(f), providers=["CPUExecutionProvider"])
+        >>> y = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
+        >>> bool(np.array_equal(y, q(x).numpy()))  # per-row dynamic int8, bit for bit
+        True
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
