@@ -23,16 +23,23 @@ QuantEmbedding                              Gather of the int8 rows x Gather of 
 
 With ``exact=True`` (default) activations are quantized as lowbit does, ``clamp(round_half_even(x *
 (1 / scale)) + zero_point)`` with per-row dynamic ranges, as explicit Mul/Round/Add/Clip/Cast nodes,
-so the int8 layers give lowbit's outputs bit for bit (up to float summation order in the float
-rest of the model). ``exact=False`` uses ONNX's own quantizers, which ONNX Runtime fuses:
-``QuantizeLinear`` (rounds ``x / scale``: one step apart from lowbit's ``x * (1 / scale)`` where the
-two differ) and, for dynamic layers, ``DynamicQuantizeMatMul`` (one scale per tensor instead of per
-row). Measured on this machine (ONNX Runtime 1.32, 2 threads, M=512, K=384, N=1536):
-QuantizeLinear + MatMulIntegerToFloat 0.83 ms, QuantizeLinear + QLinearMatMul + DequantizeLinear
-0.98 ms, the QDQ form (Q -> DQ -> MatMul) 15.7 ms (ONNX Runtime did not fuse it: a float GEMM,
-as slow as float), DynamicQuantizeMatMul 0.69 ms, the exact per-row dynamic graph 11 ms. Static
-layers therefore use MatMulIntegerToFloat: exact, the fastest, and it needs no output scale
-(QLinearMatMul requantizes the output, which lowbit's layers never do).
+and products are integer, so the int8 layers give lowbit's outputs bit for bit (up to float
+summation order in the float rest of the model). ``exact=False`` uses ONNX's own quantizers, which
+ONNX Runtime fuses: ``QuantizeLinear`` (rounds ``x / scale``: one step apart from lowbit's ``x * (1 /
+scale)`` where the two differ), ``DynamicQuantizeMatMul`` for dynamic Linear layers (one scale per
+tensor instead of per row), and convolutions in QDQ form (Q -> DQ -> Conv with DQ weights), which
+ONNX Runtime turns into QLinearConv requantizing to the next layer's input parameters (within one
+step of lowbit's float output followed by that layer's quantization).
+
+Why these forms (measured here, ONNX Runtime 1.32, 2 threads, busy shared machine; M=512, K=384,
+N=1536): QuantizeLinear + MatMulIntegerToFloat 0.83 ms (exact with lowbit's quantizer: 0.83 ms),
+QuantizeLinear + MatMulInteger + Cast + Mul + Add 1.38 ms, QuantizeLinear + QLinearMatMul +
+DequantizeLinear 0.98 ms, QDQ (Q -> DQ -> MatMul, no Q after it) 15.7 ms (not fused: a float GEMM),
+DynamicQuantizeMatMul 0.69 ms, the exact per-row dynamic graph 11 ms (its broadcast element-wise
+nodes). Linear layers therefore use MatMulIntegerToFloat: exact, the fastest int8 GEMM that needs no
+output scale (QLinearMatMul requantizes the output, which lowbit's layers never do). Convolutions:
+ConvInteger (exact) ran the digits CNN at batch 32 in 1.5 ms, the QDQ form 0.24 ms (ONNX Runtime's
+own quantize_static model: 0.21 ms), hence QDQ for exact=False.
 """
 
 from __future__ import annotations
@@ -190,16 +197,21 @@ def _translations() -> dict:
         return y if bias is None else op.Add(y, bias)
 
     def conv_int8(x, w, w_scale, bias, a_scale, a_zp, mode, exact, stride, padding, dilation, groups):
+        pads = [padding[0], padding[1], padding[0], padding[1]]
+        if not exact:  # QDQ: ONNX Runtime fuses it with the next layer's QuantizeLinear into QLinearConv
+            if mode == "static":
+                q, s, zp_u8 = op.QuantizeLinear(x, a_scale, a_zp), a_scale, a_zp
+            else:
+                q, s, zp_u8 = op.DynamicQuantizeLinear(x)
+            wd = op.DequantizeLinear(w, w_scale, axis=0)
+            return op.Conv(op.DequantizeLinear(q, s, zp_u8), wd, bias, strides=list(stride), pads=pads,
+                           dilations=list(dilation), group=int(groups))
         if mode == "static":
-            q = quantize_with(x, a_scale, op.Cast(a_zp, to=f32)) if exact else op.QuantizeLinear(x, a_scale, a_zp)
-            s, zp_u8 = a_scale, a_zp
-        elif exact:  # dynamic_per_tensor: the image's range
+            q, s, zp_u8 = quantize_with(x, a_scale, op.Cast(a_zp, to=f32)), a_scale, a_zp
+        else:  # dynamic_per_tensor: the image's range
             s, zp = dynamic_params(x, None)
             q, zp_u8 = quantize_with(x, s, zp), op.Cast(zp, to=u8)
-        else:
-            q, s, zp_u8 = op.DynamicQuantizeLinear(x)
-        acc = op.ConvInteger(q, w, zp_u8, strides=list(stride), pads=[padding[0], padding[1], padding[0], padding[1]],
-                             dilations=list(dilation), group=int(groups))
+        acc = op.ConvInteger(q, w, zp_u8, strides=list(stride), pads=pads, dilations=list(dilation), group=int(groups))
         scale = op.Reshape(op.Mul(s, w_scale), op.Constant(value_ints=[1, -1, 1, 1]))
         y = op.Mul(op.Cast(acc, to=f32), scale)
         return y if bias is None else op.Add(y, op.Reshape(bias, op.Constant(value_ints=[1, -1, 1, 1])))
@@ -417,10 +429,10 @@ def export_onnx(
         model: the quantized ``nn.Module`` (evaluation mode is used for the export).
         example_inputs: a tensor or a tuple of positional inputs, traced once.
         path: the ``.onnx`` file to write (its folder must exist); replaced atomically.
-        exact: True: activations quantized exactly as lowbit does (int8 layers then agree with
-            lowbit's bit for bit); False: ONNX Runtime's fused quantizers (QuantizeLinear,
-            DynamicQuantizeMatMul with one scale per tensor): faster for per-row dynamic layers,
-            outputs within a few quantization steps of lowbit's.
+        exact: True: activations quantized exactly as lowbit does and integer products (int8
+            layers then agree with lowbit's bit for bit); False: the forms ONNX Runtime fuses and
+            runs fastest (QuantizeLinear, DynamicQuantizeMatMul with one scale per tensor, QDQ
+            convolutions): outputs within a few quantization steps of lowbit's.
         kwargs: keyword inputs (e.g. ``attention_mask``), passed to ``torch.onnx.export``.
         dynamic_shapes, input_names, output_names: passed to ``torch.onnx.export``.
 
