@@ -13,9 +13,11 @@ static or per-tensor dynamic activations    int8 GEMM, ``float(acc) * (a_scale *
 int8 weights, per-row dynamic activations   per-row quantize -> ``MatMulInteger`` - zero point x column sums
                                             -> Cast -> Mul(row scale x weight scale) -> Add bias
 QuantConv2d / QuantConv1d, int8 weights     quantize x -> ``ConvInteger`` (pads with the zero point, as lowbit)
-                                            -> Cast -> Mul(a_scale * w_scale) -> Add bias
-int4 groups (symmetric, g a power of 2)     ``MatMulNBits`` (com.microsoft, bits=4; accuracy_level 4 = int8
-                                            activations per block when the layer quantizes them)
+                                            -> Cast -> Mul(a_scale * w_scale) -> Add bias; exact=False: QDQ
+                                            (QuantizeLinear -> DequantizeLinear -> Conv with DQ weights)
+int4 / uint4 (groups of a power of 2, or    ``MatMulNBits`` (com.microsoft, bits=4, zero points when stored;
+per channel / tensor: blocks of 32)         accuracy_level 4 = int8 activations per block when the layer
+                                            quantizes them)
 nf4                                         ``MatMulBnb4`` (com.microsoft, quant_type NF4, bitsandbytes' levels)
 fp16 / bf16 weight-only                     the half-precision weight -> Cast -> MatMul (+ bias)
 QuantEmbedding                              Gather of the int8 rows x Gather of the row scales
@@ -65,9 +67,9 @@ __all__ = ["export_onnx", "EXPORTABLE"]
 #: What exports, for error messages and the docs.
 EXPORTABLE = (
     "QuantLinear: int8 weights (and per-channel int4) with static, dynamic or dynamic_per_tensor activations; "
-    "int4 in groups of 16/32/64/128/... (a power of two, symmetric); nf4 (blocks a power of two dividing "
-    "in_features); fp16 / bf16 weight-only. QuantConv2d / QuantConv1d (padding_mode='zeros'): int8 weights with "
-    "static or dynamic_per_tensor activations (per-row dynamic only with exact=False); fp16 / bf16 weight-only. "
+    "int4 / uint4 weight-only (per channel, per tensor, or groups of a power of two: 16, 32, 64, ...), int4 groups "
+    "with dynamic activations; nf4 (blocks a power of two dividing in_features); fp16 / bf16 weight-only. "
+    "QuantConv2d / QuantConv1d (padding_mode='zeros'): int8 weights with static or dynamic_per_tensor activations (per-row dynamic only with exact=False); fp16 / bf16 weight-only. "
     "QuantEmbedding (int8 rows). Float layers export as torch.onnx exports them."
 )
 
@@ -114,16 +116,18 @@ def _(x, w, w_scale, bias, a_scale, a_zp, mode, exact, stride, padding, dilation
 
 
 @torch.library.custom_op(f"{_NS}::linear_nbits", mutates_args=())
-def _linear_nbits(x: torch.Tensor, codes: torch.Tensor, scales: torch.Tensor, bias: Optional[torch.Tensor],
-                  k: int, n: int, block_size: int, accuracy_level: int, kind: str) -> torch.Tensor:
-    """MatMulNBits (kind "int4": ``codes`` (N, blocks, block / 2), ``scales`` (N * blocks,)) or
+def _linear_nbits(x: torch.Tensor, codes: torch.Tensor, scales: torch.Tensor, zeros: Optional[torch.Tensor],
+                  bias: Optional[torch.Tensor], k: int, n: int, block_size: int, accuracy_level: int,
+                  kind: str) -> torch.Tensor:
+    """MatMulNBits (kind "int4": ``codes`` (N, blocks, block / 2), ``scales`` (N * blocks,), packed
+    4-bit ``zeros`` (N, ceil(blocks / 2)) or None) or
     MatMulBnb4 (kind "nf4": ``codes`` (N * K / 2,), ``scales`` = block absmax). Eager: zeros of
     the output's shape (export-only op)."""
     return x.new_zeros((*x.shape[:-1], n), dtype=torch.float32)
 
 
 @_linear_nbits.register_fake
-def _(x, codes, scales, bias, k, n, block_size, accuracy_level, kind):
+def _(x, codes, scales, zeros, bias, k, n, block_size, accuracy_level, kind):
     return x.new_empty((*x.shape[:-1], n), dtype=torch.float32)
 
 
@@ -216,9 +220,9 @@ def _translations() -> dict:
         y = op.Mul(op.Cast(acc, to=f32), scale)
         return y if bias is None else op.Add(y, op.Reshape(bias, op.Constant(value_ints=[1, -1, 1, 1])))
 
-    def linear_nbits(x, codes, scales, bias, k, n, block_size, accuracy_level, kind):
+    def linear_nbits(x, codes, scales, zeros, bias, k, n, block_size, accuracy_level, kind):
         if kind == "int4":
-            return matmul_nbits(x, codes, scales, None, None, bias, K=k, N=n, bits=4, block_size=block_size,
+            return matmul_nbits(x, codes, scales, zeros, None, bias, K=k, N=n, bits=4, block_size=block_size,
                                   accuracy_level=accuracy_level)
         y = matmul_bnb4(x, codes, scales, K=k, N=n, block_size=block_size, quant_type=1)
         return y if bias is None else op.Add(y, bias)
@@ -294,29 +298,51 @@ class _ConvInt8(nn.Module):
 
 
 class _LinearNBits(nn.Module):
+    """MatMulNBits (kind "int4": int4 / uint4 codes, any granularity) or MatMulBnb4 (kind "nf4")."""
+
     def __init__(self, layer: QuantLinear, kind: str) -> None:
         super().__init__()
-        n, k, g = layer.out_flat, layer.in_flat, layer.group_size
+        n, k = layer.out_flat, layer.in_flat
+        # per-channel / per-tensor parameters repeat over blocks of 32 (16 for short rows): same weights
+        g = layer.group_size or (32 if k >= 32 else 16)
         blocks = -(-k // g)
         scales = layer._scale().detach().to(torch.float32)
+        zeros = None
         if kind == "int4":
-            # MatMulNBits: unsigned codes u = q + 8 (its default zero point 8), blocks padded with 8
-            u = (_torch_ops.unpack_nibbles(layer.weight_packed, k, signed=True).to(torch.int16) + 8).to(torch.uint8)
-            u = F.pad(u, (0, blocks * g - k), value=8).reshape(n, blocks, g)
+            # MatMulNBits dequantizes (u - zero_point) * scale with unsigned codes u (zero point 8
+            # when none is given): int4 codes q become u = q + 8, their zero points z + 8
+            signed = layer.scheme.name == "int4"
+            shift = 8 if signed else 0
+            u = (_torch_ops.unpack_nibbles(layer.weight_packed, k, signed=signed).to(torch.int16) + shift)
+            u = F.pad(u.to(torch.uint8), (0, blocks * g - k), value=8).reshape(n, blocks, g)
             codes = u[..., 0::2] | (u[..., 1::2] << 4)
+            scales = self._per_block(scales, n, blocks)
+            zp = layer._buffers.get("weight_zero_point")
+            if zp is not None:
+                z = (self._per_block(zp.to(torch.int32), n, blocks) + shift).to(torch.uint8)
+                z = F.pad(z, (0, blocks % 2), value=8)
+                zeros = (z[:, 0::2] | (z[:, 1::2] << 4)).contiguous()
         else:
             # MatMulBnb4: the (N, K) codes in row-major order, high nibble first (bitsandbytes)
             c = _torch_ops.unpack_nibbles(layer.weight_packed, k, signed=False).reshape(-1)
             codes = (c[0::2] << 4) | c[1::2]
         self.register_buffer("codes", codes.contiguous())
         self.register_buffer("scales", scales.reshape(-1).contiguous())
+        self.register_buffer("zeros", zeros)
         self.register_buffer("bias", None if layer.bias is None else layer.bias.detach().clone())
         self.k, self.n, self.g, self.kind = k, n, g, kind
         self.level = 4 if layer.activation.quantized else 0
 
+    @staticmethod
+    def _per_block(t: torch.Tensor, n: int, blocks: int) -> torch.Tensor:
+        """Scales / zero points of any granularity as (N, blocks)."""
+        if t.dim() == 2 and t.shape[1] == blocks:
+            return t
+        return t.reshape(-1, 1).expand(n, blocks) if t.numel() == n else t.reshape(1, 1).expand(n, blocks)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.ops.lowbit_onnx.linear_nbits(x.to(torch.float32), self.codes, self.scales, self.bias, self.k,
-                                                  self.n, self.g, self.level, self.kind)
+        return torch.ops.lowbit_onnx.linear_nbits(x.to(torch.float32), self.codes, self.scales, self.zeros,
+                                                  self.bias, self.k, self.n, self.g, self.level, self.kind)
 
 
 class _HalfWeight(nn.Module):
@@ -365,17 +391,19 @@ def _plan(layer: nn.Module, name: str, exact: bool) -> Union[nn.Module, str]:
                         "DynamicQuantizeLinear, approximate)")
             return _ConvInt8(layer, exact)
         return _LinearInt8(layer, exact)
-    if kernel == "linear_4bit" and not conv:
+    if conv:
+        pass
+    elif kernel == "linear_4bit" and scheme.name == "nf4":
         g = layer.group_size
-        if scheme.name == "int4":
-            if g < 16 or g & (g - 1):
-                return f"int4 group_size={g} (MatMulNBits takes powers of two >= 16)"
-            return _LinearNBits(layer, "int4")
-        if scheme.name == "nf4":
-            if g < 16 or g & (g - 1) or layer.in_flat % g:
-                return f"nf4 block {g} with in_features={layer.in_flat} (MatMulBnb4 takes blocks a power of two >= 16 " \
-                       "dividing in_features)"
-            return _LinearNBits(layer, "nf4")
+        if g < 16 or g & (g - 1) or layer.in_flat % g:
+            return f"nf4 block {g} with in_features={layer.in_flat} (MatMulBnb4 takes blocks a power of two >= 16 " \
+                   "dividing in_features)"
+        return _LinearNBits(layer, "nf4")
+    elif scheme.name in ("int4", "uint4") and (kernel == "linear_4bit" or not act.quantized):
+        g = layer.group_size
+        if g is not None and (g < 16 or g & (g - 1)):
+            return f"{scheme.name} group_size={g} (MatMulNBits takes powers of two >= 16)"
+        return _LinearNBits(layer, "int4")
     return f"{scheme.describe()} with {act.describe() if hasattr(act, 'describe') else act.name} activations" + (
         " in a convolution" if conv else "") + " (no ONNX form)"
 
