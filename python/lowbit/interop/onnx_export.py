@@ -372,7 +372,7 @@ class _HalfWeight(nn.Module):
         return F.conv2d(x, w, self.bias, **self.conv)
 
 
-def _plan(layer: nn.Module, name: str, exact: bool) -> Union[nn.Module, str]:
+def _plan(layer: _QuantBase, exact: bool) -> Union[nn.Module, str]:
     """The export module for one lowbit layer, or the reason it cannot export."""
     scheme, act = layer.scheme, layer.activation
     conv = isinstance(layer, QuantConv2d)
@@ -383,7 +383,7 @@ def _plan(layer: nn.Module, name: str, exact: bool) -> Union[nn.Module, str]:
     kernel = layer.kernel
     if kernel == "linear_int8":
         if bool((layer.weight_zero_point != 0).any()):
-            return "asymmetric int8 weights"
+            return "int8 weights with zero points (ONNX export takes symmetric int8 weights)"
         if conv:
             if act.name == "dynamic" and exact:
                 return ("conv with per-row ('dynamic') activations: ONNX's ConvInteger takes one zero point per "
@@ -391,21 +391,19 @@ def _plan(layer: nn.Module, name: str, exact: bool) -> Union[nn.Module, str]:
                         "DynamicQuantizeLinear, approximate)")
             return _ConvInt8(layer, exact)
         return _LinearInt8(layer, exact)
-    if conv:
-        pass
-    elif kernel == "linear_4bit" and scheme.name == "nf4":
+    if not conv and kernel == "linear_4bit" and scheme.name == "nf4":
         g = layer.group_size
         if g < 16 or g & (g - 1) or layer.in_flat % g:
             return f"nf4 block {g} with in_features={layer.in_flat} (MatMulBnb4 takes blocks a power of two >= 16 " \
                    "dividing in_features)"
         return _LinearNBits(layer, "nf4")
-    elif scheme.name in ("int4", "uint4") and (kernel == "linear_4bit" or not act.quantized):
+    if not conv and scheme.name in ("int4", "uint4") and (kernel == "linear_4bit" or not act.quantized):
         g = layer.group_size
         if g is not None and (g < 16 or g & (g - 1)):
             return f"{scheme.name} group_size={g} (MatMulNBits takes powers of two >= 16)"
         return _LinearNBits(layer, "int4")
-    return f"{scheme.describe()} with {act.describe() if hasattr(act, 'describe') else act.name} activations" + (
-        " in a convolution" if conv else "") + " (no ONNX form)"
+    where = " in a convolution" if conv else ""
+    return f"{scheme.describe()} with {act.describe()} activations{where} (no ONNX form)"
 
 
 def _swap(model: nn.Module, exact: bool) -> nn.Module:
@@ -414,7 +412,7 @@ def _swap(model: nn.Module, exact: bool) -> nn.Module:
     problems, plans = [], {}
     for name, m in model.named_modules():
         if isinstance(m, _QuantBase):
-            p = _plan(m, name, exact)
+            p = _plan(m, exact)
             if isinstance(p, str):
                 problems.append(f"  {name or '<model>'} ({type(m).__name__}): {p}")
             else:
