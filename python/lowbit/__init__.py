@@ -88,6 +88,7 @@ _LAZY = {
     "QuantReport": ("lowbit.evaluation.report", "QuantReport"),
     "sensitivity": ("lowbit.evaluation.mixed_precision", "sensitivity"),
     "auto_mixed_precision": ("lowbit.evaluation.mixed_precision", "auto_mixed_precision"),
+    "export_onnx": ("lowbit.interop.onnx_export", "export_onnx"),
 }
 
 
@@ -151,6 +152,7 @@ __all__ = [
     "QuantReport",
     "sensitivity",
     "auto_mixed_precision",
+    "export_onnx",
     "PackedWeight",
     "matmul_int8",
     "pack_weight",
