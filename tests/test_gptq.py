@@ -297,3 +297,73 @@ def test_gptq_statistics_skip_padding_tokens(sequential, rng):
     for name, a in expect.items():
         np.testing.assert_array_equal(getattr(q_pad.proj, name).numpy().reshape(a.shape), a)
         np.testing.assert_array_equal(getattr(q_real.proj, name).numpy().reshape(a.shape), a)
+
+
+def _stack_model(between: float = 0.0):
+    """A transformer-like stack: input projection, a ModuleList of blocks called as
+    ``block(hidden, mask)``, a head; ``between`` adds a shift between blocks (then chaining the
+    blocks alone no longer reproduces the model)."""
+    import torch
+
+    class Block(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.q, self.k, self.o = torch.nn.Linear(32, 32), torch.nn.Linear(32, 32), torch.nn.Linear(32, 32)
+
+        def forward(self, h, mask):
+            a = torch.softmax(self.q(h) @ self.k(h).transpose(1, 2) + (mask[:, None, :] - 1) * 1e4, -1) @ h
+            return (h + self.o(a),)
+
+    class Stack(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(3)
+            self.inp = torch.nn.Linear(16, 32)
+            self.layers = torch.nn.ModuleList([Block() for _ in range(3)])
+            self.head = torch.nn.Linear(32, 4)
+
+        def forward(self, x, attention_mask):
+            h = self.inp(x)
+            for block in self.layers:
+                h = block(h, attention_mask.float())[0] + between
+            return self.head(h.mean(1))
+
+    return Stack().eval().requires_grad_(False)
+
+
+def test_block_by_block_gptq_equals_whole_model_passes(monkeypatch, rng):
+    """Blocks of a ModuleList run on their cached inputs (one block's activations at a time) give
+    exactly the weights of whole-model passes, with far fewer runs of the early blocks; a model whose
+    blocks do not chain falls back to whole-model passes."""
+    torch = pytest.importorskip("torch")
+    from lowbit.interop import convert
+
+    model = _stack_model()
+    calib = [{"x": torch.from_numpy(rng.standard_normal((4, 6, 16)).astype(np.float32)),
+              "attention_mask": torch.tensor([[1] * 6, [1] * 4 + [0] * 2, [1] * 5 + [0], [1] * 6])} for _ in range(3)]
+    cfg = lowbit.QuantConfig(weight="int4", group_size=32, activation="float", algorithm="gptq")
+    targets = {n: m for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+    plan = convert._block_plan(model, targets, calib)
+    assert plan is not None and set(plan[2]) == {"inp"} and set(plan[3]) == {"head"}
+    assert convert._block_plan(_stack_model(between=0.5), targets, calib) is None
+
+    runs = {}
+
+    def quantize(whole: bool):
+        counter = [0]
+        work = _stack_model()
+        work.layers[0].register_forward_hook(lambda m, a, o: counter.__setitem__(0, counter[0] + 1))
+        if whole:
+            monkeypatch.setattr(convert, "_block_plan", lambda *a: None)
+        q = lowbit.quantize_model(work, cfg, calib_data=calib, inplace=True, progress=False)
+        monkeypatch.undo()
+        runs[whole] = counter[0]
+        return q
+
+    blockwise, whole = quantize(False), quantize(True)
+    for name, m in blockwise.named_modules():
+        if type(m).__name__ == "QuantLinear":
+            for buf, t in m.named_buffers():
+                assert torch.equal(t, whole.get_submodule(name).get_buffer(buf)), (name, buf)
+    assert sum(type(m).__name__ == "QuantLinear" for m in blockwise.modules()) == 11
+    assert runs[False] < runs[True]

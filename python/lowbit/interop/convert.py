@@ -480,15 +480,19 @@ def _gptq_sequential(model: nn.Module, targets: dict[str, nn.Module], calib_data
                      quantize_layer: Any, group: Any = None) -> list[str]:
     """Layer-sequential GPTQ (the GPTQ paper's order): each layer's statistics are its inputs in the
     model whose earlier layers are already quantized, so a layer compensates the rounding error that
-    reaches it. One pass over ``calib_data`` per group of layers that take the same input tensor (a
-    transformer block's query/key/value are one group), stopped as soon as a later layer is about to
-    run, so layer i's pass costs the forward up to layer i. ``quantize_layer(name, hessian)``
-    quantizes a layer and installs it in ``model``; returns the names never reached. Rows at padding
-    positions (``attention_mask`` 0 in a dict batch) are left out of the statistics. With a process
-    ``group`` every pass is a collective: the ranks must find the same layer groups, and each group's
-    statistics are summed over the ranks before it is quantized."""
-    from ..core.gptq import HessianObserver
+    reaches it. ``quantize_layer(name, hessian)`` quantizes a layer and installs it in ``model``;
+    returns the names never reached.
 
+    Layers are taken in groups: the layers that read the same input tensor (a transformer block's
+    query/key/value) form one group, and each group costs one pass over the data, stopped as soon as
+    a later layer is about to run. In a model built from a ``ModuleList`` of blocks (transformers),
+    the passes run block by block on the cached inputs of one block (only one block's activations in
+    memory; each block's output, computed once its layers are quantized, is the next block's input),
+    after checking on the first batch that chaining the blocks reproduces the model; other models
+    (and layers outside the blocks) run the whole model per pass. Rows at padding positions
+    (``attention_mask`` 0 in a dict batch) are left out of the statistics. With a process ``group``
+    every pass is a collective: the ranks must find the same layer groups, and each group's statistics
+    are summed over the ranks before it is quantized."""
     if calib_data is None:
         raise ValueError("calib_data: GPTQ statistics needs calibration data (an iterable of batches)")
     if isinstance(calib_data, (torch.Tensor, Mapping)):
@@ -496,72 +500,205 @@ def _gptq_sequential(model: nn.Module, targets: dict[str, nn.Module], calib_data
     batches = calib_data if isinstance(calib_data, Sequence) else list(calib_data)  # several passes
     if not batches:
         raise ValueError("calib_data: no batches (the iterable is empty)")
-    remaining = dict(targets)
-    bar = _progress(range(len(remaining)), progress, desc="GPTQ (layer by layer)", unit="layer")
+    bar = _progress(range(len(targets)), progress, desc="GPTQ (layer by layer)", unit="layer")
     ticks = iter(bar)
+
+    def passes(remaining: dict[str, nn.Module], items: Sequence[Any], run: Any, mask: Any) -> list[str]:
+        return _layer_passes(remaining, items, run, mask, lambda n, h: (quantize_layer(n, h), next(ticks, None)),
+                             group)
+
     was_training = {m: m.training for m in model.modules()}
     model.eval()
     try:
-        while remaining:
-            state: dict[str, Any] = {"group": None, "input": None, "layer": None, "mask": None}
-            hess: dict[str, HessianObserver] = {}
-
-            def pre_hook(name: str, state: dict[str, Any] = state, hess: dict[str, HessianObserver] = hess):
-                def hook(mod: nn.Module, args: tuple) -> None:
-                    x = args[0] if args else None
-                    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
-                        raise TypeError(f"layer '{name}' received {type(x).__name__} input, expected a float tensor")
-                    members = state["group"]
-                    if members is None:  # the first remaining layer to run leads this pass's group
-                        state["group"], state["input"] = [name], x
-                    elif name not in members:
-                        if x is not state["input"]:  # a later layer: this batch has given what it can
-                            raise _StopForward
-                        members.append(name)  # same input tensor as the leader (q, k, v)
-                    state["layer"] = name
-                    rows = _layer_rows(mod, _real_tokens(x.detach().cpu(), state["mask"]))
-                    hess.setdefault(name, HessianObserver(rows.shape[1])).update(rows)
-
-                return hook
-
-            def one_pass(state: dict[str, Any] = state, pre_hook: Any = pre_hook) -> None:
-                handles = [m.register_forward_pre_hook(pre_hook(n)) for n, m in remaining.items()]
-                try:
-                    with torch.no_grad():
-                        for i, batch in enumerate(batches):
-                            state["mask"] = _token_mask(batch)
-                            try:
-                                run_batch(model, batch)
-                            except _StopForward:
-                                pass
-                            except Exception as e:
-                                where = f" in layer '{state['layer']}'" if state["layer"] else ""
-                                raise ValueError(f"calib_data: batch {i} does not fit the model{where}: "
-                                                 f"{type(e).__name__}: {e}") from e
-                            if state["group"] is not None:
-                                state["input"] = None  # groups form within one batch's forward
-                finally:
-                    for h in handles:
-                        h.remove()
-
-            _dist.run(group, "GPTQ (layer by layer)", one_pass)  # issue 17: a local error reaches the other ranks
-            if group is not None:  # issue 17: the same layers on every rank, their statistics summed
-                names = state["group"] or []
-                _dist.check_same(group, "GPTQ (layer by layer)", {"next layers": names})
-                _dist.merge_hessians(group, "GPTQ (layer by layer)", {n: hess[n] for n in names},
-                                     {n: 1 for n in names})
-            if state["group"] is None:  # no remaining layer runs on this data
-                break
-            for name in state["group"]:
-                quantize_layer(name, hess[name])
-                del remaining[name]
-                next(ticks, None)
+        with torch.no_grad():
+            plan = _block_plan(model, targets, batches)
+            if group is not None:  # issue 17: one plan on every rank
+                _dist.check_same(group, "GPTQ (layer by layer)", {"block plan": plan is not None})
+            if plan is None:
+                return passes(dict(targets), batches, lambda b: run_batch(model, b), _token_mask)
+            blocks, per_block, pre, post = plan
+            unreached = passes(pre, batches, lambda b: run_batch(model, b), _token_mask)
+            inputs = _capture_block_inputs(model, blocks[0], batches)
+            for block, mine in zip(blocks, per_block):
+                unreached += passes(mine, inputs, lambda it, block=block: block(*it[0], **it[1]), lambda it: it[2])
+                inputs = [_advance(it, block(*it[0], **it[1])) for it in inputs]
+            del inputs
+            return unreached + passes(post, batches, lambda b: run_batch(model, b), _token_mask)
     finally:
         for m, t in was_training.items():
             m.training = t
         if hasattr(bar, "close"):
             bar.close()
+
+
+def _layer_passes(remaining: dict[str, nn.Module], items: Sequence[Any], run: Any, mask_of: Any,
+                  quantize_layer: Any, group: Any) -> list[str]:
+    """The passes of :func:`_gptq_sequential` over ``items`` (``run(item)`` runs one; ``mask_of(item)``
+    its attention mask or None) until every layer of ``remaining`` is quantized; returns the names
+    never reached."""
+    from ..core.gptq import HessianObserver
+
+    remaining = dict(remaining)
+    while remaining:
+        state: dict[str, Any] = {"group": None, "input": None, "layer": None, "mask": None}
+        hess: dict[str, HessianObserver] = {}
+
+        def pre_hook(name: str, state: dict[str, Any] = state, hess: dict[str, HessianObserver] = hess):
+            def hook(mod: nn.Module, args: tuple) -> None:
+                x = args[0] if args else None
+                if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+                    raise TypeError(f"layer '{name}' received {type(x).__name__} input, expected a float tensor")
+                members = state["group"]
+                if members is None:  # the first remaining layer to run leads this pass's group
+                    state["group"], state["input"] = [name], x
+                elif name not in members:
+                    if x is not state["input"]:  # a later layer: this item has given what it can
+                        raise _StopForward
+                    members.append(name)  # same input tensor as the leader (q, k, v)
+                state["layer"] = name
+                rows = _layer_rows(mod, _real_tokens(x.detach().cpu(), state["mask"]))
+                hess.setdefault(name, HessianObserver(rows.shape[1])).update(rows)
+
+            return hook
+
+        def one_pass(state: dict[str, Any] = state, pre_hook: Any = pre_hook) -> None:
+            handles = [m.register_forward_pre_hook(pre_hook(n)) for n, m in remaining.items()]
+            try:
+                for i, item in enumerate(items):
+                    state["mask"] = mask_of(item)
+                    try:
+                        run(item)
+                    except _StopForward:
+                        pass
+                    except Exception as e:
+                        where = f" in layer '{state['layer']}'" if state["layer"] else ""
+                        raise ValueError(f"calib_data: batch {i} does not fit the model{where}: "
+                                         f"{type(e).__name__}: {e}") from e
+                    if state["group"] is not None:
+                        state["input"] = None  # groups form within one item's forward
+            finally:
+                for h in handles:
+                    h.remove()
+
+        _dist.run(group, "GPTQ (layer by layer)", one_pass)  # issue 17: a local error reaches the other ranks
+        names = state["group"] or []
+        if group is not None:  # issue 17: the same layers on every rank, their statistics summed
+            _dist.check_same(group, "GPTQ (layer by layer)", {"next layers": names})
+            _dist.merge_hessians(group, "GPTQ (layer by layer)", {n: hess[n] for n in names}, {n: 1 for n in names})
+        if not names:  # no remaining layer runs on this data
+            break
+        for name in names:
+            quantize_layer(name, hess[name])
+            del remaining[name]
     return list(remaining)
+
+
+def _hidden(out: Any) -> Optional[torch.Tensor]:
+    """The hidden state a block returns: the tensor itself, or the first element of a tuple/output."""
+    if isinstance(out, torch.Tensor):
+        return out
+    if hasattr(out, "to_tuple"):
+        out = out.to_tuple()
+    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
+        return out[0]
+    return None
+
+
+def _advance(item: tuple, out: Any) -> tuple:
+    """A block's cached input (args, kwargs, mask) with its hidden state replaced by ``out``'s."""
+    args, kwargs, mask = item
+    h = _hidden(out)
+    if args:
+        return (h, *args[1:]), kwargs, mask
+    return args, {**kwargs, "hidden_states": h}, mask
+
+
+def _block_input(args: tuple, kwargs: dict) -> Optional[torch.Tensor]:
+    x = args[0] if args else kwargs.get("hidden_states")
+    return x if isinstance(x, torch.Tensor) and x.is_floating_point() else None
+
+
+def _capture_block_inputs(model: nn.Module, block: nn.Module, batches: Sequence[Any]) -> list[tuple]:
+    """(args, kwargs, attention mask) of ``block``'s call for every batch; each forward stops there."""
+    inputs: list[tuple] = []
+
+    def hook(mod: nn.Module, args: tuple, kwargs: dict) -> None:
+        inputs.append((args, kwargs, mask))
+        raise _StopForward
+
+    handle = block.register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        for i, batch in enumerate(batches):
+            mask = _token_mask(batch)
+            before = len(inputs)
+            try:
+                run_batch(model, batch)
+            except _StopForward:
+                pass
+            except Exception as e:
+                raise ValueError(f"calib_data: batch {i} does not fit the model: {type(e).__name__}: {e}") from e
+            if len(inputs) == before:
+                raise ValueError(f"calib_data: batch {i} never reached the model's first block")
+    finally:
+        handle.remove()
+    return inputs
+
+
+def _block_plan(model: nn.Module, targets: dict[str, nn.Module], batches: Sequence[Any]) -> Optional[tuple]:
+    """(blocks, targets per block, targets before the blocks, after them) when the targets sit in a
+    ``ModuleList`` of blocks that the model runs one after the other, each block's hidden-state output
+    being the next block's input with its other arguments unchanged (checked on the first batch:
+    chaining the blocks reproduces the model's own block inputs exactly); else None."""
+    best = None
+    for list_name, m in model.named_modules():
+        if isinstance(m, nn.ModuleList) and len(m) >= 2:
+            count = sum(n.startswith(list_name + ".") for n in targets)
+            if count and (best is None or count > best[2]):
+                best = (list_name, m, count)
+    if best is None:
+        return None
+    list_name, blocks, _ = best
+    per_block = [{n: t for n, t in targets.items() if n.startswith(f"{list_name}.{j}.")} for j in range(len(blocks))]
+    inside = {n for d in per_block for n in d}
+    order: list[str] = []
+    recorded: list[tuple] = []
+    def block_hook(j: int):
+        def hook(mod: nn.Module, args: tuple, kwargs: dict) -> None:
+            order.append(j)
+            recorded.append((j, args, kwargs))
+
+        return hook
+
+    handles = [t.register_forward_pre_hook(lambda mod, args, n=n: order.append(n)) for n, t in targets.items()
+               if n not in inside]
+    handles += [b.register_forward_pre_hook(block_hook(j), with_kwargs=True) for j, b in enumerate(blocks)]
+    try:
+        run_batch(model, batches[0])
+    except Exception:
+        return None  # the passes report the failing batch
+    finally:
+        for h in handles:
+            h.remove()
+    if [j for j, _, _ in recorded] != list(range(len(blocks))):
+        return None  # blocks skipped, repeated or out of order
+    for (_, args, kwargs), (_, nargs, nkwargs) in zip(recorded, recorded[1:]):
+        x, nx = _block_input(args, kwargs), _block_input(nargs, nkwargs)
+        if x is None or nx is None or len(args) != len(nargs) or set(kwargs) != set(nkwargs):
+            return None
+        rest = [(a, b) for a, b in zip(args[1:], nargs[1:])] + [(kwargs[k], nkwargs[k]) for k in kwargs
+                                                                 if k != "hidden_states" or args]
+        if not all(a is b or (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape
+                              and torch.equal(a, b)) for a, b in rest):
+            return None
+    for (j, args, kwargs), (_, nargs, nkwargs) in zip(recorded, recorded[1:]):
+        out = _hidden(blocks[j](*args, **kwargs))
+        nx = _block_input(nargs, nkwargs)
+        if out is None or out.shape != nx.shape or not torch.equal(out, nx):
+            return None
+    first = order.index(0)
+    pre = {n: targets[n] for n in order[:first] if isinstance(n, str)}
+    post = {n: t for n, t in targets.items() if n not in inside and n not in pre}
+    return blocks, per_block, pre, post
 
 
 def _weight_rows(m: nn.Module) -> torch.Tensor:
