@@ -78,6 +78,35 @@ void bind_cpu(py::module_& m) {
         set_num_threads(n);
       },
       py::arg("n"));
+  m.def(
+      "attach_openmp",
+      [](const std::string& library) {
+        try {
+          return attach_openmp(library);
+        } catch (const std::runtime_error& e) {
+          value_error(std::string("library: ") + e.what());
+        }
+        return std::string();
+      },
+      py::arg("library"));
+  m.def(
+      "set_thread_backend",
+      [](const std::string& name) {
+        if (name != "own" && name != "openmp")
+          value_error("name: expected 'own' or 'openmp', got '" + name + "'");
+        try {
+          set_thread_backend(name == "own" ? ThreadBackend::kOwn : ThreadBackend::kOpenMP);
+        } catch (const std::runtime_error& e) {
+          value_error(std::string("name: ") + e.what());
+        }
+      },
+      py::arg("name"));
+  m.def("get_thread_backend",
+        [] { return std::string(get_thread_backend() == ThreadBackend::kOwn ? "own" : "openmp"); });
+  m.def("parallel_counts", [] {
+    ParallelCounts c = parallel_counts();
+    return std::vector<std::pair<std::string, uint64_t>>{{"own", c.own}, {"openmp", c.openmp}, {"inline", c.inline_}};
+  });
 }
 
 }  // namespace bind

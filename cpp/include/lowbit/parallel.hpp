@@ -4,12 +4,36 @@
 
 #include <cstdint>
 #include <functional>
+#include <string>
 
 namespace lowbit {
 
-// Number of threads ops may use (default: the cores this process may run on).
+// Number of threads ops may use: the last set_num_threads, else (default) the cores this process
+// may run on, or under the OpenMP backend the runtime's omp_get_max_threads() (torch's setting).
 int get_num_threads();
 void set_num_threads(int n);  // n >= 1, validated by the caller
+
+// Where parallel_for runs its tasks: lowbit's own pool, or the team of an OpenMP runtime already
+// loaded in the process (torch's), so work called between torch ops runs on the threads that
+// just ran them (warm, spinning) instead of competing with them for the cores.
+enum class ThreadBackend { kOwn = 0, kOpenMP = 1 };
+
+// Resolves GOMP_parallel, omp_get_max_threads and omp_in_parallel in the lookup scope of the
+// already loaded shared library `library` (the library and its dependencies, e.g. libtorch_cpu.so
+// -> torch's libgomp) and keeps them for set_thread_backend(kOpenMP). Loads nothing. Returns the
+// path of the runtime that defines GOMP_parallel, or throws std::runtime_error saying why not.
+std::string attach_openmp(const std::string& library);
+// kOpenMP requires a successful attach_openmp (else std::runtime_error). A fork() child starts on
+// kOwn: the parent's OpenMP team does not exist there.
+void set_thread_backend(ThreadBackend backend);
+ThreadBackend get_thread_backend();
+
+// Parallel regions run so far, by where: {own pool, OpenMP team, inline on the caller}. Lets tests
+// prove which backend ran.
+struct ParallelCounts {
+  uint64_t own, openmp, inline_;
+};
+ParallelCounts parallel_counts();
 
 // Runs fn(task) for task in [0, n_tasks), spread over the pool; returns when all are done.
 // The calling thread works too. If the pool is busy (another Python thread is inside a
