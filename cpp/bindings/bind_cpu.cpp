@@ -92,8 +92,7 @@ void bind_cpu(py::module_& m) {
   m.def(
       "set_thread_backend",
       [](const std::string& name) {
-        if (name != "own" && name != "openmp")
-          value_error("name: expected 'own' or 'openmp', got '" + name + "'");
+        if (name != "own" && name != "openmp") value_error("name: expected 'own' or 'openmp', got '" + name + "'");
         try {
           set_thread_backend(name == "own" ? ThreadBackend::kOwn : ThreadBackend::kOpenMP);
         } catch (const std::runtime_error& e) {

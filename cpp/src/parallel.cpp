@@ -228,8 +228,8 @@ std::string attach_openmp(const std::string& library) {
   void* in_parallel = dlsym(handle, "omp_in_parallel");
   if (par == nullptr || max_threads == nullptr || in_parallel == nullptr) {
     dlclose(handle);
-    throw std::runtime_error("no OpenMP runtime (GOMP_parallel, omp_get_max_threads, omp_in_parallel) in '" +
-                             library + "' or its dependencies");
+    throw std::runtime_error("no OpenMP runtime (GOMP_parallel, omp_get_max_threads, omp_in_parallel) in '" + library +
+                             "' or its dependencies");
   }
   Dl_info info;
   std::string path = dladdr(par, &info) != 0 && info.dli_fname != nullptr ? info.dli_fname : library;
