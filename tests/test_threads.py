@@ -55,8 +55,13 @@ import lowbit.nn
 want = "torch" if torch.backends.openmp.is_available() else "own"
 assert lowbit.get_thread_backend() == want, lowbit.get_thread_backend()
 assert lowbit.cpu_info()["thread_backend"] == want
+# auto watches the team's joins (falls back to the own pool when it stalls); explicit torch does not
+assert _core.get_thread_backend() == ("openmp_adaptive" if want == "torch" else "own")
 lowbit.set_thread_backend("own")
 assert lowbit.get_thread_backend() == "own"
+if want == "torch":
+    lowbit.set_thread_backend("torch")
+    assert _core.get_thread_backend() == "openmp"
 lowbit.set_thread_backend("auto")
 assert lowbit.get_thread_backend() == want
 print("ok", want)

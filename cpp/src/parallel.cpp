@@ -54,7 +54,22 @@ struct OmpApi {
 };
 std::atomic<const OmpApi*> g_omp{nullptr};
 std::atomic<int> g_backend{static_cast<int>(ThreadBackend::kOwn)};
-std::atomic<uint64_t> g_regions_own{0}, g_regions_openmp{0}, g_regions_inline{0};
+std::atomic<uint64_t> g_regions_own{0}, g_regions_openmp{0}, g_regions_inline{0}, g_stalls{0};
+
+// kOpenMPAdaptive: a join that waited longer than kStallNs plus the caller's own work is a stall;
+// then the own pool until g_fallback_until (steady clock, ns). The back-off starts at kMinBackoffNs
+// and doubles for a stall within 4 back-offs of the previous one, up to kMaxBackoffNs: a stall
+// costs a scheduler time slice (ms), a clean team region saves microseconds.
+constexpr int64_t kStallNs = 200000;
+constexpr int64_t kMinBackoffNs = 1000000000, kMaxBackoffNs = 30000000000;
+std::atomic<int64_t> g_fallback_until{0};
+std::atomic<int64_t> g_last_stall{0};
+std::atomic<int64_t> g_backoff{kMinBackoffNs};
+
+int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
 
 // One parallel_for on an OpenMP team: every member (the caller is member 0) claims tasks from the
 // shared counter, as the own pool's workers do, so the split and the results are the same.
@@ -62,15 +77,19 @@ struct OmpJob {
   const std::function<void(int64_t)>* fn;
   int64_t n_tasks;
   std::atomic<int64_t> next{0};
+  int64_t caller_done = 0;  // when the calling thread found no task left (adaptive backend)
 };
+
+thread_local const OmpJob* tl_calling_job = nullptr;  // the job this thread called GOMP_parallel for
 
 void omp_job_body(void* p) {
   auto* job = static_cast<OmpJob*>(p);
   for (;;) {
     int64_t t = job->next.fetch_add(1, std::memory_order_relaxed);
-    if (t >= job->n_tasks) return;
+    if (t >= job->n_tasks) break;
     (*job->fn)(t);
   }
+  if (tl_calling_job == job) job->caller_done = now_ns();
 }
 
 // Spins on `done()` for up to kSpin, then calls `slow()` repeatedly until done.
@@ -208,7 +227,7 @@ std::shared_ptr<Pool> pool_for(int workers) {
 int get_num_threads() {
   int n = g_num_threads.load(std::memory_order_relaxed);
   if (n > 0) return n;
-  if (g_backend.load(std::memory_order_relaxed) == static_cast<int>(ThreadBackend::kOpenMP))
+  if (g_backend.load(std::memory_order_relaxed) != static_cast<int>(ThreadBackend::kOwn))
     return std::max(1, std::min(g_omp.load(std::memory_order_acquire)->max_threads(), 256));
   return default_threads();
 }
@@ -242,7 +261,7 @@ std::string attach_openmp(const std::string& library) {
 }
 
 void set_thread_backend(ThreadBackend backend) {
-  if (backend == ThreadBackend::kOpenMP && g_omp.load() == nullptr)
+  if (backend != ThreadBackend::kOwn && g_omp.load() == nullptr)
     throw std::runtime_error("no OpenMP runtime attached (attach_openmp first)");
   g_backend.store(static_cast<int>(backend));
 }
@@ -251,7 +270,7 @@ ThreadBackend get_thread_backend() { return static_cast<ThreadBackend>(g_backend
 
 ParallelCounts parallel_counts() {
   return {g_regions_own.load(std::memory_order_relaxed), g_regions_openmp.load(std::memory_order_relaxed),
-          g_regions_inline.load(std::memory_order_relaxed)};
+          g_regions_inline.load(std::memory_order_relaxed), g_stalls.load(std::memory_order_relaxed)};
 }
 
 void set_num_threads(int n) { g_num_threads.store(std::max(1, std::min(n, 256)), std::memory_order_relaxed); }
@@ -262,7 +281,11 @@ void parallel_for(int64_t n_tasks, const std::function<void(int64_t)>& fn) {
     for (int64_t t = 0; t < n_tasks; ++t) fn(t);
     return;
   }
-  if (g_backend.load(std::memory_order_relaxed) == static_cast<int>(ThreadBackend::kOpenMP)) {
+  const int backend = g_backend.load(std::memory_order_relaxed);
+  const bool adaptive = backend == static_cast<int>(ThreadBackend::kOpenMPAdaptive);
+  const int64_t start = adaptive ? now_ns() : 0;
+  if (backend != static_cast<int>(ThreadBackend::kOwn) &&
+      !(adaptive && start < g_fallback_until.load(std::memory_order_relaxed))) {
     const OmpApi* api = g_omp.load(std::memory_order_acquire);
     if (api->in_parallel() != 0) {  // called from inside a team: as a busy pool, run inline
       g_regions_inline.fetch_add(1, std::memory_order_relaxed);
@@ -271,7 +294,22 @@ void parallel_for(int64_t n_tasks, const std::function<void(int64_t)>& fn) {
     }
     OmpJob job{&fn, n_tasks};
     g_regions_openmp.fetch_add(1, std::memory_order_relaxed);
+    tl_calling_job = adaptive ? &job : nullptr;
     api->parallel(omp_job_body, &job, static_cast<unsigned>(threads), 0);
+    tl_calling_job = nullptr;
+    if (adaptive) {
+      const int64_t end = now_ns();
+      if (job.caller_done != 0 && end - job.caller_done > kStallNs + (job.caller_done - start)) {
+        g_stalls.fetch_add(1, std::memory_order_relaxed);
+        int64_t backoff = g_backoff.load(std::memory_order_relaxed);
+        backoff = end - g_last_stall.load(std::memory_order_relaxed) < 4 * backoff
+                      ? std::min(kMaxBackoffNs, 2 * backoff)
+                      : kMinBackoffNs;
+        g_backoff.store(backoff, std::memory_order_relaxed);
+        g_last_stall.store(end, std::memory_order_relaxed);
+        g_fallback_until.store(end + backoff, std::memory_order_relaxed);
+      }
+    }
     return;
   }
   std::shared_ptr<Pool> pool = pool_for(threads - 1);

@@ -16,7 +16,11 @@ void set_num_threads(int n);  // n >= 1, validated by the caller
 // Where parallel_for runs its tasks: lowbit's own pool, or the team of an OpenMP runtime already
 // loaded in the process (torch's), so work called between torch ops runs on the threads that
 // just ran them (warm, spinning) instead of competing with them for the cores.
-enum class ThreadBackend { kOwn = 0, kOpenMP = 1 };
+// kOpenMPAdaptive: the team, except after a region whose caller waited long for late team members
+// (the machine is oversubscribed: a descheduled OpenMP thread holds up the join barrier, which the
+// own pool's ticket join never does); then the own pool for a while (1 s, doubling while the
+// stalls go on, up to 30 s) before the team is tried again.
+enum class ThreadBackend { kOwn = 0, kOpenMP = 1, kOpenMPAdaptive = 2 };
 
 // Resolves GOMP_parallel, omp_get_max_threads and omp_in_parallel in the lookup scope of the
 // already loaded shared library `library` (the library and its dependencies, e.g. libtorch_cpu.so
@@ -28,10 +32,10 @@ std::string attach_openmp(const std::string& library);
 void set_thread_backend(ThreadBackend backend);
 ThreadBackend get_thread_backend();
 
-// Parallel regions run so far, by where: {own pool, OpenMP team, inline on the caller}. Lets tests
-// prove which backend ran.
+// Parallel regions run so far, by where: {own pool, OpenMP team, inline on the caller}, and the
+// OpenMP regions whose join stalled (kOpenMPAdaptive's trigger). Lets tests prove which backend ran.
 struct ParallelCounts {
-  uint64_t own, openmp, inline_;
+  uint64_t own, openmp, inline_, stalls;
 };
 ParallelCounts parallel_counts();
 

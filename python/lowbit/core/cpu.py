@@ -130,7 +130,11 @@ def set_thread_backend(name: str) -> None:
     - ``"auto"`` (the default): the own pool until lowbit's torch layers are used (importing
       :mod:`lowbit.nn`, :func:`lowbit.quantize_model` or :func:`lowbit.load` loads lowbit's torch
       ops), then torch's team when torch runs on an OpenMP runtime lowbit can find, else the own
-      pool.
+      pool. On torch's team "auto" watches the joins: a region whose caller waited more than
+      0.2 ms (beyond its own share) for late team threads means an oversubscribed machine (more
+      runnable threads than cores: a descheduled OpenMP thread holds up every join, which the own
+      pool's join never waits for), and lowbit runs on its own pool for the next second (doubling
+      while the stalls go on, up to 30 s) before it tries the team again.
 
     The OpenMP runtime is the one torch's ``libtorch_cpu`` calls (found in the process, never
     loaded by lowbit). A ``fork()`` child runs on the own pool whatever the setting (the parent's
@@ -165,14 +169,15 @@ def set_thread_backend(name: str) -> None:
 
 
 def get_thread_backend() -> str:
-    """The threads lowbit's parallel work runs on now: ``"own"`` or ``"torch"`` (see
-    :func:`set_thread_backend`)."""
-    return "torch" if _core.get_thread_backend() == "openmp" else "own"
+    """The threads lowbit's parallel work runs on: ``"own"`` or ``"torch"`` (see
+    :func:`set_thread_backend`; ``"torch"`` under ``"auto"`` includes its fall-backs to the own
+    pool on an oversubscribed machine)."""
+    return "own" if _core.get_thread_backend() == "own" else "torch"
 
 
 def _attach_torch(strict: bool) -> None:
-    """Switches to torch's OpenMP team; when it cannot be found, raises (``strict``) or keeps the
-    own pool."""
+    """Switches to torch's OpenMP team (``strict``: always; else adaptive, see "auto"); when it
+    cannot be found, raises (``strict``) or keeps the own pool."""
     import torch
 
     def fail(why: str) -> None:
@@ -189,7 +194,7 @@ def _attach_torch(strict: bool) -> None:
         _core.attach_openmp(libs[0])
     except ValueError as e:
         return fail(str(e))
-    _core.set_thread_backend("openmp")
+    _core.set_thread_backend("openmp" if strict else "openmp_adaptive")
 
 
 def _torch_interop_loaded() -> None:
