@@ -1,6 +1,7 @@
 // The int8 GEMM task split (ops layer): cache blocking into (row chunk, panel chunk) tasks, how
 // many tasks the threads get, and the row grains of activation packing and patch streaming.
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <functional>
 #include <memory>
@@ -79,14 +80,16 @@ void run_gemm_unpacked(kernels::GemmTaskFn fn, GemmArgs g, const int8_t* w, int6
     int8_t* buf;
     if (buf_bytes <= kKeepPackBytes) {
       if (kept_bytes < buf_bytes) {
-        kept.reset(new int8_t[buf_bytes]);
+        kept.reset(new int8_t[buf_bytes + 64]);
         kept_bytes = buf_bytes;
       }
       buf = kept.get();
     } else {
-      own.reset(new int8_t[buf_bytes]);
+      own.reset(new int8_t[buf_bytes + 64]);
       buf = own.get();
     }
+    // Panels start on cache lines (a 64-byte panel line split over two lines costs two loads).
+    buf += (64 - reinterpret_cast<uintptr_t>(buf) % 64) % 64;
     const int64_t p0 = pj * pc, p1 = std::min(panels, p0 + pc);
     int32_t* colsum = const_cast<int32_t*>(g.colsum) + p0 * kPanelCols;
     pack_weight_panels(w, g.n, k, stride_n, stride_k, p0, p1, buf, colsum);
