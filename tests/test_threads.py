@@ -166,3 +166,19 @@ print("child", os.waitstatus_to_exitcode(status), lowbit.get_thread_backend())
     r = run_py(code)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split()[:2] == ["child", "0"], r.stdout
+
+
+@pytest.mark.parametrize("m,k,n", [(70, 4100, 200), (300, 640, 1000), (5, 96, 33)])
+def test_plain_b_matmul_packs_in_panel_chunks_exactly(m, k, n, restore_threads):
+    """matmul_int8 on a plain B packs panel chunks inside the tasks (several chunks, a last odd
+    one, edge columns): exact at every ISA, thread count and B layout."""
+    rng = np.random.default_rng(m)
+    a = rng.integers(-128, 128, (m, k), dtype=np.int8)
+    b = rng.integers(-128, 128, (k, n), dtype=np.int8)
+    want = a.astype(np.int64) @ b.astype(np.int64)
+    for isa in lowbit.cpu_info()["available"][:-1]:  # every SIMD level (scalar is covered elsewhere)
+        with lowbit.arch(isa):
+            for threads in (1, 3):
+                lowbit.set_num_threads(threads)
+                for bb, w in ((b, want), (np.asfortranarray(b), want), (b[:, ::-1], want[:, ::-1])):
+                    np.testing.assert_array_equal(lowbit.matmul_int8(a, bb).astype(np.int64), w)
