@@ -56,7 +56,8 @@ std::atomic<const OmpApi*> g_omp{nullptr};
 std::atomic<int> g_backend{static_cast<int>(ThreadBackend::kOwn)};
 std::atomic<uint64_t> g_regions_own{0}, g_regions_openmp{0}, g_regions_inline{0}, g_stalls{0};
 
-// kOpenMPAdaptive: a join that waited longer than kStallNs plus the caller's own work is a stall;
+// kOpenMPAdaptive: a region whose start waited longer than kStallNs, or whose join waited longer
+// than kStallNs plus the caller's own work, is a stall;
 // then the own pool until g_fallback_until (steady clock, ns). The back-off starts at kMinBackoffNs
 // and doubles for a stall within 4 back-offs of the previous one, up to kMaxBackoffNs: a stall
 // costs a scheduler time slice (ms), a clean team region saves microseconds.
@@ -77,13 +78,16 @@ struct OmpJob {
   const std::function<void(int64_t)>* fn;
   int64_t n_tasks;
   std::atomic<int64_t> next{0};
-  int64_t caller_done = 0;  // when the calling thread found no task left (adaptive backend)
+  // Adaptive backend: when the calling thread entered the region (GOMP_parallel first waits for
+  // the previous team's threads to dock) and when it found no task left.
+  int64_t caller_begin = 0, caller_done = 0;
 };
 
 thread_local const OmpJob* tl_calling_job = nullptr;  // the job this thread called GOMP_parallel for
 
 void omp_job_body(void* p) {
   auto* job = static_cast<OmpJob*>(p);
+  if (tl_calling_job == job) job->caller_begin = now_ns();
   for (;;) {
     int64_t t = job->next.fetch_add(1, std::memory_order_relaxed);
     if (t >= job->n_tasks) break;
@@ -299,7 +303,11 @@ void parallel_for(int64_t n_tasks, const std::function<void(int64_t)>& fn) {
     tl_calling_job = nullptr;
     if (adaptive) {
       const int64_t end = now_ns();
-      if (job.caller_done != 0 && end - job.caller_done > kStallNs + (job.caller_done - start)) {
+      // A stall: the region's start (docking the previous team) or its join waited for late
+      // threads longer than kStallNs beyond the caller's own work.
+      const int64_t entry_wait = job.caller_begin - start, join_wait = end - job.caller_done;
+      if (job.caller_done != 0 &&
+          (entry_wait > kStallNs || join_wait > kStallNs + (job.caller_done - job.caller_begin))) {
         g_stalls.fetch_add(1, std::memory_order_relaxed);
         int64_t backoff = g_backoff.load(std::memory_order_relaxed);
         backoff = end - g_last_stall.load(std::memory_order_relaxed) < 4 * backoff
