@@ -9,7 +9,7 @@ import contextlib
 import glob
 import os
 import sys
-from typing import Any, Iterator
+from typing import Any, Iterator, Optional
 
 from .. import _core
 
@@ -26,6 +26,7 @@ __all__ = [
 
 _THREAD_BACKENDS = ("auto", "own", "torch")
 _thread_backend = "auto"  # the setting; the backend in effect is _core.get_thread_backend()
+_torch_runtime: Optional[str] = None  # path of torch's OpenMP runtime once attached
 
 
 def cpu_info() -> dict[str, Any]:
@@ -185,15 +186,17 @@ def _attach_torch(strict: bool) -> None:
             raise RuntimeError(f"set_thread_backend('torch'): {why}")
         _core.set_thread_backend("own")
 
+    global _torch_runtime
     if not torch.backends.openmp.is_available():
         return fail("this torch build does not use OpenMP")
-    libs = sorted(glob.glob(os.path.join(os.path.dirname(torch.__file__), "lib", "libtorch_cpu.*")))
-    if not libs:
-        return fail("torch's libtorch_cpu library was not found next to torch")
-    try:
-        _core.attach_openmp(libs[0])
-    except ValueError as e:
-        return fail(str(e))
+    if _torch_runtime is None:
+        libs = sorted(glob.glob(os.path.join(os.path.dirname(torch.__file__), "lib", "libtorch_cpu.*")))
+        if not libs:
+            return fail("torch's libtorch_cpu library was not found next to torch")
+        try:
+            _torch_runtime = _core.attach_openmp(libs[0])
+        except ValueError as e:
+            return fail(str(e))
     _core.set_thread_backend("openmp" if strict else "openmp_adaptive")
 
 
