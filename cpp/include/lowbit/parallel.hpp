@@ -18,8 +18,8 @@ void set_num_threads(int n);  // n >= 1, validated by the caller
 // just ran them (warm, spinning) instead of competing with them for the cores.
 // kOpenMPAdaptive: the team, except after a region whose caller waited long for late team members
 // at its start or its join (the machine is oversubscribed: a descheduled OpenMP thread holds up
-// the team's barriers, which the own pool's ticket join never does); then the own pool for a while (1 s, doubling while the
-// stalls go on, up to 30 s) before the team is tried again.
+// the team's barriers, which the own pool's ticket join never does); then the own pool for a
+// while (1 s, doubling while the stalls go on, up to 30 s) before the team is tried again.
 enum class ThreadBackend { kOwn = 0, kOpenMP = 1, kOpenMPAdaptive = 2 };
 
 // Resolves GOMP_parallel, omp_get_max_threads and omp_in_parallel in the lookup scope of the
