@@ -8,11 +8,17 @@ Variants: float32, lowbit dynamic int8, lowbit static int8 (calibrated), and
 torch.ao.quantization.quantize_dynamic on every quantized engine torch offers here (GPT-2: it
 handles nn.Linear only, not transformers' Conv1D, so it quantizes only the LM head).
 
+lowbit's layers run on its default thread backend ("auto": torch's OpenMP team once lowbit.nn is
+loaded, see lowbit.set_thread_backend); "lowbit dynamic int8 (own thread pool)" is the same model
+on lowbit's own pool. "vs best torch int8" compares with the fastest torch quantize_dynamic engine
+of the same measurement.
+
 Timing: variants are measured interleaved by lowbit.Timer (median ± half IQR of the rounds, speedup
 from medians with its quartile range; a TimingWarning when noisy: the machine is shared); the GPT-2
 next-token and MobileNet rows are measured round-robin, best over rounds. Usage:
 python benchmarks/bench_models.py [--models digits,mobilenet,minilm,gpt2] [--batches 1,32]
 [--threads N] [--rounds R]
+MiniLM table of issue 18 (2 threads): --models minilm --batches 1,8,32 --threads 2
 """
 
 from __future__ import annotations
@@ -41,18 +47,28 @@ from lowbit.models import (
 BUDGET_S = 60.0  # seconds for one interleaved measurement: then at least 3 rounds are kept
 
 
+# lowbit's thread backend per variant (lowbit.set_thread_backend), selected before each of its calls;
+# variants not named here run on the default ("auto": torch's OpenMP team once lowbit.nn is loaded).
+BACKENDS: dict[str, str] = {}
+
+
 def interleaved_times(
     fns: dict[str, Callable[[], object]], engines: dict[str, str], rounds: int, min_time: float
 ) -> dict[str, Timing]:
     """Median and spread of each function's time per call, timed interleaved by lowbit.Timer
     (A B C A B C ...: load from other processes on a shared machine hits all variants alike);
     ``rounds`` samples of at least ``min_time`` seconds each (short calls batched), fewer (at
-    least 3) once ``BUDGET_S`` is spent. Each function selects its quantized engine first."""
+    least 3) once ``BUDGET_S`` is spent. Each function selects its quantized engine and lowbit
+    thread backend (``BACKENDS``) first."""
 
     def with_engine(k: str) -> Callable[[], object]:
+        backend = BACKENDS.get(k if isinstance(k, str) else k[0], "auto")
+
         def run() -> object:
             if engines[k]:
                 torch.backends.quantized.engine = engines[k]
+            if lowbit.core.cpu._thread_backend != backend:
+                lowbit.set_thread_backend(backend)
             return fns[k]()
 
         return run
@@ -78,7 +94,11 @@ def torch_dynamic(model: torch.nn.Module, engine: str) -> torch.nn.Module:
 def variants(model: torch.nn.Module, calib: list) -> list[tuple[str, Any, str]]:
     """(name, model, quantized engine to select while running it)."""
     out = [("float32", model, torch.backends.quantized.engine)]
-    out.append(("lowbit dynamic int8", lowbit.quantize_model(model, progress=False), ""))
+    dyn = lowbit.quantize_model(model, progress=False)
+    out.append(("lowbit dynamic int8", dyn, ""))
+    if lowbit.get_thread_backend() == "torch":  # the same model on lowbit's own pool, for comparison
+        BACKENDS["lowbit dynamic int8 (own thread pool)"] = "own"
+        out.append(("lowbit dynamic int8 (own thread pool)", dyn, ""))
     if any(type(m) is torch.nn.Embedding for m in model.modules()):
         cfg = lowbit.QuantConfig(embedding="int8")
         out.append(
@@ -106,6 +126,12 @@ def variants(model: torch.nn.Module, calib: list) -> list[tuple[str, Any, str]]:
     return out
 
 
+def best_torch_int8(t: dict[str, Timing]) -> str:
+    """The fastest torch quantize_dynamic variant of one measurement (by median), or ""."""
+    peers = [k for k in t if isinstance(k, str) and k.startswith("torch quantize_dynamic")]
+    return min(peers, key=lambda k: t[k].median) if peers else ""
+
+
 def bench_digits(batches: list[int], rounds: int) -> list[list[object]]:
     data = load_digits_data()
     n = torch.get_num_threads()
@@ -128,6 +154,7 @@ def bench_digits(batches: list[int], rounds: int) -> list[list[object]]:
             t = interleaved_times(
                 {name: (lambda m=m, x=x: m(x)) for name, m, _ in vs}, engines, rounds, 0.2
             )
+        best = best_torch_int8(t)
         for name, _, _ in vs:
             rows.append(
                 [
@@ -136,6 +163,7 @@ def bench_digits(batches: list[int], rounds: int) -> list[list[object]]:
                     b,
                     timing_cell(t[name]),
                     speedup_cell(t["float32"], t[name]),
+                    speedup_cell(t[best], t[name]) if best else "-",
                     size[name],
                     quality[name],
                 ]
@@ -171,6 +199,7 @@ def bench_minilm(batches: list[int], seq: int, rounds: int) -> list[list[object]
                 rounds,
                 0.3 if b == 1 else 0.0,
             )
+        best = best_torch_int8(t)
         for name, _, _ in vs:
             rows.append(
                 [
@@ -179,6 +208,7 @@ def bench_minilm(batches: list[int], seq: int, rounds: int) -> list[list[object]
                     b,
                     timing_cell(t[name]),
                     speedup_cell(t["float32"], t[name]),
+                    speedup_cell(t[best], t[name]) if best else "-",
                     size[name],
                     quality[name],
                 ]
@@ -239,7 +269,7 @@ def bench_gpt2(rounds: int) -> list[list[object]]:
     per_token = {name: (t[(name, GPT2_NEW)] - t[(name, 1)]) / (GPT2_NEW - 1) for name, _, _ in vs}
     return [
         ["GPT-2 12x768 next token", name, 1, f"{per_token[name] * 1e3:.2f}",
-         f"{per_token['float32'] / per_token[name]:.2f}x", size[name], quality[name]]
+         f"{per_token['float32'] / per_token[name]:.2f}x", "-", size[name], quality[name]]
         for name, _, _ in vs
     ]
 
@@ -272,7 +302,7 @@ def bench_mobilenet(batches: list[int], rounds: int, size: int = 16) -> list[lis
             t = interleaved_times({name: (lambda m=m, x=x: m(x)) for name, m, _ in vs}, engines, rounds, 0.2)
         for name, _, _ in vs:
             rows.append([f"MobileNetV2-style {size}x{size}", name, b, f"{t[name] * 1e3:.3f}",
-                         f"{t['float32'] / t[name]:.2f}x", size_b[name], quality[name]])
+                         f"{t['float32'] / t[name]:.2f}x", "-", size_b[name], quality[name]])
     return rows
 
 
@@ -300,7 +330,8 @@ def main() -> None:
         rows += bench_minilm(batches, args.seq, args.rounds)
     if "gpt2" in args.models:
         rows += bench_gpt2(args.rounds)
-    print(table(["model", "variant", "batch", "latency ms", "vs float32 (range)", "size", "quality"], rows))
+    print(table(["model", "variant", "batch", "latency ms", "vs float32 (range)", "vs best torch int8 (range)", "size",
+                 "quality"], rows))
 
 
 if __name__ == "__main__":

@@ -78,6 +78,52 @@ void bind_cpu(py::module_& m) {
         set_num_threads(n);
       },
       py::arg("n"));
+  m.def(
+      "attach_openmp",
+      [](const std::string& library) {
+        try {
+          return attach_openmp(library);
+        } catch (const std::runtime_error& e) {
+          value_error(std::string("library: ") + e.what());
+        }
+        return std::string();
+      },
+      py::arg("library"));
+  m.def(
+      "set_thread_backend",
+      [](const std::string& name) {
+        ThreadBackend b = ThreadBackend::kOwn;
+        if (name == "own") {
+          b = ThreadBackend::kOwn;
+        } else if (name == "openmp") {
+          b = ThreadBackend::kOpenMP;
+        } else if (name == "openmp_adaptive") {
+          b = ThreadBackend::kOpenMPAdaptive;
+        } else {
+          value_error("name: expected 'own', 'openmp' or 'openmp_adaptive', got '" + name + "'");
+        }
+        try {
+          set_thread_backend(b);
+        } catch (const std::runtime_error& e) {
+          value_error(std::string("name: ") + e.what());
+        }
+      },
+      py::arg("name"));
+  m.def("get_thread_backend", [] {
+    switch (get_thread_backend()) {
+      case ThreadBackend::kOpenMP:
+        return std::string("openmp");
+      case ThreadBackend::kOpenMPAdaptive:
+        return std::string("openmp_adaptive");
+      default:
+        return std::string("own");
+    }
+  });
+  m.def("parallel_counts", [] {
+    ParallelCounts c = parallel_counts();
+    return std::vector<std::pair<std::string, uint64_t>>{
+        {"own", c.own}, {"openmp", c.openmp}, {"inline", c.inline_}, {"stalls", c.stalls}};
+  });
 }
 
 }  // namespace bind

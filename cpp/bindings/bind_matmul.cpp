@@ -35,7 +35,7 @@ void check_mm(const py::array& a, const py::array& b, bool* sgn) {
   check_k(a.shape(1), *sgn, "a");
 }
 
-// a @ b for a plain (K, N) int8 b: packs b, then runs `fn` (nullptr: the dispatched kernel).
+// a @ b for a plain (K, N) int8 b, packed in panel chunks inside the tasks; runs `fn` (nullptr: the dispatched kernel).
 py::array matmul_unpacked(kernels::GemmTaskFn fn, const py::array& a, const py::array& b) {
   bool sgn;
   check_mm(a, b, &sgn);
@@ -48,10 +48,7 @@ py::array matmul_unpacked(kernels::GemmTaskFn fn, const py::array& a, const py::
   {
     // Scoped: returning `out` as py::array copies the handle, which needs the GIL.
     py::gil_scoped_release release;
-    std::vector<int8_t> packed(static_cast<size_t>(packed_weight_bytes(k, n)));
-    std::vector<int32_t> colsum(static_cast<size_t>(n_panels(n) * kPanelCols));
-    pack_weight_s8(bp, n, k, sbn, sbk, packed.data(), colsum.data());
-    matmul_packed_with(fn, ap, sgn, m, k, sam, sak, packed.data(), colsum.data(), n, c);
+    matmul_unpacked_with(fn, ap, sgn, m, k, sam, sak, bp, n, sbk, sbn, c);
   }
   return out;
 }

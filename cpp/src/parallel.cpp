@@ -1,8 +1,12 @@
 // Persistent thread pool behind lowbit::parallel_for (portable core). Workers spin briefly after a
 // job (the next op usually follows within microseconds), then sleep on a condition variable.
 // A fork() child drops the parent's pool and builds its own.
+// Second backend: the team of an OpenMP runtime already loaded (torch's libgomp), found through
+// the lookup scope of a library the caller names and called through GOMP_parallel; lowbit never
+// links or loads an OpenMP runtime itself.
 #include "lowbit/parallel.hpp"
 
+#include <dlfcn.h>
 #include <pthread.h>
 #include <sched.h>
 #include <unistd.h>
@@ -13,6 +17,7 @@
 #include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <stdexcept>
 #include <thread>
 #include <vector>
 
@@ -39,6 +44,57 @@ int default_threads() {
 }
 
 std::atomic<int> g_num_threads{0};
+
+// The attached OpenMP runtime's entry points (GNU ABI, also exported by LLVM's and Intel's
+// runtimes). Never freed: a caller may be inside GOMP_parallel while another thread attaches.
+struct OmpApi {
+  void (*parallel)(void (*)(void*), void*, unsigned, unsigned);
+  int (*max_threads)();
+  int (*in_parallel)();
+};
+std::atomic<const OmpApi*> g_omp{nullptr};
+std::atomic<int> g_backend{static_cast<int>(ThreadBackend::kOwn)};
+std::atomic<uint64_t> g_regions_own{0}, g_regions_openmp{0}, g_regions_inline{0}, g_stalls{0};
+
+// kOpenMPAdaptive: a region whose start waited longer than kStallNs, or whose join waited longer
+// than kStallNs plus the caller's own work, is a stall;
+// then the own pool until g_fallback_until (steady clock, ns). The back-off starts at kMinBackoffNs
+// and doubles for a stall within 4 back-offs of the previous one, up to kMaxBackoffNs: a stall
+// costs a scheduler time slice (ms), a clean team region saves microseconds.
+constexpr int64_t kStallNs = 200000;
+constexpr int64_t kMinBackoffNs = 1000000000, kMaxBackoffNs = 30000000000;
+std::atomic<int64_t> g_fallback_until{0};
+std::atomic<int64_t> g_last_stall{0};
+std::atomic<int64_t> g_backoff{kMinBackoffNs};
+
+int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// One parallel_for on an OpenMP team: every member (the caller is member 0) claims tasks from the
+// shared counter, as the own pool's workers do, so the split and the results are the same.
+struct OmpJob {
+  const std::function<void(int64_t)>* fn;
+  int64_t n_tasks;
+  std::atomic<int64_t> next{0};
+  // Adaptive backend: when the calling thread entered the region (GOMP_parallel first waits for
+  // the previous team's threads to dock) and when it found no task left.
+  int64_t caller_begin = 0, caller_done = 0;
+};
+
+thread_local const OmpJob* tl_calling_job = nullptr;  // the job this thread called GOMP_parallel for
+
+void omp_job_body(void* p) {
+  auto* job = static_cast<OmpJob*>(p);
+  if (tl_calling_job == job) job->caller_begin = now_ns();
+  for (;;) {
+    int64_t t = job->next.fetch_add(1, std::memory_order_relaxed);
+    if (t >= job->n_tasks) break;
+    (*job->fn)(t);
+  }
+  if (tl_calling_job == job) job->caller_done = now_ns();
+}
 
 // Spins on `done()` for up to kSpin, then calls `slow()` repeatedly until done.
 template <class Done, class Slow>
@@ -146,14 +202,20 @@ void after_fork_child() {
   // be held: abandon both and start afresh.
   new (&g_pool_mu) std::mutex();
   g_pool = new std::shared_ptr<Pool>();
+  // Nor does the parent's OpenMP team (GNU libgomp would wait for it forever): back to the pool.
+  g_backend.store(static_cast<int>(ThreadBackend::kOwn));
 }
 
-std::shared_ptr<Pool> pool_for(int workers) {
+void register_fork_handler() {
   static bool registered = [] {
     pthread_atfork(nullptr, nullptr, after_fork_child);
     return true;
   }();
   (void)registered;
+}
+
+std::shared_ptr<Pool> pool_for(int workers) {
+  register_fork_handler();
   std::shared_ptr<Pool> old;  // released after the lock: retiring a pool joins its threads
   std::lock_guard<std::mutex> lk(g_pool_mu);
   std::shared_ptr<Pool>& cur = *g_pool;
@@ -168,7 +230,51 @@ std::shared_ptr<Pool> pool_for(int workers) {
 
 int get_num_threads() {
   int n = g_num_threads.load(std::memory_order_relaxed);
-  return n > 0 ? n : default_threads();
+  if (n > 0) return n;
+  if (g_backend.load(std::memory_order_relaxed) != static_cast<int>(ThreadBackend::kOwn))
+    return std::max(1, std::min(g_omp.load(std::memory_order_acquire)->max_threads(), 256));
+  return default_threads();
+}
+
+std::string attach_openmp(const std::string& library) {
+  // RTLD_NOLOAD: only a library the process has loaded already; the handle is kept (never closed)
+  // so the runtime stays mapped while its entry points are in use.
+  void* handle = dlopen(library.c_str(), RTLD_LAZY | RTLD_NOLOAD);
+  if (handle == nullptr) {
+    const char* err = dlerror();
+    throw std::runtime_error("'" + library + "' is not loaded in this process" + (err ? std::string(": ") + err : ""));
+  }
+  // dlsym on a handle searches the library and its dependencies, in load order: the runtime the
+  // library itself calls, even when other OpenMP runtimes are loaded too.
+  void* par = dlsym(handle, "GOMP_parallel");
+  void* max_threads = dlsym(handle, "omp_get_max_threads");
+  void* in_parallel = dlsym(handle, "omp_in_parallel");
+  if (par == nullptr || max_threads == nullptr || in_parallel == nullptr) {
+    dlclose(handle);
+    throw std::runtime_error("no OpenMP runtime (GOMP_parallel, omp_get_max_threads, omp_in_parallel) in '" + library +
+                             "' or its dependencies");
+  }
+  Dl_info info;
+  std::string path = dladdr(par, &info) != 0 && info.dli_fname != nullptr ? info.dli_fname : library;
+  auto* api = new OmpApi{reinterpret_cast<void (*)(void (*)(void*), void*, unsigned, unsigned)>(par),
+                         reinterpret_cast<int (*)()>(max_threads), reinterpret_cast<int (*)()>(in_parallel)};
+  const OmpApi* old = g_omp.exchange(api);
+  (void)old;  // leaked on purpose (see OmpApi)
+  register_fork_handler();
+  return path;
+}
+
+void set_thread_backend(ThreadBackend backend) {
+  if (backend != ThreadBackend::kOwn && g_omp.load() == nullptr)
+    throw std::runtime_error("no OpenMP runtime attached (attach_openmp first)");
+  g_backend.store(static_cast<int>(backend));
+}
+
+ThreadBackend get_thread_backend() { return static_cast<ThreadBackend>(g_backend.load()); }
+
+ParallelCounts parallel_counts() {
+  return {g_regions_own.load(std::memory_order_relaxed), g_regions_openmp.load(std::memory_order_relaxed),
+          g_regions_inline.load(std::memory_order_relaxed), g_stalls.load(std::memory_order_relaxed)};
 }
 
 void set_num_threads(int n) { g_num_threads.store(std::max(1, std::min(n, 256)), std::memory_order_relaxed); }
@@ -179,12 +285,49 @@ void parallel_for(int64_t n_tasks, const std::function<void(int64_t)>& fn) {
     for (int64_t t = 0; t < n_tasks; ++t) fn(t);
     return;
   }
+  const int backend = g_backend.load(std::memory_order_relaxed);
+  const bool adaptive = backend == static_cast<int>(ThreadBackend::kOpenMPAdaptive);
+  const int64_t start = adaptive ? now_ns() : 0;
+  if (backend != static_cast<int>(ThreadBackend::kOwn) &&
+      !(adaptive && start < g_fallback_until.load(std::memory_order_relaxed))) {
+    const OmpApi* api = g_omp.load(std::memory_order_acquire);
+    if (api->in_parallel() != 0) {  // called from inside a team: as a busy pool, run inline
+      g_regions_inline.fetch_add(1, std::memory_order_relaxed);
+      for (int64_t t = 0; t < n_tasks; ++t) fn(t);
+      return;
+    }
+    OmpJob job{&fn, n_tasks};
+    g_regions_openmp.fetch_add(1, std::memory_order_relaxed);
+    tl_calling_job = adaptive ? &job : nullptr;
+    api->parallel(omp_job_body, &job, static_cast<unsigned>(threads), 0);
+    tl_calling_job = nullptr;
+    if (adaptive) {
+      const int64_t end = now_ns();
+      // A stall: the region's start (docking the previous team) or its join waited for late
+      // threads longer than kStallNs beyond the caller's own work.
+      const int64_t entry_wait = job.caller_begin - start, join_wait = end - job.caller_done;
+      if (job.caller_done != 0 &&
+          (entry_wait > kStallNs || join_wait > kStallNs + (job.caller_done - job.caller_begin))) {
+        g_stalls.fetch_add(1, std::memory_order_relaxed);
+        int64_t backoff = g_backoff.load(std::memory_order_relaxed);
+        backoff = end - g_last_stall.load(std::memory_order_relaxed) < 4 * backoff
+                      ? std::min(kMaxBackoffNs, 2 * backoff)
+                      : kMinBackoffNs;
+        g_backoff.store(backoff, std::memory_order_relaxed);
+        g_last_stall.store(end, std::memory_order_relaxed);
+        g_fallback_until.store(end + backoff, std::memory_order_relaxed);
+      }
+    }
+    return;
+  }
   std::shared_ptr<Pool> pool = pool_for(threads - 1);
   std::unique_lock<std::mutex> lk(pool->run_mu_, std::try_to_lock);
   if (!lk.owns_lock()) {
+    g_regions_inline.fetch_add(1, std::memory_order_relaxed);
     for (int64_t t = 0; t < n_tasks; ++t) fn(t);
     return;
   }
+  g_regions_own.fetch_add(1, std::memory_order_relaxed);
   pool->run(n_tasks, &fn, threads - 1);
 }
 

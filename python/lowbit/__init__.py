@@ -33,7 +33,16 @@ from .core.calibration import calibrate
 from .core.clipping import MSEClip, mse_clip_quantize
 from .core.config import QuantConfig
 from .core.cpu import _apply_env as _apply_env
-from .core.cpu import arch, cpu_info, get_arch, get_num_threads, set_arch, set_num_threads
+from .core.cpu import (
+    arch,
+    cpu_info,
+    get_arch,
+    get_num_threads,
+    get_thread_backend,
+    set_arch,
+    set_num_threads,
+    set_thread_backend,
+)
 from .core.formats import FORMATS, FormatQTensor
 from .core.gptq import GPTQ, HessianObserver, gptq_quantize
 from .core.linear_4bit import PackedWeight4
@@ -129,6 +138,8 @@ __all__ = [
     "arch",
     "set_num_threads",
     "get_num_threads",
+    "set_thread_backend",
+    "get_thread_backend",
     "DTYPES",
     "QTensor",
     "quantize",

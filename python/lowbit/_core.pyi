@@ -111,6 +111,9 @@ def features() -> dict[str, bool]:
 
 def get_arch() -> str: ...
 def get_num_threads() -> int: ...
+def get_thread_backend() -> str:
+    """"own", "openmp" or "openmp_adaptive": where parallel regions run (see lowbit.set_thread_backend)."""
+
 def histogram_f32(x: np.ndarray, scale: float, base: float, bins: int) -> tuple[Any, ...]:
     """(counts[bins] int64, nonfinite, zeros, min, max): finite x into bin clamp(floor(x*scale) - base, 0,
     bins-1); min/max of the finite values.
@@ -189,5 +192,16 @@ def quantize(
 def quantize_nf4(x: np.ndarray, block_size: int) -> tuple[np.ndarray, np.ndarray]: ...
 def set_arch(arch: str) -> None: ...
 def set_num_threads(n: int) -> None: ...
+def set_thread_backend(name: str) -> None:
+    """"own", "openmp" (the attached OpenMP runtime's team) or "openmp_adaptive" (the team, the own pool
+    for a while after a stalled region)."""
+
+def attach_openmp(library: str) -> str:
+    """Finds GOMP_parallel, omp_get_max_threads, omp_in_parallel in the already loaded library's lookup
+    scope; returns the runtime's path. ValueError naming the library when not loaded or without OpenMP."""
+
+def parallel_counts() -> list[tuple[str, int]]:
+    """Parallel regions so far: own pool, OpenMP team, inline, and adaptive stalls."""
+
 def unpack_weight_s8(packed: np.ndarray, n: int, k: int) -> np.ndarray:
     """Inverse of pack_weight_s8: the (N, K) int8 weight."""

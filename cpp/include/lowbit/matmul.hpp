@@ -98,6 +98,13 @@ void matmul_packed_with(kernels::GemmTaskFn fn, const uint8_t* a, bool a_signed,
                         int64_t stride_am, int64_t stride_ak, const int8_t* packed, const int32_t* colsum, int64_t n,
                         int32_t* c);
 
+// a @ b for a plain int8 b[t][j] = w[t * stride_wk + j * stride_wn] (K x N): b is packed in
+// cache-sized panel chunks inside the tasks that use them (read once, never written out whole).
+// Same results as pack_weight_s8 + matmul_packed. fn == nullptr: the dispatched kernel.
+void matmul_unpacked_with(kernels::GemmTaskFn fn, const uint8_t* a, bool a_signed, int64_t m, int64_t k,
+                          int64_t stride_am, int64_t stride_ak, const int8_t* w, int64_t n, int64_t stride_wk,
+                          int64_t stride_wn, int32_t* c);
+
 // Activation quantization of linear(): the int8 activation's (scale, zero point) come from
 //   kDynamicRow:    per row, asymmetric uint8 over the row's finite values and 0:
 //                   lo = min(0, min x), hi = max(0, max x), scale = max((hi - lo) / 255, eps),

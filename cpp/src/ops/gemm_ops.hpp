@@ -33,6 +33,19 @@ int64_t patch_chunk_rows(int64_t m, int64_t lda, int64_t weight_bytes);
 std::unique_ptr<uint8_t[]> quantize_image_u8(const Im2colArgs& geom, const float* x, bool dynamic, float* scale,
                                              int32_t* zero_point);
 
+// A GEMM on a plain (unpacked) int8 B[k][n] = w[n * stride_n + k * stride_k]: each task packs one
+// chunk of panels into a per-thread buffer that stays in L2 (column sums into g.colsum) and runs
+// every row chunk on it, so B is read once and its packed form never goes to memory. g.b is
+// ignored; g.colsum must hold n_panels(g.n) * 16 writable entries. Same results as packing first.
+void run_gemm_unpacked(kernels::GemmTaskFn fn, GemmArgs g, const int8_t* w, int64_t k, int64_t stride_n,
+                       int64_t stride_k);
+
+// ---- weight packing (pack.cpp)
+// Panels [p0, p1) of B[k][n] = w[n * stride_n + k * stride_k] into dst (panel p at
+// dst + (p - p0) * k_groups(k) * 64), their column sums into colsum[(p - p0) * 16 ...].
+void pack_weight_panels(const int8_t* w, int64_t n, int64_t k, int64_t stride_n, int64_t stride_k, int64_t p0,
+                        int64_t p1, int8_t* dst, int32_t* colsum);
+
 // ---- activation packing (pack.cpp): u8 rows of packed_act_stride(k) bytes, zero past k
 
 // int8 (stored + 128) or uint8 activations a[i * stride_am + t * stride_ak] -> packed rows ap.

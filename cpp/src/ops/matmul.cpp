@@ -36,6 +36,31 @@ void matmul_packed_with(kernels::GemmTaskFn fn, const uint8_t* a, bool a_signed,
     detail::run_gemm(a_signed ? dispatch::matmul_s8s8_s32 : dispatch::matmul_u8s8_s32, g);
 }
 
+void matmul_unpacked_with(kernels::GemmTaskFn fn, const uint8_t* a, bool a_signed, int64_t m, int64_t k,
+                          int64_t stride_am, int64_t stride_ak, const int8_t* w, int64_t n, int64_t stride_wk,
+                          int64_t stride_wn, int32_t* c) {
+  if (m == 0 || n == 0) return;
+  const int64_t kg = k_groups(k);
+  const int64_t lda = packed_act_stride(k);
+  std::vector<uint8_t> ap(static_cast<size_t>(m * lda));
+  detail::pack_act_int8(a, a_signed, m, k, stride_am, stride_ak, lda, ap.data());
+  std::vector<int32_t> row_offset(static_cast<size_t>(m), a_signed ? 128 : 0);
+  std::vector<int32_t> colsum(static_cast<size_t>(n_panels(n) * kPanelCols));
+  GemmArgs g;
+  g.a = ap.data();
+  g.lda = lda;
+  g.m = m;
+  g.k_groups = kg;
+  g.n = n;
+  g.kind = EpilogueKind::kInt32;
+  g.row_offset = row_offset.data();
+  g.colsum = colsum.data();
+  g.out = c;
+  g.ldo = n;
+  if (fn == nullptr) fn = (a_signed ? dispatch::matmul_s8s8_s32 : dispatch::matmul_u8s8_s32).get();
+  detail::run_gemm_unpacked(fn, g, w, k, stride_wn, stride_wk);
+}
+
 void matmul_packed(const uint8_t* a, bool a_signed, int64_t m, int64_t k, int64_t stride_am, int64_t stride_ak,
                    const int8_t* packed, const int32_t* colsum, int64_t n, int32_t* c) {
   matmul_packed_with(nullptr, a, a_signed, m, k, stride_am, stride_ak, packed, colsum, n, c);

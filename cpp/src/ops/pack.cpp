@@ -23,8 +23,9 @@ constexpr int64_t kSmallK = 32;  // shorter activation rows are quantized in bat
 
 // Packs panels [p0, p1) from a source whose columns are contiguous (stride_n == 1, e.g. a (K, N)
 // row-major b): rows of 4 k are read sequentially and interleaved into one 64-byte line per panel.
+// Panel p goes to dst + (p - p0) * kg * 64, its column sums to colsum + (p - p0) * 16.
 void pack_rows_n_contiguous(const int8_t* w, int64_t n, int64_t k, int64_t stride_k, int64_t p0, int64_t p1,
-                            int8_t* packed, int32_t* colsum) {
+                            int8_t* dst, int32_t* colsum) {
   const int64_t kg = k_groups(k);
   const int64_t line = kPanelCols * kKGroup;
   std::vector<int32_t> sums(static_cast<size_t>((p1 - p0) * kPanelCols), 0);
@@ -33,7 +34,7 @@ void pack_rows_n_contiguous(const int8_t* w, int64_t n, int64_t k, int64_t strid
     for (int64_t p = p0; p < p1; ++p) {
       const int64_t c0 = p * kPanelCols;
       const int64_t jn = std::min<int64_t>(kPanelCols, n - c0);
-      int8_t* d = packed + (p * kg + g) * line;
+      int8_t* d = dst + ((p - p0) * kg + g) * line;
       int32_t* sm = sums.data() + (p - p0) * kPanelCols;
       const int8_t* r[4];
       for (int t = 0; t < 4; ++t) r[t] = (4 * g + t < k) ? w + (4 * g + t) * stride_k + c0 : zeros;
@@ -65,42 +66,51 @@ void pack_rows_n_contiguous(const int8_t* w, int64_t n, int64_t k, int64_t strid
       }
     }
   }
-  std::memcpy(colsum + p0 * kPanelCols, sums.data(), sums.size() * sizeof(int32_t));
+  std::memcpy(colsum, sums.data(), sums.size() * sizeof(int32_t));
 }
 
 }  // namespace
 
-void pack_weight_s8(const int8_t* w, int64_t n, int64_t k, int64_t stride_n, int64_t stride_k, int8_t* packed,
-                    int32_t* colsum) {
-  const int64_t kg = k_groups(k);
-  const int64_t kp = kg * kKGroup;
-  const int64_t panels = n_panels(n);
-  const int64_t grain = std::max<int64_t>(1, (1 << 16) / std::max<int64_t>(kp * kPanelCols, 1));
-  std::memset(packed + panels * kp * kPanelCols, 0, static_cast<size_t>(kPackSlackBytes));
+namespace detail {
+
+void pack_weight_panels(const int8_t* w, int64_t n, int64_t k, int64_t stride_n, int64_t stride_k, int64_t p0,
+                        int64_t p1, int8_t* dst, int32_t* colsum) {
   if (stride_n == 1 && k > 0) {
-    parallel_range(panels, grain, 1,
-                   [&](int64_t p0, int64_t p1) { pack_rows_n_contiguous(w, n, k, stride_k, p0, p1, packed, colsum); });
+    pack_rows_n_contiguous(w, n, k, stride_k, p0, p1, dst, colsum);
     return;
   }
   // General strides: one column at a time (k contiguous for the usual (N, K) Linear weight).
-  parallel_range(panels, grain, 1, [&](int64_t p0, int64_t p1) {
-    for (int64_t p = p0; p < p1; ++p) {
-      int8_t* dst = packed + p * kp * kPanelCols;
-      const int64_t jn = std::min<int64_t>(kPanelCols, n - p * kPanelCols);
-      if (jn < kPanelCols || kp != k) std::memset(dst, 0, static_cast<size_t>(kp * kPanelCols));
-      for (int64_t j = 0; j < kPanelCols; ++j) {
-        int32_t sum = 0;
-        if (j < jn) {
-          const int8_t* src = w + (p * kPanelCols + j) * stride_n;
-          for (int64_t t = 0; t < k; ++t) {
-            const int8_t v = src[t * stride_k];
-            dst[((t / 4) * kPanelCols + j) * 4 + (t & 3)] = v;
-            sum += v;
-          }
+  const int64_t kp = k_groups(k) * kKGroup;
+  for (int64_t p = p0; p < p1; ++p) {
+    int8_t* d = dst + (p - p0) * kp * kPanelCols;
+    const int64_t jn = std::min<int64_t>(kPanelCols, n - p * kPanelCols);
+    if (jn < kPanelCols || kp != k) std::memset(d, 0, static_cast<size_t>(kp * kPanelCols));
+    for (int64_t j = 0; j < kPanelCols; ++j) {
+      int32_t sum = 0;
+      if (j < jn) {
+        const int8_t* src = w + (p * kPanelCols + j) * stride_n;
+        for (int64_t t = 0; t < k; ++t) {
+          const int8_t v = src[t * stride_k];
+          d[((t / 4) * kPanelCols + j) * 4 + (t & 3)] = v;
+          sum += v;
         }
-        colsum[p * kPanelCols + j] = sum;
       }
+      colsum[(p - p0) * kPanelCols + j] = sum;
     }
+  }
+}
+
+}  // namespace detail
+
+void pack_weight_s8(const int8_t* w, int64_t n, int64_t k, int64_t stride_n, int64_t stride_k, int8_t* packed,
+                    int32_t* colsum) {
+  const int64_t kp = k_groups(k) * kKGroup;
+  const int64_t panels = n_panels(n);
+  const int64_t grain = std::max<int64_t>(1, (1 << 16) / std::max<int64_t>(kp * kPanelCols, 1));
+  std::memset(packed + panels * kp * kPanelCols, 0, static_cast<size_t>(kPackSlackBytes));
+  parallel_range(panels, grain, 1, [&](int64_t p0, int64_t p1) {
+    detail::pack_weight_panels(w, n, k, stride_n, stride_k, p0, p1, packed + p0 * kp * kPanelCols,
+                               colsum + p0 * kPanelCols);
   });
 }
 

@@ -1,7 +1,10 @@
 // The int8 GEMM task split (ops layer): cache blocking into (row chunk, panel chunk) tasks, how
 // many tasks the threads get, and the row grains of activation packing and patch streaming.
 #include <algorithm>
+#include <cstdint>
+#include <cstring>
 #include <functional>
+#include <memory>
 
 #include "lowbit/parallel.hpp"
 #include "ops/gemm_ops.hpp"
@@ -17,6 +20,7 @@ constexpr int64_t kRowGrainElems = 1 << 14;       // activation packing: element
 constexpr int64_t kPanelUnit = 6;                 // panel chunks: multiples of 3 (VNNI) and 2 (AMX)
 constexpr int64_t kStreamWeightBytes = 1 << 20;   // byte-patch convolutions: weights this small stay in L2
 constexpr int64_t kStreamChunkBytes = 256 << 10;  // and patch rows are made and multiplied per chunk
+constexpr size_t kKeepPackBytes = 1 << 20;        // plain-B GEMM: per-thread panel buffers kept up to this
 
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
@@ -48,6 +52,59 @@ void run_gemm_with(kernels::GemmTaskFn fn, const GemmArgs& g) {
     for (int64_t t = 0; t < n_tasks; ++t) task(t);
   } else {
     parallel_for(n_tasks, task);
+  }
+}
+
+void run_gemm_unpacked(kernels::GemmTaskFn fn, GemmArgs g, const int8_t* w, int64_t k, int64_t stride_n,
+                       int64_t stride_k) {
+  if (g.m == 0 || g.n == 0) return;
+  const int64_t panels = n_panels(g.n);
+  const int64_t kp = std::max<int64_t>(g.k_groups * kKGroup, kKGroup);
+  const int64_t threads = get_num_threads();
+  // One task per chunk of panels (about kBChunkBytes packed): it packs them once and multiplies
+  // every row chunk with them while they are in L2. Enough chunks to balance the threads.
+  int64_t pc = std::max<int64_t>(kPanelUnit, kBChunkBytes / (kp * kPanelCols) / kPanelUnit * kPanelUnit);
+  pc = std::min(pc, panels);
+  while (pc > kPanelUnit && (panels + pc - 1) / pc < 4 * threads)
+    pc = std::max<int64_t>(kPanelUnit, pc / 2 / kPanelUnit * kPanelUnit);
+  const int64_t p_tasks = (panels + pc - 1) / pc;
+  int64_t mc = std::max<int64_t>(32, kAChunkBytes / kp / 32 * 32);
+  mc = std::min(mc, round_up(g.m, 8));
+  const size_t buf_bytes = static_cast<size_t>(pc * kp * kPanelCols + kPackSlackBytes);
+  auto task = [&](int64_t pj) {
+    // A per-thread buffer kept between calls (no allocation or page faults after the first), up
+    // to kKeepPackBytes; longer K takes a buffer per task.
+    thread_local std::unique_ptr<int8_t[]> kept;
+    thread_local size_t kept_bytes = 0;
+    std::unique_ptr<int8_t[]> own;
+    int8_t* buf;
+    if (buf_bytes <= kKeepPackBytes) {
+      if (kept_bytes < buf_bytes) {
+        kept.reset(new int8_t[buf_bytes + 64]);
+        kept_bytes = buf_bytes;
+      }
+      buf = kept.get();
+    } else {
+      own.reset(new int8_t[buf_bytes + 64]);
+      buf = own.get();
+    }
+    // Panels start on cache lines (a 64-byte panel line split over two lines costs two loads).
+    buf += (64 - reinterpret_cast<uintptr_t>(buf) % 64) % 64;
+    const int64_t p0 = pj * pc, p1 = std::min(panels, p0 + pc);
+    int32_t* colsum = const_cast<int32_t*>(g.colsum) + p0 * kPanelCols;
+    pack_weight_panels(w, g.n, k, stride_n, stride_k, p0, p1, buf, colsum);
+    std::memset(buf + (p1 - p0) * kp * kPanelCols, 0, static_cast<size_t>(kPackSlackBytes));
+    GemmArgs t = g;
+    t.b = buf;
+    t.n = std::min(g.n - p0 * kPanelCols, (p1 - p0) * kPanelCols);
+    t.colsum = colsum;
+    t.out = static_cast<int32_t*>(g.out) + p0 * kPanelCols;
+    for (int64_t m0 = 0; m0 < g.m; m0 += mc) fn(t, m0, std::min(g.m, m0 + mc), 0, p1 - p0);
+  };
+  if (p_tasks == 1 || g.m * g.n * kp < 4 * kMinTaskMacs) {
+    for (int64_t t = 0; t < p_tasks; ++t) task(t);
+  } else {
+    parallel_for(p_tasks, task);
   }
 }
 

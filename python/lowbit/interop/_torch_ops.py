@@ -33,6 +33,7 @@ import torch
 
 import lowbit
 
+from ..core.cpu import _torch_interop_loaded
 from ..core.formats import NF4_LEVELS
 from ..core.linear_4bit import PackedWeight4
 from ..core.quantize import qrange
@@ -60,6 +61,10 @@ __all__ = [
 ]
 
 _ACT_MODES = ("dynamic", "dynamic_per_tensor", "static")
+
+# lowbit's torch layers are in use: the "auto" thread backend moves lowbit's parallel work onto
+# torch's OpenMP team (see lowbit.set_thread_backend).
+_torch_interop_loaded()
 
 
 def stored_arrays(scheme: Any, buffers: dict[str, Any]) -> dict[str, np.ndarray]:
