@@ -796,10 +796,10 @@ def quantize_model(
         >>> [row["action"] for row in lowbit.summary(q4).rows][0]
         'nf4 weights block 64, dynamic int8 act (per row and group), 4-bit kernel'
     """
-    group = _dist.resolve_group(process_group)  # issue 17: distributed calibration (None: one process)
+    pgroup = _dist.resolve_group(process_group)  # issue 17: distributed calibration (None: one process)
     model, config, cands, work, float_bytes, folded = _dist.run(  # issue 17: a local error reaches the other ranks
-        group, "quantize_model", lambda: _begin(model, config, inplace, "quantize_model"))
-    _dist.check_same(group, "quantize_model", _dist.model_parts(config, cands))  # issue 17
+        pgroup, "quantize_model", lambda: _begin(model, config, inplace, "quantize_model"))
+    _dist.check_same(pgroup, "quantize_model", _dist.model_parts(config, cands))  # issue 17
     aliases = _aliases(work)
     reasons: dict[str, str] = {}
     targets: dict[str, nn.Module] = {}
@@ -829,7 +829,7 @@ def quantize_model(
     act_qparams: dict[str, tuple[float, int]] = {}
     static = {n: m for n, m in targets.items() if cfgs[n].activation.calibrated}
     if static:
-        act_qparams = _calibrate(work, static, cfgs, calib_data, progress, group)
+        act_qparams = _calibrate(work, static, cfgs, calib_data, progress, pgroup)
     gptq = {n: m for n, m in targets.items() if getattr(cfgs[n].algorithm, "name", None) == "gptq"}
     for n, m in list(gptq.items()):
         if isinstance(m, nn.Conv1d) or getattr(m, "groups", 1) != 1:
@@ -875,9 +875,9 @@ def quantize_model(
                 for alias in aliases[id(targets[name])]:
                     _set_submodule(work, alias, q)
 
-        _gptq_sequential(work, sequential, calib_data, progress, install, group)
+        _gptq_sequential(work, sequential, calib_data, progress, install, pgroup)
     one_pass = {n: m for n, m in gptq.items() if n not in sequential}
-    hessians = _collect_hessians(work, one_pass, calib_data, progress, group) if one_pass else {}
+    hessians = _collect_hessians(work, one_pass, calib_data, progress, pgroup) if one_pass else {}
     first_by_weight: dict[int, tuple[nn.Module, _QuantBase]] = {}
     tied: dict[str, QuantLinear] = {}
     for name, m in targets.items():
