@@ -791,7 +791,7 @@ class GradualPruner:
         >>> m = torch.nn.Sequential(torch.nn.Linear(8, 8))
         >>> pruner = lowbit.GradualPruner(m, 0.5, steps=4)
         >>> [round(pruner.step(), 3) for _ in range(5)]
-        [0.289, 0.438, 0.484, 0.5, 0.5]
+        [0.289, 0.438, 0.492, 0.5, 0.5]
     """
 
     def __init__(self, model: nn.Module, final_amount: float, *, steps: int, start: int = 0,
@@ -823,11 +823,11 @@ class GradualPruner:
         self.t += 1
         due = self.t >= self.start and ((self.t - self.start) % self.frequency == 0 or self.t >= self.start + self.steps)
         goal = self.target(self.t)
+        reapply_masks(self.model)  # earlier zeros first, so the new masks contain them
         if due and goal > self.amount:
             for n, mask in _magnitude_masks(self.targets, goal, self.scope).items():
                 _set_mask(self.targets[n], mask)
             self.amount = goal
-        reapply_masks(self.model)
         return self.amount
 
 
