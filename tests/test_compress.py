@@ -400,3 +400,30 @@ def test_digits_targets_pruned_and_2_4_with_int8_within_one_point(digits):
     qs = lowbit.quantize_model(s, static, calib_data=calib, progress=False)
     accs = (M.accuracy(q, data.x_test, data.y_test), M.accuracy(qs, data.x_test, data.y_test))
     assert min(accs) >= acc_f - 1.0, (acc_f, accs)
+
+
+def test_prune_ffn_reconstruct_is_the_least_squares_refit(tiny_bert):
+    model, batch = tiny_bert
+    g = torch.Generator().manual_seed(1)
+    calib = [{"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+             for ids in (torch.randint(0, 64, (4, 12), generator=g) for _ in range(2))]  # 96 tokens, 25 unknowns
+    p = lowbit.prune_ffn(model, 0.5, reconstruct=True, damp=0.0, calib_data=calib)
+    inter, out = model.encoder.layer[0].intermediate, model.encoder.layer[0].output.dense
+    acts = []
+    h = inter.register_forward_hook(lambda m, a, o: acts.append(o.detach().reshape(-1, o.shape[-1])))
+    with torch.no_grad():
+        for b in calib:
+            model(**b)
+    h.remove()
+    a = torch.cat(acts).double().numpy()  # block 0 sees the same inputs in the pruned model
+    w1, w2 = inter.dense.weight.detach().double(), out.weight.detach().double()
+    s = (w1.pow(2).sum(1).sqrt() * w2.pow(2).sum(0).sqrt()).numpy()
+    keep = np.sort(np.argsort(-s, kind="stable")[:24])
+    y = a @ w2.numpy().T + out.bias.detach().double().numpy()
+    design = np.concatenate([a[:, keep], np.ones((len(a), 1))], 1)
+    sol = np.linalg.lstsq(design, y, rcond=None)[0]
+    got = p.encoder.layer[0].output.dense
+    np.testing.assert_allclose(got.weight.detach().numpy(), sol[:-1].T, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(got.bias.detach().numpy(), sol[-1], rtol=1e-3, atol=1e-4)
+    with pytest.raises(ValueError, match="calib_data"):
+        lowbit.prune_ffn(model, 0.5, reconstruct=True)

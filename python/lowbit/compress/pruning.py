@@ -504,6 +504,8 @@ def prune_ffn(
     *,
     importance: str = "l2",
     calib_data: Optional[Iterable] = None,
+    reconstruct: bool = False,
+    damp: float = 0.01,
     round_to: int = 1,
 ) -> nn.Module:
     """Removes a share of the FFN intermediate channels of every BERT-style block (a module with
@@ -512,42 +514,59 @@ def prune_ffn(
 
     Importance per channel: ``"l2"`` / ``"l1"``: the product of the norms of its row in
     ``intermediate.dense`` and its column in ``output.dense`` (what the channel can add to the
-    output); ``"activation"``: mean absolute activation after ``intermediate`` over ``calib_data``
-    times the column norm. ``model.config.intermediate_size`` is updated when every block keeps the
-    same width.
+    output); ``"activation"``: root mean square of the channel's activation over ``calib_data``
+    times its column norm (the energy it adds to the block output).
+
+    ``reconstruct=True`` (needs ``calib_data``) then refits ``output.dense`` (weights and bias) by
+    least squares so that the kept channels reproduce the full FFN output on the calibration
+    tokens, block after block on the already pruned model's own inputs (as ThiNet, Luo et al. 2017,
+    and the layer-wise reconstruction of Hassibi & Stork's OBS family): ``W = (G_kk + λI)⁻¹ G_k:
+    W_full`` from the Gram matrix G of the activations (float64; λ = ``damp`` x the mean diagonal).
+    ``model.config.intermediate_size`` is updated when every block keeps the same width.
 
     Args:
         model: never modified (a deep copy is pruned).
         amount: share of intermediate channels removed per block, in [0, 1).
         importance: "l2", "l1" or "activation".
-        calib_data: batches (e.g. tokenizer outputs as dicts) for ``importance="activation"``.
+        calib_data: batches (e.g. tokenizer outputs as dicts) for ``importance="activation"`` and
+            ``reconstruct``.
+        reconstruct: refit ``output.dense`` on ``calib_data``.
+        damp: relative ridge term of the refit.
         round_to: keep a multiple of this many channels.
 
     Raises:
-        ValueError: amount outside [0, 1), or the model has no BERT-style block.
+        ValueError: amount outside [0, 1), no calib_data where needed, or the model has no BERT-style block.
     """
     model = _check_model(model)
     amount = _check_amount(amount)
     _check_importance(importance, calib_data)
+    if reconstruct and calib_data is None:
+        raise ValueError("calib_data: reconstruct=True needs calibration data (an iterable of batches)")
+    if not isinstance(damp, (int, float)) or isinstance(damp, bool) or not damp >= 0:
+        raise ValueError(f"damp: expected a number >= 0, got {damp!r}")
     if not _bert_layers(model):
         raise ValueError(f"prune_ffn: {type(model).__name__} has no block with intermediate.dense and output.dense "
                          "Linear layers (BERT layout)")
     work = copy.deepcopy(model)
     blocks = _bert_layers(work)
-    act: dict[str, torch.Tensor] = {}
-    if importance == "activation":
-        inters = {n: b.intermediate for n, b in blocks}
-        act = _activation_scores(work, inters, calib_data, {n: -1 for n in inters})
+    p = "l1" if importance == "l1" else "l2"
     report, widths = [], set()
-    for n, b in blocks:
+    for n, b in blocks:  # in order: with calib data, each block sees the already pruned blocks' outputs
         w1, w2 = b.intermediate.dense, b.output.dense
-        col = _row_norms(w2.weight.t(), "l1" if importance == "l1" else "l2")
-        s = (act[n] if n in act else _row_norms(w1.weight, "l1" if importance == "l1" else "l2")) * col
         before = w1.out_features
         keep = _keep_count(before, amount, round_to)
+        gram = _ffn_gram(work, b.intermediate, calib_data) if (reconstruct or importance == "activation") else None
+        col = _row_norms(w2.weight.t(), p)
+        if importance == "activation":
+            s = (gram[:-1, :-1].diagonal() / gram[-1, -1]).sqrt().float() * col
+        else:
+            s = _row_norms(w1.weight, p) * col
         idx = _topk_sorted(s, keep)
+        if reconstruct:
+            _refit(w2, gram, idx, damp)
         _slice_out(w1, idx)
-        _slice_in(w2, idx, 1)
+        if not reconstruct:
+            _slice_in(w2, idx, 1)
         widths.add(keep)
         report.append({"layer": n, "kind": "FFN channels", "before": before, "after": keep})
     cfg = getattr(work, "config", None)
@@ -555,6 +574,51 @@ def prune_ffn(
         cfg.intermediate_size = widths.pop()
     work._lowbit_prune_report = PruneReport(report)
     return work
+
+
+def _ffn_gram(model: nn.Module, inter: nn.Module, calib_data: Any) -> torch.Tensor:
+    """Gram matrix (float64) of ``[activations, 1]`` at the output of ``inter`` over ``calib_data``;
+    its last diagonal entry is the token count."""
+    acc: dict[str, torch.Tensor] = {}
+
+    def hook(mod: nn.Module, args: tuple, out: torch.Tensor) -> None:
+        a = out.detach().reshape(-1, out.shape[-1]).double()
+        a = torch.cat([a, torch.ones(a.shape[0], 1, dtype=a.dtype)], 1)
+        acc["g"] = acc.get("g", 0) + a.t() @ a
+
+    h = inter.register_forward_hook(hook)
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for batch in [calib_data] if isinstance(calib_data, (torch.Tensor, Mapping)) else calib_data:
+                _run(model, batch)
+    finally:
+        h.remove()
+        model.train(was)
+    if "g" not in acc:
+        raise ValueError("calib_data: no batch reached the FFN blocks")
+    return acc["g"]
+
+
+def _refit(w2: nn.Linear, gram: torch.Tensor, idx: torch.Tensor, damp: float) -> None:
+    """``w2`` (out, k) + bias refit on the kept inputs ``idx``: least squares against the full layer."""
+    k = w2.in_features
+    full = torch.cat([w2.weight.detach().double(), (w2.bias.detach().double() if w2.bias is not None
+                      else torch.zeros(w2.out_features, dtype=torch.float64))[:, None]], 1)  # (out, k + 1)
+    bias = w2.bias is not None  # without a bias the constant column is not refit
+    kept = torch.cat([idx, torch.tensor([k])]) if bias else idx
+    g_kk = gram[kept][:, kept]
+    ridge = torch.ones(len(kept), dtype=torch.float64)
+    if bias:
+        ridge[-1] = 0.0
+    g_kk = g_kk + damp * float(gram.diagonal()[idx].mean()) * torch.diag(ridge)
+    sol = torch.linalg.solve(g_kk, gram[kept] @ full.t()).t()  # (out, kept)
+    with torch.no_grad():
+        w2.weight = nn.Parameter(sol[:, : len(idx)].to(w2.weight.dtype).contiguous())
+        if bias:
+            w2.bias = nn.Parameter(sol[:, -1].to(w2.bias.dtype).contiguous())
+    w2.in_features = len(idx)
 
 
 def prune_attention_heads(
