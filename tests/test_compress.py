@@ -427,3 +427,21 @@ def test_prune_ffn_reconstruct_is_the_least_squares_refit(tiny_bert):
     np.testing.assert_allclose(got.bias.detach().numpy(), sol[-1], rtol=1e-3, atol=1e-4)
     with pytest.raises(ValueError, match="calib_data"):
         lowbit.prune_ffn(model, 0.5, reconstruct=True)
+
+
+def test_prune_channels_per_layer_amounts_round_to_and_flatten_module():
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.AdaptiveAvgPool2d(2),
+                      nn.Flatten(), nn.Linear(64, 20), nn.GELU(), nn.Linear(20, 3)).eval()
+    x = torch.rand(2, 1, 6, 6)
+    p = lowbit.prune_channels(m, {"0": 0.3, "5": 0.5}, example_inputs=x, round_to=4)
+    # 16 - floor(4.8) = 12 (a multiple of 4); 20 - 10 = 10 -> 12
+    assert (p[0].out_channels, p[1].num_features, p[5].in_features, p[5].out_features, p[7].in_features) == (
+        12, 12, 48, 12, 12)
+    assert p(x).shape == (2, 3)
+    with pytest.raises(ValueError, match="round_to"):
+        lowbit.prune_channels(m, 0.5, example_inputs=x, round_to=0)
+    with pytest.raises(ValueError, match=r"amount\['0'\]"):
+        lowbit.prune_channels(m, {"0": 1.0}, example_inputs=x)
+    with pytest.raises(ValueError, match="pass example_inputs"):
+        lowbit.prune_channels(m, 0.5, layers=["0"])
