@@ -9,13 +9,19 @@ lowbit.Timer (interleaved, median ± half IQR). Checks: every pruned model's out
 float model with the removed channels zeroed (the reference), before fine-tuning.
 
 MiniLM (all-MiniLM-L6-v2, offline): 50% of the FFN intermediate channels removed
-(lowbit.prune_ffn, activation importance + least-squares refit on calibration text), distilled to
+(lowbit.prune_ffn, L2 importance; ``--minilm-refit``: activation importance + least-squares refit on
+calibration text), distilled to
 the float model's sentence embeddings (cosine + per-layer hidden-state MSE) for at most
 ``--minilm-train-s`` seconds of CPU on sentences from the Python standard library's docstrings,
 then dynamic int8; worst and mean cosine to the float embeddings on lowbit.models.SENTENCES
 (never trained on), latency at batch 8 x 128 tokens against the unpruned int8 model.
 
+On a shared machine start it with OMP_WAIT_POLICY=PASSIVE: torch's spinning OpenMP threads otherwise
+stall every small op a scheduler tick (LayerNorm, add, GELU took ~20 ms each), which hides the
+linear layers' time.
+
 Usage: python benchmarks/bench_pruning.py [--models digits,minilm] [--threads N] [--minilm-train-s S]
+[--minilm-refit] [--minilm-lr LR]
 """
 
 from __future__ import annotations
@@ -137,7 +143,7 @@ def _docstring_sentences() -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def bench_minilm(train_s: float) -> None:
+def bench_minilm(train_s: float, refit: bool, lr: float) -> None:
     tok, model = load_minilm()
     sents = _docstring_sentences()
     perm = torch.randperm(len(sents), generator=torch.Generator().manual_seed(0)).tolist()
@@ -156,12 +162,15 @@ def bench_minilm(train_s: float) -> None:
         return F.normalize((h * mask).sum(1) / mask.sum(1).clamp(min=1e-9), dim=-1)
 
     t0 = time.perf_counter()
-    pruned = lowbit.prune_ffn(model, 0.5, importance="activation", reconstruct=True, calib_data=calib)
+    if refit:
+        pruned = lowbit.prune_ffn(model, 0.5, importance="activation", reconstruct=True, calib_data=calib)
+    else:
+        pruned = lowbit.prune_ffn(model, 0.5)
     t_prune = time.perf_counter() - t0
     cos_raw = cos(pruned)
     d = lowbit.Distiller(model, pruned, loss=lowbit.DistillationLoss(kind="cosine"), output_fn=pool,
                          features=[f"encoder.layer.{i}" for i in range(6)], feature_weight=0.1)
-    opt = torch.optim.AdamW(pruned.parameters(), lr=5e-5)
+    opt = torch.optim.AdamW(pruned.parameters(), lr=lr)
     pruned.train()
     t0, steps, cpu0 = time.perf_counter(), 0, time.process_time()
     while time.process_time() - cpu0 < train_s:
@@ -187,7 +196,7 @@ def bench_minilm(train_s: float) -> None:
         rows.append([k, format_bytes(_nbytes(m) if k.endswith("int8") else lowbit.metrics.model_nbytes(m)),
                      f"{c[0]:.4f}", f"{c[1]:.4f}", timing_cell(times[k]), speedup_cell(times["float"], times[k]),
                      speedup_cell(times["int8"], times[k])])
-    print(f"\n## MiniLM, 50% FFN channels removed (prune + refit {t_prune:.1f} s; worst / mean cosine before KD "
+    print(f"\n## MiniLM, 50% FFN channels removed ({'activation + refit' if refit else 'L2'}: prune {t_prune:.1f} s; worst / mean cosine before KD "
           f"{cos_raw[0]:.4f} / {cos_raw[1]:.4f}; KD {steps} steps of 16 sentences, {cpu_kd:.0f} s CPU, {t_kd:.0f} s wall)")
     print(table(["model", "size", "worst cos", "mean cos", "latency ms", "vs float", "vs int8"], rows))
 
@@ -197,6 +206,8 @@ def main() -> None:
     ap.add_argument("--models", default="digits,minilm")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--minilm-train-s", type=float, default=120.0, help="CPU seconds of MiniLM distillation")
+    ap.add_argument("--minilm-refit", action="store_true", help="activation importance + least-squares refit")
+    ap.add_argument("--minilm-lr", type=float, default=1e-4)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     lowbit.set_num_threads(args.threads)
@@ -206,7 +217,7 @@ def main() -> None:
     if "digits" in models:
         bench_digits(args.threads)
     if "minilm" in models:
-        bench_minilm(args.minilm_train_s)
+        bench_minilm(args.minilm_train_s, args.minilm_refit, args.minilm_lr)
 
 
 if __name__ == "__main__":
