@@ -445,3 +445,13 @@ def test_prune_channels_per_layer_amounts_round_to_and_flatten_module():
         lowbit.prune_channels(m, {"0": 1.0}, example_inputs=x)
     with pytest.raises(ValueError, match="pass example_inputs"):
         lowbit.prune_channels(m, 0.5, layers=["0"])
+
+
+def test_2_4_on_a_qat_model_survives_distillation_and_convert(digits):
+    data, teacher = digits
+    qat = lowbit.prepare_qat(teacher, lowbit.QuantConfig(weight="int8", activation="static"))
+    sparse = lowbit.prune_n_m(qat, 2, 4, exclude=["conv1"])
+    lowbit.distill(teacher, sparse, _batches(data, 1)[:5], lr=1e-3)
+    q = lowbit.convert(sparse)
+    rows = {r["layer"]: r["sparsity"] for r in lowbit.sparsity_report(q)}
+    assert min(rows["conv2"], rows["fc1"], rows["fc2"]) >= 0.5  # int8 rounding may add zeros, never lose them

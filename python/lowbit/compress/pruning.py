@@ -71,15 +71,21 @@ def _check_names(model: nn.Module, names: Optional[Iterable[str]], what: str) ->
 
 
 def _weighted(model: nn.Module, layers: Optional[list[str]], exclude: list[str]) -> dict[str, nn.Module]:
-    """The Linear / Conv1d / Conv2d layers to sparsify (``layers`` or all of them), minus ``exclude``."""
-    kinds = (nn.Linear, nn.Conv1d, nn.Conv2d)
+    """The Linear / Conv1d / Conv2d layers (float, or QAT from lowbit.prepare_qat: they share the
+    float Parameter) to sparsify (``layers`` or all of them), minus ``exclude``."""
+    from ..nn import QATConv1d, QATConv2d, QATLinear
+
+    def ok(m: nn.Module) -> bool:
+        return type(m) in (nn.Linear, nn.Conv1d, nn.Conv2d, QATConv1d, QATConv2d) or (
+            type(m) is QATLinear and not m.transposed)
+
     if layers is None:
-        out = {n: m for n, m in model.named_modules() if type(m) in kinds}
+        out = {n: m for n, m in model.named_modules() if ok(m)}
     else:
         out = {}
         for n in layers:
             m = model.get_submodule(n)
-            if type(m) not in kinds:
+            if not ok(m):
                 raise ValueError(f"layers: {n!r} is a {type(m).__name__}, not a Linear / Conv1d / Conv2d")
             out[n] = m
     for n in exclude:
@@ -796,7 +802,9 @@ def prune_n_m(
     Networks"): in every run of ``m`` consecutive weights along a layer's input (a Linear row; a
     Conv weight row flattened as (in_channels, kh, kw)), the ``m - n`` smallest |w| are zeroed and
     ``n`` kept (ties: the lower index is kept). The mask rides on the module as with
-    :func:`prune_magnitude`.
+    :func:`prune_magnitude`. For sparse QAT, apply it to the :func:`lowbit.prepare_qat` model (its
+    QAT layers hold the masks; :func:`lowbit.distill` keeps them through training, ``convert`` keeps
+    the zeros).
 
     Raises:
         ValueError: not ``0 < n < m``, or ``m`` does not divide a selected layer's input size (the
