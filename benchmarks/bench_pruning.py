@@ -196,8 +196,10 @@ def bench_minilm(train_s: float, refit: bool, lr: float) -> None:
         rows.append([k, format_bytes(_nbytes(m) if k.endswith("int8") else lowbit.metrics.model_nbytes(m)),
                      f"{c[0]:.4f}", f"{c[1]:.4f}", timing_cell(times[k]), speedup_cell(times["float"], times[k]),
                      speedup_cell(times["int8"], times[k])])
-    print(f"\n## MiniLM, 50% FFN channels removed ({'activation + refit' if refit else 'L2'}: prune {t_prune:.1f} s; worst / mean cosine before KD "
-          f"{cos_raw[0]:.4f} / {cos_raw[1]:.4f}; KD {steps} steps of 16 sentences, {cpu_kd:.0f} s CPU, {t_kd:.0f} s wall)")
+    how = "activation + refit" if refit else "L2"
+    print(f"\n## MiniLM, 50% FFN channels removed ({how}: prune {t_prune:.1f} s; worst / mean cosine before KD "
+          f"{cos_raw[0]:.4f} / {cos_raw[1]:.4f}; KD {steps} steps of 16 sentences, {cpu_kd:.0f} s CPU, "
+          f"{t_kd:.0f} s wall)")
     print(table(["model", "size", "worst cos", "mean cos", "latency ms", "vs float", "vs int8"], rows))
 
 
