@@ -31,6 +31,8 @@ MODULES = [
     "lowbit.nn.fake_quantize",
     "lowbit.nn.qat",
     "lowbit.nn.embedding",
+    "lowbit.compress.pruning",
+    "lowbit.compress.distill",
 ]
 
 
