@@ -64,6 +64,7 @@ from .core.schemes import (
     TernaryWeights,
     UInt4Weights,
 )
+from .core.smoothing import AWQ, ChannelStats, SmoothQuant
 from .evaluation import comparison as comparison
 from .evaluation.comparison import FormatComparison, compare_formats, format_label
 from .evaluation.timing import Speedup, Timer, Timing, TimingWarning
@@ -85,6 +86,8 @@ _LAZY = {
     "QuantReport": ("lowbit.evaluation.report", "QuantReport"),
     "sensitivity": ("lowbit.evaluation.mixed_precision", "sensitivity"),
     "auto_mixed_precision": ("lowbit.evaluation.mixed_precision", "auto_mixed_precision"),
+    "smooth_quant": ("lowbit.interop.equalize", "smooth_quant"),
+    "apply_awq": ("lowbit.interop.equalize", "apply_awq"),
 }
 
 
@@ -190,4 +193,9 @@ __all__ = [
     "gptq_quantize",
     "MSEClip",
     "mse_clip_quantize",
+    "AWQ",
+    "SmoothQuant",
+    "ChannelStats",
+    "smooth_quant",
+    "apply_awq",
 ]

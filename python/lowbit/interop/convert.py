@@ -536,6 +536,14 @@ def quantize_model(
         >>> [row["action"] for row in lowbit.summary(q4).rows][0]
         'nf4 weights block 64, dynamic int8 act (per row and group), 4-bit kernel'
     """
+    # -- issue 14: AWQ / SmoothQuant scale the float model first, bias correction runs after (equalize.py) --
+    cfg0 = as_config(config)
+    if any(c.bias_correction or getattr(c.algorithm, "name", None) in ("awq", "smoothquant")
+           for c in (cfg0, *cfg0.per_layer.values())):
+        from .equalize import quantize_equalized
+
+        return quantize_equalized(_check_model(model), cfg0, calib_data, inplace, progress)
+    # -- end issue 14 --
     model, config, cands, work, float_bytes, folded = _begin(model, config, inplace, "quantize_model")
     aliases = _aliases(work)
     reasons: dict[str, str] = {}
