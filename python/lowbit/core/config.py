@@ -132,8 +132,11 @@ class QuantConfig:
             (activation-aware per-input-channel scales for the weight format, Linear layers);
             "smoothquant" / a :class:`lowbit.SmoothQuant` (activation outliers migrated into the
             weights, for quantized activations; Linear layers). All for int8, int4, uint4 and nf4.
-        bias_correction: add the expected output shift ``(W - Q) E[x]`` of each quantized Linear /
-            Conv2d (from ``calib_data``) to its bias (Nagel et al. 2019).
+        bias_correction: add each quantized Linear / Conv2d's expected output shift to its bias
+            (Nagel et al. 2019, empirical variant): ``E[y_float] - E[y_quant]`` per output channel
+            over ``calib_data``, layer by layer in model order, so the shift measured includes the
+            quantized layers before it and the activation rounding (for one layer with float
+            inputs it is ``(W - Q) E[x]``). Layers without a bias get one.
 
     Example:
         >>> cfg = lowbit.QuantConfig(activation="static", per_layer={"fc2": {"weight": "int4"}})

@@ -16,7 +16,9 @@ bias, a preceding Linear's output rows) or kept as an explicit input scale.
   round-to-nearest, so the search never does worse on the calibration inputs).
 - **Bias correction** (Nagel et al., "Data-Free Quantization Through Weight Equalization and Bias
   Correction", ICCV 2019; the empirical variant): the expected output shift
-  ``E[(W - Q) x] = (W - Q) E[x]`` is added to the bias.
+  ``E[(W - Q) x] = (W - Q) E[x]`` is added to the bias (:func:`bias_correction`). ``quantize_model``
+  measures the shift on the model instead, ``E[y_float] - E[y_quant]`` layer by layer, which also
+  covers the quantized layers before it and activation rounding.
 
 Example:
     >>> rng = np.random.default_rng(0)

@@ -17,6 +17,12 @@ folds (each leaves the float model's outputs unchanged up to float rounding):
 Post-LN BERT's LayerNorm outputs also feed the residual stream, so q/k/v and the intermediate dense
 (and the dense after GELU) get explicit input scales: the Linear ``name`` becomes
 ``InputScaled`` at ``name`` with the Linear at ``name.layer``.
+
+``quantize_model`` runs these (``QuantConfig(algorithm="awq" | "smoothquant")``) on a copy of the
+float model before quantizing it, and bias correction (``bias_correction=True``) after: one pass for
+the float outputs' means, then one pass of the quantized model per corrected layer, in model order.
+Each quantized layer records ``algorithm`` and ``algorithm_stats`` (alpha, the searched loss before
+and after, where the scale went, the bias shift), which :func:`lowbit.summary` shows.
 """
 
 from __future__ import annotations
