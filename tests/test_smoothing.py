@@ -218,6 +218,8 @@ def test_bad_inputs(toy):
         lowbit.apply_awq(toy, None)
     with pytest.raises(ValueError, match="calib_data"):
         lowbit.quantize_model(toy, {"weight": "int4", "algorithm": "awq"})
+    with pytest.raises(ValueError, match="bias correction is a post-training step"):
+        lowbit.prepare_qat(toy, {"weight": "int4", "bias_correction": True})
     conv = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(4 * 36, 3)).eval()
     with pytest.raises(ValueError, match="layer '0': AWQ / SmoothQuant covers nn.Linear"):
         lowbit.quantize_model(conv, {"weight": "int4", "algorithm": "awq"}, calib_data=[torch.rand(2, 1, 8, 8)])

@@ -682,6 +682,8 @@ def prepare_qat(
             continue
         if why is None and cfg.algorithm is not None:
             why = f"{cfg.algorithm.name.upper()} is a post-training algorithm (QAT learns the rounding); drop algorithm="
+        if why is None and cfg.bias_correction:  # issue 14
+            why = "bias correction is a post-training step (QAT learns the biases); drop bias_correction="
         if why is None and (type(cfg.weight) not in (Int8Weights, Int4Weights) or cfg.group_size is not None):
             why = (f"{cfg.weight.describe()} have no QAT form (fake quantization covers per-channel or "
                    "per-tensor int8/int4: QuantConfig(weight='int8') or 'int4' without group_size)")

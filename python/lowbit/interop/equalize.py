@@ -221,7 +221,6 @@ def _equalize(model: nn.Module, config: QuantConfig, calib_data: Any, progress: 
     sq = [a for a in algos.values() if isinstance(a, SmoothQuant)]
     sample = max((a.sample_rows for a in sq if a.alpha_grid is not None), default=0)
     seed = sq[0].seed if sq else 0
-    torch.manual_seed(seed)
     stats, hess = _collect(model, layers, calib_data, progress, "AWQ / SmoothQuant statistics",
                            {n for n in names if isinstance(algos[n], AWQ)}, sample, seed)
     from ..core.calibration import _progress
