@@ -71,7 +71,8 @@ class AWQ:
         alpha_grid: the exponents tried, an int (that many points on ``linspace(0, 1)``, 20) or a
             sequence of numbers in [0, 1].
         clip: after scaling, round with error-minimizing scales (:class:`lowbit.MSEClip`) instead
-            of round-to-nearest ("AWQ + mse"). AWQ needs only ``mean|x|`` and ``E[x x^T]`` of
+            of round-to-nearest ("AWQ + mse"). As in the paper, the scales are searched first (with
+            round-to-nearest), then the clipping. AWQ needs only ``mean|x|`` and ``E[x x^T]`` of
             each input, both streamed (no calibration rows are kept).
     """
 
@@ -383,7 +384,8 @@ def awq_search(
         scheme: the weight scheme the layers will be rounded to, or one per weight (any scheme
             with ``quantize`` / ``dequantize``).
         alphas: the exponents tried.
-        clip: round with :func:`lowbit.mse_clip_quantize` (int8, int4, uint4, nf4).
+        clip: round every candidate with :func:`lowbit.mse_clip_quantize` (int8, int4, uint4,
+            nf4; about ``MSEClip.grid`` times slower; ``quantize_model`` searches without it).
 
     Returns:
         ``(s, {"alpha", "loss_rtn", "loss"})``: float64 (k,) scales (divide inputs, multiply

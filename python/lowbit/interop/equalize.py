@@ -233,7 +233,8 @@ def _equalize(model: nn.Module, config: QuantConfig, calib_data: Any, progress: 
         ws = [_weight_rows(layers[c]).numpy() for c in cons]
         schemes = [config.for_layer(c).weight for c in cons]
         if isinstance(algo, AWQ):
-            s, info = awq_search(ws, stats[cons[0]], hess[cons[0]].hessian(), schemes, algo.alphas, algo.clip)
+            # the scale search rounds to nearest (AWQ: scales first, then the clipping search, MSEClip below)
+            s, info = awq_search(ws, stats[cons[0]], hess[cons[0]].hessian(), schemes, algo.alphas)
         else:
             act = config.for_layer(cons[0]).activation
             per = "static" if act.calibrated else getattr(act, "per", "tensor")
