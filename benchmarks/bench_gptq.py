@@ -99,12 +99,11 @@ def bench_w8a8() -> list[list[object]]:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     tok, model = load_minilm()
     model.eval()
-    calib = _minilm_calib(tok)
+    calib = _minilm_calib(tok, 256)
     ref = embed_sentences(model, tok, SENTENCES)
     rows = []
-    for name, algo in [("rtn", None), *[(f"smoothquant alpha {a}", lowbit.SmoothQuant(alpha=a)) for a in (0.5, 0.6, 0.75)],
-                       ("smoothquant alpha grid 11", lowbit.SmoothQuant(alpha_grid=11))]:
-        for obs in ("minmax", "histogram"):
+    for name, algo in [("rtn", None), *[(f"smoothquant alpha {a}", lowbit.SmoothQuant(alpha=a)) for a in (0.6, 0.75)]]:
+        for obs in ("minmax",):
             t = time.perf_counter()
             q = lowbit.quantize_model(model, lowbit.QuantConfig(weight="int8", activation="static", observer=obs,
                                                                 algorithm=algo), calib_data=calib, progress=False)
