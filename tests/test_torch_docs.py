@@ -22,6 +22,8 @@ MODULES = [
     "lowbit.core.formats",
     "lowbit.core.gptq",
     "lowbit.core.clipping",
+    "lowbit.core.smoothing",
+    "lowbit.interop.equalize",
     "lowbit.interop.convert",
     "lowbit.interop.serialization",
     "lowbit.interop.checkpoint",

@@ -73,6 +73,7 @@ from .core.schemes import (
     TernaryWeights,
     UInt4Weights,
 )
+from .core.smoothing import AWQ, ChannelStats, SmoothQuant
 from .evaluation import comparison as comparison
 from .evaluation.comparison import FormatComparison, compare_formats, format_label
 from .evaluation.timing import Speedup, Timer, Timing, TimingWarning
@@ -110,6 +111,8 @@ _LAZY = {
     "prune_n_m": ("lowbit.compress", "prune_n_m"),
     "reapply_masks": ("lowbit.compress", "reapply_masks"),
     "sparsity_report": ("lowbit.compress", "sparsity_report"),
+    "smooth_quant": ("lowbit.interop.equalize", "smooth_quant"),
+    "apply_awq": ("lowbit.interop.equalize", "apply_awq"),
 }
 
 
@@ -233,4 +236,9 @@ __all__ = [
     "prune_n_m",
     "reapply_masks",
     "sparsity_report",
+    "AWQ",
+    "SmoothQuant",
+    "ChannelStats",
+    "smooth_quant",
+    "apply_awq",
 ]

@@ -43,21 +43,24 @@ def _config_message(msg: str) -> str:
 
 
 def _algorithm(value: Any) -> Any:
-    """None / "rtn" (round to nearest), "gptq", a GPTQ object or its to_dict() form."""
+    """None / "rtn" (round to nearest), "gptq", "mse", "awq", "smoothquant", an options object or its
+    to_dict() form."""
     from .clipping import MSEClip
     from .gptq import GPTQ
+    from .smoothing import AWQ, SmoothQuant
 
-    kinds = {"gptq": GPTQ, "mse": MSEClip}
+    kinds = {"gptq": GPTQ, "mse": MSEClip, "awq": AWQ, "smoothquant": SmoothQuant}
     if value is None or value == "rtn":
         return None
     if isinstance(value, str) and value in kinds:
         return kinds[value]()
-    if isinstance(value, (GPTQ, MSEClip)):
+    if isinstance(value, tuple(kinds.values())):
         return value
     if isinstance(value, Mapping) and value.get("name") in kinds:
         return kinds[value["name"]](**{k: v for k, v in value.items() if k != "name"})
-    raise ValueError(f"QuantConfig.algorithm: expected None, 'rtn', 'gptq', 'mse', a lowbit.GPTQ or a "
-                     f"lowbit.MSEClip, got {value!r}" + close_matches(value, ("rtn", "gptq", "mse")))
+    raise ValueError(f"QuantConfig.algorithm: expected None, 'rtn', 'gptq', 'mse', 'awq', 'smoothquant' or a "
+                     f"lowbit.GPTQ / MSEClip / AWQ / SmoothQuant, got {value!r}"
+                     + close_matches(value, ("rtn", *kinds)))
 
 
 def _weight_options(w: WeightScheme) -> dict[str, Any]:
@@ -125,7 +128,15 @@ class QuantConfig:
         algorithm: how weights are rounded: None (round to nearest); "gptq" / a
             :class:`lowbit.GPTQ` (error-compensating rounding from the layers' input statistics on
             ``calib_data``); "mse" / a :class:`lowbit.MSEClip` (error-minimizing scales: a clipping
-            search per channel or group, no data needed). Both for int8, int4, uint4 and nf4.
+            search per channel or group, no data needed); "awq" / a :class:`lowbit.AWQ`
+            (activation-aware per-input-channel scales for the weight format, Linear layers);
+            "smoothquant" / a :class:`lowbit.SmoothQuant` (activation outliers migrated into the
+            weights, for quantized activations; Linear layers). All for int8, int4, uint4 and nf4.
+        bias_correction: add each quantized Linear / Conv2d's expected output shift to its bias
+            (Nagel et al. 2019, empirical variant): ``E[y_float] - E[y_quant]`` per output channel
+            over ``calib_data``, layer by layer in model order, so the shift measured includes the
+            quantized layers before it and the activation rounding (for one layer with float
+            inputs it is ``(W - Q) E[x]``). Layers without a bias get one.
 
     Example:
         >>> cfg = lowbit.QuantConfig(activation="static", per_layer={"fc2": {"weight": "int4"}})
@@ -145,6 +156,7 @@ class QuantConfig:
     per_layer: Mapping[str, Any]
     on_unsupported: str
     algorithm: Optional[Any]
+    bias_correction: bool
 
     def __init__(
         self,
@@ -163,6 +175,7 @@ class QuantConfig:
         per_layer: Optional[Mapping[str, Any]] = None,
         on_unsupported: str = "raise",
         algorithm: Any = None,
+        bias_correction: bool = False,
     ) -> None:
         try:
             w = weight_scheme(weight, "weight", group_size=group_size, granularity=granularity,
@@ -189,14 +202,21 @@ class QuantConfig:
         if not all(isinstance(p, str) for p in excl):
             raise TypeError("QuantConfig.exclude: expected module-name patterns (strings)")
         algo = _algorithm(algorithm)
-        if algo is not None and algo.name == "mse" and getattr(w, "double_quant", False):
+        clips = algo is not None and (algo.name == "mse" or (algo.name == "awq" and algo.clip))
+        if clips and getattr(w, "double_quant", False):
             raise ValueError("QuantConfig.algorithm: MSE clipping searches float32 scales; nf4 with "
                              "double_quant stores int8 scale codes")
+        if algo is not None and algo.name == "smoothquant" and not act.quantized:
+            raise ValueError("QuantConfig.algorithm: SmoothQuant migrates activation outliers for quantized "
+                             f"activations (static or dynamic), not {act!r}; for weight-only formats use 'awq'")
+        if not isinstance(bias_correction, bool):
+            raise TypeError(f"QuantConfig.bias_correction: expected a bool, got {type(bias_correction).__name__}")
         if algo is not None and type(w).column_quantizer is WeightScheme.column_quantizer:
             raise ValueError(f"QuantConfig.algorithm: {algo.name.upper()} needs fixed-parameter rounding, which "
                              f"{w.describe()} do not have (it supports int8, int4, uint4 and nf4 weights)")
         set_ = object.__setattr__
         set_(self, "algorithm", algo)
+        set_(self, "bias_correction", bias_correction)
         set_(self, "weight", w)
         set_(self, "activation", act)
         set_(self, "embedding", embedding)
@@ -225,7 +245,8 @@ class QuantConfig:
     def _override(self, changes: dict[str, Any]) -> QuantConfig:
         """This config (without per_layer / exclude) with ``changes`` (QuantConfig keywords)
         applied; weight options that still apply to a new format are kept."""
-        allowed = {"weight", "activation", "embedding", "on_unsupported", "algorithm", *_WEIGHT_OPTIONS,
+        allowed = {"weight", "activation", "embedding", "on_unsupported", "algorithm", "bias_correction",
+                   *_WEIGHT_OPTIONS,
                    *_ACT_OPTIONS}
         unknown = set(changes) - allowed
         if unknown:
@@ -256,7 +277,8 @@ class QuantConfig:
                                     dtype=act_given.get("activation_dtype", base.dtype))
         return QuantConfig(w, act, embedding=changes.get("embedding", self.embedding),
                            on_unsupported=changes.get("on_unsupported", self.on_unsupported),
-                           algorithm=changes.get("algorithm", self.algorithm))
+                           algorithm=changes.get("algorithm", self.algorithm),
+                           bias_correction=changes.get("bias_correction", self.bias_correction))
 
     def with_weight(self, weight: Any) -> QuantConfig:
         """This config with another weight format, keeping what still applies: the options of the
@@ -271,7 +293,8 @@ class QuantConfig:
         """
         c = self._override({"weight": weight})
         return QuantConfig(c.weight, c.activation, embedding=c.embedding, exclude=self.exclude,
-                           per_layer=self.per_layer, on_unsupported=self.on_unsupported, algorithm=c.algorithm)
+                           per_layer=self.per_layer, on_unsupported=self.on_unsupported, algorithm=c.algorithm,
+                           bias_correction=c.bias_correction)
 
     def is_excluded(self, name: str) -> bool:
         """True when ``name`` matches a pattern of ``exclude``."""
@@ -337,7 +360,8 @@ class QuantConfig:
                 "embedding": self.embedding, "exclude": list(self.exclude),
                 "per_layer": {k: v.to_dict() for k, v in self.per_layer.items()},
                 "on_unsupported": self.on_unsupported,
-                "algorithm": None if self.algorithm is None else self.algorithm.to_dict()}
+                "algorithm": None if self.algorithm is None else self.algorithm.to_dict(),
+                **({"bias_correction": True} if self.bias_correction else {})}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> QuantConfig:

@@ -796,6 +796,17 @@ def quantize_model(
         >>> [row["action"] for row in lowbit.summary(q4).rows][0]
         'nf4 weights block 64, dynamic int8 act (per row and group), 4-bit kernel'
     """
+    # -- issue 14: AWQ / SmoothQuant scale the float model first, bias correction runs after (equalize.py) --
+    cfg0 = as_config(config)
+    if any(c.bias_correction or getattr(c.algorithm, "name", None) in ("awq", "smoothquant")
+           for c in (cfg0, *cfg0.per_layer.values())):
+        if process_group is not None:
+            raise ValueError("process_group: AWQ, SmoothQuant and bias correction run in one process (their "
+                             "statistics are not merged across ranks yet); drop process_group or the algorithm")
+        from .equalize import quantize_equalized
+
+        return quantize_equalized(_check_model(model), cfg0, calib_data, inplace, progress)
+    # -- end issue 14 --
     pgroup = _dist.resolve_group(process_group)  # issue 17: distributed calibration (None: one process)
     model, config, cands, work, float_bytes, folded = _dist.run(  # issue 17: a local error reaches the other ranks
         pgroup, "quantize_model", lambda: _begin(model, config, inplace, "quantize_model"))
@@ -960,6 +971,8 @@ def prepare_qat(
             continue
         if why is None and cfg.algorithm is not None:
             why = f"{cfg.algorithm.name.upper()} is a post-training algorithm (QAT learns the rounding); drop algorithm="
+        if why is None and cfg.bias_correction:  # issue 14
+            why = "bias correction is a post-training step (QAT learns the biases); drop bias_correction="
         if why is None and (type(cfg.weight) not in (Int8Weights, Int4Weights) or cfg.group_size is not None):
             why = (f"{cfg.weight.describe()} have no QAT form (fake quantization covers per-channel or "
                    "per-tensor int8/int4: QuantConfig(weight='int8') or 'int4' without group_size)")
