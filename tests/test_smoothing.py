@@ -316,3 +316,22 @@ def _minilm_target(load_minilm, SENTENCES, embed_sentences) -> None:  # noqa: N8
                                   calib_data=calib, progress=False)
         worst[a] = float(torch.nn.functional.cosine_similarity(embed_sentences(q, tok, SENTENCES), ref).min())
     assert worst[algo] >= SQ_FLOOR and worst[algo] > worst[None] + 0.004, worst
+
+
+@pytest.mark.parametrize("algorithm", ["awq", "smoothquant"])
+def test_compare_feeds_scaled_layers_their_scaled_input(toy, algorithm):
+    """compare pairs a folded or wrapped (InputScaled) layer with its float original and feeds it
+    x / s: its own error then matches the plain int8 model's order, not the error of feeding x to
+    W diag(s) (which is what a name-and-input match alone would measure)."""
+    x = _outlier_inputs()
+    calib = [x[:128], x[128:]]
+    act = "static" if algorithm == "smoothquant" else "dynamic"
+    q = lowbit.quantize_model(toy, lowbit.QuantConfig(weight="int8", activation=act, algorithm=algorithm),
+                              calib_data=calib, progress=False)
+    wrapped = [n for n, m in q.named_modules() if type(m).__name__ == "InputScaled"]
+    assert wrapped  # ReLU -> out cannot absorb a scale: the wrapped form is covered
+    report = lowbit.compare(toy, q, calib, progress=False, timing=False)
+    assert {r.name for r in report.layers} >= {n + ".layer" for n in wrapped}
+    for r in report.layers:
+        assert r.algorithm == algorithm
+        assert r.weight_sqnr > 30 and r.output_sqnr > 20, (r.name, r.weight_sqnr, r.output_sqnr)

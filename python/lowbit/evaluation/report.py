@@ -450,6 +450,20 @@ def _as_batches(data: Any) -> Iterable:
 
 
 @torch.no_grad()
+def _scaled_input(q: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The input the quantized layer takes where the float layer takes ``x``: ``x / s`` after AWQ /
+    SmoothQuant (per-input-channel scales folded into the previous op or an InputScaled wrapper)."""
+    s = getattr(q, "input_channel_scale", None)
+    return x if s is None else x / s.to(x.dtype)
+
+
+def _float_output(q: nn.Module, y: torch.Tensor) -> torch.Tensor:
+    """The quantized layer's output in the float layer's units: ``y / o`` when the next layer's
+    AWQ / SmoothQuant scales were folded into this one (its outputs multiplied by ``o``)."""
+    o = getattr(q, "output_channel_scale", None)
+    return y if o is None else y / o.to(y.dtype)
+
+
 def _algo_cell(r: LayerReport) -> str:
     gain = r.algorithm_gain
     return r.algorithm + (f" ({100 * (gain - 1):+.0f}%)" if math.isfinite(gain) else "")
@@ -534,10 +548,15 @@ def compare(
     pairs: list[tuple[str, _QuantBase, nn.Module]] = []
     for name, q in quant_model.named_modules():
         if isinstance(q, _QuantBase):
+            parent, _, child = name.rpartition(".")
+            if child == "layer" and type(quant_model.get_submodule(parent)).__name__ == "InputScaled":
+                fname = parent  # AWQ / SmoothQuant moved the layer behind an explicit input scale
+            else:
+                fname = name
             try:
-                f = float_model.get_submodule(name)
+                f = float_model.get_submodule(fname)
             except AttributeError:
-                raise ValueError(f"float_model: has no layer '{name}' to compare with the quantized one") from None
+                raise ValueError(f"float_model: has no layer '{fname}' to compare with the quantized one") from None
             pairs.append((name, q, f))
     if not pairs and any(isinstance(m, (QATLinear, QATConv2d)) for m in quant_model.modules()):
         raise ValueError("quant_model: has QAT layers but no quantized ones; call lowbit.convert(model) first")
@@ -556,7 +575,7 @@ def compare(
     def float_hook(name: str, q: _QuantBase):
         def hook(mod: nn.Module, args: tuple, out: Any) -> None:
             x = args[0]
-            own[name].add(out, q(x))
+            own[name].add(out, _float_output(q, q(_scaled_input(q, x))))
             float_out[name] = out
             first_input.setdefault(name, x)
         return hook
@@ -565,7 +584,7 @@ def compare(
         def hook(mod: nn.Module, args: tuple, out: Any) -> None:
             ref = float_out.get(name)
             if ref is not None and ref.shape == out.shape:
-                accum[name].add(ref, out)
+                accum[name].add(ref, _float_output(mod, out))
         return hook
 
     flags = {m: m.training for model in (float_model, quant_model) for m in model.modules()}
@@ -602,6 +621,13 @@ def compare(
         for name, q, f in pairs:
             x = first_input.get(name)
             w = (linear_shape(f)[2] if is_conv1d(f) else f.weight).detach()  # Conv1D: stored (in, out)
+            s = getattr(q, "input_channel_scale", None)
+            if s is not None:  # AWQ / SmoothQuant: the quantized weight is W diag(s)
+                w = w * s.to(w.dtype)
+                x = None if x is None else _scaled_input(q, x)
+            o = getattr(q, "output_channel_scale", None)
+            if o is not None:  # ... and diag(o) W when the scales of the next layer were folded into it
+                w = w * o.to(w.dtype).reshape(-1, *([1] * (w.dim() - 1)))
             lat_f = lat_q = math.nan
             t_f = t_q = None
             if timer is not None and x is not None:

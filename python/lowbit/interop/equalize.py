@@ -241,7 +241,8 @@ def _equalize(model: nn.Module, config: QuantConfig, calib_data: Any, progress: 
             s, info = smoothquant_search(ws, stats[cons[0]], schemes, algo.alphas, per)
         where = _apply_scales(model, prod, kind, cons, s, wrappers)
         for c in cons:
-            records[c] = {"algorithm": algo, "layer": wrappers.get(c, c), "scale": where, **info}
+            records[c] = {"algorithm": algo, "layer": wrappers.get(c, c), "scale": where, "s": s, "producer": prod,
+                          "kind": kind, **info}
     return records
 
 
@@ -445,6 +446,12 @@ def quantize_equalized(model: nn.Module, config: QuantConfig, calib_data: Any, i
             mod.algorithm = r["algorithm"]
             mod.algorithm_stats = {**prev, "alpha": r["alpha"], "loss_rtn": r["loss_rtn"], "loss": r["loss"],
                                    "scale": r["scale"]}
+            # the float layer's input is x, this one's x / s (compare feeds it so; not saved in files)
+            mod.input_channel_scale = torch.as_tensor(r["s"], dtype=torch.float32)
+        if r["kind"] == "Linear" and r["producer"] is not None:  # the producer's outputs were divided by s
+            prod = q.get_submodule(renames.get(r["producer"], r["producer"]))
+            if hasattr(prod, "scheme"):
+                prod.output_channel_scale = torch.as_tensor(1.0 / r["s"], dtype=torch.float32)
     done = [n for n in bc if hasattr(q.get_submodule(n), "scheme")]
     for n in _progress(done, progress, desc="bias correction", unit="layer"):  # in model order: sequential
         mod = q.get_submodule(n)
