@@ -136,7 +136,7 @@ def test_peak_memory_is_bounded_by_the_largest_tensor(tmp_path):
         del part
     dst = tmp_path / "q.lowbit"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        p for p in (str(Path(__file__).resolve().parents[1] / "python"), os.environ.get("PYTHONPATH")) if p))
+        p for p in (str(Path(lowbit.__file__).resolve().parents[1]), os.environ.get("PYTHONPATH")) if p))
     r = subprocess.run([sys.executable, "-c", _MEASURE, str(tmp_path), str(dst), str(n), str(k)],
                        capture_output=True, text=True, timeout=300, env=env)
     assert r.returncode == 0, r.stderr[-3000:]

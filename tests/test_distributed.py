@@ -16,7 +16,10 @@ if not torch.distributed.is_available():  # pragma: no cover - CPU wheels ship g
     pytest.skip("torch.distributed is not available", allow_module_level=True)
 
 WORKER = Path(__file__).with_name("_dist_worker.py")
-PYTHONPATH = str(Path(__file__).resolve().parents[1] / "python")
+import lowbit  # noqa: E402
+
+# the lowbit this test imported (installed, or the source tree on PYTHONPATH): the workers import the same
+PYTHONPATH = str(Path(lowbit.__file__).resolve().parents[1])
 
 
 def _free_port() -> int:
