@@ -335,3 +335,15 @@ def test_compare_feeds_scaled_layers_their_scaled_input(toy, algorithm):
     for r in report.layers:
         assert r.algorithm == algorithm
         assert r.weight_sqnr > 30 and r.output_sqnr > 20, (r.name, r.weight_sqnr, r.output_sqnr)
+
+
+def test_awq_then_gptq_rounds_the_scaled_weights(toy):
+    """AWQ(gptq=True): the AWQ scales, then GPTQ rounding of the scaled weights (recorded as AWQ, with
+    GPTQ's own losses kept in the stats); the option round-trips through the config dict."""
+    x = _outlier_inputs()
+    cfg = lowbit.QuantConfig(weight="int4", group_size=32, activation="float", algorithm=AWQ(gptq=True))
+    assert lowbit.QuantConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    q = lowbit.quantize_model(toy, cfg, calib_data=[x[:128], x[128:]], progress=False)
+    layers = [m for m in q.modules() if hasattr(m, "scheme")]
+    assert layers and all(m.algorithm.name == "awq" and "loss_gptq" in m.algorithm_stats for m in layers)
+    assert all(m.algorithm_stats["loss_gptq"] <= m.algorithm_stats["loss_rtn"] for m in layers)

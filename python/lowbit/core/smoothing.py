@@ -74,18 +74,22 @@ class AWQ:
             of round-to-nearest ("AWQ + mse"). As in the paper, the scales are searched first (with
             round-to-nearest), then the clipping. AWQ needs only ``mean|x|`` and ``E[x x^T]`` of
             each input, both streamed (no calibration rows are kept).
+        gptq: then round the scaled weights with GPTQ (:class:`lowbit.GPTQ`, layer by layer, starting
+            from the MSE scales when ``clip``) instead of round-to-nearest ("AWQ + GPTQ").
     """
 
     alpha_grid: Any = 20
     clip: bool = False
+    gptq: bool = False
 
     name = "awq"
 
     def __post_init__(self) -> None:
         grid = _alpha_grid(self.alpha_grid, "AWQ.alpha_grid")
         object.__setattr__(self, "alpha_grid", grid if not isinstance(self.alpha_grid, int) else self.alpha_grid)
-        if not isinstance(self.clip, bool):
-            raise TypeError(f"AWQ.clip: expected a bool, got {type(self.clip).__name__}")
+        for field in ("clip", "gptq"):
+            if not isinstance(getattr(self, field), bool):
+                raise TypeError(f"AWQ.{field}: expected a bool, got {type(getattr(self, field)).__name__}")
 
     @property
     def alphas(self) -> tuple[float, ...]:
@@ -93,7 +97,7 @@ class AWQ:
 
     def to_dict(self) -> dict[str, Any]:
         grid = self.alpha_grid if isinstance(self.alpha_grid, int) else list(self.alpha_grid)
-        return {"name": "awq", "alpha_grid": grid, "clip": self.clip}
+        return {"name": "awq", "alpha_grid": grid, "clip": self.clip, "gptq": self.gptq}
 
 
 @dataclass(frozen=True)

@@ -352,6 +352,10 @@ def _with_algorithm(config: QuantConfig, algo: Any) -> QuantConfig:
 
 def _inner_algorithm(a: Any) -> Any:
     if isinstance(a, AWQ):
+        if a.gptq:
+            from ..core.gptq import GPTQ
+
+            return GPTQ(clip=a.clip)
         return MSEClip() if a.clip else None
     if isinstance(a, SmoothQuant):
         return None
