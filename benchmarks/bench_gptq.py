@@ -11,7 +11,11 @@ upper Cholesky, blocks of 128 columns with rank-1 updates per column and one mat
 interleaved by lowbit.Timer; both use round-to-nearest's static group scales, and the table gives each
 one's loss ``tr((W - Q) H (W - Q)^T) / n`` and the share of codes they agree on.
 
-Usage: python benchmarks/bench_gptq.py [--models digits,minilm,layer] [--threads N] [--layer-size 4096]
+Language model (``--models lm``): perplexity of lowbit.demo.tiny_lm's byte-level GPT (trained on the
+standard library's sources, weights cached) on held-out files, float vs int4 g128 / nf4 / int8 with
+each algorithm, and optimum-quanto's int4 weights (round to nearest; quanto has no GPTQ).
+
+Usage: python benchmarks/bench_gptq.py [--models digits,minilm,lm,layer] [--threads N] [--layer-size 4096]
 """
 
 from __future__ import annotations
@@ -87,6 +91,58 @@ def bench_minilm() -> list[list[object]]:
             cos = torch.nn.functional.cosine_similarity(embed_sentences(q, tok, SENTENCES), ref)
             rows.append(["all-MiniLM-L6-v2", f"{fmt['weight']} g{fmt.get('group_size', 64)}", algo,
                          f"worst {float(cos.min()):.4f} mean {float(cos.mean()):.4f}", f"{dt:.1f}"])
+    return rows
+
+
+def quanto_weights(model: torch.nn.Module, bits: int) -> torch.nn.Module:
+    """optimum-quanto's weight quantization of a copy (qint4: affine groups of 128, round to
+    nearest; quanto has no GPTQ), frozen."""
+    import copy
+
+    from optimum.quanto import freeze, qint4, qint8, quantize
+
+    m = copy.deepcopy(model)
+    quantize(m, weights=qint4 if bits == 4 else qint8)
+    freeze(m)
+    return m
+
+
+def bench_lm() -> list[list[object]]:
+    """Perplexity of the tiny stdlib GPT (lowbit.demo.tiny_lm, trained or loaded from its cache) on
+    held-out standard library files: float vs each format x algorithm, and optimum-quanto's int4."""
+    from lowbit.demo.tiny_lm import TinyLMConfig, lm_calibration, perplexity, train_tiny_lm
+
+    cfg = TinyLMConfig()
+    t = time.perf_counter()
+    model, data = train_tiny_lm(cfg)
+    print(f"tiny LM: {sum(p.numel() for p in model.parameters())} parameters, {cfg.steps} steps, trained or loaded "
+          f"in {time.perf_counter() - t:.0f} s; {len(data.train)} training bytes from {len(data.train_files)} files, "
+          f"{len(data.test)} held-out bytes from {', '.join(data.test_files)}")
+    calib = lm_calibration(data, n_windows=128, context=cfg.context)
+    base = perplexity(model, data.test, cfg.context)
+    rows = [["tiny stdlib GPT", "float32", "", f"ppl {base:.4f}", ""]]
+    algos = {"rtn": None, "gptq": lowbit.GPTQ(), "gptq act-order": lowbit.GPTQ(act_order=True),
+             "gptq + mse scales": lowbit.GPTQ(clip=True)}
+    for fmt in ({"weight": "int4", "group_size": 128}, {"weight": "nf4", "group_size": 64}, {"weight": "int8"}):
+        for algo, opts in algos.items():
+            if fmt["weight"] != "int4" and algo not in ("rtn", "gptq"):
+                continue
+            t = time.perf_counter()
+            q = lowbit.quantize_model(model, lowbit.QuantConfig(**fmt, activation="float", algorithm=opts),
+                                      calib_data=calib, progress=False)
+            dt = time.perf_counter() - t
+            ppl = perplexity(q, data.test, cfg.context)
+            rows.append(["tiny stdlib GPT", f"{fmt['weight']} g{fmt.get('group_size', '-')}", algo,
+                         f"ppl {ppl:.4f} ({100 * (ppl / base - 1):+.2f}%)", f"{dt:.1f}"])
+    try:
+        t = time.perf_counter()
+        q = quanto_weights(model, 4)
+        dt = time.perf_counter() - t
+        ppl = perplexity(q, data.test, cfg.context)
+        rows.append(["tiny stdlib GPT", "quanto qint4 g128", "rtn (optimum-quanto)",
+                     f"ppl {ppl:.4f} ({100 * (ppl / base - 1):+.2f}%)", f"{dt:.1f}"])
+    except ImportError as e:
+        rows.append(["tiny stdlib GPT", "quanto qint4", f"not installed ({e})", "", ""])
     return rows
 
 
@@ -182,6 +238,8 @@ def main() -> None:
         rows += bench_digits()
     if "minilm" in args.models:
         rows += bench_minilm()
+    if "lm" in args.models.split(","):
+        rows += bench_lm()
     if "layer" in args.models:
         from _common import banner
 
