@@ -190,25 +190,27 @@ def layer_problem(n: int, k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray
     return (rng.standard_normal((n, k)) * 0.02).astype(np.float32), h.astype(np.float64)
 
 
-def bench_layer(size: int, repeats: int) -> str:
-    from _common import interleaved, speedup_cell, table, timing_cell
+def bench_layer(size: int, repeats: int, schemes: list[lowbit.schemes.WeightScheme]) -> str:
+    from _common import speedup_cell, table, timing_cell
+    from lowbit import Timer
     from lowbit.core.gptq import gptq_quantize
 
     w, h = layer_problem(size, size)
     n, k = w.shape
     wt, ht = torch.from_numpy(w), torch.from_numpy(h.astype(np.float32))
     rows = []
-    for scheme in (lowbit.Int4Weights(group_size=128), lowbit.Int8Weights()):
+    for scheme in schemes:
         rtn = scheme.quantize(w)
         grid = scheme.column_grid(rtn, n, k)
-        sc, zp = torch.from_numpy(np.ascontiguousarray(grid.scale)), torch.from_numpy(grid.zero_point.astype(np.float32))
-        fns = {"torch reference": lambda: torch_gptq_reference(wt, ht, sc, zp, grid.group_size, grid.qmin, grid.qmax),
-               "lowbit": lambda: gptq_quantize(w, h, scheme, losses=False),
-               "lowbit + losses": lambda: gptq_quantize(w, h, scheme)}
-        times = interleaved(fns, repeat=repeats, what=f"GPTQ {n}x{k} {scheme.describe()}")
+        sc, zp = torch.tensor(grid.scale), torch.tensor(grid.zero_point.astype(np.float32))
+        # The results first (also the warm-up: the timed calls below take none).
         q_ref = torch_gptq_reference(wt, ht, sc, zp, grid.group_size, grid.qmin, grid.qmax).numpy()
         stored, stats = gptq_quantize(w, h, scheme)
         q_lb = scheme.dequantize(stored, n, k)
+        fns = {"torch reference": lambda: torch_gptq_reference(wt, ht, sc, zp, grid.group_size, grid.qmin, grid.qmax),
+               "lowbit": lambda: gptq_quantize(w, h, scheme, losses=False),
+               "lowbit + losses": lambda: gptq_quantize(w, h, scheme)}
+        times = Timer(repeats=repeats, warmup=0, min_sample_s=0.0).time_named(fns, f"GPTQ {n}x{k} {scheme.describe()}")
 
         def loss(q: np.ndarray) -> float:
             d = w - q
@@ -229,6 +231,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--layer-size", type=int, default=4096)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--layer-schemes", default="int4,int8", help="int4 (g128) and/or int8 (per channel)")
     args = ap.parse_args()
     if args.threads:
         lowbit.set_num_threads(args.threads)
@@ -244,7 +247,8 @@ def main() -> None:
         from _common import banner
 
         print(banner())
-        print(bench_layer(args.layer_size, args.repeats))
+        known = {"int4": lowbit.Int4Weights(group_size=128), "int8": lowbit.Int8Weights()}
+        print(bench_layer(args.layer_size, args.repeats, [known[s] for s in args.layer_schemes.split(",")]))
     if not rows:
         return
     head = ["model", "weights", "algorithm", "quality", "quantize_model s"]
