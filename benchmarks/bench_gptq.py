@@ -146,6 +146,20 @@ def bench_lm() -> list[list[object]]:
     return rows
 
 
+# GPTQ implementations that do not run here beside torch 2.13 on a CPU (checked 2026-12-04 with
+# `pip install --dry-run <name>` in the project's venv, nothing installed).
+PEERS_NOT_RUN = {
+    "torchao 0.18 prototype GPTQ (torchao.prototype.gptq.gptq_quantize)": "installed, CUDA only: it asserts "
+    "W.device.type == 'cuda' (api.py)",
+    "optimum-quanto 0.2.7": "installed, no GPTQ (its int4 weights, round to nearest, are measured in --models lm)",
+    "GPTQModel 7.7.0": "would replace torch 2.13.0 by torch 2.14.1 and pull the CUDA 13 toolkit (nvidia-* wheels)",
+    "auto-gptq 0.7.1": "--dry-run resolves beside torch 2.13 (adds accelerate, datasets, peft, ...); not installed "
+    "or run in this session (archived project, superseded by GPTQModel)",
+    "llm-compressor 0.14.0.1": "installs beside torch 2.13 (--dry-run: no torch change) but downgrades transformers "
+    "5.25.0 to 5.17.0 and pulls datasets/accelerate/auto-round; not installed into the project venv (not run)",
+}
+
+
 def torch_gptq_reference(w: torch.Tensor, h: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, group_size: int,
                          qmin: int, qmax: int, block_size: int = 128, damp: float = 0.01) -> torch.Tensor:
     """GPTQ as the reference repository's ``fasterquant`` runs it, in float32 torch: returns the
@@ -249,6 +263,9 @@ def main() -> None:
         print(banner())
         known = {"int4": lowbit.Int4Weights(group_size=128), "int8": lowbit.Int8Weights()}
         print(bench_layer(args.layer_size, args.repeats, [known[s] for s in args.layer_schemes.split(",")]))
+        print("\nGPTQ peers not measured here:")
+        for peer, why in PEERS_NOT_RUN.items():
+            print(f"- {peer}: {why}")
     if not rows:
         return
     head = ["model", "weights", "algorithm", "quality", "quantize_model s"]
