@@ -87,9 +87,9 @@ class GPTQ:
 def _blas_single_thread() -> Iterator[None]:
     """Runs NumPy's BLAS/LAPACK calls inside on one thread (with threadpoolctl when installed).
 
-    OpenBLAS's threaded LAPACK and small GEMMs stall when the cores are oversubscribed (measured
-    on a loaded 2-core machine: a 256 x 256 Cholesky 0.9 s instead of 1 ms, a 384 x 1536 layer's
-    GPTQ 4.1 s instead of 0.68 s); lowbit's own pool (the column loop) is not affected.
+    OpenBLAS's threaded LAPACK stalls, worst when the cores are oversubscribed (measured on a
+    loaded 2-core machine: a 256 x 256 Cholesky 0.9 s instead of 1 ms; k = 4096 quiet: 7.3 s
+    instead of 1.7 s); its GEMMs stay threaded (large ones lose nothing under load).
     """
     try:
         from threadpoolctl import threadpool_limits
@@ -127,8 +127,7 @@ class HessianObserver:
         rows = a.reshape(-1, self.k).astype(np.float64)
         if not np.all(np.isfinite(rows)):
             raise ValueError("x: calibration inputs must be finite (found NaN or inf)")
-        with _blas_single_thread():
-            self.sum += rows.T @ rows
+        self.sum += rows.T @ rows
         self.count += rows.shape[0]
 
     def merge(self, other: HessianObserver) -> HessianObserver:
@@ -163,8 +162,27 @@ def _unit_upper_factor(h: np.ndarray) -> np.ndarray:
     ``H = R R^T`` (H symmetric positive definite; R is the reversed Cholesky factor: with J the
     reversal, ``J H J = L L^T`` and ``R = J L J``). ``R^-1`` is the upper Cholesky factor U of
     ``H^-1`` that the OBS updates use, so one factorization replaces GPTQ's three (no inverse)."""
-    r = np.linalg.cholesky(h[::-1, ::-1])[::-1, ::-1]
+    r = _cholesky_lower(h[::-1, ::-1])[::-1, ::-1]
     return np.ascontiguousarray(r / np.diag(r), np.float32)
+
+
+def _cholesky_lower(h: np.ndarray, block: int = 512) -> np.ndarray:
+    """Lower Cholesky factor (float64), blocked right-looking: LAPACK factors each diagonal block
+    on one thread (OpenBLAS's threaded potrf stalls: 7.3 s instead of 1.7 s for k = 4096 on 2
+    cores), the panels and trailing updates are GEMMs on the BLAS threads."""
+    a = np.array(h, np.float64, order="C")
+    k = a.shape[0]
+    for j in range(0, k, block):
+        e = min(j + block, k)
+        with _blas_single_thread():
+            low = np.linalg.cholesky(a[j:e, j:e])
+            inv_t = np.linalg.inv(low).T
+        a[j:e, j:e] = low
+        if e < k:
+            p = a[e:, j:e] @ inv_t
+            a[e:, j:e] = p
+            a[e:, e:] -= p @ p.T
+    return np.tril(a)
 
 
 def _columns_numpy(w: np.ndarray, a: np.ndarray, quantize_column: Any, block: int) -> tuple[np.ndarray, np.ndarray]:
@@ -259,21 +277,19 @@ def gptq_quantize(
     work = np.ascontiguousarray(w32[:, order])
     work[:, dead[order]] = 0.0
     h[np.diag_indices(k)] += opts.damp * float(np.mean(np.diag(h)))
-    with _blas_single_thread():
-        a = _unit_upper_factor(h)
-        if grid is not None:
-            q, _ = _columns_compiled(work, a, grid, order, opts.block_size)
-        else:
-            q, _ = _columns_numpy(work, a, lambda j, col: quantizer(int(order[j]), col), opts.block_size)
+    a = _unit_upper_factor(h)
+    if grid is not None:
+        q, _ = _columns_compiled(work, a, grid, order, opts.block_size)
+    else:
+        q, _ = _columns_numpy(work, a, lambda j, col: quantizer(int(order[j]), col), opts.block_size)
     final = np.empty((n, k), np.float32)
     final[:, order] = q
     stored = scheme.requantize(final, start)
     if not losses:
         return stored, {}
     h32 = h0.astype(np.float32)
-    with _blas_single_thread():
-        return stored, {"loss_rtn": _loss(w32, scheme.dequantize(rtn, n, k), h32),
-                        "loss_gptq": _loss(w32, scheme.dequantize(stored, n, k), h32)}
+    return stored, {"loss_rtn": _loss(w32, scheme.dequantize(rtn, n, k), h32),
+                    "loss_gptq": _loss(w32, scheme.dequantize(stored, n, k), h32)}
 
 
 def _loss(w: np.ndarray, q: np.ndarray, h: np.ndarray) -> float:
