@@ -591,6 +591,13 @@ class _AffineWeights(WeightScheme):
 
     def requantize(self, w: np.ndarray, stored: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         n, k = w.shape
+        if self.group_size is not None and self.code_bits == 4 and w.size:  # the quantize kernel: same contract
+            from .quantize import quantize
+
+            z = stored.get("weight_zero_point")
+            q4 = quantize(np.ascontiguousarray(w, np.float32), np.asarray(stored["weight_scale"], np.float32),
+                          0 if z is None else np.asarray(z, np.int32), dtype=self.name, group_size=self.group_size)
+            return {**stored, self.data_name: np.ascontiguousarray(q4.data).view(np.uint8)}
         s, z = self._params(stored, n, k)
         q = self._round(w, s, z)
         codes = q.astype(np.int8) if self.code_bits == 8 else pack_nibbles(q)
