@@ -273,8 +273,11 @@ def gptq_quantize(
     dead = np.diag(h) <= 0
     h[dead, dead] = 1.0
     order = np.argsort(-np.diag(h), kind="stable") if opts.act_order else np.arange(k)
-    h = h[np.ix_(order, order)]
-    work = np.ascontiguousarray(w32[:, order])
+    if opts.act_order:
+        h = h[np.ix_(order, order)]
+        work = np.ascontiguousarray(w32[:, order])
+    else:  # the identity permutation: no copies of H and W
+        work = w32.copy()
     work[:, dead[order]] = 0.0
     h[np.diag_indices(k)] += opts.damp * float(np.mean(np.diag(h)))
     a = _unit_upper_factor(h)
@@ -282,8 +285,11 @@ def gptq_quantize(
         q, _ = _columns_compiled(work, a, grid, order, opts.block_size)
     else:
         q, _ = _columns_numpy(work, a, lambda j, col: quantizer(int(order[j]), col), opts.block_size)
-    final = np.empty((n, k), np.float32)
-    final[:, order] = q
+    if opts.act_order:
+        final = np.empty((n, k), np.float32)
+        final[:, order] = q
+    else:
+        final = q
     stored = scheme.requantize(final, start)
     if not losses:
         return stored, {}
