@@ -5,9 +5,23 @@ with the time quantize_model takes.
 Calibration uses sentences (MiniLM) and images (CNN) other than the evaluated ones: MiniLM is
 calibrated on sentences of the Python standard library's docstrings (offline).
 
-Usage: python benchmarks/bench_gptq.py [--models digits,minilm,w8a8,digits4] [--algos rtn,awq,...] [--threads N]
-(--algos keeps the named rows of ALGOS; w8a8: MiniLM static int8 with SmoothQuant; digits4: the narrow digits CNN
-of notebook 05 with per-tensor 4-bit weights and static activations, with bias correction and AWQ.)
+Models: digits, minilm (weight-only formats x algorithms), w8a8 (MiniLM static int8 with SmoothQuant),
+digits4 (the narrow digits CNN of notebook 05 with per-tensor 4-bit weights and static activations, with
+bias correction and AWQ), lm, layer (below). ``--algos`` keeps the named rows of ALGOS.
+
+Layer speed (``--models layer``): GPTQ of one (n, k) layer with its Hessian given (int4 g128 and int8 per
+channel), lowbit's ``gptq_quantize`` against a straightforward float32 torch implementation of the same
+algorithm (the reference GPTQ repository's ``fasterquant`` loop: dampening, Cholesky, Cholesky inverse,
+upper Cholesky, blocks of 128 columns with rank-1 updates per column and one matmul per block), timed
+interleaved by lowbit.Timer; both use round-to-nearest's static group scales, and the table gives each
+one's loss ``tr((W - Q) H (W - Q)^T) / n`` and the share of codes they agree on.
+
+Language model (``--models lm``): perplexity of lowbit.demo.tiny_lm's byte-level GPT (trained on the
+standard library's sources, weights cached) on held-out files, float vs int4 g128 / nf4 / int8 with
+each algorithm, and optimum-quanto's int4 weights (round to nearest; quanto has no GPTQ).
+
+Usage: python benchmarks/bench_gptq.py [--models digits,minilm,w8a8,digits4,lm,layer] [--algos rtn,awq,...]
+[--threads N] [--layer-size 4096]
 """
 
 from __future__ import annotations
@@ -18,6 +32,7 @@ import re
 import time
 
 import lowbit
+import numpy as np
 import torch
 from lowbit.demo.models import SENTENCES, accuracy, embed_sentences, load_digits_data, load_minilm, train_digits_cnn
 
@@ -138,6 +153,149 @@ def bench_digits4() -> list[list[object]]:
             rows.append(["narrow digits CNN", f"int4 {gran}, static act", name,
                          f"{accuracy(q, data.x_test, data.y_test):.2f}%", f"{dt:.2f}"])
     return rows
+def quanto_weights(model: torch.nn.Module, bits: int) -> torch.nn.Module:
+    """optimum-quanto's weight quantization of a copy (qint4: affine groups of 128, round to
+    nearest; quanto has no GPTQ), frozen."""
+    import copy
+
+    from optimum.quanto import freeze, qint4, qint8, quantize
+
+    m = copy.deepcopy(model)
+    quantize(m, weights=qint4 if bits == 4 else qint8)
+    freeze(m)
+    return m
+
+
+def bench_lm() -> list[list[object]]:
+    """Perplexity of the tiny stdlib GPT (lowbit.demo.tiny_lm, trained or loaded from its cache) on
+    held-out standard library files: float vs each format x algorithm, and optimum-quanto's int4."""
+    from lowbit.demo.tiny_lm import TinyLMConfig, lm_calibration, perplexity, train_tiny_lm
+
+    cfg = TinyLMConfig()
+    t = time.perf_counter()
+    model, data = train_tiny_lm(cfg)
+    print(f"tiny LM: {sum(p.numel() for p in model.parameters())} parameters, {cfg.steps} steps, trained or loaded "
+          f"in {time.perf_counter() - t:.0f} s; {len(data.train)} training bytes from {len(data.train_files)} files, "
+          f"{len(data.test)} held-out bytes from {', '.join(data.test_files)}")
+    calib = lm_calibration(data, n_windows=128, context=cfg.context)
+    base = perplexity(model, data.test, cfg.context)
+    rows = [["tiny stdlib GPT", "float32", "", f"ppl {base:.4f}", ""]]
+    algos = {"rtn": None, "gptq": lowbit.GPTQ(), "gptq act-order": lowbit.GPTQ(act_order=True),
+             "gptq + mse scales": lowbit.GPTQ(clip=True)}
+    for fmt in ({"weight": "int4", "group_size": 128}, {"weight": "nf4", "group_size": 64}, {"weight": "int8"}):
+        for algo, opts in algos.items():
+            if fmt["weight"] != "int4" and algo not in ("rtn", "gptq"):
+                continue
+            t = time.perf_counter()
+            q = lowbit.quantize_model(model, lowbit.QuantConfig(**fmt, activation="float", algorithm=opts),
+                                      calib_data=calib, progress=False)
+            dt = time.perf_counter() - t
+            ppl = perplexity(q, data.test, cfg.context)
+            rows.append(["tiny stdlib GPT", f"{fmt['weight']} g{fmt.get('group_size', '-')}", algo,
+                         f"ppl {ppl:.4f} ({100 * (ppl / base - 1):+.2f}%)", f"{dt:.1f}"])
+    try:
+        t = time.perf_counter()
+        q = quanto_weights(model, 4)
+        dt = time.perf_counter() - t
+        ppl = perplexity(q, data.test, cfg.context)
+        rows.append(["tiny stdlib GPT", "quanto qint4 g128", "rtn (optimum-quanto)",
+                     f"ppl {ppl:.4f} ({100 * (ppl / base - 1):+.2f}%)", f"{dt:.1f}"])
+    except ImportError as e:
+        rows.append(["tiny stdlib GPT", "quanto qint4", f"not installed ({e})", "", ""])
+    return rows
+
+
+# GPTQ implementations that do not run here beside torch 2.13 on a CPU (checked 2026-12-04 with
+# `pip install --dry-run <name>` in the project's venv, nothing installed).
+PEERS_NOT_RUN = {
+    "torchao 0.18 prototype GPTQ (torchao.prototype.gptq.gptq_quantize)": "installed, CUDA only: it asserts "
+    "W.device.type == 'cuda' (api.py)",
+    "optimum-quanto 0.2.7": "installed, no GPTQ (its int4 weights, round to nearest, are measured in --models lm)",
+    "GPTQModel 7.7.0": "would replace torch 2.13.0 by torch 2.14.1 and pull the CUDA 13 toolkit (nvidia-* wheels)",
+    "auto-gptq 0.7.1": "--dry-run resolves beside torch 2.13 (adds accelerate, datasets, peft, ...); not installed "
+    "or run in this session (archived project, superseded by GPTQModel)",
+    "llm-compressor 0.14.0.1": "installs beside torch 2.13 (--dry-run: no torch change) but downgrades transformers "
+    "5.25.0 to 5.17.0 and pulls datasets/accelerate/auto-round; not installed into the project venv (not run)",
+}
+
+
+def torch_gptq_reference(w: torch.Tensor, h: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, group_size: int,
+                         qmin: int, qmax: int, block_size: int = 128, damp: float = 0.01) -> torch.Tensor:
+    """GPTQ as the reference repository's ``fasterquant`` runs it, in float32 torch: returns the
+    dequantized weight. ``scale``/``zero`` are (n, groups) static parameters (column j uses group
+    j // group_size)."""
+    w = w.clone().float()
+    h = h.clone().float()
+    n, k = w.shape
+    dead = torch.diag(h) == 0
+    h[dead, dead] = 1
+    w[:, dead] = 0
+    h += damp * torch.mean(torch.diag(h)) * torch.eye(k)
+    hinv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(h)), upper=True)
+    q_all = torch.zeros_like(w)
+    for i1 in range(0, k, block_size):
+        i2 = min(i1 + block_size, k)
+        w1 = w[:, i1:i2].clone()
+        q1 = torch.zeros_like(w1)
+        err1 = torch.zeros_like(w1)
+        hinv1 = hinv[i1:i2, i1:i2]
+        for i in range(i2 - i1):
+            col = w1[:, i]
+            d = hinv1[i, i]
+            s, z = scale[:, (i1 + i) // group_size], zero[:, (i1 + i) // group_size]
+            q = (torch.clamp(torch.round(col / s) + z, qmin, qmax) - z) * s
+            q1[:, i] = q
+            e = (col - q) / d
+            w1[:, i:] -= e.unsqueeze(1).matmul(hinv1[i, i:].unsqueeze(0))
+            err1[:, i] = e
+        q_all[:, i1:i2] = q1
+        w[:, i2:] -= err1.matmul(hinv[i1:i2, i2:])
+    return q_all
+
+
+def layer_problem(n: int, k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A weight (n, k) and a Hessian (k, k) with correlated inputs of unequal scales (rank-256 plus
+    a diagonal, so it is cheap to build at k = 4096)."""
+    rng = np.random.default_rng(seed)
+    b = rng.standard_normal((k, 256)).astype(np.float32)
+    scale = np.linspace(0.2, 2.0, k, dtype=np.float32)
+    h = (b @ b.T / 256 + np.diag(rng.uniform(0.05, 1.0, k).astype(np.float32))) * np.outer(scale, scale)
+    return (rng.standard_normal((n, k)) * 0.02).astype(np.float32), h.astype(np.float64)
+
+
+def bench_layer(size: int, repeats: int, schemes: list[lowbit.schemes.WeightScheme]) -> str:
+    from _common import speedup_cell, table, timing_cell
+    from lowbit import Timer
+    from lowbit.core.gptq import gptq_quantize
+
+    w, h = layer_problem(size, size)
+    n, k = w.shape
+    wt, ht = torch.from_numpy(w), torch.from_numpy(h.astype(np.float32))
+    rows = []
+    for scheme in schemes:
+        rtn = scheme.quantize(w)
+        grid = scheme.column_grid(rtn, n, k)
+        sc, zp = torch.tensor(grid.scale), torch.tensor(grid.zero_point.astype(np.float32))
+        # The results first (also the warm-up: the timed calls below take none).
+        q_ref = torch_gptq_reference(wt, ht, sc, zp, grid.group_size, grid.qmin, grid.qmax).numpy()
+        stored, stats = gptq_quantize(w, h, scheme)
+        q_lb = scheme.dequantize(stored, n, k)
+        fns = {"torch reference": lambda: torch_gptq_reference(wt, ht, sc, zp, grid.group_size, grid.qmin, grid.qmax),
+               "lowbit": lambda: gptq_quantize(w, h, scheme, losses=False),
+               "lowbit + losses": lambda: gptq_quantize(w, h, scheme)}
+        times = Timer(repeats=repeats, warmup=0, min_sample_s=0.0).time_named(fns, f"GPTQ {n}x{k} {scheme.describe()}")
+
+        def loss(q: np.ndarray) -> float:
+            d = w - q
+            return float(np.sum((d @ h.astype(np.float32)) * d, dtype=np.float64) / n)
+
+        agree = float(np.mean(q_ref == q_lb))
+        for name, t in times.items():
+            lo = loss(q_ref) if name == "torch reference" else stats["loss_gptq"]
+            rows.append([scheme.describe(), name, timing_cell(t, 1.0), speedup_cell(times["torch reference"], t),
+                         f"{lo:.4g}", f"{stats['loss_rtn']:.4g}", f"{agree:.4f}"])
+    return table(["weights", "implementation", "s (median ±spread)", "speedup vs torch", "loss", "loss RTN",
+                  "codes = torch's"], rows)
 
 
 def main() -> None:
@@ -145,6 +303,9 @@ def main() -> None:
     ap.add_argument("--models", default="digits,minilm")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--algos", default=None, help="comma-separated ALGOS keys (default: all)")
+    ap.add_argument("--layer-size", type=int, default=4096)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--layer-schemes", default="int4,int8", help="int4 (g128) and/or int8 (per channel)")
     args = ap.parse_args()
     if args.algos:
         for k in list(ALGOS):
@@ -163,6 +324,19 @@ def main() -> None:
         rows += bench_minilm()
     if "w8a8" in models:
         rows += bench_w8a8()
+    if "lm" in args.models.split(","):
+        rows += bench_lm()
+    if "layer" in args.models:
+        from _common import banner
+
+        print(banner())
+        known = {"int4": lowbit.Int4Weights(group_size=128), "int8": lowbit.Int8Weights()}
+        print(bench_layer(args.layer_size, args.repeats, [known[s] for s in args.layer_schemes.split(",")]))
+        print("\nGPTQ peers not measured here:")
+        for peer, why in PEERS_NOT_RUN.items():
+            print(f"- {peer}: {why}")
+    if not rows:
+        return
     head = ["model", "weights", "algorithm", "quality", "quantize_model s"]
     widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
     for r in [head, *rows]:

@@ -367,3 +367,110 @@ def test_block_by_block_gptq_equals_whole_model_passes(monkeypatch, rng):
                 assert torch.equal(t, whole.get_submodule(name).get_buffer(buf)), (name, buf)
     assert sum(type(m).__name__ == "QuantLinear" for m in blockwise.modules()) == 11
     assert runs[False] < runs[True]
+@pytest.mark.parametrize("scheme", SCHEMES + [lowbit.Int8Weights(granularity="per_tensor"), lowbit.UInt4Weights()],
+                         ids=lambda s: s.describe())
+def test_compiled_column_loop_equals_the_numpy_float32_loop(scheme, rng):
+    """The C++ loop on the scheme's ColumnGrid and the NumPy loop on its column_quantizer: same
+    float32 operations in the same order, so the same values bit for bit (threads split rows).
+    Act-order columns (a permutation: groups looked up through it); the plain order is covered by
+    gptq_quantize's tests."""
+    from lowbit.core.gptq import _columns_compiled, _columns_numpy, _unit_upper_factor
+
+    act_order = True
+    n, k = 37, 160
+    w = (rng.standard_normal((n, k)) * 0.1).astype(np.float32)
+    x = _correlated_inputs(rng, 512, k)
+    h = x.astype(np.float64).T @ x / 512 + 0.01 * np.eye(k)
+    order = np.argsort(-np.diag(h), kind="stable") if act_order else np.arange(k)
+    a = _unit_upper_factor(h[np.ix_(order, order)])
+    wp = np.ascontiguousarray(w[:, order])
+    rtn = scheme.quantize(w)
+    col = scheme.column_quantizer(rtn, n, k)
+    want, x_want = _columns_numpy(wp, a, lambda j, c: col(int(order[j]), c), 48)
+    before = lowbit.get_num_threads()
+    for threads in (1, 3):
+        lowbit.set_num_threads(threads)
+        try:
+            got, x_got = _columns_compiled(wp, a, scheme.column_grid(rtn, n, k), order, 48)
+        finally:
+            lowbit.set_num_threads(before)
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(x_got, x_want)
+
+
+def _obs_gptq_float64(w, h, quantize_column, block):
+    """GPTQ exactly as the paper writes it (float64): upper Cholesky factor of H^-1, OBS update of
+    the not yet rounded columns after each column, lazy batches."""
+    n, k = w.shape
+    u = np.linalg.cholesky(np.linalg.inv(h)).T
+    work, out = w.astype(np.float64), np.empty((n, k))
+    for s in range(0, k, block):
+        e = min(s + block, k)
+        err = np.empty((n, e - s))
+        for j in range(s, e):
+            q = quantize_column(j, work[:, j].astype(np.float32)).astype(np.float64)
+            out[:, j] = q
+            err[:, j - s] = (work[:, j] - q) / u[j, j]
+            work[:, j + 1:e] -= np.outer(err[:, j - s], u[j, j + 1:e])
+        work[:, e:] -= err @ u[s:e, e:]
+    return out
+
+
+@pytest.mark.parametrize("scheme", [lowbit.Int4Weights(group_size=32), lowbit.NF4Weights(group_size=32),
+                                    lowbit.Int8Weights()], ids=lambda s: s.describe())
+def test_gptq_equals_the_papers_float64_obs_updates(scheme, rng):
+    """The telescoped float32 recursion (one reversed Cholesky, no inverse) rounds like the OBS
+    updates of the paper in float64: losses agree and almost every code is equal."""
+    n, k = 48, 128
+    w = (rng.standard_normal((n, k)) * 0.1).astype(np.float32)
+    x = _correlated_inputs(rng, 512, k)
+    h = HessianObserver(k)
+    h.update(x)
+    hd = h.hessian() + 0.01 * np.mean(np.diag(h.hessian())) * np.eye(k)
+    rtn = scheme.quantize(w)
+    ref = _obs_gptq_float64(w, hd, scheme.column_quantizer(rtn, n, k), 32)
+    stored, stats = gptq_quantize(w, h.hessian(), scheme, GPTQ(block_size=32))
+    got = scheme.dequantize(stored, n, k)
+    assert np.mean(got == ref.astype(np.float32)) > 0.99
+    d_ref = w - ref
+    loss_ref = float(np.sum((d_ref @ h.hessian()) * d_ref) / n)
+    assert stats["loss_gptq"] == pytest.approx(loss_ref, rel=1e-3)
+
+
+def test_compiled_column_loop_checks_its_arguments():
+    from lowbit import _core
+
+    n, k = 4, 8
+    f = lambda *s: np.zeros(s, np.float32)  # noqa: E731
+    args = dict(x=f(n, k), w=f(n, k), q=f(n, k), delta=f(n, k), a=f(k, k), begin=0, end=k, scale=np.ones((n, 1), np.float32),
+                zero_point=None, group=np.zeros(k, np.int32), qmin=-8, qmax=7, levels=None, thresholds=None)
+    _core.gptq_columns(**args)
+    for bad, match in [({"group": np.full(k, 1, np.int32)}, "group"), ({"end": k + 1}, "begin/end"),
+                       ({"a": f(k, k + 1)}, "a:"), ({"x": f(n, k)[:, ::2].copy().reshape(n, k // 2)}, "x:"),
+                       ({"zero_point": np.full((n, 1), 9, np.int32)}, "zero_point"),
+                       ({"levels": np.zeros(4, np.float32)}, "levels/thresholds"),
+                       ({"levels": np.zeros(4, np.float32), "thresholds": np.zeros(2, np.float32)}, "thresholds")]:
+        with pytest.raises(ValueError, match=match):
+            _core.gptq_columns(**{**args, **bad})
+    with pytest.raises(TypeError, match="w: expected a float32"):
+        _core.gptq_columns(**{**args, "w": np.zeros((n, k))})
+    ro = f(n, k)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="q: array is read-only"):
+        _core.gptq_columns(**{**args, "q": ro})
+
+
+def test_schemes_without_a_grid_run_the_numpy_loop(rng):
+    """A registered scheme with only a column_quantizer (no ColumnGrid) still gets GPTQ, through
+    the NumPy loop: here int4 groups with the grid withheld, equal to the compiled result."""
+
+    class NoGrid(lowbit.Int4Weights):
+        def column_grid(self, stored, n, k):
+            return None
+
+    w = (rng.standard_normal((16, 96)) * 0.1).astype(np.float32)
+    x = _correlated_inputs(rng, 256, 96)
+    h = x.astype(np.float64).T @ x / 256
+    got, _ = gptq_quantize(w, h, NoGrid(group_size=32))
+    want, _ = gptq_quantize(w, h, lowbit.Int4Weights(group_size=32))
+    np.testing.assert_array_equal(got["weight_packed"], want["weight_packed"])

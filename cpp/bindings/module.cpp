@@ -14,6 +14,7 @@ void bind_metrics(py::module_& m);
 void bind_formats(py::module_& m);
 void bind_linear(py::module_& m);
 void bind_conv(py::module_& m);
+void bind_gptq(py::module_& m);
 }  // namespace bind
 }  // namespace lowbit
 
@@ -27,4 +28,5 @@ PYBIND11_MODULE(_core, m) {
   lowbit::bind::bind_formats(m);
   lowbit::bind::bind_linear(m);
   lowbit::bind::bind_conv(m);
+  lowbit::bind::bind_gptq(m);
 }

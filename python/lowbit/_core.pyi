@@ -87,6 +87,12 @@ def dequantize(
     out: Any = None,
 ) -> np.ndarray: ...
 def dequantize_nf4(q: np.ndarray, absmax: np.ndarray, shape: Sequence[int], block_size: int) -> np.ndarray: ...
+def gptq_columns(
+    x: np.ndarray, w: np.ndarray, q: np.ndarray, delta: np.ndarray, a: np.ndarray, begin: int, end: int,
+    scale: np.ndarray, zero_point: np.ndarray | None, group: np.ndarray, qmin: int, qmax: int,
+    levels: np.ndarray | None, thresholds: np.ndarray | None,
+) -> None:
+    """GPTQ's column loop over columns [begin, end) in place (x, q, delta; see lowbit/gptq.hpp)."""
 def error_stats_f32(x: np.ndarray, y: np.ndarray) -> tuple[Any, ...]:
     """(sum (x-y)^2, sum x^2, sum y^2, sum x*y, max |x-y|) of two float32 arrays of equal size, accumulated
     in double; max is NaN when any difference is NaN.

@@ -11,7 +11,15 @@ columns not yet rounded, ``w_{j+1:} -= e U[j, j+1:]``, where ``U`` is the upper 
 vary (``H[j, j] == 0``) are set to 0, and with ``act_order`` the columns are taken in order of
 decreasing ``H[j, j]`` (off by default). In :func:`lowbit.quantize_model` the statistics of each
 layer come from the model whose earlier layers are already quantized (``GPTQ(sequential=False)``:
-from the float model, in one pass). The quantization parameters (scales, zero points, NF4 block absmax) are
+from the float model, in one pass).
+
+Computation (equal to the above up to float32 rounding): with ``H = R R^T`` (R upper: the reversed
+Cholesky factor, ``U = R^-1``) the updates telescope to ``x_j = w_j + sum_{i<j} (w_i - q_i) R[i, j] /
+R[j, j]``, ``q_j = Q_j(x_j)`` (GPTQ as Babai's nearest-plane recursion): one Cholesky instead of
+GPTQ's Cholesky, inverse and second Cholesky. Per block of columns one float32 GEMM brings in the
+earlier columns' errors, and the block's column loop runs in C++ (``_core.gptq_columns``: rows split
+over lowbit's threads, a few rows' block kept in L1) for schemes with a generic
+:class:`~lowbit.schemes.ColumnGrid`, else in NumPy with the same operations. The quantization parameters (scales, zero points, NF4 block absmax) are
 those of round-to-nearest on the original weight ("static groups"), so act-order never changes
 which parameters a column uses.
 
@@ -28,13 +36,14 @@ Example:
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import numpy as np
 
 from ._array import as_float_array, as_numpy
-from .schemes import WeightScheme
+from .schemes import ColumnGrid, WeightScheme
 
 __all__ = ["GPTQ", "HessianObserver", "gptq_quantize"]
 
@@ -80,6 +89,23 @@ class GPTQ:
     def to_dict(self) -> dict[str, Any]:
         return {"name": "gptq", "damp": self.damp, "block_size": self.block_size, "act_order": self.act_order,
                 "clip": self.clip, "sequential": self.sequential}
+
+
+@contextmanager
+def _blas_single_thread() -> Iterator[None]:
+    """Runs NumPy's BLAS/LAPACK calls inside on one thread (with threadpoolctl when installed).
+
+    OpenBLAS's threaded LAPACK stalls, worst when the cores are oversubscribed (measured on a
+    loaded 2-core machine: a 256 x 256 Cholesky 0.9 s instead of 1 ms; k = 4096 quiet: 7.3 s
+    instead of 1.7 s); its GEMMs stay threaded (large ones lose nothing under load).
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # without threadpoolctl the BLAS keeps its threads (the results are the same)
+        yield
+        return
+    with threadpool_limits(1, user_api="blas"):
+        yield
 
 
 class HessianObserver:
@@ -139,16 +165,73 @@ class HessianObserver:
         return h
 
 
-def _upper_inverse_cholesky(h: np.ndarray) -> np.ndarray:
-    """Upper Cholesky factor U of H^-1 (H symmetric positive definite): H^-1 = U^T U."""
-    lower = np.linalg.cholesky(h)
-    inv_lower = np.linalg.solve(lower, np.eye(h.shape[0]))
-    h_inv = inv_lower.T @ inv_lower
-    return np.linalg.cholesky(h_inv).T
+def _unit_upper_factor(h: np.ndarray) -> np.ndarray:
+    """float32 ``A = R / diag(R)`` (columns scaled to a unit diagonal) of the upper triangular R with
+    ``H = R R^T`` (H symmetric positive definite; R is the reversed Cholesky factor: with J the
+    reversal, ``J H J = L L^T`` and ``R = J L J``). ``R^-1`` is the upper Cholesky factor U of
+    ``H^-1`` that the OBS updates use, so one factorization replaces GPTQ's three (no inverse)."""
+    r = _cholesky_lower(h[::-1, ::-1])[::-1, ::-1]
+    return np.ascontiguousarray(r / np.diag(r), np.float32)
+
+
+def _cholesky_lower(h: np.ndarray, block: int = 512) -> np.ndarray:
+    """Lower Cholesky factor (float64), blocked right-looking: LAPACK factors each diagonal block
+    on one thread (OpenBLAS's threaded potrf stalls: 7.3 s instead of 1.7 s for k = 4096 on 2
+    cores), the panels and trailing updates are GEMMs on the BLAS threads."""
+    a = np.array(h, np.float64, order="C")
+    k = a.shape[0]
+    for j in range(0, k, block):
+        e = min(j + block, k)
+        with _blas_single_thread():
+            low = np.linalg.cholesky(a[j:e, j:e])
+            inv_t = np.linalg.inv(low).T
+        a[j:e, j:e] = low
+        if e < k:
+            p = a[e:, j:e] @ inv_t
+            a[e:, j:e] = p
+            a[e:, e:] -= p @ p.T
+    return np.tril(a)
+
+
+def _columns_numpy(w: np.ndarray, a: np.ndarray, quantize_column: Any, block: int) -> tuple[np.ndarray, np.ndarray]:
+    """The float32 reference of the compiled column loop (same operations, same order): returns the
+    rounded values q and the inputs x they were rounded from."""
+    n, k = w.shape
+    x, q, delta = w.copy(), np.empty_like(w), np.empty_like(w)
+    for start in range(0, k, block):
+        end = min(start + block, k)
+        if start:
+            x[:, start:end] += delta[:, :start] @ a[:start, start:end]
+        for j in range(start, end):
+            q[:, j] = quantize_column(j, x[:, j])
+            delta[:, j] = w[:, j] - q[:, j]
+            x[:, j + 1:end] += np.outer(delta[:, j], a[j, j + 1:end])
+    return q, x
+
+
+def _columns_compiled(w: np.ndarray, a: np.ndarray, grid: ColumnGrid, order: np.ndarray,
+                      block: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_columns_numpy` with the per-block column loop in C++ (``_core.gptq_columns``: rows
+    split over threads, each chunk's block in L1) and the trailing update as one BLAS sgemm per block."""
+    from .. import _core
+
+    n, k = w.shape
+    x, q, delta = w.copy(), np.empty_like(w), np.empty_like(w)
+    group = np.ascontiguousarray(order // grid.group_size, np.int32)
+    codebook = grid.levels is not None
+    levels = np.ascontiguousarray(grid.levels, np.float32) if codebook else None
+    thresholds = np.ascontiguousarray(grid.thresholds, np.float32) if codebook else None
+    for start in range(0, k, block):
+        end = min(start + block, k)
+        if start:
+            x[:, start:end] += delta[:, :start] @ a[:start, start:end]
+        _core.gptq_columns(x, w, q, delta, a, start, end, grid.scale, grid.zero_point, group, grid.qmin, grid.qmax,
+                           levels, thresholds)
+    return q, x
 
 
 def gptq_quantize(
-    w: Any, hessian: Any, scheme: WeightScheme, options: Optional[GPTQ] = None
+    w: Any, hessian: Any, scheme: WeightScheme, options: Optional[GPTQ] = None, *, losses: bool = True
 ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """GPTQ-rounds a float weight (n, k) into ``scheme``'s stored form (see the module docstring).
 
@@ -159,13 +242,21 @@ def gptq_quantize(
         scheme: the weight scheme; it must support fixed-parameter rounding
             (:meth:`~lowbit.schemes.WeightScheme.column_quantizer`: int8, int4, uint4, nf4).
         options: :class:`GPTQ` (defaults when None).
+        losses: compute the statistics (two float32 (n, k) x (k, k) products: for large layers
+            more than GPTQ itself); False returns an empty dict.
 
     Returns:
         ``(stored, stats)``: the stored arrays (as ``scheme.quantize`` returns them, with the
         round-to-nearest parameters) and ``{"loss_rtn", "loss_gptq"}``: the layer's output error
         ``tr((W - Q) H (W - Q)^T) / n`` for round-to-nearest and for GPTQ.
+
+    The column loop runs in float32: in C++ for schemes with a
+    :meth:`~lowbit.schemes.WeightScheme.column_grid` (int8, int4, uint4, nf4), else in NumPy with
+    the scheme's ``column_quantizer`` (same operations, same order: equal results).
     """
     opts = options or GPTQ()
+    if not isinstance(losses, bool):
+        raise TypeError(f"losses: expected a bool, got {type(losses).__name__}")
     w32 = np.ascontiguousarray(as_float_array(as_numpy(w, "w"), "w"), np.float32)
     if w32.ndim != 2:
         raise ValueError(f"w: expected a 2-D (n, k) weight, got shape {w32.shape}")
@@ -177,43 +268,45 @@ def gptq_quantize(
     if not (np.all(np.isfinite(h)) and np.all(np.isfinite(w32))):
         raise ValueError("w/hessian: must be finite")
     rtn = scheme.quantize(w32)
-    loss_rtn = _loss(w32, scheme.dequantize(rtn, n, k), h0)
     if opts.clip:
         from .clipping import mse_clip_quantize
 
-        rtn, _ = mse_clip_quantize(w32, scheme)
-    quantizer = scheme.column_quantizer(rtn, n, k)
+        start, _ = mse_clip_quantize(w32, scheme)
+    else:
+        start = rtn
+    quantizer = scheme.column_quantizer(start, n, k)
     if n == 0 or k == 0:
-        return rtn, {"loss_rtn": loss_rtn, "loss_gptq": loss_rtn}
-    work = w32.astype(np.float64)
+        return start, ({"loss_rtn": 0.0, "loss_gptq": 0.0} if losses else {})
+    grid = scheme.column_grid(start, n, k)
     dead = np.diag(h) <= 0
     h[dead, dead] = 1.0
-    work[:, dead] = 0.0
     order = np.argsort(-np.diag(h), kind="stable") if opts.act_order else np.arange(k)
-    h = h[np.ix_(order, order)]
-    work = work[:, order]
+    if opts.act_order:
+        h = h[np.ix_(order, order)]
+        work = np.ascontiguousarray(w32[:, order])
+    else:  # the identity permutation: no copies of H and W
+        work = w32.copy()
+    work[:, dead[order]] = 0.0
     h[np.diag_indices(k)] += opts.damp * float(np.mean(np.diag(h)))
-    u = _upper_inverse_cholesky(h)
-    out = np.empty_like(work)
-    for start in range(0, k, opts.block_size):
-        end = min(start + opts.block_size, k)
-        block = work[:, start:end].copy()
-        err = np.empty_like(block)
-        for i in range(end - start):
-            col = block[:, i]
-            q = quantizer(int(order[start + i]), col.astype(np.float32)).astype(np.float64)
-            out[:, start + i] = q
-            e = (col - q) / u[start + i, start + i]
-            block[:, i + 1:] -= np.outer(e, u[start + i, start + i + 1:end])
-            err[:, i] = e
-        work[:, end:] -= err @ u[start:end, end:]
-    final = np.empty((n, k), np.float32)
-    final[:, order] = out.astype(np.float32)
-    stored = scheme.requantize(final, rtn)
-    loss_gptq = _loss(w32, scheme.dequantize(stored, n, k), h0)
-    return stored, {"loss_rtn": loss_rtn, "loss_gptq": loss_gptq}
+    a = _unit_upper_factor(h)
+    if grid is not None:
+        q, _ = _columns_compiled(work, a, grid, order, opts.block_size)
+    else:
+        q, _ = _columns_numpy(work, a, lambda j, col: quantizer(int(order[j]), col), opts.block_size)
+    if opts.act_order:
+        final = np.empty((n, k), np.float32)
+        final[:, order] = q
+    else:
+        final = q
+    stored = scheme.requantize(final, start)
+    if not losses:
+        return stored, {}
+    h32 = h0.astype(np.float32)
+    return stored, {"loss_rtn": _loss(w32, scheme.dequantize(rtn, n, k), h32),
+                    "loss_gptq": _loss(w32, scheme.dequantize(stored, n, k), h32)}
 
 
 def _loss(w: np.ndarray, q: np.ndarray, h: np.ndarray) -> float:
-    d = w.astype(np.float64) - q.astype(np.float64)
-    return float(np.sum((d @ h) * d) / max(w.shape[0], 1))
+    """``tr((w - q) h (w - q)^T) / n``: float32 product, float64 sum."""
+    d = w - q
+    return float(np.sum((d @ h) * d, dtype=np.float64) / max(w.shape[0], 1))

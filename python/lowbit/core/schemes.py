@@ -349,6 +349,27 @@ def _spec_bytes(spec: dict[str, tuple[tuple, str]]) -> int:
 
 
 @dataclass(frozen=True)
+class ColumnGrid:
+    """A weight scheme's fixed-parameter rounding in generic form (what GPTQ's C++ column loop runs;
+    equal to the scheme's :meth:`~WeightScheme.column_quantizer`).
+
+    Column ``j`` of row ``r`` uses ``s = scale[r, j // group_size]`` (float32 (n, G)) and
+    ``z = zero_point[r, j // group_size]`` (int32 (n, G); None: 0). Integer grid (``levels`` None):
+    ``q = clamp(rint(x * float32(1 / s)) + z, qmin, qmax)``, value ``(q - z) * s``. Codebook:
+    ``y = x * float32(1 / s)`` (0 when s == 0), code = number of ``thresholds`` below ``y``
+    (ascending, ``len(levels) - 1``), value ``levels[code] * s``.
+    """
+
+    scale: np.ndarray
+    zero_point: Optional[np.ndarray]
+    group_size: int
+    qmin: int = 0
+    qmax: int = 0
+    levels: Optional[np.ndarray] = None
+    thresholds: Optional[np.ndarray] = None
+
+
+@dataclass(frozen=True)
 class WeightScheme:
     """A weight format with its options. Subclasses define the methods below; :func:`weight_scheme`
     builds them from shorthands and :func:`register_weight_scheme` adds new ones.
@@ -476,6 +497,11 @@ class WeightScheme:
         """The stored form of float32 ``w`` (n, k) with the parameters of ``stored`` kept."""
         raise ValueError(f"GPTQ: {self.describe()} have no fixed-parameter rounding")
 
+    def column_grid(self, stored: dict[str, np.ndarray], n: int, k: int) -> Optional[ColumnGrid]:
+        """:meth:`column_quantizer` as a :class:`ColumnGrid` (GPTQ's compiled loop runs it), or None
+        (then GPTQ runs ``column_quantizer`` in NumPy)."""
+        return None
+
     def check_stored(self, stored: dict[str, np.ndarray]) -> None:
         """Raises ValueError for stored values the kernels cannot take (e.g. read from a file):
         scales must be finite (and ``weight_scale`` >= 0)."""
@@ -550,8 +576,28 @@ class _AffineWeights(WeightScheme):
 
         return quantize_column
 
+    def column_grid(self, stored: dict[str, np.ndarray], n: int, k: int) -> Optional[ColumnGrid]:
+        from .quantize import qrange
+
+        s = np.asarray(stored["weight_scale"], np.float32)
+        z = stored.get("weight_zero_point")
+        z = np.zeros(s.shape, np.int32) if z is None else np.asarray(z, np.int32)
+        if self.group_size is not None:
+            g, s, z = self.group_size, s.reshape(n, -1), z.reshape(n, -1)
+        else:
+            g, s, z = max(k, 1), np.broadcast_to(s.reshape(-1, 1), (n, 1)), np.broadcast_to(z.reshape(-1, 1), (n, 1))
+        qmin, qmax = qrange(self.name)
+        return ColumnGrid(np.ascontiguousarray(s), np.ascontiguousarray(z), g, qmin, qmax)
+
     def requantize(self, w: np.ndarray, stored: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         n, k = w.shape
+        if self.group_size is not None and self.code_bits == 4 and w.size:  # the quantize kernel: same contract
+            from .quantize import quantize
+
+            z = stored.get("weight_zero_point")
+            q4 = quantize(np.ascontiguousarray(w, np.float32), np.asarray(stored["weight_scale"], np.float32),
+                          0 if z is None else np.asarray(z, np.int32), dtype=self.name, group_size=self.group_size)
+            return {**stored, self.data_name: np.ascontiguousarray(q4.data).view(np.uint8)}
         s, z = self._params(stored, n, k)
         q = self._round(w, s, z)
         codes = q.astype(np.int8) if self.code_bits == 8 else pack_nibbles(q)
@@ -940,6 +986,13 @@ class NF4Weights(WeightScheme):
             return (NF4_LEVELS[self._codes(col[:, None], a[:, None])[:, 0]] * a).astype(np.float32)
 
         return quantize_column
+
+    def column_grid(self, stored: dict[str, np.ndarray], n: int, k: int) -> Optional[ColumnGrid]:
+        from .formats import NF4_LEVELS
+        from .reference import _nf4_thresholds
+
+        return ColumnGrid(np.ascontiguousarray(self.block_scales(stored, n, k), np.float32), None, self.group_size,
+                          levels=NF4_LEVELS, thresholds=_nf4_thresholds())
 
     def requantize(self, w: np.ndarray, stored: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         n, k = w.shape
