@@ -540,7 +540,7 @@ def _layer_passes(remaining: dict[str, nn.Module], items: Sequence[Any], run: An
 
     remaining = dict(remaining)
     while remaining:
-        state: dict[str, Any] = {"group": None, "input": None, "layer": None, "mask": None}
+        state: dict[str, Any] = {"group": None, "input": None, "layer": None, "mask": None, "gram": None}
         hess: dict[str, HessianObserver] = {}
 
         def pre_hook(name: str, state: dict[str, Any] = state, hess: dict[str, HessianObserver] = hess):
@@ -556,8 +556,16 @@ def _layer_passes(remaining: dict[str, nn.Module], items: Sequence[Any], run: An
                         raise _StopForward
                     members.append(name)  # same input tensor as the leader (q, k, v)
                 state["layer"] = name
-                rows = _layer_rows(mod, _real_tokens(x.detach().cpu(), state["mask"]))
-                hess.setdefault(name, HessianObserver(rows.shape[1])).update(rows)
+                cached = state["gram"]
+                if cached is not None and cached[0] is x and not isinstance(mod, nn.Conv2d):
+                    part = cached[1]  # q, k, v: one x^T x for the input they share
+                else:
+                    rows = _layer_rows(mod, _real_tokens(x.detach().cpu(), state["mask"]))
+                    part = HessianObserver(rows.shape[1])
+                    part.update(rows)
+                    if not isinstance(mod, nn.Conv2d):
+                        state["gram"] = (x, part)
+                hess.setdefault(name, HessianObserver(part.k)).merge(part)
 
             return hook
 
@@ -565,7 +573,7 @@ def _layer_passes(remaining: dict[str, nn.Module], items: Sequence[Any], run: An
             handles = [m.register_forward_pre_hook(pre_hook(n)) for n, m in remaining.items()]
             try:
                 for i, item in enumerate(items):
-                    state["mask"] = mask_of(item)
+                    state["mask"], state["gram"] = mask_of(item), None
                     try:
                         run(item)
                     except _StopForward:
