@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..nn._common import main_output
 from .pruning import reapply_masks
 
 __all__ = ["DistillationLoss", "Distiller", "distill"]
@@ -73,17 +74,8 @@ class DistillationLoss(nn.Module):
 
 
 def _first_tensor(x: Any) -> torch.Tensor:
-    """A module's output as one tensor: itself, the first element of a tuple/list, or
-    ``last_hidden_state`` / ``logits`` of a transformers output."""
-    if isinstance(x, torch.Tensor):
-        return x
-    for key in ("logits", "last_hidden_state"):
-        v = getattr(x, key, None)
-        if isinstance(v, torch.Tensor):
-            return v
-    if isinstance(x, (tuple, list)) and x and isinstance(x[0], torch.Tensor):
-        return x[0]
-    raise TypeError(f"cannot take a tensor from a {type(x).__name__} output (pass output_fn)")
+    """A module's output as one tensor (see :func:`lowbit.nn._common.main_output`)."""
+    return main_output(x, "distill (pass output_fn to choose the tensor)")
 
 
 def _split(batch: Any) -> tuple[Any, Optional[torch.Tensor]]:

@@ -20,7 +20,7 @@ from ..core.calibration import _progress
 from ..core.metrics import _ErrorStats, kl_divergence, model_nbytes, sqnr, top1_agreement
 from ..interop.convert import _REASONS_ATTR, run_batch
 from ..nn import QATConv2d, QATLinear
-from ..nn._common import is_conv1d, linear_shape
+from ..nn._common import is_conv1d, linear_shape, main_output
 from ..nn.linear import _QuantBase
 from .timing import MIB, Speedup, Timer, Timing, format_bytes, format_seconds
 
@@ -28,19 +28,7 @@ __all__ = ["LayerReport", "QuantReport", "compare"]
 
 
 def _main_output(out: Any) -> torch.Tensor:
-    """The tensor to compare from a model's output: the tensor itself, ``last_hidden_state`` /
-    ``logits`` of a transformers output, or the first tensor of a tuple, list or dict."""
-    if isinstance(out, torch.Tensor):
-        return out
-    for key in ("logits", "last_hidden_state"):
-        v = getattr(out, key, None)
-        if isinstance(v, torch.Tensor):
-            return v
-    values = out.values() if isinstance(out, Mapping) else out if isinstance(out, (tuple, list)) else ()
-    for v in values:
-        if isinstance(v, torch.Tensor):
-            return v
-    raise TypeError(f"compare: cannot find a tensor in the model output of type {type(out).__name__}")
+    return main_output(out, "compare")
 
 
 @dataclass

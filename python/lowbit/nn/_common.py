@@ -5,7 +5,8 @@ Private; imports torch.
 
 from __future__ import annotations
 
-from typing import Optional
+from collections.abc import Mapping
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -14,7 +15,8 @@ import lowbit
 
 from ..core.quantize import qrange
 
-__all__ = ["calc_qparams", "check_input", "is_conv1d", "linear_shape", "quantize_weight", "symmetric_qmax"]
+__all__ = ["calc_qparams", "check_input", "is_conv1d", "linear_shape", "main_output", "quantize_weight",
+           "symmetric_qmax"]
 
 _EPS = float(np.finfo(np.float32).eps)
 
@@ -133,3 +135,19 @@ def guards_hold(module: torch.nn.Module, guards: tuple) -> bool:
         if buffers.get(name) is not t or t._version != version or t.data_ptr() != ptr:
             return False
     return True
+
+
+def main_output(out: Any, what: str) -> torch.Tensor:
+    """The tensor of a model's output: the tensor itself, ``logits`` / ``last_hidden_state`` of a
+    transformers output, or the first tensor of a tuple, list or dict; else TypeError naming ``what``."""
+    if isinstance(out, torch.Tensor):
+        return out
+    for key in ("logits", "last_hidden_state"):
+        v = getattr(out, key, None)
+        if isinstance(v, torch.Tensor):
+            return v
+    values = out.values() if isinstance(out, Mapping) else out if isinstance(out, (tuple, list)) else ()
+    for v in values:
+        if isinstance(v, torch.Tensor):
+            return v
+    raise TypeError(f"{what}: cannot find a tensor in the model output of type {type(out).__name__}")
