@@ -332,6 +332,9 @@ def test_compare_feeds_scaled_layers_their_scaled_input(toy, algorithm):
     assert wrapped  # ReLU -> out cannot absorb a scale: the wrapped form is covered
     report = lowbit.compare(toy, q, calib, progress=False, timing=False)
     assert {r.name for r in report.layers} >= {n + ".layer" for n in wrapped}
+    rows = lowbit.summary(q).rows  # the wrappers' scales are stored bytes: summary counts them as model_nbytes does
+    assert sum(r["bytes_after"] for r in rows) == lowbit.metrics.model_nbytes(q) == report.bytes_quant
+    assert {r["layer"] for r in rows if r["type"] == "InputScaled"} == set(wrapped)
     for r in report.layers:
         assert r.algorithm == algorithm
         assert r.weight_sqnr > 30 and r.output_sqnr > 20, (r.name, r.weight_sqnr, r.output_sqnr)

@@ -1174,6 +1174,10 @@ def summary(model: nn.Module) -> Summary:
                     "bytes_after": after,
                 }
             )
+        elif type(m).__name__ == "InputScaled":  # AWQ / SmoothQuant: a stored per-channel scale
+            b = _param_bytes(m, seen)
+            rows.append({"layer": name, "type": "InputScaled", "action": "float per-channel input scale (AWQ / "
+                         "SmoothQuant: no preceding op to fold it into)", "bytes_before": 0, "bytes_after": b})
         elif name in reasons or any(True for _ in m.parameters(recurse=False)):
             why = reasons.get(name, "not quantized")
             if name in folded:
