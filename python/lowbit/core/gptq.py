@@ -169,28 +169,30 @@ def _unit_upper_factor(h: np.ndarray) -> np.ndarray:
     """float32 ``A = R / diag(R)`` (columns scaled to a unit diagonal) of the upper triangular R with
     ``H = R R^T`` (H symmetric positive definite; R is the reversed Cholesky factor: with J the
     reversal, ``J H J = L L^T`` and ``R = J L J``). ``R^-1`` is the upper Cholesky factor U of
-    ``H^-1`` that the OBS updates use, so one factorization replaces GPTQ's three (no inverse)."""
+    ``H^-1`` that the OBS updates use, so one factorization replaces GPTQ's three (no inverse). Only
+    the strict upper triangle of A is meaningful (the column loop reads nothing else)."""
     r = _cholesky_lower(h[::-1, ::-1])[::-1, ::-1]
-    return np.ascontiguousarray(r / np.diag(r), np.float32)
+    return r / np.diag(r)  # one pass: a new C-ordered float32 array
 
 
 def _cholesky_lower(h: np.ndarray, block: int = 512) -> np.ndarray:
-    """Lower Cholesky factor (float64), blocked right-looking: LAPACK factors each diagonal block
-    on one thread (OpenBLAS's threaded potrf stalls: 7.3 s instead of 1.7 s for k = 4096 on 2
-    cores), the panels and trailing updates are GEMMs on the BLAS threads."""
-    a = np.array(h, np.float64, order="C")
+    """Lower Cholesky factor in float32 (its strict upper triangle is left as garbage), blocked
+    right-looking: each diagonal block is factored in float64 by LAPACK on one thread (OpenBLAS's
+    threaded potrf stalls: 7.3 s instead of 1.7 s for k = 4096 on 2 cores), the panels and trailing
+    updates are float32 GEMMs on the BLAS threads (the reference GPTQ factors in float32 too)."""
+    a = np.array(h, np.float32, order="C")
     k = a.shape[0]
     for j in range(0, k, block):
         e = min(j + block, k)
         with _blas_single_thread():
-            low = np.linalg.cholesky(a[j:e, j:e])
-            inv_t = np.linalg.inv(low).T
+            low = np.linalg.cholesky(a[j:e, j:e].astype(np.float64))
+            inv_t = np.linalg.inv(low).T.astype(np.float32)
         a[j:e, j:e] = low
         if e < k:
             p = a[e:, j:e] @ inv_t
             a[e:, j:e] = p
             a[e:, e:] -= p @ p.T
-    return np.tril(a)
+    return a
 
 
 def _columns_numpy(w: np.ndarray, a: np.ndarray, quantize_column: Any, block: int) -> tuple[np.ndarray, np.ndarray]:
@@ -261,7 +263,7 @@ def gptq_quantize(
     if w32.ndim != 2:
         raise ValueError(f"w: expected a 2-D (n, k) weight, got shape {w32.shape}")
     n, k = w32.shape
-    h0 = np.array(as_numpy(hessian, "hessian"), np.float64)
+    h0 = np.asarray(as_numpy(hessian, "hessian"), np.float64)  # never written (the caller's array)
     h = h0.copy()  # dampened, permuted and patched below; the losses use h0
     if h.shape != (k, k):
         raise ValueError(f"hessian: expected shape ({k}, {k}), got {h.shape}")
