@@ -260,7 +260,7 @@ def _digits_target(data, DigitsCNN, accuracy, fit) -> None:  # noqa: N803
     assert accuracy(rtn, data.x_test, data.y_test) < 93.0
     assert accuracy(q, data.x_test, data.y_test) >= 95.0
     actions = [r["action"] for r in lowbit.summary(q).rows if r["type"].startswith("Quant")]
-    assert actions[0].endswith(", MSE") and actions[-1].endswith(", AWQ")
+    assert actions[0].endswith(", MSE, BIAS_CORRECTION") and actions[-1].endswith(", AWQ, BIAS_CORRECTION")
     assert all("bias_shift_rms" in m.algorithm_stats for m in q.modules() if hasattr(m, "scheme"))
 
 

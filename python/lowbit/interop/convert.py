@@ -1123,7 +1123,10 @@ def _action(m: nn.Module) -> str:
     if isinstance(m, _QuantBase):
         kernel = {"linear_4bit": ", 4-bit kernel", "linear_int8": "", "dequantize": ", dequantized per call"}
         algo = getattr(m, "algorithm", None)
-        algo = f", {algo.name.upper()}" if algo is not None else ""
+        name = getattr(algo, "name", None)
+        algo = f", {name.upper()}" if name is not None else ""
+        if name != "bias_correction" and "bias_shift_rms" in (getattr(m, "algorithm_stats", None) or {}):
+            algo += ", BIAS_CORRECTION"  # after another algorithm (AWQ, MSE, GPTQ)
         return f"{m.scheme.describe()}, {m.scheme.activation_form(m.activation)}{kernel.get(m.kernel, '')}{algo}"
     if isinstance(m, (QATLinear, QATConv2d)):
         c = m.config
