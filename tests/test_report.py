@@ -196,3 +196,16 @@ def test_docstring_examples(name):
     res = doctest.testmod(importlib.import_module(name), extraglobs={"lowbit": lowbit, "np": np, "torch": torch},
                           optionflags=doctest.ELLIPSIS)
     assert res.attempted >= 3 and res.failed == 0
+
+
+def test_compare_runs_both_models_without_autograd(tiny):
+    """compare's forward passes (float, quantized, per-layer replays) run under torch.no_grad(), as
+    documented: no autograd graph is built even for a float model that requires grad."""
+    model, data = tiny
+    model.requires_grad_(True)
+    q = quantize(model)
+    grad_modes = []
+    for m in (model, q):
+        m.register_forward_hook(lambda mod, args, out: grad_modes.append(torch.is_grad_enabled()))
+    lowbit.compare(model, q, data, progress=False, timing=False)
+    assert grad_modes and not any(grad_modes)

@@ -437,7 +437,6 @@ def _as_batches(data: Any) -> Iterable:
     return data
 
 
-@torch.no_grad()
 def _scaled_input(q: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The input the quantized layer takes where the float layer takes ``x``: ``x / s`` after AWQ /
     SmoothQuant (per-input-channel scales folded into the previous op or an InputScaled wrapper)."""
@@ -474,6 +473,7 @@ def _algorithm_fields(q: nn.Module) -> dict[str, Any]:
     return out
 
 
+@torch.no_grad()
 def compare(
     float_model: nn.Module,
     quant_model: nn.Module,
