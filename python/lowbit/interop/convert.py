@@ -366,10 +366,12 @@ def _run_with_hooks(
     progress: bool,
     what: str,
     real_tokens: bool = False,
+    outputs: bool = False,
 ) -> dict[str, int]:
     """Runs ``calib_data`` through ``model`` (eval mode, no grad) and calls ``on_input(name, x)``
     with the input of every target layer (with ``real_tokens``, only its rows at positions the
-    batch's ``attention_mask`` keeps); returns name -> number of calls."""
+    batch's ``attention_mask`` keeps; with ``outputs``, its output instead); returns name -> number
+    of calls."""
     if calib_data is None:
         raise ValueError(f"calib_data: {what} needs calibration data (an iterable of batches)")
     if isinstance(calib_data, (torch.Tensor, Mapping)):
@@ -378,22 +380,25 @@ def _run_with_hooks(
     state: dict[str, Any] = {"layer": None, "batch": -1, "mask": None}
     handles = []
 
+    def observe(name: str, x: Any, kind: str) -> None:
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+            raise TypeError(f"layer '{name}' {kind.format(type(x).__name__)}, expected a float tensor")
+        x = x.detach().cpu()
+        on_input(name, _real_tokens(x, state["mask"]) if real_tokens else x)
+        seen[name] += 1
+
     def pre_hook(name: str):
         def hook(mod: nn.Module, args: tuple) -> None:
             state["layer"] = name
-            x = args[0] if args else None
-            if not isinstance(x, torch.Tensor) or not x.is_floating_point():
-                raise TypeError(
-                    f"layer '{name}' received {type(x).__name__} input, expected a float tensor"
-                )
-            x = x.detach().cpu()
-            on_input(name, _real_tokens(x, state["mask"]) if real_tokens else x)
-            seen[name] += 1
+            if not outputs:
+                observe(name, args[0] if args else None, "received {} input")
 
         return hook
 
     for n, m in targets.items():
         handles.append(m.register_forward_pre_hook(pre_hook(n)))
+        if outputs:
+            handles.append(m.register_forward_hook(lambda mod, args, out, n=n: observe(n, out, "returned {}")))
     was_training = {m: m.training for m in model.modules()}
     model.eval()
     try:

@@ -381,34 +381,19 @@ def _output_means(model: nn.Module, layers: dict[str, nn.Module], calib_data: An
                   what: str) -> dict[str, np.ndarray]:
     """name -> mean output per channel (float64) of each layer over ``calib_data`` (eval mode, no grad):
     Linear outputs over every row, Conv2d outputs over batch and pixels."""
-    from ..core.calibration import _progress
-    from .convert import run_batch
+    from .convert import _run_with_hooks
 
     stats: dict[str, ChannelStats] = {}
 
-    def hook(name: str) -> Any:
-        def fn(mod: nn.Module, args: tuple, out: torch.Tensor) -> None:
-            y = out.detach().to("cpu", torch.float64)
-            y = y.movedim(1, -1) if isinstance(mod, nn.Conv2d) or getattr(mod, "_is_conv2d", False) \
-                or y.dim() == 4 else y
-            if name not in stats:
-                stats[name] = ChannelStats(y.shape[-1])
-            stats[name].update(y.reshape(-1, y.shape[-1]).numpy())
-        return fn
+    def on_output(name: str, out: torch.Tensor) -> None:
+        y = out.to(torch.float64)
+        mod = layers[name]
+        y = y.movedim(1, -1) if isinstance(mod, nn.Conv2d) or getattr(mod, "_is_conv2d", False) or y.dim() == 4 else y
+        if name not in stats:
+            stats[name] = ChannelStats(y.shape[-1])
+        stats[name].update(y.reshape(-1, y.shape[-1]).numpy())
 
-    handles = [m.register_forward_hook(hook(n)) for n, m in layers.items()]
-    was = {m: m.training for m in model.modules()}
-    model.eval()
-    try:
-        with torch.no_grad():
-            for batch in _progress([calib_data] if isinstance(calib_data, (torch.Tensor, Mapping)) else calib_data,
-                                   progress, desc=what):
-                run_batch(model, batch)
-    finally:
-        for h in handles:
-            h.remove()
-        for m, t in was.items():
-            m.training = t
+    _run_with_hooks(model, layers, on_output, calib_data, progress, what, outputs=True)
     missing = [n for n in layers if n not in stats]
     if missing:
         raise ValueError(f"calib_data: layer '{missing[0]}' never ran on the calibration data ({what})")
