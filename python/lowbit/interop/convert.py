@@ -358,6 +358,26 @@ def _real_tokens(x: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
     return x[mask.to(torch.bool)]
 
 
+def _float_tensor(name: str, x: Any, kind: str = "received {} input") -> torch.Tensor:
+    """``x`` when it is a float tensor, else TypeError naming the layer (``kind`` formats the type)."""
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        raise TypeError(f"layer '{name}' {kind.format(type(x).__name__)}, expected a float tensor")
+    return x
+
+
+def _calib_batches(calib_data: Any, what: str) -> Iterable:
+    """``calib_data`` as an iterable of batches (one tensor or dict is one batch); ValueError if None."""
+    if calib_data is None:
+        raise ValueError(f"calib_data: {what} needs calibration data (an iterable of batches)")
+    return [calib_data] if isinstance(calib_data, (torch.Tensor, Mapping)) else calib_data
+
+
+def _batch_error(i: int, layer: Optional[str], e: Exception) -> ValueError:
+    """The error for calibration batch ``i`` failing (in ``layer``, when known)."""
+    where = f" in layer '{layer}'" if layer else ""
+    return ValueError(f"calib_data: batch {i} does not fit the model{where}: {type(e).__name__}: {e}")
+
+
 def _run_with_hooks(
     model: nn.Module,
     targets: dict[str, nn.Module],
@@ -372,18 +392,13 @@ def _run_with_hooks(
     with the input of every target layer (with ``real_tokens``, only its rows at positions the
     batch's ``attention_mask`` keeps; with ``outputs``, its output instead); returns name -> number
     of calls."""
-    if calib_data is None:
-        raise ValueError(f"calib_data: {what} needs calibration data (an iterable of batches)")
-    if isinstance(calib_data, (torch.Tensor, Mapping)):
-        calib_data = [calib_data]
+    calib_data = _calib_batches(calib_data, what)
     seen: dict[str, int] = {n: 0 for n in targets}
     state: dict[str, Any] = {"layer": None, "batch": -1, "mask": None}
     handles = []
 
     def observe(name: str, x: Any, kind: str) -> None:
-        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
-            raise TypeError(f"layer '{name}' {kind.format(type(x).__name__)}, expected a float tensor")
-        x = x.detach().cpu()
+        x = _float_tensor(name, x, kind).detach().cpu()
         on_input(name, _real_tokens(x, state["mask"]) if real_tokens else x)
         seen[name] += 1
 
@@ -410,10 +425,7 @@ def _run_with_hooks(
                 try:
                     run_batch(model, batch)
                 except Exception as e:  # re-raised with the batch and layer that failed
-                    where = f" in layer '{state['layer']}'" if state["layer"] else ""
-                    raise ValueError(
-                        f"calib_data: batch {state['batch']} does not fit the model{where}: {type(e).__name__}: {e}"
-                    ) from e
+                    raise _batch_error(state["batch"], state["layer"], e) from e
     finally:
         for h in handles:
             h.remove()
@@ -498,10 +510,7 @@ def _gptq_sequential(model: nn.Module, targets: dict[str, nn.Module], calib_data
     (``attention_mask`` 0 in a dict batch) are left out of the statistics. With a process ``group``
     every pass is a collective: the ranks must find the same layer groups, and each group's statistics
     are summed over the ranks before it is quantized."""
-    if calib_data is None:
-        raise ValueError("calib_data: GPTQ statistics needs calibration data (an iterable of batches)")
-    if isinstance(calib_data, (torch.Tensor, Mapping)):
-        calib_data = [calib_data]
+    calib_data = _calib_batches(calib_data, "GPTQ statistics")
     batches = calib_data if isinstance(calib_data, Sequence) else list(calib_data)  # several passes
     if not batches:
         raise ValueError("calib_data: no batches (the iterable is empty)")
@@ -550,9 +559,7 @@ def _layer_passes(remaining: dict[str, nn.Module], items: Sequence[Any], run: An
 
         def pre_hook(name: str, state: dict[str, Any] = state, hess: dict[str, HessianObserver] = hess):
             def hook(mod: nn.Module, args: tuple) -> None:
-                x = args[0] if args else None
-                if not isinstance(x, torch.Tensor) or not x.is_floating_point():
-                    raise TypeError(f"layer '{name}' received {type(x).__name__} input, expected a float tensor")
+                x = _float_tensor(name, args[0] if args else None)
                 members = state["group"]
                 if members is None:  # the first remaining layer to run leads this pass's group
                     state["group"], state["input"] = [name], x
@@ -584,9 +591,7 @@ def _layer_passes(remaining: dict[str, nn.Module], items: Sequence[Any], run: An
                     except _StopForward:
                         pass
                     except Exception as e:
-                        where = f" in layer '{state['layer']}'" if state["layer"] else ""
-                        raise ValueError(f"calib_data: batch {i} does not fit the model{where}: "
-                                         f"{type(e).__name__}: {e}") from e
+                        raise _batch_error(i, state["layer"], e) from e
                     if state["group"] is not None:
                         state["input"] = None  # groups form within one item's forward
             finally:
@@ -649,7 +654,7 @@ def _capture_block_inputs(model: nn.Module, block: nn.Module, batches: Sequence[
             except _StopForward:
                 pass
             except Exception as e:
-                raise ValueError(f"calib_data: batch {i} does not fit the model: {type(e).__name__}: {e}") from e
+                raise _batch_error(i, None, e) from e
             if len(inputs) == before:
                 raise ValueError(f"calib_data: batch {i} never reached the model's first block")
     finally:
