@@ -19,6 +19,7 @@ from torch import nn
 from ..core.calibration import _progress
 from ..core.metrics import _ErrorStats, kl_divergence, model_nbytes, sqnr, top1_agreement
 from ..interop.convert import _REASONS_ATTR, run_batch
+from ..interop.equalize import InputScaled
 from ..nn import QATConv2d, QATLinear
 from ..nn._common import is_conv1d, linear_shape, main_output
 from ..nn.linear import _QuantBase
@@ -537,7 +538,7 @@ def compare(
     for name, q in quant_model.named_modules():
         if isinstance(q, _QuantBase):
             parent, _, child = name.rpartition(".")
-            if child == "layer" and type(quant_model.get_submodule(parent)).__name__ == "InputScaled":
+            if child == "layer" and isinstance(quant_model.get_submodule(parent), InputScaled):
                 fname = parent  # AWQ / SmoothQuant moved the layer behind an explicit input scale
             else:
                 fname = name

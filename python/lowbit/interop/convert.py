@@ -30,6 +30,7 @@ from ..nn import (
 from ..nn._common import is_conv1d
 from ..nn.linear import _QuantBase
 from . import distributed as _dist
+from .equalize import InputScaled
 
 __all__ = ["Summary", "convert", "prepare_qat", "quantize_model", "run_batch", "summary"]
 
@@ -1187,7 +1188,7 @@ def summary(model: nn.Module) -> Summary:
                     "bytes_after": after,
                 }
             )
-        elif type(m).__name__ == "InputScaled":  # AWQ / SmoothQuant: a stored per-channel scale
+        elif isinstance(m, InputScaled):  # AWQ / SmoothQuant: a stored per-channel scale
             b = _param_bytes(m, seen)
             rows.append({"layer": name, "type": "InputScaled", "action": "float per-channel input scale (AWQ / "
                          "SmoothQuant: no preceding op to fold it into)", "bytes_before": 0, "bytes_after": b})
