@@ -69,9 +69,9 @@ def bench_depthwise(batch: int, rounds: int) -> list[list[str]]:
         with torch.no_grad():
             err = {n: float((f() - ref).norm() / ref.norm()) for n, f in fns.items()}
             t = interleaved_times(fns, dict.fromkeys(fns, ""), rounds, 0.2)
-        best_f = min(t["float32 (NCHW)"], t["float32 (channels-last)"])
+        best_f = min(("float32 (NCHW)", "float32 (channels-last)"), key=lambda n: t[n].median)
         for name in fns:
-            rows.append([f"{batch}x{c}x{hw}x{hw} dw3x3 s{s}", name, f"{t[name] * 1e3:.3f}", f"{best_f / t[name]:.2f}x",
+            rows.append([f"{batch}x{c}x{hw}x{hw} dw3x3 s{s}", name, timing_cell(t[name]), speedup_cell(t[best_f], t[name]),
                          "-", f"{err[name]:.4f}"])
     return rows
 
