@@ -301,8 +301,8 @@ def bench_mobilenet(batches: list[int], rounds: int, size: int = 16) -> list[lis
         with torch.no_grad():
             t = interleaved_times({name: (lambda m=m, x=x: m(x)) for name, m, _ in vs}, engines, rounds, 0.2)
         for name, _, _ in vs:
-            rows.append([f"MobileNetV2-style {size}x{size}", name, b, f"{t[name] * 1e3:.3f}",
-                         f"{t['float32'] / t[name]:.2f}x", "-", size_b[name], quality[name]])
+            rows.append([f"MobileNetV2-style {size}x{size}", name, b, timing_cell(t[name]),
+                         speedup_cell(t["float32"], t[name]), "-", size_b[name], quality[name]])
     return rows
 
 
