@@ -1,18 +1,27 @@
 """Shared benchmark helpers: timing through lowbit.Timer (median of repeats, interleaved peers),
-tables, environment banner. Sizes print through lowbit.format_bytes (MiB)."""
+tables, environment banner. Sizes print through lowbit.format_bytes (MiB).
+
+``LOWBIT_BENCH_SMOKE=1`` (tests/test_benchmarks.py) makes every timing one short sample: the
+benchmarks then only prove that they run and that their results check out, in seconds.
+"""
 
 from __future__ import annotations
 
+import os
 from typing import Callable, Mapping, Sequence
 
 from lowbit import Speedup, Timer, Timing, format_bytes
 
-__all__ = ["banner", "format_bytes", "interleaved", "median_time", "speedup_cell", "table", "timing_cell"]
+__all__ = ["SMOKE", "banner", "format_bytes", "interleaved", "median_time", "speedup_cell", "table", "timing_cell"]
+
+SMOKE = os.environ.get("LOWBIT_BENCH_SMOKE") == "1"
 
 
 def median_time(fn: Callable[[], object], repeat: int = 5, min_time: float = 0.05) -> float:
     """Median seconds per call of ``fn`` over ``repeat`` samples of at least ``min_time`` seconds
     each (short calls batched), after a warm-up call; warns (lowbit.TimingWarning) when noisy."""
+    if SMOKE:
+        repeat, min_time = 1, 0.0
     timer = Timer(repeats=repeat, min_sample_s=min_time)
     return timer.time_named({"fn": fn}, "benchmark")["fn"].median
 
@@ -21,6 +30,8 @@ def interleaved(fns: Mapping[str, Callable[[], object]], repeat: int = 7, min_ti
                 budget_s: float | None = None, what: str = "benchmark") -> dict[str, Timing]:
     """Each function of ``fns`` timed interleaved (A B C A B C ...: machine load hits all alike) by
     lowbit.Timer; median and spread per name. Warns (lowbit.TimingWarning) when noisy."""
+    if SMOKE:
+        repeat, min_time, budget_s = 1, 0.0, None
     return Timer(repeats=repeat, min_sample_s=min_time, budget_s=budget_s).time_named(fns, what)
 
 

@@ -59,7 +59,7 @@ MS = [1, 8, 32]
 # (row, weight dtype, extra lowbit.linear arguments); the first two are required to run and check.
 # "lowbit int4" and "lowbit nf4" are the defaults of lowbit.linear(x, pw): int8 activations per
 # row and weight group; the "f32x" rows force float32 activations (exact levels).
-LOWBIT = [("lowbit int4", "int4", {"act": "int8"}), ("lowbit nf4", "nf4", {"act": "int8"}),
+LOWBIT = [("lowbit int4", "int4", {"act": "dynamic"}), ("lowbit nf4", "nf4", {"act": "dynamic"}),
           ("lowbit int4 f32x", "int4", {"act": "float"}), ("lowbit nf4 f32x", "nf4", {"act": "float"})]
 SLOW = 0.1  # seconds: a peer call slower than this is timed as the median of 3 single calls
 
@@ -102,7 +102,7 @@ def run_lowbit(w, xs, repeat, notes):
     packed = {d: lowbit.pack_weight(w, dtype=d, group_size=64) for d in ("int4", "nf4")}
     for name, d, kw in LOWBIT:
         pw = packed[d]
-        act8 = kw["act"] == "int8"
+        act8 = kw["act"] == "dynamic"
         row = {"name": name, "compute": f"int8 x (per row, group), {d} w" if act8 else f"f32 x, {d} w",
                "check": "ok (ref)", "ms": {}, "nbytes": pw.nbytes}
         for m, x in xs.items():

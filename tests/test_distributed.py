@@ -119,3 +119,19 @@ def test_calibrate_parallel_benchmark_runs_and_agrees():
     rows = [line for line in r.stdout.splitlines() if line.startswith("|") and line.split("|")[1].strip() in "12"]
     assert len(rows) == 2 and all(line.split("|")[6].strip() == line.split("|")[7].strip() == "yes" for line in rows), \
         r.stdout
+
+
+def test_model_parts_samples_inside_large_weights() -> None:
+    """The fingerprint's sampled indices stay inside weights of more than 2**24 elements (a float32
+    linspace rounded the last index of GPT-2's 50257 x 768 embedding past its end)."""
+    from types import SimpleNamespace
+
+    import torch
+    from lowbit.interop import distributed as dist
+
+    n = 2**24 + 4  # float32(n - 1) rounds up to n
+    w = torch.arange(n, dtype=torch.int32).to(torch.int8)
+    parts = dist.model_parts(None, [("big", SimpleNamespace(weight=w))])
+    picked = parts["weights"][0]
+    assert len(picked) == 16
+    assert picked[0] == float(w[0]) and picked[-1] == float(w[-1])

@@ -829,7 +829,8 @@ def quantize_model(
     pgroup = _dist.resolve_group(process_group)  # issue 17: distributed calibration (None: one process)
     model, config, cands, work, float_bytes, folded = _dist.run(  # issue 17: a local error reaches the other ranks
         pgroup, "quantize_model", lambda: _begin(model, config, inplace, "quantize_model"))
-    _dist.check_same(pgroup, "quantize_model", _dist.model_parts(config, cands))  # issue 17
+    if pgroup is not None:  # issue 17: the ranks fingerprint the same model and config
+        _dist.check_same(pgroup, "quantize_model", _dist.model_parts(config, cands))
     aliases = _aliases(work)
     reasons: dict[str, str] = {}
     targets: dict[str, nn.Module] = {}

@@ -202,7 +202,9 @@ def model_parts(config: Any, layers: Sequence[tuple[str, Any]]) -> dict[str, Any
         shapes.append([name, type(m).__name__, list(w.shape), str(w.dtype)])
         flat = w.detach().reshape(-1)
         if flat.numel() and flat.device.type != "meta":
-            picks = torch.linspace(0, flat.numel() - 1, min(16, flat.numel())).long()
+            # integer spacing: a float32 linspace rounds numel - 1 up past the end for tensors over 2**24
+            k = min(16, flat.numel())
+            picks = torch.arange(k, dtype=torch.int64) * (flat.numel() - 1) // max(k - 1, 1)
             values.append([float(v) for v in flat[picks].to("cpu", torch.float64)])
     cfg = config.to_dict() if hasattr(config, "to_dict") else repr(config)
     return {"config": cfg, "layers": shapes, "weights": values}
