@@ -264,12 +264,15 @@ def bench_gpt2(rounds: int) -> list[list[object]]:
                 torch.backends.quantized.engine = eng
             out = generate(m, GPT2_NEW)[0, GPT2_PROMPT:]
             quality[name] = f"tokens = float {float((out == ref).float().mean()) * 100:.0f}%"
-            size[name] = f"{state_bytes(m) / 1e6:.1f} MB"
+            size[name] = format_bytes(state_bytes(m))
         t = interleaved_times(fns, engines, rounds, 0.0)
-    per_token = {name: (t[(name, GPT2_NEW)] - t[(name, 1)]) / (GPT2_NEW - 1) for name, _, _ in vs}
+    # per round (the rounds are interleaved): (time of GPT2_NEW tokens - time of 1) / (GPT2_NEW - 1)
+    per_token = {name: Timing(tuple((a - b) / (GPT2_NEW - 1) for a, b in zip(t[(name, GPT2_NEW)].samples,
+                                                                              t[(name, 1)].samples)))
+                 for name, _, _ in vs}
     return [
-        ["GPT-2 12x768 next token", name, 1, f"{per_token[name] * 1e3:.2f}",
-         f"{per_token['float32'] / per_token[name]:.2f}x", "-", size[name], quality[name]]
+        ["GPT-2 12x768 next token", name, 1, timing_cell(per_token[name]),
+         speedup_cell(per_token["float32"], per_token[name]), "-", size[name], quality[name]]
         for name, _, _ in vs
     ]
 
@@ -294,7 +297,7 @@ def bench_mobilenet(batches: list[int], rounds: int, size: int = 16) -> list[lis
            lowbit.quantize_model(model, lowbit.QuantConfig(activation="dynamic_per_tensor"), progress=False), "")]
     engines = {name: eng for name, _, eng in vs}
     quality = {name: f"acc {accuracy(m, data.x_test, data.y_test):.2f}%" for name, m, _ in vs}
-    size_b = {name: f"{state_bytes(m) / 1e3:.1f} kB" for name, m, _ in vs}
+    size_b = {name: format_bytes(state_bytes(m)) for name, m, _ in vs}
     rows = []
     for b in batches:
         x = data.x_test[:b]
