@@ -20,7 +20,8 @@ struct DwConvArgs {
   const float* scale;     // (c_pad): act_scale * weight_scale[ch], zeros past c
   const float* bias;      // (c_pad) or nullptr
   bool relu;
-  float* out;  // (n * ho * wo, c) row-major
+  float* out;      // (n * ho * wo, c) row-major: output row r (of n * ho) at out + (r - out_r0) * wo * c
+  int64_t out_r0;  // 0, or the first row of a block buffer
 };
 
 namespace kernels {

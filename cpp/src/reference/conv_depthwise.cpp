@@ -7,7 +7,7 @@ void conv2d_depthwise_f32_s8w_f32(const DwConvArgs& a, int64_t r0, int64_t r1) {
   for (int64_t r = r0; r < r1; ++r) {
     const int64_t b = r / a.ho, oy = r % a.ho;
     for (int64_t ox = 0; ox < a.wo; ++ox) {
-      float* o = a.out + ((b * a.ho + oy) * a.wo + ox) * a.c;
+      float* o = a.out + ((r - a.out_r0) * a.wo + ox) * a.c;
       for (int64_t ch = 0; ch < a.c; ++ch) o[ch] = detail::dw_conv_one(a, b, oy, ox, ch);
     }
   }
