@@ -36,20 +36,26 @@ def _requant(y, scale, zp, lo, hi, signed):
     return (q + (128 if signed else 0)).astype(np.uint8)
 
 
-@pytest.mark.parametrize("c", [3, 16, 17, 33, 64])
+@pytest.mark.parametrize("c", [3, 16, 17, 32, 33, 64, 65, 96])
 @pytest.mark.parametrize("stride", [1, 2])
-def test_depthwise_uint8_in_and_out_match_reference(isa, c, stride):
+@pytest.mark.parametrize("k,relu", [((3, 3), False), ((5, 3), True)])
+def test_depthwise_uint8_in_and_out_match_reference(isa, c, stride, k, relu):
     """A uint8 image is read as the quantized image (the float image that quantizes to it gives the
-    same result) and a uint8 output is the float output clamped and quantized."""
+    same result) and a uint8 output is the float output clamped and quantized (the fused
+    conv2d_depthwise_u8_s8w_u8 kernel, or the float kernel plus a requantizing pass below VNNI)."""
     rng = np.random.default_rng(c + stride)
     scale, zp = 0.05, 37
     img = _bytes(rng, (2, 9, 7, c), zp)
     xf = ((img.astype(np.float32) - zp) * np.float32(scale)).astype(np.float32)  # dequantized: quantizes back
-    qw = rng.integers(-127, 128, (c, 3, 3)).astype(np.int8)
+    qw = rng.integers(-127, 128, (c, *k)).astype(np.int8)
+    qw[0].flat[0] = -128
     ws = (rng.random(c) * 0.02 + 1e-3).astype(np.float32)
     b = rng.standard_normal(c).astype(np.float32)
-    geo = (3, 3, stride, stride, 1, 1, 1, 1, scale, zp, False, False, "static")
-    want = R.conv2d_depthwise(xf, qw, ws, b, (stride, stride), (1, 1), (1, 1), "static", scale, zp, "uint8", False)
+    if c == 65:
+        b[40] = np.nan  # NaN -> the zero point (the kernels' NaN-free shortcut is off)
+    pad = (k[0] // 2, k[1] // 2)
+    geo = (*k, stride, stride, *pad, 1, 1, scale, zp, False, relu, "static")
+    want = R.conv2d_depthwise(xf, qw, ws, b, (stride, stride), pad, (1, 1), "static", scale, zp, "uint8", relu)
     got = _core.conv2d_depthwise(img, qw.reshape(c, -1), ws, b, *geo)
     np.testing.assert_array_equal(got, want)
     for o_scale, o_zp, signed, lo, hi in [(0.02, 0, False, 0.0, 6.0), (0.01, 128, False, -math.inf, math.inf),
