@@ -158,6 +158,7 @@ def chain_int8_(model: nn.Module) -> list[tuple[str, str]]:
         # plain attributes, not submodules: the state_dict is unchanged, deepcopy keeps the link
         object.__setattr__(p, "_chain_next", c)
         object.__setattr__(p, "_chain_clamp", (lo, hi))
+        p.__dict__.pop("_chain_cache", None)
         object.__setattr__(c, "_chain_prev", p)
     return [(pn, cn) for pn, cn, _, _, _ in plan]
 
@@ -170,7 +171,7 @@ def unchain_int8_(model: nn.Module) -> None:
     for name, m in list(model.named_modules()):
         if isinstance(m, ChainedActivation):
             _set(model, name, m.act)
-        for attr in ("_chain_next", "_chain_clamp", "_chain_prev"):
+        for attr in ("_chain_next", "_chain_clamp", "_chain_prev", "_chain_cache"):
             if attr in m.__dict__:
                 object.__delattr__(m, attr)
 

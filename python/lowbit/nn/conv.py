@@ -134,6 +134,9 @@ class QuantConv2d(_QuantBase):
         return q._fill(mod.weight.detach().permute(0, 2, 3, 1), mod.bias, act_qparams, weight_qparams, name)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self._static_fast(x)
+        if y is not None:
+            return y
         prev = self.__dict__.get("_chain_prev")
         chain_in = isinstance(x, torch.Tensor) and x.dtype == torch.uint8
         if chain_in and prev is None:
@@ -212,6 +215,32 @@ class QuantConv2d(_QuantBase):
             y = y.squeeze(0)
         return y if y.dtype == out_dtype else y.to(out_dtype)
 
+    def _static_fast(self, x: Any) -> Optional[torch.Tensor]:
+        """The common case of static int8 layers (groups=1 or depthwise) on a batched CPU float32 or
+        chained uint8 input, with fewer Python steps (per-call overhead matters at batch 1): the
+        result of the general path, or None to take it."""
+        ok = self.__dict__.get("_fast_ok")
+        if ok is None:
+            ok = (type(self) is QuantConv2d and self.activation.calibrated and self.kernel == "linear_int8"
+                  and self.padding_mode == "zeros" and (self.groups == 1 or self._direct_depthwise()))
+            self.__dict__["_fast_ok"] = ok
+        if not ok or not isinstance(x, torch.Tensor) or x.dim() != 4 or x.device.type != "cpu":
+            return None
+        u8 = x.dtype == torch.uint8
+        if not (x.dtype == torch.float32 or (u8 and "_chain_prev" in self.__dict__)):
+            return None
+        n, c, h, w = x.shape
+        (ph, pw), (kh, kw), (sh, sw), (dh, dw) = self.padding, self.kernel_size, self.stride, self.dilation
+        ho = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+        wo = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+        if c != self.in_channels or ho <= 0 or wo <= 0 or torch.compiler.is_compiling():
+            return None  # the general path raises or traces
+        xh = x.permute(0, 2, 3, 1)
+        xn = (xh.contiguous() if u8 else xh.detach()).numpy()
+        out = self._chain_out(x, False)
+        y = torch.from_numpy(self._eager_conv(c)[0](xn, out))
+        return y.reshape(n, ho, wo, self.out_channels).permute(0, 3, 1, 2)
+
     def _dequantize_input(self, q: torch.Tensor) -> torch.Tensor:
         """A chained uint8 input as float32 (q - zero_point) * scale (uint8 domain)."""
         z = int(self.act_zero_point) + (128 if self.activation_dtype == "int8" else 0)
@@ -223,8 +252,14 @@ class QuantConv2d(_QuantBase):
         nxt = self.__dict__.get("_chain_next")
         if nxt is None or unbatched or x.dtype not in (torch.float32, torch.uint8) or not chaining_enabled():
             return ()
+        s, z = nxt._buffers["act_scale"], nxt._buffers["act_zero_point"]
+        hit = self.__dict__.get("_chain_cache")  # the next layer's parameters while its buffers are unchanged
+        if hit is not None and hit[0] is s and hit[1] == s._version and hit[2] is z and hit[3] == z._version:
+            return hit[4]
         lo, hi = self.__dict__["_chain_clamp"]
-        return (float(nxt.act_scale), int(nxt.act_zero_point), nxt.activation_dtype == "int8", lo, hi)
+        out = (float(s), int(z), nxt.activation_dtype == "int8", lo, hi)
+        self.__dict__["_chain_cache"] = (s, s._version, z, z._version, out)
+        return out
 
     def _direct_depthwise(self) -> bool:
         """Whether the depthwise kernel runs this layer (int8 weights, symmetric, static or
