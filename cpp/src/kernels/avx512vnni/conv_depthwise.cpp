@@ -75,9 +75,11 @@ inline __m512i quantize16(__m512i acc, __m512 s, __m512 bias, bool relu, __m512 
   return _mm512_add_epi32(_mm512_cvt_roundps_epi32(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), zp);
 }
 
-// Interior 3x3 outputs [ox0, ox1) of one row, 64 channels from cb (mask m of them) on vpdpbusd: taps
-// (0, 1, 2, 3), (4, 5, 6, 7), (8) as three 4-tap groups; the zero point once per output.
-template <bool kNanFree>
+// 3x3 outputs [ox0, ox1) of one row, 64 channels from cb (mask m of them) on vpdpbusd: taps
+// (0, 1, 2, 3), (4, 5, 6, 7), (8) as three 4-tap groups; the zero point once per output. kChecked:
+// taps outside the image (a missing row: nullptr; columns outside [0, w)) read bytes equal to the
+// zero point, which add (zp - zp) * w = 0 after the correction; otherwise every window is inside.
+template <bool kNanFree, bool kChecked>
 void row_dot4(const DwConvArgs& a, const uint8_t* const* rowp, int64_t ox0, int64_t ox1, int64_t cb, __mmask64 m,
               uint8_t* orow) {
   const int64_t c = a.c, dxc = a.dil_w * c;
@@ -94,19 +96,25 @@ void row_dot4(const DwConvArgs& a, const uint8_t* const* rowp, int64_t ox0, int6
   const __m512 hi = _mm512_set1_ps(static_cast<float>(a.out_qmax - a.out_zero_point));
   const __m512i ozp = _mm512_set1_epi32(a.out_zero_point);
   const __m512i zero = _mm512_setzero_si512();
+  const __m512i izp = _mm512_set1_epi8(static_cast<char>(a.zero_point));
   const bool relu = a.relu;
   const int64_t step = a.pair32 ? 2 : 1;
   for (int64_t ox = ox0; ox < ox1; ox += step) {
-    const int64_t off = (ox * a.stride_w - a.pad_w) * c + cb;
-    const uint8_t* const p0 = rowp[0] + off;
-    const uint8_t* const p1 = rowp[1] + off;
-    const uint8_t* const p2 = rowp[2] + off;
+    const int64_t ix0 = ox * a.stride_w - a.pad_w;
+    __m512i x[9];
+    for (int ky = 0; ky < 3; ++ky)
+      for (int kx = 0; kx < 3; ++kx) {
+        const int64_t ix = ix0 + kx * a.dil_w;
+        if (kChecked && (rowp[ky] == nullptr || ix < 0 || ix >= a.w)) {
+          x[ky * 3 + kx] = izp;
+        } else {
+          x[ky * 3 + kx] = _mm512_maskz_loadu_epi8(m, rowp[ky] + ix0 * c + cb + kx * dxc);
+        }
+      }
     __m512i acc[4] = {zero, zero, zero, zero};
-    dot4(_mm512_maskz_loadu_epi8(m, p0), _mm512_maskz_loadu_epi8(m, p0 + dxc), _mm512_maskz_loadu_epi8(m, p0 + 2 * dxc),
-         _mm512_maskz_loadu_epi8(m, p1), w, acc);
-    dot4(_mm512_maskz_loadu_epi8(m, p1 + dxc), _mm512_maskz_loadu_epi8(m, p1 + 2 * dxc), _mm512_maskz_loadu_epi8(m, p2),
-         _mm512_maskz_loadu_epi8(m, p2 + dxc), w + 256, acc);
-    dot4(_mm512_maskz_loadu_epi8(m, p2 + 2 * dxc), zero, zero, zero, w + 512, acc);
+    dot4(x[0], x[1], x[2], x[3], w, acc);
+    dot4(x[4], x[5], x[6], x[7], w + 256, acc);
+    dot4(x[8], zero, zero, zero, w + 512, acc);
     __m512i q[4];
     for (int j = 0; j < 4; ++j)
       q[j] = quantize16<kNanFree>(_mm512_sub_epi32(acc[j], zw[j]), s[j], bv[j], relu, inv, lo, hi, ozp);
@@ -153,17 +161,36 @@ void conv2d_depthwise_u8_s8w_u8(const DwConvArgs& a, int64_t r0, int64_t r1) {
     }
     uint8_t* const orow = a.out_u8 + (r - a.out_r0) * a.wo * c;
     const bool k3 = is3 && rowp[0] != nullptr && rowp[1] != nullptr && rowp[2] != nullptr;
-    // [ox_lo, ox_done): interior outputs done on vpdpbusd (pairs of them with pair32)
+    // vpdpbusd: with more than 32 channels every output of the row (borders with zero-point taps);
+    // with pair32 the interior pairs [ox_lo, ox_done) of rows inside the image
+    const bool all4 = is3 && a.w4 != nullptr && !a.pair32;
     const int64_t ox_done = a.pair32 ? ox_lo + (ox_hi - ox_lo) / 2 * 2 : ox_hi;
     const bool dot4_row = k3 && a.w4 != nullptr && ox_lo < ox_done;
-    if (dot4_row) {
+    if (all4) {
       for (int64_t cb = 0; cb < c; cb += 64) {
         const int64_t rem = c - cb;
-        const __mmask64 m = rem >= 64 || a.pair32 ? ~0ull : ((1ull << rem) - 1ull);
+        const __mmask64 m = rem >= 64 ? ~0ull : ((1ull << rem) - 1ull);
         if (a.nan_free) {
-          row_dot4<true>(a, rowp, ox_lo, ox_done, cb, m, orow);
+          if (k3) {
+            row_dot4<true, true>(a, rowp, 0, ox_lo, cb, m, orow);
+            row_dot4<true, false>(a, rowp, ox_lo, ox_hi, cb, m, orow);
+            row_dot4<true, true>(a, rowp, ox_hi, a.wo, cb, m, orow);
+          } else {
+            row_dot4<true, true>(a, rowp, 0, a.wo, cb, m, orow);
+          }
         } else {
-          row_dot4<false>(a, rowp, ox_lo, ox_done, cb, m, orow);
+          row_dot4<false, true>(a, rowp, 0, a.wo, cb, m, orow);
+        }
+      }
+      continue;
+    }
+    if (dot4_row) {
+      for (int64_t cb = 0; cb < c; cb += 64) {
+        const __mmask64 m = ~0ull;  // pair32: two pixels of 32 channels
+        if (a.nan_free) {
+          row_dot4<true, false>(a, rowp, ox_lo, ox_done, cb, m, orow);
+        } else {
+          row_dot4<false, false>(a, rowp, ox_lo, ox_done, cb, m, orow);
         }
       }
     }
