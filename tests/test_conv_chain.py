@@ -230,3 +230,14 @@ def test_qat_convert_chains_and_matches_unchained():
     assert lowbit.nn.chained_layers(c) == [("0", "2"), ("2", "4")]
     x = torch.randn(2, 3, 7, 7)
     assert torch.equal(c(x), cu(x))
+
+
+def test_sensitivity_puts_unchained_layers_into_the_float_model():
+    """sensitivity swaps one quantized layer at a time into the float model: none may pass uint8 on."""
+    torch.manual_seed(6)
+    m = nn.Sequential(nn.Conv2d(3, 16, 1), nn.ReLU6(), nn.Conv2d(16, 16, 3, padding=1, groups=16), nn.ReLU6(),
+                      nn.Conv2d(16, 8, 1), nn.Flatten(), nn.Linear(8 * 36, 4)).eval()
+    x = torch.randn(8, 3, 6, 6)
+    rows = lowbit.sensitivity(m, [x], STATIC, progress=False).rows
+    assert {r["layer"] for r in rows} >= {"0", "2", "4"}
+    assert all(math.isfinite(r["score"]) for r in rows)
