@@ -12,7 +12,8 @@ output: relative L2 error ||y - y_f32|| / ||y_f32||.
 
 Depthwise 3x3 convolutions of MobileNetV2 (``DW_SHAPES``; ``--depthwise`` runs only those): float32
 (NCHW and channels-last input) against lowbit's depthwise kernel with static and per-tensor dynamic
-activations.
+activations (float in, float out), and static chained (uint8 in, uint8 out: the layer inside a
+chained static MobileNetV2 block, its ReLU6 fused; error against float on the dequantized input).
 
 Usage: python benchmarks/bench_conv.py [--threads N] [--batch N] [--rounds R] [--depthwise] [--out FILE]
 """
@@ -51,8 +52,31 @@ DW_SHAPES = [  # MobileNetV2's depthwise 3x3 layers: (channels, input size, stri
 ]
 
 
+def _dw_block(conv: torch.nn.Conv2d, batch: int, hw: int) -> tuple:
+    """``conv`` inside a static int8 MobileNetV2 block (1x1 expand, ReLU6, conv, ReLU6, 1x1
+    project), chained: the depthwise layer's uint8 input (what the expand layer writes), the layer,
+    and a function that dequantizes its uint8 output (in the project layer's input quantization)."""
+    c = conv.in_channels
+    cin = max(8, c // 6)
+    torch.manual_seed(1)
+    block = torch.nn.Sequential(torch.nn.Conv2d(cin, c, 1), torch.nn.ReLU6(), conv, torch.nn.ReLU6(),
+                                torch.nn.Conv2d(c, 32, 1)).eval()
+    xb = torch.rand(batch, cin, hw, hw) * 2 - 0.5
+    q = lowbit.quantize_model(block, lowbit.QuantConfig(activation="static"), calib_data=[xb], progress=False)
+    assert lowbit.nn.chained_layers(q) == [("0", "2"), ("2", "4")]
+    with torch.no_grad():
+        u8 = q[0](xb)
+    dw, nxt = q[2], q[4]
+
+    def deq(t: torch.Tensor, m: torch.nn.Module) -> torch.Tensor:
+        return (t.to(torch.int32) - int(m.act_zero_point)).to(torch.float32) * float(m.act_scale)
+
+    return u8, dw, deq(u8, dw), lambda y: deq(y, nxt)
+
+
 def bench_depthwise(batch: int, rounds: int) -> list[list[str]]:
-    """Depthwise int8 (lowbit's direct kernel) against float32 on MobileNetV2's shapes."""
+    """Depthwise int8 (lowbit's direct kernel) against float32 on MobileNetV2's shapes: float in and
+    out (a layer alone), and uint8 in and out as the layer runs inside a chained static model."""
     rows = []
     torch.manual_seed(0)
     for c, hw, s in DW_SHAPES:
@@ -64,10 +88,18 @@ def bench_depthwise(batch: int, rounds: int) -> list[list[str]]:
         seq = torch.nn.Sequential(conv)
         st = lowbit.quantize_model(seq, lowbit.QuantConfig(activation="static"), calib_data=[x], progress=False)
         dy = lowbit.quantize_model(seq, lowbit.QuantConfig(activation="dynamic_per_tensor"), progress=False)
-        fns = {"float32 (NCHW)": lambda: conv(x), "float32 (channels-last)": lambda: conv(xcl),
-               "lowbit static int8": lambda: st(xcl), "lowbit dynamic per-tensor int8": lambda: dy(xcl)}
+        u8, dw, x_dw, deq_out = _dw_block(conv, batch, hw)
         with torch.no_grad():
-            err = {n: float((f() - ref).norm() / ref.norm()) for n, f in fns.items()}
+            ref_dw = torch.nn.functional.relu6(conv(x_dw))  # the chained layer's float reference (its ReLU6 fused)
+        chained = "lowbit static int8 chained (uint8 in -> uint8 out)"
+        fns = {"float32 (NCHW)": lambda: conv(x), "float32 (channels-last)": lambda: conv(xcl),
+               "lowbit static int8": lambda: st(xcl), "lowbit dynamic per-tensor int8": lambda: dy(xcl),
+               chained: lambda: dw(u8)}
+        with torch.no_grad():
+            err = {n: float((f() - ref).norm() / ref.norm()) for n, f in fns.items() if n != chained}
+            y8 = dw(u8)
+            assert y8.dtype == torch.uint8
+            err[chained] = float((deq_out(y8) - ref_dw).norm() / ref_dw.norm())
             t = interleaved_times(fns, dict.fromkeys(fns, ""), rounds, 0.2)
         best_f = min(("float32 (NCHW)", "float32 (channels-last)"), key=lambda n: t[n].median)
         for name in fns:

@@ -3,6 +3,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -14,26 +15,30 @@ namespace lowbit {
 namespace bind {
 
 Im2colArgs im2col_geometry(const py::array& x, int64_t kh, int64_t kw, int64_t stride_h, int64_t stride_w,
-                           int64_t pad_h, int64_t pad_w, int64_t dil_h, int64_t dil_w) {
-  if (!has_dtype<float>(x) || x.ndim() != 4)
-    type_error("x: expected a 4-D (N, H, W, C) float32 array, got " + dtype_str(x));
+                           int64_t pad_h, int64_t pad_w, int64_t dil_h, int64_t dil_w, bool allow_u8) {
+  const bool u8 = allow_u8 && has_dtype<uint8_t>(x);
+  if ((!has_dtype<float>(x) && !u8) || x.ndim() != 4)
+    type_error(std::string("x: expected a 4-D (N, H, W, C) float32") + (allow_u8 ? " or uint8" : "") + " array, got " +
+               dtype_str(x));
+  if (u8 && !(x.flags() & py::array::c_style)) value_error("x: a uint8 image must be C-contiguous (N, H, W, C)");
   if (kh < 1 || kw < 1) value_error("kernel_size: must be >= 1");
   if (stride_h < 1 || stride_w < 1) value_error("stride: must be >= 1");
   if (dil_h < 1 || dil_w < 1) value_error("dilation: must be >= 1");
   if (pad_h < 0 || pad_w < 0) value_error("padding: must be >= 0");
   Im2colArgs a{};
-  a.x = static_cast<const float*>(x.data());
+  a.x = u8 ? nullptr : static_cast<const float*>(x.data());
   a.n = x.shape(0);
   a.h = x.shape(1);
   a.w = x.shape(2);
   a.c = x.shape(3);
+  const py::ssize_t es = u8 ? 1 : static_cast<py::ssize_t>(sizeof(float));
   for (int d = 0; d < 4; ++d)
-    if (x.strides(d) % static_cast<py::ssize_t>(sizeof(float)) != 0) value_error("x: strides must be whole elements");
-  if (reinterpret_cast<uintptr_t>(x.data()) % sizeof(float) != 0) value_error("x: must be aligned to its element size");
-  a.sn = x.strides(0) / 4;
-  a.sh = x.strides(1) / 4;
-  a.sw = x.strides(2) / 4;
-  a.sc = x.strides(3) / 4;
+    if (x.strides(d) % es != 0) value_error("x: strides must be whole elements");
+  if (reinterpret_cast<uintptr_t>(x.data()) % es != 0) value_error("x: must be aligned to its element size");
+  a.sn = x.strides(0) / es;
+  a.sh = x.strides(1) / es;
+  a.sw = x.strides(2) / es;
+  a.sc = x.strides(3) / es;
   a.kh = kh;
   a.kw = kw;
   a.stride_h = stride_h;
@@ -56,9 +61,37 @@ Im2colArgs im2col_geometry(const py::array& x, int64_t kh, int64_t kw, int64_t s
 
 namespace {
 
+// The chained-layer input and output (lowbit::ConvIO): a uint8 x is the image already quantized with
+// the layer's static activation parameters; out_scale > 0 asks for a uint8 output quantized with
+// (out_scale, out_zero_point) of out dtype int8 (out_signed) or uint8 after clamping to [out_lo, out_hi].
+ConvIO conv_io(const py::array& x, const std::string& act, double out_scale, int32_t out_zero_point, bool out_signed,
+               double out_lo, double out_hi) {
+  ConvIO io;
+  if (has_dtype<uint8_t>(x)) {
+    if (act != "static")
+      value_error("x: a uint8 image needs act='static' (it is quantized with the layer's parameters)");
+    io.img = static_cast<const uint8_t*>(x.data());
+  }
+  if (out_scale != 0.0) {
+    if (!scale_ok(out_scale)) value_error("out_scale: must be finite and > 0 (or 0 for a float32 output)");
+    const int32_t lo = out_signed ? -128 : 0, hi = out_signed ? 127 : 255;
+    if (out_zero_point < lo || out_zero_point > hi)
+      value_error("out_zero_point: " + std::to_string(out_zero_point) + " is outside [" + std::to_string(lo) + ", " +
+                  std::to_string(hi) + "]");
+    if (std::isnan(out_lo) || std::isnan(out_hi) || out_lo > out_hi)
+      value_error("out_lo, out_hi: expected out_lo <= out_hi (infinite for no bound)");
+    io.out_u8 = true;
+    io.out_scale = static_cast<float>(out_scale);
+    io.out_zero_point = out_zero_point + (out_signed ? 128 : 0);
+    io.out_lo = static_cast<float>(out_lo);
+    io.out_hi = static_cast<float>(out_hi);
+  }
+  return io;
+}
+
 py::array im2col_py(const py::array& x, int64_t kh, int64_t kw, int64_t stride_h, int64_t stride_w, int64_t pad_h,
                     int64_t pad_w, int64_t dil_h, int64_t dil_w) {
-  const Im2colArgs a = im2col_geometry(x, kh, kw, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w);
+  const Im2colArgs a = im2col_geometry(x, kh, kw, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, false);
   py::array out(py::dtype::of<float>(), std::vector<int64_t>{a.n * a.ho * a.wo, kh * kw * a.c});
   float* o = static_cast<float*>(out.mutable_data());
   {
@@ -75,19 +108,21 @@ py::array im2col_py(const py::array& x, int64_t kh, int64_t kw, int64_t stride_h
 py::array conv2d_static_py(const py::array& x, const py::array& packed, const py::array& colsum, int64_t n,
                            const py::array& scale_in, const py::object& bias_in, int64_t kh, int64_t kw, int64_t sh,
                            int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw, double act_scale,
-                           int32_t act_zero_point, bool act_signed, bool relu, const std::string& act) {
-  const Im2colArgs g = im2col_geometry(x, kh, kw, sh, sw, ph, pw, dh, dw);
+                           int32_t act_zero_point, bool act_signed, bool relu, const std::string& act, double out_scale,
+                           int32_t out_zero_point, bool out_signed, double out_lo, double out_hi) {
+  const Im2colArgs g = im2col_geometry(x, kh, kw, sh, sw, ph, pw, dh, dw, true);
   const int64_t k = kh * kw * g.c;
   if (act != "static" && act != "dynamic_per_tensor")
     value_error("act: expected 'static' or 'dynamic_per_tensor', got '" + act + "'");
   const LinearCall c = prepare_linear_call(packed, colsum, n, k, scale_in, bias_in, act, act_scale, act_zero_point,
                                            act_signed, relu, py::none(), 0);
+  const ConvIO io = conv_io(x, act, out_scale, out_zero_point, out_signed, out_lo, out_hi);
   const int64_t m = g.n * g.ho * g.wo;
-  py::array out = linear_out(c, m, n);
+  py::array out = io.out_u8 ? py::array(py::dtype::of<uint8_t>(), std::vector<int64_t>{m, n}) : linear_out(c, m, n);
   void* o = out.mutable_data();
   {
     py::gil_scoped_release release;
-    conv2d_static_packed(g, g.x, c.packed, c.colsum, c.scale.data(), n, c.p, o);
+    conv2d_static_packed(g, g.x, c.packed, c.colsum, c.scale.data(), n, c.p, o, io);
   }
   return out;
 }
@@ -100,8 +135,9 @@ py::array conv2d_static_py(const py::array& x, const py::array& packed, const py
 py::array conv2d_depthwise_py(const py::array& x, const py::array& weight, const py::array& scale,
                               const py::object& bias_in, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph,
                               int64_t pw, int64_t dh, int64_t dw, double act_scale, int32_t act_zero_point,
-                              bool act_signed, bool relu, const std::string& act) {
-  const Im2colArgs g = im2col_geometry(x, kh, kw, sh, sw, ph, pw, dh, dw);
+                              bool act_signed, bool relu, const std::string& act, double out_scale,
+                              int32_t out_zero_point, bool out_signed, double out_lo, double out_hi) {
+  const Im2colArgs g = im2col_geometry(x, kh, kw, sh, sw, ph, pw, dh, dw, true);
   require_dtype<int8_t>(weight, "weight", "an int8 array");
   require_contiguous(weight, "weight");
   if (weight.ndim() != 2 || weight.shape(0) != g.c || weight.shape(1) != kh * kw)
@@ -133,12 +169,14 @@ py::array conv2d_depthwise_py(const py::array& x, const py::array& weight, const
   } else {
     value_error("act: expected 'static' or 'dynamic_per_tensor', got '" + act + "'");
   }
-  py::array out(py::dtype::of<float>(), std::vector<int64_t>{g.n * g.ho * g.wo, g.c});
-  float* o = static_cast<float*>(out.mutable_data());
+  const ConvIO io = conv_io(x, act, out_scale, out_zero_point, out_signed, out_lo, out_hi);
+  const std::vector<int64_t> shape{g.n * g.ho * g.wo, g.c};
+  py::array out = io.out_u8 ? py::array(py::dtype::of<uint8_t>(), shape) : py::array(py::dtype::of<float>(), shape);
+  void* o = out.mutable_data();
   const int8_t* w = static_cast<const int8_t*>(weight.data());
   {
     py::gil_scoped_release release;
-    conv2d_depthwise(g, g.x, w, s, b, dynamic, static_cast<float>(act_scale), act_zero_point, relu, o);
+    conv2d_depthwise(g, g.x, w, s, b, dynamic, static_cast<float>(act_scale), act_zero_point, relu, o, io);
   }
   return out;
 }
@@ -151,11 +189,14 @@ void bind_conv(py::module_& m) {
   m.def("conv2d_static", &conv2d_static_py, py::arg("x"), py::arg("packed"), py::arg("colsum"), py::arg("n"),
         py::arg("scale"), py::arg("bias"), py::arg("kh"), py::arg("kw"), py::arg("stride_h"), py::arg("stride_w"),
         py::arg("pad_h"), py::arg("pad_w"), py::arg("dil_h"), py::arg("dil_w"), py::arg("act_scale"),
-        py::arg("act_zero_point"), py::arg("act_signed"), py::arg("relu"), py::arg("act") = "static");
+        py::arg("act_zero_point"), py::arg("act_signed"), py::arg("relu"), py::arg("act") = "static",
+        py::arg("out_scale") = 0.0, py::arg("out_zero_point") = 0, py::arg("out_signed") = false,
+        py::arg("out_lo") = -INFINITY, py::arg("out_hi") = INFINITY);
   m.def("conv2d_depthwise", &conv2d_depthwise_py, py::arg("x"), py::arg("weight"), py::arg("scale"), py::arg("bias"),
         py::arg("kh"), py::arg("kw"), py::arg("stride_h"), py::arg("stride_w"), py::arg("pad_h"), py::arg("pad_w"),
         py::arg("dil_h"), py::arg("dil_w"), py::arg("act_scale"), py::arg("act_zero_point"), py::arg("act_signed"),
-        py::arg("relu"), py::arg("act") = "static");
+        py::arg("relu"), py::arg("act") = "static", py::arg("out_scale") = 0.0, py::arg("out_zero_point") = 0,
+        py::arg("out_signed") = false, py::arg("out_lo") = -INFINITY, py::arg("out_hi") = INFINITY);
 }
 
 }  // namespace bind

@@ -166,9 +166,10 @@ LinearCall prepare_linear_call(const py::array& packed, const py::array& colsum,
 // The (m, n) float32 result of a linear, or int8 when it requantizes.
 py::array linear_out(const LinearCall& c, int64_t m, int64_t n);
 
-// Validated convolution geometry of a strided (N, H, W, C) float32 image (bind_conv.cpp).
+// Validated convolution geometry of a strided (N, H, W, C) float32 image, or with allow_u8 of a
+// C-contiguous uint8 one (an image already quantized; then x is not set) (bind_conv.cpp).
 Im2colArgs im2col_geometry(const py::array& x, int64_t kh, int64_t kw, int64_t stride_h, int64_t stride_w,
-                           int64_t pad_h, int64_t pad_w, int64_t dil_h, int64_t dil_w);
+                           int64_t pad_h, int64_t pad_w, int64_t dil_h, int64_t dil_w, bool allow_u8);
 
 }  // namespace bind
 }  // namespace lowbit

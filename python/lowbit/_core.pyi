@@ -49,6 +49,11 @@ def conv2d_static(
     act_signed: bool,
     relu: bool,
     act: str = "static",
+    out_scale: float = 0.0,
+    out_zero_point: int = 0,
+    out_signed: bool = False,
+    out_lo: float = ...,
+    out_hi: float = ...,
 ) -> np.ndarray: ...
 def conv2d_depthwise(
     x: np.ndarray,
@@ -68,6 +73,11 @@ def conv2d_depthwise(
     act_signed: bool,
     relu: bool,
     act: str = "static",
+    out_scale: float = 0.0,
+    out_zero_point: int = 0,
+    out_signed: bool = False,
+    out_lo: float = ...,
+    out_hi: float = ...,
 ) -> np.ndarray: ...
 def convert_bf16_f32(x: np.ndarray) -> np.ndarray: ...
 def convert_f16_f32(x: np.ndarray) -> np.ndarray: ...

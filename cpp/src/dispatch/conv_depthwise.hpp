@@ -7,5 +7,6 @@
 namespace lowbit {
 namespace dispatch {
 extern const OpTable<kernels::DwConvFn> conv2d_depthwise_f32_s8w_f32;
-}
+extern const OpTable<kernels::DwConvFn> conv2d_depthwise_u8_s8w_u8;
+}  // namespace dispatch
 }  // namespace lowbit

@@ -20,7 +20,28 @@ struct DwConvArgs {
   const float* scale;     // (c_pad): act_scale * weight_scale[ch], zeros past c
   const float* bias;      // (c_pad) or nullptr
   bool relu;
-  float* out;  // (n * ho * wo, c) row-major
+  float* out;      // (n * ho * wo, c) row-major: output row r (of n * ho) at out + (r - out_r0) * wo * c
+  int64_t out_r0;  // 0, or the first row of a block buffer
+  // uint8-output kernels (conv2d_depthwise_u8_s8w_u8): out_u8 like out (same rows), each y written as
+  // quantize_one(y, out_inv, out_zero_point, out_qmin, out_qmax); zp_wsum (c_pad): zero_point times the
+  // sum of the channel's taps (zeros past c), for kernels that subtract the zero point once per output.
+  uint8_t* out_u8;
+  float out_inv;
+  int32_t out_zero_point, out_qmin, out_qmax;
+  const int32_t* zp_wsum;
+  // 3x3 u8 kernels on 4-tap dot products (vpdpbusd), 64 channels per block (c_pad64 = c rounded up to
+  // 64): w4 = (c_pad64 / 64, 3 tap groups, 4, 64) int8, taps 4g..4g+3 (tap 9.. zero) of the channels
+  // of vpunpck order (block position j * 16 + l * 4 + k holds channel 16 l + 4 j + k); scale4,
+  // bias4 (or nullptr) and zp_wsum4 (c_pad64) in that order. nan_free: bias finite and out_inv finite
+  // (then y * out_inv is never NaN). w4 nullptr: not prepared.
+  const int8_t* w4;
+  const float* scale4;
+  const float* bias4;
+  const int32_t* zp_wsum4;
+  int64_t c_pad64;
+  bool nan_free;
+  bool pair32;  // c == 32, stride and dilation 1 along w: w4 holds the 32 channels twice and each
+                // 64-byte step covers two neighbouring output pixels (their windows are 32 bytes apart)
 };
 
 namespace kernels {
@@ -31,6 +52,9 @@ void conv2d_depthwise_f32_s8w_f32(const DwConvArgs& a, int64_t r0, int64_t r1);
 }
 namespace avx512 {
 void conv2d_depthwise_f32_s8w_f32(const DwConvArgs& a, int64_t r0, int64_t r1);
+}
+namespace avx512vnni {
+void conv2d_depthwise_u8_s8w_u8(const DwConvArgs& a, int64_t r0, int64_t r1);
 }
 }  // namespace kernels
 }  // namespace lowbit

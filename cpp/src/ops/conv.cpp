@@ -131,14 +131,30 @@ std::unique_ptr<uint8_t[]> detail::quantize_image_u8(const Im2colArgs& geom, con
   return img;
 }
 
+void detail::requantize_u8(const float* y, int64_t count, const ConvIO& io, uint8_t* out) {
+  const float s = io.out_scale, inv = 1.0f / s;
+  const int32_t z = io.out_zero_point;
+  // q(lo) <= q(hi) (q is monotone); quantize_one clamps to integer bounds, so clamping its result
+  // to [qlo, qhi] is quantizing with qmin = qlo, qmax = qhi
+  const int32_t qlo = detail::quantize_one(io.out_lo, inv, z, 0, 255);
+  const int32_t qhi = detail::quantize_one(io.out_hi, inv, z, 0, 255);
+  const AffineRow ar{&s, &inv, &z, false, qlo, qhi};
+  dispatch::quantize_f32_u8.get()(y, count, ar, Rounding{}, out);
+}
+
 void conv2d_static_packed(const Im2colArgs& geom, const float* x, const int8_t* packed, const int32_t* colsum,
-                          const float* col_scale, int64_t n, const LinearParams& p, void* out) {
+                          const float* col_scale, int64_t n, const LinearParams& params, void* out, const ConvIO& io) {
   const int64_t m = geom.n * geom.ho * geom.wo, k = geom.kh * geom.kw * geom.c;
   if (m == 0 || n == 0) return;
+  LinearParams p = params;  // a uint8 output is requantized from the float epilogue
+  if (io.out_u8) p.requant = false;
   float s = p.act_scale;
   int32_t z = p.act_zero_point + (p.act_signed ? 128 : 0);
-  // 1. the image, quantized once (kh * kw times fewer elements than its patches), as NHWC bytes
-  std::unique_ptr<uint8_t[]> img = detail::quantize_image_u8(geom, x, p.act == ActMode::kDynamicTensor, &s, &z);
+  // 1. the image, quantized once (kh * kw times fewer elements than its patches), as NHWC bytes,
+  // unless the previous layer wrote it so
+  std::unique_ptr<uint8_t[]> own;
+  if (io.img == nullptr) own = detail::quantize_image_u8(geom, x, p.act == ActMode::kDynamicTensor, &s, &z);
+  const uint8_t* const img = io.img != nullptr ? io.img : own.get();
   // 2. patches of bytes; padding is the zero point (what 0.0 quantizes to)
   const int64_t lda = packed_act_stride(k), kg = k_groups(k);
   const int64_t weight_bytes = n_panels(n) * kg * kPanelCols * kKGroup;
@@ -146,29 +162,44 @@ void conv2d_static_packed(const Im2colArgs& geom, const float* x, const int8_t* 
   if (chunk == 0) {
     // large weights: all patches first, then the blocked GEMM that shares weight chunks over rows
     std::unique_ptr<uint8_t[]> ap(new uint8_t[static_cast<size_t>(m * lda)]);  // every byte written
-    im2col_nhwc_u8(geom, img.get(), static_cast<uint8_t>(z), lda, ap.get());
+    im2col_nhwc_u8(geom, img, static_cast<uint8_t>(z), lda, ap.get());
     std::vector<int32_t> row_offset(static_cast<size_t>(m), z);
     std::vector<float> row_scale(static_cast<size_t>(m), s);
     // 3. the GEMM with the fused epilogue, exactly as linear_packed with static activations
+    if (!io.out_u8) {
+      detail::run_linear_gemm(ap.get(), lda, m, kg, packed, colsum, col_scale, n, p, row_offset.data(),
+                              row_scale.data(), out);
+      return;
+    }
+    std::unique_ptr<float[]> y(new float[static_cast<size_t>(m * n)]);  // every element written
     detail::run_linear_gemm(ap.get(), lda, m, kg, packed, colsum, col_scale, n, p, row_offset.data(), row_scale.data(),
-                            out);
+                            y.get());
+    detail::for_rows(m, n, [&](int64_t r0, int64_t r1) {
+      detail::requantize_u8(y.get() + r0 * n, (r1 - r0) * n, io, static_cast<uint8_t*>(out) + r0 * n);
+    });
     return;
   }
   // Weights that stay in L2: each thread makes a chunk of patch rows and multiplies it at once,
-  // while it is in L2 (the whole patch matrix would go through memory twice).
+  // while it is in L2 (the whole patch matrix would go through memory twice); a uint8 output is
+  // requantized from the chunk's float result while that is in cache.
   const int64_t chunks = (m + chunk - 1) / chunk;
   std::vector<int32_t> row_offset(static_cast<size_t>(std::min(m, chunk)), z);
   std::vector<float> row_scale(static_cast<size_t>(std::min(m, chunk)), s);
-  const kernels::GemmTaskFn fn = (p.requant ? dispatch::linear_f32_s8w_s8 : dispatch::linear_f32_s8w_f32).get();
-  const size_t out_elem = p.requant ? sizeof(int8_t) : sizeof(float);
+  const bool requant = p.requant;
+  const kernels::GemmTaskFn fn = (requant ? dispatch::linear_f32_s8w_s8 : dispatch::linear_f32_s8w_f32).get();
+  const size_t out_elem = io.out_u8 || requant ? sizeof(int8_t) : sizeof(float);
   parallel_for(chunks, [&](int64_t t) {
     const int64_t r0 = t * chunk, r1 = std::min(m, r0 + chunk);
     std::unique_ptr<uint8_t[]> ap(new uint8_t[static_cast<size_t>((r1 - r0) * lda)]);  // every byte written
-    im2col_nhwc_u8_rows(geom, img.get(), static_cast<uint8_t>(z), lda, ap.get(), r0, r1);
+    im2col_nhwc_u8_rows(geom, img, static_cast<uint8_t>(z), lda, ap.get(), r0, r1);
+    char* const dst = static_cast<char*>(out) + static_cast<size_t>(r0 * n) * out_elem;
+    std::unique_ptr<float[]> y;
+    if (io.out_u8) y.reset(new float[static_cast<size_t>((r1 - r0) * n)]);  // every element written
     const GemmArgs g =
         detail::linear_gemm_args(ap.get(), lda, r1 - r0, kg, packed, colsum, col_scale, n, p, row_offset.data(),
-                                 row_scale.data(), static_cast<char*>(out) + static_cast<size_t>(r0 * n) * out_elem);
+                                 row_scale.data(), io.out_u8 ? static_cast<void*>(y.get()) : static_cast<void*>(dst));
     fn(g, 0, g.m, 0, n_panels(n));
+    if (io.out_u8) detail::requantize_u8(y.get(), (r1 - r0) * n, io, reinterpret_cast<uint8_t*>(dst));
   });
 }
 

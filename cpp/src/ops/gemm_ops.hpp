@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 
+#include "lowbit/conv.hpp"
 #include "lowbit/dispatch.hpp"
 #include "lowbit/im2col.hpp"
 #include "lowbit/matmul.hpp"
@@ -30,6 +31,9 @@ void for_rows(int64_t m, int64_t k, const std::function<void(int64_t, int64_t)>&
 int64_t patch_chunk_rows(int64_t m, int64_t lda, int64_t weight_bytes);
 // The image x (geometry and strides of geom) quantized once to dense NHWC uint8 (conv.cpp), with
 // *scale and *zero_point (uint8 domain); dynamic: they are set from the image's finite range and 0.
+// Requantizes count floats y to uint8 by io's output parameters (see ConvIO): q(y) clamped to
+// [q(out_lo), q(out_hi)], with the dispatched quantize kernel (single thread; callers split).
+void requantize_u8(const float* y, int64_t count, const ConvIO& io, uint8_t* out);
 std::unique_ptr<uint8_t[]> quantize_image_u8(const Im2colArgs& geom, const float* x, bool dynamic, float* scale,
                                              int32_t* zero_point);
 

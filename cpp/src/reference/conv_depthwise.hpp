@@ -6,11 +6,14 @@
 #include <cstdint>
 
 #include "kernels/conv_depthwise.hpp"
+#include "reference/scalar.hpp"
 
 namespace lowbit {
 namespace ref {
 void conv2d_depthwise_f32_s8w_f32(const DwConvArgs& a, int64_t r0, int64_t r1);
-}
+// The same outputs y, quantized to out_u8 (quantize_one with the out_* parameters).
+void conv2d_depthwise_u8_s8w_u8(const DwConvArgs& a, int64_t r0, int64_t r1);
+}  // namespace ref
 
 namespace detail {
 // Output (b, oy, ox, ch): v = sum over the taps inside the image of (img - zero_point) * weight

@@ -294,7 +294,12 @@ def prepare_conv2d_static(
     order. ``activation``: "static" (``activation_scale``, ``activation_zero_point``, ``activation_dtype``) or
     "dynamic_per_tensor": one uint8 scale and zero point per call from the image's range, which is
     the patches' range when every pixel lies in some patch (:func:`conv_covers_input`; otherwise
-    the result differs from im2col + linear)."""
+    the result differs from im2col + linear).
+
+    Chained layers (:mod:`lowbit.nn.chain`): ``x`` may be a C-contiguous uint8 ``(N, H, W, C)``
+    image already quantized with the static activation parameters, and ``f(x, out)`` with
+    ``out = (scale, zero_point, signed, lo, hi)`` returns uint8: the float result clamped to
+    ``[lo, hi]`` and quantized with (scale, zero_point) of int8 (signed; stored + 128) or uint8."""
     act, act_scale, act_zero_point, act_dtype = activation, activation_scale, activation_zero_point, activation_dtype
     if act == "static":
         prepare_linear(w, bias, activation="static", activation_scale=act_scale, activation_zero_point=act_zero_point,
@@ -312,7 +317,7 @@ def prepare_conv2d_static(
     args = (w._packed, w._colsum, n, w.scale, b, kh, kw, sh, sw, ph, pw, dh, dw, scale_f, zp, act_dtype == "int8", False,
             act)
     conv = _core.conv2d_static
-    return lambda x: conv(x, *args)
+    return lambda x, out=(): conv(x, *args, *out)
 
 
 def prepare_conv2d_depthwise(
@@ -334,7 +339,12 @@ def prepare_conv2d_depthwise(
     :func:`lowbit.reference.conv2d_depthwise`. ``w_q``: int8 ``(C, kh * kw)`` (symmetric, zero point
     0), ``w_scale`` float32 ``(C,)``. ``activation``: "static" (``activation_scale``,
     ``activation_zero_point``, ``activation_dtype``) or "dynamic_per_tensor" (uint8 parameters from
-    the whole image's range). The image is quantized once; the kernel accumulates in int32."""
+    the whole image's range). The image is quantized once; the kernel accumulates in int32.
+
+    Chained layers (:mod:`lowbit.nn.chain`): ``x`` may be a C-contiguous uint8 ``(N, H, W, C)``
+    image already quantized with the static activation parameters, and ``f(x, out)`` with
+    ``out = (scale, zero_point, signed, lo, hi)`` returns uint8: the float result clamped to
+    ``[lo, hi]`` and quantized with (scale, zero_point) of int8 (signed; stored + 128) or uint8."""
     if activation == "static":
         scale_f = _scalar(activation_scale, "activation_scale", float)
         zp = _scalar(activation_zero_point, "activation_zero_point", int)
@@ -350,7 +360,7 @@ def prepare_conv2d_depthwise(
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel_size, stride, padding, dilation
     args = (w, s, b, kh, kw, sh, sw, ph, pw, dh, dw, scale_f, zp, activation_dtype == "int8", False, activation)
     conv = _core.conv2d_depthwise
-    return lambda x: conv(x, *args)
+    return lambda x, out=(): conv(x, *args, *out)
 
 
 def conv_covers_input(size: int, kernel: int, stride: int, padding: int, dilation: int) -> bool:

@@ -138,7 +138,8 @@ def _prepare(model: nn.Module, data: Any, config: Any, weights: Sequence[str], p
     for w in weights:
         cfg = replace(config.with_weight(w), per_layer={})
         calib = batches if cfg.activation.calibrated else None
-        quantized[w] = quantize_model(model, cfg, calib_data=calib, progress=False)
+        # unchained: each layer is put alone into the float model (a chained one would pass uint8 on)
+        quantized[w] = quantize_model(model, cfg, calib_data=calib, progress=False, chain_int8=False)
     layers = None
     for q in quantized.values():
         names = [n for n, m in q.named_modules() if isinstance(m, _QuantBase)]

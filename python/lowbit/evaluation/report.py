@@ -22,6 +22,7 @@ from ..interop.convert import _REASONS_ATTR, run_batch
 from ..interop.equalize import InputScaled
 from ..nn import QATConv2d, QATLinear
 from ..nn._common import is_conv1d, linear_shape, main_output
+from ..nn.chain import unchained
 from ..nn.linear import _QuantBase
 from .timing import MIB, Speedup, Timer, Timing, format_bytes, format_seconds
 
@@ -586,8 +587,9 @@ def compare(
             if first_batch is None:
                 first_batch = batch
             float_out.clear()
-            of = _main_output(run_batch(float_model, batch))
-            oq = _main_output(run_batch(quant_model, batch))
+            with unchained():  # the hooks read float layer outputs (chained layers would pass bytes on)
+                of = _main_output(run_batch(float_model, batch))
+                oq = _main_output(run_batch(quant_model, batch))
             model_stats.add(of, oq)
             if of.dim() == 2 and of.shape[1] > 1:
                 k = of.shape[0]

@@ -761,6 +761,7 @@ def quantize_model(
     inplace: bool = False,
     progress: bool = True,
     process_group: Any = None,
+    chain_int8: bool = True,
 ) -> nn.Module:
     """Replaces ``nn.Linear``, transformers' ``Conv1D`` (GPT-2; a QuantLinear holding its
     transposed weight) and ``nn.Conv2d`` (groups=1) layers with lowbit's quantized modules.
@@ -793,6 +794,9 @@ def quantize_model(
             ``torch.distributed`` ProcessGroup (gloo): a collective call; each rank passes its shard
             of ``calib_data`` and every rank gets the same model, observers and GPTQ statistics
             merged over all shards (see :mod:`lowbit.interop.distributed`).
+        chain_int8: static QuantConv2d layers that feed only the next static QuantConv2d (in one
+            ``nn.Sequential``, through folded BatchNorms and ReLU/ReLU6) pass uint8 activations to it
+            (:func:`lowbit.nn.chain_int8_`; the same outputs bit for bit, less memory traffic).
 
     Returns:
         The quantized model (``model`` itself when inplace).
@@ -824,7 +828,8 @@ def quantize_model(
                              "statistics are not merged across ranks yet); drop process_group or the algorithm")
         from .equalize import quantize_equalized
 
-        return quantize_equalized(_check_model(model), cfg0, calib_data, inplace, progress)
+        q = quantize_equalized(_check_model(model), cfg0, calib_data, inplace, progress)
+        return _chain(q, chain_int8)
     # -- end issue 14 --
     pgroup = _dist.resolve_group(process_group)  # issue 17: distributed calibration (None: one process)
     model, config, cands, work, float_bytes, folded = _dist.run(  # issue 17: a local error reaches the other ranks
@@ -945,7 +950,18 @@ def quantize_model(
     setattr(work, _REASONS_ATTR, {**getattr(work, _REASONS_ATTR, {}), **reasons})
     setattr(work, _FOLDED_ATTR, {**getattr(work, _FOLDED_ATTR, {}), **folded})
     setattr(work, _CONFIG_ATTR, config)
-    return work
+    return _chain(work, chain_int8)
+
+
+def _chain(model: nn.Module, on: bool) -> nn.Module:
+    """Chains the static convolutions of a quantized model (lowbit.nn.chain) or unchains them."""
+    from ..nn.chain import chain_int8_, unchain_int8_
+
+    if on:
+        chain_int8_(model)
+    else:
+        unchain_int8_(model)
+    return model
 
 
 def prepare_qat(
@@ -1014,10 +1030,11 @@ def prepare_qat(
     return work
 
 
-def convert(model: nn.Module, *, inplace: bool = False) -> nn.Module:
+def convert(model: nn.Module, *, inplace: bool = False, chain_int8: bool = True) -> nn.Module:
     """Turns the QAT modules of a :func:`prepare_qat` model into QuantLinear / QuantConv2d, using
     exactly the scales and zero points of their FakeQuantize modules, so that the int8 model
     computes what the fake-quantized one did (to float rounding; within one quantization step).
+    ``chain_int8``: as for :func:`quantize_model`.
 
     Raises:
         ValueError: the model has no QAT module, or no static layer ever saw data (run data
@@ -1071,7 +1088,7 @@ def convert(model: nn.Module, *, inplace: bool = False) -> nn.Module:
             q._float_type = m._float_type
         _set_submodule(work, name, q)
     setattr(work, _REASONS_ATTR, reasons)
-    return work
+    return _chain(work, chain_int8)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1169,6 +1186,9 @@ def summary(model: nn.Module) -> Summary:
     model = _check_model(model)
     reasons = getattr(model, _REASONS_ATTR, {})
     folded = getattr(model, _FOLDED_ATTR, {})
+    from ..nn.chain import chained_layers
+
+    chain_to = dict(chained_layers(model))  # uint8 activations between static convolutions
     rows = []
     seen: set[int] = set()  # tensors already counted: a shared weight counts once, at its first layer
     for name, m in model.named_modules():
@@ -1184,7 +1204,8 @@ def summary(model: nn.Module) -> Summary:
                 {
                     "layer": name,
                     "type": kind,
-                    "action": _action(m) + (f", folded BatchNorm '{folded[name]}'" if name in folded else ""),
+                    "action": _action(m) + (f", uint8 output to '{chain_to[name]}'" if name in chain_to else "")
+                    + (f", folded BatchNorm '{folded[name]}'" if name in folded else ""),
                     "bytes_before": before,
                     "bytes_after": after,
                 }

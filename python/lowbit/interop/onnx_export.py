@@ -425,6 +425,9 @@ def _swap(model: nn.Module, exact: bool) -> nn.Module:
     if "" in plans:
         return plans[""]
     out = copy.deepcopy(model)
+    from ..nn.chain import unchain_int8_
+
+    unchain_int8_(out)  # uint8 activations between layers are an eager-CPU form; ONNX gets the float graph
     for name, p in plans.items():
         parent_name, _, child = name.rpartition(".")
         setattr(out.get_submodule(parent_name), child, p)

@@ -27,9 +27,10 @@ import lowbit
 from ..core.config import QuantConfig
 from ..nn import QuantConv1d, QuantConv2d, QuantEmbedding, QuantLinear
 from ..nn._common import is_conv1d
+from ..nn.chain import chain_int8_, chained_layers
 from ..nn.linear import _QuantBase
 from ._torch_ops import pack_nibbles
-from .convert import _CONFIG_ATTR, _REASONS_ATTR, _aliases, _float_bytes, _set_submodule
+from .convert import _CONFIG_ATTR, _FOLDED_ATTR, _REASONS_ATTR, _aliases, _float_bytes, _set_submodule
 
 __all__ = ["load", "save"]
 
@@ -79,6 +80,8 @@ def _metadata(model: nn.Module, aliases: dict[str, str]) -> dict[str, Any]:
         "layers": layers,
         "float_layers": dict(getattr(model, _REASONS_ATTR, {})),
         "aliases": aliases,
+        "chains": [list(pair) for pair in chained_layers(model)],  # uint8 activations (lowbit.nn.chain)
+        "folded_batchnorms": dict(getattr(model, _FOLDED_ATTR, {})),  # conv -> BatchNorm (now Identity)
     }
 
 
@@ -366,6 +369,16 @@ def load(path: PathLike, model: Optional[nn.Module] = None, *, trust_model_class
             q._float_type = type(current).__name__
         for alias in module_aliases[id(current)]:  # a module registered under several names
             replaced[alias] = (current, q)
+    folded = meta.get("folded_batchnorms", {})
+    if not isinstance(folded, dict) or not all(isinstance(v, str) for v in folded.values()):
+        raise ValueError(f"lowbit.load: '{path}' has corrupted folded-BatchNorm metadata")
+    for bn_name in folded.values():  # folded into the convolution's weights: Identity, as quantize_model left it
+        try:
+            bn = model.get_submodule(bn_name)
+        except AttributeError:
+            raise ValueError(f"lowbit.load: '{path}': the model has no BatchNorm '{bn_name}'") from None
+        if not isinstance(bn, nn.Identity):
+            replaced[bn_name] = (bn, nn.Identity())
     for name, (_, q) in replaced.items():
         _set_submodule(model, name, q)
     tied = meta.get("aliases", {})
@@ -408,4 +421,8 @@ def load(path: PathLike, model: Optional[nn.Module] = None, *, trust_model_class
     setattr(model, _REASONS_ATTR, dict(meta.get("float_layers", {})))
     if config is not None:
         setattr(model, _CONFIG_ATTR, config)
+    if folded:
+        setattr(model, _FOLDED_ATTR, dict(folded))
+    if meta.get("chains"):  # rebuilt from the model's structure (the same layers for the same architecture)
+        chain_int8_(model)
     return model

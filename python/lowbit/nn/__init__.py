@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 from ..interop import _torch_ops  # noqa: F401  (registers the lowbit:: torch ops)
+from .chain import ChainedActivation, chain_int8_, chained_layers, unchain_int8_, unchained
 from .conv import QuantConv1d, QuantConv2d
 from .embedding import QuantEmbedding
 from .fake_quantize import FakeQuantize, disable_observer, enable_observer
@@ -20,6 +21,7 @@ from .linear import QuantLinear
 from .qat import QATConv1d, QATConv2d, QATLinear
 
 __all__ = [
+    "ChainedActivation",
     "FakeQuantize",
     "QATConv1d",
     "QATConv2d",
@@ -28,6 +30,10 @@ __all__ = [
     "QuantConv2d",
     "QuantEmbedding",
     "QuantLinear",
+    "chain_int8_",
+    "chained_layers",
     "disable_observer",
     "enable_observer",
+    "unchain_int8_",
+    "unchained",
 ]

@@ -15,6 +15,7 @@ from ..core.config import QuantConfig
 from ..core.matmul import conv_covers_input, prepare_conv2d_depthwise, prepare_conv2d_static
 from ..interop import _torch_ops
 from ._common import buffer_guards, check_input, guards_hold
+from .chain import chaining_enabled
 from .linear import _QuantBase
 
 __all__ = ["QuantConv1d", "QuantConv2d"]
@@ -133,7 +134,15 @@ class QuantConv2d(_QuantBase):
         return q._fill(mod.weight.detach().permute(0, 2, 3, 1), mod.bias, act_qparams, weight_qparams, name)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        xf = check_input(x, self.layer_name)
+        y = self._static_fast(x)
+        if y is not None:
+            return y
+        prev = self.__dict__.get("_chain_prev")
+        chain_in = isinstance(x, torch.Tensor) and x.dtype == torch.uint8
+        if chain_in and prev is None:
+            raise TypeError(f"{self.layer_name}: got a uint8 input, which only a layer chained to its producer "
+                            "accepts (lowbit.nn.chain_int8_); pass floating-point activations")
+        xf = x if chain_in else check_input(x, self.layer_name)
         unbatched = xf.dim() == 3
         if unbatched:
             xf = xf.unsqueeze(0)
@@ -151,11 +160,8 @@ class QuantConv2d(_QuantBase):
             raise ValueError(
                 f"{self.layer_name}: input {tuple(x.shape)} is smaller than the kernel"
             )
-        xh = xf.permute(
-            0, 2, 3, 1
-        )  # NHWC view: free when x is channels-last (a QuantConv2d output)
         eager = (
-            xh.device.type == "cpu"
+            xf.device.type == "cpu"
             and self.padding_mode == "zeros"
             and not torch.compiler.is_compiling()
         )
@@ -164,14 +170,26 @@ class QuantConv2d(_QuantBase):
             and conv_covers_input(h, kh, sh, ph, dh)
             and conv_covers_input(w, kw, sw, pw, dw)
         )
-        if eager and self.kernel == "linear_int8" and (
+        direct = eager and self.kernel == "linear_int8" and (
             self._direct_depthwise() or (fused and (self.groups == 1 or self.activation.calibrated))
-        ):
-            # the image is quantized once, then patches of bytes (per group) or the depthwise
-            # kernel: one C++ call per group (per-tensor dynamic parameters from the image)
-            xn = xh.detach().numpy()
+        )
+        if chain_in and not (direct and (self.groups == 1 or self._direct_depthwise())):
+            # bytes this path cannot read: dequantized, they quantize back to the same bytes
+            xf = self._dequantize_input(xf)
+            chain_in = False
+        xh = xf.permute(
+            0, 2, 3, 1
+        )  # NHWC view: free when x is channels-last (a QuantConv2d output)
+        out_dtype = x.dtype if x.is_floating_point() else torch.float32
+        if direct:
+            # the image is quantized once (or arrives as bytes), then patches of bytes (per group) or
+            # the depthwise kernel: one C++ call per group (per-tensor dynamic parameters from the image)
+            xn = (xh.contiguous() if chain_in else xh.detach()).numpy()
             if self.groups == 1 or self._direct_depthwise():
-                y = torch.from_numpy(self._eager_conv(c)[0](xn))
+                out = self._chain_out(x, unbatched)
+                y = torch.from_numpy(self._eager_conv(c)[0](xn, out))
+                if out:  # uint8 bytes in the next layer's input quantization (lowbit.nn.chain)
+                    return y.reshape(n, ho, wo, self.out_channels).permute(0, 3, 1, 2)
             else:
                 cg = c // self.groups
                 y = torch.cat([torch.from_numpy(f(xn[..., g * cg : (g + 1) * cg]))
@@ -179,7 +197,7 @@ class QuantConv2d(_QuantBase):
             y = y.reshape(n, ho, wo, self.out_channels).permute(0, 3, 1, 2)
             if unbatched:
                 y = y.squeeze(0)
-            return y if y.dtype == x.dtype else y.to(x.dtype)
+            return y if y.dtype == out_dtype else y.to(out_dtype)
         cg, og = c // self.groups, self.out_channels // self.groups
         parts = []
         for g in range(self.groups):
@@ -195,7 +213,53 @@ class QuantConv2d(_QuantBase):
         y = y.reshape(n, ho, wo, self.out_channels).permute(0, 3, 1, 2)
         if unbatched:
             y = y.squeeze(0)
-        return y if y.dtype == x.dtype else y.to(x.dtype)
+        return y if y.dtype == out_dtype else y.to(out_dtype)
+
+    def _static_fast(self, x: Any) -> Optional[torch.Tensor]:
+        """The common case of static int8 layers (groups=1 or depthwise) on a batched CPU float32 or
+        chained uint8 input, with fewer Python steps (per-call overhead matters at batch 1): the
+        result of the general path, or None to take it."""
+        ok = self.__dict__.get("_fast_ok")
+        if ok is None:
+            ok = (type(self) is QuantConv2d and self.activation.calibrated and self.kernel == "linear_int8"
+                  and self.padding_mode == "zeros" and (self.groups == 1 or self._direct_depthwise()))
+            self.__dict__["_fast_ok"] = ok
+        if not ok or not isinstance(x, torch.Tensor) or x.dim() != 4 or x.device.type != "cpu":
+            return None
+        u8 = x.dtype == torch.uint8
+        if not (x.dtype == torch.float32 or (u8 and "_chain_prev" in self.__dict__)):
+            return None
+        n, c, h, w = x.shape
+        (ph, pw), (kh, kw), (sh, sw), (dh, dw) = self.padding, self.kernel_size, self.stride, self.dilation
+        ho = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+        wo = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+        if c != self.in_channels or ho <= 0 or wo <= 0 or torch.compiler.is_compiling():
+            return None  # the general path raises or traces
+        xh = x.permute(0, 2, 3, 1)
+        xn = (xh.contiguous() if u8 else xh.detach()).numpy()
+        out = self._chain_out(x, False)
+        y = torch.from_numpy(self._eager_conv(c)[0](xn, out))
+        return y.reshape(n, ho, wo, self.out_channels).permute(0, 3, 1, 2)
+
+    def _dequantize_input(self, q: torch.Tensor) -> torch.Tensor:
+        """A chained uint8 input as float32 (q - zero_point) * scale (uint8 domain)."""
+        z = int(self.act_zero_point) + (128 if self.activation_dtype == "int8" else 0)
+        return (q.to(torch.int32) - z).to(torch.float32) * self.act_scale.to(torch.float32)
+
+    def _chain_out(self, x: torch.Tensor, unbatched: bool) -> tuple:
+        """The uint8 output parameters (scale, zero point, signed, lo, hi) of the next layer when
+        this layer is chained to it (lowbit.nn.chain), else ()."""
+        nxt = self.__dict__.get("_chain_next")
+        if nxt is None or unbatched or x.dtype not in (torch.float32, torch.uint8) or not chaining_enabled():
+            return ()
+        s, z = nxt._buffers["act_scale"], nxt._buffers["act_zero_point"]
+        hit = self.__dict__.get("_chain_cache")  # the next layer's parameters while its buffers are unchanged
+        if hit is not None and hit[0] is s and hit[1] == s._version and hit[2] is z and hit[3] == z._version:
+            return hit[4]
+        lo, hi = self.__dict__["_chain_clamp"]
+        out = (float(s), int(z), nxt.activation_dtype == "int8", lo, hi)
+        self.__dict__["_chain_cache"] = (s, s._version, z, z._version, out)
+        return out
 
     def _direct_depthwise(self) -> bool:
         """Whether the depthwise kernel runs this layer (int8 weights, symmetric, static or

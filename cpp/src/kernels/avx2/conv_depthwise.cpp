@@ -21,7 +21,7 @@ void conv2d_depthwise_f32_s8w_f32(const DwConvArgs& a, int64_t r0, int64_t r1) {
     const int64_t b = r / a.ho, oy = r % a.ho;
     const uint8_t* const img = a.img + b * h * w * c;
     for (int64_t ox = 0; ox < a.wo; ++ox) {
-      float* const o = a.out + ((b * a.ho + oy) * a.wo + ox) * c;
+      float* const o = a.out + ((r - a.out_r0) * a.wo + ox) * c;
       for (int64_t cb = 0; cb < c16; cb += 16) {
         __m256i acc_e = _mm256_setzero_si256(), acc_o = _mm256_setzero_si256();
         for (int64_t ky = 0; ky < kh; ++ky) {

@@ -70,7 +70,7 @@ void conv2d_depthwise_f32_s8w_f32(const DwConvArgs& a, int64_t r0, int64_t r1) {
       const int64_t iy = oy * a.stride_h - a.pad_h + ky * a.dil_h;
       rowp[ky] = (iy < 0 || iy >= h) ? nullptr : a.img + ((b * h + iy) * w) * c;
     }
-    float* const orow = a.out + (b * a.ho + oy) * a.wo * c;
+    float* const orow = a.out + (r - a.out_r0) * a.wo * c;
     for (int64_t cb = 0; cb < c; cb += 32) {
       const int64_t rem = c - cb;
       const __mmask32 m = rem >= 32 ? ~0u : ((1u << rem) - 1u);
