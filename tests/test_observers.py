@@ -62,6 +62,24 @@ def test_minmax_f32_extremes(isa):
     assert _core.minmax_f32(np.full(33, np.nan, np.float32)) == (np.inf, -np.inf, 33)
 
 
+@pytest.mark.parametrize("layout", ["nan_block", "inf_blocks", "scattered"])
+def test_minmax_f32_nonfinite_in_blocks(isa, rng, layout):
+    """The fast path works on blocks of 2**14 elements and redoes a block holding NaN or +-inf
+    exactly; the true extremes sit in other blocks than the non-finite values."""
+    n = 3 * (1 << 14) + 77
+    x = rng.standard_normal(n).astype(np.float32)
+    x[2 * (1 << 14) + 5], x[40] = -7.5, 9.25
+    if layout == "nan_block":
+        x[: 1 << 14] = np.nan
+    elif layout == "inf_blocks":
+        x[(1 << 14) + 3], x[(1 << 14) + 100], x[-1] = np.inf, -np.inf, np.nan
+    else:
+        x[rng.choice(n, 200, replace=False)] = rng.choice(np.float32([np.nan, np.inf, -np.inf]), 200)
+        x[2 * (1 << 14) + 5], x[40] = -7.5, 9.25
+    fin = x[np.isfinite(x)]
+    assert _core.minmax_f32(x) == (fin.min(), fin.max(), n - fin.size)
+
+
 @pytest.mark.parametrize(
     "shape,axis",
     [((5, 7, 3), 1), ((64, 768), -1), ((64, 768), 0), ((4, 16, 40), 1), ((3, 1000), 0), ((2, 5, 17), 2),
