@@ -213,43 +213,87 @@ struct ObserversImpl {
     return bad;
   }
 
-  static void histogram(const float* x, int64_t n, float scale, float base, int64_t bins, int64_t* counts, float* mn,
+  // Slot indices of one vector (see detail::histogram_slot), and the finite values into lo / hi.
+  struct HistConsts {
+    fb s, b, top, slot_bad, slot_zero;
+    xsimd::batch<int32_t, Arch> islot_bad, islot_zero;
+    xsimd::batch<int32_t, Arch> way_offset;  // lane l counts into copy l % kHistogramWays
+  };
+  static void slots(const fb& v, const HistConsts& k, fb& lo, fb& hi, int32_t* out) {
+#if defined(__AVX512F__)
+    if constexpr (std::is_same<Arch, xsimd::avx512bw>::value) {
+      // floor(x * s) - base as floor(x * s - base) of one fused multiply-subtract rounded toward
+      // -inf: the exact value's floor is kept (rounding down never crosses an integer that is
+      // representable), a tiny negative product no longer underflows to -0, and a huge one
+      // saturates instead of becoming inf; after the clamp to [0, bins - 1] the slot equals
+      // detail::histogram_slot's for every finite x.
+      const __m512 vv = v;
+      __m512 z = _mm512_fmsub_round_ps(vv, k.s, k.b, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+      z = _mm512_min_ps(_mm512_max_ps(z, _mm512_setzero_ps()), k.top);  // NaN -> 0, replaced below
+      __m512i t = _mm512_cvt_roundps_epi32(z, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+      const __mmask16 nonfinite = _mm512_fpclass_ps_mask(vv, 0x99);  // QNaN, +inf, -inf, SNaN
+      const __mmask16 zero = _mm512_fpclass_ps_mask(vv, 0x06);       // +0, -0
+      t = _mm512_mask_mov_epi32(t, zero, k.islot_zero);
+      t = _mm512_mask_mov_epi32(t, nonfinite, k.islot_bad);
+      t = _mm512_add_epi32(t, k.way_offset);
+      const __mmask16 finite = _knot_mask16(nonfinite);
+      lo = _mm512_mask_min_ps(lo, finite, vv, lo);
+      hi = _mm512_mask_max_ps(hi, finite, vv, hi);
+      _mm512_store_si512(out, t);
+      return;
+    }
+#endif
+    const fb inf(INFINITY), ninf(-INFINITY), zero(0.0f), dmin(1e-45f);
+    // Same underflow guard as detail::histogram_slot: a negative product never floors to 0.
+    fb t = xsimd::floor(v * k.s - xsimd::select(v < zero, dmin, zero)) - k.b;
+    t = xsimd::min(xsimd::max(t, zero), k.top);
+    t = xsimd::select(v == zero, k.slot_zero, t);
+    const auto finite = xsimd::abs(v) < inf;
+    t = xsimd::select(finite, t, k.slot_bad);
+    lo = xsimd::min(lo, xsimd::select(finite, v, inf));
+    hi = xsimd::max(hi, xsimd::select(finite, v, ninf));
+    (xsimd::nearbyint_as_int(t) + k.way_offset).store_aligned(out);
+  }
+
+  static xsimd::batch<int32_t, Arch> way_offsets(int64_t stride) {
+    alignas(64) int32_t o[64];
+    for (int64_t l = 0; l < W; ++l) o[l] = static_cast<int32_t>(l % kHistogramWays * stride);
+    return xsimd::batch<int32_t, Arch>::load_aligned(o);
+  }
+
+  // Slot indices are computed kVecs vectors at a time, then counted with scalar increments into
+  // kHistogramWays copies (AVX2 / AVX-512 F have no conflict-free scatter-add; the increments run
+  // at about one element per cycle from L1). The input is prefetched ahead: the increments keep
+  // the out-of-order window too busy to run far enough ahead on its own.
+  static void histogram(const float* x, int64_t n, float scale, float base, int64_t bins, uint32_t* counts, float* mn,
                         float* mx) {
-    const fb inf(INFINITY), ninf(-INFINITY), s(scale), b(base), zero(0.0f), top(static_cast<float>(bins - 1));
+    static_assert(W % kHistogramWays == 0, "a vector holds whole rounds of the copies");
+    constexpr int64_t kVecs = 64 / W;  // 64 elements per round
+    constexpr int64_t kPrefetch = 4096;
+    const HistConsts k{fb(scale),
+                       fb(base),
+                       fb(static_cast<float>(bins - 1)),
+                       fb(static_cast<float>(bins)),
+                       fb(static_cast<float>(bins + 1)),
+                       xsimd::batch<int32_t, Arch>(static_cast<int32_t>(bins)),
+                       xsimd::batch<int32_t, Arch>(static_cast<int32_t>(bins + 1)),
+                       way_offsets(bins + 2)};
     fb lo(*mn), hi(*mx);
-    const fb slot_bad(static_cast<float>(bins)), slot_zero(static_cast<float>(bins + 1)), dmin(1e-45f);
-    const int64_t stride = bins + 2;
-    // Slot indices are computed a few vectors at a time, then scattered with scalar increments:
-    // AVX2/AVX-512 F/BW have no conflict-free scatter-add.
-    constexpr int64_t kVecs = 4;
-    alignas(64) int32_t idx[kVecs * 64];
+    alignas(64) int32_t idx[64];  // slot + copy offset of every element
     int64_t i = 0;
-    for (; i + kVecs * W <= n; i += kVecs * W) {
-      for (int64_t k = 0; k < kVecs; ++k) {
-        const fb v = fb::load_unaligned(x + i + k * W);
-        // Same underflow guard as detail::histogram_slot: a negative product never floors to 0.
-        fb t = xsimd::floor(v * s - xsimd::select(v < zero, dmin, zero)) - b;
-        t = xsimd::min(xsimd::max(t, zero), top);
-        t = xsimd::select(v == zero, slot_zero, t);
-        const auto finite = xsimd::abs(v) < inf;
-        t = xsimd::select(finite, t, slot_bad);
-        lo = xsimd::min(lo, xsimd::select(finite, v, inf));
-        hi = xsimd::max(hi, xsimd::select(finite, v, ninf));
-        xsimd::nearbyint_as_int(t).store_aligned(idx + k * W);
-      }
-      for (int64_t j = 0; j < kVecs * W; j += kHistogramWays) {
-        for (int64_t w = 0; w < kHistogramWays; ++w) ++counts[w * stride + idx[j + w]];
+    for (; i + 64 <= n; i += 64) {
+      for (int64_t q = 0; q < 64; q += 16)
+        _mm_prefetch(reinterpret_cast<const char*>(x + i + q) + kPrefetch, _MM_HINT_T0);
+      for (int64_t v = 0; v < kVecs; ++v) slots(fb::load_unaligned(x + i + v * W), k, lo, hi, idx + v * W);
+      for (int64_t j = 0; j < 64; j += 4) {
+        ++counts[idx[j]];
+        ++counts[idx[j + 1]];
+        ++counts[idx[j + 2]];
+        ++counts[idx[j + 3]];
       }
     }
-    float lo_s = reduce_min(lo), hi_s = reduce_max(hi);
-    for (; i < n; ++i) {
-      const float v = x[i];
-      counts[(i % kHistogramWays) * stride + detail::histogram_slot(v, scale, base, bins)] += 1;
-      if (detail::finite_f32(v)) {
-        lo_s = v < lo_s ? v : lo_s;
-        hi_s = v > hi_s ? v : hi_s;
-      }
-    }
+    float lo_s = hmin(lo), hi_s = hmax(hi);
+    ref::histogram_f32(x + i, n - i, scale, base, bins, counts, &lo_s, &hi_s);
     *mn = lo_s;
     *mx = hi_s;
   }
@@ -260,21 +304,21 @@ struct ObserversImpl {
 }  // namespace lowbit
 
 // Defines the lowbit::kernels::<ns> entry points for Arch in the including translation unit.
-#define LOWBIT_DEFINE_OBSERVER_KERNELS(ns, Arch)                                                                   \
-  namespace lowbit {                                                                                               \
-  namespace kernels {                                                                                              \
-  namespace ns {                                                                                                   \
-  int64_t minmax_f32(const float* x, int64_t n, float* mn, float* mx) {                                            \
-    return ObserversImpl<Arch>::minmax(x, n, mn, mx);                                                              \
-  }                                                                                                                \
-  int64_t minmax_per_channel_f32(const float* x, int64_t rows, int64_t cols, int64_t row_stride, float* mn,        \
-                                 float* mx) {                                                                      \
-    return ObserversImpl<Arch>::minmax_per_channel(x, rows, cols, row_stride, mn, mx);                             \
-  }                                                                                                                \
-  void histogram_f32(const float* x, int64_t n, float scale, float base, int64_t bins, int64_t* counts, float* mn, \
-                     float* mx) {                                                                                  \
-    ObserversImpl<Arch>::histogram(x, n, scale, base, bins, counts, mn, mx);                                       \
-  }                                                                                                                \
-  }                                                                                                                \
-  }                                                                                                                \
+#define LOWBIT_DEFINE_OBSERVER_KERNELS(ns, Arch)                                                                    \
+  namespace lowbit {                                                                                                \
+  namespace kernels {                                                                                               \
+  namespace ns {                                                                                                    \
+  int64_t minmax_f32(const float* x, int64_t n, float* mn, float* mx) {                                             \
+    return ObserversImpl<Arch>::minmax(x, n, mn, mx);                                                               \
+  }                                                                                                                 \
+  int64_t minmax_per_channel_f32(const float* x, int64_t rows, int64_t cols, int64_t row_stride, float* mn,         \
+                                 float* mx) {                                                                       \
+    return ObserversImpl<Arch>::minmax_per_channel(x, rows, cols, row_stride, mn, mx);                              \
+  }                                                                                                                 \
+  void histogram_f32(const float* x, int64_t n, float scale, float base, int64_t bins, uint32_t* counts, float* mn, \
+                     float* mx) {                                                                                   \
+    ObserversImpl<Arch>::histogram(x, n, scale, base, bins, counts, mn, mx);                                        \
+  }                                                                                                                 \
+  }                                                                                                                 \
+  }                                                                                                                 \
   }
