@@ -148,29 +148,29 @@ int64_t histogram(const float* x, int64_t n, float scale, float base, int64_t bi
       }
     }
   });
-  // Merge: the copies of every task, bin range by bin range in parallel.
-  const int64_t merge_tasks = std::min<int64_t>(tasks, std::max<int64_t>(1, stride / 256));
-  std::vector<int64_t> bad_part(merge_tasks, 0), zero_part(merge_tasks, 0);
-  split(stride, merge_tasks, 16, [&](int64_t m, int64_t b, int64_t e) {
+  static_assert(kHistogramWays == 4, "the merge below sums four copies");
+  // Merge: the copies of every task, bin range by bin range in parallel (tight loops: this is the
+  // fixed cost of a small update).
+  const int64_t merge_tasks = std::min<int64_t>(tasks, std::max<int64_t>(1, bins / 512));
+  split(bins, merge_tasks, 16, [&](int64_t, int64_t b, int64_t e) {
     for (int64_t t = 0; t < tasks; ++t) {
-      for (int64_t w = 0; w < kHistogramWays; ++w) {
-        const int64_t off = w * stride;
-        for (int64_t j = b; j < e; ++j) {
-          const int64_t v = wide[t].empty() ? int64_t{part[t * per_task + off + j]} : wide[t][off + j];
-          if (j < bins)
-            counts[j] += v;
-          else if (j == bins)
-            bad_part[m] += v;
-          else
-            zero_part[m] += v;
-        }
+      if (wide[t].empty()) {
+        const uint32_t* p = part + t * per_task;
+        for (int64_t j = b; j < e; ++j)
+          counts[j] += int64_t{p[j]} + p[stride + j] + int64_t{p[2 * stride + j]} + p[3 * stride + j];
+      } else {
+        for (int64_t w = 0; w < kHistogramWays; ++w)
+          for (int64_t j = b; j < e; ++j) counts[j] += wide[t][w * stride + j];
       }
     }
   });
   int64_t bad = 0;
-  for (int64_t m = 0; m < merge_tasks; ++m) {
-    bad += bad_part[m];
-    *zeros += zero_part[m];
+  for (int64_t t = 0; t < tasks; ++t) {
+    for (int64_t w = 0; w < kHistogramWays; ++w) {
+      const int64_t off = w * stride + bins;
+      bad += wide[t].empty() ? int64_t{part[t * per_task + off]} : wide[t][off];
+      *zeros += wide[t].empty() ? int64_t{part[t * per_task + off + 1]} : wide[t][off + 1];
+    }
   }
   for (int64_t t = 0; t < tasks; ++t) {
     *mn = std::min(*mn, lo[t]);
