@@ -278,13 +278,16 @@ struct ObserversImpl {
                        xsimd::batch<int32_t, Arch>(static_cast<int32_t>(bins)),
                        xsimd::batch<int32_t, Arch>(static_cast<int32_t>(bins + 1)),
                        way_offsets(bins + 2)};
-    fb lo(*mn), hi(*mx);
+    fb lo(*mn), hi(*mx), lo1(*mn), hi1(*mx);
     alignas(64) int32_t idx[64];  // slot + copy offset of every element
     int64_t i = 0;
     for (; i + 64 <= n; i += 64) {
       for (int64_t q = 0; q < 64; q += 16)
         _mm_prefetch(reinterpret_cast<const char*>(x + i + q) + kPrefetch, _MM_HINT_T0);
-      for (int64_t v = 0; v < kVecs; ++v) slots(fb::load_unaligned(x + i + v * W), k, lo, hi, idx + v * W);
+      for (int64_t v = 0; v < kVecs; v += 2) {  // two min/max chains
+        slots(fb::load_unaligned(x + i + v * W), k, lo, hi, idx + v * W);
+        slots(fb::load_unaligned(x + i + (v + 1) * W), k, lo1, hi1, idx + (v + 1) * W);
+      }
       for (int64_t j = 0; j < 64; j += 4) {
         ++counts[idx[j]];
         ++counts[idx[j + 1]];
@@ -292,7 +295,7 @@ struct ObserversImpl {
         ++counts[idx[j + 3]];
       }
     }
-    float lo_s = hmin(lo), hi_s = hmax(hi);
+    float lo_s = hmin(xsimd::min(lo, lo1)), hi_s = hmax(xsimd::max(hi, hi1));
     ref::histogram_f32(x + i, n - i, scale, base, bins, counts, &lo_s, &hi_s);
     *mn = lo_s;
     *mx = hi_s;
