@@ -7,6 +7,7 @@ qparams as PyTorch for the min/max observers, quantization MSE vs PyTorch for th
     python benchmarks/bench_observers.py            # full run
     python benchmarks/bench_observers.py --quick    # small shapes, few repeats
     python benchmarks/bench_observers.py --threads 1  # both libraries on one thread
+    python benchmarks/bench_observers.py --threads 1 --cpu-time  # CPU time of the thread (shared machines)
 
 Targets (issue 4): MinMax >= 3x PyTorch, HistogramObserver update >= 10x, compute_qparams for
 2048 bins < 5 ms.
@@ -71,20 +72,26 @@ def cpu_time(fn, reps: int) -> float:
     return statistics.median(times)
 
 
+CLOCK = time.perf_counter  # --cpu-time: time.thread_time (one thread: time lost to other processes left out)
+SPREADS: list = []  # (q1, q3) of the per-repeat ratios of the last timeit_pair calls
+
+
 def timeit_pair(fa, fb, reps: int) -> tuple[float, float]:
     """Median seconds of ``fa`` and of ``fb``, their calls interleaved so that both see the same
-    background load on a shared machine."""
+    background load on a shared machine; the quartiles of the per-repeat ratio go to SPREADS."""
     fa()
     fb()
     ta, tb = [], []
     for _ in range(reps):
-        t0 = time.perf_counter()
+        t0 = CLOCK()
         fa()
-        t1 = time.perf_counter()
+        t1 = CLOCK()
         fb()
-        t2 = time.perf_counter()
+        t2 = CLOCK()
         ta.append(t1 - t0)
         tb.append(t2 - t1)
+    r = sorted(b / max(a, 1e-9) for a, b in zip(ta, tb))
+    SPREADS.append((r[len(r) // 4], r[(3 * len(r)) // 4]))
     return statistics.median(ta), statistics.median(tb)
 
 
@@ -119,7 +126,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small shapes and few repeats")
     ap.add_argument("--threads", type=int, default=0, help="threads for both libraries (default: their own)")
+    ap.add_argument("--cpu-time", action="store_true",
+                    help="with --threads 1: time the calling thread's CPU time (steadier on a shared machine)")
     args = ap.parse_args()
+    if args.cpu_time:
+        if args.threads != 1:
+            raise SystemExit("--cpu-time needs --threads 1 (CPU time of one thread)")
+        global CLOCK
+        CLOCK = time.thread_time
     import os
 
     import torch
@@ -134,8 +148,10 @@ def main() -> None:
     print(f"lowbit {info['version']} arch={info['arch']} threads={lowbit.get_num_threads()}; "
           f"torch {torch.__version__} threads={torch.get_num_threads()}; "
           f"load average {os.getloadavg()[0]:.1f}\n")
-    print("| observer | shape | lowbit update ms | torch update ms | speedup | check |")
-    print("| --- | --- | ---: | ---: | ---: | --- |")
+    print(f"times: {'thread CPU time' if args.cpu_time else 'wall clock'}, median of interleaved repeats; "
+          "speedup spread: quartiles of the per-repeat ratios\n")
+    print("| observer | shape | lowbit update ms | torch update ms | speedup | spread | check |")
+    print("| --- | --- | ---: | ---: | ---: | --- | --- |")
     rng = np.random.default_rng(0)
     fitted = {}
     for shape in shapes:
@@ -154,7 +170,8 @@ def main() -> None:
                     t_ours, t_theirs = timeit(lambda o=ours, a=x: o.update(a), reps), float("nan")
             speed = f"{t_theirs / t_ours:.1f}x" if theirs else "-"
             th = f"{t_theirs * 1e3:.3f}" if theirs else "-"
-            print(f"| {name} | {shape} | {t_ours * 1e3:.3f} | {th} | {speed} | {check(kind, ours, theirs, x)} |",
+            spread = f"{SPREADS[-1][0]:.1f}-{SPREADS[-1][1]:.1f}x" if theirs else "-"
+            print(f"| {name} | {shape} | {t_ours * 1e3:.3f} | {th} | {speed} | {spread} | {check(kind, ours, theirs, x)} |",
                   flush=True)
             if shape == (512, 3072):
                 fitted[name] = (ours, theirs)

@@ -62,6 +62,24 @@ def test_minmax_f32_extremes(isa):
     assert _core.minmax_f32(np.full(33, np.nan, np.float32)) == (np.inf, -np.inf, 33)
 
 
+@pytest.mark.parametrize("layout", ["nan_block", "inf_blocks", "scattered"])
+def test_minmax_f32_nonfinite_in_blocks(isa, rng, layout):
+    """The fast path works on blocks of 2**14 elements and redoes a block holding NaN or +-inf
+    exactly; the true extremes sit in other blocks than the non-finite values."""
+    n = 3 * (1 << 14) + 77
+    x = rng.standard_normal(n).astype(np.float32)
+    x[2 * (1 << 14) + 5], x[40] = -7.5, 9.25
+    if layout == "nan_block":
+        x[: 1 << 14] = np.nan
+    elif layout == "inf_blocks":
+        x[(1 << 14) + 3], x[(1 << 14) + 100], x[-1] = np.inf, -np.inf, np.nan
+    else:
+        x[rng.choice(n, 200, replace=False)] = rng.choice(np.float32([np.nan, np.inf, -np.inf]), 200)
+        x[2 * (1 << 14) + 5], x[40] = -7.5, 9.25
+    fin = x[np.isfinite(x)]
+    assert _core.minmax_f32(x) == (fin.min(), fin.max(), n - fin.size)
+
+
 @pytest.mark.parametrize(
     "shape,axis",
     [((5, 7, 3), 1), ((64, 768), -1), ((64, 768), 0), ((4, 16, 40), 1), ((3, 1000), 0), ((2, 5, 17), 2),
@@ -107,6 +125,34 @@ def test_histogram_f32_matches_numpy(isa, rng, n, grid):
     assert zeros == int((x == 0).sum())
     fin = x[np.isfinite(x)]
     assert (mn, mx) == ((fin.min(), fin.max()) if fin.size else (np.inf, -np.inf))
+
+
+@pytest.mark.parametrize("grid", [(-20, -1024, 2048), (-8, 3, 64), (100, -5, 16), (-120, 0, 100)])
+def test_histogram_f32_extreme_values(isa, rng, grid):
+    """Values far outside the grid (products that overflow float32 or do not fit an int32), tiny
+    and denormal values of both signs, integers at bin edges: the slot equals the exact one."""
+    e, base, bins = grid
+    big = np.finfo(np.float32).max
+    special = np.float32([big, -big, 1e30, -1e30, 3e9, -3e9, 1e-45, -1e-45, 1.2e-38, -1.2e-38, 2.0**-140,
+                          -(2.0**-140), 1.0, -1.0, 0.5, -0.5, 2.0**-20, -(2.0**-20), 2.0**-19 * 3, 0.0, -0.0])
+    x = rng.permutation(np.concatenate([np.tile(special, 7), (rng.standard_normal(300) * 8).astype(np.float32)]))
+    counts, bad, zeros, mn, mx = _core.histogram_f32(x, 2.0**-e, float(base), bins)
+    np.testing.assert_array_equal(counts, numpy_histogram(x, e, base, bins))
+    assert (bad, zeros, mn, mx) == (0, int((x == 0).sum()), x.min(), x.max())
+
+
+def test_histogram_f32_over_one_chunk(rng):
+    """One task over 2**24 elements flushes its 32-bit counters into 64-bit ones chunk by chunk."""
+    x = np.tile(with_nonfinite(rng.standard_normal(4099).astype(np.float32), rng, 3), 4200)[: (1 << 24) + 999]
+    x[::1001] = 0.0
+    saved = lowbit.get_num_threads()
+    try:
+        lowbit.set_num_threads(1)
+        counts, bad, zeros, mn, mx = _core.histogram_f32(x, 2.0**-6, -300.0, 512)
+    finally:
+        lowbit.set_num_threads(saved)
+    np.testing.assert_array_equal(counts, numpy_histogram(x, 6, -300, 512))
+    assert (bad, zeros) == (int((~np.isfinite(x)).sum()), int((x == 0).sum()))
 
 
 def test_kernels_identical_across_thread_counts(rng):

@@ -64,6 +64,25 @@ def test_per_group(isa, dtype, shape, g, rng):
     check(x, scale, zp, dtype, group_size=g)
 
 
+@pytest.mark.parametrize("g", [16, 48, 128])
+@pytest.mark.parametrize("threads", [1, 3])
+def test_per_group_whole_group_path(isa, g, threads, rng):
+    """Groups of a multiple of the vector width run a dedicated loop; thread pieces start inside
+    groups (64-element alignment) and rows end in a partial group; NaN and +-inf included."""
+    x = (rng.standard_normal((37, 2000)) * 3).astype(np.float32)
+    x.flat[rng.choice(x.size, 40, replace=False)] = rng.choice(np.float32([np.nan, np.inf, -np.inf]), 40)
+    ng = -(-2000 // g)
+    scale = rng.uniform(0.01, 0.5, (37, ng)).astype(np.float32)
+    saved = lowbit.get_num_threads()
+    try:
+        lowbit.set_num_threads(threads)
+        for dtype in ("int8", "uint8", "int4"):
+            qmin, qmax = ref.qrange(dtype)
+            check(x, scale, rng.integers(qmin, qmax + 1, (37, ng)), dtype, group_size=g)
+    finally:
+        lowbit.set_num_threads(saved)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("granularity", ["tensor", "channel", "group"])
 def test_stochastic_matches_reference(isa, dtype, granularity, rng):

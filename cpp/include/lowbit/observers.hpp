@@ -25,16 +25,19 @@ using MinMaxF32Fn = int64_t (*)(const float* x, int64_t n, float* mn, float* mx)
 using MinMaxPerChannelF32Fn = int64_t (*)(const float* x, int64_t rows, int64_t cols, int64_t row_stride, float* mn,
                                           float* mx);
 // Adds every element of x[0, n) into counts, laid out as kHistogramWays interleaved copies of
-// (bins + 2) counters: element i goes to copy (i % kHistogramWays); slot `bins` of a copy collects
-// the non-finite values and slot `bins + 1` the exact zeros (+0 and -0, left out of their bin so
-// that the observers can model a spike at zero). Several copies break the store-to-load
-// dependency of repeated bins. Also updates *mn / *mx (caller-initialized) with the finite values,
-// so that a caller whose grid already covers the data needs no separate min/max pass.
-using HistogramF32Fn = void (*)(const float* x, int64_t n, float scale, float base, int64_t bins, int64_t* counts,
+// (bins + 2) 32-bit counters: element i goes to copy (i % kHistogramWays); slot `bins` of a copy
+// collects the non-finite values and slot `bins + 1` the exact zeros (+0 and -0, left out of their
+// bin so that the observers can model a spike at zero). Several copies break the store-to-load
+// dependency of repeated bins; 32-bit counters keep 4 copies of 2048 bins in L1. The caller keeps
+// every counter below 2^32 (n <= kHistogramChunk per call). Also updates *mn / *mx
+// (caller-initialized) with the finite values, so that a caller whose grid already covers the data
+// needs no separate min/max pass.
+using HistogramF32Fn = void (*)(const float* x, int64_t n, float scale, float base, int64_t bins, uint32_t* counts,
                                 float* mn, float* mx);
 }  // namespace kernels
 
-constexpr int64_t kHistogramWays = 8;
+constexpr int64_t kHistogramWays = 4;
+constexpr int64_t kHistogramChunk = int64_t{1} << 24;  // elements per kernel call, at most
 
 struct MinMaxResult {
   float min;  // +inf when no finite value was seen

@@ -6,30 +6,13 @@
 
 #include <xsimd/xsimd.hpp>
 
+#include "kernels/hreduce.hpp"
 #include "kernels/range.hpp"
 #include "reference/range.hpp"
 
 namespace lowbit {
 namespace kernels {
 namespace {
-
-// Horizontal min / max of a float batch (xsimd 8.1 has no reduce_min): log-depth shuffles.
-inline float hmin(const xsimd::batch<float, xsimd::avx2>& v) {
-  __m256 x = v;
-  __m128 s = _mm_min_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
-  s = _mm_min_ps(s, _mm_movehl_ps(s, s));
-  return _mm_cvtss_f32(_mm_min_ss(s, _mm_movehdup_ps(s)));
-}
-inline float hmax(const xsimd::batch<float, xsimd::avx2>& v) {
-  __m256 x = v;
-  __m128 s = _mm_max_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
-  s = _mm_max_ps(s, _mm_movehl_ps(s, s));
-  return _mm_cvtss_f32(_mm_max_ss(s, _mm_movehdup_ps(s)));
-}
-#if defined(__AVX512F__)
-inline float hmin(const xsimd::batch<float, xsimd::avx512bw>& v) { return _mm512_reduce_min_ps(v); }
-inline float hmax(const xsimd::batch<float, xsimd::avx512bw>& v) { return _mm512_reduce_max_ps(v); }
-#endif
 
 template <class Arch>
 void finite_range_impl(const float* x, int64_t n, float* lo, float* hi) {

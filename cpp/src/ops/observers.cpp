@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "lowbit/observers.hpp"
@@ -125,18 +127,50 @@ int64_t histogram(const float* x, int64_t n, float scale, float base, int64_t bi
   auto kernel = dispatch::histogram_f32.get();
   const int64_t tasks = task_count(n, n);
   const int64_t stride = bins + 2;
-  const int64_t per_task = kHistogramWays * stride;
-  std::vector<int64_t> part(tasks * per_task, 0);
+  // Each task's 32-bit copies start on their own cache line (no false sharing), are zeroed by the
+  // task itself (first touch on its core) and stay in its L1 for bins <= 2048.
+  const int64_t per_task = (kHistogramWays * stride + 15) / 16 * 16;
+  std::unique_ptr<uint32_t[]> buf(new uint32_t[tasks * per_task + 16]);
+  uint32_t* part = buf.get() + (16 - reinterpret_cast<uintptr_t>(buf.get()) / 4 % 16) % 16;
   std::vector<float> lo(tasks, INFINITY), hi(tasks, -INFINITY);
+  // A task over kHistogramChunk elements flushes its 32-bit copies into 64-bit ones after each chunk.
+  std::vector<std::vector<int64_t>> wide(tasks);
   split(n, tasks, 64, [&](int64_t t, int64_t b, int64_t e) {
-    if (b < e) kernel(x + b, e - b, scale, base, bins, part.data() + t * per_task, &lo[t], &hi[t]);
+    uint32_t* mine = part + t * per_task;
+    std::fill(mine, mine + per_task, uint32_t{0});
+    for (int64_t c = b; c < e; c += kHistogramChunk) {
+      const int64_t len = std::min(kHistogramChunk, e - c);
+      kernel(x + c, len, scale, base, bins, mine, &lo[t], &hi[t]);
+      if (e - b > kHistogramChunk) {
+        wide[t].resize(kHistogramWays * stride, 0);
+        for (int64_t j = 0; j < kHistogramWays * stride; ++j) wide[t][j] += mine[j];
+        std::fill(mine, mine + per_task, uint32_t{0});
+      }
+    }
+  });
+  static_assert(kHistogramWays == 4, "the merge below sums four copies");
+  // Merge: the copies of every task, bin range by bin range in parallel (tight loops: this is the
+  // fixed cost of a small update).
+  const int64_t merge_tasks = std::min<int64_t>(tasks, std::max<int64_t>(1, bins / 512));
+  split(bins, merge_tasks, 16, [&](int64_t, int64_t b, int64_t e) {
+    for (int64_t t = 0; t < tasks; ++t) {
+      if (wide[t].empty()) {
+        const uint32_t* p = part + t * per_task;
+        for (int64_t j = b; j < e; ++j)
+          counts[j] += int64_t{p[j]} + p[stride + j] + int64_t{p[2 * stride + j]} + p[3 * stride + j];
+      } else {
+        for (int64_t w = 0; w < kHistogramWays; ++w)
+          for (int64_t j = b; j < e; ++j) counts[j] += wide[t][w * stride + j];
+      }
+    }
   });
   int64_t bad = 0;
-  for (int64_t c = 0; c < tasks * kHistogramWays; ++c) {
-    const int64_t* p = part.data() + c * stride;
-    for (int64_t j = 0; j < bins; ++j) counts[j] += p[j];
-    bad += p[bins];
-    *zeros += p[bins + 1];
+  for (int64_t t = 0; t < tasks; ++t) {
+    for (int64_t w = 0; w < kHistogramWays; ++w) {
+      const int64_t off = w * stride + bins;
+      bad += wide[t].empty() ? int64_t{part[t * per_task + off]} : wide[t][off];
+      *zeros += wide[t].empty() ? int64_t{part[t * per_task + off + 1]} : wide[t][off + 1];
+    }
   }
   for (int64_t t = 0; t < tasks; ++t) {
     *mn = std::min(*mn, lo[t]);

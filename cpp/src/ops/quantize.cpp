@@ -3,6 +3,7 @@
 #include "dispatch/quantize.hpp"
 
 #include <algorithm>
+#include <type_traits>
 #include <vector>
 
 #include "lowbit/parallel.hpp"
@@ -113,6 +114,18 @@ void quantize_impl(const In* x, const QuantLayout& l, const Rounding& rnd, uint8
     const In* xr = x + r * l.cols;
     uint8_t* qr = q + r * row_bytes;
     params.for_each_run(r, c0, c1, [&](int64_t a, int64_t b, const AffineRow& p) {
+      if (std::is_same<In, float>::value && !four_bit) {
+        // float32 in, bytes out: no staging, one kernel call for the whole run.
+        Rounding rs = rnd;
+        rs.counter = rnd.counter + static_cast<uint64_t>(r * l.cols + a);
+        const float* src = reinterpret_cast<const float*>(xr) + a;
+        if (as_signed) {
+          qs8(src, b - a, p, rs, reinterpret_cast<int8_t*>(qr + a));
+        } else {
+          qu8(src, b - a, p, rs, qr + a);
+        }
+        return;
+      }
       alignas(64) float fbuf[kChunk];
       alignas(64) int8_t qbuf[kChunk];
       for (int64_t s = a; s < b; s += kChunk) {

@@ -39,7 +39,7 @@ int64_t minmax_per_channel_f32(const float* x, int64_t rows, int64_t cols, int64
   return bad;
 }
 
-void histogram_f32(const float* x, int64_t n, float scale, float base, int64_t bins, int64_t* counts, float* mn,
+void histogram_f32(const float* x, int64_t n, float scale, float base, int64_t bins, uint32_t* counts, float* mn,
                    float* mx) {
   float lo = *mn, hi = *mx;
   for (int64_t i = 0; i < n; ++i) {

@@ -34,7 +34,7 @@ namespace lowbit {
 namespace ref {
 int64_t minmax_f32(const float* x, int64_t n, float* mn, float* mx);
 int64_t minmax_per_channel_f32(const float* x, int64_t rows, int64_t cols, int64_t row_stride, float* mn, float* mx);
-void histogram_f32(const float* x, int64_t n, float scale, float base, int64_t bins, int64_t* counts, float* mn,
+void histogram_f32(const float* x, int64_t n, float scale, float base, int64_t bins, uint32_t* counts, float* mn,
                    float* mx);
 }  // namespace ref
 }  // namespace lowbit
