@@ -20,7 +20,11 @@ On a shared machine start it with OMP_WAIT_POLICY=PASSIVE: torch's spinning Open
 stall every small op a scheduler tick (LayerNorm, add, GELU took ~20 ms each), which hides the
 linear layers' time.
 
-Usage: python benchmarks/bench_pruning.py [--models digits,minilm] [--threads N] [--minilm-train-s S]
+Sparse (``--models sparse``): stored bytes of bitmask + values (lowbit.sparse_storage, int8 and int4)
+at 50 / 70 / 90% unstructured sparsity, and lowbit's dense int8 kernel on the rebuilt codes against
+torch's CSR sparse matmul: does a sparse kernel pay?
+
+Usage: python benchmarks/bench_pruning.py [--models digits,minilm,sparse] [--threads N] [--minilm-train-s S]
 [--minilm-refit] [--minilm-lr LR]
 """
 
@@ -203,6 +207,40 @@ def bench_minilm(train_s: float, refit: bool, lr: float) -> None:
     print(table(["model", "size", "worst cos", "mean cos", "latency ms", "vs float", "vs int8"], rows))
 
 
+def bench_sparse(threads: int) -> None:
+    """Stored size of bitmask + values (lowbit.sparse_storage) and whether a sparse kernel would pay:
+    lowbit's dense int8 kernel on the rebuilt codes against torch's CSR sparse matmul (float32) and
+    the dense float32 matmul, one 1536 x 384 Linear (MiniLM's FFN output) at 256 tokens."""
+    rows = []
+    x = torch.randn(256, 1536)
+    for amount in (0.5, 0.7, 0.9):
+        torch.manual_seed(0)
+        lin = torch.nn.Sequential(torch.nn.Linear(1536, 384))
+        sp = lowbit.prune_magnitude(lin, amount)
+        q8 = lowbit.quantize_model(sp, progress=False)
+        s8 = lowbit.sparse_storage(q8, min_sparsity=0.0)
+        s4 = lowbit.sparse_storage(lowbit.quantize_model(sp, lowbit.QuantConfig(weight="int4", group_size=32),
+                                                         progress=False), min_sparsity=0.0)
+        q4 = lowbit.quantize_model(sp, lowbit.QuantConfig(weight="int4", group_size=32), progress=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "Sparse CSR tensor support is in beta state"
+            w_csr = sp[0].weight.detach().to_sparse_csr()
+        b = sp[0].bias.detach()
+        ref = sp(x)
+        torch.testing.assert_close(s8(x), q8(x), rtol=0, atol=0)
+        torch.testing.assert_close(torch.sparse.mm(w_csr, x.t()).t() + b, ref, rtol=1e-4, atol=1e-4)
+        with torch.no_grad():
+            fns = {"float dense": lambda: sp(x), "float CSR (torch.sparse)": lambda: torch.sparse.mm(w_csr, x.t()).t() + b,
+                   "int8 dense kernel, sparse-stored": lambda: s8(x)}
+            t = interleaved(fns, repeat=9, min_time=0.02, what=f"sparse {amount}")
+        for k in fns:
+            rows.append([f"{amount:.0%}", k, timing_cell(t[k]), speedup_cell(t["int8 dense kernel, sparse-stored"], t[k])])
+        rows.append([f"{amount:.0%}", "sizes: float / int8 / int8 sparse / int4 g32 / int4 g32 sparse",
+                     " / ".join(format_bytes(lowbit.metrics.model_nbytes(m)) for m in (sp, q8, s8, q4, s4)), ""])
+    print(f"\n## Sparse storage and kernels, Linear 1536 -> 384, 256 tokens, {threads} thread(s)")
+    print(table(["sparsity", "variant", "latency ms", "int8 dense / this"], rows))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="digits,minilm")
@@ -218,6 +256,8 @@ def main() -> None:
     models = args.models.split(",")
     if "digits" in models:
         bench_digits(args.threads)
+    if "sparse" in models:
+        bench_sparse(args.threads)
     if "minilm" in models:
         bench_minilm(args.minilm_train_s, args.minilm_refit, args.minilm_lr)
 
