@@ -583,14 +583,19 @@ def prune_ffn(
 
 
 def _ffn_gram(model: nn.Module, inter: nn.Module, calib_data: Any) -> torch.Tensor:
-    """Gram matrix (float64) of ``[activations, 1]`` at the output of ``inter`` over ``calib_data``;
-    its last diagonal entry is the token count."""
-    acc: dict[str, torch.Tensor] = {}
+    """Gram matrix (float64) of ``[activations, 1]`` at the output of ``inter`` over ``calib_data``
+    (padding positions, ``attention_mask`` 0 in a dict batch, left out); its last diagonal entry is
+    the token count. Each forward stops once ``inter`` has run (the later blocks are not needed)."""
+    from ..interop.convert import _real_tokens, _StopForward, _token_mask
+
+    acc: dict[str, Any] = {}
 
     def hook(mod: nn.Module, args: tuple, out: torch.Tensor) -> None:
-        a = out.detach().reshape(-1, out.shape[-1]).double()
+        a = _real_tokens(out.detach(), acc.get("mask"))
+        a = a.reshape(-1, out.shape[-1]).double()
         a = torch.cat([a, torch.ones(a.shape[0], 1, dtype=a.dtype)], 1)
         acc["g"] = acc.get("g", 0) + a.t() @ a
+        raise _StopForward
 
     h = inter.register_forward_hook(hook)
     was = model.training
@@ -598,7 +603,11 @@ def _ffn_gram(model: nn.Module, inter: nn.Module, calib_data: Any) -> torch.Tens
     try:
         with torch.no_grad():
             for batch in [calib_data] if isinstance(calib_data, (torch.Tensor, Mapping)) else calib_data:
-                _run(model, batch)
+                acc["mask"] = _token_mask(batch)
+                try:
+                    _run(model, batch)
+                except _StopForward:
+                    pass
     finally:
         h.remove()
         model.train(was)
