@@ -523,3 +523,16 @@ def test_sparse_storage_load_refuses_a_mask_that_does_not_match(tmp_path):
     lowbit.save(bad, path)
     with pytest.raises(ValueError, match="bits set"):
         lowbit.load(path, nn.Sequential(nn.Linear(64, 48), nn.ReLU(), nn.Linear(48, 8)))
+
+
+def test_everyday_sentences_are_reproducible_and_share_no_4_gram_with_the_evaluation_set():
+    import re
+
+    from lowbit.demo.text import everyday_sentences
+
+    a = everyday_sentences(300, seed=1)
+    assert a == everyday_sentences(300, seed=1) and len(set(a)) == 300
+    assert a != everyday_sentences(300, seed=2)
+    words = lambda s: re.findall(r"[a-z']+", s.lower())  # noqa: E731
+    held = {tuple(w[i : i + 4]) for s in M.SENTENCES for w in [words(s)] for i in range(len(w) - 3)}
+    assert all(not any(tuple(w[i : i + 4]) in held for i in range(len(w) - 3)) for s in a for w in [words(s)])
