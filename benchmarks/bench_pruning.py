@@ -93,7 +93,8 @@ def bench_digits(threads: int) -> None:
     models["pruned + KD + int8"] = lowbit.quantize_model(pruned, static, calib_data=calib, progress=False)
     sparse = lowbit.prune_n_m(teacher, 2, 4, exclude=["conv1"])
     lowbit.distill(teacher, sparse, _batches(data, 3), lr=1e-3)
-    models["2:4 + KD + int8"] = lowbit.quantize_model(sparse, static, calib_data=calib, progress=False)
+    models["2:4 + KD + int8"] = lowbit.sparse_storage(lowbit.quantize_model(sparse, static, calib_data=calib,
+                                                                           progress=False))  # bitmask + values
     try:  # the peer: Torch-Pruning removes the same structure; fine-tuned by the same distillation
         import torch_pruning as tp
 
@@ -119,7 +120,7 @@ def bench_digits(threads: int) -> None:
     print(table(["model", "size", "accuracy %", "vs float", "latency ms", "speedup vs float"], rows))
     print("\nper layer sparsity of the 2:4 + KD + int8 model, then summary of pruned + KD + int8:")
     for r in lowbit.sparsity_report(models["2:4 + KD + int8"]):
-        print(f"  {r['layer']}: {r['type']} {r['shape']} sparsity {r['sparsity']:.2f}")
+        print(f"  {r['layer']}: {r['type']} {r['shape']} sparsity {r['sparsity']:.2f}, stored {r['stored']}")
     print(lowbit.summary(models["pruned + KD + int8"]))
 
 

@@ -918,7 +918,8 @@ class GradualPruner:
 
 def sparsity_report(model: nn.Module) -> list[dict[str, Any]]:
     """Per Linear / Conv layer (float or lowbit-quantized): weight shape, share of zero weights
-    (of the stored values for quantized layers), and whether a pruning mask rides on it.
+    (of the stored values for quantized layers), whether a pruning mask rides on it, and how the
+    weights are stored ("dense", or "bitmask + values" after :func:`lowbit.sparse_storage`).
 
     Example:
         >>> import torch
@@ -939,5 +940,6 @@ def sparsity_report(model: nn.Module) -> list[dict[str, Any]]:
         else:
             continue
         rows.append({"layer": name, "type": type(mod).__name__, "shape": tuple(w.shape),
-                     "sparsity": float((w == 0).float().mean()), "masked": hasattr(mod, _MASK_ATTR)})
+                     "sparsity": float((w == 0).float().mean()), "masked": hasattr(mod, _MASK_ATTR),
+                     "stored": "bitmask + values" if "_lowbit_sparse" in mod.__dict__ else "dense"})
     return rows
