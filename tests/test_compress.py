@@ -536,3 +536,23 @@ def test_everyday_sentences_are_reproducible_and_share_no_4_gram_with_the_evalua
     words = lambda s: re.findall(r"[a-z']+", s.lower())  # noqa: E731
     held = {tuple(w[i : i + 4]) for s in M.SENTENCES for w in [words(s)] for i in range(len(w) - 3)}
     assert all(not any(tuple(w[i : i + 4]) in held for i in range(len(w) - 3)) for s in a for w in [words(s)])
+
+
+def test_prune_ffn_refit_ignores_padding_tokens(tiny_bert):
+    model, _ = tiny_bert
+    g = torch.Generator().manual_seed(2)
+    seqs = [torch.randint(1, 64, (n,), generator=g) for n in (12, 7, 10, 5, 12, 9, 11, 6)]
+    # one batch per sentence (no padding) against two padded batches of the same sentences
+    single = [{"input_ids": s[None], "attention_mask": torch.ones(1, len(s), dtype=torch.long)} for s in seqs]
+    padded = []
+    for part in (seqs[:4], seqs[4:]):
+        ids = torch.zeros(len(part), 12, dtype=torch.long)
+        mask = torch.zeros(len(part), 12, dtype=torch.long)
+        for i, s in enumerate(part):
+            ids[i, : len(s)], mask[i, : len(s)] = s, 1
+        padded.append({"input_ids": ids, "attention_mask": mask})
+    a = lowbit.prune_ffn(model, 0.5, importance="activation", reconstruct=True, calib_data=single)
+    b = lowbit.prune_ffn(model, 0.5, importance="activation", reconstruct=True, calib_data=padded)
+    for la, lb in zip(a.encoder.layer, b.encoder.layer):
+        torch.testing.assert_close(la.intermediate.dense.weight, lb.intermediate.dense.weight)
+        torch.testing.assert_close(la.output.dense.weight, lb.output.dense.weight, rtol=1e-4, atol=1e-5)
