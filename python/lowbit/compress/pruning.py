@@ -527,7 +527,11 @@ def prune_ffn(
     least squares so that the kept channels reproduce the full FFN output on the calibration
     tokens, block after block on the already pruned model's own inputs (as ThiNet, Luo et al. 2017,
     and the layer-wise reconstruction of Hassibi & Stork's OBS family): ``W = (G_kk + λI)⁻¹ G_k:
-    W_full`` from the Gram matrix G of the activations (float64; λ = ``damp`` x the mean diagonal).
+    W_full`` from the Gram matrix G of the activations (float64; λ = ``damp`` x the mean diagonal;
+    padding tokens, ``attention_mask`` 0, left out). Calibrate on text like the one the model will
+    see: on MiniLM (50% removed, 512 sentences), docstring-only calibration left the everyday
+    evaluation sentences at a worst cosine of about 0.6, docstrings + everyday sentences
+    (:mod:`lowbit.demo.text`) at about 0.8.
     ``model.config.intermediate_size`` is updated when every block keeps the same width.
 
     Args:
