@@ -8,29 +8,32 @@ Torch-Pruning (MagnitudePruner, L2, same channels) fine-tuned the same way. Batc
 lowbit.Timer (interleaved, median ± half IQR). Checks: every pruned model's output equals the
 float model with the removed channels zeroed (the reference), before fine-tuning.
 
-MiniLM (all-MiniLM-L6-v2, offline): 50% of the FFN intermediate channels removed
-(lowbit.prune_ffn, L2 importance; ``--minilm-refit``: activation importance + least-squares refit on
-calibration text), distilled to
-the float model's sentence embeddings (cosine + per-layer hidden-state MSE) for at most
-``--minilm-train-s`` seconds of CPU on sentences from the Python standard library's docstrings,
-then dynamic int8; worst and mean cosine to the float embeddings on lowbit.models.SENTENCES
-(never trained on), latency at batch 8 x 128 tokens against the unpruned int8 model.
+MiniLM (all-MiniLM-L6-v2, offline): 50% of the FFN intermediate channels removed (lowbit.prune_ffn),
+one row per step: L2 norms (no data), activation importance, + least-squares refit of output.dense
+on ``--minilm-calib`` calibration sentences, + distillation to the float model's sentence embeddings
+(cosine + per-layer hidden-state MSE) for at most ``--minilm-train-s`` seconds of CPU on other
+sentences, + dynamic int8. Text (lowbit.demo.text, offline): the standard library's docstrings plus
+everyday sentences from a template grammar (``--minilm-corpus mix``) or the docstrings alone.
+Accuracy: worst and mean cosine to the float embeddings on lowbit.models.SENTENCES (never
+calibrated or trained on); latency at batch 8 x 128 and 8 x 32 tokens against the unpruned int8 model.
 
 On a shared machine start it with OMP_WAIT_POLICY=PASSIVE: torch's spinning OpenMP threads otherwise
 stall every small op a scheduler tick (LayerNorm, add, GELU took ~20 ms each), which hides the
 linear layers' time.
 
-Usage: python benchmarks/bench_pruning.py [--models digits,minilm] [--threads N] [--minilm-train-s S]
-[--minilm-refit] [--minilm-lr LR]
+Sparse (``--models sparse``): stored bytes of bitmask + values (lowbit.sparse_storage, int8 and int4)
+at 50 / 70 / 90% unstructured sparsity, and lowbit's dense int8 kernel on the rebuilt codes against
+torch's CSR sparse matmul: does a sparse kernel pay?
+
+Usage: python benchmarks/bench_pruning.py [--models digits,minilm,sparse] [--threads N] [--minilm-train-s S]
+[--minilm-corpus mix|docstrings] [--minilm-calib N] [--minilm-lr LR]
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
-import importlib
 import os
-import re
 import sys
 import time
 import warnings
@@ -40,6 +43,7 @@ import lowbit
 import torch
 import torch.nn.functional as F
 from _common import banner, format_bytes, interleaved, speedup_cell, table, timing_cell
+from lowbit.demo.text import docstring_sentences, sentence_corpus
 from lowbit.models import SENTENCES, accuracy, embed_sentences, load_digits_data, load_minilm, train_digits_cnn
 
 
@@ -89,7 +93,8 @@ def bench_digits(threads: int) -> None:
     models["pruned + KD + int8"] = lowbit.quantize_model(pruned, static, calib_data=calib, progress=False)
     sparse = lowbit.prune_n_m(teacher, 2, 4, exclude=["conv1"])
     lowbit.distill(teacher, sparse, _batches(data, 3), lr=1e-3)
-    models["2:4 + KD + int8"] = lowbit.quantize_model(sparse, static, calib_data=calib, progress=False)
+    models["2:4 + KD + int8"] = lowbit.sparse_storage(lowbit.quantize_model(sparse, static, calib_data=calib,
+                                                                           progress=False))  # bitmask + values
     try:  # the peer: Torch-Pruning removes the same structure; fine-tuned by the same distillation
         import torch_pruning as tp
 
@@ -115,59 +120,37 @@ def bench_digits(threads: int) -> None:
     print(table(["model", "size", "accuracy %", "vs float", "latency ms", "speedup vs float"], rows))
     print("\nper layer sparsity of the 2:4 + KD + int8 model, then summary of pruned + KD + int8:")
     for r in lowbit.sparsity_report(models["2:4 + KD + int8"]):
-        print(f"  {r['layer']}: {r['type']} {r['shape']} sparsity {r['sparsity']:.2f}")
+        print(f"  {r['layer']}: {r['type']} {r['shape']} sparsity {r['sparsity']:.2f}, stored {r['stored']}")
     print(lowbit.summary(models["pruned + KD + int8"]))
 
 
-def _docstring_sentences() -> list[str]:
-    """English sentences from the docstrings of standard-library modules: offline training text."""
-    names = ["json", "collections", "argparse", "email", "http.client", "logging", "unittest", "pathlib",
-             "subprocess", "threading", "asyncio", "decimal", "statistics", "random", "itertools", "functools",
-             "datetime", "urllib.request", "csv", "sqlite3", "textwrap", "string", "os", "shutil", "tarfile",
-             "zipfile", "socket", "ssl", "inspect", "dataclasses", "enum", "heapq", "calendar", "difflib", "pprint",
-             "tempfile", "uuid", "hashlib", "pickle", "copy", "io", "glob", "configparser", "gettext", "locale",
-             "smtplib", "imaplib", "ftplib", "sched", "queue", "weakref", "abc", "numbers", "fractions", "math",
-             "contextlib", "warnings", "traceback", "codecs", "platform", "signal"]
-    out = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for name in names:
-            mod = importlib.import_module(name)
-            for o in [mod] + [getattr(mod, a) for a in dir(mod) if not a.startswith("_")]:
-                d = getattr(o, "__doc__", None)
-                if not isinstance(d, str):
-                    continue
-                for s in re.split(r"(?<=[.!?])\s+", " ".join(d.split())):
-                    if 30 <= len(s) <= 200 and s[0].isupper() and sum(c.isalpha() for c in s) > 0.7 * len(s):
-                        out.append(s)
-    return list(dict.fromkeys(out))
-
-
-def bench_minilm(train_s: float, refit: bool, lr: float) -> None:
+def bench_minilm(train_s: float, corpus: str, lr: float, n_calib: int) -> None:
     tok, model = load_minilm()
-    sents = _docstring_sentences()
+    sents = sentence_corpus() if corpus == "mix" else docstring_sentences()
     perm = torch.randperm(len(sents), generator=torch.Generator().manual_seed(0)).tolist()
     enc = lambda idx: dict(tok([sents[i] for i in idx], padding=True, truncation=True, max_length=64,  # noqa: E731
                                return_tensors="pt"))
-    calib = [enc(perm[k : k + 32]) for k in range(0, 128, 32)]
-    train = [enc(perm[k : k + 16]) for k in range(128, len(perm) - 16, 16)]
-    e_float = embed_sentences(model, tok, SENTENCES)
+    calib = [enc(perm[k : k + 32]) for k in range(0, n_calib, 32)]
+    train = [enc(perm[k : k + 16]) for k in range(n_calib, len(perm) - 16, 16)]  # never the calibration ones
+    with torch.no_grad():
+        e_float = embed_sentences(model, tok, SENTENCES)
 
     def cos(m):
-        c = (embed_sentences(m, tok, SENTENCES) * e_float).sum(1)
+        with torch.no_grad():
+            c = (embed_sentences(m, tok, SENTENCES) * e_float).sum(1)
         return float(c.min()), float(c.mean())
 
     def pool(out, batch):
         h, mask = out.last_hidden_state, batch["attention_mask"].unsqueeze(-1).to(out.last_hidden_state.dtype)
         return F.normalize((h * mask).sum(1) / mask.sum(1).clamp(min=1e-9), dim=-1)
 
-    t0 = time.perf_counter()
-    if refit:
-        pruned = lowbit.prune_ffn(model, 0.5, importance="activation", reconstruct=True, calib_data=calib)
-    else:
-        pruned = lowbit.prune_ffn(model, 0.5)
-    t_prune = time.perf_counter() - t0
-    cos_raw = cos(pruned)
+    steps_rows = [("L2 norms, no data", cos(lowbit.prune_ffn(model, 0.5)))]
+    t0 = time.process_time()
+    act = lowbit.prune_ffn(model, 0.5, importance="activation", calib_data=calib)
+    steps_rows.append(("activation importance", cos(act)))
+    pruned = lowbit.prune_ffn(model, 0.5, importance="activation", reconstruct=True, calib_data=calib)
+    t_prune = time.process_time() - t0
+    steps_rows.append(("activation + least-squares refit of output.dense", cos(pruned)))
     d = lowbit.Distiller(model, pruned, loss=lowbit.DistillationLoss(kind="cosine"), output_fn=pool,
                          features=[f"encoder.layer.{i}" for i in range(6)], feature_weight=0.1)
     opt = torch.optim.AdamW(pruned.parameters(), lr=lr)
@@ -184,23 +167,61 @@ def bench_minilm(train_s: float, refit: bool, lr: float) -> None:
     d.close()
     pruned.eval()
     t_kd, cpu_kd = time.perf_counter() - t0, time.process_time() - cpu0
-    q_full, q_pruned = lowbit.quantize_model(model), lowbit.quantize_model(pruned)
-    x = tok(SENTENCES[:8], padding="max_length", max_length=128, truncation=True, return_tensors="pt")
-    with torch.no_grad():
-        fns = {"float": lambda: model(**x), "pruned": lambda: pruned(**x), "int8": lambda: q_full(**x),
-               "pruned + int8": lambda: q_pruned(**x)}
-        times = interleaved(fns, repeat=9, min_time=0.05, budget_s=120, what="MiniLM batch 8 x 128")
+    steps_rows.append((f"+ distillation ({steps} steps of 16 sentences, {cpu_kd:.0f} s CPU)", cos(pruned)))
+    q_full, q_pruned = lowbit.quantize_model(model, progress=False), lowbit.quantize_model(pruned, progress=False)
+    steps_rows.append(("+ int8 dynamic", cos(q_pruned)))
+    print(f"\n## MiniLM, 50% FFN channels removed: what each step gives (cosine to the float embeddings of the "
+          f"{len(SENTENCES)} held-out lowbit.models.SENTENCES; calibration {n_calib} and training sentences from the "
+          f"'{corpus}' corpus, disjoint; prune {t_prune:.0f} s CPU for both data-driven variants, KD {t_kd:.0f} s wall)")
+    print(table(["step", "worst cos", "mean cos"], [[k, f"{c[0]:.4f}", f"{c[1]:.4f}"] for k, c in steps_rows]))
     rows = []
-    for k, m in (("float", model), ("pruned", pruned), ("int8", q_full), ("pruned + int8", q_pruned)):
-        c = cos(m) if k != "float" else (1.0, 1.0)
-        rows.append([k, format_bytes(_nbytes(m) if k.endswith("int8") else lowbit.metrics.model_nbytes(m)),
-                     f"{c[0]:.4f}", f"{c[1]:.4f}", timing_cell(times[k]), speedup_cell(times["float"], times[k]),
-                     speedup_cell(times["int8"], times[k])])
-    how = "activation + refit" if refit else "L2"
-    print(f"\n## MiniLM, 50% FFN channels removed ({how}: prune {t_prune:.1f} s; worst / mean cosine before KD "
-          f"{cos_raw[0]:.4f} / {cos_raw[1]:.4f}; KD {steps} steps of 16 sentences, {cpu_kd:.0f} s CPU, "
-          f"{t_kd:.0f} s wall)")
-    print(table(["model", "size", "worst cos", "mean cos", "latency ms", "vs float", "vs int8"], rows))
+    for seq in (128, 32):
+        x = tok(SENTENCES[:8], padding="max_length", max_length=seq, truncation=True, return_tensors="pt")
+        with torch.no_grad():
+            fns = {"float": lambda x=x: model(**x), "pruned": lambda x=x: pruned(**x), "int8": lambda x=x: q_full(**x),
+                   "pruned + int8": lambda x=x: q_pruned(**x)}
+            times = interleaved(fns, repeat=9, min_time=0.05, budget_s=120, what=f"MiniLM batch 8 x {seq}")
+        for k, m in (("float", model), ("pruned", pruned), ("int8", q_full), ("pruned + int8", q_pruned)):
+            c = cos(m) if k != "float" else (1.0, 1.0)
+            rows.append([f"8 x {seq}", k, format_bytes(_nbytes(m) if k.endswith("int8") else lowbit.metrics.model_nbytes(m)),
+                         f"{c[0]:.4f}", f"{c[1]:.4f}", timing_cell(times[k]), speedup_cell(times["float"], times[k]),
+                         speedup_cell(times["int8"], times[k])])
+    print("\n## MiniLM frontier (latency by lowbit.Timer, interleaved; median ± half IQR; a shared machine)")
+    print(table(["batch", "model", "size", "worst cos", "mean cos", "latency ms", "vs float", "vs int8"], rows))
+
+
+def bench_sparse(threads: int) -> None:
+    """Stored size of bitmask + values (lowbit.sparse_storage) and whether a sparse kernel would pay:
+    lowbit's dense int8 kernel on the rebuilt codes against torch's CSR sparse matmul (float32) and
+    the dense float32 matmul, one 1536 x 384 Linear (MiniLM's FFN output) at 256 tokens."""
+    rows = []
+    x = torch.randn(256, 1536)
+    for amount in (0.5, 0.7, 0.9):
+        torch.manual_seed(0)
+        lin = torch.nn.Sequential(torch.nn.Linear(1536, 384))
+        sp = lowbit.prune_magnitude(lin, amount)
+        q8 = lowbit.quantize_model(sp, progress=False)
+        s8 = lowbit.sparse_storage(q8, min_sparsity=0.0)
+        s4 = lowbit.sparse_storage(lowbit.quantize_model(sp, lowbit.QuantConfig(weight="int4", group_size=32),
+                                                         progress=False), min_sparsity=0.0)
+        q4 = lowbit.quantize_model(sp, lowbit.QuantConfig(weight="int4", group_size=32), progress=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "Sparse CSR tensor support is in beta state"
+            w_csr = sp[0].weight.detach().to_sparse_csr()
+        b = sp[0].bias.detach()
+        ref = sp(x)
+        torch.testing.assert_close(s8(x), q8(x), rtol=0, atol=0)
+        torch.testing.assert_close(torch.sparse.mm(w_csr, x.t()).t() + b, ref, rtol=1e-4, atol=1e-4)
+        with torch.no_grad():
+            fns = {"float dense": lambda: sp(x), "float CSR (torch.sparse)": lambda: torch.sparse.mm(w_csr, x.t()).t() + b,
+                   "int8 dense kernel, sparse-stored": lambda: s8(x)}
+            t = interleaved(fns, repeat=9, min_time=0.02, what=f"sparse {amount}")
+        for k in fns:
+            rows.append([f"{amount:.0%}", k, timing_cell(t[k]), speedup_cell(t["int8 dense kernel, sparse-stored"], t[k])])
+        rows.append([f"{amount:.0%}", "sizes: float / int8 / int8 sparse / int4 g32 / int4 g32 sparse",
+                     " / ".join(format_bytes(lowbit.metrics.model_nbytes(m)) for m in (sp, q8, s8, q4, s4)), ""])
+    print(f"\n## Sparse storage and kernels, Linear 1536 -> 384, 256 tokens, {threads} thread(s)")
+    print(table(["sparsity", "variant", "latency ms", "int8 dense / this"], rows))
 
 
 def main() -> None:
@@ -208,7 +229,9 @@ def main() -> None:
     ap.add_argument("--models", default="digits,minilm")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--minilm-train-s", type=float, default=120.0, help="CPU seconds of MiniLM distillation")
-    ap.add_argument("--minilm-refit", action="store_true", help="activation importance + least-squares refit")
+    ap.add_argument("--minilm-corpus", default="mix", choices=("mix", "docstrings"),
+                    help="calibration / training text: stdlib docstrings + everyday template sentences, or docstrings")
+    ap.add_argument("--minilm-calib", type=int, default=512, help="calibration sentences for pruning")
     ap.add_argument("--minilm-lr", type=float, default=1e-4)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -218,8 +241,10 @@ def main() -> None:
     models = args.models.split(",")
     if "digits" in models:
         bench_digits(args.threads)
+    if "sparse" in models:
+        bench_sparse(args.threads)
     if "minilm" in models:
-        bench_minilm(args.minilm_train_s, args.minilm_refit, args.minilm_lr)
+        bench_minilm(args.minilm_train_s, args.minilm_corpus, args.minilm_lr, args.minilm_calib)
 
 
 if __name__ == "__main__":

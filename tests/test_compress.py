@@ -455,3 +455,104 @@ def test_2_4_on_a_qat_model_survives_distillation_and_convert(digits):
     q = lowbit.convert(sparse)
     rows = {r["layer"]: r["sparsity"] for r in lowbit.sparsity_report(q)}
     assert min(rows["conv2"], rows["fc1"], rows["fc2"]) >= 0.5  # int8 rounding may add zeros, never lose them
+
+
+# ---- sparse storage (bitmask + values) ----
+
+
+def _sparse_mlp(amount=0.7, n_m=None):
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(64, 48), nn.ReLU(), nn.Linear(48, 8))
+    return lowbit.prune_n_m(m, *n_m) if n_m else lowbit.prune_magnitude(m, amount)
+
+
+@pytest.mark.parametrize("weight", [dict(weight="int8"), dict(weight="int4"), dict(weight="int4", group_size=32),
+                                    dict(weight="uint4", group_size=16), dict(weight="int8", symmetric_weights=False,
+                                                                              activation="float")])
+def test_sparse_storage_is_smaller_exact_and_round_trips(tmp_path, weight):
+    q = lowbit.quantize_model(_sparse_mlp(), lowbit.QuantConfig(**weight), progress=False)
+    s = lowbit.sparse_storage(q)
+    x = torch.randn(5, 64)
+    assert torch.equal(s(x), q(x))  # the dense kernel on the rebuilt codes: bit-identical
+    for name in ("0", "2"):
+        a, b = q.get_submodule(name), s.get_submodule(name)
+        data = a.scheme.data_name
+        assert data in a._buffers and data not in b._buffers  # stored: mask + values only
+        assert set(b._buffers) >= {"weight_mask", "weight_values"}
+        assert torch.equal(getattr(b, data), getattr(a, data))  # exact dense reconstruction
+        # expected stored bytes from first principles: one bit per code + the nonzero codes
+        codes = a.dequantized_weight() != 0
+        n, k = codes.shape
+        c = k if a.weight_bits == 8 else 2 * ((k + 1) // 2)
+        nnz = int(codes.sum())
+        assert b.weight_mask.numel() == -(-n * c // 8)
+        assert b.weight_values.numel() == (nnz if a.weight_bits == 8 else -(-nnz // 2))
+    assert lowbit.metrics.model_nbytes(s) < lowbit.metrics.model_nbytes(q)
+    assert lowbit.summary(s).bytes_after == lowbit.metrics.model_nbytes(s)
+    assert "stored sparse" in str(lowbit.summary(s))
+    path = tmp_path / "s.safetensors"
+    lowbit.save(s, path)
+    loaded = lowbit.load(path, nn.Sequential(nn.Linear(64, 48), nn.ReLU(), nn.Linear(48, 8)))
+    assert torch.equal(loaded(x), q(x))
+    assert lowbit.metrics.model_nbytes(loaded) == lowbit.metrics.model_nbytes(s)
+    assert "weight_values" in loaded.get_submodule("0")._buffers
+    # the caller's model is untouched
+    assert q.get_submodule("0").scheme.data_name in q.get_submodule("0")._buffers
+
+
+def test_sparse_storage_2_4_int8_sizes_and_dense_models_stay():
+    q = lowbit.quantize_model(_sparse_mlp(n_m=(2, 4)), lowbit.QuantConfig(weight="int8"), progress=False)
+    s = lowbit.sparse_storage(q)
+    lin = s.get_submodule("0")
+    assert lin.weight_values.numel() <= 48 * 64 // 2 and lin.weight_mask.numel() == 48 * 64 // 8
+    dense = lowbit.quantize_model(nn.Sequential(nn.Linear(64, 48)), progress=False)
+    assert "weight_mask" not in lowbit.sparse_storage(dense).get_submodule("0")._buffers  # not sparse enough
+    with pytest.raises(ValueError, match="min_sparsity"):
+        lowbit.sparse_storage(q, min_sparsity=1.0)
+    with pytest.raises(ValueError, match="layers"):
+        lowbit.sparse_storage(q, layers=["1"])
+    nf4 = lowbit.quantize_model(_sparse_mlp(), lowbit.QuantConfig(weight="nf4"), progress=False)
+    assert "weight_mask" not in lowbit.sparse_storage(nf4).get_submodule("0")._buffers  # not a supported format
+
+
+def test_sparse_storage_load_refuses_a_mask_that_does_not_match(tmp_path):
+    s = lowbit.sparse_storage(lowbit.quantize_model(_sparse_mlp(), progress=False))
+    path = tmp_path / "s.safetensors"
+    bad = copy.deepcopy(s)  # a file with valid checksums whose mask has more bits than stored values
+    bad.get_submodule("0").weight_mask.fill_(255)
+    lowbit.save(bad, path)
+    with pytest.raises(ValueError, match="bits set"):
+        lowbit.load(path, nn.Sequential(nn.Linear(64, 48), nn.ReLU(), nn.Linear(48, 8)))
+
+
+def test_everyday_sentences_are_reproducible_and_share_no_4_gram_with_the_evaluation_set():
+    import re
+
+    from lowbit.demo.text import everyday_sentences
+
+    a = everyday_sentences(300, seed=1)
+    assert a == everyday_sentences(300, seed=1) and len(set(a)) == 300
+    assert a != everyday_sentences(300, seed=2)
+    words = lambda s: re.findall(r"[a-z']+", s.lower())  # noqa: E731
+    held = {tuple(w[i : i + 4]) for s in M.SENTENCES for w in [words(s)] for i in range(len(w) - 3)}
+    assert all(not any(tuple(w[i : i + 4]) in held for i in range(len(w) - 3)) for s in a for w in [words(s)])
+
+
+def test_prune_ffn_refit_ignores_padding_tokens(tiny_bert):
+    model, _ = tiny_bert
+    g = torch.Generator().manual_seed(2)
+    seqs = [torch.randint(1, 64, (n,), generator=g) for n in (12, 7, 10, 5, 12, 9, 11, 6)]
+    # one batch per sentence (no padding) against two padded batches of the same sentences
+    single = [{"input_ids": s[None], "attention_mask": torch.ones(1, len(s), dtype=torch.long)} for s in seqs]
+    padded = []
+    for part in (seqs[:4], seqs[4:]):
+        ids = torch.zeros(len(part), 12, dtype=torch.long)
+        mask = torch.zeros(len(part), 12, dtype=torch.long)
+        for i, s in enumerate(part):
+            ids[i, : len(s)], mask[i, : len(s)] = s, 1
+        padded.append({"input_ids": ids, "attention_mask": mask})
+    a = lowbit.prune_ffn(model, 0.5, importance="activation", reconstruct=True, calib_data=single)
+    b = lowbit.prune_ffn(model, 0.5, importance="activation", reconstruct=True, calib_data=padded)
+    for la, lb in zip(a.encoder.layer, b.encoder.layer):
+        torch.testing.assert_close(la.intermediate.dense.weight, lb.intermediate.dense.weight)
+        torch.testing.assert_close(la.output.dense.weight, lb.output.dense.weight, rtol=1e-4, atol=1e-5)

@@ -35,6 +35,7 @@ MODULES = [
     "lowbit.nn.embedding",
     "lowbit.compress.pruning",
     "lowbit.compress.distill",
+    "lowbit.compress.sparse",
 ]
 
 

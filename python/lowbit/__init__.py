@@ -111,6 +111,7 @@ _LAZY = {
     "prune_n_m": ("lowbit.compress", "prune_n_m"),
     "reapply_masks": ("lowbit.compress", "reapply_masks"),
     "sparsity_report": ("lowbit.compress", "sparsity_report"),
+    "sparse_storage": ("lowbit.compress", "sparse_storage"),
     "smooth_quant": ("lowbit.interop.equalize", "smooth_quant"),
     "apply_awq": ("lowbit.interop.equalize", "apply_awq"),
 }
@@ -236,6 +237,7 @@ __all__ = [
     "prune_n_m",
     "reapply_masks",
     "sparsity_report",
+    "sparse_storage",
     "AWQ",
     "SmoothQuant",
     "ChannelStats",

@@ -13,6 +13,7 @@ from .pruning import (
     reapply_masks,
     sparsity_report,
 )
+from .sparse import sparse_storage
 
 __all__ = [
     "DistillationLoss",
@@ -26,5 +27,6 @@ __all__ = [
     "prune_magnitude",
     "prune_n_m",
     "reapply_masks",
+    "sparse_storage",
     "sparsity_report",
 ]

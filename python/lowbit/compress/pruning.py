@@ -527,7 +527,11 @@ def prune_ffn(
     least squares so that the kept channels reproduce the full FFN output on the calibration
     tokens, block after block on the already pruned model's own inputs (as ThiNet, Luo et al. 2017,
     and the layer-wise reconstruction of Hassibi & Stork's OBS family): ``W = (G_kk + λI)⁻¹ G_k:
-    W_full`` from the Gram matrix G of the activations (float64; λ = ``damp`` x the mean diagonal).
+    W_full`` from the Gram matrix G of the activations (float64; λ = ``damp`` x the mean diagonal;
+    padding tokens, ``attention_mask`` 0, left out). Calibrate on text like the one the model will
+    see: on MiniLM (50% removed, 512 sentences), docstring-only calibration left the everyday
+    evaluation sentences at a worst cosine of about 0.6, docstrings + everyday sentences
+    (:mod:`lowbit.demo.text`) at about 0.8.
     ``model.config.intermediate_size`` is updated when every block keeps the same width.
 
     Args:
@@ -583,14 +587,19 @@ def prune_ffn(
 
 
 def _ffn_gram(model: nn.Module, inter: nn.Module, calib_data: Any) -> torch.Tensor:
-    """Gram matrix (float64) of ``[activations, 1]`` at the output of ``inter`` over ``calib_data``;
-    its last diagonal entry is the token count."""
-    acc: dict[str, torch.Tensor] = {}
+    """Gram matrix (float64) of ``[activations, 1]`` at the output of ``inter`` over ``calib_data``
+    (padding positions, ``attention_mask`` 0 in a dict batch, left out); its last diagonal entry is
+    the token count. Each forward stops once ``inter`` has run (the later blocks are not needed)."""
+    from ..interop.convert import _real_tokens, _StopForward, _token_mask
+
+    acc: dict[str, Any] = {}
 
     def hook(mod: nn.Module, args: tuple, out: torch.Tensor) -> None:
-        a = out.detach().reshape(-1, out.shape[-1]).double()
+        a = _real_tokens(out.detach(), acc.get("mask"))
+        a = a.reshape(-1, out.shape[-1]).double()
         a = torch.cat([a, torch.ones(a.shape[0], 1, dtype=a.dtype)], 1)
         acc["g"] = acc.get("g", 0) + a.t() @ a
+        raise _StopForward
 
     h = inter.register_forward_hook(hook)
     was = model.training
@@ -598,7 +607,11 @@ def _ffn_gram(model: nn.Module, inter: nn.Module, calib_data: Any) -> torch.Tens
     try:
         with torch.no_grad():
             for batch in [calib_data] if isinstance(calib_data, (torch.Tensor, Mapping)) else calib_data:
-                _run(model, batch)
+                acc["mask"] = _token_mask(batch)
+                try:
+                    _run(model, batch)
+                except _StopForward:
+                    pass
     finally:
         h.remove()
         model.train(was)
@@ -909,7 +922,8 @@ class GradualPruner:
 
 def sparsity_report(model: nn.Module) -> list[dict[str, Any]]:
     """Per Linear / Conv layer (float or lowbit-quantized): weight shape, share of zero weights
-    (of the stored values for quantized layers), and whether a pruning mask rides on it.
+    (of the stored values for quantized layers), whether a pruning mask rides on it, and how the
+    weights are stored ("dense", or "bitmask + values" after :func:`lowbit.sparse_storage`).
 
     Example:
         >>> import torch
@@ -930,5 +944,6 @@ def sparsity_report(model: nn.Module) -> list[dict[str, Any]]:
         else:
             continue
         rows.append({"layer": name, "type": type(mod).__name__, "shape": tuple(w.shape),
-                     "sparsity": float((w == 0).float().mean()), "masked": hasattr(mod, _MASK_ATTR)})
+                     "sparsity": float((w == 0).float().mean()), "masked": hasattr(mod, _MASK_ATTR),
+                     "stored": "bitmask + values" if "_lowbit_sparse" in mod.__dict__ else "dense"})
     return rows

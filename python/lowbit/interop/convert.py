@@ -1156,6 +1156,9 @@ def _action(m: nn.Module) -> str:
         algo = f", {name.upper()}" if name is not None else ""
         if name != "bias_correction" and "bias_shift_rms" in (getattr(m, "algorithm_stats", None) or {}):
             algo += ", BIAS_CORRECTION"  # after another algorithm (AWQ, MSE, GPTQ)
+        sp = m.__dict__.get("_lowbit_sparse")  # lowbit.sparse_storage
+        if sp is not None:
+            algo += f", stored sparse ({sp['nnz']} nonzero codes: bitmask + values)"
         return f"{m.scheme.describe()}, {m.scheme.activation_form(m.activation)}{kernel.get(m.kernel, '')}{algo}"
     if isinstance(m, (QATLinear, QATConv2d)):
         c = m.config

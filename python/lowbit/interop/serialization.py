@@ -82,6 +82,8 @@ def _metadata(model: nn.Module, aliases: dict[str, str]) -> dict[str, Any]:
         "aliases": aliases,
         "chains": [list(pair) for pair in chained_layers(model)],  # uint8 activations (lowbit.nn.chain)
         "folded_batchnorms": dict(getattr(model, _FOLDED_ATTR, {})),  # conv -> BatchNorm (now Identity)
+        "sparse": {n: m.__dict__["_lowbit_sparse"]["nnz"] for n, m in model.named_modules()
+                   if "_lowbit_sparse" in m.__dict__},  # lowbit.sparse_storage: name -> stored nonzero codes
     }
 
 
@@ -381,6 +383,20 @@ def load(path: PathLike, model: Optional[nn.Module] = None, *, trust_model_class
             replaced[bn_name] = (bn, nn.Identity())
     for name, (_, q) in replaced.items():
         _set_submodule(model, name, q)
+    sparse = meta.get("sparse", {})  # layers stored as bitmask + values (lowbit.sparse_storage)
+    if not isinstance(sparse, dict) or any(n not in replaced for n in sparse):
+        for name, (orig, _) in replaced.items():
+            _set_submodule(model, name, orig)
+        raise ValueError(f"lowbit.load: '{path}' has corrupted sparse-layer metadata")
+    from ..compress.sparse import _empty, dense_codes
+
+    for name, nnz in sparse.items():
+        try:
+            _empty(replaced[name][1], nnz)
+        except ValueError as e:
+            for n, (orig, _) in replaced.items():
+                _set_submodule(model, n, orig)
+            raise ValueError(f"lowbit.load: '{path}': layer '{name}' has invalid sparse metadata: {e}") from None
     tied = meta.get("aliases", {})
     if not isinstance(tied, dict) or not all(isinstance(a, str) and isinstance(b, str) for a, b in tied.items()):
         raise ValueError(f"lowbit.load: '{path}' has corrupted alias metadata")
@@ -417,6 +433,11 @@ def load(path: PathLike, model: Optional[nn.Module] = None, *, trust_model_class
     model.load_state_dict(tensors, strict=True, assign=any(t.is_meta for t in expected.values()))
     for alias, src in tied.items():
         _tie(model, alias, src)
+    for name in sparse:  # the mask must hold as many bits as values were stored
+        try:
+            dense_codes(model.get_submodule(name))
+        except ValueError as e:
+            raise ValueError(f"lowbit.load: '{path}': layer '{name}': {e}") from None
     model.eval()  # inference layers; BatchNorm statistics must not move on the first batch
     setattr(model, _REASONS_ATTR, dict(meta.get("float_layers", {})))
     if config is not None:

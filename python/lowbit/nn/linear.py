@@ -183,6 +183,11 @@ class _QuantBase(nn.Module):
         try:
             return super().__getattr__(name)
         except AttributeError:
+            sparse = self.__dict__.get("_lowbit_sparse")  # lowbit.sparse_storage: codes stored as mask + values
+            if sparse is not None and name == sparse["data"]:
+                from ..compress.sparse import dense_codes
+
+                return dense_codes(self)
             if name == "weight_int8" and self.scheme.name == "int4" and self.scheme.group_size is None:
                 return _torch_ops.unpack_nibbles(self.weight_packed, self.in_flat, signed=True)
             raise
