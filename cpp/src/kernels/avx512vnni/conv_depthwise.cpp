@@ -4,6 +4,7 @@
 
 #include <immintrin.h>
 
+#include "kernels/conv_depthwise_avx512_impl.hpp"
 #include "reference/conv_depthwise.hpp"
 
 namespace lowbit {
@@ -11,33 +12,6 @@ namespace kernels {
 namespace avx512vnni {
 
 namespace {
-
-// One 32-channel block of output pixel ox with the zero point subtracted per tap (image borders and
-// kernels other than 3x3): the AVX-512 kernel's loop on vpdpwssd. Accumulators in even/odd lanes.
-template <bool kInterior>
-inline void block(const DwConvArgs& a, const uint8_t* const* rowp, int64_t ox, int64_t cb, __mmask32 m, __m512i zp,
-                  __m512i* acc_e, __m512i* acc_o) {
-  const int64_t c = a.c, cp = a.c_pad, kw = a.kw, w = a.w, dxc = a.dil_w * a.c;
-  const int64_t ix0 = ox * a.stride_w - a.pad_w;
-  __m512i e = _mm512_setzero_si512(), o = _mm512_setzero_si512();
-  for (int64_t ky = 0; ky < a.kh; ++ky) {
-    if (rowp[ky] == nullptr) continue;
-    const uint8_t* p = rowp[ky] + ix0 * c + cb;
-    const int16_t* we = a.w_even + ky * kw * cp + cb;
-    const int16_t* wo = a.w_odd + ky * kw * cp + cb;
-    for (int64_t kx = 0; kx < kw; ++kx, p += dxc, we += cp, wo += cp) {
-      if (!kInterior) {
-        const int64_t ix = ix0 + kx * a.dil_w;
-        if (ix < 0 || ix >= w) continue;
-      }
-      const __m512i x = _mm512_sub_epi16(_mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(m, p)), zp);
-      e = _mm512_dpwssd_epi32(e, x, _mm512_loadu_si512(we));
-      o = _mm512_dpwssd_epi32(o, x, _mm512_loadu_si512(wo));
-    }
-  }
-  *acc_e = e;
-  *acc_o = o;
-}
 
 // y = float(acc) * scale (+ bias) (ReLU), then quantize_one(y, inv, zp, qmin, qmax): the float steps
 // of the reference in its order, NaN -> 0 before the clamp, round half to even; 16 bytes stored.
@@ -135,30 +109,20 @@ void conv2d_depthwise_u8_s8w_u8(const DwConvArgs& a, int64_t r0, int64_t r1) {
     ref::conv2d_depthwise_u8_s8w_u8(a, r0, r1);
     return;
   }
-  const int64_t c = a.c, h = a.h, w = a.w;
+  const int64_t c = a.c;
   const __m512i zp = _mm512_set1_epi16(static_cast<int16_t>(a.zero_point));
-  const __m512i idx_lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-  const __m512i idx_hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
   const __m512 inv = _mm512_set1_ps(a.out_inv);
   const __m512 lo = _mm512_set1_ps(static_cast<float>(a.out_qmin - a.out_zero_point));
   const __m512 hi = _mm512_set1_ps(static_cast<float>(a.out_qmax - a.out_zero_point));
   const __m512i ozp = _mm512_set1_epi32(a.out_zero_point);
   const float* const bias = a.bias;
   const bool relu = a.relu;
-  const int64_t span = (a.kw - 1) * a.dil_w;
-  int64_t ox_lo = (a.pad_w + a.stride_w - 1) / a.stride_w, ox_hi = 0;
-  if (w - 1 - span + a.pad_w >= 0) ox_hi = (w - 1 - span + a.pad_w) / a.stride_w + 1;
-  ox_lo = ox_lo < a.wo ? ox_lo : a.wo;
-  ox_hi = ox_hi < a.wo ? ox_hi : a.wo;
-  if (ox_hi < ox_lo) ox_hi = ox_lo;
+  int64_t ox_lo, ox_hi;
+  dw_interior_columns(a, &ox_lo, &ox_hi);
   const bool is3 = a.kh == 3 && a.kw == 3;
   const uint8_t* rowp[16];
   for (int64_t r = r0; r < r1; ++r) {
-    const int64_t b = r / a.ho, oy = r % a.ho;
-    for (int64_t ky = 0; ky < a.kh; ++ky) {
-      const int64_t iy = oy * a.stride_h - a.pad_h + ky * a.dil_h;
-      rowp[ky] = (iy < 0 || iy >= h) ? nullptr : a.img + ((b * h + iy) * w) * c;
-    }
+    dw_row_pointers(a, r, rowp);
     uint8_t* const orow = a.out_u8 + (r - a.out_r0) * a.wo * c;
     const bool k3 = is3 && rowp[0] != nullptr && rowp[1] != nullptr && rowp[2] != nullptr;
     // vpdpbusd: with more than 32 channels every output of the row (borders with zero-point taps);
@@ -202,19 +166,7 @@ void conv2d_depthwise_u8_s8w_u8(const DwConvArgs& a, int64_t r0, int64_t r1) {
       const __m512i zw0 = _mm512_loadu_si512(a.zp_wsum + cb), zw1 = _mm512_loadu_si512(a.zp_wsum + cb + 16);
       const float* const bias0 = bias != nullptr ? bias + cb : nullptr;
       const float* const bias1 = bias != nullptr ? bias + cb + 16 : nullptr;
-#define LOWBIT_DW_W(t)                                                                 \
-  const __m512i we##t = _mm512_loadu_si512(a.w_even + (is3 ? (t) : 0) * a.c_pad + cb); \
-  const __m512i wo##t = _mm512_loadu_si512(a.w_odd + (is3 ? (t) : 0) * a.c_pad + cb);
-      LOWBIT_DW_W(0)
-      LOWBIT_DW_W(1)
-      LOWBIT_DW_W(2)
-      LOWBIT_DW_W(3)
-      LOWBIT_DW_W(4)
-      LOWBIT_DW_W(5)
-      LOWBIT_DW_W(6)
-      LOWBIT_DW_W(7)
-      LOWBIT_DW_W(8)
-#undef LOWBIT_DW_W
+      const DwWeights3x3 wt(a, cb, is3);
       const int64_t dxc = a.dil_w * c;
       for (int64_t ox = 0; ox < a.wo; ++ox) {
         if (dot4_row && ox == ox_lo) ox = ox_done;  // done above
@@ -222,37 +174,19 @@ void conv2d_depthwise_u8_s8w_u8(const DwConvArgs& a, int64_t r0, int64_t r1) {
         __m512i v0, v1;
         if (k3 && ox >= ox_lo && ox < ox_hi) {
           const int64_t off = (ox * a.stride_w - a.pad_w) * c + cb;
-          const uint8_t* const p0 = rowp[0] + off;
-          const uint8_t* const p1 = rowp[1] + off;
-          const uint8_t* const p2 = rowp[2] + off;
-          __m512i e = _mm512_setzero_si512(), o = _mm512_setzero_si512();
-#define LOWBIT_DW_TAP(p, t)                                                \
-  {                                                                        \
-    const __m512i x = _mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(m, p)); \
-    e = _mm512_dpwssd_epi32(e, x, we##t);                                  \
-    o = _mm512_dpwssd_epi32(o, x, wo##t);                                  \
-  }
-          LOWBIT_DW_TAP(p0, 0)
-          LOWBIT_DW_TAP(p0 + dxc, 1)
-          LOWBIT_DW_TAP(p0 + 2 * dxc, 2)
-          LOWBIT_DW_TAP(p1, 3)
-          LOWBIT_DW_TAP(p1 + dxc, 4)
-          LOWBIT_DW_TAP(p1 + 2 * dxc, 5)
-          LOWBIT_DW_TAP(p2, 6)
-          LOWBIT_DW_TAP(p2 + dxc, 7)
-          LOWBIT_DW_TAP(p2 + 2 * dxc, 8)
-#undef LOWBIT_DW_TAP
-          v0 = _mm512_sub_epi32(_mm512_permutex2var_epi32(e, idx_lo, o), zw0);
-          v1 = _mm512_sub_epi32(_mm512_permutex2var_epi32(e, idx_hi, o), zw1);
+          __m512i e, o;
+          dw_taps3x3<false, DpwssdDot>(wt, rowp[0] + off, rowp[1] + off, rowp[2] + off, dxc, m, zp, &e, &o);
+          v0 = _mm512_sub_epi32(dw_channels_lo(e, o), zw0);
+          v1 = _mm512_sub_epi32(dw_channels_hi(e, o), zw1);
         } else {
           __m512i e, o;
           if (ox >= ox_lo && ox < ox_hi) {
-            block<true>(a, rowp, ox, cb, m, zp, &e, &o);
+            dw_block<true, DpwssdDot>(a, rowp, ox, cb, m, zp, &e, &o);
           } else {
-            block<false>(a, rowp, ox, cb, m, zp, &e, &o);
+            dw_block<false, DpwssdDot>(a, rowp, ox, cb, m, zp, &e, &o);
           }
-          v0 = _mm512_permutex2var_epi32(e, idx_lo, o);
-          v1 = _mm512_permutex2var_epi32(e, idx_hi, o);
+          v0 = dw_channels_lo(e, o);
+          v1 = dw_channels_hi(e, o);
         }
         uint8_t* const dst = orow + ox * c + cb;
         store_u8(v0, s0, bias0, relu, inv, lo, hi, ozp, m0, dst);
