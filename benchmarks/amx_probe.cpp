@@ -95,9 +95,13 @@ int main() {
   // One 32 x 32 block (int32 epilogue included), same operands every call.
   for (int64_t k : {256, 512, 768, 1024, 2048}) {
     Problem pr(32, k, 32);
+    alignas(64) int32_t c[4 * lowbit::kernels::kTileInts];
     AmxTiles::configure();
     const double s = best_seconds([&] {
-      for (int i = 0; i < 100; ++i) lowbit::kernels::block_32x32<AmxTiles>(pr.g, 0, 0);
+      for (int i = 0; i < 100; ++i) {
+        lowbit::kernels::block_32x32<AmxTiles>(pr.g, 0, 0, c, nullptr);
+        lowbit::kernels::epilogue_rows(pr.g, {c, 0, 0}, 0, lowbit::kernels::kBlockRows);
+      }
     });
     AmxTiles::release();
     std::printf("one block 32x%ldx32, operands %ld KiB: %.2f TOP/s\n", static_cast<long>(k),
