@@ -44,16 +44,19 @@ import torch
 import torch.nn.functional as F
 from _common import banner, format_bytes, interleaved, speedup_cell, table, timing_cell
 from lowbit.demo.text import docstring_sentences, sentence_corpus
-from lowbit.models import SENTENCES, accuracy, embed_sentences, load_digits_data, load_minilm, train_digits_cnn
+from lowbit.models import (
+    SENTENCES,
+    accuracy,
+    embed_sentences,
+    load_digits_data,
+    load_minilm,
+    shuffled_batches,
+    train_digits_cnn,
+)
 
 
-def _batches(data, epochs, seed=0, bs=64):
-    g = torch.Generator().manual_seed(seed)
-    out = []
-    for _ in range(epochs):
-        perm = torch.randperm(len(data.y_train), generator=g)
-        out += [(data.x_train[perm[i : i + bs]], data.y_train[perm[i : i + bs]]) for i in range(0, len(perm), bs)]
-    return out
+def _batches(data, epochs):
+    return list(shuffled_batches(data.x_train, data.y_train, epochs))
 
 
 def _nbytes(model) -> int:

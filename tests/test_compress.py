@@ -52,13 +52,8 @@ def digits():
     torch.set_num_threads(threads)
 
 
-def _batches(data, epochs, seed=0, bs=64):
-    g = torch.Generator().manual_seed(seed)
-    out = []
-    for _ in range(epochs):
-        perm = torch.randperm(len(data.y_train), generator=g)
-        out += [(data.x_train[perm[i : i + bs]], data.y_train[perm[i : i + bs]]) for i in range(0, len(perm), bs)]
-    return out
+def _batches(data, epochs):
+    return list(M.shuffled_batches(data.x_train, data.y_train, epochs))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ Public helpers; import torch (and scikit-learn / transformers when those functio
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -28,6 +28,7 @@ __all__ = [
     "fit",
     "load_digits_data",
     "load_minilm",
+    "shuffled_batches",
     "train_digits_cnn",
     "train_digits_model",
 ]
@@ -186,18 +187,28 @@ def fit(
     seed: int = 0,
 ) -> nn.Module:
     """Trains ``model`` in place with Adam and cross-entropy (also used for QAT fine-tuning)."""
-    g = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
     model.train()
+    for xb, yb in shuffled_batches(x, y, epochs, batch_size=batch_size, seed=seed):
+        opt.zero_grad()
+        F.cross_entropy(model(xb), yb).backward()
+        opt.step()
+    model.eval()
+    return model
+
+
+def shuffled_batches(
+    x: torch.Tensor, y: torch.Tensor, epochs: int, *, batch_size: int = 64, seed: int = 0
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """``(x, y)`` mini-batches, ``epochs`` passes each in a fresh random order (a generator seeded with
+    ``seed``): the batches :func:`fit` trains on, e.g. for :func:`lowbit.distill`
+    (``list(shuffled_batches(data.x_train, data.y_train, 3))``)."""
+    g = torch.Generator().manual_seed(seed)
     for _ in range(epochs):
         perm = torch.randperm(len(y), generator=g)
         for i in range(0, len(y), batch_size):
             idx = perm[i : i + batch_size]
-            opt.zero_grad()
-            F.cross_entropy(model(x[idx]), y[idx]).backward()
-            opt.step()
-    model.eval()
-    return model
+            yield x[idx], y[idx]
 
 
 def train_digits_cnn(
