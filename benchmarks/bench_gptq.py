@@ -1,14 +1,15 @@
-"""GPTQ, AWQ, SmoothQuant, bias correction and error-minimizing scales (MSE clipping) against round-to-nearest on real
-models: the digits CNN (accuracy) and all-MiniLM-L6-v2 (worst and mean cosine of sentence embeddings against float32),
-with the time quantize_model takes.
+"""GPTQ, AWQ, SmoothQuant, AutoRound, bias correction and error-minimizing scales (MSE clipping) against
+round-to-nearest on real models: the digits CNN (accuracy) and all-MiniLM-L6-v2 (worst and mean cosine of sentence
+embeddings against float32), with the time quantize_model takes.
 
-Calibration uses sentences (MiniLM) and images (CNN) other than the evaluated ones: MiniLM is
-calibrated on the first 256 sentences of the Python standard library's docstrings (offline) and evaluated on
-the demo's 16 everyday test sentences (lowbit.demo.models.SENTENCES: another domain) and, in the "in-domain"
-figures, on 64 further docstring sentences not used for calibration. GPTQ gains in-domain and loses that
-gain on the other domain: its Hessian pushes the rounding error into input channels that are quiet on
-docstrings, some of which fire on everyday sentences (act-order, which rounds the loud channels first and
-leaves the quiet ones to absorb the error, most of all).
+Calibration uses sentences (MiniLM) and images (CNN) other than the evaluated ones. MiniLM is calibrated on 256
+sentences and evaluated on the demo's 16 everyday test sentences (lowbit.demo.models.SENTENCES) and, in the
+"in-domain" figures, on the next 64 sentences of the calibration source, not used for calibration. ``--calib mix``
+(default): lowbit.demo.text.sentence_corpus, the standard library's docstrings and template everyday sentences that
+share no four words with the test sentences; ``--calib docstrings``: docstrings only, another domain than the test
+sentences. There GPTQ gains in-domain and loses that gain on the test sentences: its Hessian pushes the rounding
+error into input channels that are quiet on docstrings, some of which fire on everyday sentences (act-order, which
+rounds the loud channels first and leaves the quiet ones to absorb the error, most of all).
 
 Models: digits, minilm (weight-only formats x algorithms), w8a8 (MiniLM static int8 with SmoothQuant),
 digits4 (the narrow digits CNN of notebook 05 with per-tensor 4-bit weights and static activations, with
@@ -43,7 +44,8 @@ from lowbit.demo.models import SENTENCES, accuracy, embed_sentences, load_digits
 
 ALGOS = {"rtn": None, "mse scales": lowbit.MSEClip(), "gptq": lowbit.GPTQ(), "gptq damp 0.1": lowbit.GPTQ(damp=0.1),
          "gptq act-order": lowbit.GPTQ(act_order=True), "gptq + mse scales": lowbit.GPTQ(clip=True), "awq": lowbit.AWQ(),
-         "awq + mse scales": lowbit.AWQ(clip=True), "awq + gptq + mse scales": lowbit.AWQ(clip=True, gptq=True)}
+         "awq + mse scales": lowbit.AWQ(clip=True), "awq + gptq + mse scales": lowbit.AWQ(clip=True, gptq=True),
+         "autoround": lowbit.AutoRound()}
 
 
 def docstring_sentences(n: int) -> list[str]:
@@ -88,15 +90,29 @@ def bench_digits() -> list[list[object]]:
     return rows
 
 
-def bench_minilm() -> list[list[object]]:
+def calibration_text(kind: str, n: int) -> list[str]:
+    """``n`` calibration sentences and the next 64 (held out, "in-domain"): ``docstrings`` (technical
+    prose only) or ``mix`` (lowbit.demo.text.sentence_corpus: docstrings and template everyday
+    sentences, none sharing four words with the test sentences)."""
+    if kind == "docstrings":
+        text = docstring_sentences(n + 64)
+    else:
+        from lowbit.demo.text import sentence_corpus
+
+        text = sentence_corpus()[:n + 64]
+    assert not set(text) & set(SENTENCES)
+    return text
+
+
+def bench_minilm(corpus: str) -> list[list[object]]:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     tok, model = load_minilm()
     model.eval()
-    text = docstring_sentences(256)
+    text = calibration_text(corpus, 256)
     calib = [dict(tok(text[i:i + 32], padding=True, truncation=True, max_length=64, return_tensors="pt"))
-             for i in range(0, len(text), 32)]
+             for i in range(0, 256, 32)]
     ref = embed_sentences(model, tok, SENTENCES)
-    held = docstring_sentences(320)[256:]
+    held = text[256:]
     ref_held = embed_sentences(model, tok, held)
     rows = []
     for fmt in ({"weight": "int4", "group_size": 64}, {"weight": "nf4"}):
@@ -118,20 +134,16 @@ def _cosines(q: torch.nn.Module, tok: object, ref: torch.Tensor, held: list[str]
             f"mean {float(ch.mean()):.4f}")
 
 
-def _minilm_calib(tok: object, n: int = 128) -> list[dict]:
-    text = docstring_sentences(n)
-    return [dict(tok(text[i:i + 32], padding=True, truncation=True, max_length=64, return_tensors="pt"))
-            for i in range(0, len(text), 32)]
-
-
-def bench_w8a8() -> list[list[object]]:
+def bench_w8a8(corpus: str) -> list[list[object]]:
     """MiniLM with int8 weights and static per-tensor uint8 activations: RTN vs SmoothQuant alphas."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     tok, model = load_minilm()
     model.eval()
-    calib = _minilm_calib(tok, 256)
+    text = calibration_text(corpus, 256)
+    calib = [dict(tok(text[i:i + 32], padding=True, truncation=True, max_length=64, return_tensors="pt"))
+             for i in range(0, 256, 32)]
     ref = embed_sentences(model, tok, SENTENCES)
-    held = docstring_sentences(320)[256:]
+    held = text[256:]
     ref_held = embed_sentences(model, tok, held)
     sq = lowbit.SmoothQuant(alpha=0.75, min_scale=0.75)
     ffn_out = "*.layer.?.output.dense"  # the FFN output layers (their input: GELU's output)
@@ -332,6 +344,8 @@ def main() -> None:
     ap.add_argument("--layer-size", type=int, default=4096)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--layer-schemes", default="int4,int8", help="int4 (g128) and/or int8 (per channel)")
+    ap.add_argument("--calib", default="mix", choices=("mix", "docstrings"),
+                    help="MiniLM calibration text: docstrings + everyday sentences, or docstrings only")
     args = ap.parse_args()
     if args.algos:
         for k in list(ALGOS):
@@ -347,9 +361,9 @@ def main() -> None:
     if "digits4" in models:
         rows += bench_digits4()
     if "minilm" in models:
-        rows += bench_minilm()
+        rows += bench_minilm(args.calib)
     if "w8a8" in models:
-        rows += bench_w8a8()
+        rows += bench_w8a8(args.calib)
     if "lm" in args.models.split(","):
         rows += bench_lm()
     if "layer" in args.models:

@@ -29,6 +29,7 @@ from .core import cpu as cpu
 from .core import formats, metrics, observers, reference, schemes
 from .core import linear_4bit as packed4  # noqa: F401  (old name, see _aliases)
 from .core import matmul as matmul
+from .core.autoround import AutoRound
 from .core.calibration import calibrate
 from .core.clipping import MSEClip, mse_clip_quantize
 from .core.config import QuantConfig
@@ -239,6 +240,7 @@ __all__ = [
     "sparsity_report",
     "sparse_storage",
     "AWQ",
+    "AutoRound",
     "SmoothQuant",
     "ChannelStats",
     "smooth_quant",

@@ -43,13 +43,14 @@ def _config_message(msg: str) -> str:
 
 
 def _algorithm(value: Any) -> Any:
-    """None / "rtn" (round to nearest), "gptq", "mse", "awq", "smoothquant", an options object or its
-    to_dict() form."""
+    """None / "rtn" (round to nearest), "gptq", "mse", "awq", "smoothquant", "autoround", an options
+    object or its to_dict() form."""
+    from .autoround import AutoRound
     from .clipping import MSEClip
     from .gptq import GPTQ
     from .smoothing import AWQ, SmoothQuant
 
-    kinds = {"gptq": GPTQ, "mse": MSEClip, "awq": AWQ, "smoothquant": SmoothQuant}
+    kinds = {"gptq": GPTQ, "mse": MSEClip, "awq": AWQ, "smoothquant": SmoothQuant, "autoround": AutoRound}
     if value is None or value == "rtn":
         return None
     if isinstance(value, str) and value in kinds:
@@ -58,8 +59,8 @@ def _algorithm(value: Any) -> Any:
         return value
     if isinstance(value, Mapping) and value.get("name") in kinds:
         return kinds[value["name"]](**{k: v for k, v in value.items() if k != "name"})
-    raise ValueError(f"QuantConfig.algorithm: expected None, 'rtn', 'gptq', 'mse', 'awq', 'smoothquant' or a "
-                     f"lowbit.GPTQ / MSEClip / AWQ / SmoothQuant, got {value!r}"
+    raise ValueError(f"QuantConfig.algorithm: expected None, 'rtn', 'gptq', 'mse', 'awq', 'smoothquant', "
+                     f"'autoround' or a lowbit.GPTQ / MSEClip / AWQ / SmoothQuant / AutoRound, got {value!r}"
                      + close_matches(value, ("rtn", *kinds)))
 
 
@@ -131,7 +132,9 @@ class QuantConfig:
             search per channel or group, no data needed); "awq" / a :class:`lowbit.AWQ`
             (activation-aware per-input-channel scales for the weight format, Linear layers);
             "smoothquant" / a :class:`lowbit.SmoothQuant` (activation outliers migrated into the
-            weights, for quantized activations; Linear layers). All for int8, int4, uint4 and nf4.
+            weights, for quantized activations; Linear layers); "autoround" / a :class:`lowbit.AutoRound`
+            (rounding offsets and scales learned block by block to reproduce the float blocks' outputs on
+            ``calib_data``). All for int8, int4, uint4 and nf4.
         bias_correction: add each quantized Linear / Conv2d's expected output shift to its bias
             (Nagel et al. 2019, empirical variant): ``E[y_float] - E[y_quant]`` per output channel
             over ``calib_data``, layer by layer in model order, so the shift measured includes the
@@ -202,7 +205,7 @@ class QuantConfig:
         if not all(isinstance(p, str) for p in excl):
             raise TypeError("QuantConfig.exclude: expected module-name patterns (strings)")
         algo = _algorithm(algorithm)
-        clips = algo is not None and (algo.name == "mse" or (algo.name == "awq" and algo.clip))
+        clips = algo is not None and (algo.name == "mse" or (algo.name in ("awq", "autoround") and algo.clip))
         if clips and getattr(w, "double_quant", False):
             raise ValueError("QuantConfig.algorithm: MSE clipping searches float32 scales; nf4 with "
                              "double_quant stores int8 scale codes")

@@ -227,8 +227,9 @@ def quantize_checkpoint(
         if cfg.activation.calibrated:
             raise ValueError("config: static activations need calibration data; quantize_checkpoint writes "
                              "round-to-nearest weights with dynamic or no activation quantization")
-        if getattr(cfg.algorithm, "name", None) == "gptq":
-            raise ValueError("config: GPTQ needs calibration data; use quantize_model on the loaded model")
+        if getattr(cfg.algorithm, "name", None) in ("gptq", "autoround"):
+            raise ValueError(f"config: {type(cfg.algorithm).__name__} needs calibration data; use quantize_model on "
+                             "the loaded model")
         if name in embeddings and cfg.embedding is not None:
             raise ValueError("config: embedding quantization is not supported by quantize_checkpoint yet")
     if not cands:

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ..core.calibration import _progress
+from ..core.clipping import MSEClip, mse_clip_quantize
 from ..core.config import QuantConfig, as_config
 from ..core.metrics import format_bytes
 from ..core.schemes import Int4Weights, Int8Weights, StaticActivations
@@ -831,6 +832,10 @@ def quantize_model(
         q = quantize_equalized(_check_model(model), cfg0, calib_data, inplace, progress)
         return _chain(q, chain_int8)
     # -- end issue 14 --
+    if process_group is not None and any(getattr(c.algorithm, "name", None) == "autoround"
+                                         for c in (cfg0, *cfg0.per_layer.values())):
+        raise ValueError("process_group: AutoRound trains in one process (its block losses are not reduced across "
+                         "ranks yet); drop process_group or the algorithm")
     pgroup = _dist.resolve_group(process_group)  # issue 17: distributed calibration (None: one process)
     model, config, cands, work, float_bytes, folded = _dist.run(  # issue 17: a local error reaches the other ranks
         pgroup, "quantize_model", lambda: _begin(model, config, inplace, "quantize_model"))
@@ -874,9 +879,13 @@ def quantize_model(
             del gptq[n], targets[n]
     built: dict[str, _QuantBase] = {}  # layers quantized (and installed) by layer-sequential GPTQ
 
-    def build(name: str, hessian: Any = None) -> Optional[_QuantBase]:
-        """The quantized module of target ``name``, or None (reason recorded) when it stays float."""
+    def build(name: str, hessian: Any = None, plain: bool = False) -> Optional[_QuantBase]:
+        """The quantized module of target ``name``, or None (reason recorded) when it stays float.
+        ``plain``: round to nearest whatever the algorithm (AutoRound then sets the weights)."""
         m, cfg = targets[name], cfgs[name]
+        algo = None if plain else cfg.algorithm
+        if getattr(algo, "name", None) == "autoround":  # not tuned (outside the blocks): its starting rounding
+            algo = MSEClip() if algo.clip else None
         if cfg.activation.calibrated and name not in act_qparams:
             _unsupported(name, "static: never called while calib_data ran, no activation range", cfg, reasons)
             return None
@@ -890,13 +899,11 @@ def quantize_model(
                 from ..core.gptq import gptq_quantize
 
                 stored, stats = gptq_quantize(_weight_rows(m), hessian.hessian(), q.scheme, cfg.algorithm)
-            elif cfg.algorithm is not None:  # MSE clipping: no data needed
-                from ..core.clipping import mse_clip_quantize
-
-                stored, stats = mse_clip_quantize(_weight_rows(m), q.scheme, cfg.algorithm)
-            if cfg.algorithm is not None:
+            elif algo is not None:  # MSE clipping: no data needed
+                stored, stats = mse_clip_quantize(_weight_rows(m), q.scheme, algo)
+            if algo is not None:
                 q._set_stored(stored)
-                q.algorithm, q.algorithm_stats = cfg.algorithm, stats
+                q.algorithm, q.algorithm_stats = algo, stats
         except ValueError as e:
             _unsupported(name, str(e), cfg, reasons)
             return None
@@ -912,6 +919,19 @@ def quantize_model(
                     _set_submodule(work, alias, q)
 
         _gptq_sequential(work, sequential, calib_data, progress, install, pgroup)
+    auto = {n: m for n, m in targets.items() if getattr(cfgs[n].algorithm, "name", None) == "autoround"}
+    if auto:  # AutoRound: block by block, each block's layers installed once trained
+        if calib_data is None:
+            raise ValueError("calib_data: AutoRound learns the rounding from calibration data; pass calib_data")
+        from .autoround import autoround_layers
+
+        def install_tuned(name: str, q: _QuantBase) -> None:
+            built[name] = q
+            for alias in aliases[id(targets[name])]:
+                _set_submodule(work, alias, q)
+
+        autoround_layers(work, auto, calib_data, lambda n: build(n, plain=True), install_tuned,
+                         lambda n: cfgs[n].algorithm, progress)
     one_pass = {n: m for n, m in gptq.items() if n not in sequential}
     hessians = _collect_hessians(work, one_pass, calib_data, progress, pgroup) if one_pass else {}
     first_by_weight: dict[int, tuple[nn.Module, _QuantBase]] = {}

@@ -1,0 +1,73 @@
+"""AutoRound: weight rounding and scales learned block by block from the float block's outputs.
+Public API layer (the options; the training runs in :mod:`lowbit.interop.autoround`, with torch).
+
+Cheng et al., "Optimize Weight Rounding via Signed Gradient Descent for the Quantization of LLMs"
+(2023; Intel's AutoRound). For every quantized layer of a block, a rounding offset ``V`` (one per
+weight, in [-0.5, 0.5]) and a scale factor ``g`` (one per channel or group, in [0.5, 1.5]) are
+learned so that the block, run on the inputs that the already quantized blocks produce, reproduces
+the float block's output on the float inputs::
+
+    q(W) = s g (clamp(round(W / (s g) + V) + z, qmin, qmax) - z)          (integer formats)
+    q(W) = s g levels[nearest(W / (s g) + V * 2/15)]                       (nf4)
+
+    min over V, g (and the layers' float biases) of  || block_q(X_q) - block(X) ||^2
+
+where ``s``, ``z`` are the starting parameters (round to nearest's, or the MSE clipping search's
+with ``clip=True``), ``round`` and ``nearest`` pass gradients straight through, and the mean is
+over real tokens (``attention_mask`` 1). Blocks are taken in order, with only one block's inputs
+in memory; each block's quantized output is the next one's input. Outside a ``ModuleList`` of
+blocks (a CNN, a layer before or after the blocks) the whole model is the block and its first
+output tensor the target.
+
+lowbit's departures from the paper, both measured on all-MiniLM-L6-v2: Adam instead of signed
+gradient descent, and the float biases of the quantized layers tuned too (with ``lr / 100``).
+The result is an ordinary stored weight of the scheme (the kernels never see V or g).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["AutoRound"]
+
+
+@dataclass(frozen=True)
+class AutoRound:
+    """AutoRound options (the ``algorithm`` of a :class:`lowbit.QuantConfig`); see the module
+    docstring for the method.
+
+    Attributes:
+        steps: optimizer steps per block (200), each on one batch of ``calib_data`` in turn.
+        lr: Adam learning rate of the rounding offsets and scale factors (0.005); biases use lr / 100.
+        learn_scales: learn a factor on each channel's or group's scale (True). Formats with one
+            scale per tensor or with quantized scales (nf4 ``double_quant``) keep their scales.
+        tune_bias: tune the quantized layers' float biases with the rounding (True).
+        tune_norms: also tune the block's normalization layers (LayerNorm, RMSNorm: they stay float).
+        clip: start from the error-minimizing (MSE) scales instead of round to nearest's (True).
+
+    Training is deterministic (batches in order, no sampling): the same model, data and options
+    give the same weights.
+    """
+
+    steps: int = 200
+    lr: float = 5e-3
+    learn_scales: bool = True
+    tune_bias: bool = True
+    tune_norms: bool = False
+    clip: bool = True
+
+    name = "autoround"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 0:
+            raise ValueError(f"AutoRound.steps: expected an int >= 0, got {self.steps!r}")
+        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not 0 < self.lr < 1:
+            raise ValueError(f"AutoRound.lr: expected a number in (0, 1), got {self.lr!r}")
+        for field in ("learn_scales", "tune_bias", "tune_norms", "clip"):
+            if not isinstance(getattr(self, field), bool):
+                raise TypeError(f"AutoRound.{field}: expected a bool, got {type(getattr(self, field)).__name__}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": "autoround", "steps": self.steps, "lr": self.lr, "learn_scales": self.learn_scales,
+                "tune_bias": self.tune_bias, "tune_norms": self.tune_norms, "clip": self.clip}

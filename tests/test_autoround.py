@@ -1,0 +1,175 @@
+"""AutoRound (lowbit.AutoRound): learned rounding offsets and scales, block by block."""
+
+from __future__ import annotations
+
+import lowbit
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from lowbit.interop.autoround import _LearnedRounding  # noqa: E402
+
+SCHEMES = [lowbit.Int8Weights(), lowbit.Int4Weights(group_size=32), lowbit.UInt4Weights(group_size=32),
+           lowbit.NF4Weights(group_size=32), lowbit.Int8Weights(granularity="per_tensor")]
+
+
+@pytest.mark.parametrize("clip", [False, True])
+@pytest.mark.parametrize("scheme", SCHEMES, ids=lambda s: s.describe())
+def test_learned_rounding_starts_at_its_scheme_and_stays_on_its_grid(scheme, clip, rng):
+    """With V = 0 and g = 1 the torch grid reproduces the scheme's own rounding (stored arrays equal,
+    values equal to its dequantization); with any V and g, the trained values are exactly what the
+    stored weight dequantizes to (what the kernels will multiply with)."""
+    if clip and getattr(scheme, "granularity", None) == "per_tensor":
+        pytest.skip("MSE clipping needs a per-channel or per-group scale")
+    w = (rng.standard_normal((24, 96)) * rng.uniform(0.2, 3, (24, 1))).astype(np.float32)
+    r = _LearnedRounding(w, scheme, lowbit.AutoRound(clip=clip))
+    start = r.stored()
+    for k, a in r.start.items():
+        np.testing.assert_array_equal(start[k], a, err_msg=k)
+    with torch.no_grad():
+        np.testing.assert_array_equal(r.values().numpy(), scheme.dequantize(r.start, 24, 96))
+        r.v.uniform_(-0.7, 0.7)  # clamped to [-0.5, 0.5]
+        if r.g is not None:
+            r.g.uniform_(0.4, 1.6)
+    assert (r.g is not None) == (getattr(scheme, "granularity", None) != "per_tensor")
+    stored = r.stored()
+    with torch.no_grad():
+        vals = r.values().numpy()
+    np.testing.assert_array_equal(vals, scheme.dequantize(stored, 24, 96))
+    assert not np.array_equal(vals, scheme.dequantize(r.start, 24, 96))
+
+
+def _stack_model():
+    """A ModuleList of attention-like blocks between an input projection and a head."""
+
+    class Block(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.q, self.k, self.o = torch.nn.Linear(32, 32), torch.nn.Linear(32, 32), torch.nn.Linear(32, 32)
+
+        def forward(self, h, mask):
+            a = torch.softmax(self.q(h) @ self.k(h).transpose(1, 2) + (mask[:, None, :] - 1) * 1e4, -1) @ h
+            return (h + self.o(a),)
+
+    class Stack(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(3)
+            self.inp = torch.nn.Linear(32, 32)
+            self.layers = torch.nn.ModuleList([Block() for _ in range(3)])
+            self.head = torch.nn.Linear(32, 4)
+
+        def forward(self, x, attention_mask):
+            h = self.inp(x)
+            for block in self.layers:
+                h = block(h, attention_mask.float())[0]
+            return self.head(h)
+
+    return Stack().eval()
+
+
+def _batches(rng, n):
+    return [{"x": torch.from_numpy(rng.standard_normal((8, 6, 32)).astype(np.float32)),
+             "attention_mask": torch.tensor([[1] * 6] * 6 + [[1] * 4 + [0] * 2] * 2)} for _ in range(n)]
+
+
+def _error(model, q, batches):
+    with torch.no_grad():
+        return sum(float(((model(**b) - q(**b)) ** 2).mean()) for b in batches) / len(batches)
+
+
+def test_autoround_learns_block_by_block_and_beats_its_start(rng):
+    """On a stack of blocks: every block layer is tuned (its block loss falls below round to
+    nearest's and below its starting MSE scales'), the layers outside the blocks keep the starting
+    rounding (MSE scales), the output error on held-out inputs is lower than RTN's and MSE's, the
+    caller's model is untouched and two runs give identical weights."""
+    model = _stack_model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    flags = [p.requires_grad for p in model.parameters()]
+    calib, held = _batches(rng, 4), _batches(rng, 4)
+    def config(algorithm):
+        return lowbit.QuantConfig(weight="int4", group_size=32, activation="float", algorithm=algorithm)
+
+    cfg = config(lowbit.AutoRound(steps=60))
+    q = lowbit.quantize_model(model, cfg, calib_data=calib, progress=False)
+    for name, m in q.named_modules():
+        if type(m).__name__ != "QuantLinear":
+            continue
+        if name.startswith("layers."):
+            assert m.algorithm.name == "autoround", name
+            s = m.algorithm_stats
+            assert s["loss"] < s["loss_start"] <= s["loss_rtn"] * 1.0001 and s["loss"] < 0.8 * s["loss_rtn"], (name, s)
+        else:
+            assert m.algorithm.name == "mse", name
+    rtn = lowbit.quantize_model(model, config(None), progress=False)
+    mse = lowbit.quantize_model(model, config("mse"), progress=False)
+    e_auto, e_rtn, e_mse = _error(model, q, held), _error(model, rtn, held), _error(model, mse, held)
+    assert e_auto < 0.9 * e_rtn and e_auto < e_mse, (e_auto, e_rtn, e_mse)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    assert [p.requires_grad for p in model.parameters()] == flags
+    again = lowbit.quantize_model(model, cfg, calib_data=calib, progress=False)
+    for (k, a), (_, b) in zip(q.state_dict().items(), again.state_dict().items()):
+        assert torch.equal(a, b), k
+    rows = {r.name: r for r in lowbit.compare(model, q, held[:1]).layers}
+    assert rows["layers.0.q"].algorithm == "autoround" and rows["layers.0.q"].algorithm_gain < 1
+
+
+def test_autoround_on_a_model_without_blocks_tunes_the_whole_model(rng):
+    """A CNN (Conv2d + Linear, no ModuleList): the whole model is the block, its logits the target."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3), torch.nn.ReLU(), torch.nn.Conv2d(16, 16, 3),
+                                torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(16 * 4 * 4, 10)).eval()
+    calib = [torch.from_numpy(rng.standard_normal((16, 3, 8, 8)).astype(np.float32)) for _ in range(3)]
+    held = [torch.from_numpy(rng.standard_normal((16, 3, 8, 8)).astype(np.float32)) for _ in range(3)]
+    cfg = lowbit.QuantConfig(weight="int4", activation="float", algorithm=lowbit.AutoRound(steps=80, clip=False))
+    q = lowbit.quantize_model(model, cfg, calib_data=calib, progress=False)
+    kinds = [type(m).__name__ for m in q.modules() if hasattr(m, "algorithm_stats")]
+    assert kinds == ["QuantConv2d", "QuantConv2d", "QuantLinear"]
+    rtn = lowbit.quantize_model(model, lowbit.QuantConfig(weight="int4", activation="float"), progress=False)
+
+    def err(m):
+        with torch.no_grad():
+            return sum(float(((model(x) - m(x)) ** 2).mean()) for x in held)
+
+    assert err(q) < 0.8 * err(rtn), (err(q), err(rtn))
+
+
+@pytest.mark.parametrize("weight", ["nf4", "uint4", "int8"])
+def test_autoround_formats(weight, rng):
+    """4-bit formats with dynamic int8 activations (the 4-bit kernel); int8 weight-only (with dynamic
+    activations their rounding error dominates what AutoRound can win at int8)."""
+    model = _stack_model()
+    calib, held = _batches(rng, 3), _batches(rng, 3)
+    opts = {"group_size": 32} if weight != "int8" else {"activation": "float"}
+    cfg = lowbit.QuantConfig(weight=weight, **opts, algorithm=lowbit.AutoRound(steps=40))
+    q = lowbit.quantize_model(model, cfg, calib_data=calib, progress=False)
+    rtn = lowbit.quantize_model(model, lowbit.QuantConfig(weight=weight, **opts), progress=False)
+    assert _error(model, q, held) < _error(model, rtn, held)
+
+
+def test_autoround_options_and_bad_input(rng):
+    for bad in ({"steps": -1}, {"steps": 2.5}, {"lr": 0}, {"lr": 1.5}):
+        with pytest.raises(ValueError, match="AutoRound"):
+            lowbit.AutoRound(**bad)
+    with pytest.raises(TypeError, match="AutoRound.clip"):
+        lowbit.AutoRound(clip="yes")
+    a = lowbit.AutoRound(steps=10, lr=0.01, learn_scales=False)
+    cfg = lowbit.QuantConfig(weight="int4", algorithm=a.to_dict())
+    assert cfg.algorithm == a and lowbit.QuantConfig(algorithm="autoround").algorithm == lowbit.AutoRound()
+    with pytest.raises(ValueError, match="double_quant"):
+        lowbit.QuantConfig(weight="nf4", double_quant=True, algorithm="autoround")
+    lowbit.QuantConfig(weight="nf4", double_quant=True, algorithm=lowbit.AutoRound(clip=False))
+    with pytest.raises(ValueError, match="fixed-parameter"):
+        lowbit.QuantConfig(weight="ternary", algorithm="autoround")
+    model = _stack_model()
+    with pytest.raises(ValueError, match="calib_data"):
+        lowbit.quantize_model(model, lowbit.QuantConfig(weight="int4", algorithm="autoround"), progress=False)
+    with pytest.raises(ValueError, match="process_group"):
+        lowbit.quantize_model(model, lowbit.QuantConfig(weight="int4", algorithm="autoround"),
+                              calib_data=_batches(rng, 1), process_group="world", progress=False)
+    with pytest.raises(ValueError, match="calib_data: batch 0"):
+        lowbit.quantize_model(model, lowbit.QuantConfig(weight="int4", group_size=32, algorithm="autoround"),
+                              calib_data=[{"x": torch.zeros(2, 3, 5), "attention_mask": torch.ones(2, 3)}],
+                              progress=False)
