@@ -8,7 +8,7 @@ learned so that the block, run on the inputs that the already quantized blocks p
 the float block's output on the float inputs::
 
     q(W) = s g (clamp(round(W / (s g) + V) + z, qmin, qmax) - z)          (integer formats)
-    q(W) = s g levels[nearest(W / (s g) + V * 2/15)]                       (nf4)
+    q(W) = s levels[nearest(W / s + V * 2/15)]                             (nf4: g = 1)
 
     min over V, g (and the layers' float biases) of  || block_q(X_q) - block(X) ||^2
 
@@ -40,8 +40,9 @@ class AutoRound:
     Attributes:
         steps: optimizer steps per block (200), each on one batch of ``calib_data`` in turn.
         lr: Adam learning rate of the rounding offsets and scale factors (0.005); biases use lr / 100.
-        learn_scales: learn a factor on each channel's or group's scale (True). Formats with one
-            scale per tensor or with quantized scales (nf4 ``double_quant``) keep their scales.
+        learn_scales: learn a factor on each channel's or group's scale (True) of the integer
+            formats (int8, int4, uint4). Formats with one scale per tensor keep it, and so does nf4
+            (learned block-absmax factors made MiniLM's block losses worse than the offsets alone).
         tune_bias: tune the quantized layers' float biases with the rounding (True).
         tune_norms: also tune the block's normalization layers (LayerNorm, RMSNorm: they stay float).
         clip: start from the error-minimizing (MSE) scales instead of round to nearest's (True).

@@ -52,7 +52,8 @@ class LayerReport:
     ``algorithm`` is how the weights were rounded ("rtn", "gptq", "mse", "awq", ...);
     ``algorithm_loss_rtn`` / ``algorithm_loss`` are that algorithm's own error criterion for
     round-to-nearest and for its result (GPTQ/AWQ: output error on the calibration inputs; MSE
-    clipping: weight error), NaN for round-to-nearest.
+    clipping: weight error; AutoRound: the output error of the layer's whole block), NaN for
+    round-to-nearest.
     """
 
     name: str
