@@ -650,3 +650,16 @@ def test_prune_ffn_block_bad_input_raises_and_leaves_the_model(tiny_bert, kwargs
     with pytest.raises(ValueError, match=match):
         lowbit.prune_ffn(model, 0.5, **kwargs)
     assert _same_state(model, before) and not model.training
+
+
+def test_prune_ffn_one_share_per_block(tiny_bert):
+    model, batch = tiny_bert
+    for kwargs in (dict(), dict(importance="obs", reconstruct="block", block_steps=2, calib_data=[batch])):
+        p = lowbit.prune_ffn(model, [0.75, 0.25], **kwargs)
+        assert [b.intermediate.dense.out_features for b in p.encoder.layer] == [12, 36]
+        assert [b.output.dense.in_features for b in p.encoder.layer] == [12, 36]
+        with torch.no_grad():
+            assert p(**batch).last_hidden_state.shape == (2, 9, 32)
+    for bad in ([0.5], [0.5, 1.0]):
+        with pytest.raises(ValueError, match="amount"):
+            lowbit.prune_ffn(model, bad)

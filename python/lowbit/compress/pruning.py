@@ -506,7 +506,7 @@ def _bert_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
 def prune_ffn(
     model: nn.Module,
-    amount: float,
+    amount: Union[float, Sequence[float]],
     *,
     importance: str = "l2",
     calib_data: Optional[Iterable] = None,
@@ -557,7 +557,10 @@ def prune_ffn(
 
     Args:
         model: never modified (a deep copy is pruned).
-        amount: share of intermediate channels removed per block, in [0, 1).
+        amount: share of intermediate channels removed per block, in [0, 1), or a sequence with one
+            share per block (in model order). On MiniLM, removing more early and less late (shares
+            0.58, 0.54, 0.5, 0.5, 0.46, 0.42: 50% overall) raised the block-reconstructed worst / mean
+            cosine from 0.84 / 0.92 to 0.86 / 0.93: later blocks' errors reach the output undamped.
         importance: "l2", "l1", "activation" or "obs".
         calib_data: batches (e.g. tokenizer outputs as dicts) for ``importance="activation"`` /
             ``"obs"`` and ``reconstruct``; read several times (a list is best).
@@ -569,7 +572,7 @@ def prune_ffn(
         block_lr: their learning rate.
 
     Raises:
-        ValueError: amount outside [0, 1), no calib_data where needed, an unknown ``reconstruct``,
+        ValueError: amount outside [0, 1) or not one per block, no calib_data where needed, an unknown ``reconstruct``,
             ``importance="obs"`` without ``reconstruct``, or the model has no BERT-style block
             (``reconstruct="block"``: blocks not run in sequence from a ModuleList, or no
             ``output.LayerNorm``).
@@ -588,7 +591,7 @@ def prune_ffn(
         16
     """
     model = _check_model(model)
-    amount = _check_amount(amount)
+    amounts = _ffn_amounts(model, amount)
     _check_importance(importance, calib_data, (*_IMPORTANCE, "obs"))
     if not (isinstance(reconstruct, bool) or reconstruct == "block"):
         raise ValueError(f"reconstruct: expected True, False or 'block', got {reconstruct!r}")
@@ -605,16 +608,13 @@ def prune_ffn(
         raise ValueError(f"block_steps: expected an int >= 0, got {block_steps!r}")
     if not isinstance(block_lr, (int, float)) or isinstance(block_lr, bool) or not block_lr > 0:
         raise ValueError(f"block_lr: expected a number > 0, got {block_lr!r}")
-    if not _bert_layers(model):
-        raise ValueError(f"prune_ffn: {type(model).__name__} has no block with intermediate.dense and output.dense "
-                         "Linear layers (BERT layout)")
     if reconstruct == "block":
-        return _prune_ffn_blockwise(model, amount, importance, calib_data, float(damp), round_to, block_steps,
+        return _prune_ffn_blockwise(model, amounts, importance, calib_data, float(damp), round_to, block_steps,
                                     float(block_lr))
     work = copy.deepcopy(model)
     blocks = _bert_layers(work)
     report, widths = [], set()
-    for n, b in blocks:  # in order: with calib data, each block sees the already pruned blocks' outputs
+    for (n, b), amount in zip(blocks, amounts):  # in order: with calib data, each block sees the pruned blocks' outputs
         w1, w2 = b.intermediate.dense, b.output.dense
         before = w1.out_features
         keep = _keep_count(before, amount, round_to)
@@ -631,6 +631,19 @@ def prune_ffn(
         widths.add(keep)
         report.append({"layer": n, "kind": "FFN channels", "before": before, "after": keep})
     return _finish_ffn(work, report, widths)
+
+
+def _ffn_amounts(model: nn.Module, amount: Any) -> list[float]:
+    """One share per BERT-style block: ``amount`` repeated, or a sequence with one entry per block."""
+    n = len(_bert_layers(model))
+    if not n:
+        raise ValueError(f"prune_ffn: {type(model).__name__} has no block with intermediate.dense and output.dense "
+                         "Linear layers (BERT layout)")
+    if isinstance(amount, Sequence) and not isinstance(amount, str):
+        if len(amount) != n:
+            raise ValueError(f"amount: expected one share per block ({n}), got {len(amount)}")
+        return [_check_amount(a) for a in amount]
+    return [_check_amount(amount)] * n
 
 
 def _ffn_scores(block: nn.Module, importance: str, gram: Optional[torch.Tensor]) -> torch.Tensor:
@@ -689,7 +702,7 @@ def _obs_select(gram: torch.Tensor, cross: torch.Tensor, keep: int, damp: float)
     return torch.nonzero(alive).flatten()
 
 
-def _prune_ffn_blockwise(model: nn.Module, amount: float, importance: str, calib_data: Any, damp: float,
+def _prune_ffn_blockwise(model: nn.Module, amounts: list[float], importance: str, calib_data: Any, damp: float,
                          round_to: int, steps: int, lr: float) -> nn.Module:
     """``prune_ffn(reconstruct="block")``: see its docstring."""
     from ..interop.convert import _advance, _block_plan, _calib_batches, _capture_block_inputs
@@ -717,7 +730,7 @@ def _prune_ffn_blockwise(model: nn.Module, amount: float, importance: str, calib
             float_in = _capture_block_inputs(model, plan[0][0], batches)
         pruned_in = list(float_in)  # the embeddings are not pruned: the first block sees the same inputs
         report, widths = [], set()
-        for n in names:
+        for n, amount in zip(names, amounts):
             fb, pb = model.get_submodule(n), work.get_submodule(n)
             before = pb.intermediate.dense.out_features
             keep = _keep_count(before, amount, round_to)
