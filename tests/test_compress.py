@@ -663,3 +663,19 @@ def test_prune_ffn_one_share_per_block(tiny_bert):
     for bad in ([0.5], [0.5, 1.0]):
         with pytest.raises(ValueError, match="amount"):
             lowbit.prune_ffn(model, bad)
+
+
+def test_word_sequences_are_seeded_vocabulary_words_apart_from_the_evaluation_set():
+    from lowbit.demo.text import word_sequences
+
+    vocab = ["the", "cat", "sits", "outside", "##ing", "on", "A", "x1", "warm"]
+    seqs = word_sequences(vocab, n=2000, seed=1, length=(4, 4))
+    assert seqs == word_sequences(vocab, n=2000, seed=1, length=(4, 4)) != word_sequences(vocab, n=2000, seed=2,
+                                                                                            length=(4, 4))
+    assert {w for s in seqs for w in s.split()} == {"the", "cat", "sits", "outside", "warm"}  # whole lowercase words
+    assert all(len(s.split()) == 4 for s in seqs)
+    assert "the cat sits outside" not in seqs  # 4 words of M.SENTENCES[0]: about 3 in 2000 draws without the filter
+    with pytest.raises(ValueError, match="vocabulary"):
+        word_sequences(["##a", "B", "on"])
+    with pytest.raises(ValueError, match="length"):
+        word_sequences(vocab, length=(3, 2))
