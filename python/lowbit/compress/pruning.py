@@ -693,8 +693,8 @@ def _obs_select(gram: torch.Tensor, cross: torch.Tensor, keep: int, damp: float)
         cost[~alive[ids]] = float("inf")
         j = int(cost.argmin())
         row = hinv[j].clone()
-        w -= torch.outer(w[:, j], row) / row[j]
-        hinv -= torch.outer(row, row) / row[j]
+        w.addr_(w[:, j].clone(), row, alpha=-1.0 / float(row[j]))  # in place: one pass over the matrices
+        hinv.addr_(row, row, alpha=-1.0 / float(row[j]))
         alive[ids[j]] = False
         if step % 64 == 63:
             live = torch.cat([torch.nonzero(alive[ids]).flatten(), torch.tensor([len(ids)])])
