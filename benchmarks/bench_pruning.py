@@ -34,7 +34,7 @@ torch's CSR sparse matmul: does a sparse kernel pay?
 
 Usage: python benchmarks/bench_pruning.py [--models digits,minilm,sparse] [--threads N] [--minilm-train-s S]
 [--minilm-corpus mix|docstrings] [--minilm-calib N] [--minilm-lr LR] [--minilm-block-steps N]
-[--minilm-ramp R] [--minilm-words N]
+[--minilm-keep W1,...,W6] [--minilm-words N]
 """
 
 from __future__ import annotations
@@ -135,7 +135,7 @@ def bench_digits(threads: int) -> None:
     print(lowbit.summary(models["pruned + KD + int8"]))
 
 
-def bench_minilm(train_s: float, corpus: str, lr: float, n_calib: int, block_steps: int, ramp: float,
+def bench_minilm(train_s: float, corpus: str, lr: float, n_calib: int, block_steps: int, keeps: list[int],
                  n_words: int) -> None:
     tok, model = load_minilm()
     sents = sentence_corpus() if corpus == "mix" else docstring_sentences()
@@ -177,11 +177,13 @@ def bench_minilm(train_s: float, corpus: str, lr: float, n_calib: int, block_ste
                                                    block_steps=block_steps, calib_data=calib))
     steps_rows.append((f"+ block-wise Adam on the FFN, {block_steps} steps per block", cos(uniform),
                        f"{w:.0f} / {c:.0f}"))
-    shares = [0.5 + ramp * (len(uniform.encoder.layer) - 1 - 2 * i) / (len(uniform.encoder.layer) - 1)
-              for i in range(len(uniform.encoder.layer))]
+    width = model.config.intermediate_size
+    if len(keeps) != len(uniform.encoder.layer) or abs(sum(keeps) / len(keeps) - width / 2) > 0.5:
+        raise SystemExit(f"--minilm-keep: expected {len(uniform.encoder.layer)} widths averaging {width // 2}")
+    shares = [(width - k + 0.5) / width for k in keeps]  # floor(width * share) = width - k: k channels kept
     ramped, w, c = timed(lambda: lowbit.prune_ffn(model, shares, importance="obs", reconstruct="block",
                                                   block_steps=block_steps, calib_data=calib))
-    steps_rows.append(("+ one share per block: " + ", ".join(f"{a:.2f}" for a in shares), cos(ramped),
+    steps_rows.append(("+ one share per block, kept widths " + ", ".join(map(str, keeps)), cos(ramped),
                        f"{w:.0f} / {c:.0f}"))
     words = [enc_text(seqs[k : k + 32]) for seqs in [word_sequences(tok.get_vocab(), n_words)]
              for k in range(0, n_words, 32)]
@@ -280,8 +282,8 @@ def main() -> None:
                     help="calibration / training text: stdlib docstrings + everyday template sentences, or docstrings")
     ap.add_argument("--minilm-calib", type=int, default=2048, help="calibration sentences for pruning")
     ap.add_argument("--minilm-block-steps", type=int, default=300, help="Adam steps per block (reconstruct='block')")
-    ap.add_argument("--minilm-ramp", type=float, default=1 / 12,
-                    help="per-block shares 0.5 + ramp ... 0.5 - ramp, first to last block (mean 0.5)")
+    ap.add_argument("--minilm-keep", default="640,704,768,768,832,896",
+                    help="FFN widths kept per block (average 768 = 50%%; multiples of 64 for the int8 kernels)")
     ap.add_argument("--minilm-words", type=int, default=1024,
                     help="random vocabulary-word sequences added to the calibration data (last row)")
     ap.add_argument("--minilm-lr", type=float, default=1e-4)
@@ -297,7 +299,7 @@ def main() -> None:
         bench_sparse(args.threads)
     if "minilm" in models:
         bench_minilm(args.minilm_train_s, args.minilm_corpus, args.minilm_lr, args.minilm_calib,
-                     args.minilm_block_steps, args.minilm_ramp, args.minilm_words)
+                     args.minilm_block_steps, [int(k) for k in args.minilm_keep.split(',')], args.minilm_words)
 
 
 if __name__ == "__main__":
