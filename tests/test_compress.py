@@ -625,6 +625,7 @@ def test_prune_ffn_block_training_beats_the_refit_against_the_float_model(tiny_b
             return sum(float(((m(**b).last_hidden_state - model(**b).last_hidden_state)[b["attention_mask"].bool()]
                               ** 2).sum()) for b in calib)
 
+    before = _state(model)
     refit = lowbit.prune_ffn(model, 0.5, importance="activation", reconstruct=True, calib_data=calib)
     closed = lowbit.prune_ffn(model, 0.5, importance="activation", reconstruct="block", block_steps=0,
                               calib_data=calib)
@@ -633,6 +634,7 @@ def test_prune_ffn_block_training_beats_the_refit_against_the_float_model(tiny_b
     e_refit, e_closed, e_trained = err(refit), err(closed), err(trained)
     assert e_trained < e_closed < e_refit, (e_refit, e_closed, e_trained)
     assert not any(p.requires_grad is False or p.grad is not None for p in trained.parameters())
+    assert _same_state(model, before) and not model.training
 
 
 @pytest.mark.parametrize("kwargs, match", [

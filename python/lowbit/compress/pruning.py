@@ -550,8 +550,9 @@ def prune_ffn(
     block output. The blocks must be consecutive entries of an ``nn.ModuleList`` that the model runs
     in sequence (checked on the first batch) with an ``output.LayerNorm``; one block's activations
     (float and pruned) are held in memory at a time. On all-MiniLM-L6-v2, 50% removed, 2048
-    calibration sentences: worst / mean cosine of the sentence embeddings 0.84 / 0.92 against 0.78 /
-    0.86 for ``importance="activation", reconstruct=True`` (benchmarks/bench_pruning.py).
+    calibration sentences, ``importance="obs"``: worst / mean cosine of the sentence embeddings 0.83 /
+    0.91 in closed form, 0.84 / 0.92 after 300 steps, against 0.79 / 0.87 for
+    ``importance="activation", reconstruct=True`` (benchmarks/bench_pruning.py; about 70 s at 2 threads).
 
     ``model.config.intermediate_size`` is updated when every block keeps the same width.
 
