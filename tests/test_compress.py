@@ -551,3 +551,133 @@ def test_prune_ffn_refit_ignores_padding_tokens(tiny_bert):
     for la, lb in zip(a.encoder.layer, b.encoder.layer):
         torch.testing.assert_close(la.intermediate.dense.weight, lb.intermediate.dense.weight)
         torch.testing.assert_close(la.output.dense.weight, lb.output.dense.weight, rtol=1e-4, atol=1e-5)
+
+
+def _calib_with_padding(seed, n_batches=2):
+    """Batches of 4 random sequences of 5..12 tokens, right-padded (attention_mask 0 on the padding)."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(n_batches):
+        lens = torch.randint(5, 13, (4,), generator=g)
+        ids = torch.randint(1, 64, (4, 12), generator=g)
+        mask = (torch.arange(12)[None, :] < lens[:, None]).long()
+        out.append({"input_ids": ids * mask, "attention_mask": mask})
+    return out
+
+
+def _block0_rows(model, calib):
+    """Real-token rows of block 0 of the float model: attention output, FFN activations, LayerNorm input."""
+    layer, got, rows = model.encoder.layer[0], {}, {"a": [], "act": [], "z": []}
+    hooks = [layer.intermediate.register_forward_hook(lambda m, a, o: got.update(a=a[0], act=o)),
+             layer.output.LayerNorm.register_forward_pre_hook(lambda m, a: got.update(z=a[0]))]
+    with torch.no_grad():
+        for b in calib:
+            model(**b)
+            real = b["attention_mask"].bool()
+            for k in rows:
+                rows[k].append(got[k][real])
+    for h in hooks:
+        h.remove()
+    return {k: torch.cat(v).double().numpy() for k, v in rows.items()}
+
+
+def test_prune_ffn_block_closed_form_fits_the_float_block(tiny_bert):
+    model, _ = tiny_bert
+    calib = _calib_with_padding(3)
+    p = lowbit.prune_ffn(model, 0.5, importance="activation", reconstruct="block", damp=0.0, block_steps=0,
+                         calib_data=calib)
+    r = _block0_rows(model, calib)  # block 0 sees the same inputs in the float and the pruned model
+    w2 = model.encoder.layer[0].output.dense.weight.detach().double().numpy()
+    s = np.sqrt((r["act"] ** 2).mean(0)) * np.sqrt((w2 ** 2).sum(0))
+    keep = np.sort(np.argsort(-s, kind="stable")[:24])
+    design = np.concatenate([r["act"][:, keep], np.ones((len(r["act"]), 1))], 1)
+    sol = np.linalg.lstsq(design, r["z"] - r["a"], rcond=None)[0]  # the float LayerNorm input, minus the residual
+    got = p.encoder.layer[0]
+    assert torch.equal(got.intermediate.dense.weight, model.encoder.layer[0].intermediate.dense.weight[keep])
+    np.testing.assert_allclose(got.output.dense.weight.detach().numpy(), sol[:-1].T, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(got.output.dense.bias.detach().numpy(), sol[-1], rtol=1e-3, atol=1e-4)
+    assert p.config.intermediate_size == 24 and model.config.intermediate_size == 48
+
+
+def test_prune_ffn_obs_removes_the_channel_with_the_least_refit_error(tiny_bert):
+    model, _ = tiny_bert
+    calib = _calib_with_padding(4, n_batches=4)
+    p = lowbit.prune_ffn(model, 0.03, importance="obs", reconstruct=True, damp=0.0, calib_data=calib)  # 1 of 48
+    r = _block0_rows(model, calib)
+    out = model.encoder.layer[0].output.dense
+    y = r["act"] @ out.weight.detach().double().numpy().T + out.bias.detach().double().numpy()
+    sse = []
+    for j in range(48):  # brute force: refit without channel j
+        design = np.concatenate([np.delete(r["act"], j, 1), np.ones((len(y), 1))], 1)
+        sol = np.linalg.lstsq(design, y, rcond=None)[0]
+        sse.append(((design @ sol - y) ** 2).sum())
+    j = int(np.argmin(sse))
+    keep = [i for i in range(48) if i != j]
+    assert torch.equal(p.encoder.layer[0].intermediate.dense.weight, model.encoder.layer[0].intermediate.dense.weight[keep])
+
+
+def test_prune_ffn_block_training_beats_the_refit_against_the_float_model(tiny_bert):
+    model, _ = tiny_bert
+    calib = _calib_with_padding(5, n_batches=8)
+
+    def err(m):  # squared error of the last hidden states to the float model's, real tokens of calib
+        with torch.no_grad():
+            return sum(float(((m(**b).last_hidden_state - model(**b).last_hidden_state)[b["attention_mask"].bool()]
+                              ** 2).sum()) for b in calib)
+
+    before = _state(model)
+    refit = lowbit.prune_ffn(model, 0.5, importance="activation", reconstruct=True, calib_data=calib)
+    closed = lowbit.prune_ffn(model, 0.5, importance="activation", reconstruct="block", block_steps=0,
+                              calib_data=calib)
+    trained = lowbit.prune_ffn(model, 0.5, importance="activation", reconstruct="block", block_steps=50,
+                               calib_data=calib)
+    e_refit, e_closed, e_trained = err(refit), err(closed), err(trained)
+    assert e_trained < e_closed < e_refit, (e_refit, e_closed, e_trained)
+    assert not any(p.requires_grad is False or p.grad is not None for p in trained.parameters())
+    assert _same_state(model, before) and not model.training
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(reconstruct="blocks"), "reconstruct"),
+    (dict(reconstruct="block"), "calib_data"),
+    (dict(importance="obs", calib_data="C"), "importance"),
+    (dict(reconstruct="block", calib_data="C", block_steps=-1), "block_steps"),
+    (dict(reconstruct="block", calib_data="C", block_lr=0.0), "block_lr"),
+    (dict(reconstruct="block", calib_data="C", round_to=0), "round_to"),
+])
+def test_prune_ffn_block_bad_input_raises_and_leaves_the_model(tiny_bert, kwargs, match):
+    model, batch = tiny_bert
+    before = _state(model)
+    kwargs = {k: ([batch] if v == "C" else v) for k, v in kwargs.items()}
+    with pytest.raises(ValueError, match=match):
+        lowbit.prune_ffn(model, 0.5, **kwargs)
+    assert _same_state(model, before) and not model.training
+
+
+def test_prune_ffn_one_share_per_block(tiny_bert):
+    model, batch = tiny_bert
+    for kwargs in (dict(), dict(importance="obs", reconstruct="block", block_steps=2, calib_data=[batch])):
+        p = lowbit.prune_ffn(model, [0.75, 0.25], **kwargs)
+        assert [b.intermediate.dense.out_features for b in p.encoder.layer] == [12, 36]
+        assert [b.output.dense.in_features for b in p.encoder.layer] == [12, 36]
+        with torch.no_grad():
+            assert p(**batch).last_hidden_state.shape == (2, 9, 32)
+    for bad in ([0.5], [0.5, 1.0]):
+        with pytest.raises(ValueError, match="amount"):
+            lowbit.prune_ffn(model, bad)
+
+
+def test_word_sequences_are_seeded_vocabulary_words_apart_from_the_evaluation_set():
+    from lowbit.demo.text import word_sequences
+
+    vocab = ["the", "cat", "sits", "outside", "##ing", "on", "A", "x1", "warm"]
+    seqs = word_sequences(vocab, n=2000, seed=1, length=(4, 4))
+    assert seqs == word_sequences(vocab, n=2000, seed=1, length=(4, 4)) != word_sequences(vocab, n=2000, seed=2,
+                                                                                            length=(4, 4))
+    assert {w for s in seqs for w in s.split()} == {"the", "cat", "sits", "outside", "warm"}  # whole lowercase words
+    assert all(len(s.split()) == 4 for s in seqs)
+    assert "the cat sits outside" not in seqs  # 4 words of M.SENTENCES[0]: about 3 in 2000 draws without the filter
+    with pytest.raises(ValueError, match="vocabulary"):
+        word_sequences(["##a", "B", "on"])
+    with pytest.raises(ValueError, match="length"):
+        word_sequences(vocab, length=(3, 2))

@@ -1,6 +1,7 @@
 """Offline English sentences for calibrating and distilling sentence encoders (MiniLM): the
 docstrings of the Python standard library, and everyday sentences from a small template grammar.
-Nothing is downloaded. Neither source contains :data:`lowbit.demo.models.SENTENCES` (the held-out
+Also random sequences of a tokenizer's whole words (vocabulary coverage for calibration).
+Nothing is downloaded. No source contains :data:`lowbit.demo.models.SENTENCES` (the held-out
 evaluation sentences): generated sentences sharing four consecutive words with one are dropped.
 """
 
@@ -10,8 +11,9 @@ import importlib
 import random
 import re
 import warnings
+from collections.abc import Iterable
 
-__all__ = ["docstring_sentences", "everyday_sentences", "sentence_corpus"]
+__all__ = ["docstring_sentences", "everyday_sentences", "sentence_corpus", "word_sequences"]
 
 _MODULES = ["json", "collections", "argparse", "email", "http.client", "logging", "unittest", "pathlib",
             "subprocess", "threading", "asyncio", "decimal", "statistics", "random", "itertools", "functools",
@@ -168,3 +170,41 @@ def sentence_corpus(n_everyday: int = 2000, seed: int = 0) -> list[str]:
     s = docstring_sentences() + everyday_sentences(n_everyday, seed)
     random.Random(seed).shuffle(s)
     return s
+
+
+def word_sequences(vocabulary: Iterable[str], n: int = 1024, seed: int = 0, length: tuple[int, int] = (6, 18)) -> list[str]:
+    """``n`` sequences of ``length[0]..length[1]`` words drawn uniformly (seeded) from the lowercase
+    alphabetic entries of ``vocabulary`` longer than two letters (e.g. ``tokenizer.get_vocab()``:
+    whole words, not word pieces). Not language: calibration coverage of the vocabulary that template
+    and docstring text never reach (on MiniLM, block reconstruction with 1024 of them added to 2048
+    corpus sentences raised the worst cosine on the evaluation sentences from 0.86 to 0.88). Sequences
+    sharing four consecutive words with :data:`lowbit.demo.models.SENTENCES` are dropped.
+
+    Example:
+        >>> from lowbit.demo.text import word_sequences
+        >>> seqs = word_sequences(["apple", "river", "cloud", "##ing", "a", "Stone"], n=3, length=(2, 3))
+        >>> len(seqs), set(" ".join(seqs).split()) <= {"apple", "river", "cloud"}
+        (3, True)
+    """
+    from .models import SENTENCES
+
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"n: expected an int >= 0, got {n!r}")
+    if not (isinstance(length, tuple) and len(length) == 2 and all(isinstance(x, int) for x in length)
+            and 1 <= length[0] <= length[1]):
+        raise ValueError(f"length: expected (min, max) ints with 1 <= min <= max, got {length!r}")
+    words = sorted({w for w in vocabulary if isinstance(w, str) and w.isalpha() and w.islower() and len(w) > 2})
+    if not words:
+        raise ValueError("vocabulary: no lowercase alphabetic word longer than two letters")
+    banned = set().union(*(_grams(s) for s in SENTENCES))
+    rng = random.Random(seed)
+    out: list[str] = []
+    for _ in range(50 * n + 100):
+        if len(out) == n:
+            break
+        s = " ".join(rng.choice(words) for _ in range(rng.randint(*length)))
+        if not (_grams(s) & banned):
+            out.append(s)
+    if len(out) < n:
+        raise ValueError("vocabulary: too few words to draw sequences apart from the evaluation sentences")
+    return out
