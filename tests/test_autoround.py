@@ -9,6 +9,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from lowbit.interop.autoround import _LearnedRounding  # noqa: E402
+from test_gptq import _stack_model  # noqa: E402  (a ModuleList of attention-like blocks)
 
 # MiniLM int4 g64 worst cosine floor; measured 0.9838 (RTN 0.9446, GPTQ damp 0.1 0.9672) on AVX-512
 AUTOROUND_FLOOR = 0.98
@@ -42,35 +43,6 @@ def test_learned_rounding_starts_at_its_scheme_and_stays_on_its_grid(scheme, cli
     assert not np.array_equal(vals, scheme.dequantize(r.start, 24, 96))
 
 
-def _stack_model():
-    """A ModuleList of attention-like blocks between an input projection and a head."""
-
-    class Block(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.q, self.k, self.o = torch.nn.Linear(32, 32), torch.nn.Linear(32, 32), torch.nn.Linear(32, 32)
-
-        def forward(self, h, mask):
-            a = torch.softmax(self.q(h) @ self.k(h).transpose(1, 2) + (mask[:, None, :] - 1) * 1e4, -1) @ h
-            return (h + self.o(a),)
-
-    class Stack(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            torch.manual_seed(3)
-            self.inp = torch.nn.Linear(32, 32)
-            self.layers = torch.nn.ModuleList([Block() for _ in range(3)])
-            self.head = torch.nn.Linear(32, 4)
-
-        def forward(self, x, attention_mask):
-            h = self.inp(x)
-            for block in self.layers:
-                h = block(h, attention_mask.float())[0]
-            return self.head(h)
-
-    return Stack().eval()
-
-
 def _batches(rng, n):
     return [{"x": torch.from_numpy(rng.standard_normal((8, 6, 32)).astype(np.float32)),
              "attention_mask": torch.tensor([[1] * 6] * 6 + [[1] * 4 + [0] * 2] * 2)} for _ in range(n)]
@@ -86,7 +58,7 @@ def test_autoround_learns_block_by_block_and_beats_its_start(rng):
     nearest's and below its starting MSE scales'), the layers outside the blocks keep the starting
     rounding (MSE scales), the output error on held-out inputs is lower than RTN's and MSE's, the
     caller's model is untouched and two runs give identical weights."""
-    model = _stack_model()
+    model = _stack_model(inputs=32, pool=False).requires_grad_(True)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     flags = [p.requires_grad for p in model.parameters()]
     calib, held = _batches(rng, 4), _batches(rng, 4)
@@ -142,7 +114,7 @@ def test_autoround_on_a_model_without_blocks_tunes_the_whole_model(rng):
 def test_autoround_formats(weight, rng):
     """4-bit formats with dynamic int8 activations (the 4-bit kernel); int8 weight-only (with dynamic
     activations their rounding error dominates what AutoRound can win at int8)."""
-    model = _stack_model()
+    model = _stack_model(inputs=32, pool=False)
     calib, held = _batches(rng, 3), _batches(rng, 3)
     opts = {"group_size": 32} if weight != "int8" else {"activation": "float"}
     cfg = lowbit.QuantConfig(weight=weight, **opts, algorithm=lowbit.AutoRound(steps=40))
@@ -165,7 +137,7 @@ def test_autoround_options_and_bad_input(rng):
     lowbit.QuantConfig(weight="nf4", double_quant=True, algorithm=lowbit.AutoRound(clip=False))
     with pytest.raises(ValueError, match="fixed-parameter"):
         lowbit.QuantConfig(weight="ternary", algorithm="autoround")
-    model = _stack_model()
+    model = _stack_model(inputs=32, pool=False)
     with pytest.raises(ValueError, match="calib_data"):
         lowbit.quantize_model(model, lowbit.QuantConfig(weight="int4", algorithm="autoround"), progress=False)
     with pytest.raises(ValueError, match="process_group"):

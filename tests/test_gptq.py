@@ -299,10 +299,11 @@ def test_gptq_statistics_skip_padding_tokens(sequential, rng):
         np.testing.assert_array_equal(getattr(q_real.proj, name).numpy().reshape(a.shape), a)
 
 
-def _stack_model(between: float = 0.0):
-    """A transformer-like stack: input projection, a ModuleList of blocks called as
-    ``block(hidden, mask)``, a head; ``between`` adds a shift between blocks (then chaining the
-    blocks alone no longer reproduces the model)."""
+def _stack_model(between: float = 0.0, inputs: int = 16, pool: bool = True):
+    """A transformer-like stack: input projection (``inputs`` features), a ModuleList of blocks called
+    as ``block(hidden, mask)``, a head (on the mean over tokens, or per token with ``pool=False``);
+    ``between`` adds a shift between blocks (then chaining the blocks alone no longer reproduces the
+    model)."""
     import torch
 
     class Block(torch.nn.Module):
@@ -318,7 +319,7 @@ def _stack_model(between: float = 0.0):
         def __init__(self):
             super().__init__()
             torch.manual_seed(3)
-            self.inp = torch.nn.Linear(16, 32)
+            self.inp = torch.nn.Linear(inputs, 32)
             self.layers = torch.nn.ModuleList([Block() for _ in range(3)])
             self.head = torch.nn.Linear(32, 4)
 
@@ -326,7 +327,7 @@ def _stack_model(between: float = 0.0):
             h = self.inp(x)
             for block in self.layers:
                 h = block(h, attention_mask.float())[0] + between
-            return self.head(h.mean(1))
+            return self.head(h.mean(1) if pool else h)
 
     return Stack().eval().requires_grad_(False)
 
