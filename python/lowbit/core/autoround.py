@@ -22,6 +22,13 @@ output tensor the target.
 lowbit's departures from the paper, both measured on all-MiniLM-L6-v2: Adam instead of signed
 gradient descent, and the float biases of the quantized layers tuned too (with ``lr / 100``).
 The result is an ordinary stored weight of the scheme (the kernels never see V or g).
+
+Measured (``benchmarks/bench_gptq.py --models minilm --calib mix``, 256 calibration sentences, one
+thread): all-MiniLM-L6-v2's worst-sentence cosine to the float embeddings, int4 g64: AutoRound
+0.983, GPTQ (damp 0.1) 0.967, round to nearest 0.945; nf4: 0.988, 0.978, 0.965. It is the slow
+option: about 4 minutes against GPTQ's 20-40 s. At int8 with dynamic activations the activation
+rounding dominates and the gain is small. 400 steps, tuning the LayerNorms, or more calibration
+sentences did not raise MiniLM's worst cosine further.
 """
 
 from __future__ import annotations
