@@ -90,6 +90,18 @@ def test_autoround_learns_block_by_block_and_beats_its_start(rng):
     assert rows["layers.0.q"].algorithm == "autoround" and rows["layers.0.q"].algorithm_gain < 1
 
 
+def test_autoround_model_saves_and_loads(rng, tmp_path):
+    """The learned weights are ordinary stored weights: save/load gives the same outputs."""
+    model = _stack_model(inputs=32, pool=False)
+    calib = _batches(rng, 2)
+    q = lowbit.quantize_model(model, lowbit.QuantConfig(weight="int4", group_size=32, algorithm=lowbit.AutoRound(
+        steps=10)), calib_data=calib, progress=False)
+    lowbit.save(q, tmp_path / "q.lowbit")
+    back = lowbit.load(tmp_path / "q.lowbit", _stack_model(inputs=32, pool=False))
+    with torch.no_grad():
+        assert torch.equal(q(**calib[0]), back(**calib[0]))
+
+
 def test_autoround_on_a_model_without_blocks_tunes_the_whole_model(rng):
     """A CNN (Conv2d + Linear, no ModuleList): the whole model is the block, its logits the target."""
     torch.manual_seed(0)
