@@ -219,10 +219,10 @@ def bench_lm() -> list[list[object]]:
     base = perplexity(model, data.test, cfg.context)
     rows = [["tiny stdlib GPT", "float32", "", f"ppl {base:.4f}", ""]]
     algos = {"rtn": None, "gptq": lowbit.GPTQ(), "gptq act-order": lowbit.GPTQ(act_order=True),
-             "gptq + mse scales": lowbit.GPTQ(clip=True)}
+             "gptq + mse scales": lowbit.GPTQ(clip=True), "autoround": lowbit.AutoRound()}
     for fmt in ({"weight": "int4", "group_size": 128}, {"weight": "nf4", "group_size": 64}, {"weight": "int8"}):
         for algo, opts in algos.items():
-            if fmt["weight"] != "int4" and algo not in ("rtn", "gptq"):
+            if fmt["weight"] != "int4" and algo not in ("rtn", "gptq", "autoround"):
                 continue
             t = time.perf_counter()
             q = lowbit.quantize_model(model, lowbit.QuantConfig(**fmt, activation="float", algorithm=opts),
