@@ -877,7 +877,7 @@ def quantize_model(
             _unsupported(n, "GPTQ covers Linear, transformers Conv1D and groups=1 Conv2d layers (not nn.Conv1d or "
                          "grouped convolutions yet)", cfgs[n], reasons)
             del gptq[n], targets[n]
-    built: dict[str, _QuantBase] = {}  # layers quantized (and installed) by layer-sequential GPTQ
+    built: dict[str, _QuantBase] = {}  # layers quantized (and installed) by layer-sequential GPTQ or AutoRound
 
     def build(name: str, hessian: Any = None, plain: bool = False) -> Optional[_QuantBase]:
         """The quantized module of target ``name``, or None (reason recorded) when it stays float.
@@ -909,28 +909,23 @@ def quantize_model(
             return None
         return q
 
+    def install(name: str, q: Optional[_QuantBase]) -> None:
+        """Puts layer-sequential GPTQ's or AutoRound's quantized ``q`` in the model (under every alias)."""
+        if q is not None:
+            built[name] = q
+            for alias in aliases[id(targets[name])]:
+                _set_submodule(work, alias, q)
+
     sequential = {n: m for n, m in gptq.items() if cfgs[n].algorithm.sequential}
     if sequential:
-        def install(name: str, hessian: Any) -> None:
-            q = build(name, hessian)
-            if q is not None:
-                built[name] = q
-                for alias in aliases[id(targets[name])]:
-                    _set_submodule(work, alias, q)
-
-        _gptq_sequential(work, sequential, calib_data, progress, install, pgroup)
+        _gptq_sequential(work, sequential, calib_data, progress, lambda n, h: install(n, build(n, h)), pgroup)
     auto = {n: m for n, m in targets.items() if getattr(cfgs[n].algorithm, "name", None) == "autoround"}
     if auto:  # AutoRound: block by block, each block's layers installed once trained
         if calib_data is None:
             raise ValueError("calib_data: AutoRound learns the rounding from calibration data; pass calib_data")
         from .autoround import autoround_layers
 
-        def install_tuned(name: str, q: _QuantBase) -> None:
-            built[name] = q
-            for alias in aliases[id(targets[name])]:
-                _set_submodule(work, alias, q)
-
-        autoround_layers(work, auto, calib_data, lambda n: build(n, plain=True), install_tuned,
+        autoround_layers(work, auto, calib_data, lambda n: build(n, plain=True), install,
                          lambda n: cfgs[n].algorithm, progress)
     one_pass = {n: m for n, m in gptq.items() if n not in sequential}
     hessians = _collect_hessians(work, one_pass, calib_data, progress, pgroup) if one_pass else {}
