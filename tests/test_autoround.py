@@ -155,6 +155,10 @@ def test_autoround_options_and_bad_input(rng):
     with pytest.raises(ValueError, match="process_group"):
         lowbit.quantize_model(model, lowbit.QuantConfig(weight="int4", algorithm="autoround"),
                               calib_data=_batches(rng, 1), process_group="world", progress=False)
+    mixed = lowbit.QuantConfig(weight="int4", group_size=32, algorithm="autoround",
+                               per_layer={"layers.1.q": {"algorithm": lowbit.AutoRound(steps=5)}})
+    with pytest.raises(ValueError, match="same AutoRound options"):
+        lowbit.quantize_model(model, mixed, calib_data=_batches(rng, 1), progress=False)
     with pytest.raises(ValueError, match="calib_data: batch 0"):
         lowbit.quantize_model(model, lowbit.QuantConfig(weight="int4", group_size=32, algorithm="autoround"),
                               calib_data=[{"x": torch.zeros(2, 3, 5), "attention_mask": torch.ones(2, 3)}],

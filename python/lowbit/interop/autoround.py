@@ -37,15 +37,16 @@ class _LearnedRounding:
         from ..core.clipping import mse_clip_quantize
 
         n, k = rows.shape
-        self.scheme, self.n, self.k = scheme, n, k
-        self.start = mse_clip_quantize(rows, scheme)[0] if opts.clip else scheme.quantize(rows)
+        self.scheme, self.k = scheme, k
+        rtn = scheme.quantize(rows)
+        self.start = mse_clip_quantize(rows, scheme)[0] if opts.clip else rtn
         grid = scheme.column_grid(self.start, n, k)
         if grid is None:
             raise ValueError(f"AutoRound: {scheme.describe()} have no rounding grid (it supports int8, int4, uint4 "
                              "and nf4 weights)")
         self.grid = grid
         self.w = torch.from_numpy(np.array(rows, np.float32))
-        self.rtn = torch.from_numpy(scheme.dequantize(scheme.quantize(rows), n, k))  # for the report's baseline
+        self.rtn = torch.from_numpy(scheme.dequantize(rtn, n, k))  # for the report's baseline
         self.s = torch.from_numpy(np.array(grid.scale, np.float32))  # (n, G)
         self.z = None if grid.zero_point is None else self._expand(torch.from_numpy(
             np.array(grid.zero_point, np.float32)))
@@ -55,7 +56,7 @@ class _LearnedRounding:
         # losses worse there (layer 0: 0.00151 against 0.00088 with the offsets alone, 30 steps).
         learn = (opts.learn_scales and grid.levels is None and getattr(scheme, "granularity", None) != "per_tensor"
                  and isinstance(s0, np.ndarray) and s0.dtype == np.float32
-                 and s0.size == self.s.numel() and self.s.shape[1] * grid.group_size >= k)
+                 and s0.size == self.s.numel())
         self.g = torch.ones(self.s.shape, requires_grad=True) if learn else None
         if grid.levels is not None:
             self.levels = torch.from_numpy(np.array(grid.levels, np.float32))
@@ -160,7 +161,8 @@ def _train_block(unit: nn.Module, run: Callable[[Any], torch.Tensor], items: Seq
                     total = sum(float(_masked_mse(run(it), t, mk)) for it, t, mk in zip(items, targets, masks))
                 return total / len(items)
 
-            rtn, before = mean_loss(rtn=True), mean_loss()
+            rtn = mean_loss(rtn=True)
+            before = mean_loss() if opts.clip else rtn  # without clip the start is round to nearest
             for step in range(opts.steps):
                 i = step % len(items)
                 fake.apply()
@@ -184,10 +186,10 @@ def autoround_layers(
     install: Callable[[str, Any], None],
     opts_of: Callable[[str], AutoRound],
     progress: bool,
-) -> set[str]:
+) -> None:
     """Quantizes ``targets`` with AutoRound block by block and installs them (``build(name)``
     returns the round-to-nearest quantized module or None, ``install(name, q)`` puts it in the model).
-    Returns the names tuned; the other targets (outside the blocks) are left to the caller."""
+    The targets it does not install (outside the blocks, or sharing a weight) are left to the caller."""
     from .convert import (
         _advance,
         _batch_error,
@@ -216,7 +218,11 @@ def autoround_layers(
         items = list(range(len(batches)))
         masks = [_token_mask(b) for b in batches]
         units = [(model, dict(targets), lambda j: _hidden(run_batch(model, batches[j])))]
-    tuned: set[str] = set()
+    for _, mine, _ in units:  # one training run per block: its layers cannot take different options
+        kinds = {opts_of(n) for n in mine if n not in shared}
+        if len(kinds) > 1:
+            raise ValueError(f"config: the layers of one block ({', '.join(mine)}) train together and need the same "
+                             f"AutoRound options, got {', '.join(sorted(map(repr, kinds)))}")
     bar = _progress(range(sum(len(d) for _, d, _ in units)), progress, desc="AutoRound (block by block)", unit="layer")
     ticks = iter(bar)
     f_items = list(items)  # the float blocks' inputs
@@ -246,9 +252,8 @@ def autoround_layers(
                 if q.bias is not None and m.bias is not None:
                     with torch.no_grad():
                         q.bias.copy_(m.bias.detach().to(torch.float32))
-                q.algorithm, q.algorithm_stats = opts_of(name), dict(stats)
+                q.algorithm, q.algorithm_stats = opts, dict(stats)
                 install(name, q)
-                tuned.add(name)
                 next(ticks, None)
         if plan is not None:
             with torch.no_grad():
@@ -256,4 +261,3 @@ def autoround_layers(
             f_items = [_advance(it, o) for it, o in zip(f_items, outs)]
     if hasattr(bar, "close"):
         bar.close()
-    return tuned
