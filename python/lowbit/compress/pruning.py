@@ -867,8 +867,7 @@ def _ffn_gram(model: nn.Module, inter: nn.Module, calib_data: Any) -> torch.Tens
 def _refit(w2: nn.Linear, gram: torch.Tensor, idx: torch.Tensor, damp: float) -> None:
     """``w2`` (out, k) + bias refit on the kept inputs ``idx``: least squares against the full layer."""
     k = w2.in_features
-    full = torch.cat([w2.weight.detach().double(), (w2.bias.detach().double() if w2.bias is not None
-                      else torch.zeros(w2.out_features, dtype=torch.float64))[:, None]], 1)  # (out, k + 1)
+    full = _with_bias(w2)  # (out, k + 1)
     bias = w2.bias is not None  # without a bias the constant column is not refit
     kept = torch.cat([idx, torch.tensor([k])]) if bias else idx
     g_kk = gram[kept][:, kept]
