@@ -118,7 +118,7 @@ py::array conv2d_static_py(const py::array& x, const py::array& packed, const py
                                            act_signed, relu, py::none(), 0);
   const ConvIO io = conv_io(x, act, out_scale, out_zero_point, out_signed, out_lo, out_hi);
   const int64_t m = g.n * g.ho * g.wo;
-  py::array out = io.out_u8 ? py::array(py::dtype::of<uint8_t>(), std::vector<int64_t>{m, n}) : linear_out(c, m, n);
+  py::array out = io.out_u8 ? pooled_array<uint8_t>({m, n}) : linear_out(c, m, n);
   void* o = out.mutable_data();
   {
     py::gil_scoped_release release;
@@ -171,7 +171,7 @@ py::array conv2d_depthwise_py(const py::array& x, const py::array& weight, const
   }
   const ConvIO io = conv_io(x, act, out_scale, out_zero_point, out_signed, out_lo, out_hi);
   const std::vector<int64_t> shape{g.n * g.ho * g.wo, g.c};
-  py::array out = io.out_u8 ? py::array(py::dtype::of<uint8_t>(), shape) : py::array(py::dtype::of<float>(), shape);
+  py::array out = io.out_u8 ? pooled_array<uint8_t>(shape) : pooled_array<float>(shape);
   void* o = out.mutable_data();
   const int8_t* w = static_cast<const int8_t*>(weight.data());
   {

@@ -89,8 +89,7 @@ LinearCall prepare_linear_call(const py::array& packed, const py::array& colsum,
 }
 
 py::array linear_out(const LinearCall& c, int64_t m, int64_t n) {
-  return c.p.requant ? py::array(py::dtype::of<int8_t>(), std::vector<int64_t>{m, n})
-                     : py::array(py::dtype::of<float>(), std::vector<int64_t>{m, n});
+  return c.p.requant ? pooled_array<int8_t>({m, n}) : pooled_array<float>({m, n});
 }
 
 namespace {
@@ -157,7 +156,7 @@ py::array linear_4bit_with(kernels::Linear4Fn kernel, const py::array& x, const 
     require_contiguous(bias_arr, "bias");
     b = static_cast<const float*>(bias_arr.data());
   }
-  py::array y(py::dtype::of<float>(), std::vector<int64_t>{m, n});
+  py::array y = pooled_array<float>({m, n});
   Linear4Args a{};
   a.m = m;
   a.ldx = k;

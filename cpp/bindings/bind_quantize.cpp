@@ -122,7 +122,7 @@ Rounding make_rounding(const std::string& rounding, uint64_t seed) {
 
 // A caller-provided float32 result buffer, or a new one of `shape`.
 py::array float_out(const py::object& out_obj, const std::vector<int64_t>& shape) {
-  if (out_obj.is_none()) return py::array(py::dtype::of<float>(), shape);
+  if (out_obj.is_none()) return pooled_array<float>(shape);
   if (!py::isinstance<py::array>(out_obj)) type_error("out: expected a NumPy float32 array");
   py::array out = out_obj.cast<py::array>();
   require_dtype<float>(out, "out", "float32");
@@ -150,7 +150,7 @@ py::array quantize_py(const py::array& x, const std::string& dtype, const std::s
   const bool sgn = qdtype_signed(L.l.dtype);
   py::array out;
   if (out_obj.is_none()) {
-    out = sgn ? py::array(py::dtype::of<int8_t>(), out_shape) : py::array(py::dtype::of<uint8_t>(), out_shape);
+    out = sgn ? pooled_array<int8_t>(out_shape) : pooled_array<uint8_t>(out_shape);
   } else {
     if (!py::isinstance<py::array>(out_obj)) type_error("out: expected a NumPy array");
     out = out_obj.cast<py::array>();

@@ -166,6 +166,14 @@ LinearCall prepare_linear_call(const py::array& packed, const py::array& colsum,
 // The (m, n) float32 result of a linear, or int8 when it requantizes.
 py::array linear_out(const LinearCall& c, int64_t m, int64_t n);
 
+// A new C-contiguous array for an op's result; large ones reuse a freed result's pages
+// (bind_buffers.cpp: results of the same size recur on every call of a layer).
+py::array pooled_array(const py::dtype& dtype, const std::vector<int64_t>& shape);
+template <class T>
+py::array pooled_array(const std::vector<int64_t>& shape) {
+  return pooled_array(py::dtype::of<T>(), shape);
+}
+
 // Validated convolution geometry of a strided (N, H, W, C) float32 image, or with allow_u8 of a
 // C-contiguous uint8 one (an image already quantized; then x is not set) (bind_conv.cpp).
 Im2colArgs im2col_geometry(const py::array& x, int64_t kh, int64_t kw, int64_t stride_h, int64_t stride_w,

@@ -15,6 +15,7 @@ void bind_formats(py::module_& m);
 void bind_linear(py::module_& m);
 void bind_conv(py::module_& m);
 void bind_gptq(py::module_& m);
+void bind_buffers(py::module_& m);
 }  // namespace bind
 }  // namespace lowbit
 
@@ -29,4 +30,5 @@ PYBIND11_MODULE(_core, m) {
   lowbit::bind::bind_linear(m);
   lowbit::bind::bind_conv(m);
   lowbit::bind::bind_gptq(m);
+  lowbit::bind::bind_buffers(m);
 }

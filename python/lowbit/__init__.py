@@ -36,7 +36,9 @@ from .core.config import QuantConfig
 from .core.cpu import _apply_env as _apply_env
 from .core.cpu import (
     arch,
+    buffer_cache,
     cpu_info,
+    empty_buffer_cache,
     get_arch,
     get_num_threads,
     get_thread_backend,
@@ -157,6 +159,8 @@ __all__ = [
     "get_num_threads",
     "set_thread_backend",
     "get_thread_backend",
+    "buffer_cache",
+    "empty_buffer_cache",
     "DTYPES",
     "QTensor",
     "quantize",

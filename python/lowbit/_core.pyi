@@ -219,5 +219,11 @@ def attach_openmp(library: str) -> str:
 def parallel_counts() -> list[tuple[str, int]]:
     """Parallel regions so far: own pool, OpenMP team, inline, and adaptive stalls."""
 
+def buffer_cache(limit: int | None = None) -> dict[str, int]:
+    """The result-buffer cache's counters; a new limit (bytes) empties it."""
+
+def empty_buffer_cache() -> None:
+    """Frees the cached result buffers."""
+
 def unpack_weight_s8(packed: np.ndarray, n: int, k: int) -> np.ndarray:
     """Inverse of pack_weight_s8: the (N, K) int8 weight."""
