@@ -969,13 +969,17 @@ def quantize_model(
 
 
 def _chain(model: nn.Module, on: bool) -> nn.Module:
-    """Chains the static convolutions of a quantized model (lowbit.nn.chain) or unchains them."""
+    """Chains the static convolutions of a quantized model (lowbit.nn.chain) or unchains them;
+    activations that alone consume a QuantLinear's result run in place on it (lowbit.nn.fused:
+    the same values, one allocation less; listed by lowbit.nn.fused_activations)."""
     from ..nn.chain import chain_int8_, unchain_int8_
+    from ..nn.fused import fuse_activations_
 
     if on:
         chain_int8_(model)
     else:
         unchain_int8_(model)
+    fuse_activations_(model)
     return model
 
 

@@ -426,8 +426,10 @@ def _swap(model: nn.Module, exact: bool) -> nn.Module:
         return plans[""]
     out = copy.deepcopy(model)
     from ..nn.chain import unchain_int8_
+    from ..nn.fused import unfuse_activations_
 
     unchain_int8_(out)  # uint8 activations between layers are an eager-CPU form; ONNX gets the float graph
+    unfuse_activations_(out)  # so are activations run in place
     for name, p in plans.items():
         parent_name, _, child = name.rpartition(".")
         setattr(out.get_submodule(parent_name), child, p)

@@ -28,6 +28,7 @@ from ..core.config import QuantConfig
 from ..nn import QuantConv1d, QuantConv2d, QuantEmbedding, QuantLinear
 from ..nn._common import is_conv1d
 from ..nn.chain import chain_int8_, chained_layers
+from ..nn.fused import fuse_activations_, fused_activations
 from ..nn.linear import _QuantBase
 from ._torch_ops import pack_nibbles
 from .convert import _CONFIG_ATTR, _FOLDED_ATTR, _REASONS_ATTR, _aliases, _float_bytes, _set_submodule
@@ -81,6 +82,8 @@ def _metadata(model: nn.Module, aliases: dict[str, str]) -> dict[str, Any]:
         "float_layers": dict(getattr(model, _REASONS_ATTR, {})),
         "aliases": aliases,
         "chains": [list(pair) for pair in chained_layers(model)],  # uint8 activations (lowbit.nn.chain)
+        # activations run in place on a QuantLinear's result (lowbit.nn.fused)
+        "inplace_activations": [list(pair) for pair in fused_activations(model)],
         "folded_batchnorms": dict(getattr(model, _FOLDED_ATTR, {})),  # conv -> BatchNorm (now Identity)
         "sparse": {n: m.__dict__["_lowbit_sparse"]["nnz"] for n, m in model.named_modules()
                    if "_lowbit_sparse" in m.__dict__},  # lowbit.sparse_storage: name -> stored nonzero codes
@@ -446,4 +449,6 @@ def load(path: PathLike, model: Optional[nn.Module] = None, *, trust_model_class
         setattr(model, _FOLDED_ATTR, dict(folded))
     if meta.get("chains"):  # rebuilt from the model's structure (the same layers for the same architecture)
         chain_int8_(model)
+    if meta.get("inplace_activations"):
+        fuse_activations_(model)
     return model

@@ -17,12 +17,14 @@ from .chain import ChainedActivation, chain_int8_, chained_layers, unchain_int8_
 from .conv import QuantConv1d, QuantConv2d
 from .embedding import QuantEmbedding
 from .fake_quantize import FakeQuantize, disable_observer, enable_observer
+from .fused import InplaceActivation, fuse_activations_, fused_activations, unfuse_activations_
 from .linear import QuantLinear
 from .qat import QATConv1d, QATConv2d, QATLinear
 
 __all__ = [
     "ChainedActivation",
     "FakeQuantize",
+    "InplaceActivation",
     "QATConv1d",
     "QATConv2d",
     "QATLinear",
@@ -34,6 +36,9 @@ __all__ = [
     "chained_layers",
     "disable_observer",
     "enable_observer",
+    "fuse_activations_",
+    "fused_activations",
     "unchain_int8_",
+    "unfuse_activations_",
     "unchained",
 ]

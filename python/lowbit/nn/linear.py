@@ -21,6 +21,7 @@ from ..core.matmul import prepare_linear
 from ..interop import _torch_ops
 from ._common import buffer_guards, check_input, guards_hold, linear_shape
 from ._formats import empty_buffers, quantize_buffers, to_tensor
+from .fused import note_result
 
 __all__ = ["QuantLinear"]
 
@@ -413,7 +414,10 @@ class QuantLinear(_QuantBase):
                 f"{self.layer_name}: expected input with last dimension {self.in_features}, got shape {tuple(x.shape)}"
             )
         y = self._matmul(xf)
-        return y if y.dtype == x.dtype else y.to(x.dtype)
+        y = y if y.dtype == x.dtype else y.to(x.dtype)
+        if "_fused_act" in self.__dict__ and not torch.compiler.is_compiling():  # see lowbit.nn.fused
+            note_result(self, y)
+        return y
 
     def extra_repr(self) -> str:
         return (
