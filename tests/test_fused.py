@@ -159,3 +159,30 @@ def test_bad_input():
         lowbit.nn.fuse_activations_("not a model")
     with pytest.raises(TypeError, match="model"):
         lowbit.nn.unfuse_activations_(3)
+
+
+def test_layer_called_on_its_own_keeps_its_result():
+    """Outside its parent's forward the layer's result may be kept by the caller: the activation
+    module then never writes into it."""
+    q = lowbit.quantize_model(_mlp(nn.GELU()), progress=False)
+    x = torch.randn(8, 16)
+    with torch.no_grad():
+        h = q[0](x)
+        keep = h.clone()
+        a = q[1](h)
+    assert torch.equal(h, keep) and torch.equal(a, torch.nn.functional.gelu(keep))
+
+
+def test_inference_mode_and_unfuse_removes_hooks():
+    q = lowbit.quantize_model(_mlp(nn.GELU()), progress=False)
+    x = torch.randn(8, 16)
+    with torch.no_grad():
+        want = q(x)
+    calls = _act_calls(q)
+    with torch.inference_mode():
+        assert torch.equal(q(x), want)
+    assert calls[0] == 0
+    lowbit.nn.unfuse_activations_(q)
+    assert not q._forward_pre_hooks and not q._forward_hooks
+    with torch.no_grad():
+        assert torch.equal(q(x), want)

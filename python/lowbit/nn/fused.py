@@ -11,7 +11,9 @@ values are those of the unfused model bit for bit (the same ATen kernel on the s
 
 The in-place form runs only when it is provably safe; otherwise the wrapped module runs as before:
 - the input must be the very tensor the producer returned on its last call, unmodified since
-  (identity and version counter), with no forward hooks on the producer (a hook may keep it);
+  (identity and version counter), within the same forward call of their parent module (forward
+  pre-hook / hook on the parent: a layer called on its own, outside that forward, may have its
+  result kept by the caller), with no forward hooks on the producer (a hook may keep it);
 - eager mode: not while torch.compile / export traces, not with autograd recording, not in
   training mode, not inside :func:`lowbit.nn.unchained` (``lowbit.compare`` reads layer outputs).
 Supported activations: ``nn.ReLU``, ``nn.GELU`` (both approximations), ``nn.SiLU``, ``nn.Tanh``,
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 import warnings
 import weakref
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -89,8 +91,9 @@ class InplaceActivation(nn.Module):
             return self.act(x)
         producer = self.__dict__.get("_producer")
         last = None if producer is None else _LAST.get(producer)
-        if (last is not None and last[0]() is x and x._version == last[1] and not producer._forward_hooks
-                and not (torch.is_grad_enabled() and x.requires_grad)):
+        if (last is not None and last[0]() is x and (last[1] is None or x._version == last[1])
+                and last[2] == _call_id(producer.__dict__.get("_fused_parent"))
+                and not producer._forward_hooks and not (torch.is_grad_enabled() and x.requires_grad)):
             del _LAST[producer]
             return _INPLACE[self.kind](x)
         return self.act(x)
@@ -100,8 +103,42 @@ class InplaceActivation(nn.Module):
 
 
 def note_result(layer: nn.Module, y: torch.Tensor) -> None:
-    """Called by a producer on each fresh result: lets its InplaceActivation recognize it."""
-    _LAST[layer] = (weakref.ref(y), y._version)
+    """Called by a producer on each fresh result: lets its InplaceActivation recognize it, within
+    the same call of their parent module (only there is the activation known to be its one user)."""
+    call = _call_id(layer.__dict__.get("_fused_parent"))
+    if call is None:  # called on its own, outside its parent's forward: the caller may keep it
+        _LAST.pop(layer, None)
+        return
+    # inference tensors have no version counter (and no in-place writer outside inference mode)
+    _LAST[layer] = (weakref.ref(y), None if y.is_inference() else y._version, call)
+
+
+# parent module -> [calls in progress, calls so far] (forward pre-hook / hook below)
+_ACTIVE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _call_id(parent: Optional[nn.Module]) -> Optional[int]:
+    """The number of the parent's forward call in progress, or None outside one."""
+    st = None if parent is None else _ACTIVE.get(parent)
+    return st[1] if st is not None and st[0] > 0 else None
+
+
+def _enter(module: nn.Module, args: Any) -> None:  # noqa: ARG001 - forward pre-hook of a fused pair's parent
+    if torch.compiler.is_compiling():
+        return
+    st = _ACTIVE.get(module)
+    if st is None:
+        st = _ACTIVE[module] = [0, 0]
+    st[0] += 1
+    st[1] += 1
+
+
+def _leave(module: nn.Module, args: Any, output: Any) -> None:  # noqa: ARG001 - forward hook (always called)
+    if torch.compiler.is_compiling():
+        return
+    st = _ACTIVE.get(module)
+    if st is not None and st[0] > 0:
+        st[0] -= 1
 
 
 class _Leaves(torch.fx.Tracer):
@@ -161,6 +198,7 @@ def fuse_activations_(model: nn.Module) -> list[tuple[str, str]]:
         counts[id(m)] = counts.get(id(m), 0) + 1
     done = []
     for name, parent in list(model.named_modules()):
+        hooked = False
         for lname, aname in _pairs(parent):
             layer, act = getattr(parent, lname), getattr(parent, aname)
             if counts[id(layer)] != 1 or counts[id(act)] != 1:
@@ -172,6 +210,11 @@ def fuse_activations_(model: nn.Module) -> list[tuple[str, str]]:
             object.__setattr__(wrapper, "_producer", layer)  # a plain attribute: not a second submodule
             setattr(parent, aname, wrapper)
             object.__setattr__(layer, "_fused_act", aname)
+            object.__setattr__(layer, "_fused_parent", parent)
+            if not hooked:  # module-level functions: a fused model still pickles
+                parent.register_forward_pre_hook(_enter)
+                parent.register_forward_hook(_leave, always_call=True)
+                hooked = True
             prefix = f"{name}." if name else ""
             done.append((prefix + lname, prefix + aname))
     return done
@@ -185,9 +228,15 @@ def unfuse_activations_(model: nn.Module) -> None:
         for cname, c in list(m.named_children()):
             if isinstance(c, InplaceActivation):
                 setattr(m, cname, c.act)
-        if "_fused_act" in m.__dict__:
-            object.__delattr__(m, "_fused_act")
+        for attr in ("_fused_act", "_fused_parent"):
+            if attr in m.__dict__:
+                object.__delattr__(m, attr)
+        for hooks, fn in ((m._forward_pre_hooks, _enter), (m._forward_hooks, _leave)):
+            for key in [k for k, h in hooks.items() if h is fn]:
+                del hooks[key]
+                m._forward_hooks_always_called.pop(key, None)
         _LAST.pop(m, None)
+        _ACTIVE.pop(m, None)
 
 
 def fused_activations(model: nn.Module) -> list[tuple[str, str]]:
