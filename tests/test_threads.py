@@ -182,3 +182,38 @@ def test_plain_b_matmul_packs_in_panel_chunks_exactly(m, k, n, restore_threads):
                 lowbit.set_num_threads(threads)
                 for bb, w in ((b, want), (np.asfortranarray(b), want), (b[:, ::-1], want[:, ::-1])):
                     np.testing.assert_array_equal(lowbit.matmul_int8(a, bb).astype(np.int64), w)
+
+
+def test_auto_leaves_an_oversubscribed_team():
+    """With far more OpenMP threads than cores, "auto" sees its team regions stall again and again
+    and moves the work to the own pool; results stay the same."""
+    code = """
+import os, numpy as np, torch, lowbit, lowbit.nn
+from lowbit import _core
+if lowbit.get_thread_backend() != "torch":
+    print("ok skip"); raise SystemExit
+cores = len(os.sched_getaffinity(0))
+torch.set_num_threads(8 * cores)
+rng = np.random.default_rng(0)
+w = lowbit.pack_weight(rng.standard_normal((512, 512)).astype(np.float32))
+x = rng.standard_normal((256, 512)).astype(np.float32)
+lowbit.set_thread_backend("own")
+want = lowbit.linear(x, w)
+lowbit.set_thread_backend("auto")
+c0 = dict(_core.parallel_counts())
+import time
+t = time.perf_counter()
+while time.perf_counter() - t < 3:
+    assert np.array_equal(lowbit.linear(x, w), want)
+    c = dict(_core.parallel_counts())
+    if c["stalls"] - c0["stalls"] >= 2 and c["own"] > c0["own"]:
+        break
+c = dict(_core.parallel_counts())
+print("ok", c["stalls"] - c0["stalls"], c["own"] - c0["own"], c["openmp"] - c0["openmp"])
+"""
+    r = run_py(code)
+    assert r.returncode == 0 and r.stdout.startswith("ok"), r.stderr + r.stdout
+    words = r.stdout.split()
+    if words[1] != "skip":
+        stalls, own = int(words[1]), int(words[2])
+        assert stalls >= 2 and own > 0, r.stdout

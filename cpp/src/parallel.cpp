@@ -57,14 +57,22 @@ std::atomic<int> g_backend{static_cast<int>(ThreadBackend::kOwn)};
 std::atomic<uint64_t> g_regions_own{0}, g_regions_openmp{0}, g_regions_inline{0}, g_stalls{0};
 
 // kOpenMPAdaptive: a region whose start waited longer than kStallNs, or whose join waited longer
-// than kStallNs plus the caller's own work, is a stall;
-// then the own pool until g_fallback_until (steady clock, ns). The back-off starts at kMinBackoffNs
-// and doubles for a stall within 4 back-offs of the previous one, up to kMaxBackoffNs: a stall
-// costs a scheduler time slice (ms), a clean team region saves microseconds.
-constexpr int64_t kStallNs = 200000;
-constexpr int64_t kMinBackoffNs = 1000000000, kMaxBackoffNs = 30000000000;
+// than kStallNs plus the caller's own work, is a stall; two stalls within kStallPairNs send the
+// work to the own pool until g_fallback_until (steady clock, ns). The back-off starts at
+// kMinBackoffNs and doubles for a fall-back within 4 back-offs of the previous one, up to
+// kMaxBackoffNs: a stall costs a scheduler time slice (ms), a clean team region saves microseconds.
+// The first kWarmupRegions regions of a team (after attaching, or when the thread count changes)
+// are never stalls: the runtime creates and wakes the team's threads there. A one-off stall (the
+// team's start) had sent a MiniLM forward at batch 1 onto the own pool for a whole second, at
+// 1.6x its time on the team; a stall within 4 back-offs of the last doubles the back-off.
+constexpr int64_t kStallNs = 1000000;
+constexpr int64_t kMinBackoffNs = 100000000, kMaxBackoffNs = 30000000000;
+constexpr int kWarmupRegions = 16;
+std::atomic<int> g_warmup_left{kWarmupRegions};
+std::atomic<int> g_team_threads{0};  // the thread count of the last region on the team
 std::atomic<int64_t> g_fallback_until{0};
-std::atomic<int64_t> g_last_stall{0};
+std::atomic<int64_t> g_last_stall{-kMaxBackoffNs}, g_last_fallback{-kMaxBackoffNs};
+constexpr int64_t kStallPairNs = 100000000;
 std::atomic<int64_t> g_backoff{kMinBackoffNs};
 
 int64_t now_ns() {
@@ -267,6 +275,7 @@ std::string attach_openmp(const std::string& library) {
 void set_thread_backend(ThreadBackend backend) {
   if (backend != ThreadBackend::kOwn && g_omp.load() == nullptr)
     throw std::runtime_error("no OpenMP runtime attached (attach_openmp first)");
+  g_warmup_left.store(kWarmupRegions, std::memory_order_relaxed);
   g_backend.store(static_cast<int>(backend));
 }
 
@@ -280,7 +289,8 @@ ParallelCounts parallel_counts() {
 void set_num_threads(int n) { g_num_threads.store(std::max(1, std::min(n, 256)), std::memory_order_relaxed); }
 
 void parallel_for(int64_t n_tasks, const std::function<void(int64_t)>& fn) {
-  int threads = static_cast<int>(std::min<int64_t>(get_num_threads(), n_tasks));
+  const int team = get_num_threads();
+  int threads = static_cast<int>(std::min<int64_t>(team, n_tasks));
   if (threads <= 1) {
     for (int64_t t = 0; t < n_tasks; ++t) fn(t);
     return;
@@ -301,7 +311,11 @@ void parallel_for(int64_t n_tasks, const std::function<void(int64_t)>& fn) {
     tl_calling_job = adaptive ? &job : nullptr;
     api->parallel(omp_job_body, &job, static_cast<unsigned>(threads), 0);
     tl_calling_job = nullptr;
-    if (adaptive) {
+    if (adaptive && g_team_threads.exchange(team, std::memory_order_relaxed) != team)
+      g_warmup_left.store(kWarmupRegions, std::memory_order_relaxed);
+    if (adaptive && g_warmup_left.load(std::memory_order_relaxed) > 0) {
+      g_warmup_left.fetch_sub(1, std::memory_order_relaxed);
+    } else if (adaptive) {
       const int64_t end = now_ns();
       // A stall: the region's start (docking the previous team) or its join waited for late
       // threads longer than kStallNs beyond the caller's own work.
@@ -309,13 +323,17 @@ void parallel_for(int64_t n_tasks, const std::function<void(int64_t)>& fn) {
       if (job.caller_done != 0 &&
           (entry_wait > kStallNs || join_wait > kStallNs + (job.caller_done - job.caller_begin))) {
         g_stalls.fetch_add(1, std::memory_order_relaxed);
-        int64_t backoff = g_backoff.load(std::memory_order_relaxed);
-        backoff = end - g_last_stall.load(std::memory_order_relaxed) < 4 * backoff
-                      ? std::min(kMaxBackoffNs, 2 * backoff)
-                      : kMinBackoffNs;
-        g_backoff.store(backoff, std::memory_order_relaxed);
-        g_last_stall.store(end, std::memory_order_relaxed);
-        g_fallback_until.store(end + backoff, std::memory_order_relaxed);
+        // One stall alone is a hiccup (a page fault storm, the host); a second within
+        // kStallPairNs means an oversubscribed machine.
+        if (end - g_last_stall.exchange(end, std::memory_order_relaxed) < kStallPairNs) {
+          int64_t backoff = g_backoff.load(std::memory_order_relaxed);
+          backoff = end - g_last_fallback.load(std::memory_order_relaxed) < 4 * backoff
+                        ? std::min(kMaxBackoffNs, 2 * backoff)
+                        : kMinBackoffNs;
+          g_backoff.store(backoff, std::memory_order_relaxed);
+          g_last_fallback.store(end, std::memory_order_relaxed);
+          g_fallback_until.store(end + backoff, std::memory_order_relaxed);
+        }
       }
     }
     return;

@@ -16,10 +16,11 @@ void set_num_threads(int n);  // n >= 1, validated by the caller
 // Where parallel_for runs its tasks: lowbit's own pool, or the team of an OpenMP runtime already
 // loaded in the process (torch's), so work called between torch ops runs on the threads that
 // just ran them (warm, spinning) instead of competing with them for the cores.
-// kOpenMPAdaptive: the team, except after a region whose caller waited long for late team members
-// at its start or its join (the machine is oversubscribed: a descheduled OpenMP thread holds up
+// kOpenMPAdaptive: the team, except after two regions within 0.1 s whose caller waited long (1 ms)
+// for late team members at its start or its join (the machine is oversubscribed: a descheduled OpenMP thread holds up
 // the team's barriers, which the own pool's ticket join never does); then the own pool for a
-// while (1 s, doubling while the stalls go on, up to 30 s) before the team is tried again.
+// while (0.1 s, doubling while the stalls go on, up to 30 s) before the team is tried again; the
+// first 16 regions of a team (its threads starting) never count as stalls.
 enum class ThreadBackend { kOwn = 0, kOpenMP = 1, kOpenMPAdaptive = 2 };
 
 // Resolves GOMP_parallel, omp_get_max_threads and omp_in_parallel in the lookup scope of the

@@ -133,11 +133,13 @@ def set_thread_backend(name: str) -> None:
     - ``"auto"`` (the default): the own pool until lowbit's torch layers are used (importing
       :mod:`lowbit.nn`, :func:`lowbit.quantize_model` or :func:`lowbit.load` loads lowbit's torch
       ops), then torch's team when torch runs on an OpenMP runtime lowbit can find, else the own
-      pool. On torch's team "auto" watches each region: a caller that waited more than 0.2 ms
-      (beyond its own share) for late team threads, at the region's start or its join, means an
-      oversubscribed machine (more runnable threads than cores: a descheduled OpenMP thread holds
-      up the team's barriers, which the own pool's join never waits for), and lowbit runs on its own pool for the next second (doubling
-      while the stalls go on, up to 30 s) before it tries the team again.
+      pool. On torch's team "auto" watches each region: a caller that waited more than 1 ms
+      (beyond its own share) for late team threads, at the region's start or its join, twice
+      within 0.1 s, means an oversubscribed machine (more runnable threads than cores: a
+      descheduled OpenMP thread holds up the team's barriers, which the own pool's join never
+      waits for), and lowbit runs on its
+      own pool for the next 0.1 s (doubling while the stalls go on, up to 30 s) before it tries the
+      team again. The first 16 regions of a team (its threads starting up) never count as stalls.
 
     The OpenMP runtime is the one torch's ``libtorch_cpu`` calls (found in the process, never
     loaded by lowbit). A ``fork()`` child runs on the own pool whatever the setting (the parent's
