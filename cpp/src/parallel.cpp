@@ -64,7 +64,7 @@ std::atomic<uint64_t> g_regions_own{0}, g_regions_openmp{0}, g_regions_inline{0}
 // The first kWarmupRegions regions of a team (after attaching, or when the thread count changes)
 // are never stalls: the runtime creates and wakes the team's threads there. A one-off stall (the
 // team's start) had sent a MiniLM forward at batch 1 onto the own pool for a whole second, at
-// 1.6x its time on the team; a stall within 4 back-offs of the last doubles the back-off.
+// 1.6x its time on the team.
 constexpr int64_t kStallNs = 1000000;
 constexpr int64_t kMinBackoffNs = 100000000, kMaxBackoffNs = 30000000000;
 constexpr int kWarmupRegions = 16;
@@ -311,11 +311,12 @@ void parallel_for(int64_t n_tasks, const std::function<void(int64_t)>& fn) {
     tl_calling_job = adaptive ? &job : nullptr;
     api->parallel(omp_job_body, &job, static_cast<unsigned>(threads), 0);
     tl_calling_job = nullptr;
-    if (adaptive && g_team_threads.exchange(team, std::memory_order_relaxed) != team)
+    if (!adaptive) return;
+    if (g_team_threads.exchange(team, std::memory_order_relaxed) != team)
       g_warmup_left.store(kWarmupRegions, std::memory_order_relaxed);
-    if (adaptive && g_warmup_left.load(std::memory_order_relaxed) > 0) {
+    if (g_warmup_left.load(std::memory_order_relaxed) > 0) {
       g_warmup_left.fetch_sub(1, std::memory_order_relaxed);
-    } else if (adaptive) {
+    } else {
       const int64_t end = now_ns();
       // A stall: the region's start (docking the previous team) or its join waited for late
       // threads longer than kStallNs beyond the caller's own work.

@@ -137,9 +137,9 @@ def set_thread_backend(name: str) -> None:
       (beyond its own share) for late team threads, at the region's start or its join, twice
       within 0.1 s, means an oversubscribed machine (more runnable threads than cores: a
       descheduled OpenMP thread holds up the team's barriers, which the own pool's join never
-      waits for), and lowbit runs on its
-      own pool for the next 0.1 s (doubling while the stalls go on, up to 30 s) before it tries the
-      team again. The first 16 regions of a team (its threads starting up) never count as stalls.
+      waits for), and lowbit runs on its own pool for the next 0.1 s (doubling while the stalls go
+      on, up to 30 s) before it tries the team again. The first 16 regions of a team (its threads
+      starting up) never count as stalls.
 
     The OpenMP runtime is the one torch's ``libtorch_cpu`` calls (found in the process, never
     loaded by lowbit). A ``fork()`` child runs on the own pool whatever the setting (the parent's
@@ -209,8 +209,6 @@ def buffer_cache(max_bytes: Optional[int] = None) -> dict[str, int]:
     """
     if max_bytes is not None and (isinstance(max_bytes, bool) or not isinstance(max_bytes, int)):
         raise TypeError(f"max_bytes: expected an int or None, got {type(max_bytes).__name__}")
-    if max_bytes is not None and max_bytes < 0:
-        raise ValueError(f"max_bytes: must be >= 0, got {max_bytes}")
     return dict(_core.buffer_cache(max_bytes))
 
 

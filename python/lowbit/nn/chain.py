@@ -94,11 +94,17 @@ def _chainable(m: nn.Module) -> bool:
             and (m.groups == 1 or m._direct_depthwise()))
 
 
-def _plan(model: nn.Module) -> list[tuple[str, str, list[str], float, float]]:
-    """(producer, consumer, activation names, lo, hi) for each chainable pair."""
+def use_counts(model: nn.Module) -> dict[int, int]:
+    """id(module) -> how many places of ``model`` hold it (more than 1: a shared module)."""
     counts: dict[int, int] = {}
     for _, m in model.named_modules(remove_duplicate=False):
         counts[id(m)] = counts.get(id(m), 0) + 1
+    return counts
+
+
+def _plan(model: nn.Module) -> list[tuple[str, str, list[str], float, float]]:
+    """(producer, consumer, activation names, lo, hi) for each chainable pair."""
+    counts = use_counts(model)
     inner = {id(c) for m in model.modules() if type(m) is nn.Sequential for c in m.children()}
     plan = []
     for name, seq in model.named_modules():

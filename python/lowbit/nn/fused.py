@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .chain import chaining_enabled
+from .chain import chaining_enabled, use_counts
 
 __all__ = ["InplaceActivation", "activation_kind", "fuse_activations_", "fused_activations", "unfuse_activations_"]
 
@@ -54,7 +54,7 @@ _INPLACE: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "relu": torch.relu_, "gelu": _gelu_, "gelu_tanh": _gelu_tanh_, "silu": _silu_, "tanh": torch.tanh_,
     "sigmoid": torch.sigmoid_}
 _PLAIN = {nn.ReLU: "relu", nn.SiLU: "silu", nn.Tanh: "tanh", nn.Sigmoid: "sigmoid"}
-# the producer's last result (weak reference, version counter), kept off the module (pickling)
+# producer -> its last result (weak reference, version counter, parent call id), kept off the module (pickling)
 _LAST: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -152,7 +152,7 @@ def _pairs(parent: nn.Module) -> list[tuple[str, str]]:
     from .linear import QuantLinear
 
     kids = dict(parent.named_children())
-    acts = {n for n, m in kids.items() if activation_kind(m.act if isinstance(m, InplaceActivation) else m)}
+    acts = {n for n, m in kids.items() if activation_kind(m)}
     if not acts or not any(isinstance(m, QuantLinear) for m in kids.values()):
         return []
     try:
@@ -193,9 +193,7 @@ def fuse_activations_(model: nn.Module) -> list[tuple[str, str]]:
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
     unfuse_activations_(model)
-    counts: dict[int, int] = {}
-    for _, m in model.named_modules(remove_duplicate=False):
-        counts[id(m)] = counts.get(id(m), 0) + 1
+    counts = use_counts(model)
     done = []
     for name, parent in list(model.named_modules()):
         hooked = False
@@ -203,14 +201,11 @@ def fuse_activations_(model: nn.Module) -> list[tuple[str, str]]:
             layer, act = getattr(parent, lname), getattr(parent, aname)
             if counts[id(layer)] != 1 or counts[id(act)] != 1:
                 continue  # a shared module: its other uses may keep the result
-            if isinstance(act, InplaceActivation):
-                act = act.act
             wrapper = InplaceActivation(act, activation_kind(act))
             wrapper.train(act.training)
             object.__setattr__(wrapper, "_producer", layer)  # a plain attribute: not a second submodule
             setattr(parent, aname, wrapper)
-            object.__setattr__(layer, "_fused_act", aname)
-            object.__setattr__(layer, "_fused_parent", parent)
+            object.__setattr__(layer, "_fused_parent", parent)  # also marks the layer as a producer
             if not hooked:  # module-level functions: a fused model still pickles
                 parent.register_forward_pre_hook(_enter)
                 parent.register_forward_hook(_leave, always_call=True)
@@ -228,9 +223,8 @@ def unfuse_activations_(model: nn.Module) -> None:
         for cname, c in list(m.named_children()):
             if isinstance(c, InplaceActivation):
                 setattr(m, cname, c.act)
-        for attr in ("_fused_act", "_fused_parent"):
-            if attr in m.__dict__:
-                object.__delattr__(m, attr)
+        if "_fused_parent" in m.__dict__:
+            object.__delattr__(m, "_fused_parent")
         for hooks, fn in ((m._forward_pre_hooks, _enter), (m._forward_hooks, _leave)):
             for key in [k for k, h in hooks.items() if h is fn]:
                 del hooks[key]

@@ -415,7 +415,7 @@ class QuantLinear(_QuantBase):
             )
         y = self._matmul(xf)
         y = y if y.dtype == x.dtype else y.to(x.dtype)
-        if "_fused_act" in self.__dict__ and not torch.compiler.is_compiling():  # see lowbit.nn.fused
+        if "_fused_parent" in self.__dict__ and not torch.compiler.is_compiling():  # see lowbit.nn.fused
             note_result(self, y)
         return y
 
