@@ -68,6 +68,63 @@ def test_depthwise_uint8_in_and_out_match_reference(isa, c, stride, k, relu):
         np.testing.assert_array_equal(got8f, got8)
 
 
+# 3x3 uint8 kernel paths: whole 64-channel blocks, tails of 1-16 (four pixels per vector), 17-32
+# (two) and 33-63 channels (a masked block); images wider than a 32-pixel batch; strides,
+# paddings and dilations; the ReLU folded into the clamp (output zero point > 0); outputs too large
+# for the int16 epilogue; a NaN bias (the float epilogue).
+@pytest.mark.parametrize("c", [1, 16, 17, 32, 48, 64, 80, 96, 144, 176])
+@pytest.mark.parametrize("w,stride,pad,dil", [(40, 1, 1, 1), (37, 2, 1, 1), (11, 3, 0, 1), (9, 1, 2, 2), (6, 2, 2, 1)])
+def test_depthwise_3x3_uint8_kernel_paths(isa, c, w, stride, pad, dil):
+    rng = np.random.default_rng(c * 31 + w)
+    scale, zp = 0.04, 21
+    img = _bytes(rng, (2, 5, w, c), zp)
+    xf = ((img.astype(np.float32) - zp) * np.float32(scale)).astype(np.float32)
+    qw = rng.integers(-128, 128, (c, 3, 3)).astype(np.int8)
+    qw[-1] = -128  # the largest accumulator: -128 * 255 on every tap
+    ws = (rng.random(c) * 0.02 + 1e-3).astype(np.float32)
+    b = rng.standard_normal(c).astype(np.float32)
+    for relu, bias, outs in [
+        (False, b, [(0.02, 0, False, 0.0, 6.0), (0.05, 100, False, -math.inf, math.inf), (1e-8, 7, False, -1e9, 1e9)]),
+        (True, b, [(0.03, 40, False, -math.inf, math.inf), (0.02, -20, True, 0.0, 3.0)]),
+        (True, None, [(0.01, 0, False, -math.inf, math.inf)]),
+    ]:
+        geo = (3, 3, stride, stride, pad, pad, dil, dil, scale, zp, False, relu, "static")
+        want = R.conv2d_depthwise(xf, qw, ws, bias, (stride, stride), (pad, pad), (dil, dil), "static", scale, zp,
+                                  "uint8", relu)
+        for out in outs:
+            got8 = _core.conv2d_depthwise(img, qw.reshape(c, -1), ws, bias, *geo, *out)
+            np.testing.assert_array_equal(got8, _requant(want, out[0], out[1], out[3], out[4], out[2]),
+                                          err_msg=f"relu={relu} out={out}")
+    if c == 80:
+        b_nan = b.copy()
+        b_nan[70] = np.nan  # NaN -> the zero point
+        geo = (3, 3, stride, stride, pad, pad, dil, dil, scale, zp, False, False, "static")
+        want = R.conv2d_depthwise(xf, qw, ws, b_nan, (stride, stride), (pad, pad), (dil, dil), "static", scale, zp,
+                                  "uint8", False)
+        got8 = _core.conv2d_depthwise(img, qw.reshape(c, -1), ws, b_nan, *geo, 0.02, 3, False, -math.inf, math.inf)
+        np.testing.assert_array_equal(got8, _requant(want, 0.02, 3, -math.inf, math.inf, False))
+
+
+def test_depthwise_conv_prepared_equals_one_call():
+    """_core.DepthwiseConv (weights laid out once, what QuantConv2d holds) gives the one-call result,
+    keeps its own copy of the weights, and checks the image's channels."""
+    rng = np.random.default_rng(5)
+    c = 144
+    img = _bytes(rng, (1, 9, 10, c), 3)
+    qw = rng.integers(-128, 128, (c, 9)).astype(np.int8)
+    ws = np.full(c, 0.01, np.float32)
+    b = rng.standard_normal(c).astype(np.float32)
+    args = (3, 3, 1, 1, 1, 1, 1, 1, 0.05, 3, False, True, "static")
+    conv = _core.DepthwiseConv(qw, ws, b, *args)
+    out = (0.03, 5, False, 0.0, 6.0)
+    want = _core.conv2d_depthwise(img, qw, ws, b, *args, *out)
+    qw[:] = 0  # the prepared copy is unaffected
+    b[:] = 0
+    np.testing.assert_array_equal(conv(img, *out), want)
+    with pytest.raises(ValueError, match="channels"):
+        conv(img[..., :64].copy(), *out)
+
+
 @pytest.mark.parametrize("k,cin,cout", [(1, 16, 24), (3, 5, 7), (1, 96, 40), (3, 200, 700)])
 def test_conv2d_static_uint8_in_and_out_match_float_path(isa, k, cin, cout):
     """The byte-patch convolution reads a uint8 image and writes uint8 (chunked and, for large

@@ -4,6 +4,7 @@
 #include <pybind11/pybind11.h>
 
 #include <cmath>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -127,58 +128,96 @@ py::array conv2d_static_py(const py::array& x, const py::array& packed, const py
   return out;
 }
 
-// A depthwise convolution (groups == channels): x the (N, H, W, C) float32 image with any strides,
+// A depthwise convolution (groups == channels) with its weights prepared once (lowbit::DepthwiseConv):
 // weight int8 (C, kh * kw) in (kh, kw) order, scale float32 (C,) (> 0), bias float32 (C,) or None;
 // act "static" (act_scale, act_zero_point in the act dtype's range, act_signed for int8) or
-// "dynamic_per_tensor" (uint8 parameters from the image's finite range and 0). Result (N * Ho * Wo,
-// C) float32 (lowbit::conv2d_depthwise).
+// "dynamic_per_tensor" (uint8 parameters from the image's finite range and 0). Called with x, the
+// (N, H, W, C) float32 image with any strides (or the uint8 image of ConvIO), and the optional
+// uint8 output parameters: result (N * Ho * Wo, C) float32, or uint8.
+class DepthwiseConvPy {
+ public:
+  DepthwiseConvPy(const py::array& weight, const py::array& scale, const py::object& bias_in, int64_t kh, int64_t kw,
+                  int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw, double act_scale,
+                  int32_t act_zero_point, bool act_signed, bool relu, const std::string& act)
+      : kh_(kh), kw_(kw), sh_(sh), sw_(sw), ph_(ph), pw_(pw), dh_(dh), dw_(dw), relu_(relu), act_(act) {
+    if (kh < 1 || kw < 1) value_error("kernel_size: must be >= 1");
+    if (sh < 1 || sw < 1) value_error("stride: must be >= 1");
+    if (dh < 1 || dw < 1) value_error("dilation: must be >= 1");
+    if (ph < 0 || pw < 0) value_error("padding: must be >= 0");
+    require_dtype<int8_t>(weight, "weight", "an int8 array");
+    require_contiguous(weight, "weight");
+    if (weight.ndim() != 2 || weight.shape(1) != kh * kw)
+      value_error("weight: expected shape (C, " + std::to_string(kh * kw) + ")");
+    const int64_t c = weight.shape(0);
+    const float* s = require_f32(scale, "scale");
+    if (scale.ndim() != 1 || scale.shape(0) != c) value_error("scale: expected shape (" + std::to_string(c) + ",)");
+    for (int64_t i = 0; i < c; ++i)
+      if (!scale_ok(s[i])) value_error("scale: every weight scale must be finite and > 0");
+    const float* b = nullptr;
+    py::array bias;
+    if (!bias_in.is_none()) {
+      bias = py::array::ensure(bias_in);
+      if (!bias) type_error("bias: expected a float32 array");
+      b = require_f32(bias, "bias");
+      if (bias.ndim() != 1 || bias.shape(0) != c) value_error("bias: expected shape (" + std::to_string(c) + ",)");
+    }
+    if (act == "dynamic_per_tensor") {
+      dynamic_ = true;
+      act_scale = 1.0;
+      act_zero_point = 0;
+    } else if (act == "static") {
+      if (!scale_ok(act_scale)) value_error("act_scale: must be finite and > 0");
+      const int32_t lo = act_signed ? -128 : 0, hi = act_signed ? 127 : 255;
+      if (act_zero_point < lo || act_zero_point > hi)
+        value_error("act_zero_point: " + std::to_string(act_zero_point) + " is outside [" + std::to_string(lo) + ", " +
+                    std::to_string(hi) + "]");
+      if (act_signed) act_zero_point += 128;
+    } else {
+      value_error("act: expected 'static' or 'dynamic_per_tensor', got '" + act + "'");
+    }
+    act_scale_ = static_cast<float>(act_scale);
+    act_zero_point_ = act_zero_point;
+    conv_ = std::make_shared<DepthwiseConv>(static_cast<const int8_t*>(weight.data()), s, b, c, kh, kw);
+    c_ = c;
+  }
+
+  py::array operator()(const py::array& x, double out_scale, int32_t out_zero_point, bool out_signed, double out_lo,
+                       double out_hi) const {
+    const Im2colArgs g = im2col_geometry(x, kh_, kw_, sh_, sw_, ph_, pw_, dh_, dw_, true);
+    if (g.c != c_)
+      value_error("x: expected " + std::to_string(c_) + " channels (the weight's), got " + std::to_string(g.c));
+    const ConvIO io = conv_io(x, act_, out_scale, out_zero_point, out_signed, out_lo, out_hi);
+    const std::vector<int64_t> shape{g.n * g.ho * g.wo, g.c};
+    py::array out = io.out_u8 ? pooled_array<uint8_t>(shape) : pooled_array<float>(shape);
+    void* o = out.mutable_data();
+    {
+      py::gil_scoped_release release;
+      conv_->run(g, g.x, dynamic_, act_scale_, act_zero_point_, relu_, o, io);
+    }
+    return out;
+  }
+
+ private:
+  int64_t kh_, kw_, sh_, sw_, ph_, pw_, dh_, dw_, c_ = 0;
+  bool relu_, dynamic_ = false;
+  std::string act_;
+  float act_scale_ = 1.0f;
+  int32_t act_zero_point_ = 0;
+  std::shared_ptr<const DepthwiseConv> conv_;
+};
+
+// The one-call form: DepthwiseConvPy built and called once (lowbit::conv2d_depthwise).
 py::array conv2d_depthwise_py(const py::array& x, const py::array& weight, const py::array& scale,
                               const py::object& bias_in, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph,
                               int64_t pw, int64_t dh, int64_t dw, double act_scale, int32_t act_zero_point,
                               bool act_signed, bool relu, const std::string& act, double out_scale,
                               int32_t out_zero_point, bool out_signed, double out_lo, double out_hi) {
-  const Im2colArgs g = im2col_geometry(x, kh, kw, sh, sw, ph, pw, dh, dw, true);
+  const Im2colArgs g = im2col_geometry(x, kh, kw, sh, sw, ph, pw, dh, dw, true);  // the geometry's errors first
   require_dtype<int8_t>(weight, "weight", "an int8 array");
-  require_contiguous(weight, "weight");
   if (weight.ndim() != 2 || weight.shape(0) != g.c || weight.shape(1) != kh * kw)
     value_error("weight: expected shape (" + std::to_string(g.c) + ", " + std::to_string(kh * kw) + ")");
-  const float* s = require_f32(scale, "scale");
-  if (scale.ndim() != 1 || scale.shape(0) != g.c) value_error("scale: expected shape (" + std::to_string(g.c) + ",)");
-  for (int64_t i = 0; i < g.c; ++i)
-    if (!scale_ok(s[i])) value_error("scale: every weight scale must be finite and > 0");
-  const float* b = nullptr;
-  py::array bias;
-  if (!bias_in.is_none()) {
-    bias = py::array::ensure(bias_in);
-    if (!bias) type_error("bias: expected a float32 array");
-    b = require_f32(bias, "bias");
-    if (bias.ndim() != 1 || bias.shape(0) != g.c) value_error("bias: expected shape (" + std::to_string(g.c) + ",)");
-  }
-  bool dynamic = false;
-  if (act == "dynamic_per_tensor") {
-    dynamic = true;
-    act_scale = 1.0;
-    act_zero_point = 0;
-  } else if (act == "static") {
-    if (!scale_ok(act_scale)) value_error("act_scale: must be finite and > 0");
-    const int32_t lo = act_signed ? -128 : 0, hi = act_signed ? 127 : 255;
-    if (act_zero_point < lo || act_zero_point > hi)
-      value_error("act_zero_point: " + std::to_string(act_zero_point) + " is outside [" + std::to_string(lo) + ", " +
-                  std::to_string(hi) + "]");
-    if (act_signed) act_zero_point += 128;
-  } else {
-    value_error("act: expected 'static' or 'dynamic_per_tensor', got '" + act + "'");
-  }
-  const ConvIO io = conv_io(x, act, out_scale, out_zero_point, out_signed, out_lo, out_hi);
-  const std::vector<int64_t> shape{g.n * g.ho * g.wo, g.c};
-  py::array out = io.out_u8 ? pooled_array<uint8_t>(shape) : pooled_array<float>(shape);
-  void* o = out.mutable_data();
-  const int8_t* w = static_cast<const int8_t*>(weight.data());
-  {
-    py::gil_scoped_release release;
-    conv2d_depthwise(g, g.x, w, s, b, dynamic, static_cast<float>(act_scale), act_zero_point, relu, o, io);
-  }
-  return out;
+  return DepthwiseConvPy(weight, scale, bias_in, kh, kw, sh, sw, ph, pw, dh, dw, act_scale, act_zero_point, act_signed,
+                         relu, act)(x, out_scale, out_zero_point, out_signed, out_lo, out_hi);
 }
 
 }  // namespace
@@ -197,6 +236,18 @@ void bind_conv(py::module_& m) {
         py::arg("dil_h"), py::arg("dil_w"), py::arg("act_scale"), py::arg("act_zero_point"), py::arg("act_signed"),
         py::arg("relu"), py::arg("act") = "static", py::arg("out_scale") = 0.0, py::arg("out_zero_point") = 0,
         py::arg("out_signed") = false, py::arg("out_lo") = -INFINITY, py::arg("out_hi") = INFINITY);
+  py::class_<DepthwiseConvPy>(m, "DepthwiseConv",
+                              "A depthwise convolution with its int8 weights laid out once (conv2d_depthwise's "
+                              "arguments but x and the output's); call it with x and the output parameters.")
+      .def(py::init<const py::array&, const py::array&, const py::object&, int64_t, int64_t, int64_t, int64_t, int64_t,
+                    int64_t, int64_t, int64_t, double, int32_t, bool, bool, const std::string&>(),
+           py::arg("weight"), py::arg("scale"), py::arg("bias"), py::arg("kh"), py::arg("kw"), py::arg("stride_h"),
+           py::arg("stride_w"), py::arg("pad_h"), py::arg("pad_w"), py::arg("dil_h"), py::arg("dil_w"),
+           py::arg("act_scale"), py::arg("act_zero_point"), py::arg("act_signed"), py::arg("relu"),
+           py::arg("act") = "static")
+      .def("__call__", &DepthwiseConvPy::operator(), py::arg("x"), py::arg("out_scale") = 0.0,
+           py::arg("out_zero_point") = 0, py::arg("out_signed") = false, py::arg("out_lo") = -INFINITY,
+           py::arg("out_hi") = INFINITY);
 }
 
 }  // namespace bind

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "lowbit/im2col.hpp"
 #include "lowbit/matmul.hpp"
@@ -44,5 +45,26 @@ void conv2d_static_packed(const Im2colArgs& geom, const float* x, const int8_t* 
 void conv2d_depthwise(const Im2colArgs& geom, const float* x, const int8_t* weight, const float* w_scale,
                       const float* bias, bool dynamic, float act_scale, int32_t act_zero_point, bool relu, void* out,
                       const ConvIO& io = ConvIO{});
+
+// conv2d_depthwise with its weights laid out once for every kernel (a layer called many times):
+// weight (c, kh * kw), w_scale (c) and bias (c or nullptr) are copied; run() takes the rest of
+// conv2d_depthwise's arguments (geom.c == c, geom.kh == kh, geom.kw == kw). Immutable, so calls may
+// run concurrently.
+class DepthwiseConv {
+ public:
+  DepthwiseConv(const int8_t* weight, const float* w_scale, const float* bias, int64_t c, int64_t kh, int64_t kw);
+  void run(const Im2colArgs& geom, const float* x, bool dynamic, float act_scale, int32_t act_zero_point, bool relu,
+           void* out, const ConvIO& io = ConvIO{}) const;
+
+ private:
+  int64_t c_, kh_, kw_, c_pad_, c_pad64_, body_c_;
+  int tail_px_;
+  std::vector<int8_t> wt_, wcol_, w4t_;  // tap-major; 3x3 vpdpbusd layouts (kernels/conv_depthwise.hpp)
+  std::vector<int16_t> we_, wo_;         // widened, odd / even channels zeroed
+  std::vector<float> w_scale_, bias_, bias4_;
+  std::vector<int32_t> wsum_;    // sum of each channel's taps
+  std::vector<int64_t> order4_;  // c_pad64 positions of the vpdpbusd layouts: channel, or -1
+  std::vector<double> wabs_;     // 255 * sum of |tap|: a bound on |accumulator|
+};
 
 }  // namespace lowbit

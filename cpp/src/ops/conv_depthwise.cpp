@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <memory>
+#include <stdexcept>
 #include <vector>
 
 #include "lowbit/conv.hpp"
@@ -13,30 +15,83 @@
 
 namespace lowbit {
 
+DepthwiseConv::DepthwiseConv(const int8_t* weight, const float* w_scale, const float* bias, int64_t c, int64_t kh,
+                             int64_t kw)
+    : c_(c), kh_(kh), kw_(kw), c_pad_((c + 31) / 32 * 32), c_pad64_((c + 63) / 64 * 64), body_c_(c), tail_px_(0) {
+  const int64_t taps = kh * kw, cp = c_pad_;
+  wt_.assign(static_cast<size_t>(taps * c), 0);
+  we_.assign(static_cast<size_t>(taps * cp), 0);
+  wo_ = we_;
+  wsum_.assign(static_cast<size_t>(cp), 0);
+  wabs_.assign(static_cast<size_t>(c), 0.0);
+  for (int64_t ch = 0; ch < c; ++ch)
+    for (int64_t t = 0; t < taps; ++t) {
+      const int8_t v = weight[ch * taps + t];
+      wt_[t * c + ch] = v;
+      (ch % 2 == 0 ? we_ : wo_)[t * cp + ch] = v;
+      wsum_[ch] += v;
+      wabs_[ch] += 255.0 * std::abs(static_cast<double>(v));
+    }
+  w_scale_.assign(w_scale, w_scale + c);
+  if (bias != nullptr) {
+    bias_.assign(static_cast<size_t>(cp), 0.0f);
+    std::copy(bias, bias + c, bias_.begin());
+  }
+  if (kh != 3 || kw != 3) return;
+  // 3x3: the vpdpbusd layouts. A tail of at most 32 channels past the whole 64-channel blocks runs
+  // 4 (up to 16 channels) or 2 pixels per vector; a wider one is a masked block of the body.
+  const int64_t tail = c % 64;
+  if (tail != 0 && tail <= 32) {
+    body_c_ = c - tail;
+    tail_px_ = tail <= 16 ? 4 : 2;
+  }
+  order4_.assign(static_cast<size_t>(c_pad64_), -1);
+  for (int64_t pos = 0; pos < c_pad64_; ++pos) {
+    const int64_t blk = pos / 64 * 64, j = (pos % 64) / 16, l = (pos % 16) / 4, k = pos % 4;
+    const int64_t lane = 16 * l + 4 * j + k;  // the tail repeats its channels every 64 / tail_px_ bytes
+    const int64_t ch = blk < body_c_ ? blk + lane : blk + lane % (64 / std::max(tail_px_, 1));
+    if (ch < c) order4_[pos] = ch;
+  }
+  wcol_.assign(static_cast<size_t>(c_pad64_ / 64 * 768), 0);
+  w4t_.assign(768, 0);
+  for (int64_t pos = 0; pos < c_pad64_; ++pos) {
+    const int64_t ch = order4_[pos];
+    if (ch < 0) continue;
+    const int64_t blk = pos / 64, j = (pos % 64) / 16, lk = pos % 16;  // lk: dword l * 4 + k
+    const int8_t* w = weight + ch * taps;
+    if (blk * 64 < body_c_) {
+      for (int64_t kx = 0; kx < 3; ++kx)
+        for (int64_t ky = 0; ky < 3; ++ky) wcol_[((blk * 3 + kx) * 4 + j) * 64 + lk * 4 + ky] = w[ky * 3 + kx];
+    } else {
+      for (int64_t t = 0; t < taps; ++t) w4t_[((t / 4) * 4 + j) * 64 + lk * 4 + t % 4] = w[t];
+    }
+  }
+  if (bias != nullptr) {
+    bias4_.assign(static_cast<size_t>(c_pad64_), 0.0f);
+    for (int64_t pos = 0; pos < c_pad64_; ++pos)
+      if (order4_[pos] >= 0) bias4_[pos] = bias[order4_[pos]];
+  }
+}
+
 void conv2d_depthwise(const Im2colArgs& geom, const float* x, const int8_t* weight, const float* w_scale,
                       const float* bias, bool dynamic, float act_scale, int32_t act_zero_point, bool relu, void* out,
                       const ConvIO& io) {
+  DepthwiseConv(weight, w_scale, bias, geom.c, geom.kh, geom.kw)
+      .run(geom, x, dynamic, act_scale, act_zero_point, relu, out, io);
+}
+
+void DepthwiseConv::run(const Im2colArgs& geom, const float* x, bool dynamic, float act_scale, int32_t act_zero_point,
+                        bool relu, void* out, const ConvIO& io) const {
   const int64_t c = geom.c, taps = geom.kh * geom.kw, rows = geom.n * geom.ho;
+  if (c != c_ || geom.kh != kh_ || geom.kw != kw_) throw std::invalid_argument("DepthwiseConv: geometry mismatch");
   if (rows == 0 || geom.wo == 0 || c == 0) return;
   float s = act_scale;
   int32_t z = act_zero_point;
   std::unique_ptr<uint8_t[]> own;  // the image, unless the previous layer wrote it as bytes
   if (io.img == nullptr) own = detail::quantize_image_u8(geom, x, dynamic, &s, &z);
-  const int64_t cp = (c + 31) / 32 * 32;
-  std::vector<int8_t> wt(static_cast<size_t>(taps * c));
-  std::vector<int16_t> we(static_cast<size_t>(taps * cp), 0), wo(we);
-  for (int64_t ch = 0; ch < c; ++ch)
-    for (int64_t t = 0; t < taps; ++t) {
-      const int8_t v = weight[ch * taps + t];
-      wt[t * c + ch] = v;
-      (ch % 2 == 0 ? we : wo)[t * cp + ch] = v;
-    }
-  std::vector<float> scale(static_cast<size_t>(cp), 0.0f), b;
-  for (int64_t ch = 0; ch < c; ++ch) scale[ch] = s * w_scale[ch];  // the GEMM epilogue's row x column scale
-  if (bias != nullptr) {
-    b.assign(static_cast<size_t>(cp), 0.0f);
-    std::copy(bias, bias + c, b.begin());
-  }
+  const int64_t cp = c_pad_;
+  std::vector<float> scale(static_cast<size_t>(cp), 0.0f);
+  for (int64_t ch = 0; ch < c; ++ch) scale[ch] = s * w_scale_[ch];  // the GEMM epilogue's row x column scale
   DwConvArgs a{};
   a.img = io.img != nullptr ? io.img : own.get();
   a.n = geom.n;
@@ -54,12 +109,12 @@ void conv2d_depthwise(const Im2colArgs& geom, const float* x, const int8_t* weig
   a.ho = geom.ho;
   a.wo = geom.wo;
   a.zero_point = z;
-  a.weight = wt.data();
-  a.w_even = we.data();
-  a.w_odd = wo.data();
+  a.weight = wt_.data();
+  a.w_even = we_.data();
+  a.w_odd = wo_.data();
   a.c_pad = cp;
   a.scale = scale.data();
-  a.bias = bias != nullptr ? b.data() : nullptr;
+  a.bias = bias_.empty() ? nullptr : bias_.data();
   a.relu = relu;
   if (!io.out_u8) {
     const kernels::DwConvFn fn = dispatch::conv2d_depthwise_f32_s8w_f32.get();
@@ -76,11 +131,7 @@ void conv2d_depthwise(const Im2colArgs& geom, const float* x, const int8_t* weig
       dispatch::conv2d_depthwise_f32_s8w_f32.chosen() == Isa::kScalar) {
     const kernels::DwConvFn fn8 = dispatch::conv2d_depthwise_u8_s8w_u8.get();
     std::vector<int32_t> zw(static_cast<size_t>(cp), 0);
-    for (int64_t ch = 0; ch < c; ++ch) {
-      int32_t sum = 0;
-      for (int64_t t = 0; t < taps; ++t) sum += weight[ch * taps + t];
-      zw[ch] = z * sum;  // |z * sum| <= 255 * 128 * taps: int32 for taps < 65793
-    }
+    for (int64_t ch = 0; ch < c; ++ch) zw[ch] = z * wsum_[ch];  // |z * sum| <= 255 * 128 * taps: int32 for taps < 65793
     const float inv = 1.0f / io.out_scale;
     a.out = nullptr;
     a.out_r0 = 0;
@@ -90,33 +141,33 @@ void conv2d_depthwise(const Im2colArgs& geom, const float* x, const int8_t* weig
     a.out_qmin = detail::quantize_one(io.out_lo, inv, io.out_zero_point, 0, 255);
     a.out_qmax = detail::quantize_one(io.out_hi, inv, io.out_zero_point, 0, 255);
     a.zp_wsum = zw.data();
-    // 3x3 with more than 32 channels: the 4-tap (vpdpbusd) layout of the weights and parameters
-    const int64_t cp64 = (c + 63) / 64 * 64;
-    const bool pair32 = geom.kh == 3 && geom.kw == 3 && c == 32 && geom.stride_w == 1 && geom.dil_w == 1;
-    const bool dot4 = geom.kh == 3 && geom.kw == 3 && (c > 32 || pair32);
-    std::vector<int8_t> w4(dot4 ? static_cast<size_t>(cp64 / 64 * 3 * 256) : 0, 0);
-    std::vector<float> sc4(dot4 ? static_cast<size_t>(cp64) : 0, 0.0f), b4(bias != nullptr ? sc4.size() : 0, 0.0f);
+    // 3x3: the vpdpbusd parameters in the layouts' order, and whether the int16 epilogue is exact
+    std::vector<float> sc4(wcol_.empty() ? 0 : static_cast<size_t>(c_pad64_), 0.0f);
     std::vector<int32_t> zw4(sc4.size(), 0);
-    bool nan_free = std::isfinite(inv);
-    for (int64_t ch = 0; bias != nullptr && ch < c; ++ch) nan_free = nan_free && std::isfinite(bias[ch]);
-    for (int64_t pos = 0; dot4 && pos < cp64; ++pos) {
-      const int64_t blk = pos / 64, j = (pos % 64) / 16, l = (pos % 16) / 4, k = pos % 4;
-      int64_t ch = blk * 64 + 16 * l + 4 * j + k;
-      if (pair32) ch %= 32;  // two pixels of 32 channels per 64-byte step
-      if (ch >= c) continue;
+    bool nan_free = std::isfinite(inv), bounded = nan_free;
+    for (int64_t ch = 0; !bias_.empty() && ch < c; ++ch) nan_free = nan_free && std::isfinite(bias_[ch]);
+    for (size_t pos = 0; pos < sc4.size(); ++pos) {
+      const int64_t ch = order4_[pos];
+      if (ch < 0) continue;
       sc4[pos] = scale[ch];
       zw4[pos] = zw[ch];
-      if (bias != nullptr) b4[pos] = bias[ch];
-      for (int64_t t = 0; t < taps; ++t)
-        w4[((blk * 3 + t / 4) * 4 + j) * 64 + l * 16 + k * 4 + t % 4] = weight[ch * taps + t];
+      // |y * inv| with y = float(acc) * scale + bias, in double with room for float rounding
+      const double y = wabs_[ch] * std::abs(static_cast<double>(scale[ch])) +
+                       (bias_.empty() ? 0.0 : std::abs(static_cast<double>(bias_[ch])));
+      bounded = bounded && y * 1.01 * static_cast<double>(inv) < 1073741824.0;
     }
-    a.w4 = dot4 ? w4.data() : nullptr;
+    a.wcol = wcol_.empty() ? nullptr : wcol_.data();
+    a.w4t = w4t_.data();
     a.scale4 = sc4.data();
-    a.bias4 = bias != nullptr ? b4.data() : nullptr;
+    a.bias4 = bias4_.empty() ? nullptr : bias4_.data();
     a.zp_wsum4 = zw4.data();
-    a.c_pad64 = cp64;
+    a.c_pad64 = c_pad64_;
+    a.body_c = body_c_;
+    a.tail_px = tail_px_;
     a.nan_free = nan_free;
-    a.pair32 = pair32;
+    a.fast = nan_free && bounded;
+    a.q_lo = relu ? std::max(a.out_qmin, a.out_zero_point) : a.out_qmin;
+    a.q_hi = a.out_qmax;
     detail::for_rows(rows, row_elems * taps, [&](int64_t r0, int64_t r1) { fn8(a, r0, r1); });
     return;
   }

@@ -358,9 +358,9 @@ def prepare_conv2d_depthwise(
     s = np.ascontiguousarray(as_numpy(w_scale, "w_scale"), np.float32).reshape(-1)
     b = None if bias is None else np.ascontiguousarray(as_numpy(bias, "bias"), np.float32)
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel_size, stride, padding, dilation
-    args = (w, s, b, kh, kw, sh, sw, ph, pw, dh, dw, scale_f, zp, activation_dtype == "int8", False, activation)
-    conv = _core.conv2d_depthwise
-    return lambda x, out=(): conv(x, *args, *out)
+    conv = _core.DepthwiseConv(w, s, b, kh, kw, sh, sw, ph, pw, dh, dw, scale_f, zp, activation_dtype == "int8", False,
+                               activation)  # the weights laid out once
+    return lambda x, out=(): conv(x, *out)
 
 
 def conv_covers_input(size: int, kernel: int, stride: int, padding: int, dilation: int) -> bool:

@@ -1,8 +1,11 @@
-// AVX-512 VNNI depthwise convolution kernel with uint8 output (chained static layers): 32 channels
-// per step, taps on vpdpwssd against the even-/odd-zeroed int16 weights, quantized in registers.
+// AVX-512 VNNI depthwise convolution kernel with uint8 output (chained static layers), quantized in
+// registers: 3x3 on vpdpbusd (4 bytes per int32 lane: an image column's three rows, or four taps),
+// other kernels 32 channels per step on vpdpwssd against the even-/odd-zeroed int16 weights.
 #include "kernels/conv_depthwise.hpp"
 
 #include <immintrin.h>
+
+#include <vector>
 
 #include "kernels/conv_depthwise_avx512_impl.hpp"
 #include "reference/conv_depthwise.hpp"
@@ -28,14 +31,20 @@ inline void store_u8(__m512i acc, __m512 s, const float* bias, bool relu, __m512
 }
 
 // Bytes of 4 taps (64 channels each) interleaved to 4 vectors of 16 channels x 4 taps, channel
-// 16 l + 4 j + k in dword l * 4 + k of vector j (vpunpck order, as w4 is stored).
-inline void dot4(__m512i t0, __m512i t1, __m512i t2, __m512i t3, const int8_t* w, __m512i* acc) {
+// 16 l + 4 j + k in dword l * 4 + k of vector j (vpunpck order, as w4t is stored).
+inline void interleave4(__m512i t0, __m512i t1, __m512i t2, __m512i t3, __m512i* v) {
   const __m512i ab_lo = _mm512_unpacklo_epi8(t0, t1), ab_hi = _mm512_unpackhi_epi8(t0, t1);
   const __m512i cd_lo = _mm512_unpacklo_epi8(t2, t3), cd_hi = _mm512_unpackhi_epi8(t2, t3);
-  acc[0] = _mm512_dpbusd_epi32(acc[0], _mm512_unpacklo_epi16(ab_lo, cd_lo), _mm512_loadu_si512(w));
-  acc[1] = _mm512_dpbusd_epi32(acc[1], _mm512_unpackhi_epi16(ab_lo, cd_lo), _mm512_loadu_si512(w + 64));
-  acc[2] = _mm512_dpbusd_epi32(acc[2], _mm512_unpacklo_epi16(ab_hi, cd_hi), _mm512_loadu_si512(w + 128));
-  acc[3] = _mm512_dpbusd_epi32(acc[3], _mm512_unpackhi_epi16(ab_hi, cd_hi), _mm512_loadu_si512(w + 192));
+  v[0] = _mm512_unpacklo_epi16(ab_lo, cd_lo);
+  v[1] = _mm512_unpackhi_epi16(ab_lo, cd_lo);
+  v[2] = _mm512_unpacklo_epi16(ab_hi, cd_hi);
+  v[3] = _mm512_unpackhi_epi16(ab_hi, cd_hi);
+}
+
+inline void dot4(__m512i t0, __m512i t1, __m512i t2, __m512i t3, const int8_t* w, __m512i* acc) {
+  __m512i v[4];
+  interleave4(t0, t1, t2, t3, v);
+  for (int j = 0; j < 4; ++j) acc[j] = _mm512_dpbusd_epi32(acc[j], v[j], _mm512_loadu_si512(w + 64 * j));
 }
 
 // The uint8 epilogue of 16 channels in registers (store_u8's steps) without the store: q in [qmin, qmax].
@@ -49,62 +58,241 @@ inline __m512i quantize16(__m512i acc, __m512 s, __m512 bias, bool relu, __m512 
   return _mm512_add_epi32(_mm512_cvt_roundps_epi32(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), zp);
 }
 
-// 3x3 outputs [ox0, ox1) of one row, 64 channels from cb (mask m of them) on vpdpbusd: taps
-// (0, 1, 2, 3), (4, 5, 6, 7), (8) as three 4-tap groups; the zero point once per output. kChecked:
-// taps outside the image (a missing row: nullptr; columns outside [0, w)) read bytes equal to the
-// zero point, which add (zp - zp) * w = 0 after the correction; otherwise every window is inside.
-template <bool kNanFree, bool kChecked>
-void row_dot4(const DwConvArgs& a, const uint8_t* const* rowp, int64_t ox0, int64_t ox1, int64_t cb, __mmask64 m,
-              uint8_t* orow) {
-  const int64_t c = a.c, dxc = a.dil_w * c;
-  const int8_t* const w = a.w4 + (cb / 64) * 3 * 256;
-  __m512 s[4], bv[4];
-  __m512i zw[4];
-  for (int j = 0; j < 4; ++j) {
-    s[j] = _mm512_loadu_ps(a.scale4 + cb + 16 * j);
-    bv[j] = a.bias4 != nullptr ? _mm512_loadu_ps(a.bias4 + cb + 16 * j) : _mm512_setzero_ps();
-    zw[j] = _mm512_loadu_si512(a.zp_wsum4 + cb + 16 * j);
+// The output parameters of one 64-channel block (vpunpck order) and its requantization: acc (the
+// sums of image bytes times taps, minus zero_point * sum(taps): the accumulators start there) to 64
+// bytes in channel order.
+struct Requant64 {
+  __m512 s[4], b[4], inv, lo, hi;
+  __m512i zw[4], ozp, ozp16, qlo16, qhi16;
+  bool relu;
+  Requant64(const DwConvArgs& a, int64_t pos) {
+    for (int j = 0; j < 4; ++j) {
+      s[j] = _mm512_loadu_ps(a.scale4 + pos + 16 * j);
+      b[j] = a.bias4 != nullptr ? _mm512_loadu_ps(a.bias4 + pos + 16 * j) : _mm512_setzero_ps();
+      zw[j] = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_loadu_si512(a.zp_wsum4 + pos + 16 * j));
+    }
+    inv = _mm512_set1_ps(a.out_inv);
+    lo = _mm512_set1_ps(static_cast<float>(a.out_qmin - a.out_zero_point));
+    hi = _mm512_set1_ps(static_cast<float>(a.out_qmax - a.out_zero_point));
+    ozp = _mm512_set1_epi32(a.out_zero_point);
+    ozp16 = _mm512_set1_epi16(static_cast<int16_t>(a.out_zero_point));
+    qlo16 = _mm512_set1_epi16(static_cast<int16_t>(a.q_lo));
+    qhi16 = _mm512_set1_epi16(static_cast<int16_t>(a.q_hi));
+    relu = a.relu;
   }
-  const __m512 inv = _mm512_set1_ps(a.out_inv);
-  const __m512 lo = _mm512_set1_ps(static_cast<float>(a.out_qmin - a.out_zero_point));
-  const __m512 hi = _mm512_set1_ps(static_cast<float>(a.out_qmax - a.out_zero_point));
-  const __m512i ozp = _mm512_set1_epi32(a.out_zero_point);
+  // kFast (a.fast): t = y * inv rounds in int32 without overflow; the zero point is added and the
+  // clamp applied on saturated int16, the same q as the float clamp (bounds are integers, rounding is
+  // monotone) and ReLU is the bound max(qmin, zero point) (inv > 0). Otherwise quantize16's steps.
+  template <bool kFast, bool kNanFree>
+  __m512i operator()(const __m512i* acc) const {
+    if (kFast) {
+      __m512i q[4];
+      for (int j = 0; j < 4; ++j) {
+        const __m512 y = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc[j]), s[j]), b[j]);
+        q[j] = _mm512_cvt_roundps_epi32(_mm512_mul_ps(y, inv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      }
+      __m512i w0 = _mm512_adds_epi16(_mm512_packs_epi32(q[0], q[1]), ozp16);
+      __m512i w1 = _mm512_adds_epi16(_mm512_packs_epi32(q[2], q[3]), ozp16);
+      w0 = _mm512_min_epi16(_mm512_max_epi16(w0, qlo16), qhi16);
+      w1 = _mm512_min_epi16(_mm512_max_epi16(w1, qlo16), qhi16);
+      return _mm512_packus_epi16(w0, w1);  // per 128-bit lane: back to channel order
+    }
+    __m512i q[4];
+    for (int j = 0; j < 4; ++j) q[j] = quantize16<kNanFree>(acc[j], s[j], b[j], relu, inv, lo, hi, ozp);
+    return _mm512_packus_epi16(_mm512_packus_epi32(q[0], q[1]), _mm512_packus_epi32(q[2], q[3]));
+  }
+};
+
+inline int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+
+// Where image column x of row `row` (nullptr: outside the image) holds channels cb..: the 64 bytes of
+// zero points zpb outside the image (they add (zp - zp) * w = 0 after the correction).
+inline const uint8_t* column(const DwConvArgs& a, const uint8_t* row, int64_t x, int64_t cb, const uint8_t* zpb) {
+  return (row == nullptr || x < 0 || x >= a.w) ? zpb : row + x * a.c + cb;
+}
+
+constexpr int64_t kChunk = 32;  // output pixels per batch of interleaved columns (L1-resident)
+
+// Body: output rows [r0, r1), 64 channels from cb (mask m), 3x3 on vpdpbusd. Each image column the row
+// reads is interleaved once, its three kernel rows and a zero byte per channel (4 vectors), into q;
+// an output then takes 4 x 3 dot products against wcol (taps of one kernel column per dword).
+template <bool kFast, bool kNanFree>
+void body_rows(const DwConvArgs& a, int64_t r0, int64_t r1, int64_t cb, __mmask64 m, const uint8_t* zpb, uint8_t* q) {
+  const int8_t* const wc = a.wcol + (cb / 64) * 768;
+  __m512i w[12];
+  for (int i = 0; i < 12; ++i) w[i] = _mm512_loadu_si512(wc + 64 * i);
+  const Requant64 rq(a, cb);
+  const int64_t sw = a.stride_w, step = a.dil_w * 256;
   const __m512i zero = _mm512_setzero_si512();
-  const __m512i izp = _mm512_set1_epi8(static_cast<char>(a.zero_point));
-  const bool relu = a.relu;
-  const int64_t step = a.pair32 ? 2 : 1;
-  for (int64_t ox = ox0; ox < ox1; ox += step) {
-    const int64_t ix0 = ox * a.stride_w - a.pad_w;
-    __m512i x[9];
+  const uint8_t* rowp[16];
+  for (int64_t r = r0; r < r1; ++r) {
+    dw_row_pointers(a, r, rowp);
+    uint8_t* const orow = a.out_u8 + (r - a.out_r0) * a.wo * a.c;
+    for (int64_t ox0 = 0; ox0 < a.wo; ox0 += kChunk) {
+      const int64_t ox1 = ox0 + kChunk < a.wo ? ox0 + kChunk : a.wo;
+      const int64_t xa = ox0 * sw - a.pad_w, xb = (ox1 - 1) * sw - a.pad_w + 2 * a.dil_w + 1;
+      for (int64_t x = xa; x < xb; ++x) {
+        const __m512i r0 = _mm512_maskz_loadu_epi8(m, column(a, rowp[0], x, cb, zpb));
+        const __m512i r1 = _mm512_maskz_loadu_epi8(m, column(a, rowp[1], x, cb, zpb));
+        const __m512i r2 = _mm512_maskz_loadu_epi8(m, column(a, rowp[2], x, cb, zpb));
+        __m512i v[4];
+        interleave4(r0, r1, r2, zero, v);
+        uint8_t* const d = q + (x - xa) * 256;
+        for (int j = 0; j < 4; ++j) _mm512_storeu_si512(d + 64 * j, v[j]);
+      }
+      for (int64_t ox = ox0; ox < ox1; ++ox) {
+        const uint8_t* const p = q + (ox - ox0) * sw * 256;
+        __m512i acc[4] = {rq.zw[0], rq.zw[1], rq.zw[2], rq.zw[3]};
+#pragma GCC unroll 3
+        for (int kx = 0; kx < 3; ++kx)
+#pragma GCC unroll 4
+          for (int j = 0; j < 4; ++j)
+            acc[j] = _mm512_dpbusd_epi32(acc[j], _mm512_loadu_si512(p + kx * step + 64 * j), w[kx * 4 + j]);
+        _mm512_mask_storeu_epi8(orow + ox * a.c + cb, m, rq.operator()<kFast, kNanFree>(acc));
+      }
+    }
+  }
+}
+
+// The tail channels [body_c, c) of one image row (nullptr: outside the image, all zero points) packed
+// per column phase: dst[(ph * nj + j) * L ..] holds column x = (jmin + j) * stride + ph (zero points
+// outside the image), bytes past the tail 0 (their taps are 0).
+template <int L>
+void pack_tail(const DwConvArgs& a, const uint8_t* row, int64_t jmin, int64_t nj, uint8_t* dst) {
+  const int64_t c0 = a.body_c, tw = a.c - c0, sw = a.stride_w;
+  const uint32_t mt = tw >= 32 ? ~0u : (1u << tw) - 1u;
+  for (int64_t ph = 0; ph < sw; ++ph) {
+    uint8_t* d = dst + ph * nj * L;
+    for (int64_t j = 0; j < nj; ++j, d += L) {
+      const int64_t x = (jmin + j) * sw + ph;
+      const bool in = row != nullptr && x >= 0 && x < a.w;
+      if (L == 16) {
+        const __m128i v = in ? _mm_maskz_loadu_epi8(static_cast<__mmask16>(mt), row + x * a.c + c0)
+                             : _mm_set1_epi8(static_cast<char>(a.zero_point));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(d), v);
+      } else {
+        const __m256i v =
+            in ? _mm256_maskz_loadu_epi8(mt, row + x * a.c + c0) : _mm256_set1_epi8(static_cast<char>(a.zero_point));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(d), v);
+      }
+    }
+  }
+}
+
+// Tail: channels [body_c, c) of P pixels per vector (L = 64 / P bytes each). The three image rows'
+// tail bytes are packed per column phase (pack_tail), so the P pixels of a tap are one 64-byte load;
+// taps interleave four at a time against w4t. Packed rows (three slots, tagged with the image row
+// each holds) are kept for the next output row, which reads two of them again at stride 1.
+template <int P, bool kFast, bool kNanFree>
+void tail_rows(const DwConvArgs& a, int64_t r0, int64_t r1, uint8_t* pk, int64_t jmin, int64_t nj) {
+  constexpr int64_t L = 64 / P;
+  const int64_t c0 = a.body_c, tw = a.c - c0, sw = a.stride_w, slot_bytes = sw * nj * L;
+  const __mmask64 mt = (1ull << tw) - 1ull;  // tw <= 32
+  const Requant64 rq(a, c0);
+  const __m512i zero = _mm512_setzero_si512();
+  const bool dense = c0 == 0 && a.c == L;  // output pixels adjacent: one store
+  const uint8_t* tags[3];                  // the image row each packed slot holds (1: none yet)
+  for (const uint8_t*& t : tags) t = reinterpret_cast<const uint8_t*>(1);
+  const uint8_t* rowp[16];
+  for (int64_t r = r0; r < r1; ++r) {
+    dw_row_pointers(a, r, rowp);
+    uint8_t* const orow = a.out_u8 + (r - a.out_r0) * a.wo * a.c;
+    const uint8_t* rows[3];  // each kernel row's packed slot
+    bool used[3] = {false, false, false};
+    int slot[3] = {-1, -1, -1};
+    for (int ky = 0; ky < 3; ++ky)
+      for (int s = 0; s < 3; ++s)
+        if (!used[s] && tags[s] == rowp[ky] && tags[s] != reinterpret_cast<const uint8_t*>(1)) {
+          slot[ky] = s;
+          used[s] = true;
+          break;
+        }
+    for (int ky = 0; ky < 3; ++ky) {
+      if (slot[ky] < 0) {
+        int s = 0;
+        while (used[s]) ++s;
+        used[s] = true;
+        slot[ky] = s;
+        tags[s] = rowp[ky];
+        pack_tail<L>(a, rowp[ky], jmin, nj, pk + s * slot_bytes);
+      }
+      rows[ky] = pk + slot[ky] * slot_bytes;
+    }
+    const uint8_t* tap[9];  // tap (ky, kx): its phase row at the first output pixel's column
     for (int ky = 0; ky < 3; ++ky)
       for (int kx = 0; kx < 3; ++kx) {
-        const int64_t ix = ix0 + kx * a.dil_w;
-        if (kChecked && (rowp[ky] == nullptr || ix < 0 || ix >= a.w)) {
-          x[ky * 3 + kx] = izp;
-        } else {
-          x[ky * 3 + kx] = _mm512_maskz_loadu_epi8(m, rowp[ky] + ix0 * c + cb + kx * dxc);
-        }
+        const int64_t off = kx * a.dil_w - a.pad_w, q = floor_div(off, sw);
+        tap[ky * 3 + kx] = rows[ky] + ((off - q * sw) * nj + q - jmin) * L;
       }
-    __m512i acc[4] = {zero, zero, zero, zero};
-    dot4(x[0], x[1], x[2], x[3], w, acc);
-    dot4(x[4], x[5], x[6], x[7], w + 256, acc);
-    dot4(x[8], zero, zero, zero, w + 512, acc);
-    __m512i q[4];
-    for (int j = 0; j < 4; ++j)
-      q[j] = quantize16<kNanFree>(_mm512_sub_epi32(acc[j], zw[j]), s[j], bv[j], relu, inv, lo, hi, ozp);
-    // packus per 128-bit lane turns the vpunpck order back into channel order (values are in [0, 255])
-    const __m512i b = _mm512_packus_epi16(_mm512_packus_epi32(q[0], q[1]), _mm512_packus_epi32(q[2], q[3]));
-    _mm512_mask_storeu_epi8(orow + ox * c + cb, m, b);
+    for (int64_t ox = 0; ox < a.wo; ox += P) {
+      __m512i x[9];
+      for (int t = 0; t < 9; ++t) x[t] = _mm512_loadu_si512(tap[t] + ox * L);
+      __m512i acc[4] = {rq.zw[0], rq.zw[1], rq.zw[2], rq.zw[3]};
+      dot4(x[0], x[1], x[2], x[3], a.w4t, acc);
+      dot4(x[4], x[5], x[6], x[7], a.w4t + 256, acc);
+      dot4(x[8], zero, zero, zero, a.w4t + 512, acc);
+      const __m512i b = rq.operator()<kFast, kNanFree>(acc);
+      const int64_t n = a.wo - ox < P ? a.wo - ox : P;
+      uint8_t* const dst = orow + ox * a.c + c0;
+      if (dense) {
+        _mm512_mask_storeu_epi8(dst, n * L >= 64 ? ~0ull : (1ull << (n * L)) - 1ull, b);
+      } else if (P == 4) {
+        _mm_mask_storeu_epi8(dst, static_cast<__mmask16>(mt), _mm512_castsi512_si128(b));
+        if (n > 1) _mm_mask_storeu_epi8(dst + a.c, static_cast<__mmask16>(mt), _mm512_extracti32x4_epi32(b, 1));
+        if (n > 2) _mm_mask_storeu_epi8(dst + 2 * a.c, static_cast<__mmask16>(mt), _mm512_extracti32x4_epi32(b, 2));
+        if (n > 3) _mm_mask_storeu_epi8(dst + 3 * a.c, static_cast<__mmask16>(mt), _mm512_extracti32x4_epi32(b, 3));
+      } else {
+        _mm256_mask_storeu_epi8(dst, static_cast<__mmask32>(mt), _mm512_castsi512_si256(b));
+        if (n > 1) _mm256_mask_storeu_epi8(dst + a.c, static_cast<__mmask32>(mt), _mm512_extracti64x4_epi64(b, 1));
+      }
+    }
+  }
+}
+
+// The 3x3 kernel over output rows [r0, r1), in blocks of rows: each body block over the rows
+// (its weights and parameters loaded once), then the tail.
+template <bool kFast, bool kNanFree>
+void rows3x3(const DwConvArgs& a, int64_t r0, int64_t r1) {
+  alignas(64) uint8_t zpb[64];
+  for (uint8_t& v : zpb) v = static_cast<uint8_t>(a.zero_point);
+  const int64_t sw = a.stride_w;
+  std::vector<uint8_t> q(static_cast<size_t>(((kChunk - 1) * sw + 2 * a.dil_w + 1) * 256));
+  // the tail's packed rows: phase columns jmin .. jmin + nj - 1 (reads past wo stay inside)
+  const int P = a.tail_px > 0 ? a.tail_px : 1;
+  const int64_t wo_r = (a.wo + P - 1) / P * P;
+  const int64_t jmin = floor_div(-a.pad_w, sw), nj = wo_r - 1 + floor_div(2 * a.dil_w - a.pad_w, sw) - jmin + 1;
+  std::vector<uint8_t> pk(a.tail_px > 0 ? static_cast<size_t>(3 * sw * nj * (64 / P) + 64) : 0);
+  // blocks of rows small enough to stay in cache across the channel blocks, each block's setup
+  // spread over at least ~128 outputs
+  const int64_t rows_per = (128 + a.wo - 1) / a.wo > 2 ? (128 + a.wo - 1) / a.wo : 2;
+  for (int64_t rb = r0; rb < r1; rb += rows_per) {
+    const int64_t re = rb + rows_per < r1 ? rb + rows_per : r1;
+    for (int64_t cb = 0; cb < a.body_c; cb += 64) {
+      const int64_t rem = a.c - cb;
+      body_rows<kFast, kNanFree>(a, rb, re, cb, rem >= 64 ? ~0ull : (1ull << rem) - 1ull, zpb, q.data());
+    }
+    if (a.tail_px == 4) tail_rows<4, kFast, kNanFree>(a, rb, re, pk.data(), jmin, nj);
+    if (a.tail_px == 2) tail_rows<2, kFast, kNanFree>(a, rb, re, pk.data(), jmin, nj);
   }
 }
 
 }  // namespace
 
-// 3x3 windows inside the image skip the per-tap zero-point subtraction: the image bytes (0..255) go
-// straight into vpdpwssd and zero_point * sum(taps) is subtracted once per output (exact in int32);
-// other windows take the per-tap form. Kernel rows through up to 16 row pointers (taller: the
-// reference).
+// 3x3 kernels with prepared weights (a.wcol): rows3x3 (vpdpbusd, zero points as image bytes,
+// corrected once per output). Others: 32 channels per step on vpdpwssd, windows inside the image
+// without the per-tap zero-point subtraction (corrected once per output), the rest per tap; kernel
+// rows through up to 16 row pointers (taller: the reference).
 void conv2d_depthwise_u8_s8w_u8(const DwConvArgs& a, int64_t r0, int64_t r1) {
+  if (a.kh == 3 && a.kw == 3 && a.wcol != nullptr) {
+    if (a.fast) {
+      rows3x3<true, true>(a, r0, r1);
+    } else if (a.nan_free) {
+      rows3x3<false, true>(a, r0, r1);
+    } else {
+      rows3x3<false, false>(a, r0, r1);
+    }
+    return;
+  }
   if (a.kh > 16) {
     ref::conv2d_depthwise_u8_s8w_u8(a, r0, r1);
     return;
@@ -125,39 +313,6 @@ void conv2d_depthwise_u8_s8w_u8(const DwConvArgs& a, int64_t r0, int64_t r1) {
     dw_row_pointers(a, r, rowp);
     uint8_t* const orow = a.out_u8 + (r - a.out_r0) * a.wo * c;
     const bool k3 = is3 && rowp[0] != nullptr && rowp[1] != nullptr && rowp[2] != nullptr;
-    // vpdpbusd: with more than 32 channels every output of the row (borders with zero-point taps);
-    // with pair32 the interior pairs [ox_lo, ox_done) of rows inside the image
-    const bool all4 = is3 && a.w4 != nullptr && !a.pair32;
-    const int64_t ox_done = a.pair32 ? ox_lo + (ox_hi - ox_lo) / 2 * 2 : ox_hi;
-    const bool dot4_row = k3 && a.w4 != nullptr && ox_lo < ox_done;
-    if (all4) {
-      for (int64_t cb = 0; cb < c; cb += 64) {
-        const int64_t rem = c - cb;
-        const __mmask64 m = rem >= 64 ? ~0ull : ((1ull << rem) - 1ull);
-        if (a.nan_free) {
-          if (k3) {
-            row_dot4<true, true>(a, rowp, 0, ox_lo, cb, m, orow);
-            row_dot4<true, false>(a, rowp, ox_lo, ox_hi, cb, m, orow);
-            row_dot4<true, true>(a, rowp, ox_hi, a.wo, cb, m, orow);
-          } else {
-            row_dot4<true, true>(a, rowp, 0, a.wo, cb, m, orow);
-          }
-        } else {
-          row_dot4<false, true>(a, rowp, 0, a.wo, cb, m, orow);
-        }
-      }
-      continue;
-    }
-    if (dot4_row) {
-      for (int64_t cb = 0; cb < c; cb += 64) {
-        const __mmask64 m = ~0ull;  // pair32: two pixels of 32 channels
-        if (a.nan_free) {
-          row_dot4<true, false>(a, rowp, ox_lo, ox_done, cb, m, orow);
-        } else {
-          row_dot4<false, false>(a, rowp, ox_lo, ox_done, cb, m, orow);
-        }
-      }
-    }
     for (int64_t cb = 0; cb < c; cb += 32) {
       const int64_t rem = c - cb;
       const __mmask32 m = rem >= 32 ? ~0u : ((1u << rem) - 1u);
@@ -169,8 +324,6 @@ void conv2d_depthwise_u8_s8w_u8(const DwConvArgs& a, int64_t r0, int64_t r1) {
       const DwWeights3x3 wt(a, cb, is3);
       const int64_t dxc = a.dil_w * c;
       for (int64_t ox = 0; ox < a.wo; ++ox) {
-        if (dot4_row && ox == ox_lo) ox = ox_done;  // done above
-        if (ox >= a.wo) break;
         __m512i v0, v1;
         if (k3 && ox >= ox_lo && ox < ox_hi) {
           const int64_t off = (ox * a.stride_w - a.pad_w) * c + cb;
