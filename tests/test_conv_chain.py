@@ -106,8 +106,9 @@ def test_depthwise_3x3_uint8_kernel_paths(isa, c, w, stride, pad, dil):
 
 
 def test_depthwise_conv_prepared_equals_one_call():
-    """_core.DepthwiseConv (weights laid out once, what QuantConv2d holds) gives the one-call result,
-    keeps its own copy of the weights, and checks the image's channels."""
+    """_core.DepthwiseConv (weights laid out once, what QuantConv2d holds) gives the one-call result
+    whatever the previous call's output parameters, keeps its own copy of the weights, and checks
+    the image's channels."""
     rng = np.random.default_rng(5)
     c = 144
     img = _bytes(rng, (1, 9, 10, c), 3)
@@ -116,11 +117,13 @@ def test_depthwise_conv_prepared_equals_one_call():
     b = rng.standard_normal(c).astype(np.float32)
     args = (3, 3, 1, 1, 1, 1, 1, 1, 0.05, 3, False, True, "static")
     conv = _core.DepthwiseConv(qw, ws, b, *args)
-    out = (0.03, 5, False, 0.0, 6.0)
-    want = _core.conv2d_depthwise(img, qw, ws, b, *args, *out)
+    outs = [(0.03, 5, False, 0.0, 6.0), (0.02, 9, False, -math.inf, math.inf), ()]  # uint8, uint8, float
+    want = [_core.conv2d_depthwise(img, qw, ws, b, *args, *out) for out in outs]
     qw[:] = 0  # the prepared copy is unaffected
     b[:] = 0
-    np.testing.assert_array_equal(conv(img, *out), want)
+    for _ in range(2):  # each call's output parameters, not the previous call's (kept per call)
+        for out, w in zip(outs, want):
+            np.testing.assert_array_equal(conv(img, *out), w)
     with pytest.raises(ValueError, match="channels"):
         conv(img[..., :64].copy(), *out)
 

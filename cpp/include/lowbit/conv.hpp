@@ -3,6 +3,8 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
+#include <mutex>
 #include <vector>
 
 #include "lowbit/im2col.hpp"
@@ -48,8 +50,9 @@ void conv2d_depthwise(const Im2colArgs& geom, const float* x, const int8_t* weig
 
 // conv2d_depthwise with its weights laid out once for every kernel (a layer called many times):
 // weight (c, kh * kw), w_scale (c) and bias (c or nullptr) are copied; run() takes the rest of
-// conv2d_depthwise's arguments (geom.c == c, geom.kh == kh, geom.kw == kw). Immutable, so calls may
-// run concurrently.
+// conv2d_depthwise's arguments (geom.c == c, geom.kh == kh, geom.kw == kw). The per-channel
+// parameters of the last activation and output quantization are kept for the next call with the
+// same ones (static layers). Calls may run concurrently.
 class DepthwiseConv {
  public:
   DepthwiseConv(const int8_t* weight, const float* w_scale, const float* bias, int64_t c, int64_t kh, int64_t kw);
@@ -57,10 +60,15 @@ class DepthwiseConv {
            void* out, const ConvIO& io = ConvIO{}) const;
 
  private:
+  struct Params;  // per-channel parameters of one activation / output quantization (ops/conv_depthwise.cpp)
+  std::shared_ptr<const Params> params(float s, int32_t z, bool relu, const ConvIO& io) const;
+
+  mutable std::mutex mu_;
+  mutable std::shared_ptr<const Params> last_;  // under mu_
   int64_t c_, kh_, kw_, c_pad_, c_pad64_, body_c_;
-  int tail_px_;
-  std::vector<int8_t> wt_, wcol_, w4t_;  // tap-major; 3x3 vpdpbusd layouts (kernels/conv_depthwise.hpp)
-  std::vector<int16_t> we_, wo_;         // widened, odd / even channels zeroed
+  int tail_rows_;
+  std::vector<int8_t> wt_, wcol_;  // tap-major; the 3x3 vpdpbusd layout (kernels/conv_depthwise.hpp)
+  std::vector<int16_t> we_, wo_;   // widened, odd / even channels zeroed
   std::vector<float> w_scale_, bias_, bias4_;
   std::vector<int32_t> wsum_;    // sum of each channel's taps
   std::vector<int64_t> order4_;  // c_pad64 positions of the vpdpbusd layouts: channel, or -1

@@ -29,27 +29,24 @@ struct DwConvArgs {
   float out_inv;
   int32_t out_zero_point, out_qmin, out_qmax;
   const int32_t* zp_wsum;
-  // 3x3 u8 kernels on 4-byte dot products (vpdpbusd), 64 channels per block (c_pad64 = c rounded up
-  // to 64), each block in vpunpck order: position j * 16 + l * 4 + k holds channel 16 l + 4 j + k.
-  // - Body: blocks from channel 0 below body_c (body_c = c when there is no tail path; its last
-  //   block masked). wcol (c_pad64 / 64, 3 kx, 4 j, 64) int8: dword (l, k) of vector j holds taps
-  //   (0, kx), (1, kx), (2, kx), 0 of its channel, against one image column's three rows.
-  // - Tail: channels [body_c, c) (body_c a multiple of 64, at most 64 / tail_px channels; tail_px
-  //   0: none), tail_px pixels per vector of 64 / tail_px bytes each. w4t (3 tap groups, 4, 64)
-  //   int8: taps 4g..4g+3 (tap 9.. zero); position (j, l, k) holds channel body_c + (16 l + 4 j +
-  //   k) % (64 / tail_px).
-  // scale4, bias4 (or nullptr) and zp_wsum4 (c_pad64): each block's parameters in its order (the
-  // tail block's as w4t). nan_free: bias finite and out_inv finite (y * out_inv is never NaN).
+  // 3x3 u8 kernels on 4-byte dot products (vpdpbusd), 64 bytes of channels per block (c_pad64 = c
+  // rounded up to 64) in vpunpck order: position j * 16 + l * 4 + k holds lane 16 l + 4 j + k.
+  // Blocks from channel 0 below body_c hold channels cb + lane (body_c = c when there is no tail
+  // block; its last block masked). The tail block, channels [body_c, c) (body_c a multiple of 64,
+  // at most 64 / tail_rows channels; tail_rows 0: none), serves tail_rows output rows at once,
+  // lane holding channel body_c + lane % (64 / tail_rows). wcol (c_pad64 / 64, 3 kx, 4 j, 64) int8:
+  // dword (l, k) of vector j holds taps (0, kx), (1, kx), (2, kx), 0 of its channel (0 past c), to
+  // meet one image column's three rows. scale4, bias4 (or nullptr) and zp_wsum4 (c_pad64): each
+  // position's channel's. nan_free: bias finite and out_inv finite (y * out_inv is never NaN).
   // fast: also |y * out_inv| < 2^30 for every accumulator, so it is rounded in int32 and clamped
   // as int16 to [q_lo, q_hi] (q_lo = max(out_qmin, out_zero_point) under ReLU, else out_qmin).
   // wcol nullptr: not prepared (the per-tap loops run).
   const int8_t* wcol;
-  const int8_t* w4t;
   const float* scale4;
   const float* bias4;
   const int32_t* zp_wsum4;
   int64_t c_pad64, body_c;
-  int tail_px;
+  int tail_rows;
   bool nan_free, fast;
   int32_t q_lo, q_hi;
 };

@@ -17,7 +17,7 @@ namespace lowbit {
 
 DepthwiseConv::DepthwiseConv(const int8_t* weight, const float* w_scale, const float* bias, int64_t c, int64_t kh,
                              int64_t kw)
-    : c_(c), kh_(kh), kw_(kw), c_pad_((c + 31) / 32 * 32), c_pad64_((c + 63) / 64 * 64), body_c_(c), tail_px_(0) {
+    : c_(c), kh_(kh), kw_(kw), c_pad_((c + 31) / 32 * 32), c_pad64_((c + 63) / 64 * 64), body_c_(c), tail_rows_(0) {
   const int64_t taps = kh * kw, cp = c_pad_;
   wt_.assign(static_cast<size_t>(taps * c), 0);
   we_.assign(static_cast<size_t>(taps * cp), 0);
@@ -38,33 +38,28 @@ DepthwiseConv::DepthwiseConv(const int8_t* weight, const float* w_scale, const f
     std::copy(bias, bias + c, bias_.begin());
   }
   if (kh != 3 || kw != 3) return;
-  // 3x3: the vpdpbusd layouts. A tail of at most 32 channels past the whole 64-channel blocks runs
-  // 4 (up to 16 channels) or 2 pixels per vector; a wider one is a masked block of the body.
+  // 3x3: the vpdpbusd layout. A tail of at most 32 channels past the whole 64-channel blocks serves
+  // 4 (up to 16 channels) or 2 output rows per vector; a wider one is a masked block.
   const int64_t tail = c % 64;
   if (tail != 0 && tail <= 32) {
     body_c_ = c - tail;
-    tail_px_ = tail <= 16 ? 4 : 2;
+    tail_rows_ = tail <= 16 ? 4 : 2;
   }
   order4_.assign(static_cast<size_t>(c_pad64_), -1);
   for (int64_t pos = 0; pos < c_pad64_; ++pos) {
     const int64_t blk = pos / 64 * 64, j = (pos % 64) / 16, l = (pos % 16) / 4, k = pos % 4;
-    const int64_t lane = 16 * l + 4 * j + k;  // the tail repeats its channels every 64 / tail_px_ bytes
-    const int64_t ch = blk < body_c_ ? blk + lane : blk + lane % (64 / std::max(tail_px_, 1));
+    const int64_t lane = 16 * l + 4 * j + k;  // the tail repeats its channels every 64 / tail_rows_ bytes
+    const int64_t ch = blk < body_c_ ? blk + lane : blk + lane % (64 / std::max(tail_rows_, 1));
     if (ch < c) order4_[pos] = ch;
   }
   wcol_.assign(static_cast<size_t>(c_pad64_ / 64 * 768), 0);
-  w4t_.assign(768, 0);
   for (int64_t pos = 0; pos < c_pad64_; ++pos) {
     const int64_t ch = order4_[pos];
     if (ch < 0) continue;
     const int64_t blk = pos / 64, j = (pos % 64) / 16, lk = pos % 16;  // lk: dword l * 4 + k
     const int8_t* w = weight + ch * taps;
-    if (blk * 64 < body_c_) {
-      for (int64_t kx = 0; kx < 3; ++kx)
-        for (int64_t ky = 0; ky < 3; ++ky) wcol_[((blk * 3 + kx) * 4 + j) * 64 + lk * 4 + ky] = w[ky * 3 + kx];
-    } else {
-      for (int64_t t = 0; t < taps; ++t) w4t_[((t / 4) * 4 + j) * 64 + lk * 4 + t % 4] = w[t];
-    }
+    for (int64_t kx = 0; kx < 3; ++kx)
+      for (int64_t ky = 0; ky < 3; ++ky) wcol_[((blk * 3 + kx) * 4 + j) * 64 + lk * 4 + ky] = w[ky * 3 + kx];
   }
   if (bias != nullptr) {
     bias4_.assign(static_cast<size_t>(c_pad64_), 0.0f);
@@ -80,6 +75,77 @@ void conv2d_depthwise(const Im2colArgs& geom, const float* x, const int8_t* weig
       .run(geom, x, dynamic, act_scale, act_zero_point, relu, out, io);
 }
 
+struct DepthwiseConv::Params {
+  float s;  // the key: activation scale and zero point (uint8 domain), ReLU, output quantization
+  int32_t z;
+  bool relu, out_u8;
+  float out_scale, out_lo, out_hi;
+  int32_t out_zero_point;
+  std::vector<float> scale;  // (c_pad): s * w_scale, zeros past c
+  // uint8 output: the kernels' DwConvArgs fields
+  std::vector<int32_t> zw, zw4;
+  std::vector<float> scale4;
+  float inv = 0.0f;
+  int32_t qmin = 0, qmax = 0, q_lo = 0, q_hi = 0;
+  bool nan_free = false, fast = false;
+
+  bool same(float s2, int32_t z2, bool relu2, const ConvIO& io) const {
+    return s == s2 && z == z2 && relu == relu2 && out_u8 == io.out_u8 &&
+           (!out_u8 || (out_scale == io.out_scale && out_zero_point == io.out_zero_point && out_lo == io.out_lo &&
+                        out_hi == io.out_hi));
+  }
+};
+
+std::shared_ptr<const DepthwiseConv::Params> DepthwiseConv::params(float s, int32_t z, bool relu,
+                                                                   const ConvIO& io) const {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (last_ != nullptr && last_->same(s, z, relu, io)) return last_;
+  }
+  auto p = std::make_shared<Params>();
+  p->s = s;
+  p->z = z;
+  p->relu = relu;
+  p->out_u8 = io.out_u8;
+  p->out_scale = io.out_scale;
+  p->out_lo = io.out_lo;
+  p->out_hi = io.out_hi;
+  p->out_zero_point = io.out_zero_point;
+  const int64_t c = c_;
+  p->scale.assign(static_cast<size_t>(c_pad_), 0.0f);
+  for (int64_t ch = 0; ch < c; ++ch) p->scale[ch] = s * w_scale_[ch];  // the GEMM epilogue's row x column scale
+  if (io.out_u8) {
+    p->zw.assign(static_cast<size_t>(c_pad_), 0);
+    for (int64_t ch = 0; ch < c; ++ch)
+      p->zw[ch] = z * wsum_[ch];  // |z * sum| <= 255 * 128 * taps: int32 for taps < 65793
+    p->inv = 1.0f / io.out_scale;
+    p->qmin = detail::quantize_one(io.out_lo, p->inv, io.out_zero_point, 0, 255);
+    p->qmax = detail::quantize_one(io.out_hi, p->inv, io.out_zero_point, 0, 255);
+    // 3x3: the vpdpbusd parameters in the layout's order, and whether the int16 epilogue is exact
+    p->scale4.assign(wcol_.empty() ? 0 : static_cast<size_t>(c_pad64_), 0.0f);
+    p->zw4.assign(p->scale4.size(), 0);
+    bool nan_free = std::isfinite(p->inv), bounded = nan_free;
+    for (int64_t ch = 0; !bias_.empty() && ch < c; ++ch) nan_free = nan_free && std::isfinite(bias_[ch]);
+    for (size_t pos = 0; pos < p->scale4.size(); ++pos) {
+      const int64_t ch = order4_[pos];
+      if (ch < 0) continue;
+      p->scale4[pos] = p->scale[ch];
+      p->zw4[pos] = p->zw[ch];
+      // |y * inv| with y = float(acc) * scale + bias, in double with room for float rounding
+      const double y = wabs_[ch] * std::abs(static_cast<double>(p->scale[ch])) +
+                       (bias_.empty() ? 0.0 : std::abs(static_cast<double>(bias_[ch])));
+      bounded = bounded && y * 1.01 * static_cast<double>(p->inv) < 1073741824.0;
+    }
+    p->nan_free = nan_free;
+    p->fast = nan_free && bounded;
+    p->q_lo = relu ? std::max(p->qmin, io.out_zero_point) : p->qmin;
+    p->q_hi = p->qmax;
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  last_ = p;
+  return p;
+}
+
 void DepthwiseConv::run(const Im2colArgs& geom, const float* x, bool dynamic, float act_scale, int32_t act_zero_point,
                         bool relu, void* out, const ConvIO& io) const {
   const int64_t c = geom.c, taps = geom.kh * geom.kw, rows = geom.n * geom.ho;
@@ -89,9 +155,7 @@ void DepthwiseConv::run(const Im2colArgs& geom, const float* x, bool dynamic, fl
   int32_t z = act_zero_point;
   std::unique_ptr<uint8_t[]> own;  // the image, unless the previous layer wrote it as bytes
   if (io.img == nullptr) own = detail::quantize_image_u8(geom, x, dynamic, &s, &z);
-  const int64_t cp = c_pad_;
-  std::vector<float> scale(static_cast<size_t>(cp), 0.0f);
-  for (int64_t ch = 0; ch < c; ++ch) scale[ch] = s * w_scale_[ch];  // the GEMM epilogue's row x column scale
+  const std::shared_ptr<const Params> p = params(s, z, relu, io);
   DwConvArgs a{};
   a.img = io.img != nullptr ? io.img : own.get();
   a.n = geom.n;
@@ -112,8 +176,8 @@ void DepthwiseConv::run(const Im2colArgs& geom, const float* x, bool dynamic, fl
   a.weight = wt_.data();
   a.w_even = we_.data();
   a.w_odd = wo_.data();
-  a.c_pad = cp;
-  a.scale = scale.data();
+  a.c_pad = c_pad_;
+  a.scale = p->scale.data();
   a.bias = bias_.empty() ? nullptr : bias_.data();
   a.relu = relu;
   if (!io.out_u8) {
@@ -130,44 +194,25 @@ void DepthwiseConv::run(const Im2colArgs& geom, const float* x, bool dynamic, fl
   if (dispatch::conv2d_depthwise_u8_s8w_u8.chosen() != Isa::kScalar ||
       dispatch::conv2d_depthwise_f32_s8w_f32.chosen() == Isa::kScalar) {
     const kernels::DwConvFn fn8 = dispatch::conv2d_depthwise_u8_s8w_u8.get();
-    std::vector<int32_t> zw(static_cast<size_t>(cp), 0);
-    for (int64_t ch = 0; ch < c; ++ch) zw[ch] = z * wsum_[ch];  // |z * sum| <= 255 * 128 * taps: int32 for taps < 65793
-    const float inv = 1.0f / io.out_scale;
     a.out = nullptr;
     a.out_r0 = 0;
     a.out_u8 = o8;
-    a.out_inv = inv;
+    a.out_inv = p->inv;
     a.out_zero_point = io.out_zero_point;
-    a.out_qmin = detail::quantize_one(io.out_lo, inv, io.out_zero_point, 0, 255);
-    a.out_qmax = detail::quantize_one(io.out_hi, inv, io.out_zero_point, 0, 255);
-    a.zp_wsum = zw.data();
-    // 3x3: the vpdpbusd parameters in the layouts' order, and whether the int16 epilogue is exact
-    std::vector<float> sc4(wcol_.empty() ? 0 : static_cast<size_t>(c_pad64_), 0.0f);
-    std::vector<int32_t> zw4(sc4.size(), 0);
-    bool nan_free = std::isfinite(inv), bounded = nan_free;
-    for (int64_t ch = 0; !bias_.empty() && ch < c; ++ch) nan_free = nan_free && std::isfinite(bias_[ch]);
-    for (size_t pos = 0; pos < sc4.size(); ++pos) {
-      const int64_t ch = order4_[pos];
-      if (ch < 0) continue;
-      sc4[pos] = scale[ch];
-      zw4[pos] = zw[ch];
-      // |y * inv| with y = float(acc) * scale + bias, in double with room for float rounding
-      const double y = wabs_[ch] * std::abs(static_cast<double>(scale[ch])) +
-                       (bias_.empty() ? 0.0 : std::abs(static_cast<double>(bias_[ch])));
-      bounded = bounded && y * 1.01 * static_cast<double>(inv) < 1073741824.0;
-    }
+    a.out_qmin = p->qmin;
+    a.out_qmax = p->qmax;
+    a.zp_wsum = p->zw.data();
     a.wcol = wcol_.empty() ? nullptr : wcol_.data();
-    a.w4t = w4t_.data();
-    a.scale4 = sc4.data();
+    a.scale4 = p->scale4.data();
     a.bias4 = bias4_.empty() ? nullptr : bias4_.data();
-    a.zp_wsum4 = zw4.data();
+    a.zp_wsum4 = p->zw4.data();
     a.c_pad64 = c_pad64_;
     a.body_c = body_c_;
-    a.tail_px = tail_px_;
-    a.nan_free = nan_free;
-    a.fast = nan_free && bounded;
-    a.q_lo = relu ? std::max(a.out_qmin, a.out_zero_point) : a.out_qmin;
-    a.q_hi = a.out_qmax;
+    a.tail_rows = tail_rows_;
+    a.nan_free = p->nan_free;
+    a.fast = p->fast;
+    a.q_lo = p->q_lo;
+    a.q_hi = p->q_hi;
     detail::for_rows(rows, row_elems * taps, [&](int64_t r0, int64_t r1) { fn8(a, r0, r1); });
     return;
   }

@@ -31,7 +31,7 @@ inline void store_u8(__m512i acc, __m512 s, const float* bias, bool relu, __m512
 }
 
 // Bytes of 4 taps (64 channels each) interleaved to 4 vectors of 16 channels x 4 taps, channel
-// 16 l + 4 j + k in dword l * 4 + k of vector j (vpunpck order, as w4t is stored).
+// 16 l + 4 j + k in dword l * 4 + k of vector j (vpunpck order, as wcol is stored).
 inline void interleave4(__m512i t0, __m512i t1, __m512i t2, __m512i t3, __m512i* v) {
   const __m512i ab_lo = _mm512_unpacklo_epi8(t0, t1), ab_hi = _mm512_unpackhi_epi8(t0, t1);
   const __m512i cd_lo = _mm512_unpacklo_epi8(t2, t3), cd_hi = _mm512_unpackhi_epi8(t2, t3);
@@ -39,12 +39,6 @@ inline void interleave4(__m512i t0, __m512i t1, __m512i t2, __m512i t3, __m512i*
   v[1] = _mm512_unpackhi_epi16(ab_lo, cd_lo);
   v[2] = _mm512_unpacklo_epi16(ab_hi, cd_hi);
   v[3] = _mm512_unpackhi_epi16(ab_hi, cd_hi);
-}
-
-inline void dot4(__m512i t0, __m512i t1, __m512i t2, __m512i t3, const int8_t* w, __m512i* acc) {
-  __m512i v[4];
-  interleave4(t0, t1, t2, t3, v);
-  for (int j = 0; j < 4; ++j) acc[j] = _mm512_dpbusd_epi32(acc[j], v[j], _mm512_loadu_si512(w + 64 * j));
 }
 
 // The uint8 epilogue of 16 channels in registers (store_u8's steps) without the store: q in [qmin, qmax].
@@ -103,8 +97,6 @@ struct Requant64 {
   }
 };
 
-inline int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
-
 // Where image column x of row `row` (nullptr: outside the image) holds channels cb..: the 64 bytes of
 // zero points zpb outside the image (they add (zp - zp) * w = 0 after the correction).
 inline const uint8_t* column(const DwConvArgs& a, const uint8_t* row, int64_t x, int64_t cb, const uint8_t* zpb) {
@@ -113,30 +105,58 @@ inline const uint8_t* column(const DwConvArgs& a, const uint8_t* row, int64_t x,
 
 constexpr int64_t kChunk = 32;  // output pixels per batch of interleaved columns (L1-resident)
 
-// Body: output rows [r0, r1), 64 channels from cb (mask m), 3x3 on vpdpbusd. Each image column the row
-// reads is interleaved once, its three kernel rows and a zero byte per channel (4 vectors), into q;
-// an output then takes 4 x 3 dot products against wcol (taps of one kernel column per dword).
-template <bool kFast, bool kNanFree>
-void body_rows(const DwConvArgs& a, int64_t r0, int64_t r1, int64_t cb, __mmask64 m, const uint8_t* zpb, uint8_t* q) {
+// Body: output rows [r0, r1), 64 bytes of channels from cb, 3x3 on vpdpbusd. Each image column the
+// rows read is interleaved once, its three kernel rows and a zero byte per channel (4 vectors),
+// into q; an output then takes 4 x 3 dot products against wcol (taps of one kernel column per
+// dword). R > 1 (the channels [cb, c) are at most 64 / R): R output rows share the vector, each in
+// 64 / R bytes (rows past r1 read zero points and are not stored).
+template <int R, bool kFast, bool kNanFree>
+void body_rows(const DwConvArgs& a, int64_t r0, int64_t r1, int64_t cb, const uint8_t* zpb, uint8_t* q) {
+  constexpr int64_t L = 64 / R;
+  const int64_t tw = a.c - cb < L ? a.c - cb : L;
+  const __mmask64 m = tw >= 64 ? ~0ull : (1ull << tw) - 1ull;
   const int8_t* const wc = a.wcol + (cb / 64) * 768;
   __m512i w[12];
   for (int i = 0; i < 12; ++i) w[i] = _mm512_loadu_si512(wc + 64 * i);
   const Requant64 rq(a, cb);
   const int64_t sw = a.stride_w, step = a.dil_w * 256;
   const __m512i zero = _mm512_setzero_si512();
-  const uint8_t* rowp[16];
-  for (int64_t r = r0; r < r1; ++r) {
-    dw_row_pointers(a, r, rowp);
-    uint8_t* const orow = a.out_u8 + (r - a.out_r0) * a.wo * a.c;
+  for (int64_t r = r0; r < r1; r += R) {
+    const uint8_t* rowp[R][16];
+    uint8_t* orow[R];
+    for (int g = 0; g < R; ++g) {
+      if (r + g < r1) {
+        dw_row_pointers(a, r + g, rowp[g]);
+        orow[g] = a.out_u8 + (r + g - a.out_r0) * a.wo * a.c + cb;
+      } else {
+        rowp[g][0] = rowp[g][1] = rowp[g][2] = nullptr;
+        orow[g] = nullptr;
+      }
+    }
     for (int64_t ox0 = 0; ox0 < a.wo; ox0 += kChunk) {
       const int64_t ox1 = ox0 + kChunk < a.wo ? ox0 + kChunk : a.wo;
       const int64_t xa = ox0 * sw - a.pad_w, xb = (ox1 - 1) * sw - a.pad_w + 2 * a.dil_w + 1;
       for (int64_t x = xa; x < xb; ++x) {
-        const __m512i r0 = _mm512_maskz_loadu_epi8(m, column(a, rowp[0], x, cb, zpb));
-        const __m512i r1 = _mm512_maskz_loadu_epi8(m, column(a, rowp[1], x, cb, zpb));
-        const __m512i r2 = _mm512_maskz_loadu_epi8(m, column(a, rowp[2], x, cb, zpb));
         __m512i v[4];
-        interleave4(r0, r1, r2, zero, v);
+        for (int ky = 0; ky < 3; ++ky) {
+          if (R == 1) {
+            v[ky] = _mm512_maskz_loadu_epi8(m, column(a, rowp[0][ky], x, cb, zpb));
+          } else if (R == 2) {
+            const __m256i lo = _mm256_maskz_loadu_epi8(static_cast<__mmask32>(m), column(a, rowp[0][ky], x, cb, zpb));
+            const __m256i hi = _mm256_maskz_loadu_epi8(static_cast<__mmask32>(m), column(a, rowp[1][ky], x, cb, zpb));
+            v[ky] = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+          } else {
+            __m512i t = _mm512_castsi128_si512(
+                _mm_maskz_loadu_epi8(static_cast<__mmask16>(m), column(a, rowp[0][ky], x, cb, zpb)));
+            t = _mm512_inserti32x4(
+                t, _mm_maskz_loadu_epi8(static_cast<__mmask16>(m), column(a, rowp[1][ky], x, cb, zpb)), 1);
+            t = _mm512_inserti32x4(
+                t, _mm_maskz_loadu_epi8(static_cast<__mmask16>(m), column(a, rowp[2 % R][ky], x, cb, zpb)), 2);
+            v[ky] = _mm512_inserti32x4(
+                t, _mm_maskz_loadu_epi8(static_cast<__mmask16>(m), column(a, rowp[3 % R][ky], x, cb, zpb)), 3);
+          }
+        }
+        interleave4(v[0], v[1], v[2], zero, v);
         uint8_t* const d = q + (x - xa) * 256;
         for (int j = 0; j < 4; ++j) _mm512_storeu_si512(d + 64 * j, v[j]);
       }
@@ -148,131 +168,43 @@ void body_rows(const DwConvArgs& a, int64_t r0, int64_t r1, int64_t cb, __mmask6
 #pragma GCC unroll 4
           for (int j = 0; j < 4; ++j)
             acc[j] = _mm512_dpbusd_epi32(acc[j], _mm512_loadu_si512(p + kx * step + 64 * j), w[kx * 4 + j]);
-        _mm512_mask_storeu_epi8(orow + ox * a.c + cb, m, rq.operator()<kFast, kNanFree>(acc));
-      }
-    }
-  }
-}
-
-// The tail channels [body_c, c) of one image row (nullptr: outside the image, all zero points) packed
-// per column phase: dst[(ph * nj + j) * L ..] holds column x = (jmin + j) * stride + ph (zero points
-// outside the image), bytes past the tail 0 (their taps are 0).
-template <int L>
-void pack_tail(const DwConvArgs& a, const uint8_t* row, int64_t jmin, int64_t nj, uint8_t* dst) {
-  const int64_t c0 = a.body_c, tw = a.c - c0, sw = a.stride_w;
-  const uint32_t mt = tw >= 32 ? ~0u : (1u << tw) - 1u;
-  for (int64_t ph = 0; ph < sw; ++ph) {
-    uint8_t* d = dst + ph * nj * L;
-    for (int64_t j = 0; j < nj; ++j, d += L) {
-      const int64_t x = (jmin + j) * sw + ph;
-      const bool in = row != nullptr && x >= 0 && x < a.w;
-      if (L == 16) {
-        const __m128i v = in ? _mm_maskz_loadu_epi8(static_cast<__mmask16>(mt), row + x * a.c + c0)
-                             : _mm_set1_epi8(static_cast<char>(a.zero_point));
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(d), v);
-      } else {
-        const __m256i v =
-            in ? _mm256_maskz_loadu_epi8(mt, row + x * a.c + c0) : _mm256_set1_epi8(static_cast<char>(a.zero_point));
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(d), v);
-      }
-    }
-  }
-}
-
-// Tail: channels [body_c, c) of P pixels per vector (L = 64 / P bytes each). The three image rows'
-// tail bytes are packed per column phase (pack_tail), so the P pixels of a tap are one 64-byte load;
-// taps interleave four at a time against w4t. Packed rows (three slots, tagged with the image row
-// each holds) are kept for the next output row, which reads two of them again at stride 1.
-template <int P, bool kFast, bool kNanFree>
-void tail_rows(const DwConvArgs& a, int64_t r0, int64_t r1, uint8_t* pk, int64_t jmin, int64_t nj) {
-  constexpr int64_t L = 64 / P;
-  const int64_t c0 = a.body_c, tw = a.c - c0, sw = a.stride_w, slot_bytes = sw * nj * L;
-  const __mmask64 mt = (1ull << tw) - 1ull;  // tw <= 32
-  const Requant64 rq(a, c0);
-  const __m512i zero = _mm512_setzero_si512();
-  const bool dense = c0 == 0 && a.c == L;  // output pixels adjacent: one store
-  const uint8_t* tags[3];                  // the image row each packed slot holds (1: none yet)
-  for (const uint8_t*& t : tags) t = reinterpret_cast<const uint8_t*>(1);
-  const uint8_t* rowp[16];
-  for (int64_t r = r0; r < r1; ++r) {
-    dw_row_pointers(a, r, rowp);
-    uint8_t* const orow = a.out_u8 + (r - a.out_r0) * a.wo * a.c;
-    const uint8_t* rows[3];  // each kernel row's packed slot
-    bool used[3] = {false, false, false};
-    int slot[3] = {-1, -1, -1};
-    for (int ky = 0; ky < 3; ++ky)
-      for (int s = 0; s < 3; ++s)
-        if (!used[s] && tags[s] == rowp[ky] && tags[s] != reinterpret_cast<const uint8_t*>(1)) {
-          slot[ky] = s;
-          used[s] = true;
-          break;
+        const __m512i b = rq.operator()<kFast, kNanFree>(acc);
+        const int64_t o = ox * a.c;
+        if (R == 1) {
+          _mm512_mask_storeu_epi8(orow[0] + o, m, b);
+        } else if (R == 2) {
+          _mm256_mask_storeu_epi8(orow[0] + o, static_cast<__mmask32>(m), _mm512_castsi512_si256(b));
+          if (orow[1] != nullptr)
+            _mm256_mask_storeu_epi8(orow[1] + o, static_cast<__mmask32>(m), _mm512_extracti64x4_epi64(b, 1));
+        } else {
+          _mm_mask_storeu_epi8(orow[0] + o, static_cast<__mmask16>(m), _mm512_castsi512_si128(b));
+          if (orow[1 % R] != nullptr)
+            _mm_mask_storeu_epi8(orow[1 % R] + o, static_cast<__mmask16>(m), _mm512_extracti32x4_epi32(b, 1));
+          if (orow[2 % R] != nullptr)
+            _mm_mask_storeu_epi8(orow[2 % R] + o, static_cast<__mmask16>(m), _mm512_extracti32x4_epi32(b, 2));
+          if (orow[3 % R] != nullptr)
+            _mm_mask_storeu_epi8(orow[3 % R] + o, static_cast<__mmask16>(m), _mm512_extracti32x4_epi32(b, 3));
         }
-    for (int ky = 0; ky < 3; ++ky) {
-      if (slot[ky] < 0) {
-        int s = 0;
-        while (used[s]) ++s;
-        used[s] = true;
-        slot[ky] = s;
-        tags[s] = rowp[ky];
-        pack_tail<L>(a, rowp[ky], jmin, nj, pk + s * slot_bytes);
-      }
-      rows[ky] = pk + slot[ky] * slot_bytes;
-    }
-    const uint8_t* tap[9];  // tap (ky, kx): its phase row at the first output pixel's column
-    for (int ky = 0; ky < 3; ++ky)
-      for (int kx = 0; kx < 3; ++kx) {
-        const int64_t off = kx * a.dil_w - a.pad_w, q = floor_div(off, sw);
-        tap[ky * 3 + kx] = rows[ky] + ((off - q * sw) * nj + q - jmin) * L;
-      }
-    for (int64_t ox = 0; ox < a.wo; ox += P) {
-      __m512i x[9];
-      for (int t = 0; t < 9; ++t) x[t] = _mm512_loadu_si512(tap[t] + ox * L);
-      __m512i acc[4] = {rq.zw[0], rq.zw[1], rq.zw[2], rq.zw[3]};
-      dot4(x[0], x[1], x[2], x[3], a.w4t, acc);
-      dot4(x[4], x[5], x[6], x[7], a.w4t + 256, acc);
-      dot4(x[8], zero, zero, zero, a.w4t + 512, acc);
-      const __m512i b = rq.operator()<kFast, kNanFree>(acc);
-      const int64_t n = a.wo - ox < P ? a.wo - ox : P;
-      uint8_t* const dst = orow + ox * a.c + c0;
-      if (dense) {
-        _mm512_mask_storeu_epi8(dst, n * L >= 64 ? ~0ull : (1ull << (n * L)) - 1ull, b);
-      } else if (P == 4) {
-        _mm_mask_storeu_epi8(dst, static_cast<__mmask16>(mt), _mm512_castsi512_si128(b));
-        if (n > 1) _mm_mask_storeu_epi8(dst + a.c, static_cast<__mmask16>(mt), _mm512_extracti32x4_epi32(b, 1));
-        if (n > 2) _mm_mask_storeu_epi8(dst + 2 * a.c, static_cast<__mmask16>(mt), _mm512_extracti32x4_epi32(b, 2));
-        if (n > 3) _mm_mask_storeu_epi8(dst + 3 * a.c, static_cast<__mmask16>(mt), _mm512_extracti32x4_epi32(b, 3));
-      } else {
-        _mm256_mask_storeu_epi8(dst, static_cast<__mmask32>(mt), _mm512_castsi512_si256(b));
-        if (n > 1) _mm256_mask_storeu_epi8(dst + a.c, static_cast<__mmask32>(mt), _mm512_extracti64x4_epi64(b, 1));
       }
     }
   }
 }
 
-// The 3x3 kernel over output rows [r0, r1), in blocks of rows: each body block over the rows
-// (its weights and parameters loaded once), then the tail.
+// The 3x3 kernel over output rows [r0, r1), in blocks of rows: each channel block over the rows
+// (its weights and parameters loaded once), the tail (a.tail_rows output rows per vector) last.
 template <bool kFast, bool kNanFree>
 void rows3x3(const DwConvArgs& a, int64_t r0, int64_t r1) {
   alignas(64) uint8_t zpb[64];
   for (uint8_t& v : zpb) v = static_cast<uint8_t>(a.zero_point);
-  const int64_t sw = a.stride_w;
-  std::vector<uint8_t> q(static_cast<size_t>(((kChunk - 1) * sw + 2 * a.dil_w + 1) * 256));
-  // the tail's packed rows: phase columns jmin .. jmin + nj - 1 (reads past wo stay inside)
-  const int P = a.tail_px > 0 ? a.tail_px : 1;
-  const int64_t wo_r = (a.wo + P - 1) / P * P;
-  const int64_t jmin = floor_div(-a.pad_w, sw), nj = wo_r - 1 + floor_div(2 * a.dil_w - a.pad_w, sw) - jmin + 1;
-  std::vector<uint8_t> pk(a.tail_px > 0 ? static_cast<size_t>(3 * sw * nj * (64 / P) + 64) : 0);
+  std::vector<uint8_t> q(static_cast<size_t>(((kChunk - 1) * a.stride_w + 2 * a.dil_w + 1) * 256));
   // blocks of rows small enough to stay in cache across the channel blocks, each block's setup
   // spread over at least ~128 outputs
-  const int64_t rows_per = (128 + a.wo - 1) / a.wo > 2 ? (128 + a.wo - 1) / a.wo : 2;
+  const int64_t rows_per = ((128 + a.wo - 1) / a.wo + 3) / 4 * 4;
   for (int64_t rb = r0; rb < r1; rb += rows_per) {
     const int64_t re = rb + rows_per < r1 ? rb + rows_per : r1;
-    for (int64_t cb = 0; cb < a.body_c; cb += 64) {
-      const int64_t rem = a.c - cb;
-      body_rows<kFast, kNanFree>(a, rb, re, cb, rem >= 64 ? ~0ull : (1ull << rem) - 1ull, zpb, q.data());
-    }
-    if (a.tail_px == 4) tail_rows<4, kFast, kNanFree>(a, rb, re, pk.data(), jmin, nj);
-    if (a.tail_px == 2) tail_rows<2, kFast, kNanFree>(a, rb, re, pk.data(), jmin, nj);
+    for (int64_t cb = 0; cb < a.body_c; cb += 64) body_rows<1, kFast, kNanFree>(a, rb, re, cb, zpb, q.data());
+    if (a.tail_rows == 2) body_rows<2, kFast, kNanFree>(a, rb, re, a.body_c, zpb, q.data());
+    if (a.tail_rows == 4) body_rows<4, kFast, kNanFree>(a, rb, re, a.body_c, zpb, q.data());
   }
 }
 
