@@ -152,6 +152,24 @@ def test_conv2d_static_uint8_in_and_out_match_float_path(isa, k, cin, cout):
         np.testing.assert_array_equal(f(xf, out), got)
 
 
+def test_conv2d_static_large_float_output_streams_the_same_values(isa):
+    """A float result of 16 MiB or more is written with non-temporal stores: the same values as the
+    images convolved one at a time (each result below that size)."""
+    rng = np.random.default_rng(11)
+    img = _bytes(rng, (2, 184, 184, 3), 9)
+    w = rng.standard_normal((64, 7 * 7 * 3)).astype(np.float32)
+    b = rng.standard_normal(64).astype(np.float32)
+    from lowbit.core.matmul import prepare_conv2d_static
+
+    f = prepare_conv2d_static(lowbit.pack_weight(w), b, activation_scale=0.05, activation_zero_point=9,
+                              kernel_size=(7, 7), padding=(3, 3))
+    both = f(img)
+    assert both.nbytes >= 16 << 20
+    half = both.shape[0] // 2
+    np.testing.assert_array_equal(both[:half], f(img[:1]))
+    np.testing.assert_array_equal(both[half:], f(img[1:]))
+
+
 def test_uint8_image_bad_input():
     qw = np.ones((4, 9), np.int8)
     ws = np.ones(4, np.float32)

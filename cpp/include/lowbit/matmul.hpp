@@ -71,6 +71,10 @@ struct GemmArgs {
   int32_t out_zero_point = 0;  // kRequant
   void* out = nullptr;         // int32, float or int8 rows of ldo elements
   int64_t ldo = 0;
+  // kFloat: whole 64-byte-aligned vectors written with non-temporal stores (an output far larger
+  // than the caches, which the next op reads from memory anyway: no read-for-ownership). The
+  // caller fences (std::atomic_thread_fence) each task before its result is read.
+  bool stream_out = false;
 };
 
 namespace kernels {

@@ -41,6 +41,13 @@ struct Zmm16 {
   static vf nan_to_zero(vf v) { return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, v, _CMP_ORD_Q), v); }
   static void store_i32(int32_t* p, vi v, tail t, int64_t) { _mm512_mask_storeu_epi32(p, t, v); }
   static void store_f32(float* p, vf v, tail t, int64_t) { _mm512_mask_storeu_ps(p, t, v); }
+  static void stream_f32(float* p, vf v, tail t, int64_t rem) {
+    if (rem >= 16 && reinterpret_cast<uintptr_t>(p) % 64 == 0) {
+      _mm512_stream_ps(p, v);
+    } else {
+      _mm512_mask_storeu_ps(p, t, v);
+    }
+  }
   static void store_s8(int8_t* p, vi v, tail t, int64_t) { _mm512_mask_cvtepi32_storeu_epi8(p, t, v); }
 };
 #endif
@@ -87,6 +94,7 @@ struct Ymm8 {
       std::memcpy(p, b, static_cast<size_t>(rem) * 4);
     }
   }
+  static void stream_f32(float* p, vf v, tail t, int64_t rem) { store_f32(p, v, t, rem); }
   static void store_s8(int8_t* p, vi v, tail, int64_t rem) {
     alignas(32) int32_t b[8];
     _mm256_store_si256(reinterpret_cast<__m256i*>(b), v);
@@ -114,7 +122,11 @@ inline void epilogue(const GemmArgs& g, typename V::vi acc, int64_t i, int64_t j
   // maxps(0, y) returns y when y is NaN, as std::max(y, 0.0f) does.
   if (g.relu) y = V::max(V::zero(), y);
   if (g.kind == EpilogueKind::kFloat) {
-    V::store_f32(static_cast<float*>(g.out) + i * g.ldo + j0, y, t, rem);
+    if (g.stream_out) {
+      V::stream_f32(static_cast<float*>(g.out) + i * g.ldo + j0, y, t, rem);
+    } else {
+      V::store_f32(static_cast<float*>(g.out) + i * g.ldo + j0, y, t, rem);
+    }
     return;
   }
   typename V::vf q = V::mul(y, V::set1(g.out_inv_scale));

@@ -3,6 +3,7 @@
 #include "lowbit/conv.hpp"
 
 #include <algorithm>
+#include <atomic>
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
@@ -21,6 +22,9 @@
 
 namespace lowbit {
 namespace {
+
+// Float convolution results of this many bytes or more are written with non-temporal stores.
+constexpr int64_t kStreamOutBytes = int64_t{16} << 20;
 
 // dst[j * ld_dst + i] = src[i * ld_src + j] for i < rows, j < cols: 16 x 16 blocks through four
 // rounds of byte unpacks (rows i and i + 8 interleaved each round), scalar edges.
@@ -188,6 +192,8 @@ void conv2d_static_packed(const Im2colArgs& geom, const float* x, const int8_t* 
   const bool requant = p.requant;
   const kernels::GemmTaskFn fn = (requant ? dispatch::linear_f32_s8w_s8 : dispatch::linear_f32_s8w_f32).get();
   const size_t out_elem = io.out_u8 || requant ? sizeof(int8_t) : sizeof(float);
+  // a float result much larger than the caches (a stem's 25 MB): non-temporal stores
+  const bool stream = !io.out_u8 && !requant && m * n * static_cast<int64_t>(sizeof(float)) >= kStreamOutBytes;
   parallel_for(chunks, [&](int64_t t) {
     const int64_t r0 = t * chunk, r1 = std::min(m, r0 + chunk);
     std::unique_ptr<uint8_t[]> ap(new uint8_t[static_cast<size_t>((r1 - r0) * lda)]);  // every byte written
@@ -198,7 +204,10 @@ void conv2d_static_packed(const Im2colArgs& geom, const float* x, const int8_t* 
     const GemmArgs g =
         detail::linear_gemm_args(ap.get(), lda, r1 - r0, kg, packed, colsum, col_scale, n, p, row_offset.data(),
                                  row_scale.data(), io.out_u8 ? static_cast<void*>(y.get()) : static_cast<void*>(dst));
-    fn(g, 0, g.m, 0, n_panels(n));
+    GemmArgs gs = g;
+    gs.stream_out = stream;
+    fn(gs, 0, gs.m, 0, n_panels(n));
+    if (stream) std::atomic_thread_fence(std::memory_order_seq_cst);  // orders the non-temporal stores
     if (io.out_u8) detail::requantize_u8(y.get(), (r1 - r0) * n, io, reinterpret_cast<uint8_t*>(dst));
   });
 }
