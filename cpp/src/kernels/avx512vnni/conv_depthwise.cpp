@@ -106,31 +106,41 @@ inline const uint8_t* column(const DwConvArgs& a, const uint8_t* row, int64_t x,
 constexpr int64_t kChunk = 32;  // output pixels per batch of interleaved columns (L1-resident)
 
 // Body: output rows [r0, r1), 64 bytes of channels from cb, 3x3 on vpdpbusd. Each image column the
-// rows read is interleaved once, its three kernel rows and a zero byte per channel (4 vectors),
-// into q; an output then takes 4 x 3 dot products against wcol (taps of one kernel column per
-// dword). R > 1 (the channels [cb, c) are at most 64 / R): R output rows share the vector, each in
-// 64 / R bytes (rows past r1 read zero points and are not stored).
-template <int R, bool kFast, bool kNanFree>
+// rows read is interleaved once into q, four image rows per dword: an output row's three kernel rows
+// and the next image row, which with kPair (stride and dilation 1 along h) makes the next output
+// row's window too (rows shifted by one; a zero byte otherwise). An output then takes 4 x 3 dot
+// products against wcol (taps (0..2, kx) in bytes 0..2) and with kPair 4 x 3 more for the next
+// row against the same taps in bytes 1..3. R > 1 (the channels [cb, c) are at most 64 / R): R
+// output rows (pairs) share the vector, each in 64 / R bytes (rows past r1 read zero points and are
+// not stored).
+template <int R, bool kPair, bool kFast, bool kNanFree>
 void body_rows(const DwConvArgs& a, int64_t r0, int64_t r1, int64_t cb, const uint8_t* zpb, uint8_t* q) {
   constexpr int64_t L = 64 / R;
   const int64_t tw = a.c - cb < L ? a.c - cb : L;
   const __mmask64 m = tw >= 64 ? ~0ull : (1ull << tw) - 1ull;
   const int8_t* const wc = a.wcol + (cb / 64) * 768;
-  __m512i w[12];
+  __m512i w[12], w2[kPair ? 12 : 1];
   for (int i = 0; i < 12; ++i) w[i] = _mm512_loadu_si512(wc + 64 * i);
+  if (kPair)
+    for (int i = 0; i < 12; ++i) w2[i] = _mm512_slli_epi32(w[i], 8);  // taps in bytes 1..3
   const Requant64 rq(a, cb);
   const int64_t sw = a.stride_w, step = a.dil_w * 256;
-  const __m512i zero = _mm512_setzero_si512();
-  for (int64_t r = r0; r < r1; r += R) {
-    const uint8_t* rowp[R][16];
-    uint8_t* orow[R];
+  for (int64_t r = r0; r < r1;) {
+    const uint8_t* rowp[R][16];  // lane group g: kernel rows of its first output row, then rowp[g][3]
+    uint8_t* orow[R][2];         // its output rows (nullptr: none)
     for (int g = 0; g < R; ++g) {
-      if (r + g < r1) {
-        dw_row_pointers(a, r + g, rowp[g]);
-        orow[g] = a.out_u8 + (r + g - a.out_r0) * a.wo * a.c + cb;
-      } else {
-        rowp[g][0] = rowp[g][1] = rowp[g][2] = nullptr;
-        orow[g] = nullptr;
+      orow[g][0] = orow[g][1] = nullptr;
+      rowp[g][0] = rowp[g][1] = rowp[g][2] = rowp[g][3] = nullptr;
+      if (r >= r1) continue;
+      dw_row_pointers(a, r, rowp[g]);
+      orow[g][0] = a.out_u8 + (r - a.out_r0) * a.wo * a.c + cb;
+      ++r;
+      if (kPair && r < r1 && r % a.ho != 0) {  // the next output row, same image
+        const uint8_t* next[16];
+        dw_row_pointers(a, r, next);
+        rowp[g][3] = next[2];
+        orow[g][1] = a.out_u8 + (r - a.out_r0) * a.wo * a.c + cb;
+        ++r;
       }
     }
     for (int64_t ox0 = 0; ox0 < a.wo; ox0 += kChunk) {
@@ -138,7 +148,7 @@ void body_rows(const DwConvArgs& a, int64_t r0, int64_t r1, int64_t cb, const ui
       const int64_t xa = ox0 * sw - a.pad_w, xb = (ox1 - 1) * sw - a.pad_w + 2 * a.dil_w + 1;
       for (int64_t x = xa; x < xb; ++x) {
         __m512i v[4];
-        for (int ky = 0; ky < 3; ++ky) {
+        for (int ky = 0; ky < (kPair ? 4 : 3); ++ky) {
           if (R == 1) {
             v[ky] = _mm512_maskz_loadu_epi8(m, column(a, rowp[0][ky], x, cb, zpb));
           } else if (R == 2) {
@@ -146,44 +156,50 @@ void body_rows(const DwConvArgs& a, int64_t r0, int64_t r1, int64_t cb, const ui
             const __m256i hi = _mm256_maskz_loadu_epi8(static_cast<__mmask32>(m), column(a, rowp[1][ky], x, cb, zpb));
             v[ky] = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
           } else {
-            __m512i t = _mm512_castsi128_si512(
-                _mm_maskz_loadu_epi8(static_cast<__mmask16>(m), column(a, rowp[0][ky], x, cb, zpb)));
-            t = _mm512_inserti32x4(
-                t, _mm_maskz_loadu_epi8(static_cast<__mmask16>(m), column(a, rowp[1][ky], x, cb, zpb)), 1);
-            t = _mm512_inserti32x4(
-                t, _mm_maskz_loadu_epi8(static_cast<__mmask16>(m), column(a, rowp[2 % R][ky], x, cb, zpb)), 2);
-            v[ky] = _mm512_inserti32x4(
-                t, _mm_maskz_loadu_epi8(static_cast<__mmask16>(m), column(a, rowp[3 % R][ky], x, cb, zpb)), 3);
+            const __mmask16 m16 = static_cast<__mmask16>(m);
+            __m512i t = _mm512_castsi128_si512(_mm_maskz_loadu_epi8(m16, column(a, rowp[0][ky], x, cb, zpb)));
+            t = _mm512_inserti32x4(t, _mm_maskz_loadu_epi8(m16, column(a, rowp[1][ky], x, cb, zpb)), 1);
+            t = _mm512_inserti32x4(t, _mm_maskz_loadu_epi8(m16, column(a, rowp[2 % R][ky], x, cb, zpb)), 2);
+            v[ky] = _mm512_inserti32x4(t, _mm_maskz_loadu_epi8(m16, column(a, rowp[3 % R][ky], x, cb, zpb)), 3);
           }
         }
-        interleave4(v[0], v[1], v[2], zero, v);
+        if (!kPair) v[3] = _mm512_setzero_si512();
+        interleave4(v[0], v[1], v[2], v[3], v);
         uint8_t* const d = q + (x - xa) * 256;
         for (int j = 0; j < 4; ++j) _mm512_storeu_si512(d + 64 * j, v[j]);
       }
       for (int64_t ox = ox0; ox < ox1; ++ox) {
         const uint8_t* const p = q + (ox - ox0) * sw * 256;
         __m512i acc[4] = {rq.zw[0], rq.zw[1], rq.zw[2], rq.zw[3]};
+        __m512i acc2[4] = {rq.zw[0], rq.zw[1], rq.zw[2], rq.zw[3]};
 #pragma GCC unroll 3
         for (int kx = 0; kx < 3; ++kx)
 #pragma GCC unroll 4
-          for (int j = 0; j < 4; ++j)
-            acc[j] = _mm512_dpbusd_epi32(acc[j], _mm512_loadu_si512(p + kx * step + 64 * j), w[kx * 4 + j]);
-        const __m512i b = rq.operator()<kFast, kNanFree>(acc);
+          for (int j = 0; j < 4; ++j) {
+            const __m512i x = _mm512_loadu_si512(p + kx * step + 64 * j);
+            acc[j] = _mm512_dpbusd_epi32(acc[j], x, w[kx * 4 + j]);
+            if (kPair) acc2[j] = _mm512_dpbusd_epi32(acc2[j], x, w2[kx * 4 + j]);
+          }
         const int64_t o = ox * a.c;
-        if (R == 1) {
-          _mm512_mask_storeu_epi8(orow[0] + o, m, b);
-        } else if (R == 2) {
-          _mm256_mask_storeu_epi8(orow[0] + o, static_cast<__mmask32>(m), _mm512_castsi512_si256(b));
-          if (orow[1] != nullptr)
-            _mm256_mask_storeu_epi8(orow[1] + o, static_cast<__mmask32>(m), _mm512_extracti64x4_epi64(b, 1));
-        } else {
-          _mm_mask_storeu_epi8(orow[0] + o, static_cast<__mmask16>(m), _mm512_castsi512_si128(b));
-          if (orow[1 % R] != nullptr)
-            _mm_mask_storeu_epi8(orow[1 % R] + o, static_cast<__mmask16>(m), _mm512_extracti32x4_epi32(b, 1));
-          if (orow[2 % R] != nullptr)
-            _mm_mask_storeu_epi8(orow[2 % R] + o, static_cast<__mmask16>(m), _mm512_extracti32x4_epi32(b, 2));
-          if (orow[3 % R] != nullptr)
-            _mm_mask_storeu_epi8(orow[3 % R] + o, static_cast<__mmask16>(m), _mm512_extracti32x4_epi32(b, 3));
+        for (int h = 0; h < (kPair ? 2 : 1); ++h) {
+          const __m512i b = rq.operator()<kFast, kNanFree>(h == 0 ? acc : acc2);
+          if (R == 1) {
+            if (orow[0][h] != nullptr) _mm512_mask_storeu_epi8(orow[0][h] + o, m, b);
+          } else if (R == 2) {
+            if (orow[0][h] != nullptr)
+              _mm256_mask_storeu_epi8(orow[0][h] + o, static_cast<__mmask32>(m), _mm512_castsi512_si256(b));
+            if (orow[1][h] != nullptr)
+              _mm256_mask_storeu_epi8(orow[1][h] + o, static_cast<__mmask32>(m), _mm512_extracti64x4_epi64(b, 1));
+          } else {
+            const __mmask16 m16 = static_cast<__mmask16>(m);
+            if (orow[0][h] != nullptr) _mm_mask_storeu_epi8(orow[0][h] + o, m16, _mm512_castsi512_si128(b));
+            if (orow[1 % R][h] != nullptr)
+              _mm_mask_storeu_epi8(orow[1 % R][h] + o, m16, _mm512_extracti32x4_epi32(b, 1));
+            if (orow[2 % R][h] != nullptr)
+              _mm_mask_storeu_epi8(orow[2 % R][h] + o, m16, _mm512_extracti32x4_epi32(b, 2));
+            if (orow[3 % R][h] != nullptr)
+              _mm_mask_storeu_epi8(orow[3 % R][h] + o, m16, _mm512_extracti32x4_epi32(b, 3));
+          }
         }
       }
     }
@@ -192,19 +208,19 @@ void body_rows(const DwConvArgs& a, int64_t r0, int64_t r1, int64_t cb, const ui
 
 // The 3x3 kernel over output rows [r0, r1), in blocks of rows: each channel block over the rows
 // (its weights and parameters loaded once), the tail (a.tail_rows output rows per vector) last.
-template <bool kFast, bool kNanFree>
+template <bool kPair, bool kFast, bool kNanFree>
 void rows3x3(const DwConvArgs& a, int64_t r0, int64_t r1) {
   alignas(64) uint8_t zpb[64];
   for (uint8_t& v : zpb) v = static_cast<uint8_t>(a.zero_point);
   std::vector<uint8_t> q(static_cast<size_t>(((kChunk - 1) * a.stride_w + 2 * a.dil_w + 1) * 256));
   // blocks of rows small enough to stay in cache across the channel blocks, each block's setup
   // spread over at least ~128 outputs
-  const int64_t rows_per = ((128 + a.wo - 1) / a.wo + 3) / 4 * 4;
+  const int64_t rows_per = ((128 + a.wo - 1) / a.wo + 7) / 8 * 8;
   for (int64_t rb = r0; rb < r1; rb += rows_per) {
     const int64_t re = rb + rows_per < r1 ? rb + rows_per : r1;
-    for (int64_t cb = 0; cb < a.body_c; cb += 64) body_rows<1, kFast, kNanFree>(a, rb, re, cb, zpb, q.data());
-    if (a.tail_rows == 2) body_rows<2, kFast, kNanFree>(a, rb, re, a.body_c, zpb, q.data());
-    if (a.tail_rows == 4) body_rows<4, kFast, kNanFree>(a, rb, re, a.body_c, zpb, q.data());
+    for (int64_t cb = 0; cb < a.body_c; cb += 64) body_rows<1, kPair, kFast, kNanFree>(a, rb, re, cb, zpb, q.data());
+    if (a.tail_rows == 2) body_rows<2, kPair, kFast, kNanFree>(a, rb, re, a.body_c, zpb, q.data());
+    if (a.tail_rows == 4) body_rows<4, kPair, kFast, kNanFree>(a, rb, re, a.body_c, zpb, q.data());
   }
 }
 
@@ -216,12 +232,14 @@ void rows3x3(const DwConvArgs& a, int64_t r0, int64_t r1) {
 // rows through up to 16 row pointers (taller: the reference).
 void conv2d_depthwise_u8_s8w_u8(const DwConvArgs& a, int64_t r0, int64_t r1) {
   if (a.kh == 3 && a.kw == 3 && a.wcol != nullptr) {
+    // pairs of output rows share their interleaved columns where they read adjacent image rows
+    const bool pair = a.stride_h == 1 && a.dil_h == 1;
     if (a.fast) {
-      rows3x3<true, true>(a, r0, r1);
+      pair ? rows3x3<true, true, true>(a, r0, r1) : rows3x3<false, true, true>(a, r0, r1);
     } else if (a.nan_free) {
-      rows3x3<false, true>(a, r0, r1);
+      pair ? rows3x3<true, false, true>(a, r0, r1) : rows3x3<false, false, true>(a, r0, r1);
     } else {
-      rows3x3<false, false>(a, r0, r1);
+      pair ? rows3x3<true, false, false>(a, r0, r1) : rows3x3<false, false, false>(a, r0, r1);
     }
     return;
   }
