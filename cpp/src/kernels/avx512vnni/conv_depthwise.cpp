@@ -52,6 +52,9 @@ inline __m512i quantize16(__m512i acc, __m512 s, __m512 bias, bool relu, __m512 
   return _mm512_add_epi32(_mm512_cvt_roundps_epi32(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), zp);
 }
 
+// How Requant64 quantizes (conv2d_depthwise_u8_s8w_u8 picks the fastest exact one).
+enum class Epi { kFloat, kFloatNanFree, kInt16, kInt16Full };
+
 // The output parameters of one 64-channel block (vpunpck order) and its requantization: acc (the
 // sums of image bytes times taps, minus zero_point * sum(taps): the accumulators start there) to 64
 // bytes in channel order.
@@ -74,12 +77,14 @@ struct Requant64 {
     qhi16 = _mm512_set1_epi16(static_cast<int16_t>(a.q_hi));
     relu = a.relu;
   }
-  // kFast (a.fast): t = y * inv rounds in int32 without overflow; the zero point is added and the
-  // clamp applied on saturated int16, the same q as the float clamp (bounds are integers, rounding is
-  // monotone) and ReLU is the bound max(qmin, zero point) (inv > 0). Otherwise quantize16's steps.
-  template <bool kFast, bool kNanFree>
+  // kInt16 / kInt16Full (a.fast): t = y * inv rounds in int32 without overflow; the zero point is
+  // added and the clamp applied on saturated int16, the same q as the float clamp (bounds are
+  // integers, rounding is monotone) and ReLU is the bound max(qmin, zero point) (inv > 0); with
+  // bounds 0 and 255 (kInt16Full) the final pack's saturation is the clamp. Otherwise
+  // quantize16's steps (kFloatNanFree: no NaN possible).
+  template <Epi kEpi>
   __m512i operator()(const __m512i* acc) const {
-    if (kFast) {
+    if (kEpi == Epi::kInt16 || kEpi == Epi::kInt16Full) {
       __m512i q[4];
       for (int j = 0; j < 4; ++j) {
         const __m512 y = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc[j]), s[j]), b[j]);
@@ -87,12 +92,15 @@ struct Requant64 {
       }
       __m512i w0 = _mm512_adds_epi16(_mm512_packs_epi32(q[0], q[1]), ozp16);
       __m512i w1 = _mm512_adds_epi16(_mm512_packs_epi32(q[2], q[3]), ozp16);
-      w0 = _mm512_min_epi16(_mm512_max_epi16(w0, qlo16), qhi16);
-      w1 = _mm512_min_epi16(_mm512_max_epi16(w1, qlo16), qhi16);
+      if (kEpi == Epi::kInt16) {
+        w0 = _mm512_min_epi16(_mm512_max_epi16(w0, qlo16), qhi16);
+        w1 = _mm512_min_epi16(_mm512_max_epi16(w1, qlo16), qhi16);
+      }
       return _mm512_packus_epi16(w0, w1);  // per 128-bit lane: back to channel order
     }
     __m512i q[4];
-    for (int j = 0; j < 4; ++j) q[j] = quantize16<kNanFree>(acc[j], s[j], b[j], relu, inv, lo, hi, ozp);
+    for (int j = 0; j < 4; ++j)
+      q[j] = quantize16<kEpi == Epi::kFloatNanFree>(acc[j], s[j], b[j], relu, inv, lo, hi, ozp);
     return _mm512_packus_epi16(_mm512_packus_epi32(q[0], q[1]), _mm512_packus_epi32(q[2], q[3]));
   }
 };
@@ -113,7 +121,7 @@ constexpr int64_t kChunk = 32;  // output pixels per batch of interleaved column
 // row against the same taps in bytes 1..3. R > 1 (the channels [cb, c) are at most 64 / R): R
 // output rows (pairs) share the vector, each in 64 / R bytes (rows past r1 read zero points and are
 // not stored).
-template <int R, bool kPair, bool kFast, bool kNanFree>
+template <int R, bool kPair, Epi kEpi>
 void body_rows(const DwConvArgs& a, int64_t r0, int64_t r1, int64_t cb, const uint8_t* zpb, uint8_t* q) {
   constexpr int64_t L = 64 / R;
   const int64_t tw = a.c - cb < L ? a.c - cb : L;
@@ -182,7 +190,7 @@ void body_rows(const DwConvArgs& a, int64_t r0, int64_t r1, int64_t cb, const ui
           }
         const int64_t o = ox * a.c;
         for (int h = 0; h < (kPair ? 2 : 1); ++h) {
-          const __m512i b = rq.operator()<kFast, kNanFree>(h == 0 ? acc : acc2);
+          const __m512i b = rq.operator()<kEpi>(h == 0 ? acc : acc2);
           if (R == 1) {
             if (orow[0][h] != nullptr) _mm512_mask_storeu_epi8(orow[0][h] + o, m, b);
           } else if (R == 2) {
@@ -208,7 +216,7 @@ void body_rows(const DwConvArgs& a, int64_t r0, int64_t r1, int64_t cb, const ui
 
 // The 3x3 kernel over output rows [r0, r1), in blocks of rows: each channel block over the rows
 // (its weights and parameters loaded once), the tail (a.tail_rows output rows per vector) last.
-template <bool kPair, bool kFast, bool kNanFree>
+template <bool kPair, Epi kEpi>
 void rows3x3(const DwConvArgs& a, int64_t r0, int64_t r1) {
   alignas(64) uint8_t zpb[64];
   for (uint8_t& v : zpb) v = static_cast<uint8_t>(a.zero_point);
@@ -218,9 +226,9 @@ void rows3x3(const DwConvArgs& a, int64_t r0, int64_t r1) {
   const int64_t rows_per = ((128 + a.wo - 1) / a.wo + 7) / 8 * 8;
   for (int64_t rb = r0; rb < r1; rb += rows_per) {
     const int64_t re = rb + rows_per < r1 ? rb + rows_per : r1;
-    for (int64_t cb = 0; cb < a.body_c; cb += 64) body_rows<1, kPair, kFast, kNanFree>(a, rb, re, cb, zpb, q.data());
-    if (a.tail_rows == 2) body_rows<2, kPair, kFast, kNanFree>(a, rb, re, a.body_c, zpb, q.data());
-    if (a.tail_rows == 4) body_rows<4, kPair, kFast, kNanFree>(a, rb, re, a.body_c, zpb, q.data());
+    for (int64_t cb = 0; cb < a.body_c; cb += 64) body_rows<1, kPair, kEpi>(a, rb, re, cb, zpb, q.data());
+    if (a.tail_rows == 2) body_rows<2, kPair, kEpi>(a, rb, re, a.body_c, zpb, q.data());
+    if (a.tail_rows == 4) body_rows<4, kPair, kEpi>(a, rb, re, a.body_c, zpb, q.data());
   }
 }
 
@@ -234,12 +242,14 @@ void conv2d_depthwise_u8_s8w_u8(const DwConvArgs& a, int64_t r0, int64_t r1) {
   if (a.kh == 3 && a.kw == 3 && a.wcol != nullptr) {
     // pairs of output rows share their interleaved columns where they read adjacent image rows
     const bool pair = a.stride_h == 1 && a.dil_h == 1;
-    if (a.fast) {
-      pair ? rows3x3<true, true, true>(a, r0, r1) : rows3x3<false, true, true>(a, r0, r1);
+    if (a.fast && a.q_lo == 0 && a.q_hi == 255) {
+      pair ? rows3x3<true, Epi::kInt16Full>(a, r0, r1) : rows3x3<false, Epi::kInt16Full>(a, r0, r1);
+    } else if (a.fast) {
+      pair ? rows3x3<true, Epi::kInt16>(a, r0, r1) : rows3x3<false, Epi::kInt16>(a, r0, r1);
     } else if (a.nan_free) {
-      pair ? rows3x3<true, false, true>(a, r0, r1) : rows3x3<false, false, true>(a, r0, r1);
+      pair ? rows3x3<true, Epi::kFloatNanFree>(a, r0, r1) : rows3x3<false, Epi::kFloatNanFree>(a, r0, r1);
     } else {
-      pair ? rows3x3<true, false, false>(a, r0, r1) : rows3x3<false, false, false>(a, r0, r1);
+      pair ? rows3x3<true, Epi::kFloat>(a, r0, r1) : rows3x3<false, Epi::kFloat>(a, r0, r1);
     }
     return;
   }
