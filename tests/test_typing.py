@@ -27,14 +27,21 @@ def test_stub_covers_every_name_of_the_compiled_module():
     stub = _stub()
     funcs = {n.name: n for n in stub.body if isinstance(n, ast.FunctionDef)}
     attrs = {n.target.id for n in stub.body if isinstance(n, ast.AnnAssign)}
+    classes = {n.name: n for n in stub.body if isinstance(n, ast.ClassDef)}
     public = {n for n in dir(_core) if not n.startswith("__")}
-    assert set(funcs) | attrs == public
+    assert set(funcs) | attrs | set(classes) == public
     for name, node in funcs.items():
         assert callable(getattr(_core, name)), name
         # pybind11 puts the real signature on the docstring's first line: same parameter names.
         first = getattr(_core, name).__doc__.strip().splitlines()[0]
         doc_params = re.findall(r"[(,]\s*(\w+):", first)
         assert [a.arg for a in node.args.args] == doc_params, name
+    for name, node in classes.items():
+        assert isinstance(getattr(_core, name), type), name
+        for meth in (n for n in node.body if isinstance(n, ast.FunctionDef)):
+            first = getattr(getattr(_core, name), meth.name).__doc__.strip().splitlines()[0]
+            doc_params = re.findall(r"[(,]\s*(\w+):", first)  # self included, as in the stub
+            assert [a.arg for a in meth.args.args] == doc_params, f"{name}.{meth.name}"
     for name in attrs:
         assert not callable(getattr(_core, name)), name
 

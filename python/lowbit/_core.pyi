@@ -79,6 +79,36 @@ def conv2d_depthwise(
     out_lo: float = ...,
     out_hi: float = ...,
 ) -> np.ndarray: ...
+class DepthwiseConv:
+    def __init__(
+        self,
+        weight: np.ndarray,
+        scale: np.ndarray,
+        bias: Any,
+        kh: int,
+        kw: int,
+        stride_h: int,
+        stride_w: int,
+        pad_h: int,
+        pad_w: int,
+        dil_h: int,
+        dil_w: int,
+        act_scale: float,
+        act_zero_point: int,
+        act_signed: bool,
+        relu: bool,
+        act: str = "static",
+    ) -> None: ...
+    def __call__(
+        self,
+        x: np.ndarray,
+        out_scale: float = 0.0,
+        out_zero_point: int = 0,
+        out_signed: bool = False,
+        out_lo: float = ...,
+        out_hi: float = ...,
+    ) -> np.ndarray: ...
+
 def convert_bf16_f32(x: np.ndarray) -> np.ndarray: ...
 def convert_f16_f32(x: np.ndarray) -> np.ndarray: ...
 def convert_f32_bf16(x: np.ndarray) -> np.ndarray: ...
