@@ -105,6 +105,23 @@ def test_depthwise_3x3_uint8_kernel_paths(isa, c, w, stride, pad, dil):
         np.testing.assert_array_equal(got8, _requant(want, 0.02, 3, -math.inf, math.inf, False))
 
 
+def test_depthwise_large_uint8_output_streams_the_same_bytes(isa):
+    """A 32-channel uint8 result of 2 MiB or more is written with non-temporal stores: the same
+    bytes as the images convolved one at a time (each result below that size)."""
+    rng = np.random.default_rng(13)
+    img = _bytes(rng, (4, 130, 130, 32), 17)
+    qw = rng.integers(-128, 128, (32, 9)).astype(np.int8)
+    ws = (rng.random(32) * 0.02 + 1e-3).astype(np.float32)
+    b = rng.standard_normal(32).astype(np.float32)
+    conv = _core.DepthwiseConv(qw, ws, b, 3, 3, 1, 1, 1, 1, 1, 1, 0.04, 17, False, False)
+    out = (0.03, 0, False, 0.0, 6.0)
+    whole = conv(img, *out)
+    assert whole.nbytes >= 2 << 20
+    rows = whole.shape[0] // 4
+    for i in range(4):
+        np.testing.assert_array_equal(whole[i * rows : (i + 1) * rows], conv(img[i : i + 1], *out))
+
+
 def test_depthwise_conv_prepared_equals_one_call():
     """_core.DepthwiseConv (weights laid out once, what QuantConv2d holds) gives the one-call result
     whatever the previous call's output parameters, keeps its own copy of the weights, and checks

@@ -49,6 +49,7 @@ struct DwConvArgs {
   int tail_rows;
   bool nan_free, fast;
   int32_t q_lo, q_hi;
+  bool stream_out;  // the uint8 output is much larger than the caches: non-temporal stores where aligned
 };
 
 namespace kernels {

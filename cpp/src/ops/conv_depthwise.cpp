@@ -14,6 +14,10 @@
 #include "reference/scalar.hpp"
 
 namespace lowbit {
+namespace {
+// uint8 results of this many bytes or more may be written with non-temporal stores
+constexpr int64_t kStreamOutBytes = int64_t{2} << 20;
+}  // namespace
 
 DepthwiseConv::DepthwiseConv(const int8_t* weight, const float* w_scale, const float* bias, int64_t c, int64_t kh,
                              int64_t kw)
@@ -213,6 +217,7 @@ void DepthwiseConv::run(const Im2colArgs& geom, const float* x, bool dynamic, fl
     a.fast = p->fast;
     a.q_lo = p->q_lo;
     a.q_hi = p->q_hi;
+    a.stream_out = rows * row_elems >= kStreamOutBytes;
     detail::for_rows(rows, row_elems * taps, [&](int64_t r0, int64_t r1) { fn8(a, r0, r1); });
     return;
   }

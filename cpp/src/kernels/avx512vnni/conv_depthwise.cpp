@@ -133,6 +133,8 @@ void body_rows(const DwConvArgs& a, int64_t r0, int64_t r1, int64_t cb, const ui
     for (int i = 0; i < 12; ++i) w2[i] = _mm512_slli_epi32(w[i], 8);  // taps in bytes 1..3
   const Requant64 rq(a, cb);
   const int64_t sw = a.stride_w, step = a.dil_w * 256;
+  // 32 channels in all and an output larger than the caches: non-temporal pixel stores
+  const bool stream = R == 2 && a.c == 32 && a.stream_out && reinterpret_cast<uintptr_t>(a.out_u8) % 32 == 0;
   for (int64_t r = r0; r < r1;) {
     const uint8_t* rowp[R][16];  // lane group g: kernel rows of its first output row, then rowp[g][3]
     uint8_t* orow[R][2];         // its output rows (nullptr: none)
@@ -193,6 +195,11 @@ void body_rows(const DwConvArgs& a, int64_t r0, int64_t r1, int64_t cb, const ui
           const __m512i b = rq.operator()<kEpi>(h == 0 ? acc : acc2);
           if (R == 1) {
             if (orow[0][h] != nullptr) _mm512_mask_storeu_epi8(orow[0][h] + o, m, b);
+          } else if (R == 2 && stream) {  // whole aligned 32-byte pixels
+            if (orow[0][h] != nullptr)
+              _mm256_stream_si256(reinterpret_cast<__m256i*>(orow[0][h] + o), _mm512_castsi512_si256(b));
+            if (orow[1][h] != nullptr)
+              _mm256_stream_si256(reinterpret_cast<__m256i*>(orow[1][h] + o), _mm512_extracti64x4_epi64(b, 1));
           } else if (R == 2) {
             if (orow[0][h] != nullptr)
               _mm256_mask_storeu_epi8(orow[0][h] + o, static_cast<__mmask32>(m), _mm512_castsi512_si256(b));
@@ -230,6 +237,7 @@ void rows3x3(const DwConvArgs& a, int64_t r0, int64_t r1) {
     if (a.tail_rows == 2) body_rows<2, kPair, kEpi>(a, rb, re, a.body_c, zpb, q.data());
     if (a.tail_rows == 4) body_rows<4, kPair, kEpi>(a, rb, re, a.body_c, zpb, q.data());
   }
+  if (a.stream_out) _mm_sfence();  // the non-temporal stores before the caller joins
 }
 
 }  // namespace
