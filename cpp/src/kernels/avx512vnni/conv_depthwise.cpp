@@ -1,6 +1,6 @@
 // AVX-512 VNNI depthwise convolution kernel with uint8 output (chained static layers), quantized in
-// registers: 3x3 on vpdpbusd (4 bytes per int32 lane: an image column's three rows, or four taps),
-// other kernels 32 channels per step on vpdpwssd against the even-/odd-zeroed int16 weights.
+// registers: 3x3 on vpdpbusd (4 bytes per int32 lane: an image column's three or four rows), other
+// kernels 32 channels per step on vpdpwssd against the even-/odd-zeroed int16 weights.
 #include "kernels/conv_depthwise.hpp"
 
 #include <immintrin.h>
@@ -30,8 +30,8 @@ inline void store_u8(__m512i acc, __m512 s, const float* bias, bool relu, __m512
   _mm_mask_storeu_epi8(dst, m, _mm512_cvtepi32_epi8(q));
 }
 
-// Bytes of 4 taps (64 channels each) interleaved to 4 vectors of 16 channels x 4 taps, channel
-// 16 l + 4 j + k in dword l * 4 + k of vector j (vpunpck order, as wcol is stored).
+// 4 vectors of 64 bytes (an image column of 4 rows) interleaved to 4 vectors of 16 dwords of 4
+// bytes, lane 16 l + 4 j + k in dword l * 4 + k of vector j (vpunpck order, as wcol is stored).
 inline void interleave4(__m512i t0, __m512i t1, __m512i t2, __m512i t3, __m512i* v) {
   const __m512i ab_lo = _mm512_unpacklo_epi8(t0, t1), ab_hi = _mm512_unpackhi_epi8(t0, t1);
   const __m512i cd_lo = _mm512_unpacklo_epi8(t2, t3), cd_hi = _mm512_unpackhi_epi8(t2, t3);
