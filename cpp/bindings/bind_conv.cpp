@@ -15,6 +15,17 @@
 namespace lowbit {
 namespace bind {
 
+namespace {
+// The kernel size, stride, padding and dilation of a convolution, each checked on its own.
+void check_conv_params(int64_t kh, int64_t kw, int64_t stride_h, int64_t stride_w, int64_t pad_h, int64_t pad_w,
+                       int64_t dil_h, int64_t dil_w) {
+  if (kh < 1 || kw < 1) value_error("kernel_size: must be >= 1");
+  if (stride_h < 1 || stride_w < 1) value_error("stride: must be >= 1");
+  if (dil_h < 1 || dil_w < 1) value_error("dilation: must be >= 1");
+  if (pad_h < 0 || pad_w < 0) value_error("padding: must be >= 0");
+}
+}  // namespace
+
 Im2colArgs im2col_geometry(const py::array& x, int64_t kh, int64_t kw, int64_t stride_h, int64_t stride_w,
                            int64_t pad_h, int64_t pad_w, int64_t dil_h, int64_t dil_w, bool allow_u8) {
   const bool u8 = allow_u8 && has_dtype<uint8_t>(x);
@@ -22,10 +33,7 @@ Im2colArgs im2col_geometry(const py::array& x, int64_t kh, int64_t kw, int64_t s
     type_error(std::string("x: expected a 4-D (N, H, W, C) float32") + (allow_u8 ? " or uint8" : "") + " array, got " +
                dtype_str(x));
   if (u8 && !(x.flags() & py::array::c_style)) value_error("x: a uint8 image must be C-contiguous (N, H, W, C)");
-  if (kh < 1 || kw < 1) value_error("kernel_size: must be >= 1");
-  if (stride_h < 1 || stride_w < 1) value_error("stride: must be >= 1");
-  if (dil_h < 1 || dil_w < 1) value_error("dilation: must be >= 1");
-  if (pad_h < 0 || pad_w < 0) value_error("padding: must be >= 0");
+  check_conv_params(kh, kw, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w);
   Im2colArgs a{};
   a.x = u8 ? nullptr : static_cast<const float*>(x.data());
   a.n = x.shape(0);
@@ -140,10 +148,7 @@ class DepthwiseConvPy {
                   int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw, double act_scale,
                   int32_t act_zero_point, bool act_signed, bool relu, const std::string& act)
       : kh_(kh), kw_(kw), sh_(sh), sw_(sw), ph_(ph), pw_(pw), dh_(dh), dw_(dw), relu_(relu), act_(act) {
-    if (kh < 1 || kw < 1) value_error("kernel_size: must be >= 1");
-    if (sh < 1 || sw < 1) value_error("stride: must be >= 1");
-    if (dh < 1 || dw < 1) value_error("dilation: must be >= 1");
-    if (ph < 0 || pw < 0) value_error("padding: must be >= 0");
+    check_conv_params(kh, kw, sh, sw, ph, pw, dh, dw);
     require_dtype<int8_t>(weight, "weight", "an int8 array");
     require_contiguous(weight, "weight");
     if (weight.ndim() != 2 || weight.shape(1) != kh * kw)
@@ -213,7 +218,6 @@ py::array conv2d_depthwise_py(const py::array& x, const py::array& weight, const
                               bool act_signed, bool relu, const std::string& act, double out_scale,
                               int32_t out_zero_point, bool out_signed, double out_lo, double out_hi) {
   const Im2colArgs g = im2col_geometry(x, kh, kw, sh, sw, ph, pw, dh, dw, true);  // the geometry's errors first
-  require_dtype<int8_t>(weight, "weight", "an int8 array");
   if (weight.ndim() != 2 || weight.shape(0) != g.c || weight.shape(1) != kh * kw)
     value_error("weight: expected shape (" + std::to_string(g.c) + ", " + std::to_string(kh * kw) + ")");
   return DepthwiseConvPy(weight, scale, bias_in, kh, kw, sh, sw, ph, pw, dh, dw, act_scale, act_zero_point, act_signed,

@@ -201,12 +201,11 @@ void conv2d_static_packed(const Im2colArgs& geom, const float* x, const int8_t* 
     char* const dst = static_cast<char*>(out) + static_cast<size_t>(r0 * n) * out_elem;
     std::unique_ptr<float[]> y;
     if (io.out_u8) y.reset(new float[static_cast<size_t>((r1 - r0) * n)]);  // every element written
-    const GemmArgs g =
+    GemmArgs g =
         detail::linear_gemm_args(ap.get(), lda, r1 - r0, kg, packed, colsum, col_scale, n, p, row_offset.data(),
                                  row_scale.data(), io.out_u8 ? static_cast<void*>(y.get()) : static_cast<void*>(dst));
-    GemmArgs gs = g;
-    gs.stream_out = stream;
-    fn(gs, 0, gs.m, 0, n_panels(n));
+    g.stream_out = stream;
+    fn(g, 0, g.m, 0, n_panels(n));
     if (stream) std::atomic_thread_fence(std::memory_order_seq_cst);  // orders the non-temporal stores
     if (io.out_u8) detail::requantize_u8(y.get(), (r1 - r0) * n, io, reinterpret_cast<uint8_t*>(dst));
   });

@@ -50,25 +50,18 @@ DepthwiseConv::DepthwiseConv(const int8_t* weight, const float* w_scale, const f
     tail_rows_ = tail <= 16 ? 4 : 2;
   }
   order4_.assign(static_cast<size_t>(c_pad64_), -1);
-  for (int64_t pos = 0; pos < c_pad64_; ++pos) {
-    const int64_t blk = pos / 64 * 64, j = (pos % 64) / 16, l = (pos % 16) / 4, k = pos % 4;
-    const int64_t lane = 16 * l + 4 * j + k;  // the tail repeats its channels every 64 / tail_rows_ bytes
-    const int64_t ch = blk < body_c_ ? blk + lane : blk + lane % (64 / std::max(tail_rows_, 1));
-    if (ch < c) order4_[pos] = ch;
-  }
   wcol_.assign(static_cast<size_t>(c_pad64_ / 64 * 768), 0);
+  if (bias != nullptr) bias4_.assign(static_cast<size_t>(c_pad64_), 0.0f);
   for (int64_t pos = 0; pos < c_pad64_; ++pos) {
-    const int64_t ch = order4_[pos];
-    if (ch < 0) continue;
     const int64_t blk = pos / 64, j = (pos % 64) / 16, lk = pos % 16;  // lk: dword l * 4 + k
+    const int64_t lane = 16 * (lk / 4) + 4 * j + lk % 4;  // the tail repeats its channels every 64 / tail_rows_ bytes
+    const int64_t ch = blk * 64 < body_c_ ? blk * 64 + lane : blk * 64 + lane % (64 / std::max(tail_rows_, 1));
+    if (ch >= c) continue;
+    order4_[pos] = ch;
     const int8_t* w = weight + ch * taps;
     for (int64_t kx = 0; kx < 3; ++kx)
       for (int64_t ky = 0; ky < 3; ++ky) wcol_[((blk * 3 + kx) * 4 + j) * 64 + lk * 4 + ky] = w[ky * 3 + kx];
-  }
-  if (bias != nullptr) {
-    bias4_.assign(static_cast<size_t>(c_pad64_), 0.0f);
-    for (int64_t pos = 0; pos < c_pad64_; ++pos)
-      if (order4_[pos] >= 0) bias4_[pos] = bias[order4_[pos]];
+    if (bias != nullptr) bias4_[pos] = bias[ch];
   }
 }
 

@@ -83,7 +83,7 @@ struct Requant64 {
   // bounds 0 and 255 (kInt16Full) the final pack's saturation is the clamp. Otherwise
   // quantize16's steps (kFloatNanFree: no NaN possible).
   template <Epi kEpi>
-  __m512i operator()(const __m512i* acc) const {
+  __m512i quantize(const __m512i* acc) const {
     if (kEpi == Epi::kInt16 || kEpi == Epi::kInt16Full) {
       __m512i q[4];
       for (int j = 0; j < 4; ++j) {
@@ -113,6 +113,51 @@ inline const uint8_t* column(const DwConvArgs& a, const uint8_t* row, int64_t x,
 
 constexpr int64_t kChunk = 32;  // output pixels per batch of interleaved columns (L1-resident)
 
+// Image column x, kernel row ky, channels cb.. (mask m) of R lane groups (64 / R bytes each, lane
+// group g from its own rows rowp[g]) as one vector.
+template <int R>
+inline __m512i gather_rows(const DwConvArgs& a, const uint8_t* const (*rowp)[16], int ky, int64_t x, int64_t cb,
+                           __mmask64 m, const uint8_t* zpb) {
+  if constexpr (R == 1) {
+    return _mm512_maskz_loadu_epi8(m, column(a, rowp[0][ky], x, cb, zpb));
+  } else if constexpr (R == 2) {
+    const __mmask32 m32 = static_cast<__mmask32>(m);
+    const __m256i lo = _mm256_maskz_loadu_epi8(m32, column(a, rowp[0][ky], x, cb, zpb));
+    const __m256i hi = _mm256_maskz_loadu_epi8(m32, column(a, rowp[1][ky], x, cb, zpb));
+    return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+  } else {
+    const __mmask16 m16 = static_cast<__mmask16>(m);
+    __m512i t = _mm512_castsi128_si512(_mm_maskz_loadu_epi8(m16, column(a, rowp[0][ky], x, cb, zpb)));
+    t = _mm512_inserti32x4(t, _mm_maskz_loadu_epi8(m16, column(a, rowp[1][ky], x, cb, zpb)), 1);
+    t = _mm512_inserti32x4(t, _mm_maskz_loadu_epi8(m16, column(a, rowp[2][ky], x, cb, zpb)), 2);
+    return _mm512_inserti32x4(t, _mm_maskz_loadu_epi8(m16, column(a, rowp[3][ky], x, cb, zpb)), 3);
+  }
+}
+
+// The R lane groups of b (mask m each) to dst[g] + o (nullptr: not stored); kStream (R == 2, whole
+// aligned 32-byte pixels): non-temporal stores.
+template <int R, bool kStream>
+inline void scatter_rows(uint8_t* const* dst, int64_t o, __mmask64 m, __m512i b) {
+  if constexpr (R == 1) {
+    if (dst[0] != nullptr) _mm512_mask_storeu_epi8(dst[0] + o, m, b);
+  } else if constexpr (R == 2) {
+    const __m256i half[2] = {_mm512_castsi512_si256(b), _mm512_extracti64x4_epi64(b, 1)};
+    for (int g = 0; g < 2; ++g) {
+      if (dst[g] == nullptr) continue;
+      if (kStream) {
+        _mm256_stream_si256(reinterpret_cast<__m256i*>(dst[g] + o), half[g]);
+      } else {
+        _mm256_mask_storeu_epi8(dst[g] + o, static_cast<__mmask32>(m), half[g]);
+      }
+    }
+  } else {
+    const __m128i quarter[4] = {_mm512_castsi512_si128(b), _mm512_extracti32x4_epi32(b, 1),
+                                _mm512_extracti32x4_epi32(b, 2), _mm512_extracti32x4_epi32(b, 3)};
+    for (int g = 0; g < 4; ++g)
+      if (dst[g] != nullptr) _mm_mask_storeu_epi8(dst[g] + o, static_cast<__mmask16>(m), quarter[g]);
+  }
+}
+
 // Body: output rows [r0, r1), 64 bytes of channels from cb, 3x3 on vpdpbusd. Each image column the
 // rows read is interleaved once into q, four image rows per dword: an output row's three kernel rows
 // and the next image row, which with kPair (stride and dilation 1 along h) makes the next output
@@ -137,19 +182,19 @@ void body_rows(const DwConvArgs& a, int64_t r0, int64_t r1, int64_t cb, const ui
   const bool stream = R == 2 && a.c == 32 && a.stream_out && reinterpret_cast<uintptr_t>(a.out_u8) % 32 == 0;
   for (int64_t r = r0; r < r1;) {
     const uint8_t* rowp[R][16];  // lane group g: kernel rows of its first output row, then rowp[g][3]
-    uint8_t* orow[R][2];         // its output rows (nullptr: none)
+    uint8_t* orow[2][R];         // lane group g's output rows orow[0][g], orow[1][g] (nullptr: none)
     for (int g = 0; g < R; ++g) {
-      orow[g][0] = orow[g][1] = nullptr;
+      orow[0][g] = orow[1][g] = nullptr;
       rowp[g][0] = rowp[g][1] = rowp[g][2] = rowp[g][3] = nullptr;
       if (r >= r1) continue;
       dw_row_pointers(a, r, rowp[g]);
-      orow[g][0] = a.out_u8 + (r - a.out_r0) * a.wo * a.c + cb;
+      orow[0][g] = a.out_u8 + (r - a.out_r0) * a.wo * a.c + cb;
       ++r;
       if (kPair && r < r1 && r % a.ho != 0) {  // the next output row, same image
         const uint8_t* next[16];
         dw_row_pointers(a, r, next);
         rowp[g][3] = next[2];
-        orow[g][1] = a.out_u8 + (r - a.out_r0) * a.wo * a.c + cb;
+        orow[1][g] = a.out_u8 + (r - a.out_r0) * a.wo * a.c + cb;
         ++r;
       }
     }
@@ -158,21 +203,7 @@ void body_rows(const DwConvArgs& a, int64_t r0, int64_t r1, int64_t cb, const ui
       const int64_t xa = ox0 * sw - a.pad_w, xb = (ox1 - 1) * sw - a.pad_w + 2 * a.dil_w + 1;
       for (int64_t x = xa; x < xb; ++x) {
         __m512i v[4];
-        for (int ky = 0; ky < (kPair ? 4 : 3); ++ky) {
-          if (R == 1) {
-            v[ky] = _mm512_maskz_loadu_epi8(m, column(a, rowp[0][ky], x, cb, zpb));
-          } else if (R == 2) {
-            const __m256i lo = _mm256_maskz_loadu_epi8(static_cast<__mmask32>(m), column(a, rowp[0][ky], x, cb, zpb));
-            const __m256i hi = _mm256_maskz_loadu_epi8(static_cast<__mmask32>(m), column(a, rowp[1][ky], x, cb, zpb));
-            v[ky] = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
-          } else {
-            const __mmask16 m16 = static_cast<__mmask16>(m);
-            __m512i t = _mm512_castsi128_si512(_mm_maskz_loadu_epi8(m16, column(a, rowp[0][ky], x, cb, zpb)));
-            t = _mm512_inserti32x4(t, _mm_maskz_loadu_epi8(m16, column(a, rowp[1][ky], x, cb, zpb)), 1);
-            t = _mm512_inserti32x4(t, _mm_maskz_loadu_epi8(m16, column(a, rowp[2 % R][ky], x, cb, zpb)), 2);
-            v[ky] = _mm512_inserti32x4(t, _mm_maskz_loadu_epi8(m16, column(a, rowp[3 % R][ky], x, cb, zpb)), 3);
-          }
-        }
+        for (int ky = 0; ky < (kPair ? 4 : 3); ++ky) v[ky] = gather_rows<R>(a, rowp, ky, x, cb, m, zpb);
         if (!kPair) v[3] = _mm512_setzero_si512();
         interleave4(v[0], v[1], v[2], v[3], v);
         uint8_t* const d = q + (x - xa) * 256;
@@ -190,30 +221,12 @@ void body_rows(const DwConvArgs& a, int64_t r0, int64_t r1, int64_t cb, const ui
             acc[j] = _mm512_dpbusd_epi32(acc[j], x, w[kx * 4 + j]);
             if (kPair) acc2[j] = _mm512_dpbusd_epi32(acc2[j], x, w2[kx * 4 + j]);
           }
-        const int64_t o = ox * a.c;
         for (int h = 0; h < (kPair ? 2 : 1); ++h) {
-          const __m512i b = rq.operator()<kEpi>(h == 0 ? acc : acc2);
-          if (R == 1) {
-            if (orow[0][h] != nullptr) _mm512_mask_storeu_epi8(orow[0][h] + o, m, b);
-          } else if (R == 2 && stream) {  // whole aligned 32-byte pixels
-            if (orow[0][h] != nullptr)
-              _mm256_stream_si256(reinterpret_cast<__m256i*>(orow[0][h] + o), _mm512_castsi512_si256(b));
-            if (orow[1][h] != nullptr)
-              _mm256_stream_si256(reinterpret_cast<__m256i*>(orow[1][h] + o), _mm512_extracti64x4_epi64(b, 1));
-          } else if (R == 2) {
-            if (orow[0][h] != nullptr)
-              _mm256_mask_storeu_epi8(orow[0][h] + o, static_cast<__mmask32>(m), _mm512_castsi512_si256(b));
-            if (orow[1][h] != nullptr)
-              _mm256_mask_storeu_epi8(orow[1][h] + o, static_cast<__mmask32>(m), _mm512_extracti64x4_epi64(b, 1));
+          const __m512i b = rq.quantize<kEpi>(h == 0 ? acc : acc2);
+          if (stream) {
+            scatter_rows<R, true>(orow[h], ox * a.c, m, b);
           } else {
-            const __mmask16 m16 = static_cast<__mmask16>(m);
-            if (orow[0][h] != nullptr) _mm_mask_storeu_epi8(orow[0][h] + o, m16, _mm512_castsi512_si128(b));
-            if (orow[1 % R][h] != nullptr)
-              _mm_mask_storeu_epi8(orow[1 % R][h] + o, m16, _mm512_extracti32x4_epi32(b, 1));
-            if (orow[2 % R][h] != nullptr)
-              _mm_mask_storeu_epi8(orow[2 % R][h] + o, m16, _mm512_extracti32x4_epi32(b, 2));
-            if (orow[3 % R][h] != nullptr)
-              _mm_mask_storeu_epi8(orow[3 % R][h] + o, m16, _mm512_extracti32x4_epi32(b, 3));
+            scatter_rows<R, false>(orow[h], ox * a.c, m, b);
           }
         }
       }
