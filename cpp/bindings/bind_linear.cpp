@@ -117,6 +117,47 @@ py::array linear_py(const py::array& x_in, const py::array& packed, const py::ar
   return out;
 }
 
+// Several linears on one x (each entry: the arguments of linear after x), x quantized once: the
+// list of their results. Their activation arguments and K must agree.
+py::list linear_parts_py(const py::array& x_in, const py::sequence& parts) {
+  require_dtype<float>(x_in, "x", "a float32 array");
+  require_ndim(x_in, 2, "x");
+  require_contiguous(x_in, "x");
+  if (py::len(parts) == 0) value_error("parts: expected at least one linear");
+  const int64_t m = x_in.shape(0), k = x_in.shape(1);
+  std::vector<LinearCall> calls;
+  std::vector<LinearPart> lp;
+  py::list outs;
+  for (const py::handle& h : parts) {
+    const py::tuple t = py::reinterpret_borrow<py::object>(h).cast<py::tuple>();
+    if (t.size() != 13) value_error("parts: each entry must hold linear's 13 arguments after x");
+    if (t[3].cast<int64_t>() != k)
+      value_error("x: last dimension " + std::to_string(k) +
+                  " does not match a part's K = " + std::to_string(t[3].cast<int64_t>()));
+    const int64_t n = t[2].cast<int64_t>();
+    calls.push_back(prepare_linear_call(t[0].cast<py::array>(), t[1].cast<py::array>(), n, k, t[4].cast<py::array>(),
+                                        t[5], t[6].cast<std::string>(), t[7].cast<double>(), t[8].cast<int32_t>(),
+                                        t[9].cast<bool>(), t[10].cast<bool>(), t[11], t[12].cast<int32_t>()));
+    const LinearParams &p = calls.back().p, &p0 = calls.front().p;
+    if (p.act != p0.act || p.act_scale != p0.act_scale || p.act_zero_point != p0.act_zero_point ||
+        p.act_signed != p0.act_signed)
+      value_error("parts: the linears' activation quantization differs; they cannot share one quantized x");
+    py::array out = linear_out(calls.back(), m, n);
+    lp.push_back(LinearPart{calls.back().packed, calls.back().colsum, nullptr, n, p, out.mutable_data()});
+    outs.append(out);
+  }
+  for (size_t j = 0; j < lp.size(); ++j) {  // the vector of calls no longer moves
+    lp[j].col_scale = calls[j].scale.data();
+    lp[j].p.bias = calls[j].bias.empty() ? nullptr : calls[j].bias.data();
+  }
+  const auto* x = static_cast<const float*>(x_in.data());
+  {
+    py::gil_scoped_release release;
+    linear_packed_parts(x, m, k, lp.data(), static_cast<int64_t>(lp.size()));
+  }
+  return outs;
+}
+
 py::array linear_4bit_with(kernels::Linear4Fn kernel, const py::array& x, const py::array& w, const py::array& scales,
                            const py::object& bias, int64_t n, int64_t group, const std::string& kind,
                            const std::string& act, const py::object& wsum) {
@@ -212,6 +253,7 @@ void bind_linear(py::module_& m) {
   m.def("linear", &linear_py, py::arg("x"), py::arg("packed"), py::arg("colsum"), py::arg("n"), py::arg("k"),
         py::arg("scale"), py::arg("bias"), py::arg("act"), py::arg("act_scale"), py::arg("act_zero_point"),
         py::arg("act_signed"), py::arg("relu"), py::arg("out_scale"), py::arg("out_zero_point"));
+  m.def("linear_parts", &linear_parts_py, py::arg("x"), py::arg("parts"));
   m.def("linear_4bit", &linear_4bit_py, py::arg("x"), py::arg("w"), py::arg("scales"), py::arg("bias"), py::arg("n"),
         py::arg("group_size"), py::arg("kind"), py::arg("act"), py::arg("wsum") = py::none());
   m.def("_linear_4bit_twin", &linear_4bit_twin, py::arg("which"), py::arg("x"), py::arg("w"), py::arg("scales"),

@@ -135,4 +135,19 @@ struct LinearParams {
 void linear_packed(const float* x, int64_t m, int64_t k, const int8_t* packed, const int32_t* colsum,
                    const float* col_scale, int64_t n, const LinearParams& p, void* out);
 
+// One linear of several that take the same input (a transformer's query, key and value): its
+// weights, epilogue and output; its LinearParams' activation fields must equal the others'.
+struct LinearPart {
+  const int8_t* packed = nullptr;
+  const int32_t* colsum = nullptr;
+  const float* col_scale = nullptr;
+  int64_t n = 0;
+  LinearParams p;
+  void* out = nullptr;
+};
+
+// linear_packed for each part on the same x, with x quantized once (by parts[0].p) and the GEMMs
+// split over the threads as one. Each part's result is the one linear_packed gives.
+void linear_packed_parts(const float* x, int64_t m, int64_t k, const LinearPart* parts, int64_t count);
+
 }  // namespace lowbit

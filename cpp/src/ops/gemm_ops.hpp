@@ -22,6 +22,9 @@ namespace detail {
 // Splits the GEMM into (row chunk, panel chunk) tasks, consecutive tasks sharing a weight chunk,
 // and runs fn on each (inline when the product is too small to pay for threads).
 void run_gemm_with(kernels::GemmTaskFn fn, const GemmArgs& g);
+// Several GEMMs on the same packed activations (a, lda, m, k_groups equal; each its own weights,
+// epilogue and output) split as one: one parallel region for all, part j run by fns[j].
+void run_gemms_with(const kernels::GemmTaskFn* fns, const GemmArgs* gs, int64_t count);
 // The same with the kernel the table dispatches to.
 void run_gemm(const OpTable<kernels::GemmTaskFn>& table, const GemmArgs& g);
 // fn(r0, r1) over row ranges of [0, m) for rows of k elements, in parallel (activation packing).
@@ -76,6 +79,8 @@ inline void dynamic_params(float lo, float hi, float* scale, int32_t* zp) {
 GemmArgs linear_gemm_args(const uint8_t* ap, int64_t lda, int64_t m, int64_t kg, const int8_t* packed,
                           const int32_t* colsum, const float* col_scale, int64_t n, const LinearParams& p,
                           const int32_t* row_offset, const float* row_scale, void* out);
+// The dispatched linear kernel: requantized int8 or float output by p.requant.
+kernels::GemmTaskFn linear_kernel(const LinearParams& p);
 // Runs them through the dispatched linear kernel (requantized int8 or float output by p.requant).
 void run_linear_gemm(const uint8_t* ap, int64_t lda, int64_t m, int64_t kg, const int8_t* packed, const int32_t* colsum,
                      const float* col_scale, int64_t n, const LinearParams& p, const int32_t* row_offset,

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <vector>
 
 #include "lowbit/parallel.hpp"
 #include "ops/gemm_ops.hpp"
@@ -26,29 +27,54 @@ int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
 }  // namespace
 
-void run_gemm_with(kernels::GemmTaskFn fn, const GemmArgs& g) {
-  if (g.m == 0 || g.n == 0) return;
-  const int64_t panels = n_panels(g.n);
-  const int64_t kp = std::max<int64_t>(g.k_groups * kKGroup, kKGroup);
+void run_gemm_with(kernels::GemmTaskFn fn, const GemmArgs& g) { run_gemms_with(&fn, &g, 1); }
+
+void run_gemms_with(const kernels::GemmTaskFn* fns, const GemmArgs* gs, int64_t count) {
+  // The parts share their activations (m, k_groups): the split is that of one GEMM over all their
+  // panels, with panel chunks cut at the parts' ends.
+  int64_t panels = 0, macs = 0;
+  for (int64_t j = 0; j < count; ++j) {
+    if (gs[j].m == 0 || gs[j].n == 0) continue;
+    panels += n_panels(gs[j].n);
+  }
+  if (panels == 0) return;
+  const GemmArgs& g0 = gs[0];
+  const int64_t kp = std::max<int64_t>(g0.k_groups * kKGroup, kKGroup);
   const int64_t threads = get_num_threads();
   // Row chunks in multiples of 32 rows and panel chunks in multiples of 6 panels keep whole
   // AVX-512 VNNI tiles (8 x 3 panels) and AMX blocks (32 x 2 panels) inside every task.
   int64_t mc = std::max<int64_t>(32, kAChunkBytes / kp / 32 * 32);
-  mc = std::min(mc, round_up(g.m, 8));
+  mc = std::min(mc, round_up(g0.m, 8));
   int64_t pc = std::max<int64_t>(kPanelUnit, kBChunkBytes / (kp * kPanelCols) / kPanelUnit * kPanelUnit);
   pc = std::min(pc, panels);
-  const int64_t m_tasks = (g.m + mc - 1) / mc;
-  // Enough tasks to balance the threads, but no task too small to pay for its wake-up.
-  while (pc > kPanelUnit && m_tasks * ((panels + pc - 1) / pc) < 4 * threads)
-    pc = std::max<int64_t>(kPanelUnit, pc / 2 / kPanelUnit * kPanelUnit);
-  const int64_t p_tasks = (panels + pc - 1) / pc;
-  const int64_t n_tasks = m_tasks * p_tasks;
-  auto task = [&](int64_t t) {
-    const int64_t pj = t / m_tasks, mi = t % m_tasks;
-    const int64_t m0 = mi * mc, p0 = pj * pc;
-    fn(g, m0, std::min(g.m, m0 + mc), p0, std::min(panels, p0 + pc));
+  const int64_t m_tasks = (g0.m + mc - 1) / mc;
+  auto chunks = [&](int64_t c) {
+    int64_t t = 0;
+    for (int64_t j = 0; j < count; ++j)
+      if (gs[j].m != 0 && gs[j].n != 0) t += (n_panels(gs[j].n) + c - 1) / c;
+    return t;
   };
-  if (n_tasks == 1 || g.m * g.n * kp < 4 * kMinTaskMacs) {
+  // Enough tasks to balance the threads, but no task too small to pay for its wake-up.
+  while (pc > kPanelUnit && m_tasks * chunks(pc) < 4 * threads)
+    pc = std::max<int64_t>(kPanelUnit, pc / 2 / kPanelUnit * kPanelUnit);
+  // Panel chunk q of the concatenated parts: (part, first panel, end panel).
+  struct Chunk {
+    int64_t part, p0, p1;
+  };
+  std::vector<Chunk> list;
+  for (int64_t j = 0; j < count; ++j) {
+    if (gs[j].m == 0 || gs[j].n == 0) continue;
+    const int64_t np = n_panels(gs[j].n);
+    for (int64_t p0 = 0; p0 < np; p0 += pc) list.push_back({j, p0, std::min(np, p0 + pc)});
+    macs += gs[j].m * gs[j].n * kp;
+  }
+  const int64_t n_tasks = m_tasks * static_cast<int64_t>(list.size());
+  auto task = [&](int64_t t) {
+    const Chunk& c = list[static_cast<size_t>(t / m_tasks)];
+    const int64_t m0 = (t % m_tasks) * mc;
+    fns[c.part](gs[c.part], m0, std::min(g0.m, m0 + mc), c.p0, c.p1);
+  };
+  if (n_tasks == 1 || macs < 4 * kMinTaskMacs) {
     for (int64_t t = 0; t < n_tasks; ++t) task(t);
   } else {
     parallel_for(n_tasks, task);

@@ -270,8 +270,20 @@ def prepare_linear(
         if b.shape != (n,):
             raise ValueError(f"bias: expected shape ({n},), got {b.shape}")
     args = (w._packed, w._colsum, n, k, w.scale, b, act, scale_f, zp, act_dtype == "int8", bool(relu), osc, ozp)
-    core_linear = _core.linear
-    return lambda x2: core_linear(x2, *args)
+    return _LinearCall(args)
+
+
+class _LinearCall:
+    """:func:`prepare_linear`'s result: ``f(x2) = _core.linear(x2, *args)``; ``args`` (validated)
+    also make one part of ``_core.linear_parts`` (several linears on one quantized x)."""
+
+    __slots__ = ("args",)
+
+    def __init__(self, args: tuple) -> None:
+        self.args = args
+
+    def __call__(self, x2: np.ndarray) -> np.ndarray:
+        return _core.linear(x2, *self.args)
 
 
 def prepare_conv2d_static(

@@ -117,28 +117,43 @@ def note_result(layer: nn.Module, y: torch.Tensor) -> None:
 _ACTIVE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _call_id(parent: Optional[nn.Module]) -> Optional[int]:
-    """The number of the parent's forward call in progress, or None outside one."""
-    st = None if parent is None else _ACTIVE.get(parent)
+def call_number(active: weakref.WeakKeyDictionary, parent: Optional[nn.Module]) -> Optional[int]:
+    """The number of the parent's forward call in progress (counted in ``active`` by
+    :func:`count_enter` / :func:`count_leave`), or None outside one."""
+    st = None if parent is None else active.get(parent)
     return st[1] if st is not None and st[0] > 0 else None
 
 
-def _enter(module: nn.Module, args: Any) -> None:  # noqa: ARG001 - forward pre-hook of a fused pair's parent
+def count_enter(active: weakref.WeakKeyDictionary, module: nn.Module) -> None:
+    """A forward pre-hook's work: one more call of ``module`` in progress, and a new call number."""
     if torch.compiler.is_compiling():
         return
-    st = _ACTIVE.get(module)
+    st = active.get(module)
     if st is None:
-        st = _ACTIVE[module] = [0, 0]
+        st = active[module] = [0, 0]
     st[0] += 1
     st[1] += 1
 
 
-def _leave(module: nn.Module, args: Any, output: Any) -> None:  # noqa: ARG001 - forward hook (always called)
+def count_leave(active: weakref.WeakKeyDictionary, module: nn.Module) -> None:
+    """A forward hook's work (registered with always_call=True): one call of ``module`` less."""
     if torch.compiler.is_compiling():
         return
-    st = _ACTIVE.get(module)
+    st = active.get(module)
     if st is not None and st[0] > 0:
         st[0] -= 1
+
+
+def _call_id(parent: Optional[nn.Module]) -> Optional[int]:
+    return call_number(_ACTIVE, parent)
+
+
+def _enter(module: nn.Module, args: Any) -> None:  # noqa: ARG001 - forward pre-hook of a fused pair's parent
+    count_enter(_ACTIVE, module)
+
+
+def _leave(module: nn.Module, args: Any, output: Any) -> None:  # noqa: ARG001 - forward hook (always called)
+    count_leave(_ACTIVE, module)
 
 
 class _Leaves(torch.fx.Tracer):

@@ -267,19 +267,25 @@ class _QuantBase(nn.Module):
         packed weight, bias and activation parameters validated and bound) and rebuilt when any
         buffer is replaced or modified in place. Same numerics as the ops; saves the per-call
         Python work that dominates small layers."""
-        hit = _EAGER.get(self)
-        if hit is None or not guards_hold(self, hit[0]):
-            hit = (buffer_guards(self), {})
-            _EAGER[self] = hit
-        call = hit[1].get(rows)
-        if call is None:
-            call = hit[1][rows] = self._prepare_eager(x.shape[-1], rows)
+        call = self._prepared(x.shape[-1], rows)
         flat = x.dim() == 2  # the common case: no reshapes (each costs ~0.7 us on small layers)
         x2 = x if flat else x.reshape(-1, x.shape[-1])
         if not x2.is_contiguous():
             x2 = x2.contiguous()
         y = torch.from_numpy(call(x2.numpy()))
         return y if flat else y.reshape(*x.shape[:-1], y.shape[1])
+
+    def _prepared(self, k: int, rows: Optional[tuple[int, int]] = None) -> Any:
+        """The eager kernel call for inputs of k features (and group ``rows``), prepared once and
+        rebuilt when any buffer is replaced or modified in place."""
+        hit = _EAGER.get(self)
+        if hit is None or not guards_hold(self, hit[0]):
+            hit = (buffer_guards(self), {})
+            _EAGER[self] = hit
+        call = hit[1].get(rows)
+        if call is None:
+            call = hit[1][rows] = self._prepare_eager(k, rows)
+        return call
 
     def _prepare_eager(self, k: int, rows: Optional[tuple[int, int]] = None) -> Any:
         b = None if self.bias is None else _torch_ops.to_numpy(self._rows(self.bias, rows).to(torch.float32))
@@ -413,7 +419,10 @@ class QuantLinear(_QuantBase):
             raise ValueError(
                 f"{self.layer_name}: expected input with last dimension {self.in_features}, got shape {tuple(x.shape)}"
             )
-        y = self._matmul(xf)
+        group = self.__dict__.get("_siblings")  # see lowbit.nn.siblings
+        y = None if group is None else group.take(self, xf)
+        if y is None:
+            y = self._matmul(xf)
         y = y if y.dtype == x.dtype else y.to(x.dtype)
         if "_fused_parent" in self.__dict__ and not torch.compiler.is_compiling():  # see lowbit.nn.fused
             note_result(self, y)
