@@ -16,6 +16,7 @@ void bind_linear(py::module_& m);
 void bind_conv(py::module_& m);
 void bind_gptq(py::module_& m);
 void bind_buffers(py::module_& m);
+void bind_attention(py::module_& m);
 }  // namespace bind
 }  // namespace lowbit
 
@@ -31,4 +32,5 @@ PYBIND11_MODULE(_core, m) {
   lowbit::bind::bind_conv(m);
   lowbit::bind::bind_gptq(m);
   lowbit::bind::bind_buffers(m);
+  lowbit::bind::bind_attention(m);
 }

@@ -29,6 +29,7 @@ from .core import cpu as cpu
 from .core import formats, metrics, observers, reference, schemes
 from .core import linear_4bit as packed4  # noqa: F401  (old name, see _aliases)
 from .core import matmul as matmul
+from .core.attention import attention
 from .core.autoround import AutoRound
 from .core.calibration import calibrate
 from .core.clipping import MSEClip, mse_clip_quantize
@@ -189,6 +190,7 @@ __all__ = [
     "matmul_int8",
     "pack_weight",
     "linear",
+    "attention",
     "observers",
     "Observer",
     "MinMaxObserver",

@@ -133,6 +133,12 @@ def gptq_columns(
     levels: np.ndarray | None, thresholds: np.ndarray | None,
 ) -> None:
     """GPTQ's column loop over columns [begin, end) in place (x, q, delta; see lowbit/gptq.hpp)."""
+def attention(
+    q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: Any, causal: bool, scale: float, out: np.ndarray
+) -> None:
+    """out = softmax(q k^T * scale + mask) v over (batch, heads, rows, columns) float32 arrays (last dimension
+    contiguous; k, v may have fewer heads: grouped-query attention); mask additive, broadcast, or None; causal
+    hides keys after each query row."""
 def error_stats_f32(x: np.ndarray, y: np.ndarray) -> tuple[Any, ...]:
     """(sum (x-y)^2, sum x^2, sum y^2, sum x*y, max |x-y|) of two float32 arrays of equal size, accumulated
     in double; max is NaN when any difference is NaN.
@@ -185,6 +191,9 @@ def linear(
     out_scale: Any,
     out_zero_point: int,
 ) -> np.ndarray: ...
+def linear_parts(x: np.ndarray, parts: Sequence[tuple[Any, ...]]) -> list[np.ndarray]:
+    """Several linears on one x (each entry: the arguments of linear after x), x quantized once: the
+    list of their results. Their activation arguments and K must agree."""
 def linear_4bit(
     x: np.ndarray,
     w: np.ndarray,

@@ -971,15 +971,21 @@ def quantize_model(
 def _chain(model: nn.Module, on: bool) -> nn.Module:
     """Chains the static convolutions of a quantized model (lowbit.nn.chain) or unchains them;
     activations that alone consume a QuantLinear's result run in place on it (lowbit.nn.fused:
-    the same values, one allocation less; listed by lowbit.nn.fused_activations)."""
+    the same values, one allocation less; listed by lowbit.nn.fused_activations); int8 siblings
+    on one input (query, key, value) share one quantized input and GEMM (lowbit.nn.siblings);
+    transformers models on "sdpa" attention run lowbit's float32 attention kernel (lowbit.nn.attention)."""
+    from ..nn.attention import use_lowbit_attention_
     from ..nn.chain import chain_int8_, unchain_int8_
     from ..nn.fused import fuse_activations_
+    from ..nn.siblings import group_siblings_
 
     if on:
         chain_int8_(model)
     else:
         unchain_int8_(model)
     fuse_activations_(model)
+    group_siblings_(model)
+    use_lowbit_attention_(model)
     return model
 
 

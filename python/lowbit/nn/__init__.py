@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 from ..interop import _torch_ops  # noqa: F401  (registers the lowbit:: torch ops)
+from .attention import scaled_dot_product_attention, use_lowbit_attention_, use_torch_attention_
 from .chain import ChainedActivation, chain_int8_, chained_layers, unchain_int8_, unchained
 from .conv import QuantConv1d, QuantConv2d
 from .embedding import QuantEmbedding
@@ -20,6 +21,7 @@ from .fake_quantize import FakeQuantize, disable_observer, enable_observer
 from .fused import InplaceActivation, fuse_activations_, fused_activations, unfuse_activations_
 from .linear import QuantLinear
 from .qat import QATConv1d, QATConv2d, QATLinear
+from .siblings import group_siblings_, sibling_groups, ungroup_siblings_
 
 __all__ = [
     "ChainedActivation",
@@ -38,7 +40,13 @@ __all__ = [
     "enable_observer",
     "fuse_activations_",
     "fused_activations",
+    "group_siblings_",
+    "sibling_groups",
     "unchain_int8_",
     "unfuse_activations_",
+    "scaled_dot_product_attention",
     "unchained",
+    "ungroup_siblings_",
+    "use_lowbit_attention_",
+    "use_torch_attention_",
 ]
