@@ -50,6 +50,11 @@ SHAPES = [  # b, h, kv heads, queries, keys, d, dv
     (1, 6, 1, 9, 130, 32, 32),
     (3, 2, 2, 40, 40, 64, 80),
     (1, 2, 2, 3, 257, 5, 3),
+    # at most 4 query rows and head sizes of whole vectors: keys and values used in place
+    (2, 4, 2, 1, 77, 64, 64),
+    (1, 3, 3, 4, 40, 32, 16),
+    (1, 2, 1, 3, 19, 128, 128),
+    (2, 2, 2, 2, 16, 16, 32),
 ]
 
 

@@ -19,6 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PYTHONPATH = str(Path(lowbit.__file__).resolve().parents[1])
 
 CASES = {
+    "attention": ["bench_attention.py", "--threads", "1", "--rounds", "1", "--shapes",
+                  "MiniLM b8 x128,GPT-2 decode b4 cache 512"],
     "conv": ["bench_conv.py", "--batch", "1", "--rounds", "1", "--threads", "2"],
     "conv_depthwise": ["bench_conv.py", "--depthwise", "--batch", "1", "--rounds", "1", "--threads", "2"],
     "models": ["bench_models.py", "--models", "digits,mobilenet,minilm", "--batches", "1", "--seq", "16",

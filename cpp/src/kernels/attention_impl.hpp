@@ -49,6 +49,25 @@ struct Ops<xsimd::avx2> {
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
   }
+  // r[i][j] <- r[j][i] for the 8 x 8 block of 8 vectors
+  static void transpose(B* r) {
+    __m256 t[8], u[8];
+    for (int i = 0; i < 4; ++i) {
+      t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+      t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 2; ++i)
+      for (int h = 0; h < 2; ++h) {
+        u[4 * i + h] = _mm256_shuffle_ps(t[4 * i + h], t[4 * i + h + 2], 0x44);
+        u[4 * i + h + 2] = _mm256_shuffle_ps(t[4 * i + h], t[4 * i + h + 2], 0xEE);
+      }
+    // u[0]: columns 0 of rows 0-3 (lo) ... rows 0-3 in u[0..3], rows 4-7 in u[4..7], order 0, 2, 1, 3
+    const int order[4] = {0, 2, 1, 3};
+    for (int c = 0; c < 4; ++c) {
+      r[c] = _mm256_permute2f128_ps(u[order[c]], u[4 + order[c]], 0x20);
+      r[c + 4] = _mm256_permute2f128_ps(u[order[c]], u[4 + order[c]], 0x31);
+    }
+  }
 };
 #endif
 
@@ -61,6 +80,31 @@ struct Ops<xsimd::avx512bw> {
   static B round(const B& x) { return _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
   static B scale(const B& p, const B& n) { return _mm512_scalef_ps(p, n); }
   static float hsum(const B& v) { return _mm512_reduce_add_ps(v); }
+  // r[i][j] <- r[j][i] for the 16 x 16 block of 16 vectors
+  static void transpose(B* r) {
+    __m512 t[16], u[16];
+    for (int i = 0; i < 8; ++i) {
+      t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+      t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    // 4 x 4 blocks inside each 128-bit lane: u[4i + c'] holds column c' (0, 2, 1, 3 order) of rows 4i..4i+3
+    for (int i = 0; i < 4; ++i)
+      for (int h = 0; h < 2; ++h) {
+        u[4 * i + h] = _mm512_shuffle_ps(t[4 * i + h], t[4 * i + h + 2], 0x44);
+        u[4 * i + h + 2] = _mm512_shuffle_ps(t[4 * i + h], t[4 * i + h + 2], 0xEE);
+      }
+    // then the 128-bit lanes: lane l of the result row c comes from rows 4l..4l+3
+    for (int i = 0; i < 4; ++i) {
+      const int c = i == 1 ? 2 : i == 2 ? 1 : i;  // u index within a group for result column-in-lane i
+      const __m512 a = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x88), b = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xDD);
+      const __m512 e = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x88),
+                   f = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xDD);
+      r[i] = _mm512_shuffle_f32x4(a, e, 0x88);
+      r[i + 8] = _mm512_shuffle_f32x4(a, e, 0xDD);
+      r[i + 4] = _mm512_shuffle_f32x4(b, f, 0x88);
+      r[i + 12] = _mm512_shuffle_f32x4(b, f, 0xDD);
+    }
+  }
 };
 #endif
 
@@ -69,7 +113,8 @@ struct AttentionImpl {
   using B = xsimd::batch<float, Arch>;
   using O = Ops<Arch>;
   static constexpr int64_t W = static_cast<int64_t>(B::size);
-  static constexpr int kRows = 8;  // query rows per block
+  static constexpr int kRows = 8;            // query rows per block
+  static constexpr int64_t kDirectRows = 4;  // up to this many rows per task: K and V used in place
 
   // exp(x) for x <= 0 or NaN (scores minus their row max); 0 below -87 (float underflow, and -inf).
   static B exp_neg(const B& x) {
@@ -86,10 +131,10 @@ struct AttentionImpl {
     return xsimd::select(x < B(-87.0f), B(0.0f), O::scale(p, xsimd::max(n, B(-126.0f))));
   }
 
-  // s[t][j..j+2W) = q_t . kt[.][j..] for R rows q (stride ldq), all j < skp.
+  // s[t][j..j+2W) = q_t . kt[.][j..] for R rows q (stride ldq), j < lim (a multiple of 2W).
   template <int R>
-  static void scores(const float* q, int64_t ldq, const float* kt, int64_t skp, int64_t d, float* s) {
-    for (int64_t j = 0; j < skp; j += 2 * W) {
+  static void scores(const float* q, int64_t ldq, const float* kt, int64_t skp, int64_t lim, int64_t d, float* s) {
+    for (int64_t j = 0; j < lim; j += 2 * W) {
       B a0[R], a1[R];
       for (int t = 0; t < R; ++t) a0[t] = a1[t] = B(0.0f);
       for (int64_t c = 0; c < d; ++c) {
@@ -140,44 +185,154 @@ struct AttentionImpl {
     }
   }
 
+  // Row i's scores s[0, lim) (lim: a multiple of W covering the keys row i sees) -> exp(s - max)
+  // in place, with the mask row added and hidden keys (causal, or past sk) -inf; returns 1 / sum
+  // (0 when every key is hidden: the row is then zeros).
+  static float softmax_row(const AttentionArgs& a, float* row, const float* mrow, int64_t i, int64_t lim) {
+    const float ninf = -std::numeric_limits<float>::infinity();
+    const int64_t seen = a.causal ? std::min(a.sk, i + 1) : a.sk;
+    B mx(ninf);
+    int64_t j = 0;
+    if (mrow != nullptr) {
+      for (; j + W <= seen; j += W) {
+        const B x = B::load_aligned(row + j) + B::load_unaligned(mrow + j);
+        x.store_aligned(row + j);
+        mx = xsimd::max(mx, x);
+      }
+      for (int64_t t = j; t < seen; ++t) row[t] += mrow[t];
+    } else {
+      for (; j + W <= seen; j += W) mx = xsimd::max(mx, B::load_aligned(row + j));
+    }
+    for (int64_t t = seen; t < lim; ++t) row[t] = ninf;
+    for (; j < lim; j += W) mx = xsimd::max(mx, B::load_aligned(row + j));  // the partial vector
+    float mf = hmax(mx);
+    mf = mf == ninf ? 0.0f : mf;  // every key hidden: all p are 0, and so is the row
+    const B m(mf);
+    B sum(0.0f);
+    for (j = 0; j < lim; j += W) {
+      const B e = exp_neg(B::load_aligned(row + j) - m);
+      e.store_aligned(row + j);
+      sum += e;
+    }
+    const float total = O::hsum(sum);
+    return total == 0.0f ? 0.0f : 1.0f / total;
+  }
+
   template <int R>
   static void block(const AttentionArgs& a, const float* q, const float* mask, int64_t i0, const float* kt,
                     const float* vb, int64_t skp, int64_t dvp, float* s, float* out) {
-    scores<R>(q, a.q_ss, kt, skp, a.d, s);
-    const float ninf = -std::numeric_limits<float>::infinity();
+    // causal: keys past the block's last row are hidden from all of it, so never computed
+    const int64_t lim = a.causal ? std::min(skp, (i0 + R + 2 * W - 1) / (2 * W) * (2 * W)) : skp;
+    scores<R>(q, a.q_ss, kt, skp, lim, a.d, s);
     float inv[kRows];
-    for (int t = 0; t < R; ++t) {
-      float* row = s + t * skp;
-      // keys past the row (causal) or past sk (padding) are hidden
-      const int64_t seen = a.causal ? std::min(a.sk, i0 + t + 1) : a.sk;
-      B mx(ninf);
-      int64_t j = 0;
-      if (mask != nullptr) {
-        const float* mrow = mask + t * a.m_ss;
-        for (; j + W <= seen; j += W) {
-          const B x = B::load_aligned(row + j) + B::load_unaligned(mrow + j);
-          x.store_aligned(row + j);
-          mx = xsimd::max(mx, x);
-        }
-        for (; j < seen; ++j) row[j] += mrow[j];
-      } else {
-        for (; j + W <= seen; j += W) mx = xsimd::max(mx, B::load_aligned(row + j));
+    for (int t = 0; t < R; ++t)
+      inv[t] = softmax_row(a, s + t * skp, mask == nullptr ? nullptr : mask + t * a.m_ss, i0 + t, lim);
+    weighted<R>(s, skp, vb, dvp, std::min(a.sk, lim), a.dv, inv, out, a.o_ss);
+  }
+
+  // One query row without laying out K or V (few rows per task: decoding against a cache), for
+  // d = ND * W and dv = NV * W. Scores W keys at a time: one vector of products per key, the W
+  // vectors transposed in registers and summed, so a vector holds the W dot products.
+  template <int ND, int NV>
+  static void row_direct(const AttentionArgs& a, const float* q, const float* k, const float* v, const float* mrow,
+                         int64_t i, float* s, float* out) {
+    const int64_t seen = a.causal ? std::min(a.sk, i + 1) : a.sk;
+    const int64_t lim = (seen + W - 1) / W * W, jb = seen / W * W;
+    B qv[ND];
+    for (int c = 0; c < ND; ++c) qv[c] = B::load_unaligned(q + c * W);
+    const B f(a.scale);
+    for (int64_t j = 0; j < jb; j += W) {
+      B acc[W];
+      for (int64_t t = 0; t < W; ++t) {
+        const float* kj = k + (j + t) * a.k_ss;
+        B x = qv[0] * B::load_unaligned(kj);
+        for (int c = 1; c < ND; ++c) x = O::fma(qv[c], B::load_unaligned(kj + c * W), x);
+        acc[t] = x;
       }
-      for (int64_t i = seen; i < skp; ++i) row[i] = ninf;
-      for (; j < skp; j += W) mx = xsimd::max(mx, B::load_aligned(row + j));  // the partial vector
-      float mf = hmax(mx);
-      mf = mf == ninf ? 0.0f : mf;  // every key hidden: all p are 0, and so is the row
-      const B m(mf);
-      B sum(0.0f);
-      for (j = 0; j < skp; j += W) {
-        const B e = exp_neg(B::load_aligned(row + j) - m);
-        e.store_aligned(row + j);
-        sum += e;
-      }
-      const float total = O::hsum(sum);
-      inv[t] = total == 0.0f ? 0.0f : 1.0f / total;
+      O::transpose(acc);
+      B dot = acc[0];
+      for (int64_t t = 1; t < W; ++t) dot += acc[t];
+      (dot * f).store_aligned(s + j);
     }
-    weighted<R>(s, skp, vb, dvp, a.sk, a.dv, inv, out, a.o_ss);
+    for (int64_t j = jb; j < seen; ++j) {
+      const float* kj = k + j * a.k_ss;
+      B x = qv[0] * B::load_unaligned(kj);
+      for (int c = 1; c < ND; ++c) x = O::fma(qv[c], B::load_unaligned(kj + c * W), x);
+      s[j] = O::hsum(x) * a.scale;
+    }
+    const float inv = softmax_row(a, s, mrow, i, lim);
+    B acc[NV];
+    for (int c = 0; c < NV; ++c) acc[c] = B(0.0f);
+    for (int64_t j = 0; j < seen; ++j) {
+      const B p(s[j]);
+      const float* vj = v + j * a.v_ss;
+      for (int c = 0; c < NV; ++c) acc[c] = O::fma(p, B::load_unaligned(vj + c * W), acc[c]);
+    }
+    for (int c = 0; c < NV; ++c) (acc[c] * B(inv)).store_unaligned(out + c * W);
+  }
+
+  template <int ND>
+  static bool rows_direct_nd(const AttentionArgs& a, const float* q, const float* k, const float* v, const float* mask,
+                             int64_t i0, int64_t i1, float* s, float* out) {
+    auto fn = &row_direct<ND, 1>;
+    switch (a.dv / W) {
+      case 1:
+        fn = &row_direct<ND, 1>;
+        break;
+      case 2:
+        fn = &row_direct<ND, 2>;
+        break;
+      case 4:
+        fn = &row_direct<ND, 4>;
+        break;
+      case 8:
+        fn = &row_direct<ND, 8>;
+        break;
+      default:
+        return false;
+    }
+    for (int64_t i = i0; i < i1; ++i)
+      fn(a, q + i * a.q_ss, k, v, mask == nullptr ? nullptr : mask + i * a.m_ss, i, s, out + i * a.o_ss);
+    return true;
+  }
+
+  // The direct path for rows [i0, i1) when the head sizes allow it; false otherwise.
+  static bool rows_direct(const AttentionArgs& a, const float* q, const float* k, const float* v, const float* mask,
+                          int64_t i0, int64_t i1, float* s, float* out) {
+    if (a.d % W != 0 || a.dv % W != 0) return false;
+    switch (a.d / W) {
+      case 1:
+        return rows_direct_nd<1>(a, q, k, v, mask, i0, i1, s, out);
+      case 2:
+        return rows_direct_nd<2>(a, q, k, v, mask, i0, i1, s, out);
+      case 4:
+        return rows_direct_nd<4>(a, q, k, v, mask, i0, i1, s, out);
+      case 8:
+        return rows_direct_nd<8>(a, q, k, v, mask, i0, i1, s, out);
+      default:
+        return false;
+    }
+  }
+
+  // kt[c][j] = k[j][c] * scale for j < sk (key rows of stride ldk), 0 up to skp: W x W blocks
+  // transposed in registers, each key row read once and contiguously (rows far apart in memory,
+  // e.g. heads interleaved, would map to few cache sets if read column by column).
+  static void transpose_keys(const float* k, int64_t ldk, int64_t sk, int64_t d, float scale, float* kt, int64_t skp) {
+    const B f(scale);
+    const int64_t jb = sk / W * W, cb = d / W * W;
+    for (int64_t j = 0; j < jb; j += W) {
+      for (int64_t c = 0; c < cb; c += W) {
+        B r[W];
+        for (int64_t t = 0; t < W; ++t) r[t] = B::load_unaligned(k + (j + t) * ldk + c) * f;
+        O::transpose(r);
+        for (int64_t t = 0; t < W; ++t) r[t].store_aligned(kt + (c + t) * skp + j);
+      }
+      for (int64_t t = j; t < j + W; ++t)
+        for (int64_t c = cb; c < d; ++c) kt[c * skp + t] = k[t * ldk + c] * scale;
+    }
+    for (int64_t t = jb; t < sk; ++t)
+      for (int64_t c = 0; c < d; ++c) kt[c * skp + t] = k[t * ldk + c] * scale;
+    for (int64_t c = 0; c < d; ++c) std::fill(kt + c * skp + sk, kt + (c + 1) * skp, 0.0f);
   }
 
   static void run(const AttentionArgs& a, int64_t bh, int64_t i0, int64_t i1, float* scratch) {
@@ -188,20 +343,16 @@ struct AttentionImpl {
     float* kt = scratch;         // d x skp: K^T * scale
     float* vb = kt + a.d * skp;  // sk x dvp
     float* s = vb + a.sk * dvp;  // kRows x skp scores
-    // key by key: each key row is read once, contiguously (rows far apart in memory, e.g. heads
-    // interleaved, would map to few cache sets if read column by column)
-    for (int64_t j = 0; j < a.sk; ++j) {
-      const float* kj = k + j * a.k_ss;
-      for (int64_t c = 0; c < a.d; ++c) kt[c * skp + j] = kj[c] * a.scale;
-    }
-    for (int64_t c = 0; c < a.d; ++c) std::fill(kt + c * skp + a.sk, kt + (c + 1) * skp, 0.0f);
+    const float* q = a.q + b * a.q_sb + h * a.q_sh;
+    const float* mask = a.mask == nullptr ? nullptr : a.mask + b * a.m_sb + h * a.m_sh;
+    float* out = a.out + b * a.o_sb + h * a.o_sh;
+    // a few rows: laying K and V out would cost more than using them where they are
+    if (i1 - i0 <= kDirectRows && rows_direct(a, q, k, v, mask, i0, i1, s, out)) return;
+    transpose_keys(k, a.k_ss, a.sk, a.d, a.scale, kt, skp);
     for (int64_t j = 0; j < a.sk; ++j) {
       std::memcpy(vb + j * dvp, v + j * a.v_ss, static_cast<size_t>(a.dv) * sizeof(float));
       std::fill(vb + j * dvp + a.dv, vb + (j + 1) * dvp, 0.0f);
     }
-    const float* q = a.q + b * a.q_sb + h * a.q_sh;
-    const float* mask = a.mask == nullptr ? nullptr : a.mask + b * a.m_sb + h * a.m_sh;
-    float* out = a.out + b * a.o_sb + h * a.o_sh;
     for (int64_t i = i0; i < i1; i += kRows) {
       const float* qi = q + i * a.q_ss;
       const float* mi = mask == nullptr ? nullptr : mask + i * a.m_ss;
