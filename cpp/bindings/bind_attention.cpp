@@ -25,12 +25,22 @@ void strides4(const py::array& a, const char* name, int64_t* s) {
   if (a.shape(3) > 1 && s[3] != 1) value_error(std::string(name) + ": the last dimension must be contiguous");
 }
 
-void attention_py(const py::array& q, const py::array& k, const py::array& v, const py::object& mask_in, bool causal,
-                  double scale, py::array& out) {
+py::array attention_py(const py::array& q, const py::array& k, const py::array& v, const py::object& mask_in,
+                       bool causal, double scale, const py::object& out_in, bool heads_last) {
   int64_t sq_[4], sk_[4], sv_[4], so_[4], sm_[4] = {0, 0, 0, 0};
   strides4(q, "q", sq_);
   strides4(k, "k", sk_);
   strides4(v, "v", sv_);
+  py::array result, out;
+  if (out_in.is_none()) {  // a recycled result buffer (bind_buffers.cpp), heads last or not
+    const int64_t b = q.shape(0), h = q.shape(1), n = q.shape(2), dv = v.shape(3);
+    checked_numel({b, h, n, dv}, "out");
+    result = heads_last ? pooled_array<float>({b, n, h, dv}) : pooled_array<float>({b, h, n, dv});
+    out = heads_last ? result.attr("transpose")(0, 2, 1, 3).cast<py::array>() : result;
+  } else {
+    out = out_in.cast<py::array>();
+    result = out;
+  }
   strides4(out, "out", so_);
   if (!out.writeable()) value_error("out: must be writable");
   AttentionArgs a;
@@ -71,18 +81,22 @@ void attention_py(const py::array& q, const py::array& k, const py::array& v, co
   a.o_sb = so_[0], a.o_sh = so_[1], a.o_ss = so_[2];
   a.causal = causal;
   a.scale = static_cast<float>(scale);
-  py::gil_scoped_release release;
-  attention(a);
+  {
+    py::gil_scoped_release release;
+    attention(a);
+  }
+  return result;
 }
 
 }  // namespace
 
 void bind_attention(py::module_& m) {
   m.def("attention", &attention_py, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("mask"), py::arg("causal"),
-        py::arg("scale"), py::arg("out"),
+        py::arg("scale"), py::arg("out") = py::none(), py::arg("heads_last") = false,
         "out = softmax(q k^T * scale + mask) v over (batch, heads, rows, columns) float32 arrays (last "
         "dimension contiguous; k, v may have fewer heads: grouped-query attention); mask additive, "
-        "broadcast, or None; causal hides keys after each query row.");
+        "broadcast, or None; causal hides keys after each query row. Returns out, or without it a new "
+        "(batch, heads, rows, columns) array, with heads_last one of (batch, rows, heads, columns).");
 }
 
 }  // namespace bind

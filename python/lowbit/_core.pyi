@@ -134,11 +134,19 @@ def gptq_columns(
 ) -> None:
     """GPTQ's column loop over columns [begin, end) in place (x, q, delta; see lowbit/gptq.hpp)."""
 def attention(
-    q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: Any, causal: bool, scale: float, out: np.ndarray
-) -> None:
+    q: np.ndarray,
+    k: np.ndarray,
+    v: np.ndarray,
+    mask: Any,
+    causal: bool,
+    scale: float,
+    out: Any = None,
+    heads_last: bool = False,
+) -> np.ndarray:
     """out = softmax(q k^T * scale + mask) v over (batch, heads, rows, columns) float32 arrays (last dimension
     contiguous; k, v may have fewer heads: grouped-query attention); mask additive, broadcast, or None; causal
-    hides keys after each query row."""
+    hides keys after each query row. Returns out, or without it a new (batch, heads, rows, columns) array, with
+    heads_last one of (batch, rows, heads, columns)."""
 def error_stats_f32(x: np.ndarray, y: np.ndarray) -> tuple[Any, ...]:
     """(sum (x-y)^2, sum x^2, sum y^2, sum x*y, max |x-y|) of two float32 arrays of equal size, accumulated
     in double; max is NaN when any difference is NaN.

@@ -82,7 +82,8 @@ def attention(q: Any, k: Any, v: Any, mask: Any = None, *, causal: bool = False,
             array); must not overlap the inputs.
 
     Returns:
-        ``out``, or a new C-contiguous float32 array.
+        ``out``, or a new C-contiguous float32 array (large ones reuse freed results' pages,
+        as every op's result: :func:`lowbit.buffer_cache`).
 
     Raises:
         TypeError: non-float inputs. ValueError: shapes that do not match (names the argument).
@@ -105,7 +106,7 @@ def attention(q: Any, k: Any, v: Any, mask: Any = None, *, causal: bool = False,
     m = additive_mask(mask, (b, h, sq, ka.shape[2]))
     shape = (b, h, sq, va.shape[3])
     if out is None:
-        o = np.empty(shape, np.float32)
+        return _core.attention(qa, ka, va, m, bool(causal), s)  # a recycled result buffer
     else:
         o = as_numpy(out, "out")
         if o.dtype != np.float32 or o.shape != shape:
@@ -115,3 +116,12 @@ def attention(q: Any, k: Any, v: Any, mask: Any = None, *, causal: bool = False,
             raise ValueError("out: overlaps an input")
     _core.attention(qa, ka, va, m, bool(causal), s, o)
     return o
+
+
+def attention_heads_last(q: Any, k: Any, v: Any, mask: Any, causal: bool, scale: Optional[float]) -> np.ndarray:
+    """:func:`attention` (arguments already checked by the caller, e.g. lowbit.nn.attention) into a
+    new ``(batch, queries, heads, dv)`` array: the layout a transformer reshapes to its hidden size."""
+    qa, ka, va = _operand(q, "q"), _operand(k, "k"), _operand(v, "v")
+    s = 1.0 / math.sqrt(qa.shape[3]) if scale is None else float(scale)
+    m = additive_mask(mask, (qa.shape[0], qa.shape[1], qa.shape[2], ka.shape[2]))
+    return _core.attention(qa, ka, va, m, bool(causal), s, None, True)

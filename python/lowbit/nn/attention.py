@@ -22,6 +22,7 @@ not bit-identical: torch's CPU and math paths differ from each other as much).
 
 from __future__ import annotations
 
+import sys
 import weakref
 from typing import Any, Optional
 
@@ -30,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core.attention import attention as _attention
+from ..core.attention import attention_heads_last
 
 __all__ = ["scaled_dot_product_attention", "use_lowbit_attention_", "use_torch_attention_"]
 
@@ -77,14 +79,6 @@ def _mask_ok(mask: Optional[torch.Tensor], shape: tuple[int, int, int, int]) -> 
     return all(d in (1, w) for d, w in zip(dims, shape))
 
 
-def _run(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: Optional[torch.Tensor], causal: bool,
-         scale: Optional[float], out: torch.Tensor) -> None:
-    """The kernel on (batch, heads, rows, dim) tensors into ``out`` (a view with that shape)."""
-    m = _float_mask(mask)
-    _attention(query.detach(), key.detach(), value.detach(), None if m is None else m.detach(), causal=causal,
-               scale=scale, out=out)
-
-
 def scaled_dot_product_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                                  attn_mask: Optional[torch.Tensor] = None, dropout_p: float = 0.0,
                                  is_causal: bool = False, scale: Optional[float] = None,
@@ -108,10 +102,9 @@ def scaled_dot_product_attention(query: torch.Tensor, key: torch.Tensor, value: 
     if not ok:
         return F.scaled_dot_product_attention(query, key, value, attn_mask=attn_mask, dropout_p=dropout_p,
                                               is_causal=is_causal, scale=scale, enable_gqa=enable_gqa)
-    b, h, sq, _ = query.shape
-    out = torch.empty((b, h, sq, value.shape[3]), dtype=torch.float32)
-    _run(query, key, value, attn_mask, is_causal, scale, out)
-    return out
+    m = _float_mask(attn_mask)
+    return torch.from_numpy(_attention(query.detach(), key.detach(), value.detach(), None if m is None else m.detach(),
+                                       causal=is_causal, scale=scale))
 
 
 def _hf_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
@@ -129,12 +122,12 @@ def _hf_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, val
 
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       is_causal=is_causal, position_bias=position_bias, **kwargs)
-    b, h, sq, _ = query.shape
     causal = is_causal if is_causal is not None else getattr(module, "is_causal", True)
-    causal = bool(sq > 1 and attention_mask is None and causal)  # as transformers' sdpa function decides
-    out = torch.empty((b, sq, h, value.shape[3]), dtype=torch.float32)  # the layout the model reshapes
-    _run(query, key, value, attention_mask, causal, scaling, out.transpose(1, 2))
-    return out, None
+    causal = bool(query.shape[2] > 1 and attention_mask is None and causal)  # as transformers' sdpa decides
+    m = _float_mask(attention_mask)
+    out = attention_heads_last(query.detach(), key.detach(), value.detach(), None if m is None else m.detach(),
+                               causal, scaling)  # (batch, tokens, heads, dim): the layout the model reshapes
+    return torch.from_numpy(out), None
 
 
 _REGISTERED = False
@@ -154,6 +147,10 @@ def _register() -> bool:
     AttentionMaskInterface.register(ATTN_NAME, sdpa_mask)
     _REGISTERED = True
     return True
+
+
+if "transformers" in sys.modules:  # e.g. unpickling a switched model: its config names "lowbit"
+    _register()
 
 
 def _switch(model: nn.Module, old: str, new: str) -> list[str]:
