@@ -116,12 +116,3 @@ def attention(q: Any, k: Any, v: Any, mask: Any = None, *, causal: bool = False,
             raise ValueError("out: overlaps an input")
     _core.attention(qa, ka, va, m, bool(causal), s, o)
     return o
-
-
-def attention_heads_last(q: Any, k: Any, v: Any, mask: Any, causal: bool, scale: Optional[float]) -> np.ndarray:
-    """:func:`attention` (arguments already checked by the caller, e.g. lowbit.nn.attention) into a
-    new ``(batch, queries, heads, dv)`` array: the layout a transformer reshapes to its hidden size."""
-    qa, ka, va = _operand(q, "q"), _operand(k, "k"), _operand(v, "v")
-    s = 1.0 / math.sqrt(qa.shape[3]) if scale is None else float(scale)
-    m = additive_mask(mask, (qa.shape[0], qa.shape[1], qa.shape[2], ka.shape[2]))
-    return _core.attention(qa, ka, va, m, bool(causal), s, None, True)

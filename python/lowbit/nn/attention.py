@@ -22,16 +22,18 @@ not bit-identical: torch's CPU and math paths differ from each other as much).
 
 from __future__ import annotations
 
+import math
 import sys
 import weakref
 from typing import Any, Optional
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import _core
 from ..core.attention import attention as _attention
-from ..core.attention import attention_heads_last
 
 __all__ = ["scaled_dot_product_attention", "use_lowbit_attention_", "use_torch_attention_"]
 
@@ -39,14 +41,16 @@ ATTN_NAME = "lowbit"
 
 
 def _eager(*tensors: Optional[torch.Tensor]) -> bool:
-    """True when lowbit's kernel may run: eager, CPU float32, no autograd recording."""
+    """True when lowbit's kernel may run: eager, CPU float32 4-D with a contiguous last dimension,
+    no autograd recording."""
     if torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
         return False
     grad = torch.is_grad_enabled()
     for t in tensors:
         if t is None:
             continue
-        if t.device.type != "cpu" or t.dtype != torch.float32 or t.dim() != 4 or (grad and t.requires_grad):
+        if (t.device.type != "cpu" or t.dtype != torch.float32 or t.dim() != 4 or (grad and t.requires_grad)
+                or (t.stride(3) != 1 and t.shape[3] > 1) or t.is_neg() or t.is_conj()):
             return False
     return True
 
@@ -125,8 +129,15 @@ def _hf_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, val
     causal = is_causal if is_causal is not None else getattr(module, "is_causal", True)
     causal = bool(query.shape[2] > 1 and attention_mask is None and causal)  # as transformers' sdpa decides
     m = _float_mask(attention_mask)
-    out = attention_heads_last(query.detach(), key.detach(), value.detach(), None if m is None else m.detach(),
-                               causal, scaling)  # (batch, tokens, heads, dim): the layout the model reshapes
+    if m is not None:
+        m = m.detach().reshape((1,) * (4 - m.dim()) + tuple(m.shape)).numpy()
+    if m is not None and m.shape[3] != key.shape[2]:  # a mask broadcast along the keys
+        m = np.ascontiguousarray(np.broadcast_to(m, m.shape[:3] + (key.shape[2],)))
+    scale = 1.0 / math.sqrt(query.shape[3]) if scaling is None else float(scaling)
+    # (batch, tokens, heads, dim): the layout the model reshapes; the checks above are all the
+    # kernel needs (decoding calls this per layer and token: no further Python work)
+    out = _core.attention(query.detach().numpy(), key.detach().numpy(), value.detach().numpy(), m, causal, scale,
+                          None, True)
     return torch.from_numpy(out), None
 
 
