@@ -195,3 +195,28 @@ def test_group_siblings_bad_input():
         lowbit.nn.group_siblings_("model")
     with pytest.raises(TypeError, match="model"):
         lowbit.nn.ungroup_siblings_(3)
+
+
+def test_group_shared_by_threads():
+    """Two threads run one grouped model on their own inputs: each gets its own results."""
+    import threading
+
+    torch.manual_seed(0)
+    q, alone = _twins(Attn())
+    xs = [torch.randn(2, 9, 48) for _ in range(2)]
+    with torch.no_grad():
+        want = [alone(x) for x in xs]
+    bad = []
+
+    def work(i):
+        with torch.no_grad():
+            for _ in range(40):
+                if not torch.equal(q(xs[i]), want[i]):
+                    bad.append(i)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not bad

@@ -69,7 +69,9 @@ class SiblingGroup:
         self.run: list[nn.Module] = []  # watching: members called one after another on src
         self.last_run: frozenset = frozenset()
         self.runs = 0
-        self.pending: dict[nn.Module, torch.Tensor] = {}  # sharing: results computed for src, not yet taken
+        # sharing: (weakref to input, version, parent call, {member: result not yet taken}), replaced
+        # whole, so a thread never pairs one input with another input's results
+        self.ready: Optional[tuple[Any, Optional[int], int, dict[nn.Module, torch.Tensor]]] = None
         self.waste = 0
 
     # runtime state is not saved: a copied or unpickled group starts watching again
@@ -89,31 +91,31 @@ class SiblingGroup:
         if call is None:  # called on its own, outside its parent's forward
             return None
         ver = _version(x)
-        src = self.src
-        same = src is not None and src[0]() is x and src[1] == ver and src[2] == call
         if self.shared is None:
-            self._watch(layer, x, ver, call, same)
+            src = self.src
+            self._watch(layer, x, ver, call, src is not None and src[0]() is x and src[1] == ver and src[2] == call)
             return None
-        if same and layer in self.pending:
-            y = self.pending.pop(layer)
-            if not self.pending:
-                self.src = None
-            return y
+        ready = self.ready
+        if ready is not None and ready[0]() is x and ready[1] == ver and ready[2] == call:
+            y = ready[3].pop(layer, None)
+            if y is not None:
+                if not ready[3]:
+                    self.ready = None
+                return y
         if layer not in self.shared:
             return None
-        if self.pending:  # results computed for another input went unused
-            self.pending = {}
+        if ready is not None and ready[3]:  # results computed for another input went unused
+            self.ready = None
             self.waste += 1
             if self.waste >= _WASTE_LIMIT:
-                self.off, self.src = True, None
+                self.off = True
                 return None
         ys = self._compute(x)
         if ys is None:
-            self.off, self.src = True, None
+            self.off, self.ready = True, None
             return None
         y = ys.pop(layer)
-        self.pending = ys
-        self.src = (weakref.ref(x), ver, call)
+        self.ready = (weakref.ref(x), ver, call, ys)
         return y
 
     def _watch(self, layer: nn.Module, x: torch.Tensor, ver: Optional[int], call: int, same: bool) -> None:
