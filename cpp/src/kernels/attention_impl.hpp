@@ -335,6 +335,11 @@ struct AttentionImpl {
     for (int64_t c = 0; c < d; ++c) std::fill(kt + c * skp + sk, kt + (c + 1) * skp, 0.0f);
   }
 
+  using BlockFn = void (*)(const AttentionArgs&, const float*, const float*, int64_t, const float*, const float*,
+                           int64_t, int64_t, float*, float*);
+  static constexpr BlockFn kBlocks[kRows + 1] = {nullptr,   &block<1>, &block<2>, &block<3>, &block<4>,
+                                                 &block<5>, &block<6>, &block<7>, &block<8>};
+
   static void run(const AttentionArgs& a, int64_t bh, int64_t i0, int64_t i1, float* scratch) {
     const int64_t b = bh / a.heads, h = bh % a.heads, hk = h / (a.heads / a.kv_heads);
     const int64_t skp = (a.sk + 2 * W - 1) / (2 * W) * (2 * W), dvp = (a.dv + 2 * W - 1) / (2 * W) * (2 * W);
@@ -357,32 +362,7 @@ struct AttentionImpl {
       const float* qi = q + i * a.q_ss;
       const float* mi = mask == nullptr ? nullptr : mask + i * a.m_ss;
       float* oi = out + i * a.o_ss;
-      switch (std::min<int64_t>(kRows, i1 - i)) {
-        case 8:
-          block<8>(a, qi, mi, i, kt, vb, skp, dvp, s, oi);
-          break;
-        case 7:
-          block<7>(a, qi, mi, i, kt, vb, skp, dvp, s, oi);
-          break;
-        case 6:
-          block<6>(a, qi, mi, i, kt, vb, skp, dvp, s, oi);
-          break;
-        case 5:
-          block<5>(a, qi, mi, i, kt, vb, skp, dvp, s, oi);
-          break;
-        case 4:
-          block<4>(a, qi, mi, i, kt, vb, skp, dvp, s, oi);
-          break;
-        case 3:
-          block<3>(a, qi, mi, i, kt, vb, skp, dvp, s, oi);
-          break;
-        case 2:
-          block<2>(a, qi, mi, i, kt, vb, skp, dvp, s, oi);
-          break;
-        default:
-          block<1>(a, qi, mi, i, kt, vb, skp, dvp, s, oi);
-          break;
-      }
+      kBlocks[std::min<int64_t>(kRows, i1 - i)](a, qi, mi, i, kt, vb, skp, dvp, s, oi);
     }
   }
 };

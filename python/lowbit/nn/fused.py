@@ -144,6 +144,14 @@ def count_leave(active: weakref.WeakKeyDictionary, module: nn.Module) -> None:
         st[0] -= 1
 
 
+def remove_call_hooks(module: nn.Module, enter: Callable, leave: Callable) -> None:
+    """Removes the forward pre-hook ``enter`` and the forward hook ``leave`` from ``module``."""
+    for hooks, fn in ((module._forward_pre_hooks, enter), (module._forward_hooks, leave)):
+        for key in [k for k, h in hooks.items() if h is fn]:
+            del hooks[key]
+            module._forward_hooks_always_called.pop(key, None)
+
+
 def _call_id(parent: Optional[nn.Module]) -> Optional[int]:
     return call_number(_ACTIVE, parent)
 
@@ -240,10 +248,7 @@ def unfuse_activations_(model: nn.Module) -> None:
                 setattr(m, cname, c.act)
         if "_fused_parent" in m.__dict__:
             object.__delattr__(m, "_fused_parent")
-        for hooks, fn in ((m._forward_pre_hooks, _enter), (m._forward_hooks, _leave)):
-            for key in [k for k, h in hooks.items() if h is fn]:
-                del hooks[key]
-                m._forward_hooks_always_called.pop(key, None)
+        remove_call_hooks(m, _enter, _leave)
         _LAST.pop(m, None)
         _ACTIVE.pop(m, None)
 

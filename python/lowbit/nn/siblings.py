@@ -30,7 +30,7 @@ from torch import nn
 
 from .. import _core
 from .chain import use_counts
-from .fused import call_number, count_enter, count_leave
+from .fused import call_number, count_enter, count_leave, remove_call_hooks
 
 __all__ = ["group_siblings_", "sibling_groups", "ungroup_siblings_"]
 
@@ -210,10 +210,7 @@ def ungroup_siblings_(model: nn.Module) -> None:
     for m in model.modules():
         if "_siblings" in m.__dict__:
             object.__delattr__(m, "_siblings")
-        for hooks, fn in ((m._forward_pre_hooks, _enter), (m._forward_hooks, _leave)):
-            for key in [k for k, h in hooks.items() if h is fn]:
-                del hooks[key]
-                m._forward_hooks_always_called.pop(key, None)
+        remove_call_hooks(m, _enter, _leave)
         _ACTIVE.pop(m, None)
 
 
