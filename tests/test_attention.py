@@ -59,7 +59,7 @@ SHAPES = [  # b, h, kv heads, queries, keys, d, dv
 
 
 @pytest.mark.parametrize("shape", SHAPES)
-@pytest.mark.parametrize("kind", ["none", "keys", "full", "bool", "causal", "causal+mask"])
+@pytest.mark.parametrize("kind", ["none", "keys", "full", "bool", "pad", "pad rows", "causal", "causal+mask"])
 def test_attention_matches_float64(isa, rng, shape, kind):
     b, h, hk, sq, sk, d, dv = shape
     q, k, v = qkv(rng, b, h, hk, sq, sk, d, dv)
@@ -72,6 +72,13 @@ def test_attention_matches_float64(isa, rng, shape, kind):
     elif kind == "bool":
         mask = rng.random((1, h, sq, sk)) < 0.7
         mask[..., 0] = True
+    elif kind == "pad":  # padding keys hidden from every row (left out by the kernel), per sequence
+        mask = np.ones((b, 1, 1, sk), bool)
+        mask[0, ..., sk // 3 + 1:] = False
+    elif kind == "pad rows":  # -inf padding, but some rows see some padding keys (kept for all rows)
+        mask = np.zeros((b, h, sq, sk), np.float32)
+        mask[..., sk // 2 + 1:] = -np.inf
+        mask[:, :, ::3, -1] = 0.5
     got = lowbit.attention(q, k, v, mask, causal=causal)
     np.testing.assert_allclose(got, reference(q, k, v, mask, causal), rtol=RTOL, atol=ATOL)
 
@@ -97,6 +104,23 @@ def test_attention_strided_views_and_out_layout(isa, rng):
     assert np.shares_memory(res, out)
     np.testing.assert_allclose(out.transpose(0, 2, 1, 3), reference(q, k, v, scale=0.3), rtol=RTOL, atol=ATOL)
     np.testing.assert_array_equal(x, before)  # inputs untouched
+
+
+def test_attention_padding_left_out_exactly(isa, rng):
+    """Keys hidden from every row contribute exactly nothing: the result equals attention over
+    the other keys alone; every key hidden: zeros; a NaN in the mask still reaches its row."""
+    q, k, v = qkv(rng, 2, 3, 3, 20, 45, 16, 16)
+    mask = np.zeros((2, 1, 20, 45), np.float32)
+    keep = np.sort(rng.choice(45, 17, replace=False))
+    mask[..., np.setdiff1d(np.arange(45), keep)] = -np.inf
+    got = lowbit.attention(q, k, v, mask)
+    np.testing.assert_allclose(got, lowbit.attention(q, k[:, :, keep], v[:, :, keep]), rtol=RTOL, atol=ATOL)
+    mask[1] = -np.inf
+    got = lowbit.attention(q, k, v, mask)
+    assert np.all(got[1] == 0)
+    mask[0, 0, 5, 0] = np.nan
+    got = lowbit.attention(q, k, v, mask)
+    assert np.all(np.isnan(got[0, :, 5])) and not np.any(np.isnan(np.delete(got[0], 5, axis=1)))
 
 
 def test_attention_masked_rows_nan_and_extremes(isa, rng):

@@ -38,6 +38,17 @@ template <>
 struct Ops<xsimd::avx2> {
   using B = xsimd::batch<float, xsimd::avx2>;
   static B fma(const B& a, const B& b, const B& c) { return _mm256_fmadd_ps(a, b, c); }
+  // lanes < n of p (0 < n < 8), the others 0, reading nothing past them
+  static B load_first(const float* p, int64_t n) {
+    return _mm256_maskload_ps(
+        p, _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
+  }
+  // x in lanes < n, fill in the others
+  static B keep_first(const B& x, int64_t n, const B& fill) {
+    const __m256i keep =
+        _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    return _mm256_blendv_ps(fill, x, _mm256_castsi256_ps(keep));
+  }
   static B fnma(const B& a, const B& b, const B& c) { return _mm256_fnmadd_ps(a, b, c); }
   static B round(const B& x) { return _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
   static B scale(const B& p, const B& n) {
@@ -76,6 +87,12 @@ template <>
 struct Ops<xsimd::avx512bw> {
   using B = xsimd::batch<float, xsimd::avx512bw>;
   static B fma(const B& a, const B& b, const B& c) { return _mm512_fmadd_ps(a, b, c); }
+  static B load_first(const float* p, int64_t n) {
+    return _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << n) - 1), p);
+  }
+  static B keep_first(const B& x, int64_t n, const B& fill) {
+    return _mm512_mask_blend_ps(static_cast<__mmask16>((1u << n) - 1), fill, x);
+  }
   static B fnma(const B& a, const B& b, const B& c) { return _mm512_fnmadd_ps(a, b, c); }
   static B round(const B& x) { return _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
   static B scale(const B& p, const B& n) { return _mm512_scalef_ps(p, n); }
@@ -189,31 +206,36 @@ struct AttentionImpl {
   // in place, with the mask row added and hidden keys (causal, or past sk) -inf; returns 1 / sum
   // (0 when every key is hidden: the row is then zeros).
   static float softmax_row(const AttentionArgs& a, float* row, const float* mrow, int64_t i, int64_t lim) {
-    const float ninf = -std::numeric_limits<float>::infinity();
+    const B ninf(-std::numeric_limits<float>::infinity());
     const int64_t seen = a.causal ? std::min(a.sk, i + 1) : a.sk;
-    B mx(ninf);
-    int64_t j = 0;
-    if (mrow != nullptr) {
-      for (; j + W <= seen; j += W) {
-        const B x = B::load_aligned(row + j) + B::load_unaligned(mrow + j);
+    const int64_t full = seen / W * W, used = (seen + W - 1) / W * W;
+    B mx = ninf;
+    for (int64_t j = 0; j < full; j += W) {
+      B x = B::load_aligned(row + j);
+      if (mrow != nullptr) {
+        x += B::load_unaligned(mrow + j);
         x.store_aligned(row + j);
-        mx = xsimd::max(mx, x);
       }
-      for (int64_t t = j; t < seen; ++t) row[t] += mrow[t];
-    } else {
-      for (; j + W <= seen; j += W) mx = xsimd::max(mx, B::load_aligned(row + j));
+      mx = xsimd::max(mx, x);
     }
-    for (int64_t t = seen; t < lim; ++t) row[t] = ninf;
-    for (; j < lim; j += W) mx = xsimd::max(mx, B::load_aligned(row + j));  // the partial vector
+    if (full < seen) {  // the partial vector: lanes past seen hidden (the mask row is not read there)
+      const int64_t rem = seen - full;
+      B x = B::load_aligned(row + full);
+      if (mrow != nullptr) x += O::load_first(mrow + full, rem);
+      x = O::keep_first(x, rem, ninf);
+      x.store_aligned(row + full);
+      mx = xsimd::max(mx, x);
+    }
     float mf = hmax(mx);
-    mf = mf == ninf ? 0.0f : mf;  // every key hidden: all p are 0, and so is the row
+    mf = mf == -std::numeric_limits<float>::infinity() ? 0.0f : mf;  // every key hidden: p all 0, the row 0
     const B m(mf);
     B sum(0.0f);
-    for (j = 0; j < lim; j += W) {
+    for (int64_t j = 0; j < used; j += W) {
       const B e = exp_neg(B::load_aligned(row + j) - m);
       e.store_aligned(row + j);
       sum += e;
     }
+    for (int64_t j = used; j < lim; j += W) B(0.0f).store_aligned(row + j);  // hidden keys: p = 0
     const float total = O::hsum(sum);
     return total == 0.0f ? 0.0f : 1.0f / total;
   }
@@ -340,29 +362,79 @@ struct AttentionImpl {
   static constexpr BlockFn kBlocks[kRows + 1] = {nullptr,   &block<1>, &block<2>, &block<3>, &block<4>,
                                                  &block<5>, &block<6>, &block<7>, &block<8>};
 
+  // The keys that some row of [i0, i1) sees through the mask (mask rows of stride ldm): their
+  // indices into idx, their count returned. flag: sk floats of scratch.
+  static int64_t live_keys(const float* mask, int64_t ldm, int64_t i0, int64_t i1, int64_t sk, float* flag,
+                           int32_t* idx) {
+    const B ninf(-std::numeric_limits<float>::infinity()), one(1.0f), zero(0.0f);
+    const int64_t jb = sk / W * W;
+    for (int64_t j = 0; j < jb; j += W) one.store_unaligned(flag + j);
+    for (int64_t j = jb; j < sk; ++j) flag[j] = 1.0f;
+    const int64_t rows = ldm == 0 ? 1 : i1 - i0;  // a mask broadcast over the rows: one row
+    for (int64_t i = 0; i < rows; ++i) {
+      const float* m = mask + (i0 + i) * ldm;
+      for (int64_t j = 0; j < jb; j += W) {  // flag stays 1 while every row hides the key (NaN: seen)
+        const B hidden = xsimd::select(B::load_unaligned(m + j) == ninf, one, zero);
+        xsimd::min(B::load_unaligned(flag + j), hidden).store_unaligned(flag + j);
+      }
+      for (int64_t j = jb; j < sk; ++j)
+        if (!(m[j] == -std::numeric_limits<float>::infinity())) flag[j] = 0.0f;
+    }
+    int64_t n = 0;
+    for (int64_t j = 0; j < sk; ++j)
+      if (flag[j] == 0.0f) idx[n++] = static_cast<int32_t>(j);
+    return n;
+  }
+
   static void run(const AttentionArgs& a, int64_t bh, int64_t i0, int64_t i1, float* scratch) {
     const int64_t b = bh / a.heads, h = bh % a.heads, hk = h / (a.heads / a.kv_heads);
     const int64_t skp = (a.sk + 2 * W - 1) / (2 * W) * (2 * W), dvp = (a.dv + 2 * W - 1) / (2 * W) * (2 * W);
     const float* k = a.k + b * a.k_sb + hk * a.k_sh;
     const float* v = a.v + b * a.v_sb + hk * a.v_sh;
-    float* kt = scratch;         // d x skp: K^T * scale
-    float* vb = kt + a.d * skp;  // sk x dvp
-    float* s = vb + a.sk * dvp;  // kRows x skp scores
+    float* kt = scratch;                                       // d x skp: K^T * scale
+    float* vb = kt + a.d * skp;                                // sk x dvp
+    float* s = vb + a.sk * dvp;                                // kRows x skp scores
+    float* kc = s + kRows * skp;                               // sk x d: the seen keys, gathered
+    float* mc = kc + a.sk * a.d;                               // kRows x skp: the block's mask rows, gathered
+    auto* idx = reinterpret_cast<int32_t*>(mc + kRows * skp);  // sk
     const float* q = a.q + b * a.q_sb + h * a.q_sh;
     const float* mask = a.mask == nullptr ? nullptr : a.mask + b * a.m_sb + h * a.m_sh;
     float* out = a.out + b * a.o_sb + h * a.o_sh;
     // a few rows: laying K and V out would cost more than using them where they are
     if (i1 - i0 <= kDirectRows && rows_direct(a, q, k, v, mask, i0, i1, s, out)) return;
-    transpose_keys(k, a.k_ss, a.sk, a.d, a.scale, kt, skp);
-    for (int64_t j = 0; j < a.sk; ++j) {
-      std::memcpy(vb + j * dvp, v + j * a.v_ss, static_cast<size_t>(a.dv) * sizeof(float));
-      std::fill(vb + j * dvp + a.dv, vb + (j + 1) * dvp, 0.0f);
+    // Keys the mask hides (-inf) from every row of the task (padding) are left out: their weights
+    // are exactly 0. Not with a causal mask (its rows see different keys by position).
+    AttentionArgs e = a;
+    const int64_t n = mask != nullptr && !a.causal ? live_keys(mask, a.m_ss, i0, i1, a.sk, s, idx) : a.sk;
+    if (n == 0) {  // every key hidden from every row: zeros
+      for (int64_t i = i0; i < i1; ++i) std::fill(out + i * a.o_ss, out + i * a.o_ss + a.dv, 0.0f);
+      return;
+    }
+    const bool gather = n < a.sk;
+    const int64_t skn = gather ? (n + 2 * W - 1) / (2 * W) * (2 * W) : skp;
+    if (gather) {
+      for (int64_t t = 0; t < n; ++t)
+        std::memcpy(kc + t * a.d, k + idx[t] * a.k_ss, static_cast<size_t>(a.d) * sizeof(float));
+      transpose_keys(kc, a.d, n, a.d, a.scale, kt, skn);
+      e.sk = n;
+      e.m_ss = skn;
+    } else {
+      transpose_keys(k, a.k_ss, a.sk, a.d, a.scale, kt, skp);
+    }
+    for (int64_t t = 0; t < n; ++t) {
+      std::memcpy(vb + t * dvp, v + (gather ? idx[t] : t) * a.v_ss, static_cast<size_t>(a.dv) * sizeof(float));
+      std::fill(vb + t * dvp + a.dv, vb + (t + 1) * dvp, 0.0f);
     }
     for (int64_t i = i0; i < i1; i += kRows) {
+      const int64_t r = std::min<int64_t>(kRows, i1 - i);
       const float* qi = q + i * a.q_ss;
       const float* mi = mask == nullptr ? nullptr : mask + i * a.m_ss;
-      float* oi = out + i * a.o_ss;
-      kBlocks[std::min<int64_t>(kRows, i1 - i)](a, qi, mi, i, kt, vb, skp, dvp, s, oi);
+      if (gather) {
+        for (int64_t t = 0; t < r; ++t)
+          for (int64_t j = 0; j < n; ++j) mc[t * skn + j] = mi[t * a.m_ss + idx[j]];
+        mi = mc;
+      }
+      kBlocks[r](e, qi, mi, i, kt, vb, skn, dvp, s, out + i * a.o_ss);
     }
   }
 };

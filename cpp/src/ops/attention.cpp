@@ -21,7 +21,8 @@ int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
 int64_t attention_scratch_floats(const AttentionArgs& a) {
   const int64_t skp = round_up(std::max<int64_t>(a.sk, 1), 32), dvp = round_up(std::max<int64_t>(a.dv, 1), 32);
-  return a.d * skp + a.sk * dvp + 8 * skp;
+  // K^T, V, the scores and (padding left out) the gathered keys, mask rows and key indices
+  return a.d * skp + a.sk * dvp + 8 * skp + a.sk * a.d + 8 * skp + a.sk;
 }
 
 void attention(const AttentionArgs& a) {

@@ -67,8 +67,11 @@ def _float_mask(mask: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
     hit = _MASK[0]
     if hit is not None and hit[0]() is mask and hit[1] == ver:
         return hit[2]
+    src = mask
+    if mask.dim() >= 2 and mask.shape[-2] > 1 and torch.equal(mask, mask[..., :1, :].expand_as(mask)):
+        mask = mask[..., :1, :]  # one row for every query (padding): the kernel reads it once per head
     m = torch.zeros(mask.shape, dtype=torch.float32).masked_fill_(~mask, float("-inf"))
-    _MASK[0] = (weakref.ref(mask), ver, m)
+    _MASK[0] = (weakref.ref(src), ver, m)
     return m
 
 
