@@ -148,10 +148,11 @@ struct AttentionImpl {
     return xsimd::select(x < B(-87.0f), B(0.0f), O::scale(p, xsimd::max(n, B(-126.0f))));
   }
 
-  // s[t][j..j+2W) = q_t . kt[.][j..] for R rows q (stride ldq), j < lim (a multiple of 2W).
+  // s[t][j] = q_t . kt[.][j] for R rows q (stride ldq), j < lim (a multiple of W).
   template <int R>
   static void scores(const float* q, int64_t ldq, const float* kt, int64_t skp, int64_t lim, int64_t d, float* s) {
-    for (int64_t j = 0; j < lim; j += 2 * W) {
+    int64_t j = 0;
+    for (; j + 2 * W <= lim; j += 2 * W) {
       B a0[R], a1[R];
       for (int t = 0; t < R; ++t) a0[t] = a1[t] = B(0.0f);
       for (int64_t c = 0; c < d; ++c) {
@@ -167,6 +168,15 @@ struct AttentionImpl {
         a0[t].store_aligned(s + t * skp + j);
         a1[t].store_aligned(s + t * skp + j + W);
       }
+    }
+    if (j < lim) {  // one vector of keys left
+      B a0[R];
+      for (int t = 0; t < R; ++t) a0[t] = B(0.0f);
+      for (int64_t c = 0; c < d; ++c) {
+        const B k0 = B::load_aligned(kt + c * skp + j);
+        for (int t = 0; t < R; ++t) a0[t] = O::fma(B(q[t * ldq + c]), k0, a0[t]);
+      }
+      for (int t = 0; t < R; ++t) a0[t].store_aligned(s + t * skp + j);
     }
   }
 
@@ -244,7 +254,7 @@ struct AttentionImpl {
   static void block(const AttentionArgs& a, const float* q, const float* mask, int64_t i0, const float* kt,
                     const float* vb, int64_t skp, int64_t dvp, float* s, float* out) {
     // causal: keys past the block's last row are hidden from all of it, so never computed
-    const int64_t lim = a.causal ? std::min(skp, (i0 + R + 2 * W - 1) / (2 * W) * (2 * W)) : skp;
+    const int64_t lim = a.causal ? std::min(skp, (i0 + R + W - 1) / W * W) : skp;
     scores<R>(q, a.q_ss, kt, skp, lim, a.d, s);
     float inv[kRows];
     for (int t = 0; t < R; ++t)
@@ -388,7 +398,7 @@ struct AttentionImpl {
 
   static void run(const AttentionArgs& a, int64_t bh, int64_t i0, int64_t i1, float* scratch) {
     const int64_t b = bh / a.heads, h = bh % a.heads, hk = h / (a.heads / a.kv_heads);
-    const int64_t skp = (a.sk + 2 * W - 1) / (2 * W) * (2 * W), dvp = (a.dv + 2 * W - 1) / (2 * W) * (2 * W);
+    const int64_t skp = (a.sk + W - 1) / W * W, dvp = (a.dv + 2 * W - 1) / (2 * W) * (2 * W);
     const float* k = a.k + b * a.k_sb + hk * a.k_sh;
     const float* v = a.v + b * a.v_sb + hk * a.v_sh;
     float* kt = scratch;                                       // d x skp: K^T * scale
@@ -411,13 +421,15 @@ struct AttentionImpl {
       return;
     }
     const bool gather = n < a.sk;
-    const int64_t skn = gather ? (n + 2 * W - 1) / (2 * W) * (2 * W) : skp;
+    const int64_t skn = gather ? (n + W - 1) / W * W : skp;
     if (gather) {
       for (int64_t t = 0; t < n; ++t)
         std::memcpy(kc + t * a.d, k + idx[t] * a.k_ss, static_cast<size_t>(a.d) * sizeof(float));
       transpose_keys(kc, a.d, n, a.d, a.scale, kt, skn);
       e.sk = n;
-      e.m_ss = skn;
+      e.m_ss = a.m_ss == 0 ? 0 : skn;
+      if (a.m_ss == 0)  // one mask row for all: gathered once
+        for (int64_t j = 0; j < n; ++j) mc[j] = mask[idx[j]];
     } else {
       transpose_keys(k, a.k_ss, a.sk, a.d, a.scale, kt, skp);
     }
@@ -429,11 +441,10 @@ struct AttentionImpl {
       const int64_t r = std::min<int64_t>(kRows, i1 - i);
       const float* qi = q + i * a.q_ss;
       const float* mi = mask == nullptr ? nullptr : mask + i * a.m_ss;
-      if (gather) {
+      if (gather && a.m_ss != 0)
         for (int64_t t = 0; t < r; ++t)
           for (int64_t j = 0; j < n; ++j) mc[t * skn + j] = mi[t * a.m_ss + idx[j]];
-        mi = mc;
-      }
+      if (gather) mi = mc;
       kBlocks[r](e, qi, mi, i, kt, vb, skn, dvp, s, out + i * a.o_ss);
     }
   }
