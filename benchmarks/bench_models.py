@@ -17,8 +17,10 @@ Timing: variants are measured interleaved by lowbit.Timer (median ± half IQR of
 from medians with its quartile range; a TimingWarning when noisy: the machine is shared); the GPT-2
 next-token and MobileNet rows are measured round-robin, best over rounds. Usage:
 python benchmarks/bench_models.py [--models digits,mobilenet,minilm,gpt2] [--batches 1,32]
-[--threads N] [--rounds R]
-MiniLM table of issue 18 (2 threads): --models minilm --batches 1,8,32 --threads 2
+[--threads N] [--rounds R] [--minilm-text padded|full]
+MiniLM table of issue 18 (2 threads): --models minilm --batches 1,8,32 --threads 2. MiniLM's input:
+the demo sentences (12-19 tokens) padded to 128 (a padded batch, the default), or with
+``--minilm-text full`` texts that fill all 128 tokens (no padding keys for attention to leave out).
 """
 
 from __future__ import annotations
@@ -172,7 +174,10 @@ def bench_digits(batches: list[int], rounds: int) -> list[list[object]]:
     return rows
 
 
-def bench_minilm(batches: list[int], seq: int, rounds: int) -> list[list[object]]:
+def bench_minilm(batches: list[int], seq: int, rounds: int, text: str = "padded") -> list[list[object]]:
+    """MiniLM at ``seq`` tokens: ``text="padded"``, the demo sentences (12-19 tokens) padded to
+    ``seq`` (a padded batch: lowbit's attention leaves the padding keys out); ``"full"``, texts of
+    the sentences run together, truncated at ``seq`` (no padding)."""
     tokenizer, model = load_minilm()
     ref = embed_sentences(model, tokenizer, SENTENCES)
     calib = [
@@ -188,7 +193,10 @@ def bench_minilm(batches: list[int], seq: int, rounds: int) -> list[list[object]
         quality[name] = f"cos min {float((emb * ref).sum(-1).min()):.4f}"
         size[name] = format_bytes(state_bytes(m))
     rows = []
-    texts = (SENTENCES * 4)[: max(batches)]
+    if text == "full":
+        texts = [" ".join(SENTENCES[i:] + SENTENCES[:i]) for i in range(max(batches))]
+    else:
+        texts = (SENTENCES * 4)[: max(batches)]
     for b in batches:
         enc = tokenizer(
             texts[:b], padding="max_length", truncation=True, max_length=seq, return_tensors="pt"
@@ -204,7 +212,7 @@ def bench_minilm(batches: list[int], seq: int, rounds: int) -> list[list[object]
         for name, _, _ in vs:
             rows.append(
                 [
-                    f"MiniLM-L6 seq {seq}",
+                    f"MiniLM-L6 seq {seq} {text}",
                     name,
                     b,
                     timing_cell(t[name]),
@@ -331,6 +339,8 @@ def main() -> None:
         "--threads", type=int, default=0, help="torch and lowbit threads (0: all cores)"
     )
     ap.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (the median is kept)")
+    ap.add_argument("--minilm-text", default="padded", choices=("padded", "full"),
+                    help="MiniLM input: short sentences padded to --seq, or texts filling it")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -343,7 +353,7 @@ def main() -> None:
     if "mobilenet" in args.models:
         rows += bench_mobilenet(batches, args.rounds)
     if "minilm" in args.models:
-        rows += bench_minilm(batches, args.seq, args.rounds)
+        rows += bench_minilm(batches, args.seq, args.rounds, args.minilm_text)
     if "gpt2" in args.models:
         rows += bench_gpt2(args.rounds)
     print(table(["model", "variant", "batch", "latency ms", "vs float32 (range)", "vs best torch int8 (range)", "size",
