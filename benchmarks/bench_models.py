@@ -17,7 +17,7 @@ Timing: variants are measured interleaved by lowbit.Timer (median ± half IQR of
 from medians with its quartile range; a TimingWarning when noisy: the machine is shared); the GPT-2
 next-token and MobileNet rows are measured round-robin, best over rounds. Usage:
 python benchmarks/bench_models.py [--models digits,mobilenet,minilm,gpt2] [--batches 1,32]
-[--threads N] [--rounds R] [--minilm-text padded|full]
+[--threads N] [--rounds R] [--minilm-text padded|full] [--ablate]
 MiniLM table of issue 18 (2 threads): --models minilm --batches 1,8,32 --threads 2. MiniLM's input:
 the demo sentences (12-19 tokens) padded to 128 (a padded batch, the default), or with
 ``--minilm-text full`` texts that fill all 128 tokens (no padding keys for attention to leave out).
@@ -94,11 +94,20 @@ def torch_dynamic(model: torch.nn.Module, engine: str) -> torch.nn.Module:
         return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
 
 
-def variants(model: torch.nn.Module, calib: list) -> list[tuple[str, Any, str]]:
-    """(name, model, quantized engine to select while running it)."""
+def variants(model: torch.nn.Module, calib: list, ablate: bool = False) -> list[tuple[str, Any, str]]:
+    """(name, model, quantized engine to select while running it). ``ablate``: also the dynamic
+    int8 model without each of its runtime forms (torch's attention; no sibling groups)."""
     out = [("float32", model, torch.backends.quantized.engine)]
     dyn = lowbit.quantize_model(model, progress=False)
     out.append(("lowbit dynamic int8", dyn, ""))
+    if ablate:
+        plain = lowbit.quantize_model(model, progress=False)
+        if lowbit.nn.use_torch_attention_(plain):
+            out.append(("lowbit dynamic int8, torch's attention", plain, ""))
+            plain = lowbit.quantize_model(model, progress=False)
+            lowbit.nn.use_torch_attention_(plain)
+        lowbit.nn.ungroup_siblings_(plain)
+        out.append(("lowbit dynamic int8, torch's attention, no sibling groups", plain, ""))
     if lowbit.get_thread_backend() == "torch":  # the same model on lowbit's own pool, for comparison
         BACKENDS["lowbit dynamic int8 (own thread pool)"] = "own"
         out.append(("lowbit dynamic int8 (own thread pool)", dyn, ""))
@@ -174,7 +183,8 @@ def bench_digits(batches: list[int], rounds: int) -> list[list[object]]:
     return rows
 
 
-def bench_minilm(batches: list[int], seq: int, rounds: int, text: str = "padded") -> list[list[object]]:
+def bench_minilm(batches: list[int], seq: int, rounds: int, text: str = "padded",
+                 ablate: bool = False) -> list[list[object]]:
     """MiniLM at ``seq`` tokens: ``text="padded"``, the demo sentences (12-19 tokens) padded to
     ``seq`` (a padded batch: lowbit's attention leaves the padding keys out); ``"full"``, texts of
     the sentences run together, truncated at ``seq`` (no padding)."""
@@ -183,7 +193,7 @@ def bench_minilm(batches: list[int], seq: int, rounds: int, text: str = "padded"
     calib = [
         tokenizer(SENTENCES[i : i + 4], padding=True, return_tensors="pt") for i in range(0, 16, 4)
     ]
-    vs = variants(model, calib)
+    vs = variants(model, calib, ablate)
     engines = {name: eng for name, _, eng in vs}
     quality, size = {}, {}
     for name, m, eng in vs:
@@ -341,6 +351,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (the median is kept)")
     ap.add_argument("--minilm-text", default="padded", choices=("padded", "full"),
                     help="MiniLM input: short sentences padded to --seq, or texts filling it")
+    ap.add_argument("--ablate", action="store_true",
+                    help="MiniLM: also lowbit's model with torch's attention, and without sibling groups")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -353,7 +365,7 @@ def main() -> None:
     if "mobilenet" in args.models:
         rows += bench_mobilenet(batches, args.rounds)
     if "minilm" in args.models:
-        rows += bench_minilm(batches, args.seq, args.rounds, args.minilm_text)
+        rows += bench_minilm(batches, args.seq, args.rounds, args.minilm_text, args.ablate)
     if "gpt2" in args.models:
         rows += bench_gpt2(args.rounds)
     print(table(["model", "variant", "batch", "latency ms", "vs float32 (range)", "vs best torch int8 (range)", "size",

@@ -24,7 +24,7 @@ CASES = {
     "conv": ["bench_conv.py", "--batch", "1", "--rounds", "1", "--threads", "2"],
     "conv_depthwise": ["bench_conv.py", "--depthwise", "--batch", "1", "--rounds", "1", "--threads", "2"],
     "models": ["bench_models.py", "--models", "digits,mobilenet,minilm", "--batches", "1", "--seq", "16",
-               "--rounds", "1", "--threads", "2"],
+               "--rounds", "1", "--threads", "2", "--ablate"],
     "gpt2": ["bench_models.py", "--models", "gpt2", "--rounds", "1", "--threads", "2"],
     "quantize": ["bench_quantize.py", "--quick", "--threads", "1"],
     "observers": ["bench_observers.py", "--quick", "--threads", "1"],
