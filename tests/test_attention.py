@@ -291,6 +291,17 @@ def test_causal_and_grouped_transformers_models(arch):
     assert torch.equal(gen_fast, gen_slow)
 
 
+def test_transformers_attention_takes_any_float_mask_layout():
+    """A float mask broadcast along the keys (stride 0) or with a strided key dimension."""
+    torch.manual_seed(0)
+    q = torch.randn(2, 4, 6, 8)
+    k, v = torch.randn(2, 4, 9, 8), torch.randn(2, 4, 9, 8)
+    for m in (torch.randn(2, 1, 6, 1).expand(2, 1, 6, 9), torch.randn(2, 1, 6, 18)[..., ::2]):
+        got, _ = lowbit.nn.attention._hf_attention(None, q, k, v, m, scaling=0.3, is_causal=False)
+        want = F.scaled_dot_product_attention(q, k, v, attn_mask=m, scale=0.3).transpose(1, 2)
+        torch.testing.assert_close(got, want, rtol=RTOL, atol=ATOL)
+
+
 def test_lowbit_attention_falls_back_where_sdpa_would_differ():
     """output_attentions, training (dropout) and autograd take transformers' sdpa function."""
     model = _bert()

@@ -134,8 +134,8 @@ def _hf_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, val
     m = _float_mask(attention_mask)
     if m is not None:
         m = m.detach().reshape((1,) * (4 - m.dim()) + tuple(m.shape)).numpy()
-    if m is not None and m.shape[3] != key.shape[2]:  # a mask broadcast along the keys
-        m = np.ascontiguousarray(np.broadcast_to(m, m.shape[:3] + (key.shape[2],)))
+        if m.shape[3] != key.shape[2] or (m.shape[3] > 1 and m.strides[3] != 4):  # broadcast along the keys
+            m = np.ascontiguousarray(np.broadcast_to(m, m.shape[:3] + (key.shape[2],)))
     scale = 1.0 / math.sqrt(query.shape[3]) if scaling is None else float(scaling)
     # (batch, tokens, heads, dim): the layout the model reshapes; the checks above are all the
     # kernel needs (decoding calls this per layer and token: no further Python work)
