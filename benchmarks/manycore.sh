@@ -3,8 +3,9 @@
 # 10-minute limit with the build):
 #   - int8 linear / matmul at 1, 2 and 16 threads (MM_THREADS; 1 thread alone takes ~90 s);
 #   - quantize at 1, 2, 4, 8 and 16 (THREADS); observers at 1 and 16;
-#   - convolutions (ResNet shapes against torch's static engines, MobileNetV2's depthwise) and the
-#     MobileNet / MiniLM models at 16 (FEW; each extra count adds ~3.5 minutes at 2 threads).
+#   - attention (lowbit.attention vs torch's sdpa), convolutions (ResNet shapes against torch's
+#     static engines, MobileNetV2's depthwise) and the MobileNet / MiniLM models at 16 (FEW; each
+#     extra count adds ~3.5 minutes at 2 threads).
 # Each benchmark's table goes to $OUT/<name>.md (stderr to .err) and its rows to stdout. A benchmark
 # whose peers or data are missing there (MiniLM needs transformers and its weights) says why in its
 # .err and the rest go on. Also LIMIT (seconds per benchmark, default 240), PYTHON, OUT (default
@@ -34,6 +35,7 @@ for t in 1 "${THREADS##*,}"; do
   run "observers-$t" benchmarks/bench_observers.py --quick --threads "$t"
 done
 for t in ${FEW//,/ }; do
+  run "attention-$t" benchmarks/bench_attention.py --threads "$t" --rounds 5
   run "conv-$t" benchmarks/bench_conv.py --threads "$t" --rounds 3
   run "models-$t" benchmarks/bench_models.py --models mobilenet,minilm --batches 1,8,32 --threads "$t" --rounds 3
 done
