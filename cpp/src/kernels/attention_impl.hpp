@@ -6,7 +6,7 @@
 // padded, so the two products are register-blocked outer products: 8 query rows x 2 vectors of
 // keys (or value columns) accumulate in 16 registers, each step one broadcast per row and two
 // vector loads. Between them each row's scores get the mask, their max and exp (a Cody-Waite
-// reduction and a degree-5 polynomial, scaled by 2^n: ~2 ulp), and the row's 1/sum scales the
+// reduction and a degree-6 polynomial, scaled by 2^n: ~2 ulp), and the row's 1/sum scales the
 // output. Padded key lanes and causally hidden keys are -inf before the max; a row with every key
 // hidden is all zeros.
 #pragma once
@@ -51,9 +51,8 @@ struct Ops<xsimd::avx2> {
   }
   static B fnma(const B& a, const B& b, const B& c) { return _mm256_fnmadd_ps(a, b, c); }
   static B round(const B& x) { return _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
-  static B scale(const B& p, const B& n) {  // n >= -126 kept (the exponent field must stay >= 1)
-    const __m256i e = _mm256_slli_epi32(
-        _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_max_ps(n, _mm256_set1_ps(-126.0f))), _mm256_set1_epi32(127)), 23);
+  static B scale(const B& p, const B& n) {
+    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
     return p * B(_mm256_castsi256_ps(e));
   }
   static float hsum(const B& v) {
@@ -139,13 +138,14 @@ struct AttentionImpl {
     const B n = O::round(x * B(1.44269504088896341f));
     B r = O::fnma(n, B(0.693359375f), x);  // x - n ln2, ln2 in two parts
     r = O::fnma(n, B(-2.12194440e-4f), r);
-    B p(1.3981999507e-3f);  // Cephes expf's polynomial less its r^7 term: < 2e-7 relative
+    B p(1.9875691500e-4f);
+    p = O::fma(p, r, B(1.3981999507e-3f));
     p = O::fma(p, r, B(8.3334519073e-3f));
     p = O::fma(p, r, B(4.1665795894e-2f));
     p = O::fma(p, r, B(1.6666665459e-1f));
     p = O::fma(p, r, B(5.0000001201e-1f));
     p = O::fma(p, r * r, r + B(1.0f));
-    return xsimd::select(x < B(-87.0f), B(0.0f), O::scale(p, n));
+    return xsimd::select(x < B(-87.0f), B(0.0f), O::scale(p, xsimd::max(n, B(-126.0f))));
   }
 
   // s[t][j] = q_t . kt[.][j] for R rows q (stride ldq), j < lim (a multiple of W).
