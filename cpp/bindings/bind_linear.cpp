@@ -126,6 +126,7 @@ py::list linear_parts_py(const py::array& x_in, const py::sequence& parts) {
   if (py::len(parts) == 0) value_error("parts: expected at least one linear");
   const int64_t m = x_in.shape(0), k = x_in.shape(1);
   std::vector<LinearCall> calls;
+  calls.reserve(py::len(parts));  // never reallocated: the parts point into the calls' vectors
   std::vector<LinearPart> lp;
   py::list outs;
   for (const py::handle& h : parts) {
@@ -143,12 +144,9 @@ py::list linear_parts_py(const py::array& x_in, const py::sequence& parts) {
         p.act_signed != p0.act_signed)
       value_error("parts: the linears' activation quantization differs; they cannot share one quantized x");
     py::array out = linear_out(calls.back(), m, n);
-    lp.push_back(LinearPart{calls.back().packed, calls.back().colsum, nullptr, n, p, out.mutable_data()});
+    lp.push_back(
+        LinearPart{calls.back().packed, calls.back().colsum, calls.back().scale.data(), n, p, out.mutable_data()});
     outs.append(out);
-  }
-  for (size_t j = 0; j < lp.size(); ++j) {  // the vector of calls no longer moves
-    lp[j].col_scale = calls[j].scale.data();
-    lp[j].p.bias = calls[j].bias.empty() ? nullptr : calls[j].bias.data();
   }
   const auto* x = static_cast<const float*>(x_in.data());
   {

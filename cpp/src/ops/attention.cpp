@@ -4,10 +4,10 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <memory>
 
 #include "lowbit/attention.hpp"
 #include "lowbit/parallel.hpp"
+#include "ops/scratch.hpp"
 
 namespace lowbit {
 namespace {
@@ -37,15 +37,7 @@ void attention(const AttentionArgs& a) {
   const size_t floats = static_cast<size_t>(attention_scratch_floats(a));
   const kernels::AttentionF32Fn fn = dispatch::attention_f32.get();
   auto task = [&](int64_t t) {
-    // as run_gemm_unpacked: a per-thread buffer kept between calls (no page faults after the first)
-    thread_local std::unique_ptr<float[]> kept;
-    thread_local size_t kept_floats = 0;
-    if (kept_floats < floats) {
-      kept.reset(new float[floats + 16]);
-      kept_floats = floats;
-    }
-    float* scratch = kept.get();
-    scratch += (16 - reinterpret_cast<uintptr_t>(scratch) / sizeof(float) % 16) % 16;  // 64-byte aligned
+    float* scratch = static_cast<float*>(detail::thread_scratch(floats * sizeof(float)));
     const int64_t bh = t / chunks, i0 = (t % chunks) * rows;
     fn(a, bh, i0, std::min(a.sq, i0 + rows), scratch);
   };

@@ -25,8 +25,6 @@ void run_gemm_with(kernels::GemmTaskFn fn, const GemmArgs& g);
 // Several GEMMs on the same packed activations (a, lda, m, k_groups equal; each its own weights,
 // epilogue and output) split as one: one parallel region for all, part j run by fns[j].
 void run_gemms_with(const kernels::GemmTaskFn* fns, const GemmArgs* gs, int64_t count);
-// The same with the kernel the table dispatches to.
-void run_gemm(const OpTable<kernels::GemmTaskFn>& table, const GemmArgs& g);
 // fn(r0, r1) over row ranges of [0, m) for rows of k elements, in parallel (activation packing).
 void for_rows(int64_t m, int64_t k, const std::function<void(int64_t, int64_t)>& fn);
 // Byte-patch convolutions: rows of patches (stride lda) made and multiplied per task while they are

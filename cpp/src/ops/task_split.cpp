@@ -9,6 +9,7 @@
 
 #include "lowbit/parallel.hpp"
 #include "ops/gemm_ops.hpp"
+#include "ops/scratch.hpp"
 
 namespace lowbit {
 namespace detail {
@@ -31,14 +32,14 @@ void run_gemm_with(kernels::GemmTaskFn fn, const GemmArgs& g) { run_gemms_with(&
 
 void run_gemms_with(const kernels::GemmTaskFn* fns, const GemmArgs* gs, int64_t count) {
   // The parts share their activations (m, k_groups): the split is that of one GEMM over all their
-  // panels, with panel chunks cut at the parts' ends.
-  int64_t panels = 0, macs = 0;
-  for (int64_t j = 0; j < count; ++j) {
-    if (gs[j].m == 0 || gs[j].n == 0) continue;
-    panels += n_panels(gs[j].n);
-  }
-  if (panels == 0) return;
+  // panels, with panel chunks cut at the parts' ends (a part with n == 0 has none).
   const GemmArgs& g0 = gs[0];
+  int64_t panels = 0, n = 0;
+  for (int64_t j = 0; j < count; ++j) {
+    panels += n_panels(gs[j].n);
+    n += gs[j].n;
+  }
+  if (g0.m == 0 || panels == 0) return;
   const int64_t kp = std::max<int64_t>(g0.k_groups * kKGroup, kKGroup);
   const int64_t threads = get_num_threads();
   // Row chunks in multiples of 32 rows and panel chunks in multiples of 6 panels keep whole
@@ -50,8 +51,7 @@ void run_gemms_with(const kernels::GemmTaskFn* fns, const GemmArgs* gs, int64_t 
   const int64_t m_tasks = (g0.m + mc - 1) / mc;
   auto chunks = [&](int64_t c) {
     int64_t t = 0;
-    for (int64_t j = 0; j < count; ++j)
-      if (gs[j].m != 0 && gs[j].n != 0) t += (n_panels(gs[j].n) + c - 1) / c;
+    for (int64_t j = 0; j < count; ++j) t += (n_panels(gs[j].n) + c - 1) / c;
     return t;
   };
   // Enough tasks to balance the threads, but no task too small to pay for its wake-up.
@@ -63,10 +63,8 @@ void run_gemms_with(const kernels::GemmTaskFn* fns, const GemmArgs* gs, int64_t 
   };
   std::vector<Chunk> list;
   for (int64_t j = 0; j < count; ++j) {
-    if (gs[j].m == 0 || gs[j].n == 0) continue;
     const int64_t np = n_panels(gs[j].n);
     for (int64_t p0 = 0; p0 < np; p0 += pc) list.push_back({j, p0, std::min(np, p0 + pc)});
-    macs += gs[j].m * gs[j].n * kp;
   }
   const int64_t n_tasks = m_tasks * static_cast<int64_t>(list.size());
   auto task = [&](int64_t t) {
@@ -74,7 +72,7 @@ void run_gemms_with(const kernels::GemmTaskFn* fns, const GemmArgs* gs, int64_t 
     const int64_t m0 = (t % m_tasks) * mc;
     fns[c.part](gs[c.part], m0, std::min(g0.m, m0 + mc), c.p0, c.p1);
   };
-  if (n_tasks == 1 || macs < 4 * kMinTaskMacs) {
+  if (n_tasks == 1 || g0.m * n * kp < 4 * kMinTaskMacs) {
     for (int64_t t = 0; t < n_tasks; ++t) task(t);
   } else {
     parallel_for(n_tasks, task);
@@ -98,24 +96,16 @@ void run_gemm_unpacked(kernels::GemmTaskFn fn, GemmArgs g, const int8_t* w, int6
   mc = std::min(mc, round_up(g.m, 8));
   const size_t buf_bytes = static_cast<size_t>(pc * kp * kPanelCols + kPackSlackBytes);
   auto task = [&](int64_t pj) {
-    // A per-thread buffer kept between calls (no allocation or page faults after the first), up
-    // to kKeepPackBytes; longer K takes a buffer per task.
-    thread_local std::unique_ptr<int8_t[]> kept;
-    thread_local size_t kept_bytes = 0;
+    // The thread's kept scratch up to kKeepPackBytes; longer K takes a buffer per task. Panels
+    // start on cache lines (a 64-byte panel line split over two lines costs two loads).
     std::unique_ptr<int8_t[]> own;
     int8_t* buf;
     if (buf_bytes <= kKeepPackBytes) {
-      if (kept_bytes < buf_bytes) {
-        kept.reset(new int8_t[buf_bytes + 64]);
-        kept_bytes = buf_bytes;
-      }
-      buf = kept.get();
+      buf = static_cast<int8_t*>(thread_scratch(buf_bytes));
     } else {
       own.reset(new int8_t[buf_bytes + 64]);
-      buf = own.get();
+      buf = own.get() + (64 - reinterpret_cast<uintptr_t>(own.get()) % 64) % 64;
     }
-    // Panels start on cache lines (a 64-byte panel line split over two lines costs two loads).
-    buf += (64 - reinterpret_cast<uintptr_t>(buf) % 64) % 64;
     const int64_t p0 = pj * pc, p1 = std::min(panels, p0 + pc);
     int32_t* colsum = const_cast<int32_t*>(g.colsum) + p0 * kPanelCols;
     pack_weight_panels(w, g.n, k, stride_n, stride_k, p0, p1, buf, colsum);
@@ -132,11 +122,6 @@ void run_gemm_unpacked(kernels::GemmTaskFn fn, GemmArgs g, const int8_t* w, int6
   } else {
     parallel_for(p_tasks, task);
   }
-}
-
-void run_gemm(const OpTable<kernels::GemmTaskFn>& table, const GemmArgs& g) {
-  if (g.m == 0 || g.n == 0) return;
-  run_gemm_with(table.get(), g);
 }
 
 void for_rows(int64_t m, int64_t k, const std::function<void(int64_t, int64_t)>& fn) {
