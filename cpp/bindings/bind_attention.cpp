@@ -55,7 +55,8 @@ py::array attention_py(const py::array& q, const py::array& k, const py::array& 
   if (k.shape(3) != a.d) value_error("k: last dimension differs from q's");
   if (v.shape(1) != a.kv_heads || v.shape(2) != a.sk) value_error("v: (heads, keys) differ from k's");
   if (a.kv_heads == 0 || a.heads % a.kv_heads != 0)
-    value_error("k: its heads (" + std::to_string(a.kv_heads) + ") must divide q's (" + std::to_string(a.heads) + ")");
+    value_error("k: its " + std::to_string(a.kv_heads) + " heads must divide q's " + std::to_string(a.heads) +
+                " (grouped-query attention)");
   if (a.sk == 0 && a.sq > 0) value_error("k: no keys");
   if (out.shape(0) != a.batch || out.shape(1) != a.heads || out.shape(2) != a.sq || out.shape(3) != a.dv)
     value_error("out: expected shape (batch, heads, queries, v's last dimension)");

@@ -88,31 +88,18 @@ def attention(q: Any, k: Any, v: Any, mask: Any = None, *, causal: bool = False,
     Raises:
         TypeError: non-float inputs. ValueError: shapes that do not match (names the argument).
     """
+    # q, k, v shapes and the scale are checked by _core.attention (ValueError naming the argument)
     qa, ka, va = _operand(q, "q"), _operand(k, "k"), _operand(v, "v")
     b, h, sq, d = qa.shape
-    if ka.shape[0] != b or va.shape[0] != b:
-        raise ValueError(f"k, v: batch sizes {ka.shape[0]}, {va.shape[0]} differ from q's {b}")
-    if ka.shape[3] != d:
-        raise ValueError(f"k: last dimension {ka.shape[3]} differs from q's {d}")
-    if va.shape[1:3] != ka.shape[1:3]:
-        raise ValueError(f"v: (heads, keys) {va.shape[1:3]} differ from k's {ka.shape[1:3]}")
-    if ka.shape[1] == 0 or h % ka.shape[1] != 0:
-        raise ValueError(f"k: its {ka.shape[1]} heads must divide q's {h} (grouped-query attention)")
-    if ka.shape[2] == 0 and sq > 0:
-        raise ValueError("k: no keys")
     s = 1.0 / math.sqrt(d) if scale is None else float(scale)
-    if not math.isfinite(s):
-        raise ValueError(f"scale: must be finite, got {scale}")
     m = additive_mask(mask, (b, h, sq, ka.shape[2]))
-    shape = (b, h, sq, va.shape[3])
     if out is None:
         return _core.attention(qa, ka, va, m, bool(causal), s)  # a recycled result buffer
-    else:
-        o = as_numpy(out, "out")
-        if o.dtype != np.float32 or o.shape != shape:
-            raise ValueError(f"out: expected a float32 array of shape {shape}, got {o.dtype} {o.shape}")
-        # bounds only (np.shares_memory's exact answer can cost more than the attention itself)
-        if any(np.may_share_memory(o, a) for a in (qa, ka, va) + (() if m is None else (m,))):
-            raise ValueError("out: overlaps an input")
-    _core.attention(qa, ka, va, m, bool(causal), s, o)
-    return o
+    o = as_numpy(out, "out")
+    shape = (b, h, sq, va.shape[3])
+    if o.dtype != np.float32 or o.shape != shape:
+        raise ValueError(f"out: expected a float32 array of shape {shape}, got {o.dtype} {o.shape}")
+    # bounds only (np.shares_memory's exact answer can cost more than the attention itself)
+    if any(np.may_share_memory(o, a) for a in (qa, ka, va) + (() if m is None else (m,))):
+        raise ValueError("out: overlaps an input")
+    return _core.attention(qa, ka, va, m, bool(causal), s, o)

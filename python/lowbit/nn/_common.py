@@ -5,6 +5,7 @@ Private; imports torch.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping
 from typing import Any, Optional
 
@@ -16,7 +17,7 @@ import lowbit
 from ..core.quantize import qrange
 
 __all__ = ["calc_qparams", "check_input", "is_conv1d", "linear_shape", "main_output", "quantize_weight",
-           "symmetric_qmax"]
+           "stamp", "stamped", "symmetric_qmax"]
 
 _EPS = float(np.finfo(np.float32).eps)
 
@@ -135,6 +136,17 @@ def guards_hold(module: torch.nn.Module, guards: tuple) -> bool:
         if buffers.get(name) is not t or t._version != version or t.data_ptr() != ptr:
             return False
     return True
+
+
+def stamp(x: torch.Tensor) -> tuple[Any, Optional[int]]:
+    """``x`` remembered without keeping it alive: a weak reference and its version counter (None
+    for an inference tensor, which has none and no in-place writer outside inference mode)."""
+    return weakref.ref(x), None if x.is_inference() else x._version
+
+
+def stamped(st: Optional[tuple[Any, Optional[int]]], x: torch.Tensor) -> bool:
+    """True when ``x`` is the very tensor :func:`stamp` saw, unmodified since."""
+    return st is not None and st[0]() is x and st[1] == (None if x.is_inference() else x._version)
 
 
 def main_output(out: Any, what: str) -> torch.Tensor:

@@ -24,16 +24,16 @@ from __future__ import annotations
 
 import math
 import sys
-import weakref
 from typing import Any, Optional
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .. import _core
+from ..core.attention import additive_mask
 from ..core.attention import attention as _attention
+from ._common import stamp, stamped
 
 __all__ = ["scaled_dot_product_attention", "use_lowbit_attention_", "use_torch_attention_"]
 
@@ -55,23 +55,22 @@ def _eager(*tensors: Optional[torch.Tensor]) -> bool:
     return True
 
 
-# the last boolean mask converted: (weak reference, version, additive float mask); a model's layers
-# share one mask per forward. One tuple, replaced whole (threads see an old or a new entry).
-_MASK: list[Optional[tuple[Any, Optional[int], torch.Tensor]]] = [None]
+# the last boolean mask converted: (its stamp, the additive float mask); a model's layers share one
+# mask per forward. One tuple, replaced whole (threads see an old or a new entry).
+_MASK: list[Optional[tuple[Any, torch.Tensor]]] = [None]
 
 
 def _float_mask(mask: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
     if mask is None or mask.dtype != torch.bool:
         return mask
-    ver = None if mask.is_inference() else mask._version
     hit = _MASK[0]
-    if hit is not None and hit[0]() is mask and hit[1] == ver:
-        return hit[2]
+    if hit is not None and stamped(hit[0], mask):
+        return hit[1]
     src = mask
     if mask.dim() >= 2 and mask.shape[-2] > 1 and torch.equal(mask, mask[..., :1, :].expand_as(mask)):
         mask = mask[..., :1, :]  # one row for every query (padding): the kernel reads it once per head
     m = torch.zeros(mask.shape, dtype=torch.float32).masked_fill_(~mask, float("-inf"))
-    _MASK[0] = (weakref.ref(src), ver, m)
+    _MASK[0] = (stamp(src), m)
     return m
 
 
@@ -84,6 +83,18 @@ def _mask_ok(mask: Optional[torch.Tensor], shape: tuple[int, int, int, int]) -> 
         return False
     dims = (1,) * (4 - mask.dim()) + tuple(mask.shape)
     return all(d in (1, w) for d, w in zip(dims, shape))
+
+
+def _kernel_takes(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: Optional[torch.Tensor],
+                  grouped: bool) -> bool:
+    """The shapes (and ``mask``) lowbit's kernel runs, in eager CPU float32 inference; key/value
+    heads fewer than the query's (dividing them) only when ``grouped``."""
+    return (_eager(query, key, value) and query.shape[0] == key.shape[0] == value.shape[0]
+            and key.shape[1] == value.shape[1] and key.shape[2] == value.shape[2] and query.shape[3] == key.shape[3]
+            and (key.shape[1] == query.shape[1]
+                 or (grouped and key.shape[1] > 0 and query.shape[1] % key.shape[1] == 0))
+            and (key.shape[2] > 0 or query.shape[2] == 0)
+            and _mask_ok(mask, (query.shape[0], query.shape[1], query.shape[2], key.shape[2])))
 
 
 def scaled_dot_product_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
@@ -99,13 +110,8 @@ def scaled_dot_product_attention(query: torch.Tensor, key: torch.Tensor, value: 
         ...                torch.nn.functional.scaled_dot_product_attention(q, q, q), atol=1e-5)
         True
     """
-    ok = (_eager(query, key, value) and dropout_p == 0.0
-          and not (is_causal and attn_mask is not None) and query.shape[0] == key.shape[0] == value.shape[0]
-          and key.shape[1] == value.shape[1] and key.shape[2] == value.shape[2] and query.shape[3] == key.shape[3]
-          and (key.shape[1] == query.shape[1] or (enable_gqa and key.shape[1] > 0
-                                                  and query.shape[1] % key.shape[1] == 0))
-          and (key.shape[2] > 0 or query.shape[2] == 0)
-          and _mask_ok(attn_mask, (query.shape[0], query.shape[1], query.shape[2], key.shape[2])))
+    ok = (dropout_p == 0.0 and not (is_causal and attn_mask is not None)
+          and _kernel_takes(query, key, value, attn_mask, enable_gqa))
     if not ok:
         return F.scaled_dot_product_attention(query, key, value, attn_mask=attn_mask, dropout_p=dropout_p,
                                               is_causal=is_causal, scale=scale, enable_gqa=enable_gqa)
@@ -120,10 +126,8 @@ def _hf_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, val
                   **kwargs: Any) -> tuple[torch.Tensor, None]:
     """transformers' sdpa attention function (``sdpa_attention_forward``) on lowbit's kernel."""
     ok = (position_bias is None and not dropout and kwargs.get("softcap") is None
-          and not kwargs.get("output_attentions", False) and _eager(query, key, value)
-          and key.shape[1] > 0 and query.shape[1] % key.shape[1] == 0 and key.shape[2] > 0
-          and query.shape[0] == key.shape[0] == value.shape[0] and query.shape[3] == key.shape[3]
-          and _mask_ok(attention_mask, (query.shape[0], query.shape[1], query.shape[2], key.shape[2])))
+          and not kwargs.get("output_attentions", False) and key.shape[2] > 0
+          and _kernel_takes(query, key, value, attention_mask, True))
     if not ok:
         from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
@@ -132,10 +136,7 @@ def _hf_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, val
     causal = is_causal if is_causal is not None else getattr(module, "is_causal", True)
     causal = bool(query.shape[2] > 1 and attention_mask is None and causal)  # as transformers' sdpa decides
     m = _float_mask(attention_mask)
-    if m is not None:
-        m = m.detach().reshape((1,) * (4 - m.dim()) + tuple(m.shape)).numpy()
-        if m.shape[3] != key.shape[2] or (m.shape[3] > 1 and m.strides[3] != 4):  # broadcast along the keys
-            m = np.ascontiguousarray(np.broadcast_to(m, m.shape[:3] + (key.shape[2],)))
+    m = None if m is None else additive_mask(m.detach(), (query.shape[0], query.shape[1], query.shape[2], key.shape[2]))
     scale = 1.0 / math.sqrt(query.shape[3]) if scaling is None else float(scaling)
     # (batch, tokens, heads, dim): the layout the model reshapes; the checks above are all the
     # kernel needs (decoding calls this per layer and token: no further Python work)

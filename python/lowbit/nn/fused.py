@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._common import stamp, stamped
 from .chain import chaining_enabled, use_counts
 
 __all__ = ["InplaceActivation", "activation_kind", "fuse_activations_", "fused_activations", "unfuse_activations_"]
@@ -54,7 +55,7 @@ _INPLACE: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "relu": torch.relu_, "gelu": _gelu_, "gelu_tanh": _gelu_tanh_, "silu": _silu_, "tanh": torch.tanh_,
     "sigmoid": torch.sigmoid_}
 _PLAIN = {nn.ReLU: "relu", nn.SiLU: "silu", nn.Tanh: "tanh", nn.Sigmoid: "sigmoid"}
-# producer -> its last result (weak reference, version counter, parent call id), kept off the module (pickling)
+# producer -> its last result (stamp, parent call id), kept off the module (pickling)
 _LAST: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -91,8 +92,7 @@ class InplaceActivation(nn.Module):
             return self.act(x)
         producer = self.__dict__.get("_producer")
         last = None if producer is None else _LAST.get(producer)
-        if (last is not None and last[0]() is x and (last[1] is None or x._version == last[1])
-                and last[2] == _call_id(producer.__dict__.get("_fused_parent"))
+        if (last is not None and stamped(last[0], x) and last[1] == _call_id(producer.__dict__.get("_fused_parent"))
                 and not producer._forward_hooks and not (torch.is_grad_enabled() and x.requires_grad)):
             del _LAST[producer]
             return _INPLACE[self.kind](x)
@@ -109,8 +109,7 @@ def note_result(layer: nn.Module, y: torch.Tensor) -> None:
     if call is None:  # called on its own, outside its parent's forward: the caller may keep it
         _LAST.pop(layer, None)
         return
-    # inference tensors have no version counter (and no in-place writer outside inference mode)
-    _LAST[layer] = (weakref.ref(y), None if y.is_inference() else y._version, call)
+    _LAST[layer] = (stamp(y), call)
 
 
 # parent module -> [calls in progress, calls so far] (forward pre-hook / hook below)

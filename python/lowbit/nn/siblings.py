@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from .. import _core
+from ._common import stamp, stamped
 from .chain import use_counts
 from .fused import call_number, count_enter, count_leave, remove_call_hooks
 
@@ -48,11 +49,6 @@ def _leave(module: nn.Module, args: Any, output: Any) -> None:  # noqa: ARG001 -
     count_leave(_ACTIVE, module)
 
 
-def _version(x: torch.Tensor) -> Optional[int]:
-    # inference tensors have no version counter (and no in-place writer outside inference mode)
-    return None if x.is_inference() else x._version
-
-
 class SiblingGroup:
     """The int8 :class:`QuantLinear` children of ``parent`` with one input width (see the module
     docstring). ``shared`` is None while watching, then the members seen sharing an input."""
@@ -65,13 +61,13 @@ class SiblingGroup:
     def _reset(self) -> None:
         self.shared: Optional[list[nn.Module]] = None
         self.off = False
-        self.src: Optional[tuple[Any, Optional[int], int]] = None  # (weakref to input, version, parent call)
+        self.src: Optional[tuple[Any, int]] = None  # (stamp of the input, parent call)
         self.run: list[nn.Module] = []  # watching: members called one after another on src
         self.last_run: frozenset = frozenset()
         self.runs = 0
-        # sharing: (weakref to input, version, parent call, {member: result not yet taken}), replaced
-        # whole, so a thread never pairs one input with another input's results
-        self.ready: Optional[tuple[Any, Optional[int], int, dict[nn.Module, torch.Tensor]]] = None
+        # sharing: (stamp of the input, parent call, {member: result not yet taken}), replaced whole,
+        # so a thread never pairs one input with another input's results
+        self.ready: Optional[tuple[Any, int, dict[nn.Module, torch.Tensor]]] = None
         self.waste = 0
 
     # runtime state is not saved: a copied or unpickled group starts watching again
@@ -90,21 +86,20 @@ class SiblingGroup:
         call = call_number(_ACTIVE, self.parent)
         if call is None:  # called on its own, outside its parent's forward
             return None
-        ver = _version(x)
         if self.shared is None:
             src = self.src
-            self._watch(layer, x, ver, call, src is not None and src[0]() is x and src[1] == ver and src[2] == call)
+            self._watch(layer, x, call, src is not None and src[1] == call and stamped(src[0], x))
             return None
         ready = self.ready
-        if ready is not None and ready[0]() is x and ready[1] == ver and ready[2] == call:
-            y = ready[3].pop(layer, None)
+        if ready is not None and ready[1] == call and stamped(ready[0], x):
+            y = ready[2].pop(layer, None)
             if y is not None:
-                if not ready[3]:
+                if not ready[2]:
                     self.ready = None
                 return y
         if layer not in self.shared:
             return None
-        if ready is not None and ready[3]:  # results computed for another input went unused
+        if ready is not None and ready[2]:  # results computed for another input went unused
             self.ready = None
             self.waste += 1
             if self.waste >= _WASTE_LIMIT:
@@ -115,16 +110,16 @@ class SiblingGroup:
             self.off, self.ready = True, None
             return None
         y = ys.pop(layer)
-        self.ready = (weakref.ref(x), ver, call, ys)
+        self.ready = (stamp(x), call, ys)
         return y
 
-    def _watch(self, layer: nn.Module, x: torch.Tensor, ver: Optional[int], call: int, same: bool) -> None:
+    def _watch(self, layer: nn.Module, x: torch.Tensor, call: int, same: bool) -> None:
         if same and layer not in self.run:
             self.run.append(layer)
         else:
             self._close_run()
             self.run = [layer]
-            self.src = (weakref.ref(x), ver, call)
+            self.src = (stamp(x), call)
         if len(self.run) == len(self.members):
             self._close_run()
 
