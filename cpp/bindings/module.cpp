@@ -17,6 +17,7 @@ void bind_conv(py::module_& m);
 void bind_gptq(py::module_& m);
 void bind_buffers(py::module_& m);
 void bind_attention(py::module_& m);
+void bind_rotation(py::module_& m);
 }  // namespace bind
 }  // namespace lowbit
 
@@ -33,4 +34,5 @@ PYBIND11_MODULE(_core, m) {
   lowbit::bind::bind_gptq(m);
   lowbit::bind::bind_buffers(m);
   lowbit::bind::bind_attention(m);
+  lowbit::bind::bind_rotation(m);
 }

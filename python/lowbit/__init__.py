@@ -63,6 +63,7 @@ from .core.observers import (
 )
 from .core.packed import DequantizingWeight, linear, pack_weight
 from .core.quantize import DTYPES, QTensor, choose_qparams, dequantize, fake_quantize, qrange, quantize
+from .core.rotation import Rotation
 from .core.schemes import (
     BF16Weights,
     BinaryWeights,
@@ -231,6 +232,7 @@ __all__ = [
     "HessianObserver",
     "gptq_quantize",
     "MSEClip",
+    "Rotation",
     "mse_clip_quantize",
     "DistillationLoss",
     "Distiller",

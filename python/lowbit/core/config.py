@@ -140,6 +140,11 @@ class QuantConfig:
             over ``calib_data``, layer by layer in model order, so the shift measured includes the
             quantized layers before it and the activation rounding (for one layer with float
             inputs it is ``(W - Q) E[x]``). Layers without a bias get one.
+        rotation: None, or "hadamard" / a :class:`lowbit.Rotation`: Linear layers store ``W R`` and
+            rotate their inputs by ``R`` (random signs times a Walsh-Hadamard block) on every call,
+            so activation and weight outliers spread over their block before rounding
+            (:mod:`lowbit.core.rotation`; QuaRot). Composes with every ``algorithm``; the cost is
+            one pass over each layer's input.
 
     Example:
         >>> cfg = lowbit.QuantConfig(activation="static", per_layer={"fc2": {"weight": "int4"}})
@@ -160,6 +165,7 @@ class QuantConfig:
     on_unsupported: str
     algorithm: Optional[Any]
     bias_correction: bool
+    rotation: Optional[Any]
 
     def __init__(
         self,
@@ -179,6 +185,7 @@ class QuantConfig:
         on_unsupported: str = "raise",
         algorithm: Any = None,
         bias_correction: bool = False,
+        rotation: Any = None,
     ) -> None:
         try:
             w = weight_scheme(weight, "weight", group_size=group_size, granularity=granularity,
@@ -217,7 +224,10 @@ class QuantConfig:
         if algo is not None and type(w).column_quantizer is WeightScheme.column_quantizer:
             raise ValueError(f"QuantConfig.algorithm: {algo.name.upper()} needs fixed-parameter rounding, which "
                              f"{w.describe()} do not have (it supports int8, int4, uint4 and nf4 weights)")
+        from .rotation import as_rotation
+
         set_ = object.__setattr__
+        set_(self, "rotation", as_rotation(rotation))
         set_(self, "algorithm", algo)
         set_(self, "bias_correction", bias_correction)
         set_(self, "weight", w)
@@ -248,7 +258,7 @@ class QuantConfig:
     def _override(self, changes: dict[str, Any]) -> QuantConfig:
         """This config (without per_layer / exclude) with ``changes`` (QuantConfig keywords)
         applied; weight options that still apply to a new format are kept."""
-        allowed = {"weight", "activation", "embedding", "on_unsupported", "algorithm", "bias_correction",
+        allowed = {"weight", "activation", "embedding", "on_unsupported", "algorithm", "bias_correction", "rotation",
                    *_WEIGHT_OPTIONS,
                    *_ACT_OPTIONS}
         unknown = set(changes) - allowed
@@ -281,7 +291,8 @@ class QuantConfig:
         return QuantConfig(w, act, embedding=changes.get("embedding", self.embedding),
                            on_unsupported=changes.get("on_unsupported", self.on_unsupported),
                            algorithm=changes.get("algorithm", self.algorithm),
-                           bias_correction=changes.get("bias_correction", self.bias_correction))
+                           bias_correction=changes.get("bias_correction", self.bias_correction),
+                           rotation=changes.get("rotation", self.rotation))
 
     def with_weight(self, weight: Any) -> QuantConfig:
         """This config with another weight format, keeping what still applies: the options of the
@@ -297,7 +308,7 @@ class QuantConfig:
         c = self._override({"weight": weight})
         return QuantConfig(c.weight, c.activation, embedding=c.embedding, exclude=self.exclude,
                            per_layer=self.per_layer, on_unsupported=self.on_unsupported, algorithm=c.algorithm,
-                           bias_correction=c.bias_correction)
+                           bias_correction=c.bias_correction, rotation=c.rotation)
 
     def is_excluded(self, name: str) -> bool:
         """True when ``name`` matches a pattern of ``exclude``."""
@@ -364,7 +375,8 @@ class QuantConfig:
                 "per_layer": {k: v.to_dict() for k, v in self.per_layer.items()},
                 "on_unsupported": self.on_unsupported,
                 "algorithm": None if self.algorithm is None else self.algorithm.to_dict(),
-                **({"bias_correction": True} if self.bias_correction else {})}
+                **({"bias_correction": True} if self.bias_correction else {}),
+                **({"rotation": self.rotation.to_dict()} if self.rotation is not None else {})}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> QuantConfig:

@@ -28,7 +28,7 @@ from ..nn import (
     QuantEmbedding,
     QuantLinear,
 )
-from ..nn._common import is_conv1d
+from ..nn._common import is_conv1d, rotate_input
 from ..nn.linear import _QuantBase
 from . import distributed as _dist
 from .equalize import InputScaled
@@ -731,6 +731,49 @@ def _weight_rows(m: nn.Module) -> torch.Tensor:
     return w.permute(0, 2, 3, 1).reshape(w.shape[0], -1) if isinstance(m, nn.Conv2d) else w
 
 
+def _rotate_inputs(targets: dict[str, nn.Module], cfgs: dict[str, QuantConfig],
+                   groups: list[list[tuple[str, nn.Module]]]) -> dict[int, tuple]:
+    """Rotates the float Linear targets whose config asks for it (:mod:`lowbit.core.rotation`): the
+    weight becomes ``W R`` and a forward pre-hook, registered before any calibration hook, rotates
+    the input, so the layer computes the same and every statistic, observer and block loss sees
+    what the quantized layer will. Layers with a shared weight, convolutions and widths without a
+    power-of-two factor >= 8 are left alone. Returns id(layer) -> (signs, block, float weight, hook)."""
+    from ..core.rotation import hadamard_signs, rotation_block
+
+    shared = {id(m) for g in groups for _, m in g}
+    out: dict[int, tuple] = {}
+    for name, m in targets.items():
+        rot = cfgs[name].rotation
+        if rot is None or not _is_linear(m) or id(m) in shared or id(m) in out:
+            continue
+        k = m.weight.shape[0] if is_conv1d(m) else m.weight.shape[1]
+        block = rotation_block(k, rot.block)
+        if not block:
+            continue
+        signs = hadamard_signs(k, rot.seed)
+        st = torch.from_numpy(signs)
+        original = m.weight
+        with torch.no_grad():  # each row of W (Conv1D: column) times R
+            w = original.detach().to(torch.float32)
+            w = rotate_input((w.t() if is_conv1d(m) else w).contiguous(), st, block)
+        m.weight = nn.Parameter((w.t() if is_conv1d(m) else w).to(original.dtype).contiguous(),
+                                requires_grad=original.requires_grad)
+        hook = m.register_forward_pre_hook(
+            lambda mod, args, st=st, block=block: (rotate_input(args[0], st, block), *args[1:]), prepend=True)
+        out[id(m)] = (signs, block, original, hook)
+    return out
+
+
+def _unrotate_float(work: nn.Module, rotated: dict[int, tuple]) -> None:
+    """Undoes :func:`_rotate_inputs` on the layers still float in ``work`` (the quantized ones
+    rotate their inputs themselves)."""
+    for _, _, _, hook in rotated.values():
+        hook.remove()
+    for m in work.modules():
+        if id(m) in rotated:
+            m.weight = rotated[id(m)][2]
+
+
 def _begin(model: Any, config: Any, inplace: bool, what: str) -> tuple:
     """The shared start of quantize_model and prepare_qat: checks the model and the config's layer
     names, finds the candidate layers, copies the model (unless inplace), records the float bytes
@@ -867,105 +910,111 @@ def quantize_model(
             reasons[name] = why[name]
         else:
             _unsupported(name, why[name], cfg, reasons)
-    act_qparams: dict[str, tuple[float, int]] = {}
-    static = {n: m for n, m in targets.items() if cfgs[n].activation.calibrated}
-    if static:
-        act_qparams = _calibrate(work, static, cfgs, calib_data, progress, pgroup)
-    gptq = {n: m for n, m in targets.items() if getattr(cfgs[n].algorithm, "name", None) == "gptq"}
-    for n, m in list(gptq.items()):
-        if isinstance(m, nn.Conv1d) or getattr(m, "groups", 1) != 1:
-            _unsupported(n, "GPTQ covers Linear, transformers Conv1D and groups=1 Conv2d layers (not nn.Conv1d or "
-                         "grouped convolutions yet)", cfgs[n], reasons)
-            del gptq[n], targets[n]
-    built: dict[str, _QuantBase] = {}  # layers quantized (and installed) by layer-sequential GPTQ or AutoRound
+    rotated = _rotate_inputs(targets, cfgs, groups)  # float layers now W R, their inputs rotated by hooks
+    try:
+        act_qparams: dict[str, tuple[float, int]] = {}
+        static = {n: m for n, m in targets.items() if cfgs[n].activation.calibrated}
+        if static:
+            act_qparams = _calibrate(work, static, cfgs, calib_data, progress, pgroup)
+        gptq = {n: m for n, m in targets.items() if getattr(cfgs[n].algorithm, "name", None) == "gptq"}
+        for n, m in list(gptq.items()):
+            if isinstance(m, nn.Conv1d) or getattr(m, "groups", 1) != 1:
+                _unsupported(n, "GPTQ covers Linear, transformers Conv1D and groups=1 Conv2d layers (not nn.Conv1d or "
+                             "grouped convolutions yet)", cfgs[n], reasons)
+                del gptq[n], targets[n]
+        built: dict[str, _QuantBase] = {}  # layers quantized (and installed) by layer-sequential GPTQ or AutoRound
 
-    def build(name: str, hessian: Any = None, plain: bool = False) -> Optional[_QuantBase]:
-        """The quantized module of target ``name``, or None (reason recorded) when it stays float.
-        ``plain``: round to nearest whatever the algorithm (AutoRound then sets the weights)."""
-        m, cfg = targets[name], cfgs[name]
-        algo = None if plain else cfg.algorithm
-        if getattr(algo, "name", None) == "autoround":  # not tuned (outside the blocks): its starting rounding
-            algo = MSEClip() if algo.clip else None
-        if cfg.activation.calibrated and name not in act_qparams:
-            _unsupported(name, "static: never called while calib_data ran, no activation range", cfg, reasons)
-            return None
-        if name in gptq and hessian is None:
-            _unsupported(name, "GPTQ: never called while calib_data ran, no input statistics", cfg, reasons)
-            return None
-        cls = QuantConv2d if isinstance(m, nn.Conv2d) else QuantConv1d if isinstance(m, nn.Conv1d) else QuantLinear
-        try:
-            q = cls.from_float(m, cfg, act_qparams=act_qparams.get(name), name=name)
-            if name in gptq:
-                from ..core.gptq import gptq_quantize
+        def build(name: str, hessian: Any = None, plain: bool = False) -> Optional[_QuantBase]:
+            """The quantized module of target ``name``, or None (reason recorded) when it stays float.
+            ``plain``: round to nearest whatever the algorithm (AutoRound then sets the weights)."""
+            m, cfg = targets[name], cfgs[name]
+            algo = None if plain else cfg.algorithm
+            if getattr(algo, "name", None) == "autoround":  # not tuned (outside the blocks): its starting rounding
+                algo = MSEClip() if algo.clip else None
+            if cfg.activation.calibrated and name not in act_qparams:
+                _unsupported(name, "static: never called while calib_data ran, no activation range", cfg, reasons)
+                return None
+            if name in gptq and hessian is None:
+                _unsupported(name, "GPTQ: never called while calib_data ran, no input statistics", cfg, reasons)
+                return None
+            cls = QuantConv2d if isinstance(m, nn.Conv2d) else QuantConv1d if isinstance(m, nn.Conv1d) else QuantLinear
+            try:
+                q = cls.from_float(m, cfg, act_qparams=act_qparams.get(name), name=name)
+                if id(m) in rotated:
+                    q.set_rotation(*rotated[id(m)][:2])
+                if name in gptq:
+                    from ..core.gptq import gptq_quantize
 
-                stored, stats = gptq_quantize(_weight_rows(m), hessian.hessian(), q.scheme, cfg.algorithm)
-            elif algo is not None:  # MSE clipping: no data needed
-                stored, stats = mse_clip_quantize(_weight_rows(m), q.scheme, algo)
-            if algo is not None:
-                q._set_stored(stored)
-                q.algorithm, q.algorithm_stats = algo, stats
-        except ValueError as e:
-            _unsupported(name, str(e), cfg, reasons)
-            return None
-        return q
+                    stored, stats = gptq_quantize(_weight_rows(m), hessian.hessian(), q.scheme, cfg.algorithm)
+                elif algo is not None:  # MSE clipping: no data needed
+                    stored, stats = mse_clip_quantize(_weight_rows(m), q.scheme, algo)
+                if algo is not None:
+                    q._set_stored(stored)
+                    q.algorithm, q.algorithm_stats = algo, stats
+            except ValueError as e:
+                _unsupported(name, str(e), cfg, reasons)
+                return None
+            return q
 
-    def install(name: str, q: Optional[_QuantBase]) -> None:
-        """Puts layer-sequential GPTQ's or AutoRound's quantized ``q`` in the model (under every alias)."""
-        if q is not None:
-            built[name] = q
-            for alias in aliases[id(targets[name])]:
+        def install(name: str, q: Optional[_QuantBase]) -> None:
+            """Puts layer-sequential GPTQ's or AutoRound's quantized ``q`` in the model (under every alias)."""
+            if q is not None:
+                built[name] = q
+                for alias in aliases[id(targets[name])]:
+                    _set_submodule(work, alias, q)
+
+        sequential = {n: m for n, m in gptq.items() if cfgs[n].algorithm.sequential}
+        if sequential:
+            _gptq_sequential(work, sequential, calib_data, progress, lambda n, h: install(n, build(n, h)), pgroup)
+        auto = {n: m for n, m in targets.items() if getattr(cfgs[n].algorithm, "name", None) == "autoround"}
+        if auto:  # AutoRound: block by block, each block's layers installed once trained
+            if calib_data is None:
+                raise ValueError("calib_data: AutoRound learns the rounding from calibration data; pass calib_data")
+            from .autoround import autoround_layers
+
+            autoround_layers(work, auto, calib_data, lambda n: build(n, plain=True), install,
+                             lambda n: cfgs[n].algorithm, progress)
+        one_pass = {n: m for n, m in gptq.items() if n not in sequential}
+        hessians = _collect_hessians(work, one_pass, calib_data, progress, pgroup) if one_pass else {}
+        first_by_weight: dict[int, tuple[nn.Module, _QuantBase]] = {}
+        tied: dict[str, QuantLinear] = {}
+        for name, m in targets.items():
+            if name in reasons:
+                continue
+            q = built[name] if name in built else None if name in sequential else build(name, hessians.get(name))
+            if q is None:
+                if name in sequential and name not in reasons:
+                    build(name)  # never reached by calib_data: records why
+                continue
+            if is_conv1d(m):
+                q._float_type = type(m).__name__
+            prev = first_by_weight.setdefault(id(m.weight), (m, q))
+            if prev[1] is not q:  # a weight shared with an earlier layer: one stored copy
+                _share_buffers(q, prev[1], m.bias is not None and m.bias is prev[0].bias)
+            if name in tied_emb:
+                tied.setdefault(tied_emb[name], prev[1])
+            q._float_nbytes = float_bytes[name]
+            for alias in aliases[id(m)]:  # a module registered under several names stays one module
                 _set_submodule(work, alias, q)
-
-    sequential = {n: m for n, m in gptq.items() if cfgs[n].algorithm.sequential}
-    if sequential:
-        _gptq_sequential(work, sequential, calib_data, progress, lambda n, h: install(n, build(n, h)), pgroup)
-    auto = {n: m for n, m in targets.items() if getattr(cfgs[n].algorithm, "name", None) == "autoround"}
-    if auto:  # AutoRound: block by block, each block's layers installed once trained
-        if calib_data is None:
-            raise ValueError("calib_data: AutoRound learns the rounding from calibration data; pass calib_data")
-        from .autoround import autoround_layers
-
-        autoround_layers(work, auto, calib_data, lambda n: build(n, plain=True), install,
-                         lambda n: cfgs[n].algorithm, progress)
-    one_pass = {n: m for n, m in gptq.items() if n not in sequential}
-    hessians = _collect_hessians(work, one_pass, calib_data, progress, pgroup) if one_pass else {}
-    first_by_weight: dict[int, tuple[nn.Module, _QuantBase]] = {}
-    tied: dict[str, QuantLinear] = {}
-    for name, m in targets.items():
-        if name in reasons:
-            continue
-        q = built[name] if name in built else None if name in sequential else build(name, hessians.get(name))
-        if q is None:
-            if name in sequential and name not in reasons:
-                build(name)  # never reached by calib_data: records why
-            continue
-        if is_conv1d(m):
-            q._float_type = type(m).__name__
-        prev = first_by_weight.setdefault(id(m.weight), (m, q))
-        if prev[1] is not q:  # a weight shared with an earlier layer: one stored copy
-            _share_buffers(q, prev[1], m.bias is not None and m.bias is prev[0].bias)
-        if name in tied_emb:
-            tied.setdefault(tied_emb[name], prev[1])
-        q._float_nbytes = float_bytes[name]
-        for alias in aliases[id(m)]:  # a module registered under several names stays one module
-            _set_submodule(work, alias, q)
-    for group in groups:  # a member fell back to float (on_unsupported='float'): the group stays float
-        fell = [n for n, _ in group if n in targets and n in reasons]
-        if not fell:
-            continue
-        for n, m in group:
-            if type(m) is nn.Embedding:
-                reasons[n] = f"tied to '{fell[0]}', which stays float"
-            elif n in targets and n not in reasons:
-                reasons[n] = f"shares its weight with '{fell[0]}', which stays float"
-                for alias in aliases[id(m)]:
-                    _set_submodule(work, alias, m)
-    handled = set(reasons) | set(targets) | _quantize_embeddings(work, config, reasons, float_bytes, tied)
-    reasons.update(_float_leaves(work, handled))
-    setattr(work, _REASONS_ATTR, {**getattr(work, _REASONS_ATTR, {}), **reasons})
-    setattr(work, _FOLDED_ATTR, {**getattr(work, _FOLDED_ATTR, {}), **folded})
-    setattr(work, _CONFIG_ATTR, config)
-    return _chain(work, chain_int8)
+        for group in groups:  # a member fell back to float (on_unsupported='float'): the group stays float
+            fell = [n for n, _ in group if n in targets and n in reasons]
+            if not fell:
+                continue
+            for n, m in group:
+                if type(m) is nn.Embedding:
+                    reasons[n] = f"tied to '{fell[0]}', which stays float"
+                elif n in targets and n not in reasons:
+                    reasons[n] = f"shares its weight with '{fell[0]}', which stays float"
+                    for alias in aliases[id(m)]:
+                        _set_submodule(work, alias, m)
+        handled = set(reasons) | set(targets) | _quantize_embeddings(work, config, reasons, float_bytes, tied)
+        reasons.update(_float_leaves(work, handled))
+        setattr(work, _REASONS_ATTR, {**getattr(work, _REASONS_ATTR, {}), **reasons})
+        setattr(work, _FOLDED_ATTR, {**getattr(work, _FOLDED_ATTR, {}), **folded})
+        setattr(work, _CONFIG_ATTR, config)
+        return _chain(work, chain_int8)
+    finally:
+        _unrotate_float(work, rotated)
 
 
 def _chain(model: nn.Module, on: bool) -> nn.Module:
@@ -1012,6 +1061,10 @@ def prepare_qat(
         >>> type(qat[0]).__name__
         'QATLinear'
     """
+    cfg0 = as_config(config)
+    if any(c.rotation is not None for c in (cfg0, *cfg0.per_layer.values())):
+        raise ValueError("config: prepare_qat does not rotate inputs yet (QuantConfig.rotation is for quantize_model); "
+                         "drop rotation")
     # BatchNorms are folded with frozen statistics: they become Identity
     model, config, cands, work, float_bytes, folded = _begin(model, config, inplace, "prepare_qat")
     reasons: dict[str, str] = {}
@@ -1184,6 +1237,8 @@ def _action(m: nn.Module) -> str:
         sp = m.__dict__.get("_lowbit_sparse")  # lowbit.sparse_storage
         if sp is not None:
             algo += f", stored sparse ({sp['nnz']} nonzero codes: bitmask + values)"
+        if getattr(m, "rotation_block", 0):
+            algo += f", Hadamard-rotated inputs (block {m.rotation_block})"
         return f"{m.scheme.describe()}, {m.scheme.activation_form(m.activation)}{kernel.get(m.kernel, '')}{algo}"
     if isinstance(m, (QATLinear, QATConv2d)):
         c = m.config

@@ -382,13 +382,13 @@ def _strip(config: QuantConfig, renames: dict[str, str]) -> QuantConfig:
     new names (first, so they win)."""
     def inner(c: QuantConfig) -> QuantConfig:
         return QuantConfig(c.weight, c.activation, embedding=c.embedding, on_unsupported=c.on_unsupported,
-                           algorithm=_inner_algorithm(c.algorithm))
+                           algorithm=_inner_algorithm(c.algorithm), rotation=c.rotation)
 
     per = {new: inner(config.for_layer(old)) for old, new in renames.items()}
     per.update({p: inner(c) for p, c in config.per_layer.items()})
     return QuantConfig(config.weight, config.activation, embedding=config.embedding, exclude=config.exclude,
                        per_layer=per, on_unsupported=config.on_unsupported,
-                       algorithm=_inner_algorithm(config.algorithm))
+                       algorithm=_inner_algorithm(config.algorithm), rotation=config.rotation)
 
 
 def _output_means(model: nn.Module, layers: dict[str, nn.Module], calib_data: Any, progress: bool,

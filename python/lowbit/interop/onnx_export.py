@@ -58,6 +58,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..nn._common import rotate_input_torch
 from ..nn.conv import QuantConv1d, QuantConv2d
 from ..nn.linear import QuantLinear, _QuantBase
 from . import _torch_ops
@@ -372,8 +373,27 @@ class _HalfWeight(nn.Module):
         return F.conv2d(x, w, self.bias, **self.conv)
 
 
+class _RotatedInput(nn.Module):
+    """A rotated layer's input rotation (:mod:`lowbit.core.rotation`) in front of its export module:
+    Mul by the signs, MatMul of each block with the Hadamard matrix (equal to lowbit's
+    Walsh-Hadamard kernel up to float rounding)."""
+
+    def __init__(self, inner: nn.Module, layer: QuantLinear) -> None:
+        super().__init__()
+        self.inner, self.block = inner, layer.rotation_block
+        self.register_buffer("signs", layer.rotation_signs.detach().clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(rotate_input_torch(x.to(torch.float32), self.signs, self.block))
+
+
 def _plan(layer: _QuantBase, exact: bool) -> Union[nn.Module, str]:
     """The export module for one lowbit layer, or the reason it cannot export."""
+    p = _plan_layer(layer, exact)
+    return _RotatedInput(p, layer) if getattr(layer, "rotation_block", 0) and isinstance(p, nn.Module) else p
+
+
+def _plan_layer(layer: _QuantBase, exact: bool) -> Union[nn.Module, str]:
     scheme, act = layer.scheme, layer.activation
     conv = isinstance(layer, QuantConv2d)
     if scheme.name in ("fp16", "bf16") and not act.quantized:

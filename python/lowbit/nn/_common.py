@@ -163,3 +163,40 @@ def main_output(out: Any, what: str) -> torch.Tensor:
         if isinstance(v, torch.Tensor):
             return v
     raise TypeError(f"{what}: cannot find a tensor in the model output of type {type(out).__name__}")
+
+
+def _hadamard_matrix(block: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    h = torch.ones(1, 1, dtype=torch.float64)
+    while h.shape[0] < block:
+        h = torch.cat([torch.cat([h, h], 1), torch.cat([h, -h], 1)], 0)
+    return (h / float(np.sqrt(block))).to(device=device, dtype=dtype)
+
+
+def rotate_input(x: torch.Tensor, signs: torch.Tensor, block: int) -> torch.Tensor:
+    """``x R`` over the last axis (:func:`lowbit.core.rotation.rotate`): lowbit's Walsh-Hadamard
+    kernel for eager CPU float32 inputs without autograd; else a torch matmul with the block's
+    Hadamard matrix (differentiable, any device; equal up to float rounding)."""
+    eager = (x.device.type == "cpu" and x.dtype == torch.float32 and not torch.compiler.is_compiling()
+             and not torch.jit.is_tracing() and not (x.requires_grad and torch.is_grad_enabled()))
+    if eager:
+        x2 = x.reshape(-1, x.shape[-1])
+        if x2.stride(-1) != 1:
+            x2 = x2.contiguous()
+        y = lowbit._core.hadamard(x2.detach().numpy(), signs.numpy(), block)
+        return torch.from_numpy(y).reshape(x.shape)
+    return rotate_input_torch(x, signs, block)
+
+
+def rotate_input_torch(x: torch.Tensor, signs: torch.Tensor, block: int) -> torch.Tensor:
+    """:func:`rotate_input` in torch ops only (autograd, other devices, tracing and export)."""
+    k = x.shape[-1]
+    h = _hadamard_matrix(block, x.dtype, x.device)
+    xs = (x * signs.to(device=x.device, dtype=x.dtype)).reshape(*x.shape[:-1], k // block, block)
+    return (xs @ h).reshape(x.shape)
+
+
+def unrotate_rows(w: torch.Tensor, signs: torch.Tensor, block: int) -> torch.Tensor:
+    """``w R^T`` for rows ``w`` (the inverse rotation: an effective weight on unrotated inputs)."""
+    k = w.shape[-1]
+    h = _hadamard_matrix(block, w.dtype, w.device)
+    return (w.reshape(*w.shape[:-1], k // block, block) @ h).reshape(w.shape) * signs.to(w.device, w.dtype)

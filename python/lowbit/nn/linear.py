@@ -11,6 +11,7 @@ import dataclasses
 import weakref
 from typing import Any, Optional
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -19,7 +20,7 @@ from ..core.config import QuantConfig
 from ..core.linear_4bit import prepare_linear_4bit
 from ..core.matmul import prepare_linear
 from ..interop import _torch_ops
-from ._common import buffer_guards, check_input, guards_hold, linear_shape
+from ._common import buffer_guards, check_input, guards_hold, linear_shape, rotate_input, unrotate_rows
 from ._formats import empty_buffers, quantize_buffers, to_tensor
 from .fused import note_result
 
@@ -177,8 +178,27 @@ class _QuantBase(nn.Module):
         )
 
     def dequantized_weight(self) -> torch.Tensor:
-        """The float32 weight the kernels effectively use, shape (out, in_flat)."""
-        return self._weight_matrix()
+        """The float32 weight the kernels effectively use, shape (out, in_flat); for a layer with
+        rotated inputs, the weight on its unrotated inputs (``Q R^T``: ``F.linear(x, w)`` gives the
+        layer's output)."""
+        w = self._weight_matrix()
+        block = getattr(self, "rotation_block", 0)
+        return unrotate_rows(w, self.rotation_signs, block) if block else w
+
+    def _init_rotation(self, block: Optional[int]) -> None:
+        """``rotation_block`` (0: none) and, when rotated, the ``rotation_signs`` buffer (in_flat,)."""
+        self.rotation_block = int(block or 0)
+        if self.rotation_block:
+            if self.rotation_block & (self.rotation_block - 1) or self.in_flat % self.rotation_block:
+                raise ValueError(f"rotation_block: expected a power of two dividing {self.in_flat}, got {block}")
+            self.register_buffer("rotation_signs", torch.ones(self.in_flat, dtype=torch.float32))
+
+    def set_rotation(self, signs: Any, block: int) -> None:
+        """Makes the layer rotate its inputs (:mod:`lowbit.core.rotation`) with ``signs`` (in_flat,)
+        and ``block``; the stored weight must already be the rotated one (``W R``)."""
+        self._init_rotation(block)
+        with torch.no_grad():
+            self.rotation_signs.copy_(torch.as_tensor(np.asarray(signs, np.float32)))
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -382,12 +402,14 @@ class QuantLinear(_QuantBase):
         *,
         weight: Any = "int8",
         activation: Any = "auto",
+        rotation_block: Optional[int] = None,
         **options: Any,
     ) -> None:
         super().__init__()
         self.in_features = int(in_features)
         self.out_features = int(out_features)
         self._init_quant(out_features, in_features, bias, QuantConfig(weight, activation, **options))
+        self._init_rotation(rotation_block)
 
     @classmethod
     def from_float(
@@ -419,6 +441,8 @@ class QuantLinear(_QuantBase):
             raise ValueError(
                 f"{self.layer_name}: expected input with last dimension {self.in_features}, got shape {tuple(x.shape)}"
             )
+        if self.rotation_block:  # see lowbit.core.rotation: the stored weight is W R
+            xf = rotate_input(xf, self.rotation_signs, self.rotation_block)
         group = self.__dict__.get("_siblings")  # see lowbit.nn.siblings
         y = None if group is None else group.take(self, xf)
         if y is None:
@@ -432,6 +456,7 @@ class QuantLinear(_QuantBase):
         return (
             f"in_features={self.in_features}, out_features={self.out_features}, "
             f"bias={self.bias is not None}, " + self._quant_extra_repr()
+            + (f", rotation=hadamard block {self.rotation_block}" if self.rotation_block else "")
         )
 
     def spec(self) -> dict[str, Any]:
@@ -441,4 +466,5 @@ class QuantLinear(_QuantBase):
             "out_features": self.out_features,
             "bias": self.bias is not None,
             **self._quant_spec(),
+            **({"rotation_block": self.rotation_block} if self.rotation_block else {}),
         }

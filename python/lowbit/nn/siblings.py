@@ -156,7 +156,7 @@ def _candidates(parent: nn.Module, counts: dict[int, int]) -> list[list[tuple[st
 
     by_key: dict[tuple, list[tuple[str, nn.Module]]] = {}
     for name, m in parent.named_children():
-        if type(m) is not QuantLinear or counts[id(m)] != 1 or m.kernel != "linear_int8":
+        if type(m) is not QuantLinear or counts[id(m)] != 1 or m.kernel != "linear_int8" or m.rotation_block:
             continue
         key = (m.in_features, m.activation.name, m.activation_dtype)
         by_key.setdefault(key, []).append((name, m))
