@@ -155,9 +155,14 @@ int64_t histogram(const float* x, int64_t n, float scale, float base, int64_t bi
   split(bins, merge_tasks, 16, [&](int64_t, int64_t b, int64_t e) {
     for (int64_t t = 0; t < tasks; ++t) {
       if (wide[t].empty()) {
-        const uint32_t* p = part + t * per_task;
-        for (int64_t j = b; j < e; ++j)
-          counts[j] += int64_t{p[j]} + p[stride + j] + int64_t{p[2 * stride + j]} + p[3 * stride + j];
+        // Restrict-qualified locals: without them the compiler reloads after every store to counts and
+        // keeps the loop scalar (~1 us of the ~3 us fixed cost of an update with 2048 bins).
+        const uint32_t* __restrict p0 = part + t * per_task;
+        const uint32_t* __restrict p1 = p0 + stride;
+        const uint32_t* __restrict p2 = p1 + stride;
+        const uint32_t* __restrict p3 = p2 + stride;
+        int64_t* __restrict out = counts;
+        for (int64_t j = b; j < e; ++j) out[j] += (int64_t{p0[j]} + int64_t{p1[j]}) + (int64_t{p2[j]} + int64_t{p3[j]});
       } else {
         for (int64_t w = 0; w < kHistogramWays; ++w)
           for (int64_t j = b; j < e; ++j) counts[j] += wide[t][w * stride + j];
