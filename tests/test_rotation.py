@@ -250,3 +250,28 @@ def test_minilm_static_int8_with_rotation():
         cos[rot] = float(torch.nn.functional.cosine_similarity(embed_sentences(q, tok, SENTENCES), ref).min())
     assert cos["hadamard"] >= 0.998, cos
     assert cos["hadamard"] > cos[None], cos
+
+
+@pytest.mark.parametrize("act", ["dynamic", "dynamic_per_tensor", "static"])
+@pytest.mark.parametrize("k", [16, 96, 384])
+def test_int8_layers_rotate_as_they_quantize_bit_identical(act, k):
+    """The int8 GEMM rotates each row in cache as it quantizes it (per-tensor ranges and short rows:
+    the whole input first); either way the result equals rotating first, then the plain layer."""
+    torch.manual_seed(4)
+    m = torch.nn.Sequential(torch.nn.Linear(k, 24))
+    x = torch.randn(37, k) * torch.linspace(0.1, 8, k)
+    q = lowbit.quantize_model(m, lowbit.QuantConfig(activation=act, rotation="hadamard"), calib_data=[x],
+                              progress=False)
+    layer = q[0]
+    assert layer.rotation_block == rotation_block(k) and layer._fuses_rotation()
+    block = layer.rotation_block
+    with torch.no_grad():
+        fused = layer(x)
+        layer.rotation_block = 0  # the same layer without its own rotation, fed the rotated input
+        try:
+            lowbit.nn.linear._EAGER.pop(layer, None)
+            plain = layer(torch.from_numpy(_core.hadamard(x.numpy(), layer.rotation_signs.numpy(), block)))
+        finally:
+            layer.rotation_block = block
+            lowbit.nn.linear._EAGER.pop(layer, None)
+    assert torch.equal(fused, plain)

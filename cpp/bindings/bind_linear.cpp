@@ -43,7 +43,8 @@ void check_scale(double s, const char* name) {
 LinearCall prepare_linear_call(const py::array& packed, const py::array& colsum, int64_t n, int64_t k,
                                const py::array& scale_in, const py::object& bias_in, const std::string& act,
                                double act_scale, int32_t act_zero_point, bool act_signed, bool relu,
-                               const py::object& out_scale, int32_t out_zero_point) {
+                               const py::object& out_scale, int32_t out_zero_point, const py::object& rot_signs,
+                               int64_t rot_block) {
   check_k(k, false, "x");
   require_packed_s8(packed, colsum, n, k, "w");
   LinearCall c;
@@ -83,6 +84,17 @@ LinearCall prepare_linear_call(const py::array& packed, const py::array& colsum,
     p.out_scale = static_cast<float>(os);
     p.out_zero_point = out_zero_point;
   }
+  if (rot_block != 0) {  // rotated inputs (lowbit/rotation.hpp)
+    if (rot_block < 1 || (rot_block & (rot_block - 1)) != 0 || k % rot_block != 0)
+      value_error("rotation_block: expected a power of two dividing K = " + std::to_string(k) + ", got " +
+                  std::to_string(rot_block));
+    F32 sg = F32::ensure(rot_signs);
+    if (!sg || sg.ndim() != 1 || sg.shape(0) != k)
+      value_error("rotation_signs: expected a float32 array of shape (" + std::to_string(k) + ",)");
+    c.rot_signs.assign(sg.data(), sg.data() + k);
+    p.rot_signs = c.rot_signs.data();
+    p.rot_block = rot_block;
+  }
   c.packed = static_cast<const int8_t*>(packed.data());
   c.colsum = static_cast<const int32_t*>(colsum.data());
   return c;
@@ -97,7 +109,7 @@ namespace {
 py::array linear_py(const py::array& x_in, const py::array& packed, const py::array& colsum, int64_t n, int64_t k,
                     const py::array& scale_in, const py::object& bias_in, const std::string& act, double act_scale,
                     int32_t act_zero_point, bool act_signed, bool relu, const py::object& out_scale,
-                    int32_t out_zero_point) {
+                    int32_t out_zero_point, const py::object& rot_signs, int64_t rot_block) {
   require_dtype<float>(x_in, "x", "a float32 array");
   require_ndim(x_in, 2, "x");
   require_contiguous(x_in, "x");
@@ -105,7 +117,7 @@ py::array linear_py(const py::array& x_in, const py::array& packed, const py::ar
     value_error("x: last dimension " + std::to_string(x_in.shape(1)) +
                 " does not match the weight's K = " + std::to_string(k));
   const LinearCall c = prepare_linear_call(packed, colsum, n, k, scale_in, bias_in, act, act_scale, act_zero_point,
-                                           act_signed, relu, out_scale, out_zero_point);
+                                           act_signed, relu, out_scale, out_zero_point, rot_signs, rot_block);
   const int64_t m = x_in.shape(0);
   py::array out = linear_out(c, m, n);
   void* o = out.mutable_data();
@@ -131,18 +143,22 @@ py::list linear_parts_py(const py::array& x_in, const py::sequence& parts) {
   py::list outs;
   for (const py::handle& h : parts) {
     const py::tuple t = py::reinterpret_borrow<py::object>(h).cast<py::tuple>();
-    if (t.size() != 13) value_error("parts: each entry must hold linear's 13 arguments after x");
+    if (t.size() != 13 && t.size() != 15)
+      value_error("parts: each entry must hold linear's 13 arguments after x (15 with the rotation)");
     if (t[3].cast<int64_t>() != k)
       value_error("x: last dimension " + std::to_string(k) +
                   " does not match a part's K = " + std::to_string(t[3].cast<int64_t>()));
     const int64_t n = t[2].cast<int64_t>();
-    calls.push_back(prepare_linear_call(t[0].cast<py::array>(), t[1].cast<py::array>(), n, k, t[4].cast<py::array>(),
-                                        t[5], t[6].cast<std::string>(), t[7].cast<double>(), t[8].cast<int32_t>(),
-                                        t[9].cast<bool>(), t[10].cast<bool>(), t[11], t[12].cast<int32_t>()));
+    calls.push_back(prepare_linear_call(
+        t[0].cast<py::array>(), t[1].cast<py::array>(), n, k, t[4].cast<py::array>(), t[5], t[6].cast<std::string>(),
+        t[7].cast<double>(), t[8].cast<int32_t>(), t[9].cast<bool>(), t[10].cast<bool>(), t[11], t[12].cast<int32_t>(),
+        t.size() == 15 ? py::object(t[13]) : py::none(), t.size() == 15 ? t[14].cast<int64_t>() : 0));
     const LinearParams &p = calls.back().p, &p0 = calls.front().p;
     if (p.act != p0.act || p.act_scale != p0.act_scale || p.act_zero_point != p0.act_zero_point ||
         p.act_signed != p0.act_signed)
       value_error("parts: the linears' activation quantization differs; they cannot share one quantized x");
+    if (p.rot_block != p0.rot_block || calls.back().rot_signs != calls.front().rot_signs)
+      value_error("parts: the linears rotate their input differently; they cannot share one quantized x");
     py::array out = linear_out(calls.back(), m, n);
     lp.push_back(
         LinearPart{calls.back().packed, calls.back().colsum, calls.back().scale.data(), n, p, out.mutable_data()});
@@ -250,7 +266,10 @@ py::array linear_4bit_twin(const std::string& which, const py::array& x, const p
 void bind_linear(py::module_& m) {
   m.def("linear", &linear_py, py::arg("x"), py::arg("packed"), py::arg("colsum"), py::arg("n"), py::arg("k"),
         py::arg("scale"), py::arg("bias"), py::arg("act"), py::arg("act_scale"), py::arg("act_zero_point"),
-        py::arg("act_signed"), py::arg("relu"), py::arg("out_scale"), py::arg("out_zero_point"));
+        py::arg("act_signed"), py::arg("relu"), py::arg("out_scale"), py::arg("out_zero_point"),
+        py::arg("rotation_signs") = py::none(), py::arg("rotation_block") = 0,
+        "out = epilogue(quantize(x R) @ W^T): x float32 (m, k), the int8 weight packed; R the blocked "
+        "Walsh-Hadamard rotation of rotation_signs (lowbit/rotation.hpp) when rotation_block > 0.");
   m.def("linear_parts", &linear_parts_py, py::arg("x"), py::arg("parts"));
   m.def("linear_4bit", &linear_4bit_py, py::arg("x"), py::arg("w"), py::arg("scales"), py::arg("bias"), py::arg("n"),
         py::arg("group_size"), py::arg("kind"), py::arg("act"), py::arg("wsum") = py::none());

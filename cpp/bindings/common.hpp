@@ -154,7 +154,7 @@ inline void check_k(int64_t k, bool a_signed, const char* what) {
 // Validated weight-side arguments of an int8 linear (everything but x), shared by linear and
 // conv2d_static (defined in bind_linear.cpp).
 struct LinearCall {
-  std::vector<float> scale, bias;
+  std::vector<float> scale, bias, rot_signs;
   LinearParams p;
   const int8_t* packed = nullptr;
   const int32_t* colsum = nullptr;
@@ -162,7 +162,8 @@ struct LinearCall {
 LinearCall prepare_linear_call(const py::array& packed, const py::array& colsum, int64_t n, int64_t k,
                                const py::array& scale_in, const py::object& bias_in, const std::string& act,
                                double act_scale, int32_t act_zero_point, bool act_signed, bool relu,
-                               const py::object& out_scale, int32_t out_zero_point);
+                               const py::object& out_scale, int32_t out_zero_point,
+                               const py::object& rot_signs = py::none(), int64_t rot_block = 0);
 // The (m, n) float32 result of a linear, or int8 when it requantizes.
 py::array linear_out(const LinearCall& c, int64_t m, int64_t n);
 

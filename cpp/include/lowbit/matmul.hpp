@@ -128,6 +128,10 @@ struct LinearParams {
   bool requant = false;
   float out_scale = 1.0f;
   int32_t out_zero_point = 0;
+  // Rotated inputs (lowbit/rotation.hpp): x is rotated by the blocked Walsh-Hadamard transform
+  // with these k signs before it is quantized (rows in cache, never written back), when set.
+  const float* rot_signs = nullptr;
+  int64_t rot_block = 0;
 };
 
 // out (m x n contiguous; float32, or int8 when p.requant) = epilogue(quantize(x) @ W).

@@ -5,7 +5,7 @@
 // lanes of one vector (a lane permute, an add, and a subtract kept in the lanes whose bit h is
 // set), the stages h >= W pair whole vectors. The arithmetic is the reference's, pair by pair, so
 // the result is bit-identical to it. Blocks narrower than a vector, and blocks of more than
-// kMaxVectors vectors, run the reference.
+// 16 vectors, run the reference.
 #pragma once
 
 #include <immintrin.h>
@@ -86,34 +86,47 @@ template <class Arch>
 struct RotationImpl {
   using B = xsimd::batch<float, Arch>;
   static constexpr int64_t W = static_cast<int64_t>(B::size);
-  static constexpr int64_t kMaxVectors = 16;
 
-  static void run(const float* x, int64_t ldx, float* y, int64_t ldy, int64_t rows, int64_t k, const float* signs,
-                  int64_t block) {
-    const int64_t nv = block / W;
-    if (block < W || nv > kMaxVectors) {
-      ref::hadamard_f32(x, ldx, y, ldy, rows, k, signs, block);
-      return;
-    }
-    const B c(static_cast<float>(1.0 / std::sqrt(static_cast<double>(block))));
-    B v[kMaxVectors];
+  // Blocks of NV vectors: the loops unroll, so the block stays in registers.
+  template <int NV>
+  static void blocks(const float* x, int64_t ldx, float* y, int64_t ldy, int64_t rows, int64_t k, const float* signs) {
+    const B c(static_cast<float>(1.0 / std::sqrt(static_cast<double>(NV * W))));
     for (int64_t r = 0; r < rows; ++r) {
       const float* xr = x + r * ldx;
       float* yr = y + r * ldy;
-      for (int64_t j = 0; j < k; j += block) {
-        for (int64_t t = 0; t < nv; ++t) {
+      for (int64_t j = 0; j < k; j += NV * W) {
+        B v[NV];
+        for (int t = 0; t < NV; ++t) {
           v[t] = B::load_unaligned(xr + j + t * W) * B::load_unaligned(signs + j + t * W);
           for (int h = 1; h < W; h *= 2) v[t] = Butterfly<Arch>::stage(v[t], h);
         }
-        for (int64_t hv = 1; hv < nv; hv *= 2)
-          for (int64_t t = 0; t < nv; ++t)
+        for (int hv = 1; hv < NV; hv *= 2)
+          for (int t = 0; t < NV; ++t)
             if ((t & hv) == 0) {
               const B a = v[t], b = v[t + hv];
               v[t] = a + b;
               v[t + hv] = a - b;
             }
-        for (int64_t t = 0; t < nv; ++t) (v[t] * c).store_unaligned(yr + j + t * W);
+        for (int t = 0; t < NV; ++t) (v[t] * c).store_unaligned(yr + j + t * W);
       }
+    }
+  }
+
+  static void run(const float* x, int64_t ldx, float* y, int64_t ldy, int64_t rows, int64_t k, const float* signs,
+                  int64_t block) {
+    switch (block / W) {
+      case 1:
+        return blocks<1>(x, ldx, y, ldy, rows, k, signs);
+      case 2:
+        return blocks<2>(x, ldx, y, ldy, rows, k, signs);
+      case 4:
+        return blocks<4>(x, ldx, y, ldy, rows, k, signs);
+      case 8:
+        return blocks<8>(x, ldx, y, ldy, rows, k, signs);
+      case 16:
+        return blocks<16>(x, ldx, y, ldy, rows, k, signs);
+      default:
+        return ref::hadamard_f32(x, ldx, y, ldy, rows, k, signs, block);  // narrower than a vector, or wider
     }
   }
 };

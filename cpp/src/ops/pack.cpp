@@ -10,9 +10,12 @@
 
 #include "dispatch/quantize.hpp"
 #include "dispatch/range.hpp"
+#include "dispatch/rotation.hpp"
 #include "lowbit/matmul.hpp"
 #include "lowbit/parallel.hpp"
+#include "lowbit/rotation.hpp"
 #include "ops/gemm_ops.hpp"
+#include "ops/scratch.hpp"
 #include "reference/range.hpp"
 #include "reference/scalar.hpp"
 
@@ -147,6 +150,16 @@ void pack_act_int8(const uint8_t* a, bool a_signed, int64_t m, int64_t k, int64_
 
 void pack_act_f32(const float* x, int64_t m, int64_t k, const LinearParams& p, int64_t lda, uint8_t* ap,
                   int32_t* row_offset, float* row_scale) {
+  // Rotated inputs: each row is rotated into the thread's scratch just before its range and
+  // quantization (in cache); the per-tensor range and the short-row batches need every row
+  // first, so there the whole x is rotated into a temporary.
+  std::unique_ptr<float[]> rotated;
+  const bool rotate_rows = p.rot_block > 0 && p.act != ActMode::kDynamicTensor && k >= kSmallK;
+  if (p.rot_block > 0 && !rotate_rows) {
+    rotated.reset(new float[static_cast<size_t>(m * k)]);
+    hadamard_rows(x, k, rotated.get(), k, m, k, p.rot_signs, p.rot_block);
+    x = rotated.get();
+  }
   float t_scale = p.act_scale;
   int32_t t_zp = p.act_zero_point + (p.act_signed ? 128 : 0);
   if (p.act == ActMode::kDynamicTensor) {
@@ -196,19 +209,26 @@ void pack_act_f32(const float* x, int64_t m, int64_t k, const LinearParams& p, i
       }
     });
   } else {
+    auto hadamard = dispatch::hadamard_f32.get();
     for_rows(m, k, [&](int64_t r0, int64_t r1) {
+      float* buf = rotate_rows ? static_cast<float*>(thread_scratch(static_cast<size_t>(k) * sizeof(float))) : nullptr;
       for (int64_t i = r0; i < r1; ++i) {
+        const float* xi = x + i * k;
+        if (rotate_rows) {
+          hadamard(xi, k, buf, k, 1, k, p.rot_signs, p.rot_block);
+          xi = buf;
+        }
         float s = t_scale;
         int32_t z = t_zp;
         if (p.act == ActMode::kDynamicRow) {
           float lo, hi;
-          range(x + i * k, k, &lo, &hi);
+          range(xi, k, &lo, &hi);
           dynamic_params(lo, hi, &s, &z);
         }
         const float inv = 1.0f / s;
         const AffineRow ar{&s, &inv, &z, false, 0, 255};
         uint8_t* dst = a_base + i * lda;
-        qu8(x + i * k, k, ar, Rounding{}, dst);
+        qu8(xi, k, ar, Rounding{}, dst);
         std::memset(dst + k, 0, static_cast<size_t>(lda - k));
         row_scale[i] = s;
         row_offset[i] = z;

@@ -233,11 +233,13 @@ def prepare_linear(
     out_scale: Optional[float] = None,
     out_zero_point: Optional[int] = None,
     relu: bool = False,
+    rotation: Optional[tuple[np.ndarray, int]] = None,
 ) -> Callable[[np.ndarray], np.ndarray]:
     """The int8 GEMM of :func:`lowbit.linear` for an int8 :class:`PackedWeight`: validates
     everything except ``x`` once and returns ``f(x2)`` for C-contiguous float32 ``(M, K)`` arrays
     (no further checks: for layers called many times, e.g. lowbit.nn modules). ``activation``:
-    "dynamic", "dynamic_per_tensor" or "static"."""
+    "dynamic", "dynamic_per_tensor" or "static". ``rotation``: ``(signs, block)``: x is rotated
+    (:mod:`lowbit.core.rotation`) row by row as it is quantized, never written back."""
     act, act_scale, act_zero_point, act_dtype = activation, activation_scale, activation_zero_point, activation_dtype
     if not isinstance(w, PackedWeight):
         raise TypeError(f"w: expected a PackedWeight (see lowbit.pack_weight), got {type(w).__name__}")
@@ -270,20 +272,28 @@ def prepare_linear(
         if b.shape != (n,):
             raise ValueError(f"bias: expected shape ({n},), got {b.shape}")
     args = (w._packed, w._colsum, n, k, w.scale, b, act, scale_f, zp, act_dtype == "int8", bool(relu), osc, ozp)
-    return _LinearCall(args)
+    if rotation is not None:
+        signs, block = rotation
+        rotation = (np.ascontiguousarray(signs, np.float32), int(block))
+    return _LinearCall(args, rotation)
 
 
 class _LinearCall:
     """:func:`prepare_linear`'s result: ``f(x2) = _core.linear(x2, *args)``; ``args`` (validated)
-    also make one part of ``_core.linear_parts`` (several linears on one quantized x)."""
+    also make one part of ``_core.linear_parts`` (several linears on one quantized x) when the
+    layer does not rotate its input (``rotation`` None)."""
 
-    __slots__ = ("args",)
+    __slots__ = ("args", "rotation")
 
-    def __init__(self, args: tuple) -> None:
-        self.args = args
+    def __init__(self, args: tuple, rotation: Optional[tuple[np.ndarray, int]] = None) -> None:
+        self.args, self.rotation = args, rotation
+        if rotation is not None:  # checked once here (the signs' shape, the block)
+            _core.linear(np.zeros((0, args[3]), np.float32), *args, *rotation)
 
     def __call__(self, x2: np.ndarray) -> np.ndarray:
-        return _core.linear(x2, *self.args)
+        if self.rotation is None:
+            return _core.linear(x2, *self.args)
+        return _core.linear(x2, *self.args, *self.rotation)
 
 
 def prepare_conv2d_static(

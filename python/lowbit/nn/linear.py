@@ -316,11 +316,18 @@ class _QuantBase(nn.Module):
         w_q = self._rows(getattr(self, self.scheme.data_name), rows)
         packed = _torch_ops.packed_weight(w_q, self._rows(self.weight_scale, rows),
                                           self._rows(self.weight_zero_point, rows), k)
+        rot = (self.rotation_signs.numpy(), self.rotation_block) if self._fuses_rotation(rows) else None
         if self.activation.calibrated:
             return prepare_linear(packed, b, activation="static", activation_scale=float(self.act_scale),
                                   activation_zero_point=int(self.act_zero_point),
-                                  activation_dtype=self.activation_dtype)
-        return prepare_linear(packed, b, activation=self.activation.name)
+                                  activation_dtype=self.activation_dtype, rotation=rot)
+        return prepare_linear(packed, b, activation=self.activation.name, rotation=rot)
+
+    def _fuses_rotation(self, rows: Optional[tuple[int, int]] = None) -> bool:
+        """True when the eager int8 call rotates the input itself as it quantizes it (CPU, not
+        compiling, a rotated QuantLinear); otherwise forward rotates it first."""
+        return (getattr(self, "rotation_block", 0) > 0 and rows is None and self.kernel == "linear_int8"
+                and not torch.compiler.is_compiling())
 
     def _fill(self, weight: torch.Tensor, bias: Optional[torch.Tensor], act_qparams: Any, weight_qparams: Any,
               name: str) -> Any:
@@ -441,8 +448,8 @@ class QuantLinear(_QuantBase):
             raise ValueError(
                 f"{self.layer_name}: expected input with last dimension {self.in_features}, got shape {tuple(x.shape)}"
             )
-        if self.rotation_block:  # see lowbit.core.rotation: the stored weight is W R
-            xf = rotate_input(xf, self.rotation_signs, self.rotation_block)
+        if self.rotation_block and not (xf.device.type == "cpu" and self._fuses_rotation()):
+            xf = rotate_input(xf, self.rotation_signs, self.rotation_block)  # the stored weight is W R
         group = self.__dict__.get("_siblings")  # see lowbit.nn.siblings
         y = None if group is None else group.take(self, xf)
         if y is None:

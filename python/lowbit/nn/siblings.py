@@ -140,7 +140,8 @@ class SiblingGroup:
         """Every shared member's result on x, from one linear_parts call; None when they cannot
         share one quantized x (activation parameters differ)."""
         k = x.shape[-1]
-        parts = [m._prepared(k).args for m in self.shared]
+        calls = [m._prepared(k) for m in self.shared]
+        parts = [c.args + (c.rotation or ()) for c in calls]
         if any(p[6:10] != parts[0][6:10] for p in parts):
             return None
         x2 = x.detach().reshape(-1, k)
@@ -156,9 +157,11 @@ def _candidates(parent: nn.Module, counts: dict[int, int]) -> list[list[tuple[st
 
     by_key: dict[tuple, list[tuple[str, nn.Module]]] = {}
     for name, m in parent.named_children():
-        if type(m) is not QuantLinear or counts[id(m)] != 1 or m.kernel != "linear_int8" or m.rotation_block:
+        if type(m) is not QuantLinear or counts[id(m)] != 1 or m.kernel != "linear_int8":
             continue
-        key = (m.in_features, m.activation.name, m.activation_dtype)
+        # rotated layers share only with layers rotating alike (they quantize x R, rotated as it is)
+        rot = (m.rotation_block, m.rotation_signs.numpy().tobytes()) if m.rotation_block else None
+        key = (m.in_features, m.activation.name, m.activation_dtype, rot)
         by_key.setdefault(key, []).append((name, m))
     return [g for g in by_key.values() if len(g) >= 2]
 
