@@ -28,6 +28,8 @@ each algorithm, and optimum-quanto's int4 weights (round to nearest; quanto has 
 
 Usage: python benchmarks/bench_gptq.py [--models digits,minilm,w8a8,digits4,lm,layer] [--algos rtn,awq,...]
 [--threads N] [--layer-size 4096] [--block-report] (MiniLM: each encoder block's share of the cosine loss)
+[--rotation] (MiniLM weight-only rows also with Hadamard-rotated layer inputs; the w8a8 rows always have
+rotated cases)
 """
 
 from __future__ import annotations
@@ -46,6 +48,12 @@ ALGOS = {"rtn": None, "mse scales": lowbit.MSEClip(), "gptq": lowbit.GPTQ(), "gp
          "gptq act-order": lowbit.GPTQ(act_order=True), "gptq + mse scales": lowbit.GPTQ(clip=True), "awq": lowbit.AWQ(),
          "awq + mse scales": lowbit.AWQ(clip=True), "awq + gptq + mse scales": lowbit.AWQ(clip=True, gptq=True),
          "autoround": lowbit.AutoRound()}
+ROTATIONS: list = [None]  # --rotation adds "hadamard": each weight-only row again with rotated layer inputs
+
+
+def _rotations() -> list[tuple[str, dict]]:
+    """(row label suffix, QuantConfig keywords) per rotation setting of the run."""
+    return [("" if r is None else " + rotation", {} if r is None else {"rotation": r}) for r in ROTATIONS]
 
 
 def docstring_sentences(n: int) -> list[str]:
@@ -116,15 +124,15 @@ def bench_minilm(corpus: str, block_report: bool = False) -> list[list[object]]:
     ref_held = embed_sentences(model, tok, held)
     rows = []
     for fmt in ({"weight": "int4", "group_size": 64}, {"weight": "nf4"}):
-        for algo, opts in ALGOS.items():
+        for (algo, opts), (label, rot) in ((a, r) for a in ALGOS.items() for r in _rotations()):
             t = time.perf_counter()
-            q = lowbit.quantize_model(model, lowbit.QuantConfig(**fmt, algorithm=opts), calib_data=calib,
+            q = lowbit.quantize_model(model, lowbit.QuantConfig(**fmt, algorithm=opts, **rot), calib_data=calib,
                                       progress=False)
             dt = time.perf_counter() - t
             quality = _cosines(q, tok, ref, held, ref_held)
             if block_report:
                 quality += " | per block " + " ".join(f"{x:.4f}" for x in block_losses(q, model, tok, ref))
-            rows.append(["all-MiniLM-L6-v2", f"{fmt['weight']} g{fmt.get('group_size', 64)}", algo, quality,
+            rows.append(["all-MiniLM-L6-v2", f"{fmt['weight']} g{fmt.get('group_size', 64)}", algo + label, quality,
                          f"{dt:.1f}"])
     return rows
 
@@ -177,7 +185,10 @@ def bench_w8a8(corpus: str) -> list[list[object]]:
              ("smoothquant 0.75 min_scale 0.75, FFN-out dynamic", {"algorithm": sq, "per_layer": {
                  ffn_out: {"activation": "dynamic", "algorithm": sq}}}),
              ("smoothquant 0.75 min_scale 0.75, FFN-out float act", {"algorithm": sq, "per_layer": {
-                 ffn_out: {"activation": "float", "algorithm": None}}})]
+                 ffn_out: {"activation": "float", "algorithm": None}}}),
+             ("rtn + rotation", {"rotation": "hadamard"}),
+             ("smoothquant alpha 0.75 min_scale 1 + rotation", {"algorithm": lowbit.SmoothQuant(alpha=0.75, min_scale=1.0),
+                                                                "rotation": "hadamard"})]
     rows = []
     for name, kw in cases:
         t = time.perf_counter()
@@ -368,9 +379,13 @@ def main() -> None:
     ap.add_argument("--layer-schemes", default="int4,int8", help="int4 (g128) and/or int8 (per channel)")
     ap.add_argument("--calib", default="mix", choices=("mix", "docstrings"),
                     help="MiniLM calibration text: docstrings + everyday sentences, or docstrings only")
+    ap.add_argument("--rotation", action="store_true",
+                    help="MiniLM weight-only rows: each algorithm also with rotation='hadamard' (lowbit.Rotation)")
     ap.add_argument("--block-report", action="store_true",
                     help="MiniLM rows: also the mean (1 - cosine) each encoder block's quantization costs")
     args = ap.parse_args()
+    if args.rotation:
+        ROTATIONS.append("hadamard")
     if args.algos:
         for k in list(ALGOS):
             if k not in args.algos.split(","):

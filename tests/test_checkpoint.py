@@ -89,6 +89,8 @@ def test_refuses_what_needs_data_or_spans_layers(tmp_path):
     with pytest.raises(ValueError, match="GPTQ"):
         lowbit.quantize_checkpoint(tmp_path, tmp_path / "q", {"weight": "int4", "algorithm": "gptq"},
                                    model=_meta_net())
+    with pytest.raises(ValueError, match="rotation"):
+        lowbit.quantize_checkpoint(tmp_path, tmp_path / "q", {"rotation": "hadamard"}, model=_meta_net())
     with pytest.raises(TypeError, match="model"):
         lowbit.quantize_checkpoint(tmp_path, tmp_path / "q", model="Net")
     tied = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 4))

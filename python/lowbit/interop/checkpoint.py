@@ -232,6 +232,9 @@ def quantize_checkpoint(
                              "the loaded model")
         if name in embeddings and cfg.embedding is not None:
             raise ValueError("config: embedding quantization is not supported by quantize_checkpoint yet")
+        if cfg.rotation is not None:
+            raise ValueError("config: rotation is not supported by quantize_checkpoint yet; use quantize_model on "
+                             "the loaded model")
     if not cands:
         raise ValueError(f"model: {type(model).__name__} has no nn.Linear or nn.Conv2d layer to quantize")
     if _shared_weights(model, cands):
