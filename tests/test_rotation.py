@@ -275,3 +275,24 @@ def test_int8_layers_rotate_as_they_quantize_bit_identical(act, k):
             layer.rotation_block = block
             lowbit.nn.linear._EAGER.pop(layer, None)
     assert torch.equal(fused, plain)
+
+
+def test_transformers_conv1d_and_widths_without_a_block():
+    """GPT-2's Conv1D layers (transposed weights) rotate correctly: with fp16 weights the rotated
+    model computes what the float one does; a layer whose width has no power-of-two factor >= 8
+    is quantized unrotated, and says so by not naming a rotation."""
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(5)
+    gpt = transformers.GPT2LMHeadModel(transformers.GPT2Config(n_layer=1, n_embd=96, n_head=4, vocab_size=50,
+                                                               n_positions=32, bos_token_id=0,
+                                                               eos_token_id=0)).eval()
+    ids = torch.randint(0, 50, (2, 12))
+    q = lowbit.quantize_model(gpt, lowbit.QuantConfig(weight="fp16", rotation="hadamard"), progress=False)
+    rotated = [m for m in q.modules() if getattr(m, "rotation_block", 0)]
+    assert len(rotated) == 4 and {m.rotation_block for m in rotated} == {32, 64}  # inputs 96 and 384 wide
+    with torch.no_grad():
+        torch.testing.assert_close(q(ids).logits, gpt(ids).logits, atol=2e-2, rtol=0)
+    odd = lowbit.quantize_model(torch.nn.Sequential(torch.nn.Linear(12, 8), torch.nn.Linear(8, 4)),
+                                lowbit.QuantConfig(rotation="hadamard"), progress=False)
+    assert odd[0].rotation_block == 0 and odd[1].rotation_block == 8
+    assert [("Hadamard" in r["action"]) for r in lowbit.summary(odd).rows[:2]] == [False, True]
