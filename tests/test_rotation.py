@@ -252,16 +252,20 @@ def test_minilm_static_int8_with_rotation():
     assert cos["hadamard"] > cos[None], cos
 
 
-@pytest.mark.parametrize("act", ["dynamic", "dynamic_per_tensor", "static"])
+@pytest.mark.parametrize("fmt", [{"activation": "dynamic"}, {"activation": "dynamic_per_tensor"},
+                                 {"activation": "static"}, {"weight": "int4", "group_size": 32},
+                                 {"weight": "nf4", "group_size": 32}])
 @pytest.mark.parametrize("k", [16, 96, 384])
-def test_int8_layers_rotate_as_they_quantize_bit_identical(act, k):
-    """The int8 GEMM rotates each row in cache as it quantizes it (per-tensor ranges and short rows:
-    the whole input first); either way the result equals rotating first, then the plain layer."""
+def test_layers_rotate_as_they_quantize_bit_identical(fmt, k):
+    """The int8 GEMM and the 4-bit kernel (int8 activations) rotate each row in cache as they
+    quantize it (per-tensor ranges and short rows: the whole input first); either way the result
+    equals rotating first, then the plain layer."""
+    if "group_size" in fmt and k % 32:
+        pytest.skip("4-bit groups of 32")
     torch.manual_seed(4)
     m = torch.nn.Sequential(torch.nn.Linear(k, 24))
     x = torch.randn(37, k) * torch.linspace(0.1, 8, k)
-    q = lowbit.quantize_model(m, lowbit.QuantConfig(activation=act, rotation="hadamard"), calib_data=[x],
-                              progress=False)
+    q = lowbit.quantize_model(m, lowbit.QuantConfig(**fmt, rotation="hadamard"), calib_data=[x], progress=False)
     layer = q[0]
     assert layer.rotation_block == rotation_block(k) and layer._fuses_rotation()
     block = layer.rotation_block

@@ -174,7 +174,8 @@ py::list linear_parts_py(const py::array& x_in, const py::sequence& parts) {
 
 py::array linear_4bit_with(kernels::Linear4Fn kernel, const py::array& x, const py::array& w, const py::array& scales,
                            const py::object& bias, int64_t n, int64_t group, const std::string& kind,
-                           const std::string& act, const py::object& wsum) {
+                           const std::string& act, const py::object& wsum, const py::object& rot_signs = py::none(),
+                           int64_t rot_block = 0) {
   if (kind != "int4" && kind != "nf4") value_error("kind: expected 'int4' or 'nf4', got '" + kind + "'");
   if (act != "float" && act != "int8") value_error("act: expected 'float' or 'int8', got '" + act + "'");
   if (!has_dtype<float>(x) || x.ndim() != 2) type_error("x: expected a 2-D float32 array, got " + dtype_str(x));
@@ -211,8 +212,21 @@ py::array linear_4bit_with(kernels::Linear4Fn kernel, const py::array& x, const 
     require_contiguous(bias_arr, "bias");
     b = static_cast<const float*>(bias_arr.data());
   }
+  F32 signs;
+  if (rot_block != 0) {  // rotated inputs (lowbit/rotation.hpp)
+    if (rot_block < 1 || (rot_block & (rot_block - 1)) != 0 || k % rot_block != 0)
+      value_error("rotation_block: expected a power of two dividing K = " + std::to_string(k) + ", got " +
+                  std::to_string(rot_block));
+    signs = F32::ensure(rot_signs);
+    if (!signs || signs.ndim() != 1 || signs.shape(0) != k)
+      value_error("rotation_signs: expected a float32 array of shape (" + std::to_string(k) + ",)");
+  }
   py::array y = pooled_array<float>({m, n});
   Linear4Args a{};
+  if (rot_block != 0) {
+    a.rot_signs = signs.data();
+    a.rot_block = rot_block;
+  }
   a.m = m;
   a.ldx = k;
   a.w = static_cast<const uint8_t*>(w.data());
@@ -237,8 +251,8 @@ py::array linear_4bit_with(kernels::Linear4Fn kernel, const py::array& x, const 
 
 py::array linear_4bit_py(const py::array& x, const py::array& w, const py::array& scales, const py::object& bias,
                          int64_t n, int64_t group, const std::string& kind, const std::string& act,
-                         const py::object& wsum) {
-  return linear_4bit_with(nullptr, x, w, scales, bias, n, group, kind, act, wsum);
+                         const py::object& wsum, const py::object& rot_signs, int64_t rot_block) {
+  return linear_4bit_with(nullptr, x, w, scales, bias, n, group, kind, act, wsum, rot_signs, rot_block);
 }
 
 // Test hook: the int8-activation path through a twin of a kernel this CPU may lack, built into the
@@ -272,7 +286,8 @@ void bind_linear(py::module_& m) {
         "Walsh-Hadamard rotation of rotation_signs (lowbit/rotation.hpp) when rotation_block > 0.");
   m.def("linear_parts", &linear_parts_py, py::arg("x"), py::arg("parts"));
   m.def("linear_4bit", &linear_4bit_py, py::arg("x"), py::arg("w"), py::arg("scales"), py::arg("bias"), py::arg("n"),
-        py::arg("group_size"), py::arg("kind"), py::arg("act"), py::arg("wsum") = py::none());
+        py::arg("group_size"), py::arg("kind"), py::arg("act"), py::arg("wsum") = py::none(),
+        py::arg("rotation_signs") = py::none(), py::arg("rotation_block") = 0);
   m.def("_linear_4bit_twin", &linear_4bit_twin, py::arg("which"), py::arg("x"), py::arg("w"), py::arg("scales"),
         py::arg("bias"), py::arg("n"), py::arg("group_size"), py::arg("kind"), py::arg("wsum") = py::none());
 }

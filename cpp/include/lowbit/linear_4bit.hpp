@@ -50,6 +50,9 @@ struct Linear4Args {
   int64_t n, kp, group;
   float* y;  // (m, n) row-major, row stride ldy
   int64_t ldy;
+  // Ops only: rotated inputs (lowbit/rotation.hpp): x R is what gets quantized or multiplied.
+  const float* rot_signs;  // (k,) or nullptr
+  int64_t rot_block;       // 0: none
 };
 
 namespace kernels {

@@ -6,9 +6,12 @@
 #include <cstring>
 #include <vector>
 
+#include "dispatch/rotation.hpp"
 #include "lowbit/linear_4bit.hpp"
 #include "lowbit/matmul.hpp"
 #include "lowbit/parallel.hpp"
+#include "lowbit/rotation.hpp"
+#include "ops/scratch.hpp"
 
 namespace lowbit {
 
@@ -27,17 +30,30 @@ void linear_4bit(Linear4Args a, const float* x, int64_t k, Linear4Kind kind, ker
     xsum8.resize(static_cast<size_t>(a.m * groups));
     auto quant = dispatch::quantize_row_s8_groups.get();
     const int64_t ldx = a.ldx;
+    auto hadamard = dispatch::hadamard_f32.get();
     parallel_range(a.m, std::max<int64_t>(1, 65536 / (a.kp + 1)), 1, [&](int64_t b, int64_t e) {
-      for (int64_t r = b; r < e; ++r)
-        quant(x + r * ldx, k, a.kp, a.group, xq.data() + r * a.ldxq, xscale.data() + r * groups,
-              xsum8.data() + r * groups);
+      // rotated inputs: each row rotated into the thread's scratch (in cache) just before it is quantized
+      float* buf = a.rot_block ? static_cast<float*>(detail::thread_scratch(sizeof(float) * k)) : nullptr;
+      for (int64_t r = b; r < e; ++r) {
+        const float* xr = x + r * ldx;
+        if (buf != nullptr) {
+          hadamard(xr, k, buf, k, 1, k, a.rot_signs, a.rot_block);
+          xr = buf;
+        }
+        quant(xr, k, a.kp, a.group, xq.data() + r * a.ldxq, xscale.data() + r * groups, xsum8.data() + r * groups);
+      }
     });
     a.xq = xq.data();
     a.xscale = xscale.data();
     a.xsum8 = xsum8.data();
     fn = kind == Linear4Kind::kNf4Int8 ? dispatch::linear_s8_nf4w_f32.get() : dispatch::linear_s8_s4w_f32.get();
   } else {
-    if (k != a.kp) {  // the float kernels read whole groups: give them zero-padded rows
+    if (a.rot_block) {  // rotated inputs: x R, zero-padded to whole groups
+      xpad.assign(static_cast<size_t>(a.m * a.kp), 0.0f);
+      hadamard_rows(x, a.ldx, xpad.data(), a.kp, a.m, k, a.rot_signs, a.rot_block);
+      a.x = xpad.data();
+      a.ldx = a.kp;
+    } else if (k != a.kp) {  // the float kernels read whole groups: give them zero-padded rows
       xpad.assign(static_cast<size_t>(a.m * a.kp), 0.0f);
       for (int64_t r = 0; r < a.m; ++r) std::memcpy(xpad.data() + r * a.kp, x + r * a.ldx, sizeof(float) * k);
       a.x = xpad.data();

@@ -217,14 +217,16 @@ _ACTS = ("dynamic", "float")
 
 
 def prepare_linear_4bit(
-    w: PackedWeight4, bias: Any = None, *, activation: str = "dynamic", relu: bool = False
+    w: PackedWeight4, bias: Any = None, *, activation: str = "dynamic", relu: bool = False,
+    rotation: Optional[tuple[np.ndarray, int]] = None,
 ) -> Callable[[np.ndarray], np.ndarray]:
     """The fused 4-bit kernel of :func:`lowbit.linear`: validates a call except ``x`` once and
     returns ``f(x2)`` for C-contiguous float32 ``(M, K)`` arrays (no further checks; for layers
     called many times). ``activation``: "dynamic" (int8 activations per row and group: the
     int8 dot-product kernels, bit-identical on every ISA to ``reference.linear_4bit_int8``; NF4
     levels rounded to int8, within 0.5 / 127 of the group absmax, as llama.cpp's IQ4_NL) or
-    "float" (float32 activations, exact levels)."""
+    "float" (float32 activations, exact levels). ``rotation``: ``(signs, block)``, "dynamic" only:
+    each row of x is rotated (:mod:`lowbit.core.rotation`) in cache as it is quantized."""
     act = activation
     if not isinstance(w, PackedWeight4):
         raise TypeError(f"w: expected a PackedWeight4, got {type(w).__name__}")
@@ -238,6 +240,12 @@ def prepare_linear_4bit(
     packed, group, dtype = w._packed, w.group_size, w.dtype
     kernel_act = "int8" if act == "dynamic" else "float"
     scale_t, wsum = w._int8_operands() if kernel_act == "int8" else (w._scale_t, None)
+    rot: tuple = ()
+    if rotation is not None:
+        if kernel_act != "int8":
+            raise ValueError("rotation: fused only with activation='dynamic' (rotate float inputs first)")
+        rot = (np.ascontiguousarray(rotation[0], np.float32), int(rotation[1]))
+        core(np.zeros((0, w.shape[1]), np.float32), packed, scale_t, None, n, group, dtype, kernel_act, wsum, *rot)
 
     # Float activations: |every partial sum| <= 8 * K * max|scale| * max|x| (|level| <= 8). Past
     # `limit` x is scaled by a power of two first and the result back (exact barring subnormals), so
@@ -255,7 +263,7 @@ def prepare_linear_4bit(
             if b is not None:
                 y += b
         else:
-            y = core(x2, packed, scale_t, b, n, group, dtype, kernel_act, wsum)
+            y = core(x2, packed, scale_t, b, n, group, dtype, kernel_act, wsum, *rot)
         if relu:
             np.maximum(y, np.float32(0), out=y)
         return y

@@ -309,14 +309,15 @@ class _QuantBase(nn.Module):
 
     def _prepare_eager(self, k: int, rows: Optional[tuple[int, int]] = None) -> Any:
         b = None if self.bias is None else _torch_ops.to_numpy(self._rows(self.bias, rows).to(torch.float32))
+        rot = (self.rotation_signs.numpy(), self.rotation_block) if self._fuses_rotation(rows) else None
         if self.kernel == "linear_4bit":
             pw = _torch_ops.packed_weight_4bit(self._rows(self.weight_packed, rows), self._rows(self._scale(), rows),
                                                self.weight_dtype, self.group_size, k)
-            return prepare_linear_4bit(pw, b, activation="dynamic" if self.activation.quantized else "float")
+            return prepare_linear_4bit(pw, b, activation="dynamic" if self.activation.quantized else "float",
+                                       rotation=rot)
         w_q = self._rows(getattr(self, self.scheme.data_name), rows)
         packed = _torch_ops.packed_weight(w_q, self._rows(self.weight_scale, rows),
                                           self._rows(self.weight_zero_point, rows), k)
-        rot = (self.rotation_signs.numpy(), self.rotation_block) if self._fuses_rotation(rows) else None
         if self.activation.calibrated:
             return prepare_linear(packed, b, activation="static", activation_scale=float(self.act_scale),
                                   activation_zero_point=int(self.act_zero_point),
@@ -324,10 +325,12 @@ class _QuantBase(nn.Module):
         return prepare_linear(packed, b, activation=self.activation.name, rotation=rot)
 
     def _fuses_rotation(self, rows: Optional[tuple[int, int]] = None) -> bool:
-        """True when the eager int8 call rotates the input itself as it quantizes it (CPU, not
-        compiling, a rotated QuantLinear); otherwise forward rotates it first."""
-        return (getattr(self, "rotation_block", 0) > 0 and rows is None and self.kernel == "linear_int8"
-                and not torch.compiler.is_compiling())
+        """True when the eager kernel call rotates the input itself as it quantizes it (a rotated
+        QuantLinear on the int8 GEMM or the 4-bit kernel with int8 activations, not compiling);
+        otherwise forward rotates it first."""
+        kernel = self.kernel
+        return (getattr(self, "rotation_block", 0) > 0 and rows is None and not torch.compiler.is_compiling()
+                and (kernel == "linear_int8" or (kernel == "linear_4bit" and self.activation.quantized)))
 
     def _fill(self, weight: torch.Tensor, bias: Optional[torch.Tensor], act_qparams: Any, weight_qparams: Any,
               name: str) -> Any:
