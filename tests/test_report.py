@@ -51,7 +51,7 @@ def test_layer_numbers_match_direct_computation(tiny):
     assert [layer.type for layer in r.layers] == ["QuantConv2d", "QuantLinear", "QuantLinear"]
     assert [layer.bits for layer in r.layers] == [8, 8, 4]
     assert all(layer.granularity == "per_channel" and layer.activation == "dynamic" for layer in r.layers)
-    assert r.float_layers == {"norm": "LayerNorm has no lowbit kernel"}
+    assert r.float_layers == {"norm": "LayerNorm kept float32 (on lowbit's LayerNorm kernel)"}
     assert r.n_batches == 3
 
     # Own error of fc1: the float model's fc1 input fed to both layers, over all batches.
@@ -94,7 +94,7 @@ def test_int4_layer_is_the_worst_and_highlighted(tiny):
     assert r.layers[1].output_sqnr < min(r.layers[0].output_sqnr, r.layers[2].output_sqnr) - 10
     text = r.summary()
     assert "fc1*" in text and "worst layers (lowest output SQNR): fc1" in text
-    assert "kept float: norm: LayerNorm has no lowbit kernel" in text
+    assert "kept float: norm: LayerNorm kept float32 (on lowbit's LayerNorm kernel)" in text
     assert str(r) == text
     page = r._repr_html_()
     assert page.count("background:#fde2e2") == 2  # the worst row + the legend

@@ -95,7 +95,7 @@ def test_quantize_model_modes(net, data, act):
     rows = {r["layer"]: r for r in lowbit.summary(q).rows}
     assert rows["dw"]["action"].startswith("float: padding='same' with an asymmetric padding")
     assert rows["emb"]["action"].startswith("float: Embedding kept float")
-    assert rows["norm"]["action"] == "float: LayerNorm has no lowbit kernel"
+    assert rows["norm"]["action"] == "float: LayerNorm kept float32 (on lowbit's LayerNorm kernel)"
     assert rows["fc1"]["bytes_after"] < rows["fc1"]["bytes_before"] / 3
     if act == "static":
         assert rows["unused"]["action"].startswith("float: static: never called")

@@ -18,6 +18,7 @@ void bind_gptq(py::module_& m);
 void bind_buffers(py::module_& m);
 void bind_attention(py::module_& m);
 void bind_rotation(py::module_& m);
+void bind_norm(py::module_& m);
 }  // namespace bind
 }  // namespace lowbit
 
@@ -35,4 +36,5 @@ PYBIND11_MODULE(_core, m) {
   lowbit::bind::bind_buffers(m);
   lowbit::bind::bind_attention(m);
   lowbit::bind::bind_rotation(m);
+  lowbit::bind::bind_norm(m);
 }

@@ -55,11 +55,7 @@ struct Ops<xsimd::avx2> {
     const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
     return p * B(_mm256_castsi256_ps(e));
   }
-  static float hsum(const B& v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
-  }
+  static float hsum(const B& v) { return kernels::hsum(v); }
   // r[i][j] <- r[j][i] for the 8 x 8 block of 8 vectors
   static void transpose(B* r) {
     __m256 t[8], u[8];
@@ -96,7 +92,7 @@ struct Ops<xsimd::avx512bw> {
   static B fnma(const B& a, const B& b, const B& c) { return _mm512_fnmadd_ps(a, b, c); }
   static B round(const B& x) { return _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
   static B scale(const B& p, const B& n) { return _mm512_scalef_ps(p, n); }
-  static float hsum(const B& v) { return _mm512_reduce_add_ps(v); }
+  static float hsum(const B& v) { return kernels::hsum(v); }
   // r[i][j] <- r[j][i] for the 16 x 16 block of 16 vectors
   static void transpose(B* r) {
     __m512 t[16], u[16];

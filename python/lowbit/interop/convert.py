@@ -30,6 +30,7 @@ from ..nn import (
 )
 from ..nn._common import is_conv1d, rotate_input
 from ..nn.linear import _QuantBase
+from ..nn.norm import LayerNorm, use_lowbit_layernorm_
 from . import distributed as _dist
 from .equalize import InputScaled
 
@@ -222,6 +223,8 @@ def _float_leaves(model: nn.Module, handled: set[str]) -> dict[str, str]:
                 out[n] = (
                     "Embedding kept float (QuantConfig(embedding='int8') stores it as int8 rows)"
                 )
+            elif type(m) in (nn.LayerNorm, LayerNorm) and len(m.normalized_shape) == 1:
+                out[n] = "LayerNorm kept float32 (on lowbit's LayerNorm kernel)"
             else:
                 out[n] = f"{type(m).__name__} has no lowbit kernel"
     return out
@@ -1022,7 +1025,8 @@ def _chain(model: nn.Module, on: bool) -> nn.Module:
     activations that alone consume a QuantLinear's result run in place on it (lowbit.nn.fused:
     the same values, one allocation less; listed by lowbit.nn.fused_activations); int8 siblings
     on one input (query, key, value) share one quantized input and GEMM (lowbit.nn.siblings);
-    transformers models on "sdpa" attention run lowbit's float32 attention kernel (lowbit.nn.attention)."""
+    transformers models on "sdpa" attention run lowbit's float32 attention kernel (lowbit.nn.attention),
+    and LayerNorms lowbit's LayerNorm kernel (lowbit.nn.norm)."""
     from ..nn.attention import use_lowbit_attention_
     from ..nn.chain import chain_int8_, unchain_int8_
     from ..nn.fused import fuse_activations_
@@ -1035,6 +1039,7 @@ def _chain(model: nn.Module, on: bool) -> nn.Module:
     fuse_activations_(model)
     group_siblings_(model)
     use_lowbit_attention_(model)
+    use_lowbit_layernorm_(model)
     return model
 
 
@@ -1260,11 +1265,11 @@ def summary(model: nn.Module) -> Summary:
         >>> import torch
         >>> m = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.LayerNorm(8))
         >>> print(lowbit.summary(lowbit.quantize_model(m)))  # doctest: +NORMALIZE_WHITESPACE
-        layer  type         action                                           MiB before  MiB after
-        -----  -----------  -----------------------------------------------  ----------  ---------
-        0      QuantLinear  int8 weights per_channel, dynamic act (per row)    0.000275   0.000153
-        1      LayerNorm    float: LayerNorm has no lowbit kernel             0.0000610  0.0000610
-        total                                                                  0.000336   0.000214
+        layer  type         action                                                        MiB before  MiB after
+        -----  -----------  ------------------------------------------------------------  ----------  ---------
+        0      QuantLinear  int8 weights per_channel, dynamic act (per row)                 0.000275   0.000153
+        1      LayerNorm    float: LayerNorm kept float32 (on lowbit's LayerNorm kernel)   0.0000610  0.0000610
+        total                                                                               0.000336   0.000214
     """
     model = _check_model(model)
     reasons = getattr(model, _REASONS_ATTR, {})

@@ -448,12 +448,14 @@ def _swap(model: nn.Module, exact: bool) -> nn.Module:
     from ..nn.attention import use_torch_attention_
     from ..nn.chain import unchain_int8_
     from ..nn.fused import unfuse_activations_
+    from ..nn.norm import use_torch_layernorm_
     from ..nn.siblings import ungroup_siblings_
 
     unchain_int8_(out)  # uint8 activations between layers are an eager-CPU form; ONNX gets the float graph
     unfuse_activations_(out)  # so are activations run in place
     ungroup_siblings_(out)  # and siblings sharing one quantized input
     use_torch_attention_(out)  # and lowbit's attention function (transformers models)
+    use_torch_layernorm_(out)  # and lowbit's LayerNorm
     for name, p in plans.items():
         parent_name, _, child = name.rpartition(".")
         setattr(out.get_submodule(parent_name), child, p)

@@ -31,6 +31,7 @@ from ..nn.attention import use_lowbit_attention_
 from ..nn.chain import chain_int8_, chained_layers
 from ..nn.fused import fuse_activations_, fused_activations
 from ..nn.linear import _QuantBase
+from ..nn.norm import use_lowbit_layernorm_
 from ..nn.siblings import group_siblings_
 from ._torch_ops import pack_nibbles
 from .convert import _CONFIG_ATTR, _FOLDED_ATTR, _REASONS_ATTR, _aliases, _float_bytes, _set_submodule
@@ -453,6 +454,7 @@ def load(path: PathLike, model: Optional[nn.Module] = None, *, trust_model_class
         chain_int8_(model)
     if meta.get("inplace_activations"):
         fuse_activations_(model)
-    group_siblings_(model)  # runtime forms (lowbit.nn.siblings, lowbit.nn.attention): nothing to store
+    group_siblings_(model)  # runtime forms (lowbit.nn.siblings, .attention, .norm): nothing to store
     use_lowbit_attention_(model)
+    use_lowbit_layernorm_(model)
     return model

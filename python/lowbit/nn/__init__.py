@@ -20,6 +20,7 @@ from .embedding import QuantEmbedding
 from .fake_quantize import FakeQuantize, disable_observer, enable_observer
 from .fused import InplaceActivation, fuse_activations_, fused_activations, unfuse_activations_
 from .linear import QuantLinear
+from .norm import LayerNorm, use_lowbit_layernorm_, use_torch_layernorm_
 from .qat import QATConv1d, QATConv2d, QATLinear
 from .siblings import group_siblings_, sibling_groups, ungroup_siblings_
 
@@ -27,6 +28,7 @@ __all__ = [
     "ChainedActivation",
     "FakeQuantize",
     "InplaceActivation",
+    "LayerNorm",
     "QATConv1d",
     "QATConv2d",
     "QATLinear",
@@ -48,5 +50,7 @@ __all__ = [
     "unchained",
     "ungroup_siblings_",
     "use_lowbit_attention_",
+    "use_lowbit_layernorm_",
     "use_torch_attention_",
+    "use_torch_layernorm_",
 ]
