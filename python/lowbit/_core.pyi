@@ -198,7 +198,11 @@ def linear(
     relu: bool,
     out_scale: Any,
     out_zero_point: int,
-) -> np.ndarray: ...
+    rotation_signs: Any = None,
+    rotation_block: int = 0,
+) -> np.ndarray:
+    """out = epilogue(quantize(x R) @ W^T); R the blocked Walsh-Hadamard rotation of rotation_signs
+    (lowbit/rotation.hpp) when rotation_block > 0."""
 def linear_parts(x: np.ndarray, parts: Sequence[tuple[Any, ...]]) -> list[np.ndarray]:
     """Several linears on one x (each entry: the arguments of linear after x), x quantized once: the
     list of their results. Their activation arguments and K must agree."""
@@ -212,7 +216,14 @@ def linear_4bit(
     kind: str,
     act: str,
     wsum: Any = None,
+    rotation_signs: Any = None,
+    rotation_block: int = 0,
 ) -> np.ndarray: ...
+def hadamard(x: np.ndarray, signs: np.ndarray, block: int, out: Any = None) -> np.ndarray:
+    """Blocked Walsh-Hadamard rotation of the rows of a (rows, k) float32 array: each block of `block`
+    columns becomes H_block (signs * x) / sqrt(block) (lowbit/rotation.hpp)."""
+def layer_norm(x: np.ndarray, gamma: Any, beta: Any, eps: float, out: Any = None) -> np.ndarray:
+    """LayerNorm over the rows of a C-contiguous (rows, n) float32 array (lowbit/norm.hpp)."""
 def matmul_int8(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Exact int32 product of a (M, K) int8/uint8 and b (K, N) int8, any strides."""
 

@@ -580,3 +580,21 @@ def _l4_backward(ctx: Any, g: torch.Tensor) -> tuple:
 
 
 linear_4bit.register_autograd(_l4_backward, setup_context=_l4_setup_context)
+
+
+# --------------------------------------------------------------------------------------------
+# LayerNorm (lowbit.nn.LayerNorm under torch.compile / torch.export: the same kernel as eager)
+
+
+@torch.library.custom_op("lowbit::layer_norm", mutates_args=())
+def layer_norm(x: torch.Tensor, weight: Optional[torch.Tensor], bias: Optional[torch.Tensor], eps: float) -> torch.Tensor:
+    """LayerNorm over the last axis of a CPU float32 tensor on lowbit's kernel (lowbit/norm.hpp)."""
+    x2 = x.reshape(-1, x.shape[-1]).contiguous()
+    w = None if weight is None else to_numpy(weight)
+    b = None if bias is None else to_numpy(bias)
+    return torch.from_numpy(lowbit._core.layer_norm(to_numpy(x2), w, b, float(eps))).reshape(x.shape)
+
+
+@layer_norm.register_fake
+def _(x, weight, bias, eps):
+    return torch.empty_like(x)

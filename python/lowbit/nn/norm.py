@@ -5,8 +5,9 @@ left (MiniLM, batch 8 x 128 tokens, 2 threads: 13 calls, ~2.4 ms of a ~35 ms for
 in cache misses on its fresh results). :class:`LayerNorm` is ``nn.LayerNorm`` with the same
 parameters and state dict whose eager CPU float32 inference calls run lowbit's kernel
 (``lowbit/norm.hpp``: two passes over each row while it is in L1, results from lowbit's recycled
-buffers); every other call (autograd, other dtypes or devices, torch.compile, tracing, ONNX export)
-runs torch's ``F.layer_norm``. :func:`use_lowbit_layernorm_` switches a model's ``nn.LayerNorm``
+buffers; under torch.compile / torch.export the same kernel as the op ``lowbit::layer_norm``, so
+compiled and eager agree bit for bit); every other call (autograd, other dtypes or devices, jit
+tracing, ONNX export) runs torch's ``F.layer_norm``. :func:`use_lowbit_layernorm_` switches a model's ``nn.LayerNorm``
 modules to it in place (a class change: parameters, hooks and names stay); ``quantize_model`` and
 ``load`` apply it, :func:`use_torch_layernorm_` undoes it.
 
@@ -57,12 +58,16 @@ class LayerNorm(nn.LayerNorm):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        params = None
-        if (x.dtype == torch.float32 and x.device.type == "cpu" and x.dim() > 0
+        if not (x.dtype == torch.float32 and x.device.type == "cpu" and x.dim() > 0
                 and x.shape[-1] == self.normalized_shape[0]
                 and not (torch.is_grad_enabled() and (x.requires_grad or self._grad_params()))
-                and not (torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export())):
-            params = _params(self)
+                and not (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export())):
+            return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        if torch.compiler.is_compiling():  # the same kernel as an op (compile / export see one node)
+            if any(t is not None and t.dtype != torch.float32 for t in (self.weight, self.bias)):
+                return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+            return torch.ops.lowbit.layer_norm(x, self.weight, self.bias, self.eps)
+        params = _params(self)
         if params is None:
             return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
         x2 = x.reshape(-1, x.shape[-1])
