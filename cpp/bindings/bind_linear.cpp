@@ -38,6 +38,18 @@ void check_scale(double s, const char* name) {
                 std::to_string(s));
 }
 
+// The signs of a rotated input (lowbit/rotation.hpp) for a K-wide x: rotation_block a power of two
+// dividing K, rotation_signs K float32 values (converted if need be; the array keeps them alive).
+F32 rotation_signs_arg(const py::object& signs, int64_t block, int64_t k) {
+  if (block < 1 || (block & (block - 1)) != 0 || k % block != 0)
+    value_error("rotation_block: expected a power of two dividing K = " + std::to_string(k) + ", got " +
+                std::to_string(block));
+  F32 sg = F32::ensure(signs);
+  if (!sg || sg.ndim() != 1 || sg.shape(0) != k)
+    value_error("rotation_signs: expected a float32 array of shape (" + std::to_string(k) + ",)");
+  return sg;
+}
+
 }  // namespace
 
 LinearCall prepare_linear_call(const py::array& packed, const py::array& colsum, int64_t n, int64_t k,
@@ -85,12 +97,7 @@ LinearCall prepare_linear_call(const py::array& packed, const py::array& colsum,
     p.out_zero_point = out_zero_point;
   }
   if (rot_block != 0) {  // rotated inputs (lowbit/rotation.hpp)
-    if (rot_block < 1 || (rot_block & (rot_block - 1)) != 0 || k % rot_block != 0)
-      value_error("rotation_block: expected a power of two dividing K = " + std::to_string(k) + ", got " +
-                  std::to_string(rot_block));
-    F32 sg = F32::ensure(rot_signs);
-    if (!sg || sg.ndim() != 1 || sg.shape(0) != k)
-      value_error("rotation_signs: expected a float32 array of shape (" + std::to_string(k) + ",)");
+    const F32 sg = rotation_signs_arg(rot_signs, rot_block, k);
     c.rot_signs.assign(sg.data(), sg.data() + k);
     p.rot_signs = c.rot_signs.data();
     p.rot_block = rot_block;
@@ -212,15 +219,7 @@ py::array linear_4bit_with(kernels::Linear4Fn kernel, const py::array& x, const 
     require_contiguous(bias_arr, "bias");
     b = static_cast<const float*>(bias_arr.data());
   }
-  F32 signs;
-  if (rot_block != 0) {  // rotated inputs (lowbit/rotation.hpp)
-    if (rot_block < 1 || (rot_block & (rot_block - 1)) != 0 || k % rot_block != 0)
-      value_error("rotation_block: expected a power of two dividing K = " + std::to_string(k) + ", got " +
-                  std::to_string(rot_block));
-    signs = F32::ensure(rot_signs);
-    if (!signs || signs.ndim() != 1 || signs.shape(0) != k)
-      value_error("rotation_signs: expected a float32 array of shape (" + std::to_string(k) + ",)");
-  }
+  const F32 signs = rot_block != 0 ? rotation_signs_arg(rot_signs, rot_block, k) : F32();
   py::array y = pooled_array<float>({m, n});
   Linear4Args a{};
   if (rot_block != 0) {

@@ -6,12 +6,11 @@
 #include <cstring>
 #include <vector>
 
-#include "dispatch/rotation.hpp"
 #include "lowbit/linear_4bit.hpp"
 #include "lowbit/matmul.hpp"
 #include "lowbit/parallel.hpp"
 #include "lowbit/rotation.hpp"
-#include "ops/scratch.hpp"
+#include "ops/row_rotation.hpp"
 
 namespace lowbit {
 
@@ -30,18 +29,11 @@ void linear_4bit(Linear4Args a, const float* x, int64_t k, Linear4Kind kind, ker
     xsum8.resize(static_cast<size_t>(a.m * groups));
     auto quant = dispatch::quantize_row_s8_groups.get();
     const int64_t ldx = a.ldx;
-    auto hadamard = dispatch::hadamard_f32.get();
     parallel_range(a.m, std::max<int64_t>(1, 65536 / (a.kp + 1)), 1, [&](int64_t b, int64_t e) {
-      // rotated inputs: each row rotated into the thread's scratch (in cache) just before it is quantized
-      float* buf = a.rot_block ? static_cast<float*>(detail::thread_scratch(sizeof(float) * k)) : nullptr;
-      for (int64_t r = b; r < e; ++r) {
-        const float* xr = x + r * ldx;
-        if (buf != nullptr) {
-          hadamard(xr, k, buf, k, 1, k, a.rot_signs, a.rot_block);
-          xr = buf;
-        }
-        quant(xr, k, a.kp, a.group, xq.data() + r * a.ldxq, xscale.data() + r * groups, xsum8.data() + r * groups);
-      }
+      const detail::RowRotation rotated_row(a.rot_signs, a.rot_block, k);  // rotated inputs: x R
+      for (int64_t r = b; r < e; ++r)
+        quant(rotated_row(x + r * ldx), k, a.kp, a.group, xq.data() + r * a.ldxq, xscale.data() + r * groups,
+              xsum8.data() + r * groups);
     });
     a.xq = xq.data();
     a.xscale = xscale.data();

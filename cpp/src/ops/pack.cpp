@@ -10,12 +10,11 @@
 
 #include "dispatch/quantize.hpp"
 #include "dispatch/range.hpp"
-#include "dispatch/rotation.hpp"
 #include "lowbit/matmul.hpp"
 #include "lowbit/parallel.hpp"
 #include "lowbit/rotation.hpp"
 #include "ops/gemm_ops.hpp"
-#include "ops/scratch.hpp"
+#include "ops/row_rotation.hpp"
 #include "reference/range.hpp"
 #include "reference/scalar.hpp"
 
@@ -209,15 +208,10 @@ void pack_act_f32(const float* x, int64_t m, int64_t k, const LinearParams& p, i
       }
     });
   } else {
-    auto hadamard = dispatch::hadamard_f32.get();
     for_rows(m, k, [&](int64_t r0, int64_t r1) {
-      float* buf = rotate_rows ? static_cast<float*>(thread_scratch(static_cast<size_t>(k) * sizeof(float))) : nullptr;
+      const RowRotation rotated_row(rotate_rows ? p.rot_signs : nullptr, p.rot_block, k);
       for (int64_t i = r0; i < r1; ++i) {
-        const float* xi = x + i * k;
-        if (rotate_rows) {
-          hadamard(xi, k, buf, k, 1, k, p.rot_signs, p.rot_block);
-          xi = buf;
-        }
+        const float* xi = rotated_row(x + i * k);
         float s = t_scale;
         int32_t z = t_zp;
         if (p.act == ActMode::kDynamicRow) {

@@ -272,28 +272,24 @@ def prepare_linear(
         if b.shape != (n,):
             raise ValueError(f"bias: expected shape ({n},), got {b.shape}")
     args = (w._packed, w._colsum, n, k, w.scale, b, act, scale_f, zp, act_dtype == "int8", bool(relu), osc, ozp)
-    if rotation is not None:
-        signs, block = rotation
-        rotation = (np.ascontiguousarray(signs, np.float32), int(block))
-    return _LinearCall(args, rotation)
+    if rotation is not None:  # checked once here (the signs' shape, the block)
+        args += (np.ascontiguousarray(rotation[0], np.float32), int(rotation[1]))
+        _core.linear(np.zeros((0, k), np.float32), *args)
+    return _LinearCall(args)
 
 
 class _LinearCall:
-    """:func:`prepare_linear`'s result: ``f(x2) = _core.linear(x2, *args)``; ``args`` (validated)
-    also make one part of ``_core.linear_parts`` (several linears on one quantized x) when the
-    layer does not rotate its input (``rotation`` None)."""
+    """:func:`prepare_linear`'s result: ``f(x2) = _core.linear(x2, *args)``; ``args`` (validated,
+    the rotation last when there is one) also make one part of ``_core.linear_parts`` (several
+    linears on one quantized x)."""
 
-    __slots__ = ("args", "rotation")
+    __slots__ = ("args",)
 
-    def __init__(self, args: tuple, rotation: Optional[tuple[np.ndarray, int]] = None) -> None:
-        self.args, self.rotation = args, rotation
-        if rotation is not None:  # checked once here (the signs' shape, the block)
-            _core.linear(np.zeros((0, args[3]), np.float32), *args, *rotation)
+    def __init__(self, args: tuple) -> None:
+        self.args = args
 
     def __call__(self, x2: np.ndarray) -> np.ndarray:
-        if self.rotation is None:
-            return _core.linear(x2, *self.args)
-        return _core.linear(x2, *self.args, *self.rotation)
+        return _core.linear(x2, *self.args)
 
 
 def prepare_conv2d_static(

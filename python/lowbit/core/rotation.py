@@ -112,7 +112,7 @@ def rotate(x: Any, signs: Any, block: int) -> np.ndarray:
     ``block`` values becomes its Walsh-Hadamard transform of ``signs * x``, scaled to keep norms
     (float32; ``x`` is not modified). ``block`` must be a power of two dividing x's last axis."""
     a = as_numpy(x, "x")
-    s = np.ascontiguousarray(_rows(signs, "signs").reshape(-1))
+    s = _rows(signs, "signs").reshape(-1)
     return _core.hadamard(_rows(a, "x"), s, int(block)).reshape(a.shape)
 
 

@@ -589,10 +589,11 @@ linear_4bit.register_autograd(_l4_backward, setup_context=_l4_setup_context)
 @torch.library.custom_op("lowbit::layer_norm", mutates_args=())
 def layer_norm(x: torch.Tensor, weight: Optional[torch.Tensor], bias: Optional[torch.Tensor], eps: float) -> torch.Tensor:
     """LayerNorm over the last axis of a CPU float32 tensor on lowbit's kernel (lowbit/norm.hpp)."""
-    x2 = x.reshape(-1, x.shape[-1]).contiguous()
+    from ..nn._common import rows_kernel  # lowbit.nn imports this module first
+
     w = None if weight is None else to_numpy(weight)
     b = None if bias is None else to_numpy(bias)
-    return torch.from_numpy(lowbit._core.layer_norm(to_numpy(x2), w, b, float(eps))).reshape(x.shape)
+    return rows_kernel(x, lambda a: lowbit._core.layer_norm(a, w, b, float(eps)))
 
 
 @layer_norm.register_fake

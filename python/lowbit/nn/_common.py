@@ -165,11 +165,22 @@ def main_output(out: Any, what: str) -> torch.Tensor:
     raise TypeError(f"{what}: cannot find a tensor in the model output of type {type(out).__name__}")
 
 
-def _hadamard_matrix(block: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+def rows_kernel(x: torch.Tensor, fn: Any) -> torch.Tensor:
+    """``fn`` (a lowbit kernel on a C-contiguous float32 (rows, n) array, returning one of the same
+    shape) over the last axis of the CPU float32 tensor ``x``; the result has x's shape."""
+    x2 = x.reshape(-1, x.shape[-1])
+    if not x2.is_contiguous():
+        x2 = x2.contiguous()
+    return torch.from_numpy(fn(x2.detach().numpy())).reshape(x.shape)
+
+
+def _blocks_times_hadamard(x: torch.Tensor, block: int) -> torch.Tensor:
+    """Each block of ``block`` values along the last axis times the normalized Hadamard matrix."""
     h = torch.ones(1, 1, dtype=torch.float64)
     while h.shape[0] < block:
         h = torch.cat([torch.cat([h, h], 1), torch.cat([h, -h], 1)], 0)
-    return (h / float(np.sqrt(block))).to(device=device, dtype=dtype)
+    h = (h / float(np.sqrt(block))).to(device=x.device, dtype=x.dtype)
+    return (x.reshape(*x.shape[:-1], x.shape[-1] // block, block) @ h).reshape(x.shape)
 
 
 def rotate_input(x: torch.Tensor, signs: torch.Tensor, block: int) -> torch.Tensor:
@@ -179,24 +190,15 @@ def rotate_input(x: torch.Tensor, signs: torch.Tensor, block: int) -> torch.Tens
     eager = (x.device.type == "cpu" and x.dtype == torch.float32 and not torch.compiler.is_compiling()
              and not torch.jit.is_tracing() and not (x.requires_grad and torch.is_grad_enabled()))
     if eager:
-        x2 = x.reshape(-1, x.shape[-1])
-        if x2.stride(-1) != 1:
-            x2 = x2.contiguous()
-        y = lowbit._core.hadamard(x2.detach().numpy(), signs.numpy(), block)
-        return torch.from_numpy(y).reshape(x.shape)
+        return rows_kernel(x, lambda a: lowbit._core.hadamard(a, signs.numpy(), block))
     return rotate_input_torch(x, signs, block)
 
 
 def rotate_input_torch(x: torch.Tensor, signs: torch.Tensor, block: int) -> torch.Tensor:
     """:func:`rotate_input` in torch ops only (autograd, other devices, tracing and export)."""
-    k = x.shape[-1]
-    h = _hadamard_matrix(block, x.dtype, x.device)
-    xs = (x * signs.to(device=x.device, dtype=x.dtype)).reshape(*x.shape[:-1], k // block, block)
-    return (xs @ h).reshape(x.shape)
+    return _blocks_times_hadamard(x * signs.to(device=x.device, dtype=x.dtype), block)
 
 
 def unrotate_rows(w: torch.Tensor, signs: torch.Tensor, block: int) -> torch.Tensor:
     """``w R^T`` for rows ``w`` (the inverse rotation: an effective weight on unrotated inputs)."""
-    k = w.shape[-1]
-    h = _hadamard_matrix(block, w.dtype, w.device)
-    return (w.reshape(*w.shape[:-1], k // block, block) @ h).reshape(w.shape) * signs.to(w.device, w.dtype)
+    return _blocks_times_hadamard(w, block) * signs.to(w.device, w.dtype)

@@ -24,23 +24,27 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import _core
+from ._common import rows_kernel
 
 __all__ = ["LayerNorm", "use_lowbit_layernorm_", "use_torch_layernorm_"]
 
 
+def _kernel_takes(m: nn.LayerNorm) -> bool:
+    """True when the kernel takes the module's weight and bias (float32 on the CPU, or None)."""
+    return all(t is None or (t.dtype == torch.float32 and t.device.type == "cpu") for t in (m.weight, m.bias))
+
+
 def _params(m: nn.LayerNorm) -> Optional[tuple]:
-    """(weight, bias) as float32 NumPy arrays (or None each) for the kernel, cached until a
-    parameter is replaced or modified in place; None when the kernel cannot take them."""
+    """(weight, bias) as NumPy arrays (or None each) for the kernel, or None when it cannot take
+    them; cached until a parameter is replaced or modified in place."""
     w, b = m.weight, m.bias
     key = tuple(None if t is None else (id(t), t._version) for t in (w, b))
     hit = m.__dict__.get("_lowbit_params")
-    if hit is not None and hit[0] == key:
-        return hit[1]
-    if any(t is not None and (t.dtype != torch.float32 or t.device.type != "cpu") for t in (w, b)):
-        return None
-    arrays = tuple(None if t is None else t.detach().numpy() for t in (w, b))
-    m.__dict__["_lowbit_params"] = (key, arrays)
-    return arrays
+    if hit is None or hit[0] != key:
+        arrays = tuple(None if t is None else t.detach().numpy() for t in (w, b)) if _kernel_takes(m) else None
+        hit = (key, arrays)
+        m.__dict__["_lowbit_params"] = hit
+    return hit[1]
 
 
 class LayerNorm(nn.LayerNorm):
@@ -64,17 +68,14 @@ class LayerNorm(nn.LayerNorm):
                 and not (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export())):
             return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
         if torch.compiler.is_compiling():  # the same kernel as an op (compile / export see one node)
-            if any(t is not None and t.dtype != torch.float32 for t in (self.weight, self.bias)):
-                return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
-            return torch.ops.lowbit.layer_norm(x, self.weight, self.bias, self.eps)
+            if _kernel_takes(self):
+                return torch.ops.lowbit.layer_norm(x, self.weight, self.bias, self.eps)
+            return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
         params = _params(self)
         if params is None:
             return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
-        x2 = x.reshape(-1, x.shape[-1])
-        if not x2.is_contiguous():
-            x2 = x2.contiguous()
-        y = _core.layer_norm(x2.detach().numpy(), params[0], params[1], self.eps)
-        return torch.from_numpy(y).reshape(x.shape)
+        w, b = params
+        return rows_kernel(x, lambda a: _core.layer_norm(a, w, b, self.eps))
 
     def _grad_params(self) -> bool:
         return any(p.requires_grad for p in self.parameters(recurse=False))

@@ -140,8 +140,7 @@ class SiblingGroup:
         """Every shared member's result on x, from one linear_parts call; None when they cannot
         share one quantized x (activation parameters differ)."""
         k = x.shape[-1]
-        calls = [m._prepared(k) for m in self.shared]
-        parts = [c.args + (c.rotation or ()) for c in calls]
+        parts = [m._prepared(k).args for m in self.shared]
         if any(p[6:10] != parts[0][6:10] for p in parts):
             return None
         x2 = x.detach().reshape(-1, k)
