@@ -90,6 +90,25 @@ def test_autoround_learns_block_by_block_and_beats_its_start(rng):
     assert rows["layers.0.q"].algorithm == "autoround" and rows["layers.0.q"].algorithm_gain < 1
 
 
+def test_autoround_never_ends_worse_than_its_start(rng):
+    """A destructive learning rate (every offset and scale factor driven to its bound in two steps)
+    ends above the start on the calibration data: each block gets its starting rounding back (round
+    to nearest's stored weights and biases, loss == loss_start)."""
+    model = _stack_model(inputs=32, pool=False)
+    calib = _batches(rng, 2)
+    cfg = lowbit.QuantConfig(weight="int4", group_size=32, activation="float",
+                             algorithm=lowbit.AutoRound(steps=2, lr=0.9, clip=False))
+    q = lowbit.quantize_model(model, cfg, calib_data=calib, progress=False)
+    rtn = lowbit.quantize_model(model, lowbit.QuantConfig(weight="int4", group_size=32, activation="float"),
+                                progress=False)
+    blocks = [(n, m) for n, m in q.named_modules() if n.startswith("layers.") and hasattr(m, "algorithm_stats")]
+    assert blocks
+    for name, m in blocks:
+        assert m.algorithm_stats["loss"] == m.algorithm_stats["loss_start"] == m.algorithm_stats["loss_rtn"], name
+        for k, v in m.state_dict().items():
+            assert torch.equal(v, rtn.get_submodule(name).state_dict()[k]), (name, k)
+
+
 def test_autoround_model_saves_and_loads(rng, tmp_path):
     """The learned weights are ordinary stored weights: save/load gives the same outputs."""
     model = _stack_model(inputs=32, pool=False)
@@ -125,13 +144,19 @@ def test_autoround_on_a_model_without_blocks_tunes_the_whole_model(rng):
 @pytest.mark.parametrize("weight", ["nf4", "uint4", "int8"])
 def test_autoround_formats(weight, rng):
     """4-bit formats with dynamic int8 activations (the 4-bit kernel); int8 weight-only (with dynamic
-    activations their rounding error dominates what AutoRound can win at int8)."""
+    activations their rounding error dominates what AutoRound can win at int8). int8's gain is small:
+    after 40 steps its held-out error was 0.97x round to nearest's on one machine and 1.02x on another
+    (torch's float kernels differ), after 100 steps 0.93x; so int8 trains 100 steps."""
     model = _stack_model(inputs=32, pool=False)
     calib, held = _batches(rng, 3), _batches(rng, 3)
     opts = {"group_size": 32} if weight != "int8" else {"activation": "float"}
-    cfg = lowbit.QuantConfig(weight=weight, **opts, algorithm=lowbit.AutoRound(steps=40))
+    cfg = lowbit.QuantConfig(weight=weight, **opts, algorithm=lowbit.AutoRound(steps=100 if weight == "int8" else 40))
     q = lowbit.quantize_model(model, cfg, calib_data=calib, progress=False)
     rtn = lowbit.quantize_model(model, lowbit.QuantConfig(weight=weight, **opts), progress=False)
+    for m in q.modules():
+        stats = getattr(m, "algorithm_stats", None)
+        if stats and "loss" in stats:  # every block's objective falls below round to nearest's
+            assert stats["loss"] < stats["loss_rtn"], stats
     assert _error(model, q, held) < _error(model, rtn, held)
 
 

@@ -138,7 +138,8 @@ def _train_block(unit: nn.Module, run: Callable[[Any], torch.Tensor], items: Seq
                  layers: dict[str, tuple[nn.Module, _LearnedRounding]], opts: AutoRound) -> dict[str, float]:
     """Trains V, g (and the float biases, norms) of ``layers`` in ``unit`` (the block); returns the
     block's mean loss with round to nearest (``loss_rtn``), the starting rounding (``loss_start``) and
-    the learned one (``loss``). No other parameter of the block receives a gradient."""
+    the learned one (``loss``); where training ends above the start on the calibration data, the
+    start is put back (``loss == loss_start``). No other parameter of the block receives a gradient."""
     block_params = {id(p): p for p in unit.parameters()}
     flags = {k: p.requires_grad for k, p in block_params.items()}
     biases = [m.bias for m, _ in layers.values() if opts.tune_bias and isinstance(m.bias, nn.Parameter)]
@@ -149,7 +150,9 @@ def _train_block(unit: nn.Module, run: Callable[[Any], torch.Tensor], items: Seq
             p.requires_grad_(False)
         for b in biases:
             b.requires_grad_(True)
-        groups = [{"params": [p for _, r in layers.values() for p in r.params()], "lr": opts.lr}]
+        learned = [p for _, r in layers.values() for p in r.params()]
+        start = [p.detach().clone() for p in learned + biases]
+        groups = [{"params": learned, "lr": opts.lr}]
         if biases:
             groups.append({"params": biases, "lr": opts.lr / 100})
         opt = torch.optim.Adam(groups)
@@ -172,6 +175,11 @@ def _train_block(unit: nn.Module, run: Callable[[Any], torch.Tensor], items: Seq
                 opt.step()
                 decay.step()
             after = mean_loss()
+            if after > before:  # never worse than the start on the calibration data: keep the start
+                with torch.no_grad():
+                    for p, s in zip(learned + biases, start):
+                        p.copy_(s)
+                after = before
     finally:
         for k, p in block_params.items():
             p.requires_grad_(flags[k])
