@@ -184,6 +184,41 @@ def test_bert_folds_value_rows_into_the_attention_output():
     assert q.encoder.layer[0].attention.self.key.layer.activation.calibrated
 
 
+class _TiedLM(nn.Module):
+    """Embedding -> LayerNorm -> Linear -> LM head tied to the embedding (OPT, GPT-2, Llama-style)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(100, 64)
+        self.ln = nn.LayerNorm(64)
+        self.fc = nn.Linear(64, 64)
+        self.head = nn.Linear(64, 100, bias=False)
+        self.head.weight = self.embed.weight
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(self.fc(self.ln(self.embed(ids)))))
+
+
+@pytest.mark.parametrize("algorithm", ["smoothquant", "awq"])
+def test_a_tied_lm_head_is_not_scaled(algorithm):
+    """AWQ / SmoothQuant leave a layer whose weight another module shares alone (scaling the tied LM
+    head's input channels scaled the embedding table too): the embedding of the quantized model is
+    the float one, the other Linear is still scaled, and the logits stay close to float."""
+    torch.manual_seed(0)
+    model = _TiedLM().eval()
+    with torch.no_grad():
+        model.embed.weight[:, [5, 9]] *= 20.0  # outlier channels, so the scales are far from 1
+    ids = torch.randint(0, 100, (4, 16))
+    calib = [ids[:2], ids[2:]]
+    weight = {"smoothquant": {"weight": "int8", "activation": "static"}, "awq": {"weight": "int4", "group_size": 32}}
+    q = lowbit.quantize_model(model, {**weight[algorithm], "algorithm": algorithm}, calib_data=calib, progress=False)
+    assert torch.equal(q.embed.weight, model.embed.weight)
+    assert type(q.head).__name__ != "InputScaled" and q.fc.algorithm.name == algorithm, (q.head, q.fc)
+    with torch.no_grad():
+        ref, out = model(ids), q(ids)
+    assert float(torch.nn.functional.cosine_similarity(out.flatten(), ref.flatten(), dim=0)) > 0.99
+
+
 def test_config_validation_and_round_trip():
     cfg = lowbit.QuantConfig(weight="int4", group_size=64, algorithm=AWQ(alpha_grid=[0, 0.5, 1.0], clip=True),
                              bias_correction=True)

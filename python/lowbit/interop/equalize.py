@@ -173,13 +173,18 @@ def _collect(model: nn.Module, layers: dict[str, nn.Module], calib_data: Any, pr
 
 
 def _linear_targets(model: nn.Module, config: QuantConfig, want: Any, what: str) -> dict[str, nn.Module]:
-    """The nn.Linear layers ``want(cfg)`` selects (not excluded); other layer kinds asked for raise."""
-    from .convert import _candidates
+    """The nn.Linear layers ``want(cfg)`` selects (not excluded); other layer kinds asked for raise.
+    A layer whose weight Parameter another module shares (an LM head tied to the input embedding)
+    is left out: scaling its input channels would scale the other module's weight too (OPT's tied
+    embedding table, corrupted that way, took the logits' cosine to 0.62)."""
+    from .convert import _candidates, _shared_weights
 
+    cands = list(_candidates(model))
+    shared = {n for group in _shared_weights(model, cands) for n, _ in group}
     out = {}
-    for n, m in _candidates(model):
+    for n, m in cands:
         cfg = config.for_layer(n)
-        if cfg.is_excluded(n) or not want(cfg):
+        if cfg.is_excluded(n) or not want(cfg) or n in shared:
             continue
         if type(m) is not nn.Linear:
             raise ValueError(f"layer '{n}': {what} covers nn.Linear layers, not {type(m).__name__}; exclude it "
