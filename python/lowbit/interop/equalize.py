@@ -16,7 +16,9 @@ folds (each leaves the float model's outputs unchanged up to float rounding):
 
 Post-LN BERT's LayerNorm outputs also feed the residual stream, so q/k/v and the intermediate dense
 (and the dense after GELU) get explicit input scales: the Linear ``name`` becomes
-``InputScaled`` at ``name`` with the Linear at ``name.layer``.
+``InputScaled`` at ``name`` with the Linear at ``name.layer``. transformers' ``Conv1D`` (GPT-2's
+Linear with an (in, out) weight) is scaled the same way, with an explicit input scale. A layer whose
+weight another module shares (a tied LM head) is left unscaled.
 
 ``quantize_model`` runs these (``QuantConfig(algorithm="awq" | "smoothquant")``) on a copy of the
 float model before quantizing it, and bias correction (``bias_correction=True``) after: one pass for
@@ -40,6 +42,7 @@ from ..core.clipping import MSEClip
 from ..core.config import QuantConfig, as_config
 from ..core.gptq import HessianObserver
 from ..core.smoothing import AWQ, ChannelStats, SmoothQuant, awq_search, smoothquant_search
+from ..nn._common import is_conv1d
 
 __all__ = ["InputScaled", "apply_awq", "smooth_quant"]
 
@@ -66,6 +69,23 @@ class InputScaled(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layer(x * self.scale.to(x.dtype))
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The weight on the unscaled inputs (the layer's, times the scale per input column), in the
+        layer's shape and dtype, computed when used (:class:`lowbit.nn.DequantizedWeight`): models that
+        read ``layer.weight.dtype`` in their forward (T5) run."""
+        from ..nn.linear import DequantizedWeight
+
+        inner = self.layer.weight
+        return DequantizedWeight(self, tuple(inner.shape), inner.device, inner.dtype)
+
+    def dequantized_weight(self) -> torch.Tensor:
+        inner = self.layer
+        if hasattr(inner, "dequantized_weight"):
+            return inner.dequantized_weight() * self.scale
+        w = inner.weight.detach().float()
+        return w * (self.scale[:, None] if is_conv1d(inner) else self.scale)  # Conv1D: (in, out)
 
 
 # --------------------------------------------------------------------------------------------
@@ -186,8 +206,9 @@ def _linear_targets(model: nn.Module, config: QuantConfig, want: Any, what: str)
         cfg = config.for_layer(n)
         if cfg.is_excluded(n) or not want(cfg) or n in shared:
             continue
-        if type(m) is not nn.Linear:
-            raise ValueError(f"layer '{n}': {what} covers nn.Linear layers, not {type(m).__name__}; exclude it "
+        if type(m) is not nn.Linear and not is_conv1d(m):
+            raise ValueError(f"layer '{n}': {what} covers nn.Linear (and transformers' Conv1D) layers, not "
+                             f"{type(m).__name__}; exclude it "
                              f"(QuantConfig(exclude=[{n!r}])) or give it another algorithm with per_layer")
         out[n] = m
     return out
@@ -200,7 +221,8 @@ def _apply_scales(model: nn.Module, producer: Optional[str], kind: str, consumer
     with torch.no_grad():
         for c in consumers:
             lin = model.get_submodule(c)
-            lin.weight.copy_((lin.weight.double() * st).to(lin.weight.dtype))
+            cols = st[:, None] if is_conv1d(lin) else st  # Conv1D stores the weight as (in, out)
+            lin.weight.copy_((lin.weight.double() * cols).to(lin.weight.dtype))
         if producer is None:
             c = consumers[0]
             lin = model.get_submodule(c)

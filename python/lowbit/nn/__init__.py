@@ -19,13 +19,14 @@ from .conv import QuantConv1d, QuantConv2d
 from .embedding import QuantEmbedding
 from .fake_quantize import FakeQuantize, disable_observer, enable_observer
 from .fused import InplaceActivation, fuse_activations_, fused_activations, unfuse_activations_
-from .linear import QuantLinear
+from .linear import DequantizedWeight, QuantLinear
 from .norm import LayerNorm, use_lowbit_layernorm_, use_torch_layernorm_
 from .qat import QATConv1d, QATConv2d, QATLinear
 from .siblings import group_siblings_, sibling_groups, ungroup_siblings_
 
 __all__ = [
     "ChainedActivation",
+    "DequantizedWeight",
     "FakeQuantize",
     "InplaceActivation",
     "LayerNorm",

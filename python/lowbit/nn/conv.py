@@ -319,6 +319,9 @@ class QuantConv2d(_QuantBase):
             (n, ho, wo, kh, kw, c), (s_n, s_h * sh, s_w * sw, s_h * dh, s_w * dw, s_c)
         )
 
+    def _weight_shape(self) -> tuple[int, ...]:
+        return (self.out_channels, self.in_channels // self.groups, *self.kernel_size)
+
     def dequantized_weight(self) -> torch.Tensor:
         """The float32 weight the kernels effectively use, in nn.Conv2d's (out, in, kh, kw) layout."""
         kh, kw = self.kernel_size
@@ -389,6 +392,9 @@ class QuantConv1d(QuantConv2d):
             raise ValueError(
                 f"{self.layer_name}: expected input of shape (N, {self.in_channels}, L), got {tuple(x.shape)}")
         return super().forward(x.unsqueeze(-2)).squeeze(-2)
+
+    def _weight_shape(self) -> tuple[int, ...]:
+        return (self.out_channels, self.in_channels // self.groups, self.kernel_size[1])
 
     def dequantized_weight(self) -> torch.Tensor:
         """The float32 weight in nn.Conv1d's (out, in / groups, k) layout."""

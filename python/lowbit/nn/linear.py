@@ -24,11 +24,55 @@ from ._common import buffer_guards, check_input, guards_hold, linear_shape, rota
 from ._formats import empty_buffers, quantize_buffers, to_tensor
 from .fused import note_result
 
-__all__ = ["QuantLinear"]
+__all__ = ["DequantizedWeight", "QuantLinear"]
 
 # Prepared eager CPU calls per module: (buffer versions and addresses, call). Kept outside the
 # module so state_dict, pickling and deepcopy never see it.
 _EAGER: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+class DequantizedWeight(torch.Tensor):
+    """A quantized layer's ``weight``: the float32 tensor its kernels effectively multiply with
+    (:meth:`_QuantBase.dequantized_weight`, in the float module's layout), as metadata for free
+    (shape, dtype float32, device: what models read, e.g. T5's ``self.wo.weight.dtype`` and ViT's
+    ``projection.weight.dtype`` in their forward) and dequantized from the stored weight when a
+    torch op or :meth:`numpy` uses it (each time: no float copy is kept). Not a Parameter and not in
+    the state dict.
+
+    Example:
+        >>> q = lowbit.nn.QuantLinear.from_float(torch.nn.Linear(16, 4))
+        >>> q.weight.shape, q.weight.dtype
+        (torch.Size([4, 16]), torch.float32)
+        >>> bool(torch.equal(q.weight * 1, q.dequantized_weight()))
+        True
+    """
+
+    @staticmethod
+    def __new__(cls, layer: nn.Module, shape: tuple[int, ...], device: torch.device,
+                dtype: torch.dtype = torch.float32) -> DequantizedWeight:
+        t = torch.Tensor._make_wrapper_subclass(cls, shape, dtype=dtype, device=device, requires_grad=False)
+        t._layer = layer
+        return t
+
+    __torch_function__ = torch._C._disabled_torch_function_impl
+
+    @classmethod
+    def __torch_dispatch__(cls, func: Any, types: Any, args: tuple = (), kwargs: Optional[dict] = None) -> Any:
+        def real(a: Any) -> Any:
+            return a.materialize() if isinstance(a, DequantizedWeight) else a
+
+        return func(*torch.utils._pytree.tree_map(real, args), **torch.utils._pytree.tree_map(real, kwargs or {}))
+
+    def materialize(self) -> torch.Tensor:
+        """The dequantized float32 weight as an ordinary tensor."""
+        with torch.no_grad():
+            return self._layer.dequantized_weight().reshape(self.shape).to(self.dtype)
+
+    def numpy(self, *, force: bool = False) -> np.ndarray:  # noqa: ARG002
+        return self.materialize().numpy()
+
+    def __repr__(self, *, tensor_contents: Any = None) -> str:  # noqa: ARG002
+        return f"DequantizedWeight of {type(self._layer).__name__}: {self.materialize()!r}"
+
 
 class _NoBackward(torch.autograd.Function):
     """Marks the output of a kernel that quantizes activations as depending on its input, so that
@@ -97,6 +141,15 @@ class _QuantBase(nn.Module):
         """ "linear_int8" (the int8 GEMM), "linear_4bit" (the fused 4-bit kernel) or "dequantize"
         (lowbit dequantizes the weight, then a float matmul)."""
         return self.scheme.kernel(self.activation)
+
+    @property
+    def weight(self) -> DequantizedWeight:
+        """The float32 weight in the float module's layout, dequantized when used (see
+        :class:`DequantizedWeight`); models that read ``layer.weight.dtype`` or ``.device`` run."""
+        return DequantizedWeight(self, self._weight_shape(), getattr(self, self.scheme.data_name).device)
+
+    def _weight_shape(self) -> tuple[int, ...]:
+        return (self.out_flat, self.in_flat)
 
     @property
     def weight_dtype(self) -> str:

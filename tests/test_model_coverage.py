@@ -1,0 +1,128 @@
+"""Architectures users bring (tiny random transformers models built from configs, offline): every
+one quantizes and runs; models whose forward reads ``layer.weight`` (T5, ViT) see the quantized
+layers' lazily dequantized weight (lowbit.nn.DequantizedWeight); SmoothQuant / AWQ scale GPT-2's
+Conv1D layers and leave tied LM heads alone."""
+
+from __future__ import annotations
+
+import lowbit
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+tf = pytest.importorskip("transformers")
+F = torch.nn.functional
+
+
+def _t5():
+    return tf.T5ForConditionalGeneration(tf.T5Config(d_model=64, d_ff=128, num_layers=2, num_heads=4, vocab_size=200,
+                                                     d_kv=16))
+
+
+def _vit():
+    return tf.ViTModel(tf.ViTConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
+                                    image_size=32, patch_size=8))
+
+
+def _opt():
+    return tf.OPTForCausalLM(tf.OPTConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, ffn_dim=128,
+                                          vocab_size=200, word_embed_proj_dim=64))
+
+
+def _gpt2():
+    return tf.GPT2LMHeadModel(tf.GPT2Config(n_embd=64, n_layer=2, n_head=4, vocab_size=200, bos_token_id=0,
+                                            eos_token_id=0))
+
+
+MODELS = {"t5": _t5, "vit": _vit, "opt": _opt, "gpt2": _gpt2}
+
+
+def _inputs(name: str, seed: int) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    if name == "vit":
+        return {"pixel_values": torch.randn(2, 3, 32, 32, generator=g)}
+    ids = torch.randint(0, 200, (2, 12), generator=g)
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    if name == "t5":
+        batch["decoder_input_ids"] = ids[:, :5]
+    return batch
+
+
+def _output(model, batch) -> torch.Tensor:
+    with torch.no_grad():
+        out = model(**batch)
+    return out.logits if getattr(out, "logits", None) is not None else out.last_hidden_state
+
+
+def _cos(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(F.cosine_similarity(a.flatten(), b.flatten(), dim=0))
+
+
+CONFIGS = {"dynamic": {}, "static": {"activation": "static"}, "int4": {"weight": "int4", "group_size": 32},
+           "smoothquant": {"activation": "static", "algorithm": "smoothquant"}}
+
+
+@pytest.mark.parametrize("config", list(CONFIGS))
+@pytest.mark.parametrize("name", list(MODELS))
+def test_architectures_quantize_and_stay_close_to_float(name, config):
+    """Before: T5 and ViT raised AttributeError ('QuantLinear' / 'QuantConv2d' has no attribute
+    'weight': their forward reads it), OPT with SmoothQuant fell to cosine 0.62 (its tied LM head's
+    scale scaled the embedding table) and GPT-2's Conv1D layers refused SmoothQuant."""
+    if name == "vit" and config == "smoothquant":  # the patch embedding is a Conv2d: a clear refusal
+        with pytest.raises(ValueError, match="not Conv2d"):
+            lowbit.quantize_model(_vit().eval(), CONFIGS[config], calib_data=[_inputs(name, 1)], progress=False)
+        return
+    torch.manual_seed(0)
+    model = MODELS[name]().eval()
+    batch = _inputs(name, 0)
+    ref = _output(model, batch)
+    q = lowbit.quantize_model(model, CONFIGS[config], calib_data=[_inputs(name, s) for s in (1, 2)], progress=False)
+    floor = 0.97 if config == "int4" else 0.99
+    assert _cos(_output(q, batch), ref) > floor
+    assert not any(type(m) is torch.nn.Linear for n, m in q.named_modules() if not n.endswith("lm_head.layer")
+                   and n not in ("lm_head",)), "a Linear left float"
+
+
+def test_dequantized_weight_is_metadata_until_used():
+    """``layer.weight`` of a quantized layer: the float module's shape and layout, float32, the
+    buffers' device; an op on it or ``numpy()`` gives exactly ``dequantized_weight()``; not a
+    Parameter, not in the state dict."""
+    torch.manual_seed(0)
+    cases = [
+        (torch.nn.Linear(64, 8), {}),
+        (torch.nn.Linear(64, 8), {"weight": "nf4"}),
+        (torch.nn.Conv2d(4, 6, 3, groups=2), {}),
+        (torch.nn.Conv1d(4, 6, 5), {"weight": "int4", "group_size": 32}),
+    ]
+    for layer, cfg in cases:
+        q = lowbit.quantize_model(torch.nn.Sequential(layer), cfg, progress=False)[0]
+        w = q.weight
+        assert isinstance(w, torch.Tensor) and isinstance(w, lowbit.nn.DequantizedWeight)
+        assert w.shape == layer.weight.shape and w.dtype == torch.float32 and w.device == layer.weight.device
+        deq = q.dequantized_weight()
+        assert torch.equal(w * 1, deq) and torch.equal(w.clone(), deq)
+        np.testing.assert_array_equal(w.numpy(), deq.numpy())
+        ref = layer.weight.detach()
+        assert _cos(deq, ref) > 0.97  # the float layout (a permuted one would not correlate)
+        assert "weight" not in q.state_dict() and not list(q.parameters())
+    lin = lowbit.nn.QuantLinear.from_float(torch.nn.Linear(16, 4), lowbit.QuantConfig(activation="float"))
+    x = torch.randn(3, 16)
+    torch.testing.assert_close(F.linear(x, lin.weight, lin.bias), lin(x))
+
+
+def test_gpt2_conv1d_scaled_by_smoothquant_and_awq_in_float():
+    """SmoothQuant / AWQ on GPT-2's Conv1D layers (weight (in, out)): the scaled float model computes
+    what the float one does, and each layer's effective weight (InputScaled.weight) is the original."""
+    torch.manual_seed(0)
+    model = _gpt2().eval()
+    batch = _inputs("gpt2", 0)
+    calib = [_inputs("gpt2", s) for s in (1, 2)]
+    ref = _output(model, batch)
+    for new in (lowbit.smooth_quant(model, calib, alpha=0.8, progress=False),
+                lowbit.apply_awq(model, calib, {"weight": "int4", "group_size": 32}, progress=False)):
+        torch.testing.assert_close(_output(new, batch), ref, rtol=1e-4, atol=1e-4)
+        for name in ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"):
+            scaled = new.transformer.h[0].get_submodule(name)
+            assert type(scaled).__name__ == "InputScaled", name
+            torch.testing.assert_close(scaled.weight * 1, model.transformer.h[0].get_submodule(name).weight,
+                                       rtol=1e-5, atol=1e-6)
