@@ -34,7 +34,13 @@ def _gpt2():
                                             eos_token_id=0))
 
 
-MODELS = {"t5": _t5, "vit": _vit, "opt": _opt, "gpt2": _gpt2}
+def _bart():  # its LM head is tied to a subclass of nn.Embedding (BartScaledWordEmbedding)
+    return tf.BartForConditionalGeneration(tf.BartConfig(d_model=64, encoder_layers=2, decoder_layers=2,
+                                                         encoder_attention_heads=4, decoder_attention_heads=4,
+                                                         encoder_ffn_dim=128, decoder_ffn_dim=128, vocab_size=200))
+
+
+MODELS = {"t5": _t5, "vit": _vit, "opt": _opt, "gpt2": _gpt2, "bart": _bart}
 
 
 def _inputs(name: str, seed: int) -> dict:
@@ -43,7 +49,7 @@ def _inputs(name: str, seed: int) -> dict:
         return {"pixel_values": torch.randn(2, 3, 32, 32, generator=g)}
     ids = torch.randint(0, 200, (2, 12), generator=g)
     batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
-    if name == "t5":
+    if name in ("t5", "bart"):
         batch["decoder_input_ids"] = ids[:, :5]
     return batch
 
@@ -66,8 +72,8 @@ CONFIGS = {"dynamic": {}, "static": {"activation": "static"}, "int4": {"weight":
 @pytest.mark.parametrize("name", list(MODELS))
 def test_architectures_quantize_and_stay_close_to_float(name, config):
     """Before: T5 and ViT raised AttributeError ('QuantLinear' / 'QuantConv2d' has no attribute
-    'weight': their forward reads it), OPT with SmoothQuant fell to cosine 0.62 (its tied LM head's
-    scale scaled the embedding table) and GPT-2's Conv1D layers refused SmoothQuant."""
+    'weight': their forward reads it), OPT and BART with SmoothQuant fell to cosine 0.62 and 0.80 (the
+    tied LM head's scale scaled the embedding table) and GPT-2's Conv1D layers refused SmoothQuant."""
     if name == "vit" and config == "smoothquant":  # the patch embedding is a Conv2d: a clear refusal
         with pytest.raises(ValueError, match="not Conv2d"):
             lowbit.quantize_model(_vit().eval(), CONFIGS[config], calib_data=[_inputs(name, 1)], progress=False)

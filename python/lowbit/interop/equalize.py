@@ -197,10 +197,15 @@ def _linear_targets(model: nn.Module, config: QuantConfig, want: Any, what: str)
     A layer whose weight Parameter another module shares (an LM head tied to the input embedding)
     is left out: scaling its input channels would scale the other module's weight too (OPT's tied
     embedding table, corrupted that way, took the logits' cosine to 0.62)."""
-    from .convert import _candidates, _shared_weights
+    from .convert import _candidates
 
     cands = list(_candidates(model))
-    shared = {n for group in _shared_weights(model, cands) for n, _ in group}
+    owners: dict[int, int] = {}  # Parameter id -> distinct modules holding it (any kind: BART's embedding is a subclass)
+    for m in model.modules():
+        for p in m._parameters.values():
+            if p is not None:
+                owners[id(p)] = owners.get(id(p), 0) + 1
+    shared = {n for n, m in cands if owners.get(id(m.weight), 0) > 1}
     out = {}
     for n, m in cands:
         cfg = config.for_layer(n)
