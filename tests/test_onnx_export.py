@@ -198,6 +198,45 @@ def test_gpt2_int8_with_int8_embeddings(tmp_path):
     assert q.lm_head.weight_int8 is q.transformer.wte.weight_int8  # the caller's model is untouched
 
 
+@pytest.mark.parametrize("cfg", [{}, {"activation": "static"}, {"weight": "int4"},
+                                 {"weight": "int4", "group_size": 32}, {"weight": "uint4", "group_size": 32},
+                                 {"weight": "nf4"}, {"weight": "fp16", "activation": "float"},
+                                 {"weight": "int4", "group_size": 32, "rotation": "hadamard"}], ids=str)
+def test_export_modules_have_the_layers_weight(cfg):
+    """Each export module's ``weight`` (read by model code such as ViT's patch embedding during the
+    export) is exactly the lowbit layer's dequantized weight, decoded from the ONNX form's buffers."""
+    from lowbit.interop.onnx_export import _plan
+
+    torch.manual_seed(0)
+    layers = [torch.nn.Linear(64, 8)]
+    if "group_size" not in cfg and cfg.get("weight") != "nf4" and "rotation" not in cfg:
+        layers += [torch.nn.Conv2d(4, 6, 3), torch.nn.Conv1d(4, 6, 3)]
+    for layer in layers:
+        x = torch.randn(4, 64) if isinstance(layer, torch.nn.Linear) else torch.randn(2, 4, 8, 8)[..., 0, :] \
+            if isinstance(layer, torch.nn.Conv1d) else torch.randn(2, 4, 8, 8)
+        q = lowbit.quantize_model(torch.nn.Sequential(layer), cfg, calib_data=[x], progress=False)[0]
+        plan = _plan(q, True)
+        plan = _plan(q, False) if isinstance(plan, str) else plan  # per-row dynamic convs: the fast form
+        assert not isinstance(plan, str), plan
+        torch.testing.assert_close(plan.weight, q.dequantized_weight(), rtol=0, atol=0)
+
+
+def test_vit_reads_its_patch_embedding_weight_while_exporting(tmp_path):
+    """transformers' ViT reads ``projection.weight.dtype`` in its forward: the quantized model and
+    its export both run, and ONNX Runtime agrees with lowbit."""
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    model = transformers.ViTModel(transformers.ViTConfig(hidden_size=64, num_hidden_layers=1, num_attention_heads=4,
+                                                         intermediate_size=128, image_size=32, patch_size=8)).eval()
+    q = lowbit.quantize_model(model, lowbit.QuantConfig(activation="dynamic_per_tensor"), progress=False)
+    x = torch.randn(2, 3, 32, 32)
+    f = lowbit.export_onnx(q, (x,), tmp_path / "vit.onnx")
+    got = run_ort(f, x)
+    with torch.no_grad():
+        ref = q(x).last_hidden_state.numpy()
+    assert np.abs(got - ref).max() <= 1e-3 * np.abs(ref).max()
+
+
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_minilm_real_weights_dynamic_int8(tmp_path):
     pytest.importorskip("transformers")

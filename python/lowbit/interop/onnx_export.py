@@ -58,7 +58,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..nn._common import rotate_input_torch
+from ..nn._common import rotate_input_torch, unrotate_rows
 from ..nn.conv import QuantConv1d, QuantConv2d
 from ..nn.linear import QuantLinear, _QuantBase
 from . import _torch_ops
@@ -270,6 +270,12 @@ class _LinearInt8(nn.Module):
         self.register_buffer("colsum", w.to(torch.int32).sum(1).to(torch.int32) if per_row else None)
         self.mode, self.exact, self.out_features = layer.activation.name, exact, layer.out_flat
 
+    @property
+    def weight(self) -> torch.Tensor:
+        """The float32 (out, in) weight, for model code that reads ``layer.weight`` (its dtype, as
+        ViT and T5 do): computed in the graph from the buffers, dropped by the exporter when unused."""
+        return self.w.t().to(torch.float32) * self.w_scale[:, None]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.ops.lowbit_onnx.linear_int8(x.to(torch.float32), self.w, self.w_scale, self.bias, self.a_scale,
                                                  self.a_zp, self.colsum, self.mode, self.exact)
@@ -288,6 +294,12 @@ class _ConvInt8(nn.Module):
         self.mode, self.exact = layer.activation.name, exact
         self.geom = (list(layer.stride), list(layer.padding), list(layer.dilation), layer.groups)
         self.one_d = isinstance(layer, QuantConv1d)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The float32 weight in the float layer's layout (see :attr:`_LinearInt8.weight`)."""
+        w = self.w.to(torch.float32) * self.w_scale[:, None, None, None]
+        return w.squeeze(2) if self.one_d else w
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(torch.float32)
@@ -341,6 +353,24 @@ class _LinearNBits(nn.Module):
             return t
         return t.reshape(-1, 1).expand(n, blocks) if t.numel() == n else t.reshape(1, 1).expand(n, blocks)
 
+    @property
+    def weight(self) -> torch.Tensor:
+        """The float32 (out, in) weight decoded from the MatMulNBits / MatMulBnb4 buffers (see
+        :attr:`_LinearInt8.weight`)."""
+        n, k, g = self.n, self.k, self.g
+        if self.kind == "nf4":  # high nibble first, blocks of g along the flattened weight
+            c = torch.stack([self.codes >> 4, self.codes & 15], dim=-1).reshape(-1)[: n * k].to(torch.int64)
+            v = _torch_ops._NF4_LEVELS.to(self.scales.device)[c].reshape(-1, g) * self.scales.reshape(-1, 1)
+            return v.reshape(n, k)
+        blocks = -(-k // g)
+        u = torch.stack([self.codes & 15, self.codes >> 4], dim=-1).reshape(n, blocks, g).to(torch.float32)
+        if self.zeros is None:
+            z = torch.full((n, blocks, 1), 8.0, device=u.device)
+        else:
+            zz = torch.stack([self.zeros & 15, self.zeros >> 4], dim=-1).reshape(n, -1)[:, :blocks]
+            z = zz.to(torch.float32).unsqueeze(-1)
+        return ((u - z) * self.scales.reshape(n, blocks, 1)).reshape(n, blocks * g)[:, :k]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.ops.lowbit_onnx.linear_nbits(x.to(torch.float32), self.codes, self.scales, self.zeros,
                                                   self.bias, self.k, self.n, self.g, self.level, self.kind)
@@ -363,6 +393,12 @@ class _HalfWeight(nn.Module):
         self.register_buffer("w", w.contiguous())
         self.register_buffer("bias", None if layer.bias is None else layer.bias.detach().clone())
 
+    @property
+    def weight(self) -> torch.Tensor:
+        """The float32 weight in the float layer's layout (see :attr:`_LinearInt8.weight`)."""
+        w = self.w.to(torch.float32)
+        return w.squeeze(2) if self.conv is not None and self.one_d else w
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = self.w.to(torch.float32)
         x = x.to(torch.float32)
@@ -382,6 +418,11 @@ class _RotatedInput(nn.Module):
         super().__init__()
         self.inner, self.block = inner, layer.rotation_block
         self.register_buffer("signs", layer.rotation_signs.detach().clone())
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The weight on the unrotated inputs (see :attr:`_LinearInt8.weight`)."""
+        return unrotate_rows(self.inner.weight, self.signs, self.block)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.inner(rotate_input_torch(x.to(torch.float32), self.signs, self.block))
