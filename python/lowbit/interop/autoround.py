@@ -116,8 +116,9 @@ class _FakeWeights:
 
     def apply(self, rtn: bool = False) -> None:
         for n, (m, r) in self.layers.items():
+            w = _rows_to_weight(m, self.saved[n].shape, r.rtn if rtn else r.values())  # reads m.weight: first
             del m.weight
-            m.weight = _rows_to_weight(m, self.saved[n].shape, r.rtn if rtn else r.values())
+            m.weight = w
 
     def __enter__(self) -> _FakeWeights:
         return self

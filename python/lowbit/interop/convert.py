@@ -641,12 +641,35 @@ def _block_input(args: tuple, kwargs: dict) -> Optional[torch.Tensor]:
     return x if isinstance(x, torch.Tensor) and x.is_floating_point() else None
 
 
+_CACHE_KWARGS = ("past_key_value", "past_key_values", "layer_past")
+
+
+def _is_cache(v: Any) -> bool:
+    return type(v).__name__.endswith("Cache")
+
+
+def _without_cache(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    """A block's arguments without its key/value cache (transformers' ``DynamicCache`` and friends,
+    by keyword or position as GPT-2 passes it, or a legacy past): the block is replayed many times
+    on one cached input (float, then quantized; AutoRound's steps), and a cache would grow by every
+    replay's keys and values, which the next replays then attend to (and through which AutoRound's
+    backward reached freed graphs)."""
+    out = {}
+    for k, v in kwargs.items():
+        if k in _CACHE_KWARGS or _is_cache(v):
+            v = None
+        elif k == "use_cache":
+            v = False
+        out[k] = v
+    return tuple(None if _is_cache(a) else a for a in args), out
+
+
 def _capture_block_inputs(model: nn.Module, block: nn.Module, batches: Sequence[Any]) -> list[tuple]:
     """(args, kwargs, attention mask) of ``block``'s call for every batch; each forward stops there."""
     inputs: list[tuple] = []
 
     def hook(mod: nn.Module, args: tuple, kwargs: dict) -> None:
-        inputs.append((args, kwargs, mask))
+        inputs.append((*_without_cache(args, kwargs), mask))
         raise _StopForward
 
     handle = block.register_forward_pre_hook(hook, with_kwargs=True)
@@ -688,7 +711,7 @@ def _block_plan(model: nn.Module, targets: dict[str, nn.Module], batches: Sequen
     def block_hook(j: int):
         def hook(mod: nn.Module, args: tuple, kwargs: dict) -> None:
             order.append(j)
-            recorded.append((j, args, kwargs))
+            recorded.append((j, *_without_cache(args, kwargs)))
 
         return hook
 
