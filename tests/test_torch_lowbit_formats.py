@@ -592,6 +592,53 @@ def test_qat_keeps_formats_without_fake_quant_float():
     assert "nf4 weights block 64 have no QAT form" in row["action"]
 
 
+@pytest.mark.parametrize("activation", ["float", "dynamic"])
+def test_qat_int4_groups_train_and_convert_to_what_they_simulated(activation):
+    """QAT with symmetric int4 groups (the usual 4-bit format): every group of g inputs of each
+    output has its own fake-quant scale; after training, convert stores exactly those codes and
+    scales (its dequantized weight equals the fake-quantized one bit for bit) and the int4 model
+    computes what the QAT model did (weight-only: up to float rounding; dynamic: plus the
+    activations' rounding, which QAT does not simulate). GPT-2's Conv1D (weight (in, out)) too."""
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 96), nn.ReLU(), transformers.pytorch_utils.Conv1D(10, 96)).eval()
+    x, y = torch.randn(128, 64), torch.randint(0, 10, (128,))
+    cfg = lowbit.QuantConfig(weight="int4", group_size=32, activation=activation)
+    qat = lowbit.prepare_qat(model, cfg)
+    assert isinstance(qat[0], lowbit.nn.QATLinear) and isinstance(qat[2], lowbit.nn.QATLinear)
+    opt = torch.optim.Adam(qat.parameters(), lr=1e-3)
+    qat.train()
+    for _ in range(10):
+        loss = nn.functional.cross_entropy(qat(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    qat.eval()
+    q = lowbit.convert(qat)
+    with torch.no_grad():
+        for i in (0, 2):
+            assert q[i].weight_scale.shape == (q[i].out_features, q[i].in_features // 32)
+            assert torch.equal(q[i].dequantized_weight(), qat[i].fake_quantized_weight())
+        ref, got = qat(x), q(x)
+    tol = 1e-5 if activation == "float" else 2e-2
+    assert float((got - ref).abs().max()) <= tol * float(ref.abs().max())
+
+
+def test_qat_int4_groups_refuse_what_they_cannot_simulate():
+    """int4 groups in QAT: Linear layers whose input size is a multiple of group_size; others raise
+    (or stay float with on_unsupported='float') and the model is left unchanged."""
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Flatten(), nn.Linear(8 * 4 * 4, 8), nn.Linear(8, 48))
+    with pytest.raises(ValueError, match="multiple of group_size"):
+        lowbit.prepare_qat(model, lowbit.QuantConfig(weight="int4", group_size=32, exclude=["0", "2"]))
+    with pytest.raises(ValueError, match="Linear layers whose input size"):
+        lowbit.prepare_qat(model, lowbit.QuantConfig(weight="int4", group_size=32, exclude=["2", "3"]))
+    with pytest.warns(UserWarning, match="stays float: QAT with int4 groups") as seen:
+        qat = lowbit.prepare_qat(model, lowbit.QuantConfig(weight="int4", group_size=32, on_unsupported="float"))
+    assert sorted(str(w.message).split("'")[1] for w in seen) == ["0", "3"]
+    assert isinstance(qat[2], lowbit.nn.QATLinear) and type(qat[3]) is nn.Linear and type(qat[0]) is nn.Conv2d
+    assert type(model[2]) is nn.Linear
+
+
 def test_report_bits_and_bytes_per_layer(x):
     model = _mlp()
     q = lowbit.quantize_model(model, lowbit.QuantConfig(weight="nf4", per_layer={"fc2": {"weight": "ternary"}}))

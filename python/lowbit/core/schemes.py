@@ -515,7 +515,7 @@ class WeightScheme:
     def _check_given(self, scale: Any, zero_point: Any) -> None:
         if scale is not None or zero_point is not None:
             raise ValueError(f"weight_qparams: {self.describe()} compute their own scales "
-                             "(only per-channel int8/int4 weights take given scales, for QAT)")
+                             "(only per-channel int8 / int4 and symmetric int4 group weights take given scales, for QAT)")
 
 
 #: name -> weight scheme class: the one table of weight formats (see :func:`register_weight_scheme`).
@@ -797,15 +797,22 @@ class Int4Weights(Int8Weights):
     def quantize(self, w: np.ndarray, scale: Any = None, zero_point: Any = None) -> dict[str, np.ndarray]:
         if self.group_size is None:
             return super().quantize(w, scale, zero_point)
-        self._check_given(scale, zero_point)
+        if not self._fused or zero_point is not None and np.any(np.asarray(zero_point) != 0):
+            self._check_given(scale, zero_point)
         if w.size == 0:
             return self.empty_storage(*w.shape)
         if not self._fused:
             return self._affine_groups(w, self.group_size)
         from .quantize import choose_qparams, quantize
 
-        m = np.maximum.reduceat(np.abs(w), np.arange(0, w.shape[1], self.group_size), axis=1)
-        s, _ = choose_qparams(-m, m, dtype="int4", symmetric=True)
+        if scale is None:
+            m = np.maximum.reduceat(np.abs(w), np.arange(0, w.shape[1], self.group_size), axis=1)
+            s, _ = choose_qparams(-m, m, dtype="int4", symmetric=True)
+        else:  # given group scales (QAT's fake quantization), (n, groups)
+            s = np.ascontiguousarray(np.asarray(scale, np.float32).reshape(w.shape[0], -1))
+            if s.shape[1] != -(-w.shape[1] // self.group_size):
+                raise ValueError(f"weight_qparams: expected {-(-w.shape[1] // self.group_size)} scales per row "
+                                 f"(groups of {self.group_size}), got {s.shape[1]}")
         q = quantize(w, s, 0, dtype="int4", group_size=self.group_size)
         return {"weight_packed": np.ascontiguousarray(q.data).view(np.uint8), "weight_scale": s}
 

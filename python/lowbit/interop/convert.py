@@ -28,7 +28,7 @@ from ..nn import (
     QuantEmbedding,
     QuantLinear,
 )
-from ..nn._common import is_conv1d, rotate_input
+from ..nn._common import is_conv1d, linear_shape, rotate_input
 from ..nn.linear import _QuantBase
 from ..nn.norm import LayerNorm, use_lowbit_layernorm_
 from . import distributed as _dist
@@ -1082,6 +1082,10 @@ def prepare_qat(
     ``learnable_scale=True`` adds LSQ learnable scales). Ranges are observed in training mode and
     frozen in eval mode. :func:`convert` then makes the int8 model.
 
+    Weight formats: int8 and int4 per channel or tensor, and symmetric int4 groups
+    (``QuantConfig(weight="int4", group_size=g)``: Linear layers whose input size is a multiple of
+    g, one fake-quant scale per group; :func:`convert` stores exactly those codes and scales).
+
     Example:
         >>> import torch
         >>> m = torch.nn.Sequential(torch.nn.Linear(8, 4))
@@ -1115,9 +1119,15 @@ def prepare_qat(
             why = f"{cfg.algorithm.name.upper()} is a post-training algorithm (QAT learns the rounding); drop algorithm="
         if why is None and cfg.bias_correction:  # issue 14
             why = "bias correction is a post-training step (QAT learns the biases); drop bias_correction="
-        if why is None and (type(cfg.weight) not in (Int8Weights, Int4Weights) or cfg.group_size is not None):
+        groups = type(cfg.weight) is Int4Weights and cfg.group_size is not None and cfg.weight.symmetric
+        if why is None and (type(cfg.weight) not in (Int8Weights, Int4Weights)
+                            or cfg.group_size is not None and not groups):
             why = (f"{cfg.weight.describe()} have no QAT form (fake quantization covers per-channel or "
-                   "per-tensor int8/int4: QuantConfig(weight='int8') or 'int4' without group_size)")
+                   "per-tensor int8/int4 and symmetric int4 groups: QuantConfig(weight='int8'), 'int4', or "
+                   "'int4' with group_size)")
+        if why is None and groups and not (_is_linear(m) and linear_shape(m)[0] % cfg.group_size == 0):
+            why = (f"QAT with int4 groups covers Linear layers whose input size is a multiple of group_size "
+                   f"({cfg.group_size})")
         if why is not None:
             _unsupported(name, why, cfg, reasons)
             continue
@@ -1166,8 +1176,10 @@ def convert(model: nn.Module, *, inplace: bool = False, chain_int8: bool = True)
         m = work.get_submodule(name)
         cfg = m.config
         wfq = m.weight_fake_quant
+        grouped = isinstance(m, QATLinear) and m.config.weight.group_size is not None
         if not wfq.initialized:
-            wfq.observe(m.weight)
+            with torch.no_grad():
+                m.fake_quantized_weight() if grouped else wfq.observe(m.weight)  # the first call observes
         act_qparams = None
         if name in unseen:
             _unsupported(name, "static: never called during QAT, no activation range", cfg, reasons)
@@ -1181,9 +1193,9 @@ def convert(model: nn.Module, *, inplace: bool = False, chain_int8: bool = True)
             cfg = QuantConfig(cfg.weight, act, embedding=cfg.embedding)
         wscale = torch.clamp(wfq.scale.detach(), min=float(torch.finfo(torch.float32).eps))
         n_out = m.out_features if isinstance(m, QATLinear) else m.weight.shape[0]
-        weight_qparams = (
-            wscale.reshape(-1).expand(n_out),
-            wfq.zero_point.reshape(-1).expand(n_out),
+        weight_qparams = (  # per channel (n_out,), or per group (n_out, groups)
+            wscale.reshape(n_out, -1) if grouped else wscale.reshape(-1).expand(n_out),
+            wfq.zero_point.reshape(n_out, -1) if grouped else wfq.zero_point.reshape(-1).expand(n_out),
         )
         cls = QuantLinear if isinstance(m, QATLinear) else QuantConv1d if isinstance(m, QATConv1d) else QuantConv2d
         q = cls.from_float(

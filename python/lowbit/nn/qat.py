@@ -19,6 +19,10 @@ __all__ = ["QATConv1d", "QATConv2d", "QATLinear"]
 
 
 def _weight_fq(weight: torch.Tensor, config: QuantConfig, learnable: bool, axis: int = 0) -> FakeQuantize:
+    group = config.weight.group_size
+    if group is not None:  # one channel per group of each output channel: rows of (out * in / g, g)
+        return FakeQuantize(config.weight.name, symmetric=True, axis=0, channels=weight.numel() // group,
+                            averaging_constant=1.0, learnable=learnable)
     per_channel = config.granularity == "per_channel"
     return FakeQuantize(
         config.weight.name,
@@ -47,6 +51,10 @@ class QATLinear(nn.Module):
 
     Dynamic activations are not simulated (they are quantized per row at run time, a much smaller
     error than the weight's); only the weights are fake-quantized then.
+
+    Symmetric int4 groups (``QuantConfig(weight="int4", group_size=g)``, ``in_features`` a multiple
+    of g): the weight's (out, in) form is fake-quantized as ``out * in / g`` rows of g values, one
+    scale each, exactly the groups and scales :func:`lowbit.convert` stores.
     """
 
     def __init__(self, mod: nn.Module, config: QuantConfig, *, learnable: bool = False) -> None:
@@ -66,8 +74,15 @@ class QATLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.input_fake_quant is not None:
             x = self.input_fake_quant(x)
-        w = self.weight_fake_quant(self.weight)
-        return F.linear(x, w.t() if self.transposed else w, self.bias)
+        return F.linear(x, self.fake_quantized_weight(), self.bias)
+
+    def fake_quantized_weight(self) -> torch.Tensor:
+        """The (out, in) weight the forward multiplies with (differentiable)."""
+        w = self.weight.t() if self.transposed else self.weight
+        group = self.config.weight.group_size
+        if group is None:
+            return self.weight_fake_quant(self.weight).t() if self.transposed else self.weight_fake_quant(w)
+        return self.weight_fake_quant(w.reshape(-1, group)).reshape(w.shape)
 
     def to_float(self) -> nn.Module:
         """The float layer (an ``nn.Linear``, or the ``Conv1D`` it wrapped) holding the same Parameters."""
