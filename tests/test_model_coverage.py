@@ -161,3 +161,20 @@ def test_replaying_a_block_on_its_captured_input_does_not_see_earlier_replays(na
             want = _advance(clean, h * 0.5 + 1.0)
             torch.testing.assert_close(_hidden(block(*other[0], **other[1])),
                                        _hidden(block(*want[0], **want[1])), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("config", ["gptq", "autoround", "smoothquant"])
+def test_half_precision_models(config, dtype):
+    """Models loaded in float16 / bfloat16 (as LLMs usually are): the algorithms run and the model
+    keeps its dtype. AutoRound failed on both (its float32 trial weights in a half-precision block;
+    then float16 gradients overflowed to NaN scales): it now trains half-precision blocks in float32."""
+    torch.manual_seed(0)
+    model = _opt().eval().to(dtype)
+    batch = _inputs("opt", 0)
+    ref = _output(model, batch).float()
+    q = lowbit.quantize_model(model, CONFIGS[config], calib_data=[_inputs("opt", s) for s in (1, 2)], progress=False)
+    out = _output(q, batch)
+    assert out.dtype == dtype
+    assert _cos(out.float(), ref) > 0.97
+    assert q.model.decoder.layers[0].final_layer_norm.weight.dtype == dtype

@@ -118,7 +118,7 @@ class _FakeWeights:
         for n, (m, r) in self.layers.items():
             w = _rows_to_weight(m, self.saved[n].shape, r.rtn if rtn else r.values())  # reads m.weight: first
             del m.weight
-            m.weight = w
+            m.weight = w.to(self.saved[n].dtype)  # a bf16 / fp16 model computes in its own dtype
 
     def __enter__(self) -> _FakeWeights:
         return self
@@ -128,6 +128,32 @@ class _FakeWeights:
             if not isinstance(getattr(m, "weight", None), nn.Parameter):
                 m.__dict__.pop("weight", None)
                 m.weight = self.saved[n]
+
+
+_HALF = (torch.float16, torch.bfloat16)
+
+
+class _float32:
+    """Runs a half-precision block in float32 (its parameters and buffers converted in place, the
+    same objects), then puts every tensor back in its own dtype."""
+
+    def __init__(self, unit: nn.Module) -> None:
+        self.unit = unit
+        self.dtypes = {id(t): t.dtype for t in list(unit.parameters()) + list(unit.buffers())}
+
+    def __enter__(self) -> None:
+        self.unit.to(torch.float32)
+
+    def __exit__(self, *exc: Any) -> None:
+        with torch.no_grad():
+            for t in list(self.unit.parameters()) + list(self.unit.buffers()):
+                t.data = t.data.to(self.dtypes.get(id(t), t.dtype))
+
+
+def _tree_float32(obj: Any) -> Any:
+    """``obj`` (a block's cached arguments) with its half-precision tensors in float32."""
+    return torch.utils._pytree.tree_map(
+        lambda t: t.to(torch.float32) if isinstance(t, torch.Tensor) and t.dtype in _HALF else t, obj)
 
 
 def _is_norm(m: nn.Module) -> bool:
@@ -176,7 +202,7 @@ def _train_block(unit: nn.Module, run: Callable[[Any], torch.Tensor], items: Seq
                 opt.step()
                 decay.step()
             after = mean_loss()
-            if after > before:  # never worse than the start on the calibration data: keep the start
+            if not after <= before:  # never worse than the start on the calibration data (nor NaN): keep it
                 with torch.no_grad():
                     for p, s in zip(learned + biases, start):
                         p.copy_(s)
@@ -254,7 +280,12 @@ def autoround_layers(
                 layers[name] = (m, _LearnedRounding(_weight_rows(m).numpy(), q.scheme, opts_of(name)))
         if layers:
             opts = opts_of(next(iter(layers)))
-            stats = _train_block(unit, run, items, outs, masks, layers, opts)
+            if plan is not None and any(p.dtype in _HALF for p in unit.parameters()):
+                with _float32(unit):  # fp16 gradients overflowed (NaN scales); bf16 ones are coarse
+                    stats = _train_block(unit, lambda it, run=run: run(_tree_float32(it)), items, outs, masks, layers,
+                                         opts)
+            else:
+                stats = _train_block(unit, run, items, outs, masks, layers, opts)
             for name, (m, r) in layers.items():
                 q = built[name]
                 q._set_stored(r.stored())
