@@ -178,3 +178,62 @@ def test_half_precision_models(config, dtype):
     assert out.dtype == dtype
     assert _cos(out.float(), ref) > 0.97
     assert q.model.decoder.layers[0].final_layer_norm.weight.dtype == dtype
+
+
+def _mixtral():
+    return tf.MixtralForCausalLM(tf.MixtralConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                                  intermediate_size=128, vocab_size=200, num_key_value_heads=2,
+                                                  num_local_experts=4, num_experts_per_tok=2))
+
+
+def test_moe_experts_unfused_compute_the_same():
+    """transformers' fused experts (3-D gate_up_proj / down_proj) as one Linear pair per expert over
+    the same storage: the model computes what it did (up to float rounding: transformers may run its
+    experts as one grouped matmul); other layouts are left alone."""
+    torch.manual_seed(0)
+    model = _mixtral().eval()
+    batch = _inputs("mixtral", 0)
+    ref = _output(model, batch)
+    names = lowbit.nn.unfuse_experts_(model)
+    assert names == ["model.layers.0.mlp.experts", "model.layers.1.mlp.experts"]
+    experts = model.model.layers[0].mlp.experts
+    assert isinstance(experts, lowbit.nn.Experts) and len(experts.gate_up) == 4
+    torch.testing.assert_close(_output(model, batch), ref, rtol=1e-5, atol=1e-6)
+    assert experts.gate_up[1].weight.data_ptr() == experts.gate_up[0].weight.data_ptr() + 256 * 64 * 4  # views
+
+    class Biased(torch.nn.Module):  # GPT-OSS-like: biases, so not the Mixtral layout
+        def __init__(self):
+            super().__init__()
+            self.gate_up_proj = torch.nn.Parameter(torch.zeros(2, 8, 4))
+            self.down_proj = torch.nn.Parameter(torch.zeros(2, 4, 4))
+            self.gate_up_proj_bias = torch.nn.Parameter(torch.zeros(2, 8))
+            self.act_fn = torch.nn.SiLU()
+
+        def forward(self, hidden_states, top_k_index, top_k_weights):
+            return hidden_states
+
+    assert not lowbit.nn.is_fused_experts(Biased())
+
+
+@pytest.mark.parametrize("config", ["dynamic", "int4", "gptq"])
+def test_moe_experts_are_quantized(config, tmp_path):
+    """Before: a Mixtral-style model's experts (most of its weights) stayed float. Now every expert's
+    two matrices are quantized (GPTQ with each expert's own tokens), the caller's model keeps its
+    fused experts, and save / load gives the same outputs."""
+    torch.manual_seed(0)
+    model = _mixtral().eval()
+    batch = _inputs("mixtral", 0)
+    ref = _output(model, batch)
+    q = lowbit.quantize_model(model, CONFIGS[config], calib_data=[_inputs("mixtral", s) for s in (1, 2, 3)],
+                              progress=False)
+    kinds = {type(m).__name__ for n, m in q.named_modules() if ".experts.gate_up." in n or ".experts.down." in n}
+    assert kinds == {"QuantLinear"}
+    assert not any("gate_up_proj" in n for n, _ in q.named_parameters())
+    assert type(model.model.layers[0].mlp.experts).__name__ == "MixtralExperts"
+    assert _cos(_output(q, batch), ref) > 0.97
+    s = lowbit.summary(q)
+    assert s.bytes_after < 0.45 * s.bytes_before
+    lowbit.save(q, tmp_path / "moe.lowbit")
+    torch.manual_seed(0)
+    back = lowbit.load(tmp_path / "moe.lowbit", _mixtral().eval())
+    assert torch.equal(_output(back, batch), _output(q, batch))

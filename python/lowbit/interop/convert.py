@@ -29,6 +29,7 @@ from ..nn import (
     QuantLinear,
 )
 from ..nn._common import is_conv1d, linear_shape, rotate_input
+from ..nn.experts import unfuse_experts_
 from ..nn.linear import _QuantBase
 from ..nn.norm import LayerNorm, use_lowbit_layernorm_
 from . import distributed as _dist
@@ -815,6 +816,8 @@ def _begin(model: Any, config: Any, inplace: bool, what: str) -> tuple:
             + (f" (layers with weights: {', '.join(kinds)})" if kinds else "")
         )
     work = model if inplace else copy.deepcopy(model)
+    if unfuse_experts_(work):  # MoE experts as nn.Linear layers (lowbit.nn.experts): candidates too
+        cands = _candidates(work)
     float_bytes = _float_bytes(work)
     return model, config, cands, work, float_bytes, _fold_batchnorms(work, config)
 

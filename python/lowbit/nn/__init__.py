@@ -17,6 +17,7 @@ from .attention import scaled_dot_product_attention, use_lowbit_attention_, use_
 from .chain import ChainedActivation, chain_int8_, chained_layers, unchain_int8_, unchained
 from .conv import QuantConv1d, QuantConv2d
 from .embedding import QuantEmbedding
+from .experts import Experts, is_fused_experts, unfuse_experts_
 from .fake_quantize import FakeQuantize, disable_observer, enable_observer
 from .fused import InplaceActivation, fuse_activations_, fused_activations, unfuse_activations_
 from .linear import DequantizedWeight, QuantLinear
@@ -27,6 +28,7 @@ from .siblings import group_siblings_, sibling_groups, ungroup_siblings_
 __all__ = [
     "ChainedActivation",
     "DequantizedWeight",
+    "Experts",
     "FakeQuantize",
     "InplaceActivation",
     "LayerNorm",
@@ -44,11 +46,13 @@ __all__ = [
     "fuse_activations_",
     "fused_activations",
     "group_siblings_",
+    "is_fused_experts",
     "sibling_groups",
     "unchain_int8_",
     "unfuse_activations_",
     "scaled_dot_product_attention",
     "unchained",
+    "unfuse_experts_",
     "ungroup_siblings_",
     "use_lowbit_attention_",
     "use_lowbit_layernorm_",
