@@ -237,3 +237,27 @@ def test_moe_experts_are_quantized(config, tmp_path):
     torch.manual_seed(0)
     back = lowbit.load(tmp_path / "moe.lowbit", _mixtral().eval())
     assert torch.equal(_output(back, batch), _output(q, batch))
+
+
+@pytest.mark.parametrize("config", ["dynamic", "static", "int4"])
+def test_whisper_reads_its_conv1d_strides(config):
+    """Whisper checks its input length against ``conv1.stride[0] * conv2.stride[0]``: a QuantConv1d's
+    public geometry is nn.Conv1d's 1-tuples (it was the internal (1, k) pairs, so the quantized
+    model refused its own inputs)."""
+    torch.manual_seed(0)
+    model = tf.WhisperForConditionalGeneration(tf.WhisperConfig(
+        d_model=64, encoder_layers=1, decoder_layers=1, encoder_attention_heads=4, decoder_attention_heads=4,
+        encoder_ffn_dim=128, decoder_ffn_dim=128, num_mel_bins=16, max_source_positions=32, vocab_size=200,
+        pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=1)).eval()
+
+    def batch(s):
+        g = torch.Generator().manual_seed(s)
+        return {"input_features": torch.randn(2, 16, 64, generator=g),
+                "decoder_input_ids": torch.randint(0, 200, (2, 5), generator=g)}
+
+    ref = _output(model, batch(0))
+    q = lowbit.quantize_model(model, CONFIGS[config], calib_data=[batch(1), batch(2)], progress=False)
+    conv = q.model.encoder.conv2
+    assert type(conv).__name__ == "QuantConv1d"
+    assert (conv.kernel_size, conv.stride, conv.padding, conv.dilation) == ((3,), (2,), (1,), (1,))
+    assert _cos(_output(q, batch(0)), ref) > (0.97 if config == "int4" else 0.99)

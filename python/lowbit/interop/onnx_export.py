@@ -284,7 +284,7 @@ class _LinearInt8(nn.Module):
 class _ConvInt8(nn.Module):
     def __init__(self, layer: QuantConv2d, exact: bool) -> None:
         super().__init__()
-        kh, kw = layer.kernel_size
+        kh, kw = layer._k2  # (height, width) pairs: a QuantConv1d's are (1, k)
         w = _int_codes(layer).reshape(layer.out_channels, kh, kw, layer.in_channels // layer.groups)
         self.register_buffer("w", w.permute(0, 3, 1, 2).contiguous())
         self.register_buffer("w_scale", layer.weight_scale.detach().to(torch.float32).reshape(-1)
@@ -292,7 +292,7 @@ class _ConvInt8(nn.Module):
         self.register_buffer("bias", None if layer.bias is None else layer.bias.detach().clone())
         _act_buffers(self, layer)
         self.mode, self.exact = layer.activation.name, exact
-        self.geom = (list(layer.stride), list(layer.padding), list(layer.dilation), layer.groups)
+        self.geom = (list(layer._s2), list(layer._p2), list(layer._d2), layer.groups)
         self.one_d = isinstance(layer, QuantConv1d)
 
     @property
@@ -383,10 +383,9 @@ class _HalfWeight(nn.Module):
         super().__init__()
         w = getattr(layer, layer.scheme.data_name).detach()
         if isinstance(layer, QuantConv2d):
-            kh, kw = layer.kernel_size
+            kh, kw = layer._k2
             w = w.reshape(layer.out_channels, kh, kw, -1).permute(0, 3, 1, 2)
-            self.conv = dict(stride=tuple(layer.stride), padding=tuple(layer.padding),
-                             dilation=tuple(layer.dilation), groups=layer.groups)
+            self.conv = dict(stride=layer._s2, padding=layer._p2, dilation=layer._d2, groups=layer.groups)
             self.one_d = isinstance(layer, QuantConv1d)
         else:
             self.conv = None

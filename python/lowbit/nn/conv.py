@@ -76,16 +76,16 @@ class QuantConv2d(_QuantBase):
         super().__init__()
         self.in_channels = int(in_channels)
         self.out_channels = int(out_channels)
-        self.kernel_size = _pair(kernel_size)
-        self.stride = _pair(stride)
-        self.dilation = _pair(dilation)
+        self._k2 = _pair(kernel_size)
+        self._s2 = _pair(stride)
+        self._d2 = _pair(dilation)
         if isinstance(padding, str):
             if padding == "valid":
                 padding = 0
             elif padding == "same":
-                if self.stride != (1, 1):
+                if self._s2 != (1, 1):
                     raise ValueError("padding='same' is not supported for strided convolutions")
-                total = [d * (k - 1) for d, k in zip(self.dilation, self.kernel_size)]
+                total = [d * (k - 1) for d, k in zip(self._d2, self._k2)]
                 if any(t % 2 for t in total):
                     raise ValueError(
                         "padding='same' with an even effective kernel size is not supported"
@@ -95,9 +95,9 @@ class QuantConv2d(_QuantBase):
                 raise ValueError(
                     f"padding: expected an int, a pair, 'valid' or 'same', got {padding!r}"
                 )
-        self.padding = _pair(padding)
-        for what, v, low in (("kernel_size", self.kernel_size, 1), ("stride", self.stride, 1),
-                             ("dilation", self.dilation, 1), ("padding", self.padding, 0)):
+        self._p2 = _pair(padding)
+        for what, v, low in (("kernel_size", self._k2, 1), ("stride", self._s2, 1),
+                             ("dilation", self._d2, 1), ("padding", self._p2, 0)):
             if any(not isinstance(e, int) or isinstance(e, bool) or e < low for e in v):
                 raise ValueError(f"{what}: expected integers >= {low}, got {v}")
         if padding_mode not in ("zeros", "reflect", "replicate", "circular"):
@@ -107,7 +107,7 @@ class QuantConv2d(_QuantBase):
         if self.groups < 1 or self.in_channels % self.groups or self.out_channels % self.groups:
             raise ValueError(f"groups={groups}: in_channels ({in_channels}) and out_channels ({out_channels}) "
                              "must be divisible by groups")
-        kh, kw = self.kernel_size
+        kh, kw = self._k2
         self._init_quant(out_channels, in_channels // self.groups * kh * kw, bias,
                          QuantConfig(weight, activation, **options))
 
@@ -151,9 +151,9 @@ class QuantConv2d(_QuantBase):
                 f"{self.layer_name}: expected input of shape (N, {self.in_channels}, H, W), got {tuple(x.shape)}"
             )
         n, c, h, w = xf.shape
-        ph, pw = self.padding
-        kh, kw = self.kernel_size
-        (sh, sw), (dh, dw) = self.stride, self.dilation
+        ph, pw = self._p2
+        kh, kw = self._k2
+        (sh, sw), (dh, dw) = self._s2, self._d2
         ho = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
         wo = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
         if ho <= 0 or wo <= 0:
@@ -230,7 +230,7 @@ class QuantConv2d(_QuantBase):
         if not (x.dtype == torch.float32 or (u8 and "_chain_prev" in self.__dict__)):
             return None
         n, c, h, w = x.shape
-        (ph, pw), (kh, kw), (sh, sw), (dh, dw) = self.padding, self.kernel_size, self.stride, self.dilation
+        (ph, pw), (kh, kw), (sh, sw), (dh, dw) = self._p2, self._k2, self._s2, self._d2
         ho = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
         wo = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
         if c != self.in_channels or ho <= 0 or wo <= 0 or torch.compiler.is_compiling():
@@ -278,13 +278,13 @@ class QuantConv2d(_QuantBase):
                            activation_dtype=self.activation_dtype)
             else:
                 act = dict(activation="dynamic_per_tensor")
-            geom = dict(kernel_size=self.kernel_size, stride=self.stride, padding=self.padding,
-                        dilation=self.dilation)
+            geom = dict(kernel_size=self._k2, stride=self._s2, padding=self._p2,
+                        dilation=self._d2)
             if self._direct_depthwise():
                 w_q = _torch_ops.to_numpy(getattr(self, self.scheme.data_name))
                 calls = [prepare_conv2d_depthwise(w_q, _torch_ops.to_numpy(self.weight_scale), b, **geom, **act)]
             else:
-                kh, kw = self.kernel_size
+                kh, kw = self._k2
                 cg, og = c // self.groups, self.out_channels // self.groups
                 calls = []
                 for g in range(self.groups):
@@ -303,9 +303,9 @@ class QuantConv2d(_QuantBase):
     ) -> torch.Tensor:
         """Patches (n, ho, wo, kh, kw, c) with torch ops (traceable; any device and padding mode)."""
         n, c = xf.shape[0], xf.shape[1]
-        ph, pw = self.padding
-        kh, kw = self.kernel_size
-        (sh, sw), (dh, dw) = self.stride, self.dilation
+        ph, pw = self._p2
+        kh, kw = self._k2
+        (sh, sw), (dh, dw) = self._s2, self._d2
         if ph or pw:
             if self.padding_mode == "zeros":
                 xh = F.pad(xh, (0, 0, pw, pw, ph, ph))
@@ -320,11 +320,11 @@ class QuantConv2d(_QuantBase):
         )
 
     def _weight_shape(self) -> tuple[int, ...]:
-        return (self.out_channels, self.in_channels // self.groups, *self.kernel_size)
+        return (self.out_channels, self.in_channels // self.groups, *self._k2)
 
     def dequantized_weight(self) -> torch.Tensor:
         """The float32 weight the kernels effectively use, in nn.Conv2d's (out, in, kh, kw) layout."""
-        kh, kw = self.kernel_size
+        kh, kw = self._k2
         w = self._weight_matrix().reshape(self.out_channels, kh, kw, self.in_channels // self.groups)
         return w.permute(0, 3, 1, 2).contiguous()
 
@@ -336,15 +336,33 @@ class QuantConv2d(_QuantBase):
             + f"bias={self.bias is not None}, " + self._quant_extra_repr()
         )
 
+    # The geometry as (height, width) pairs (_k2, _s2, _p2, _d2, what the kernels use); the public
+    # names are nn.Conv2d's, and QuantConv1d's are nn.Conv1d's 1-tuples (Whisper reads conv1.stride[0]).
+    @property
+    def kernel_size(self) -> tuple[int, ...]:
+        return self._k2
+
+    @property
+    def stride(self) -> tuple[int, ...]:
+        return self._s2
+
+    @property
+    def padding(self) -> tuple[int, ...]:
+        return self._p2
+
+    @property
+    def dilation(self) -> tuple[int, ...]:
+        return self._d2
+
     def spec(self) -> dict[str, Any]:
         return {
             "kind": "QuantConv2d",
             "in_channels": self.in_channels,
             "out_channels": self.out_channels,
-            "kernel_size": list(self.kernel_size),
-            "stride": list(self.stride),
-            "padding": list(self.padding),
-            "dilation": list(self.dilation),
+            "kernel_size": list(self._k2),
+            "stride": list(self._s2),
+            "padding": list(self._p2),
+            "dilation": list(self._d2),
             "bias": self.bias is not None,
             "padding_mode": self.padding_mode,
             **({"groups": self.groups} if self.groups != 1 else {}),
@@ -393,8 +411,24 @@ class QuantConv1d(QuantConv2d):
                 f"{self.layer_name}: expected input of shape (N, {self.in_channels}, L), got {tuple(x.shape)}")
         return super().forward(x.unsqueeze(-2)).squeeze(-2)
 
+    @property
+    def kernel_size(self) -> tuple[int, ...]:
+        return self._k2[1:]
+
+    @property
+    def stride(self) -> tuple[int, ...]:
+        return self._s2[1:]
+
+    @property
+    def padding(self) -> tuple[int, ...]:
+        return self._p2[1:]
+
+    @property
+    def dilation(self) -> tuple[int, ...]:
+        return self._d2[1:]
+
     def _weight_shape(self) -> tuple[int, ...]:
-        return (self.out_channels, self.in_channels // self.groups, self.kernel_size[1])
+        return (self.out_channels, self.in_channels // self.groups, self._k2[1])
 
     def dequantized_weight(self) -> torch.Tensor:
         """The float32 weight in nn.Conv1d's (out, in / groups, k) layout."""
