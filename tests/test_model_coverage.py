@@ -239,11 +239,11 @@ def test_moe_experts_are_quantized(config, tmp_path):
     assert torch.equal(_output(back, batch), _output(q, batch))
 
 
-@pytest.mark.parametrize("config", ["dynamic", "static", "int4"])
+@pytest.mark.parametrize("config", ["dynamic", "static", "int4", "gptq"])
 def test_whisper_reads_its_conv1d_strides(config):
     """Whisper checks its input length against ``conv1.stride[0] * conv2.stride[0]``: a QuantConv1d's
     public geometry is nn.Conv1d's 1-tuples (it was the internal (1, k) pairs, so the quantized
-    model refused its own inputs)."""
+    model refused its own inputs); GPTQ covers its nn.Conv1d layers (it refused them)."""
     torch.manual_seed(0)
     model = tf.WhisperForConditionalGeneration(tf.WhisperConfig(
         d_model=64, encoder_layers=1, decoder_layers=1, encoder_attention_heads=4, decoder_attention_heads=4,
@@ -261,3 +261,20 @@ def test_whisper_reads_its_conv1d_strides(config):
     assert type(conv).__name__ == "QuantConv1d"
     assert (conv.kernel_size, conv.stride, conv.padding, conv.dilation) == ((3,), (2,), (1,), (1,))
     assert _cos(_output(q, batch(0)), ref) > (0.97 if config == "int4" else 0.99)
+
+
+@pytest.mark.parametrize("padding", [0, 2, "same"])
+@pytest.mark.parametrize("padding_mode", ["zeros", "reflect"])
+def test_gptq_rows_of_a_conv1d_reproduce_it(padding, padding_mode):
+    """The rows GPTQ's Hessian is built from for an nn.Conv1d (its patches in lowbit's (k, in)
+    order) times the weight rows give the convolution's output."""
+    from lowbit.interop.convert import _layer_rows, _weight_rows
+
+    torch.manual_seed(0)
+    stride = 1 if padding == "same" else 2
+    conv = torch.nn.Conv1d(6, 5, 3, stride=stride, padding=padding, dilation=2, padding_mode=padding_mode)
+    x = torch.randn(2, 6, 17)
+    with torch.no_grad():
+        want = conv(x).permute(0, 2, 1).reshape(-1, 5)
+        got = _layer_rows(conv, x) @ _weight_rows(conv).t() + conv.bias
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)

@@ -461,22 +461,27 @@ def _calibrate(
 
 def _layer_rows(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The rows a layer's weight (n, k) multiplies: Linear inputs (..., k), or Conv2d patches in
-    lowbit's (kh, kw, in_channels) order."""
-    if not isinstance(m, nn.Conv2d):
+    lowbit's (kh, kw, in_channels) order (an nn.Conv1d as a Conv2d with a (1, k) kernel on
+    (N, C, 1, L))."""
+    if not isinstance(m, (nn.Conv1d, nn.Conv2d)):
         return x.reshape(-1, x.shape[-1])
     x = x.to(torch.float32)
+    one_d = isinstance(m, nn.Conv1d)
+    ks, dil, stride = ((1, *m.kernel_size), (1, *m.dilation), (1, *m.stride)) if one_d else \
+        (m.kernel_size, m.dilation, m.stride)
+    if one_d:
+        x = x.unsqueeze(-2)
     if isinstance(m.padding, str):  # "valid", or "same" (symmetric: others are refused earlier)
-        total = [d * (k - 1) for d, k in zip(m.dilation, m.kernel_size)]
+        total = [d * (k - 1) for d, k in zip(dil, ks)]
         pad = (0, 0) if m.padding == "valid" else (total[0] // 2, total[1] // 2)
     else:
-        pad = tuple(m.padding)
+        pad = (0, *m.padding) if one_d else tuple(m.padding)
     if m.padding_mode != "zeros":
         x = torch.nn.functional.pad(x, (pad[1], pad[1], pad[0], pad[0]), mode=m.padding_mode)
         pad = (0, 0)
-    cols = torch.nn.functional.unfold(x, m.kernel_size, dilation=m.dilation, padding=pad,
-                                      stride=m.stride)  # (N, C * kh * kw, L)
+    cols = torch.nn.functional.unfold(x, ks, dilation=dil, padding=pad, stride=stride)  # (N, C * kh * kw, L)
     n, _, length = cols.shape
-    kh, kw = m.kernel_size
+    kh, kw = ks
     cols = cols.reshape(n, m.in_channels, kh, kw, length).permute(0, 4, 2, 3, 1)
     return cols.reshape(-1, kh * kw * m.in_channels)
 
@@ -947,8 +952,8 @@ def quantize_model(
             act_qparams = _calibrate(work, static, cfgs, calib_data, progress, pgroup)
         gptq = {n: m for n, m in targets.items() if getattr(cfgs[n].algorithm, "name", None) == "gptq"}
         for n, m in list(gptq.items()):
-            if isinstance(m, nn.Conv1d) or getattr(m, "groups", 1) != 1:
-                _unsupported(n, "GPTQ covers Linear, transformers Conv1D and groups=1 Conv2d layers (not nn.Conv1d or "
+            if getattr(m, "groups", 1) != 1:
+                _unsupported(n, "GPTQ covers Linear, transformers Conv1D and groups=1 Conv1d / Conv2d layers (not "
                              "grouped convolutions yet)", cfgs[n], reasons)
                 del gptq[n], targets[n]
         built: dict[str, _QuantBase] = {}  # layers quantized (and installed) by layer-sequential GPTQ or AutoRound
