@@ -278,3 +278,23 @@ def test_gptq_rows_of_a_conv1d_reproduce_it(padding, padding_mode):
         want = conv(x).permute(0, 2, 1).reshape(-1, 5)
         got = _layer_rows(conv, x) @ _weight_rows(conv).t() + conv.bias
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_moe_reports_and_per_expert_configs():
+    """compare / sensitivity match a quantized MoE model's per-expert layers with the float model's
+    fused experts (unfused for the call, put back after), and a config may name one expert."""
+    torch.manual_seed(0)
+    model = _mixtral().eval()
+    batches = [_inputs("mixtral", s) for s in (1, 2)]
+    one = "model.layers.1.mlp.experts.down.2"
+    q = lowbit.quantize_model(model, {"weight": "int4", "group_size": 32, "per_layer": {one: {"weight": "int8"}}},
+                              progress=False)
+    assert q.get_submodule(one).weight_dtype == "int8"
+    assert q.get_submodule("model.layers.1.mlp.experts.down.1").weight_dtype == "int4"
+    report = lowbit.compare(model, q, batches, progress=False, timing=False)
+    names = [layer.name for layer in report.layers]
+    assert one in names and len([n for n in names if ".experts." in n]) == 2 * 2 * 4
+    assert type(model.model.layers[0].mlp.experts).__name__ == "MixtralExperts"
+    rows = lowbit.sensitivity(model, batches, {"weight": "int4", "group_size": 32}, progress=False)
+    assert one in {r["layer"] for r in rows.rows}
+    assert type(model.model.layers[0].mlp.experts).__name__ == "MixtralExperts"

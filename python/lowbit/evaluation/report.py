@@ -536,6 +536,15 @@ def compare(
     for arg, m in (("float_model", float_model), ("quant_model", quant_model)):
         if not isinstance(m, nn.Module):
             raise TypeError(f"{arg}: expected a torch.nn.Module, got {type(m).__name__}")
+    from ..nn.experts import unfused_like
+
+    with unfused_like(float_model, quant_model):  # MoE experts matched per expert (lowbit.nn.experts)
+        return _compare(float_model, quant_model, data, eval_fn=eval_fn, progress=progress, timing=timing,
+                        title=title)
+
+
+def _compare(float_model: nn.Module, quant_model: nn.Module, data: Any, *, eval_fn: Any, progress: bool,
+             timing: Any, title: str) -> QuantReport:
     pairs: list[tuple[str, _QuantBase, nn.Module]] = []
     for name, q in quant_model.named_modules():
         if isinstance(q, _QuantBase):

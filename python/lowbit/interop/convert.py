@@ -29,7 +29,7 @@ from ..nn import (
     QuantLinear,
 )
 from ..nn._common import is_conv1d, linear_shape, rotate_input
-from ..nn.experts import unfuse_experts_
+from ..nn.experts import unfuse_experts_, unfused_names
 from ..nn.linear import _QuantBase
 from ..nn.norm import LayerNorm, use_lowbit_layernorm_
 from . import distributed as _dist
@@ -812,7 +812,7 @@ def _begin(model: Any, config: Any, inplace: bool, what: str) -> tuple:
     and folds BatchNorms. Returns (model, config, candidates, work, float_bytes, folded)."""
     model = _check_model(model)
     config = as_config(config)
-    config.check_patterns(n for n, _ in model.named_modules())
+    config.check_patterns([n for n, _ in model.named_modules()] + unfused_names(model))
     cands = _candidates(model)
     if not cands:
         kinds = sorted({type(m).__name__ for m in model.modules() if any(True for _ in m.parameters(recurse=False))})
