@@ -139,15 +139,15 @@ class _float32:
 
     def __init__(self, unit: nn.Module) -> None:
         self.unit = unit
-        self.dtypes = {id(t): t.dtype for t in list(unit.parameters()) + list(unit.buffers())}
+        self.tensors = [(t, t.dtype) for t in [*unit.parameters(), *unit.buffers()]]
 
     def __enter__(self) -> None:
         self.unit.to(torch.float32)
 
     def __exit__(self, *exc: Any) -> None:
         with torch.no_grad():
-            for t in list(self.unit.parameters()) + list(self.unit.buffers()):
-                t.data = t.data.to(self.dtypes.get(id(t), t.dtype))
+            for t, dtype in self.tensors:
+                t.data = t.data.to(dtype)
 
 
 def _tree_float32(obj: Any) -> Any:

@@ -363,12 +363,12 @@ class _LinearNBits(nn.Module):
             v = _torch_ops._NF4_LEVELS.to(self.scales.device)[c].reshape(-1, g) * self.scales.reshape(-1, 1)
             return v.reshape(n, k)
         blocks = -(-k // g)
-        u = torch.stack([self.codes & 15, self.codes >> 4], dim=-1).reshape(n, blocks, g).to(torch.float32)
+        unpack = _torch_ops.unpack_nibbles  # low nibble first, as MatMulNBits packs codes and zero points
+        u = unpack(self.codes.reshape(n, -1), blocks * g, signed=False).reshape(n, blocks, g).to(torch.float32)
         if self.zeros is None:
             z = torch.full((n, blocks, 1), 8.0, device=u.device)
         else:
-            zz = torch.stack([self.zeros & 15, self.zeros >> 4], dim=-1).reshape(n, -1)[:, :blocks]
-            z = zz.to(torch.float32).unsqueeze(-1)
+            z = unpack(self.zeros, blocks, signed=False).to(torch.float32).unsqueeze(-1)
         return ((u - z) * self.scales.reshape(n, blocks, 1)).reshape(n, blocks * g)[:, :k]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

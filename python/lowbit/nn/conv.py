@@ -338,21 +338,23 @@ class QuantConv2d(_QuantBase):
 
     # The geometry as (height, width) pairs (_k2, _s2, _p2, _d2, what the kernels use); the public
     # names are nn.Conv2d's, and QuantConv1d's are nn.Conv1d's 1-tuples (Whisper reads conv1.stride[0]).
+    _public = slice(0, None)
+
     @property
     def kernel_size(self) -> tuple[int, ...]:
-        return self._k2
+        return self._k2[self._public]
 
     @property
     def stride(self) -> tuple[int, ...]:
-        return self._s2
+        return self._s2[self._public]
 
     @property
     def padding(self) -> tuple[int, ...]:
-        return self._p2
+        return self._p2[self._public]
 
     @property
     def dilation(self) -> tuple[int, ...]:
-        return self._d2
+        return self._d2[self._public]
 
     def spec(self) -> dict[str, Any]:
         return {
@@ -411,21 +413,7 @@ class QuantConv1d(QuantConv2d):
                 f"{self.layer_name}: expected input of shape (N, {self.in_channels}, L), got {tuple(x.shape)}")
         return super().forward(x.unsqueeze(-2)).squeeze(-2)
 
-    @property
-    def kernel_size(self) -> tuple[int, ...]:
-        return self._k2[1:]
-
-    @property
-    def stride(self) -> tuple[int, ...]:
-        return self._s2[1:]
-
-    @property
-    def padding(self) -> tuple[int, ...]:
-        return self._p2[1:]
-
-    @property
-    def dilation(self) -> tuple[int, ...]:
-        return self._d2[1:]
+    _public = slice(1, None)  # the width of the (1, k) pairs
 
     def _weight_shape(self) -> tuple[int, ...]:
         return (self.out_channels, self.in_channels // self.groups, self._k2[1])

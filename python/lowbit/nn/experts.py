@@ -100,17 +100,20 @@ def unfused_names(model: nn.Module) -> list[str]:
     return out
 
 
+def _swap(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, child, new)
+
+
 def unfuse_experts_(model: nn.Module) -> list[str]:
     """Replaces every fused experts module of ``model`` (:func:`is_fused_experts`) by
     :class:`Experts` over the same weights, in place; returns their names."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
-    done = [n for n, m in model.named_modules() if n and is_fused_experts(m)]
-    for name in done:
-        parent, _, child = name.rpartition(".")
-        owner = model.get_submodule(parent) if parent else model
-        setattr(owner, child, Experts(owner.get_submodule(child)))
-    return done
+    fused = [(n, m) for n, m in model.named_modules() if n and is_fused_experts(m)]
+    for name, m in fused:
+        _swap(model, name, Experts(m))
+    return [n for n, _ in fused]
 
 
 @contextlib.contextmanager
@@ -120,15 +123,11 @@ def unfused_like(model: nn.Module, other: nn.Module) -> Iterator[nn.Module]:
     modules are put back afterwards. How ``compare`` matches a quantized MoE model's per-expert
     layers with the float model's."""
     names = {n for n, m in other.named_modules() if isinstance(m, Experts)}
-    swapped = []
+    fused = [(n, m) for n, m in model.named_modules() if n in names and is_fused_experts(m)]
     try:
-        for name, m in list(model.named_modules()):
-            if name in names and is_fused_experts(m):
-                parent, _, child = name.rpartition(".")
-                owner = model.get_submodule(parent) if parent else model
-                setattr(owner, child, Experts(m))
-                swapped.append((owner, child, m))
+        for name, m in fused:
+            _swap(model, name, Experts(m))
         yield model
     finally:
-        for owner, child, m in swapped:
-            setattr(owner, child, m)
+        for name, m in fused:
+            _swap(model, name, m)
