@@ -536,9 +536,9 @@ def compare(
     for arg, m in (("float_model", float_model), ("quant_model", quant_model)):
         if not isinstance(m, nn.Module):
             raise TypeError(f"{arg}: expected a torch.nn.Module, got {type(m).__name__}")
-    from ..nn.experts import unfused_like
+    from ..nn.decompose import decomposed_like
 
-    with unfused_like(float_model, quant_model):  # MoE experts matched per expert (lowbit.nn.experts)
+    with decomposed_like(float_model, quant_model):  # MoE experts, MultiheadAttention per Linear (lowbit.nn.decompose)
         return _compare(float_model, quant_model, data, eval_fn=eval_fn, progress=progress, timing=timing,
                         title=title)
 

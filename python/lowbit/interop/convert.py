@@ -29,7 +29,7 @@ from ..nn import (
     QuantLinear,
 )
 from ..nn._common import is_conv1d, linear_shape, rotate_input
-from ..nn.experts import unfuse_experts_, unfused_names
+from ..nn.decompose import decompose_, decomposed_names
 from ..nn.linear import _QuantBase
 from ..nn.norm import LayerNorm, use_lowbit_layernorm_
 from . import distributed as _dist
@@ -812,7 +812,7 @@ def _begin(model: Any, config: Any, inplace: bool, what: str) -> tuple:
     and folds BatchNorms. Returns (model, config, candidates, work, float_bytes, folded)."""
     model = _check_model(model)
     config = as_config(config)
-    config.check_patterns([n for n, _ in model.named_modules()] + unfused_names(model))
+    config.check_patterns([n for n, _ in model.named_modules()] + decomposed_names(model))
     cands = _candidates(model)
     if not cands:
         kinds = sorted({type(m).__name__ for m in model.modules() if any(True for _ in m.parameters(recurse=False))})
@@ -821,7 +821,7 @@ def _begin(model: Any, config: Any, inplace: bool, what: str) -> tuple:
             + (f" (layers with weights: {', '.join(kinds)})" if kinds else "")
         )
     work = model if inplace else copy.deepcopy(model)
-    if unfuse_experts_(work):  # MoE experts as nn.Linear layers (lowbit.nn.experts): candidates too
+    if decompose_(work):  # MoE experts, MultiheadAttention as nn.Linear layers (lowbit.nn.decompose): candidates too
         cands = _candidates(work)
     float_bytes = _float_bytes(work)
     return model, config, cands, work, float_bytes, _fold_batchnorms(work, config)

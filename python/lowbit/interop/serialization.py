@@ -29,7 +29,7 @@ from ..nn import QuantConv1d, QuantConv2d, QuantEmbedding, QuantLinear
 from ..nn._common import is_conv1d
 from ..nn.attention import use_lowbit_attention_
 from ..nn.chain import chain_int8_, chained_layers
-from ..nn.experts import is_fused_experts, unfuse_experts_
+from ..nn.decompose import decompose_saved_
 from ..nn.fused import fuse_activations_, fused_activations
 from ..nn.linear import _QuantBase
 from ..nn.norm import use_lowbit_layernorm_
@@ -345,9 +345,7 @@ def load(path: PathLike, model: Optional[nn.Module] = None, *, trust_model_class
     if not isinstance(layers, dict):
         raise ValueError(f"lowbit.load: '{path}' has corrupted layer metadata")
     replaced: dict[str, tuple[nn.Module, nn.Module]] = {}
-    fused = [n for n, m in model.named_modules() if n and is_fused_experts(m)]
-    if any(k.startswith((f"{n}.gate_up.", f"{n}.down.")) for n in fused for k in tensors):
-        unfuse_experts_(model)  # saved with its MoE experts as Linear layers (lowbit.nn.experts)
+    decompose_saved_(model, tensors)  # saved with MoE experts / MultiheadAttention as Linear layers (lowbit.nn.decompose)
     float_bytes = _float_bytes(model)
     module_aliases = _aliases(model)
     for name, spec in layers.items():

@@ -16,11 +16,13 @@ from ..interop import _torch_ops  # noqa: F401  (registers the lowbit:: torch op
 from .attention import scaled_dot_product_attention, use_lowbit_attention_, use_torch_attention_
 from .chain import ChainedActivation, chain_int8_, chained_layers, unchain_int8_, unchained
 from .conv import QuantConv1d, QuantConv2d
+from .decompose import decompose_
 from .embedding import QuantEmbedding
 from .experts import Experts, is_fused_experts, unfuse_experts_
 from .fake_quantize import FakeQuantize, disable_observer, enable_observer
 from .fused import InplaceActivation, fuse_activations_, fused_activations, unfuse_activations_
 from .linear import DequantizedWeight, QuantLinear
+from .mha import MultiheadAttention
 from .norm import LayerNorm, use_lowbit_layernorm_, use_torch_layernorm_
 from .qat import QATConv1d, QATConv2d, QATLinear
 from .siblings import group_siblings_, sibling_groups, ungroup_siblings_
@@ -32,6 +34,7 @@ __all__ = [
     "FakeQuantize",
     "InplaceActivation",
     "LayerNorm",
+    "MultiheadAttention",
     "QATConv1d",
     "QATConv2d",
     "QATLinear",
@@ -41,6 +44,7 @@ __all__ = [
     "QuantLinear",
     "chain_int8_",
     "chained_layers",
+    "decompose_",
     "disable_observer",
     "enable_observer",
     "fuse_activations_",

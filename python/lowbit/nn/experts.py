@@ -14,15 +14,13 @@ interleaved gate / up, as GPT-OSS) are left as they are and stay float (``summar
 
 from __future__ import annotations
 
-import contextlib
 import inspect
-from collections.abc import Iterator
 from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["Experts", "is_fused_experts", "unfuse_experts_", "unfused_like", "unfused_names"]
+__all__ = ["Experts", "is_fused_experts", "unfuse_experts_"]
 
 
 def is_fused_experts(m: nn.Module) -> bool:
@@ -89,45 +87,9 @@ class Experts(nn.Module):
         return f"experts={self.num_experts}, hidden={self.hidden_dim}, intermediate={self.intermediate_dim}"
 
 
-def unfused_names(model: nn.Module) -> list[str]:
-    """The module names :func:`unfuse_experts_` would add to ``model`` (``experts.gate_up.3``, ...),
-    so that configs may name single experts of a model that still has its fused modules."""
-    out = []
-    for name, m in model.named_modules():
-        if name and is_fused_experts(m):
-            for part in ("gate_up", "down"):
-                out += [f"{name}.{part}"] + [f"{name}.{part}.{e}" for e in range(m.gate_up_proj.shape[0])]
-    return out
-
-
-def _swap(model: nn.Module, name: str, new: nn.Module) -> None:
-    parent, _, child = name.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, child, new)
-
-
 def unfuse_experts_(model: nn.Module) -> list[str]:
     """Replaces every fused experts module of ``model`` (:func:`is_fused_experts`) by
     :class:`Experts` over the same weights, in place; returns their names."""
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
-    fused = [(n, m) for n, m in model.named_modules() if n and is_fused_experts(m)]
-    for name, m in fused:
-        _swap(model, name, Experts(m))
-    return [n for n, _ in fused]
+    from .decompose import decompose_
 
-
-@contextlib.contextmanager
-def unfused_like(model: nn.Module, other: nn.Module) -> Iterator[nn.Module]:
-    """``model`` with its fused experts unfused where ``other`` (a quantized copy) has
-    :class:`Experts` at the same name, for as long as the block runs (views: no copy); the fused
-    modules are put back afterwards. How ``compare`` matches a quantized MoE model's per-expert
-    layers with the float model's."""
-    names = {n for n, m in other.named_modules() if isinstance(m, Experts)}
-    fused = [(n, m) for n, m in model.named_modules() if n in names and is_fused_experts(m)]
-    try:
-        for name, m in fused:
-            _swap(model, name, Experts(m))
-        yield model
-    finally:
-        for name, m in fused:
-            _swap(model, name, m)
+    return decompose_(model, (Experts,))

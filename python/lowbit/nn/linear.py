@@ -53,7 +53,14 @@ class DequantizedWeight(torch.Tensor):
         t._layer = layer
         return t
 
-    __torch_function__ = torch._C._disabled_torch_function_impl
+    @classmethod
+    def __torch_function__(cls, func: Any, types: Any, args: tuple = (), kwargs: Optional[dict] = None) -> Any:
+        # An override (not torch's disabled one), so that torch.overrides.has_torch_function is True:
+        # nn.TransformerEncoderLayer / nn.MultiheadAttention then skip their fused float "fast path",
+        # which would otherwise run the dequantized weights in float under no_grad and bypass the
+        # quantized kernels. The results are plain tensors (__torch_dispatch__ materializes).
+        with torch._C.DisableTorchFunctionSubclass():
+            return func(*args, **(kwargs or {}))
 
     @classmethod
     def __torch_dispatch__(cls, func: Any, types: Any, args: tuple = (), kwargs: Optional[dict] = None) -> Any:

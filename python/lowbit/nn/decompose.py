@@ -1,0 +1,110 @@
+"""Layers whose weights are not Linear modules, rewritten as modules of ``nn.Linear`` layers over
+the same weights (views, no copy), so that every lowbit scheme, algorithm, report and file format
+covers them. Public torch layer (lowbit.nn).
+
+Two kinds today, each a module class built from the original with ``Cls(module)``:
+
+- transformers' fused MoE experts -> :class:`lowbit.nn.Experts` (``experts.gate_up.3``, ...);
+- ``torch.nn.MultiheadAttention`` -> :class:`lowbit.nn.MultiheadAttention` (``q_proj``, ``k_proj``,
+  ``v_proj``, ``out_proj``).
+
+``quantize_model`` / ``prepare_qat`` decompose their working copy, ``load`` decomposes the float
+model when the file holds the decomposed layers, and ``compare`` / ``sensitivity`` match a
+quantized model's layers with the float model's through :func:`decomposed_like`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator
+from typing import Callable
+
+from torch import nn
+
+from .experts import Experts, is_fused_experts
+from .mha import MultiheadAttention, is_torch_mha
+
+__all__ = ["decompose_", "decompose_saved_", "decomposed_like", "decomposed_names"]
+
+# (is the module of this kind, the decomposed class, the names of the Linear layers it will hold)
+_KINDS: tuple[tuple[Callable[[nn.Module], bool], type, Callable[[nn.Module], list[str]]], ...] = (
+    (is_fused_experts, Experts,
+     lambda m: [f"{part}{e}" for part in ("gate_up", "down") for e in ["", *(f".{i}" for i in range(
+         m.gate_up_proj.shape[0]))]]),
+    (is_torch_mha, MultiheadAttention, lambda m: ["q_proj", "k_proj", "v_proj", "out_proj"]),
+)
+
+
+def _kind(m: nn.Module) -> tuple | None:
+    return next((k for k in _KINDS if k[0](m)), None)
+
+
+def _swap(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, child, new)
+
+
+def _targets(model: nn.Module, kinds: tuple[type, ...] | None) -> list[tuple[str, nn.Module, type]]:
+    out = []
+    for name, m in model.named_modules():
+        k = _kind(m) if name else None
+        if k is not None and (kinds is None or k[1] in kinds):
+            out.append((name, m, k[1]))
+    return out
+
+
+def decompose_(model: nn.Module, kinds: tuple[type, ...] | None = None) -> list[str]:
+    """Replaces, in place, every module of ``model`` that has a decomposed form (see the module
+    docstring; ``kinds``: only these classes, e.g. ``(lowbit.nn.Experts,)``) by that form over the
+    same weights; returns their names.
+
+    Example:
+        >>> m = torch.nn.TransformerEncoderLayer(16, 2, 32, batch_first=True)
+        >>> lowbit.nn.decompose_(m)
+        ['self_attn']
+        >>> type(m.self_attn.k_proj).__name__
+        'Linear'
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    found = _targets(model, kinds)
+    for name, m, cls in found:
+        _swap(model, name, cls(m))
+    return [n for n, _, _ in found]
+
+
+def decomposed_names(model: nn.Module) -> list[str]:
+    """The module names :func:`decompose_` would add to ``model`` (``self_attn.q_proj``,
+    ``experts.gate_up.3``, ...), so that configs may name them before the model is decomposed."""
+    return [f"{name}.{part}" for name, m, _ in _targets(model, None) for part in _kind(m)[2](m)]
+
+
+def decompose_saved_(model: nn.Module, keys: Iterable[str]) -> list[str]:
+    """Decomposes, in place, the modules of ``model`` whose decomposed layers appear in ``keys``
+    (tensor names of a saved file: a part the original module lacks, as ``self_attn.q_proj.``);
+    returns their names. How ``load`` rebuilds a quantized model's layout on a fresh float model."""
+    keys = list(keys)
+    done = []
+    for name, m, cls in _targets(model, None):
+        parts = [p for p in _kind(m)[2](m) if not hasattr(m, p.split(".")[0])]
+        if any(k.startswith(f"{name}.{p}.") for p in parts for k in keys):
+            _swap(model, name, cls(m))
+            done.append(name)
+    return done
+
+
+@contextlib.contextmanager
+def decomposed_like(model: nn.Module, other: nn.Module) -> Iterator[nn.Module]:
+    """``model`` with its modules decomposed where ``other`` (a quantized copy) has the decomposed
+    form at the same name, for as long as the block runs (views: no copy); the original modules
+    are put back afterwards. How ``compare`` matches a quantized model's layers with the float
+    model's."""
+    theirs = {n: type(m) for n, m in other.named_modules() if isinstance(m, tuple(k[1] for k in _KINDS))}
+    found = [(n, m, cls) for n, m, cls in _targets(model, None) if theirs.get(n) is cls]
+    try:
+        for name, m, cls in found:
+            _swap(model, name, cls(m))
+        yield model
+    finally:
+        for name, m, _ in found:
+            _swap(model, name, m)

@@ -1,0 +1,204 @@
+"""torch.nn.MultiheadAttention and the models built from it (nn.TransformerEncoder / Decoder /
+Transformer): decomposed into four Linear layers (lowbit.nn.MultiheadAttention) with torch's results
+for every argument, quantized whole by quantize_model / prepare_qat, and never run on torch's fused
+float "fast path" once quantized."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import warnings
+
+import lowbit
+import pytest
+
+torch = pytest.importorskip("torch")
+nn = torch.nn
+F = nn.functional
+
+
+def _cos(a, b) -> float:
+    return float(F.cosine_similarity(a.flatten().double(), b.flatten().double(), dim=0))
+
+
+def _inputs(batch_first: bool, batched: bool, kdim: int, vdim: int, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    n, tgt, src = 3, 5, 7
+
+    def shape(length, e):
+        return ((n, length, e) if batch_first else (length, n, e)) if batched else (length, e)
+
+    q, k, v = (torch.randn(shape(length, e), generator=g) for length, e in ((tgt, 32), (src, kdim), (src, vdim)))
+    kpm = torch.rand((n, src) if batched else (src,), generator=g) < 0.3
+    kpm[..., 0] = False  # every query sees one key at least
+    am = torch.rand(tgt, src, generator=g) < 0.2
+    am[:, 0] = False
+    am3 = torch.randn((n * 4 if batched else 4, tgt, src), generator=g)
+    calls = [{}, {"need_weights": False}, {"key_padding_mask": kpm}, {"key_padding_mask": kpm, "need_weights": False},
+             {"attn_mask": am}, {"attn_mask": am, "key_padding_mask": kpm, "need_weights": False},
+             {"attn_mask": torch.zeros(tgt, src).masked_fill(am, float("-inf")), "need_weights": False},
+             {"key_padding_mask": torch.zeros(kpm.shape).masked_fill(kpm, -1e4)},
+             {"attn_mask": am3}, {"attn_mask": am3, "need_weights": False}, {"average_attn_weights": False}]
+    return (q, k, v), calls
+
+
+@pytest.mark.parametrize("batch_first,kv,bias,bias_kv,zero_attn,batched",
+                         list(itertools.product([True, False], [None, (24, 20)], [True, False], [False, True],
+                                                [False, True], [True, False])))
+def test_decomposed_attention_matches_torch_for_every_argument(batch_first, kv, bias, bias_kv, zero_attn, batched):
+    torch.manual_seed(0)
+    kdim, vdim = kv or (32, 32)
+    mha = nn.MultiheadAttention(32, 4, bias=bias, add_bias_kv=bias_kv, add_zero_attn=zero_attn, kdim=kdim,
+                                vdim=vdim, batch_first=batch_first).eval()
+    mine = lowbit.nn.MultiheadAttention(mha)
+    assert [type(getattr(mine, p)) for p in ("q_proj", "k_proj", "v_proj", "out_proj")] == [nn.Linear] * 4
+    (q, k, v), calls = _inputs(batch_first, batched, kdim, vdim)
+    for kw in calls:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch: "mismatched key_padding_mask and attn_mask types"
+            for grad in (True, False):
+                with torch.set_grad_enabled(grad):
+                    want, got = mha(q, k, v, **kw), mine(q, k, v, **kw)
+                torch.testing.assert_close(got[0], want[0], rtol=1e-5, atol=1e-5, msg=lambda m, kw=kw: f"{kw}: {m}")
+                if want[1] is None:
+                    assert got[1] is None
+                else:
+                    torch.testing.assert_close(got[1], want[1], rtol=1e-5, atol=1e-5)
+
+
+def test_decomposed_attention_shares_weights_and_keeps_the_mode():
+    mha = nn.MultiheadAttention(16, 2, dropout=0.5, batch_first=True)
+    mine = lowbit.nn.MultiheadAttention(mha)
+    assert mine.training
+    assert mine.q_proj.weight.data_ptr() == mha.in_proj_weight.data_ptr()  # a view, no copy
+    assert mine.out_proj.weight is mha.out_proj.weight
+    assert not lowbit.nn.MultiheadAttention(mha.eval()).training  # dropout stays off in eval
+    torch.testing.assert_close(mine.in_proj_weight * 1, mha.in_proj_weight.detach())
+    torch.testing.assert_close(mine.in_proj_bias, mha.in_proj_bias.detach())
+    causal = nn.Transformer.generate_square_subsequent_mask(6)
+    x = torch.randn(2, 6, 16)
+    mha.eval(), mine.eval()
+    for nw in (True, False):
+        torch.testing.assert_close(mine(x, x, x, attn_mask=causal, is_causal=True, need_weights=nw)[0],
+                                   mha(x, x, x, attn_mask=causal, is_causal=True, need_weights=nw)[0])
+    with pytest.raises(RuntimeError, match="is_causal"):
+        mine(x, x, x, is_causal=True)
+    with pytest.raises(TypeError, match="mha"):
+        lowbit.nn.MultiheadAttention(nn.Linear(2, 2))
+
+
+class _Seq2Seq(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tr = nn.Transformer(64, 4, 2, 2, 128, batch_first=True)
+        self.head = nn.Linear(64, 8)
+
+    def forward(self, src, tgt):
+        mask = nn.Transformer.generate_square_subsequent_mask(tgt.shape[1])
+        return self.head(self.tr(src, tgt, tgt_mask=mask, tgt_is_causal=True))
+
+
+def _seq2seq_data(seed: int):
+    g = torch.Generator().manual_seed(seed)
+    return {"src": torch.randn(4, 10, 64, generator=g), "tgt": torch.randn(4, 6, 64, generator=g)}
+
+
+@pytest.mark.parametrize("config,floor", [({}, 0.999), ({"activation": "static"}, 0.999),
+                                          ({"weight": "int4", "group_size": 32}, 0.98),
+                                          ({"weight": "int4", "group_size": 32, "algorithm": "gptq"}, 0.98)])
+def test_torch_transformer_quantizes_whole(config, floor, tmp_path):
+    torch.manual_seed(0)
+    model = _Seq2Seq().eval()
+    calib = [_seq2seq_data(s) for s in (1, 2, 3)]
+    q = lowbit.quantize_model(model, config, calib_data=calib, progress=False)
+    assert isinstance(model.tr.encoder.layers[0].self_attn, nn.MultiheadAttention)  # the caller's model is intact
+    rows = {r["layer"]: r for r in lowbit.summary(q).rows}
+    for stack, kinds in (("encoder", ("self_attn",)), ("decoder", ("self_attn", "multihead_attn"))):
+        for i, kind in itertools.product(range(2), kinds):
+            for p in ("q_proj", "k_proj", "v_proj", "out_proj"):
+                assert rows[f"tr.{stack}.layers.{i}.{kind}.{p}"]["type"] == "QuantLinear"
+    assert not [n for n, r in rows.items() if r["action"].startswith("float") and "LayerNorm" not in r["action"]]
+    x = _seq2seq_data(0)
+    with torch.no_grad():
+        want, got = model(**x), q(**x)
+    assert _cos(got, want) >= floor
+    path = tmp_path / "t.lowbit"
+    lowbit.save(q, path)
+    fresh = _Seq2Seq().eval()
+    back = lowbit.load(path, fresh)
+    with torch.no_grad():
+        assert torch.equal(back(**x), got)
+
+
+def test_encoder_layer_never_takes_torchs_float_fast_path():
+    """Under no_grad, nn.TransformerEncoderLayer runs a fused float kernel on its weights when they are
+    plain tensors; lowbit's quantized layers must run instead (their result equals the grad-mode one)."""
+    torch.manual_seed(0)
+    enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(32, 4, 64, batch_first=True), 2,
+                                enable_nested_tensor=True).eval()
+    q = lowbit.quantize_model(enc, progress=False)
+    calls = []
+    for m in q.modules():
+        if isinstance(m, lowbit.nn.QuantLinear):
+            m.register_forward_pre_hook(lambda mod, args: calls.append(mod))
+    counted = sum(1 for m in q.modules() if isinstance(m, lowbit.nn.QuantLinear))
+    x = torch.randn(2, 5, 32)
+    with torch.no_grad():
+        eager = q(x)
+    assert len(calls) == counted
+    for m in q.modules():
+        m._forward_pre_hooks.clear()
+    calls.clear()
+    x_pad = torch.zeros(2, 5, dtype=torch.bool)
+    x_pad[1, 3:] = True
+    with torch.no_grad():
+        q(x, src_key_padding_mask=x_pad), q(x)  # no nested-tensor conversion, no fused layer
+        assert torch.equal(q(x), eager)
+    assert torch.overrides.has_torch_function((q.layers[0].linear1.weight,))
+
+
+def test_qat_and_onnx_export_of_a_transformer_encoder(tmp_path):
+    torch.manual_seed(0)
+    enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(32, 4, 64, batch_first=True, dropout=0.0), 2).eval()
+    x = torch.randn(4, 6, 32)
+    qat = lowbit.prepare_qat(enc, {"activation": "static"})
+    assert type(qat.layers[0].self_attn).__name__ == "MultiheadAttention"
+    opt = torch.optim.SGD(qat.parameters(), lr=1e-3)
+    qat.train()
+    before = qat.layers[0].self_attn.q_proj.weight.detach().clone()
+    for _ in range(2):
+        opt.zero_grad()
+        qat(x).pow(2).mean().backward()
+        opt.step()
+    assert not torch.equal(qat.layers[0].self_attn.q_proj.weight, before)  # the query projection trains
+    qat.eval()
+    converted = lowbit.convert(qat)
+    assert isinstance(converted.layers[0].self_attn.q_proj, lowbit.nn.QuantLinear)
+    with torch.no_grad():
+        assert _cos(converted(x), qat(x)) > 0.999
+    ort = pytest.importorskip("onnxruntime")
+    q = lowbit.quantize_model(enc, progress=False)
+    path = tmp_path / "enc.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lowbit.export_onnx(q, (x,), path)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
+    with torch.no_grad():
+        assert _cos(torch.from_numpy(got), q(x)) > 0.9999
+
+
+def test_configs_name_the_decomposed_layers_and_inplace_replaces_the_module():
+    torch.manual_seed(0)
+    enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(32, 4, 64, batch_first=True), 2).eval()
+    q = lowbit.quantize_model(enc, {"exclude": ["*.self_attn.v_proj"]}, progress=False)
+    assert type(q.layers[1].self_attn.v_proj) is nn.Linear
+    assert isinstance(q.layers[1].self_attn.k_proj, lowbit.nn.QuantLinear)
+    with pytest.raises(ValueError, match="q_prj"):
+        lowbit.quantize_model(enc, {"exclude": ["layers.0.self_attn.q_prj"]}, progress=False)
+    work = copy.deepcopy(enc)
+    lowbit.quantize_model(work, inplace=True, progress=False)
+    assert isinstance(work.layers[0].self_attn, lowbit.nn.MultiheadAttention)
+    r = lowbit.compare(enc, q, torch.randn(2, 5, 32), progress=False, timing=False)
+    assert "layers.0.self_attn.q_proj" in [layer.name for layer in r.layers]
+    assert isinstance(enc.layers[0].self_attn, nn.MultiheadAttention)  # compare puts the float module back
