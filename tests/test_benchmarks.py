@@ -36,6 +36,7 @@ CASES = {
              "--layer-schemes", "int4"],
     "pruning": ["bench_pruning.py", "--models", "digits", "--threads", "2"],
     "checkpoint": ["bench_checkpoint.py", "--gb", "0.01"],
+    "torch_layers": ["bench_torch_layers.py", "--threads", "2"],
 }
 NEEDS = {"onnx": "onnxruntime", "models": "transformers", "gpt2": "transformers"}
 

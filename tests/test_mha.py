@@ -202,3 +202,162 @@ def test_configs_name_the_decomposed_layers_and_inplace_replaces_the_module():
     r = lowbit.compare(enc, q, torch.randn(2, 5, 32), progress=False, timing=False)
     assert "layers.0.self_attn.q_proj" in [layer.name for layer in r.layers]
     assert isinstance(enc.layers[0].self_attn, nn.MultiheadAttention)  # compare puts the float module back
+
+
+# -- nn.LSTM / nn.GRU / nn.RNN (lowbit.nn.Recurrent) --
+
+_RNN_CASES = [(cls, layers, bi, bf, bias, proj, batched, packed, init)
+              for cls, layers, bi, bf, bias, proj, batched, packed, init in itertools.product(
+                  [nn.LSTM, nn.GRU, nn.RNN], [1, 2], [False, True], [False, True], [True, False], [0, 5],
+                  [True, False], [False, True], [False, True])
+              if not (proj and cls is not nn.LSTM) and not (packed and not batched)]
+
+
+def _flat(o):
+    if isinstance(o, torch.nn.utils.rnn.PackedSequence):
+        return [o.data, o.batch_sizes, o.sorted_indices, o.unsorted_indices]
+    if isinstance(o, tuple):
+        return [t for y in o for t in _flat(y)]
+    return [o]
+
+
+@pytest.mark.parametrize("cls,layers,bi,bf,bias,proj,batched,packed,init", _RNN_CASES)
+def test_recurrent_matches_torch_for_every_argument(cls, layers, bi, bf, bias, proj, batched, packed, init):
+    torch.manual_seed(0)
+    rnn = cls(6, 8, num_layers=layers, bidirectional=bi, batch_first=bf, bias=bias,
+              **({"proj_size": proj} if proj else {})).eval()
+    mine = lowbit.nn.Recurrent(rnn)
+    steps, n, d, out = 7, 4, 2 if bi else 1, proj or 8
+    x = torch.randn((n, steps, 6) if bf else (steps, n, 6)) if batched else torch.randn(steps, 6)
+    hx = None
+    if init:
+        h0 = torch.randn((layers * d, n, out) if batched else (layers * d, out))
+        hx = (h0, torch.randn((layers * d, n, 8) if batched else (layers * d, 8))) if cls is nn.LSTM else h0
+    if packed:
+        x = torch.nn.utils.rnn.pack_padded_sequence(x, torch.tensor([7, 3, 5, 3]), batch_first=bf,
+                                                    enforce_sorted=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "LSTM with projections is not supported with oneDNN"
+        want, got = _flat(rnn(x, hx)), _flat(mine(x, hx))
+    assert len(want) == len(got)
+    for w, g in zip(want, got):
+        if w is None:
+            assert g is None
+        else:
+            torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-5)
+
+
+def test_recurrent_refuses_bad_input_and_keeps_the_mode():
+    lstm = nn.LSTM(4, 8, num_layers=2, dropout=0.5)
+    mine = lowbit.nn.Recurrent(lstm)
+    assert mine.training and mine.ih_l1.weight is lstm.weight_ih_l1  # torch's own Parameters
+    assert not lowbit.nn.Recurrent(lstm.eval()).training
+    with pytest.raises(RuntimeError, match="input_size"):
+        mine(torch.randn(3, 2, 5))
+    with pytest.raises(RuntimeError, match="hidden size"):
+        mine(torch.randn(3, 2, 4), (torch.zeros(1, 2, 8), torch.zeros(2, 2, 8)))
+    with pytest.raises(ValueError, match="2D or 3D"):
+        mine(torch.randn(4))
+    with pytest.raises(TypeError, match="rnn"):
+        lowbit.nn.Recurrent(nn.Linear(2, 2))
+
+
+class _Tagger(nn.Module):
+    def __init__(self, cls):
+        super().__init__()
+        self.rnn = cls(16, 32, num_layers=2, batch_first=True, bidirectional=True)
+        self.head = nn.Linear(64, 5)
+
+    def forward(self, x):
+        return self.head(self.rnn(x)[0])
+
+
+@pytest.mark.parametrize("cls", [nn.LSTM, nn.GRU])
+@pytest.mark.parametrize("config,floor", [({}, 0.999), ({"activation": "static"}, 0.998),
+                                          ({"weight": "int4", "group_size": 32}, 0.98)])
+def test_recurrent_models_quantize_whole(cls, config, floor, tmp_path):
+    torch.manual_seed(0)
+    model = _Tagger(cls).eval()
+    calib = [torch.randn(4, 12, 16) for _ in range(3)]
+    q = lowbit.quantize_model(model, config, calib_data=calib, progress=False)
+    rows = {r["layer"]: r for r in lowbit.summary(q).rows}
+    for part in lowbit.nn.Recurrent.part_names(model.rnn):
+        assert rows[f"rnn.{part}"]["type"] == "QuantLinear"
+    assert not [n for n, r in rows.items() if r["action"].startswith("float")]
+    x = torch.randn(4, 12, 16)
+    with torch.no_grad():
+        got = q(x)
+        assert _cos(got, model(x)) >= floor
+    path = tmp_path / "rnn.lowbit"
+    lowbit.save(q, path)
+    back = lowbit.load(path, _Tagger(cls).eval())
+    with torch.no_grad():
+        assert torch.equal(back(x), got)
+
+
+def test_recurrent_qat_trains_and_converts():
+    torch.manual_seed(0)
+    model = _Tagger(nn.LSTM)
+    qat = lowbit.prepare_qat(model, {"activation": "static"})
+    opt = torch.optim.Adam(qat.parameters(), lr=1e-2)
+    x, y = torch.randn(8, 10, 16), torch.randint(0, 5, (8, 10))
+    losses = []
+    for _ in range(15):
+        opt.zero_grad()
+        loss = F.cross_entropy(qat(x).reshape(-1, 5), y.reshape(-1))
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]
+    qat.eval()
+    q = lowbit.convert(qat)
+    assert isinstance(q.rnn.hh_l1_reverse, lowbit.nn.QuantLinear)
+    with torch.no_grad():
+        assert _cos(q(x), qat(x)) > 0.999
+
+
+def test_a_bare_recurrent_or_attention_module_is_a_model_too(tmp_path):
+    torch.manual_seed(0)
+    lstm = nn.LSTM(16, 32, num_layers=2, bidirectional=True).eval()
+    x = torch.randn(9, 3, 16)
+    q = lowbit.quantize_model(lstm, progress=False)
+    assert isinstance(q, lowbit.nn.Recurrent) and isinstance(lstm, nn.LSTM)
+    with torch.no_grad():
+        assert _cos(q(x)[0], lstm(x)[0]) > 0.999
+    r = lowbit.compare(lstm, q, x, progress=False, timing=False)
+    assert sorted(layer.name for layer in r.layers) == sorted(lowbit.nn.Recurrent.part_names(lstm))
+    path = tmp_path / "lstm.lowbit"
+    lowbit.save(q, path)
+    back = lowbit.load(path, nn.LSTM(16, 32, num_layers=2, bidirectional=True))
+    with torch.no_grad():
+        assert torch.equal(back(x)[0], q(x)[0])
+    with pytest.raises(ValueError, match="inplace"):
+        lowbit.quantize_model(lstm, inplace=True, progress=False)
+    assert isinstance(lstm, nn.LSTM) and type(lstm.weight_ih_l0) is nn.Parameter  # left as it was
+    s = lowbit.sensitivity(lstm, x, {"weight": "int4", "group_size": 32}, progress=False)
+    assert {row["layer"] for row in s.rows} == set(lowbit.nn.Recurrent.part_names(lstm))
+    mha = nn.MultiheadAttention(32, 4).eval()
+    qm = lowbit.quantize_model(mha, progress=False)
+    y = torch.randn(5, 2, 32)
+    with torch.no_grad():
+        assert _cos(qm(y, y, y)[0], mha(y, y, y)[0]) > 0.999
+
+
+@pytest.mark.parametrize("config", [{"activation": "static", "algorithm": "smoothquant"},
+                                    {"weight": "int4", "group_size": 32, "algorithm": "awq"},
+                                    {"weight": "int4", "group_size": 32, "algorithm": lowbit.AutoRound(steps=20)},
+                                    {"weight": "int4", "group_size": 32, "rotation": "hadamard"}],
+                         ids=["smoothquant", "awq", "autoround", "rotation"])
+def test_algorithms_run_on_decomposed_attention_and_recurrences(config):
+    torch.manual_seed(0)
+    enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(64, 4, 128, batch_first=True), 2).eval()
+    gru = _Tagger(nn.GRU).eval()
+    for model, shape in ((enc, (4, 10, 64)), (gru, (4, 10, 16))):
+        calib = [torch.randn(shape) for _ in range(3)]
+        q = lowbit.quantize_model(model, config, calib_data=calib, progress=False)
+        quantized = {n for n, m in q.named_modules() if isinstance(m, lowbit.nn.QuantLinear)}
+        assert any(n.endswith(("self_attn.q_proj", "self_attn.q_proj.layer", "rnn.hh_l0", "rnn.hh_l0.layer"))
+                   for n in quantized)
+        x = torch.randn(shape)
+        with torch.no_grad():
+            assert _cos(q(x), model(x)) > 0.99

@@ -21,7 +21,7 @@ from ..core.config import QuantConfig, as_config
 from ..core.metrics import _ErrorStats, model_nbytes
 from ..interop import distributed as _dist
 from ..interop.convert import _set_submodule, quantize_model, run_batch
-from ..nn.decompose import decompose_
+from ..nn.decompose import decomposed
 from ..nn.linear import _QuantBase
 from .report import QuantReport, _as_batches, _main_output, compare
 from .timing import Timer
@@ -154,8 +154,7 @@ def _sweep(model: nn.Module, scorer: _Scorer, quantized: dict, layers: list[str]
            group: Any = None) -> list[dict]:
     """One row per (layer, format): the model with only that layer quantized. With a process group
     (issue 17) the rows are computed round-robin over the ranks and gathered in the same order."""
-    hybrid = copy.deepcopy(model).eval()
-    decompose_(hybrid)  # MoE experts, MultiheadAttention as the quantized models have them (lowbit.nn.decompose)
+    hybrid = decomposed(copy.deepcopy(model).eval())  # MoE experts, MultiheadAttention as the quantized models have them (lowbit.nn.decompose)
     jobs = [(n, w) for n in layers for w in quantized]
     if group is not None:
         _dist.check_same(group, "sensitivity", {
@@ -340,8 +339,7 @@ def auto_mixed_precision(
         scorer = _dist.run(group, "sensitivity", lambda: _Scorer(model, batches, metric))
         rows = _sweep(model, scorer, quantized, layers, progress, group)
         drop = {(r["layer"], r["weight"]): r["drop"] for r in rows}
-        hybrid = copy.deepcopy(model).eval()
-        decompose_(hybrid)
+        hybrid = decomposed(copy.deepcopy(model).eval())
         floats = {n: hybrid.get_submodule(n) for n in layers}
         nbytes = {(n, w): model_nbytes(quantized[w].get_submodule(n)) for n in layers for w in weights}
         nbytes.update({(n, None): model_nbytes(floats[n]) for n in layers})

@@ -29,8 +29,9 @@ from ..nn import (
     QuantLinear,
 )
 from ..nn._common import is_conv1d, linear_shape, rotate_input
-from ..nn.decompose import decompose_, decomposed_names
+from ..nn.decompose import decomposable, decomposed, decomposed_names
 from ..nn.linear import _QuantBase
+from ..nn.mha import MultiheadAttention
 from ..nn.norm import LayerNorm, use_lowbit_layernorm_
 from . import distributed as _dist
 from .equalize import InputScaled
@@ -226,6 +227,8 @@ def _float_leaves(model: nn.Module, handled: set[str]) -> dict[str, str]:
                 )
             elif type(m) in (nn.LayerNorm, LayerNorm) and len(m.normalized_shape) == 1:
                 out[n] = "LayerNorm kept float32 (on lowbit's LayerNorm kernel)"
+            elif isinstance(m, MultiheadAttention):  # its projections are Linear layers; add_bias_kv's rows stay
+                out[n] = "bias_k / bias_v kept float (appended key / value rows)"
             else:
                 out[n] = f"{type(m).__name__} has no lowbit kernel"
     return out
@@ -812,16 +815,21 @@ def _begin(model: Any, config: Any, inplace: bool, what: str) -> tuple:
     and folds BatchNorms. Returns (model, config, candidates, work, float_bytes, folded)."""
     model = _check_model(model)
     config = as_config(config)
-    config.check_patterns([n for n, _ in model.named_modules()] + decomposed_names(model))
+    parts = decomposed_names(model)  # MoE experts, attention, RNNs as nn.Linear layers (lowbit.nn.decompose)
+    config.check_patterns([n for n, _ in model.named_modules()] + parts)
     cands = _candidates(model)
-    if not cands:
+    if not cands and not parts:
         kinds = sorted({type(m).__name__ for m in model.modules() if any(True for _ in m.parameters(recurse=False))})
         raise ValueError(
             f"{what}: {type(model).__name__} has no nn.Linear or nn.Conv2d layer to quantize"
             + (f" (layers with weights: {', '.join(kinds)})" if kinds else "")
         )
+    if inplace and decomposable(model):
+        raise ValueError(f"inplace: the model is itself a {type(model).__name__}, which {what} replaces by its "
+                         "Linear-layer form (lowbit.nn.decompose); pass inplace=False or wrap it in a module")
     work = model if inplace else copy.deepcopy(model)
-    if decompose_(work):  # MoE experts, MultiheadAttention as nn.Linear layers (lowbit.nn.decompose): candidates too
+    if parts:
+        work = decomposed(work)
         cands = _candidates(work)
     float_bytes = _float_bytes(work)
     return model, config, cands, work, float_bytes, _fold_batchnorms(work, config)

@@ -80,6 +80,11 @@ class InputScaled(nn.Module):
         inner = self.layer.weight
         return DequantizedWeight(self, tuple(inner.shape), inner.device, inner.dtype)
 
+    @property
+    def bias(self) -> Optional[torch.Tensor]:
+        """The layer's bias (the scale is on the inputs: the bias is unchanged)."""
+        return self.layer.bias
+
     def dequantized_weight(self) -> torch.Tensor:
         inner = self.layer
         if hasattr(inner, "dequantized_weight"):

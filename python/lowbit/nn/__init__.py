@@ -25,6 +25,7 @@ from .linear import DequantizedWeight, QuantLinear
 from .mha import MultiheadAttention
 from .norm import LayerNorm, use_lowbit_layernorm_, use_torch_layernorm_
 from .qat import QATConv1d, QATConv2d, QATLinear
+from .rnn import Recurrent
 from .siblings import group_siblings_, sibling_groups, ungroup_siblings_
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "QuantConv2d",
     "QuantEmbedding",
     "QuantLinear",
+    "Recurrent",
     "chain_int8_",
     "chained_layers",
     "decompose_",

@@ -2,11 +2,13 @@
 the same weights (views, no copy), so that every lowbit scheme, algorithm, report and file format
 covers them. Public torch layer (lowbit.nn).
 
-Two kinds today, each a module class built from the original with ``Cls(module)``:
+Three kinds today, each a module class built from the original with ``Cls(module)``:
 
 - transformers' fused MoE experts -> :class:`lowbit.nn.Experts` (``experts.gate_up.3``, ...);
 - ``torch.nn.MultiheadAttention`` -> :class:`lowbit.nn.MultiheadAttention` (``q_proj``, ``k_proj``,
-  ``v_proj``, ``out_proj``).
+  ``v_proj``, ``out_proj``);
+- ``torch.nn.LSTM`` / ``GRU`` / ``RNN`` -> :class:`lowbit.nn.Recurrent` (``ih_l0``, ``hh_l0``,
+  ``ih_l0_reverse``, ...).
 
 ``quantize_model`` / ``prepare_qat`` decompose their working copy, ``load`` decomposes the float
 model when the file holds the decomposed layers, and ``compare`` / ``sensitivity`` match a
@@ -23,8 +25,9 @@ from torch import nn
 
 from .experts import Experts, is_fused_experts
 from .mha import MultiheadAttention, is_torch_mha
+from .rnn import Recurrent, is_torch_rnn
 
-__all__ = ["decompose_", "decompose_saved_", "decomposed_like", "decomposed_names"]
+__all__ = ["decomposable", "decompose_", "decompose_saved_", "decomposed", "decomposed_like", "decomposed_names"]
 
 # (is the module of this kind, the decomposed class, the names of the Linear layers it will hold)
 _KINDS: tuple[tuple[Callable[[nn.Module], bool], type, Callable[[nn.Module], list[str]]], ...] = (
@@ -32,11 +35,17 @@ _KINDS: tuple[tuple[Callable[[nn.Module], bool], type, Callable[[nn.Module], lis
      lambda m: [f"{part}{e}" for part in ("gate_up", "down") for e in ["", *(f".{i}" for i in range(
          m.gate_up_proj.shape[0]))]]),
     (is_torch_mha, MultiheadAttention, lambda m: ["q_proj", "k_proj", "v_proj", "out_proj"]),
+    (is_torch_rnn, Recurrent, Recurrent.part_names),
 )
 
 
 def _kind(m: nn.Module) -> tuple | None:
     return next((k for k in _KINDS if k[0](m)), None)
+
+
+def decomposable(m: nn.Module) -> bool:
+    """True when ``m`` itself has a decomposed form (see the module docstring)."""
+    return _kind(m) is not None
 
 
 def _swap(model: nn.Module, name: str, new: nn.Module) -> None:
@@ -45,12 +54,21 @@ def _swap(model: nn.Module, name: str, new: nn.Module) -> None:
 
 
 def _targets(model: nn.Module, kinds: tuple[type, ...] | None) -> list[tuple[str, nn.Module, type]]:
+    """(name, module, decomposed class) of every decomposable module, ``model`` itself ("") included."""
     out = []
     for name, m in model.named_modules():
-        k = _kind(m) if name else None
+        k = _kind(m)
         if k is not None and (kinds is None or k[1] in kinds):
             out.append((name, m, k[1]))
     return out
+
+
+def decomposed(model: nn.Module, kinds: tuple[type, ...] | None = None) -> nn.Module:
+    """:func:`decompose_`, and ``model`` itself replaced when it is of a decomposable kind (a bare
+    ``nn.LSTM``): returns the model to use from now on."""
+    decompose_(model, kinds)
+    k = _kind(model)
+    return k[1](model) if k is not None and (kinds is None or k[1] in kinds) else model
 
 
 def decompose_(model: nn.Module, kinds: tuple[type, ...] | None = None) -> list[str]:
@@ -67,7 +85,7 @@ def decompose_(model: nn.Module, kinds: tuple[type, ...] | None = None) -> list[
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
-    found = _targets(model, kinds)
+    found = [t for t in _targets(model, kinds) if t[0]]  # the model itself: decomposed()
     for name, m, cls in found:
         _swap(model, name, cls(m))
     return [n for n, _, _ in found]
@@ -76,31 +94,37 @@ def decompose_(model: nn.Module, kinds: tuple[type, ...] | None = None) -> list[
 def decomposed_names(model: nn.Module) -> list[str]:
     """The module names :func:`decompose_` would add to ``model`` (``self_attn.q_proj``,
     ``experts.gate_up.3``, ...), so that configs may name them before the model is decomposed."""
-    return [f"{name}.{part}" for name, m, _ in _targets(model, None) for part in _kind(m)[2](m)]
+    return [f"{name}.{part}" if name else part for name, m, _ in _targets(model, None) for part in _kind(m)[2](m)]
 
 
-def decompose_saved_(model: nn.Module, keys: Iterable[str]) -> list[str]:
+def decompose_saved_(model: nn.Module, keys: Iterable[str]) -> nn.Module:
     """Decomposes, in place, the modules of ``model`` whose decomposed layers appear in ``keys``
     (tensor names of a saved file: a part the original module lacks, as ``self_attn.q_proj.``);
-    returns their names. How ``load`` rebuilds a quantized model's layout on a fresh float model."""
+    returns the model to use (a new one when ``model`` itself is decomposed). How ``load`` rebuilds
+    a quantized model's layout on a fresh float model."""
     keys = list(keys)
-    done = []
     for name, m, cls in _targets(model, None):
         parts = [p for p in _kind(m)[2](m) if not hasattr(m, p.split(".")[0])]
-        if any(k.startswith(f"{name}.{p}.") for p in parts for k in keys):
+        prefix = f"{name}." if name else ""
+        if any(k.startswith(f"{prefix}{p}.") for p in parts for k in keys):
+            if not name:
+                return cls(m)  # nothing inside a decomposable module is decomposable too
             _swap(model, name, cls(m))
-            done.append(name)
-    return done
+    return model
 
 
 @contextlib.contextmanager
 def decomposed_like(model: nn.Module, other: nn.Module) -> Iterator[nn.Module]:
     """``model`` with its modules decomposed where ``other`` (a quantized copy) has the decomposed
     form at the same name, for as long as the block runs (views: no copy); the original modules
-    are put back afterwards. How ``compare`` matches a quantized model's layers with the float
-    model's."""
+    are put back afterwards. Yields the model to use (a decomposed copy of ``model`` itself when
+    ``other`` is the decomposed form of it). How ``compare`` matches a quantized model's layers
+    with the float model's."""
     theirs = {n: type(m) for n, m in other.named_modules() if isinstance(m, tuple(k[1] for k in _KINDS))}
     found = [(n, m, cls) for n, m, cls in _targets(model, None) if theirs.get(n) is cls]
+    if any(not n for n, _, _ in found):
+        yield found[0][2](model)
+        return
     try:
         for name, m, cls in found:
             _swap(model, name, cls(m))

@@ -128,10 +128,12 @@ class FakeQuantize(nn.Module):
         if self.learnable:
             n = x.numel() // max(1, self.channels)
             grad_factor = 1.0 / math.sqrt(max(1, n) * qrange(self.dtype)[1])
-        scale = self.scale
-        if self.learnable:
-            scale = torch.clamp(scale, min=float(torch.finfo(torch.float32).eps))
-        y = torch.ops.lowbit.fake_quantize(x, scale, self.zero_point, self.dtype, axis, grad_factor)
+        # the backward reads this call's scale and zero point: copies, because a module called several
+        # times in one forward (a recurrent layer's hidden projection, shared layers) observes again
+        # and updates the buffers in place before backward runs
+        scale = self.scale.clone() if not self.learnable else torch.clamp(
+            self.scale, min=float(torch.finfo(torch.float32).eps))
+        y = torch.ops.lowbit.fake_quantize(x, scale, self.zero_point.clone(), self.dtype, axis, grad_factor)
         return y if y.dtype == x.dtype else y.to(x.dtype)
 
     def extra_repr(self) -> str:
