@@ -236,15 +236,20 @@ def test_recurrent_matches_torch_for_every_argument(cls, layers, bi, bf, bias, p
     if packed:
         x = torch.nn.utils.rnn.pack_padded_sequence(x, torch.tensor([7, 3, 5, 3]), batch_first=bf,
                                                     enforce_sorted=False)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "LSTM with projections is not supported with oneDNN"
-        want, got = _flat(rnn(x, hx)), _flat(mine(x, hx))
-    assert len(want) == len(got)
-    for w, g in zip(want, got):
-        if w is None:
-            assert g is None
-        else:
-            torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-5)
+    saved = None if hx is None else tuple(t.clone() for t in _flat(hx))
+    for grad in (True, False):  # torch ops, and NumPy gate arithmetic in inference
+        with warnings.catch_warnings(), torch.set_grad_enabled(grad):
+            warnings.simplefilter("ignore")  # "LSTM with projections is not supported with oneDNN"
+            want, got = _flat(rnn(x, hx)), _flat(mine(x, hx))
+        assert len(want) == len(got)
+        for w, g in zip(want, got):
+            if w is None:
+                assert g is None
+            else:
+                torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-5)
+    if hx is not None:  # the caller's initial state is not modified
+        for t, t0 in zip(_flat(hx), _flat(saved)):
+            assert torch.equal(t, t0)
 
 
 def test_recurrent_refuses_bad_input_and_keeps_the_mode():
