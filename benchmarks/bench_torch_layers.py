@@ -1,8 +1,10 @@
 """Models built from torch's own layer types that have no Linear module: nn.TransformerEncoder
-(nn.MultiheadAttention inside) and nn.LSTM / nn.GRU. lowbit decomposes them into Linear layers
-(lowbit.nn.MultiheadAttention, lowbit.nn.Recurrent) and quantizes them whole; the peer is torch's
-``quantize_dynamic`` (its int8 engines quantize nn.Linear, nn.LSTM and nn.GRU, not the attention's
-packed input projection). Latency (lowbit.Timer, interleaved, median ± half IQR), cosine of the
+(nn.MultiheadAttention inside), a U-Net-style decoder (nn.ConvTranspose2d) and nn.LSTM / nn.GRU.
+lowbit decomposes them into Linear layers (lowbit.nn.MultiheadAttention, lowbit.nn.ConvTranspose,
+lowbit.nn.Recurrent) and quantizes them whole; the peer is torch's ``quantize_dynamic`` (its int8
+engines quantize nn.Linear, nn.LSTM and nn.GRU, not the attention's packed input projection) or, for
+the decoder, torch.ao's eager static quantization (x86 engine: quantized Conv2d and ConvTranspose2d,
+per-tensor weights for the transposed ones). Latency (lowbit.Timer, interleaved, median ± half IQR), cosine of the
 outputs to float32, stored size (lowbit.summary for lowbit; torch's state dict for the peer).
 
 torch's fused "fast path" of nn.TransformerEncoderLayer (inference without autograd) cannot run
@@ -10,7 +12,7 @@ torch's dynamically quantized Linear layers (AttributeError in torch 2.13), so t
 with ``torch.backends.mha.set_fastpath_enabled(False)`` for the peer and the float model alike; a
 float row with the fast path is added.
 
-Usage: python benchmarks/bench_torch_layers.py [--threads N] [--models encoder,lstm,gru]
+Usage: python benchmarks/bench_torch_layers.py [--threads N] [--models encoder,decoder,lstm,gru]
 """
 
 from __future__ import annotations
@@ -38,6 +40,22 @@ class _Rnn(nn.Module):
         return self.head(self.rnn(x)[0][:, -1])
 
 
+class _Decoder(nn.Module):
+    """A U-Net-style decoder: 2x upsampling transposed convolutions between 3x3 convolutions."""
+
+    def __init__(self, c: int, k: int) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        for _ in range(3):
+            layers += [nn.ConvTranspose2d(c, c // 2, k, stride=2, padding=(k - 2) // 2), nn.ReLU(),
+                       nn.Conv2d(c // 2, c // 2, 3, padding=1), nn.ReLU()]
+            c //= 2
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
 def _cases(models: list[str]) -> list[tuple[str, nn.Module, torch.Tensor, type]]:
     torch.manual_seed(0)
     out = []
@@ -47,6 +65,10 @@ def _cases(models: list[str]) -> list[tuple[str, nn.Module, torch.Tensor, type]]
                                         enable_nested_tensor=False)
             out.append((f"TransformerEncoder d{d} x{layers}, {n} x {t} tokens", enc.eval(), torch.randn(n, t, d),
                         nn.Linear))
+    if "decoder" in models:
+        for k in (2, 4):
+            out.append((f"U-Net decoder 256 ch 14x14 -> 32 ch 112x112, ConvTranspose2d k{k} s2, batch 4",
+                        _Decoder(256, k).eval(), torch.randn(4, 256, 14, 14), nn.ConvTranspose2d))
     for cls in (nn.LSTM, nn.GRU):
         if cls.__name__.lower() not in models:
             continue
@@ -54,6 +76,29 @@ def _cases(models: list[str]) -> list[tuple[str, nn.Module, torch.Tensor, type]]
             out.append((f"{cls.__name__} {size_in}->{hidden} x{layers}, batch {n} x {t} steps",
                         _Rnn(cls, size_in, hidden, layers).eval(), torch.randn(n, t, size_in), cls))
     return out
+
+
+def _torch_static(model: nn.Module, calib: list[torch.Tensor]) -> nn.Module:
+    """torch.ao's eager static quantization (x86 engine) of the decoder: quantized Conv2d and
+    ConvTranspose2d between a QuantStub and a DeQuantStub."""
+    import copy
+
+    import torch.ao.quantization as tq
+
+    torch.backends.quantized.engine = "x86"
+    m = nn.Sequential(tq.QuantStub(), copy.deepcopy(model.body), tq.DeQuantStub()).eval()
+    m.qconfig = tq.get_default_qconfig("x86")
+    for layer in m[1]:
+        if isinstance(layer, nn.ConvTranspose2d):  # per-channel weights are not supported for transposed convs
+            layer.qconfig = tq.QConfig(activation=m.qconfig.activation, weight=tq.default_weight_observer)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tq.prepare(m, inplace=True)
+        with torch.no_grad():
+            for x in calib:
+                m(x)
+        tq.convert(m, inplace=True)
+    return m
 
 
 def _cos(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -69,7 +114,7 @@ def _state_bytes(m: nn.Module) -> int:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--models", default="encoder,lstm,gru")
+    ap.add_argument("--models", default="encoder,decoder,lstm,gru")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     lowbit.set_num_threads(args.threads)
@@ -77,15 +122,18 @@ def main() -> None:
     rows = []
     for what, model, x, peer_type in _cases(args.models.split(",")):
         calib = [torch.randn_like(x) for _ in range(2)]
+        peer_name = "torch static (x86)" if peer_type is nn.ConvTranspose2d else "torch quantize_dynamic"
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch.ao's deprecation notice
             peer = torch.ao.quantization.quantize_dynamic(model, {nn.Linear, peer_type}, dtype=torch.qint8)
+        if isinstance(model, _Decoder):  # torch's dynamic quantization has no convolution: its static one
+            peer = _torch_static(model, calib)
         ours = {f"lowbit {k}": lowbit.quantize_model(model, cfg, calib_data=calib, progress=False)
                 for k, cfg in (("int8 dynamic", {}), ("int8 static", {"activation": "static"}),
                                ("int4 g32", {"weight": "int4", "group_size": 32}))}
-        for name, q in ours.items():  # every layer quantized: nothing left float but norms
+        for name, q in ours.items():  # every layer quantized: nothing left float but norms and biases
             left = [r["layer"] for r in lowbit.summary(q).rows if r["action"].startswith("float")
-                    and "LayerNorm" not in r["action"]]
+                    and "LayerNorm" not in r["action"] and "bias kept float" not in r["action"]]
             assert not left, f"{what}, {name}: left float: {left}"
         encoder = isinstance(model, nn.TransformerEncoder)
         fast = torch.backends.mha.get_fastpath_enabled()
@@ -94,7 +142,7 @@ def main() -> None:
             fns = {"float32": lambda: model(x)}
             if encoder:
                 fns["float32 (torch fast path)"] = lambda: model(x)
-            fns["torch quantize_dynamic"] = lambda: peer(x)
+            fns[peer_name] = lambda: peer(x)
             fns.update({k: (lambda q=q: q(x)) for k, q in ours.items()})
 
             def slow(fn):
@@ -109,14 +157,14 @@ def main() -> None:
             timed = {k: (fn if k == "float32 (torch fast path)" or not encoder else slow(fn)) for k, fn in fns.items()}
             outs = {k: fn() for k, fn in timed.items()}
             times = interleaved(timed, repeat=3 if SMOKE else 9, min_time=0.05, what=what)
-        sizes = {"float32": _state_bytes(model), "torch quantize_dynamic": _state_bytes(peer)}
+        sizes = {"float32": _state_bytes(model), peer_name: _state_bytes(peer)}
         sizes.update({k: lowbit.summary(q).bytes_after for k, q in ours.items()})
         for k in fns:
             rows.append([what, k, format_bytes(sizes.get(k, sizes["float32"])), f"{_cos(outs[k], ref):.5f}",
                          timing_cell(times[k]), speedup_cell(times["float32"], times[k]),
-                         speedup_cell(times["torch quantize_dynamic"], times[k])])
+                         speedup_cell(times[peer_name], times[k])])
     print(f"\n## torch layer types without Linear modules, {args.threads} thread(s)")
-    print(table(["model", "variant", "size", "cos to float", "latency ms", "vs float32", "vs torch dynamic"], rows))
+    print(table(["model", "variant", "size", "cos to float", "latency ms", "vs float32", "vs torch int8"], rows))
 
 
 if __name__ == "__main__":

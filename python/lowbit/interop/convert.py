@@ -31,7 +31,6 @@ from ..nn import (
 from ..nn._common import is_conv1d, linear_shape, rotate_input
 from ..nn.decompose import decomposable, decomposed, decomposed_names
 from ..nn.linear import _QuantBase
-from ..nn.mha import MultiheadAttention
 from ..nn.norm import LayerNorm, use_lowbit_layernorm_
 from . import distributed as _dist
 from .equalize import InputScaled
@@ -227,8 +226,8 @@ def _float_leaves(model: nn.Module, handled: set[str]) -> dict[str, str]:
                 )
             elif type(m) in (nn.LayerNorm, LayerNorm) and len(m.normalized_shape) == 1:
                 out[n] = "LayerNorm kept float32 (on lowbit's LayerNorm kernel)"
-            elif isinstance(m, MultiheadAttention):  # its projections are Linear layers; add_bias_kv's rows stay
-                out[n] = "bias_k / bias_v kept float (appended key / value rows)"
+            elif hasattr(type(m), "_float_note"):  # a decomposed layer's own float part (lowbit.nn.decompose)
+                out[n] = type(m)._float_note
             else:
                 out[n] = f"{type(m).__name__} has no lowbit kernel"
     return out

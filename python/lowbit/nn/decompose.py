@@ -2,13 +2,14 @@
 the same weights (views, no copy), so that every lowbit scheme, algorithm, report and file format
 covers them. Public torch layer (lowbit.nn).
 
-Three kinds today, each a module class built from the original with ``Cls(module)``:
+Four kinds today, each a module class built from the original with ``Cls(module)``:
 
 - transformers' fused MoE experts -> :class:`lowbit.nn.Experts` (``experts.gate_up.3``, ...);
 - ``torch.nn.MultiheadAttention`` -> :class:`lowbit.nn.MultiheadAttention` (``q_proj``, ``k_proj``,
   ``v_proj``, ``out_proj``);
 - ``torch.nn.LSTM`` / ``GRU`` / ``RNN`` -> :class:`lowbit.nn.Recurrent` (``ih_l0``, ``hh_l0``,
-  ``ih_l0_reverse``, ...).
+  ``ih_l0_reverse``, ...);
+- ``torch.nn.ConvTranspose1d`` / ``2d`` (groups=1) -> :class:`lowbit.nn.ConvTranspose` (``linear``).
 
 ``quantize_model`` / ``prepare_qat`` decompose their working copy, ``load`` decomposes the float
 model when the file holds the decomposed layers, and ``compare`` / ``sensitivity`` match a
@@ -23,6 +24,7 @@ from typing import Callable
 
 from torch import nn
 
+from .conv_transpose import ConvTranspose, is_torch_conv_transpose
 from .experts import Experts, is_fused_experts
 from .mha import MultiheadAttention, is_torch_mha
 from .rnn import Recurrent, is_torch_rnn
@@ -36,6 +38,7 @@ _KINDS: tuple[tuple[Callable[[nn.Module], bool], type, Callable[[nn.Module], lis
          m.gate_up_proj.shape[0]))]]),
     (is_torch_mha, MultiheadAttention, lambda m: ["q_proj", "k_proj", "v_proj", "out_proj"]),
     (is_torch_rnn, Recurrent, Recurrent.part_names),
+    (is_torch_conv_transpose, ConvTranspose, lambda m: ["linear"]),
 )
 
 

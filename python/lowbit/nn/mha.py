@@ -91,6 +91,8 @@ class MultiheadAttention(nn.Module):
         ('Linear', torch.Size([16, 16]))
     """
 
+    _float_note = "bias_k / bias_v kept float (appended key / value rows)"  # for summary, with add_bias_kv
+
     def __init__(self, mha: nn.MultiheadAttention) -> None:
         super().__init__()
         if not isinstance(mha, nn.MultiheadAttention):

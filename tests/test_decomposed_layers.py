@@ -1,7 +1,9 @@
-"""torch.nn.MultiheadAttention and the models built from it (nn.TransformerEncoder / Decoder /
-Transformer): decomposed into four Linear layers (lowbit.nn.MultiheadAttention) with torch's results
-for every argument, quantized whole by quantize_model / prepare_qat, and never run on torch's fused
-float "fast path" once quantized."""
+"""torch layers whose weights are not Linear modules, decomposed into Linear layers
+(lowbit.nn.decompose) and quantized whole: nn.MultiheadAttention (nn.TransformerEncoder / Decoder /
+Transformer) as lowbit.nn.MultiheadAttention, nn.LSTM / GRU / RNN as lowbit.nn.Recurrent,
+nn.ConvTranspose1d / 2d as lowbit.nn.ConvTranspose. Each keeps torch's results for every argument,
+and quantize_model / prepare_qat / save / load / compare / sensitivity cover it; a quantized encoder
+never runs torch's fused float "fast path"."""
 
 from __future__ import annotations
 
@@ -366,3 +368,77 @@ def test_algorithms_run_on_decomposed_attention_and_recurrences(config):
         x = torch.randn(shape)
         with torch.no_grad():
             assert _cos(q(x), model(x)) > 0.99
+
+
+# -- nn.ConvTranspose1d / 2d (lowbit.nn.ConvTranspose) --
+
+_CT_CASES = [c for c in itertools.product([1, 2], [1, 2, 3], [1, 2, 3], [0, 1], [0, 1], [1, 2], [True, False])
+             if c[4] < max(c[2], c[5])]
+
+
+@pytest.mark.parametrize("dims,k,s,p,op,d,batched", _CT_CASES)
+def test_conv_transpose_matches_torch_for_every_argument(dims, k, s, p, op, d, batched):
+    torch.manual_seed(0)
+    cls = nn.ConvTranspose1d if dims == 1 else nn.ConvTranspose2d
+    conv = cls(6, 5, k, stride=s, padding=p, output_padding=op, dilation=d, bias=bool(p))
+    mine = lowbit.nn.ConvTranspose(conv)
+    shape = (3, 6, 7) if dims == 1 else (3, 6, 7, 4)
+    x = torch.randn(shape if batched else shape[1:])
+    for grad in (True, False):
+        with torch.set_grad_enabled(grad):
+            torch.testing.assert_close(mine(x), conv(x), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(mine.weight, conv.weight.detach())
+
+
+def test_conv_transpose_output_size_bad_input_and_groups():
+    torch.manual_seed(0)
+    conv = nn.ConvTranspose2d(6, 5, 3, stride=2, padding=1)
+    mine = lowbit.nn.ConvTranspose(conv)
+    x = torch.randn(2, 6, 7, 7)
+    torch.testing.assert_close(mine(x, output_size=[14, 14]), conv(x, output_size=[14, 14]))
+    with pytest.raises(ValueError, match="output size"):
+        mine(x, output_size=[20, 20])
+    with pytest.raises(RuntimeError, match="channels"):
+        mine(torch.randn(2, 5, 7, 7))
+    with pytest.raises(TypeError, match="groups=1"):
+        lowbit.nn.ConvTranspose(nn.ConvTranspose2d(4, 4, 2, groups=2))
+    grouped = nn.Sequential(nn.ConvTranspose2d(4, 4, 2, stride=2, groups=2), nn.Conv2d(4, 2, 1))
+    q = lowbit.quantize_model(grouped, progress=False)
+    assert type(q[0]) is nn.ConvTranspose2d  # stays float, and summary says so
+    assert lowbit.summary(q).rows[0]["action"].startswith("float")
+
+
+class _AutoEncoder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.enc = nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1), nn.ReLU(), nn.Conv2d(16, 32, 3, 2, 1), nn.ReLU())
+        self.dec = nn.Sequential(nn.ConvTranspose2d(32, 16, 2, 2), nn.ReLU(), nn.ConvTranspose2d(16, 8, 4, 2, 1),
+                                 nn.ReLU(), nn.Conv2d(8, 3, 3, 1, 1))
+
+    def forward(self, x):
+        return self.dec(self.enc(x))
+
+
+@pytest.mark.parametrize("config,floor", [({}, 0.999), ({"activation": "static"}, 0.999),
+                                          ({"weight": "int4", "group_size": 32}, 0.99)])
+def test_transposed_convolutions_quantize(config, floor, tmp_path):
+    torch.manual_seed(0)
+    model = _AutoEncoder().eval()
+    calib = [torch.randn(4, 3, 32, 32) for _ in range(2)]
+    q = lowbit.quantize_model(model, config, calib_data=calib, progress=False)
+    assert isinstance(q.dec[0].linear, lowbit.nn.QuantLinear) and isinstance(q.dec[2].linear, lowbit.nn.QuantLinear)
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        got = q(x)
+        assert _cos(got, model(x)) >= floor
+    path = tmp_path / "ae.lowbit"
+    lowbit.save(q, path)
+    back = lowbit.load(path, _AutoEncoder().eval())
+    with torch.no_grad():
+        assert torch.equal(back(x), got)
+    qat = lowbit.prepare_qat(model, {"activation": "static"})
+    qat(x).sum().backward()
+    assert qat.dec[2].linear.weight.grad is not None
+    qat.eval()
+    with torch.no_grad():
+        assert _cos(lowbit.convert(qat)(x), qat(x)) > 0.999
