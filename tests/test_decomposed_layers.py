@@ -442,3 +442,19 @@ def test_transposed_convolutions_quantize(config, floor, tmp_path):
     qat.eval()
     with torch.no_grad():
         assert _cos(lowbit.convert(qat)(x), qat(x)) > 0.999
+
+
+def test_transposed_convolutions_export_to_onnx(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    torch.manual_seed(0)
+    model = _AutoEncoder().eval()
+    q = lowbit.quantize_model(model, {"activation": "static"}, calib_data=[torch.randn(4, 3, 32, 32)], progress=False)
+    x = torch.randn(2, 3, 32, 32)
+    path = tmp_path / "ae.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lowbit.export_onnx(q, (x,), path)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = torch.from_numpy(sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0])
+    with torch.no_grad():
+        torch.testing.assert_close(got, q(x), rtol=1e-4, atol=1e-4)
