@@ -258,6 +258,7 @@ def test_recurrent_refuses_bad_input_and_keeps_the_mode():
     lstm = nn.LSTM(4, 8, num_layers=2, dropout=0.5)
     mine = lowbit.nn.Recurrent(lstm)
     assert mine.training and mine.ih_l1.weight is lstm.weight_ih_l1  # torch's own Parameters
+    mine.flatten_parameters()  # models call it in their forward
     assert not lowbit.nn.Recurrent(lstm.eval()).training
     with pytest.raises(RuntimeError, match="input_size"):
         mine(torch.randn(3, 2, 5))
@@ -458,3 +459,16 @@ def test_transposed_convolutions_export_to_onnx(tmp_path):
     got = torch.from_numpy(sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0])
     with torch.no_grad():
         torch.testing.assert_close(got, q(x), rtol=1e-4, atol=1e-4)
+
+
+def test_activation_after_a_transposed_convolution_runs_in_place_bit_identical():
+    torch.manual_seed(0)
+    model = _AutoEncoder().eval()
+    q = lowbit.quantize_model(model, {"activation": "static"}, calib_data=[torch.randn(4, 3, 32, 32)], progress=False)
+    assert ("dec.0", "dec.1") in lowbit.nn.fused_activations(q)
+    plain = copy.deepcopy(q)
+    lowbit.nn.unfuse_activations_(plain)
+    assert not lowbit.nn.fused_activations(plain)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(q(x), plain(x))

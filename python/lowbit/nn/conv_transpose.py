@@ -22,6 +22,8 @@ from typing import Optional
 import torch
 from torch import nn
 
+from .fused import note_result
+
 __all__ = ["ConvTranspose", "is_torch_conv_transpose"]
 
 _FORWARDS = {nn.ConvTranspose1d: nn.ConvTranspose1d.forward, nn.ConvTranspose2d: nn.ConvTranspose2d.forward}
@@ -35,14 +37,22 @@ def is_torch_conv_transpose(m: nn.Module) -> bool:
             and m.padding_mode == "zeros" and not isinstance(m.padding, str))
 
 
-def _col2im(cols: torch.Tensor, canvas: tuple[int, int], s: tuple[int, ...], d: tuple[int, ...]) -> torch.Tensor:
-    """Sums ``cols`` (n, h, w, kh, kw, out) into the uncropped output, channels last (n, *canvas, out):
-    a reshape when the kernel positions do not overlap (kernel == stride, no dilation: the usual 2x
-    upsampling), else one strided add per kernel position, each over rows of ``out`` contiguous
-    channels (torch's ``F.fold`` walks channel-first columns in one thread)."""
+def _col2im(cols: torch.Tensor, canvas: tuple[int, int], s: tuple[int, ...], d: tuple[int, ...],
+            bias: Optional[torch.Tensor]) -> torch.Tensor:
+    """Sums ``cols`` (n, h, w, kh, kw, out) into the uncropped output, channels last (n, *canvas, out),
+    plus ``bias`` when the kernel positions do not overlap (kernel == stride, no dilation: the usual
+    2x upsampling: one pass that reorders and adds the bias); else one strided add per kernel
+    position, each over rows of ``out`` contiguous channels (torch's ``F.fold`` walks channel-first
+    columns in one thread), and the caller adds the bias (``bias`` None here)."""
     n, h, w, kh, kw, c = cols.shape
     if (kh, kw) == tuple(s) and tuple(d) == (1, 1) and canvas == (h * kh, w * kw):
-        return cols.permute(0, 1, 3, 2, 4, 5).reshape(n, h * kh, w * kw, c)
+        src = cols.permute(0, 1, 3, 2, 4, 5)
+        if bias is None:
+            return src.reshape(n, h * kh, w * kw, c)
+        if torch.is_grad_enabled() and (src.requires_grad or bias.requires_grad):
+            return (src + bias).reshape(n, h * kh, w * kw, c)
+        out = torch.empty((n, h, kh, w, kw, c), dtype=torch.result_type(src, bias), device=src.device)
+        return torch.add(src, bias, out=out).reshape(n, h * kh, w * kw, c)
     y = cols.new_zeros(n, *canvas, c)
     for i in range(kh):
         for j in range(kw):
@@ -75,6 +85,7 @@ class ConvTranspose(nn.Module):
         self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
         self.kernel_size, self.stride, self.padding = conv.kernel_size, conv.stride, conv.padding
         self.output_padding, self.dilation = conv.output_padding, conv.dilation
+        self.groups, self.padding_mode, self.transposed = 1, "zeros", True  # what code reads of torch's layer
         w = conv.weight  # (in, out, *kernel) -> rows ordered (kernel position, out channel): a copy
         rows = w.detach().reshape(w.shape[0], w.shape[1], -1).permute(2, 1, 0).reshape(-1, w.shape[0])
         self.linear = nn.Linear(w.shape[0], w[0].numel(), bias=False, device="meta")
@@ -110,14 +121,19 @@ class ConvTranspose(nn.Module):
         full = tuple((i - 1) * s[j] + d[j] * (k[j] - 1) + 1 for j, i in enumerate((h, w)))
         out = tuple(full[j] - 2 * p[j] + op[j] for j in range(2))  # the padding cropped, the output padding added
         canvas = tuple(max(full[j], p[j] + out[j]) for j in range(2))
-        y = _col2im(cols.reshape(n, h, w, k[0], k[1], self.out_channels), canvas, s, d)
+        bias = None if self.bias is None else self.bias.to(cols.dtype)
+        simple = (k[0], k[1]) == s and d == (1, 1) and canvas == (h * k[0], w * k[1])
+        y = _col2im(cols.reshape(n, h, w, k[0], k[1], self.out_channels), canvas, s, d, bias if simple else None)
         y = y[:, p[0]:p[0] + out[0], p[1]:p[1] + out[1]]
-        if self.bias is not None:  # on the channels-last rows: one contiguous vector per pixel
-            y = y + self.bias.to(y.dtype)
+        if bias is not None and not simple:  # on the channels-last rows: one contiguous vector per pixel
+            y = y.add_(bias) if not (torch.is_grad_enabled() and (y.requires_grad or bias.requires_grad)) else y + bias
         y = y.permute(0, 3, 1, 2)  # NCHW view of channels-last data
         if self.dims == 1:
             y = y.squeeze(2)
-        return y if input.dim() == self.dims + 2 else y.squeeze(0)
+        y = y if input.dim() == self.dims + 2 else y.squeeze(0)
+        if "_fused_parent" in self.__dict__ and not torch.compiler.is_compiling():  # see lowbit.nn.fused
+            note_result(self, y)
+        return y
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={tuple(self.kernel_size)}, "

@@ -3,7 +3,8 @@
 In a transformer FFN, ``act(dense(x))`` allocates a second tensor of the widest activation in the
 model for the activation's result; the C allocator hands large blocks back to the kernel, so that
 tensor's pages are faulted in again on every call (MiniLM, batch 8: GELU took 1.4 ms per call
-instead of 0.4). When a :class:`QuantLinear`'s result feeds only one activation module (found by
+instead of 0.4). When a :class:`QuantLinear`'s (or a :class:`lowbit.nn.ConvTranspose`'s) result
+feeds only one activation module (found by
 tracing the parent module with torch.fx: the layer's output has that activation as its only user),
 the activation becomes an :class:`InplaceActivation`: it runs the same ATen function in place on
 the layer's fresh result, which lowbit's buffer cache recycles (:func:`lowbit.buffer_cache`). The
@@ -171,11 +172,13 @@ class _Leaves(torch.fx.Tracer):
 def _pairs(parent: nn.Module) -> list[tuple[str, str]]:
     """(layer, activation) child names of ``parent`` where the QuantLinear's result's only user is
     the activation module, called on it alone; [] when ``parent`` does not trace."""
+    from .conv_transpose import ConvTranspose
     from .linear import QuantLinear
 
+    producers = (QuantLinear, ConvTranspose)  # layers whose every result is a fresh tensor
     kids = dict(parent.named_children())
     acts = {n for n, m in kids.items() if activation_kind(m)}
-    if not acts or not any(isinstance(m, QuantLinear) for m in kids.values()):
+    if not acts or not any(isinstance(m, producers) for m in kids.values()):
         return []
     try:
         with warnings.catch_warnings():
@@ -189,7 +192,7 @@ def _pairs(parent: nn.Module) -> list[tuple[str, str]]:
             calls[node.target] = calls.get(node.target, 0) + 1
     out = []
     for node in graph.nodes:
-        if node.op != "call_module" or not isinstance(kids.get(node.target), QuantLinear):
+        if node.op != "call_module" or not isinstance(kids.get(node.target), producers):
             continue
         users = list(node.users)
         if len(users) != 1:

@@ -143,6 +143,9 @@ class Recurrent(nn.Module):
                 self.add_module(f"hr_{name}", _linear(getattr(rnn, f"weight_hr_{name}"), None))
         self.train(rnn.training)
 
+    def flatten_parameters(self) -> None:
+        """A no-op, as torch's on CPU (models call it in their forward)."""
+
     def _names(self) -> list[str]:
         """torch's parameter suffixes, layer by layer: l0, l0_reverse, l1, ..."""
         dirs = ("", "_reverse") if self.bidirectional else ("",)
