@@ -151,3 +151,22 @@ print("child", os.waitstatus_to_exitcode(status))
                        env=dict(os.environ))
     assert r.returncode == 0, r.stderr
     assert "child 0" in r.stdout
+
+
+def test_pooled_empty_reuses_a_freed_block_and_checks_its_shape(default_cache):
+    from lowbit import _core
+
+    lowbit.buffer_cache(64 << 20)
+    a = _core.pooled_empty([256, 1024], np.dtype(np.float32))
+    assert a.shape == (256, 1024) and a.dtype == np.float32 and a.flags.writeable
+    a[:] = 1.0
+    address = a.__array_interface__["data"][0]
+    del a
+    hits = lowbit.buffer_cache()["hits"]
+    b = _core.pooled_empty([1024, 256], np.dtype(np.float32))  # same size: the freed block again
+    assert b.__array_interface__["data"][0] == address and lowbit.buffer_cache()["hits"] == hits + 1
+    c = _core.pooled_empty([1024, 256], np.dtype(np.float32))  # b is alive: another block
+    assert c.__array_interface__["data"][0] != address
+    assert _core.pooled_empty([3], np.dtype(np.uint8)).shape == (3,)  # small: not pooled, still an array
+    with pytest.raises(ValueError, match="shape"):
+        _core.pooled_empty([-1, 4], np.dtype(np.float32))

@@ -9,6 +9,7 @@
 // Only results of at least kMinPooled bytes are pooled; the free lists hold at most `limit` bytes
 // (set_buffer_cache_limit; 0 turns pooling off and frees them).
 #include <pthread.h>
+#include <pybind11/stl.h>
 #include <sys/mman.h>
 
 #include <cstdlib>
@@ -138,6 +139,14 @@ void bind_buffers(py::module_& m) {
       },
       py::arg("limit") = py::none());
   m.def("empty_buffer_cache", &empty_cache);
+  m.def(
+      "pooled_empty",
+      [](const std::vector<int64_t>& shape, const py::dtype& dtype) {
+        for (int64_t d : shape)
+          if (d < 0) value_error("shape: dimensions must be >= 0, got " + std::to_string(d));
+        return pooled_array(dtype, shape);
+      },
+      py::arg("shape"), py::arg("dtype"));
 }
 
 }  // namespace bind

@@ -283,5 +283,8 @@ def buffer_cache(limit: int | None = None) -> dict[str, int]:
 def empty_buffer_cache() -> None:
     """Frees the cached result buffers."""
 
+def pooled_empty(shape: list[int], dtype: np.dtype) -> np.ndarray:
+    """An uninitialized array from the result-buffer cache (pages already mapped when recycled)."""
+
 def unpack_weight_s8(packed: np.ndarray, n: int, k: int) -> np.ndarray:
     """Inverse of pack_weight_s8: the (N, K) int8 weight."""

@@ -19,9 +19,11 @@ from __future__ import annotations
 
 from typing import Optional
 
+import numpy as np
 import torch
 from torch import nn
 
+from .. import _core
 from .fused import note_result
 
 __all__ = ["ConvTranspose", "is_torch_conv_transpose"]
@@ -37,6 +39,16 @@ def is_torch_conv_transpose(m: nn.Module) -> bool:
             and m.padding_mode == "zeros" and not isinstance(m.padding, str))
 
 
+def _fresh(shape: tuple[int, ...], like: torch.Tensor, grad: bool) -> torch.Tensor:
+    """An uninitialized tensor for a result: from lowbit's result-buffer cache in eager CPU float32
+    inference (a recycled buffer's pages are already mapped: a fresh 6 MiB result otherwise costs
+    ~1,500 page faults per call), else ``torch.empty``."""
+    if (not grad and like.device.type == "cpu" and like.dtype == torch.float32
+            and not (torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export())):
+        return torch.from_numpy(_core.pooled_empty(list(shape), np.dtype(np.float32)))
+    return torch.empty(shape, dtype=like.dtype, device=like.device)
+
+
 def _col2im(cols: torch.Tensor, canvas: tuple[int, int], s: tuple[int, ...], d: tuple[int, ...],
             bias: Optional[torch.Tensor]) -> torch.Tensor:
     """Sums ``cols`` (n, h, w, kh, kw, out) into the uncropped output, channels last (n, *canvas, out),
@@ -45,15 +57,18 @@ def _col2im(cols: torch.Tensor, canvas: tuple[int, int], s: tuple[int, ...], d: 
     position, each over rows of ``out`` contiguous channels (torch's ``F.fold`` walks channel-first
     columns in one thread), and the caller adds the bias (``bias`` None here)."""
     n, h, w, kh, kw, c = cols.shape
+    grad = torch.is_grad_enabled() and (cols.requires_grad or (bias is not None and bias.requires_grad))
     if (kh, kw) == tuple(s) and tuple(d) == (1, 1) and canvas == (h * kh, w * kw):
         src = cols.permute(0, 1, 3, 2, 4, 5)
+        if grad:
+            return (src if bias is None else src + bias).reshape(n, h * kh, w * kw, c)
+        out = _fresh((n, h, kh, w, kw, c), cols, grad)
         if bias is None:
-            return src.reshape(n, h * kh, w * kw, c)
-        if torch.is_grad_enabled() and (src.requires_grad or bias.requires_grad):
-            return (src + bias).reshape(n, h * kh, w * kw, c)
-        out = torch.empty((n, h, kh, w, kw, c), dtype=torch.result_type(src, bias), device=src.device)
-        return torch.add(src, bias, out=out).reshape(n, h * kh, w * kw, c)
-    y = cols.new_zeros(n, *canvas, c)
+            out.copy_(src)
+        else:
+            torch.add(src, bias, out=out)
+        return out.reshape(n, h * kh, w * kw, c)
+    y = _fresh((n, *canvas, c), cols, grad).zero_()
     for i in range(kh):
         for j in range(kw):
             y[:, i * d[0]:i * d[0] + (h - 1) * s[0] + 1:s[0], j * d[1]:j * d[1] + (w - 1) * s[1] + 1:s[1]] += \
