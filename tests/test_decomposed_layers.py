@@ -472,3 +472,15 @@ def test_activation_after_a_transposed_convolution_runs_in_place_bit_identical()
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(q(x), plain(x))
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # inductor imports torch.jit internals
+def test_decomposed_layers_compile():
+    """torch.compile traces the decomposed forms (functional ops there: no recycled buffers, no NumPy steps)."""
+    torch.manual_seed(0)
+    for model, x in ((_AutoEncoder().eval(), torch.randn(2, 3, 16, 16)), (_Tagger(nn.GRU).eval(), torch.randn(2, 6, 16))):
+        q = lowbit.quantize_model(model, progress=False)
+        torch._dynamo.reset()
+        compiled = torch.compile(q)  # inductor: it restrided an ``out=`` result the reshape then viewed
+        with torch.no_grad():
+            torch.testing.assert_close(compiled(x), q(x), rtol=1e-5, atol=1e-5)
