@@ -484,3 +484,70 @@ def test_decomposed_layers_compile():
         compiled = torch.compile(q)  # inductor: it restrided an ``out=`` result the reshape then viewed
         with torch.no_grad():
             torch.testing.assert_close(compiled(x), q(x), rtol=1e-5, atol=1e-5)
+
+
+# -- nn.Conv3d (lowbit.nn.Conv3d) --
+
+_C3_CASES = list(itertools.product([1, 3, (3, 1, 1), (1, 3, 3)], [1, 2, (2, 1, 1)], [0, 1, (1, 0, 0)], [1, 2], [1, 2],
+                                   [True, False]))
+
+
+@pytest.mark.parametrize("k,s,p,d,groups,batched", _C3_CASES)
+def test_conv3d_matches_torch_for_every_argument(k, s, p, d, groups, batched):
+    torch.manual_seed(0)
+    conv = nn.Conv3d(4, 6, k, stride=s, padding=p, dilation=d, groups=groups, bias=groups == 1)
+    mine = lowbit.nn.Conv3d(conv)
+    x = torch.randn((2, 4, 7, 8, 9) if batched else (4, 7, 8, 9))
+    for grad in (True, False):
+        with torch.set_grad_enabled(grad):
+            torch.testing.assert_close(mine(x), conv(x), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(mine.weight, conv.weight.detach())
+    assert mine.depth[0].weight.data_ptr() == conv.weight.data_ptr()  # views of torch's weight
+
+
+def test_conv3d_refuses_bad_input():
+    conv = nn.Conv3d(4, 6, 3)
+    mine = lowbit.nn.Conv3d(conv)
+    with pytest.raises(ValueError, match="5-D"):
+        mine(torch.randn(4, 5, 5))
+    with pytest.raises(RuntimeError, match="channels"):
+        mine(torch.randn(1, 3, 5, 5, 5))
+    with pytest.raises(RuntimeError, match="smaller than the kernel"):
+        mine(torch.randn(1, 4, 2, 5, 5))
+    with pytest.raises(TypeError, match="Conv3d"):
+        lowbit.nn.Conv3d(nn.Conv3d(4, 6, 3, padding="same"))
+
+
+class _Video(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.f = nn.Sequential(nn.Conv3d(3, 16, (3, 5, 5), stride=(1, 2, 2), padding=(1, 2, 2)), nn.BatchNorm3d(16),
+                               nn.ReLU(), nn.Conv3d(16, 32, 3, stride=2, padding=1), nn.ReLU(),
+                               nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(32, 5))
+
+    def forward(self, x):
+        return self.f(x)
+
+
+@pytest.mark.parametrize("config,floor", [({}, 0.999), ({"activation": "static"}, 0.999),
+                                          ({"weight": "int4", "group_size": 32}, 0.99)])
+def test_conv3d_models_quantize(config, floor, tmp_path):
+    torch.manual_seed(0)
+    model = _Video().eval()
+    with torch.no_grad():
+        model.f[1].running_mean.uniform_(-0.2, 0.2)
+        model.f[1].running_var.uniform_(0.5, 2.0)
+    calib = [torch.randn(2, 3, 6, 24, 24) for _ in range(2)]
+    q = lowbit.quantize_model(model, config, calib_data=calib, progress=False)
+    assert type(q.f[1]) is nn.Identity  # BatchNorm3d folded into the Conv3d before it was split
+    assert all(isinstance(c, lowbit.nn.QuantConv2d) for c in [*q.f[0].depth, *q.f[3].depth])
+    x = torch.randn(2, 3, 6, 24, 24)
+    with torch.no_grad():
+        got = q(x)
+        assert _cos(got, model(x)) >= floor
+    path = tmp_path / "video.lowbit"
+    lowbit.save(q, path)
+    fresh = _Video().eval()
+    back = lowbit.load(path, fresh)
+    with torch.no_grad():
+        assert torch.equal(back(x), got)

@@ -237,8 +237,8 @@ def _conv_bn_pairs(model: nn.Module) -> list[tuple[str, str]]:
     """(conv, batchnorm) module names where the BatchNorm's only input is the convolution's output
     and nothing else reads that output: from a torch.fx trace when the model traces, otherwise
     from consecutive children of nn.Sequential containers."""
-    convs = (nn.Conv1d, nn.Conv2d)
-    bns = (nn.BatchNorm1d, nn.BatchNorm2d)
+    convs = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+    bns = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
     if not any(isinstance(m, bns) for m in model.modules()):
         return []
     try:
@@ -827,11 +827,14 @@ def _begin(model: Any, config: Any, inplace: bool, what: str) -> tuple:
         raise ValueError(f"inplace: the model is itself a {type(model).__name__}, which {what} replaces by its "
                          "Linear-layer form (lowbit.nn.decompose); pass inplace=False or wrap it in a module")
     work = model if inplace else copy.deepcopy(model)
+    folded: dict[str, str] = {}
     if parts:
+        if any(isinstance(m, nn.Conv3d) for m in work.modules()):  # fold BatchNorm3d while the Conv3d is whole
+            folded = _fold_batchnorms(work, config)
         work = decomposed(work)
         cands = _candidates(work)
     float_bytes = _float_bytes(work)
-    return model, config, cands, work, float_bytes, _fold_batchnorms(work, config)
+    return model, config, cands, work, float_bytes, {**folded, **_fold_batchnorms(work, config)}
 
 
 # --------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from ..interop import _torch_ops  # noqa: F401  (registers the lowbit:: torch op
 from .attention import scaled_dot_product_attention, use_lowbit_attention_, use_torch_attention_
 from .chain import ChainedActivation, chain_int8_, chained_layers, unchain_int8_, unchained
 from .conv import QuantConv1d, QuantConv2d
+from .conv3d import Conv3d
 from .conv_transpose import ConvTranspose
 from .decompose import decompose_
 from .embedding import QuantEmbedding
@@ -31,6 +32,7 @@ from .siblings import group_siblings_, sibling_groups, ungroup_siblings_
 
 __all__ = [
     "ChainedActivation",
+    "Conv3d",
     "ConvTranspose",
     "DequantizedWeight",
     "Experts",

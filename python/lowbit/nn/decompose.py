@@ -1,15 +1,17 @@
-"""Layers whose weights are not Linear modules, rewritten as modules of ``nn.Linear`` layers over
-the same weights (views, no copy), so that every lowbit scheme, algorithm, report and file format
+"""Layers lowbit has no kernel for, rewritten as modules of ``nn.Linear`` / ``nn.Conv2d`` layers over
+the same weights (views where the layout allows), so that every lowbit scheme, algorithm, report and file format
 covers them. Public torch layer (lowbit.nn).
 
-Four kinds today, each a module class built from the original with ``Cls(module)``:
+Five kinds today, each a module class built from the original with ``Cls(module)``:
 
 - transformers' fused MoE experts -> :class:`lowbit.nn.Experts` (``experts.gate_up.3``, ...);
 - ``torch.nn.MultiheadAttention`` -> :class:`lowbit.nn.MultiheadAttention` (``q_proj``, ``k_proj``,
   ``v_proj``, ``out_proj``);
 - ``torch.nn.LSTM`` / ``GRU`` / ``RNN`` -> :class:`lowbit.nn.Recurrent` (``ih_l0``, ``hh_l0``,
   ``ih_l0_reverse``, ...);
-- ``torch.nn.ConvTranspose1d`` / ``2d`` (groups=1) -> :class:`lowbit.nn.ConvTranspose` (``linear``).
+- ``torch.nn.ConvTranspose1d`` / ``2d`` (groups=1) -> :class:`lowbit.nn.ConvTranspose` (``linear``);
+- ``torch.nn.Conv3d`` -> :class:`lowbit.nn.Conv3d` (``depth.0``, ``depth.1``, ...: one Conv2d per
+  kernel depth).
 
 ``quantize_model`` / ``prepare_qat`` decompose their working copy, ``load`` decomposes the float
 model when the file holds the decomposed layers, and ``compare`` / ``sensitivity`` match a
@@ -24,6 +26,7 @@ from typing import Callable
 
 from torch import nn
 
+from .conv3d import Conv3d, is_torch_conv3d
 from .conv_transpose import ConvTranspose, is_torch_conv_transpose
 from .experts import Experts, is_fused_experts
 from .mha import MultiheadAttention, is_torch_mha
@@ -39,6 +42,7 @@ _KINDS: tuple[tuple[Callable[[nn.Module], bool], type, Callable[[nn.Module], lis
     (is_torch_mha, MultiheadAttention, lambda m: ["q_proj", "k_proj", "v_proj", "out_proj"]),
     (is_torch_rnn, Recurrent, Recurrent.part_names),
     (is_torch_conv_transpose, ConvTranspose, lambda m: ["linear"]),
+    (is_torch_conv3d, Conv3d, lambda m: ["depth"] + [f"depth.{i}" for i in range(m.kernel_size[0])]),
 )
 
 
