@@ -551,3 +551,14 @@ def test_conv3d_models_quantize(config, floor, tmp_path):
     back = lowbit.load(path, fresh)
     with torch.no_grad():
         assert torch.equal(back(x), got)
+
+
+def test_attention_bad_arguments_raise_what_torch_and_lowbit_callers_catch():
+    mine = lowbit.nn.MultiheadAttention(nn.MultiheadAttention(16, 2, batch_first=True))
+    x = torch.randn(2, 5, 16)
+    for bad in (dict(query=torch.randn(2, 5, 8), key=x, value=x), dict(query=x, key=x, value=torch.randn(2, 4, 16)),
+                dict(query=x, key=x, value=x, key_padding_mask=torch.zeros(2, 4, dtype=torch.bool))):
+        with pytest.raises(ValueError):
+            mine(**bad)
+        with pytest.raises(AssertionError):
+            mine(**bad)

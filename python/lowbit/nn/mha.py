@@ -64,6 +64,11 @@ class _Packed:
         return torch.cat([_float_weight(p) for p in self.parts])
 
 
+class _ArgumentError(ValueError, AssertionError):
+    """Bad arguments: a ValueError (lowbit's convention) that is also the AssertionError torch's
+    module raises for them, so callers catching either keep working."""
+
+
 def _bool_to_float(mask: Optional[torch.Tensor], dtype: torch.dtype, what: str) -> Optional[torch.Tensor]:
     """torch's canonical mask: boolean True = not attended -> -inf, float masks as given."""
     if mask is None:
@@ -71,7 +76,7 @@ def _bool_to_float(mask: Optional[torch.Tensor], dtype: torch.dtype, what: str) 
     if mask.dtype == torch.bool:
         return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(mask, float("-inf"))
     if not torch.is_floating_point(mask):
-        raise AssertionError(f"only bool and floating types of {what} are supported")
+        raise _ArgumentError(f"only bool and floating types of {what} are supported")
     return mask
 
 
@@ -145,12 +150,12 @@ class MultiheadAttention(nn.Module):
                 is_causal: bool = False) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         batched = query.dim() == 3
         if query.dim() not in (2, 3) or key.dim() != query.dim() or value.dim() != query.dim():
-            raise AssertionError(f"query, key and value should be 2-D (unbatched) or 3-D (batched) tensors of one "
+            raise _ArgumentError(f"query, key and value should be 2-D (unbatched) or 3-D (batched) tensors of one "
                                  f"rank, got {query.dim()}-D, {key.dim()}-D and {value.dim()}-D")
         if query.shape[-1] != self.embed_dim:
-            raise AssertionError(f"was expecting embedding dimension of {self.embed_dim}, but got {query.shape[-1]}")
+            raise _ArgumentError(f"was expecting embedding dimension of {self.embed_dim}, but got {query.shape[-1]}")
         if key.shape[:-1] != value.shape[:-1]:
-            raise AssertionError(f"key's sequence and batch dims {tuple(key.shape[:-1])} do not match value's "
+            raise _ArgumentError(f"key's sequence and batch dims {tuple(key.shape[:-1])} do not match value's "
                                  f"{tuple(value.shape[:-1])}")
         if is_causal and attn_mask is None:
             raise RuntimeError("Need attn_mask if specifying the is_causal hint. You may use the Transformer module "
@@ -164,7 +169,7 @@ class MultiheadAttention(nn.Module):
         if kpm is not None:
             kpm = _bool_to_float(kpm if batched else kpm.unsqueeze(0), q.dtype, "key_padding_mask")
             if tuple(kpm.shape) != (n, k.shape[2]):
-                raise AssertionError(f"expecting key_padding_mask shape of {(n, k.shape[2])}, but got "
+                raise _ArgumentError(f"expecting key_padding_mask shape of {(n, k.shape[2])}, but got "
                                      f"{tuple(kpm.shape)}")
         causal = is_causal and kpm is None and not need_weights
         mask = None if causal else _bool_to_float(attn_mask, q.dtype, "attn_mask")
