@@ -26,6 +26,7 @@ from ..nn import (
     QuantConv1d,
     QuantConv2d,
     QuantEmbedding,
+    QuantEmbeddingBag,
     QuantLinear,
 )
 from ..nn._common import is_conv1d, linear_shape, rotate_input
@@ -220,10 +221,8 @@ def _float_leaves(model: nn.Module, handled: set[str]) -> dict[str, str]:
                 out[n] = f"subclass {type(m).__name__} of {base.__name__} is not replaced"
             elif is_conv1d(m):
                 out[n] = "Conv1D (transformers) not replaced"
-            elif type(m) is nn.Embedding:
-                out[n] = (
-                    "Embedding kept float (QuantConfig(embedding='int8') stores it as int8 rows)"
-                )
+            elif type(m) in (nn.Embedding, nn.EmbeddingBag):
+                out[n] = f"{type(m).__name__} kept float (QuantConfig(embedding='int8') stores it as int8 rows)"
             elif type(m) in (nn.LayerNorm, LayerNorm) and len(m.normalized_shape) == 1:
                 out[n] = "LayerNorm kept float32 (on lowbit's LayerNorm kernel)"
             elif hasattr(type(m), "_float_note"):  # a decomposed layer's own float part (lowbit.nn.decompose)
@@ -315,7 +314,7 @@ def _quantize_embeddings(
     ``weight_int8`` / ``weight_scale`` buffers (one stored table); one in ``reasons`` stays float."""
     done = set()
     for name, m in list(work.named_modules()):
-        if type(m) is not nn.Embedding:
+        if type(m) not in (nn.Embedding, nn.EmbeddingBag):
             continue
         cfg = config.for_layer(name)
         if name in reasons:
@@ -328,7 +327,7 @@ def _quantize_embeddings(
             reasons[name] = "excluded by config"
             continue
         try:
-            q = QuantEmbedding.from_float(m, name=name)
+            q = (QuantEmbeddingBag if type(m) is nn.EmbeddingBag else QuantEmbedding).from_float(m, name=name)
         except ValueError as e:
             reasons[name] = str(e)
             continue
@@ -1283,6 +1282,8 @@ def _mib(b: int) -> str:
 
 
 def _action(m: nn.Module) -> str:
+    if isinstance(m, QuantEmbeddingBag):
+        return f"int8 rows (per-row scale), weight-only, bags reduced by {m.mode}"
     if isinstance(m, QuantEmbedding):
         return "int8 rows (per-row scale), weight-only"
     if isinstance(m, _QuantBase):

@@ -21,6 +21,7 @@ per channel / tensor: blocks of 32)         accuracy_level 4 = int8 activations 
 nf4                                         ``MatMulBnb4`` (com.microsoft, quant_type NF4, bitsandbytes' levels)
 fp16 / bf16 weight-only                     the half-precision weight -> Cast -> MatMul (+ bias)
 QuantEmbedding                              Gather of the int8 rows x Gather of the row scales
+QuantEmbeddingBag                           the int8 table x row scales, then torch's EmbeddingBag form
 ==========================================  ===============================================================
 
 With ``exact=True`` (default) activations are quantized as lowbit does, ``clamp(round_half_even(x *
@@ -71,7 +72,7 @@ EXPORTABLE = (
     "int4 / uint4 weight-only (per channel, per tensor, or groups of a power of two: 16, 32, 64, ...), int4 groups "
     "with dynamic activations; nf4 (blocks a power of two dividing in_features); fp16 / bf16 weight-only. "
     "QuantConv2d / QuantConv1d (padding_mode='zeros'): int8 weights with static or dynamic_per_tensor activations (per-row dynamic only with exact=False); fp16 / bf16 weight-only. "
-    "QuantEmbedding (int8 rows). Float layers export as torch.onnx exports them."
+    "QuantEmbedding / QuantEmbeddingBag (int8 rows). Float layers export as torch.onnx exports them."
 )
 
 _OPSET = 21

@@ -25,7 +25,7 @@ from torch import nn
 import lowbit
 
 from ..core.config import QuantConfig
-from ..nn import QuantConv1d, QuantConv2d, QuantEmbedding, QuantLinear
+from ..nn import QuantConv1d, QuantConv2d, QuantEmbedding, QuantEmbeddingBag, QuantLinear
 from ..nn._common import is_conv1d
 from ..nn.attention import use_lowbit_attention_
 from ..nn.chain import chain_int8_, chained_layers
@@ -41,7 +41,7 @@ __all__ = ["load", "save"]
 
 FORMAT = "lowbit.model/1"
 _KINDS = {"QuantLinear": QuantLinear, "QuantConv2d": QuantConv2d, "QuantConv1d": QuantConv1d,
-          "QuantEmbedding": QuantEmbedding}
+          "QuantEmbedding": QuantEmbedding, "QuantEmbeddingBag": QuantEmbeddingBag}
 
 PathLike = Union[str, "os.PathLike[str]"]
 # Scheme options of layer specs written before weight schemes (flat keywords beside the format name).
@@ -274,12 +274,12 @@ def _check_layer(
                 float_mod.out_features,
             ) == (spec["in_features"], spec["out_features"])
         want = f"Linear({spec['in_features']}, {spec['out_features']}) or Conv1D"
-    elif kind == "QuantEmbedding":
-        ok = isinstance(float_mod, nn.Embedding) and (
+    elif kind in ("QuantEmbedding", "QuantEmbeddingBag"):
+        ok = isinstance(float_mod, nn.Embedding if kind == "QuantEmbedding" else nn.EmbeddingBag) and (
             float_mod.num_embeddings,
             float_mod.embedding_dim,
         ) == (spec["num_embeddings"], spec["embedding_dim"])
-        want = f"Embedding({spec['num_embeddings']}, {spec['embedding_dim']})"
+        want = f"{kind.removeprefix('Quant')}({spec['num_embeddings']}, {spec['embedding_dim']})"
     else:
         base, ks = (nn.Conv1d, spec["kernel_size"]) if kind == "QuantConv1d" else (nn.Conv2d, spec["kernel_size"])
         shown = tuple(ks) if isinstance(ks, list) else ks
@@ -363,8 +363,8 @@ def load(path: PathLike, model: Optional[nn.Module] = None, *, trust_model_class
         try:
             if spec["kind"] == "QuantLinear":
                 q = QuantLinear(**kwargs)
-            elif spec["kind"] == "QuantEmbedding":
-                q = QuantEmbedding(**kwargs)
+            elif spec["kind"] in ("QuantEmbedding", "QuantEmbeddingBag"):
+                q = _KINDS[spec["kind"]](**kwargs)
             elif spec["kind"] == "QuantConv1d":
                 q = QuantConv1d(**kwargs)
             else:

@@ -19,7 +19,7 @@ from .conv import QuantConv1d, QuantConv2d
 from .conv3d import Conv3d
 from .conv_transpose import ConvTranspose
 from .decompose import decompose_
-from .embedding import QuantEmbedding
+from .embedding import QuantEmbedding, QuantEmbeddingBag
 from .experts import Experts, is_fused_experts, unfuse_experts_
 from .fake_quantize import FakeQuantize, disable_observer, enable_observer
 from .fused import InplaceActivation, fuse_activations_, fused_activations, unfuse_activations_
@@ -46,6 +46,7 @@ __all__ = [
     "QuantConv1d",
     "QuantConv2d",
     "QuantEmbedding",
+    "QuantEmbeddingBag",
     "QuantLinear",
     "Recurrent",
     "chain_int8_",
