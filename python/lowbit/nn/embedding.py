@@ -47,11 +47,13 @@ class QuantEmbedding(nn.Module):
 
     @classmethod
     def from_float(cls, mod: nn.Embedding, *, name: str = "") -> "QuantEmbedding":
+        return cls._filled(cls(mod.num_embeddings, mod.embedding_dim, mod.padding_idx), mod, name)
+
+    @staticmethod
+    def _filled(q: QuantEmbedding, mod: nn.Module, name: str) -> Any:
+        """``q`` with ``mod``'s rows quantized (int8, one symmetric scale per row)."""
         if mod.max_norm is not None:
-            raise ValueError(
-                f"{name or 'Embedding'}: max_norm renormalizes rows on lookup; not supported"
-            )
-        q = cls(mod.num_embeddings, mod.embedding_dim, mod.padding_idx)
+            raise ValueError(f"{name or type(mod).__name__}: max_norm renormalizes rows on lookup; not supported")
         q.layer_name = name or q.layer_name
         w, s, _ = quantize_weight(mod.weight, "int8", per_channel=True, symmetric=True)
         with torch.no_grad():
@@ -115,15 +117,8 @@ class QuantEmbeddingBag(QuantEmbedding):
     def from_float(cls, mod: nn.Module, *, name: str = "") -> "QuantEmbeddingBag":
         if not isinstance(mod, nn.EmbeddingBag):
             raise TypeError(f"mod: expected a torch.nn.EmbeddingBag, got {type(mod).__name__}")
-        if mod.max_norm is not None:
-            raise ValueError(f"{name or 'EmbeddingBag'}: max_norm renormalizes rows on lookup; not supported")
-        q = cls(mod.num_embeddings, mod.embedding_dim, mod.padding_idx, mod.mode, mod.include_last_offset)
-        q.layer_name = name or q.layer_name
-        w, s, _ = quantize_weight(mod.weight, "int8", per_channel=True, symmetric=True)
-        with torch.no_grad():
-            q.weight_int8.copy_(w)
-            q.weight_scale.copy_(s)
-        return q
+        return cls._filled(cls(mod.num_embeddings, mod.embedding_dim, mod.padding_idx, mod.mode,
+                               mod.include_last_offset), mod, name)
 
     def forward(self, input: torch.Tensor, offsets: Optional[torch.Tensor] = None,  # noqa: A002
                 per_sample_weights: Optional[torch.Tensor] = None) -> torch.Tensor:
