@@ -502,7 +502,10 @@ def test_conv3d_matches_torch_for_every_argument(k, s, p, d, groups, batched):
         with torch.set_grad_enabled(grad):
             torch.testing.assert_close(mine(x), conv(x), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(mine.weight, conv.weight.detach())
-    assert mine.depth[0].weight.data_ptr() == conv.weight.data_ptr()  # views of torch's weight
+    if groups > 1:  # one Conv2d per kernel depth over views of torch's weight; else the slices as channels
+        assert mine.depth[0].weight.data_ptr() == conv.weight.data_ptr()
+    else:
+        assert mine.conv.in_channels == 4 * conv.kernel_size[0]
 
 
 def test_conv3d_refuses_bad_input():
@@ -523,6 +526,7 @@ class _Video(nn.Module):
         super().__init__()
         self.f = nn.Sequential(nn.Conv3d(3, 16, (3, 5, 5), stride=(1, 2, 2), padding=(1, 2, 2)), nn.BatchNorm3d(16),
                                nn.ReLU(), nn.Conv3d(16, 32, 3, stride=2, padding=1), nn.ReLU(),
+                               nn.Conv3d(32, 32, 3, padding=1, groups=4), nn.ReLU(),  # grouped: per-depth layers
                                nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(32, 5))
 
     def forward(self, x):
@@ -540,7 +544,8 @@ def test_conv3d_models_quantize(config, floor, tmp_path):
     calib = [torch.randn(2, 3, 6, 24, 24) for _ in range(2)]
     q = lowbit.quantize_model(model, config, calib_data=calib, progress=False)
     assert type(q.f[1]) is nn.Identity  # BatchNorm3d folded into the Conv3d before it was split
-    assert all(isinstance(c, lowbit.nn.QuantConv2d) for c in [*q.f[0].depth, *q.f[3].depth])
+    assert isinstance(q.f[0].conv, lowbit.nn.QuantConv2d) and isinstance(q.f[3].conv, lowbit.nn.QuantConv2d)
+    assert all(isinstance(c, lowbit.nn.QuantConv2d) for c in q.f[5].depth)
     x = torch.randn(2, 3, 6, 24, 24)
     with torch.no_grad():
         got = q(x)

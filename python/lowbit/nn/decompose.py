@@ -10,8 +10,8 @@ Five kinds today, each a module class built from the original with ``Cls(module)
 - ``torch.nn.LSTM`` / ``GRU`` / ``RNN`` -> :class:`lowbit.nn.Recurrent` (``ih_l0``, ``hh_l0``,
   ``ih_l0_reverse``, ...);
 - ``torch.nn.ConvTranspose1d`` / ``2d`` (groups=1) -> :class:`lowbit.nn.ConvTranspose` (``linear``);
-- ``torch.nn.Conv3d`` -> :class:`lowbit.nn.Conv3d` (``depth.0``, ``depth.1``, ...: one Conv2d per
-  kernel depth).
+- ``torch.nn.Conv3d`` -> :class:`lowbit.nn.Conv3d` (``conv``: the kernel depth's slices as channels;
+  grouped: ``depth.0``, ``depth.1``, ..., one Conv2d per kernel depth).
 
 ``quantize_model`` / ``prepare_qat`` decompose their working copy, ``load`` decomposes the float
 model when the file holds the decomposed layers, and ``compare`` / ``sensitivity`` match a
@@ -27,6 +27,7 @@ from typing import Callable
 from torch import nn
 
 from .conv3d import Conv3d, is_torch_conv3d
+from .conv3d import part_names as conv3d_parts
 from .conv_transpose import ConvTranspose, is_torch_conv_transpose
 from .experts import Experts, is_fused_experts
 from .mha import MultiheadAttention, is_torch_mha
@@ -42,7 +43,7 @@ _KINDS: tuple[tuple[Callable[[nn.Module], bool], type, Callable[[nn.Module], lis
     (is_torch_mha, MultiheadAttention, lambda m: ["q_proj", "k_proj", "v_proj", "out_proj"]),
     (is_torch_rnn, Recurrent, Recurrent.part_names),
     (is_torch_conv_transpose, ConvTranspose, lambda m: ["linear"]),
-    (is_torch_conv3d, Conv3d, lambda m: ["depth"] + [f"depth.{i}" for i in range(m.kernel_size[0])]),
+    (is_torch_conv3d, Conv3d, conv3d_parts),
 )
 
 
