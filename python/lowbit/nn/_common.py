@@ -35,6 +35,12 @@ def check_input(x: object, layer: str, what: str = "input") -> torch.Tensor:
     return x if x.dtype == torch.float32 else x.to(torch.float32)
 
 
+def recording_graph() -> bool:
+    """True while torch.compile, torch.export, jit tracing or ONNX export records a graph: eager-only
+    paths (lowbit's kernels on NumPy views, recycled buffers, data-dependent shapes) step aside."""
+    return torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+
+
 def is_conv1d(m: object) -> bool:
     """True for transformers' ``Conv1D`` (GPT-2 family): a Linear whose weight is stored transposed,
     (in, nf). Detected by duck typing (type name, ``nf``, a 2-D (in, nf) weight), so lowbit never

@@ -33,7 +33,7 @@ from torch import nn
 from .. import _core
 from ..core.attention import additive_mask
 from ..core.attention import attention as _attention
-from ._common import stamp, stamped
+from ._common import recording_graph, stamp, stamped
 
 __all__ = ["scaled_dot_product_attention", "use_lowbit_attention_", "use_torch_attention_"]
 
@@ -43,7 +43,7 @@ ATTN_NAME = "lowbit"
 def _eager(*tensors: Optional[torch.Tensor]) -> bool:
     """True when lowbit's kernel may run: eager, CPU float32 4-D with a contiguous last dimension,
     no autograd recording."""
-    if torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+    if recording_graph():
         return False
     grad = torch.is_grad_enabled()
     for t in tensors:

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from .. import _core
+from ._common import recording_graph
 from .fused import note_result
 
 __all__ = ["ConvTranspose", "is_torch_conv_transpose"]
@@ -39,15 +40,11 @@ def is_torch_conv_transpose(m: nn.Module) -> bool:
             and m.padding_mode == "zeros" and not isinstance(m.padding, str))
 
 
-def _eager() -> bool:
-    return not (torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export())
-
-
 def _fresh(shape: tuple[int, ...], like: torch.Tensor, grad: bool) -> torch.Tensor:
     """An uninitialized tensor for a result: from lowbit's result-buffer cache in eager CPU float32
     inference (a recycled buffer's pages are already mapped: a fresh 6 MiB result otherwise costs
     ~1,500 page faults per call), else ``torch.empty``."""
-    if not grad and like.device.type == "cpu" and like.dtype == torch.float32 and _eager():
+    if not grad and like.device.type == "cpu" and like.dtype == torch.float32 and not recording_graph():
         return torch.from_numpy(_core.pooled_empty(list(shape), np.dtype(np.float32)))
     return torch.empty(shape, dtype=like.dtype, device=like.device)
 
@@ -63,7 +60,7 @@ def _col2im(cols: torch.Tensor, canvas: tuple[int, int], s: tuple[int, ...], d: 
     grad = torch.is_grad_enabled() and (cols.requires_grad or (bias is not None and bias.requires_grad))
     if (kh, kw) == tuple(s) and tuple(d) == (1, 1) and canvas == (h * kh, w * kw):
         src = cols.permute(0, 1, 3, 2, 4, 5)
-        if grad or not _eager():  # functional ops for autograd and for compile / export graphs
+        if grad or recording_graph():  # functional ops for autograd and for compile / export graphs
             return (src if bias is None else src + bias).reshape(n, h * kh, w * kw, c)
         out = _fresh((n, h, kh, w, kw, c), cols, grad)
         if bias is None:

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._common import quantize_weight
+from ._common import quantize_weight, recording_graph
 
 __all__ = ["QuantEmbedding", "QuantEmbeddingBag"]
 
@@ -125,8 +125,7 @@ class QuantEmbeddingBag(QuantEmbedding):
         if not isinstance(input, torch.Tensor) or input.dtype not in (torch.int32, torch.int64):
             raise TypeError(f"{self.layer_name}: expected an int32/int64 index tensor, got "
                             f"{getattr(input, 'dtype', type(input))}")
-        if torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
-            # graphs (compile, export, ONNX): the whole table dequantized, no data-dependent shapes
+        if recording_graph():  # graphs (compile, export, ONNX): the whole table dequantized, no data-dependent shapes
             return F.embedding_bag(input, self.dequantized_weight(), offsets, mode=self.mode,
                                    per_sample_weights=per_sample_weights,
                                    include_last_offset=self.include_last_offset, padding_idx=self.padding_idx)

@@ -30,6 +30,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
+from ._common import recording_graph
+
 __all__ = ["Recurrent", "is_torch_rnn"]
 
 _MODES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}  # gates per hidden unit
@@ -107,7 +109,7 @@ def _cell_np(mode: str, gi: np.ndarray, gh: np.ndarray, h: np.ndarray,
 def _numpy_steps(x: torch.Tensor) -> bool:
     """The recurrence may run its gate arithmetic in NumPy: eager CPU float32 inference."""
     return (not torch.is_grad_enabled() and x.dtype == torch.float32 and x.device.type == "cpu"
-            and not (torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()))
+            and not recording_graph())
 
 
 class Recurrent(nn.Module):
