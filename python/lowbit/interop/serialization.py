@@ -361,16 +361,10 @@ def load(path: PathLike, model: Optional[nn.Module] = None, *, trust_model_class
             continue
         kwargs = {k: v for k, v in spec.items() if k != "kind"}
         try:
-            if spec["kind"] == "QuantLinear":
-                q = QuantLinear(**kwargs)
-            elif spec["kind"] in ("QuantEmbedding", "QuantEmbeddingBag"):
-                q = _KINDS[spec["kind"]](**kwargs)
-            elif spec["kind"] == "QuantConv1d":
-                q = QuantConv1d(**kwargs)
-            else:
+            if spec["kind"] == "QuantConv2d":  # JSON lists back to nn.Conv2d's pairs
                 for k in ("kernel_size", "stride", "padding", "dilation"):
                     kwargs[k] = tuple(kwargs[k])
-                q = QuantConv2d(**kwargs)
+            q = _KINDS[spec["kind"]](**kwargs)  # a known kind: _check_layer
         except (TypeError, ValueError, KeyError) as e:
             raise ValueError(f"lowbit.load: '{path}': layer '{name}' has an invalid spec: {e}") from None
         q.layer_name = name
