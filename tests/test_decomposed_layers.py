@@ -567,3 +567,35 @@ def test_attention_bad_arguments_raise_what_torch_and_lowbit_callers_catch():
             mine(**bad)
         with pytest.raises(AssertionError):
             mine(**bad)
+
+
+class _ConvAttention(nn.Module):
+    """A hybrid whose BatchNorm is an attribute (not in an nn.Sequential): only the fx trace finds its pair."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 16, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(16)
+        self.attn = nn.MultiheadAttention(16, 2, batch_first=True)
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, x):
+        y = torch.relu(self.bn(self.conv(x))).flatten(2).transpose(1, 2)
+        return self.head(self.attn(y, y, y, need_weights=False)[0].mean(1))
+
+
+def test_batchnorm_folds_in_a_model_with_decomposed_layers():
+    """BatchNorms fold before the decomposition, while nn.MultiheadAttention is still an fx leaf."""
+    torch.manual_seed(0)
+    model = _ConvAttention().eval()
+    with torch.no_grad():
+        model.bn.running_mean.uniform_(-0.2, 0.2)
+        model.bn.running_var.uniform_(0.5, 2.0)
+    q = lowbit.quantize_model(model, progress=False)
+    assert type(q.bn) is nn.Identity and isinstance(q.attn.q_proj, lowbit.nn.QuantLinear)
+    row = next(r for r in lowbit.summary(q).rows if r["layer"] == "conv")
+    assert "folded BatchNorm 'bn'" in row["action"]
+    assert row["bytes_before"] == model.conv.weight.numel() * 4  # the float layer as it was, before the fold
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        assert _cos(q(x), model(x)) > 0.999

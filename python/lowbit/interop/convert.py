@@ -809,8 +809,9 @@ def _unrotate_float(work: nn.Module, rotated: dict[int, tuple]) -> None:
 
 def _begin(model: Any, config: Any, inplace: bool, what: str) -> tuple:
     """The shared start of quantize_model and prepare_qat: checks the model and the config's layer
-    names, finds the candidate layers, copies the model (unless inplace), records the float bytes
-    and folds BatchNorms. Returns (model, config, candidates, work, float_bytes, folded)."""
+    names, finds the candidate layers, copies the model (unless inplace), records the float bytes,
+    folds BatchNorms and decomposes (lowbit.nn.decompose). Returns (model, config, candidates, work,
+    float_bytes, folded)."""
     model = _check_model(model)
     config = as_config(config)
     parts = decomposed_names(model)  # MoE experts, attention, RNNs as nn.Linear layers (lowbit.nn.decompose)
@@ -826,14 +827,16 @@ def _begin(model: Any, config: Any, inplace: bool, what: str) -> tuple:
         raise ValueError(f"inplace: the model is itself a {type(model).__name__}, which {what} replaces by its "
                          "Linear-layer form (lowbit.nn.decompose); pass inplace=False or wrap it in a module")
     work = model if inplace else copy.deepcopy(model)
-    folded: dict[str, str] = {}
+    unfolded = _float_bytes(work)  # a folded convolution's "before" is its own float weights
+    # BatchNorms fold before the decomposition: torch's own layers (nn.MultiheadAttention, nn.LSTM)
+    # are leaves of the fx trace that finds the pairs, which lowbit's Linear-layer forms are not, and
+    # a Conv3d is still whole
+    folded = _fold_batchnorms(work, config)
     if parts:
-        if any(isinstance(m, nn.Conv3d) for m in work.modules()):  # fold BatchNorm3d while the Conv3d is whole
-            folded = _fold_batchnorms(work, config)
         work = decomposed(work)
         cands = _candidates(work)
-    float_bytes = _float_bytes(work)
-    return model, config, cands, work, float_bytes, {**folded, **_fold_batchnorms(work, config)}
+    float_bytes = {**_float_bytes(work), **{n: unfolded[n] for n in folded}}
+    return model, config, cands, work, float_bytes, folded
 
 
 # --------------------------------------------------------------------------------------------
