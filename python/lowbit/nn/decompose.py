@@ -35,7 +35,7 @@ from .rnn import Recurrent, is_torch_rnn
 
 __all__ = ["decomposable", "decompose_", "decompose_saved_", "decomposed", "decomposed_like", "decomposed_names"]
 
-# (is the module of this kind, the decomposed class, the names of the Linear layers it will hold)
+# (is the module of this kind, the decomposed class, the names of the layers it will hold)
 _KINDS: tuple[tuple[Callable[[nn.Module], bool], type, Callable[[nn.Module], list[str]]], ...] = (
     (is_fused_experts, Experts,
      lambda m: [f"{part}{e}" for part in ("gate_up", "down") for e in ["", *(f".{i}" for i in range(
@@ -61,13 +61,14 @@ def _swap(model: nn.Module, name: str, new: nn.Module) -> None:
     setattr(model.get_submodule(parent) if parent else model, child, new)
 
 
-def _targets(model: nn.Module, kinds: tuple[type, ...] | None) -> list[tuple[str, nn.Module, type]]:
-    """(name, module, decomposed class) of every decomposable module, ``model`` itself ("") included."""
+def _targets(model: nn.Module, kinds: tuple[type, ...] | None) -> list[tuple[str, nn.Module, type, list[str]]]:
+    """(name, module, decomposed class, its layers' relative names) of every decomposable module,
+    ``model`` itself ("") included."""
     out = []
     for name, m in model.named_modules():
         k = _kind(m)
         if k is not None and (kinds is None or k[1] in kinds):
-            out.append((name, m, k[1]))
+            out.append((name, m, k[1], k[2](m)))
     return out
 
 
@@ -94,15 +95,15 @@ def decompose_(model: nn.Module, kinds: tuple[type, ...] | None = None) -> list[
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
     found = [t for t in _targets(model, kinds) if t[0]]  # the model itself: decomposed()
-    for name, m, cls in found:
+    for name, m, cls, _ in found:
         _swap(model, name, cls(m))
-    return [n for n, _, _ in found]
+    return [t[0] for t in found]
 
 
 def decomposed_names(model: nn.Module) -> list[str]:
     """The module names :func:`decompose_` would add to ``model`` (``self_attn.q_proj``,
     ``experts.gate_up.3``, ...), so that configs may name them before the model is decomposed."""
-    return [f"{name}.{part}" if name else part for name, m, _ in _targets(model, None) for part in _kind(m)[2](m)]
+    return [f"{name}.{part}" if name else part for name, _, _, parts in _targets(model, None) for part in parts]
 
 
 def decompose_saved_(model: nn.Module, keys: Iterable[str]) -> nn.Module:
@@ -111,10 +112,10 @@ def decompose_saved_(model: nn.Module, keys: Iterable[str]) -> nn.Module:
     returns the model to use (a new one when ``model`` itself is decomposed). How ``load`` rebuilds
     a quantized model's layout on a fresh float model."""
     keys = list(keys)
-    for name, m, cls in _targets(model, None):
-        parts = [p for p in _kind(m)[2](m) if not hasattr(m, p.split(".")[0])]
+    for name, m, cls, parts in _targets(model, None):
+        new = [p for p in parts if not hasattr(m, p.split(".")[0])]
         prefix = f"{name}." if name else ""
-        if any(k.startswith(f"{prefix}{p}.") for p in parts for k in keys):
+        if any(k.startswith(f"{prefix}{p}.") for p in new for k in keys):
             if not name:
                 return cls(m)  # nothing inside a decomposable module is decomposable too
             _swap(model, name, cls(m))
@@ -129,7 +130,7 @@ def decomposed_like(model: nn.Module, other: nn.Module) -> Iterator[nn.Module]:
     ``other`` is the decomposed form of it). How ``compare`` matches a quantized model's layers
     with the float model's."""
     theirs = {n: type(m) for n, m in other.named_modules() if isinstance(m, tuple(k[1] for k in _KINDS))}
-    found = [(n, m, cls) for n, m, cls in _targets(model, None) if theirs.get(n) is cls]
+    found = [(n, m, cls) for n, m, cls, _ in _targets(model, None) if theirs.get(n) is cls]
     if any(not n for n, _, _ in found):
         yield found[0][2](model)
         return
