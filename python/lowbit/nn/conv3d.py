@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .linear import plain_weight
+
 __all__ = ["Conv3d", "is_torch_conv3d", "part_names"]
 
 
@@ -81,19 +83,15 @@ class Conv3d(nn.Module):
         self.bias: Optional[nn.Parameter] = conv.bias  # the same Parameter
         self.train(conv.training)
 
-    @staticmethod
-    def _float(w: torch.Tensor) -> torch.Tensor:
-        return w.materialize() if hasattr(w, "materialize") else w
-
     @property
     def weight(self) -> torch.Tensor:
         """The weight in torch's layout (out, in / groups, kd, kh, kw), from the Conv2d layers
         (dequantized once quantized)."""
         if self.groups == 1:
-            w = self._float(self.conv.weight)
+            w = plain_weight(self.conv)
             kd = self.kernel_size[0]
             return w.reshape(w.shape[0], kd, -1, *w.shape[2:]).permute(0, 2, 1, 3, 4)
-        return torch.stack([self._float(c.weight) for c in self.depth], dim=2)
+        return torch.stack([plain_weight(c) for c in self.depth], dim=2)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:  # noqa: A002
         if input.dim() not in (4, 5):

@@ -26,6 +26,7 @@ from torch import nn
 from .. import _core
 from ._common import recording_graph
 from .fused import note_result
+from .linear import plain_weight
 
 __all__ = ["ConvTranspose", "is_torch_conv_transpose"]
 
@@ -111,9 +112,7 @@ class ConvTranspose(nn.Module):
     @property
     def weight(self) -> torch.Tensor:
         """The weight in torch's layout (in, out, *kernel), from ``linear`` (dequantized once quantized)."""
-        w = self.linear.weight
-        w = w.materialize() if hasattr(w, "materialize") else w
-        return w.reshape(-1, self.out_channels, self.in_channels).permute(2, 1, 0).reshape(
+        return plain_weight(self.linear).reshape(-1, self.out_channels, self.in_channels).permute(2, 1, 0).reshape(
             self.in_channels, self.out_channels, *self.kernel_size)
 
     def forward(self, input: torch.Tensor, output_size: Optional[list[int]] = None) -> torch.Tensor:  # noqa: A002

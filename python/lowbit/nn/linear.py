@@ -81,6 +81,13 @@ class DequantizedWeight(torch.Tensor):
         return f"DequantizedWeight of {type(self._layer).__name__}: {self.materialize()!r}"
 
 
+def plain_weight(layer: nn.Module) -> torch.Tensor:
+    """``layer.weight`` as an ordinary tensor: a quantized layer's :class:`DequantizedWeight`
+    materialized, a float layer's Parameter as it is."""
+    w = layer.weight
+    return w.materialize() if isinstance(w, DequantizedWeight) else w
+
+
 class _NoBackward(torch.autograd.Function):
     """Marks the output of a kernel that quantizes activations as depending on its input, so that
     a backward pass reaches it and raises an error that points to QAT (instead of torch's generic

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attention import scaled_dot_product_attention
-from .linear import DequantizedWeight
+from .linear import DequantizedWeight, plain_weight
 
 __all__ = ["MultiheadAttention", "is_torch_mha"]
 
@@ -49,11 +49,6 @@ def _linear(w: torch.Tensor, b: Optional[torch.Tensor]) -> nn.Linear:
     return lin
 
 
-def _float_weight(m: nn.Module) -> torch.Tensor:
-    w = m.weight
-    return w.materialize() if isinstance(w, DequantizedWeight) else w.detach()
-
-
 class _Packed:
     """The three projections' weights as one (3E, E) float tensor, for ``in_proj_weight``."""
 
@@ -61,7 +56,7 @@ class _Packed:
         self.parts = parts
 
     def dequantized_weight(self) -> torch.Tensor:
-        return torch.cat([_float_weight(p) for p in self.parts])
+        return torch.cat([plain_weight(p).detach() for p in self.parts])
 
 
 class _ArgumentError(ValueError, AssertionError):
