@@ -154,7 +154,7 @@ def _sweep(model: nn.Module, scorer: _Scorer, quantized: dict, layers: list[str]
            group: Any = None) -> list[dict]:
     """One row per (layer, format): the model with only that layer quantized. With a process group
     (issue 17) the rows are computed round-robin over the ranks and gathered in the same order."""
-    hybrid = decomposed(copy.deepcopy(model).eval())  # MoE experts, MultiheadAttention as the quantized models have them (lowbit.nn.decompose)
+    hybrid = decomposed(copy.deepcopy(model).eval())  # decomposed as the quantized models are (lowbit.nn.decompose)
     jobs = [(n, w) for n in layers for w in quantized]
     if group is not None:
         _dist.check_same(group, "sensitivity", {

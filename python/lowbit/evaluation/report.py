@@ -538,7 +538,7 @@ def compare(
             raise TypeError(f"{arg}: expected a torch.nn.Module, got {type(m).__name__}")
     from ..nn.decompose import decomposed_like
 
-    with decomposed_like(float_model, quant_model) as fm:  # MoE experts, attention, RNNs per Linear (lowbit.nn.decompose)
+    with decomposed_like(float_model, quant_model) as fm:  # matched per decomposed layer (lowbit.nn.decompose)
         return _compare(fm, quant_model, data, eval_fn=eval_fn, progress=progress, timing=timing,
                         title=title)
 

@@ -814,7 +814,7 @@ def _begin(model: Any, config: Any, inplace: bool, what: str) -> tuple:
     float_bytes, folded)."""
     model = _check_model(model)
     config = as_config(config)
-    parts = decomposed_names(model)  # MoE experts, attention, RNNs as nn.Linear layers (lowbit.nn.decompose)
+    parts = decomposed_names(model)  # the layers decomposition adds (lowbit.nn.decompose)
     config.check_patterns([n for n, _ in model.named_modules()] + parts)
     cands = _candidates(model)
     if not cands and not parts:

@@ -345,7 +345,7 @@ def load(path: PathLike, model: Optional[nn.Module] = None, *, trust_model_class
     if not isinstance(layers, dict):
         raise ValueError(f"lowbit.load: '{path}' has corrupted layer metadata")
     replaced: dict[str, tuple[nn.Module, nn.Module]] = {}
-    model = decompose_saved_(model, tensors)  # saved with MoE experts / MultiheadAttention as Linear layers (lowbit.nn.decompose)
+    model = decompose_saved_(model, tensors)  # saved with its layers decomposed (lowbit.nn.decompose)
     float_bytes = _float_bytes(model)
     module_aliases = _aliases(model)
     for name, spec in layers.items():
