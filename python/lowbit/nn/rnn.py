@@ -202,10 +202,11 @@ class Recurrent(nn.Module):
         h_n, c_n = [], []
         d = 2 if self.bidirectional else 1
         numpy_steps = _numpy_steps(x) and h0.dtype == torch.float32
+        names = self._names()
         for layer in range(self.num_layers):
             outs = []
             for direction in range(d):
-                name = self._names()[layer * d + direction]
+                name = names[layer * d + direction]
                 gi = getattr(self, f"ih_{name}")(x)  # every step's input projection in one product
                 hh, hr = getattr(self, f"hh_{name}"), getattr(self, f"hr_{name}", None)
                 h, c = h0[layer * d + direction], None if c0 is None else c0[layer * d + direction]
