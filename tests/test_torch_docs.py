@@ -14,6 +14,7 @@ import lowbit
 
 MODULES = [
     "lowbit.core.schemes",
+    "lowbit.core.calibration",
     "lowbit.core.config",
     "lowbit.core.packed",
     "lowbit.core.linear_4bit",

@@ -31,7 +31,7 @@ from .core import linear_4bit as packed4  # noqa: F401  (old name, see _aliases)
 from .core import matmul as matmul
 from .core.attention import attention
 from .core.autoround import AutoRound
-from .core.calibration import calibrate
+from .core.calibration import calibrate, text_batches
 from .core.clipping import MSEClip, mse_clip_quantize
 from .core.config import QuantConfig
 from .core.cpu import _apply_env as _apply_env
@@ -201,6 +201,7 @@ __all__ = [
     "HistogramObserver",
     "PowerOfTwoObserver",
     "calibrate",
+    "text_batches",
     "metrics",
     "formats",
     "FORMATS",
