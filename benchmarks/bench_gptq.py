@@ -3,8 +3,9 @@ round-to-nearest on real models: the digits CNN (accuracy) and all-MiniLM-L6-v2 
 embeddings against float32), with the time quantize_model takes.
 
 Calibration uses sentences (MiniLM) and images (CNN) other than the evaluated ones. MiniLM is calibrated on 256
-sentences and evaluated on the demo's 16 everyday test sentences (lowbit.demo.models.SENTENCES) and, in the
-"in-domain" figures, on the next 64 sentences of the calibration source, not used for calibration. ``--calib mix``
+sentences (``--calib-sentences N``; batches of 32 grouped by length, lowbit.text_batches) and evaluated on the
+demo's 16 everyday test sentences (lowbit.demo.models.SENTENCES) and, in the "in-domain" figures, on the next 64
+sentences of the calibration source, not used for calibration. ``--calib mix``
 (default): lowbit.demo.text.sentence_corpus, the standard library's docstrings and template everyday sentences that
 share no four words with the test sentences; ``--calib docstrings``: docstrings only, another domain than the test
 sentences. There GPTQ gains in-domain and loses that gain on the test sentences: its Hessian pushes the rounding
@@ -27,7 +28,7 @@ standard library's sources, weights cached) on held-out files, float vs int4 g12
 each algorithm, and optimum-quanto's int4 weights (round to nearest; quanto has no GPTQ).
 
 Usage: python benchmarks/bench_gptq.py [--models digits,minilm,w8a8,digits4,lm,layer] [--algos rtn,awq,...]
-[--threads N] [--layer-size 4096] [--block-report] (MiniLM: each encoder block's share of the cosine loss)
+[--threads N] [--calib-sentences 256] [--autoround-steps 200] [--layer-size 4096] [--block-report] (MiniLM: each encoder block's share of the cosine loss)
 [--rotation] (MiniLM weight-only rows also with Hadamard-rotated layer inputs; the w8a8 rows always have
 rotated cases)
 """
@@ -112,15 +113,14 @@ def calibration_text(kind: str, n: int) -> list[str]:
     return text
 
 
-def bench_minilm(corpus: str, block_report: bool = False) -> list[list[object]]:
+def bench_minilm(corpus: str, block_report: bool = False, n_calib: int = 256) -> list[list[object]]:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     tok, model = load_minilm()
     model.eval()
-    text = calibration_text(corpus, 256)
-    calib = [dict(tok(text[i:i + 32], padding=True, truncation=True, max_length=64, return_tensors="pt"))
-             for i in range(0, 256, 32)]
+    text = calibration_text(corpus, n_calib)
+    calib = lowbit.text_batches(tok, text[:n_calib], batch_size=32, max_length=64)  # grouped by length
     ref = embed_sentences(model, tok, SENTENCES)
-    held = text[256:]
+    held = text[n_calib:]
     ref_held = embed_sentences(model, tok, held)
     rows = []
     for fmt in ({"weight": "int4", "group_size": 64}, {"weight": "nf4"}):
@@ -132,7 +132,8 @@ def bench_minilm(corpus: str, block_report: bool = False) -> list[list[object]]:
             quality = _cosines(q, tok, ref, held, ref_held)
             if block_report:
                 quality += " | per block " + " ".join(f"{x:.4f}" for x in block_losses(q, model, tok, ref))
-            rows.append(["all-MiniLM-L6-v2", f"{fmt['weight']} g{fmt.get('group_size', 64)}", algo + label, quality,
+            rows.append([f"all-MiniLM-L6-v2 ({n_calib} sentences)", f"{fmt['weight']} g{fmt.get('group_size', 64)}",
+                         algo + label, quality,
                          f"{dt:.1f}"])
     return rows
 
@@ -379,6 +380,9 @@ def main() -> None:
     ap.add_argument("--layer-schemes", default="int4,int8", help="int4 (g128) and/or int8 (per channel)")
     ap.add_argument("--calib", default="mix", choices=("mix", "docstrings"),
                     help="MiniLM calibration text: docstrings + everyday sentences, or docstrings only")
+    ap.add_argument("--calib-sentences", type=int, default=256,
+                    help="MiniLM calibration sentences (AutoRound overfits 256: 4096 raise its test cosines)")
+    ap.add_argument("--autoround-steps", type=int, default=200, help="AutoRound steps per block")
     ap.add_argument("--rotation", action="store_true",
                     help="MiniLM weight-only rows: each algorithm also with rotation='hadamard' (lowbit.Rotation)")
     ap.add_argument("--block-report", action="store_true",
@@ -386,6 +390,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.rotation:
         ROTATIONS.append("hadamard")
+    if "autoround" in ALGOS:
+        ALGOS["autoround"] = lowbit.AutoRound(steps=args.autoround_steps)
     if args.algos:
         for k in list(ALGOS):
             if k not in args.algos.split(","):
@@ -400,7 +406,7 @@ def main() -> None:
     if "digits4" in models:
         rows += bench_digits4()
     if "minilm" in models:
-        rows += bench_minilm(args.calib, args.block_report)
+        rows += bench_minilm(args.calib, args.block_report, args.calib_sentences)
     if "w8a8" in models:
         rows += bench_w8a8(args.calib)
     if "lm" in args.models.split(","):
