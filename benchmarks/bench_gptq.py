@@ -28,7 +28,8 @@ standard library's sources, weights cached) on held-out files, float vs int4 g12
 each algorithm, and optimum-quanto's int4 weights (round to nearest; quanto has no GPTQ).
 
 Usage: python benchmarks/bench_gptq.py [--models digits,minilm,w8a8,digits4,lm,layer] [--algos rtn,awq,...]
-[--threads N] [--calib-sentences 256] [--autoround-steps 200] [--layer-size 4096] [--block-report] (MiniLM: each encoder block's share of the cosine loss)
+[--threads N] [--calib-sentences 256] [--autoround-steps 200] [--layer-size 4096]
+[--block-report] (MiniLM: each encoder block's share of the cosine loss)
 [--rotation] (MiniLM weight-only rows also with Hadamard-rotated layer inputs; the w8a8 rows always have
 rotated cases)
 """
@@ -133,8 +134,7 @@ def bench_minilm(corpus: str, block_report: bool = False, n_calib: int = 256) ->
             if block_report:
                 quality += " | per block " + " ".join(f"{x:.4f}" for x in block_losses(q, model, tok, ref))
             rows.append([f"all-MiniLM-L6-v2 ({n_calib} sentences)", f"{fmt['weight']} g{fmt.get('group_size', 64)}",
-                         algo + label, quality,
-                         f"{dt:.1f}"])
+                         algo + label, quality, f"{dt:.1f}"])
     return rows
 
 
@@ -390,8 +390,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.rotation:
         ROTATIONS.append("hadamard")
-    if "autoround" in ALGOS:
-        ALGOS["autoround"] = lowbit.AutoRound(steps=args.autoround_steps)
+    ALGOS["autoround"] = lowbit.AutoRound(steps=args.autoround_steps)  # before --algos keeps its rows
     if args.algos:
         for k in list(ALGOS):
             if k not in args.algos.split(","):

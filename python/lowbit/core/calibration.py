@@ -12,6 +12,7 @@ return ``state_dict()`` from each, and fold them with ``Observer.from_state_dict
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterable, Mapping
 from typing import Any, Callable
 
@@ -140,8 +141,6 @@ def text_batches(
         ...                                                  seed=None, return_tensors=None)]
         [1, 3]
     """
-    import random
-
     if not callable(tokenizer):
         raise TypeError(f"tokenizer: expected a callable tokenizer, got {type(tokenizer).__name__}")
     if isinstance(texts, str) or not isinstance(texts, Iterable):
